@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages vgpu builds against and tests with.
+# Skips apt entirely when everything is already there, so re-runs are instant.
+set -euo pipefail
+
+packages=(
+  # build: C compiler, Python headers and venv, codec libraries
+  build-essential python3-dev python3-venv pkg-config
+  liblz4-dev libjpeg62-turbo-dev libcairo2-dev
+  # OpenGL without a GPU: Mesa's EGL + llvmpipe
+  libegl1 libegl-mesa0 libgl1-mesa-dri libgles2
+  # the QXL ABI and SPICE enums we check our layouts against
+  libspice-protocol-dev libspice-server-dev
+  # real peers for the tests: stock SPICE clients, spice-html5, Chromium, Xspice
+  spice-client-gtk gir1.2-spiceclientglib-2.0 python3-gi
+  spice-html5 chromium nodejs
+  xvfb xserver-xspice x11-apps xterm x11-xserver-utils xfonts-base
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,1 @@
+"""The OpenGL renderer: surfaces, 2D operations, the image cache, damage and readback."""
