@@ -1,0 +1,115 @@
+"""csrc/qxl_abi.h against spice-protocol's qxl_dev.h: every size and offset equal.
+
+The C program is generated from the cffi module's own type information, so no
+name or offset is typed twice: whatever our header declares is what gets checked.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from vgpu._qxl import ffi, lib
+
+# Our extension blocks (see qxl_abi.h) have no counterpart in the system header.
+OURS_ONLY_PREFIX = "Vgpu"
+
+
+def _spice_cflags() -> list[str]:
+    if shutil.which("pkg-config") is None:
+        pytest.skip("pkg-config is not installed")
+    out = subprocess.run(["pkg-config", "--cflags", "spice-protocol"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip("spice-protocol development headers are not installed")
+    return out.stdout.split()
+
+
+def _field_paths(ctype, prefix: str):
+    """Yields (path, ctype) for every field, nested structs and first array elements included."""
+    for name, field in ctype.fields or ():
+        path = f"{prefix}.{name}" if prefix else name
+        yield path, field
+        ft = field.type
+        if ft.kind == "array" and ft.item.kind == "struct" and ft.length:
+            ft = ft.item
+            path = f"{path}[0]"
+        if ft.kind in ("struct", "union") and ft.fields:
+            yield from _field_paths(ft, path)
+
+
+def _checked_types() -> list[str]:
+    names = []
+    typedefs = ffi.list_types()[0]
+    for name in typedefs:
+        if name.startswith(OURS_ONLY_PREFIX):
+            continue
+        if ffi.typeof(name).kind in ("struct", "union"):
+            names.append(name)
+    return sorted(names)
+
+
+def _expectations() -> dict[str, int]:
+    exp: dict[str, int] = {}
+    for name in _checked_types():
+        exp[f"sizeof({name})"] = ffi.sizeof(name)
+        for path, _field in _field_paths(ffi.typeof(name), ""):
+            args: list = []
+            for p in path.split("."):
+                if p.endswith("[0]"):
+                    args += [p[:-3], 0]
+                else:
+                    args.append(p)
+            exp[f"offsetof({name}, {path})"] = ffi.offsetof(name, *args)
+    return exp
+
+
+def test_layout_matches_system_header(tmp_path: Path) -> None:
+    cflags = _spice_cflags()
+    exp = _expectations()
+    assert len(exp) > 300  # every struct of the ABI, not a handful
+    lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <spice/qxl_dev.h>",
+             "int main(void) {"]
+    for key in exp:
+        lines.append(f'    printf("%s %zu\\n", "{key}", (size_t){key});')
+    lines += ["    return 0;", "}"]
+    src = tmp_path / "layout.c"
+    src.write_text("\n".join(lines) + "\n")
+    exe = tmp_path / "layout"
+    cc = subprocess.run(["gcc", "-w", *cflags, str(src), "-o", str(exe)],
+                        capture_output=True, text=True)
+    assert cc.returncode == 0, cc.stderr[-4000:]
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    theirs = {}
+    for line in out.splitlines():
+        key, _, value = line.rpartition(" ")
+        theirs[key] = int(value)
+    mismatches = {k: (v, theirs.get(k)) for k, v in exp.items() if theirs.get(k) != v}
+    assert not mismatches, mismatches
+
+
+def test_enum_numbers_match_system_header(tmp_path: Path) -> None:
+    cflags = _spice_cflags()
+    names = [n for n in dir(lib) if n.startswith(("QXL_", "SPICE_")) and isinstance(
+        getattr(lib, n), int)]
+    lines = ["#include <stdio.h>", "#include <spice/qxl_dev.h>", "int main(void) {"]
+    for n in names:
+        lines.append(f'    printf("{n} %lld\\n", (long long)({n}));')
+    lines += ["    return 0;", "}"]
+    src = tmp_path / "enums.c"
+    src.write_text("\n".join(lines) + "\n")
+    exe = tmp_path / "enums"
+    cc = subprocess.run(["gcc", "-w", *cflags, str(src), "-o", str(exe)],
+                        capture_output=True, text=True)
+    assert cc.returncode == 0, cc.stderr[-4000:]
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    theirs = {k: int(v) for k, v in (line.split() for line in out.splitlines())}
+    assert {n: getattr(lib, n) for n in names} == theirs
+
+
+def test_extension_block_fits_between_rom_and_modes() -> None:
+    assert ffi.sizeof("QXLRom") <= lib.VGPU_ROM_EXT_OFFSET
+    assert ffi.sizeof("VgpuInputEvent") == 32
+    assert ffi.offsetof("VgpuInputRing", "items") % 8 == 0
