@@ -1,0 +1,54 @@
+/* vgpu encoder core: damage tiles, SPICE LZ (RGB32/RGBA), SPICE QUIC (RGB32),
+ * SPICE-framed LZ4 and JPEG.  Every function takes a 32-bit B,G,R,X frame as a
+ * base pointer plus a row stride in bytes, so a crop of a bigger frame needs
+ * no copy.  Functions never write past the capacity they are given and
+ * return a negative VGPU_ENC_ERR_* code on any bad argument.
+ *
+ * This header is also fed to cffi's cdef (through csrc/cdef.py): keep it to
+ * plain declarations and integer #defines. */
+#ifndef VGPU_ENCODE_H
+#define VGPU_ENCODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Largest accepted width or height: SPICE surfaces are far smaller, and
+ * 16384 * 16384 * 4 bytes still fits a signed 32-bit byte count, which keeps
+ * every codec's internal arithmetic (and the LZ4 block API's int sizes) safe. */
+#define VGPU_ENC_MAX_DIM 16384
+
+#define VGPU_ENC_ERR_ARGS -1
+#define VGPU_ENC_ERR_SPACE -2
+#define VGPU_ENC_ERR_NOMEM -3
+#define VGPU_ENC_ERR_CODEC -4
+
+/* Tiles: compares two frames of the same size tile by tile and writes the
+ * changed area as rectangles (left, top, right, bottom; right/bottom
+ * exclusive) into rects, four int32 per rectangle.  Returns the rectangle
+ * count (at most vgpu_tiles_max_rects()) or a negative error. */
+int vgpu_tiles_max_rects(int width, int height, int tile);
+int vgpu_tiles_changed(const uint8_t *prev, ptrdiff_t prev_stride,
+                       const uint8_t *cur, ptrdiff_t cur_stride,
+                       int width, int height, int tile,
+                       int32_t *rects, int max_rects);
+
+/* SPICE LZ (LZ_IMAGE_TYPE_RGB32 or, with with_alpha, LZ_IMAGE_TYPE_RGBA):
+ * the stream from the "LZ  " magic on, top-down. */
+size_t vgpu_lz_bound(int width, int height, int with_alpha);
+long vgpu_lz_encode(const uint8_t *pixels, ptrdiff_t stride, int width, int height,
+                    int with_alpha, uint8_t *out, size_t out_cap);
+
+/* SPICE_IMAGE_TYPE_LZ4 payload: top-down flag byte, format byte
+ * (SPICE_BITMAP_FMT_32BIT), then big-endian u32 block lengths each followed
+ * by one liblz4 block of a linked block stream over the packed rows. */
+size_t vgpu_lz4_bound(int width, int height);
+long vgpu_lz4_encode_rgb32(const uint8_t *pixels, ptrdiff_t stride, int width, int height,
+                           uint8_t *out, size_t out_cap);
+
+/* JFIF via libjpeg-turbo.  On success *out is a malloc()ed buffer that the
+ * caller releases with vgpu_encode_free(); returns its size. */
+long vgpu_jpeg_encode(const uint8_t *pixels, ptrdiff_t stride, int width, int height,
+                      int quality, uint8_t **out);
+void vgpu_encode_free(void *p);
+
+#endif
