@@ -1,0 +1,1086 @@
+"""spice-server record files ("SPICE_REPLAY 1"): reading, writing, and replay through the device.
+
+spice-server writes such a file when SPICE_WORKER_RECORD_FILENAME is set: every
+QXL command its worker takes from the device ring and every request the device
+makes of the worker, in order. `docs/spice-replay-format.txt` describes the
+format; this module is the one place that knows it, in both directions:
+
+- `read_events(path)` streams a file (plain or xz) as `CommandEvent`s, holding
+  the typed commands of `vgpu.device.commands`, and `WorkerEvent`s, holding a
+  `WorkerMessage` (and the primary surface's data for CREATE_PRIMARY_SURFACE).
+- `RecordWriter` writes the same format from the same values, so the real
+  spice-server's `spice_replay_next_cmd` can read what our guests send.
+
+The file is untrusted input: every count and size in it is checked against a
+named limit before anything is allocated or read, and anything unexpected
+raises `RecordFormatError` carrying the line number.
+"""
+
+from __future__ import annotations
+
+import lzma
+import re
+import struct
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import BinaryIO
+
+from vgpu.device.commands import (
+    AlphaBlend,
+    BitmapImage,
+    Blackness,
+    Blend,
+    Brush,
+    Command,
+    Composite,
+    CompressedImage,
+    Copy,
+    CopyBits,
+    CursorCmd,
+    CursorShapeData,
+    Drawable,
+    DrawOp,
+    Fill,
+    GlyphString,
+    Image,
+    ImageDescriptor,
+    Invers,
+    LineAttr,
+    MessageCmd,
+    Nop,
+    Opaque,
+    Palette,
+    PathSeg,
+    PatternBrush,
+    QMask,
+    QPoint,
+    QRect,
+    RasterGlyph,
+    Rop3,
+    SolidBrush,
+    Stroke,
+    SurfaceCmd,
+    SurfaceCreate,
+    SurfaceImage,
+    Text,
+    Transparent,
+    UpdateCmd,
+    Whiteness,
+)
+
+# --- limits ------------------------------------------------------------------------
+
+# The longest line spice-server writes is a rect line (~70 bytes); anything much
+# longer is not this format, and reading it whole would let a file exhaust memory.
+MAX_LINE_BYTES = 1024
+# No blob (surface data, bitmap, chunk) can be larger than a QXL BAR: QEMU's
+# largest VRAM BAR is 256 MiB, and a surface or image lives inside one.
+MAX_BLOB_BYTES = 256 << 20
+# All blobs of one record together: one command references memory inside the
+# same BARs, so it cannot carry more than one BAR's worth either.
+MAX_RECORD_BYTES = 256 << 20
+# Chunk chains: a guest splits data at page granularity at the finest, and
+# 256 MiB / 4 KiB = 65536 chunks.
+MAX_CHUNKS = 1 << 16
+# The widest paletted bitmap format is 8 bits per pixel: 256 entries.
+MAX_PALETTE_ENTRIES = 256
+
+HEADER = b"SPICE_REPLAY 1"
+_READ_SIZE = 1 << 16
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+# --- QXL/SPICE numbers the format uses (qxl_dev.h, enums.h) --------------------------
+
+QXL_CMD_DRAW, QXL_CMD_UPDATE, QXL_CMD_CURSOR, QXL_CMD_MESSAGE, QXL_CMD_SURFACE = 1, 2, 3, 4, 5
+(QXL_DRAW_NOP, QXL_DRAW_FILL, QXL_DRAW_OPAQUE, QXL_DRAW_COPY, QXL_COPY_BITS, QXL_DRAW_BLEND,
+ QXL_DRAW_BLACKNESS, QXL_DRAW_WHITENESS, QXL_DRAW_INVERS, QXL_DRAW_ROP3, QXL_DRAW_STROKE,
+ QXL_DRAW_TEXT, QXL_DRAW_TRANSPARENT, QXL_DRAW_ALPHA_BLEND, QXL_DRAW_COMPOSITE) = range(15)
+QXL_CURSOR_SET, QXL_CURSOR_MOVE, QXL_CURSOR_HIDE, QXL_CURSOR_TRAIL = range(4)
+QXL_SURFACE_CMD_CREATE, QXL_SURFACE_CMD_DESTROY = 0, 1
+QXL_SURF_FLAG_KEEP_DATA = 1
+QXL_BITMAP_DIRECT = 1
+SPICE_IMAGE_TYPE_BITMAP, SPICE_IMAGE_TYPE_QUIC, SPICE_IMAGE_TYPE_SURFACE = 0, 1, 104
+SPICE_BRUSH_TYPE_NONE, SPICE_BRUSH_TYPE_SOLID, SPICE_BRUSH_TYPE_PATTERN = 0, 1, 2
+SPICE_CLIP_TYPE_NONE, SPICE_CLIP_TYPE_RECTS = 0, 1
+SPICE_LINE_FLAGS_STYLED = 1 << 3
+# SPICE_STRING_FLAGS_RASTER_A1/A4/A8 -> bits per glyph pixel
+_GLYPH_BPP = ((1 << 0, 1), (1 << 1, 4), (1 << 2, 8))
+
+
+class WorkerMessage(IntEnum):
+    """spice-server's RED_WORKER_MESSAGE_* (red-worker.h): the TYPE of a WHAT=1 event.
+
+    Numbered by position in spice-server's enum, which it keeps append-only
+    because record files store these numbers."""
+
+    NOP = 0
+    UPDATE = 1
+    WAKEUP = 2
+    OOM = 3
+    READY = 4
+    DISPLAY_CONNECT_DEPRECATED = 5
+    DISPLAY_DISCONNECT_DEPRECATED = 6
+    DISPLAY_MIGRATE_DEPRECATED = 7
+    START = 8
+    STOP = 9
+    CURSOR_CONNECT_DEPRECATED = 10
+    CURSOR_DISCONNECT_DEPRECATED = 11
+    CURSOR_MIGRATE_DEPRECATED = 12
+    SET_COMPRESSION = 13
+    SET_STREAMING_VIDEO = 14
+    SET_MOUSE_MODE = 15
+    ADD_MEMSLOT = 16
+    DEL_MEMSLOT = 17
+    RESET_MEMSLOTS = 18
+    DESTROY_SURFACES = 19
+    CREATE_PRIMARY_SURFACE = 20
+    DESTROY_PRIMARY_SURFACE = 21
+    RESET_CURSOR = 22
+    RESET_IMAGE_CACHE = 23
+    DESTROY_SURFACE_WAIT = 24
+    LOADVM_COMMANDS = 25
+    UPDATE_ASYNC = 26
+    ADD_MEMSLOT_ASYNC = 27
+    DESTROY_SURFACES_ASYNC = 28
+    CREATE_PRIMARY_SURFACE_ASYNC = 29
+    DESTROY_PRIMARY_SURFACE_ASYNC = 30
+    DESTROY_SURFACE_WAIT_ASYNC = 31
+    FLUSH_SURFACES_ASYNC = 32
+    DISPLAY_CHANNEL_CREATE = 33
+    CURSOR_CHANNEL_CREATE = 34
+    MONITORS_CONFIG_ASYNC = 35
+    DRIVER_UNLOAD = 36
+    GL_SCANOUT = 37
+    GL_DRAW_ASYNC = 38
+    SET_VIDEO_CODECS = 39
+    CLOSE_WORKER = 40
+
+
+# The messages whose record carries the primary surface's parameters and memory.
+_PRIMARY_MESSAGES = (WorkerMessage.CREATE_PRIMARY_SURFACE,
+                     WorkerMessage.CREATE_PRIMARY_SURFACE_ASYNC)
+
+
+# --- events ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PrimarySurface:
+    """QXLDevSurfaceCreate as recorded, with the primary's memory at creation."""
+
+    width: int
+    height: int
+    stride: int  # negative: bottom-up (the first stored row is the bottom screen row)
+    format: int
+    position: int
+    mouse_mode: int
+    flags: int
+    type: int
+    data: bytes  # abs(stride) * height bytes in memory order, or b"" when none was recorded
+
+
+@dataclass(frozen=True, slots=True)
+class CommandEvent:
+    """A QXL command the worker took from a ring (WHAT=0)."""
+
+    line: int
+    counter: int
+    timestamp: int  # CLOCK_MONOTONIC nanoseconds
+    command: Command  # release_id is 0: the file does not record it
+    surface_data: bytes | None = None  # a SurfaceCmd CREATE's KEEP_DATA content
+    compat: bool = False  # a QXLCompatDrawable (mapped onto Drawable's fields)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerEvent:
+    """A request the device made of the worker (WHAT=1)."""
+
+    line: int
+    counter: int
+    timestamp: int
+    message: WorkerMessage
+    primary: PrimarySurface | None = None  # set for CREATE_PRIMARY_SURFACE(_ASYNC)
+
+
+Event = CommandEvent | WorkerEvent
+
+
+class RecordFormatError(ValueError):
+    """The file is not a well-formed record; `line` is where reading stopped (1-based)."""
+
+    def __init__(self, name: str, line: int, reason: str):
+        super().__init__(f"{name}:{line}: {reason}")
+        self.name = name
+        self.line = line
+        self.reason = reason
+
+
+# --- binary payloads inside blobs (layouts of qxl_dev.h) -----------------------------
+
+_RECT = struct.Struct("<4i")  # QXLRect: top, left, bottom, right
+_PATH_SEG = struct.Struct("<2I")  # QXLPathSeg: flags, count; then count QXLPointFix
+_POINT_FIX = struct.Struct("<2i")
+_RASTER_GLYPH = struct.Struct("<4i2H")  # QXLRasterGlyph: render_pos, glyph_origin, w, h
+_TRANSFORM = struct.Struct("<6I")  # SpiceTransform: t00 t01 t02 t10 t11 t12
+_FIXED = struct.Struct("<i")  # QXLFIXED, 28.4
+
+
+class _BadPayload(ValueError):
+    pass
+
+
+def decode_clip_rects(num_rects: int, data: bytes) -> tuple[QRect, ...]:
+    if len(data) != num_rects * _RECT.size:
+        raise _BadPayload(f"clip_rects holds {len(data)} bytes for {num_rects} rects")
+    return tuple(QRect(*r) for r in _RECT.iter_unpack(data))
+
+
+def encode_clip_rects(rects: tuple[QRect, ...]) -> bytes:
+    return b"".join(_RECT.pack(*r) for r in rects)
+
+
+def decode_path(data: bytes) -> tuple[PathSeg, ...]:
+    segs = []
+    pos = 0
+    while pos < len(data):
+        if len(data) - pos < _PATH_SEG.size:
+            raise _BadPayload("path ends inside a segment header")
+        flags, count = _PATH_SEG.unpack_from(data, pos)
+        pos += _PATH_SEG.size
+        if count > (len(data) - pos) // _POINT_FIX.size:
+            raise _BadPayload(f"path segment claims {count} points past the data's end")
+        end = pos + count * _POINT_FIX.size
+        segs.append(PathSeg(flags, tuple(_POINT_FIX.iter_unpack(data[pos:end]))))
+        pos = end
+    return tuple(segs)
+
+
+def encode_path(path: tuple[PathSeg, ...]) -> bytes:
+    out = bytearray()
+    for seg in path:
+        out += _PATH_SEG.pack(seg.flags, len(seg.points))
+        for x, y in seg.points:
+            out += _POINT_FIX.pack(x, y)
+    return bytes(out)
+
+
+def _glyph_bpp(flags: int) -> int:
+    for bit, bpp in _GLYPH_BPP:
+        if flags & bit:
+            return bpp
+    raise _BadPayload(f"string flags {flags:#x} name no raster format (A1, A4, A8)")
+
+
+def decode_glyphs(flags: int, length: int, data: bytes) -> GlyphString:
+    bpp = _glyph_bpp(flags)
+    glyphs = []
+    pos = 0
+    while pos < len(data):
+        if len(data) - pos < _RASTER_GLYPH.size:
+            raise _BadPayload("string ends inside a glyph header")
+        rx, ry, ox, oy, w, h = _RASTER_GLYPH.unpack_from(data, pos)
+        pos += _RASTER_GLYPH.size
+        size = (w * bpp + 7) // 8 * h
+        if size > len(data) - pos:
+            raise _BadPayload(f"glyph {len(glyphs)} of {w}x{h} runs past the string's end")
+        glyphs.append(RasterGlyph(QPoint(rx, ry), QPoint(ox, oy), w, h, data[pos:pos + size]))
+        pos += size
+    if len(glyphs) != length:
+        raise _BadPayload(f"string holds {len(glyphs)} glyphs, its length says {length}")
+    return GlyphString(flags, tuple(glyphs))
+
+
+def encode_glyphs(string: GlyphString) -> bytes:
+    out = bytearray()
+    for g in string.glyphs:
+        out += _RASTER_GLYPH.pack(*g.render_pos, *g.glyph_origin, g.width, g.height)
+        out += g.data
+    return bytes(out)
+
+
+# --- reading ----------------------------------------------------------------------------
+
+# (lowest, highest, added to negatives): spice-server prints most fields with %d, so an
+# unsigned 32-bit value with its top bit set appears negative and is reinterpreted.
+_Kind = tuple[int, int, int]
+U8: _Kind = (0, 0xFF, 0)
+U16: _Kind = (0, 0xFFFF, 0)
+I16: _Kind = (-0x8000, 0x7FFF, 0)
+I32: _Kind = (-0x8000_0000, 0x7FFF_FFFF, 0)
+U32: _Kind = (-0x8000_0000, 0xFFFF_FFFF, 1 << 32)
+U64: _Kind = (0, (1 << 64) - 1, 0)
+BOOL: _Kind = (0, 1, 0)
+SIZE: _Kind = (0, (1 << 63) - 1, 0)
+
+_NUMBER = re.compile(rb"-?[0-9]{1,20}")
+
+
+class _Input:
+    """A byte stream read as LF-terminated lines with embedded blobs, counting lines."""
+
+    def __init__(self, raw: BinaryIO, name: str):
+        self._raw = raw
+        self.name = name
+        self._buf = b""
+        self._pos = 0
+        self.line = 1  # the line the next byte belongs to
+        self.token_line = 1  # where the item being parsed started, for errors
+
+    def error(self, reason: str) -> RecordFormatError:
+        return RecordFormatError(self.name, self.token_line, reason)
+
+    def _more(self) -> bool:
+        data = self._raw.read(_READ_SIZE)
+        if not data:
+            return False
+        self._buf = self._buf[self._pos:] + data
+        self._pos = 0
+        return True
+
+    def at_eof(self) -> bool:
+        return self._pos >= len(self._buf) and not self._more()
+
+    def read_until(self, delim: bytes, what: str) -> bytes:
+        self.token_line = self.line
+        while True:
+            end = min(len(self._buf), self._pos + MAX_LINE_BYTES + 1)
+            i = self._buf.find(delim, self._pos, end)
+            if i >= 0:
+                out = self._buf[self._pos:i]
+                self._pos = i + 1
+                if delim == b"\n":
+                    self.line += 1
+                return out
+            if len(self._buf) - self._pos > MAX_LINE_BYTES:
+                raise self.error(f"{what} longer than {MAX_LINE_BYTES} bytes")
+            if not self._more():
+                raise self.error(f"unexpected end of file while reading {what}")
+
+    def read_exact(self, n: int) -> bytes:
+        have = len(self._buf) - self._pos
+        if have >= n:
+            out = self._buf[self._pos:self._pos + n]
+            self._pos += n
+        else:
+            parts = [self._buf[self._pos:]]
+            self._buf, self._pos = b"", 0
+            while have < n:
+                data = self._raw.read(min(n - have, 1 << 24))
+                if not data:
+                    raise self.error(f"unexpected end of file inside a {n}-byte blob")
+                parts.append(data)
+                have += len(data)
+            out = b"".join(parts)
+        self.line += out.count(b"\n")
+        return out
+
+
+class _Reader:
+    def __init__(self, inp: _Input):
+        self.inp = inp
+        self.record_bytes = 0  # blob bytes in the current record, against MAX_RECORD_BYTES
+
+    # -- tokens --
+
+    def error(self, reason: str) -> RecordFormatError:
+        return self.inp.error(reason)
+
+    def num(self, token: bytes, kind: _Kind, name: str) -> int:
+        if not _NUMBER.fullmatch(token):
+            raise self.error(f"{name}: {token[:40]!r} is not a decimal number")
+        value = int(token)
+        lo, hi, wrap = kind
+        if not lo <= value <= hi:
+            raise self.error(f"{name}: {value} is out of range [{lo}, {hi}]")
+        return value + wrap if value < 0 else value
+
+    def fields(self, key: bytes, *kinds: _Kind) -> list[int]:
+        """A line `KEY N...`; KEY may contain spaces ("rect bbox")."""
+        line = self.inp.read_until(b"\n", f"'{key.decode()}' line")
+        head = key + b" "
+        if not line.startswith(head):
+            raise self.error(f"expected '{key.decode()} ...', found {line[:60]!r}")
+        tokens = line[len(head):].split(b" ")
+        if len(tokens) != len(kinds):
+            raise self.error(f"'{key.decode()}' takes {len(kinds)} numbers, found {len(tokens)}")
+        return [self.num(t, k, key.decode()) for t, k in zip(tokens, kinds, strict=True)]
+
+    def field(self, key: bytes, kind: _Kind) -> int:
+        return self.fields(key, kind)[0]
+
+    def bare(self, *kinds: _Kind) -> list[int]:
+        line = self.inp.read_until(b"\n", "line")
+        tokens = line.split(b" ")
+        if len(tokens) != len(kinds):
+            raise self.error(f"expected {len(kinds)} numbers, found {line[:60]!r}")
+        return [self.num(t, k, "value") for t, k in zip(tokens, kinds, strict=True)]
+
+    def keyword(self, word: bytes) -> None:
+        line = self.inp.read_until(b"\n", f"'{word.decode()}'")
+        if line != word:
+            raise self.error(f"expected '{word.decode()}', found {line[:60]!r}")
+
+    def blob(self, name: bytes) -> bytes:
+        header = self.inp.read_until(b":", f"blob '{name.decode()}' header")
+        tokens = header.split(b" ")
+        if len(tokens) != 4 or tokens[0] != b"binary" or tokens[2] != name:
+            raise self.error(f"expected 'binary 0 {name.decode()} SIZE:', found {header[:60]!r}")
+        zipped = self.num(tokens[1], BOOL, "binary")
+        size = self.num(tokens[3], SIZE, "binary size")
+        if size > MAX_BLOB_BYTES:
+            raise self.error(f"blob '{name.decode()}' of {size} bytes exceeds {MAX_BLOB_BYTES}")
+        self.record_bytes += size
+        if self.record_bytes > MAX_RECORD_BYTES:
+            raise self.error(f"record holds more than {MAX_RECORD_BYTES} bytes of blobs")
+        if zipped:
+            # spice-server's zlib mode (compiled out of released builds): "ZSIZE:" + deflate
+            zsize = self.num(self.inp.read_until(b":", "compressed size"), SIZE, "zlib size")
+            if zsize > MAX_BLOB_BYTES:
+                raise self.error(f"compressed blob of {zsize} bytes exceeds {MAX_BLOB_BYTES}")
+            packed = self.inp.read_exact(zsize)
+            try:
+                data = zlib.decompressobj().decompress(packed, size + 1)
+            except zlib.error as exc:
+                raise self.error(f"blob '{name.decode()}': bad zlib data ({exc})") from None
+            if len(data) != size:
+                raise self.error(f"blob '{name.decode()}' inflates to {len(data)} bytes, "
+                                 f"not {size}")
+        else:
+            data = self.inp.read_exact(size)
+        if self.inp.read_exact(1) != b"\n":
+            raise self.error(f"blob '{name.decode()}' is not followed by a line end")
+        return data
+
+    def chunks(self, name: bytes) -> bytes:
+        count, total = self.fields(b"data_chunks", SIZE, SIZE)
+        if count >= MAX_CHUNKS:
+            raise self.error(f"{count + 1} chunks exceed the limit of {MAX_CHUNKS}")
+        if total > MAX_BLOB_BYTES:
+            raise self.error(f"chunk list of {total} bytes exceeds {MAX_BLOB_BYTES}")
+        parts = [self.blob(name) for _ in range(count + 1)]
+        data = b"".join(parts)
+        if len(data) != total:
+            raise self.error(f"chunks '{name.decode()}' hold {len(data)} bytes, "
+                             f"their header says {total}")
+        return data
+
+    def payload(self, decode, *args):
+        try:
+            return decode(*args)
+        except _BadPayload as exc:
+            raise self.error(str(exc)) from None
+
+    # -- shared pieces --
+
+    def rect(self, name: bytes) -> QRect:
+        return QRect(*self.fields(b"rect " + name, I32, I32, I32, I32))
+
+    def point(self) -> QPoint:
+        return QPoint(*self.fields(b"point", I32, I32))
+
+    def image(self) -> Image | None:
+        if not self.field(b"image", BOOL):
+            return None
+        desc = ImageDescriptor(
+            id=self.field(b"descriptor.id", U64),
+            type=self.field(b"descriptor.type", U8),
+            flags=self.field(b"descriptor.flags", U8),
+            width=self.field(b"descriptor.width", U32),
+            height=self.field(b"descriptor.height", U32),
+        )
+        if desc.type == SPICE_IMAGE_TYPE_BITMAP:
+            fmt = self.field(b"bitmap.format", U8)
+            flags = self.field(b"bitmap.flags", U8)
+            width = self.field(b"bitmap.x", U32)
+            height = self.field(b"bitmap.y", U32)
+            stride = self.field(b"bitmap.stride", U32)
+            palette = None
+            if self.field(b"has_palette", BOOL):
+                n = self.field(b"qp.num_ents", U16)
+                if n > MAX_PALETTE_ENTRIES:
+                    raise self.error(f"palette of {n} entries exceeds {MAX_PALETTE_ENTRIES}")
+                unique = self.field(b"unique", U64)
+                palette = Palette(unique, tuple(self.field(b"ents", U32) for _ in range(n)))
+            size = height * stride
+            if size > MAX_BLOB_BYTES:
+                raise self.error(f"bitmap of {height} rows x {stride} bytes is too large")
+            if flags & QXL_BITMAP_DIRECT:
+                data = self.blob(b"image_data_flat")
+            else:
+                data = self.chunks(b"bitmap.data")
+            if len(data) != size:
+                raise self.error(f"bitmap data holds {len(data)} bytes, "
+                                 f"{height} rows x {stride} need {size}")
+            return BitmapImage(desc, fmt, flags, width, height, stride, palette, data)
+        if desc.type == SPICE_IMAGE_TYPE_SURFACE:
+            return SurfaceImage(desc, self.field(b"surface_image.surface_id", U32))
+        if desc.type == SPICE_IMAGE_TYPE_QUIC:
+            size = self.field(b"quic.data_size", U32)
+            data = self.chunks(b"quic.data")
+            if len(data) != size:
+                raise self.error(f"QUIC data holds {len(data)} bytes, its size says {size}")
+            return CompressedImage(desc, data)
+        raise self.error(f"image type {desc.type} cannot be in a record "
+                         "(spice-server records BITMAP, QUIC and SURFACE images only)")
+
+    def source(self, what: str) -> Image:
+        img = self.image()
+        if img is None:
+            raise self.error(f"{what} without a source image")
+        return img
+
+    def brush(self) -> Brush:
+        kind = self.field(b"type", U32)
+        if kind == SPICE_BRUSH_TYPE_NONE:
+            return None
+        if kind == SPICE_BRUSH_TYPE_SOLID:
+            return SolidBrush(self.field(b"u.color", U32))
+        if kind == SPICE_BRUSH_TYPE_PATTERN:
+            pat = self.source("pattern brush")
+            return PatternBrush(pat, self.point())
+        raise self.error(f"unknown brush type {kind}")
+
+    def qmask(self) -> QMask:
+        flags = self.field(b"flags", U8)
+        pos = self.point()
+        return QMask(flags, pos, self.image())
+
+    # -- draw operations --
+
+    def draw_op(self, kind: int, compat: bool) -> DrawOp:
+        if kind == QXL_DRAW_NOP:
+            return Nop()
+        if kind == QXL_DRAW_FILL:
+            brush = self.brush()
+            return Fill(brush, self.field(b"rop_descriptor", U16), self.qmask())
+        if kind == QXL_DRAW_OPAQUE:
+            src = self.source("OPAQUE")
+            area = self.rect(b"src_area")
+            brush = self.brush()
+            rop = self.field(b"rop_descriptor", U16)
+            return Opaque(src, area, brush, rop, self.field(b"scale_mode", U8), self.qmask())
+        if kind in (QXL_DRAW_COPY, QXL_DRAW_BLEND):
+            cls = Copy if kind == QXL_DRAW_COPY else Blend
+            src = self.source(cls.__name__.upper())
+            area = self.rect(b"src_area")
+            rop = self.field(b"rop_descriptor", U16)
+            return cls(src, area, rop, self.field(b"scale_mode", U8), self.qmask())
+        if kind == QXL_COPY_BITS:
+            return CopyBits(self.point())
+        if kind == QXL_DRAW_BLACKNESS:
+            return Blackness(self.qmask())
+        if kind == QXL_DRAW_WHITENESS:
+            return Whiteness(self.qmask())
+        if kind == QXL_DRAW_INVERS:
+            return Invers(self.qmask())
+        if kind == QXL_DRAW_ROP3:
+            src = self.source("ROP3")
+            area = self.rect(b"src_area")
+            brush = self.brush()
+            rop3 = self.field(b"rop3", U8)
+            return Rop3(src, area, brush, rop3, self.field(b"scale_mode", U8), self.qmask())
+        if kind == QXL_DRAW_STROKE:
+            path = self.payload(decode_path, self.chunks(b"path"))
+            flags = self.field(b"attr.flags", U8)
+            style: tuple[int, ...] = ()
+            if flags & SPICE_LINE_FLAGS_STYLED:
+                nseg = self.field(b"attr.style_nseg", U8)
+                data = self.blob(b"style")
+                if len(data) != nseg * _FIXED.size:
+                    raise self.error(f"style holds {len(data)} bytes for {nseg} segments")
+                style = tuple(v for (v,) in _FIXED.iter_unpack(data))
+            brush = self.brush()
+            fore = self.field(b"fore_mode", U16)
+            return Stroke(path, LineAttr(flags, style), brush, fore, self.field(b"back_mode", U16))
+        if kind == QXL_DRAW_TEXT:
+            size = self.field(b"data_size", U32)
+            length = self.field(b"length", U16)
+            flags = self.field(b"flags", U16)
+            data = self.chunks(b"string")
+            if len(data) != size:
+                raise self.error(f"string holds {len(data)} bytes, its data_size says {size}")
+            string = self.payload(decode_glyphs, flags, length, data)
+            back_area = self.rect(b"back_area")
+            fore_brush = self.brush()
+            back_brush = self.brush()
+            fore = self.field(b"fore_mode", U16)
+            return Text(string, back_area, fore_brush, back_brush, fore,
+                        self.field(b"back_mode", U16))
+        if kind == QXL_DRAW_TRANSPARENT:
+            src = self.source("TRANSPARENT")
+            area = self.rect(b"src_area")
+            color = self.field(b"src_color", U32)
+            return Transparent(src, area, color, self.field(b"true_color", U32))
+        if kind == QXL_DRAW_ALPHA_BLEND:
+            alpha_flags = 0 if compat else self.field(b"alpha_flags", U16)
+            alpha = self.field(b"alpha", U8)
+            src = self.source("ALPHA_BLEND")
+            return AlphaBlend(alpha_flags, alpha, src, self.rect(b"src_area"))
+        if kind == QXL_DRAW_COMPOSITE and not compat:
+            flags = self.field(b"flags", U32)
+            src = self.source("COMPOSITE")
+            src_transform = self.transform(b"src_transform")
+            mask = self.image() if self.field(b"mask", BOOL) else None
+            mask_transform = self.transform(b"mask_transform")
+            src_origin = QPoint(*self.fields(b"src_origin", I16, I16))
+            mask_origin = QPoint(*self.fields(b"mask_origin", I16, I16))
+            return Composite(flags, src, mask, src_transform, mask_transform, src_origin,
+                             mask_origin)
+        raise self.error(f"unknown draw type {kind}")
+
+    def transform(self, key: bytes) -> tuple[int, ...] | None:
+        if not self.field(key, BOOL):
+            return None
+        data = self.blob(b"transform")
+        if len(data) != _TRANSFORM.size:
+            raise self.error(f"transform of {len(data)} bytes, not {_TRANSFORM.size}")
+        return _TRANSFORM.unpack(data)
+
+    # -- commands --
+
+    def drawable(self) -> tuple[Drawable, bool]:
+        self.keyword(b"drawable")
+        bbox = self.rect(b"bbox")
+        clip_type = self.field(b"type", U32)
+        clip: tuple[QRect, ...] | None = None
+        if clip_type == SPICE_CLIP_TYPE_RECTS:
+            n = self.field(b"num_rects", U32)
+            clip = self.payload(decode_clip_rects, n, self.chunks(b"clip_rects"))
+        elif clip_type != SPICE_CLIP_TYPE_NONE:
+            raise self.error(f"unknown clip type {clip_type}")
+        effect = self.field(b"effect", U8)
+        mm_time = self.field(b"mm_time", U32)
+        line = self.inp.read_until(b"\n", "drawable")
+        key, _, value = line.partition(b" ")
+        compat = key == b"bitmap_offset"
+        if compat:
+            # QXLCompatDrawable: no surfaces; its bitmap fields stand in for self_bitmap's
+            self_bitmap = self.num(value, U32, "bitmap_offset")
+            self_area = self.rect(b"bitmap_area")
+            surface_id, dests = 0, (-1, -1, -1)
+            rects = (QRect(0, 0, 0, 0),) * 3
+        elif key == b"self_bitmap":
+            self_bitmap = self.num(value, U8, "self_bitmap")
+            self_area = self.rect(b"self_bitmap_area")
+            surface_id = self.field(b"surface_id", U32)
+            pairs = [(self.field(b"surfaces_dest", I32), self.rect(b"surfaces_rects"))
+                     for _ in range(3)]
+            dests = (pairs[0][0], pairs[1][0], pairs[2][0])
+            rects = (pairs[0][1], pairs[1][1], pairs[2][1])
+        else:
+            raise self.error(f"expected 'self_bitmap' or 'bitmap_offset', found {line[:60]!r}")
+        op = self.draw_op(self.field(b"type", U8), compat)
+        return Drawable(0, bbox, clip, effect, mm_time, self_bitmap, self_area, surface_id,
+                        dests, rects, op), compat
+
+    def update(self) -> UpdateCmd:
+        self.keyword(b"update")
+        area = self.rect(b"area")
+        update_id = self.field(b"update_id", U32)
+        return UpdateCmd(0, area, update_id, self.field(b"surface_id", U32))
+
+    def surface(self) -> tuple[SurfaceCmd, bytes | None]:
+        self.keyword(b"surface_cmd")
+        surface_id = self.field(b"surface_id", U32)
+        kind = self.field(b"type", U8)
+        flags = self.field(b"flags", U32)
+        if kind == QXL_SURFACE_CMD_DESTROY:
+            return SurfaceCmd(0, surface_id, kind, flags, None), None
+        if kind != QXL_SURFACE_CMD_CREATE:
+            raise self.error(f"unknown surface command type {kind}")
+        fmt = self.field(b"u.surface_create.format", U32)
+        width = self.field(b"u.surface_create.width", U32)
+        height = self.field(b"u.surface_create.height", U32)
+        stride = self.field(b"u.surface_create.stride", I32)
+        length = height * abs(stride)
+        if length > MAX_BLOB_BYTES:
+            raise self.error(f"surface of {height} rows x {abs(stride)} bytes is too large")
+        data = None
+        if flags & QXL_SURF_FLAG_KEEP_DATA:
+            data = self.blob(b"data")
+            if len(data) != length:
+                raise self.error(f"surface data holds {len(data)} bytes, not {length}")
+        create = SurfaceCreate(fmt, width, height, stride, 0, length)
+        return SurfaceCmd(0, surface_id, kind, flags, create), data
+
+    def cursor(self) -> CursorCmd:
+        self.keyword(b"cursor_cmd")
+        kind = self.field(b"type", U8)
+        position, visible, shape, trail = QPoint(0, 0), False, None, (0, 0)
+        if kind == QXL_CURSOR_SET:
+            position = QPoint(*self.fields(b"point16", I16, I16))
+            visible = bool(self.field(b"u.set.visible", U8))
+            unique = self.field(b"header.unique", U64)
+            header = [self.field(b"header." + k, U16)
+                      for k in (b"type", b"width", b"height", b"hot_spot_x", b"hot_spot_y")]
+            size = self.field(b"data_size", U32)
+            data = self.chunks(b"cursor")
+            if len(data) != size:
+                raise self.error(f"cursor data holds {len(data)} bytes, its data_size says {size}")
+            shape = CursorShapeData(unique, *header, data)
+        elif kind == QXL_CURSOR_MOVE:
+            position = QPoint(*self.fields(b"point16", I16, I16))
+        elif kind == QXL_CURSOR_TRAIL:
+            trail = (self.field(b"u.trail.length", U16), self.field(b"u.trail.frequency", U16))
+        elif kind != QXL_CURSOR_HIDE:
+            raise self.error(f"unknown cursor command type {kind}")
+        return CursorCmd(0, kind, position, visible, shape, *trail)
+
+    def primary(self) -> PrimarySurface:
+        width, height, stride, fmt = self.bare(U32, U32, I32, U32)
+        position, mouse_mode, flags, kind = self.bare(U32, U32, U32, U32)
+        if height * abs(stride) > MAX_BLOB_BYTES:
+            raise self.error(f"primary of {height} rows x {abs(stride)} bytes is too large")
+        data = self.blob(b"data")
+        if data and len(data) != height * abs(stride):
+            raise self.error(f"primary data holds {len(data)} bytes, "
+                             f"not {height} x {abs(stride)}")
+        return PrimarySurface(width, height, stride, fmt, position, mouse_mode, flags, kind, data)
+
+    def event(self) -> Event:
+        self.record_bytes = 0
+        counter, what, kind, timestamp = self.fields(b"event", U32, I32, U32, U64)
+        line = self.inp.token_line
+        if what == 1:
+            try:
+                message = WorkerMessage(kind)
+            except ValueError:
+                raise self.error(f"unknown worker message {kind}") from None
+            primary = self.primary() if message in _PRIMARY_MESSAGES else None
+            return WorkerEvent(line, counter, timestamp, message, primary)
+        if what != 0:
+            raise self.error(f"unknown event kind {what} (0 command, 1 worker message)")
+        surface_data = None
+        compat = False
+        cmd: Command
+        if kind == QXL_CMD_DRAW:
+            cmd, compat = self.drawable()
+        elif kind == QXL_CMD_UPDATE:
+            cmd = self.update()
+        elif kind == QXL_CMD_CURSOR:
+            cmd = self.cursor()
+        elif kind == QXL_CMD_MESSAGE:
+            cmd = MessageCmd(0, self.blob(b"message"))
+        elif kind == QXL_CMD_SURFACE:
+            cmd, surface_data = self.surface()
+        else:
+            raise self.error(f"unknown QXL command type {kind}")
+        return CommandEvent(line, counter, timestamp, cmd, surface_data, compat)
+
+
+def _open(path: Path) -> BinaryIO:
+    raw = path.open("rb")
+    if raw.read(len(_XZ_MAGIC)) == _XZ_MAGIC:
+        raw.seek(0)
+        return lzma.open(raw, "rb")  # type: ignore[return-value]
+    raw.seek(0)
+    return raw
+
+
+def iter_events(stream: BinaryIO, name: str = "<record>") -> Iterator[Event]:
+    """The events of an uncompressed record stream, read as they are needed."""
+    inp = _Input(stream, name)
+    header = inp.read_until(b"\n", "header")
+    if header != HEADER:
+        raise inp.error(f"not a spice-server record (expected {HEADER.decode()!r}, "
+                        f"found {header[:40]!r})")
+    reader = _Reader(inp)
+    while not inp.at_eof():
+        yield reader.event()
+
+
+def read_events(path: str | Path) -> Iterator[Event]:
+    """The events of a record file, plain or xz-compressed, streamed.
+
+    Raises RecordFormatError (with the line number) for malformed content and
+    for xz data that does not decompress."""
+    path = Path(path)
+    with _open(path) as stream:
+        try:
+            yield from iter_events(stream, str(path))
+        except (lzma.LZMAError, EOFError) as exc:
+            raise RecordFormatError(str(path), 0, f"bad xz data: {exc}") from None
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+class RecordWriter:
+    """Writes events in the format spice-server writes (and its replay reads).
+
+    Pass `clock` to control timestamps (CLOCK_MONOTONIC nanoseconds by default)."""
+
+    def __init__(self, stream: BinaryIO, clock=time.monotonic_ns):
+        self._out = stream
+        self._clock = clock
+        self._counter = 0
+        self._out.write(HEADER + b"\n")
+
+    # -- low level --
+
+    def _line(self, text: str) -> None:
+        self._out.write(text.encode() + b"\n")
+
+    def _blob(self, name: str, data: bytes) -> None:
+        self._out.write(b"binary 0 %s %d:" % (name.encode(), len(data)))
+        self._out.write(data)
+        self._out.write(b"\n")
+
+    def _chunks(self, name: str, data: bytes) -> None:
+        self._line(f"data_chunks 0 {len(data)}")
+        self._blob(name, data)
+
+    def _event(self, what: int, kind: int) -> None:
+        self._line(f"event {self._counter} {what} {kind} {self._clock()}")
+        self._counter += 1
+
+    def _rect(self, name: str, r: QRect) -> None:
+        self._line(f"rect {name} {r.top} {r.left} {r.bottom} {r.right}")
+
+    def _point(self, p: QPoint) -> None:
+        self._line(f"point {p.x} {p.y}")
+
+    @staticmethod
+    def _d(value: int) -> int:
+        """An unsigned 32-bit value as spice-server's %d prints it."""
+        return value - (1 << 32) if value >= 1 << 31 else value
+
+    # -- pieces --
+
+    def _image(self, img: Image | None) -> None:
+        if img is None:
+            self._line("image 0")
+            return
+        d = img.descriptor
+        self._line("image 1")
+        self._line(f"descriptor.id {d.id}")
+        self._line(f"descriptor.type {d.type}")
+        self._line(f"descriptor.flags {d.flags}")
+        self._line(f"descriptor.width {self._d(d.width)}")
+        self._line(f"descriptor.height {self._d(d.height)}")
+        if isinstance(img, BitmapImage):
+            self._line(f"bitmap.format {img.format}")
+            self._line(f"bitmap.flags {img.flags}")
+            self._line(f"bitmap.x {self._d(img.width)}")
+            self._line(f"bitmap.y {self._d(img.height)}")
+            self._line(f"bitmap.stride {self._d(img.stride)}")
+            self._line(f"has_palette {int(img.palette is not None)}")
+            if img.palette is not None:
+                self._line(f"qp.num_ents {len(img.palette.ents)}")
+                self._line(f"unique {img.palette.unique}")
+                for ent in img.palette.ents:
+                    self._line(f"ents {self._d(ent)}")
+            if img.flags & QXL_BITMAP_DIRECT:
+                self._blob("image_data_flat", img.data)
+            else:
+                self._chunks("bitmap.data", img.data)
+        elif isinstance(img, SurfaceImage):
+            self._line(f"surface_image.surface_id {self._d(img.surface_id)}")
+        elif d.type == SPICE_IMAGE_TYPE_QUIC:
+            self._line(f"quic.data_size {len(img.data)}")
+            self._chunks("quic.data", img.data)
+        else:
+            raise ValueError(f"image type {d.type} cannot be recorded "
+                             "(the format holds BITMAP, QUIC and SURFACE images)")
+
+    def _brush(self, brush: Brush) -> None:
+        if brush is None:
+            self._line(f"type {SPICE_BRUSH_TYPE_NONE}")
+        elif isinstance(brush, SolidBrush):
+            self._line(f"type {SPICE_BRUSH_TYPE_SOLID}")
+            self._line(f"u.color {self._d(brush.color)}")
+        else:
+            self._line(f"type {SPICE_BRUSH_TYPE_PATTERN}")
+            self._image(brush.pat)
+            self._point(brush.pos)
+
+    def _qmask(self, mask: QMask) -> None:
+        self._line(f"flags {mask.flags}")
+        self._point(mask.pos)
+        self._image(mask.bitmap)
+
+    def _src(self, img: Image, area: QRect) -> None:
+        self._image(img)
+        self._rect("src_area", area)
+
+    def _draw_op(self, op: DrawOp) -> None:
+        """The draw type line and the op's body."""
+        kinds = {Nop: QXL_DRAW_NOP, Fill: QXL_DRAW_FILL, Opaque: QXL_DRAW_OPAQUE,
+                 Copy: QXL_DRAW_COPY, CopyBits: QXL_COPY_BITS, Blend: QXL_DRAW_BLEND,
+                 Blackness: QXL_DRAW_BLACKNESS, Whiteness: QXL_DRAW_WHITENESS,
+                 Invers: QXL_DRAW_INVERS, Rop3: QXL_DRAW_ROP3, Stroke: QXL_DRAW_STROKE,
+                 Text: QXL_DRAW_TEXT, Transparent: QXL_DRAW_TRANSPARENT,
+                 AlphaBlend: QXL_DRAW_ALPHA_BLEND, Composite: QXL_DRAW_COMPOSITE}
+        kind = kinds[type(op)]
+        self._line(f"type {kind}")
+        if isinstance(op, Fill):
+            self._brush(op.brush)
+            self._line(f"rop_descriptor {op.rop_descriptor}")
+            self._qmask(op.mask)
+        elif isinstance(op, Opaque):
+            self._src(op.src_bitmap, op.src_area)
+            self._brush(op.brush)
+            self._line(f"rop_descriptor {op.rop_descriptor}")
+            self._line(f"scale_mode {op.scale_mode}")
+            self._qmask(op.mask)
+        elif isinstance(op, Copy | Blend):
+            self._src(op.src_bitmap, op.src_area)
+            self._line(f"rop_descriptor {op.rop_descriptor}")
+            self._line(f"scale_mode {op.scale_mode}")
+            self._qmask(op.mask)
+        elif isinstance(op, CopyBits):
+            self._point(op.src_pos)
+        elif isinstance(op, Blackness | Whiteness | Invers):
+            self._qmask(op.mask)
+        elif isinstance(op, Rop3):
+            self._src(op.src_bitmap, op.src_area)
+            self._brush(op.brush)
+            self._line(f"rop3 {op.rop3}")
+            self._line(f"scale_mode {op.scale_mode}")
+            self._qmask(op.mask)
+        elif isinstance(op, Stroke):
+            self._chunks("path", encode_path(op.path))
+            self._line(f"attr.flags {op.attr.flags}")
+            if op.attr.flags & SPICE_LINE_FLAGS_STYLED:
+                self._line(f"attr.style_nseg {len(op.attr.style)}")
+                self._blob("style", b"".join(_FIXED.pack(v) for v in op.attr.style))
+            self._brush(op.brush)
+            self._line(f"fore_mode {op.fore_mode}")
+            self._line(f"back_mode {op.back_mode}")
+        elif isinstance(op, Text):
+            data = encode_glyphs(op.str)
+            self._line(f"data_size {len(data)}")
+            self._line(f"length {len(op.str.glyphs)}")
+            self._line(f"flags {op.str.flags}")
+            self._chunks("string", data)
+            self._rect("back_area", op.back_area)
+            self._brush(op.fore_brush)
+            self._brush(op.back_brush)
+            self._line(f"fore_mode {op.fore_mode}")
+            self._line(f"back_mode {op.back_mode}")
+        elif isinstance(op, Transparent):
+            self._src(op.src_bitmap, op.src_area)
+            self._line(f"src_color {self._d(op.src_color)}")
+            self._line(f"true_color {self._d(op.true_color)}")
+        elif isinstance(op, AlphaBlend):
+            self._line(f"alpha_flags {op.alpha_flags}")
+            self._line(f"alpha {op.alpha}")
+            self._src(op.src_bitmap, op.src_area)
+        elif isinstance(op, Composite):
+            self._line(f"flags {self._d(op.flags)}")
+            self._image(op.src)
+            self._transform("src_transform", op.src_transform)
+            self._line(f"mask {int(op.mask is not None)}")
+            if op.mask is not None:
+                self._image(op.mask)
+            self._transform("mask_transform", op.mask_transform)
+            self._line(f"src_origin {op.src_origin.x} {op.src_origin.y}")
+            self._line(f"mask_origin {op.mask_origin.x} {op.mask_origin.y}")
+
+    def _transform(self, key: str, t: tuple[int, ...] | None) -> None:
+        self._line(f"{key} {int(t is not None)}")
+        if t is not None:
+            self._blob("transform", _TRANSFORM.pack(*t))
+
+    # -- public --
+
+    def command(self, cmd: Command, surface_data: bytes | None = None) -> None:
+        """One WHAT=0 event. `surface_data`: a KEEP_DATA surface create's memory."""
+        if isinstance(cmd, Drawable):
+            self._event(0, QXL_CMD_DRAW)
+            self._line("drawable")
+            self._rect("bbox", cmd.bbox)
+            if cmd.clip is None:
+                self._line(f"type {SPICE_CLIP_TYPE_NONE}")
+            else:
+                self._line(f"type {SPICE_CLIP_TYPE_RECTS}")
+                self._line(f"num_rects {len(cmd.clip)}")
+                self._chunks("clip_rects", encode_clip_rects(cmd.clip))
+            self._line(f"effect {cmd.effect}")
+            self._line(f"mm_time {self._d(cmd.mm_time)}")
+            self._line(f"self_bitmap {cmd.self_bitmap}")
+            self._rect("self_bitmap_area", cmd.self_bitmap_area)
+            self._line(f"surface_id {self._d(cmd.surface_id)}")
+            for dest, rect in zip(cmd.surfaces_dest, cmd.surfaces_rects, strict=True):
+                self._line(f"surfaces_dest {dest}")
+                self._rect("surfaces_rects", rect)
+            self._draw_op(cmd.op)
+        elif isinstance(cmd, UpdateCmd):
+            self._event(0, QXL_CMD_UPDATE)
+            self._line("update")
+            self._rect("area", cmd.area)
+            self._line(f"update_id {self._d(cmd.update_id)}")
+            self._line(f"surface_id {self._d(cmd.surface_id)}")
+        elif isinstance(cmd, MessageCmd):
+            # spice-server records a message as its NUL-terminated text
+            self._event(0, QXL_CMD_MESSAGE)
+            self._blob("message", cmd.data.split(b"\0", 1)[0])
+        elif isinstance(cmd, SurfaceCmd):
+            self._surface(cmd, surface_data)
+        else:
+            self._cursor(cmd)
+
+    def _surface(self, cmd: SurfaceCmd, data: bytes | None) -> None:
+        self._event(0, QXL_CMD_SURFACE)
+        self._line("surface_cmd")
+        self._line(f"surface_id {self._d(cmd.surface_id)}")
+        self._line(f"type {cmd.type}")
+        self._line(f"flags {self._d(cmd.flags)}")
+        if cmd.type == QXL_SURFACE_CMD_CREATE and cmd.create is not None:
+            c = cmd.create
+            self._line(f"u.surface_create.format {self._d(c.format)}")
+            self._line(f"u.surface_create.width {self._d(c.width)}")
+            self._line(f"u.surface_create.height {self._d(c.height)}")
+            self._line(f"u.surface_create.stride {c.stride}")
+            if cmd.flags & QXL_SURF_FLAG_KEEP_DATA:
+                size = c.height * abs(c.stride)
+                if data is None or len(data) != size:
+                    raise ValueError(f"KEEP_DATA surface needs {size} bytes of data")
+                self._blob("data", data)
+
+    def _cursor(self, cmd: CursorCmd) -> None:
+        self._event(0, QXL_CMD_CURSOR)
+        self._line("cursor_cmd")
+        self._line(f"type {cmd.type}")
+        if cmd.type == QXL_CURSOR_SET:
+            self._line(f"point16 {cmd.position.x} {cmd.position.y}")
+            self._line(f"u.set.visible {int(cmd.visible)}")
+            shape = cmd.shape or CursorShapeData(0, 0, 0, 0, 0, 0, b"")
+            self._line(f"header.unique {shape.unique}")
+            self._line(f"header.type {shape.type}")
+            self._line(f"header.width {shape.width}")
+            self._line(f"header.height {shape.height}")
+            self._line(f"header.hot_spot_x {shape.hot_spot_x}")
+            self._line(f"header.hot_spot_y {shape.hot_spot_y}")
+            self._line(f"data_size {len(shape.data)}")
+            self._chunks("cursor", shape.data)
+        elif cmd.type == QXL_CURSOR_MOVE:
+            self._line(f"point16 {cmd.position.x} {cmd.position.y}")
+        elif cmd.type == QXL_CURSOR_TRAIL:
+            self._line(f"u.trail.length {cmd.trail_length}")
+            self._line(f"u.trail.frequency {cmd.trail_frequency}")
+
+    def worker_message(self, message: WorkerMessage, primary: PrimarySurface | None = None
+                       ) -> None:
+        """One WHAT=1 event; CREATE_PRIMARY_SURFACE(_ASYNC) need `primary`."""
+        if (message in _PRIMARY_MESSAGES) != (primary is not None):
+            raise ValueError(f"{message.name}: primary surface given where not expected "
+                             "or missing where required")
+        self._event(1, int(message))
+        if primary is not None:
+            p = primary
+            self._line(f"{self._d(p.width)} {self._d(p.height)} {p.stride} {self._d(p.format)}")
+            self._line(f"{self._d(p.position)} {self._d(p.mouse_mode)} {self._d(p.flags)} "
+                       f"{self._d(p.type)}")
+            self._blob("data", p.data)
+
+    def write(self, event: Event) -> None:
+        if isinstance(event, CommandEvent):
+            self.command(event.command, event.surface_data)
+        else:
+            self.worker_message(event.message, event.primary)
