@@ -38,6 +38,11 @@ size_t vgpu_lz_bound(int width, int height, int with_alpha);
 long vgpu_lz_encode(const uint8_t *pixels, ptrdiff_t stride, int width, int height,
                     int with_alpha, uint8_t *out, size_t out_cap);
 
+/* SPICE QUIC, QUIC_IMAGE_TYPE_RGB32: the stream from the "QUIC" magic on. */
+size_t vgpu_quic_bound(int width, int height);
+long vgpu_quic_encode_rgb32(const uint8_t *pixels, ptrdiff_t stride, int width, int height,
+                            uint8_t *out, size_t out_cap);
+
 /* SPICE_IMAGE_TYPE_LZ4 payload: top-down flag byte, format byte
  * (SPICE_BITMAP_FMT_32BIT), then big-endian u32 block lengths each followed
  * by one liblz4 block of a linked block stream over the packed rows. */

@@ -107,3 +107,12 @@ def encode_jpeg(pixels: np.ndarray, quality: int = 80) -> bytes:
         return ffi.buffer(outp[0], n)[:]
     finally:
         lib.vgpu_encode_free(outp[0])
+
+
+def encode_quic_rgb32(pixels: np.ndarray) -> bytes:
+    """SPICE QUIC, QUIC_IMAGE_TYPE_RGB32: the stream from the QUIC magic on."""
+    ptr, stride, width, height = _frame(pixels)
+    cap = lib.vgpu_quic_bound(width, height)
+    out = _alloc("uint8_t[]", cap)
+    n = _check(lib.vgpu_quic_encode_rgb32(ptr, stride, width, height, out, cap), "QUIC")
+    return ffi.buffer(out, n)[:]
