@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import lzma
 import re
-import struct
 import time
 import zlib
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import BinaryIO
 
+from vgpu.device.abi import Layout, lib
 from vgpu.device.commands import (
     AlphaBlend,
     BitmapImage,
@@ -94,22 +94,11 @@ _READ_SIZE = 1 << 16
 _XZ_MAGIC = b"\xfd7zXZ\x00"
 
 
-# --- QXL/SPICE numbers the format uses (qxl_dev.h, enums.h) --------------------------
+# --- QXL/SPICE numbers the format uses (csrc/qxl_abi.h) ---------------------------------
 
-QXL_CMD_DRAW, QXL_CMD_UPDATE, QXL_CMD_CURSOR, QXL_CMD_MESSAGE, QXL_CMD_SURFACE = 1, 2, 3, 4, 5
-(QXL_DRAW_NOP, QXL_DRAW_FILL, QXL_DRAW_OPAQUE, QXL_DRAW_COPY, QXL_COPY_BITS, QXL_DRAW_BLEND,
- QXL_DRAW_BLACKNESS, QXL_DRAW_WHITENESS, QXL_DRAW_INVERS, QXL_DRAW_ROP3, QXL_DRAW_STROKE,
- QXL_DRAW_TEXT, QXL_DRAW_TRANSPARENT, QXL_DRAW_ALPHA_BLEND, QXL_DRAW_COMPOSITE) = range(15)
-QXL_CURSOR_SET, QXL_CURSOR_MOVE, QXL_CURSOR_HIDE, QXL_CURSOR_TRAIL = range(4)
-QXL_SURFACE_CMD_CREATE, QXL_SURFACE_CMD_DESTROY = 0, 1
-QXL_SURF_FLAG_KEEP_DATA = 1
-QXL_BITMAP_DIRECT = 1
-SPICE_IMAGE_TYPE_BITMAP, SPICE_IMAGE_TYPE_QUIC, SPICE_IMAGE_TYPE_SURFACE = 0, 1, 104
-SPICE_BRUSH_TYPE_NONE, SPICE_BRUSH_TYPE_SOLID, SPICE_BRUSH_TYPE_PATTERN = 0, 1, 2
-SPICE_CLIP_TYPE_NONE, SPICE_CLIP_TYPE_RECTS = 0, 1
-SPICE_LINE_FLAGS_STYLED = 1 << 3
 # SPICE_STRING_FLAGS_RASTER_A1/A4/A8 -> bits per glyph pixel
-_GLYPH_BPP = ((1 << 0, 1), (1 << 1, 4), (1 << 2, 8))
+_GLYPH_BPP = ((lib.SPICE_STRING_FLAGS_RASTER_A1, 1), (lib.SPICE_STRING_FLAGS_RASTER_A4, 4),
+              (lib.SPICE_STRING_FLAGS_RASTER_A8, 8))
 
 
 class WorkerMessage(IntEnum):
@@ -222,12 +211,12 @@ class RecordFormatError(ValueError):
 
 # --- binary payloads inside blobs (layouts of qxl_dev.h) -----------------------------
 
-_RECT = struct.Struct("<4i")  # QXLRect: top, left, bottom, right
-_PATH_SEG = struct.Struct("<2I")  # QXLPathSeg: flags, count; then count QXLPointFix
-_POINT_FIX = struct.Struct("<2i")
-_RASTER_GLYPH = struct.Struct("<4i2H")  # QXLRasterGlyph: render_pos, glyph_origin, w, h
-_TRANSFORM = struct.Struct("<6I")  # SpiceTransform: t00 t01 t02 t10 t11 t12
-_FIXED = struct.Struct("<i")  # QXLFIXED, 28.4
+_RECT = Layout("QXLRect", ["top", "left", "bottom", "right"]).struct
+_PATH_SEG = Layout("QXLPathSeg", ["flags", "count"]).struct
+_POINT_FIX = Layout("QXLPointFix", ["x", "y"]).struct
+_RASTER_GLYPH = Layout("QXLRasterGlyph", ["render_pos", "glyph_origin", "width", "height"]).struct
+_TRANSFORM = Layout("QXLTransform", ["t00", "t01", "t02", "t10", "t11", "t12"]).struct
+_FIXED = Layout("QXLPointFix", ["x"]).struct  # one QXLFIXED (28.4), as in a line style
 
 
 class _BadPayload(ValueError):
@@ -493,7 +482,7 @@ class _Reader:
             width=self.field(b"descriptor.width", U32),
             height=self.field(b"descriptor.height", U32),
         )
-        if desc.type == SPICE_IMAGE_TYPE_BITMAP:
+        if desc.type == lib.SPICE_IMAGE_TYPE_BITMAP:
             fmt = self.field(b"bitmap.format", U8)
             flags = self.field(b"bitmap.flags", U8)
             width = self.field(b"bitmap.x", U32)
@@ -509,7 +498,7 @@ class _Reader:
             size = height * stride
             if size > MAX_BLOB_BYTES:
                 raise self.error(f"bitmap of {height} rows x {stride} bytes is too large")
-            if flags & QXL_BITMAP_DIRECT:
+            if flags & lib.QXL_BITMAP_DIRECT:
                 data = self.blob(b"image_data_flat")
             else:
                 data = self.chunks(b"bitmap.data")
@@ -517,9 +506,9 @@ class _Reader:
                 raise self.error(f"bitmap data holds {len(data)} bytes, "
                                  f"{height} rows x {stride} need {size}")
             return BitmapImage(desc, fmt, flags, width, height, stride, palette, data)
-        if desc.type == SPICE_IMAGE_TYPE_SURFACE:
+        if desc.type == lib.SPICE_IMAGE_TYPE_SURFACE:
             return SurfaceImage(desc, self.field(b"surface_image.surface_id", U32))
-        if desc.type == SPICE_IMAGE_TYPE_QUIC:
+        if desc.type == lib.SPICE_IMAGE_TYPE_QUIC:
             size = self.field(b"quic.data_size", U32)
             data = self.chunks(b"quic.data")
             if len(data) != size:
@@ -536,11 +525,11 @@ class _Reader:
 
     def brush(self) -> Brush:
         kind = self.field(b"type", U32)
-        if kind == SPICE_BRUSH_TYPE_NONE:
+        if kind == lib.SPICE_BRUSH_TYPE_NONE:
             return None
-        if kind == SPICE_BRUSH_TYPE_SOLID:
+        if kind == lib.SPICE_BRUSH_TYPE_SOLID:
             return SolidBrush(self.field(b"u.color", U32))
-        if kind == SPICE_BRUSH_TYPE_PATTERN:
+        if kind == lib.SPICE_BRUSH_TYPE_PATTERN:
             pat = self.source("pattern brush")
             return PatternBrush(pat, self.point())
         raise self.error(f"unknown brush type {kind}")
@@ -553,42 +542,42 @@ class _Reader:
     # -- draw operations --
 
     def draw_op(self, kind: int, compat: bool) -> DrawOp:
-        if kind == QXL_DRAW_NOP:
+        if kind == lib.QXL_DRAW_NOP:
             return Nop()
-        if kind == QXL_DRAW_FILL:
+        if kind == lib.QXL_DRAW_FILL:
             brush = self.brush()
             return Fill(brush, self.field(b"rop_descriptor", U16), self.qmask())
-        if kind == QXL_DRAW_OPAQUE:
+        if kind == lib.QXL_DRAW_OPAQUE:
             src = self.source("OPAQUE")
             area = self.rect(b"src_area")
             brush = self.brush()
             rop = self.field(b"rop_descriptor", U16)
             return Opaque(src, area, brush, rop, self.field(b"scale_mode", U8), self.qmask())
-        if kind in (QXL_DRAW_COPY, QXL_DRAW_BLEND):
-            cls = Copy if kind == QXL_DRAW_COPY else Blend
+        if kind in (lib.QXL_DRAW_COPY, lib.QXL_DRAW_BLEND):
+            cls = Copy if kind == lib.QXL_DRAW_COPY else Blend
             src = self.source(cls.__name__.upper())
             area = self.rect(b"src_area")
             rop = self.field(b"rop_descriptor", U16)
             return cls(src, area, rop, self.field(b"scale_mode", U8), self.qmask())
-        if kind == QXL_COPY_BITS:
+        if kind == lib.QXL_COPY_BITS:
             return CopyBits(self.point())
-        if kind == QXL_DRAW_BLACKNESS:
+        if kind == lib.QXL_DRAW_BLACKNESS:
             return Blackness(self.qmask())
-        if kind == QXL_DRAW_WHITENESS:
+        if kind == lib.QXL_DRAW_WHITENESS:
             return Whiteness(self.qmask())
-        if kind == QXL_DRAW_INVERS:
+        if kind == lib.QXL_DRAW_INVERS:
             return Invers(self.qmask())
-        if kind == QXL_DRAW_ROP3:
+        if kind == lib.QXL_DRAW_ROP3:
             src = self.source("ROP3")
             area = self.rect(b"src_area")
             brush = self.brush()
             rop3 = self.field(b"rop3", U8)
             return Rop3(src, area, brush, rop3, self.field(b"scale_mode", U8), self.qmask())
-        if kind == QXL_DRAW_STROKE:
+        if kind == lib.QXL_DRAW_STROKE:
             path = self.payload(decode_path, self.chunks(b"path"))
             flags = self.field(b"attr.flags", U8)
             style: tuple[int, ...] = ()
-            if flags & SPICE_LINE_FLAGS_STYLED:
+            if flags & lib.SPICE_LINE_FLAGS_STYLED:
                 nseg = self.field(b"attr.style_nseg", U8)
                 data = self.blob(b"style")
                 if len(data) != nseg * _FIXED.size:
@@ -597,7 +586,7 @@ class _Reader:
             brush = self.brush()
             fore = self.field(b"fore_mode", U16)
             return Stroke(path, LineAttr(flags, style), brush, fore, self.field(b"back_mode", U16))
-        if kind == QXL_DRAW_TEXT:
+        if kind == lib.QXL_DRAW_TEXT:
             size = self.field(b"data_size", U32)
             length = self.field(b"length", U16)
             flags = self.field(b"flags", U16)
@@ -611,17 +600,17 @@ class _Reader:
             fore = self.field(b"fore_mode", U16)
             return Text(string, back_area, fore_brush, back_brush, fore,
                         self.field(b"back_mode", U16))
-        if kind == QXL_DRAW_TRANSPARENT:
+        if kind == lib.QXL_DRAW_TRANSPARENT:
             src = self.source("TRANSPARENT")
             area = self.rect(b"src_area")
             color = self.field(b"src_color", U32)
             return Transparent(src, area, color, self.field(b"true_color", U32))
-        if kind == QXL_DRAW_ALPHA_BLEND:
+        if kind == lib.QXL_DRAW_ALPHA_BLEND:
             alpha_flags = 0 if compat else self.field(b"alpha_flags", U16)
             alpha = self.field(b"alpha", U8)
             src = self.source("ALPHA_BLEND")
             return AlphaBlend(alpha_flags, alpha, src, self.rect(b"src_area"))
-        if kind == QXL_DRAW_COMPOSITE and not compat:
+        if kind == lib.QXL_DRAW_COMPOSITE and not compat:
             flags = self.field(b"flags", U32)
             src = self.source("COMPOSITE")
             src_transform = self.transform(b"src_transform")
@@ -648,10 +637,10 @@ class _Reader:
         bbox = self.rect(b"bbox")
         clip_type = self.field(b"type", U32)
         clip: tuple[QRect, ...] | None = None
-        if clip_type == SPICE_CLIP_TYPE_RECTS:
+        if clip_type == lib.SPICE_CLIP_TYPE_RECTS:
             n = self.field(b"num_rects", U32)
             clip = self.payload(decode_clip_rects, n, self.chunks(b"clip_rects"))
-        elif clip_type != SPICE_CLIP_TYPE_NONE:
+        elif clip_type != lib.SPICE_CLIP_TYPE_NONE:
             raise self.error(f"unknown clip type {clip_type}")
         effect = self.field(b"effect", U8)
         mm_time = self.field(b"mm_time", U32)
@@ -689,9 +678,9 @@ class _Reader:
         surface_id = self.field(b"surface_id", U32)
         kind = self.field(b"type", U8)
         flags = self.field(b"flags", U32)
-        if kind == QXL_SURFACE_CMD_DESTROY:
+        if kind == lib.QXL_SURFACE_CMD_DESTROY:
             return SurfaceCmd(0, surface_id, kind, flags, None), None
-        if kind != QXL_SURFACE_CMD_CREATE:
+        if kind != lib.QXL_SURFACE_CMD_CREATE:
             raise self.error(f"unknown surface command type {kind}")
         fmt = self.field(b"u.surface_create.format", U32)
         width = self.field(b"u.surface_create.width", U32)
@@ -701,7 +690,7 @@ class _Reader:
         if length > MAX_BLOB_BYTES:
             raise self.error(f"surface of {height} rows x {abs(stride)} bytes is too large")
         data = None
-        if flags & QXL_SURF_FLAG_KEEP_DATA:
+        if flags & lib.QXL_SURF_FLAG_KEEP_DATA:
             data = self.blob(b"data")
             if len(data) != length:
                 raise self.error(f"surface data holds {len(data)} bytes, not {length}")
@@ -712,7 +701,7 @@ class _Reader:
         self.keyword(b"cursor_cmd")
         kind = self.field(b"type", U8)
         position, visible, shape, trail = QPoint(0, 0), False, None, (0, 0)
-        if kind == QXL_CURSOR_SET:
+        if kind == lib.QXL_CURSOR_SET:
             position = QPoint(*self.fields(b"point16", I16, I16))
             visible = bool(self.field(b"u.set.visible", U8))
             unique = self.field(b"header.unique", U64)
@@ -723,11 +712,11 @@ class _Reader:
             if len(data) != size:
                 raise self.error(f"cursor data holds {len(data)} bytes, its data_size says {size}")
             shape = CursorShapeData(unique, *header, data)
-        elif kind == QXL_CURSOR_MOVE:
+        elif kind == lib.QXL_CURSOR_MOVE:
             position = QPoint(*self.fields(b"point16", I16, I16))
-        elif kind == QXL_CURSOR_TRAIL:
+        elif kind == lib.QXL_CURSOR_TRAIL:
             trail = (self.field(b"u.trail.length", U16), self.field(b"u.trail.frequency", U16))
-        elif kind != QXL_CURSOR_HIDE:
+        elif kind != lib.QXL_CURSOR_HIDE:
             raise self.error(f"unknown cursor command type {kind}")
         return CursorCmd(0, kind, position, visible, shape, *trail)
 
@@ -758,15 +747,15 @@ class _Reader:
         surface_data = None
         compat = False
         cmd: Command
-        if kind == QXL_CMD_DRAW:
+        if kind == lib.QXL_CMD_DRAW:
             cmd, compat = self.drawable()
-        elif kind == QXL_CMD_UPDATE:
+        elif kind == lib.QXL_CMD_UPDATE:
             cmd = self.update()
-        elif kind == QXL_CMD_CURSOR:
+        elif kind == lib.QXL_CMD_CURSOR:
             cmd = self.cursor()
-        elif kind == QXL_CMD_MESSAGE:
+        elif kind == lib.QXL_CMD_MESSAGE:
             cmd = MessageCmd(0, self.blob(b"message"))
-        elif kind == QXL_CMD_SURFACE:
+        elif kind == lib.QXL_CMD_SURFACE:
             cmd, surface_data = self.surface()
         else:
             raise self.error(f"unknown QXL command type {kind}")
@@ -875,13 +864,13 @@ class RecordWriter:
                 self._line(f"unique {img.palette.unique}")
                 for ent in img.palette.ents:
                     self._line(f"ents {self._d(ent)}")
-            if img.flags & QXL_BITMAP_DIRECT:
+            if img.flags & lib.QXL_BITMAP_DIRECT:
                 self._blob("image_data_flat", img.data)
             else:
                 self._chunks("bitmap.data", img.data)
         elif isinstance(img, SurfaceImage):
             self._line(f"surface_image.surface_id {self._d(img.surface_id)}")
-        elif d.type == SPICE_IMAGE_TYPE_QUIC:
+        elif d.type == lib.SPICE_IMAGE_TYPE_QUIC:
             self._line(f"quic.data_size {len(img.data)}")
             self._chunks("quic.data", img.data)
         else:
@@ -890,12 +879,12 @@ class RecordWriter:
 
     def _brush(self, brush: Brush) -> None:
         if brush is None:
-            self._line(f"type {SPICE_BRUSH_TYPE_NONE}")
+            self._line(f"type {lib.SPICE_BRUSH_TYPE_NONE}")
         elif isinstance(brush, SolidBrush):
-            self._line(f"type {SPICE_BRUSH_TYPE_SOLID}")
+            self._line(f"type {lib.SPICE_BRUSH_TYPE_SOLID}")
             self._line(f"u.color {self._d(brush.color)}")
         else:
-            self._line(f"type {SPICE_BRUSH_TYPE_PATTERN}")
+            self._line(f"type {lib.SPICE_BRUSH_TYPE_PATTERN}")
             self._image(brush.pat)
             self._point(brush.pos)
 
@@ -910,12 +899,12 @@ class RecordWriter:
 
     def _draw_op(self, op: DrawOp) -> None:
         """The draw type line and the op's body."""
-        kinds = {Nop: QXL_DRAW_NOP, Fill: QXL_DRAW_FILL, Opaque: QXL_DRAW_OPAQUE,
-                 Copy: QXL_DRAW_COPY, CopyBits: QXL_COPY_BITS, Blend: QXL_DRAW_BLEND,
-                 Blackness: QXL_DRAW_BLACKNESS, Whiteness: QXL_DRAW_WHITENESS,
-                 Invers: QXL_DRAW_INVERS, Rop3: QXL_DRAW_ROP3, Stroke: QXL_DRAW_STROKE,
-                 Text: QXL_DRAW_TEXT, Transparent: QXL_DRAW_TRANSPARENT,
-                 AlphaBlend: QXL_DRAW_ALPHA_BLEND, Composite: QXL_DRAW_COMPOSITE}
+        kinds = {Nop: lib.QXL_DRAW_NOP, Fill: lib.QXL_DRAW_FILL, Opaque: lib.QXL_DRAW_OPAQUE,
+                 Copy: lib.QXL_DRAW_COPY, CopyBits: lib.QXL_COPY_BITS, Blend: lib.QXL_DRAW_BLEND,
+                 Blackness: lib.QXL_DRAW_BLACKNESS, Whiteness: lib.QXL_DRAW_WHITENESS,
+                 Invers: lib.QXL_DRAW_INVERS, Rop3: lib.QXL_DRAW_ROP3, Stroke: lib.QXL_DRAW_STROKE,
+                 Text: lib.QXL_DRAW_TEXT, Transparent: lib.QXL_DRAW_TRANSPARENT,
+                 AlphaBlend: lib.QXL_DRAW_ALPHA_BLEND, Composite: lib.QXL_DRAW_COMPOSITE}
         kind = kinds[type(op)]
         self._line(f"type {kind}")
         if isinstance(op, Fill):
@@ -946,7 +935,7 @@ class RecordWriter:
         elif isinstance(op, Stroke):
             self._chunks("path", encode_path(op.path))
             self._line(f"attr.flags {op.attr.flags}")
-            if op.attr.flags & SPICE_LINE_FLAGS_STYLED:
+            if op.attr.flags & lib.SPICE_LINE_FLAGS_STYLED:
                 self._line(f"attr.style_nseg {len(op.attr.style)}")
                 self._blob("style", b"".join(_FIXED.pack(v) for v in op.attr.style))
             self._brush(op.brush)
@@ -992,13 +981,13 @@ class RecordWriter:
     def command(self, cmd: Command, surface_data: bytes | None = None) -> None:
         """One WHAT=0 event. `surface_data`: a KEEP_DATA surface create's memory."""
         if isinstance(cmd, Drawable):
-            self._event(0, QXL_CMD_DRAW)
+            self._event(0, lib.QXL_CMD_DRAW)
             self._line("drawable")
             self._rect("bbox", cmd.bbox)
             if cmd.clip is None:
-                self._line(f"type {SPICE_CLIP_TYPE_NONE}")
+                self._line(f"type {lib.SPICE_CLIP_TYPE_NONE}")
             else:
-                self._line(f"type {SPICE_CLIP_TYPE_RECTS}")
+                self._line(f"type {lib.SPICE_CLIP_TYPE_RECTS}")
                 self._line(f"num_rects {len(cmd.clip)}")
                 self._chunks("clip_rects", encode_clip_rects(cmd.clip))
             self._line(f"effect {cmd.effect}")
@@ -1011,14 +1000,14 @@ class RecordWriter:
                 self._rect("surfaces_rects", rect)
             self._draw_op(cmd.op)
         elif isinstance(cmd, UpdateCmd):
-            self._event(0, QXL_CMD_UPDATE)
+            self._event(0, lib.QXL_CMD_UPDATE)
             self._line("update")
             self._rect("area", cmd.area)
             self._line(f"update_id {self._d(cmd.update_id)}")
             self._line(f"surface_id {self._d(cmd.surface_id)}")
         elif isinstance(cmd, MessageCmd):
             # spice-server records a message as its NUL-terminated text
-            self._event(0, QXL_CMD_MESSAGE)
+            self._event(0, lib.QXL_CMD_MESSAGE)
             self._blob("message", cmd.data.split(b"\0", 1)[0])
         elif isinstance(cmd, SurfaceCmd):
             self._surface(cmd, surface_data)
@@ -1026,28 +1015,28 @@ class RecordWriter:
             self._cursor(cmd)
 
     def _surface(self, cmd: SurfaceCmd, data: bytes | None) -> None:
-        self._event(0, QXL_CMD_SURFACE)
+        self._event(0, lib.QXL_CMD_SURFACE)
         self._line("surface_cmd")
         self._line(f"surface_id {self._d(cmd.surface_id)}")
         self._line(f"type {cmd.type}")
         self._line(f"flags {self._d(cmd.flags)}")
-        if cmd.type == QXL_SURFACE_CMD_CREATE and cmd.create is not None:
+        if cmd.type == lib.QXL_SURFACE_CMD_CREATE and cmd.create is not None:
             c = cmd.create
             self._line(f"u.surface_create.format {self._d(c.format)}")
             self._line(f"u.surface_create.width {self._d(c.width)}")
             self._line(f"u.surface_create.height {self._d(c.height)}")
             self._line(f"u.surface_create.stride {c.stride}")
-            if cmd.flags & QXL_SURF_FLAG_KEEP_DATA:
+            if cmd.flags & lib.QXL_SURF_FLAG_KEEP_DATA:
                 size = c.height * abs(c.stride)
                 if data is None or len(data) != size:
                     raise ValueError(f"KEEP_DATA surface needs {size} bytes of data")
                 self._blob("data", data)
 
     def _cursor(self, cmd: CursorCmd) -> None:
-        self._event(0, QXL_CMD_CURSOR)
+        self._event(0, lib.QXL_CMD_CURSOR)
         self._line("cursor_cmd")
         self._line(f"type {cmd.type}")
-        if cmd.type == QXL_CURSOR_SET:
+        if cmd.type == lib.QXL_CURSOR_SET:
             self._line(f"point16 {cmd.position.x} {cmd.position.y}")
             self._line(f"u.set.visible {int(cmd.visible)}")
             shape = cmd.shape or CursorShapeData(0, 0, 0, 0, 0, 0, b"")
@@ -1059,9 +1048,9 @@ class RecordWriter:
             self._line(f"header.hot_spot_y {shape.hot_spot_y}")
             self._line(f"data_size {len(shape.data)}")
             self._chunks("cursor", shape.data)
-        elif cmd.type == QXL_CURSOR_MOVE:
+        elif cmd.type == lib.QXL_CURSOR_MOVE:
             self._line(f"point16 {cmd.position.x} {cmd.position.y}")
-        elif cmd.type == QXL_CURSOR_TRAIL:
+        elif cmd.type == lib.QXL_CURSOR_TRAIL:
             self._line(f"u.trail.length {cmd.trail_length}")
             self._line(f"u.trail.frequency {cmd.trail_frequency}")
 
