@@ -1,0 +1,125 @@
+"""A headless stock SPICE client (spice-gtk's SpiceClientGLib), driven over stdin/stdout.
+
+Run by the system's /usr/bin/python3 (which has the gi bindings), not the venv.
+It prints one line per event:
+  primary W H FORMAT STRIDE      the display's primary surface was created
+  inv T X Y W H LAST             display-invalidate at time.time() T; LAST is the
+                                 surface's bottom-right pixel as a u32 (benchmarks
+                                 stamp frame numbers there)
+  mark                           the display's first full picture is there
+  event CHANNEL_TYPE EVENT_NICK  a channel event (opened, error-auth, ...)
+  dumped PATH                    the answer to "dump PATH"
+and reads commands: "dump PATH" (writes the primary's raw B,G,R,X rows, stride
+= 4 * width) and "quit".
+"""
+
+import argparse
+import ctypes
+import sys
+import time
+
+import gi
+
+gi.require_version("SpiceClientGLib", "2.0")
+from gi.repository import GLib, GObject  # noqa: E402
+from gi.repository import SpiceClientGLib as Spice  # noqa: E402
+
+
+def say(*parts):
+    print(*parts, flush=True)
+
+
+class Client:
+    def __init__(self, args):
+        self.loop = GLib.MainLoop()
+        self.primary = None  # (width, height, format, stride, address)
+        self.session = Spice.Session()
+        self.session.set_property("host", args.host)
+        if args.port:
+            self.session.set_property("port", str(args.port))
+        if args.tls_port:
+            self.session.set_property("tls-port", str(args.tls_port))
+            self.session.set_property("ca-file", args.ca_file)
+        if args.password is not None:
+            self.session.set_property("password", args.password)
+        if args.preferred_compression:
+            self.session.set_property("preferred-compression", args.preferred_compression)
+        # Spice.Session.connect hides GObject's signal connect (see PEERS.md).
+        GObject.Object.connect(self.session, "channel-new", self.on_channel)
+        GObject.Object.connect(self.session, "disconnected", lambda s: self.finish("disconnected"))
+        GLib.io_add_watch(sys.stdin.fileno(), GLib.IO_IN | GLib.IO_HUP, self.on_stdin)
+        if args.timeout:
+            GLib.timeout_add(int(args.timeout * 1000), lambda: self.finish("timeout"))
+
+    def finish(self, why):
+        say("closed", why)
+        self.loop.quit()
+        return False
+
+    def on_channel(self, session, channel):
+        GObject.Object.connect(channel, "channel-event", self.on_channel_event)
+        if isinstance(channel, Spice.DisplayChannel):
+            GObject.Object.connect(channel, "display-primary-create", self.on_primary)
+            GObject.Object.connect(channel, "display-invalidate", self.on_invalidate)
+            GObject.Object.connect(channel, "display-mark", lambda ch, mark: say("mark", mark))
+        Spice.Channel.connect(channel)
+
+    def on_channel_event(self, channel, event):
+        kind = channel.get_property("channel-type")
+        say("event", kind, event.value_nick)
+
+    def on_primary(self, channel, fmt, width, height, stride, shmid, data):
+        # The introspected DisplayPrimary struct is wrong; the signal's own args are right.
+        self.primary = (width, height, fmt, stride, data)
+        say("primary", width, height, fmt, stride)
+
+    def last_pixel(self):
+        width, height, _fmt, stride, address = self.primary
+        raw = ctypes.string_at(address + (height - 1) * stride + (width - 1) * 4, 4)
+        return int.from_bytes(raw, "little")
+
+    def on_invalidate(self, channel, x, y, w, h):
+        now = time.time()
+        last = self.last_pixel() if self.primary else 0
+        say("inv", f"{now:.6f}", x, y, w, h, last)
+
+    def on_stdin(self, fd, condition):
+        line = sys.stdin.readline()
+        if not line:
+            return self.finish("stdin closed")
+        words = line.split()
+        if words[:1] == ["dump"] and self.primary:
+            width, height, _fmt, stride, address = self.primary
+            with open(words[1], "wb") as out:
+                for row in range(height):
+                    out.write(ctypes.string_at(address + row * stride, width * 4))
+            say("dumped", words[1])
+        elif words[:1] == ["dump"]:
+            say("error no primary surface")
+        elif words[:1] == ["quit"]:
+            return self.finish("quit")
+        return True
+
+    def run(self):
+        if not self.session.connect():
+            say("error connect failed")
+            return 1
+        self.loop.run()
+        self.session.disconnect()
+        return 0
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--tls-port", type=int)
+    parser.add_argument("--ca-file")
+    parser.add_argument("--password")
+    parser.add_argument("--preferred-compression", type=int)
+    parser.add_argument("--timeout", type=float, default=30.0)
+    return Client(parser.parse_args()).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

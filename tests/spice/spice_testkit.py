@@ -1,0 +1,149 @@
+"""Test helpers for the SPICE server: a synthetic display source, a server on a thread,
+and the stock spice-gtk client as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from vgpu.display import CursorBus, Frame, FrameBus, InputEvent, Rect
+from vgpu.spice.server import ServerOptions, SpiceServer
+
+CLIENTS = Path(__file__).resolve().parent.parent / "clients"
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, which has the SpiceClientGLib gi bindings
+
+
+class SyntheticSource:
+    """Stands in for the machine: frames published from the test, inputs recorded."""
+
+    def __init__(self) -> None:
+        self.frames = FrameBus()
+        self.cursor = CursorBus()
+        self.inputs: list[InputEvent] = []
+        self._serial = 0
+        self._surface = 0
+        self._lock = threading.Lock()
+
+    def send_input(self, event: InputEvent) -> None:
+        with self._lock:
+            self.inputs.append(event)
+
+    def publish(
+        self, pixels: np.ndarray, damage: tuple[Rect, ...] | None = None, resize: bool = False
+    ) -> Frame:
+        pixels = np.ascontiguousarray(pixels)
+        pixels.setflags(write=False)
+        latest = self.frames.latest()
+        if resize or latest is None or latest.pixels.shape != pixels.shape:
+            self._surface += 1
+        self._serial += 1
+        h, w = pixels.shape[:2]
+        frame = Frame(self._serial, self._surface, pixels, damage or ((0, 0, w, h),))
+        self.frames.publish(frame)
+        return frame
+
+
+def test_pattern(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """Gradients, hard edges and noise: a picture where any decoding slip shows."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    img = np.zeros((height, width, 4), np.uint8)
+    img[..., 0] = (x * 255 // max(1, width - 1)).astype(np.uint8)
+    img[..., 1] = (y * 255 // max(1, height - 1)).astype(np.uint8)
+    img[..., 2] = ((x // 16 + y // 16) % 2 * 200).astype(np.uint8)
+    noise = rng.integers(0, 256, (height // 4, width // 4, 3), dtype=np.uint8)
+    img[: height // 4, : width // 4, :3] = noise
+    img[..., 3] = 255
+    return img
+
+
+class ServerThread:
+    """A SpiceServer running on its own event loop thread, as `vgpu serve` runs it."""
+
+    def __init__(
+        self,
+        source: SyntheticSource,
+        options: ServerOptions | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.source = source
+        self.loop = asyncio.new_event_loop()
+        self.server = SpiceServer(source, options)
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.port = self.call(self.server.listen("127.0.0.1", 0))
+        self.tls_port = self.call(self.server.listen("127.0.0.1", 0, tls)) if tls else None
+
+    def call(self, coro: object) -> object:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)  # type: ignore[arg-type]
+
+    def stop(self) -> None:
+        self.call(self.server.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
+
+class GlibClient:
+    """tests/clients/spice_glib_client.py as a subprocess; its stdout lines as a queue."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [SYSTEM_PYTHON, str(CLIENTS / "spice_glib_client.py"), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.strip())
+        self.lines.put("eof")
+
+    def wait_for(self, match: Callable[[str], bool], timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"client never printed the expected line; saw {self.seen[-20:]}")
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            if match(line):
+                return line
+            if line == "eof":
+                raise EOFError(f"client exited; saw {self.seen[-20:]}")
+
+    def command(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def dump(self, path: Path, width: int, height: int) -> np.ndarray:
+        self.command(f"dump {path}")
+        self.wait_for(lambda line: line.startswith("dumped"))
+        return np.fromfile(path, np.uint8).reshape(height, width, 4)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.command("quit")
+                self.proc.wait(5)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()

@@ -1,0 +1,557 @@
+"""SPICE channels after the link, as sans-IO state machines (bytes in, events out).
+
+Each machine frames messages (mini header, or the full data header for old
+clients), answers the messages every channel shares (ack sync, acks, pong,
+disconnecting) and parses its own client messages, checking every size before
+reading. Outgoing messages are built by methods and collected in
+`data_to_send()`. A malformed message closes the channel: `receive_data`
+returns `ChannelClosed(reason)` and ignores anything after it.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from vgpu.display import CursorShape, CursorState, CursorUpdate, InputEvent, Rect
+from vgpu.spice import constants as c
+from vgpu.spice.link import Linked
+from vgpu.spice.wire import MalformedMessage, Reader, has_cap, pack_rect
+
+MINI_HEADER = struct.Struct("<HI")
+FULL_HEADER = struct.Struct("<QHII")
+
+MAX_CLIENT_MESSAGE_SIZE = 64 * 1024
+"""The largest client message is agent data, at most 2048 bytes (VD_AGENT_MAX_DATA_SIZE)
+plus its header; 64 KiB refuses hostile sizes before any buffering."""
+
+ACK_WINDOW = 20
+"""Messages per client ack, spice-server's value; the server stops sending at twice this
+many unacknowledged messages, which bounds what sits in a slow client's socket."""
+
+CURSOR_CACHE_ENTRIES = 64
+"""Cursor shapes the client is asked to keep; evicted ones are invalidated (INVAL_ONE)."""
+
+MAX_CHANNELS_IN_LIST = 16
+
+
+@dataclass(frozen=True)
+class ChannelClosed:
+    reason: str
+
+
+@dataclass(frozen=True)
+class MouseModeChanged:
+    mode: int
+
+
+@dataclass(frozen=True)
+class DisplayInit:
+    pixmap_cache_size: int
+    glz_dictionary_window: int
+
+
+@dataclass(frozen=True)
+class PreferredCompression:
+    value: int
+
+
+@dataclass(frozen=True)
+class AckReceived:
+    """The ack window moved; a blocked display sender may go on."""
+
+
+@dataclass(frozen=True)
+class InputReceived:
+    event: InputEvent
+
+
+ChannelEvent = (
+    ChannelClosed
+    | MouseModeChanged
+    | DisplayInit
+    | PreferredCompression
+    | AckReceived
+    | InputReceived
+)
+
+
+class ChannelMachine:
+    """What all channels share: framing, the ack window, common client messages."""
+
+    channel_type = 0
+    # Client message type → minimum body size, for this channel's own messages.
+    client_messages: dict[int, int] = {}
+
+    def __init__(self, linked: Linked) -> None:
+        self.linked = linked
+        self.mini_header = linked.mini_header
+        self._buffer = bytearray()
+        self._out = bytearray()
+        self._serial = 0
+        self.closed: str | None = None
+        self.ack_window = 0  # 0: acks not in use on this channel
+        self._ack_generation = 0
+        self._client_generation = -1
+        self._unacked = 0
+        self.messages_sent = 0
+        self.bytes_sent = 0
+
+    # -- outgoing
+    def data_to_send(self) -> bytes:
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def _send(self, msg_type: int, body: bytes = b"") -> None:
+        if self.mini_header:
+            self._out += MINI_HEADER.pack(msg_type, len(body))
+        else:
+            self._serial += 1
+            self._out += FULL_HEADER.pack(self._serial, msg_type, len(body), 0)
+        self._out += body
+        self.messages_sent += 1
+        self.bytes_sent += len(body) + (MINI_HEADER.size if self.mini_header else FULL_HEADER.size)
+        if self.ack_window:
+            self._unacked += 1
+
+    def set_ack(self, window: int = ACK_WINDOW) -> None:
+        self._ack_generation += 1
+        self._send(c.SPICE_MSG_SET_ACK, struct.pack("<II", self._ack_generation, window))
+        self.ack_window = window
+        self._unacked = 0
+
+    def window_open(self) -> bool:
+        """False while the client has twice the ack window unacknowledged: stop sending."""
+        return not self.ack_window or self._unacked < 2 * self.ack_window
+
+    def ping(self, ping_id: int, timestamp: int) -> None:
+        self._send(c.SPICE_MSG_PING, struct.pack("<IQ", ping_id, timestamp))
+
+    def notify(self, text: str) -> None:
+        message = text.encode() + b"\0"
+        self._send(
+            c.SPICE_MSG_NOTIFY,
+            struct.pack(
+                "<QIIII",
+                0,
+                c.SPICE_NOTIFY_SEVERITY_INFO,
+                c.SPICE_NOTIFY_VISIBILITY_LOW,
+                0,
+                len(message),
+            )
+            + message,
+        )
+
+    # -- incoming
+    def receive_data(self, data: bytes) -> list[ChannelEvent]:
+        if self.closed is not None:
+            return []
+        self._buffer += data
+        header = MINI_HEADER if self.mini_header else FULL_HEADER
+        events: list[ChannelEvent] = []
+        while len(self._buffer) >= header.size:
+            if self.mini_header:
+                msg_type, size = MINI_HEADER.unpack_from(self._buffer)
+            else:
+                _serial, msg_type, size, _sub_list = FULL_HEADER.unpack_from(self._buffer)
+            if size > MAX_CLIENT_MESSAGE_SIZE:
+                return [*events, self._close(f"message type {msg_type} of {size} bytes")]
+            if len(self._buffer) < header.size + size:
+                break
+            body = bytes(self._buffer[header.size : header.size + size])
+            del self._buffer[: header.size + size]
+            try:
+                events.extend(self._dispatch(msg_type, body))
+            except MalformedMessage as exc:
+                return [*events, self._close(f"message type {msg_type}: {exc}")]
+        return events
+
+    def _close(self, reason: str) -> ChannelClosed:
+        self.closed = reason
+        self._buffer.clear()
+        return ChannelClosed(reason)
+
+    def _dispatch(self, msg_type: int, body: bytes) -> list[ChannelEvent]:
+        r = Reader(body)
+        if msg_type == c.SPICE_MSGC_ACK_SYNC:
+            self._client_generation = r.u32()
+            return []
+        if msg_type == c.SPICE_MSGC_ACK:
+            if self._client_generation == self._ack_generation:
+                self._unacked = max(0, self._unacked - self.ack_window)
+            return [AckReceived()]
+        if msg_type == c.SPICE_MSGC_PONG:
+            r.u32()
+            r.u64()
+            return []
+        if msg_type in (c.SPICE_MSGC_MIGRATE_FLUSH_MARK, c.SPICE_MSGC_MIGRATE_DATA):
+            return []  # no migration: nothing was asked, nothing to do
+        if msg_type == c.SPICE_MSGC_DISCONNECTING:
+            r.u64()
+            reason = r.u32()
+            return [self._close(f"client disconnecting (reason {reason})")]
+        if msg_type not in self.client_messages:
+            raise MalformedMessage(f"unknown message type for channel {self.channel_type}")
+        if len(body) < self.client_messages[msg_type]:
+            raise MalformedMessage(
+                f"{len(body)} bytes, at least {self.client_messages[msg_type]} expected"
+            )
+        return self._handle(msg_type, r)
+
+    def _handle(self, msg_type: int, r: Reader) -> list[ChannelEvent]:
+        raise NotImplementedError
+
+
+class MainChannel(ChannelMachine):
+    channel_type = c.SPICE_CHANNEL_MAIN
+    client_messages = {
+        c.SPICE_MSGC_MAIN_CLIENT_INFO: 8,
+        c.SPICE_MSGC_MAIN_MIGRATE_CONNECTED: 0,
+        c.SPICE_MSGC_MAIN_MIGRATE_CONNECT_ERROR: 0,
+        c.SPICE_MSGC_MAIN_ATTACH_CHANNELS: 0,
+        c.SPICE_MSGC_MAIN_MOUSE_MODE_REQUEST: 2,
+        c.SPICE_MSGC_MAIN_AGENT_START: 4,
+        c.SPICE_MSGC_MAIN_AGENT_DATA: 0,
+        c.SPICE_MSGC_MAIN_AGENT_TOKEN: 4,
+        c.SPICE_MSGC_MAIN_MIGRATE_END: 0,
+        c.SPICE_MSGC_MAIN_MIGRATE_DST_DO_SEAMLESS: 4,
+        c.SPICE_MSGC_MAIN_MIGRATE_CONNECTED_SEAMLESS: 0,
+        c.SPICE_MSGC_MAIN_QUALITY_INDICATOR: 0,
+    }
+    SUPPORTED_MOUSE_MODES = c.SPICE_MOUSE_MODE_SERVER | c.SPICE_MOUSE_MODE_CLIENT
+
+    def __init__(
+        self,
+        linked: Linked,
+        session_id: int,
+        channels: tuple[tuple[int, int], ...],
+        name: str,
+        uuid: bytes,
+    ) -> None:
+        super().__init__(linked)
+        if len(channels) > MAX_CHANNELS_IN_LIST or len(uuid) != 16:
+            raise ValueError("bad channel list or uuid")
+        self.session_id = session_id
+        self.channels = channels
+        self.name = name
+        self.uuid = uuid
+        # Client mode: the client sends absolute positions, no pointer grab needed.
+        self.mouse_mode = c.SPICE_MOUSE_MODE_CLIENT
+
+    def start(self, mm_time: int) -> None:
+        """The server's first messages: init, then name and uuid if the client wants them."""
+        displays = sum(1 for kind, _ in self.channels if kind == c.SPICE_CHANNEL_DISPLAY)
+        self._send(
+            c.SPICE_MSG_MAIN_INIT,
+            struct.pack(
+                "<8I",
+                self.session_id,
+                displays,
+                self.SUPPORTED_MOUSE_MODES,
+                self.mouse_mode,
+                0,  # agent_connected: there is no agent
+                0,  # agent_tokens
+                mm_time & 0xFFFFFFFF,
+                0,  # ram_hint: no GLZ dictionary sizing advice
+            ),
+        )
+        if has_cap(self.linked.channel_caps, c.SPICE_MAIN_CAP_NAME_AND_UUID):
+            name = self.name.encode() + b"\0"
+            self._send(c.SPICE_MSG_MAIN_NAME, struct.pack("<I", len(name)) + name)
+            self._send(c.SPICE_MSG_MAIN_UUID, self.uuid)
+
+    def multimedia_time(self, mm_time: int) -> None:
+        self._send(c.SPICE_MSG_MAIN_MULTI_MEDIA_TIME, struct.pack("<I", mm_time & 0xFFFFFFFF))
+
+    def _handle(self, msg_type: int, r: Reader) -> list[ChannelEvent]:
+        if msg_type == c.SPICE_MSGC_MAIN_ATTACH_CHANNELS:
+            body = struct.pack("<I", len(self.channels))
+            body += b"".join(struct.pack("<BB", kind, cid) for kind, cid in self.channels)
+            self._send(c.SPICE_MSG_MAIN_CHANNELS_LIST, body)
+            return []
+        if msg_type == c.SPICE_MSGC_MAIN_MOUSE_MODE_REQUEST:
+            mode = r.u16()
+            if mode in (c.SPICE_MOUSE_MODE_SERVER, c.SPICE_MOUSE_MODE_CLIENT):
+                self.mouse_mode = mode
+            # Answer with the mode in force, whether or not the request was granted.
+            self._send(
+                c.SPICE_MSG_MAIN_MOUSE_MODE,
+                struct.pack("<HH", self.SUPPORTED_MOUSE_MODES, self.mouse_mode),
+            )
+            return [MouseModeChanged(self.mouse_mode)]
+        # Client info, agent messages (there is no agent to give them to) and
+        # migration messages (no migration is offered) are read and dropped.
+        return []
+
+
+@dataclass(frozen=True)
+class EncodedRegion:
+    """A rectangle of the primary surface, encoded: what follows the image descriptor."""
+
+    rect: Rect
+    image_type: int
+    payload: bytes
+    lossy: bool = False
+
+
+class DisplayChannel(ChannelMachine):
+    channel_type = c.SPICE_CHANNEL_DISPLAY
+    client_messages = {
+        c.SPICE_MSGC_DISPLAY_INIT: 14,
+        c.SPICE_MSGC_DISPLAY_STREAM_REPORT: 32,
+        c.SPICE_MSGC_DISPLAY_PREFERRED_COMPRESSION: 1,
+        c.SPICE_MSGC_DISPLAY_GL_DRAW_DONE: 0,
+        c.SPICE_MSGC_DISPLAY_PREFERRED_VIDEO_CODEC_TYPE: 1,
+    }
+    PRIMARY = 0
+
+    def __init__(self, linked: Linked) -> None:
+        super().__init__(linked)
+        self.surface: tuple[int, int] | None = None
+        self._image_id = 0
+
+    def has_cap(self, bit: int) -> bool:
+        return has_cap(self.linked.channel_caps, bit)
+
+    def _handle(self, msg_type: int, r: Reader) -> list[ChannelEvent]:
+        if msg_type == c.SPICE_MSGC_DISPLAY_INIT:
+            r.u8()
+            cache_size = r.i64()
+            r.u8()
+            glz_window = r.i32()
+            # No image carries CACHE_ME and GLZ is never used, so neither the
+            # pixmap cache nor the GLZ dictionary on the client ever fills.
+            return [DisplayInit(cache_size, glz_window)]
+        if msg_type == c.SPICE_MSGC_DISPLAY_PREFERRED_COMPRESSION:
+            return [PreferredCompression(r.u8())]
+        # Stream reports, GL draw done and codec preferences need no answer.
+        return []
+
+    def surface_create(self, width: int, height: int, has_alpha: bool = False) -> None:
+        fmt = c.SPICE_SURFACE_FMT_32_ARGB if has_alpha else c.SPICE_SURFACE_FMT_32_xRGB
+        self._send(
+            c.SPICE_MSG_DISPLAY_SURFACE_CREATE,
+            struct.pack("<5I", self.PRIMARY, width, height, fmt, c.SPICE_SURFACE_FLAGS_PRIMARY),
+        )
+        self.surface = (width, height)
+        if self.has_cap(c.SPICE_DISPLAY_CAP_MONITORS_CONFIG):
+            self._send(
+                c.SPICE_MSG_DISPLAY_MONITORS_CONFIG,
+                struct.pack("<HH", 1, 1)
+                + struct.pack("<7I", 0, self.PRIMARY, width, height, 0, 0, 0),
+            )
+
+    def surface_destroy(self) -> None:
+        self._send(c.SPICE_MSG_DISPLAY_SURFACE_DESTROY, struct.pack("<I", self.PRIMARY))
+        self.surface = None
+
+    def mark(self) -> None:
+        self._send(c.SPICE_MSG_DISPLAY_MARK)
+
+    def draw_copy(self, region: EncodedRegion) -> None:
+        left, top, right, bottom = region.rect
+        width, height = right - left, bottom - top
+        base = (
+            struct.pack("<I", self.PRIMARY)
+            + pack_rect(region.rect)
+            + bytes([c.SPICE_CLIP_TYPE_NONE])
+        )
+        fixed = len(base) + 4 + 16 + 2 + 1 + 1 + 8 + 4
+        self._image_id += 1
+        body = base + struct.pack("<I", fixed) + pack_rect((0, 0, width, height))
+        body += struct.pack("<HB", c.SPICE_ROPD_OP_PUT, c.SPICE_IMAGE_SCALE_MODE_NEAREST)
+        body += struct.pack("<BiiI", 0, 0, 0, 0)  # no mask
+        # Image descriptor: no CACHE_ME flag ever, so the client's cache stays empty.
+        body += struct.pack("<QBBII", self._image_id, region.image_type, 0, width, height)
+        self._send(c.SPICE_MSG_DISPLAY_DRAW_COPY, body + region.payload)
+
+    def stream_create(self, stream_id: int, rect: Rect, mm_time: int) -> None:
+        left, top, right, bottom = rect
+        width, height = right - left, bottom - top
+        body = struct.pack(
+            "<IIBBQIIII",
+            self.PRIMARY,
+            stream_id,
+            c.SPICE_STREAM_FLAGS_TOP_DOWN,
+            c.SPICE_VIDEO_CODEC_TYPE_MJPEG,
+            mm_time,
+            width,
+            height,
+            width,
+            height,
+        )
+        self._send(
+            c.SPICE_MSG_DISPLAY_STREAM_CREATE,
+            body + pack_rect(rect) + bytes([c.SPICE_CLIP_TYPE_NONE]),
+        )
+
+    def stream_data(self, stream_id: int, mm_time: int, jpeg: bytes) -> None:
+        self._send(
+            c.SPICE_MSG_DISPLAY_STREAM_DATA,
+            struct.pack("<III", stream_id, mm_time & 0xFFFFFFFF, len(jpeg)) + jpeg,
+        )
+
+    def stream_clip(self, stream_id: int, rects: tuple[Rect, ...]) -> None:
+        """Clips the stream to `rects` (surface coordinates); empty means unclipped."""
+        if rects:
+            clip = struct.pack("<BI", c.SPICE_CLIP_TYPE_RECTS, len(rects))
+            clip += b"".join(pack_rect(r) for r in rects)
+        else:
+            clip = bytes([c.SPICE_CLIP_TYPE_NONE])
+        self._send(c.SPICE_MSG_DISPLAY_STREAM_CLIP, struct.pack("<I", stream_id) + clip)
+
+    def stream_destroy(self, stream_id: int) -> None:
+        self._send(c.SPICE_MSG_DISPLAY_STREAM_DESTROY, struct.pack("<I", stream_id))
+
+
+def bitmap_payload(pixels_bytes: bytes, width: int, height: int, has_alpha: bool) -> bytes:
+    """SPICE_IMAGE_TYPE_BITMAP after the descriptor: 32-bit top-down rows, no palette."""
+    fmt = c.SPICE_BITMAP_FMT_RGBA if has_alpha else c.SPICE_BITMAP_FMT_32BIT
+    header = struct.pack("<BBIIII", fmt, c.SPICE_BITMAP_FLAGS_TOP_DOWN, width, height, width * 4, 0)
+    return header + pixels_bytes
+
+
+class CursorChannel(ChannelMachine):
+    channel_type = c.SPICE_CHANNEL_CURSOR
+    client_messages: dict[int, int] = {}
+
+    def __init__(self, linked: Linked) -> None:
+        super().__init__(linked)
+        self._cached: OrderedDict[int, None] = OrderedDict()
+
+    def _handle(self, msg_type: int, r: Reader) -> list[ChannelEvent]:
+        raise AssertionError("cursor channel has no client messages")
+
+    def _cursor(self, shape: CursorShape | None) -> bytes:
+        if shape is None:
+            return struct.pack("<H", c.SPICE_CURSOR_FLAGS_NONE)
+        header = struct.pack(
+            "<QBHHHH", shape.unique, shape.type, shape.width, shape.height, shape.hot_x, shape.hot_y
+        )
+        if shape.unique and shape.unique in self._cached:
+            self._cached.move_to_end(shape.unique)
+            return struct.pack("<H", c.SPICE_CURSOR_FLAGS_FROM_CACHE) + header
+        flags = 0
+        if shape.unique:
+            flags = c.SPICE_CURSOR_FLAGS_CACHE_ME
+            self._cached[shape.unique] = None
+            while len(self._cached) > CURSOR_CACHE_ENTRIES:
+                evicted, _ = self._cached.popitem(last=False)
+                self._send(c.SPICE_MSG_CURSOR_INVAL_ONE, struct.pack("<Q", evicted))
+        return struct.pack("<H", flags) + header + shape.data
+
+    def init(self, state: CursorState) -> None:
+        cursor = self._cursor(state.shape)
+        self._send(
+            c.SPICE_MSG_CURSOR_INIT,
+            struct.pack("<hhHHB", _i16(state.x), _i16(state.y), 0, 0, int(state.visible)) + cursor,
+        )
+
+    def update(self, update: CursorUpdate) -> None:
+        if update.kind == "set":
+            cursor = self._cursor(update.shape)
+            self._send(
+                c.SPICE_MSG_CURSOR_SET,
+                struct.pack("<hhB", _i16(update.x), _i16(update.y), int(update.visible)) + cursor,
+            )
+        elif update.kind == "move":
+            self._send(c.SPICE_MSG_CURSOR_MOVE, struct.pack("<hh", _i16(update.x), _i16(update.y)))
+        elif update.kind == "hide":
+            self._send(c.SPICE_MSG_CURSOR_HIDE)
+        elif update.kind == "trail":
+            self._send(
+                c.SPICE_MSG_CURSOR_TRAIL,
+                struct.pack("<HH", update.trail_length & 0xFFFF, update.trail_frequency & 0xFFFF),
+            )
+        else:
+            raise ValueError(f"unknown cursor update {update.kind!r}")
+
+
+def _i16(value: int) -> int:
+    return max(-32768, min(32767, value))
+
+
+class InputsChannel(ChannelMachine):
+    channel_type = c.SPICE_CHANNEL_INPUTS
+    client_messages = {
+        c.SPICE_MSGC_INPUTS_KEY_DOWN: 4,
+        c.SPICE_MSGC_INPUTS_KEY_UP: 4,
+        c.SPICE_MSGC_INPUTS_KEY_MODIFIERS: 2,
+        c.SPICE_MSGC_INPUTS_KEY_SCANCODE: 0,
+        c.SPICE_MSGC_INPUTS_MOUSE_MOTION: 10,
+        c.SPICE_MSGC_INPUTS_MOUSE_POSITION: 11,
+        c.SPICE_MSGC_INPUTS_MOUSE_PRESS: 3,
+        c.SPICE_MSGC_INPUTS_MOUSE_RELEASE: 3,
+    }
+
+    def __init__(self, linked: Linked) -> None:
+        super().__init__(linked)
+        self._motions = 0
+
+    def start(self, modifiers: int = 0) -> None:
+        self._send(c.SPICE_MSG_INPUTS_INIT, struct.pack("<H", modifiers))
+
+    def _motion_ack(self) -> None:
+        """Clients stop sending motion after a bunch without an ack."""
+        self._motions += 1
+        if self._motions >= c.SPICE_INPUT_MOTION_ACK_BUNCH:
+            self._motions = 0
+            self._send(c.SPICE_MSG_INPUTS_MOUSE_MOTION_ACK)
+
+    def _handle(self, msg_type: int, r: Reader) -> list[ChannelEvent]:
+        if msg_type in (c.SPICE_MSGC_INPUTS_KEY_DOWN, c.SPICE_MSGC_INPUTS_KEY_UP):
+            kind = "key_down" if msg_type == c.SPICE_MSGC_INPUTS_KEY_DOWN else "key_up"
+            return [InputReceived(InputEvent(kind, code=r.u32()))]
+        if msg_type == c.SPICE_MSGC_INPUTS_KEY_MODIFIERS:
+            flags = r.u16() & c.SPICE_KEYBOARD_MODIFIER_FLAGS_MASK
+            return [InputReceived(InputEvent("modifiers", code=flags))]
+        if msg_type == c.SPICE_MSGC_INPUTS_KEY_SCANCODE:
+            return [InputReceived(e) for e in scancodes_to_events(r.rest())]
+        if msg_type == c.SPICE_MSGC_INPUTS_MOUSE_MOTION:
+            dx, dy = r.i32(), r.i32()
+            buttons = r.u16() & c.SPICE_MOUSE_BUTTON_MASK_MASK
+            self._motion_ack()
+            return [InputReceived(InputEvent("mouse_motion", x=dx, y=dy, buttons=buttons))]
+        if msg_type == c.SPICE_MSGC_INPUTS_MOUSE_POSITION:
+            x, y = r.u32(), r.u32()
+            buttons = r.u16() & c.SPICE_MOUSE_BUTTON_MASK_MASK
+            display = r.u8()
+            self._motion_ack()
+            return [
+                InputReceived(
+                    InputEvent("mouse_position", x=x, y=y, buttons=buttons, display=display)
+                )
+            ]
+        # Press or release.
+        button = r.u8()
+        buttons = r.u16() & c.SPICE_MOUSE_BUTTON_MASK_MASK
+        if not 0 < button < c.SPICE_MOUSE_BUTTON_ENUM_END:
+            raise MalformedMessage(f"mouse button {button}")
+        kind = "mouse_press" if msg_type == c.SPICE_MSGC_INPUTS_MOUSE_PRESS else "mouse_release"
+        return [InputReceived(InputEvent(kind, code=button, buttons=buttons))]
+
+
+def scancodes_to_events(data: bytes) -> list[InputEvent]:
+    """KEY_SCANCODE's PC AT byte string to key events coded as KEY_DOWN/KEY_UP carry them.
+
+    An 0xE0 prefix makes an extended key, sent as 0xE0 | code << 8 (spice-gtk's
+    encoding); bit 7 of the code byte marks a release.
+    """
+    events: list[InputEvent] = []
+    i = 0
+    while i < len(data):
+        byte = data[i]
+        if byte == 0xE0:
+            if i + 1 >= len(data):
+                raise MalformedMessage("scancode prefix without a code")
+            code = data[i + 1]
+            value = 0xE0 | code << 8
+            i += 2
+        else:
+            code = byte
+            value = byte
+            i += 1
+        events.append(InputEvent("key_up" if code & 0x80 else "key_down", code=value))
+    return events

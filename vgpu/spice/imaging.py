@@ -1,0 +1,134 @@
+"""Turning damaged rectangles of a frame into encoded DRAW_COPY regions.
+
+Runs on the encoder pool, never on the event loop: everything here is pure and
+thread-safe. The choice of codec follows QEMU's option names.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from vgpu.display import Frame, Rect
+from vgpu.encode import encode_jpeg, encode_lz4_rgb32, encode_lz_rgb32, encode_lz_rgba
+from vgpu.spice import constants as c
+from vgpu.spice.channels import EncodedRegion, bitmap_payload
+
+IMAGE_COMPRESSIONS = ("auto_glz", "auto_lz", "quic", "glz", "lz", "lz4", "off")
+JPEG_WAN_COMPRESSIONS = ("auto", "never", "always")
+STREAMING_VIDEOS = ("off", "all", "filter")
+
+MAX_RECTS_PER_FRAME = 32
+"""Past this many damage rectangles one bounding box costs less than the per-message
+overhead (each rectangle is a DRAW_COPY with its own image header)."""
+
+BAND_ROWS = 128
+"""Tall rectangles are cut into bands of this many rows so the encoder pool works on
+several at once and the client starts decoding before the whole frame is out."""
+
+
+@dataclass(frozen=True)
+class Compression:
+    """The user's compression options, as QEMU spells them."""
+
+    image: str = "auto_glz"
+    jpeg_wan: str = "auto"
+    streaming: str = "filter"
+
+    def __post_init__(self) -> None:
+        if self.image not in IMAGE_COMPRESSIONS:
+            raise ValueError(f"image compression {self.image!r}: one of {IMAGE_COMPRESSIONS}")
+        if self.jpeg_wan not in JPEG_WAN_COMPRESSIONS:
+            raise ValueError(f"jpeg-wan-compression {self.jpeg_wan!r}")
+        if self.streaming not in STREAMING_VIDEOS:
+            raise ValueError(f"streaming-video {self.streaming!r}")
+
+
+CLIENT_PREFERENCES = {
+    c.SPICE_IMAGE_COMPRESSION_OFF: "off",
+    c.SPICE_IMAGE_COMPRESSION_AUTO_GLZ: "auto_glz",
+    c.SPICE_IMAGE_COMPRESSION_AUTO_LZ: "auto_lz",
+    c.SPICE_IMAGE_COMPRESSION_QUIC: "quic",
+    c.SPICE_IMAGE_COMPRESSION_GLZ: "glz",
+    c.SPICE_IMAGE_COMPRESSION_LZ: "lz",
+    c.SPICE_IMAGE_COMPRESSION_LZ4: "lz4",
+}
+"""SPICE_MSGC_DISPLAY_PREFERRED_COMPRESSION values; as in spice-server, the client's
+preference overrides the server's option for that client."""
+
+JPEG_QUALITY = 85
+"""For still regions when the user allows lossy compression (--jpeg-wan-compression
+always); spice-server's default JPEG quality is 85 too."""
+
+
+@dataclass(frozen=True)
+class ClientImaging:
+    """What one display client gets: its decoders and the options in force."""
+
+    compression: Compression
+    lz4: bool = False  # the client has SPICE_DISPLAY_CAP_LZ4_COMPRESSION
+    preferred: str | None = None  # the client's PREFERRED_COMPRESSION, if it sent one
+
+    def codec(self) -> str:
+        """ "bitmap", "jpeg", "lz4" or "lz" for opaque still regions.
+
+        GLZ (a dictionary shared across images) is not implemented; glz and
+        auto_glz use LZ, which every client decodes. QUIC is not among the
+        encoders yet, so quic and auto_* use LZ as well: lossless either way.
+        "auto" JPEG means lossy on a WAN link only, and there is no WAN
+        detection here, so it stays lossless like "never".
+        """
+        image = self.preferred or self.compression.image
+        if image == "off":
+            return "bitmap"
+        if self.compression.jpeg_wan == "always":
+            return "jpeg"
+        if image == "lz4" and self.lz4:
+            return "lz4"
+        return "lz"
+
+
+def normalize_damage(damage: tuple[Rect, ...], width: int, height: int) -> list[Rect]:
+    """Clips to the surface, drops empty rectangles, merges when there are too many, cuts bands."""
+    rects: list[Rect] = []
+    for left, top, right, bottom in damage:
+        left, top = max(0, left), max(0, top)
+        right, bottom = min(width, right), min(height, bottom)
+        if left < right and top < bottom:
+            rects.append((left, top, right, bottom))
+    if len(rects) > MAX_RECTS_PER_FRAME:
+        rects = [
+            (
+                min(r[0] for r in rects),
+                min(r[1] for r in rects),
+                max(r[2] for r in rects),
+                max(r[3] for r in rects),
+            )
+        ]
+    banded: list[Rect] = []
+    for left, top, right, bottom in rects:
+        for y in range(top, bottom, BAND_ROWS):
+            banded.append((left, y, right, min(bottom, y + BAND_ROWS)))
+    return banded
+
+
+def encode_rect(frame: Frame, rect: Rect, imaging: ClientImaging) -> EncodedRegion:
+    left, top, right, bottom = rect
+    view = frame.pixels[top:bottom, left:right]
+    codec = imaging.codec()
+    if codec == "bitmap":
+        payload = bitmap_payload(view.tobytes(), right - left, bottom - top, frame.has_alpha)
+        return EncodedRegion(rect, c.SPICE_IMAGE_TYPE_BITMAP, payload)
+    if frame.has_alpha:
+        # Alpha must survive: LZ_RGBA whatever the option (JPEG and LZ4 drop alpha).
+        return _binary(rect, c.SPICE_IMAGE_TYPE_LZ_RGB, encode_lz_rgba(view))
+    if codec == "jpeg":
+        return _binary(rect, c.SPICE_IMAGE_TYPE_JPEG, encode_jpeg(view, JPEG_QUALITY), True)
+    if codec == "lz4":
+        return _binary(rect, c.SPICE_IMAGE_TYPE_LZ4, encode_lz4_rgb32(view))
+    return _binary(rect, c.SPICE_IMAGE_TYPE_LZ_RGB, encode_lz_rgb32(view))
+
+
+def _binary(rect: Rect, image_type: int, data: bytes, lossy: bool = False) -> EncodedRegion:
+    """The image types whose body is a u32 size and the codec stream."""
+    return EncodedRegion(rect, image_type, struct.pack("<I", len(data)) + data, lossy)

@@ -1,0 +1,513 @@
+"""The asyncio SPICE server: sockets in, the sans-IO machines in the middle, frames out.
+
+One listening port serves plain SPICE and WebSocket (told apart by the first
+bytes, as spice-server does), a second optional port the same over TLS. Each
+client session has its own channels and encoder state. Display channels take
+the newest frame from their own FrameBus subscription, so a slow client gets
+fewer, newer frames while nobody else waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import ssl
+import time
+import uuid as uuid_module
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from websockets.frames import Opcode
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
+
+from vgpu.display import CursorBus, CursorUpdate, FrameBus, InputEvent, Subscription
+from vgpu.spice import constants as c
+from vgpu.spice.channels import (
+    AckReceived,
+    ChannelClosed,
+    ChannelMachine,
+    CursorChannel,
+    DisplayChannel,
+    DisplayInit,
+    InputReceived,
+    InputsChannel,
+    MainChannel,
+    PreferredCompression,
+)
+from vgpu.spice.imaging import (
+    CLIENT_PREFERENCES,
+    ClientImaging,
+    Compression,
+    encode_rect,
+    normalize_damage,
+)
+from vgpu.spice.link import LinkClosed, Linked, LinkMachine
+
+log = logging.getLogger(__name__)
+
+LINK_TIMEOUT_S = 10.0
+"""A client that has not finished the handshake by then is dropped; real clients take
+milliseconds, and a stalled half-open connection must not hold a slot forever."""
+
+READ_CHUNK = 64 * 1024
+
+WRITE_BUFFER_HIGH = 4 * 1024 * 1024
+"""Bytes queued in one connection's socket buffer before its sender waits: about one
+losslessly compressed 1080p frame. With the one pending frame its subscription holds,
+this is the whole per-client backlog."""
+
+CURSOR_BACKLOG = 64
+"""Cursor updates queued for one client; past this a slow client gets the current
+shape and position instead of the history."""
+
+MAX_SESSIONS = 16
+"""Clients at once; each costs a subscription, a cursor listener and encoder time."""
+
+CHANNELS = (
+    (c.SPICE_CHANNEL_DISPLAY, 0),
+    (c.SPICE_CHANNEL_INPUTS, 0),
+    (c.SPICE_CHANNEL_CURSOR, 0),
+)
+"""What ATTACH_CHANNELS lists; the main channel is the one the client is already on."""
+
+
+class DisplaySource(Protocol):
+    """What the server serves: a running machine, or any test source."""
+
+    frames: FrameBus
+    cursor: CursorBus
+
+    def send_input(self, event: InputEvent) -> None: ...
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    password: str | None = None  # None: ticketing disabled
+    compression: Compression = field(default_factory=Compression)
+    max_fps: float = 60.0
+    name: str = "vgpu"
+    uuid: bytes = field(default_factory=lambda: uuid_module.uuid4().bytes)
+    encoder_threads: int = 2
+
+
+class Transport(Protocol):
+    async def recv(self) -> bytes: ...
+    def write(self, data: bytes) -> None: ...
+    async def drain(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class StreamTransport:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: bytes):
+        self._reader = reader
+        self._writer = writer
+        self._pending = first
+
+    async def recv(self) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        return await self._reader.read(READ_CHUNK)
+
+    def write(self, data: bytes) -> None:
+        if data and not self._writer.is_closing():
+            self._writer.write(data)
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class WebSocketTransport:
+    """SPICE in WebSocket binary messages (spice-html5's way), via websockets' sans-IO core."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self._reader = reader
+        self._writer = writer
+        self._ws = ServerProtocol(subprotocols=["binary"], max_size=4 * 1024 * 1024)
+        self._ready: list[bytes] = []
+
+    async def handshake(self, first: bytes) -> bool:
+        data = first
+        while True:
+            self._ws.receive_data(data)
+            for event in self._ws.events_received():
+                if isinstance(event, Request):
+                    response = self._ws.accept(event)
+                    self._ws.send_response(response)
+                    self._flush()
+                    return response.status_code == 101
+            self._flush()
+            data = await self._reader.read(READ_CHUNK)
+            if not data:
+                return False
+
+    def _flush(self) -> None:
+        for chunk in self._ws.data_to_send():
+            if chunk and not self._writer.is_closing():
+                self._writer.write(chunk)
+
+    async def recv(self) -> bytes:
+        while not self._ready:
+            data = await self._reader.read(READ_CHUNK)
+            if not data:
+                self._ws.receive_eof()
+                return b""
+            self._ws.receive_data(data)
+            for event in self._ws.events_received():
+                if event.opcode in (Opcode.BINARY, Opcode.CONT) and event.data:
+                    self._ready.append(bytes(event.data))
+                elif event.opcode is Opcode.CLOSE:
+                    self._flush()
+                    return b""
+            self._flush()
+        return self._ready.pop(0)
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self._ws.send_binary(data)
+            self._flush()
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+@dataclass
+class DisplayStats:
+    """Per display connection, for tests and the benchmark."""
+
+    frames: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class Session:
+    session_id: int
+    main: MainChannel
+    main_transport: Transport
+    others: list[Transport] = field(default_factory=list)
+
+
+class SpiceServer:
+    def __init__(self, source: DisplaySource, options: ServerOptions | None = None) -> None:
+        self.source = source
+        self.options = options or ServerOptions()
+        self._servers: list[asyncio.Server] = []
+        self._sessions: dict[int, Session] = {}
+        self.pool = ThreadPoolExecutor(self.options.encoder_threads, "spice-encode")
+        self._start = time.monotonic()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.display_stats: list[DisplayStats] = []
+
+    def mm_time(self) -> int:
+        """SPICE multimedia time: milliseconds on the server's clock, wrapping at 32 bits."""
+        return int((time.monotonic() - self._start) * 1000) & 0xFFFFFFFF
+
+    async def listen(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> int:
+        """Starts one listening socket; returns its port (useful with port 0)."""
+        server = await asyncio.start_server(
+            lambda r, w: self._track(self._accept(r, w)), host, port, ssl=tls
+        )
+        self._servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    def _track(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        writer.transport.set_write_buffer_limits(high=WRITE_BUFFER_HIGH)
+        transport: Transport | None = None
+        try:
+            first = await asyncio.wait_for(reader.readexactly(4), LINK_TIMEOUT_S)
+            if first == c.SPICE_MAGIC:
+                transport = StreamTransport(reader, writer, first)
+            elif first == b"GET ":
+                ws = WebSocketTransport(reader, writer)
+                if not await asyncio.wait_for(ws.handshake(first), LINK_TIMEOUT_S):
+                    log.info("%s: WebSocket handshake refused", peer)
+                    return
+                transport = ws
+            else:
+                log.info("%s: neither SPICE nor WebSocket (%r)", peer, first)
+                return
+            await self._serve(transport, peer)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ssl.SSLError) as exc:
+            log.info("%s: connection ended: %s", peer, exc or type(exc).__name__)
+        finally:
+            writer.close()
+
+    async def _link(self, transport: Transport, peer: object) -> tuple[Linked, bytes] | None:
+        link = LinkMachine(self.options.password)
+        deadline = asyncio.get_running_loop().time() + LINK_TIMEOUT_S
+        while True:
+            async with asyncio.timeout_at(deadline):
+                data = await transport.recv()
+            if not data:
+                return None
+            for event in link.receive_data(data):
+                if isinstance(event, LinkClosed):
+                    transport.write(link.data_to_send())
+                    await transport.drain()
+                    log.info("%s: link refused: %s", peer, event.reason)
+                    return None
+                error = self._admit(event)
+                link.finish(error)
+                transport.write(link.data_to_send())
+                await transport.drain()
+                if error != c.SPICE_LINK_ERR_OK:
+                    log.info("%s: link refused with error %d", peer, error)
+                    return None
+                return event, link.leftover()
+            transport.write(link.data_to_send())
+
+    def _admit(self, linked: Linked) -> int:
+        if linked.channel_type == c.SPICE_CHANNEL_MAIN:
+            return (
+                c.SPICE_LINK_ERR_OK
+                if len(self._sessions) < MAX_SESSIONS
+                else c.SPICE_LINK_ERR_ERROR
+            )
+        if (linked.channel_type, linked.channel_id) not in CHANNELS:
+            return c.SPICE_LINK_ERR_CHANNEL_NOT_AVAILABLE
+        if linked.connection_id not in self._sessions:
+            return c.SPICE_LINK_ERR_BAD_CONNECTION_ID
+        return c.SPICE_LINK_ERR_OK
+
+    async def _serve(self, transport: Transport, peer: object) -> None:
+        linked = await self._link(transport, peer)
+        if linked is None:
+            return
+        info, leftover = linked
+        kind = info.channel_type
+        if kind == c.SPICE_CHANNEL_MAIN:
+            await self._serve_main(transport, info, leftover, peer)
+            return
+        session = self._sessions.get(info.connection_id)
+        if session is None:
+            return
+        session.others.append(transport)
+        try:
+            if kind == c.SPICE_CHANNEL_DISPLAY:
+                await self._serve_display(transport, DisplayChannel(info), leftover, peer)
+            elif kind == c.SPICE_CHANNEL_CURSOR:
+                await self._serve_cursor(transport, CursorChannel(info), leftover, peer)
+            else:
+                await self._serve_inputs(transport, InputsChannel(info), leftover, peer)
+        finally:
+            if transport in session.others:
+                session.others.remove(transport)
+
+    async def _pump(
+        self,
+        transport: Transport,
+        machine: ChannelMachine,
+        leftover: bytes,
+        peer: object,
+        on_event: Callable[[object], None] | None = None,
+    ) -> None:
+        """Feeds the machine from the socket until the client goes or misbehaves."""
+        data = leftover
+        while True:
+            for event in machine.receive_data(data) if data else []:
+                if isinstance(event, ChannelClosed):
+                    transport.write(machine.data_to_send())
+                    log.info("%s: channel %d closed: %s", peer, machine.channel_type, event.reason)
+                    return
+                if on_event is not None:
+                    on_event(event)
+            transport.write(machine.data_to_send())
+            data = await transport.recv()
+            if not data:
+                return
+
+    async def _serve_main(
+        self, transport: Transport, info: Linked, leftover: bytes, peer: object
+    ) -> None:
+        session_id = secrets.randbits(32) or 1
+        while session_id in self._sessions:
+            session_id = secrets.randbits(32) or 1
+        main = MainChannel(info, session_id, CHANNELS, self.options.name, self.options.uuid)
+        session = Session(session_id, main, transport)
+        self._sessions[session_id] = session
+        log.info("%s: session %08x started", peer, session_id)
+        try:
+            main.start(self.mm_time())
+            transport.write(main.data_to_send())
+            await self._pump(transport, main, leftover, peer)
+        finally:
+            del self._sessions[session_id]
+            for other in list(session.others):
+                other.close()
+            log.info("%s: session %08x ended", peer, session_id)
+
+    async def _serve_inputs(
+        self, transport: Transport, machine: InputsChannel, leftover: bytes, peer: object
+    ) -> None:
+        def on_event(event: object) -> None:
+            if isinstance(event, InputReceived):
+                self.source.send_input(event.event)
+
+        machine.start()
+        await self._pump(transport, machine, leftover, peer, on_event)
+
+    async def _serve_cursor(
+        self, transport: Transport, machine: CursorChannel, leftover: bytes, peer: object
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[CursorUpdate | None] = asyncio.Queue(CURSOR_BACKLOG)
+
+        def put(update: CursorUpdate | None) -> None:
+            try:
+                queue.put_nowait(update)
+            except asyncio.QueueFull:
+                # Too far behind: forget the history, send the state as it is now.
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(None)
+
+        def listener(update: CursorUpdate) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: we are shutting down
+                loop.call_soon_threadsafe(put, update)
+
+        remove = self.source.cursor.listen(listener)
+        machine.set_ack()
+        machine.init(self.source.cursor.state())
+        transport.write(machine.data_to_send())
+
+        async def send_updates() -> None:
+            while True:
+                update = await queue.get()
+                if update is None:
+                    state = self.source.cursor.state()
+                    update = CursorUpdate("set", state.x, state.y, state.visible, state.shape)
+                machine.update(update)
+                transport.write(machine.data_to_send())
+                await transport.drain()
+
+        sender = asyncio.ensure_future(send_updates())
+        try:
+            await self._pump(transport, machine, leftover, peer)
+        finally:
+            remove()
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await sender
+
+    async def _serve_display(
+        self, transport: Transport, machine: DisplayChannel, leftover: bytes, peer: object
+    ) -> None:
+        client = _DisplayClient(self, transport, machine, peer)
+        self.display_stats.append(client.stats)
+        machine.set_ack()
+        transport.write(machine.data_to_send())
+        subscription = self.source.frames.subscribe(client.notify)
+        sender = asyncio.ensure_future(client.send_frames(subscription))
+        try:
+            await self._pump(transport, machine, leftover, peer, client.on_event)
+        finally:
+            subscription.close()
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await sender
+            self.display_stats.remove(client.stats)
+
+
+class _DisplayClient:
+    """One display channel's sender: newest frame, damage-driven, paced, within the ack window."""
+
+    def __init__(
+        self, server: SpiceServer, transport: Transport, machine: DisplayChannel, peer: object
+    ) -> None:
+        self._server = server
+        self._loop = asyncio.get_running_loop()
+        self._transport = transport
+        self._machine = machine
+        self._peer = peer
+        self._wake = asyncio.Event()
+        self.imaging = ClientImaging(
+            server.options.compression,
+            lz4=machine.has_cap(c.SPICE_DISPLAY_CAP_LZ4_COMPRESSION),
+        )
+        self.stats = DisplayStats()
+
+    def notify(self) -> None:
+        """Called on the publishing thread."""
+        with contextlib.suppress(RuntimeError):  # the loop is gone: we are shutting down
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def on_event(self, event: object) -> None:
+        if isinstance(event, AckReceived):
+            self._wake.set()
+        elif isinstance(event, PreferredCompression):
+            preferred = CLIENT_PREFERENCES.get(event.value)
+            if preferred is not None:
+                self.imaging = replace(self.imaging, preferred=preferred)
+        elif isinstance(event, DisplayInit):
+            log.debug("%s: display init, cache %d", self._peer, event.pixmap_cache_size)
+
+    async def send_frames(self, subscription: Subscription) -> None:
+        machine = self._machine
+        interval = 1.0 / self._server.options.max_fps
+        last_sent = 0.0
+        surface_serial: int | None = None
+        marked = False
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not machine.window_open():
+                continue  # an ack will wake us
+            delay = last_sent + interval - self._loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            taken = subscription.take()
+            if taken is None:
+                continue
+            frame, damage = taken
+            if frame.surface_serial != surface_serial or machine.surface is None:
+                if machine.surface is not None:
+                    machine.surface_destroy()
+                machine.surface_create(frame.width, frame.height, frame.has_alpha)
+                surface_serial = frame.surface_serial
+                marked = False
+                damage = ((0, 0, frame.width, frame.height),)
+            rects = normalize_damage(damage, frame.width, frame.height)
+            imaging = self.imaging
+            pool = self._server.pool
+            futures = [
+                self._loop.run_in_executor(pool, encode_rect, frame, r, imaging) for r in rects
+            ]
+            for region in await asyncio.gather(*futures):
+                machine.draw_copy(region)
+            if not marked:
+                machine.mark()
+                marked = True
+            data = machine.data_to_send()
+            self._transport.write(data)
+            self.stats.frames += 1
+            self.stats.bytes += len(data)
+            last_sent = self._loop.time()
+            await self._transport.drain()
