@@ -147,3 +147,57 @@ class GlibClient:
             except (BrokenPipeError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
+
+
+HTML5_DIR = Path("/usr/share/spice-html5")  # Debian's spice-html5 package
+
+
+class StaticHttp:
+    """Serves spice-html5's files on a local port for the browser."""
+
+    def __init__(self, root: Path) -> None:
+        import functools
+        import http.server
+
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _quiet_handler_base() -> type:
+    import http.server
+
+    return http.server.SimpleHTTPRequestHandler
+
+
+class _QuietHandler(_quiet_handler_base()):  # type: ignore[misc]
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+CANVAS_PIXELS_JS = """
+() => {
+  const c = document.querySelector('canvas#spice_surface_0');
+  if (!c) return null;
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let s = '';
+  for (let i = 0; i < d.length; i += 0x8000) s += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000));
+  return [c.width, c.height, btoa(s)];
+}
+"""
+
+
+def html5_canvas(page: object, timeout: float = 10.0) -> np.ndarray | None:
+    """The spice-html5 primary canvas as (h, w, 4) R,G,B,A, or None before it exists."""
+    import base64
+
+    got = page.evaluate(CANVAS_PIXELS_JS)  # type: ignore[attr-defined]
+    if got is None:
+        return None
+    width, height, data = got
+    return np.frombuffer(base64.b64decode(data), np.uint8).reshape(height, width, 4)

@@ -88,8 +88,14 @@ class ClientImaging:
         return "lz"
 
 
-def normalize_damage(damage: tuple[Rect, ...], width: int, height: int) -> list[Rect]:
-    """Clips to the surface, drops empty rectangles, merges when there are too many, cuts bands."""
+def normalize_damage(
+    damage: tuple[Rect, ...], width: int, height: int, band: bool = True
+) -> list[Rect]:
+    """Clips to the surface, drops empty rectangles, merges when there are too many, cuts bands.
+
+    The first picture of a surface goes uncut (band=False): one DRAW_COPY, so a
+    client that takes the first draw as the screen (spicy-screenshot) has all of it.
+    """
     rects: list[Rect] = []
     for left, top, right, bottom in damage:
         left, top = max(0, left), max(0, top)
@@ -105,6 +111,8 @@ def normalize_damage(damage: tuple[Rect, ...], width: int, height: int) -> list[
                 max(r[3] for r in rects),
             )
         ]
+    if not band:
+        return rects
     banded: list[Rect] = []
     for left, top, right, bottom in rects:
         for y in range(top, bottom, BAND_ROWS):

@@ -494,7 +494,7 @@ class _DisplayClient:
                 surface_serial = frame.surface_serial
                 marked = False
                 damage = ((0, 0, frame.width, frame.height),)
-            rects = normalize_damage(damage, frame.width, frame.height)
+            rects = normalize_damage(damage, frame.width, frame.height, band=marked)
             imaging = self.imaging
             pool = self._server.pool
             futures = [
