@@ -59,3 +59,19 @@ def expected_rgba(frame: np.ndarray, alpha: bool) -> np.ndarray:
     out[..., 2] = frame[..., 0]
     out[..., 3] = frame[..., 3] if alpha else 255
     return out
+
+
+def html5_roundtrip_failures(cases: list[tuple[int, bool, np.ndarray, bytes]]) -> list[str]:
+    """Decodes each (kind, alpha, frame, stream) with spice-html5; describes mismatches."""
+    decoded = html5_decode([(kind, stream) for kind, _, _, stream in cases])
+    failures = []
+    for n, ((kind, alpha, frame, _), got) in enumerate(zip(cases, decoded, strict=True)):
+        what = f"case {n} ({'LZ' if kind == LZ else 'QUIC'}, {frame.shape[1]}x{frame.shape[0]})"
+        if isinstance(got, str):
+            failures.append(f"{what}: decoder error {got}")
+        elif got.shape != frame.shape:
+            failures.append(f"{what}: decoded shape {got.shape}")
+        elif not np.array_equal(got, expected_rgba(frame, alpha)):
+            bad = np.argwhere((got != expected_rgba(frame, alpha)).any(axis=2))
+            failures.append(f"{what}: {len(bad)} pixels differ, first at {bad[0].tolist()}")
+    return failures

@@ -6,6 +6,7 @@ from vgpu.encode.codecs import (
     encode_lz4_rgb32,
     encode_lz_rgb32,
     encode_lz_rgba,
+    encode_quic_rgb32,
 )
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "encode_lz4_rgb32",
     "encode_lz_rgb32",
     "encode_lz_rgba",
+    "encode_quic_rgb32",
 ]

@@ -1,0 +1,163 @@
+"""LZ4 (decoded the way spice-gtk does, with liblz4's streaming decoder),
+JPEG (decoded by Pillow) and the argument checks every encoder shares."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import io
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from vgpu.encode import (
+    changed_tiles,
+    encode_jpeg,
+    encode_lz4_rgb32,
+    encode_lz_rgb32,
+    encode_lz_rgba,
+    encode_quic_rgb32,
+)
+from vgpu.encode.codecs import MAX_DIM
+from vgpu.encode.samples import desktop_frame, photo_frame
+
+SPICE_BITMAP_FMT_32BIT = 8
+ENCODERS = [encode_lz_rgb32, encode_lz_rgba, encode_quic_rgb32, encode_lz4_rgb32, encode_jpeg]
+
+
+def _liblz4() -> ctypes.CDLL:
+    name = ctypes.util.find_library("lz4")
+    if name is None:
+        pytest.skip("liblz4 shared library not found")
+    lib = ctypes.CDLL(name)
+    lib.LZ4_createStreamDecode.restype = ctypes.c_void_p
+    lib.LZ4_freeStreamDecode.argtypes = [ctypes.c_void_p]
+    lib.LZ4_decompress_safe_continue.argtypes = [ctypes.c_void_p, ctypes.c_char_p,
+                                                 ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    return lib
+
+
+def spice_gtk_lz4_decode(data: bytes, width: int, height: int) -> np.ndarray:
+    """What spice-common's canvas_get_lz4 does: header bytes, then BE-length
+    blocks through one LZ4 streaming decoder into one buffer of packed rows."""
+    lib = _liblz4()
+    assert data[0] == 1, "not top-down"
+    assert data[1] == SPICE_BITMAP_FMT_32BIT
+    out = ctypes.create_string_buffer(width * height * 4)
+    stream = lib.LZ4_createStreamDecode()
+    try:
+        at, done = 2, 0
+        while at < len(data):
+            (n,) = struct.unpack_from(">I", data, at)
+            at += 4
+            assert n <= len(data) - at, "block runs past the data"
+            got = lib.LZ4_decompress_safe_continue(stream, data[at:at + n],
+                                                   ctypes.addressof(out) + done, n,
+                                                   len(out) - done)
+            assert got > 0, "liblz4 rejected a block"
+            done += got
+            at += n
+    finally:
+        lib.LZ4_freeStreamDecode(stream)
+    assert done == len(out)
+    return np.frombuffer(out.raw, np.uint8).reshape(height, width, 4)
+
+
+def test_lz4_decodes_like_spice_gtk() -> None:
+    rng = np.random.default_rng(2)
+    desk = desktop_frame(800, 600)
+    frames = [desk, desk[100:400, 33:700], photo_frame(300, 200),
+              rng.integers(0, 256, (7, 5, 4), dtype=np.uint8), desk[:1, :1]]
+    for f in frames:
+        got = spice_gtk_lz4_decode(encode_lz4_rgb32(f), f.shape[1], f.shape[0])
+        assert np.array_equal(got, f)
+
+
+def test_lz4_large_contiguous_frame_spans_several_blocks() -> None:
+    f = photo_frame(1024, 700)  # 2.8 MB: more than one 1 MiB block
+    data = encode_lz4_rgb32(f)
+    assert np.array_equal(spice_gtk_lz4_decode(data, 1024, 700), f)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 3), st.integers(0, 2**32 - 1))
+def test_lz4_random_crops(w: int, h: int, pad: int, seed: int) -> None:
+    full = np.random.default_rng(seed).integers(0, 4, (h, w + pad, 4), dtype=np.uint8) * 80
+    f = full[:, pad:]
+    assert np.array_equal(spice_gtk_lz4_decode(encode_lz4_rgb32(f), w, h), f)
+
+
+def test_jpeg_is_jfif_that_pillow_decodes_close_to_the_input() -> None:
+    f = photo_frame(320, 240)
+    crop = f[10:200, 20:300]
+    for frame in (f, crop):
+        data = encode_jpeg(frame, quality=90)
+        assert data[:4] == b"\xff\xd8\xff\xe0" and data[6:11] == b"JFIF\x00"
+        img = Image.open(io.BytesIO(data))
+        assert img.format == "JPEG" and img.size == (frame.shape[1], frame.shape[0])
+        rgb = np.asarray(img.convert("RGB")).astype(int)
+        want = frame[..., [2, 1, 0]].astype(int)
+        assert np.abs(rgb - want).mean() < 4.0
+
+
+def test_jpeg_quality_trades_size() -> None:
+    f = photo_frame(320, 240)
+    assert len(encode_jpeg(f, quality=30)) < len(encode_jpeg(f, quality=95))
+
+
+@pytest.mark.parametrize("quality", [0, 101, 80.0, None])
+def test_jpeg_rejects_bad_quality(quality: object) -> None:
+    with pytest.raises(ValueError):
+        encode_jpeg(np.zeros((4, 4, 4), np.uint8), quality=quality)  # type: ignore[arg-type]
+
+
+def bad_frames() -> list[tuple[object, type[Exception]]]:
+    ok = np.zeros((8, 8, 4), np.uint8)
+    return [
+        (b"\0" * 256, TypeError),
+        (ok.astype(np.uint16), TypeError),
+        (ok.astype(np.float32), TypeError),
+        (np.zeros((8, 8), np.uint8), ValueError),
+        (np.zeros((8, 8, 3), np.uint8), ValueError),
+        (np.zeros((2, 8, 8, 4), np.uint8), ValueError),
+        (np.zeros((0, 8, 4), np.uint8), ValueError),
+        (np.zeros((8, 0, 4), np.uint8), ValueError),
+        (ok[:, ::2], ValueError),  # pixels not packed
+        (ok[:, :, ::-1], ValueError),
+        (ok[::-1], ValueError),  # negative row stride
+        (np.zeros((8, 4, 8), np.uint8)[:, :, :4].transpose(1, 0, 2), ValueError),
+        (np.lib.stride_tricks.as_strided(ok, (MAX_DIM + 1, 8, 4), (0, 4, 1)), ValueError),
+        (np.lib.stride_tricks.as_strided(ok, (8, MAX_DIM + 1, 4), (0, 4, 1)), ValueError),
+    ]
+
+
+@pytest.mark.parametrize("encoder", ENCODERS, ids=lambda f: f.__name__)
+def test_encoders_reject_bad_frames_before_c(encoder) -> None:
+    for frame, error in bad_frames():
+        with pytest.raises(error):
+            encoder(frame)
+
+
+def test_changed_tiles_rejects_bad_arguments() -> None:
+    a = np.zeros((64, 64, 4), np.uint8)
+    for frame, error in bad_frames():
+        with pytest.raises(error):
+            changed_tiles(a, frame)
+        with pytest.raises(error):
+            changed_tiles(frame, a)
+    with pytest.raises(ValueError):
+        changed_tiles(a, np.zeros((64, 65, 4), np.uint8))
+    for tile in (0, 7, -64, MAX_DIM + 1, 64.0):
+        with pytest.raises(ValueError):
+            changed_tiles(a, a, tile=tile)  # type: ignore[arg-type]
+
+
+def test_read_only_and_largest_allowed_width_are_fine() -> None:
+    f = np.zeros((1, MAX_DIM, 4), np.uint8)
+    f.flags.writeable = False
+    for encoder in ENCODERS:
+        assert len(encoder(f)) > 0
