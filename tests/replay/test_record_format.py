@@ -39,7 +39,7 @@ def fixture_events(data_dir: Path) -> list:
 
 @pytest.fixture(scope="module")
 def fixture_bytes(data_dir: Path) -> bytes:
-    return lzma.open(data_dir / "basic.spice.xz").read()
+    return lzma.decompress((data_dir / "basic.spice.xz").read_bytes())
 
 
 def kind(event: CommandEvent | WorkerEvent) -> str:

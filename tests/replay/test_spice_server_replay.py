@@ -58,7 +58,7 @@ def write(items: list) -> bytes:
 
 def test_spice_server_replays_the_xspice_fixture(checker: Path, data_dir: Path,
                                                  tmp_path: Path) -> None:
-    record = lzma.open(data_dir / "basic.spice.xz").read()
+    record = lzma.decompress((data_dir / "basic.spice.xz").read_bytes())
     rc, stats, err = run_check(checker, record, tmp_path)
     assert rc == 0, err
     assert stats == {"commands": 914, "releases": 914, "warnings": 0, "bytes_left": 0}
