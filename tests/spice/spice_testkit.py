@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -186,13 +187,14 @@ CANVAS_PIXELS_JS = """
   if (!c) return null;
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
   let s = '';
-  for (let i = 0; i < d.length; i += 0x8000) s += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000));
+  for (let i = 0; i < d.length; i += 0x8000)
+    s += String.fromCharCode.apply(null, d.subarray(i, i + 0x8000));
   return [c.width, c.height, btoa(s)];
 }
 """
 
 
-def html5_canvas(page: object, timeout: float = 10.0) -> np.ndarray | None:
+def html5_canvas(page: object) -> np.ndarray | None:
     """The spice-html5 primary canvas as (h, w, 4) R,G,B,A, or None before it exists."""
     import base64
 
@@ -201,3 +203,104 @@ def html5_canvas(page: object, timeout: float = 10.0) -> np.ndarray | None:
         return None
     width, height, data = got
     return np.frombuffer(base64.b64decode(data), np.uint8).reshape(height, width, 4)
+
+
+# -- a minimal SPICE client side, for driving the server's machines without a stock client
+
+
+def link_request(
+    channel_type: int,
+    channel_id: int = 0,
+    connection_id: int = 0,
+    common_caps: tuple[int, ...] = (0, 1, 3),  # AUTH_SELECTION, AUTH_SPICE, MINI_HEADER
+    channel_caps: tuple[int, ...] = (),
+) -> bytes:
+    from vgpu.spice.wire import caps_words
+
+    common, channel = caps_words(common_caps), caps_words(channel_caps)
+    body = struct.pack(
+        "<IBBIII", connection_id, channel_type, channel_id, len(common), len(channel), 18
+    )
+    body += struct.pack(f"<{len(common) + len(channel)}I", *common, *channel)
+    return struct.pack("<4sIII", b"REDQ", 2, 2, len(body)) + body
+
+
+def encrypt_ticket(reply_body: bytes, password: str) -> bytes:
+    """The client's half: RSA-OAEP/SHA-1 over the NUL-terminated password."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    key = serialization.load_der_public_key(reply_body[4 : 4 + 162])
+    return key.encrypt(  # type: ignore[union-attr]
+        password.encode() + b"\0",
+        padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None),
+    )
+
+
+def mini(msg_type: int, body: bytes = b"") -> bytes:
+    return struct.pack("<HI", msg_type, len(body)) + body
+
+
+def split_messages(data: bytes) -> list[tuple[int, bytes]]:
+    """Mini-header framed server messages (whole ones only)."""
+    out = []
+    pos = 0
+    while pos + 6 <= len(data):
+        msg_type, size = struct.unpack_from("<HI", data, pos)
+        if pos + 6 + size > len(data):
+            break
+        out.append((msg_type, data[pos + 6 : pos + 6 + size]))
+        pos += 6 + size
+    return out
+
+
+class RawClient:
+    """A blocking socket client that links one channel and then speaks mini-header messages."""
+
+    def __init__(
+        self,
+        port: int,
+        channel_type: int,
+        connection_id: int = 0,
+        password: str = "",
+        channel_caps: tuple[int, ...] = (),
+    ) -> None:
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock.sendall(link_request(channel_type, 0, connection_id, channel_caps=channel_caps))
+        _magic, _major, _minor, size = struct.unpack("<4sIII", self._exact(16))
+        reply = self._exact(size)
+        self.reply_error = struct.unpack_from("<I", reply)[0]
+        self.link_result: int | None = None
+        self._buffer = b""
+        if self.reply_error:
+            return
+        self.sock.sendall(struct.pack("<I", 1) + encrypt_ticket(reply, password))
+        self.link_result = struct.unpack("<I", self._exact(4))[0]
+
+    def _exact(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise EOFError("server closed")
+            data += chunk
+        return data
+
+    def send(self, msg_type: int, body: bytes = b"") -> None:
+        self.sock.sendall(mini(msg_type, body))
+
+    def recv(self) -> tuple[int, bytes]:
+        msg_type, size = struct.unpack("<HI", self._exact(6))
+        return msg_type, self._exact(size)
+
+    def recv_until(self, msg_type: int, limit: int = 1000) -> bytes:
+        for _ in range(limit):
+            got_type, body = self.recv()
+            if got_type == msg_type:
+                return body
+        raise AssertionError(f"no message {msg_type} in {limit}")
+
+    def close(self) -> None:
+        self.sock.close()

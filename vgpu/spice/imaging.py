@@ -10,7 +10,13 @@ import struct
 from dataclasses import dataclass
 
 from vgpu.display import Frame, Rect
-from vgpu.encode import encode_jpeg, encode_lz4_rgb32, encode_lz_rgb32, encode_lz_rgba
+from vgpu.encode import (
+    encode_jpeg,
+    encode_lz4_rgb32,
+    encode_lz_rgb32,
+    encode_lz_rgba,
+    encode_quic_rgb32,
+)
 from vgpu.spice import constants as c
 from vgpu.spice.channels import EncodedRegion, bitmap_payload
 
@@ -83,6 +89,8 @@ class ClientImaging:
             return "bitmap"
         if self.compression.jpeg_wan == "always":
             return "jpeg"
+        if image == "quic":
+            return "quic"
         if image == "lz4" and self.lz4:
             return "lz4"
         return "lz"
@@ -132,6 +140,8 @@ def encode_rect(frame: Frame, rect: Rect, imaging: ClientImaging) -> EncodedRegi
         return _binary(rect, c.SPICE_IMAGE_TYPE_LZ_RGB, encode_lz_rgba(view))
     if codec == "jpeg":
         return _binary(rect, c.SPICE_IMAGE_TYPE_JPEG, encode_jpeg(view, JPEG_QUALITY), True)
+    if codec == "quic":
+        return _binary(rect, c.SPICE_IMAGE_TYPE_QUIC, encode_quic_rgb32(view))
     if codec == "lz4":
         return _binary(rect, c.SPICE_IMAGE_TYPE_LZ4, encode_lz4_rgb32(view))
     return _binary(rect, c.SPICE_IMAGE_TYPE_LZ_RGB, encode_lz_rgb32(view))

@@ -1,0 +1,144 @@
+"""`vgpu serve`: run a guest's display and serve it to SPICE clients.
+
+Options are named as QEMU's -spice and Xspice name them, so users can carry
+their habits over: --port, --tls-port with --x509-dir, --password,
+--disable-ticketing, --image-compression, --jpeg-wan-compression,
+--streaming-video.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import ssl
+import sys
+from pathlib import Path
+
+from vgpu.spice.imaging import IMAGE_COMPRESSIONS, JPEG_WAN_COMPRESSIONS, STREAMING_VIDEOS
+
+X509_FILES = ("ca-cert.pem", "server-cert.pem", "server-key.pem")  # QEMU's names
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--addr", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=5930, help="plain SPICE and WebSocket port")
+    parser.add_argument("--tls-port", type=int, help="SPICE over TLS port (needs --x509-dir)")
+    parser.add_argument(
+        "--x509-dir", type=Path, help="folder with ca-cert.pem, server-cert.pem, server-key.pem"
+    )
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument("--password", help="the ticket clients must send")
+    secret.add_argument("--password-file", type=Path, help="file whose first line is the password")
+    secret.add_argument(
+        "--disable-ticketing",
+        action="store_true",
+        help="accept clients without a password (the default when no password is given)",
+    )
+    guest = parser.add_mutually_exclusive_group()
+    guest.add_argument("--guest", metavar="SOCKET", help="an out-of-process guest's socket")
+    guest.add_argument(
+        "--demo", metavar="NAME", help="a built-in guest: desktop, or replay:FILE (a recording)"
+    )
+    parser.add_argument("--record", type=Path, help="record the guest's commands to FILE")
+    parser.add_argument(
+        "--image-compression",
+        choices=IMAGE_COMPRESSIONS,
+        default="auto_glz",
+        help="still images: LZ by default (GLZ is served as LZ), quic, lz4, or off (raw)",
+    )
+    parser.add_argument(
+        "--jpeg-wan-compression",
+        choices=JPEG_WAN_COMPRESSIONS,
+        default="auto",
+        help="lossy JPEG for still images: only 'always' enables it (no WAN detection)",
+    )
+    parser.add_argument(
+        "--streaming-video",
+        choices=STREAMING_VIDEOS,
+        default="filter",
+        help="MJPEG streams for regions that change every frame",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="log every connection")
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    if args.password_file is not None:
+        lines = args.password_file.read_text().splitlines()
+        return lines[0] if lines else ""
+    return args.password
+
+
+def tls_context(x509_dir: Path) -> ssl.SSLContext:
+    missing = [name for name in X509_FILES if not (x509_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{x509_dir}: missing {', '.join(missing)}")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(x509_dir / "server-cert.pem", x509_dir / "server-key.pem")
+    return context
+
+
+def run(args: argparse.Namespace) -> int:
+    from vgpu.machine import Machine
+    from vgpu.spice.imaging import Compression
+    from vgpu.spice.server import ServerOptions, SpiceServer
+
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s: %(message)s",
+    )
+    if args.tls_port is not None and args.x509_dir is None:
+        print("--tls-port needs --x509-dir", file=sys.stderr)
+        return 2
+    password = _password(args)
+    try:
+        tls = tls_context(args.x509_dir) if args.tls_port is not None else None
+    except (OSError, ssl.SSLError) as exc:
+        print(f"TLS: {exc}", file=sys.stderr)
+        return 2
+    options = ServerOptions(
+        password=password,
+        compression=Compression(
+            args.image_compression, args.jpeg_wan_compression, args.streaming_video
+        ),
+    )
+    machine = Machine.create(demo=args.demo, guest_socket=args.guest, record=args.record)
+
+    async def serve() -> None:
+        server = SpiceServer(machine, options)
+        port = await server.listen(args.addr, args.port)
+        host = args.addr if ":" not in args.addr else f"[{args.addr}]"
+        print(f"SPICE: spice://{host}:{port}  (remote-viewer, spicy)", flush=True)
+        if tls is not None:
+            tls_port = await server.listen(args.addr, args.tls_port, tls)
+            print(
+                f"SPICE over TLS: spice://{host}?tls-port={tls_port}  "
+                f"(remote-viewer --spice-ca-file={args.x509_dir / 'ca-cert.pem'})",
+                flush=True,
+            )
+        print(
+            f"spice-html5: serve its folder over HTTP and open "
+            f"spice_auto.html?host={args.addr}&port={port}  (WebSocket on the same port)",
+            flush=True,
+        )
+        if password is None:
+            print("No password: any client that reaches the port may connect.", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await server.close()
+
+    machine.start()
+    try:
+        asyncio.run(serve())
+    except OSError as exc:
+        print(f"cannot listen: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        machine.stop()
+    return 0
