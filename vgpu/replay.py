@@ -266,10 +266,11 @@ def _glyph_bpp(flags: int) -> int:
 
 
 def decode_glyphs(flags: int, length: int, data: bytes) -> GlyphString:
+    """`length` glyphs from the string's data, as the device parser reads them."""
     bpp = _glyph_bpp(flags)
     glyphs = []
     pos = 0
-    while pos < len(data):
+    for _ in range(length):
         if len(data) - pos < _RASTER_GLYPH.size:
             raise _BadPayload("string ends inside a glyph header")
         rx, ry, ox, oy, w, h = _RASTER_GLYPH.unpack_from(data, pos)
@@ -279,8 +280,6 @@ def decode_glyphs(flags: int, length: int, data: bytes) -> GlyphString:
             raise _BadPayload(f"glyph {len(glyphs)} of {w}x{h} runs past the string's end")
         glyphs.append(RasterGlyph(QPoint(rx, ry), QPoint(ox, oy), w, h, data[pos:pos + size]))
         pos += size
-    if len(glyphs) != length:
-        raise _BadPayload(f"string holds {len(glyphs)} glyphs, its length says {length}")
     return GlyphString(flags, tuple(glyphs))
 
 
@@ -628,7 +627,8 @@ class _Reader:
         data = self.blob(b"transform")
         if len(data) != _TRANSFORM.size:
             raise self.error(f"transform of {len(data)} bytes, not {_TRANSFORM.size}")
-        return _TRANSFORM.unpack(data)
+        # 16.16 fixed point, signed as the device parser gives them
+        return tuple(v - (1 << 32) if v >= 1 << 31 else v for v in _TRANSFORM.unpack(data))
 
     # -- commands --
 
@@ -974,7 +974,7 @@ class RecordWriter:
     def _transform(self, key: str, t: tuple[int, ...] | None) -> None:
         self._line(f"{key} {int(t is not None)}")
         if t is not None:
-            self._blob("transform", _TRANSFORM.pack(*t))
+            self._blob("transform", _TRANSFORM.pack(*(v & 0xFFFF_FFFF for v in t)))
 
     # -- public --
 

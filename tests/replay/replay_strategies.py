@@ -102,7 +102,7 @@ def line_attrs(draw: st.DrawFn) -> LineAttr:
 
 paths = st.lists(st.builds(PathSeg, u32, st.lists(st.tuples(i32, i32), max_size=4).map(tuple)),
                  max_size=3).map(tuple)
-transforms = st.none() | st.tuples(u32, u32, u32, u32, u32, u32)
+transforms = st.none() | st.tuples(i32, i32, i32, i32, i32, i32)
 
 draw_ops = st.one_of(
     st.just(Nop()),
