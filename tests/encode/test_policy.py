@@ -1,0 +1,77 @@
+"""The per-region codec choice."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vgpu.encode import policy
+from vgpu.encode.policy import ClientCodecs, encode_region, is_photographic
+from vgpu.encode.samples import desktop_frame, photo_frame
+
+ENUMS_H = Path("/usr/include/spice-1/spice/enums.h")  # libspice-protocol-dev
+
+
+def test_image_type_numbers_match_spice_protocol() -> None:
+    if not ENUMS_H.is_file():
+        pytest.skip("spice-protocol headers are not installed")
+    text = ENUMS_H.read_text()
+    body = text[text.index("typedef enum SpiceImageType"):]
+    body = body[:body.index("}")]
+    value, numbers = -1, {}
+    for name, explicit in re.findall(r"(SPICE_IMAGE_TYPE_\w+)\s*(?:=\s*(\d+))?", body):
+        value = int(explicit) if explicit else value + 1
+        numbers[name] = value
+    for name in ("QUIC", "LZ_RGB", "JPEG", "LZ4"):
+        assert getattr(policy, f"SPICE_IMAGE_TYPE_{name}") == numbers[f"SPICE_IMAGE_TYPE_{name}"]
+
+
+@pytest.fixture(scope="module")
+def desk() -> np.ndarray:
+    return desktop_frame(960, 540)
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return photo_frame(480, 270)
+
+
+def test_classifier(desk: np.ndarray, photo: np.ndarray) -> None:
+    assert not is_photographic(desk)
+    assert not is_photographic(desk[50:300, 400:900])
+    assert is_photographic(photo)
+    assert is_photographic(photo[10:100, 20:300])
+    assert not is_photographic(np.zeros((1080, 1920, 4), np.uint8))
+    assert not is_photographic(photo[:10, :10])  # too small to bother
+
+
+def test_lossless_choices(desk: np.ndarray, photo: np.ndarray) -> None:
+    every = ClientCodecs(lz4=True, jpeg=True, quic=True)
+    r = encode_region(desk, every)
+    assert (r.image_type, r.lossy, r.data[:4]) == (policy.SPICE_IMAGE_TYPE_LZ_RGB, False, b"  ZL")
+    r = encode_region(photo, every)
+    assert (r.image_type, r.lossy, r.data[:4]) == (policy.SPICE_IMAGE_TYPE_QUIC, False, b"QUIC")
+    r = encode_region(photo, ClientCodecs(lz4=True, quic=False))
+    assert (r.image_type, r.data[:2]) == (policy.SPICE_IMAGE_TYPE_LZ4, b"\x01\x08")
+    r = encode_region(photo, ClientCodecs(lz4=False, quic=False))
+    assert r.image_type == policy.SPICE_IMAGE_TYPE_LZ_RGB
+
+
+def test_lossy_only_when_allowed_and_photographic(desk: np.ndarray, photo: np.ndarray) -> None:
+    client = ClientCodecs()
+    r = encode_region(photo, client, lossy_allowed=True)
+    assert (r.image_type, r.lossy, r.data[:2]) == (policy.SPICE_IMAGE_TYPE_JPEG, True, b"\xff\xd8")
+    assert encode_region(desk, client, lossy_allowed=True).image_type == \
+        policy.SPICE_IMAGE_TYPE_LZ_RGB
+    no_jpeg = ClientCodecs(jpeg=False)
+    assert encode_region(photo, no_jpeg, lossy_allowed=True).image_type == \
+        policy.SPICE_IMAGE_TYPE_QUIC
+
+
+def test_alpha_keeps_alpha(photo: np.ndarray) -> None:
+    r = encode_region(photo, ClientCodecs(), lossy_allowed=True, has_alpha=True)
+    assert r.image_type == policy.SPICE_IMAGE_TYPE_LZ_RGB and not r.lossy
+    assert r.data[8:12] == (9).to_bytes(4, "big")  # LZ_IMAGE_TYPE_RGBA
