@@ -52,7 +52,7 @@ class SyntheticSource:
         return frame
 
 
-def test_pattern(width: int, height: int, seed: int = 0) -> np.ndarray:
+def pattern(width: int, height: int, seed: int = 0) -> np.ndarray:
     """Gradients, hard edges and noise: a picture where any decoding slip shows."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]

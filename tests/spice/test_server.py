@@ -1,0 +1,274 @@
+"""The asyncio server over real sockets, driven by a minimal Python client."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from spice_testkit import (
+    RawClient,
+    ServerThread,
+    SyntheticSource,
+    link_request,
+    mini,
+    pattern,
+)
+
+from vgpu.display import InputEvent
+from vgpu.spice import constants as c
+from vgpu.spice.server import ServerOptions
+
+
+@pytest.fixture
+def source():
+    src = SyntheticSource()
+    src.publish(pattern(160, 120))
+    return src
+
+
+@pytest.fixture
+def server(source):
+    srv = ServerThread(source)
+    yield srv
+    srv.stop()
+
+
+def open_session(port: int, password: str = "") -> tuple[RawClient, int]:
+    main = RawClient(port, c.SPICE_CHANNEL_MAIN, password=password)
+    assert main.link_result == c.SPICE_LINK_ERR_OK
+    init = main.recv_until(c.SPICE_MSG_MAIN_INIT)
+    return main, struct.unpack_from("<I", init)[0]
+
+
+def display_of(port: int, session: int, ack: bool = True) -> RawClient:
+    display = RawClient(port, c.SPICE_CHANNEL_DISPLAY, session)
+    assert display.link_result == c.SPICE_LINK_ERR_OK
+    generation, _window = struct.unpack("<II", display.recv_until(c.SPICE_MSG_SET_ACK))
+    if ack:
+        display.send(c.SPICE_MSGC_ACK_SYNC, struct.pack("<I", generation))
+    return display
+
+
+def draws_until_mark(display: RawClient) -> list[tuple[int, bytes]]:
+    seen = []
+    while True:
+        msg = display.recv()
+        seen.append(msg)
+        if msg[0] == c.SPICE_MSG_DISPLAY_MARK:
+            return seen
+
+
+def draw_rect(body: bytes) -> tuple[int, int, int, int]:
+    top, left, bottom, right = struct.unpack_from("<iiii", body, 4)
+    return left, top, right, bottom
+
+
+def test_channels_list_and_other_channels_join_the_session(server):
+    main, session = open_session(server.port)
+    main.send(c.SPICE_MSGC_MAIN_ATTACH_CHANNELS)
+    body = main.recv_until(c.SPICE_MSG_MAIN_CHANNELS_LIST)
+    (count,) = struct.unpack_from("<I", body)
+    kinds = {body[4 + 2 * i] for i in range(count)}
+    assert kinds == {c.SPICE_CHANNEL_DISPLAY, c.SPICE_CHANNEL_INPUTS, c.SPICE_CHANNEL_CURSOR}
+    bad = RawClient(server.port, c.SPICE_CHANNEL_DISPLAY, session ^ 0xFFFF)
+    assert bad.link_result == c.SPICE_LINK_ERR_BAD_CONNECTION_ID
+    absent = RawClient(server.port, 5, session)  # playback: not served
+    assert absent.link_result == c.SPICE_LINK_ERR_CHANNEL_NOT_AVAILABLE
+    main.close()
+
+
+def test_first_picture_then_only_damage_then_idle_sends_nothing(server, source):
+    main, session = open_session(server.port)
+    display = display_of(server.port, session)
+    first = draws_until_mark(display)
+    kinds = [t for t, _ in first]
+    assert kinds[0] == c.SPICE_MSG_DISPLAY_SURFACE_CREATE
+    draws = [b for t, b in first if t == c.SPICE_MSG_DISPLAY_DRAW_COPY]
+    assert [draw_rect(b) for b in draws] == [(0, 0, 160, 120)]
+    picture = pattern(160, 120, seed=1)
+    source.publish(picture, damage=((10, 10, 20, 30),))
+    msg_type, body = display.recv()
+    assert msg_type == c.SPICE_MSG_DISPLAY_DRAW_COPY and draw_rect(body) == (10, 10, 20, 30)
+    display.sock.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        display.recv()  # idle: nothing more
+    main.close()
+    display.close()
+
+
+def test_late_joiner_gets_the_whole_screen(server, source):
+    source.publish(pattern(160, 120, seed=2), damage=((0, 0, 5, 5),))
+    main, session = open_session(server.port)
+    display = display_of(server.port, session)
+    draws = [b for t, b in draws_until_mark(display) if t == c.SPICE_MSG_DISPLAY_DRAW_COPY]
+    assert [draw_rect(b) for b in draws] == [(0, 0, 160, 120)]
+    main.close()
+
+
+def test_resize_destroys_and_recreates_the_primary(server, source):
+    main, session = open_session(server.port)
+    display = display_of(server.port, session)
+    draws_until_mark(display)
+    source.publish(pattern(200, 100))
+    seen = draws_until_mark(display)
+    assert [t for t, _ in seen[:2]] == [
+        c.SPICE_MSG_DISPLAY_SURFACE_DESTROY,
+        c.SPICE_MSG_DISPLAY_SURFACE_CREATE,
+    ]
+    assert struct.unpack_from("<3I", seen[1][1]) == (0, 200, 100)
+    main.close()
+
+
+def test_slow_client_is_bounded_and_does_not_hold_up_others(server, source):
+    main, session = open_session(server.port)
+    slow = display_of(server.port, session, ack=False)  # never acks, never reads
+    main2, session2 = open_session(server.port)
+    fast = display_of(server.port, session2)
+    draws_until_mark(fast)
+    received = 0
+    for i in range(60):
+        source.publish(pattern(160, 120, seed=i))
+        while True:
+            msg_type, _ = fast.recv()
+            if msg_type == c.SPICE_MSG_DISPLAY_DRAW_COPY:
+                received += 1
+                break
+        fast.send(c.SPICE_MSGC_ACK)  # generous acks keep the fast client's window open
+    stats = sorted(server.server.display_stats, key=lambda s: s.frames)
+    # The slow one stopped at its ack window: 2 x 20 messages, far fewer than 60 frames.
+    assert stats[0].frames <= 40 < stats[1].frames
+    assert received == 60
+    for client in (main, slow, main2, fast):
+        client.close()
+
+
+def test_inputs_reach_the_source(server, source):
+    main, session = open_session(server.port)
+    inputs = RawClient(server.port, c.SPICE_CHANNEL_INPUTS, session)
+    assert inputs.recv() == (c.SPICE_MSG_INPUTS_INIT, b"\0\0")
+    inputs.send(c.SPICE_MSGC_INPUTS_KEY_DOWN, struct.pack("<I", 0x1C))
+    for i in range(4):
+        inputs.send(c.SPICE_MSGC_INPUTS_MOUSE_POSITION, struct.pack("<IIHB", i, i, 0, 0))
+    assert inputs.recv() == (c.SPICE_MSG_INPUTS_MOUSE_MOTION_ACK, b"")
+    assert source.inputs[0] == InputEvent("key_down", code=0x1C)
+    assert source.inputs[-1] == InputEvent("mouse_position", x=3, y=3)
+    main.close()
+
+
+def test_cursor_channel_starts_with_init(server, source):
+    main, session = open_session(server.port)
+    cursor = RawClient(server.port, c.SPICE_CHANNEL_CURSOR, session)
+    assert cursor.recv()[0] == c.SPICE_MSG_SET_ACK
+    msg_type, body = cursor.recv()
+    assert msg_type == c.SPICE_MSG_CURSOR_INIT
+    assert struct.unpack_from("<H", body, 9)[0] == c.SPICE_CURSOR_FLAGS_NONE
+    main.close()
+
+
+def test_closing_main_closes_the_session_channels(server):
+    main, session = open_session(server.port)
+    display = display_of(server.port, session)
+    draws_until_mark(display)
+    main.close()
+    display.sock.settimeout(5)
+    with pytest.raises(EOFError):
+        while True:
+            display.recv()
+
+
+def test_websocket_on_the_same_port(server):
+    from websockets.sync.client import connect
+
+    with connect(f"ws://127.0.0.1:{server.port}/", subprotocols=["binary"]) as ws:
+        assert ws.subprotocol == "binary"
+        ws.send(link_request(c.SPICE_CHANNEL_MAIN))
+        reply = b""
+        while len(reply) < 16 + 178:
+            reply += ws.recv(timeout=5)
+        assert reply[:4] == b"REDQ" and struct.unpack_from("<I", reply, 16)[0] == 0
+
+
+def test_wrong_password_gets_permission_denied_and_nothing_else(source):
+    srv = ServerThread(source, ServerOptions(password="right"))
+    try:
+        wrong = RawClient(srv.port, c.SPICE_CHANNEL_MAIN, password="wrong")
+        assert wrong.link_result == c.SPICE_LINK_ERR_PERMISSION_DENIED
+        wrong.sock.settimeout(5)
+        assert wrong.sock.recv(100) == b""  # closed, nothing served
+        main, _session = open_session(srv.port, password="right")
+        main.close()
+    finally:
+        srv.stop()
+
+
+def test_garbage_instead_of_spice_is_dropped(server):
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    sock.sendall(b"HELO there\r\n")
+    assert sock.recv(100) == b""
+    sock.close()
+
+
+# -- network fuzz: a hostile client on each channel; another client keeps being served
+
+FUZZ = settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+TYPES = st.sampled_from([1, 2, 3, 4, 6, 101, 102, 103, 104, 105, 107, 111, 112, 113, 114, 999])
+hostile = st.lists(
+    st.one_of(
+        st.tuples(TYPES, st.binary(max_size=40)).map(lambda m: mini(*m)), st.binary(max_size=64)
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@pytest.fixture(scope="module")
+def fuzz_setup():
+    source = SyntheticSource()
+    source.publish(pattern(64, 48))
+    srv = ServerThread(source)
+    main, session = open_session(srv.port)
+    watcher = display_of(srv.port, session)
+    draws_until_mark(watcher)
+    yield source, srv, session, watcher
+    main.close()
+    srv.stop()
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [c.SPICE_CHANNEL_MAIN, c.SPICE_CHANNEL_DISPLAY, c.SPICE_CHANNEL_INPUTS, c.SPICE_CHANNEL_CURSOR],
+)
+@FUZZ
+@given(messages=hostile)
+def test_hostile_client_closes_only_its_connection(fuzz_setup, kind, messages):
+    source, srv, session, watcher = fuzz_setup
+    victim = RawClient(srv.port, kind, session if kind != c.SPICE_CHANNEL_MAIN else 0)
+    assert victim.link_result == c.SPICE_LINK_ERR_OK
+    victim.sock.settimeout(5)
+    try:
+        for message in messages:
+            victim.sock.sendall(message)
+        # Whatever the server made of it, it ends this connection once we stop talking.
+        victim.sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the server closed first: fine
+    deadline = time.monotonic() + 5
+    try:
+        while victim.sock.recv(65536):  # a hang raises socket.timeout and fails the test
+            assert time.monotonic() < deadline
+    except ConnectionResetError:
+        pass
+    victim.close()
+    # The watcher still gets the next frame.
+    source.publish(np.full((48, 64, 4), len(messages), np.uint8), damage=((1, 2, 3, 4),))
+    while True:
+        msg_type, body = watcher.recv()
+        if msg_type == c.SPICE_MSG_DISPLAY_DRAW_COPY:
+            break
+    watcher.send(c.SPICE_MSGC_ACK)
+    assert draw_rect(body) == (1, 2, 3, 4)
