@@ -1,0 +1,117 @@
+// Every operation that reads the destination (ROP3 and rop descriptors, colour keying, text
+// coverage, alpha blending), many rects per draw. The destination is read from u_dst, a copy
+// of the affected rects taken before the draw, never from the texture being drawn.
+//
+// Per instance: i_rect destination x0, y0, x1, y1; i_src: source texel =
+// floor(i_src.xy + gl_FragCoord.xy * i_src.zw); i_aux.xy: atlas texel of the mask/coverage =
+// pixel + i_aux.xy; i_aux.zw: pattern origin; i_color: brush colour or colour key (packed);
+// i_mode: bits 0-7 ROP3 code, 8-11 kind, flags above (see MODE_* in vgpu/render/gl.py).
+#ifdef VERTEX
+in vec2 corner;
+in ivec4 i_rect;
+in vec4 i_src;
+in ivec4 i_aux;
+in uint i_color;
+in uint i_mode;
+uniform vec2 u_size;
+flat out vec4 v_src;
+flat out ivec4 v_aux;
+flat out uint v_color;
+flat out uint v_mode;
+void main() {
+    vec2 pos = mix(vec2(i_rect.xy), vec2(i_rect.zw), corner);
+    gl_Position = vec4(pos / u_size * 2.0 - 1.0, 0.0, 1.0);
+    v_src = i_src;
+    v_aux = i_aux;
+    v_color = i_color;
+    v_mode = i_mode;
+}
+#endif
+#ifdef FRAGMENT
+#include "lib.glsl"
+uniform sampler2D u_dst;
+uniform sampler2D u_src;
+uniform sampler2D u_pat;
+uniform sampler2D u_atlas;
+uniform int u_fmt;
+uniform ivec2 u_src_size;
+flat in vec4 v_src;
+flat in ivec4 v_aux;
+flat in uint v_color;
+flat in uint v_mode;
+out vec4 frag;
+
+const uint KIND_ROP3 = 0u;
+const uint KIND_COLORKEY = 1u;
+const uint KIND_COVERAGE = 2u;
+const uint KIND_ALPHA = 3u;
+const uint HAS_MASK = 1u << 12;
+const uint PATTERN = 1u << 13;
+const uint SRC_ALPHA = 1u << 14;
+const uint DST_ALPHA = 1u << 15;
+const uint BILINEAR = 1u << 16;
+const uint HAS_SRC = 1u << 17;
+
+uint rop3(uint code, uint p, uint s, uint d) {
+    uint r = 0u;
+    for (uint i = 0u; i < 8u; i++) {
+        if (((code >> i) & 1u) != 0u) {
+            r |= ((i & 4u) != 0u ? p : ~p) & ((i & 2u) != 0u ? s : ~s) & ((i & 1u) != 0u ? d : ~d);
+        }
+    }
+    return r;
+}
+
+uvec4 source(vec2 frag_pos) {
+    vec2 sp = v_src.xy + frag_pos * v_src.zw;
+    if ((v_mode & BILINEAR) != 0u) {
+        vec2 c = sp - 0.5;
+        ivec2 i0 = ivec2(floor(c));
+        vec2 f = c - vec2(i0);
+        ivec2 hi = u_src_size - 1;
+        vec4 a = texelFetch(u_src, clamp(i0, ivec2(0), hi), 0);
+        vec4 b = texelFetch(u_src, clamp(i0 + ivec2(1, 0), ivec2(0), hi), 0);
+        vec4 cc = texelFetch(u_src, clamp(i0 + ivec2(0, 1), ivec2(0), hi), 0);
+        vec4 d = texelFetch(u_src, clamp(i0 + ivec2(1, 1), ivec2(0), hi), 0);
+        return to_u8(mix(mix(a, b, f.x), mix(cc, d, f.x), f.y));
+    }
+    return to_u8(texelFetch(u_src, ivec2(floor(sp)), 0));
+}
+
+void main() {
+    ivec2 p = ivec2(gl_FragCoord.xy);
+    uint mode = v_mode;
+    uint kind = (mode >> 8) & 0xFu;
+    if ((mode & HAS_MASK) != 0u && texelFetch(u_atlas, p + v_aux.xy, 0).a < 0.5) discard;
+    uvec4 d = to_u8(texelFetch(u_dst, p, 0));
+    uvec4 s = (mode & HAS_SRC) != 0u ? quantize(source(gl_FragCoord.xy), u_fmt) : uvec4(0u);
+    uvec4 b;
+    if ((mode & PATTERN) != 0u) {
+        ivec2 size = textureSize(u_pat, 0);
+        ivec2 q = ((p - v_aux.zw) % size + size) % size;
+        b = to_u8(texelFetch(u_pat, q, 0));
+    } else {
+        b = unpack_px(v_color);
+    }
+    uvec4 r;
+    if (kind == KIND_ROP3) {
+        r = unpack_px(rop3(mode & 0xFFu, pack_px(b), pack_px(s), pack_px(d)));
+    } else if (kind == KIND_COLORKEY) {
+        if ((pack_px(s) & 0xFFFFFFu) == (v_color & 0xFFFFFFu)) discard;
+        r = s;
+    } else if (kind == KIND_COVERAGE) {
+        // An opaque brush OVER the destination through coverage m (text).
+        uint m = to_u8(texelFetch(u_atlas, p + v_aux.xy, 0)).a;
+        b.w = 255u;
+        r = add_sat(mul_un8(b, m), mul_un8(d, 255u - m));
+    } else {
+        // Source OVER destination with a constant alpha (pixman OVER, solid mask).
+        if ((mode & SRC_ALPHA) == 0u) s.w = 255u;
+        if ((mode & DST_ALPHA) == 0u) d.w = 255u;
+        uint ga = mode >> 24;
+        if (ga != 255u) s = mul_un8(s, ga);
+        r = add_sat(s, mul_un8(d, 255u - s.w));
+    }
+    frag = from_u8(quantize(r, u_fmt));
+}
+#endif

@@ -1,0 +1,961 @@
+"""The OpenGL renderer: QXL surfaces as textures on one moderngl context, every 2D draw
+operation, the image cache, damage, readback and published frames.
+
+Semantics follow spice-common's software canvas (canvas_base.c, sw_canvas.c), which is what
+spice-gtk shows. Pixels live in RGBA8 textures whose four channels are the surface's memory
+bytes (see `vgpu.render.pixels`), rows top-down: texture row y is surface row y, so the
+framebuffer's y axis needs no flipping and readback is in memory order.
+
+Operations are queued, not drawn: consecutive operations of one kind on one target become one
+instanced draw (`_Batch`), with all small images of the batch packed into one atlas upload.
+Operations that read the destination copy the rects they touch to a scratch texture first and
+read that (ping-pong); they batch only while their rects do not overlap. Everything an
+operation needs is checked and decoded before anything is queued, so a bad operation raises
+`RenderError` and leaves nothing half-done.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import moderngl
+import numpy as np
+
+from vgpu.device.commands import (
+    AlphaBlend,
+    BitmapImage,
+    Blackness,
+    Blend,
+    Brush,
+    Composite,
+    Copy,
+    CopyBits,
+    Drawable,
+    Fill,
+    Image,
+    Invers,
+    Nop,
+    Opaque,
+    PatternBrush,
+    QMask,
+    QRect,
+    Rop3,
+    SolidBrush,
+    Stroke,
+    SurfaceImage,
+    Text,
+    Transparent,
+    Whiteness,
+)
+from vgpu.display import Frame
+from vgpu.render import enums as E
+from vgpu.render import pixels as px
+from vgpu.render import rops
+from vgpu.render.cache import IMAGE_CACHE_BYTES, CachedImage, ImageCache
+from vgpu.render.composite import composite_setup
+from vgpu.render.errors import RenderError
+from vgpu.render.region import Box, check_rect, dest_region, intersect
+from vgpu.render.stroke import stroke_mask
+
+SHADER_DIR = Path(__file__).resolve().parents[2] / "shaders"
+
+PRIMARY = 0
+
+MAX_SURFACES = 4096
+"""Live surfaces at once: QXL's ROM offers 1024 surface ids by default (QEMU's n_surfaces);
+room for larger configurations, while bounding what a guest can make us allocate."""
+
+MAX_SURFACE_ID = 1 << 20
+"""Surface ids accepted: QXL ids index a table the device sizes, far below this."""
+
+ATLAS_SIZE = 2048
+"""Side of the atlas that carries a batch's small images and masks in one upload: 16 MiB,
+holds a full screen of small glyph runs or icons before a batch must flush."""
+
+ATLAS_MAX_IMAGE = 512
+"""Images up to this side go into the atlas; larger ones are rare (window contents) and get a
+texture of their own, where one upload per image is cheap next to its pixels."""
+
+MAX_BATCH = 16384
+"""Instances per draw call: bounds the per-batch Python lists and the instance buffer
+(16384 * 56 bytes < 1 MiB) while amortising the draw-call cost thousands of times."""
+
+MAX_DAMAGE_RECTS = 64
+"""Damage rects kept per surface between snapshots before they collapse into their bounding
+box: readback per rect costs a GL round trip, so past this many one read is cheaper."""
+
+# draw.glsl i_mode layout
+KIND_ROP3, KIND_COLORKEY, KIND_COVERAGE, KIND_ALPHA = 0, 1, 2, 3
+MODE_MASK = 1 << 12
+MODE_PATTERN = 1 << 13
+MODE_SRC_ALPHA = 1 << 14
+MODE_DST_ALPHA = 1 << 15
+MODE_BILINEAR = 1 << 16
+MODE_SRC = 1 << 17
+
+_ALPHA_FORMATS = (E.SURFACE_FMT_32_ARGB, E.SURFACE_FMT_8_A, E.SURFACE_FMT_1_A)
+
+_BLIT_FMT = ("4i 2i u u", ("i_rect", "i_off", "i_color", "i_kind"))
+_DRAW_FMT = ("4i 4f 4i u u", ("i_rect", "i_src", "i_aux", "i_color", "i_mode"))
+_DRAW_DTYPE = np.dtype([("rect", "<i4", 4), ("src", "<f4", 4), ("aux", "<i4", 4),
+                        ("color", "<u4"), ("mode", "<u4")])
+
+
+def load_program(ctx: moderngl.Context, name: str) -> moderngl.Program:
+    """shaders/<name>.glsl holds both stages; `#include "x"` pulls in shaders/x."""
+    text = (SHADER_DIR / f"{name}.glsl").read_text()
+    text = re.sub(r'#include "([\w.]+)"', lambda m: (SHADER_DIR / m.group(1)).read_text(), text)
+    head = "#version 330 core\n"
+    return ctx.program(vertex_shader=head + "#define VERTEX\n" + text,
+                       fragment_shader=head + "#define FRAGMENT\n" + text)
+
+
+@dataclass(slots=True, eq=False)
+class _Surface:
+    id: int
+    width: int
+    height: int
+    fmt: int
+    tex: moderngl.Texture
+    fbo: moderngl.Framebuffer
+    scratch: tuple[moderngl.Texture, moderngl.Framebuffer] | None = None
+    self_copy: tuple[moderngl.Texture, moderngl.Framebuffer] | None = None
+
+    def release(self) -> None:
+        for pair in (self.scratch, self.self_copy):
+            if pair is not None:
+                pair[1].release()
+                pair[0].release()
+        self.fbo.release()
+        self.tex.release()
+
+
+@dataclass(slots=True)
+class _Source:
+    """Where an operation's source (or pattern) pixels are: a texture plus the offset of the
+    image's (0, 0) inside it; `atlas` sources are only valid until the batch flushes."""
+
+    tex: Any  # moderngl.Texture, or None for the atlas
+    x: int
+    y: int
+    width: int
+    height: int
+    has_alpha: bool
+    surface: _Surface | None = None
+
+
+class _Atlas:
+    """A CPU image of the next upload: shelf-packed small images and masks of one batch."""
+
+    def __init__(self, ctx: moderngl.Context) -> None:
+        self.tex = ctx.texture((ATLAS_SIZE, ATLAS_SIZE), 4)
+        self.tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        self.cpu = np.zeros((ATLAS_SIZE, ATLAS_SIZE, 4), np.uint8)
+        self.reset()
+
+    def reset(self) -> None:
+        self.x = self.y = self.shelf = self.used_w = 0
+
+    @property
+    def empty(self) -> bool:
+        return self.x == 0 and self.y == 0
+
+    def place(self, w: int, h: int) -> tuple[int, int] | None:
+        if self.x + w > ATLAS_SIZE:
+            self.x, self.y, self.shelf = 0, self.y + self.shelf, 0
+        if self.y + h > ATLAS_SIZE:
+            return None
+        at = (self.x, self.y)
+        self.x += w
+        self.shelf = max(self.shelf, h)
+        self.used_w = max(self.used_w, self.x)
+        return at
+
+    def upload(self) -> None:
+        h = self.y + self.shelf
+        if h and self.used_w:
+            data = np.ascontiguousarray(self.cpu[:h, : self.used_w])
+            self.tex.write(data, viewport=(0, 0, self.used_w, h))
+
+
+class _Batch:
+    """The queued instances of one draw call and the state they share."""
+
+    __slots__ = ("data", "key", "kind", "pat", "rects", "src", "src_size", "target")
+
+    def __init__(self) -> None:
+        self.kind: str | None = None
+        self.key: tuple[Any, ...] = ()
+        self.data: list[Any] = []
+        self.rects: list[Box] = []
+        self.target: _Surface | None = None
+        self.src: Any = None
+        self.pat: Any = None
+        self.src_size = (1, 1)
+
+
+class Renderer:
+    """Implements `vgpu.device.backend.DisplayBackend` on one moderngl context; see the module
+    docstring. Not thread-safe: one render thread calls everything."""
+
+    def __init__(self, ctx: moderngl.Context | None = None, *,
+                 cache_bytes: int = IMAGE_CACHE_BYTES) -> None:
+        self.ctx = ctx or moderngl.create_standalone_context(backend="egl")
+        self._owns_ctx = ctx is None
+        self.ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST | moderngl.CULL_FACE)
+        self._blit_prog = load_program(self.ctx, "blit")
+        self._draw_prog = load_program(self.ctx, "draw")
+        self._comp_prog = load_program(self.ctx, "composite")
+        self._corners = self.ctx.buffer(np.array([0, 0, 1, 0, 0, 1, 1, 1], "f4").tobytes())
+        self._blit_buf = self.ctx.buffer(reserve=MAX_BATCH * 32, dynamic=True)
+        self._draw_buf = self.ctx.buffer(reserve=MAX_BATCH * _DRAW_DTYPE.itemsize, dynamic=True)
+        self._blit_vao = self._vao(self._blit_prog, self._blit_buf, _BLIT_FMT)
+        self._draw_vao = self._vao(self._draw_prog, self._draw_buf, _DRAW_FMT)
+        self._comp_vao = self.ctx.vertex_array(
+            self._comp_prog, [(self._corners, "2f", "corner")], mode=moderngl.TRIANGLE_STRIP)
+        self._draw_prog["u_dst"] = 0
+        self._draw_prog["u_src"] = 1
+        self._draw_prog["u_pat"] = 2
+        self._draw_prog["u_atlas"] = 3
+        self._comp_prog["u_dst"] = 0
+        self._comp_prog["u_src"] = 1
+        self._comp_prog["u_mask"] = 2
+        self._atlas = _Atlas(self.ctx)
+        self._dummy = self.ctx.texture((1, 1), 4, b"\0\0\0\0")
+        self._pending_release: list[Any] = []  # textures to free once the batch has drawn
+        self.cache = ImageCache(cache_bytes, self._pending_release.append)
+        self._surfaces: dict[int, _Surface] = {}
+        self._batch = _Batch()
+        self._handlers: dict[type, Callable[..., list[Box]]] = {
+            Fill: self._fill, Opaque: self._opaque, Copy: self._copy, Blend: self._blend,
+            Blackness: self._const_fill, Whiteness: self._const_fill, Invers: self._const_fill,
+            Rop3: self._rop3, Stroke: self._stroke, Text: self._text,
+            Transparent: self._transparent, AlphaBlend: self._alpha_blend,
+            Composite: self._composite, CopyBits: self._copy_bits, Nop: self._nop,
+        }
+        self.draw_calls = 0
+        self.last_damage: tuple[Box, ...] = ()
+        """The rects (x0, y0, x1, y1) the last `execute` changed on its target surface."""
+        self._damage: list[Box] = []  # primary damage not yet read back
+        self._shadow: np.ndarray | None = None
+        self._frame_serial = 0
+        self._surface_serial = 0
+
+    def _vao(self, prog: moderngl.Program, buf: moderngl.Buffer,
+             fmt: tuple[str, tuple[str, ...]]) -> moderngl.VertexArray:
+        return self.ctx.vertex_array(
+            prog, [(self._corners, "2f", "corner"), (buf, fmt[0] + " /i", *fmt[1])],
+            mode=moderngl.TRIANGLE_STRIP)
+
+    # --- DisplayBackend --------------------------------------------------------------
+
+    def create_primary(self, width: int, height: int, stride: int, format: int,
+                       initial: np.ndarray | None) -> None:
+        self._create(PRIMARY, width, height, stride, format, initial)
+        self._surface_serial += 1
+        self._shadow = np.zeros((height, width, 4), np.uint8)
+        self._damage = [(0, 0, width, height)]
+
+    def destroy_primary(self) -> None:
+        self._destroy(PRIMARY)
+        self._shadow = None
+        self._damage = []
+
+    def surface_created(self, surface_id: int, width: int, height: int, stride: int,
+                        format: int, initial: np.ndarray | None) -> None:
+        if surface_id == PRIMARY:
+            raise RenderError("surface 0 is the primary; use create_primary")
+        self._create(surface_id, width, height, stride, format, initial)
+
+    def surface_destroyed(self, surface_id: int) -> None:
+        if surface_id == PRIMARY:
+            raise RenderError("surface 0 is the primary; use destroy_primary")
+        self._destroy(surface_id)
+
+    def execute(self, cmd: Drawable) -> None:
+        surf = self._get_surface(cmd.surface_id)
+        bbox = check_rect(cmd.bbox, "bbox")
+        handler = self._handlers.get(type(cmd.op))
+        if handler is None:
+            raise RenderError(f"unknown draw operation {type(cmd.op).__name__}")
+        rects = dest_region(bbox, cmd.clip, surf.width, surf.height)
+        damage = handler(surf, bbox, rects, cmd.op) if rects or isinstance(cmd.op, Nop) else []
+        self.last_damage = tuple(damage)
+        if surf.id == PRIMARY and damage:
+            self._damage.extend(damage)
+            if len(self._damage) > MAX_DAMAGE_RECTS:
+                self._damage = [_bounds(self._damage)]
+
+    def read_area(self, surface_id: int, area: QRect) -> np.ndarray:
+        surf = self._get_surface(surface_id)
+        x0, y0, x1, y1 = check_rect(area, "update area")
+        box = intersect((x0, y0, x1, y1), (0, 0, surf.width, surf.height))
+        if box != (x0, y0, x1, y1):
+            raise RenderError(f"update area {tuple(area)} outside surface {surface_id}")
+        return px.to_memory(self._read(surf, box), surf.fmt)
+
+    def reset(self) -> None:
+        self._drop_batch()
+        for sid in list(self._surfaces):
+            self._destroy(sid)
+        self.cache.clear()
+        self._drop_batch()  # frees the cache's textures
+        self._shadow = None
+        self._damage = []
+
+    # --- beyond the protocol ----------------------------------------------------------
+
+    def surface_ids(self) -> list[int]:
+        return sorted(self._surfaces)
+
+    def surface_info(self, surface_id: int) -> tuple[int, int, int]:
+        """(width, height, SPICE_SURFACE_FMT_*) of a live surface."""
+        s = self._get_surface(surface_id)
+        return s.width, s.height, s.fmt
+
+    def read_pixels(self, surface_id: int, box: Box | None = None) -> np.ndarray:
+        """A surface's rendered pixels as (h, w, 4) uint8 channels (B, G, R, A), top-down."""
+        surf = self._get_surface(surface_id)
+        box = box or (0, 0, surf.width, surf.height)
+        if intersect(box, (0, 0, surf.width, surf.height)) != box:
+            raise RenderError("read outside the surface")
+        return self._read(surf, box)
+
+    def snapshot(self) -> Frame | None:
+        """The primary as a new immutable Frame with the damage since the previous snapshot,
+        or None when nothing changed (or there is no primary). Reads back only the damage."""
+        surf = self._surfaces.get(PRIMARY)
+        if surf is None or self._shadow is None or not self._damage:
+            return None
+        self.flush()
+        damage = tuple(self._damage)
+        self._damage = []
+        for box in damage:
+            x0, y0, x1, y1 = box
+            self._shadow[y0:y1, x0:x1] = self._read_now(surf, box)
+        pixels = self._shadow.copy()
+        pixels.setflags(write=False)
+        self._frame_serial += 1
+        return Frame(self._frame_serial, self._surface_serial, pixels, damage,
+                     has_alpha=surf.fmt == E.SURFACE_FMT_32_ARGB)
+
+    def flush(self) -> None:
+        """Submits the queued operations."""
+        b = self._batch
+        if b.kind is None:
+            return
+        try:
+            if b.data:
+                self._submit(b)
+        finally:
+            self._drop_batch()
+
+    def close(self) -> None:
+        """Frees every GL object (and the context if this renderer made it)."""
+        self.reset()
+        for obj in (self._blit_vao, self._draw_vao, self._comp_vao, self._blit_buf,
+                    self._draw_buf, self._corners, self._blit_prog, self._draw_prog,
+                    self._comp_prog, self._atlas.tex, self._dummy):
+            obj.release()
+        if self._owns_ctx:
+            self.ctx.release()
+
+    # --- surfaces ----------------------------------------------------------------------
+
+    def _create(self, sid: int, width: int, height: int, stride: int, fmt: int,
+                initial: np.ndarray | None) -> None:
+        if not 0 <= sid < MAX_SURFACE_ID:
+            raise RenderError(f"surface id {sid} out of range")
+        if sid in self._surfaces:
+            raise RenderError(f"surface {sid} exists already")
+        if len(self._surfaces) >= MAX_SURFACES:
+            raise RenderError("too many surfaces")
+        px.check_surface_format(fmt)
+        px.check_size(width, height, "surface")
+        if abs(stride) < (width * px.SURFACE_BPP[fmt] + 7) // 8:
+            raise RenderError(f"surface stride {stride} too small for width {width}")
+        data = None
+        if initial is not None:
+            data = px.from_memory(np.asarray(initial), fmt, width, height)
+            px.quantize(data, fmt)
+        tex = self.ctx.texture((width, height), 4, data.tobytes() if data is not None else None)
+        tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        fbo = self.ctx.framebuffer(color_attachments=[tex])
+        if data is None:
+            fbo.clear(0.0, 0.0, 0.0, 0.0 if fmt != E.SURFACE_FMT_16_555
+                      and fmt != E.SURFACE_FMT_16_565 else 1.0)
+        self._surfaces[sid] = _Surface(sid, width, height, fmt, tex, fbo)
+
+    def _destroy(self, sid: int) -> None:
+        surf = self._get_surface(sid)
+        b = self._batch
+        if b.target is surf or surf.tex in (b.src, b.pat):
+            self.flush()
+        del self._surfaces[sid]
+        surf.release()
+
+    def _get_surface(self, sid: int) -> _Surface:
+        surf = self._surfaces.get(sid)
+        if surf is None:
+            raise RenderError(f"surface {sid} does not exist")
+        return surf
+
+    def _read(self, surf: _Surface, box: Box) -> np.ndarray:
+        self.flush()
+        return self._read_now(surf, box)
+
+    def _read_now(self, surf: _Surface, box: Box) -> np.ndarray:
+        x0, y0, x1, y1 = box
+        data = surf.fbo.read(viewport=(x0, y0, x1 - x0, y1 - y0), components=4)
+        return np.frombuffer(data, np.uint8).reshape(y1 - y0, x1 - x0, 4)
+
+    @staticmethod
+    def _scratch(surf: _Surface, ctx: moderngl.Context, attr: str
+                 ) -> tuple[moderngl.Texture, moderngl.Framebuffer]:
+        pair = getattr(surf, attr)
+        if pair is None:
+            tex = ctx.texture((surf.width, surf.height), 4)
+            tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
+            pair = (tex, ctx.framebuffer(color_attachments=[tex]))
+            setattr(surf, attr, pair)
+        return pair
+
+    # --- images --------------------------------------------------------------------------
+
+    def _image(self, image: Image, target: _Surface, *, own_texture: bool = False) -> _Source:
+        """Checks and decodes an image into something the GL path can sample. Bitmaps go into
+        the batch atlas (small, uncached), the cache (QXL_IMAGE_CACHE) or their own texture."""
+        if isinstance(image, SurfaceImage):
+            src = self._get_surface(image.surface_id)
+            tex = src.tex
+            if src is target:
+                tex = None  # resolved at queue time: a copy taken before the draw
+            return _Source(tex, 0, 0, src.width, src.height, src.fmt in _ALPHA_FORMATS,
+                           surface=src)
+        if not isinstance(image, BitmapImage):
+            raise RenderError(f"image type {image.descriptor.type} is not supported")
+        if image.descriptor.type != E.IMAGE_TYPE_BITMAP:
+            raise RenderError(f"bitmap with image type {image.descriptor.type}")
+        cache = bool(image.descriptor.flags & E.QXL_IMAGE_CACHE)
+        key = (image.descriptor.id, px.palette_key(image.palette), image.format)
+        if cache:
+            hit = self.cache.get(key)
+            if hit is not None and (hit.width, hit.height) == (image.width, image.height):
+                return _Source(hit.texture, 0, 0, hit.width, hit.height, hit.has_alpha)
+        data, has_alpha = px.decode_bitmap(image)
+        h, w = data.shape[:2]
+        if cache or own_texture or w > ATLAS_MAX_IMAGE or h > ATLAS_MAX_IMAGE:
+            tex = self.ctx.texture((w, h), 4, np.ascontiguousarray(data).tobytes())
+            tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
+            if cache:
+                self.cache.put(key, CachedImage(tex, w, h, has_alpha))
+            else:
+                self._pending_release.append(tex)
+            return _Source(tex, 0, 0, w, h, has_alpha)
+        return self._to_atlas(data, has_alpha)
+
+    def _to_atlas(self, data: np.ndarray, has_alpha: bool = False) -> _Source:
+        h, w = data.shape[:2]
+        at = self._atlas.place(w, h)
+        if at is None:
+            self.flush()
+            at = self._atlas.place(w, h)
+            assert at is not None
+        x, y = at
+        self._atlas.cpu[y : y + h, x : x + w] = data
+        return _Source(None, x, y, w, h, has_alpha)
+
+    def _mask_to_atlas(self, mask: np.ndarray) -> tuple[int, int]:
+        """A bool/coverage (h, w) array into the atlas alpha channel; returns its position."""
+        h, w = mask.shape
+        if w > ATLAS_SIZE or h > ATLAS_SIZE:
+            raise RenderError(f"mask of {w}x{h} exceeds {ATLAS_SIZE}")
+        rgba = np.zeros((h, w, 4), np.uint8)
+        rgba[..., 3] = mask if mask.dtype == np.uint8 else mask * np.uint8(255)
+        src = self._to_atlas(rgba)
+        return src.x, src.y
+
+    def _qmask(self, mask: QMask, bbox: Box, rects: list[Box]
+               ) -> tuple[list[Box], np.ndarray | None]:
+        """The rects limited to a QMask's extent, and the mask over their bounding box (None
+        when there is no mask). The software canvas turns the mask into a region."""
+        if mask.bitmap is None:
+            return rects, None
+        invert = bool(mask.flags & E.MASK_FLAGS_INVERS)
+        if isinstance(mask.bitmap, SurfaceImage):
+            ms = self._get_surface(mask.bitmap.surface_id)
+            bits = self._read(ms, (0, 0, ms.width, ms.height))[..., 3] >= 128
+            bits = ~bits if invert else bits
+        elif isinstance(mask.bitmap, BitmapImage):
+            bits = px.decode_mask(mask.bitmap, invert)
+        else:
+            raise RenderError("mask image type not supported")
+        ox, oy = bbox[0] - mask.pos.x, bbox[1] - mask.pos.y
+        ext = (ox, oy, ox + bits.shape[1], oy + bits.shape[0])
+        clipped = [r for r in (intersect(r, ext) for r in rects) if r is not None]
+        if not clipped:
+            return [], None
+        bx0, by0, bx1, by1 = _bounds(clipped)
+        return clipped, bits[by0 - oy : by1 - oy, bx0 - ox : bx1 - ox]
+
+    def _brush(self, brush: Brush, target: _Surface) -> tuple[int, _Source | None]:
+        """(packed colour in the target's channel form, pattern source or None)."""
+        if brush is None:
+            return 0, None
+        if isinstance(brush, SolidBrush):
+            return _pack(px.color_to_pixel(brush.color, target.fmt)), None
+        if isinstance(brush, PatternBrush):
+            # patterns tile by texel wrap-around, so they need a texture of their own size
+            return 0, self._image(brush.pat, target, own_texture=True)
+        raise RenderError("unknown brush type")
+
+    # --- queueing --------------------------------------------------------------------------
+
+    def _begin(self, kind: str, target: _Surface, src: _Source | None, pat: _Source | None,
+               extra: tuple[Any, ...] = ()) -> _Batch:
+        """The batch to append to: the current one if it shares this state, else a new one."""
+        src_tex = self._resolve(src, target)
+        pat_tex = self._resolve(pat, target)
+        key = (kind, target, src_tex, pat_tex, *extra)
+        b = self._batch
+        if b.key != key or len(b.data) >= MAX_BATCH * (8 if kind == "blit" else 1):
+            self.flush()
+            b = self._batch
+            # the flush may have re-resolved nothing: atlas sources stay valid (not reset
+            # until the batch that used them drew), self-copies are taken per batch
+            b.kind, b.key, b.target, b.src, b.pat = kind, key, target, src_tex, pat_tex
+            if src is not None:
+                b.src_size = (src.width, src.height)
+        return b
+
+    def _resolve(self, src: _Source | None, target: _Surface) -> Any:
+        if src is None:
+            return None
+        if src.surface is not None and src.surface is target:
+            return "self"
+        return src.tex if src.tex is not None else "atlas"
+
+    def _overlaps(self, b: _Batch, boxes: list[Box]) -> bool:
+        if not b.rects:
+            return False
+        for r in boxes:
+            for q in b.rects:
+                if r[0] < q[2] and q[0] < r[2] and r[1] < q[3] and q[1] < r[3]:
+                    return True
+        return False
+
+    def _queue_fill(self, target: _Surface, rects: list[Box], color: int) -> None:
+        b = self._batch
+        if b.kind != "blit" or b.target is not target or b.src == "self" \
+                or len(b.data) >= MAX_BATCH * 8:
+            b = self._begin("blit", target, None, None)
+        for x0, y0, x1, y1 in rects:
+            b.data += (x0, y0, x1, y1, 0, 0, color, 0)
+
+    def _queue_copy(self, target: _Surface, rects: list[Box], src: _Source, dx: int,
+                    dy: int) -> None:
+        """Copies source texel (x - dx, y - dy) of the image to each destination pixel."""
+        b = self._batch
+        src_tex = self._resolve(src, target)
+        if src_tex == "self":
+            self.flush()  # reading the target: alone in its batch, after what came before
+        elif b.kind == "blit" and b.target is target and b.src is None:
+            b.src = src_tex  # a batch of fills so far: copies can join it
+            b.key = ("blit", target, src_tex, None)
+        b = self._begin("blit", target, src, None)
+        if src_tex == "self":
+            b.rects.extend((x0 - dx, y0 - dy, x1 - dx, y1 - dy) for x0, y0, x1, y1 in rects)
+        ox, oy = src.x - dx, src.y - dy
+        for x0, y0, x1, y1 in rects:
+            b.data += (x0, y0, x1, y1, ox, oy, 0, 1)
+        if src_tex == "self":
+            self.flush()
+
+    def _queue_draw(self, target: _Surface, rects: list[Box], mode: int, *,
+                    src: _Source | None = None, src_map: tuple[float, float, float, float] =
+                    (0.0, 0.0, 1.0, 1.0), pat: _Source | None = None, color: int = 0,
+                    aux: tuple[int, int] = (0, 0), pat_pos: tuple[int, int] = (0, 0),
+                    src_reads: list[Box] | None = None) -> None:
+        """Queues a destination-reading draw over `rects` (disjoint). src_map (ox, oy, sx, sy):
+        source texel = floor(ox + (x + 0.5) * sx), in image coordinates; aux: atlas offset of
+        the mask/coverage (atlas texel = pixel + aux)."""
+        if src is not None:
+            mode |= MODE_SRC
+        if pat is not None:
+            mode |= MODE_PATTERN
+        bilinear = bool(mode & MODE_BILINEAR)
+        reads_self = "self" in (self._resolve(src, target), self._resolve(pat, target))
+        if reads_self:
+            self.flush()  # reading the target: alone in its batch, after what came before
+        b = self._begin("draw", target, src, pat, (bilinear,))
+        if self._overlaps(b, rects):
+            self.flush()
+            b = self._begin("draw", target, src, pat, (bilinear,))
+        b.rects.extend(rects)
+        if reads_self:
+            b.rects.extend(src_reads or [(0, 0, target.width, target.height)])
+        ox, oy, sx, sy = src_map
+        if src is not None:
+            ox += src.x
+            oy += src.y
+        for r in rects:
+            b.data.append((r, (ox, oy, sx, sy), (*aux, *pat_pos), color & 0xFFFFFFFF, mode))
+        if reads_self:
+            self.flush()
+
+    def _drop_batch(self) -> None:
+        self._batch = _Batch()
+        self._atlas.reset()
+        for tex in self._pending_release:
+            tex.release()
+        self._pending_release.clear()
+
+    def _submit(self, b: _Batch) -> None:
+        target = b.target
+        assert target is not None
+        if not self._atlas.empty:
+            self._atlas.upload()
+        src = self._sample_tex(b.src, target, b)
+        pat = self._sample_tex(b.pat, target, b)
+        self.ctx.viewport = (0, 0, target.width, target.height)
+        if b.kind == "blit":
+            data = np.array(b.data, np.int64).astype(np.int32).tobytes()
+            n = len(data) // 32
+            self._blit_buf.orphan(max(len(data), MAX_BATCH * 32))
+            self._blit_buf.write(data)
+            src.use(0)
+            self._blit_prog["u_src"] = 0
+            self._blit_prog["u_size"] = (target.width, target.height)
+            self._blit_prog["u_fmt"] = target.fmt
+            target.fbo.use()
+            self._blit_vao.render(instances=n)
+            self.draw_calls += 1
+            return
+        arr = np.array(b.data, _DRAW_DTYPE)
+        n = len(arr)
+        dcopy = self._copy_rects(target, "scratch", [tuple(r) for r in arr["rect"]])
+        self._draw_buf.orphan(max(arr.nbytes, MAX_BATCH * _DRAW_DTYPE.itemsize))
+        self._draw_buf.write(arr.tobytes())
+        dcopy.use(0)
+        src.use(1)
+        pat.use(2)
+        self._atlas.tex.use(3)
+        prog = self._draw_prog
+        prog["u_size"] = (target.width, target.height)
+        prog["u_fmt"] = target.fmt
+        prog["u_src_size"] = b.src_size
+        target.fbo.use()
+        self._draw_vao.render(instances=n)
+        self.draw_calls += 1
+
+    def _sample_tex(self, which: Any, target: _Surface, b: _Batch) -> moderngl.Texture:
+        if which is None:
+            return self._dummy
+        if which == "atlas":
+            return self._atlas.tex
+        if which == "self":
+            # the source is the target itself: sample a copy taken before drawing
+            return self._copy_rects(target, "self_copy", b.rects)
+        return which
+
+    def _copy_rects(self, surf: _Surface, attr: str, boxes: list[Box]) -> moderngl.Texture:
+        """Copies `boxes` of the surface into its scratch texture `attr` (same coordinates)."""
+        tex, fbo = self._scratch(surf, self.ctx, attr)
+        boxes = [c for c in (intersect(r, (0, 0, surf.width, surf.height)) for r in boxes)
+                 if c is not None]
+        if not boxes:
+            return tex
+        for i in range(0, len(boxes), MAX_BATCH):
+            part = boxes[i : i + MAX_BATCH]
+            data = np.zeros((len(part), 8), np.int32)
+            data[:, :4] = part
+            data[:, 7] = 1
+            self._blit_buf.orphan(MAX_BATCH * 32)
+            self._blit_buf.write(data.tobytes())
+            surf.tex.use(0)
+            self._blit_prog["u_src"] = 0
+            self._blit_prog["u_size"] = (surf.width, surf.height)
+            self._blit_prog["u_fmt"] = E.SURFACE_FMT_32_ARGB  # a raw copy
+            fbo.use()
+            self._blit_vao.render(instances=len(part))
+            self.draw_calls += 1
+        return tex
+
+    # --- operations -------------------------------------------------------------------------
+
+    def _nop(self, surf: _Surface, bbox: Box, rects: list[Box], op: Nop) -> list[Box]:
+        return []
+
+    def _fill(self, surf: _Surface, bbox: Box, rects: list[Box], op: Fill) -> list[Box]:
+        code = rops.brush_dest_rop3(op.rop_descriptor)
+        color, pat = self._brush(op.brush, surf)
+        rects, mask = self._qmask(op.mask, bbox, rects)
+        if code == rops.ROP3_NOOP or not rects:
+            return []
+        self._brush_rop(surf, rects, code, color, pat, mask, op.brush)
+        return rects
+
+    def _brush_rop(self, surf: _Surface, rects: list[Box], code: int, color: int,
+                   pat: _Source | None, mask: np.ndarray | None, brush: Brush) -> None:
+        """The brush (solid colour or pattern) combined with the destination by ROP3 `code`
+        over `rects`, through an optional mask covering their bounding box."""
+        if mask is None and pat is None and code in (rops.ROP3_PATCOPY, rops.ROP3_BLACKNESS,
+                                                     rops.ROP3_WHITENESS):
+            value = {rops.ROP3_PATCOPY: color, rops.ROP3_BLACKNESS: 0,
+                     rops.ROP3_WHITENESS: 0xFFFFFFFF}[code]
+            self._queue_fill(surf, rects, _pack(px.quantize(
+                np.array(_unpack(value), np.uint8), surf.fmt)))
+            return
+        aux = (0, 0)
+        mode = code | (KIND_ROP3 << 8)
+        if mask is not None:
+            bx, by = _bounds(rects)[:2]
+            mx, my = self._mask_to_atlas(mask)
+            aux = (mx - bx, my - by)
+            mode |= MODE_MASK
+        pat_pos = (0, 0)
+        if isinstance(brush, PatternBrush):
+            pat_pos = (brush.pos.x, brush.pos.y)
+        self._queue_draw(surf, rects, mode, pat=pat, color=color, aux=aux, pat_pos=pat_pos)
+
+    def _const_fill(self, surf: _Surface, bbox: Box, rects: list[Box],
+                    op: Blackness | Whiteness | Invers) -> list[Box]:
+        code = {Blackness: rops.ROP3_BLACKNESS, Whiteness: rops.ROP3_WHITENESS,
+                Invers: rops.ROP3_DSTINVERT}[type(op)]
+        rects, mask = self._qmask(op.mask, bbox, rects)
+        if not rects:
+            return []
+        self._brush_rop(surf, rects, code, 0, None, mask, None)
+        return rects
+
+    def _src_map(self, bbox: Box, area: Box, scale_mode: int
+                 ) -> tuple[tuple[float, float, float, float], bool]:
+        """The source mapping for a src_area drawn into bbox, and whether it scales."""
+        bw, bh = bbox[2] - bbox[0], bbox[3] - bbox[1]
+        aw, ah = area[2] - area[0], area[3] - area[1]
+        if (aw, ah) == (bw, bh):
+            return (float(area[0] - bbox[0]), float(area[1] - bbox[1]), 1.0, 1.0), False
+        if scale_mode not in (E.SCALE_MODE_INTERPOLATE, E.SCALE_MODE_NEAREST):
+            raise RenderError(f"unknown scale mode {scale_mode}")
+        sx, sy = aw / bw, ah / bh
+        return (area[0] - bbox[0] * sx, area[1] - bbox[1] * sy, sx, sy), True
+
+    def _check_area(self, src: _Source, area: QRect) -> Box:
+        box = check_rect(area, "src_area")
+        if intersect(box, (0, 0, src.width, src.height)) != box:
+            raise RenderError(f"src_area {tuple(area)} outside the {src.width}x{src.height} "
+                              "source")
+        return box
+
+    def _image_op(self, surf: _Surface, bbox: Box, rects: list[Box], image: Image,
+                  area_q: QRect, scale_mode: int, code: int, mask_q: QMask | None,
+                  brush: Brush = None) -> list[Box]:
+        """COPY, BLEND, OPAQUE, ROP3: ROP3 `code` over (brush, source, destination)."""
+        src = self._image(image, surf)
+        area = self._check_area(src, area_q)
+        src_map, scaled = self._src_map(bbox, area, scale_mode)
+        color, pat = self._brush(brush, surf)
+        mask = None
+        if mask_q is not None:
+            rects, mask = self._qmask(mask_q, bbox, rects)
+        if code == rops.ROP3_NOOP or not rects:
+            return []
+        if code == rops.ROP3_SRCCOPY and not scaled and mask is None:
+            self._queue_copy(surf, rects, src, bbox[0] - area[0], bbox[1] - area[1])
+            return rects
+        if not rops.uses(code, rops.S):
+            self._brush_rop(surf, rects, code, color, pat, mask, brush)
+            return rects
+        mode = code | (KIND_ROP3 << 8)
+        if scaled and scale_mode == E.SCALE_MODE_INTERPOLATE:
+            mode |= MODE_BILINEAR
+            if src.tex is None and src.surface is None:  # bilinear needs image-sized texture
+                src = self._image(image, surf, own_texture=True)
+        aux = (0, 0)
+        if mask is not None:
+            bx, by = _bounds(rects)[:2]
+            mx, my = self._mask_to_atlas(mask)
+            aux = (mx - bx, my - by)
+            mode |= MODE_MASK
+        pat_pos = (brush.pos.x, brush.pos.y) if isinstance(brush, PatternBrush) else (0, 0)
+        reads = [(area[0], area[1], area[2], area[3])] if src.surface is surf else None
+        self._queue_draw(surf, rects, mode, src=src, src_map=src_map, pat=pat, color=color,
+                         aux=aux, pat_pos=pat_pos, src_reads=reads)
+        return rects
+
+    def _copy(self, surf: _Surface, bbox: Box, rects: list[Box], op: Copy) -> list[Box]:
+        return self._image_op(surf, bbox, rects, op.src_bitmap, op.src_area, op.scale_mode,
+                              rops.src_dest_rop3(op.rop_descriptor), op.mask)
+
+    def _blend(self, surf: _Surface, bbox: Box, rects: list[Box], op: Blend) -> list[Box]:
+        return self._image_op(surf, bbox, rects, op.src_bitmap, op.src_area, op.scale_mode,
+                              rops.src_dest_rop3(op.rop_descriptor), op.mask)
+
+    def _opaque(self, surf: _Surface, bbox: Box, rects: list[Box], op: Opaque) -> list[Box]:
+        return self._image_op(surf, bbox, rects, op.src_bitmap, op.src_area, op.scale_mode,
+                              rops.brush_src_rop3(op.rop_descriptor), op.mask, op.brush)
+
+    def _rop3(self, surf: _Surface, bbox: Box, rects: list[Box], op: Rop3) -> list[Box]:
+        if not 0 <= op.rop3 <= 255:
+            raise RenderError(f"rop3 code {op.rop3} out of range")
+        brush = op.brush
+        if brush is not None and not isinstance(brush, SolidBrush | PatternBrush):
+            raise RenderError("unknown brush type")
+        return self._image_op(surf, bbox, rects, op.src_bitmap, op.src_area, op.scale_mode,
+                              op.rop3, op.mask, brush)
+
+    def _transparent(self, surf: _Surface, bbox: Box, rects: list[Box],
+                     op: Transparent) -> list[Box]:
+        src = self._image(op.src_bitmap, surf)
+        area = self._check_area(src, op.src_area)
+        src_map, _ = self._src_map(bbox, area, E.SCALE_MODE_NEAREST)
+        if surf.fmt in (E.SURFACE_FMT_16_555, E.SURFACE_FMT_16_565):
+            key = _pack(px.quantize(np.array(_unpack(op.true_color), np.uint8), surf.fmt))
+        elif surf.fmt in (E.SURFACE_FMT_32_xRGB, E.SURFACE_FMT_32_ARGB):
+            key = op.true_color & 0xFFFFFF
+        else:
+            key = 0
+        reads = [area] if src.surface is surf else None
+        self._queue_draw(surf, rects, KIND_COLORKEY << 8, src=src, src_map=src_map, color=key,
+                         src_reads=reads)
+        return rects
+
+    def _alpha_blend(self, surf: _Surface, bbox: Box, rects: list[Box],
+                     op: AlphaBlend) -> list[Box]:
+        if not 0 <= op.alpha <= 255:
+            raise RenderError(f"alpha {op.alpha} out of range")
+        src = self._image(op.src_bitmap, surf)
+        area = self._check_area(src, op.src_area)
+        src_map, _ = self._src_map(bbox, area, E.SCALE_MODE_NEAREST)
+        if op.alpha == 0:
+            return []
+        mode = (KIND_ALPHA << 8) | (op.alpha << 24)
+        has_alpha = src.has_alpha if src.surface is None else bool(
+            op.alpha_flags & E.ALPHA_FLAGS_SRC_SURFACE_HAS_ALPHA)
+        if has_alpha:
+            mode |= MODE_SRC_ALPHA
+        if op.alpha_flags & E.ALPHA_FLAGS_DEST_HAS_ALPHA:
+            mode |= MODE_DST_ALPHA
+        reads = [area] if src.surface is surf else None
+        self._queue_draw(surf, rects, mode, src=src, src_map=src_map, src_reads=reads)
+        return rects
+
+    def _text(self, surf: _Surface, bbox: Box, rects: list[Box], op: Text) -> list[Box]:
+        left, top, cov = px.glyph_mask(op.str)
+        fore_color, fore_pat = self._brush(op.fore_brush, surf)
+        back_color, back_pat = self._brush(op.back_brush, surf)
+        ba = op.back_area
+        back: list[Box] = []
+        if ba.right > ba.left and ba.bottom > ba.top:
+            if op.fore_mode != E.ROPD_OP_PUT:
+                return []  # the software canvas refuses this combination and draws nothing
+            bbox_back = check_rect(ba, "back_area")
+            back = [c for c in (intersect(r, bbox_back) for r in rects) if c is not None]
+        gbox = (left, top, left + cov.shape[1], top + cov.shape[0])
+        fore = [c for c in (intersect(r, gbox) for r in rects) if c is not None]
+        if back:
+            self._brush_rop(surf, back, rops.ROP3_PATCOPY, back_color, back_pat, None,
+                            op.back_brush)
+        if fore and op.fore_brush is not None:
+            fx0, fy0, fx1, fy1 = _bounds(fore)
+            mx, my = self._mask_to_atlas(cov[fy0 - top : fy1 - top, fx0 - left : fx1 - left])
+            pat_pos = ((op.fore_brush.pos.x, op.fore_brush.pos.y)
+                       if isinstance(op.fore_brush, PatternBrush) else (0, 0))
+            self._queue_draw(surf, fore, KIND_COVERAGE << 8, pat=fore_pat, color=fore_color,
+                             aux=(mx - fx0, my - fy0), pat_pos=pat_pos)
+        else:
+            fore = []
+        return back + fore
+
+    def _stroke(self, surf: _Surface, bbox: Box, rects: list[Box], op: Stroke) -> list[Box]:
+        code = rops.brush_dest_rop3(op.fore_mode)
+        rops.brush_dest_rop3(op.back_mode)  # checked, though only dashes are drawn
+        color, pat = self._brush(op.brush, surf)
+        area = _bounds(rects)
+        mask = stroke_mask(op.path, op.attr, area)
+        if mask is None or code == rops.ROP3_NOOP:
+            return []
+        region = np.zeros_like(mask)
+        for x0, y0, x1, y1 in rects:
+            region[y0 - area[1] : y1 - area[1], x0 - area[0] : x1 - area[0]] = True
+        mask &= region
+        ys, xs = np.nonzero(mask)
+        if len(xs) == 0:
+            return []
+        tight = (area[0] + int(xs.min()), area[1] + int(ys.min()),
+                 area[0] + int(xs.max()) + 1, area[1] + int(ys.max()) + 1)
+        sub = mask[tight[1] - area[1] : tight[3] - area[1], tight[0] - area[0] : tight[2] - area[0]]
+        self._brush_rop(surf, [tight], code, color, pat, sub, op.brush)
+        return [tight]
+
+    def _copy_bits(self, surf: _Surface, bbox: Box, rects: list[Box], op: CopyBits) -> list[Box]:
+        dx, dy = bbox[0] - op.src_pos.x, bbox[1] - op.src_pos.y
+        if dx == 0 and dy == 0:
+            return []
+        # only what lies inside the surface at the source position can be copied
+        src_box = (dx, dy, dx + surf.width, dy + surf.height)
+        rects = [c for c in (intersect(r, src_box) for r in rects) if c is not None]
+        if not rects:
+            return []
+        src = _Source(None, 0, 0, surf.width, surf.height, False, surf)
+        self._queue_copy(surf, rects, src, dx, dy)
+        return rects
+
+    def _composite(self, surf: _Surface, bbox: Box, rects: list[Box],
+                   op: Composite) -> list[Box]:
+        src = self._image(op.src, surf, own_texture=True)
+        mask = self._image(op.mask, surf, own_texture=True) if op.mask is not None else None
+        if bool(op.flags & E.COMPOSITE_HAS_MASK) != (op.mask is not None):
+            raise RenderError("composite mask flag and mask disagree")
+        setup = composite_setup(op, surf.fmt)
+        self.flush()
+        src_tex = self._sample_tex(self._resolve(src, surf), surf, _self_batch(surf, bbox))
+        mask_tex = (self._sample_tex(self._resolve(mask, surf), surf, _self_batch(surf, bbox))
+                    if mask is not None else self._dummy)
+        dcopy = self._copy_rects(surf, "scratch", rects)
+        self.ctx.viewport = (0, 0, surf.width, surf.height)
+        prog = self._comp_prog
+        for name, value in setup.uniforms(bbox, src.width, src.height, src.has_alpha,
+                                          mask.width if mask else 1,
+                                          mask.height if mask else 1,
+                                          mask.has_alpha if mask else True).items():
+            if name in prog:
+                prog[name] = value
+        prog["u_size"] = (surf.width, surf.height)
+        prog["u_fmt"] = surf.fmt
+        dcopy.use(0)
+        src_tex.use(1)
+        mask_tex.use(2)
+        surf.fbo.use()
+        for x0, y0, x1, y1 in rects:
+            prog["u_rect"] = (x0, y0, x1, y1)
+            self._comp_vao.render()
+            self.draw_calls += 1
+        self._drop_batch()
+        return rects
+
+
+def _self_batch(surf: _Surface, bbox: Box) -> _Batch:
+    b = _Batch()
+    b.kind = "draw"
+    b.rects = [(0, 0, surf.width, surf.height)]
+    return b
+
+
+def _pack(c: Any) -> int:
+    b, g, r, a = (int(v) for v in c)
+    return b | g << 8 | r << 16 | a << 24
+
+
+def _unpack(v: int) -> tuple[int, int, int, int]:
+    v &= 0xFFFFFFFF
+    return v & 0xFF, (v >> 8) & 0xFF, (v >> 16) & 0xFF, v >> 24
+
+
+def _bounds(boxes: list[Box]) -> Box:
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes),
+            max(b[2] for b in boxes), max(b[3] for b in boxes))

@@ -1,0 +1,135 @@
+"""STROKE paths rasterised on the CPU into a coverage mask (zero-width lines, as the software
+canvas draws them: QXL strokes carry no width). Strokes are rare; the mask then goes through
+the same GL raster-op path as every other masked draw."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from vgpu.device.commands import LineAttr, PathSeg
+from vgpu.render import enums as E
+from vgpu.render.errors import RenderError
+from vgpu.render.region import COORD_LIMIT, Box
+
+MAX_PATH_POINTS = 65536
+"""Most points (after flattening curves) one stroke may have: a whole-screen polyline is a
+few thousand; the bound keeps the CPU rasteriser's work per command small."""
+
+BEZIER_STEPS = 16
+"""Line pieces per cubic Bezier: enough that a curve across a 1024-pixel screen deviates by
+well under a pixel from the true curve at the sizes guests stroke."""
+
+MAX_STYLE_SEGMENTS = 32
+"""Dash pattern entries accepted: X11 and GDI use at most a handful."""
+
+
+def fix_to_int(v: int) -> int:
+    """28.4 fixed point -> pixel, rounding as spice-common's fix_to_int (up only past .5)."""
+    val = v >> 4
+    return val + 1 if (v & 0xF) > 8 else val
+
+
+def polylines(path: tuple[PathSeg, ...]) -> list[list[tuple[int, int]]]:
+    """The path's subpaths as integer point lists (curves flattened, CLOSE closed)."""
+    out: list[list[tuple[int, int]]] = []
+    cur: list[tuple[int, int]] = []
+    count = 0
+
+    def finish() -> None:
+        nonlocal cur
+        if cur:
+            out.append(cur)
+        cur = []
+
+    for seg in path:
+        for x, y in seg.points:
+            if not (-COORD_LIMIT * 16 <= x <= COORD_LIMIT * 16
+                    and -COORD_LIMIT * 16 <= y <= COORD_LIMIT * 16):
+                raise RenderError("stroke point out of range")
+        pts = list(seg.points)
+        if seg.flags & E.PATH_BEGIN:
+            finish()
+            if not pts:
+                raise RenderError("path segment BEGIN without a point")
+            cur.append((fix_to_int(pts[0][0]), fix_to_int(pts[0][1])))
+            pts = pts[1:]
+        if seg.flags & E.PATH_BEZIER:
+            if len(pts) % 3 or not cur:
+                raise RenderError("bezier segment needs a start and 3n points")
+            for i in range(0, len(pts), 3):
+                x0, y0 = cur[-1][0] * 16.0, cur[-1][1] * 16.0
+                (x1, y1), (x2, y2), (x3, y3) = pts[i : i + 3]
+                for k in range(1, BEZIER_STEPS + 1):
+                    t = k / BEZIER_STEPS
+                    u = 1.0 - t
+                    bx = u * u * u * x0 + 3 * u * u * t * x1 + 3 * u * t * t * x2 + t * t * t * x3
+                    by = u * u * u * y0 + 3 * u * u * t * y1 + 3 * u * t * t * y2 + t * t * t * y3
+                    cur.append((fix_to_int(round(bx)), fix_to_int(round(by))))
+        else:
+            cur.extend((fix_to_int(x), fix_to_int(y)) for x, y in pts)
+        count += len(cur)
+        if count > MAX_PATH_POINTS:
+            raise RenderError("stroke path too long")
+        if seg.flags & E.PATH_END:
+            if seg.flags & E.PATH_CLOSE and cur:
+                cur.append(cur[0])
+            finish()
+    finish()
+    return out
+
+
+def _line(x0: int, y0: int, x1: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bresenham's pixels from (x0, y0) to (x1, y1), both ends included."""
+    dx, dy = x1 - x0, y1 - y0
+    n = max(abs(dx), abs(dy))
+    if n == 0:
+        return np.array([x0]), np.array([y0])
+    t = np.arange(n + 1, dtype=np.int64)
+    # Exact integer rounding of the parametric line (half away from the start).
+    xs = x0 + (2 * t * dx + n * np.sign(dx)) // (2 * n) if dx else np.full(n + 1, x0)
+    ys = y0 + (2 * t * dy + n * np.sign(dy)) // (2 * n) if dy else np.full(n + 1, y0)
+    return xs, ys
+
+
+def dash_pattern(attr: LineAttr) -> tuple[list[int], int]:
+    """The on/off dash lengths and start phase, as canvas_draw_stroke sets up X11's dashes
+    (START_WITH_GAP rotates the style by one and starts one entry in)."""
+    style = [fix_to_int(v) for v in attr.style]
+    if attr.flags & E.LINE_FLAGS_START_WITH_GAP:
+        style = style[1:] + style[:1]
+        return style, style[0]
+    return style, 0
+
+
+def dash_keep(length: int, style: list[int], phase: int) -> tuple[np.ndarray, int]:
+    """Which of `length` consecutive pixels fall on an "on" dash, and the phase after them."""
+    pos = (phase + np.arange(length)) % sum(style)
+    seg = np.searchsorted(np.cumsum(style), pos, side="right")
+    return seg % 2 == 0, phase + length
+
+
+def stroke_mask(path: tuple[PathSeg, ...], attr: LineAttr, area: Box) -> np.ndarray | None:
+    """The stroke's pixels inside `area` as an (h, w) bool array, or None if none fall there."""
+    styled = bool(attr.flags & E.LINE_FLAGS_STYLED)
+    if styled:
+        if not 0 < len(attr.style) <= MAX_STYLE_SEGMENTS:
+            raise RenderError("bad line style")
+        if sum(fix_to_int(v) for v in attr.style) <= 0 or any(v < 0 for v in attr.style):
+            raise RenderError("bad line style lengths")
+        style, start = dash_pattern(attr)
+    x0, y0, x1, y1 = area
+    mask = np.zeros((y1 - y0, x1 - x0), bool)
+    for pts in polylines(path):
+        phase = start if styled else 0
+        if len(pts) == 1:
+            pts = pts * 2
+        for (ax, ay), (bx, by) in itertools.pairwise(pts):
+            xs, ys = _line(ax, ay, bx, by)
+            if styled:
+                keep, phase = dash_keep(len(xs), style, phase)
+                xs, ys = xs[keep], ys[keep]
+            inside = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+            mask[ys[inside] - y0, xs[inside] - x0] = True
+    return mask if mask.any() else None
