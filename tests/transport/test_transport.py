@@ -1,0 +1,158 @@
+"""The out-of-process transport: real guest processes that attach, misbehave and die."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from conftest import Served
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vgpu.device.transport import (
+    HEADER,
+    IO,
+    MSG_IO,
+    MSG_IO_DONE,
+    MSG_IRQ,
+    FrameParser,
+    ProtocolError,
+    encode,
+)
+
+# A guest that checks the ROM it mapped and resets the device (a synchronous port).
+ATTACH = """
+import struct, sys, time
+from vgpu.device.abi import lib
+from vgpu.guest.remote import RemoteAttachment
+a = RemoteAttachment.connect(sys.argv[1])
+assert struct.unpack_from("<I", a.buffer, 0)[0] == lib.QXL_ROM_MAGIC
+a.io_write(lib.QXL_IO_RESET, 0)
+print("attached", a.layout.ram_size, flush=True)
+if len(sys.argv) > 2:
+    time.sleep(float(sys.argv[2]))  # stay attached
+a.close()
+"""
+
+# A guest that fills the command ring with garbage addresses and waits for the ERROR irq.
+MEMORY_GARBAGE = """
+import struct, sys
+from vgpu.device.abi import lib, offsetof
+from vgpu.guest.remote import RemoteAttachment
+a = RemoteAttachment.connect(sys.argv[1])
+a.io_write(lib.QXL_IO_RESET, 0)
+hdr = a.layout.ram_offset + struct.unpack_from("<I", a.buffer,
+                                               offsetof("QXLRom", "ram_header_offset"))[0]
+struct.pack_into("<I", a.buffer, hdr + offsetof("QXLRam", "int_mask"), 0xFFFFFFFF)
+ring = hdr + offsetof("QXLRam", "cmd_ring")
+items = ring + offsetof("QXLCommandRing", "items")
+for i in range(8):
+    struct.pack_into("<QI", a.buffer, items + 16 * i, 0xDEADBEEF00 + i, 1)
+struct.pack_into("<I", a.buffer, ring + offsetof("QXLCommandRing", "prod"), 8)
+a.io_write(lib.QXL_IO_NOTIFY_CMD, 0)
+assert a.wait_irq(20), "no interrupt"
+pending = struct.unpack_from("<I", a.buffer, hdr + offsetof("QXLRam", "int_pending"))[0]
+print("pending", pending & lib.QXL_INTERRUPT_ERROR, flush=True)
+a.close()
+"""
+
+# A guest that speaks garbage on the socket after the device's HELLO.
+SOCKET_GARBAGE = """
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+data, fds, _, _ = socket.recv_fds(s, 64, 1)
+s.sendall(bytes.fromhex(sys.argv[2]))
+s.settimeout(20)
+while s.recv(64):  # interrupt levels may come first; then the device hangs up
+    pass
+print("closed", flush=True)
+"""
+
+
+def finish(proc, timeout: float = 30) -> str:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return out
+
+
+def wait_until(cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def test_guest_process_maps_memory_and_writes_ports(served: Served) -> None:
+    io_before = served.device.stats["io"]
+    out = finish(served.guest(ATTACH))
+    assert out.split() == ["attached", str(served.device.layout.ram_size)]
+    assert served.device.stats["io"] == io_before + 1
+    wait_until(lambda: not served.listener.attached)
+    assert served.listener.guests_served == 1
+
+
+def test_guest_garbage_in_memory_is_a_guest_bug_and_the_next_guest_resets(
+        served: Served) -> None:
+    assert finish(served.guest(MEMORY_GARBAGE)).split() == ["pending", "8"]  # QXL_INTERRUPT_ERROR
+    assert served.device.guest_bug is not None
+    wait_until(lambda: not served.listener.attached)
+    finish(served.guest(ATTACH))
+    assert served.device.guest_bug is None
+
+
+@pytest.mark.parametrize("garbage", [
+    b"\xff" * 64,  # unknown message type
+    HEADER.pack(MSG_IO, 3) + b"abc",  # IO with the wrong length
+    encode(MSG_IRQ, b"\0\0\0\0"),  # a device-to-guest message sent by the guest
+    HEADER.pack(MSG_IO, 1 << 31),  # a huge length
+])
+def test_socket_garbage_drops_only_that_guest(served: Served, garbage: bytes) -> None:
+    assert finish(served.guest(SOCKET_GARBAGE, garbage.hex())).strip() == "closed"
+    wait_until(lambda: not served.listener.attached)
+    finish(served.guest(ATTACH))
+    assert served.listener.guests_served == 2
+
+
+def test_killed_guest_leaves_the_device_serving(served: Served) -> None:
+    proc = served.guest(ATTACH, "60")
+    assert proc.stdout is not None
+    assert proc.stdout.readline().split()[0] == "attached"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    wait_until(lambda: not served.listener.attached)
+    finish(served.guest(ATTACH))
+    assert served.listener.guests_served == 2
+
+
+def test_second_guest_is_refused_while_one_is_attached(served: Served) -> None:
+    first = served.guest(ATTACH, "60")
+    assert first.stdout is not None
+    assert first.stdout.readline().startswith("attached")
+    second = served.guest(ATTACH)
+    second.communicate(timeout=30)
+    assert second.returncode != 0
+    first.kill()
+    first.wait(10)
+    wait_until(lambda: not served.listener.attached)
+    finish(served.guest(ATTACH))
+
+
+def test_frames_split_anywhere_parse_the_same() -> None:
+    stream = (encode(MSG_IO_DONE, IO.pack(5, 0)) + encode(MSG_IRQ, b"\1\0\0\0")
+              + encode(MSG_IO_DONE, IO.pack(7, 1)))
+    for cut in range(len(stream) + 1):
+        parser = FrameParser(frozenset({MSG_IO_DONE, MSG_IRQ}))
+        frames = parser.feed(stream[:cut]) + parser.feed(stream[cut:])
+        assert [t for t, _ in frames] == [MSG_IO_DONE, MSG_IRQ, MSG_IO_DONE]
+
+
+@given(st.binary(max_size=200))
+def test_frame_parser_takes_any_bytes(data: bytes) -> None:
+    parser = FrameParser(frozenset({MSG_IO}))
+    try:
+        frames = parser.feed(data)
+    except ProtocolError:
+        return
+    assert all(t == MSG_IO and len(p) == IO.size for t, p in frames)
