@@ -1,0 +1,888 @@
+"""The QXL device (revision 5): IO ports, interrupts, rings, surfaces, release ring.
+
+Threads. The device belongs to ONE thread, the one that owns the renderer (the
+render thread); every `DisplayBackend` call and every observer call happens
+there, inside `Device.process()`. Other threads only use the thread-safe entry
+points: `io_write()` (queues a port write and returns an `IoRequest` the caller
+may wait on), `push_input()`, `wait_for_work()` and the listener registrations.
+
+The render thread's loop is:
+
+    while running:
+        device.wait_for_work(timeout)      # woken by IO writes and ring doorbells
+        while device.process(max_commands=256):
+            pass                            # (render and publish between batches)
+
+Guests attach through `vgpu.device.inprocess.InProcessAttachment` (a guest on
+another thread, or inline on the device's own thread) or the out-of-process
+transport; both end in `io_write()` and the interrupt listeners here.
+
+Interrupts follow QEMU's qxl: the device ORs bits into QXLRam.int_pending
+(atomically: the guest takes the word with an atomic exchange) and the IRQ line
+is `int_pending & int_mask != 0`; the guest acknowledges by clearing bits and
+writing QXL_IO_UPDATE_IRQ. Interrupt listeners get the line level.
+
+Guest bugs. Any check that fails (bad address, size, id, ring index, IO port,
+second async IO in flight, ...) puts the device in the guest-bug state: the
+reason is logged and kept in `guest_bug`, QXL_INTERRUPT_ERROR is raised, and
+rings and IO writes are ignored (except UPDATE_IRQ, so the guest can take the
+interrupt) until QXL_IO_RESET.
+
+Release ring: every command is released as soon as it has been parsed (the
+parser copies everything). Releases are chained as QEMU's qxl does: the head id
+goes into the release ring's current producer slot, later ids into the `next`
+field (QXLReleaseInfo, the first 8 bytes of every command) of the previous one;
+the slot is pushed after RELEASE_BUNCH releases, at the end of every `process()`
+batch, on NOTIFY_OOM and on FLUSH_RELEASE, whenever the ring has room.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from vgpu.device import commands as c
+from vgpu.device.abi import Layout, ffi, lib, offsetof, sizeof
+from vgpu.device.backend import DisplayBackend
+from vgpu.device.memory import (
+    DEFAULT_RAM_SIZE,
+    DEFAULT_VRAM_SIZE,
+    PAGE,
+    ROM_SIZE,
+    GuestBug,
+    GuestMemory,
+    MemoryLayout,
+    MemSlots,
+)
+from vgpu.device.parser import SURFACE_BPP, Parser
+from vgpu.display import InputEvent
+
+log = logging.getLogger(__name__)
+
+REVISION = 5
+
+DEFAULT_N_SURFACES = 1024
+"""QEMU's default (qxl's `surfaces` property)."""
+
+NUM_MEMSLOTS = 8
+"""As QEMU: slot 0 for the qxl-1 compat mode (SET_MODE), slots 1..7 for the driver."""
+SLOTS_START = 1
+SLOT_ID_BITS = 8
+SLOT_GEN_BITS = 8
+
+RELEASE_BUNCH = 32
+"""Releases collected in one chain before the slot is pushed (QEMU's QXL_FREE_BUNCH_SIZE)."""
+
+MAX_PENDING_IO = 256
+"""Queued IO writes. A guest waits on every synchronous port and may have one async
+port in flight, so only a misbehaving guest (or many guest threads) reaches this."""
+
+MAX_FLUSH_COMMANDS = 4096
+"""Commands processed by one flush (UPDATE_AREA, DESTROY_*, FLUSH_SURFACES): all
+the ring holds and more, yet a guest refilling the ring cannot keep the device there."""
+
+MAX_MONITORS = 64
+"""Heads in one monitors config, as many as QXLRom.client_monitors_config can describe."""
+
+MODES_OFFSET = 2048
+"""ROM offset of QXLModes, after QXLRom and VgpuRomExt."""
+
+DEFAULT_MODES = ((640, 480), (800, 600), (1024, 768), (1280, 720), (1280, 1024),
+                 (1600, 900), (1920, 1080))
+"""qxl-1 modes in the ROM (32 bits a pixel); only those that fit surface 0's area are listed."""
+
+SURFACE0_AREA = 16 * 1024 * 1024
+"""Start of the RAM bar reserved for surface 0 (the primary), at most half the RAM."""
+
+PRIMARY_FORMATS = frozenset({lib.SPICE_SURFACE_FMT_32_xRGB, lib.SPICE_SURFACE_FMT_32_ARGB,
+                             lib.SPICE_SURFACE_FMT_16_555, lib.SPICE_SURFACE_FMT_16_565})
+
+ASYNC_PORTS = frozenset({
+    lib.QXL_IO_UPDATE_AREA_ASYNC, lib.QXL_IO_MEMSLOT_ADD_ASYNC,
+    lib.QXL_IO_CREATE_PRIMARY_ASYNC, lib.QXL_IO_DESTROY_PRIMARY_ASYNC,
+    lib.QXL_IO_DESTROY_SURFACE_ASYNC, lib.QXL_IO_DESTROY_ALL_SURFACES_ASYNC,
+    lib.QXL_IO_FLUSH_SURFACES_ASYNC, lib.QXL_IO_MONITORS_CONFIG_ASYNC})
+"""Ports that return at once and finish with QXL_INTERRUPT_IO_CMD."""
+
+DOORBELL_PORTS = frozenset({lib.QXL_IO_NOTIFY_CMD, lib.QXL_IO_NOTIFY_CURSOR})
+
+INPUT_KINDS = {
+    "key_down": lib.VGPU_INPUT_KEY_DOWN, "key_up": lib.VGPU_INPUT_KEY_UP,
+    "mouse_position": lib.VGPU_INPUT_MOUSE_POSITION,
+    "mouse_motion": lib.VGPU_INPUT_MOUSE_MOTION, "mouse_press": lib.VGPU_INPUT_MOUSE_PRESS,
+    "mouse_release": lib.VGPU_INPUT_MOUSE_RELEASE, "modifiers": lib.VGPU_INPUT_MODIFIERS,
+}
+
+# --- offsets in the RAM header and the ROM -----------------------------------------
+
+_RAM_SIZE = sizeof("QXLRam")
+_INT_PENDING = offsetof("QXLRam", "int_pending")
+_INT_MASK = offsetof("QXLRam", "int_mask")
+_LOG_BUF = offsetof("QXLRam", "log_buf")
+_CMD_RING = offsetof("QXLRam", "cmd_ring")
+_CURSOR_RING = offsetof("QXLRam", "cursor_ring")
+_RELEASE_RING = offsetof("QXLRam", "release_ring")
+_R_NUM, _R_PROD, _R_NOP, _R_CONS, _R_NOC = (
+    offsetof("QXLCommandRing", f) for f in
+    ("num_items", "prod", "notify_on_prod", "cons", "notify_on_cons"))
+_R_ITEMS = offsetof("QXLCommandRing", "items")
+_RING_FIELDS = Layout("QXLCommandRing", ["num_items", "prod", "notify_on_prod", "cons",
+                                         "notify_on_cons"])
+assert _R_ITEMS == offsetof("QXLReleaseRing", "items") == offsetof("QXLCursorRing", "items")
+_CMD_ITEM = Layout("QXLCommand", ["data", "type"])
+_CMD_SIZE = sizeof("QXLCommandRing_ring_el")
+_REL_SIZE = sizeof("QXLReleaseRing_ring_el")
+_IN_ITEMS = offsetof("VgpuInputRing", "items")
+_IN_SIZE = sizeof("VgpuInputEvent")
+_IN_EVENT = Layout("VgpuInputEvent", ["kind", "code", "x", "y", "buttons", "display"])
+_UPDATE_AREA = Layout("QXLRam", ["update_area", "update_surface"])
+_MEM_SLOT = Layout("QXLRam", ["mem_slot"])
+_CREATE = Layout("QXLRam", ["create_surface"])
+_MONITORS_ADDR = Layout("QXLRam", ["monitors_config"])
+_MONITORS = Layout("QXLMonitorsConfig", ["count", "max_allowed"])
+_HEAD = Layout("QXLHead", ["id", "surface_id", "width", "height", "x", "y", "flags"])
+_HEADS = offsetof("QXLMonitorsConfig", "heads")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_M32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class SurfaceInfo:
+    """A live surface: its geometry and where its pixels are in guest memory."""
+
+    width: int
+    height: int
+    stride: int
+    format: int
+    offset: int  # mapping offset of the lowest-addressed byte
+    length: int  # height * abs(stride)
+
+    def rows(self, mem: GuestMemory) -> np.ndarray:
+        """A live (height, abs(stride)) view of the guest memory, top row first."""
+        arr = mem.array[self.offset:self.offset + self.length].reshape(
+            self.height, abs(self.stride))
+        return arr[::-1] if self.stride < 0 else arr
+
+
+@dataclass(frozen=True, slots=True)
+class PrimaryCreate:
+    """What CREATE_PRIMARY (or SET_MODE) received: QXLSurfaceCreate and surface 0's memory."""
+
+    width: int
+    height: int
+    stride: int
+    format: int
+    position: int
+    mouse_mode: int
+    flags: int
+    type: int
+    data: bytes  # height * abs(stride) bytes in memory order
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorHead:
+    id: int
+    surface_id: int
+    width: int
+    height: int
+    x: int
+    y: int
+    flags: int
+
+
+class DeviceObserver:
+    """Hooks called on the device thread (record sessions, count, test). Override any."""
+
+    def on_io(self, port: int, value: int) -> None:
+        """An IO port write, before the device acts on it."""
+
+    def on_command(self, ring: str, cmd_type: int, addr: int, command: c.Command,
+                   compat: bool) -> None:
+        """A command popped from ring "cmd" or "cursor" and parsed without error."""
+
+    def on_primary_created(self, create: PrimaryCreate) -> None:
+        """Surface 0 was created (CREATE_PRIMARY, its async form, or SET_MODE)."""
+
+    def on_primary_destroyed(self) -> None:
+        """Surface 0 went away."""
+
+    def on_monitors_config(self, heads: tuple[MonitorHead, ...], max_allowed: int) -> None:
+        """MONITORS_CONFIG_ASYNC was accepted."""
+
+    def on_guest_bug(self, reason: str) -> None:
+        """The device entered the guest-bug state."""
+
+    def on_reset(self) -> None:
+        """QXL_IO_RESET."""
+
+
+class IoRequest:
+    """A queued IO port write; `wait()` returns once the device has acted on it."""
+
+    __slots__ = ("_done", "bad_async", "port", "value")
+
+    def __init__(self, port: int, value: int) -> None:
+        self.port = port
+        self.value = value
+        self.bad_async = False
+        self._done = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+
+class _Ring:
+    """One SPICE ring in the RAM header, read and written at fixed mapping offsets."""
+
+    def __init__(self, mem: GuestMemory, base: int, num_items: int, item_size: int) -> None:
+        self.mm = mem.mm
+        self.base = base
+        self.num_items = num_items
+        self.mask = num_items - 1
+        self.item_size = item_size
+
+    def get(self, field: int) -> int:
+        return _U32.unpack_from(self.mm, self.base + field)[0]
+
+    def set(self, field: int, value: int) -> None:
+        _U32.pack_into(self.mm, self.base + field, value & _M32)
+
+    def item(self, index: int) -> int:
+        return self.base + _R_ITEMS + (index & self.mask) * self.item_size
+
+    def init(self) -> None:
+        _RING_FIELDS.struct.pack_into(self.mm, self.base, self.num_items, 0, 1, 0, 0)
+        start = self.base + _R_ITEMS
+        self.mm[start:start + self.num_items * self.item_size] = bytes(
+            self.num_items * self.item_size)
+
+
+class Device:
+    """A QXL revision 5 device over shared guest memory, drawing through a DisplayBackend."""
+
+    def __init__(self, backend: DisplayBackend, *, ram_size: int = DEFAULT_RAM_SIZE,
+                 vram_size: int = DEFAULT_VRAM_SIZE, n_surfaces: int = DEFAULT_N_SURFACES,
+                 modes: tuple[tuple[int, int], ...] = DEFAULT_MODES,
+                 cursor_sink: Callable[[c.CursorCmd], None] | None = None) -> None:
+        if not 0 < n_surfaces <= 1 << 16:
+            raise ValueError("n_surfaces out of range")
+        self.backend = backend
+        self.cursor_sink = cursor_sink
+        self.n_surfaces = n_surfaces
+        self.mem = GuestMemory(MemoryLayout(ROM_SIZE, ram_size, vram_size))
+        self.layout = self.mem.layout
+        self.slots = MemSlots(self.mem, NUM_MEMSLOTS, SLOT_ID_BITS, SLOT_GEN_BITS)
+        self.surfaces: dict[int, SurfaceInfo] = {}
+        self.parser = Parser(self.slots, n_surfaces, self.surfaces)
+        self.guest_bug: str | None = None
+        self.monitors: tuple[MonitorHead, ...] = ()
+        self.backend_errors = 0
+        self.stats = {"commands": 0, "cursor_commands": 0, "io": 0, "released": 0}
+
+        ram_header_size = -(-_RAM_SIZE // PAGE) * PAGE
+        input_size = -(-sizeof("VgpuInputRing") // PAGE) * PAGE
+        self.surface0_area = min(SURFACE0_AREA, ram_size // 2)
+        self.ram_header_offset = ram_size - ram_header_size
+        self.input_ring_offset = self.ram_header_offset - input_size
+        if self.input_ring_offset <= self.surface0_area:
+            raise ValueError("RAM too small")
+        self.modes = tuple((w, h) for w, h in modes if w * h * 4 <= self.surface0_area)
+        self._hdr = self.layout.ram_offset + self.ram_header_offset
+        mem = self.mem
+        self.rom = mem.ptr("QXLRom", 0)
+        self.ext = mem.ptr("VgpuRomExt", lib.VGPU_ROM_EXT_OFFSET)
+        self._int_pending = ffi.cast("uint32_t *", mem.cdata + self._hdr + _INT_PENDING)
+        self._cmd_ring = _Ring(mem, self._hdr + _CMD_RING, lib.QXL_COMMAND_RING_SIZE, _CMD_SIZE)
+        self._cursor_ring = _Ring(mem, self._hdr + _CURSOR_RING, lib.QXL_CURSOR_RING_SIZE,
+                                  _CMD_SIZE)
+        self._release_ring = _Ring(mem, self._hdr + _RELEASE_RING, lib.QXL_RELEASE_RING_SIZE,
+                                   _REL_SIZE)
+        self._input_ring = _Ring(mem, self.layout.ram_offset + self.input_ring_offset,
+                                 lib.VGPU_INPUT_RING_SIZE, _IN_SIZE)
+
+        # Thread-safe parts: the IO queue, the async flag, the listeners, the input ring.
+        self._cv = threading.Condition()
+        self._queue: deque[IoRequest] = deque()
+        self._kicked = False
+        self._io_overflow = False
+        self._async_in_flight = False
+        self._input_lock = threading.Lock()
+        self._irq_listeners: list[Callable[[bool], None]] = []
+        self.observers: list[DeviceObserver] = []
+
+        self._next_generation = 1
+        self._init_rom()
+        self._reset_state()
+        self._handlers: dict[int, Callable[[int], None]] = {
+            lib.QXL_IO_NOTIFY_CMD: self._io_nothing,
+            lib.QXL_IO_NOTIFY_CURSOR: self._io_nothing,
+            lib.QXL_IO_UPDATE_AREA: self._io_update_area,
+            lib.QXL_IO_UPDATE_AREA_ASYNC: self._io_update_area,
+            lib.QXL_IO_UPDATE_IRQ: self._io_update_irq,
+            lib.QXL_IO_NOTIFY_OOM: self._io_oom,
+            lib.QXL_IO_RESET: self._io_reset,
+            lib.QXL_IO_SET_MODE: self._io_set_mode,
+            lib.QXL_IO_LOG: self._io_log,
+            lib.QXL_IO_MEMSLOT_ADD: self._io_memslot_add,
+            lib.QXL_IO_MEMSLOT_ADD_ASYNC: self._io_memslot_add,
+            lib.QXL_IO_MEMSLOT_DEL: self._io_memslot_del,
+            lib.QXL_IO_DETACH_PRIMARY: self._io_destroy_primary,
+            lib.QXL_IO_ATTACH_PRIMARY: self._io_create_primary,
+            lib.QXL_IO_CREATE_PRIMARY: self._io_create_primary,
+            lib.QXL_IO_CREATE_PRIMARY_ASYNC: self._io_create_primary,
+            lib.QXL_IO_DESTROY_PRIMARY: self._io_destroy_primary,
+            lib.QXL_IO_DESTROY_PRIMARY_ASYNC: self._io_destroy_primary,
+            lib.QXL_IO_DESTROY_SURFACE_WAIT: self._io_destroy_surface,
+            lib.QXL_IO_DESTROY_SURFACE_ASYNC: self._io_destroy_surface,
+            lib.QXL_IO_DESTROY_ALL_SURFACES: self._io_destroy_all,
+            lib.QXL_IO_DESTROY_ALL_SURFACES_ASYNC: self._io_destroy_all,
+            lib.QXL_IO_FLUSH_SURFACES_ASYNC: self._io_flush_surfaces,
+            lib.QXL_IO_FLUSH_RELEASE: self._io_flush_release,
+            lib.QXL_IO_MONITORS_CONFIG_ASYNC: self._io_monitors_config,
+        }
+
+    # --- setup ----------------------------------------------------------------------
+
+    def _init_rom(self) -> None:
+        rom = self.rom
+        rom.magic = lib.QXL_ROM_MAGIC
+        rom.id = 0
+        rom.compression_level = 0
+        rom.log_level = 0
+        rom.modes_offset = MODES_OFFSET
+        rom.draw_area_offset = 0
+        rom.surface0_area_size = self.surface0_area
+        rom.pages_offset = self.surface0_area
+        rom.num_pages = (self.input_ring_offset - self.surface0_area) // PAGE
+        rom.ram_header_offset = self.ram_header_offset
+        rom.n_surfaces = self.n_surfaces
+        rom.slots_start = SLOTS_START
+        rom.slots_end = NUM_MEMSLOTS - 1
+        rom.slot_gen_bits = SLOT_GEN_BITS
+        rom.slot_id_bits = SLOT_ID_BITS
+        modes = self.mem.ptr("QXLModes", MODES_OFFSET)
+        if MODES_OFFSET + sizeof("QXLModes") + len(self.modes) * sizeof("QXLMode") > ROM_SIZE:
+            raise ValueError("too many modes for the ROM")
+        modes.n_modes = len(self.modes)
+        for i, (w, h) in enumerate(self.modes):
+            m = modes.modes[i]
+            m.id, m.x_res, m.y_res, m.bits, m.stride = i, w, h, 32, w * 4
+            m.x_mili, m.y_mili, m.orientation = 0, 0, 0
+        ext = self.ext
+        ext.magic = lib.VGPU_ROM_EXT_MAGIC
+        ext.version = lib.VGPU_ROM_EXT_VERSION
+        ext.features = lib.VGPU_FEATURE_INPUT_RING
+        ext.input_ring_offset = self.input_ring_offset
+        ext.input_dropped = 0
+
+    def _reset_state(self) -> None:
+        """Power-on and QXL_IO_RESET: RAM header, rings, memslots, surfaces, modes."""
+        rom = self.rom
+        rom.update_id = 0
+        rom.mode = 0
+        hdr = self._hdr
+        mm = self.mem.mm
+        mask = _U32.unpack_from(mm, hdr + _INT_MASK)[0]
+        mm[hdr:hdr + _RAM_SIZE] = bytes(_RAM_SIZE)
+        _U32.pack_into(mm, hdr, lib.QXL_RAM_MAGIC)
+        _U32.pack_into(mm, hdr + _INT_MASK, mask)  # the guest's choice survives a reset
+        for ring in (self._cmd_ring, self._cursor_ring, self._release_ring):
+            ring.init()
+        with self._input_lock:
+            self._input_ring.init()
+            self._in_prod = 0
+        self._cmd_cons = 0
+        self._cursor_cons = 0
+        self._rel_prod = 0
+        self._last_release: int | None = None
+        self._free_count = 0
+        self.slots.reset()
+        self.surfaces.clear()
+        self.compat = False
+        self.guest_bug = None
+        with self._cv:
+            self._async_in_flight = False
+            self._io_overflow = False
+
+    # --- thread-safe entry points ---------------------------------------------------
+
+    def add_observer(self, observer: DeviceObserver) -> None:
+        self.observers.append(observer)
+
+    def add_irq_listener(self, listener: Callable[[bool], None]) -> Callable[[], None]:
+        """`listener(level)` is called with the IRQ line level whenever it is re-evaluated
+        (from the device thread, or from push_input's thread). Returns the remover."""
+        with self._cv:
+            self._irq_listeners.append(listener)
+
+        def remove() -> None:
+            with self._cv:
+                if listener in self._irq_listeners:
+                    self._irq_listeners.remove(listener)
+
+        return remove
+
+    def io_write(self, port: int, value: int) -> IoRequest:
+        """Queue an IO port write (any thread). Doorbells and async ports need no waiting;
+        for the others the guest waits on the returned request, as a vCPU would."""
+        req = IoRequest(port, value & _M32)
+        with self._cv:
+            if port in DOORBELL_PORTS:
+                self._kicked = True
+                req._done.set()
+                self._cv.notify_all()
+                return req
+            if len(self._queue) >= MAX_PENDING_IO:
+                self._io_overflow = True
+                req._done.set()
+                self._cv.notify_all()
+                return req
+            if port in ASYNC_PORTS:
+                if self._async_in_flight:
+                    req.bad_async = True
+                self._async_in_flight = True
+            self._queue.append(req)
+            self._cv.notify_all()
+        return req
+
+    def wake(self) -> None:
+        """Make wait_for_work() return now (any thread)."""
+        with self._cv:
+            self._kicked = True
+            self._cv.notify_all()
+
+    def wait_for_work(self, timeout: float | None = None) -> bool:
+        """Block until an IO write or a doorbell arrives (or timeout); True if there is work."""
+        with self._cv:
+            if not self._queue and not self._kicked:
+                self._cv.wait(timeout)
+            return bool(self._queue) or self._kicked
+
+    def push_input(self, event: InputEvent) -> bool:
+        """Put a client input event into the guest's input ring (any thread).
+        False if the ring was full (the event is dropped and counted in the ROM)."""
+        kind = INPUT_KINDS.get(event.kind)
+        if kind is None:
+            raise ValueError(f"unknown input kind {event.kind!r}")
+        ring = self._input_ring
+        with self._input_lock:
+            prod = self._in_prod
+            used = (prod - ring.get(_R_CONS)) & _M32
+            if used >= ring.num_items:  # full, or a cons the guest corrupted
+                self.ext.input_dropped = (self.ext.input_dropped + 1) & _M32
+                return False
+            _IN_EVENT.struct.pack_into(ring.mm, ring.item(prod), kind, event.code & _M32,
+                                       _clamp32(event.x), _clamp32(event.y),
+                                       event.buttons & _M32, event.display & _M32)
+            prod = (prod + 1) & _M32
+            self._in_prod = prod
+            ring.set(_R_PROD, prod)
+            notify = prod == ring.get(_R_NOP)
+        if notify:
+            self._raise(lib.VGPU_INTERRUPT_INPUT)
+        return True
+
+    # --- the device thread ----------------------------------------------------------
+
+    def process(self, max_commands: int = 256) -> bool:
+        """Handle queued IO writes, then up to `max_commands` from each ring.
+        Returns True when more work is already waiting (call again)."""
+        self._drain_io()
+        more = False
+        if self.guest_bug is None:
+            with self._cv:
+                self._kicked = False
+            more = self._run_ring(self._cmd_ring, max_commands)
+            more = self._run_ring(self._cursor_ring, max_commands) or more
+            self._push_release(flush=True)
+        with self._cv:
+            return more or bool(self._queue) or self._kicked
+
+    def _drain_io(self) -> None:
+        while True:
+            with self._cv:
+                if self._io_overflow:
+                    self._io_overflow = False
+                    self._bug(f"more than {MAX_PENDING_IO} IO writes queued")
+                if not self._queue:
+                    return
+                req = self._queue.popleft()
+            try:
+                self._handle_io(req)
+            finally:
+                req._done.set()
+
+    def _handle_io(self, req: IoRequest) -> None:
+        port, value = req.port, req.value
+        self.stats["io"] += 1
+        for obs in self.observers:
+            obs.on_io(port, value)
+        is_async = port in ASYNC_PORTS
+        if self.guest_bug is not None and port not in (lib.QXL_IO_RESET, lib.QXL_IO_UPDATE_IRQ):
+            if is_async:
+                self._async_done(False)
+            return
+        if req.bad_async:
+            self._bug(f"async IO {port} started while another one is in flight")
+            return
+        handler = self._handlers.get(port)
+        try:
+            if handler is None:
+                raise GuestBug(f"unknown IO port {port}")
+            handler(value)
+        except GuestBug as e:
+            self._bug(str(e))
+        if is_async:
+            self._async_done(True)
+
+    def _async_done(self, interrupt: bool) -> None:
+        with self._cv:
+            self._async_in_flight = False
+        if interrupt:
+            self._raise(lib.QXL_INTERRUPT_IO_CMD)
+
+    def _bug(self, reason: str) -> None:
+        if self.guest_bug is not None:
+            return
+        self.guest_bug = reason
+        log.warning("QXL guest bug: %s", reason)
+        for obs in self.observers:
+            obs.on_guest_bug(reason)
+        self._raise(lib.QXL_INTERRUPT_ERROR)
+
+    # --- interrupts ---------------------------------------------------------------
+
+    def _raise(self, bits: int) -> None:
+        lib.vgpu_atomic_or32(self._int_pending, bits)
+        self._update_irq()
+
+    def irq_level(self) -> bool:
+        pending = lib.vgpu_atomic_load32(self._int_pending)
+        mask = _U32.unpack_from(self.mem.mm, self._hdr + _INT_MASK)[0]
+        return bool(pending & mask)
+
+    def _update_irq(self) -> None:
+        level = self.irq_level()
+        with self._cv:
+            listeners = list(self._irq_listeners)
+        for listener in listeners:
+            listener(level)
+
+    # --- rings ------------------------------------------------------------------------
+
+    def _pop(self, ring: _Ring, cons: int) -> tuple[int, int] | None:
+        """(data, type) of the next command, or None when the ring is empty."""
+        prod = ring.get(_R_PROD)
+        avail = (prod - cons) & _M32
+        if avail > ring.num_items:
+            raise GuestBug(f"ring producer index {prod} is {avail} ahead of {cons}")
+        if avail == 0:
+            ring.set(_R_NOP, prod + 1)  # ask for a doorbell on the next push
+            prod = ring.get(_R_PROD)
+            avail = (prod - cons) & _M32
+            if avail == 0:
+                return None
+            if avail > ring.num_items:
+                raise GuestBug(f"ring producer index {prod} is {avail} ahead of {cons}")
+        return _CMD_ITEM.struct.unpack_from(ring.mm, ring.item(cons))
+
+    def _run_ring(self, ring: _Ring, budget: int) -> bool:
+        is_cmd = ring is self._cmd_ring
+        for _ in range(budget):
+            if self.guest_bug is not None:
+                return False
+            cons = self._cmd_cons if is_cmd else self._cursor_cons
+            try:
+                item = self._pop(ring, cons)
+            except GuestBug as e:
+                self._bug(str(e))
+                return False
+            if item is None:
+                return False
+            cons = (cons + 1) & _M32
+            if is_cmd:
+                self._cmd_cons = cons
+            else:
+                self._cursor_cons = cons
+            ring.set(_R_CONS, cons)
+            if cons == ring.get(_R_NOC):
+                self._raise(lib.QXL_INTERRUPT_DISPLAY if is_cmd else lib.QXL_INTERRUPT_CURSOR)
+            addr, cmd_type = item
+            try:
+                self._command("cmd" if is_cmd else "cursor", cmd_type, addr)
+            except GuestBug as e:
+                self._bug(str(e))
+                return False
+        return True
+
+    def _flush_commands(self) -> None:
+        """Everything the guest queued before a synchronous operation is done first."""
+        if self.guest_bug is None:
+            self._run_ring(self._cmd_ring, MAX_FLUSH_COMMANDS)
+            self._run_ring(self._cursor_ring, MAX_FLUSH_COMMANDS)
+
+    def _command(self, ring: str, cmd_type: int, addr: int) -> None:
+        if ring == "cursor" and cmd_type != lib.QXL_CMD_CURSOR:
+            raise GuestBug(f"command type {cmd_type} on the cursor ring")
+        if cmd_type == lib.QXL_CMD_NOP:
+            return
+        info = self.slots.translate(addr, 8)  # QXLReleaseInfo opens every command
+        cmd = self.parser.parse(cmd_type, addr, self.compat)
+        for obs in self.observers:
+            obs.on_command(ring, cmd_type, addr, cmd, self.compat)
+        if isinstance(cmd, c.Drawable):
+            self._draw(cmd)
+        elif isinstance(cmd, c.SurfaceCmd):
+            self._surface_cmd(cmd)
+        elif isinstance(cmd, c.CursorCmd):
+            self.stats["cursor_commands"] += 1
+            if self.cursor_sink is not None:
+                self.cursor_sink(cmd)
+        elif isinstance(cmd, c.MessageCmd):
+            log.info("QXL guest message: %r", cmd.data[:200])
+        self.stats["commands"] += 1
+        self._release(info, cmd.release_id)
+
+    def _draw(self, cmd: c.Drawable) -> None:
+        surface = self.surfaces.get(cmd.surface_id)
+        if surface is None:
+            raise GuestBug(f"drawing on surface {cmd.surface_id}, which does not exist")
+        b = cmd.bbox
+        if not (0 <= b.left <= b.right <= surface.width
+                and 0 <= b.top <= b.bottom <= surface.height):
+            raise GuestBug(f"bbox {tuple(b)} outside surface {cmd.surface_id}")
+        self._backend("execute", cmd)
+
+    def _backend(self, method: str, *args: object) -> object:
+        """Backend calls: a renderer error is logged and counted, never taken down the device."""
+        try:
+            return getattr(self.backend, method)(*args)
+        except Exception:
+            self.backend_errors += 1
+            log.exception("display backend %s failed", method)
+            return None
+
+    def _surface_cmd(self, cmd: c.SurfaceCmd) -> None:
+        sid = cmd.surface_id
+        if sid == 0:
+            raise GuestBug("surface commands cannot touch surface 0 (the primary)")
+        if cmd.create is None:
+            if self.surfaces.pop(sid, None) is None:
+                raise GuestBug(f"destroying surface {sid}, which does not exist")
+            self._backend("surface_destroyed", sid)
+            return
+        if sid in self.surfaces:
+            raise GuestBug(f"creating surface {sid}, which exists")
+        cr = cmd.create
+        info = SurfaceInfo(cr.width, cr.height, cr.stride, cr.format, cr.data_offset,
+                           cr.data_length)
+        self.surfaces[sid] = info
+        initial = None
+        if cmd.flags & lib.QXL_SURF_FLAG_KEEP_DATA:
+            initial = info.rows(self.mem).copy()
+        self._backend("surface_created", sid, cr.width, cr.height, cr.stride, cr.format, initial)
+
+    # --- release ring -----------------------------------------------------------------
+
+    def _release(self, info: int, release_id: int) -> None:
+        mm = self.mem.mm
+        if self._last_release is None:
+            _U64.pack_into(mm, self._release_ring.item(self._rel_prod), release_id)
+        else:
+            _U64.pack_into(mm, self._last_release, release_id)
+        _U64.pack_into(mm, info, 0)  # QXLReleaseInfo.next of the newest
+        self._last_release = info
+        self._free_count += 1
+        self.stats["released"] += 1
+        if self._free_count >= RELEASE_BUNCH:
+            self._push_release(flush=False)
+
+    def _push_release(self, flush: bool) -> None:
+        if self._last_release is None or (not flush and self._free_count < RELEASE_BUNCH):
+            return
+        ring = self._release_ring
+        used = (self._rel_prod - ring.get(_R_CONS)) & _M32
+        if used + 1 >= ring.num_items:
+            return  # full (or a corrupt cons): keep chaining until the guest makes room
+        self._rel_prod = (self._rel_prod + 1) & _M32
+        ring.set(_R_PROD, self._rel_prod)
+        _U64.pack_into(self.mem.mm, ring.item(self._rel_prod), 0)
+        self._last_release = None
+        self._free_count = 0
+        if self._rel_prod == ring.get(_R_NOP):
+            self._raise(lib.QXL_INTERRUPT_DISPLAY)
+
+    # --- IO port handlers ---------------------------------------------------------------
+
+    def _io_nothing(self, value: int) -> None:
+        pass
+
+    def _io_update_irq(self, value: int) -> None:
+        self._update_irq()
+
+    def _io_oom(self, value: int) -> None:
+        self._flush_commands()
+        self._push_release(flush=True)
+
+    def _io_flush_release(self, value: int) -> None:
+        self._push_release(flush=True)
+
+    def _io_reset(self, value: int) -> None:
+        had_primary = 0 in self.surfaces
+        self._reset_state()
+        self._backend("reset")
+        if had_primary:
+            for obs in self.observers:
+                obs.on_primary_destroyed()
+        for obs in self.observers:
+            obs.on_reset()
+
+    def _io_log(self, value: int) -> None:
+        raw = self.mem.read(self._hdr + _LOG_BUF, lib.QXL_LOG_BUF_SIZE)
+        log.info("QXL guest log: %s", raw.split(b"\0", 1)[0].decode("latin-1"))
+
+    def _io_memslot_add(self, slot_id: int) -> None:
+        start, end = _MEM_SLOT.struct.unpack_from(self.mem.mm, self._hdr + offsetof(
+            "QXLRam", "mem_slot"))
+        if not SLOTS_START <= slot_id < NUM_MEMSLOTS:
+            raise GuestBug(f"memslot id {slot_id} out of range")
+        generation = self._next_generation & ((1 << SLOT_GEN_BITS) - 1)
+        self.slots.add(slot_id, start, end, generation)
+        self._next_generation += 1
+        self.rom.slot_generation = generation
+
+    def _io_memslot_del(self, slot_id: int) -> None:
+        if not SLOTS_START <= slot_id < NUM_MEMSLOTS:
+            raise GuestBug(f"memslot id {slot_id} out of range")
+        self.slots.delete(slot_id)
+
+    def _io_create_primary(self, value: int) -> None:
+        v = _CREATE.struct.unpack_from(self.mem.mm, self._hdr + offsetof("QXLRam",
+                                                                         "create_surface"))
+        w, h, stride, fmt, position, mouse_mode, flags, typ, mem = v
+        self.compat = False
+        self._create_primary(PrimaryCreate(w, h, stride, fmt, position, mouse_mode, flags, typ,
+                                           b""), mem)
+
+    def _create_primary(self, create: PrimaryCreate, addr: int) -> None:
+        if 0 in self.surfaces:
+            raise GuestBug("primary surface created twice")
+        if create.format not in PRIMARY_FORMATS:
+            raise GuestBug(f"primary surface format {create.format}")
+        off, length = self.parser.surface_memory(create.format, create.width, create.height,
+                                                 create.stride, addr)
+        info = SurfaceInfo(create.width, create.height, create.stride, create.format, off,
+                           length)
+        self.surfaces[0] = info
+        data = self.mem.read(off, length)
+        initial = np.frombuffer(data, np.uint8).reshape(info.height, abs(info.stride))
+        if info.stride < 0:
+            initial = initial[::-1]
+        self._backend("create_primary", info.width, info.height, info.stride, info.format,
+                      initial)
+        event = PrimaryCreate(create.width, create.height, create.stride, create.format,
+                              create.position, create.mouse_mode, create.flags, create.type,
+                              data)
+        for obs in self.observers:
+            obs.on_primary_created(event)
+
+    def _destroy_primary(self) -> None:
+        if self.surfaces.pop(0, None) is None:
+            return  # as QEMU: destroying an absent primary is a no-op
+        self._backend("destroy_primary")
+        for obs in self.observers:
+            obs.on_primary_destroyed()
+
+    def _io_destroy_primary(self, value: int) -> None:
+        self._flush_commands()
+        self._destroy_primary()
+
+    def _io_set_mode(self, mode: int) -> None:
+        """qxl-1: a mode of the ROM list on the RAM bar's surface 0 area, compat commands."""
+        if mode >= len(self.modes):
+            raise GuestBug(f"mode {mode} out of range")
+        self._flush_commands()
+        self._destroy_primary()
+        w, h = self.modes[mode]
+        ram = self.layout.ram_offset
+        self.slots.slots[0] = None
+        self.slots.add(0, ram, ram + self.layout.ram_size, 0)
+        self.rom.mode = mode
+        self.compat = True
+        self._create_primary(PrimaryCreate(w, h, -w * 4, lib.SPICE_SURFACE_FMT_32_xRGB, 0, 0,
+                                           0, lib.QXL_SURF_TYPE_PRIMARY, b""),
+                             self.slots.address(0, ram))
+
+    def _io_update_area(self, value: int) -> None:
+        self._flush_commands()
+        t, left, b, r, sid = _UPDATE_AREA.struct.unpack_from(
+            self.mem.mm, self._hdr + offsetof("QXLRam", "update_area"))
+        surface = self.surfaces.get(sid)
+        if surface is None:
+            raise GuestBug(f"update_area of surface {sid}, which does not exist")
+        if not (0 <= left <= r <= surface.width and 0 <= t <= b <= surface.height):
+            raise GuestBug(f"update_area {(t, left, b, r)} outside surface {sid}")
+        if left == r or t == b:
+            return
+        bpp = SURFACE_BPP[surface.format]
+        if bpp % 8:
+            return  # 1-bit surfaces have no byte-addressed rows to write back
+        area = c.QRect(t, left, b, r)
+        pixels = self._backend("read_area", sid, area)
+        nbytes = bpp // 8
+        if not isinstance(pixels, np.ndarray) or pixels.shape != (b - t, (r - left) * nbytes):
+            log.error("display backend read_area returned %r for %s", type(pixels), area)
+            return
+        surface.rows(self.mem)[t:b, left * nbytes:r * nbytes] = pixels
+
+    def _io_destroy_surface(self, sid: int) -> None:
+        if sid >= self.n_surfaces:
+            raise GuestBug(f"destroy of surface {sid} out of range")
+        self._flush_commands()
+        if sid == 0:
+            self._destroy_primary()
+        elif self.surfaces.pop(sid, None) is not None:
+            self._backend("surface_destroyed", sid)
+
+    def _io_destroy_all(self, value: int) -> None:
+        self._flush_commands()
+        had_primary = 0 in self.surfaces
+        self.surfaces.clear()
+        self._backend("reset")
+        if had_primary:
+            for obs in self.observers:
+                obs.on_primary_destroyed()
+
+    def _io_flush_surfaces(self, value: int) -> None:
+        self._flush_commands()
+
+    def _io_monitors_config(self, value: int) -> None:
+        (addr,) = _MONITORS_ADDR.struct.unpack_from(
+            self.mem.mm, self._hdr + offsetof("QXLRam", "monitors_config"))
+        count, max_allowed = self.parser.unpack_at(_MONITORS, addr)
+        if count > MAX_MONITORS:
+            raise GuestBug(f"monitors config with {count} heads")
+        raw = self.parser.read(addr + _HEADS, count * _HEAD.size)
+        heads = tuple(MonitorHead(*_HEAD.struct.unpack_from(raw, i * _HEAD.size))
+                      for i in range(count))
+        self.monitors = heads
+        for obs in self.observers:
+            obs.on_monitors_config(heads, max_allowed)
+
+    def close(self) -> None:
+        self.mem.close()
+
+
+def _clamp32(v: int) -> int:
+    return max(-(1 << 31), min((1 << 31) - 1, v))

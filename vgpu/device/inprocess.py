@@ -1,0 +1,92 @@
+"""Attaching a guest that runs in this process, and a plain thread to run the device.
+
+`InProcessAttachment` gives a `vgpu.guest.GuestDriver` what it needs (the memory
+mapping, IO port writes, waiting for the interrupt line):
+
+- `inline=False` (default): the guest runs on its own thread and the device on
+  another (the render thread, or a `DeviceThread`). IO writes are queued to the
+  device thread; synchronous ports block until the device has acted on them.
+- `inline=True`: guest and device share one thread (replay, benchmarks, fuzzing):
+  every IO write runs the device until it is idle before returning.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from vgpu.device.device import ASYNC_PORTS, DOORBELL_PORTS, Device
+
+IO_WAIT_LIMIT = 60.0
+"""Seconds a guest waits for one synchronous IO before giving up: far beyond any
+real operation, yet a stopped device thread does not hang a test forever."""
+
+INLINE_BATCH = 1024
+"""Commands per process() call when running inline."""
+
+
+class InProcessAttachment:
+    def __init__(self, device: Device, inline: bool = False) -> None:
+        self.device = device
+        self.inline = inline
+        self.layout = device.layout
+        self.buffer = device.mem.mm
+        self._cv = threading.Condition()
+        self._level = device.irq_level()
+        self._remove = device.add_irq_listener(self._on_irq)
+
+    def _on_irq(self, level: bool) -> None:
+        with self._cv:
+            self._level = level
+            self._cv.notify_all()
+
+    def io_write(self, port: int, value: int) -> None:
+        req = self.device.io_write(port, value)
+        if self.inline:
+            while self.device.process(INLINE_BATCH):
+                pass
+        elif (port not in DOORBELL_PORTS and port not in ASYNC_PORTS
+              and not req.wait(IO_WAIT_LIMIT)):
+            raise TimeoutError(f"device did not complete IO port {port}")
+
+    def irq_level(self) -> bool:
+        with self._cv:
+            return self._level
+
+    def wait_irq(self, timeout: float | None = None) -> bool:
+        """Wait until the IRQ line is high; False on timeout."""
+        with self._cv:
+            return self._cv.wait_for(lambda: self._level, timeout)
+
+    def close(self) -> None:
+        self._remove()
+
+
+class DeviceThread:
+    """Runs `device.process()` on a thread of its own (tests, headless tools)."""
+
+    def __init__(self, device: Device, max_commands: int = 256) -> None:
+        self.device = device
+        self.max_commands = max_commands
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vgpu-device", daemon=True)
+
+    def start(self) -> DeviceThread:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.device.wait_for_work(0.5)
+            while self.device.process(self.max_commands) and not self._stop.is_set():
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.device.wake()
+        self._thread.join()
+
+    def __enter__(self) -> DeviceThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,489 @@
+"""Guest memory -> the typed commands of `vgpu.device.commands`.
+
+`Parser.parse(cmd_type, addr, compat)` reads one command of the command or
+cursor ring. Every struct is copied out of guest memory in one read before any
+of its fields is looked at (no double fetch), every address goes through
+`MemSlots.translate`, every count and size is checked against the data that
+carries it and against the named limits below. Any violation raises
+`GuestBug` with the reason; nothing else escapes for any memory content.
+
+Speed: struct reads are precompiled `struct.Struct`s built from the cffi
+layouts (`vgpu.device.abi.Layout`), unpacked from a bytes copy. See
+bench/parse.py for the measured rate.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Container
+
+from vgpu.device import commands as c
+from vgpu.device import layouts as L
+from vgpu.device.abi import Layout, lib
+from vgpu.device.memory import GuestBug, MemSlots
+
+# --- limits ---------------------------------------------------------------------
+
+MAX_CHUNKS = 1 << 16
+"""Chunks in one chain. A 4096x4096 32-bit image in page-sized chunks needs 16384;
+four times that still ends a guest-made loop (next pointing back) in milliseconds."""
+
+MAX_CHUNK_BYTES = 64 * 1024 * 1024
+"""Bytes in one chain: a 4096x4096 32-bit image, the largest image we accept."""
+
+MAX_IMAGE_DIM = 4096
+"""Width or height of a bitmap (and of a glyph string's images): with 4 bytes a pixel
+this is what MAX_CHUNK_BYTES holds."""
+
+MAX_SURFACE_DIM = 8192
+"""Width or height of a surface; larger than any display a SPICE client shows."""
+
+MAX_SURFACE_BYTES = 256 * 1024 * 1024
+"""height * |stride| of one surface: an 8192x8192 32-bit surface."""
+
+MAX_CLIP_RECTS = 16384
+"""Rects in one clip list; past this a guest should send a coarser clip (the renderer's
+cost grows with it, and no driver we know sends more than a few hundred)."""
+
+MAX_PALETTE_ENTS = 256
+"""The largest palette format is 8 bits a pixel."""
+
+MAX_GLYPHS = 16384
+"""Glyphs in one text command; the string's data_size bounds it too."""
+
+MAX_PATH_POINTS = 1 << 20
+"""Points in one stroke path, all segments together."""
+
+MAX_STYLE_SEGS = 255
+"""QXLLineAttr.style_nseg is a uint8_t."""
+
+MAX_CURSOR_DIM = 512
+"""SPICE clients show cursors up to 512x512 at most; larger is a guest error."""
+
+MAX_CURSOR_BYTES = 2 * MAX_CURSOR_DIM * MAX_CURSOR_DIM * 4
+"""A 512x512 32-bit cursor plus a mask plane."""
+
+MAX_MESSAGE_BYTES = 100_000
+"""A QXLMessage is a NUL-terminated string; spice-server searches at most this far."""
+
+# Bits per pixel of each SPICE_BITMAP_FMT_*.
+BITMAP_BPP = {
+    lib.SPICE_BITMAP_FMT_1BIT_LE: 1, lib.SPICE_BITMAP_FMT_1BIT_BE: 1,
+    lib.SPICE_BITMAP_FMT_4BIT_LE: 4, lib.SPICE_BITMAP_FMT_4BIT_BE: 4,
+    lib.SPICE_BITMAP_FMT_8BIT: 8, lib.SPICE_BITMAP_FMT_16BIT: 16,
+    lib.SPICE_BITMAP_FMT_24BIT: 24, lib.SPICE_BITMAP_FMT_32BIT: 32,
+    lib.SPICE_BITMAP_FMT_RGBA: 32, lib.SPICE_BITMAP_FMT_8BIT_A: 8,
+}
+_PALETTE_FORMATS = frozenset({
+    lib.SPICE_BITMAP_FMT_1BIT_LE, lib.SPICE_BITMAP_FMT_1BIT_BE, lib.SPICE_BITMAP_FMT_4BIT_LE,
+    lib.SPICE_BITMAP_FMT_4BIT_BE, lib.SPICE_BITMAP_FMT_8BIT})
+
+# Bits per pixel of each SPICE_SURFACE_FMT_*.
+SURFACE_BPP = {
+    lib.SPICE_SURFACE_FMT_1_A: 1, lib.SPICE_SURFACE_FMT_8_A: 8,
+    lib.SPICE_SURFACE_FMT_16_555: 16, lib.SPICE_SURFACE_FMT_16_565: 16,
+    lib.SPICE_SURFACE_FMT_32_xRGB: 32, lib.SPICE_SURFACE_FMT_32_ARGB: 32,
+}
+
+# Encoded image types whose body is QXLQUICData-shaped: data_size + an inline chunk.
+_COMPRESSED_TYPES = frozenset({
+    lib.SPICE_IMAGE_TYPE_QUIC, lib.SPICE_IMAGE_TYPE_LZ_RGB, lib.SPICE_IMAGE_TYPE_LZ_PLT,
+    lib.SPICE_IMAGE_TYPE_JPEG, lib.SPICE_IMAGE_TYPE_JPEG_ALPHA, lib.SPICE_IMAGE_TYPE_LZ4})
+
+_GLYPH_BPP = ((lib.SPICE_STRING_FLAGS_RASTER_A1, 1), (lib.SPICE_STRING_FLAGS_RASTER_A4, 4),
+              (lib.SPICE_STRING_FLAGS_RASTER_A8, 8))
+
+_RECTS = [struct.Struct(f"<{4 * n}i") for n in range(9)]  # small clip lists, the usual case
+_NO_MASK = c.QMask(0, c.QPoint(0, 0), None)
+
+
+def min_stride(width: int, bpp: int) -> int:
+    """Bytes of one row of `width` pixels of `bpp` bits."""
+    return (width * bpp + 7) // 8
+
+
+def _signed32(v: int) -> int:
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+class Parser:
+    """Reads commands through `slots`; `surfaces` answers which surface ids exist now."""
+
+    def __init__(self, slots: MemSlots, n_surfaces: int, surfaces: Container[int]) -> None:
+        self.slots = slots
+        self.n_surfaces = n_surfaces
+        self.surfaces = surfaces
+        self._mm = slots.mem.mm
+        self._draw = {
+            lib.QXL_DRAW_NOP: self._nop, lib.QXL_DRAW_FILL: self._fill,
+            lib.QXL_DRAW_OPAQUE: self._opaque, lib.QXL_DRAW_COPY: self._copy,
+            lib.QXL_COPY_BITS: self._copy_bits, lib.QXL_DRAW_BLEND: self._blend,
+            lib.QXL_DRAW_BLACKNESS: self._blackness, lib.QXL_DRAW_WHITENESS: self._whiteness,
+            lib.QXL_DRAW_INVERS: self._invers, lib.QXL_DRAW_ROP3: self._rop3,
+            lib.QXL_DRAW_STROKE: self._stroke, lib.QXL_DRAW_TEXT: self._text,
+            lib.QXL_DRAW_TRANSPARENT: self._transparent,
+            lib.QXL_DRAW_ALPHA_BLEND: self._alpha_blend,
+            lib.QXL_DRAW_COMPOSITE: self._composite,
+        }
+
+    # --- memory -----------------------------------------------------------------
+
+    def read(self, addr: int, length: int) -> bytes:
+        off = self.slots.translate(addr, length)
+        return self._mm[off:off + length]
+
+    def chunks(self, addr: int, expected: int, limit: int = MAX_CHUNK_BYTES) -> bytes:
+        """The data of the QXLDataChunk chain at `addr`; its total must equal `expected`."""
+        if expected > limit:
+            raise GuestBug(f"chunk data of {expected} bytes exceeds the limit {limit}")
+        translate = self.slots.translate
+        mm = self._mm
+        unpack = L.CHUNK.struct.unpack_from
+        parts = []
+        total = 0
+        for _ in range(MAX_CHUNKS):
+            off = translate(addr, L.CHUNK_HEAD)
+            size, nxt = unpack(mm, off)
+            total += size
+            if total > expected:
+                raise GuestBug(f"chunk chain holds more than the {expected} bytes announced")
+            if size:
+                off = translate(addr, L.CHUNK_HEAD + size)
+                parts.append(mm[off + L.CHUNK_HEAD:off + L.CHUNK_HEAD + size])
+            if not nxt:
+                if total != expected:
+                    raise GuestBug(f"chunk chain holds {total} bytes, {expected} announced")
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+            addr = nxt
+        raise GuestBug(f"chunk chain longer than {MAX_CHUNKS} chunks (a loop?)")
+
+    # --- commands ---------------------------------------------------------------
+
+    def parse(self, cmd_type: int, addr: int, compat: bool = False) -> c.Command:
+        if cmd_type == lib.QXL_CMD_DRAW:
+            return self.compat_drawable(addr) if compat else self.drawable(addr)
+        if cmd_type == lib.QXL_CMD_UPDATE:
+            return self.update(addr, compat)
+        if cmd_type == lib.QXL_CMD_CURSOR:
+            return self.cursor(addr)
+        if cmd_type == lib.QXL_CMD_MESSAGE:
+            return self.message(addr)
+        if cmd_type == lib.QXL_CMD_SURFACE:
+            return self.surface(addr)
+        raise GuestBug(f"unknown command type {cmd_type}")
+
+    def drawable(self, addr: int) -> c.Drawable:
+        buf = self.read(addr, L.DRAW_SIZE)
+        h = L.DRAW_HEAD.struct.unpack_from(buf)
+        op = self._draw.get(h[3])
+        if op is None:
+            raise GuestBug(f"unknown draw type {h[3]}")
+        sid = h[1]
+        if sid >= self.n_surfaces:
+            raise GuestBug(f"drawable surface id {sid} out of range")
+        dest = h[16:19]
+        for d in dest:
+            if d != -1 and not 0 <= d < self.n_surfaces:
+                raise GuestBug(f"drawable dependency surface {d} out of range")
+        r = h[19:31]
+        return c.Drawable(
+            h[0], c.QRect(*h[9:13]), self._clip(h[13], h[14]), h[2], h[15], h[4],
+            c.QRect(*h[5:9]), sid, dest,
+            (c.QRect(*r[0:4]), c.QRect(*r[4:8]), c.QRect(*r[8:12])),
+            op(buf, L.DRAW_U, False))
+
+    def compat_drawable(self, addr: int) -> c.Drawable:
+        buf = self.read(addr, L.COMPAT_SIZE)
+        h = L.COMPAT_HEAD.struct.unpack_from(buf)
+        op = self._draw.get(h[2])
+        if op is None or h[2] == lib.QXL_DRAW_COMPOSITE:
+            raise GuestBug(f"unknown compat draw type {h[2]}")
+        zero = c.QRect(0, 0, 0, 0)
+        return c.Drawable(
+            h[0], c.QRect(*h[8:12]), self._clip(h[12], h[13]), h[1], h[14],
+            1 if h[3] else 0, c.QRect(*h[4:8]), 0, (-1, -1, -1), (zero, zero, zero),
+            op(buf, L.COMPAT_U, True))
+
+    def update(self, addr: int, compat: bool) -> c.UpdateCmd:
+        if compat:
+            rid, t, left, b, r, uid = self.unpack_at(L.COMPAT_UPDATE, addr)
+            sid = 0
+        else:
+            rid, t, left, b, r, uid, sid = self.unpack_at(L.UPDATE, addr)
+            if sid >= self.n_surfaces:
+                raise GuestBug(f"update surface id {sid} out of range")
+        return c.UpdateCmd(rid, c.QRect(t, left, b, r), uid, sid)
+
+    def message(self, addr: int) -> c.MessageCmd:
+        (rid,) = struct.unpack("<Q", self.read(addr, L.MESSAGE_DATA))
+        room = self.slots.room(addr + L.MESSAGE_DATA)
+        text = self.read(addr + L.MESSAGE_DATA, min(room, MAX_MESSAGE_BYTES))
+        end = text.find(b"\0")
+        if end < 0:
+            raise GuestBug("message without a NUL within its slot or the length limit")
+        return c.MessageCmd(rid, text[:end])
+
+    def surface(self, addr: int) -> c.SurfaceCmd:
+        rid, sid, typ, flags, fmt, w, h, stride, data = self.unpack_at(L.SURFACE_CMD, addr)
+        if sid >= self.n_surfaces:
+            raise GuestBug(f"surface id {sid} out of range")
+        if typ == lib.QXL_SURFACE_CMD_DESTROY:
+            return c.SurfaceCmd(rid, sid, typ, flags, None)
+        if typ != lib.QXL_SURFACE_CMD_CREATE:
+            raise GuestBug(f"unknown surface command type {typ}")
+        off, length = self.surface_memory(fmt, w, h, stride, data)
+        return c.SurfaceCmd(rid, sid, typ, flags, c.SurfaceCreate(fmt, w, h, stride, off, length))
+
+    def surface_memory(self, fmt: int, w: int, h: int, stride: int, data: int) -> tuple[int, int]:
+        """Checks a surface's geometry and memory; returns (mapping offset, length)."""
+        bpp = SURFACE_BPP.get(fmt)
+        if bpp is None:
+            raise GuestBug(f"unknown surface format {fmt}")
+        if not (0 < w <= MAX_SURFACE_DIM and 0 < h <= MAX_SURFACE_DIM):
+            raise GuestBug(f"surface size {w}x{h} out of range")
+        if abs(stride) < min_stride(w, bpp):
+            raise GuestBug(f"surface stride {stride} too small for width {w}")
+        length = h * abs(stride)
+        if length > MAX_SURFACE_BYTES:
+            raise GuestBug(f"surface of {length} bytes exceeds the limit")
+        return self.slots.translate(data, length), length
+
+    def cursor(self, addr: int) -> c.CursorCmd:
+        buf = self.read(addr, L.CURSOR_SIZE)
+        rid, typ = L.CURSOR_HEAD.struct.unpack_from(buf)
+        origin = c.QPoint(0, 0)
+        if typ == lib.QXL_CURSOR_SET:
+            x, y, visible, shape_addr = L.CURSOR_SET.struct.unpack_from(buf)
+            shape = self._cursor_shape(shape_addr)
+            return c.CursorCmd(rid, typ, c.QPoint(x, y), bool(visible), shape, 0, 0)
+        if typ == lib.QXL_CURSOR_MOVE:
+            x, y = L.CURSOR_POS.struct.unpack_from(buf)
+            return c.CursorCmd(rid, typ, c.QPoint(x, y), False, None, 0, 0)
+        if typ == lib.QXL_CURSOR_HIDE:
+            return c.CursorCmd(rid, typ, origin, False, None, 0, 0)
+        if typ == lib.QXL_CURSOR_TRAIL:
+            length, freq = L.CURSOR_TRAIL.struct.unpack_from(buf)
+            return c.CursorCmd(rid, typ, origin, False, None, length, freq)
+        raise GuestBug(f"unknown cursor command type {typ}")
+
+    def _cursor_shape(self, addr: int) -> c.CursorShapeData:
+        unique, typ, w, h, hx, hy, size = self.unpack_at(L.CURSOR_SHAPE, addr)
+        if typ > lib.SPICE_CURSOR_TYPE_COLOR32:
+            raise GuestBug(f"unknown cursor type {typ}")
+        if w > MAX_CURSOR_DIM or h > MAX_CURSOR_DIM:
+            raise GuestBug(f"cursor {w}x{h} too large")
+        data = self.chunks(addr + L.CURSOR_CHUNK, size, MAX_CURSOR_BYTES)
+        return c.CursorShapeData(unique, typ, w, h, hx, hy, data)
+
+    # --- drawable parts ---------------------------------------------------------
+
+    def unpack_at(self, layout: Layout, addr: int) -> tuple:
+        return layout.struct.unpack_from(self.read(addr, layout.size))
+
+    def _clip(self, typ: int, addr: int) -> tuple[c.QRect, ...] | None:
+        if typ == lib.SPICE_CLIP_TYPE_NONE:
+            return None
+        if typ != lib.SPICE_CLIP_TYPE_RECTS:
+            raise GuestBug(f"unknown clip type {typ}")
+        (n,) = self.unpack_at(L.CLIP, addr)
+        if n > MAX_CLIP_RECTS:
+            raise GuestBug(f"{n} clip rects exceed the limit {MAX_CLIP_RECTS}")
+        data = self.chunks(addr + L.CLIP_CHUNK, n * L.RECT_SIZE)
+        v = (_RECTS[n] if n < len(_RECTS) else struct.Struct(f"<{4 * n}i")).unpack(data)
+        QRect = c.QRect
+        return tuple(QRect(v[i], v[i + 1], v[i + 2], v[i + 3]) for i in range(0, 4 * n, 4))
+
+    def _brush(self, typ: int, pat: int, x: int, y: int) -> c.Brush:
+        if typ == lib.SPICE_BRUSH_TYPE_SOLID:
+            return c.SolidBrush(pat & 0xFFFFFFFF)
+        if typ == lib.SPICE_BRUSH_TYPE_NONE:
+            return None
+        if typ == lib.SPICE_BRUSH_TYPE_PATTERN:
+            return c.PatternBrush(self._image_required(pat), c.QPoint(x, y))
+        raise GuestBug(f"unknown brush type {typ}")
+
+    def _mask(self, flags: int, x: int, y: int, bitmap: int) -> c.QMask:
+        if not bitmap and not flags and not x and not y:
+            return _NO_MASK
+        return c.QMask(flags, c.QPoint(x, y), self.image(bitmap) if bitmap else None)
+
+    def _image_required(self, addr: int) -> c.Image:
+        if not addr:
+            raise GuestBug("missing image")
+        return self.image(addr)
+
+    def image(self, addr: int) -> c.Image:
+        mm = self._mm
+        translate = self.slots.translate
+        off = translate(addr, L.DESC_SIZE)
+        iid, typ, iflags, iw, ih = L.DESC.struct.unpack_from(mm, off)
+        desc = c.ImageDescriptor(iid, typ, iflags, iw, ih)
+        if typ == lib.SPICE_IMAGE_TYPE_BITMAP:
+            off = translate(addr, L.BITMAP.size)
+            fmt, flags, w, h, stride, pal, data = L.BITMAP.struct.unpack_from(mm, off)
+            bpp = BITMAP_BPP.get(fmt)
+            if bpp is None:
+                raise GuestBug(f"unknown bitmap format {fmt}")
+            if not (0 < w <= MAX_IMAGE_DIM and 0 < h <= MAX_IMAGE_DIM):
+                raise GuestBug(f"bitmap size {w}x{h} out of range")
+            if stride < min_stride(w, bpp):
+                raise GuestBug(f"bitmap stride {stride} too small for {w} pixels")
+            size = h * stride
+            if size > MAX_CHUNK_BYTES:
+                raise GuestBug(f"bitmap of {size} bytes exceeds the limit")
+            palette = self._palette(pal) if pal else None
+            if palette is None and fmt in _PALETTE_FORMATS:
+                raise GuestBug("palette bitmap without a palette")
+            if flags & lib.QXL_BITMAP_DIRECT:
+                off = translate(data, size)
+                pixels = mm[off:off + size]
+            else:
+                pixels = self.chunks(data, size)
+            return c.BitmapImage(desc, fmt, flags, w, h, stride, palette, pixels)
+        if typ == lib.SPICE_IMAGE_TYPE_SURFACE:
+            (sid,) = self.unpack_at(L.SURFACE_ID, addr)
+            if sid >= self.n_surfaces or sid not in self.surfaces:
+                raise GuestBug(f"surface image of surface {sid}, which does not exist")
+            return c.SurfaceImage(desc, sid)
+        if typ in _COMPRESSED_TYPES:
+            (size,) = self.unpack_at(L.QUIC_SIZE, addr)
+            return c.CompressedImage(desc, self.chunks(addr + L.QUIC_CHUNK, size))
+        raise GuestBug(f"unsupported image type {typ}")
+
+    def _palette(self, addr: int) -> c.Palette:
+        unique, n = self.unpack_at(L.PALETTE, addr)
+        if n > MAX_PALETTE_ENTS:
+            raise GuestBug(f"palette of {n} entries")
+        ents = struct.unpack(f"<{n}I", self.read(addr + L.PALETTE_ENTS, 4 * n))
+        return c.Palette(unique, ents)
+
+    # --- draw operations ----------------------------------------------------------
+
+    def _nop(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
+        return c.Nop()
+
+    def _fill(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
+        v = L.FILL.struct.unpack_from(buf, off)
+        return c.Fill(self._brush(*v[0:4]), v[4], self._mask(*v[5:9]))
+
+    def _opaque(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
+        v = L.OPAQUE.struct.unpack_from(buf, off)
+        return c.Opaque(self._image_required(v[0]), c.QRect(*v[1:5]), self._brush(*v[5:9]),
+                        v[9], v[10], self._mask(*v[11:15]))
+
+    def _copy_like(self, buf: bytes, off: int) -> tuple:
+        v = L.COPY.struct.unpack_from(buf, off)
+        return (self._image_required(v[0]), c.QRect(*v[1:5]), v[5], v[6],
+                self._mask(*v[7:11]))
+
+    def _copy(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
+        return c.Copy(*self._copy_like(buf, off))
+
+    def _blend(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
+        return c.Blend(*self._copy_like(buf, off))
+
+    def _blackness(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
+        return c.Blackness(self._mask(*L.BLACKNESS.struct.unpack_from(buf, off)))
+
+    def _whiteness(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
+        return c.Whiteness(self._mask(*L.BLACKNESS.struct.unpack_from(buf, off)))
+
+    def _invers(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
+        return c.Invers(self._mask(*L.BLACKNESS.struct.unpack_from(buf, off)))
+
+    def _rop3(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
+        v = L.ROP3.struct.unpack_from(buf, off)
+        return c.Rop3(self._image_required(v[0]), c.QRect(*v[1:5]), self._brush(*v[5:9]),
+                      v[9], v[10], self._mask(*v[11:15]))
+
+    def _stroke(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
+        path, aflags, nseg, style, *brush, fore, back = L.STROKE.struct.unpack_from(buf, off)
+        segs = self._path(path)
+        styles: tuple[int, ...] = ()
+        if aflags & lib.SPICE_LINE_FLAGS_STYLED:
+            if not 0 < nseg <= MAX_STYLE_SEGS:
+                raise GuestBug(f"line style of {nseg} segments")
+            styles = struct.unpack(f"<{nseg}i", self.read(style, nseg * L.FIXED_SIZE))
+        return c.Stroke(segs, c.LineAttr(aflags, styles), self._brush(*brush), fore, back)
+
+    def _path(self, addr: int) -> tuple[c.PathSeg, ...]:
+        if not addr:
+            raise GuestBug("stroke without a path")
+        (size,) = self.unpack_at(L.PATH, addr)
+        data = self.chunks(addr + L.PATH_CHUNK, size)
+        segs = []
+        pos = 0
+        points_left = MAX_PATH_POINTS
+        seg_unpack = L.SEG.struct.unpack_from
+        while pos < size:
+            if size - pos < L.SEG.size:
+                raise GuestBug("path data ends inside a segment header")
+            flags, count = seg_unpack(data, pos)
+            pos += L.SEG.size
+            if count > points_left or count * L.POINT_SIZE > size - pos:
+                raise GuestBug(f"path segment of {count} points overruns the path")
+            points_left -= count
+            v = struct.unpack_from(f"<{2 * count}i", data, pos)
+            pos += count * L.POINT_SIZE
+            segs.append(c.PathSeg(flags, tuple(zip(v[0::2], v[1::2], strict=True))))
+        return tuple(segs)
+
+    def _text(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
+        v = L.TEXT.struct.unpack_from(buf, off)
+        return c.Text(self._string(v[0]), c.QRect(*v[1:5]), self._brush(*v[5:9]),
+                      self._brush(*v[9:13]), v[13], v[14])
+
+    def _string(self, addr: int) -> c.GlyphString:
+        if not addr:
+            raise GuestBug("text without a string")
+        size, n, flags = self.unpack_at(L.STRING, addr)
+        bpp = next((depth for bit, depth in _GLYPH_BPP if flags & bit), 0)
+        if not bpp:
+            raise GuestBug(f"glyph string flags {flags:#x} name no raster depth")
+        if n > MAX_GLYPHS:
+            raise GuestBug(f"{n} glyphs exceed the limit")
+        data = self.chunks(addr + L.STRING_CHUNK, size)
+        glyphs = []
+        pos = 0
+        head = L.GLYPH.size
+        unpack = L.GLYPH.struct.unpack_from
+        QPoint = c.QPoint
+        for _ in range(n):
+            if size - pos < head:
+                raise GuestBug("glyph string ends inside a glyph header")
+            rx, ry, ox, oy, w, h = unpack(data, pos)
+            pos += head
+            nbytes = ((w * bpp + 7) // 8) * h
+            if nbytes > size - pos:
+                raise GuestBug(f"glyph {w}x{h} overruns the string data")
+            glyphs.append(c.RasterGlyph(QPoint(rx, ry), QPoint(ox, oy), w, h,
+                                        data[pos:pos + nbytes]))
+            pos += nbytes
+        return c.GlyphString(flags, tuple(glyphs))
+
+    def _transparent(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
+        v = L.TRANSPARENT.struct.unpack_from(buf, off)
+        return c.Transparent(self._image_required(v[0]), c.QRect(*v[1:5]), v[5], v[6])
+
+    def _alpha_blend(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
+        if compat:
+            alpha, src, *area = L.COMPAT_ALPHA.struct.unpack_from(buf, off)
+            aflags = 0
+        else:
+            aflags, alpha, src, *area = L.ALPHA.struct.unpack_from(buf, off)
+        return c.AlphaBlend(aflags, alpha, self._image_required(src), c.QRect(*area))
+
+    def _composite(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
+        flags, src, st, mask, mt, sx, sy, mx, my = L.COMPOSITE.struct.unpack_from(buf, off)
+        return c.Composite(flags, self._image_required(src),
+                           self.image(mask) if mask else None,
+                           self._transform(st), self._transform(mt),
+                           c.QPoint(sx, sy), c.QPoint(mx, my))
+
+    def _transform(self, addr: int) -> tuple[int, ...] | None:
+        if not addr:
+            return None
+        return tuple(_signed32(v) for v in self.unpack_at(L.TRANSFORM, addr))
+
+    def _copy_bits(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
+        return c.CopyBits(c.QPoint(*L.COPY_BITS.struct.unpack_from(buf, off)))

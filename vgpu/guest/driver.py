@@ -1,0 +1,404 @@
+"""`GuestDriver`: what a guest's QXL driver does, over any attachment.
+
+An attachment (`vgpu.device.inprocess.InProcessAttachment`, or the unix-socket
+one in `vgpu.guest.remote`) provides:
+
+    layout: MemoryLayout            the BARs inside the memory file
+    buffer: mmap-like               the guest's mapping of the memory file
+    io_write(port, value) -> None   a port write (blocking as a vCPU would)
+    wait_irq(timeout) -> bool       wait until the IRQ line is high
+    close() -> None
+
+The driver reads the ROM, adds two memslots (RAM up to the RAM header, and
+the whole VRAM), keeps allocators for command memory (the RAM pages), surface
+0's area and VRAM, writes any `vgpu.device.commands` value with `submit()`,
+takes interrupts (`wait_interrupt`) and frees commands the device releases
+(`collect_releases`).
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from vgpu.device import commands as c
+from vgpu.device.abi import Layout, ffi, lib, offsetof, sizeof
+from vgpu.device.memory import MemoryLayout
+from vgpu.display import InputEvent
+from vgpu.guest.alloc import Allocator, OutOfMemory
+from vgpu.guest.builders import COMMAND_TYPES, DEFAULT_CHUNK_SIZE, CommandWriter
+
+IRQ_TIMEOUT = 10.0
+"""Seconds the driver waits for an interrupt it needs before reporting the device stuck."""
+
+ALL_INTERRUPTS = (lib.QXL_INTERRUPT_DISPLAY | lib.QXL_INTERRUPT_CURSOR | lib.QXL_INTERRUPT_IO_CMD
+                  | lib.QXL_INTERRUPT_ERROR | lib.QXL_INTERRUPT_CLIENT
+                  | lib.QXL_INTERRUPT_CLIENT_MONITORS_CONFIG | lib.VGPU_INTERRUPT_INPUT)
+
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_M32 = 0xFFFFFFFF
+_RING = {f: offsetof("QXLCommandRing", f) for f in
+         ("num_items", "prod", "notify_on_prod", "cons", "notify_on_cons", "items")}
+_CMD = Layout("QXLCommand", ["data", "type"])
+_CREATE = Layout("QXLRam", ["create_surface"])
+_MEM_SLOT = Layout("QXLRam", ["mem_slot"])
+_UPDATE_AREA = Layout("QXLRam", ["update_area", "update_surface"])
+_MONITORS = Layout("QXLMonitorsConfig", ["count", "max_allowed"])
+_HEAD = Layout("QXLHead", ["id", "surface_id", "width", "height", "x", "y", "flags"])
+_IN_EVENT = Layout("VgpuInputEvent", ["kind", "code", "x", "y", "buttons", "display"])
+_INPUT_NAMES = {
+    lib.VGPU_INPUT_KEY_DOWN: "key_down", lib.VGPU_INPUT_KEY_UP: "key_up",
+    lib.VGPU_INPUT_MOUSE_POSITION: "mouse_position",
+    lib.VGPU_INPUT_MOUSE_MOTION: "mouse_motion", lib.VGPU_INPUT_MOUSE_PRESS: "mouse_press",
+    lib.VGPU_INPUT_MOUSE_RELEASE: "mouse_release", lib.VGPU_INPUT_MODIFIERS: "modifiers",
+}
+
+
+class Attachment(Protocol):
+    layout: MemoryLayout
+    buffer: Any
+
+    def io_write(self, port: int, value: int) -> None: ...
+
+    def wait_irq(self, timeout: float | None = None) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class DeviceError(Exception):
+    """The device raised QXL_INTERRUPT_ERROR, or did not answer in time."""
+
+
+class _Ring:
+    def __init__(self, buf: Any, base: int, item_size: int) -> None:
+        self.buf = buf
+        self.base = base
+        self.item_size = item_size
+
+    def get(self, field: str) -> int:
+        return _U32.unpack_from(self.buf, self.base + _RING[field])[0]
+
+    def set(self, field: str, value: int) -> None:
+        _U32.pack_into(self.buf, self.base + _RING[field], value & _M32)
+
+    def item(self, index: int) -> int:
+        return self.base + _RING["items"] + (index & (self.get("num_items") - 1)) * self.item_size
+
+
+class GuestDriver:
+    """A QXL guest driver. One thread drives it (the guest's)."""
+
+    def __init__(self, attachment: Attachment, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 int_mask: int = ALL_INTERRUPTS) -> None:
+        self.att = attachment
+        self.buf = attachment.buffer
+        self.layout = attachment.layout
+        self.chunk_size = chunk_size
+        self.int_mask = int_mask
+        self._cdata = ffi.from_buffer(self.buf)
+        self.rom = ffi.cast("QXLRom *", self._cdata)
+        if self.rom.magic != lib.QXL_ROM_MAGIC:
+            raise DeviceError("no QXL ROM")
+        ram = self.layout.ram_offset
+        self.hdr = ram + self.rom.ram_header_offset
+        self._int_pending = ffi.cast("uint32_t *", self._cdata + self.hdr
+                                     + offsetof("QXLRam", "int_pending"))
+        self.cmd_ring = _Ring(self.buf, self.hdr + offsetof("QXLRam", "cmd_ring"), 16)
+        self.cursor_ring = _Ring(self.buf, self.hdr + offsetof("QXLRam", "cursor_ring"), 16)
+        self.release_ring = _Ring(self.buf, self.hdr + offsetof("QXLRam", "release_ring"), 8)
+        ext = ffi.cast("VgpuRomExt *", self._cdata + lib.VGPU_ROM_EXT_OFFSET)
+        self.input_ring: _Ring | None = None
+        if ext.magic == lib.VGPU_ROM_EXT_MAGIC and ext.features & lib.VGPU_FEATURE_INPUT_RING:
+            self.input_ring = _Ring(self.buf, ram + ext.input_ring_offset,
+                                    sizeof("VgpuInputEvent"))
+            self._input_items = offsetof("VgpuInputRing", "items")
+        self.id_shift = 64 - self.rom.slot_id_bits
+        self.gen_shift = self.id_shift - self.rom.slot_gen_bits
+        self.surface0 = Allocator(ram + self.rom.draw_area_offset,
+                                  ram + self.rom.draw_area_offset + self.rom.surface0_area_size,
+                                  align=4096)
+        pages = ram + self.rom.pages_offset
+        self.ram_alloc = Allocator(pages, pages + self.rom.num_pages * 4096)
+        self.vram_alloc = Allocator(self.layout.vram_offset,
+                                    self.layout.vram_offset + self.layout.vram_size, align=4096)
+        self._pending_irqs = 0
+        self._next_id = 1
+        self._outstanding: dict[int, tuple[int, list[int]]] = {}  # id -> (info offset, blocks)
+        self.slot_gens: dict[int, int] = {}
+        self._setup()
+
+    # --- setup --------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        _U32.pack_into(self.buf, self.hdr + offsetof("QXLRam", "int_mask"), self.int_mask)
+        self.main_slot = self.rom.slots_start
+        self.vram_slot = self.rom.slots_start + 1
+        ram = self.layout.ram_offset
+        self.memslot_add(self.main_slot, ram, ram + self.rom.ram_header_offset)
+        self.memslot_add(self.vram_slot, self.layout.vram_offset,
+                         self.layout.vram_offset + self.layout.vram_size)
+
+    def memslot_add(self, slot_id: int, start: int, end: int, async_: bool = False) -> None:
+        _MEM_SLOT.pack_into(self.buf, self.hdr + offsetof("QXLRam", "mem_slot"), start, end)
+        self._io(lib.QXL_IO_MEMSLOT_ADD_ASYNC if async_ else lib.QXL_IO_MEMSLOT_ADD, slot_id,
+                 async_)
+        self.slot_gens[slot_id] = self.rom.slot_generation
+
+    def memslot_del(self, slot_id: int) -> None:
+        self.att.io_write(lib.QXL_IO_MEMSLOT_DEL, slot_id)
+        self.slot_gens.pop(slot_id, None)
+
+    def phys(self, offset: int) -> int:
+        """The QXLPHYSICAL of a mapping offset in RAM (main slot) or VRAM (surface slot)."""
+        slot = self.vram_slot if offset >= self.layout.vram_offset else self.main_slot
+        return (slot << self.id_shift) | (self.slot_gens[slot] << self.gen_shift) | offset
+
+    # --- interrupts -----------------------------------------------------------------------
+
+    def take_interrupts(self) -> int:
+        """Takes pending interrupt bits (as the driver's IRQ handler: exchange, UPDATE_IRQ)."""
+        bits = lib.vgpu_atomic_xchg32(self._int_pending, 0)
+        if bits:
+            self.att.io_write(lib.QXL_IO_UPDATE_IRQ, 0)
+        self._pending_irqs |= bits
+        return bits
+
+    def wait_interrupt(self, bits: int, timeout: float = IRQ_TIMEOUT) -> int:
+        """Waits until one of `bits` arrives; returns (and consumes) those bits.
+        QXL_INTERRUPT_ERROR always ends the wait with DeviceError."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.take_interrupts()
+            if self._pending_irqs & lib.QXL_INTERRUPT_ERROR:
+                self._pending_irqs &= ~lib.QXL_INTERRUPT_ERROR
+                raise DeviceError("the device reported a guest bug (QXL_INTERRUPT_ERROR)")
+            got = self._pending_irqs & bits
+            if got:
+                self._pending_irqs &= ~got
+                return got
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DeviceError(f"no interrupt {bits:#x} within {timeout} s")
+            self.att.wait_irq(min(left, 0.05))
+
+    def _io(self, port: int, value: int, async_: bool) -> None:
+        self.att.io_write(port, value)
+        if async_:
+            self.wait_interrupt(lib.QXL_INTERRUPT_IO_CMD)
+
+    # --- commands -------------------------------------------------------------------------
+
+    def _alloc_cmd(self, size: int) -> int:
+        for attempt in range(3):
+            try:
+                return self.ram_alloc.alloc(size)
+            except OutOfMemory:
+                if self.collect_releases():
+                    continue
+                if attempt == 0:
+                    self.att.io_write(lib.QXL_IO_NOTIFY_OOM, 0)
+                    self.att.io_write(lib.QXL_IO_FLUSH_RELEASE, 0)
+                else:
+                    self.wait_interrupt(lib.QXL_INTERRUPT_DISPLAY, 1.0)
+        return self.ram_alloc.alloc(size)
+
+    def submit(self, cmd: c.Command, *, compat: bool = False) -> int:
+        """Writes `cmd` into guest memory and pushes it on its ring (cursor commands on
+        the cursor ring), ringing the doorbell when the device asked for it. The
+        command's own release_id is ignored: the driver assigns one and returns it."""
+        rid = self._next_id
+        self._next_id += 1
+        writer = CommandWriter(self.buf, self._alloc_cmd, self.phys, self.chunk_size)
+        try:
+            addr = writer.write(cmd, rid, compat)
+        except BaseException:
+            for b in writer.blocks:
+                self.ram_alloc.free(b)
+            raise
+        self._outstanding[rid] = (addr & ((1 << self.gen_shift) - 1), writer.blocks)
+        if isinstance(cmd, c.CursorCmd):
+            self._push(self.cursor_ring, addr, lib.QXL_CMD_CURSOR, lib.QXL_IO_NOTIFY_CURSOR,
+                       lib.QXL_INTERRUPT_CURSOR)
+        else:
+            self._push(self.cmd_ring, addr, COMMAND_TYPES[type(cmd)], lib.QXL_IO_NOTIFY_CMD,
+                       lib.QXL_INTERRUPT_DISPLAY)
+        return rid
+
+    def push_raw(self, ring: str, addr: int, cmd_type: int) -> None:
+        """Pushes a QXLCommand as is (replay, fuzzing): no building, no release tracking."""
+        if ring == "cursor":
+            self._push(self.cursor_ring, addr, cmd_type, lib.QXL_IO_NOTIFY_CURSOR,
+                       lib.QXL_INTERRUPT_CURSOR)
+        else:
+            self._push(self.cmd_ring, addr, cmd_type, lib.QXL_IO_NOTIFY_CMD,
+                       lib.QXL_INTERRUPT_DISPLAY)
+
+    def _push(self, ring: _Ring, addr: int, cmd_type: int, doorbell: int, irq: int) -> None:
+        while True:
+            prod, cons = ring.get("prod"), ring.get("cons")
+            if (prod - cons) & _M32 < ring.get("num_items"):
+                break
+            ring.set("notify_on_cons", cons + 1)  # ask to be told when there is room
+            if (prod - ring.get("cons")) & _M32 < ring.get("num_items"):
+                continue
+            self.att.io_write(doorbell, 0)  # make sure the device is looking
+            self.wait_interrupt(irq)
+        _CMD.pack_into(self.buf, ring.item(prod), addr, cmd_type)
+        prod = (prod + 1) & _M32
+        ring.set("prod", prod)
+        if prod == ring.get("notify_on_prod"):
+            self.att.io_write(doorbell, 0)
+
+    def collect_releases(self) -> int:
+        """Frees every command the device released; returns how many."""
+        ring = self.release_ring
+        freed = 0
+        while True:
+            cons, prod = ring.get("cons"), ring.get("prod")
+            if cons == prod:
+                ring.set("notify_on_prod", prod + 1)
+                if ring.get("prod") == prod:
+                    return freed
+                continue
+            rid = _U64.unpack_from(self.buf, ring.item(cons))[0]
+            ring.set("cons", cons + 1)
+            while rid:
+                entry = self._outstanding.pop(rid, None)
+                if entry is None:
+                    raise DeviceError(f"device released unknown id {rid}")
+                info, blocks = entry
+                rid = _U64.unpack_from(self.buf, info)[0]  # QXLReleaseInfo.next
+                for b in blocks:
+                    self.ram_alloc.free(b)
+                freed += 1
+
+    @property
+    def outstanding(self) -> int:
+        """Commands submitted and not yet released."""
+        return len(self._outstanding)
+
+    def flush_release(self) -> int:
+        self.att.io_write(lib.QXL_IO_FLUSH_RELEASE, 0)
+        return self.collect_releases()
+
+    # --- surfaces ---------------------------------------------------------------------------
+
+    def create_primary(self, width: int, height: int,
+                       format: int = lib.SPICE_SURFACE_FMT_32_xRGB, stride: int | None = None,
+                       *, async_: bool = False, flags: int = 0) -> int:
+        """Surface 0 in the RAM bar's surface 0 area; returns its mapping offset."""
+        bpp = 2 if format in (lib.SPICE_SURFACE_FMT_16_555, lib.SPICE_SURFACE_FMT_16_565) else 4
+        stride = width * bpp if stride is None else stride
+        self.surface0.reset()
+        off = self.surface0.alloc(height * abs(stride))
+        _CREATE.pack_into(self.buf, self.hdr + offsetof("QXLRam", "create_surface"), width,
+                          height, stride, format, 0, 0, flags, lib.QXL_SURF_TYPE_PRIMARY,
+                          self.phys(off))
+        self._io(lib.QXL_IO_CREATE_PRIMARY_ASYNC if async_ else lib.QXL_IO_CREATE_PRIMARY, 0,
+                 async_)
+        return off
+
+    def destroy_primary(self, *, async_: bool = False) -> None:
+        self._io(lib.QXL_IO_DESTROY_PRIMARY_ASYNC if async_ else lib.QXL_IO_DESTROY_PRIMARY, 0,
+                 async_)
+
+    def create_surface(self, surface_id: int, width: int, height: int,
+                       format: int = lib.SPICE_SURFACE_FMT_32_xRGB, stride: int | None = None,
+                       *, keep_data: bool = False) -> int:
+        """An off-screen surface in VRAM via a SurfaceCmd; returns its memory's offset."""
+        bpp = {1: 1, 8: 8, 16: 16, 80: 16}.get(format, 32)
+        stride = -(-(width * bpp) // 32) * 4 if stride is None else stride
+        length = height * abs(stride)
+        off = self.vram_alloc.alloc(length)
+        self.submit(c.SurfaceCmd(0, surface_id, lib.QXL_SURFACE_CMD_CREATE,
+                                 lib.QXL_SURF_FLAG_KEEP_DATA if keep_data else 0,
+                                 c.SurfaceCreate(format, width, height, stride, off, length)))
+        return off
+
+    def destroy_surface(self, surface_id: int) -> None:
+        self.submit(c.SurfaceCmd(0, surface_id, lib.QXL_SURFACE_CMD_DESTROY, 0, None))
+
+    def destroy_surface_wait(self, surface_id: int, *, async_: bool = False) -> None:
+        self._io(lib.QXL_IO_DESTROY_SURFACE_ASYNC if async_ else
+                 lib.QXL_IO_DESTROY_SURFACE_WAIT, surface_id, async_)
+
+    def destroy_all_surfaces(self, *, async_: bool = False) -> None:
+        self._io(lib.QXL_IO_DESTROY_ALL_SURFACES_ASYNC if async_ else
+                 lib.QXL_IO_DESTROY_ALL_SURFACES, 0, async_)
+
+    def update_area(self, surface_id: int, area: c.QRect, *, async_: bool = False) -> None:
+        _UPDATE_AREA.pack_into(self.buf, self.hdr + offsetof("QXLRam", "update_area"), *area,
+                               surface_id)
+        self._io(lib.QXL_IO_UPDATE_AREA_ASYNC if async_ else lib.QXL_IO_UPDATE_AREA, 0, async_)
+
+    def flush_surfaces(self) -> None:
+        self._io(lib.QXL_IO_FLUSH_SURFACES_ASYNC, 0, True)
+
+    def set_mode(self, mode: int) -> None:
+        """qxl-1 mode set: the device enters compat mode (submit with compat=True)."""
+        self.att.io_write(lib.QXL_IO_SET_MODE, mode)
+
+    def monitors_config(self, heads: Iterable[tuple[int, int, int, int, int, int, int]],
+                        max_allowed: int = 0) -> None:
+        """heads: (id, surface_id, width, height, x, y, flags) each."""
+        heads = list(heads)
+        size = _MONITORS.size + len(heads) * _HEAD.size
+        off = self._alloc_cmd(size)
+        try:
+            _MONITORS.pack_into(self.buf, off, len(heads), max_allowed)
+            base = off + offsetof("QXLMonitorsConfig", "heads")
+            for i, h in enumerate(heads):
+                _HEAD.pack_into(self.buf, base + i * _HEAD.size, *h)
+            _U64.pack_into(self.buf, self.hdr + offsetof("QXLRam", "monitors_config"),
+                           self.phys(off))
+            self._io(lib.QXL_IO_MONITORS_CONFIG_ASYNC, 0, True)
+        finally:
+            self.ram_alloc.free(off)
+
+    def log(self, message: str) -> None:
+        raw = message.encode("utf-8", "replace")[:lib.QXL_LOG_BUF_SIZE - 1] + b"\0"
+        start = self.hdr + offsetof("QXLRam", "log_buf")
+        self.buf[start:start + len(raw)] = raw
+        self.att.io_write(lib.QXL_IO_LOG, 0)
+
+    def notify_oom(self) -> None:
+        self.att.io_write(lib.QXL_IO_NOTIFY_OOM, 0)
+
+    def reset(self) -> None:
+        """QXL_IO_RESET, then the driver sets itself up again (memslots, allocators)."""
+        self.att.io_write(lib.QXL_IO_RESET, 0)
+        self._outstanding.clear()
+        self._pending_irqs = 0
+        self.slot_gens.clear()
+        for a in (self.ram_alloc, self.vram_alloc, self.surface0):
+            a.reset()
+        self._setup()
+
+    # --- input (vgpu extension) ---------------------------------------------------------
+
+    def read_input(self) -> list[InputEvent]:
+        """Every queued client input event (empty if the device has no input ring)."""
+        ring = self.input_ring
+        if ring is None:
+            return []
+        events = []
+        while True:
+            cons, prod = ring.get("cons"), ring.get("prod")
+            if cons == prod:
+                ring.set("notify_on_prod", prod + 1)
+                if ring.get("prod") == prod:
+                    return events
+                continue
+            off = ring.base + self._input_items + (cons % lib.VGPU_INPUT_RING_SIZE
+                                                   ) * ring.item_size
+            kind, code, x, y, buttons, display = _IN_EVENT.struct.unpack_from(self.buf, off)
+            ring.set("cons", cons + 1)
+            name = _INPUT_NAMES.get(kind)
+            if name is not None:
+                events.append(InputEvent(name, code, x, y, buttons, display))
+
+    def close(self) -> None:
+        self.att.close()
