@@ -18,11 +18,14 @@ raises `RecordFormatError` carrying the line number.
 
 from __future__ import annotations
 
+import io
+import logging
 import lzma
 import re
+import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -71,6 +74,10 @@ from vgpu.device.commands import (
     UpdateCmd,
     Whiteness,
 )
+from vgpu.device.device import Device, DeviceObserver, PrimaryCreate
+from vgpu.device.memory import GuestMemory
+
+log = logging.getLogger(__name__)
 
 # --- limits ------------------------------------------------------------------------
 
@@ -979,7 +986,24 @@ class RecordWriter:
     # -- public --
 
     def command(self, cmd: Command, surface_data: bytes | None = None) -> None:
-        """One WHAT=0 event. `surface_data`: a KEEP_DATA surface create's memory."""
+        """One WHAT=0 event. `surface_data`: a KEEP_DATA surface create's memory.
+        Raises ValueError, having written nothing, for what the format cannot hold."""
+        self._whole(self._command, cmd, surface_data)
+
+    def _whole(self, write: Callable[..., None], *args: object) -> None:
+        """Runs `write` into a buffer, so that a refused event leaves no partial record."""
+        out, counter = self._out, self._counter
+        self._out = io.BytesIO()
+        try:
+            write(*args)
+            out.write(self._out.getvalue())
+        except BaseException:
+            self._counter = counter
+            raise
+        finally:
+            self._out = out
+
+    def _command(self, cmd: Command, surface_data: bytes | None) -> None:
         if isinstance(cmd, Drawable):
             self._event(0, lib.QXL_CMD_DRAW)
             self._line("drawable")
@@ -1060,6 +1084,9 @@ class RecordWriter:
         if (message in _PRIMARY_MESSAGES) != (primary is not None):
             raise ValueError(f"{message.name}: primary surface given where not expected "
                              "or missing where required")
+        self._whole(self._worker_message, message, primary)
+
+    def _worker_message(self, message: WorkerMessage, primary: PrimarySurface | None) -> None:
         self._event(1, int(message))
         if primary is not None:
             p = primary
@@ -1073,3 +1100,101 @@ class RecordWriter:
             self.command(event.command, event.surface_data)
         else:
             self.worker_message(event.message, event.primary)
+
+
+# --- recording a running device ------------------------------------------------------------
+
+# IO ports and the worker message spice-server records for them (QEMU's qxl makes
+# these calls); CREATE_PRIMARY and SET_MODE are recorded from on_primary_created,
+# which carries the surface's memory, and RESET expands into the four calls of
+# QEMU's qxl_hard_reset.
+_IO_MESSAGES: dict[int, tuple[WorkerMessage, ...]] = {
+    lib.QXL_IO_NOTIFY_CMD: (WorkerMessage.WAKEUP,),
+    lib.QXL_IO_NOTIFY_CURSOR: (WorkerMessage.WAKEUP,),
+    lib.QXL_IO_UPDATE_AREA: (WorkerMessage.UPDATE,),
+    lib.QXL_IO_UPDATE_AREA_ASYNC: (WorkerMessage.UPDATE_ASYNC,),
+    lib.QXL_IO_NOTIFY_OOM: (WorkerMessage.OOM,),
+    lib.QXL_IO_RESET: (WorkerMessage.RESET_CURSOR, WorkerMessage.RESET_IMAGE_CACHE,
+                       WorkerMessage.DESTROY_SURFACES, WorkerMessage.RESET_MEMSLOTS),
+    lib.QXL_IO_MEMSLOT_ADD: (WorkerMessage.ADD_MEMSLOT,),
+    lib.QXL_IO_MEMSLOT_ADD_ASYNC: (WorkerMessage.ADD_MEMSLOT_ASYNC,),
+    lib.QXL_IO_MEMSLOT_DEL: (WorkerMessage.DEL_MEMSLOT,),
+    lib.QXL_IO_DETACH_PRIMARY: (WorkerMessage.DESTROY_PRIMARY_SURFACE,),
+    lib.QXL_IO_DESTROY_PRIMARY: (WorkerMessage.DESTROY_PRIMARY_SURFACE,),
+    lib.QXL_IO_DESTROY_PRIMARY_ASYNC: (WorkerMessage.DESTROY_PRIMARY_SURFACE_ASYNC,),
+    lib.QXL_IO_DESTROY_SURFACE_WAIT: (WorkerMessage.DESTROY_SURFACE_WAIT,),
+    lib.QXL_IO_DESTROY_SURFACE_ASYNC: (WorkerMessage.DESTROY_SURFACE_WAIT_ASYNC,),
+    lib.QXL_IO_DESTROY_ALL_SURFACES: (WorkerMessage.DESTROY_SURFACES,),
+    lib.QXL_IO_DESTROY_ALL_SURFACES_ASYNC: (WorkerMessage.DESTROY_SURFACES_ASYNC,),
+    lib.QXL_IO_FLUSH_SURFACES_ASYNC: (WorkerMessage.FLUSH_SURFACES_ASYNC,),
+    lib.QXL_IO_MONITORS_CONFIG_ASYNC: (WorkerMessage.MONITORS_CONFIG_ASYNC,),
+}
+
+
+class Recorder(DeviceObserver):
+    """Records a running device's session in spice-server's format.
+
+    `Recorder(path).attach(device)` before the guest starts; `close()` at the end.
+    A path ending in ".xz" is compressed as it is written. Hooks run on the
+    device's thread and never raise into it: a command the format cannot hold
+    (an LZ image, say) is left out and counted in `skipped`.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        # kept open until close(): the session writes into it as it goes
+        raw = lzma.open(path, "wb") if path.suffix == ".xz" else path.open("wb")  # noqa: SIM115
+        self._file: BinaryIO | None = raw  # type: ignore[assignment]
+        self._writer = RecordWriter(raw)  # type: ignore[arg-type]
+        self._mem: GuestMemory | None = None
+        self._lock = threading.Lock()
+        self._last_port = -1
+        self.events = 0
+        self.skipped = 0
+
+    def attach(self, device: Device) -> Recorder:
+        self._mem = device.mem
+        device.add_observer(self)
+        self._message(WorkerMessage.START)  # the machine runs from here on
+        return self
+
+    def _message(self, message: WorkerMessage, primary: PrimarySurface | None = None) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._writer.worker_message(message, primary)
+                self.events += 1
+
+    def on_io(self, port: int, value: int) -> None:
+        self._last_port = port
+        for message in _IO_MESSAGES.get(port, ()):
+            self._message(message)
+
+    def on_command(self, ring: str, cmd_type: int, addr: int, command: Command,
+                   compat: bool) -> None:
+        data = None
+        if (isinstance(command, SurfaceCmd) and command.create is not None
+                and command.flags & lib.QXL_SURF_FLAG_KEEP_DATA and self._mem is not None):
+            data = self._mem.read(command.create.data_offset, command.create.data_length)
+        with self._lock:
+            if self._file is None:
+                return
+            try:
+                self._writer.command(command, data)
+                self.events += 1
+            except ValueError as e:
+                self.skipped += 1
+                log.warning("not recorded: %s", e)
+
+    def on_primary_created(self, create: PrimaryCreate) -> None:
+        message = (WorkerMessage.CREATE_PRIMARY_SURFACE_ASYNC
+                   if self._last_port == lib.QXL_IO_CREATE_PRIMARY_ASYNC
+                   else WorkerMessage.CREATE_PRIMARY_SURFACE)
+        self._message(message, PrimarySurface(
+            create.width, create.height, create.stride, create.format, create.position,
+            create.mouse_mode, create.flags, create.type, create.data))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
