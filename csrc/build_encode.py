@@ -2,7 +2,11 @@
 
 API mode: cffi wraps each call in Py_BEGIN/END_ALLOW_THREADS, so encoders run
 without the GIL (tests/encode proves it). VGPU_SANITIZE=1 builds with
-AddressSanitizer and UBSan (load it with the ASan runtime preloaded).
+AddressSanitizer and UBSan; run Python with the runtimes preloaded, e.g.
+    LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" \
+    ASAN_OPTIONS=detect_leaks=0 .venv/bin/python -m pytest tests/encode
+(tests/encode/test_sanitize.py also builds the C sources alone under both
+sanitizers on every run.)
 """
 
 import os

@@ -32,7 +32,7 @@ def _frame(pixels: object, name: str = "pixels") -> tuple[object, int, int, int]
     height, width = int(pixels.shape[0]), int(pixels.shape[1])
     if not (0 < width <= MAX_DIM and 0 < height <= MAX_DIM):
         raise ValueError(f"{name} is {width}x{height}; each side must be 1..{MAX_DIM}")
-    if pixels.strides[2] != 1 or pixels.strides[1] != 4:
+    if pixels.strides[2] != 1 or (pixels.strides[1] != 4 and width > 1):
         raise ValueError(f"{name} pixels must be packed (strides[1:] == (4, 1)), "
                          f"not {pixels.strides[1:]}")
     stride = int(pixels.strides[0]) if height > 1 else width * 4
