@@ -288,6 +288,7 @@ class Device:
         self.guest_bug: str | None = None
         self.monitors: tuple[MonitorHead, ...] = ()
         self.backend_errors = 0
+        self.internal_errors = 0
         self.stats = {"commands": 0, "cursor_commands": 0, "io": 0, "released": 0}
 
         ram_header_size = -(-_RAM_SIZE // PAGE) * PAGE
@@ -543,6 +544,10 @@ class Device:
             handler(value)
         except GuestBug as e:
             self._bug(str(e))
+        except Exception:
+            self.internal_errors += 1  # as for commands: visible, never fatal
+            log.exception("QXL device failed on IO port %d", port)
+            self._bug("internal device error")
         if is_async:
             self._async_done(True)
 
@@ -623,6 +628,13 @@ class Device:
                 self._command("cmd" if is_cmd else "cursor", cmd_type, addr)
             except GuestBug as e:
                 self._bug(str(e))
+                return False
+            except Exception:
+                # A device defect, not the guest's: keep running, but make it visible
+                # (the fuzz tests assert that this never happens).
+                self.internal_errors += 1
+                log.exception("QXL device failed on a command")
+                self._bug("internal device error")
                 return False
         return True
 

@@ -21,6 +21,7 @@ Python integers do not overflow, so a huge length or address simply fails the ch
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from dataclasses import dataclass
@@ -110,9 +111,11 @@ class GuestMemory:
         return ffi.cast(ctype + " *", self.cdata + offset)
 
     def close(self) -> None:
-        del self.cdata
+        """Closes the file; the mapping goes once no view of it (numpy, cffi) is left."""
+        ffi.release(self.cdata)
         del self.array
-        self.mm.close()
+        with contextlib.suppress(BufferError):
+            self.mm.close()
         os.close(self.fd)
 
 

@@ -401,4 +401,5 @@ class GuestDriver:
                 events.append(InputEvent(name, code, x, y, buttons, display))
 
     def close(self) -> None:
+        ffi.release(self._cdata)
         self.att.close()
