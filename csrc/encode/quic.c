@@ -88,12 +88,13 @@ typedef struct {
 typedef struct {
     uint8_t *err;              /* folded errors of the current row, err[-1] valid */
     Bucket buckets[NBUCKETS];
+    uint8_t param_of[256];     /* context -> its bucket's parameter, kept in step */
 } Channel;
 
 typedef struct {
     /* Golomb-Rice code per folded value and parameter: code bits and length. */
-    uint32_t code[256][NCODES];
     uint8_t len[256][NCODES];
+    uint32_t codeword[256][NCODES]; /* len << 16 | code (codes are under 2^9) */
     uint8_t fold[256];         /* signed error (mod 256) -> 0, -1, 1, -2, ... order */
     uint8_t bucket_of[256];    /* context: folded error -> bucket index */
 
@@ -125,12 +126,13 @@ static void tables_init(Quic *q)
         }
         for (unsigned int n = 0; n < 256; n++) {
             if (n < n_gr) {
-                q->code[n][l] = (1u << l) | (n & ((1u << l) - 1));
                 q->len[n][l] = (uint8_t)((n >> l) + l + 1);
+                q->codeword[n][l] = (1u << l) | (n & ((1u << l) - 1));
             } else {
-                q->code[n][l] = n - n_gr;
                 q->len[n][l] = (uint8_t)(prefix + suffix);
+                q->codeword[n][l] = n - n_gr;
             }
+            q->codeword[n][l] |= (uint32_t)q->len[n][l] << 16;
         }
     }
     for (unsigned int s = 0; s < 256; s++) {
@@ -199,8 +201,16 @@ static void encode_run(Quic *q, unsigned int runlen)
     }
 }
 
-static inline void update_bucket(Quic *q, Bucket *b, unsigned int v)
+/* Contexts of bucket b: [2^b - 1, 2^(b+1) - 2], the last bucket up to 255. */
+static inline void bucket_range(unsigned int b, unsigned int *first, unsigned int *count)
 {
+    *first = (1u << b) - 1;
+    *count = b == NBUCKETS - 1 ? 256 - *first : 1u << b;
+}
+
+static inline void update_bucket(Quic *q, Channel *ch, unsigned int bi, unsigned int v)
+{
+    Bucket *b = &ch->buckets[bi];
     uint32_t best_len = (b->counters[NCODES - 1] += q->len[v][NCODES - 1]);
     unsigned int best = NCODES - 1;
     for (int l = NCODES - 2; l >= 0; l--) {
@@ -210,7 +220,12 @@ static inline void update_bucket(Quic *q, Bucket *b, unsigned int v)
             best_len = c;
         }
     }
-    b->best = best;
+    if (best != b->best) {
+        unsigned int first, count;
+        bucket_range(bi, &first, &count);
+        memset(ch->param_of + first, (int)best, count);
+        b->best = best;
+    }
     if (best_len > q->wm_trigger) {
         for (int l = 0; l < NCODES; l++) {
             b->counters[l] >>= 1;
@@ -224,7 +239,7 @@ static inline void update_model(Quic *q, int i)
 {
     for (int c = 0; c < 3; c++) {
         uint8_t *e = q->ch[c].err;
-        update_bucket(q, &q->ch[c].buckets[q->bucket_of[e[i - 1]]], e[i]);
+        update_bucket(q, &q->ch[c], q->bucket_of[e[i - 1]], e[i]);
     }
 }
 
@@ -234,8 +249,8 @@ static inline void update_model(Quic *q, int i)
 static inline void code_value(Quic *q, Channel *ch, int i, unsigned int v)
 {
     ch->err[i] = (uint8_t)v;
-    const unsigned int l = ch->buckets[q->bucket_of[ch->err[i - 1]]].best;
-    put_bits(q, q->code[v][l], q->len[v][l]);
+    const uint32_t cw = q->codeword[v][ch->param_of[ch->err[i - 1]]];
+    put_bits(q, cw & 0xffff, cw >> 16);
 }
 
 /* Pixel i > 0 of row 0: predicted by its left neighbour. */
@@ -417,6 +432,7 @@ long vgpu_quic_encode_rgb32(const uint8_t *pixels, ptrdiff_t stride, int width, 
             memset(q->ch[c].buckets[b].counters, 0, sizeof(q->ch[c].buckets[b].counters));
             q->ch[c].buckets[b].best = BPC - 1;
         }
+        memset(q->ch[c].param_of, BPC - 1, sizeof(q->ch[c].param_of));
     }
 
     const uint32_t header[HEADER_WORDS] = {QUIC_MAGIC, QUIC_VERSION, QUIC_TYPE_RGB32,
