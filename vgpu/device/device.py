@@ -765,8 +765,7 @@ class Device:
         log.info("QXL guest log: %s", raw.split(b"\0", 1)[0].decode("latin-1"))
 
     def _io_memslot_add(self, slot_id: int) -> None:
-        start, end = _MEM_SLOT.struct.unpack_from(self.mem.mm, self._hdr + offsetof(
-            "QXLRam", "mem_slot"))
+        start, end = _MEM_SLOT.struct.unpack_from(self.mem.mm, self._hdr)
         if not SLOTS_START <= slot_id < NUM_MEMSLOTS:
             raise GuestBug(f"memslot id {slot_id} out of range")
         generation = self._next_generation & ((1 << SLOT_GEN_BITS) - 1)
@@ -780,8 +779,7 @@ class Device:
         self.slots.delete(slot_id)
 
     def _io_create_primary(self, value: int) -> None:
-        v = _CREATE.struct.unpack_from(self.mem.mm, self._hdr + offsetof("QXLRam",
-                                                                         "create_surface"))
+        v = _CREATE.struct.unpack_from(self.mem.mm, self._hdr)
         w, h, stride, fmt, position, mouse_mode, flags, typ, mem = v
         self.compat = False
         self._create_primary(PrimaryCreate(w, h, stride, fmt, position, mouse_mode, flags, typ,
@@ -838,8 +836,7 @@ class Device:
 
     def _io_update_area(self, value: int) -> None:
         self._flush_commands()
-        t, left, b, r, sid = _UPDATE_AREA.struct.unpack_from(
-            self.mem.mm, self._hdr + offsetof("QXLRam", "update_area"))
+        t, left, b, r, sid = _UPDATE_AREA.struct.unpack_from(self.mem.mm, self._hdr)
         surface = self.surfaces.get(sid)
         if surface is None:
             raise GuestBug(f"update_area of surface {sid}, which does not exist")
@@ -880,8 +877,7 @@ class Device:
         self._flush_commands()
 
     def _io_monitors_config(self, value: int) -> None:
-        (addr,) = _MONITORS_ADDR.struct.unpack_from(
-            self.mem.mm, self._hdr + offsetof("QXLRam", "monitors_config"))
+        (addr,) = _MONITORS_ADDR.struct.unpack_from(self.mem.mm, self._hdr)
         count, max_allowed = self.parser.unpack_at(_MONITORS, addr)
         if count > MAX_MONITORS:
             raise GuestBug(f"monitors config with {count} heads")

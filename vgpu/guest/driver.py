@@ -142,7 +142,7 @@ class GuestDriver:
                          self.layout.vram_offset + self.layout.vram_size)
 
     def memslot_add(self, slot_id: int, start: int, end: int, async_: bool = False) -> None:
-        _MEM_SLOT.pack_into(self.buf, self.hdr + offsetof("QXLRam", "mem_slot"), start, end)
+        _MEM_SLOT.pack_into(self.buf, self.hdr, start, end)
         self._io(lib.QXL_IO_MEMSLOT_ADD_ASYNC if async_ else lib.QXL_IO_MEMSLOT_ADD, slot_id,
                  async_)
         self.slot_gens[slot_id] = self.rom.slot_generation
@@ -294,7 +294,7 @@ class GuestDriver:
         stride = width * bpp if stride is None else stride
         self.surface0.reset()
         off = self.surface0.alloc(height * abs(stride))
-        _CREATE.pack_into(self.buf, self.hdr + offsetof("QXLRam", "create_surface"), width,
+        _CREATE.pack_into(self.buf, self.hdr, width,
                           height, stride, format, 0, 0, flags, lib.QXL_SURF_TYPE_PRIMARY,
                           self.phys(off))
         self._io(lib.QXL_IO_CREATE_PRIMARY_ASYNC if async_ else lib.QXL_IO_CREATE_PRIMARY, 0,
@@ -330,7 +330,7 @@ class GuestDriver:
                  lib.QXL_IO_DESTROY_ALL_SURFACES, 0, async_)
 
     def update_area(self, surface_id: int, area: c.QRect, *, async_: bool = False) -> None:
-        _UPDATE_AREA.pack_into(self.buf, self.hdr + offsetof("QXLRam", "update_area"), *area,
+        _UPDATE_AREA.pack_into(self.buf, self.hdr, *area,
                                surface_id)
         self._io(lib.QXL_IO_UPDATE_AREA_ASYNC if async_ else lib.QXL_IO_UPDATE_AREA, 0, async_)
 
