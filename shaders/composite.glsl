@@ -41,12 +41,12 @@ out vec4 frag;
 vec4 texel(sampler2D t, ivec4 box, int repeat_mode, ivec2 q) {
     ivec2 size = box.zw;
     if (repeat_mode == 1) {
-        q = (q % size + size) % size;
+        q = wrap(q, size);
     } else if (repeat_mode == 2) {
         q = clamp(q, ivec2(0), size - 1);
     } else if (repeat_mode == 3) {
         ivec2 period = size * 2;
-        q = (q % period + period) % period;
+        q = wrap(q, period);
         q.x = q.x >= size.x ? period.x - 1 - q.x : q.x;
         q.y = q.y >= size.y ? period.y - 1 - q.y : q.y;
     } else if (any(lessThan(q, ivec2(0))) || any(greaterThanEqual(q, size))) {

@@ -88,8 +88,8 @@ void main() {
     uvec4 b;
     if ((mode & PATTERN) != 0u) {
         ivec2 size = textureSize(u_pat, 0);
-        ivec2 q = ((p - v_aux.zw) % size + size) % size;
-        b = to_u8(texelFetch(u_pat, q, 0));
+        ivec2 q = wrap(p - v_aux.zw, size);
+        b = quantize(to_u8(texelFetch(u_pat, q, 0)), u_fmt);
     } else {
         b = unpack_px(v_color);
     }

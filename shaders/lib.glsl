@@ -30,3 +30,8 @@ uvec4 mul_un8(uvec4 x, uint a) {
     return ((t >> 8) + t) >> 8;
 }
 uvec4 add_sat(uvec4 a, uvec4 b) { return min(a + b, uvec4(255u)); }
+
+// q modulo size, into [0, size) also for negative q (GLSL's % is undefined there).
+ivec2 wrap(ivec2 q, ivec2 size) {
+    return q - size * ivec2(floor(vec2(q) / vec2(size)));
+}

@@ -148,8 +148,14 @@ class _Source:
     surface: _Surface | None = None
 
 
+class _AtlasFull(Exception):
+    """The atlas has no room left for an operation's images: draw, empty it, retry."""
+
+
 class _Atlas:
-    """A CPU image of the next upload: shelf-packed small images and masks of one batch."""
+    """Shelf-packed small images and masks, written on the CPU and uploaded in one piece per
+    draw call (only what changed since the last upload). Places stay valid until the atlas
+    fills up and is emptied, which happens only between operations."""
 
     def __init__(self, ctx: moderngl.Context) -> None:
         self.tex = ctx.texture((ATLAS_SIZE, ATLAS_SIZE), 4)
@@ -158,28 +164,32 @@ class _Atlas:
         self.reset()
 
     def reset(self) -> None:
-        self.x = self.y = self.shelf = self.used_w = 0
+        self.x = self.y = self.shelf = 0
+        self.dirty: list[int] | None = None  # [y0, y1, x1] written since the last upload
 
-    @property
-    def empty(self) -> bool:
-        return self.x == 0 and self.y == 0
-
-    def place(self, w: int, h: int) -> tuple[int, int] | None:
+    def place(self, data: np.ndarray) -> tuple[int, int]:
+        h, w = data.shape[:2]
         if self.x + w > ATLAS_SIZE:
             self.x, self.y, self.shelf = 0, self.y + self.shelf, 0
         if self.y + h > ATLAS_SIZE:
-            return None
-        at = (self.x, self.y)
+            raise _AtlasFull
+        x, y = self.x, self.y
         self.x += w
         self.shelf = max(self.shelf, h)
-        self.used_w = max(self.used_w, self.x)
-        return at
+        self.cpu[y : y + h, x : x + w] = data
+        d = self.dirty
+        if d is None:
+            self.dirty = [y, y + h, x + w]
+        else:
+            d[0], d[1], d[2] = min(d[0], y), max(d[1], y + h), max(d[2], x + w)
+        return x, y
 
     def upload(self) -> None:
-        h = self.y + self.shelf
-        if h and self.used_w:
-            data = np.ascontiguousarray(self.cpu[:h, : self.used_w])
-            self.tex.write(data, viewport=(0, 0, self.used_w, h))
+        if self.dirty is not None:
+            y0, y1, x1 = self.dirty
+            data = np.ascontiguousarray(self.cpu[y0:y1, :x1])
+            self.tex.write(data, viewport=(0, y0, x1, y1 - y0))
+            self.dirty = None
 
 
 class _Batch:
@@ -227,7 +237,8 @@ class Renderer:
         self._atlas = _Atlas(self.ctx)
         self._dummy = self.ctx.texture((1, 1), 4, b"\0\0\0\0")
         self._pending_release: list[Any] = []  # textures to free once the batch has drawn
-        self.cache = ImageCache(cache_bytes, self._pending_release.append)
+        self._op_textures: list[Any] = []  # made or evicted by the operation being queued
+        self.cache = ImageCache(cache_bytes, self._op_textures.append)
         self._surfaces: dict[int, _Surface] = {}
         self._batch = _Batch()
         self._handlers: dict[type, Callable[..., list[Box]]] = {
@@ -283,7 +294,23 @@ class Renderer:
         if handler is None:
             raise RenderError(f"unknown draw operation {type(cmd.op).__name__}")
         rects = dest_region(bbox, cmd.clip, surf.width, surf.height)
-        damage = handler(surf, bbox, rects, cmd.op) if rects or isinstance(cmd.op, Nop) else []
+        damage: list[Box] = []
+        try:
+            if rects:
+                try:
+                    damage = handler(surf, bbox, rects, cmd.op)
+                except _AtlasFull:
+                    # nothing of this operation was queued yet: draw, empty, redo
+                    self.flush()
+                    self._atlas.reset()
+                    try:
+                        damage = handler(surf, bbox, rects, cmd.op)
+                    except _AtlasFull:
+                        raise RenderError("operation's images exceed the atlas") from None
+        finally:
+            # textures this operation made are freed after the batch that samples them
+            self._pending_release.extend(self._op_textures)
+            self._op_textures.clear()
         self.last_damage = tuple(damage)
         if surf.id == PRIMARY and damage:
             self._damage.extend(damage)
@@ -303,7 +330,10 @@ class Renderer:
         for sid in list(self._surfaces):
             self._destroy(sid)
         self.cache.clear()
+        self._pending_release.extend(self._op_textures)
+        self._op_textures.clear()
         self._drop_batch()  # frees the cache's textures
+        self._atlas.reset()
         self._shadow = None
         self._damage = []
 
@@ -454,19 +484,13 @@ class Renderer:
             if cache:
                 self.cache.put(key, CachedImage(tex, w, h, has_alpha))
             else:
-                self._pending_release.append(tex)
+                self._op_textures.append(tex)
             return _Source(tex, 0, 0, w, h, has_alpha)
         return self._to_atlas(data, has_alpha)
 
     def _to_atlas(self, data: np.ndarray, has_alpha: bool = False) -> _Source:
+        x, y = self._atlas.place(data)
         h, w = data.shape[:2]
-        at = self._atlas.place(w, h)
-        if at is None:
-            self.flush()
-            at = self._atlas.place(w, h)
-            assert at is not None
-        x, y = at
-        self._atlas.cpu[y : y + h, x : x + w] = data
         return _Source(None, x, y, w, h, has_alpha)
 
     def _mask_to_atlas(self, mask: np.ndarray) -> tuple[int, int]:
@@ -609,7 +633,6 @@ class Renderer:
 
     def _drop_batch(self) -> None:
         self._batch = _Batch()
-        self._atlas.reset()
         for tex in self._pending_release:
             tex.release()
         self._pending_release.clear()
@@ -617,8 +640,7 @@ class Renderer:
     def _submit(self, b: _Batch) -> None:
         target = b.target
         assert target is not None
-        if not self._atlas.empty:
-            self._atlas.upload()
+        self._atlas.upload()
         src = self._sample_tex(b.src, target, b)
         pat = self._sample_tex(b.pat, target, b)
         self.ctx.viewport = (0, 0, target.width, target.height)
@@ -857,12 +879,13 @@ class Renderer:
             back = [c for c in (intersect(r, bbox_back) for r in rects) if c is not None]
         gbox = (left, top, left + cov.shape[1], top + cov.shape[0])
         fore = [c for c in (intersect(r, gbox) for r in rects) if c is not None]
+        if fore and op.fore_brush is not None:
+            fx0, fy0, fx1, fy1 = _bounds(fore)
+            mx, my = self._mask_to_atlas(cov[fy0 - top : fy1 - top, fx0 - left : fx1 - left])
         if back:
             self._brush_rop(surf, back, rops.ROP3_PATCOPY, back_color, back_pat, None,
                             op.back_brush)
         if fore and op.fore_brush is not None:
-            fx0, fy0, fx1, fy1 = _bounds(fore)
-            mx, my = self._mask_to_atlas(cov[fy0 - top : fy1 - top, fx0 - left : fx1 - left])
             pat_pos = ((op.fore_brush.pos.x, op.fore_brush.pos.y)
                        if isinstance(op.fore_brush, PatternBrush) else (0, 0))
             self._queue_draw(surf, fore, KIND_COVERAGE << 8, pat=fore_pat, color=fore_color,
