@@ -4,6 +4,7 @@ own lz.js and quic.js (run by Node.js): lossless means equal pixels."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from encode_helpers import LZ, QUIC, html5_roundtrip_failures
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -86,5 +87,21 @@ def small_frames(draw: st.DrawFn) -> np.ndarray:
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(small_frames(), min_size=20, max_size=20))
 def test_random_frames_decode_exactly(frames: list[np.ndarray]) -> None:
+    cases = [c for f in frames for c in cases_for(f)]
+    assert html5_roundtrip_failures(cases) == []
+
+
+@pytest.mark.slow
+def test_full_hd_sample_frames_decode_exactly(data_dir) -> None:
+    shot = np.asarray(Image.open(data_dir / "basic.png").convert("RGB"))
+    frames = [desktop_frame(1920, 1080, screenshot=shot), photo_frame(1920, 1080)]
+    cases = [c for f in frames for c in cases_for(f)]
+    assert html5_roundtrip_failures(cases) == []
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(small_frames(), min_size=30, max_size=30))
+def test_many_random_frames_decode_exactly(frames: list[np.ndarray]) -> None:
     cases = [c for f in frames for c in cases_for(f)]
     assert html5_roundtrip_failures(cases) == []
