@@ -18,20 +18,25 @@ raises `RecordFormatError` carrying the line number.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import io
 import logging
 import lzma
 import re
+import sys
 import threading
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from vgpu.device.abi import Layout, lib
+from vgpu.device.backend import DisplayBackend
 from vgpu.device.commands import (
     AlphaBlend,
     BitmapImage,
@@ -75,7 +80,13 @@ from vgpu.device.commands import (
     Whiteness,
 )
 from vgpu.device.device import Device, DeviceObserver, PrimaryCreate
+from vgpu.device.inprocess import InProcessAttachment
 from vgpu.device.memory import GuestMemory
+from vgpu.guest.alloc import OutOfMemory
+from vgpu.guest.driver import DeviceError, GuestDriver
+
+if TYPE_CHECKING:
+    from vgpu.render.gl import Renderer
 
 log = logging.getLogger(__name__)
 
@@ -1198,3 +1209,276 @@ class Recorder(DeviceObserver):
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+
+# --- replaying through the device ------------------------------------------------------------
+
+# Worker messages that are the spice-server side of a reset (QEMU's qxl_hard_reset);
+# a run of them is one QXL_IO_RESET.
+_RESET_MESSAGES = frozenset({WorkerMessage.RESET_CURSOR, WorkerMessage.RESET_IMAGE_CACHE,
+                             WorkerMessage.RESET_MEMSLOTS})
+# Worker messages with no guest IO behind them: the VM's run state, client-driven
+# settings, spice-server internals. ADD_MEMSLOT is the driver's own setup.
+_NO_GUEST_IO = frozenset({
+    WorkerMessage.NOP, WorkerMessage.READY, WorkerMessage.START, WorkerMessage.STOP,
+    WorkerMessage.SET_COMPRESSION, WorkerMessage.SET_STREAMING_VIDEO,
+    WorkerMessage.SET_MOUSE_MODE, WorkerMessage.ADD_MEMSLOT, WorkerMessage.ADD_MEMSLOT_ASYNC,
+    WorkerMessage.DISPLAY_CONNECT_DEPRECATED, WorkerMessage.DISPLAY_DISCONNECT_DEPRECATED,
+    WorkerMessage.DISPLAY_MIGRATE_DEPRECATED, WorkerMessage.CURSOR_CONNECT_DEPRECATED,
+    WorkerMessage.CURSOR_DISCONNECT_DEPRECATED, WorkerMessage.CURSOR_MIGRATE_DEPRECATED,
+    WorkerMessage.DISPLAY_CHANNEL_CREATE, WorkerMessage.CURSOR_CHANNEL_CREATE,
+    WorkerMessage.LOADVM_COMMANDS, WorkerMessage.DRIVER_UNLOAD, WorkerMessage.GL_SCANOUT,
+    WorkerMessage.GL_DRAW_ASYNC, WorkerMessage.SET_VIDEO_CODECS, WorkerMessage.CLOSE_WORKER,
+    # the record does not say which surface; the surface's own DESTROY command does the work
+    WorkerMessage.DESTROY_SURFACE_WAIT, WorkerMessage.DESTROY_SURFACE_WAIT_ASYNC,
+})
+
+
+class ReplayGuest:
+    """Plays record events as a guest would, through a `GuestDriver`.
+
+    Commands are written by the driver's builders into guest memory and pushed on
+    their ring; worker messages become the IO port writes that make spice-server
+    see them (WAKEUP: NOTIFY_CMD, UPDATE: UPDATE_AREA of the whole primary,
+    CREATE_PRIMARY_SURFACE: the recorded memory written into surface 0's area, then
+    CREATE_PRIMARY, DESTROY_SURFACES: DESTROY_ALL_SURFACES, RESET_*: QXL_IO_RESET,
+    MONITORS_CONFIG_ASYNC: one head the size of the primary, ...). Counts of what
+    was done are in `io` and `skipped`.
+    """
+
+    def __init__(self, driver: GuestDriver) -> None:
+        self.driver = driver
+        self.primary: PrimarySurface | None = None
+        self.io: Counter[str] = Counter()
+        self.skipped: Counter[str] = Counter()
+        self._surfaces: dict[int, int] = {}  # surface id -> VRAM offset of its memory
+        self._to_free: list[int] = []  # VRAM of destroyed surfaces, freed once drained
+        self._in_reset = False
+
+    def feed(self, event: Event) -> None:
+        if isinstance(event, CommandEvent):
+            self._in_reset = False
+            self._command(event)
+        else:
+            self._message(event.message, event.primary)
+
+    def finish(self) -> None:
+        """Rings both doorbells, so that everything pushed is taken, and collects releases."""
+        self.driver.att.io_write(lib.QXL_IO_NOTIFY_CMD, 0)
+        self.driver.att.io_write(lib.QXL_IO_NOTIFY_CURSOR, 0)
+        self.driver.collect_releases()
+
+    def _command(self, event: CommandEvent) -> None:
+        cmd = event.command
+        if isinstance(cmd, SurfaceCmd) and cmd.create is not None:
+            cmd = self._surface_memory(cmd, event.surface_data)
+        elif isinstance(cmd, SurfaceCmd) and cmd.surface_id in self._surfaces:
+            self._to_free.append(self._surfaces.pop(cmd.surface_id))
+        self.driver.submit(cmd, compat=event.compat)
+
+    def _surface_memory(self, cmd: SurfaceCmd, data: bytes | None) -> SurfaceCmd:
+        """The surface's memory in VRAM, holding its KEEP_DATA content, as a guest has it."""
+        create = cmd.create
+        assert create is not None
+        length = create.height * abs(create.stride)
+        try:
+            off = self.driver.vram_alloc.alloc(length)
+        except OutOfMemory:
+            self._drain()
+            off = self.driver.vram_alloc.alloc(length)
+        self.driver.buf[off:off + length] = data if data is not None else bytes(length)
+        old = self._surfaces.pop(cmd.surface_id, None)
+        if old is not None:
+            self._to_free.append(old)
+        self._surfaces[cmd.surface_id] = off
+        return dataclasses.replace(cmd, create=dataclasses.replace(
+            create, data_offset=off, data_length=length))
+
+    def _drain(self) -> None:
+        """A synchronous port write makes the device take every queued command first; then
+        the memory of destroyed surfaces is the guest's again."""
+        self.driver.att.io_write(lib.QXL_IO_FLUSH_RELEASE, 0)
+        if self.primary is not None:
+            self._update_primary(False)
+        for off in self._to_free:
+            self.driver.vram_alloc.free(off)
+        self._to_free.clear()
+
+    def _update_primary(self, async_: bool) -> None:
+        assert self.primary is not None
+        self.driver.update_area(0, QRect(0, 0, self.primary.height, self.primary.width),
+                                async_=async_)
+
+    def _message(self, message: WorkerMessage, primary: PrimarySurface | None) -> None:
+        d = self.driver
+        if message in _RESET_MESSAGES:
+            if not self._in_reset:
+                d.reset()
+                self._forget_surfaces(primary_too=True)
+                self.io["RESET"] += 1
+            self._in_reset = True
+            return
+        self._in_reset = False
+        async_ = message.name.endswith("_ASYNC")
+        if message in _NO_GUEST_IO:
+            self.skipped[message.name] += 1
+        elif message is WorkerMessage.WAKEUP:
+            d.att.io_write(lib.QXL_IO_NOTIFY_CMD, 0)
+            self.io["NOTIFY_CMD"] += 1
+        elif message is WorkerMessage.OOM:
+            d.notify_oom()
+            self.io["NOTIFY_OOM"] += 1
+        elif message in (WorkerMessage.UPDATE, WorkerMessage.UPDATE_ASYNC):
+            if self.primary is None:
+                self.skipped[message.name] += 1
+                return
+            self._update_primary(async_)
+            self.io["UPDATE_AREA"] += 1
+        elif primary is not None:
+            self._create_primary(primary, async_)
+        elif message in (WorkerMessage.DESTROY_PRIMARY_SURFACE,
+                         WorkerMessage.DESTROY_PRIMARY_SURFACE_ASYNC):
+            d.destroy_primary(async_=async_)
+            self.primary = None
+            self.io["DESTROY_PRIMARY"] += 1
+        elif message in (WorkerMessage.DESTROY_SURFACES, WorkerMessage.DESTROY_SURFACES_ASYNC):
+            d.destroy_all_surfaces(async_=async_)
+            self._forget_surfaces(primary_too=True)
+            self.io["DESTROY_ALL_SURFACES"] += 1
+        elif message is WorkerMessage.FLUSH_SURFACES_ASYNC:
+            d.flush_surfaces()
+            self.io["FLUSH_SURFACES"] += 1
+        elif message is WorkerMessage.MONITORS_CONFIG_ASYNC:
+            if self.primary is None:
+                self.skipped[message.name] += 1
+                return
+            d.monitors_config([(0, 0, self.primary.width, self.primary.height, 0, 0, 0)], 1)
+            self.io["MONITORS_CONFIG"] += 1
+        elif message is WorkerMessage.DEL_MEMSLOT:
+            self.skipped[message.name] += 1  # the record does not say which slot
+        else:
+            self.skipped[message.name] += 1
+
+    def _forget_surfaces(self, primary_too: bool) -> None:
+        self.driver.vram_alloc.reset()
+        self._surfaces.clear()
+        self._to_free.clear()
+        if primary_too:
+            self.primary = None
+
+    def _create_primary(self, p: PrimarySurface, async_: bool) -> None:
+        d = self.driver
+        if self.primary is not None:
+            # spice-server's replay does the same for a create without a destroy
+            d.destroy_primary()
+            self.io["DESTROY_PRIMARY"] += 1
+        # the driver places surface 0 at the start of its area: put the recorded memory there
+        area = d.layout.ram_offset + d.rom.draw_area_offset
+        length = p.height * abs(p.stride)
+        d.buf[area:area + length] = p.data if p.data else bytes(length)
+        off = d.create_primary(p.width, p.height, p.format, p.stride, async_=async_,
+                               flags=p.flags)
+        if off != area:
+            raise RuntimeError(f"the driver put surface 0 at {off:#x}, not {area:#x}")
+        self.primary = p
+        self.io["CREATE_PRIMARY"] += 1
+
+
+@dataclass
+class ReplayResult:
+    events: Counter[str]
+    commands: int
+    seconds: float
+    guest: ReplayGuest
+    device: Device
+
+
+def replay(path: str | Path, backend: DisplayBackend,
+           on_event: Callable[[Event], None] | None = None) -> ReplayResult:
+    """Replays a record file into a new device drawing through `backend`, guest and
+    device on this thread. Raises RecordFormatError for a malformed file and
+    DeviceError when the device reports a guest bug."""
+    device = Device(backend)
+    attachment = InProcessAttachment(device, inline=True)
+    driver = GuestDriver(attachment)
+    guest = ReplayGuest(driver)
+    events: Counter[str] = Counter()
+    commands = 0
+    start = time.perf_counter()
+    try:
+        for event in read_events(path):
+            if isinstance(event, CommandEvent):
+                commands += 1
+                name = type(event.command).__name__
+                if isinstance(event.command, Drawable):
+                    name = f"Drawable.{type(event.command.op).__name__}"
+                events[name] += 1
+            else:
+                events[event.message.name] += 1
+            guest.feed(event)
+            if on_event is not None:
+                on_event(event)
+        guest.finish()
+        if device.guest_bug is not None:
+            raise DeviceError(f"the device reported a guest bug: {device.guest_bug}")
+    finally:
+        attachment.close()
+    return ReplayResult(events, commands, time.perf_counter() - start, guest, device)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, help="a spice-server record file (plain or .xz)")
+    parser.add_argument("--frame-out", type=Path, metavar="PNG",
+                        help="write the final primary surface as a PNG")
+    parser.add_argument("--parse-only", action="store_true",
+                        help="only read and check the file (no device, no rendering)")
+
+
+def _summary(events: Counter[str]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in sorted(events.items(), key=lambda kv: -kv[1]))
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.parse_only:
+            start = time.perf_counter()
+            counts: Counter[str] = Counter()
+            for event in read_events(args.file):
+                counts["commands" if isinstance(event, CommandEvent) else "worker messages"] += 1
+            print(f"{args.file}: {sum(counts.values())} events ({_summary(counts)}) read in "
+                  f"{time.perf_counter() - start:.3f} s")
+            return 0
+        from vgpu.render import Renderer
+
+        renderer = Renderer()
+        try:
+            result = replay(args.file, renderer)
+            if args.frame_out is not None:
+                _write_png(renderer, result.guest, args.frame_out)
+        finally:
+            renderer.close()
+    except (RecordFormatError, DeviceError, OSError) as e:
+        print(f"vgpu replay: {e}", file=sys.stderr)
+        return 1
+    total = sum(result.events.values())
+    dev = result.device
+    print(f"{args.file}: {total} events replayed in {result.seconds:.3f} s "
+          f"({result.commands} commands, {result.commands / result.seconds:.0f}/s)")
+    print(f"  events: {_summary(result.events)}")
+    print(f"  guest IO: {_summary(result.guest.io)}")
+    if result.guest.skipped:
+        print(f"  no guest IO for: {_summary(result.guest.skipped)}")
+    print(f"  device: {dev.stats['commands']} commands taken, {dev.stats['io']} IO writes, "
+          f"{dev.stats['released']} released")
+    if args.frame_out is not None:
+        print(f"  frame: {args.frame_out}")
+    return 0
+
+
+def _write_png(renderer: Renderer, guest: ReplayGuest, path: Path) -> None:
+    from PIL import Image as PILImage
+
+    if guest.primary is None:
+        raise OSError("the recording leaves no primary surface to write")
+    bgra = renderer.read_pixels(0)
+    PILImage.fromarray(bgra[:, :, 2::-1].copy(), "RGB").save(path)
