@@ -38,6 +38,7 @@ pytestmark = pytest.mark.gl
 
 W, H = 40, 32
 OTHER = 5  # an off-screen surface used as a source
+SMALL = 9  # an off-screen surface of another size, only drawn to
 
 u32 = st.integers(0, 0xFFFFFFFF)
 
@@ -171,8 +172,10 @@ def _run(renderer, fmt, cmds, seed_pixels):
     ref = ReferenceCanvas()
     renderer.create_primary(W, H, W * 4, fmt, None)
     renderer.surface_created(OTHER, W, H, W * 4, E.SURFACE_FMT_32_ARGB, None)
+    renderer.surface_created(SMALL, 23, 17, 23 * 4, E.SURFACE_FMT_32_xRGB, None)
     ref.create(0, W, H, fmt)
     ref.create(OTHER, W, H, E.SURFACE_FMT_32_ARGB)
+    ref.create(SMALL, 23, 17, E.SURFACE_FMT_32_xRGB)
     seed = bitmap(seed_pixels)
     for sid in (0, OTHER):  # start from arbitrary content, not zeros
         c = draw(Copy(seed, rect(0, 0, W, H), E.ROPD_OP_PUT, 0, NO_MASK), (0, 0, W, H), None,
@@ -182,7 +185,7 @@ def _run(renderer, fmt, cmds, seed_pixels):
     for c in cmds:
         renderer.execute(c)
         ref.execute(c)
-    for sid in (0, OTHER):
+    for sid in (0, OTHER, SMALL):
         got = renderer.read_pixels(sid)
         want = ref.pixels(sid)
         bad = np.argwhere((got != want).any(axis=2))
@@ -198,7 +201,7 @@ def _run(renderer, fmt, cmds, seed_pixels):
 @given(data=st.data())
 def test_random_sequences_match_reference(renderer, fmt, data):
     seed = _noise(data.draw, W * H * 4).reshape(H, W, 4)
-    cmds = data.draw(st.lists(st.one_of(commands(0), commands(OTHER)), min_size=1,
-                              max_size=12))
+    cmds = data.draw(st.lists(st.one_of(commands(0), commands(OTHER), commands(SMALL)),
+                              min_size=1, max_size=12))
     renderer.reset()
     _run(renderer, fmt, cmds, seed)

@@ -643,7 +643,6 @@ class Renderer:
         self._atlas.upload()
         src = self._sample_tex(b.src, target, b)
         pat = self._sample_tex(b.pat, target, b)
-        self.ctx.viewport = (0, 0, target.width, target.height)
         if b.kind == "blit":
             data = np.array(b.data, np.int64).astype(np.int32).tobytes()
             n = len(data) // 32
@@ -940,7 +939,6 @@ class Renderer:
         mask_tex = (self._sample_tex(self._resolve(mask, surf), surf, _self_batch(surf, bbox))
                     if mask is not None else self._dummy)
         dcopy = self._copy_rects(surf, "scratch", rects)
-        self.ctx.viewport = (0, 0, surf.width, surf.height)
         prog = self._comp_prog
         for name, value in setup.uniforms(bbox, src.width, src.height, src.has_alpha,
                                           mask.width if mask else 1,
