@@ -54,14 +54,20 @@ def numpy_changed_tiles(prev: np.ndarray, cur: np.ndarray, tile: int = TILE) -> 
     return padded.reshape(ty, tile, tx, tile // 2).any(axis=(1, 3))
 
 
-def measure(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
-    result = fn()  # warm-up: page faults, lazy tables
-    times = []
+def measure(jobs: dict[str, Callable[[], object]], repeat: int,
+            warm: Callable[[], object]) -> dict[str, tuple[float, object]]:
+    """Median seconds and last result per job.  Rounds interleave the jobs, so
+    load from other processes falls on all of them alike; warm() runs untimed
+    before each job to bring its input back into the cache."""
+    results = {name: job() for name, job in jobs.items()}  # warm-up: page faults, tables
+    times: dict[str, list[float]] = {name: [] for name in jobs}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
+        for name, job in jobs.items():
+            warm()
+            t0 = time.perf_counter()
+            results[name] = job()
+            times[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(times[name]), results[name]) for name in jobs}
 
 
 def spice_common(path: str) -> dict[str, Callable[[np.ndarray], bytes]]:
@@ -115,24 +121,28 @@ def main(argv: list[str]) -> int:
         ratio: dict[str, float] = {}
 
         dst = np.empty_like(frame)
-        t, _ = measure(lambda: np.copyto(dst, frame), args.repeat)  # noqa: B023
-        speed["memcpy"] = size / t / 1e9
-        print(f"  {'memcpy (numpy copyto)':28} {speed['memcpy']:8.2f}")
         prev = frame.copy()
-        t, ours = measure(lambda: changed_tiles(prev, frame, TILE), args.repeat)  # noqa: B023
-        speed["tiles"] = size / t / 1e9
-        t, ref = measure(lambda: numpy_changed_tiles(prev, frame), args.repeat)  # noqa: B023
-        speed["numpy tiles"] = size / t / 1e9
-        assert ours == [] and not ref.any()
-        print(f"  {'vgpu changed_tiles (64)':28} {speed['tiles']:8.2f}")
-        print(f"  {'numpy changed tiles (64)':28} {speed['numpy tiles']:8.2f}")
-
-        for name, codec in codecs.items():
-            t, data = measure(lambda c=codec: c(frame), args.repeat)  # noqa: B023
-            n = len(data)  # type: ignore[arg-type]
-            speed[name] = size / t / 1e9
-            ratio[name] = size / n
-            print(f"  {name:28} {speed[name]:8.2f} {ratio[name]:8.2f} {n:10d}")
+        jobs: dict[str, Callable[[], object]] = {
+            "memcpy (numpy copyto)": lambda: np.copyto(dst, frame),  # noqa: B023
+            "vgpu changed_tiles (64)": lambda: changed_tiles(prev, frame, TILE),  # noqa: B023
+            "numpy changed tiles (64)": lambda: numpy_changed_tiles(prev, frame),  # noqa: B023
+        }
+        jobs.update({name: (lambda c=codec: c(frame)) for name, codec in codecs.items()})  # noqa: B023
+        measured = measure(jobs, args.repeat, lambda: np.copyto(dst, frame))  # noqa: B023
+        speed = {name: size / t / 1e9 for name, (t, _) in measured.items()}
+        assert measured["vgpu changed_tiles (64)"][1] == []
+        assert not measured["numpy changed tiles (64)"][1].any()  # type: ignore[union-attr]
+        ratio: dict[str, float] = {}
+        for name, (_, data) in measured.items():
+            if name in codecs:
+                n = len(data)  # type: ignore[arg-type]
+                ratio[name] = size / n
+                print(f"  {name:28} {speed[name]:8.2f} {ratio[name]:8.2f} {n:10d}")
+            else:
+                print(f"  {name:28} {speed[name]:8.2f}")
+        speed["memcpy"] = speed["memcpy (numpy copyto)"]
+        speed["tiles"] = speed["vgpu changed_tiles (64)"]
+        speed["numpy tiles"] = speed["numpy changed tiles (64)"]
 
         lz, ref4 = "vgpu LZ", "lz4 (PyPI, block)"
         print("  comparisons:")
