@@ -88,7 +88,7 @@ class ChannelMachine:
         self.linked = linked
         self.mini_header = linked.mini_header
         self._buffer = bytearray()
-        self._out = bytearray()
+        self._out: list[bytes] = []
         self._serial = 0
         self.closed: str | None = None
         self.ack_window = 0  # 0: acks not in use on this channel
@@ -100,17 +100,20 @@ class ChannelMachine:
 
     # -- outgoing
     def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
+        return b"".join(self.messages_to_send())
+
+    def messages_to_send(self) -> list[bytes]:
+        """The queued messages, one bytes object each (TLS sends each in its own records)."""
+        out, self._out = self._out, []
         return out
 
     def _send(self, msg_type: int, body: bytes = b"") -> None:
         if self.mini_header:
-            self._out += MINI_HEADER.pack(msg_type, len(body))
+            header = MINI_HEADER.pack(msg_type, len(body))
         else:
             self._serial += 1
-            self._out += FULL_HEADER.pack(self._serial, msg_type, len(body), 0)
-        self._out += body
+            header = FULL_HEADER.pack(self._serial, msg_type, len(body), 0)
+        self._out.append(header + body)
         self.messages_sent += 1
         self.bytes_sent += len(body) + (MINI_HEADER.size if self.mini_header else FULL_HEADER.size)
         if self.ack_window:

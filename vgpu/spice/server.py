@@ -98,6 +98,7 @@ class ServerOptions:
 class Transport(Protocol):
     async def recv(self) -> bytes: ...
     def write(self, data: bytes) -> None: ...
+    def write_messages(self, messages: list[bytes]) -> None: ...
     async def drain(self) -> None: ...
     def close(self) -> None: ...
 
@@ -107,6 +108,7 @@ class StreamTransport:
         self._reader = reader
         self._writer = writer
         self._pending = first
+        self._tls = writer.get_extra_info("ssl_object") is not None
 
     async def recv(self) -> bytes:
         if self._pending:
@@ -117,6 +119,16 @@ class StreamTransport:
     def write(self, data: bytes) -> None:
         if data and not self._writer.is_closing():
             self._writer.write(data)
+
+    def write_messages(self, messages: list[bytes]) -> None:
+        if not self._tls:
+            self.write(b"".join(messages))
+            return
+        # spice-gtk waits on the socket, not on OpenSSL's buffer: a message whose
+        # bytes share a TLS record with the previous one's tail would sit unread
+        # until more data came. One write per message ends a record at each message.
+        for message in messages:
+            self.write(message)
 
     async def drain(self) -> None:
         await self._writer.drain()
@@ -174,6 +186,9 @@ class WebSocketTransport:
         if data:
             self._ws.send_binary(data)
             self._flush()
+
+    def write_messages(self, messages: list[bytes]) -> None:
+        self.write(b"".join(messages))
 
     async def drain(self) -> None:
         await self._writer.drain()
@@ -334,12 +349,12 @@ class SpiceServer:
         while True:
             for event in machine.receive_data(data) if data else []:
                 if isinstance(event, ChannelClosed):
-                    transport.write(machine.data_to_send())
+                    transport.write_messages(machine.messages_to_send())
                     log.info("%s: channel %d closed: %s", peer, machine.channel_type, event.reason)
                     return
                 if on_event is not None:
                     on_event(event)
-            transport.write(machine.data_to_send())
+            transport.write_messages(machine.messages_to_send())
             data = await transport.recv()
             if not data:
                 return
@@ -356,7 +371,7 @@ class SpiceServer:
         log.info("%s: session %08x started", peer, session_id)
         try:
             main.start(self.mm_time())
-            transport.write(main.data_to_send())
+            transport.write_messages(main.messages_to_send())
             await self._pump(transport, main, leftover, peer)
         finally:
             del self._sessions[session_id]
@@ -396,7 +411,7 @@ class SpiceServer:
         remove = self.source.cursor.listen(listener)
         machine.set_ack()
         machine.init(self.source.cursor.state())
-        transport.write(machine.data_to_send())
+        transport.write_messages(machine.messages_to_send())
 
         async def send_updates() -> None:
             while True:
@@ -405,7 +420,7 @@ class SpiceServer:
                     state = self.source.cursor.state()
                     update = CursorUpdate("set", state.x, state.y, state.visible, state.shape)
                 machine.update(update)
-                transport.write(machine.data_to_send())
+                transport.write_messages(machine.messages_to_send())
                 await transport.drain()
 
         sender = asyncio.ensure_future(send_updates())
@@ -423,7 +438,7 @@ class SpiceServer:
         client = _DisplayClient(self, transport, machine, peer)
         self.display_stats.append(client.stats)
         machine.set_ack()
-        transport.write(machine.data_to_send())
+        transport.write_messages(machine.messages_to_send())
         subscription = self.source.frames.subscribe(client.notify)
         sender = asyncio.ensure_future(client.send_frames(subscription))
         try:
@@ -505,9 +520,9 @@ class _DisplayClient:
             if not marked:
                 machine.mark()
                 marked = True
-            data = machine.data_to_send()
-            self._transport.write(data)
+            messages = machine.messages_to_send()
+            self._transport.write_messages(messages)
             self.stats.frames += 1
-            self.stats.bytes += len(data)
+            self.stats.bytes += sum(len(m) for m in messages)
             last_sent = self._loop.time()
             await self._transport.drain()

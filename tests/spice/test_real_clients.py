@@ -1,0 +1,255 @@
+"""Stock SPICE clients against the server: spice-gtk (SpiceClientGLib), spicy-screenshot,
+spice-html5 in headless Chromium. Each sees the published frame exactly (lossless)."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from spice_testkit import (
+    HTML5_DIR,
+    SYSTEM_PYTHON,
+    GlibClient,
+    ServerThread,
+    StaticHttp,
+    SyntheticSource,
+    html5_canvas,
+    pattern,
+)
+
+from vgpu.spice.imaging import Compression
+from vgpu.spice.server import ServerOptions
+
+
+def _has_glib_client() -> bool:
+    probe = "import gi; gi.require_version('SpiceClientGLib', '2.0')"
+    try:
+        return subprocess.run([SYSTEM_PYTHON, "-c", probe], timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+needs_glib = pytest.mark.skipif(not _has_glib_client(), reason="no SpiceClientGLib for python3")
+W, H = 320, 200
+
+
+@pytest.fixture
+def source():
+    src = SyntheticSource()
+    src.publish(pattern(W, H))
+    return src
+
+
+def same_rgb(client_bgrx: np.ndarray, frame: np.ndarray) -> bool:
+    return bool((client_bgrx[..., :3] == frame[..., :3]).all())
+
+
+def glib_sees(client: GlibClient, tmp_path: Path, frame: np.ndarray, timeout: float = 10) -> None:
+    """Waits until the client's primary surface equals `frame`, or fails with the mismatch."""
+    deadline = time.monotonic() + timeout
+    got = None
+    while time.monotonic() < deadline:
+        got = client.dump(tmp_path / "primary.raw", W, H)
+        if same_rgb(got, frame):
+            return
+        time.sleep(0.05)
+    assert got is not None
+    bad = np.argwhere((got[..., :3] != frame[..., :3]).any(axis=2))
+    raise AssertionError(f"{len(bad)} pixels differ, first at (y, x) = {tuple(bad[0])}")
+
+
+@needs_glib
+@pytest.mark.parametrize("image", ["auto_glz", "quic", "lz4", "off"])
+def test_spice_gtk_sees_the_frame_and_then_the_change(source, tmp_path, image):
+    options = ServerOptions(compression=Compression(image=image))
+    server = ServerThread(source, options)
+    client = GlibClient("--port", str(server.port), "--timeout", "20")
+    try:
+        client.wait_for(lambda line: line.startswith("mark"))
+        glib_sees(client, tmp_path, pattern(W, H))
+        changed = pattern(W, H).copy()
+        changed[50:90, 100:260] = (0, 0, 255, 255)  # a red box
+        source.publish(changed, damage=((100, 50, 260, 90),))
+        glib_sees(client, tmp_path, changed)
+    finally:
+        client.close()
+        server.stop()
+
+
+@needs_glib
+def test_lz4_when_asked_by_the_client(source, tmp_path):
+    server = ServerThread(source)
+    # 7 = SPICE_IMAGE_COMPRESSION_LZ4: the client's preference overrides the server's option.
+    client = GlibClient("--port", str(server.port), "--preferred-compression", "7")
+    try:
+        client.wait_for(lambda line: line.startswith("mark"))
+        changed = pattern(W, H, seed=3)
+        source.publish(changed)
+        glib_sees(client, tmp_path, changed)
+    finally:
+        client.close()
+        server.stop()
+
+
+@pytest.mark.skipif(shutil.which("spicy-screenshot") is None, reason="no spicy-screenshot")
+def test_spicy_screenshot_sees_the_frame(source, tmp_path):
+    server = ServerThread(source)
+    try:
+        for frame in (pattern(W, H), pattern(W, H, seed=9)):
+            source.publish(frame)
+            out = tmp_path / "shot.ppm"
+            subprocess.run(
+                ["spicy-screenshot", "-h", "127.0.0.1", "-p", str(server.port), "-o", str(out)],
+                check=True,
+                timeout=20,
+                capture_output=True,
+            )
+            shot = np.asarray(Image.open(out))
+            assert (shot == frame[..., 2::-1]).all()
+    finally:
+        server.stop()
+
+
+@needs_glib
+def test_password(source, tmp_path):
+    server = ServerThread(source, ServerOptions(password="opensesame"))
+    wrong = GlibClient("--port", str(server.port), "--password", "nope")
+    right = GlibClient("--port", str(server.port), "--password", "opensesame")
+    try:
+        wrong.wait_for(lambda line: line in ("event 1 error-auth", "event 1 error-link"))
+        assert not any(line.startswith("primary") for line in wrong.seen)
+        right.wait_for(lambda line: line.startswith("mark"))
+        glib_sees(right, tmp_path, pattern(W, H))
+    finally:
+        wrong.close()
+        right.close()
+        server.stop()
+
+
+def make_x509_dir(folder: Path) -> Path:
+    """A CA and a server certificate for 127.0.0.1, under QEMU's file names."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vgpu test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (folder / "ca-cert.pem").write_bytes(ca.public_bytes(pem))
+    (folder / "server-cert.pem").write_bytes(cert.public_bytes(pem))
+    (folder / "server-key.pem").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return folder
+
+
+@needs_glib
+def test_tls_port_with_the_ca_file(source, tmp_path):
+    from vgpu.serve import tls_context
+
+    x509_dir = make_x509_dir(tmp_path)
+    server = ServerThread(source, tls=tls_context(x509_dir))
+    client = GlibClient(
+        "--tls-port", str(server.tls_port), "--ca-file", str(x509_dir / "ca-cert.pem")
+    )
+    try:
+        client.wait_for(lambda line: line.startswith("mark"))
+        glib_sees(client, tmp_path, pattern(W, H))
+    finally:
+        client.close()
+        server.stop()
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright drives it, no browser download
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.mark.skipif(
+    not (Path(CHROMIUM).exists() and HTML5_DIR.is_dir()), reason="no chromium or spice-html5"
+)
+def test_spice_html5_shows_the_same_picture(source):
+    playwright = pytest.importorskip("playwright.sync_api")
+    server = ServerThread(source)
+    http = StaticHttp(HTML5_DIR)
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000
+            )
+            page = browser.new_page()
+            page.goto(
+                f"http://127.0.0.1:{http.port}/spice_auto.html?host=127.0.0.1&port={server.port}"
+            )
+            page.wait_for_selector("canvas#spice_surface_0", timeout=10_000)
+            _wait_canvas(page, pattern(W, H))
+            boxed = _with_box(pattern(W, H))
+            source.publish(boxed, damage=((30, 40, 90, 120),))
+            _wait_canvas(page, boxed)
+            browser.close()
+    finally:
+        http.close()
+        server.stop()
+
+
+def _with_box(frame: np.ndarray) -> np.ndarray:
+    out = frame.copy()
+    out[40:120, 30:90] = (255, 0, 0, 255)  # blue in B,G,R,X
+    return out
+
+
+def _wait_canvas(page: object, frame: np.ndarray, timeout: float = 10) -> None:
+    expected = frame[..., 2::-1]  # canvas is R,G,B,A
+    deadline = time.monotonic() + timeout
+    got = None
+    while time.monotonic() < deadline:
+        got = html5_canvas(page)
+        if (
+            got is not None
+            and got.shape[:2] == expected.shape[:2]
+            and (got[..., :3] == expected).all()
+        ):
+            return
+        time.sleep(0.1)
+    raise AssertionError("spice-html5's canvas never matched the frame")
