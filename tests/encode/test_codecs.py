@@ -162,3 +162,30 @@ def test_read_only_and_largest_allowed_width_are_fine() -> None:
     f.flags.writeable = False
     for encoder in ENCODERS:
         assert len(encoder(f)) > 0
+
+
+BUFFER = 64 * 1024
+
+
+@settings(max_examples=150, deadline=None)
+@given(h=st.integers(0, 40), w=st.integers(0, 40), row=st.integers(-700, 700),
+       col=st.sampled_from([-4, 0, 4, 8]), chan=st.sampled_from([-1, 0, 1, 2]),
+       encoder=st.sampled_from(ENCODERS))
+def test_any_view_of_a_buffer_is_encoded_or_refused(h: int, w: int, row: int, col: int,
+                                                    chan: int, encoder) -> None:
+    """Views with any strides (all inside their buffer): either a clear
+    ValueError, or an encoding; never a crash or a read outside the view."""
+    base = np.random.default_rng(h * 41 + w).integers(0, 256, BUFFER, dtype=np.uint8)
+    # Start in the middle so negative strides stay inside the buffer too.
+    offset = BUFFER // 2
+    frame = np.lib.stride_tricks.as_strided(base[offset:], (h, w, 4), (row, col, chan))
+    valid = (h > 0 and w > 0 and chan == 1 and (col == 4 or w == 1)
+             and (row >= w * 4 or h == 1))
+    if not valid:
+        with pytest.raises(ValueError):
+            encoder(frame)
+        return
+    assert len(encoder(frame)) > 0
+    if encoder is encode_lz4_rgb32:
+        got = spice_gtk_lz4_decode(encoder(frame), w, h)
+        assert np.array_equal(got, frame)
