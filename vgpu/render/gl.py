@@ -195,11 +195,11 @@ class _Atlas:
 class _Batch:
     """The queued instances of one draw call and the state they share."""
 
-    __slots__ = ("data", "key", "kind", "pat", "rects", "src", "src_size", "target")
+    __slots__ = ("data", "extra", "kind", "pat", "rects", "src", "src_size", "target")
 
     def __init__(self) -> None:
         self.kind: str | None = None
-        self.key: tuple[Any, ...] = ()
+        self.extra: tuple[Any, ...] = ()
         self.data: list[Any] = []
         self.rects: list[Box] = []
         self.target: _Surface | None = None
@@ -541,19 +541,27 @@ class Renderer:
 
     def _begin(self, kind: str, target: _Surface, src: _Source | None, pat: _Source | None,
                extra: tuple[Any, ...] = ()) -> _Batch:
-        """The batch to append to: the current one if it shares this state, else a new one."""
+        """The batch to append to: the current one if this operation can share its draw call
+        (same program, target and settings; a source or pattern it lacks it may bring), else
+        a new one after flushing."""
         src_tex = self._resolve(src, target)
         pat_tex = self._resolve(pat, target)
-        key = (kind, target, src_tex, pat_tex, *extra)
         b = self._batch
-        if b.key != key or len(b.data) >= MAX_BATCH * (8 if kind == "blit" else 1):
-            self.flush()
-            b = self._batch
-            # the flush may have re-resolved nothing: atlas sources stay valid (not reset
-            # until the batch that used them drew), self-copies are taken per batch
-            b.kind, b.key, b.target, b.src, b.pat = kind, key, target, src_tex, pat_tex
-            if src is not None:
-                b.src_size = (src.width, src.height)
+        limit = MAX_BATCH * 8 if kind == "blit" else MAX_BATCH
+        if (b.kind == kind and b.target is target and b.extra == extra and len(b.data) < limit
+                and "self" not in (src_tex, pat_tex, b.src, b.pat)
+                and (src_tex is None or b.src is None or b.src is src_tex)
+                and (pat_tex is None or b.pat is None or b.pat is pat_tex)):
+            if b.src is None and src is not None:
+                b.src, b.src_size = src_tex, (src.width, src.height)
+            if b.pat is None:
+                b.pat = pat_tex
+            return b
+        self.flush()
+        b = self._batch
+        b.kind, b.target, b.src, b.pat, b.extra = kind, target, src_tex, pat_tex, extra
+        if src is not None:
+            b.src_size = (src.width, src.height)
         return b
 
     def _resolve(self, src: _Source | None, target: _Surface) -> Any:
@@ -573,24 +581,15 @@ class Renderer:
         return False
 
     def _queue_fill(self, target: _Surface, rects: list[Box], color: int) -> None:
-        b = self._batch
-        if b.kind != "blit" or b.target is not target or b.src == "self" \
-                or len(b.data) >= MAX_BATCH * 8:
-            b = self._begin("blit", target, None, None)
+        b = self._begin("blit", target, None, None)
         for x0, y0, x1, y1 in rects:
             b.data += (x0, y0, x1, y1, 0, 0, color, 0)
 
     def _queue_copy(self, target: _Surface, rects: list[Box], src: _Source, dx: int,
                     dy: int) -> None:
         """Copies source texel (x - dx, y - dy) of the image to each destination pixel."""
-        b = self._batch
         src_tex = self._resolve(src, target)
-        if src_tex == "self":
-            self.flush()  # reading the target: alone in its batch, after what came before
-        elif b.kind == "blit" and b.target is target and b.src is None:
-            b.src = src_tex  # a batch of fills so far: copies can join it
-            b.key = ("blit", target, src_tex, None)
-        b = self._begin("blit", target, src, None)
+        b = self._begin("blit", target, src, None)  # a self-read always starts a batch
         if src_tex == "self":
             b.rects.extend((x0 - dx, y0 - dy, x1 - dx, y1 - dy) for x0, y0, x1, y1 in rects)
         ox, oy = src.x - dx, src.y - dy
@@ -613,8 +612,6 @@ class Renderer:
             mode |= MODE_PATTERN
         bilinear = bool(mode & MODE_BILINEAR)
         reads_self = "self" in (self._resolve(src, target), self._resolve(pat, target))
-        if reads_self:
-            self.flush()  # reading the target: alone in its batch, after what came before
         b = self._begin("draw", target, src, pat, (bilinear,))
         if self._overlaps(b, rects):
             self.flush()
@@ -788,7 +785,8 @@ class Renderer:
         if code == rops.ROP3_SRCCOPY and not scaled and mask is None:
             self._queue_copy(surf, rects, src, bbox[0] - area[0], bbox[1] - area[1])
             return rects
-        if not rops.uses(code, rops.S):
+        if not rops.uses(code, rops.S) and pat is None and mask is None and code in (
+                rops.ROP3_PATCOPY, rops.ROP3_BLACKNESS, rops.ROP3_WHITENESS):
             self._brush_rop(surf, rects, code, color, pat, mask, brush)
             return rects
         mode = code | (KIND_ROP3 << 8)
