@@ -84,7 +84,10 @@ void main() {
     uint kind = (mode >> 8) & 0xFu;
     if ((mode & HAS_MASK) != 0u && texelFetch(u_atlas, p + v_aux.xy, 0).a < 0.5) discard;
     uvec4 d = to_u8(texelFetch(u_dst, p, 0));
-    uvec4 s = (mode & HAS_SRC) != 0u ? quantize(source(gl_FragCoord.xy), u_fmt) : uvec4(0u);
+    // Raster operations see the source converted to the target's format; alpha blending
+    // reads it as it is (the software canvas composites from the original image).
+    uvec4 s = (mode & HAS_SRC) != 0u ? source(gl_FragCoord.xy) : uvec4(0u);
+    if (kind != KIND_ALPHA) s = quantize(s, u_fmt);
     uvec4 b;
     if ((mode & PATTERN) != 0u) {
         ivec2 size = textureSize(u_pat, 0);

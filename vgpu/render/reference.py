@@ -159,16 +159,22 @@ class ReferenceCanvas:
         px.quantize(q, fmt)
         arr[reg] = q.view(np.uint32).reshape(values.shape)[reg]
 
-    def _image(self, image: Image, fmt: int) -> tuple[np.ndarray, bool]:
+    def _image(self, image: Image, fmt: int | None) -> tuple[np.ndarray, bool]:
+        """The image's pixels converted to surface format `fmt` (None: as they are)."""
         if isinstance(image, SurfaceImage):
             sfmt, arr = self.surfaces[image.surface_id]
-            return arr.copy(), sfmt == E.SURFACE_FMT_32_ARGB
-        assert isinstance(image, BitmapImage)
-        data, alpha = px.decode_bitmap(image)
-        q = px.quantize(data.copy(), fmt)
-        return q.view(np.uint32)[..., 0], alpha
+            data = arr.view(np.uint8).reshape(*arr.shape, 4).copy()
+            alpha = sfmt == E.SURFACE_FMT_32_ARGB
+        else:
+            assert isinstance(image, BitmapImage)
+            data, alpha = px.decode_bitmap(image)
+            data = data.copy()
+        if fmt is not None:
+            px.quantize(data, fmt)
+        return data.view(np.uint32)[..., 0], alpha
 
-    def _src_at(self, cmd: Drawable, image: Image, area, fmt: int, shape) -> np.ndarray:
+    def _src_at(self, cmd: Drawable, image: Image, area, fmt: int | None,
+                shape) -> np.ndarray:
         """The source pixel for every destination pixel (0 where outside)."""
         src, _ = self._image(image, fmt)
         h, w = shape
@@ -239,7 +245,7 @@ class ReferenceCanvas:
             reg = self._region(cmd, shape, None)
             if op.alpha == 0:
                 return
-            s = self._src_at(cmd, op.src_bitmap, op.src_area, fmt, shape)
+            s = self._src_at(cmd, op.src_bitmap, op.src_area, None, shape)
             if isinstance(op.src_bitmap, SurfaceImage):
                 has_alpha = bool(op.alpha_flags & E.ALPHA_FLAGS_SRC_SURFACE_HAS_ALPHA)
             else:
