@@ -245,12 +245,14 @@ class IoRequest:
 class _Ring:
     """One SPICE ring in the RAM header, read and written at fixed mapping offsets."""
 
-    def __init__(self, mem: GuestMemory, base: int, num_items: int, item_size: int) -> None:
+    def __init__(self, mem: GuestMemory, base: int, num_items: int, item_size: int,
+                 items_offset: int = _R_ITEMS) -> None:
         self.mm = mem.mm
         self.base = base
         self.num_items = num_items
         self.mask = num_items - 1
         self.item_size = item_size
+        self.items_offset = items_offset
 
     def get(self, field: int) -> int:
         return _U32.unpack_from(self.mm, self.base + field)[0]
@@ -259,11 +261,11 @@ class _Ring:
         _U32.pack_into(self.mm, self.base + field, value & _M32)
 
     def item(self, index: int) -> int:
-        return self.base + _R_ITEMS + (index & self.mask) * self.item_size
+        return self.base + self.items_offset + (index & self.mask) * self.item_size
 
     def init(self) -> None:
         _RING_FIELDS.struct.pack_into(self.mm, self.base, self.num_items, 0, 1, 0, 0)
-        start = self.base + _R_ITEMS
+        start = self.base + self.items_offset
         self.mm[start:start + self.num_items * self.item_size] = bytes(
             self.num_items * self.item_size)
 
@@ -310,7 +312,7 @@ class Device:
         self._release_ring = _Ring(mem, self._hdr + _RELEASE_RING, lib.QXL_RELEASE_RING_SIZE,
                                    _REL_SIZE)
         self._input_ring = _Ring(mem, self.layout.ram_offset + self.input_ring_offset,
-                                 lib.VGPU_INPUT_RING_SIZE, _IN_SIZE)
+                                 lib.VGPU_INPUT_RING_SIZE, _IN_SIZE, _IN_ITEMS)
 
         # Thread-safe parts: the IO queue, the async flag, the listeners, the input ring.
         self._cv = threading.Condition()
