@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +41,7 @@ from vgpu.device.commands import (
     Text,
 )
 from vgpu.display import InputEvent
+from vgpu.guest.driver import GuestDriver
 
 # QXL / SPICE numbers used here (enums.h, qxl_dev.h).
 EFFECT_OPAQUE = 1
@@ -66,7 +66,8 @@ TERMINAL_BG = 0x101820
 TERMINAL_FG = 0x8AE234
 BORDER = 0x202020
 
-LINE_HEIGHT = 14
+FONT_SIZE = 12
+LINE_HEIGHT = 16
 BLINK_PERIOD_S = 0.5
 CLOCK_PERIOD_S = 1.0
 LOG_PERIOD_S = 0.7
@@ -129,7 +130,8 @@ class GlyphCache:
     """Raster glyphs (A8, 0 or 255 per pixel) made from Pillow's built-in font."""
 
     def __init__(self) -> None:
-        self._font = ImageFont.load_default()
+        self._font = ImageFont.load_default(size=FONT_SIZE)
+        self.ascent = self._font.getmetrics()[0]
         self._glyphs: dict[str, tuple[int, int, int, int, bytes, int]] = {}
 
     def _glyph(self, ch: str) -> tuple[int, int, int, int, bytes, int]:
@@ -147,14 +149,15 @@ class GlyphCache:
         return sum(self._glyph(ch)[5] for ch in s)
 
     def text(self, x: int, baseline: int, s: str, color: int) -> Drawable | None:
-        """A TEXT drawable with `s` starting at x, glyph tops measured from baseline - 11."""
+        """A TEXT drawable with `s` written from x along the baseline."""
         glyphs = []
         pen = x
         for ch in s:
             left, top, w, h, data, advance = self._glyph(ch)
             if w and h:
                 glyphs.append(
-                    RasterGlyph(QPoint(pen, baseline), QPoint(left, top - 11), w, h, data)
+                    RasterGlyph(QPoint(pen, baseline), QPoint(left, top - self.ascent), w, h,
+                                data)
                 )
             pen += advance
         if not glyphs:
@@ -224,6 +227,7 @@ class DesktopScene:
         self.chart = Window("activity", QRect(440, 560, 720, 980))
         self.icons = [_icon(i) for i in range(4)]
         self._row = 0
+        self._log_count = 0
         self._typed = ""
         self._start: float | None = None
         self._blink_on = True
@@ -280,7 +284,7 @@ class DesktopScene:
         """Draws `text` over the current row."""
         line = self._line_rect(self._row)
         cmds: list[Command] = [fill(line, TERMINAL_BG)]
-        drawn = self.glyphs.text(line.left + 4, line.top + 11, text, TERMINAL_FG)
+        drawn = self.glyphs.text(line.left + 4, line.top + 12, text, TERMINAL_FG)
         if drawn:
             cmds.append(drawn)
         return cmds
@@ -312,7 +316,8 @@ class DesktopScene:
         cmds: list[Command] = []
         if now >= self._next_log:
             self._next_log = now + LOG_PERIOD_S
-            text = LOG_LINES[self._frame % len(LOG_LINES)]
+            text = LOG_LINES[self._log_count % len(LOG_LINES)]
+            self._log_count += 1
             if text == "$ uptime":
                 text = f"up {now - self._start:8.1f} s, frame {self._frame}"
             cmds += self._emit_line(text) + self._advance() + self._emit_line(self._prompt)
@@ -369,21 +374,16 @@ MAX_TYPED = 60  # one terminal line's worth of characters
 FRAME_PERIOD_S = 1 / 30  # the guest redraws its animated parts 30 times a second
 
 
-def run_desktop(
-    submit: Callable[[Command], None],
-    poll_input: Callable[[], InputEvent | None],
-    stop: threading.Event,
-    scene: DesktopScene,
-) -> None:
-    """Drives `scene` until `stop` is set: `submit` pushes one command to the device's
-    rings (draws to the command ring, CursorCmd to the cursor ring)."""
+def run_desktop(driver: GuestDriver, stop: threading.Event, scene: DesktopScene) -> None:
+    """Drives `scene` through `driver` (primary already created) until `stop` is set."""
     for cmd in scene.initial() + scene.cursor_initial():
-        submit(cmd)
+        driver.submit(cmd)
     while not stop.is_set():
-        while (event := poll_input()) is not None:
+        for event in driver.read_input():
             draws, cursor = scene.on_input(event)
             for cmd in draws + cursor:
-                submit(cmd)
+                driver.submit(cmd)
         for cmd in scene.tick(time.time()):
-            submit(cmd)
+            driver.submit(cmd)
+        driver.collect_releases()
         stop.wait(FRAME_PERIOD_S)
