@@ -3,9 +3,9 @@
 Run by the system's /usr/bin/python3 (which has the gi bindings), not the venv.
 It prints one line per event:
   primary W H FORMAT STRIDE      the display's primary surface was created
-  inv T X Y W H LAST             display-invalidate at time.time() T; LAST is the
-                                 surface's bottom-right pixel as a u32 (benchmarks
-                                 stamp frame numbers there)
+  inv T X Y W H STAMP            display-invalidate at time.time() T; STAMP is the
+                                 16-bit frame stamp that benchmarks draw along the
+                                 bottom-left (see read_stamp)
   mark                           the display's first full picture is there
   event CHANNEL_TYPE EVENT_NICK  a channel event (opened, error-auth, ...)
   dumped PATH                    the answer to "dump PATH"
@@ -23,6 +23,9 @@ import gi
 gi.require_version("SpiceClientGLib", "2.0")
 from gi.repository import GLib, GObject  # noqa: E402
 from gi.repository import SpiceClientGLib as Spice  # noqa: E402
+
+STAMP_BITS = 16
+STAMP_BLOCK = 16
 
 
 def say(*parts):
@@ -73,15 +76,24 @@ class Client:
         self.primary = (width, height, fmt, stride, data)
         say("primary", width, height, fmt, stride)
 
-    def last_pixel(self):
+    def read_stamp(self):
+        """Bit i is block i of 16x16 pixels along the bottom-left edge, set if its
+        centre is bright: coarse enough to survive JPEG."""
         width, height, _fmt, stride, address = self.primary
-        raw = ctypes.string_at(address + (height - 1) * stride + (width - 1) * 4, 4)
-        return int.from_bytes(raw, "little")
+        if width < STAMP_BITS * STAMP_BLOCK or height < STAMP_BLOCK:
+            return 0
+        row = address + (height - STAMP_BLOCK // 2) * stride
+        value = 0
+        for bit in range(STAMP_BITS):
+            x = bit * STAMP_BLOCK + STAMP_BLOCK // 2
+            green = ctypes.string_at(row + x * 4 + 1, 1)[0]
+            value |= (green > 127) << bit
+        return value
 
     def on_invalidate(self, channel, x, y, w, h):
         now = time.time()
-        last = self.last_pixel() if self.primary else 0
-        say("inv", f"{now:.6f}", x, y, w, h, last)
+        stamp = self.read_stamp() if self.primary else 0
+        say("inv", f"{now:.6f}", x, y, w, h, stamp)
 
     def on_stdin(self, fd, condition):
         line = sys.stdin.readline()

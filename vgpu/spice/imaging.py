@@ -104,21 +104,26 @@ def normalize_damage(
     The first picture of a surface goes uncut (band=False): one DRAW_COPY, so a
     client that takes the first draw as the screen (spicy-screenshot) has all of it.
     """
-    rects: list[Rect] = []
+    clipped: set[Rect] = set()
     for left, top, right, bottom in damage:
         left, top = max(0, left), max(0, top)
         right, bottom = min(width, right), min(height, bottom)
         if left < right and top < bottom:
-            rects.append((left, top, right, bottom))
-    if len(rects) > MAX_RECTS_PER_FRAME:
-        rects = [
-            (
-                min(r[0] for r in rects),
-                min(r[1] for r in rects),
-                max(r[2] for r in rects),
-                max(r[3] for r in rects),
-            )
-        ]
+            clipped.add((left, top, right, bottom))
+    # A slow client's damage piles up frame after frame, often the same rectangles.
+    rects = list(clipped)
+    if len(rects) <= MAX_RECTS_PER_FRAME:
+        rects = [r for r in rects if not any(o != r and _contains(o, r) for o in rects)]
+    if rects:
+        box = (
+            min(r[0] for r in rects),
+            min(r[1] for r in rects),
+            max(r[2] for r in rects),
+            max(r[3] for r in rects),
+        )
+        if len(rects) > MAX_RECTS_PER_FRAME or sum(map(_area, rects)) >= _area(box):
+            rects = [box]
+    rects.sort(key=lambda r: (r[1], r[0]))
     if not band:
         return rects
     banded: list[Rect] = []
@@ -126,6 +131,19 @@ def normalize_damage(
         for y in range(top, bottom, BAND_ROWS):
             banded.append((left, y, right, min(bottom, y + BAND_ROWS)))
     return banded
+
+
+def _contains(outer: Rect, inner: Rect) -> bool:
+    return (
+        outer[0] <= inner[0]
+        and outer[1] <= inner[1]
+        and outer[2] >= inner[2]
+        and outer[3] >= inner[3]
+    )
+
+
+def _area(rect: Rect) -> int:
+    return (rect[2] - rect[0]) * (rect[3] - rect[1])
 
 
 def encode_rect(frame: Frame, rect: Rect, imaging: ClientImaging) -> EncodedRegion:

@@ -1,0 +1,193 @@
+"""SPICE server throughput and latency, seen by a real client (spice-gtk's SpiceClientGLib).
+
+Workloads:
+  animation  full-screen animation (every pixel changes every frame), synthetic
+             frames published to a FrameBus at --fps;
+  replay     a spice-server recording played through the machine (needs vgpu.machine).
+For each, per image compression: frames per second the client showed, bytes per
+frame on the wire, and the time from publish to the client's display-invalidate
+of the frame's last rows (median and p99). Frames carry a 16-bit stamp along
+the bottom-left edge that the client reads back (coarse blocks: JPEG keeps them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import queue
+import statistics
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vgpu.display import CursorBus, Frame, FrameBus, InputEvent
+from vgpu.spice.imaging import Compression
+from vgpu.spice.server import ServerOptions, SpiceServer
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENT = ROOT / "tests" / "clients" / "spice_glib_client.py"
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with the SpiceClientGLib gi bindings
+STAMP_BITS, STAMP_BLOCK = 16, 16  # as the client reads them
+DISTINCT_FRAMES = 24  # precomputed, so publishing costs nothing
+
+
+class Source:
+    def __init__(self) -> None:
+        self.frames = FrameBus()
+        self.cursor = CursorBus()
+
+    def send_input(self, event: InputEvent) -> None:
+        pass
+
+
+def stamp(pixels: np.ndarray, value: int) -> None:
+    h = pixels.shape[0]
+    for bit in range(STAMP_BITS):
+        on = 255 if value >> bit & 1 else 0
+        pixels[h - STAMP_BLOCK :, bit * STAMP_BLOCK : (bit + 1) * STAMP_BLOCK, :3] = on
+
+
+def animation(width: int, height: int) -> list[np.ndarray]:
+    """Moving gradients, a moving checkerboard and a bouncing box: like a desktop's
+    3D output, every pixel changes, large flat-ish areas compress."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.int32)
+    frames = []
+    for i in range(DISTINCT_FRAMES):
+        img = np.empty((height, width, 4), np.uint8)
+        img[..., 0] = (x + 8 * i) * 255 // width % 256
+        img[..., 1] = (y + 4 * i) * 255 // height % 256
+        img[..., 2] = ((x + 6 * i) // 64 + (y // 64)) % 2 * 160
+        img[..., 3] = 255
+        bx = (i * 37) % max(1, width - 200)
+        img[200:400, bx : bx + 200, :3] = (40, 200, 40)
+        frames.append(img)
+    return frames
+
+
+class Client:
+    def __init__(self, port: int) -> None:
+        self.proc = subprocess.Popen(
+            [SYSTEM_PYTHON, str(CLIENT), "--port", str(port), "--timeout", "120"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def drain(self) -> list[str]:
+        out = []
+        while True:
+            try:
+                out.append(self.lines.get_nowait())
+            except queue.Empty:
+                return out
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(5)
+        except (BrokenPipeError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_animation(width: int, height: int, fps: float, seconds: float, image: str) -> dict:
+    source = Source()
+    frames = animation(width, height)
+    loop = asyncio.new_event_loop()
+    server = SpiceServer(source, ServerOptions(compression=Compression(image=image)))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    port = asyncio.run_coroutine_threadsafe(server.listen("127.0.0.1", 0), loop).result(10)
+    first = frames[0].copy()
+    stamp(first, 0)
+    first.setflags(write=False)
+    source.frames.publish(Frame(0, 1, first, ((0, 0, width, height),)))
+    client = Client(port)
+    published: dict[int, float] = {}
+    try:
+        deadline = time.monotonic() + 20
+        while not any(line.startswith("mark") for line in client.drain()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the client never showed the first frame")
+            time.sleep(0.05)
+        stats = server.display_stats[0]
+        bytes0, frames0 = stats.bytes, stats.frames
+        start = time.monotonic()
+        serial = 0
+        while time.monotonic() - start < seconds:
+            serial += 1
+            pixels = frames[serial % DISTINCT_FRAMES].copy()
+            stamp(pixels, serial % (1 << STAMP_BITS))
+            pixels.setflags(write=False)
+            published[serial % (1 << STAMP_BITS)] = time.time()
+            source.frames.publish(Frame(serial, 1, pixels, ((0, 0, width, height),)))
+            time.sleep(max(0.0, start + serial / fps - time.monotonic()))
+        time.sleep(0.5)  # let the last frames land
+        elapsed = time.monotonic() - start
+        lines = client.drain()
+        sent_bytes, sent_frames = stats.bytes - bytes0, stats.frames - frames0
+    finally:
+        client.close()
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+    seen: dict[int, float] = {}
+    for line in lines:
+        parts = line.split()
+        if parts[:1] == ["inv"]:
+            value = int(parts[6])
+            if value in published and value not in seen and value != 0:
+                seen[value] = float(parts[1])
+    latencies = sorted((seen[k] - published[k]) * 1000 for k in seen)
+    return {
+        "published": serial,
+        "fps": len(seen) / elapsed,
+        "bytes_per_frame": sent_bytes / max(1, sent_frames),
+        "median_ms": statistics.median(latencies) if latencies else float("nan"),
+        "p99_ms": latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="vgpu bench spice", description=__doc__)
+    parser.add_argument("--width", type=int, default=1920)
+    parser.add_argument("--height", type=int, default=1080)
+    parser.add_argument("--fps", type=float, default=60.0, help="publish rate")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--image-compression",
+        action="append",
+        help="repeatable; default: auto_glz (LZ), quic, lz4, off",
+    )
+    args = parser.parse_args(argv)
+    images = args.image_compression or ["auto_glz", "quic", "lz4", "off"]
+    print(
+        f"animation {args.width}x{args.height}, published at {args.fps:g}/s for "
+        f"{args.seconds:g} s, client: spice-gtk (SpiceClientGLib)"
+    )
+    print(f"{'compression':<12} {'fps':>6} {'KiB/frame':>10} {'median ms':>10} {'p99 ms':>8}")
+    for image in images:
+        r = run_animation(args.width, args.height, args.fps, args.seconds, image)
+        print(
+            f"{image:<12} {r['fps']:6.1f} {r['bytes_per_frame'] / 1024:10.1f} "
+            f"{r['median_ms']:10.1f} {r['p99_ms']:8.1f}",
+            flush=True,
+        )
+    try:
+        from vgpu.machine import Machine  # noqa: F401
+    except ImportError:
+        print("replay: skipped, vgpu.machine is not there yet")
+    return 0
