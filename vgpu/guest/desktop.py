@@ -72,6 +72,8 @@ BLINK_PERIOD_S = 0.5
 CLOCK_PERIOD_S = 1.0
 LOG_PERIOD_S = 0.7
 ICON_SIZE = 32
+CLOCK_STEP = 2  # pixels the clock window moves per frame
+CLOCK_TOP_RANGE = (60, 330)  # the free strip right of the terminal, above the chart
 CURSOR_ICON_ID = 0x7667_7075_0001  # arbitrary fixed ids: the guest picks its cache ids
 BLINK_IMAGE_ID = 0x7667_7075_0002
 ICON_IMAGE_BASE = 0x7667_7075_1000
@@ -227,6 +229,7 @@ class DesktopScene:
         self.chart = Window("activity", QRect(440, 560, 720, 980))
         self.icons = [_icon(i) for i in range(4)]
         self._row = 0
+        self._clock_step = CLOCK_STEP
         self._log_count = 0
         self._typed = ""
         self._start: float | None = None
@@ -333,9 +336,23 @@ class DesktopScene:
             self._next_blink = now + BLINK_PERIOD_S
             self._blink_on = not self._blink_on
             cmds.append(copy_image(self._cursor_cell(), _blink_block(self._blink_on)))
+        cmds += self._move_clock()
         cmds += self._chart(now - self._start)
         self._frame += 1
         return cmds
+
+    def _move_clock(self) -> list[Command]:
+        """Drags the clock window up and down the free strip on the right, as a window
+        manager moves a window: COPY_BITS of the window, then the uncovered desktop."""
+        old = self.clock.rect
+        if not CLOCK_TOP_RANGE[0] <= old.top + self._clock_step <= CLOCK_TOP_RANGE[1]:
+            self._clock_step = -self._clock_step
+        dy = self._clock_step
+        new = QRect(old.top + dy, old.left, old.bottom + dy, old.right)
+        self.clock = Window(self.clock.title, new)
+        exposed = (QRect(old.top, old.left, new.top, old.right) if dy > 0
+                   else QRect(new.bottom, old.left, old.bottom, old.right))
+        return [_drawable(new, CopyBits(QPoint(old.left, old.top))), fill(exposed, DESKTOP)]
 
     def _chart(self, now: float) -> list[Command]:
         body = self.chart.body
