@@ -14,12 +14,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from vgpu.display import CursorBus, Frame, FrameBus, InputEvent, Rect
 from vgpu.spice.server import ServerOptions, SpiceServer
 
 CLIENTS = Path(__file__).resolve().parent.parent / "clients"
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, which has the SpiceClientGLib gi bindings
+
+
+def _has_glib_client() -> bool:
+    probe = "import gi; gi.require_version('SpiceClientGLib', '2.0')"
+    try:
+        return subprocess.run([SYSTEM_PYTHON, "-c", probe], timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+needs_glib = pytest.mark.skipif(not _has_glib_client(), reason="no SpiceClientGLib for python3")
 
 
 class SyntheticSource:

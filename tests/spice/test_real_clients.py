@@ -15,28 +15,18 @@ import pytest
 from PIL import Image
 from spice_testkit import (
     HTML5_DIR,
-    SYSTEM_PYTHON,
     GlibClient,
     ServerThread,
     StaticHttp,
     SyntheticSource,
     html5_canvas,
+    needs_glib,
     pattern,
 )
 
 from vgpu.spice.imaging import Compression
 from vgpu.spice.server import ServerOptions
 
-
-def _has_glib_client() -> bool:
-    probe = "import gi; gi.require_version('SpiceClientGLib', '2.0')"
-    try:
-        return subprocess.run([SYSTEM_PYTHON, "-c", probe], timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-needs_glib = pytest.mark.skipif(not _has_glib_client(), reason="no SpiceClientGLib for python3")
 W, H = 320, 200
 
 

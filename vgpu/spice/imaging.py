@@ -62,6 +62,9 @@ CLIENT_PREFERENCES = {
 """SPICE_MSGC_DISPLAY_PREFERRED_COMPRESSION values; as in spice-server, the client's
 preference overrides the server's option for that client."""
 
+STREAM_JPEG_QUALITY = 70
+"""MJPEG stream frames: spice-server's MJPEG encoder starts at 70 too."""
+
 JPEG_QUALITY = 85
 """For still regions when the user allows lossy compression (--jpeg-wan-compression
 always); spice-server's default JPEG quality is 85 too."""
@@ -96,14 +99,8 @@ class ClientImaging:
         return "lz"
 
 
-def normalize_damage(
-    damage: tuple[Rect, ...], width: int, height: int, band: bool = True
-) -> list[Rect]:
-    """Clips to the surface, drops empty rectangles, merges when there are too many, cuts bands.
-
-    The first picture of a surface goes uncut (band=False): one DRAW_COPY, so a
-    client that takes the first draw as the screen (spicy-screenshot) has all of it.
-    """
+def normalize_damage(damage: tuple[Rect, ...], width: int, height: int) -> list[Rect]:
+    """Clips to the surface, drops empty and covered rectangles, merges when there are many."""
     clipped: set[Rect] = set()
     for left, top, right, bottom in damage:
         left, top = max(0, left), max(0, top)
@@ -124,8 +121,13 @@ def normalize_damage(
         if len(rects) > MAX_RECTS_PER_FRAME or sum(map(_area, rects)) >= _area(box):
             rects = [box]
     rects.sort(key=lambda r: (r[1], r[0]))
-    if not band:
-        return rects
+    return rects
+
+
+def cut_bands(rects: list[Rect]) -> list[Rect]:
+    """Tall rectangles in bands of BAND_ROWS rows. (The first picture of a surface goes
+    uncut: one DRAW_COPY, so a client that takes the first draw as the screen, like
+    spicy-screenshot, has all of it.)"""
     banded: list[Rect] = []
     for left, top, right, bottom in rects:
         for y in range(top, bottom, BAND_ROWS):
@@ -168,3 +170,8 @@ def encode_rect(frame: Frame, rect: Rect, imaging: ClientImaging) -> EncodedRegi
 def _binary(rect: Rect, image_type: int, data: bytes, lossy: bool = False) -> EncodedRegion:
     """The image types whose body is a u32 size and the codec stream."""
     return EncodedRegion(rect, image_type, struct.pack("<I", len(data)) + data, lossy)
+
+
+def encode_stream_frame(frame: Frame, rect: Rect) -> bytes:
+    left, top, right, bottom = rect
+    return encode_jpeg(frame.pixels[top:bottom, left:right], STREAM_JPEG_QUALITY)

@@ -25,7 +25,7 @@ from websockets.frames import Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
-from vgpu.display import CursorBus, CursorUpdate, FrameBus, InputEvent, Subscription
+from vgpu.display import CursorBus, CursorUpdate, Frame, FrameBus, InputEvent, Subscription
 from vgpu.spice import constants as c
 from vgpu.spice.channels import (
     AckReceived,
@@ -43,10 +43,13 @@ from vgpu.spice.imaging import (
     CLIENT_PREFERENCES,
     ClientImaging,
     Compression,
+    cut_bands,
     encode_rect,
+    encode_stream_frame,
     normalize_damage,
 )
 from vgpu.spice.link import LinkClosed, Linked, LinkMachine
+from vgpu.spice.streams import Plan, StreamPlanner
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,12 @@ this is the whole per-client backlog."""
 CURSOR_BACKLOG = 64
 """Cursor updates queued for one client; past this a slow client gets the current
 shape and position instead of the history."""
+
+MM_TIME_LATENCY_MS = 40
+"""How far the client's multimedia clock is set behind the server's. spice-gtk shows a
+stream frame when its clock reaches the frame's stamp and drops frames already late,
+so this is the margin for encoding jitter, transit and decoding on a LAN; it is also
+the delay streamed video gets (spice-server starts at 400 ms, for WANs)."""
 
 MAX_SESSIONS = 16
 """Clients at once; each costs a subscription, a cursor listener and encoder time."""
@@ -203,6 +212,7 @@ class DisplayStats:
 
     frames: int = 0
     bytes: int = 0
+    stream_frames: int = 0
 
 
 @dataclass
@@ -370,7 +380,7 @@ class SpiceServer:
         self._sessions[session_id] = session
         log.info("%s: session %08x started", peer, session_id)
         try:
-            main.start(self.mm_time())
+            main.start(self.mm_time() - MM_TIME_LATENCY_MS)
             transport.write_messages(main.messages_to_send())
             await self._pump(transport, main, leftover, peer)
         finally:
@@ -468,6 +478,7 @@ class _DisplayClient:
             lz4=machine.has_cap(c.SPICE_DISPLAY_CAP_LZ4_COMPRESSION),
         )
         self.stats = DisplayStats()
+        self._streams = StreamPlanner(server.options.compression.streaming)
 
     def notify(self) -> None:
         """Called on the publishing thread."""
@@ -489,9 +500,17 @@ class _DisplayClient:
         interval = 1.0 / self._server.options.max_fps
         last_sent = 0.0
         surface_serial: int | None = None
-        marked = False
+        frame: Frame | None = None
         while True:
-            await self._wake.wait()
+            deadline = self._streams.deadline()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._wake.wait()
+            except TimeoutError:
+                # The streamed region went still: end the stream, redraw it losslessly.
+                if frame is not None:
+                    await self._send(frame, self._streams.expire(self._loop.time()))
+                continue
             self._wake.clear()
             if not machine.window_open():
                 continue  # an ack will wake us
@@ -503,26 +522,58 @@ class _DisplayClient:
                 continue
             frame, damage = taken
             if frame.surface_serial != surface_serial or machine.surface is None:
+                for stream_id in self._streams.reset():
+                    machine.stream_destroy(stream_id)
                 if machine.surface is not None:
                     machine.surface_destroy()
                 machine.surface_create(frame.width, frame.height, frame.has_alpha)
                 surface_serial = frame.surface_serial
-                marked = False
-                damage = ((0, 0, frame.width, frame.height),)
-            rects = normalize_damage(damage, frame.width, frame.height, band=marked)
-            imaging = self.imaging
-            pool = self._server.pool
-            futures = [
-                self._loop.run_in_executor(pool, encode_rect, frame, r, imaging) for r in rects
-            ]
-            for region in await asyncio.gather(*futures):
+                # The first picture whole, in one draw, and then the mark.
+                region = await self._loop.run_in_executor(
+                    self._server.pool,
+                    encode_rect,
+                    frame,
+                    (0, 0, frame.width, frame.height),
+                    self.imaging,
+                )
                 machine.draw_copy(region)
-            if not marked:
                 machine.mark()
-                marked = True
-            messages = machine.messages_to_send()
-            self._transport.write_messages(messages)
-            self.stats.frames += 1
-            self.stats.bytes += sum(len(m) for m in messages)
+                await self._flush()
+            else:
+                rects = normalize_damage(damage, frame.width, frame.height)
+                await self._send(frame, self._streams.plan(rects, self._loop.time()))
             last_sent = self._loop.time()
-            await self._transport.drain()
+
+    async def _send(self, frame: Frame, plan: Plan) -> None:
+        """Encodes on the pool, then sends: streams ended, draws, stream start, stream frame."""
+        machine, pool, imaging = self._machine, self._server.pool, self.imaging
+        futures = [
+            self._loop.run_in_executor(pool, encode_rect, frame, r, imaging)
+            for r in cut_bands(plan.draws)
+        ]
+        jpeg = None
+        if plan.stream_frame is not None:
+            jpeg = self._loop.run_in_executor(
+                pool, encode_stream_frame, frame, plan.stream_frame[1]
+            )
+        regions = await asyncio.gather(*futures)
+        for stream_id, _rect in plan.ended:
+            machine.stream_destroy(stream_id)
+        for region in regions:
+            machine.draw_copy(region)
+        mm_time = self._server.mm_time()
+        if plan.started is not None:
+            machine.stream_create(*plan.started, mm_time)
+        if jpeg is not None and plan.stream_frame is not None:
+            machine.stream_data(plan.stream_frame[0], mm_time, await jpeg)
+            self.stats.stream_frames += 1
+        await self._flush()
+
+    async def _flush(self) -> None:
+        messages = self._machine.messages_to_send()
+        if not messages:
+            return
+        self._transport.write_messages(messages)
+        self.stats.frames += 1
+        self.stats.bytes += sum(len(m) for m in messages)
+        await self._transport.drain()

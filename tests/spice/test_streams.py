@@ -1,0 +1,126 @@
+"""MJPEG stream decisions (pure), and a real spice-gtk client playing a stream."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from spice_testkit import GlibClient, ServerThread, SyntheticSource, needs_glib, pattern
+
+from vgpu.spice.imaging import Compression
+from vgpu.spice.server import ServerOptions
+from vgpu.spice.streams import (
+    STREAM_START_FRAMES,
+    STREAM_TIMEOUT_S,
+    StreamPlanner,
+    subtract,
+)
+
+BOX = (100, 50, 300, 250)
+
+
+def run_frames(planner, rects, count, start=0.0, step=1 / 30):
+    plans = []
+    for i in range(count):
+        plans.append(planner.plan(list(rects), start + i * step))
+    return plans
+
+
+def test_off_never_streams():
+    plans = run_frames(StreamPlanner("off"), [BOX], 50)
+    assert all(p.started is None and p.draws == [BOX] for p in plans)
+
+
+@pytest.mark.parametrize("mode", ["filter", "all"])
+def test_busy_region_starts_a_stream_after_enough_frames(mode):
+    planner = StreamPlanner(mode)
+    need = STREAM_START_FRAMES[mode]
+    plans = run_frames(planner, [BOX], need + 3)
+    assert all(p.started is None and p.draws == [BOX] for p in plans[: need - 1])
+    assert plans[need - 1].started == (1, BOX)
+    assert plans[need - 1].stream_frame == (1, BOX) and plans[need - 1].draws == []
+    assert all(p.stream_frame == (1, BOX) and p.draws == [] for p in plans[need:])
+
+
+def test_damage_around_the_stream_stays_lossless():
+    planner = StreamPlanner("all")
+    run_frames(planner, [BOX], 3)
+    plan = planner.plan([(0, 0, 400, 300)], 0.2)
+    assert plan.stream_frame == (1, BOX)
+    assert sorted(plan.draws) == sorted(subtract((0, 0, 400, 300), BOX))
+    assert sum((r[2] - r[0]) * (r[3] - r[1]) for r in plan.draws) == 400 * 300 - 200 * 200
+
+
+def test_still_stream_ends_and_is_redrawn_losslessly():
+    planner = StreamPlanner("all")
+    run_frames(planner, [BOX], 3)
+    deadline = planner.deadline()
+    assert deadline is not None
+    assert planner.expire(deadline - 0.01).ended == []
+    plan = planner.expire(deadline)
+    assert plan.ended == [(1, BOX)] and plan.draws == [BOX]
+    assert planner.deadline() is None
+    assert deadline == pytest.approx(2 / 30 + STREAM_TIMEOUT_S)
+
+
+def test_small_or_sparse_damage_never_streams():
+    small = (0, 0, 50, 50)
+    assert all(p.started is None for p in run_frames(StreamPlanner("all"), [small], 30))
+    sparse = run_frames(StreamPlanner("all"), [BOX], 30, step=1.0)  # one frame a second
+    assert all(p.started is None for p in sparse)
+
+
+def test_a_new_busy_region_replaces_the_stream():
+    planner = StreamPlanner("all")
+    run_frames(planner, [BOX], 3)
+    other = (400, 300, 700, 600)
+    plans = run_frames(planner, [other], 3, start=0.2)
+    replaced = next(p for p in plans if p.started)
+    assert replaced.ended == [(1, BOX)] and replaced.started == (2, other)
+    assert BOX in replaced.draws  # the old stream's region, redrawn losslessly
+
+
+def test_reset_forgets_the_stream():
+    planner = StreamPlanner("all")
+    run_frames(planner, [BOX], 3)
+    assert planner.reset() == [1]
+    assert planner.deadline() is None
+
+
+@needs_glib
+def test_spice_gtk_plays_the_stream_and_ends_exact(tmp_path):
+    width, height = 320, 240
+    source = SyntheticSource()
+    source.publish(pattern(width, height))
+    options = ServerOptions(compression=Compression(streaming="all"))
+    server = ServerThread(source, options)
+    client = GlibClient("--port", str(server.port))
+    try:
+        client.wait_for(lambda line: line.startswith("mark"))
+        frames = []
+        for i in range(12):
+            frame = pattern(width, height).copy()
+            y0 = 40 + 5 * i
+            frame[y0 : y0 + 100, 60:260] = (40, 180, 40, 255)  # a moving green bar
+            frame[20:220, 40:280, 0] = i * 20  # blue changes all over the region
+            frames.append(frame)
+            source.publish(frame, damage=((40, 20, 280, 220),))
+            time.sleep(0.04)
+        time.sleep(0.3)
+        during = client.dump(tmp_path / "during.raw", width, height).astype(int)
+        error = np.abs(during[..., :3] - frames[-1][..., :3].astype(int)).mean()
+        assert error < 6, f"stream frame far from the published one (mean error {error:.1f})"
+        stats = server.server.display_stats[0]
+        assert stats.stream_frames >= 5
+        # Still now: the stream ends and the region is redrawn exactly.
+        deadline = time.monotonic() + STREAM_TIMEOUT_S + 5
+        while True:
+            after = client.dump(tmp_path / "after.raw", width, height)
+            if (after[..., :3] == frames[-1][..., :3]).all():
+                break
+            assert time.monotonic() < deadline, "the picture never became exact again"
+            time.sleep(0.1)
+    finally:
+        client.close()
+        server.stop()

@@ -1,0 +1,160 @@
+"""Which damaged region becomes an MJPEG stream, as pure per-client logic (no IO, no clock).
+
+A region that is damaged again and again (3D output, video) costs the least as
+a video stream; everything else stays lossless. One stream per client at a
+time: a large rectangle damaged in enough consecutive frames, close together
+in time, starts it. Damage inside the stream's rectangle becomes stream frames;
+damage elsewhere is drawn losslessly around it. When the region has been still
+for STREAM_TIMEOUT_S, or another region becomes the busy one, the stream ends
+and its rectangle is drawn once more, losslessly, so still pictures end exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vgpu.display import Rect
+
+STREAM_MIN_AREA = 96 * 96
+"""spice-server's minimum stream size: smaller regions (a blinking cursor, a clock)
+compress well losslessly and would only blur as video."""
+
+STREAM_START_FRAMES = {"all": 2, "filter": 8}
+"""Consecutive damaged frames before a stream starts. "filter" waits long enough to
+tell animation from a burst of redraws (a window opening); "all" streams almost at once."""
+
+STREAM_MAX_GAP_S = 0.2
+"""Damage further apart than this is not an animation (5 frames per second at least)."""
+
+STREAM_TIMEOUT_S = 1.0
+"""A stream whose region has been still this long ends (spice-server's timeout too)."""
+
+STREAM_MATCH = 0.9
+"""Two damage rectangles are "the same region" when they overlap this much (intersection
+over union): animated content jitters a little in size from frame to frame."""
+
+
+def _area(r: Rect) -> int:
+    return max(0, r[2] - r[0]) * max(0, r[3] - r[1])
+
+
+def _intersection(a: Rect, b: Rect) -> Rect:
+    return (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
+
+
+def _overlap(a: Rect, b: Rect) -> float:
+    inter = _area(_intersection(a, b))
+    union = _area(a) + _area(b) - inter
+    return inter / union if union else 0.0
+
+
+def subtract(rect: Rect, hole: Rect) -> list[Rect]:
+    """`rect` minus `hole`, as at most four rectangles (above, below, left, right)."""
+    inter = _intersection(rect, hole)
+    if _area(inter) == 0:
+        return [rect]
+    left, top, right, bottom = rect
+    il, it, ir, ib = inter
+    parts = [
+        (left, top, right, it),
+        (left, ib, right, bottom),
+        (left, it, il, ib),
+        (ir, it, right, ib),
+    ]
+    return [p for p in parts if _area(p)]
+
+
+@dataclass
+class Plan:
+    """What to send for one frame: streams to end (with their rectangles to redraw
+    losslessly), a stream to start, whether the stream gets a frame, lossless draws."""
+
+    ended: list[tuple[int, Rect]] = field(default_factory=list)
+    started: tuple[int, Rect] | None = None
+    stream_frame: tuple[int, Rect] | None = None
+    draws: list[Rect] = field(default_factory=list)
+
+
+class StreamPlanner:
+    def __init__(self, mode: str) -> None:
+        if mode not in ("off", "all", "filter"):
+            raise ValueError(f"streaming mode {mode!r}")
+        self._mode = mode
+        self._candidate: Rect | None = None
+        self._count = 0
+        self._last_seen = 0.0
+        self._next_id = 0
+        self.active: tuple[int, Rect] | None = None
+        self._active_damaged = 0.0
+
+    def deadline(self) -> float | None:
+        """When the active stream ends if its region stays still; None without a stream."""
+        return self._active_damaged + STREAM_TIMEOUT_S if self.active else None
+
+    def expire(self, now: float) -> Plan:
+        """Ends the active stream if it has timed out (call when deadline() passes)."""
+        plan = Plan()
+        deadline = self.deadline()
+        if self.active is not None and deadline is not None and now >= deadline:
+            plan.ended.append(self.active)
+            plan.draws.append(self.active[1])
+            self.active = None
+        return plan
+
+    def reset(self) -> list[int]:
+        """The surface is gone: forget everything; returns the streams to destroy."""
+        ended = [self.active[0]] if self.active else []
+        self.active = None
+        self._candidate = None
+        self._count = 0
+        return ended
+
+    def plan(self, rects: list[Rect], now: float) -> Plan:
+        """`rects`: this frame's normalized damage (not cut into bands)."""
+        plan = Plan()
+        if self._mode == "off":
+            plan.draws = list(rects)
+            return plan
+        self._track(rects, now)
+        start_at = STREAM_START_FRAMES[self._mode]
+        busy = self._candidate is not None and self._count >= start_at
+        if busy and (
+            self.active is None or _overlap(self.active[1], self._candidate) < STREAM_MATCH
+        ):
+            if self.active is not None:
+                plan.ended.append(self.active)
+                rects = [*rects, self.active[1]]
+            self._next_id += 1
+            self.active = (self._next_id, self._candidate)
+            plan.started = self.active
+        if self.active is None:
+            plan.draws = list(rects)
+            return plan
+        area = self.active[1]
+        for rect in rects:
+            if _area(_intersection(rect, area)):
+                plan.stream_frame = self.active
+                self._active_damaged = now
+            plan.draws.extend(subtract(rect, area))
+        if plan.started is not None:
+            plan.stream_frame = self.active
+            self._active_damaged = now
+        return plan
+
+    def _track(self, rects: list[Rect], now: float) -> None:
+        big = [r for r in rects if _area(r) >= STREAM_MIN_AREA]
+        if not big:
+            if now - self._last_seen > STREAM_MAX_GAP_S:
+                self._candidate, self._count = None, 0
+            return
+        largest = max(big, key=_area)
+        recent = now - self._last_seen <= STREAM_MAX_GAP_S
+        if (
+            self._candidate is not None
+            and recent
+            and _overlap(largest, self._candidate) >= STREAM_MATCH
+        ):
+            self._count += 1
+        else:
+            self._candidate, self._count = largest, 1
+        self._last_seen = now
