@@ -103,7 +103,16 @@ def run(args: argparse.Namespace) -> int:
             args.image_compression, args.jpeg_wan_compression, args.streaming_video
         ),
     )
-    machine = Machine.create(demo=args.demo, guest_socket=args.guest, record=args.record)
+    if args.demo is None and args.guest is None:
+        print(
+            "choose a guest: --demo desktop, --demo replay:FILE or --guest SOCKET", file=sys.stderr
+        )
+        return 2
+    try:
+        machine = Machine.create(demo=args.demo, guest_socket=args.guest, record=args.record)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
 
     async def serve() -> None:
         server = SpiceServer(machine, options)
