@@ -1394,11 +1394,14 @@ class ReplayResult:
 
 
 def replay(path: str | Path, backend: DisplayBackend,
-           on_event: Callable[[Event], None] | None = None) -> ReplayResult:
+           on_event: Callable[[Event], None] | None = None,
+           record: str | Path | None = None) -> ReplayResult:
     """Replays a record file into a new device drawing through `backend`, guest and
-    device on this thread. Raises RecordFormatError for a malformed file and
-    DeviceError when the device reports a guest bug."""
+    device on this thread; `record` names a file to record the device's session
+    into. Raises RecordFormatError for a malformed file and DeviceError when the
+    device reports a guest bug."""
     device = Device(backend)
+    recorder = Recorder(record).attach(device) if record is not None else None
     attachment = InProcessAttachment(device, inline=True)
     driver = GuestDriver(attachment)
     guest = ReplayGuest(driver)
@@ -1423,6 +1426,8 @@ def replay(path: str | Path, backend: DisplayBackend,
             raise DeviceError(f"the device reported a guest bug: {device.guest_bug}")
     finally:
         attachment.close()
+        if recorder is not None:
+            recorder.close()
     return ReplayResult(events, commands, time.perf_counter() - start, guest, device)
 
 
@@ -1432,6 +1437,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write the final primary surface as a PNG")
     parser.add_argument("--parse-only", action="store_true",
                         help="only read and check the file (no device, no rendering)")
+    parser.add_argument("--record", type=Path, metavar="FILE",
+                        help="record the device's session again, as spice-server would")
 
 
 def _summary(events: Counter[str]) -> str:
@@ -1452,7 +1459,7 @@ def run(args: argparse.Namespace) -> int:
 
         renderer = Renderer()
         try:
-            result = replay(args.file, renderer)
+            result = replay(args.file, renderer, record=args.record)
             if args.frame_out is not None:
                 _write_png(renderer, result.guest, args.frame_out)
         finally:
@@ -1468,8 +1475,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  guest IO: {_summary(result.guest.io)}")
     if result.guest.skipped:
         print(f"  no guest IO for: {_summary(result.guest.skipped)}")
-    print(f"  device: {dev.stats['commands']} commands taken, {dev.stats['io']} IO writes, "
-          f"{dev.stats['released']} released")
+    print(f"  device: {dev.stats['commands']} commands taken, {dev.stats['released']} released, "
+          f"{dev.stats['io']} port writes besides doorbells")
     if args.frame_out is not None:
         print(f"  frame: {args.frame_out}")
     return 0

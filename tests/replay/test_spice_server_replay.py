@@ -9,40 +9,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import lzma
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
 from replay_scene import scene
+from spice_check import run_check
 
 from vgpu.device.commands import Copy, Drawable, ImageDescriptor, QRect, SurfaceImage
 from vgpu.replay import RecordWriter, WorkerMessage
-
-HERE = Path(__file__).resolve().parent
-
-
-@pytest.fixture(scope="module")
-def checker(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("gcc") is None or shutil.which("pkg-config") is None:
-        pytest.skip("no C compiler or pkg-config")
-    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "spice-server", "glib-2.0"],
-                           capture_output=True, text=True)
-    if flags.returncode != 0:
-        pytest.skip("libspice-server-dev is not installed")
-    exe = tmp_path_factory.mktemp("spice") / "spice_replay_check"
-    subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(exe),
-                    str(HERE / "spice_replay_check.c"), *flags.stdout.split()], check=True)
-    return exe
-
-
-def run_check(exe: Path, record: bytes, tmp_path: Path) -> tuple[int, dict[str, int], str]:
-    path = tmp_path / "record.spice"
-    path.write_bytes(record)
-    proc = subprocess.run([str(exe), str(path)], capture_output=True, text=True, timeout=60)
-    words = proc.stdout.split()
-    stats = {k: int(v) for k, v in zip(words[::2], words[1::2], strict=True)}
-    return proc.returncode, stats, proc.stderr
 
 
 def write(items: list) -> bytes:

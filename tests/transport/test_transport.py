@@ -6,9 +6,9 @@ import signal
 import time
 
 import pytest
-from conftest import Served
 from hypothesis import given
 from hypothesis import strategies as st
+from transport_support import Served
 
 from vgpu.device.transport import (
     HEADER,

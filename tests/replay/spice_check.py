@@ -1,0 +1,36 @@
+"""Compiling and running spice_replay_check.c, the real spice-server reading a record."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def build_checker(out_dir: Path) -> Path:
+    """The checker built in `out_dir`; skips the test when spice-server is not installed."""
+    if shutil.which("gcc") is None or shutil.which("pkg-config") is None:
+        pytest.skip("no C compiler or pkg-config")
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "spice-server", "glib-2.0"],
+                           capture_output=True, text=True)
+    if flags.returncode != 0:
+        pytest.skip("libspice-server-dev is not installed")
+    exe = out_dir / "spice_replay_check"
+    subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(exe),
+                    str(HERE / "spice_replay_check.c"), *flags.stdout.split()], check=True)
+    return exe
+
+
+def run_check(exe: Path, record: bytes, tmp_path: Path) -> tuple[int, dict[str, int], str]:
+    path = tmp_path / "record.spice"
+    path.write_bytes(record)
+    proc = subprocess.run([str(exe), str(path)], capture_output=True, text=True, timeout=60)
+    words = proc.stdout.split()
+    stats = {k: int(v) for k, v in zip(words[::2], words[1::2], strict=True)}
+    return proc.returncode, stats, proc.stderr
+
+
