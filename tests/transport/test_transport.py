@@ -71,6 +71,28 @@ print("closed", flush=True)
 """
 
 
+# A guest that draws: primary (async, so an IO_CMD interrupt crosses the socket), N fills,
+# an UPDATE_AREA (which the device answers once it has taken every queued command).
+DRAW = """
+import sys
+from vgpu.device.commands import Drawable, Fill, QMask, QPoint, QRect, SolidBrush
+from vgpu.guest.remote import connect_driver
+driver = connect_driver(sys.argv[1])
+driver.create_primary(64, 48, async_=True)
+n = int(sys.argv[2])
+none = QRect(0, 0, 0, 0)
+for i in range(n):
+    fill = Fill(SolidBrush(0x010101 * (i % 200)), 8, QMask(0, QPoint(0, 0), None))
+    driver.submit(Drawable(0, QRect(i % 40, 0, i % 40 + 8, 64), None, 0, 0, 0, none, 0,
+                           (-1, -1, -1), (none, none, none), fill))
+    if len(sys.argv) > 3 and i == int(sys.argv[3]):
+        print("halfway", flush=True)
+driver.update_area(0, QRect(0, 0, 48, 64))
+print("drew", n, "released", driver.collect_releases(), flush=True)
+driver.close()
+"""
+
+
 def finish(proc, timeout: float = 30) -> str:
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err
@@ -124,6 +146,29 @@ def test_killed_guest_leaves_the_device_serving(served: Served) -> None:
     wait_until(lambda: not served.listener.attached)
     finish(served.guest(ATTACH))
     assert served.listener.guests_served == 2
+
+
+def test_guest_process_draws_through_the_socket(served: Served) -> None:
+    out = finish(served.guest(DRAW, "300"))
+    assert out.split()[:2] == ["drew", "300"]
+    assert len(served.backend.drawables) == 300
+    assert served.backend.primaries == [(64, 48)]
+    assert served.device.guest_bug is None
+
+
+def test_guest_killed_mid_drawing_and_the_next_one_draws(served: Served) -> None:
+    proc = served.guest(DRAW, "100000", "200")
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "halfway"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    wait_until(lambda: not served.listener.attached)
+    before = len(served.backend.drawables)
+    assert before > 0
+    out = finish(served.guest(DRAW, "50"))
+    assert out.split()[:2] == ["drew", "50"]
+    wait_until(lambda: len(served.backend.drawables) >= before + 50)
+    assert served.device.guest_bug is None
 
 
 def test_second_guest_is_refused_while_one_is_attached(served: Served) -> None:

@@ -3,7 +3,8 @@
 `RemoteAttachment.connect(path)` connects to a device's unix socket, maps the
 memory file it receives and then offers what `InProcessAttachment` offers a
 `GuestDriver`: `layout`, `buffer`, `io_write()`, `irq_level()`, `wait_irq()`,
-`close()`. It is meant for one thread, as a guest's vCPU is.
+`close()`. It is meant for one thread, as a guest's vCPU is. `connect_driver(path)`
+is the usual way in: the attachment, a device reset, and a GuestDriver on it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import socket
 import time
 
+from vgpu.device.abi import lib
 from vgpu.device.memory import MemoryLayout
 from vgpu.device.transport import (
     HEADER,
@@ -32,6 +34,7 @@ from vgpu.device.transport import (
     parse_hello,
     sync_port,
 )
+from vgpu.guest.driver import GuestDriver
 
 CONNECT_TIMEOUT = 10.0
 """Seconds to wait for the device's HELLO after connecting."""
@@ -129,3 +132,15 @@ class RemoteAttachment:
         self.buffer.close()
         os.close(self._fd)
         self.sock.close()
+
+
+def connect_driver(path: str | os.PathLike[str], **driver_options: object) -> GuestDriver:
+    """A `GuestDriver` on the device at `path`. The device is reset first, as a driver
+    does when it loads: an earlier guest may have left memslots, surfaces or a guest bug."""
+    attachment = RemoteAttachment.connect(path)
+    try:
+        attachment.io_write(lib.QXL_IO_RESET, 0)
+        return GuestDriver(attachment, **driver_options)  # type: ignore[arg-type]
+    except BaseException:
+        attachment.close()
+        raise
