@@ -224,6 +224,7 @@ class GuestListener:
                 self.path.unlink()  # a stale socket of an earlier run
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(str(self.path))
+        os.chmod(self.path, 0o600)  # only this user's processes may attach as the guest
         sock.listen(4)
         sock.setblocking(False)
         self._sock = sock
