@@ -16,6 +16,7 @@ import secrets
 import ssl
 import time
 import uuid as uuid_module
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -73,6 +74,9 @@ MM_TIME_LATENCY_MS = 40
 stream frame when its clock reaches the frame's stamp and drops frames already late,
 so this is the margin for encoding jitter, transit and decoding on a LAN; it is also
 the delay streamed video gets (spice-server starts at 400 ms, for WANs)."""
+
+SEND_HISTORY = 4096
+"""Sends remembered per display connection for DisplayStats: a minute at 60 frames/s."""
 
 MAX_SESSIONS = 16
 """Clients at once; each costs a subscription, a cursor listener and encoder time."""
@@ -213,6 +217,9 @@ class DisplayStats:
     frames: int = 0
     bytes: int = 0
     stream_frames: int = 0
+    # (frame serial, DRAW_COPY messages) per send, newest last: spice-gtk signals one
+    # display-invalidate per draw, so a benchmark can tell which send an invalidate ends.
+    sends: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=SEND_HISTORY))
 
 
 @dataclass
@@ -538,7 +545,7 @@ class _DisplayClient:
                 )
                 machine.draw_copy(region)
                 machine.mark()
-                await self._flush()
+                await self._flush(frame.serial, 1)
             else:
                 rects = normalize_damage(damage, frame.width, frame.height)
                 await self._send(frame, self._streams.plan(rects, self._loop.time()))
@@ -567,13 +574,14 @@ class _DisplayClient:
         if jpeg is not None and plan.stream_frame is not None:
             machine.stream_data(plan.stream_frame[0], mm_time, await jpeg)
             self.stats.stream_frames += 1
-        await self._flush()
+        await self._flush(frame.serial, len(regions))
 
-    async def _flush(self) -> None:
+    async def _flush(self, serial: int, draws: int) -> None:
         messages = self._machine.messages_to_send()
         if not messages:
             return
         self._transport.write_messages(messages)
         self.stats.frames += 1
         self.stats.bytes += sum(len(m) for m in messages)
+        self.stats.sends.append((serial, draws))
         await self._transport.drain()
