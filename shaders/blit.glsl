@@ -1,6 +1,8 @@
+#version 430 core
 // Solid fills and plain copies, many rects per draw (one instance each).
-// i_rect: destination x0, y0, x1, y1; i_off: source texel = destination pixel + i_off;
-// i_color: packed pixel for fills; i_kind: 0 fill, 1 copy from u_src.
+// i_rect: destination x0, y0, x1, y1; i_color: packed pixel for fills; i_kind: 0 fill,
+// 1 copy from u_src (texel = destination pixel + i_off), 2 copy from the staging buffer
+// (pixel index = i_off.x + y * i_off.y + x: guest bitmap rows appended as they came).
 #ifdef VERTEX
 in vec2 corner;
 in ivec4 i_rect;
@@ -23,16 +25,30 @@ void main() {
 #include "lib.glsl"
 uniform sampler2D u_src;
 uniform int u_fmt;
+layout(std430, binding = 0) readonly buffer Staging { uint staged[]; };
 flat in ivec2 v_off;
 flat in uint v_color;
 flat in uint v_kind;
 out vec4 frag;
+// KINDS (defined by the loader) says which kinds the batch holds, so that a batch of fills
+// runs none of the copy code: llvmpipe executes both sides of a branch under a lane mask.
 void main() {
-    if (v_kind == 0u) {
-        frag = from_u8(unpack_px(v_color));
-    } else {
-        uvec4 s = to_u8(texelFetch(u_src, ivec2(gl_FragCoord.xy) + v_off, 0));
-        frag = from_u8(quantize(s, u_fmt));
-    }
+#if KINDS == 1
+    frag = from_u8(unpack_px(v_color));
+#else
+    uvec4 c = uvec4(0u);
+#if (KINDS & 1) != 0
+    if (v_kind == 0u) c = unpack_px(v_color);
+#endif
+#if (KINDS & 2) != 0
+    if (v_kind == 1u) c = quantize(to_u8(texelFetch(u_src, ivec2(gl_FragCoord.xy) + v_off, 0)),
+                                   u_fmt);
+#endif
+#if (KINDS & 4) != 0
+    ivec2 p = ivec2(gl_FragCoord.xy);
+    if (v_kind == 2u) c = quantize(unpack_px(staged[v_off.x + p.y * v_off.y + p.x]), u_fmt);
+#endif
+    frag = from_u8(c);
+#endif
 }
 #endif

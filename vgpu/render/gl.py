@@ -84,6 +84,10 @@ MAX_BATCH = 16384
 """Instances per draw call: bounds the per-batch Python lists and the instance buffer
 (16384 * 56 bytes < 1 MiB) while amortising the draw-call cost thousands of times."""
 
+MAX_STAGING_BYTES = 32 << 20
+"""Guest bitmap bytes queued for one draw call's staging buffer before it flushes: a few
+full screens of small copies, and a bound on the memory one batch holds."""
+
 MAX_DAMAGE_RECTS = 64
 """Damage rects kept per surface between snapshots before they collapse into their bounding
 box: readback per rect costs a GL round trip, so past this many one read is cheaper."""
@@ -97,6 +101,8 @@ MODE_DST_ALPHA = 1 << 15
 MODE_BILINEAR = 1 << 16
 MODE_SRC = 1 << 17
 
+_FORMATS_32 = (E.SURFACE_FMT_32_xRGB, E.SURFACE_FMT_32_ARGB)
+_FORMATS_32_BITMAP = (E.BITMAP_FMT_32BIT, E.BITMAP_FMT_RGBA)
 _ALPHA_FORMATS = (E.SURFACE_FMT_32_ARGB, E.SURFACE_FMT_8_A, E.SURFACE_FMT_1_A)
 
 _BLIT_FMT = ("4i 2i u u", ("i_rect", "i_off", "i_color", "i_kind"))
@@ -105,11 +111,16 @@ _DRAW_DTYPE = np.dtype([("rect", "<i4", 4), ("src", "<f4", 4), ("aux", "<i4", 4)
                         ("color", "<u4"), ("mode", "<u4")])
 
 
-def load_program(ctx: moderngl.Context, name: str) -> moderngl.Program:
-    """shaders/<name>.glsl holds both stages; `#include "x"` pulls in shaders/x."""
+def load_program(ctx: moderngl.Context, name: str, **defines: int) -> moderngl.Program:
+    """shaders/<name>.glsl holds both stages; `#include "x"` pulls in shaders/x; `defines`
+    become #defines (variants of one program)."""
     text = (SHADER_DIR / f"{name}.glsl").read_text()
-    text = re.sub(r'#include "([\w.]+)"', lambda m: (SHADER_DIR / m.group(1)).read_text(), text)
     head = "#version 330 core\n"
+    if text.startswith("#version"):  # a program that needs more than GL 3.3 says so
+        head, text = text.split("\n", 1)
+        head += "\n"
+    head += "".join(f"#define {k} {v}\n" for k, v in defines.items())
+    text = re.sub(r'#include "([\w.]+)"', lambda m: (SHADER_DIR / m.group(1)).read_text(), text)
     return ctx.program(vertex_shader=head + "#define VERTEX\n" + text,
                        fragment_shader=head + "#define FRAGMENT\n" + text)
 
@@ -195,7 +206,8 @@ class _Atlas:
 class _Batch:
     """The queued instances of one draw call and the state they share."""
 
-    __slots__ = ("data", "extra", "kind", "pat", "rects", "src", "src_size", "target")
+    __slots__ = ("data", "extra", "kind", "kinds", "pat", "rects", "src", "src_size",
+                 "target")
 
     def __init__(self) -> None:
         self.kind: str | None = None
@@ -206,6 +218,7 @@ class _Batch:
         self.src: Any = None
         self.pat: Any = None
         self.src_size = (1, 1)
+        self.kinds = 0  # blit kinds present: 1 fill, 2 texture copy, 4 staged copy
 
 
 class Renderer:
@@ -217,13 +230,17 @@ class Renderer:
         self.ctx = ctx or moderngl.create_standalone_context(backend="egl")
         self._owns_ctx = ctx is None
         self.ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST | moderngl.CULL_FACE)
-        self._blit_prog = load_program(self.ctx, "blit")
+        self._blit_variants: dict[int, tuple[moderngl.Program, moderngl.VertexArray]] = {}
         self._draw_prog = load_program(self.ctx, "draw")
         self._comp_prog = load_program(self.ctx, "composite")
         self._corners = self.ctx.buffer(np.array([0, 0, 1, 0, 0, 1, 1, 1], "f4").tobytes())
         self._blit_buf = self.ctx.buffer(reserve=MAX_BATCH * 32, dynamic=True)
+        # guest bitmap rows of the blit batch (kind 2), written at _staged, allocated once:
+        # appending to a growing bytearray would copy it over and over
+        self._staging = bytearray(MAX_STAGING_BYTES)
+        self._staged = 0
+        self._staging_buf = self.ctx.buffer(reserve=4096, dynamic=True)
         self._draw_buf = self.ctx.buffer(reserve=MAX_BATCH * _DRAW_DTYPE.itemsize, dynamic=True)
-        self._blit_vao = self._vao(self._blit_prog, self._blit_buf, _BLIT_FMT)
         self._draw_vao = self._vao(self._draw_prog, self._draw_buf, _DRAW_FMT)
         self._comp_vao = self.ctx.vertex_array(
             self._comp_prog, [(self._corners, "2f", "corner")], mode=moderngl.TRIANGLE_STRIP)
@@ -258,8 +275,17 @@ class Renderer:
 
     def _vao(self, prog: moderngl.Program, buf: moderngl.Buffer,
              fmt: tuple[str, tuple[str, ...]]) -> moderngl.VertexArray:
+        """Instance attributes a program variant does not use are skipped as padding."""
+        parts, names = [], []
+        for part, name in zip(fmt[0].split(), fmt[1], strict=True):
+            if name in prog:
+                parts.append(part)
+                names.append(name)
+            else:
+                count = int(part[:-1]) if part[:-1] else 1
+                parts.append(f"{count * 4}x")
         return self.ctx.vertex_array(
-            prog, [(self._corners, "2f", "corner"), (buf, fmt[0] + " /i", *fmt[1])],
+            prog, [(self._corners, "2f", "corner"), (buf, " ".join(parts) + " /i", *names)],
             mode=moderngl.TRIANGLE_STRIP)
 
     # --- DisplayBackend --------------------------------------------------------------
@@ -288,6 +314,9 @@ class Renderer:
         self._destroy(surface_id)
 
     def execute(self, cmd: Drawable) -> None:
+        op = cmd.op
+        if cmd.clip is None and (type(op) is Fill or type(op) is Copy) and self._fast(cmd, op):
+            return
         surf = self._get_surface(cmd.surface_id)
         bbox = check_rect(cmd.bbox, "bbox")
         handler = self._handlers.get(type(cmd.op))
@@ -316,6 +345,67 @@ class Renderer:
             self._damage.extend(damage)
             if len(self._damage) > MAX_DAMAGE_RECTS:
                 self._damage = [_bounds(self._damage)]
+
+    def _fast(self, cmd: Drawable, op: Fill | Copy) -> bool:
+        """The common case without the general machinery: an unclipped, unmasked solid fill
+        or plain copy of a 32-bit top-down bitmap onto a 32-bit surface. Checks the same
+        things; returns False (having done nothing) for anything else."""
+        if op.mask.bitmap is not None or op.rop_descriptor != E.ROPD_OP_PUT:
+            return False
+        surf = self._surfaces.get(cmd.surface_id)
+        if surf is None or surf.fmt not in _FORMATS_32:
+            return False
+        top, left, bottom, right = cmd.bbox
+        if not (0 <= left < right <= surf.width and 0 <= top < bottom <= surf.height):
+            return False
+        b = self._batch
+        same = (b.kind == "blit" and b.target is surf and b.src != "self"
+                and len(b.data) < MAX_BATCH * 8)
+        if type(op) is Fill:
+            brush = op.brush
+            if type(brush) is not SolidBrush:
+                return False
+            if not same:
+                b = self._begin("blit", surf, None, None)
+            b.data += (left, top, right, bottom, 0, 0, brush.color & 0xFFFFFFFF, 0)
+            b.kinds |= 1
+        else:
+            img = op.src_bitmap
+            area = op.src_area
+            if (type(img) is not BitmapImage or img.format not in _FORMATS_32_BITMAP
+                    or img.descriptor.flags & E.QXL_IMAGE_CACHE or not img.flags & 4
+                    or img.descriptor.type != E.IMAGE_TYPE_BITMAP):
+                return False
+            w, h, stride = img.width, img.height, img.stride
+            if (area.bottom - area.top != bottom - top or area.right - area.left != right - left
+                    or not (area.left >= 0 and area.right <= w and area.top >= 0
+                            and area.bottom <= h) or stride < w * 4 or stride & 3
+                    or w > px.MAX_DIM or h > px.MAX_DIM or len(img.data) < h * stride):
+                return False
+            size = h * stride
+            if not same or self._staged + size > MAX_STAGING_BYTES:
+                if same:
+                    self.flush()
+                b = self._begin("blit", surf, None, None)
+                if size > MAX_STAGING_BYTES:
+                    return False
+            pos = self._staged
+            self._staging[pos : pos + size] = img.data if len(img.data) == size \
+                else memoryview(img.data)[:size]
+            self._staged = pos + size
+            base = pos >> 2
+            sp = stride >> 2
+            b.data += (left, top, right, bottom,
+                       base + (area.top - top) * sp + (area.left - left), sp, 0, 2)
+            b.kinds |= 4
+        box = (left, top, right, bottom)
+        self.last_damage = (box,)
+        if surf.id == PRIMARY:
+            dmg = self._damage
+            dmg.append(box)
+            if len(dmg) > MAX_DAMAGE_RECTS:
+                self._damage = [_bounds(dmg)]
+        return True
 
     def read_area(self, surface_id: int, area: QRect) -> np.ndarray:
         surf = self._get_surface(surface_id)
@@ -387,8 +477,11 @@ class Renderer:
     def close(self) -> None:
         """Frees every GL object (and the context if this renderer made it)."""
         self.reset()
-        for obj in (self._blit_vao, self._draw_vao, self._comp_vao, self._blit_buf,
-                    self._draw_buf, self._corners, self._blit_prog, self._draw_prog,
+        for prog, vao in self._blit_variants.values():
+            vao.release()
+            prog.release()
+        for obj in (self._draw_vao, self._comp_vao, self._blit_buf, self._staging_buf,
+                    self._draw_buf, self._corners, self._draw_prog,
                     self._comp_prog, self._atlas.tex, self._dummy):
             obj.release()
         if self._owns_ctx:
@@ -582,6 +675,7 @@ class Renderer:
 
     def _queue_fill(self, target: _Surface, rects: list[Box], color: int) -> None:
         b = self._begin("blit", target, None, None)
+        b.kinds |= 1
         for x0, y0, x1, y1 in rects:
             b.data += (x0, y0, x1, y1, 0, 0, color, 0)
 
@@ -593,6 +687,7 @@ class Renderer:
         if src_tex == "self":
             b.rects.extend((x0 - dx, y0 - dy, x1 - dx, y1 - dy) for x0, y0, x1, y1 in rects)
         ox, oy = src.x - dx, src.y - dy
+        b.kinds |= 2
         for x0, y0, x1, y1 in rects:
             b.data += (x0, y0, x1, y1, ox, oy, 0, 1)
         if src_tex == "self":
@@ -630,6 +725,7 @@ class Renderer:
 
     def _drop_batch(self) -> None:
         self._batch = _Batch()
+        self._staged = 0
         for tex in self._pending_release:
             tex.release()
         self._pending_release.clear()
@@ -643,21 +739,17 @@ class Renderer:
         if b.kind == "blit":
             data = np.array(b.data, np.int64).astype(np.int32).tobytes()
             n = len(data) // 32
-            self._blit_buf.orphan(max(len(data), MAX_BATCH * 32))
-            self._blit_buf.write(data)
-            src.use(0)
-            self._blit_prog["u_src"] = 0
-            self._blit_prog["u_size"] = (target.width, target.height)
-            self._blit_prog["u_fmt"] = target.fmt
-            target.fbo.use()
-            self._blit_vao.render(instances=n)
+            _fill_buffer(self._blit_buf, data)
+            if self._staged:
+                _fill_buffer(self._staging_buf, memoryview(self._staging)[: self._staged])
+                self._staging_buf.bind_to_storage_buffer(0)
+            self._blit_draw(b.kinds, src, target, target.fmt, n)
             self.draw_calls += 1
             return
         arr = np.array(b.data, _DRAW_DTYPE)
         n = len(arr)
         dcopy = self._copy_rects(target, "scratch", [tuple(r) for r in arr["rect"]])
-        self._draw_buf.orphan(max(arr.nbytes, MAX_BATCH * _DRAW_DTYPE.itemsize))
-        self._draw_buf.write(arr.tobytes())
+        _fill_buffer(self._draw_buf, arr.tobytes())
         dcopy.use(0)
         src.use(1)
         pat.use(2)
@@ -669,6 +761,23 @@ class Renderer:
         target.fbo.use()
         self._draw_vao.render(instances=n)
         self.draw_calls += 1
+
+    def _blit_draw(self, kinds: int, src: moderngl.Texture, target: _Surface, fmt: int, n: int,
+                   fbo: moderngl.Framebuffer | None = None) -> None:
+        """n instances of the blit buffer onto target (or another fbo of its size)."""
+        variant = self._blit_variants.get(kinds)
+        if variant is None:
+            prog = load_program(self.ctx, "blit", KINDS=kinds)
+            variant = (prog, self._vao(prog, self._blit_buf, _BLIT_FMT))
+            self._blit_variants[kinds] = variant
+        prog, vao = variant
+        src.use(0)
+        for name, value in (("u_src", 0), ("u_size", (target.width, target.height)),
+                            ("u_fmt", fmt)):
+            if name in prog:
+                prog[name] = value
+        (fbo or target.fbo).use()
+        vao.render(instances=n)
 
     def _sample_tex(self, which: Any, target: _Surface, b: _Batch) -> moderngl.Texture:
         if which is None:
@@ -692,14 +801,8 @@ class Renderer:
             data = np.zeros((len(part), 8), np.int32)
             data[:, :4] = part
             data[:, 7] = 1
-            self._blit_buf.orphan(MAX_BATCH * 32)
-            self._blit_buf.write(data.tobytes())
-            surf.tex.use(0)
-            self._blit_prog["u_src"] = 0
-            self._blit_prog["u_size"] = (surf.width, surf.height)
-            self._blit_prog["u_fmt"] = E.SURFACE_FMT_32_ARGB  # a raw copy
-            fbo.use()
-            self._blit_vao.render(instances=len(part))
+            _fill_buffer(self._blit_buf, data.tobytes())
+            self._blit_draw(2, surf.tex, surf, E.SURFACE_FMT_32_ARGB, len(part), fbo)
             self.draw_calls += 1
         return tex
 
@@ -963,6 +1066,13 @@ def _self_batch(surf: _Surface, bbox: Box) -> _Batch:
     b.kind = "draw"
     b.rects = [(0, 0, surf.width, surf.height)]
     return b
+
+
+def _fill_buffer(buf: moderngl.Buffer, data: bytes | bytearray | memoryview) -> None:
+    """Replaces a buffer's content with fresh storage (orphaning: no wait for draws still
+    reading the old one), sized to the data rounded up to 64 KiB so sizes repeat."""
+    buf.orphan(max(len(data) + 0xFFFF & ~0xFFFF, 0x10000))
+    buf.write(data)
 
 
 def _pack(c: Any) -> int:

@@ -1,0 +1,217 @@
+"""2D throughput of the GL renderer against pixman (through pycairo) and GL's fill-rate ceiling.
+
+Each workload runs the same operations, at the same places and sizes, on a 1024x768 xRGB
+surface: through vgpu's Renderer (typed QXL commands, built before timing, as the parser
+would hand them over; time includes flush and glFinish) and through pycairo's image surface
+(pixman, what spice-gtk's canvas draws with). ROP3 has no pixman equivalent; cairo's XOR
+operator stands in as another destination-reading per-pixel operation. The ceiling is one
+full-surface quad with a constant-colour shader, drawn repeatedly.
+
+Figures are medians of several runs. Usage: bench/render.py [--quick]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import cairo
+import moderngl
+import numpy as np
+
+from vgpu.device.commands import (
+    BitmapImage,
+    Copy,
+    Drawable,
+    Fill,
+    GlyphString,
+    ImageDescriptor,
+    QMask,
+    QPoint,
+    QRect,
+    RasterGlyph,
+    Rop3,
+    SolidBrush,
+    Text,
+)
+from vgpu.render import Renderer
+from vgpu.render import enums as E
+
+W, H = 1024, 768
+NO_MASK = QMask(0, QPoint(0, 0), None)
+ZERO = QRect(0, 0, 0, 0)
+GLYPH_W, GLYPH_H, GLYPHS = 6, 13, 10  # one xterm-like run of 10 "fixed" glyphs per op
+
+
+def _cmd(op, x: int, y: int, w: int, h: int) -> Drawable:
+    return Drawable(0, QRect(y, x, y + h, x + w), None, 0, 0, 0, ZERO, 0, (-1, -1, -1),
+                    (ZERO, ZERO, ZERO), op)
+
+
+def _bitmap(pix: np.ndarray, image_id: int = 0, cache: bool = False) -> BitmapImage:
+    h, w = pix.shape[:2]
+    desc = ImageDescriptor(image_id, E.IMAGE_TYPE_BITMAP, E.QXL_IMAGE_CACHE if cache else 0, w, h)
+    return BitmapImage(desc, E.BITMAP_FMT_32BIT, 4, w, h, w * 4, None, pix.tobytes())
+
+
+class Workload:
+    def __init__(self, name: str, size: int, count: int, seed: int) -> None:
+        self.name, self.size, self.count = name, size, count
+        rng = np.random.default_rng(seed)
+        w, h = (GLYPH_W * GLYPHS, GLYPH_H) if name == "text" else (size, size)
+        self.w, self.h = w, h
+        self.pos = np.stack([rng.integers(0, W - w + 1, count),
+                             rng.integers(0, H - h + 1, count)], axis=1).tolist()
+        self.colors = rng.integers(0, 1 << 24, count).tolist()
+        n_images = 8 if name == "cached copy" else min(count, 256)
+        self.images = [rng.integers(0, 256, (h, w, 4), dtype=np.uint8) for _ in range(n_images)]
+        self.glyph_bits = rng.integers(0, 256, (GLYPH_H, 1), dtype=np.uint8)
+
+    @property
+    def pixels(self) -> int:
+        return self.w * self.h
+
+    # --- vgpu ------------------------------------------------------------------------
+
+    def commands(self) -> list[Drawable]:
+        out = []
+        imgs = [_bitmap(p, i + 1, cache=self.name == "cached copy")
+                for i, p in enumerate(self.images)]
+        area = QRect(0, 0, self.h, self.w)
+        glyphs = GlyphString(E.STRING_FLAGS_RASTER_A1, tuple(
+            RasterGlyph(QPoint(i * GLYPH_W, GLYPH_H), QPoint(0, -GLYPH_H), GLYPH_W, GLYPH_H,
+                        self.glyph_bits.tobytes()) for i in range(GLYPHS)))
+        for i, ((x, y), color) in enumerate(zip(self.pos, self.colors, strict=True)):
+            img = imgs[i % len(imgs)]
+            if self.name == "fill":
+                op = Fill(SolidBrush(color), E.ROPD_OP_PUT, NO_MASK)
+            elif self.name in ("copy", "cached copy"):
+                op = Copy(img, area, E.ROPD_OP_PUT, 0, NO_MASK)
+            elif self.name == "rop3":
+                op = Rop3(img, area, SolidBrush(color), 0x96, 0, NO_MASK)
+            else:
+                moved = GlyphString(glyphs.flags, tuple(
+                    RasterGlyph(QPoint(g.render_pos.x + x, g.render_pos.y + y), g.glyph_origin,
+                                g.width, g.height, g.data) for g in glyphs.glyphs))
+                op = Text(moved, ZERO, SolidBrush(color), None, E.ROPD_OP_PUT, E.ROPD_OP_PUT)
+            out.append(_cmd(op, x, y, self.w, self.h))
+        return out
+
+    def run_vgpu(self, r: Renderer, cmds: list[Drawable]) -> float:
+        r.flush()
+        r.ctx.finish()
+        t = time.perf_counter()
+        for c in cmds:
+            r.execute(c)
+        r.flush()
+        r.ctx.finish()
+        return time.perf_counter() - t
+
+    # --- pycairo (pixman) ---------------------------------------------------------------
+
+    def run_cairo(self, surface: cairo.ImageSurface) -> float:
+        ctx = cairo.Context(surface)
+        ctx.set_antialias(cairo.ANTIALIAS_NONE)
+        ctx.set_operator(cairo.OPERATOR_XOR if self.name == "rop3" else cairo.OPERATOR_SOURCE)
+        w, h = self.w, self.h
+        # image surfaces made before timing, as a cache would hold them (uncached copies
+        # convert again every time, as spice-gtk does for a bitmap it was not told to keep)
+        fmt = cairo.FORMAT_ARGB32 if self.name == "rop3" else cairo.FORMAT_RGB24
+        sources = [cairo.ImageSurface.create_for_data(memoryview(p), fmt, w, h, w * 4)
+                   for p in self.images]
+        bits = np.zeros((h, cairo.ImageSurface.format_stride_for_width(cairo.FORMAT_A1, w)),
+                        np.uint8)
+        bits[:, : (w + 7) // 8] = self.glyph_bits[0, 0] if h == GLYPH_H else 0
+        mask = cairo.ImageSurface.create_for_data(memoryview(bits), cairo.FORMAT_A1, w, h,
+                                                  bits.shape[1])
+        t = time.perf_counter()
+        for i, ((x, y), color) in enumerate(zip(self.pos, self.colors, strict=True)):
+            if self.name == "fill":
+                ctx.set_source_rgb((color >> 16) / 255, ((color >> 8) & 255) / 255,
+                                   (color & 255) / 255)
+                ctx.rectangle(x, y, w, h)
+                ctx.fill()
+            elif self.name == "text":
+                ctx.set_source_rgb((color >> 16) / 255, ((color >> 8) & 255) / 255,
+                                   (color & 255) / 255)
+                ctx.mask_surface(mask, x, y)
+            else:
+                src = sources[i % len(sources)]
+                if self.name == "copy":
+                    src = cairo.ImageSurface.create_for_data(
+                        memoryview(self.images[i % len(self.images)]), fmt, w, h, w * 4)
+                ctx.set_source_surface(src, x, y)
+                ctx.rectangle(x, y, w, h)
+                ctx.fill()
+        surface.flush()
+        return time.perf_counter() - t
+
+
+def fill_rate_ceiling(ctx: moderngl.Context, frames: int) -> float:
+    """Pixels per second of full-surface constant-colour quads on this GL."""
+    prog = ctx.program(
+        vertex_shader="#version 330 core\nin vec2 p; void main() { gl_Position = "
+                      "vec4(p, 0.0, 1.0); }",
+        fragment_shader="#version 330 core\nout vec4 c; void main() { c = vec4(0.2, 0.4, "
+                        "0.6, 1.0); }")
+    vbo = ctx.buffer(np.array([-1, -1, 1, -1, -1, 1, 1, 1], "f4").tobytes())
+    vao = ctx.vertex_array(prog, [(vbo, "2f", "p")], mode=moderngl.TRIANGLE_STRIP)
+    tex = ctx.texture((W, H), 4)
+    fbo = ctx.framebuffer(color_attachments=[tex])
+    fbo.use()
+    vao.render()
+    ctx.finish()
+    t = time.perf_counter()
+    for _ in range(frames):
+        vao.render()
+    ctx.finish()
+    dt = time.perf_counter() - t
+    for obj in (vao, vbo, prog, fbo, tex):
+        obj.release()
+    return frames * W * H / dt
+
+
+def _median(fn: Callable[[], float], repeats: int) -> float:
+    return statistics.median(fn() for _ in range(repeats))
+
+
+def main(argv: list[str]) -> int:
+    quick = "--quick" in argv
+    repeats = 3 if quick else 5
+    scale = 0.25 if quick else 1.0
+    ctx = moderngl.create_standalone_context(backend="egl")
+    r = Renderer(ctx)
+    r.create_primary(W, H, W * 4, E.SURFACE_FMT_32_xRGB, None)
+    surface = cairo.ImageSurface(cairo.FORMAT_RGB24, W, H)
+    plan = [("fill", 10, 40000), ("fill", 32, 20000), ("fill", 100, 3000), ("fill", 512, 200),
+            ("copy", 10, 20000), ("copy", 32, 10000), ("copy", 256, 300),
+            ("cached copy", 32, 10000), ("cached copy", 256, 300),
+            ("text", 0, 10000), ("rop3", 10, 10000), ("rop3", 32, 5000), ("rop3", 256, 200)]
+    print(f"renderer: {ctx.info['GL_RENDERER']}; surface {W}x{H} xRGB; median of {repeats}")
+    ceiling = _median(lambda: 1.0 / fill_rate_ceiling(ctx, max(10, int(100 * scale))),
+                      repeats)
+    ceiling = 1.0 / ceiling
+    print(f"fill-rate ceiling (full-surface quad): {ceiling / 1e6:,.0f} Mpx/s\n")
+    head = (f"{'operation':<13}{'size':>8}{'vgpu ops/s':>13}{'Mpx/s':>8}"
+            f"{'pixman ops/s':>14}{'Mpx/s':>8}{'vgpu/pixman':>13}{'of ceiling':>12}")
+    print(head)
+    print("-" * len(head))
+    for i, (name, size, count) in enumerate(plan):
+        wl = Workload(name, size, max(20, int(count * scale)), seed=i)
+        cmds = wl.commands()
+        tv = _median(lambda wl=wl, cmds=cmds: wl.run_vgpu(r, cmds), repeats)
+        tc = _median(lambda wl=wl: wl.run_cairo(surface), repeats)
+        ops_v, ops_c = wl.count / tv, wl.count / tc
+        mpx_v, mpx_c = ops_v * wl.pixels / 1e6, ops_c * wl.pixels / 1e6
+        label = "6x13 x10" if name == "text" else f"{size}x{size}"
+        print(f"{name:<13}{label:>8}{ops_v:>13,.0f}{mpx_v:>8,.0f}{ops_c:>14,.0f}{mpx_c:>8,.0f}"
+              f"{ops_v / ops_c:>12.2f}x{mpx_v * 1e6 / ceiling:>11.0%}", flush=True)
+    r.close()
+    ctx.release()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
