@@ -501,11 +501,11 @@ class Device:
     def process(self, max_commands: int = 256) -> bool:
         """Handle queued IO writes, then up to `max_commands` from each ring.
         Returns True when more work is already waiting (call again)."""
+        with self._cv:
+            self._kicked = False
         self._drain_io()
         more = False
         if self.guest_bug is None:
-            with self._cv:
-                self._kicked = False
             more = self._run_ring(self._cmd_ring, max_commands)
             more = self._run_ring(self._cursor_ring, max_commands) or more
             self._push_release(flush=True)

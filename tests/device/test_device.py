@@ -1,0 +1,358 @@
+"""The device's IO ports, interrupts, rings, releases and guest-bug state."""
+
+from __future__ import annotations
+
+import struct
+import threading
+
+import numpy as np
+import pytest
+
+from vgpu.device import commands as c
+from vgpu.device.abi import lib, offsetof
+from vgpu.device.device import Device
+from vgpu.device.inprocess import DeviceThread, InProcessAttachment
+from vgpu.device.memory import GuestBug, GuestMemory, MemoryLayout, MemSlots
+from vgpu.display import InputEvent
+from vgpu.guest.builders import CommandWriter
+from vgpu.guest.driver import DeviceError, GuestDriver
+
+pytestmark = pytest.mark.timeout(60)
+
+Z = c.QRect(0, 0, 0, 0)
+NO_MASK = c.QMask(0, c.QPoint(0, 0), None)
+
+
+def fill(bbox: c.QRect | None = None, surface_id: int = 0, color: int = 0xFF0000) -> c.Drawable:
+    return c.Drawable(0, bbox or c.QRect(0, 0, 10, 10), None, lib.QXL_EFFECT_OPAQUE, 0, 0, Z,
+                      surface_id, (-1, -1, -1), (Z, Z, Z),
+                      c.Fill(c.SolidBrush(color), lib.SPICE_ROPD_OP_PUT, NO_MASK))
+
+
+def ram_u32(device: Device, field: str) -> int:
+    return struct.unpack_from("<I", device.mem.mm, device._hdr + offsetof("QXLRam", field))[0]
+
+
+# --- memory and memslots -------------------------------------------------------------
+
+
+def test_translation_checks_slot_generation_and_bounds() -> None:
+    mem = GuestMemory(MemoryLayout(8192, 65536, 65536))
+    slots = MemSlots(mem, 4, 8, 8)
+    slots.add(1, 8192, 8192 + 4096, 7)
+    addr = slots.address(1, 8192 + 100)
+    assert slots.translate(addr, 10) == 8192 + 100
+    assert slots.translate(addr, 3996) == 8192 + 100
+    for bad_addr, length in [
+        (addr, 3997),  # one byte past the slot
+        (addr, 2**70),  # a length no integer type would hold
+        (addr ^ (1 << 48), 1),  # other generation
+        (slots.address(1, 8192) - 1, 1),  # before the slot
+        ((2 << 56) | (7 << 48) | 8192, 1),  # inactive slot
+        ((200 << 56) | 8192, 1),  # slot id out of range
+        (0, 1),  # NULL
+    ]:
+        with pytest.raises(GuestBug):
+            slots.translate(bad_addr, length)
+    with pytest.raises(GuestBug):
+        slots.add(1, 8192, 9000, 0)  # already active
+    with pytest.raises(GuestBug):
+        slots.add(2, 0, 4096, 0)  # the ROM is no memslot's
+    with pytest.raises(GuestBug):
+        slots.add(2, 8192 + 60000, 8192 + 70000, 0)  # across RAM and VRAM
+    mem.close()
+
+
+def test_rom_announces_layout_and_extension(device: Device) -> None:
+    rom = device.rom
+    assert rom.magic == lib.QXL_ROM_MAGIC
+    assert rom.n_surfaces == 64
+    assert (rom.slot_id_bits, rom.slot_gen_bits, rom.slots_start) == (8, 8, 1)
+    assert rom.ram_header_offset + offsetof("QXLRam", "monitors_config") + 8 <= \
+        device.layout.ram_size
+    assert device.ext.magic == lib.VGPU_ROM_EXT_MAGIC
+    assert device.ext.features & lib.VGPU_FEATURE_INPUT_RING
+    modes = device.mem.ptr("QXLModes", rom.modes_offset)
+    assert modes.n_modes == len(device.modes) > 0
+    assert ram_u32(device, "magic") == lib.QXL_RAM_MAGIC
+
+
+# --- primary surface, update area ------------------------------------------------------
+
+
+@pytest.mark.parametrize("negative", [False, True])
+def test_primary_initial_content_and_update_area_writeback(device, guest, backend,
+                                                          negative) -> None:
+    w, h = 64, 32
+    stride = -w * 4 if negative else w * 4
+    off = guest.surface0.start
+    content = np.arange(h * w * 4, dtype=np.uint32).astype(np.uint8).tobytes()
+    guest.buf[off:off + len(content)] = content
+    guest.create_primary(w, h, stride=stride)
+    call = backend.calls[-1]
+    assert call[:5] == ("create_primary", w, h, stride, lib.SPICE_SURFACE_FMT_32_xRGB)
+    rows = np.frombuffer(content, np.uint8).reshape(h, w * 4)
+    assert np.array_equal(call[5], rows[::-1] if negative else rows)
+
+    area = c.QRect(3, 5, 9, 20)
+    guest.update_area(0, area)
+    assert device.guest_bug is None
+    assert backend.calls[-1] == ("read_area", 0, area)
+    mem = np.frombuffer(guest.buf, np.uint8, h * w * 4, off).reshape(h, w * 4)
+    top_down = mem[::-1] if negative else mem
+    px = top_down.view("<u4")
+    for y in (3, 8):
+        for x in (5, 19):
+            assert px[y, x] == (y << 16 | x)  # the backend's pattern landed at (x, y)
+    assert px[2, 5] != (2 << 16 | 5) or content[0] == 0  # outside the area: untouched
+    assert px[9, 5] == top_down.view("<u4")[9, 5]
+
+
+def test_update_area_outside_surface_is_a_guest_bug(device, guest) -> None:
+    guest.create_primary(64, 32)
+    with pytest.raises(DeviceError):
+        guest.update_area(0, c.QRect(0, 0, 33, 10))
+        guest.wait_interrupt(lib.QXL_INTERRUPT_IO_CMD, 0.1)
+    assert "outside" in device.guest_bug
+
+
+def test_async_ops_complete_with_io_cmd(device, guest, backend) -> None:
+    guest.create_primary(64, 32, async_=True)
+    assert 0 in device.surfaces
+    guest.update_area(0, c.QRect(0, 0, 4, 4), async_=True)
+    guest.flush_surfaces()
+    guest.monitors_config([(0, 0, 64, 32, 0, 0, 0), (1, 0, 32, 32, 64, 0, 0)], max_allowed=4)
+    assert [m.width for m in device.monitors] == [64, 32]
+    guest.destroy_primary(async_=True)
+    assert 0 not in device.surfaces
+    assert device.guest_bug is None
+
+
+def test_second_async_in_flight_is_a_guest_bug(device) -> None:
+    device.io_write(lib.QXL_IO_FLUSH_SURFACES_ASYNC, 0)
+    device.io_write(lib.QXL_IO_FLUSH_SURFACES_ASYNC, 0)  # before the first completed
+    device.process()
+    assert "in flight" in device.guest_bug
+    assert ram_u32(device, "int_pending") & lib.QXL_INTERRUPT_ERROR
+    device.io_write(lib.QXL_IO_RESET, 0)
+    device.process()
+    assert device.guest_bug is None
+
+
+def test_double_create_primary_then_reset(device, guest, backend) -> None:
+    guest.create_primary(64, 32)
+    with pytest.raises(DeviceError):
+        guest.create_primary(64, 32, async_=True)
+    assert "twice" in device.guest_bug
+    guest.submit(fill())  # ignored while in the guest-bug state
+    assert backend.executed == []
+    guest.reset()
+    assert device.guest_bug is None and ("reset",) in backend.calls
+    guest.create_primary(64, 32)
+    guest.submit(fill())
+    assert len(backend.executed) == 1
+
+
+@pytest.mark.parametrize("port,value,why", [
+    (lib.QXL_IO_RANGE_SIZE, 0, "unknown IO port"),
+    (lib.QXL_IO_MEMSLOT_ADD, 0, "out of range"),  # slot 0 belongs to SET_MODE
+    (lib.QXL_IO_MEMSLOT_ADD, 99, "out of range"),
+    (lib.QXL_IO_SET_MODE, 1000, "mode"),
+    (lib.QXL_IO_DESTROY_SURFACE_WAIT, 64, "out of range"),
+    (lib.QXL_IO_UPDATE_AREA, 0, "does not exist"),
+    (lib.QXL_IO_CREATE_PRIMARY, 0, "format"),
+])
+def test_bad_io_is_a_guest_bug(device, capture, port, value, why) -> None:
+    device.io_write(port, value)
+    device.process()
+    assert why in device.guest_bug
+    assert capture.bugs == [device.guest_bug]
+
+
+# --- rings, notify, releases --------------------------------------------------------------
+
+
+class LazyDoorbells(InProcessAttachment):
+    """Runs the device for every IO write except the doorbells: commands pile up in the
+    ring until the test calls device.process() itself."""
+
+    def io_write(self, port: int, value: int) -> None:
+        self.device.io_write(port, value)
+        if port not in (lib.QXL_IO_NOTIFY_CMD, lib.QXL_IO_NOTIFY_CURSOR):
+            while self.device.process():
+                pass
+
+
+def test_release_chaining_and_doorbells(device, backend, capture) -> None:
+    guest = GuestDriver(LazyDoorbells(device))
+    ring = guest.cmd_ring
+    assert ring.get("notify_on_prod") == 1  # the device asks for a doorbell on the first push
+    sid = 3
+    off = guest.vram_alloc.alloc(64 * 64 * 4)
+    guest.submit(c.SurfaceCmd(0, sid, 0, 0, c.SurfaceCreate(32, 64, 64, 256, off, 64 * 64 * 4)))
+    for i in range(29):
+        guest.submit(fill(surface_id=sid, color=i))
+    assert ring.get("prod") == 30
+    device.process()
+    assert device.guest_bug is None and len(backend.executed) == 29
+    assert guest.release_ring.get("prod") == 1  # one slot holds the whole chain
+    assert guest.collect_releases() == 30 and guest.outstanding == 0
+    assert guest.ram_alloc.used_bytes == 0
+    # the device is idle: it asked for a doorbell on the next push
+    assert ring.get("notify_on_prod") == ring.get("prod") + 1
+    guest.close()
+
+
+def test_full_command_ring_waits_for_room(device, backend) -> None:
+    with DeviceThread(device):
+        guest = GuestDriver(InProcessAttachment(device))
+        guest.create_primary(64, 64)
+        for i in range(200):  # far more than the ring holds
+            guest.submit(fill(color=i))
+        guest.update_area(0, c.QRect(0, 0, 1, 1))  # synchronous: all before it is done
+        assert len(backend.executed) == 200
+        assert [d.op.brush.color for d in backend.executed] == list(range(200))
+        while guest.outstanding:
+            guest.flush_release()
+    assert device.guest_bug is None
+    guest.close()
+
+
+def test_corrupt_producer_index_is_a_guest_bug(device, guest) -> None:
+    guest.create_primary(64, 32)
+    guest.cmd_ring.set("prod", guest.cmd_ring.get("cons") + 1000)
+    guest.att.io_write(lib.QXL_IO_NOTIFY_CMD, 0)
+    assert "ahead" in device.guest_bug
+
+
+def test_cursor_ring_feeds_cursor_sink(backend) -> None:
+    seen = []
+    dev = Device(backend, ram_size=8 << 20, vram_size=4 << 20, cursor_sink=seen.append)
+    guest = GuestDriver(InProcessAttachment(dev, inline=True))
+    shape = c.CursorShapeData(7, lib.SPICE_CURSOR_TYPE_ALPHA, 2, 2, 1, 1, bytes(16))
+    guest.submit(c.CursorCmd(0, lib.QXL_CURSOR_SET, c.QPoint(5, 6), True, shape, 0, 0))
+    guest.submit(c.CursorCmd(0, lib.QXL_CURSOR_MOVE, c.QPoint(7, 8), False, None, 0, 0))
+    assert [s.type for s in seen] == [lib.QXL_CURSOR_SET, lib.QXL_CURSOR_MOVE]
+    assert seen[0].shape == shape
+    guest.close()
+    dev.close()
+
+
+# --- interrupts ----------------------------------------------------------------------------
+
+
+def test_interrupt_line_follows_pending_and_mask(device) -> None:
+    levels = []
+    device.add_irq_listener(levels.append)
+    hdr = device._hdr
+    struct.pack_into("<I", device.mem.mm, hdr + offsetof("QXLRam", "int_mask"), 0)
+    device.io_write(lib.QXL_IO_FLUSH_SURFACES_ASYNC, 0)
+    device.process()
+    assert ram_u32(device, "int_pending") == lib.QXL_INTERRUPT_IO_CMD
+    assert levels[-1] is False  # masked
+    struct.pack_into("<I", device.mem.mm, hdr + offsetof("QXLRam", "int_mask"),
+                     lib.QXL_INTERRUPT_IO_CMD)
+    device.io_write(lib.QXL_IO_UPDATE_IRQ, 0)
+    device.process()
+    assert levels[-1] is True
+    struct.pack_into("<I", device.mem.mm, hdr + offsetof("QXLRam", "int_pending"), 0)
+    device.io_write(lib.QXL_IO_UPDATE_IRQ, 0)
+    device.process()
+    assert levels[-1] is False
+
+
+def test_threaded_guest_waits_for_interrupts(device, backend) -> None:
+    errors = []
+
+    def guest_main() -> None:
+        try:
+            g = GuestDriver(InProcessAttachment(device))
+            g.create_primary(128, 64, async_=True)
+            for i in range(50):
+                g.submit(fill(color=i))
+            g.update_area(0, c.QRect(0, 0, 64, 128))
+            g.log("hello from the guest")
+            g.notify_oom()
+            g.destroy_all_surfaces(async_=True)
+            g.close()
+        except Exception as e:  # reported to the test thread
+            errors.append(e)
+
+    with DeviceThread(device):
+        t = threading.Thread(target=guest_main)
+        t.start()
+        t.join(30)
+    assert not t.is_alive() and errors == []
+    assert len(backend.executed) == 50 and device.guest_bug is None
+    assert 0 not in device.surfaces
+
+
+# --- input ring -----------------------------------------------------------------------------
+
+
+def test_input_ring_delivers_and_drops_when_full(device, guest) -> None:
+    assert guest.read_input() == []  # also asks for an interrupt on the next event
+    ev = [InputEvent("key_down", 30), InputEvent("mouse_position", 0, 10, -20, 1, 0),
+          InputEvent("mouse_release", 2, buttons=0)]
+    for e in ev:
+        assert device.push_input(e)
+    assert guest.take_interrupts() & lib.VGPU_INTERRUPT_INPUT
+    assert guest.read_input() == ev
+    for i in range(lib.VGPU_INPUT_RING_SIZE):
+        assert device.push_input(InputEvent("key_up", i))
+    assert not device.push_input(InputEvent("key_up", 999))
+    assert device.ext.input_dropped == 1
+    got = guest.read_input()
+    assert [e.code for e in got] == list(range(lib.VGPU_INPUT_RING_SIZE))
+    with pytest.raises(ValueError):
+        device.push_input(InputEvent("telepathy"))
+
+
+# --- commands that break the rules ------------------------------------------------------------
+
+
+def test_draw_outside_or_on_missing_surface(device, guest) -> None:
+    guest.create_primary(64, 32)
+    guest.submit(fill(bbox=c.QRect(0, 0, 33, 10)))
+    assert "bbox" in device.guest_bug
+    guest.reset()
+    guest.create_primary(64, 32)
+    guest.submit(fill(surface_id=9))
+    assert "does not exist" in device.guest_bug
+
+
+def test_chunk_loop_is_a_guest_bug(device, guest) -> None:
+    guest.create_primary(64, 32)
+    d = fill()
+    looped = c.Drawable(0, d.bbox, tuple(c.QRect(0, 0, 1, 1) for _ in range(200)),
+                        *[getattr(d, f) for f in c.Drawable.__slots__[3:]])
+    guest.submit(looped)  # 3200 bytes of clip rects: four 1 KiB chunks
+    assert device.guest_bug is None
+    before = set(guest.ram_alloc._used)
+    addr = CommandWriter(guest.buf, guest.ram_alloc.alloc, guest.phys, 1024).write(looped, 99)
+    new = sorted(set(guest.ram_alloc._used) - before)  # drawable, clip head, 3 more chunks
+    clip_block = next(b for b in new if struct.unpack_from("<I", guest.buf, b)[0] == 200)
+    struct.pack_into("<Q", guest.buf, new[-1] + offsetof("QXLDataChunk", "next_chunk"),
+                     guest.phys(clip_block + offsetof("QXLClipRects", "chunk")))
+    guest.push_raw("cmd", addr, lib.QXL_CMD_DRAW)
+    assert "chunk chain" in device.guest_bug
+
+
+def test_message_needs_a_terminator(device, guest) -> None:
+    guest.submit(c.MessageCmd(0, b"hello"))
+    assert device.guest_bug is None
+    # a message at the very end of the slot with no NUL before the slot ends
+    end = guest.layout.ram_offset + guest.rom.ram_header_offset
+    off = end - 16
+    guest.buf[off:end] = b"\x01" * 16
+    guest.push_raw("cmd", guest.phys(off), lib.QXL_CMD_MESSAGE)
+    assert "NUL" in device.guest_bug
+
+
+def test_memslot_delete_invalidates_addresses(device, guest) -> None:
+    guest.create_primary(64, 32)
+    stale = dict(guest.slot_gens)
+    guest.memslot_del(guest.main_slot)
+    guest.slot_gens.update(stale)  # a buggy guest goes on using the slot
+    guest.submit(fill())
+    assert "not active" in device.guest_bug
