@@ -2,7 +2,9 @@
 // Solid fills and plain copies, many rects per draw (one instance each).
 // i_rect: destination x0, y0, x1, y1; i_color: packed pixel for fills; i_kind: 0 fill,
 // 1 copy from u_src (texel = destination pixel + i_off), 2 copy from the staging buffer
-// (pixel index = i_off.x + y * i_off.y + x: guest bitmap rows appended as they came).
+// (pixel index = i_off.x + y * i_off.y + x: guest bitmap rows appended as they came),
+// 3 the colour where a bit of a staged 1-bit glyph is set (byte index i_off.x + y * i_off.y
+// + (x - g) / 8, bit 7 - (x - g) % 8, with g = i_kind >> 8 as a signed number).
 #ifdef VERTEX
 in vec2 corner;
 in ivec4 i_rect;
@@ -26,6 +28,7 @@ void main() {
 uniform sampler2D u_src;
 uniform int u_fmt;
 layout(std430, binding = 0) readonly buffer Staging { uint staged[]; };
+uniform int u_stage_base;  // the staging byte where this draw call's upload begins
 flat in ivec2 v_off;
 flat in uint v_color;
 flat in uint v_kind;
@@ -44,9 +47,20 @@ void main() {
     if (v_kind == 1u) c = quantize(to_u8(texelFetch(u_src, ivec2(gl_FragCoord.xy) + v_off, 0)),
                                    u_fmt);
 #endif
-#if (KINDS & 4) != 0
+#if (KINDS & 12) != 0
     ivec2 p = ivec2(gl_FragCoord.xy);
-    if (v_kind == 2u) c = quantize(unpack_px(staged[v_off.x + p.y * v_off.y + p.x]), u_fmt);
+#endif
+#if (KINDS & 4) != 0
+    if (v_kind == 2u) c = quantize(unpack_px(staged[v_off.x + p.y * v_off.y + p.x - (u_stage_base >> 2)]), u_fmt);
+#endif
+#if (KINDS & 8) != 0
+    if ((v_kind & 0xFFu) == 3u) {
+        int col = p.x - (int(v_kind) >> 8);
+        int at = v_off.x + p.y * v_off.y + (col >> 3) - u_stage_base;
+        uint byte_ = (staged[at >> 2] >> (uint(at & 3) * 8u)) & 0xFFu;
+        if ((byte_ & (0x80u >> uint(col & 7))) == 0u) discard;
+        c = unpack_px(v_color);
+    }
 #endif
     frag = from_u8(c);
 #endif

@@ -1,20 +1,25 @@
+#version 430 core
 // Every operation that reads the destination (ROP3 and rop descriptors, colour keying, text
 // coverage, alpha blending), many rects per draw. The destination is read from u_dst, a copy
 // of the affected rects taken before the draw, never from the texture being drawn.
 //
-// Per instance: i_rect destination x0, y0, x1, y1; i_src: source texel =
-// floor(i_src.xy + gl_FragCoord.xy * i_src.zw); i_aux.xy: atlas texel of the mask/coverage =
-// pixel + i_aux.xy; i_aux.zw: pattern origin; i_color: brush colour or colour key (packed);
-// i_mode: bits 0-7 ROP3 code, 8-11 kind, flags above (see MODE_* in vgpu/render/gl.py).
+// Per instance: i_rect destination x0, y0, x1, y1; i_src: source pixel (sx, sy) =
+// floor(i_src.xy + gl_FragCoord.xy * i_src.zw), read from u_src or, for staged images, the
+// staging buffer at pixel index i_stage.x + sy * i_stage.y + sx; i_aux.xy: the mask/coverage
+// byte of destination pixel (x, y) is staging byte i_aux.x + y * i_aux.y + x; i_aux.zw: the
+// pattern origin; i_color: brush colour or colour key (packed); i_mode: bits 0-7 ROP3 code,
+// 8-11 kind, flags above (see MODE_* in vgpu/render/gl.py), 24-31 constant alpha.
 #ifdef VERTEX
 in vec2 corner;
 in ivec4 i_rect;
 in vec4 i_src;
+in ivec2 i_stage;
 in ivec4 i_aux;
 in uint i_color;
 in uint i_mode;
 uniform vec2 u_size;
 flat out vec4 v_src;
+flat out ivec2 v_stage;
 flat out ivec4 v_aux;
 flat out uint v_color;
 flat out uint v_mode;
@@ -22,6 +27,7 @@ void main() {
     vec2 pos = mix(vec2(i_rect.xy), vec2(i_rect.zw), corner);
     gl_Position = vec4(pos / u_size * 2.0 - 1.0, 0.0, 1.0);
     v_src = i_src;
+    v_stage = i_stage;
     v_aux = i_aux;
     v_color = i_color;
     v_mode = i_mode;
@@ -32,10 +38,12 @@ void main() {
 uniform sampler2D u_dst;
 uniform sampler2D u_src;
 uniform sampler2D u_pat;
-uniform sampler2D u_atlas;
 uniform int u_fmt;
 uniform ivec2 u_src_size;
+layout(std430, binding = 0) readonly buffer Staging { uint staged[]; };
+uniform int u_stage_base;  // the staging byte where this draw call's upload begins
 flat in vec4 v_src;
+flat in ivec2 v_stage;
 flat in ivec4 v_aux;
 flat in uint v_color;
 flat in uint v_mode;
@@ -51,6 +59,12 @@ const uint SRC_ALPHA = 1u << 14;
 const uint DST_ALPHA = 1u << 15;
 const uint BILINEAR = 1u << 16;
 const uint HAS_SRC = 1u << 17;
+const uint STAGED = 1u << 18;
+
+uint staged_byte(int i) {
+    i -= u_stage_base;
+    return (staged[i >> 2] >> (uint(i & 3) * 8u)) & 0xFFu;
+}
 
 uint rop3(uint code, uint p, uint s, uint d) {
     uint r = 0u;
@@ -75,14 +89,17 @@ uvec4 source(vec2 frag_pos) {
         vec4 d = texelFetch(u_src, clamp(i0 + ivec2(1, 1), ivec2(0), hi), 0);
         return to_u8(mix(mix(a, b, f.x), mix(cc, d, f.x), f.y));
     }
-    return to_u8(texelFetch(u_src, ivec2(floor(sp)), 0));
+    ivec2 q = ivec2(floor(sp));
+    if ((v_mode & STAGED) != 0u) return unpack_px(staged[v_stage.x + q.y * v_stage.y + q.x - (u_stage_base >> 2)]);
+    return to_u8(texelFetch(u_src, q, 0));
 }
 
 void main() {
     ivec2 p = ivec2(gl_FragCoord.xy);
     uint mode = v_mode;
     uint kind = (mode >> 8) & 0xFu;
-    if ((mode & HAS_MASK) != 0u && texelFetch(u_atlas, p + v_aux.xy, 0).a < 0.5) discard;
+    int mask_at = v_aux.x + p.y * v_aux.y + p.x;
+    if ((mode & HAS_MASK) != 0u && staged_byte(mask_at) < 128u) discard;
     uvec4 d = to_u8(texelFetch(u_dst, p, 0));
     // Raster operations see the source converted to the target's format; alpha blending
     // reads it as it is (the software canvas composites from the original image).
@@ -104,7 +121,7 @@ void main() {
         r = s;
     } else if (kind == KIND_COVERAGE) {
         // An opaque brush OVER the destination through coverage m (text).
-        uint m = to_u8(texelFetch(u_atlas, p + v_aux.xy, 0)).a;
+        uint m = staged_byte(mask_at);
         b.w = 255u;
         r = add_sat(mul_un8(b, m), mul_un8(d, 255u - m));
     } else {

@@ -7,7 +7,8 @@ bytes (see `vgpu.render.pixels`), rows top-down: texture row y is surface row y,
 framebuffer's y axis needs no flipping and readback is in memory order.
 
 Operations are queued, not drawn: consecutive operations of one kind on one target become one
-instanced draw (`_Batch`), with all small images of the batch packed into one atlas upload.
+instanced draw (`_Batch`). The guest pixels a batch needs (small bitmaps, masks, glyphs) are
+appended to one staging buffer, uploaded once per draw call and read by the shaders by index.
 Operations that read the destination copy the rects they touch to a scratch texture first and
 read that (ping-pong); they batch only while their rects do not overlap. Everything an
 operation needs is checked and decoded before anything is queued, so a bad operation raises
@@ -72,13 +73,10 @@ room for larger configurations, while bounding what a guest can make us allocate
 MAX_SURFACE_ID = 1 << 20
 """Surface ids accepted: QXL ids index a table the device sizes, far below this."""
 
-ATLAS_SIZE = 2048
-"""Side of the atlas that carries a batch's small images and masks in one upload: 16 MiB,
-holds a full screen of small glyph runs or icons before a batch must flush."""
-
-ATLAS_MAX_IMAGE = 512
-"""Images up to this side go into the atlas; larger ones are rare (window contents) and get a
-texture of their own, where one upload per image is cheap next to its pixels."""
+STAGE_MAX_IMAGE = 512
+"""Uncached images up to this side are staged with the batch; larger ones are rare (window
+contents) and get a texture of their own, where one upload per image is cheap next to its
+pixels."""
 
 MAX_BATCH = 16384
 """Instances per draw call: bounds the per-batch Python lists and the instance buffer
@@ -100,15 +98,16 @@ MODE_SRC_ALPHA = 1 << 14
 MODE_DST_ALPHA = 1 << 15
 MODE_BILINEAR = 1 << 16
 MODE_SRC = 1 << 17
+MODE_STAGED = 1 << 18
 
 _FORMATS_32 = (E.SURFACE_FMT_32_xRGB, E.SURFACE_FMT_32_ARGB)
 _FORMATS_32_BITMAP = (E.BITMAP_FMT_32BIT, E.BITMAP_FMT_RGBA)
 _ALPHA_FORMATS = (E.SURFACE_FMT_32_ARGB, E.SURFACE_FMT_8_A, E.SURFACE_FMT_1_A)
 
 _BLIT_FMT = ("4i 2i u u", ("i_rect", "i_off", "i_color", "i_kind"))
-_DRAW_FMT = ("4i 4f 4i u u", ("i_rect", "i_src", "i_aux", "i_color", "i_mode"))
-_DRAW_DTYPE = np.dtype([("rect", "<i4", 4), ("src", "<f4", 4), ("aux", "<i4", 4),
-                        ("color", "<u4"), ("mode", "<u4")])
+_DRAW_FMT = ("4i 4f 2i 4i u u", ("i_rect", "i_src", "i_stage", "i_aux", "i_color", "i_mode"))
+_DRAW_DTYPE = np.dtype([("rect", "<i4", 4), ("src", "<f4", 4), ("stage", "<i4", 2),
+                        ("aux", "<i4", 4), ("color", "<u4"), ("mode", "<u4")])
 
 
 def load_program(ctx: moderngl.Context, name: str, **defines: int) -> moderngl.Program:
@@ -147,67 +146,27 @@ class _Surface:
 
 @dataclass(slots=True)
 class _Source:
-    """Where an operation's source (or pattern) pixels are: a texture plus the offset of the
-    image's (0, 0) inside it; `atlas` sources are only valid until the batch flushes."""
+    """Where an operation's source (or pattern) pixels are: a texture, or staged pixels
+    (`staged` = (first pixel index, pixels per row) in the staging buffer, valid until the
+    batch flushes)."""
 
-    tex: Any  # moderngl.Texture, or None for the atlas
-    x: int
-    y: int
+    tex: Any  # moderngl.Texture, or None when staged or the target itself
     width: int
     height: int
     has_alpha: bool
     surface: _Surface | None = None
+    staged: tuple[int, int] | None = None
 
 
-class _AtlasFull(Exception):
-    """The atlas has no room left for an operation's images: draw, empty it, retry."""
-
-
-class _Atlas:
-    """Shelf-packed small images and masks, written on the CPU and uploaded in one piece per
-    draw call (only what changed since the last upload). Places stay valid until the atlas
-    fills up and is emptied, which happens only between operations."""
-
-    def __init__(self, ctx: moderngl.Context) -> None:
-        self.tex = ctx.texture((ATLAS_SIZE, ATLAS_SIZE), 4)
-        self.tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
-        self.cpu = np.zeros((ATLAS_SIZE, ATLAS_SIZE, 4), np.uint8)
-        self.reset()
-
-    def reset(self) -> None:
-        self.x = self.y = self.shelf = 0
-        self.dirty: list[int] | None = None  # [y0, y1, x1] written since the last upload
-
-    def place(self, data: np.ndarray) -> tuple[int, int]:
-        h, w = data.shape[:2]
-        if self.x + w > ATLAS_SIZE:
-            self.x, self.y, self.shelf = 0, self.y + self.shelf, 0
-        if self.y + h > ATLAS_SIZE:
-            raise _AtlasFull
-        x, y = self.x, self.y
-        self.x += w
-        self.shelf = max(self.shelf, h)
-        self.cpu[y : y + h, x : x + w] = data
-        d = self.dirty
-        if d is None:
-            self.dirty = [y, y + h, x + w]
-        else:
-            d[0], d[1], d[2] = min(d[0], y), max(d[1], y + h), max(d[2], x + w)
-        return x, y
-
-    def upload(self) -> None:
-        if self.dirty is not None:
-            y0, y1, x1 = self.dirty
-            data = np.ascontiguousarray(self.cpu[y0:y1, :x1])
-            self.tex.write(data, viewport=(0, y0, x1, y1 - y0))
-            self.dirty = None
+class _StagingFull(Exception):
+    """The staging buffer has no room left for an operation's pixels: draw, empty, retry."""
 
 
 class _Batch:
     """The queued instances of one draw call and the state they share."""
 
     __slots__ = ("data", "extra", "kind", "kinds", "pat", "rects", "src", "src_size",
-                 "target")
+                 "stage_start", "target")
 
     def __init__(self) -> None:
         self.kind: str | None = None
@@ -218,7 +177,8 @@ class _Batch:
         self.src: Any = None
         self.pat: Any = None
         self.src_size = (1, 1)
-        self.kinds = 0  # blit kinds present: 1 fill, 2 texture copy, 4 staged copy
+        self.kinds = 0  # blit kinds present: 1 fill, 2 texture copy, 4 staged copy, 8 glyph
+        self.stage_start = 0  # the first staging byte its instances refer to
 
 
 class Renderer:
@@ -239,6 +199,7 @@ class Renderer:
         # appending to a growing bytearray would copy it over and over
         self._staging = bytearray(MAX_STAGING_BYTES)
         self._staged = 0
+        self._op_stage_start = 0
         self._staging_buf = self.ctx.buffer(reserve=4096, dynamic=True)
         self._draw_buf = self.ctx.buffer(reserve=MAX_BATCH * _DRAW_DTYPE.itemsize, dynamic=True)
         self._draw_vao = self._vao(self._draw_prog, self._draw_buf, _DRAW_FMT)
@@ -247,11 +208,9 @@ class Renderer:
         self._draw_prog["u_dst"] = 0
         self._draw_prog["u_src"] = 1
         self._draw_prog["u_pat"] = 2
-        self._draw_prog["u_atlas"] = 3
         self._comp_prog["u_dst"] = 0
         self._comp_prog["u_src"] = 1
         self._comp_prog["u_mask"] = 2
-        self._atlas = _Atlas(self.ctx)
         self._dummy = self.ctx.texture((1, 1), 4, b"\0\0\0\0")
         self._pending_release: list[Any] = []  # textures to free once the batch has drawn
         self._op_textures: list[Any] = []  # made or evicted by the operation being queued
@@ -314,6 +273,9 @@ class Renderer:
         self._destroy(surface_id)
 
     def execute(self, cmd: Drawable) -> None:
+        if self._batch.kind is None:
+            self._staged = 0  # nothing queued refers to staged bytes any more
+        self._op_stage_start = self._staged
         op = cmd.op
         if cmd.clip is None and (type(op) is Fill or type(op) is Copy) and self._fast(cmd, op):
             return
@@ -328,14 +290,15 @@ class Renderer:
             if rects:
                 try:
                     damage = handler(surf, bbox, rects, cmd.op)
-                except _AtlasFull:
+                except _StagingFull:
                     # nothing of this operation was queued yet: draw, empty, redo
                     self.flush()
-                    self._atlas.reset()
+                    self._staged = self._op_stage_start = 0
                     try:
                         damage = handler(surf, bbox, rects, cmd.op)
-                    except _AtlasFull:
-                        raise RenderError("operation's images exceed the atlas") from None
+                    except _StagingFull:
+                        raise RenderError("operation's pixels exceed the staging buffer") \
+                            from None
         finally:
             # textures this operation made are freed after the batch that samples them
             self._pending_release.extend(self._op_textures)
@@ -383,12 +346,14 @@ class Renderer:
                     or w > px.MAX_DIM or h > px.MAX_DIM or len(img.data) < h * stride):
                 return False
             size = h * stride
-            if not same or self._staged + size > MAX_STAGING_BYTES:
-                if same:
-                    self.flush()
+            if size > MAX_STAGING_BYTES:
+                return False
+            if self._staged + size > MAX_STAGING_BYTES:
+                self.flush()
+                self._staged = self._op_stage_start = 0
+                same = False
+            if not same:
                 b = self._begin("blit", surf, None, None)
-                if size > MAX_STAGING_BYTES:
-                    return False
             pos = self._staged
             self._staging[pos : pos + size] = img.data if len(img.data) == size \
                 else memoryview(img.data)[:size]
@@ -423,7 +388,6 @@ class Renderer:
         self._pending_release.extend(self._op_textures)
         self._op_textures.clear()
         self._drop_batch()  # frees the cache's textures
-        self._atlas.reset()
         self._shadow = None
         self._damage = []
 
@@ -482,7 +446,7 @@ class Renderer:
             prog.release()
         for obj in (self._draw_vao, self._comp_vao, self._blit_buf, self._staging_buf,
                     self._draw_buf, self._corners, self._draw_prog,
-                    self._comp_prog, self._atlas.tex, self._dummy):
+                    self._comp_prog, self._dummy):
             obj.release()
         if self._owns_ctx:
             self.ctx.release()
@@ -551,14 +515,13 @@ class Renderer:
 
     def _image(self, image: Image, target: _Surface, *, own_texture: bool = False) -> _Source:
         """Checks and decodes an image into something the GL path can sample. Bitmaps go into
-        the batch atlas (small, uncached), the cache (QXL_IMAGE_CACHE) or their own texture."""
+        the staging buffer (small, uncached), the cache (QXL_IMAGE_CACHE) or a texture of their own."""
         if isinstance(image, SurfaceImage):
             src = self._get_surface(image.surface_id)
             tex = src.tex
             if src is target:
                 tex = None  # resolved at queue time: a copy taken before the draw
-            return _Source(tex, 0, 0, src.width, src.height, src.fmt in _ALPHA_FORMATS,
-                           surface=src)
+            return _Source(tex, src.width, src.height, src.fmt in _ALPHA_FORMATS, surface=src)
         if not isinstance(image, BitmapImage):
             raise RenderError(f"image type {image.descriptor.type} is not supported")
         if image.descriptor.type != E.IMAGE_TYPE_BITMAP:
@@ -568,33 +531,37 @@ class Renderer:
         if cache:
             hit = self.cache.get(key)
             if hit is not None and (hit.width, hit.height) == (image.width, image.height):
-                return _Source(hit.texture, 0, 0, hit.width, hit.height, hit.has_alpha)
+                return _Source(hit.texture, hit.width, hit.height, hit.has_alpha)
         data, has_alpha = px.decode_bitmap(image)
         h, w = data.shape[:2]
-        if cache or own_texture or w > ATLAS_MAX_IMAGE or h > ATLAS_MAX_IMAGE:
+        if cache or own_texture or w > STAGE_MAX_IMAGE or h > STAGE_MAX_IMAGE:
             tex = self.ctx.texture((w, h), 4, np.ascontiguousarray(data).tobytes())
             tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
             if cache:
                 self.cache.put(key, CachedImage(tex, w, h, has_alpha))
             else:
                 self._op_textures.append(tex)
-            return _Source(tex, 0, 0, w, h, has_alpha)
-        return self._to_atlas(data, has_alpha)
+            return _Source(tex, w, h, has_alpha)
+        base = self._stage(np.ascontiguousarray(data))
+        return _Source(None, w, h, has_alpha, staged=(base >> 2, w))
 
-    def _to_atlas(self, data: np.ndarray, has_alpha: bool = False) -> _Source:
-        x, y = self._atlas.place(data)
-        h, w = data.shape[:2]
-        return _Source(None, x, y, w, h, has_alpha)
+    def _stage(self, data: Any) -> int:
+        """Appends bytes to the staging buffer at a 4-byte boundary; returns their offset."""
+        pos = self._staged  # kept 4-aligned: pixels are read as 32-bit words
+        end = pos + len(memoryview(data).cast("B"))
+        if end > MAX_STAGING_BYTES:
+            raise _StagingFull
+        self._staging[pos:end] = memoryview(data).cast("B")
+        self._staged = (end + 3) & ~3
+        return pos
 
-    def _mask_to_atlas(self, mask: np.ndarray) -> tuple[int, int]:
-        """A bool/coverage (h, w) array into the atlas alpha channel; returns its position."""
-        h, w = mask.shape
-        if w > ATLAS_SIZE or h > ATLAS_SIZE:
-            raise RenderError(f"mask of {w}x{h} exceeds {ATLAS_SIZE}")
-        rgba = np.zeros((h, w, 4), np.uint8)
-        rgba[..., 3] = mask if mask.dtype == np.uint8 else mask * np.uint8(255)
-        src = self._to_atlas(rgba)
-        return src.x, src.y
+    def _stage_mask(self, mask: np.ndarray, box: Box) -> tuple[int, int]:
+        """A bool/coverage (h, w) array covering `box` into the staging buffer; returns (a, s)
+        such that the byte of destination pixel (x, y) is at a + y * s + x."""
+        w = mask.shape[1]
+        data = mask if mask.dtype == np.uint8 else mask.astype(np.uint8) * np.uint8(255)
+        base = self._stage(np.ascontiguousarray(data))
+        return base - box[1] * w - box[0], w
 
     def _qmask(self, mask: QMask, bbox: Box, rects: list[Box]
                ) -> tuple[list[Box], np.ndarray | None]:
@@ -653,6 +620,7 @@ class Renderer:
         self.flush()
         b = self._batch
         b.kind, b.target, b.src, b.pat, b.extra = kind, target, src_tex, pat_tex, extra
+        b.stage_start = self._op_stage_start
         if src is not None:
             b.src_size = (src.width, src.height)
         return b
@@ -662,7 +630,7 @@ class Renderer:
             return None
         if src.surface is not None and src.surface is target:
             return "self"
-        return src.tex if src.tex is not None else "atlas"
+        return src.tex if src.tex is not None else "staged"
 
     def _overlaps(self, b: _Batch, boxes: list[Box]) -> bool:
         if not b.rects:
@@ -686,10 +654,15 @@ class Renderer:
         b = self._begin("blit", target, src, None)  # a self-read always starts a batch
         if src_tex == "self":
             b.rects.extend((x0 - dx, y0 - dy, x1 - dx, y1 - dy) for x0, y0, x1, y1 in rects)
-        ox, oy = src.x - dx, src.y - dy
-        b.kinds |= 2
-        for x0, y0, x1, y1 in rects:
-            b.data += (x0, y0, x1, y1, ox, oy, 0, 1)
+        if src.staged is not None:
+            base, stride = src.staged
+            b.kinds |= 4
+            for x0, y0, x1, y1 in rects:
+                b.data += (x0, y0, x1, y1, base - dy * stride - dx, stride, 0, 2)
+        else:
+            b.kinds |= 2
+            for x0, y0, x1, y1 in rects:
+                b.data += (x0, y0, x1, y1, -dx, -dy, 0, 1)
         if src_tex == "self":
             self.flush()
 
@@ -699,8 +672,8 @@ class Renderer:
                     aux: tuple[int, int] = (0, 0), pat_pos: tuple[int, int] = (0, 0),
                     src_reads: list[Box] | None = None) -> None:
         """Queues a destination-reading draw over `rects` (disjoint). src_map (ox, oy, sx, sy):
-        source texel = floor(ox + (x + 0.5) * sx), in image coordinates; aux: atlas offset of
-        the mask/coverage (atlas texel = pixel + aux)."""
+        source pixel = floor(ox + (x + 0.5) * sx), in image coordinates; aux: (a, s) from
+        _stage_mask for the mask/coverage."""
         if src is not None:
             mode |= MODE_SRC
         if pat is not None:
@@ -714,18 +687,17 @@ class Renderer:
         b.rects.extend(rects)
         if reads_self:
             b.rects.extend(src_reads or [(0, 0, target.width, target.height)])
-        ox, oy, sx, sy = src_map
-        if src is not None:
-            ox += src.x
-            oy += src.y
+        stage = (0, 0)
+        if src is not None and src.staged is not None:
+            stage = src.staged
+            mode |= MODE_STAGED
         for r in rects:
-            b.data.append((r, (ox, oy, sx, sy), (*aux, *pat_pos), color & 0xFFFFFFFF, mode))
+            b.data.append((r, src_map, stage, (*aux, *pat_pos), color & 0xFFFFFFFF, mode))
         if reads_self:
             self.flush()
 
     def _drop_batch(self) -> None:
         self._batch = _Batch()
-        self._staged = 0
         for tex in self._pending_release:
             tex.release()
         self._pending_release.clear()
@@ -733,17 +705,17 @@ class Renderer:
     def _submit(self, b: _Batch) -> None:
         target = b.target
         assert target is not None
-        self._atlas.upload()
+        if self._staged > b.stage_start:
+            _fill_buffer(self._staging_buf,
+                         memoryview(self._staging)[b.stage_start : self._staged])
+            self._staging_buf.bind_to_storage_buffer(0)
         src = self._sample_tex(b.src, target, b)
         pat = self._sample_tex(b.pat, target, b)
         if b.kind == "blit":
             data = np.array(b.data, np.int64).astype(np.int32).tobytes()
             n = len(data) // 32
             _fill_buffer(self._blit_buf, data)
-            if self._staged:
-                _fill_buffer(self._staging_buf, memoryview(self._staging)[: self._staged])
-                self._staging_buf.bind_to_storage_buffer(0)
-            self._blit_draw(b.kinds, src, target, target.fmt, n)
+            self._blit_draw(b.kinds, src, target, target.fmt, n, stage_base=b.stage_start)
             self.draw_calls += 1
             return
         arr = np.array(b.data, _DRAW_DTYPE)
@@ -753,8 +725,8 @@ class Renderer:
         dcopy.use(0)
         src.use(1)
         pat.use(2)
-        self._atlas.tex.use(3)
         prog = self._draw_prog
+        prog["u_stage_base"] = b.stage_start
         prog["u_size"] = (target.width, target.height)
         prog["u_fmt"] = target.fmt
         prog["u_src_size"] = b.src_size
@@ -763,7 +735,7 @@ class Renderer:
         self.draw_calls += 1
 
     def _blit_draw(self, kinds: int, src: moderngl.Texture, target: _Surface, fmt: int, n: int,
-                   fbo: moderngl.Framebuffer | None = None) -> None:
+                   fbo: moderngl.Framebuffer | None = None, stage_base: int = 0) -> None:
         """n instances of the blit buffer onto target (or another fbo of its size)."""
         variant = self._blit_variants.get(kinds)
         if variant is None:
@@ -773,7 +745,7 @@ class Renderer:
         prog, vao = variant
         src.use(0)
         for name, value in (("u_src", 0), ("u_size", (target.width, target.height)),
-                            ("u_fmt", fmt)):
+                            ("u_fmt", fmt), ("u_stage_base", stage_base)):
             if name in prog:
                 prog[name] = value
         (fbo or target.fbo).use()
@@ -782,8 +754,8 @@ class Renderer:
     def _sample_tex(self, which: Any, target: _Surface, b: _Batch) -> moderngl.Texture:
         if which is None:
             return self._dummy
-        if which == "atlas":
-            return self._atlas.tex
+        if which == "staged":
+            return self._dummy
         if which == "self":
             # the source is the target itself: sample a copy taken before drawing
             return self._copy_rects(target, "self_copy", b.rects)
@@ -834,9 +806,7 @@ class Renderer:
         aux = (0, 0)
         mode = code | (KIND_ROP3 << 8)
         if mask is not None:
-            bx, by = _bounds(rects)[:2]
-            mx, my = self._mask_to_atlas(mask)
-            aux = (mx - bx, my - by)
+            aux = self._stage_mask(mask, _bounds(rects))
             mode |= MODE_MASK
         pat_pos = (0, 0)
         if isinstance(brush, PatternBrush):
@@ -899,9 +869,7 @@ class Renderer:
                 src = self._image(image, surf, own_texture=True)
         aux = (0, 0)
         if mask is not None:
-            bx, by = _bounds(rects)[:2]
-            mx, my = self._mask_to_atlas(mask)
-            aux = (mx - bx, my - by)
+            aux = self._stage_mask(mask, _bounds(rects))
             mode |= MODE_MASK
         pat_pos = (brush.pos.x, brush.pos.y) if isinstance(brush, PatternBrush) else (0, 0)
         reads = [(area[0], area[1], area[2], area[3])] if src.surface is surf else None
@@ -981,7 +949,8 @@ class Renderer:
         fore = [c for c in (intersect(r, gbox) for r in rects) if c is not None]
         if fore and op.fore_brush is not None:
             fx0, fy0, fx1, fy1 = _bounds(fore)
-            mx, my = self._mask_to_atlas(cov[fy0 - top : fy1 - top, fx0 - left : fx1 - left])
+            aux = self._stage_mask(cov[fy0 - top : fy1 - top, fx0 - left : fx1 - left],
+                                   (fx0, fy0, fx1, fy1))
         if back:
             self._brush_rop(surf, back, rops.ROP3_PATCOPY, back_color, back_pat, None,
                             op.back_brush)
@@ -989,7 +958,7 @@ class Renderer:
             pat_pos = ((op.fore_brush.pos.x, op.fore_brush.pos.y)
                        if isinstance(op.fore_brush, PatternBrush) else (0, 0))
             self._queue_draw(surf, fore, KIND_COVERAGE << 8, pat=fore_pat, color=fore_color,
-                             aux=(mx - fx0, my - fy0), pat_pos=pat_pos)
+                             aux=aux, pat_pos=pat_pos)
         else:
             fore = []
         return back + fore
@@ -1024,7 +993,7 @@ class Renderer:
         rects = [c for c in (intersect(r, src_box) for r in rects) if c is not None]
         if not rects:
             return []
-        src = _Source(None, 0, 0, surf.width, surf.height, False, surf)
+        src = _Source(None, surf.width, surf.height, False, surf)
         self._queue_copy(surf, rects, src, dx, dy)
         return rects
 
