@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vgpu.display import Frame
+from vgpu.spice.constants import SPICE_IMAGE_TYPE_JPEG as JPEG
+from vgpu.spice.constants import SPICE_IMAGE_TYPE_LZ_RGB as LZ_RGB
+from vgpu.spice.constants import SPICE_IMAGE_TYPE_QUIC as QUIC
 from vgpu.spice.imaging import (
     BAND_ROWS,
     MAX_RECTS_PER_FRAME,
     ClientImaging,
     Compression,
     cut_bands,
+    encode_rect,
     normalize_damage,
 )
 
@@ -62,11 +69,39 @@ def test_every_damaged_pixel_is_sent(damage, band):
 
 
 def test_codec_choice_follows_options_and_client():
-    assert ClientImaging(Compression()).codec() == "lz"  # LZ_RGB by default
+    assert ClientImaging(Compression()).codec() == "auto"
     assert ClientImaging(Compression(image="lz4")).codec() == "lz"  # client lacks the cap
     assert ClientImaging(Compression(image="lz4"), lz4=True).codec() == "lz4"
     assert ClientImaging(Compression(), lz4=True, preferred="lz4").codec() == "lz4"
     assert ClientImaging(Compression(image="quic")).codec() == "quic"
     assert ClientImaging(Compression(image="off")).codec() == "bitmap"
-    assert ClientImaging(Compression(jpeg_wan="always")).codec() == "jpeg"
-    assert ClientImaging(Compression(jpeg_wan="auto")).codec() == "lz"
+    assert ClientImaging(Compression(image="glz")).codec() == "lz"
+
+
+def frame_of(pixels):
+    pixels.setflags(write=False)
+    h, w = pixels.shape[:2]
+    return Frame(1, 1, pixels, ((0, 0, w, h),))
+
+
+def desktop_like():
+    img = np.full((128, 256, 4), (0x6F, 0x4F, 0x2F, 255), np.uint8)
+    img[20:60, 30:200] = (255, 255, 255, 255)
+    return frame_of(img)
+
+
+def photo_like():
+    return frame_of(np.random.default_rng(1).integers(0, 256, (128, 256, 4), np.uint8))
+
+
+def test_lz_rgb_by_default_quic_for_photos_jpeg_only_when_allowed():
+    default = ClientImaging(Compression())
+    assert encode_rect(desktop_like(), (0, 0, 256, 128), default).image_type == LZ_RGB
+    photo = encode_rect(photo_like(), (0, 0, 256, 128), default)
+    assert photo.image_type == QUIC and not photo.lossy
+    lossy = ClientImaging(Compression(jpeg_wan="always"))
+    assert encode_rect(photo_like(), (0, 0, 256, 128), lossy).image_type == JPEG
+    assert encode_rect(desktop_like(), (0, 0, 256, 128), lossy).image_type == LZ_RGB
+    region = encode_rect(desktop_like(), (8, 4, 40, 20), default)
+    (size,) = struct.unpack_from("<I", region.payload)
+    assert size == len(region.payload) - 4 and region.rect == (8, 4, 40, 20)

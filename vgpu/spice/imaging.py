@@ -10,13 +10,8 @@ import struct
 from dataclasses import dataclass
 
 from vgpu.display import Frame, Rect
-from vgpu.encode import (
-    encode_jpeg,
-    encode_lz4_rgb32,
-    encode_lz_rgb32,
-    encode_lz_rgba,
-    encode_quic_rgb32,
-)
+from vgpu.encode import encode_jpeg, encode_lz4_rgb32, encode_lz_rgb32, encode_quic_rgb32
+from vgpu.encode.policy import ClientCodecs, encode_region
 from vgpu.spice import constants as c
 from vgpu.spice.channels import EncodedRegion, bitmap_payload
 
@@ -65,10 +60,6 @@ preference overrides the server's option for that client."""
 STREAM_JPEG_QUALITY = 70
 """MJPEG stream frames: spice-server's MJPEG encoder starts at 70 too."""
 
-JPEG_QUALITY = 85
-"""For still regions when the user allows lossy compression (--jpeg-wan-compression
-always); spice-server's default JPEG quality is 85 too."""
-
 
 @dataclass(frozen=True)
 class ClientImaging:
@@ -79,19 +70,19 @@ class ClientImaging:
     preferred: str | None = None  # the client's PREFERRED_COMPRESSION, if it sent one
 
     def codec(self) -> str:
-        """ "bitmap", "jpeg", "lz4" or "lz" for opaque still regions.
+        """ "auto", "bitmap", "quic", "lz4" or "lz".
 
-        GLZ (a dictionary shared across images) is not implemented; glz and
-        auto_glz use LZ, which every client decodes. QUIC is not among the
-        encoders yet, so quic and auto_* use LZ as well: lossless either way.
-        "auto" JPEG means lossy on a WAN link only, and there is no WAN
-        detection here, so it stays lossless like "never".
+        auto_glz and auto_lz are "auto": vgpu.encode.policy picks per region (LZ_RGB
+        for desktop-like content, QUIC for photographic, JPEG for photographic only
+        with --jpeg-wan-compression always). GLZ (a dictionary shared across
+        images) is not implemented, so glz means LZ. "auto" JPEG means lossy on a
+        WAN link only, and there is no WAN detection here: it stays lossless.
         """
         image = self.preferred or self.compression.image
+        if image in ("auto_glz", "auto_lz"):
+            return "auto"
         if image == "off":
             return "bitmap"
-        if self.compression.jpeg_wan == "always":
-            return "jpeg"
         if image == "quic":
             return "quic"
         if image == "lz4" and self.lz4:
@@ -155,11 +146,12 @@ def encode_rect(frame: Frame, rect: Rect, imaging: ClientImaging) -> EncodedRegi
     if codec == "bitmap":
         payload = bitmap_payload(view.tobytes(), right - left, bottom - top, frame.has_alpha)
         return EncodedRegion(rect, c.SPICE_IMAGE_TYPE_BITMAP, payload)
-    if frame.has_alpha:
-        # Alpha must survive: LZ_RGBA whatever the option (JPEG and LZ4 drop alpha).
-        return _binary(rect, c.SPICE_IMAGE_TYPE_LZ_RGB, encode_lz_rgba(view))
-    if codec == "jpeg":
-        return _binary(rect, c.SPICE_IMAGE_TYPE_JPEG, encode_jpeg(view, JPEG_QUALITY), True)
+    if codec == "auto" or frame.has_alpha:
+        # Alpha must survive: the policy gives LZ_RGBA whatever the option.
+        lossy = imaging.compression.jpeg_wan == "always"
+        client = ClientCodecs(lz4=imaging.lz4)
+        image = encode_region(view, client, lossy_allowed=lossy, has_alpha=frame.has_alpha)
+        return _binary(rect, image.image_type, image.data, image.lossy)
     if codec == "quic":
         return _binary(rect, c.SPICE_IMAGE_TYPE_QUIC, encode_quic_rgb32(view))
     if codec == "lz4":
