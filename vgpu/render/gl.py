@@ -515,7 +515,7 @@ class Renderer:
 
     def _image(self, image: Image, target: _Surface, *, own_texture: bool = False) -> _Source:
         """Checks and decodes an image into something the GL path can sample. Bitmaps go into
-        the staging buffer (small, uncached), the cache (QXL_IMAGE_CACHE) or a texture of their own."""
+        the staging buffer (small, uncached), the cache (QXL_IMAGE_CACHE) or a texture."""
         if isinstance(image, SurfaceImage):
             src = self._get_surface(image.surface_id)
             tex = src.tex
