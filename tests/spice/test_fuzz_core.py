@@ -103,6 +103,26 @@ message = st.tuples(TYPES, st.binary(max_size=64)).map(lambda m: mini(*m))
 stream = st.lists(st.one_of(message, st.binary(max_size=32)), max_size=20)
 
 
+VALID = {
+    "main": mini(c.SPICE_MSGC_MAIN_CLIENT_INFO, bytes(8))
+    + mini(c.SPICE_MSGC_MAIN_ATTACH_CHANNELS)
+    + mini(c.SPICE_MSGC_MAIN_MOUSE_MODE_REQUEST, struct.pack("<H", 2))
+    + mini(c.SPICE_MSGC_MAIN_AGENT_START, struct.pack("<I", 10))
+    + mini(c.SPICE_MSGC_PONG, struct.pack("<IQ", 1, 2)),
+    "display": mini(c.SPICE_MSGC_DISPLAY_INIT, struct.pack("<BqBi", 1, 1 << 20, 0, 0))
+    + mini(c.SPICE_MSGC_ACK_SYNC, struct.pack("<I", 1))
+    + mini(c.SPICE_MSGC_ACK)
+    + mini(c.SPICE_MSGC_DISPLAY_PREFERRED_COMPRESSION, b"\x07")
+    + mini(c.SPICE_MSGC_DISPLAY_STREAM_REPORT, bytes(32)),
+    "inputs": mini(c.SPICE_MSGC_INPUTS_KEY_DOWN, struct.pack("<I", 0x1E))
+    + mini(c.SPICE_MSGC_INPUTS_KEY_SCANCODE, b"\xe0\x48\xe0\xc8")
+    + mini(c.SPICE_MSGC_INPUTS_MOUSE_POSITION, struct.pack("<IIHB", 5, 6, 1, 0))
+    + mini(c.SPICE_MSGC_INPUTS_MOUSE_MOTION, struct.pack("<iiH", -1, 1, 0))
+    + mini(c.SPICE_MSGC_INPUTS_MOUSE_PRESS, struct.pack("<BH", 1, 1)),
+    "cursor": mini(c.SPICE_MSGC_ACK_SYNC, struct.pack("<I", 1)) + mini(c.SPICE_MSGC_ACK),
+}
+
+
 def feed_channel(name: str, parts: list[bytes], cuts: list[int]) -> None:
     machine = MACHINES[name]()
     data = b"".join(parts)
@@ -135,6 +155,32 @@ def test_link_mutated(edits, cuts):
 @given(parts=stream, cuts=st.lists(st.integers(0, 2000), max_size=4))
 def test_channel_messages(name, parts, cuts):
     feed_channel(name, parts, cuts)
+
+
+@pytest.mark.parametrize("name", sorted(MACHINES))
+@FAST
+@given(
+    edits=st.lists(mutation, min_size=1, max_size=6), cuts=st.lists(st.integers(0, 200), max_size=4)
+)
+def test_channel_valid_messages_mutated(name, edits, cuts):
+    feed_channel(name, [mutate(VALID[name], edits)], cuts)
+
+
+def test_valid_messages_are_accepted():
+    for name, data in VALID.items():
+        machine = MACHINES[name]()
+        assert not any(isinstance(e, ChannelClosed) for e in machine.receive_data(data)), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(MACHINES))
+@SLOW
+@given(
+    edits=st.lists(mutation, min_size=1, max_size=10),
+    cuts=st.lists(st.integers(0, 200), max_size=6),
+)
+def test_channel_valid_messages_mutated_many(name, edits, cuts):
+    feed_channel(name, [mutate(VALID[name], edits)], cuts)
 
 
 @pytest.mark.slow

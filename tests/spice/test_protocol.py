@@ -20,6 +20,7 @@ from vgpu.spice.channels import (
     InputsChannel,
     MainChannel,
     MouseModeChanged,
+    PongReceived,
     scancodes_to_events,
 )
 from vgpu.spice.link import LinkClosed, Linked, LinkMachine, LinkState, new_ticket_key
@@ -149,6 +150,13 @@ def test_main_init_channels_list_and_mouse_mode():
     assert events == [MouseModeChanged(c.SPICE_MOUSE_MODE_SERVER)]
     assert split_messages(main.data_to_send()) == [
         (c.SPICE_MSG_MAIN_MOUSE_MODE, struct.pack("<HH", 3, 1))
+    ]
+    main.ping(9, 123456789)
+    assert split_messages(main.data_to_send()) == [
+        (c.SPICE_MSG_PING, struct.pack("<IQ", 9, 123456789))
+    ]
+    assert main.receive_data(mini(c.SPICE_MSGC_PONG, struct.pack("<IQ", 9, 123456789))) == [
+        PongReceived(9, 123456789)
     ]
     # Agent messages are read and dropped: there is no agent.
     assert main.receive_data(mini(c.SPICE_MSGC_MAIN_AGENT_DATA, b"x" * 100)) == []

@@ -82,6 +82,15 @@ def test_channels_list_and_other_channels_join_the_session(server):
     main.close()
 
 
+def test_main_pings_once_and_takes_the_pong(server):
+    main, _session = open_session(server.port)
+    ping_id, timestamp = struct.unpack("<IQ", main.recv_until(c.SPICE_MSG_PING))
+    main.send(c.SPICE_MSGC_PONG, struct.pack("<IQ", ping_id, timestamp))
+    main.send(c.SPICE_MSGC_MAIN_ATTACH_CHANNELS)
+    assert main.recv_until(c.SPICE_MSG_MAIN_CHANNELS_LIST)
+    main.close()
+
+
 def test_first_picture_then_only_damage_then_idle_sends_nothing(server, source):
     main, session = open_session(server.port)
     display = display_of(server.port, session)

@@ -63,6 +63,14 @@ class AckReceived:
 
 
 @dataclass(frozen=True)
+class PongReceived:
+    """The answer to ping(): `timestamp` is what the ping carried."""
+
+    ping_id: int
+    timestamp: int
+
+
+@dataclass(frozen=True)
 class InputReceived:
     event: InputEvent
 
@@ -74,6 +82,7 @@ ChannelEvent = (
     | PreferredCompression
     | AckReceived
     | InputReceived
+    | PongReceived
 )
 
 
@@ -186,9 +195,7 @@ class ChannelMachine:
                 self._unacked = max(0, self._unacked - self.ack_window)
             return [AckReceived()]
         if msg_type == c.SPICE_MSGC_PONG:
-            r.u32()
-            r.u64()
-            return []
+            return [PongReceived(r.u32(), r.u64())]
         if msg_type in (c.SPICE_MSGC_MIGRATE_FLUSH_MARK, c.SPICE_MSGC_MIGRATE_DATA):
             return []  # no migration: nothing was asked, nothing to do
         if msg_type == c.SPICE_MSGC_DISCONNECTING:

@@ -38,6 +38,7 @@ from vgpu.spice.channels import (
     InputReceived,
     InputsChannel,
     MainChannel,
+    PongReceived,
     PreferredCompression,
 )
 from vgpu.spice.imaging import (
@@ -388,8 +389,15 @@ class SpiceServer:
         log.info("%s: session %08x started", peer, session_id)
         try:
             main.start(self.mm_time() - MM_TIME_LATENCY_MS)
+            main.ping(1, time.monotonic_ns())  # the round trip is logged, as a link check
+
+            def on_event(event: object) -> None:
+                if isinstance(event, PongReceived):
+                    rtt = (time.monotonic_ns() - event.timestamp) / 1e6
+                    log.info("%s: round trip %.1f ms", peer, rtt)
+
             transport.write_messages(main.messages_to_send())
-            await self._pump(transport, main, leftover, peer)
+            await self._pump(transport, main, leftover, peer, on_event)
         finally:
             del self._sessions[session_id]
             for other in list(session.others):
