@@ -205,3 +205,20 @@ def test_random_sequences_match_reference(renderer, fmt, data):
                               min_size=1, max_size=12))
     renderer.reset()
     _run(renderer, fmt, cmds, seed)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_tiny_staging_buffer_flushes_and_retries(renderer, monkeypatch, data):
+    """With room for only a few images per draw call, operations keep flushing mid-batch and
+    retrying after a full buffer; the picture must not change."""
+    from vgpu.render import gl
+
+    monkeypatch.setattr(gl, "MAX_STAGING_BYTES", 4096)
+    seed = _noise(data.draw, W * H * 4).reshape(H, W, 4)
+    cmds = data.draw(st.lists(st.one_of(commands(0), commands(OTHER)), min_size=1,
+                              max_size=12))
+    renderer.reset()
+    _run(renderer, E.SURFACE_FMT_32_ARGB, cmds, seed)

@@ -534,7 +534,8 @@ class Renderer:
                 return _Source(hit.texture, hit.width, hit.height, hit.has_alpha)
         data, has_alpha = px.decode_bitmap(image)
         h, w = data.shape[:2]
-        if cache or own_texture or w > STAGE_MAX_IMAGE or h > STAGE_MAX_IMAGE:
+        if (cache or own_texture or w > STAGE_MAX_IMAGE or h > STAGE_MAX_IMAGE
+                or data.nbytes > MAX_STAGING_BYTES // 2):
             tex = self.ctx.texture((w, h), 4, np.ascontiguousarray(data).tobytes())
             tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
             if cache:
@@ -800,8 +801,7 @@ class Renderer:
                                                      rops.ROP3_WHITENESS):
             value = {rops.ROP3_PATCOPY: color, rops.ROP3_BLACKNESS: 0,
                      rops.ROP3_WHITENESS: 0xFFFFFFFF}[code]
-            self._queue_fill(surf, rects, _pack(px.quantize(
-                np.array(_unpack(value), np.uint8), surf.fmt)))
+            self._queue_fill(surf, rects, _pack(px.quantize_pixel(_unpack(value), surf.fmt)))
             return
         aux = (0, 0)
         mode = code | (KIND_ROP3 << 8)
@@ -904,7 +904,7 @@ class Renderer:
         area = self._check_area(src, op.src_area)
         src_map, _ = self._src_map(bbox, area, E.SCALE_MODE_NEAREST)
         if surf.fmt in (E.SURFACE_FMT_16_555, E.SURFACE_FMT_16_565):
-            key = _pack(px.quantize(np.array(_unpack(op.true_color), np.uint8), surf.fmt))
+            key = _pack(px.quantize_pixel(_unpack(op.true_color), surf.fmt))
         elif surf.fmt in (E.SURFACE_FMT_32_xRGB, E.SURFACE_FMT_32_ARGB):
             key = op.true_color & 0xFFFFFF
         else:
@@ -935,8 +935,6 @@ class Renderer:
         return rects
 
     def _text(self, surf: _Surface, bbox: Box, rects: list[Box], op: Text) -> list[Box]:
-        left, top, cov = px.glyph_mask(op.str)
-        fore_color, fore_pat = self._brush(op.fore_brush, surf)
         back_color, back_pat = self._brush(op.back_brush, surf)
         ba = op.back_area
         back: list[Box] = []
@@ -945,6 +943,10 @@ class Renderer:
                 return []  # the software canvas refuses this combination and draws nothing
             bbox_back = check_rect(ba, "back_area")
             back = [c for c in (intersect(r, bbox_back) for r in rects) if c is not None]
+        if op.str.flags & E.STRING_FLAGS_RASTER_A1 and type(op.fore_brush) is SolidBrush:
+            return self._text_a1(surf, rects, op, back, back_color, back_pat)
+        left, top, cov = px.glyph_mask(op.str)
+        fore_color, fore_pat = self._brush(op.fore_brush, surf)
         gbox = (left, top, left + cov.shape[1], top + cov.shape[0])
         fore = [c for c in (intersect(r, gbox) for r in rects) if c is not None]
         if fore and op.fore_brush is not None:
@@ -961,6 +963,43 @@ class Renderer:
                              aux=aux, pat_pos=pat_pos)
         else:
             fore = []
+        return back + fore
+
+    def _text_a1(self, surf: _Surface, rects: list[Box], op: Text, back: list[Box],
+                 back_color: int, back_pat: _Source | None) -> list[Box]:
+        """1-bit glyphs in a solid colour: coverage is all or nothing, so OVER is a copy of
+        the colour where a bit is set; the glyphs' own bytes are staged and each glyph is one
+        instance of the blit program, no destination read."""
+        _, boxes, gbox = px.glyph_boxes(op.str)
+        fore = [c for c in (intersect(r, gbox) for r in rects) if c is not None]
+        assert isinstance(op.fore_brush, SolidBrush)
+        b, g, r, _ = px.color_to_pixel(op.fore_brush.color, surf.fmt)
+        color = _pack(px.quantize_pixel((b, g, r, 255), surf.fmt))
+        top_down = bool(op.str.flags & E.STRING_FLAGS_RASTER_TOP_DOWN)
+        queued = []
+        for glyph, (x0, y0, x1, y1) in zip(op.str.glyphs, boxes, strict=True):
+            parts = [c for c in (intersect(f, (x0, y0, x1, y1)) for f in fore) if c is not None]
+            if not parts:
+                continue
+            stride = (glyph.width + 7) // 8
+            size = stride * glyph.height
+            base = self._stage(glyph.data if len(glyph.data) == size
+                               else memoryview(glyph.data)[:size])
+            if top_down:
+                off = (base - y0 * stride, stride)
+            else:  # the software canvas reads glyph rows bottom-up
+                off = (base + (glyph.height - 1 + y0) * stride, -stride)
+            kind = (3 | (x0 & 0xFFFFFF) << 8) & 0xFFFFFFFF
+            queued.extend((p, off, kind) for p in parts)
+        if back:
+            self._brush_rop(surf, back, rops.ROP3_PATCOPY, back_color, back_pat, None,
+                            op.back_brush)
+        if not queued:
+            return back
+        batch = self._begin("blit", surf, None, None)
+        batch.kinds |= 8
+        for (px0, py0, px1, py1), (ox, oy), kind in queued:
+            batch.data += (px0, py0, px1, py1, ox, oy, color, kind)
         return back + fore
 
     def _stroke(self, surf: _Surface, bbox: Box, rects: list[Box], op: Stroke) -> list[Box]:

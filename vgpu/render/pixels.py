@@ -72,6 +72,19 @@ def color_to_pixel(color: int, fmt: int) -> tuple[int, int, int, int]:
     return 0, 0, 0, 255 if color & 1 else 0
 
 
+def quantize_pixel(c: tuple[int, int, int, int], fmt: int) -> tuple[int, int, int, int]:
+    """`quantize` for one pixel, without numpy (per-operation colours)."""
+    b, g, r, a = c
+    if fmt == E.SURFACE_FMT_16_555 or fmt == E.SURFACE_FMT_16_565:
+        g = (g & 0xFC) | (g >> 6) if fmt == E.SURFACE_FMT_16_565 else (g & 0xF8) | (g >> 5)
+        return (b & 0xF8) | (b >> 5), g, (r & 0xF8) | (r >> 5), 255
+    if fmt == E.SURFACE_FMT_8_A:
+        return 0, 0, 0, a
+    if fmt == E.SURFACE_FMT_1_A:
+        return 0, 0, 0, 255 if a & 0x80 else 0
+    return b, g, r, a
+
+
 def _x5(v: int) -> int:
     return (v << 3) | (v >> 2)
 
@@ -233,9 +246,9 @@ def decode_mask(img: BitmapImage, invert: bool) -> np.ndarray:
     return ~bits if invert else bits
 
 
-def glyph_mask(string: GlyphString) -> tuple[int, int, np.ndarray]:
-    """A raster glyph string -> (left, top, (h, w) uint8 coverage), glyphs combined as the
-    software canvas does (A1: OR, A4: high nibble kept as value & 0xF0, A8: max)."""
+def glyph_boxes(string: GlyphString) -> tuple[int, list[tuple[int, int, int, int]],
+                                               tuple[int, int, int, int]]:
+    """Checks a raster glyph string: (bits per pixel, each glyph's box, the string's box)."""
     if string.flags & E.STRING_FLAGS_RASTER_A1:
         bpp = 1
     elif string.flags & E.STRING_FLAGS_RASTER_A4:
@@ -250,23 +263,30 @@ def glyph_mask(string: GlyphString) -> tuple[int, int, np.ndarray]:
     for g in string.glyphs:
         if not (0 <= g.width <= MAX_DIM and 0 <= g.height <= MAX_DIM):
             raise RenderError("bad glyph size")
+        if len(g.data) < (g.width * bpp + 7) // 8 * g.height:
+            raise RenderError("glyph data shorter than its size")
         x = g.render_pos.x + g.glyph_origin.x
         y = g.render_pos.y + g.glyph_origin.y
+        if not (-MAX_DIM * 4 <= x <= MAX_DIM * 4 and -MAX_DIM * 4 <= y <= MAX_DIM * 4):
+            raise RenderError("glyph position out of range")
         boxes.append((x, y, x + g.width, y + g.height))
-    left = min(b[0] for b in boxes)
-    top = min(b[1] for b in boxes)
-    right = max(b[2] for b in boxes)
-    bottom = max(b[3] for b in boxes)
-    if right - left > MAX_DIM or bottom - top > MAX_DIM:
+    box = (min(b[0] for b in boxes), min(b[1] for b in boxes),
+           max(b[2] for b in boxes), max(b[3] for b in boxes))
+    if box[2] - box[0] > MAX_DIM or box[3] - box[1] > MAX_DIM:
         raise RenderError("glyph string too large")
+    return bpp, boxes, box
+
+
+def glyph_mask(string: GlyphString) -> tuple[int, int, np.ndarray]:
+    """A raster glyph string -> (left, top, (h, w) uint8 coverage), glyphs combined as the
+    software canvas does (A1: OR, A4: high nibble kept as value & 0xF0, A8: max)."""
+    bpp, boxes, (left, top, right, bottom) = glyph_boxes(string)
     out = np.zeros((bottom - top, right - left), np.uint8)
     top_down = bool(string.flags & E.STRING_FLAGS_RASTER_TOP_DOWN)
     for g, (x0, y0, x1, y1) in zip(string.glyphs, boxes, strict=True):
         if g.width == 0 or g.height == 0:
             continue
         stride = (g.width * bpp + 7) // 8
-        if len(g.data) < stride * g.height:
-            raise RenderError("glyph data shorter than its size")
         rows = np.frombuffer(g.data, np.uint8, stride * g.height).reshape(g.height, stride)
         if not top_down:  # the software canvas reads glyph rows bottom-up
             rows = rows[::-1]
