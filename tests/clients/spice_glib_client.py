@@ -10,7 +10,8 @@ It prints one line per event:
   event CHANNEL_TYPE EVENT_NICK  a channel event (opened, error-auth, ...)
   dumped PATH                    the answer to "dump PATH"
 and reads commands: "dump PATH" (writes the primary's raw B,G,R,X rows, stride
-= 4 * width) and "quit".
+= 4 * width), "key SCANCODE" (press and release), "position X Y", "click BUTTON"
+and "quit".
 """
 
 import argparse
@@ -36,6 +37,7 @@ class Client:
     def __init__(self, args):
         self.loop = GLib.MainLoop()
         self.primary = None  # (width, height, format, stride, address)
+        self.inputs = None
         self.session = Spice.Session()
         self.session.set_property("host", args.host)
         if args.port:
@@ -61,6 +63,8 @@ class Client:
 
     def on_channel(self, session, channel):
         GObject.Object.connect(channel, "channel-event", self.on_channel_event)
+        if isinstance(channel, Spice.InputsChannel):
+            self.inputs = channel
         if isinstance(channel, Spice.DisplayChannel):
             GObject.Object.connect(channel, "display-primary-create", self.on_primary)
             GObject.Object.connect(channel, "display-invalidate", self.on_invalidate)
@@ -108,6 +112,17 @@ class Client:
             say("dumped", words[1])
         elif words[:1] == ["dump"]:
             say("error no primary surface")
+        elif words[:1] == ["key"] and self.inputs:
+            self.inputs.key_press_and_release(int(words[1], 0))
+            say("sent", *words)
+        elif words[:1] == ["position"] and self.inputs:
+            self.inputs.position(int(words[1]), int(words[2]), 0, 0)
+            say("sent", *words)
+        elif words[:1] == ["click"] and self.inputs:
+            button = int(words[1])
+            self.inputs.button_press(button, 1 << (button - 1))
+            self.inputs.button_release(button, 0)
+            say("sent", *words)
         elif words[:1] == ["quit"]:
             return self.finish("quit")
         return True

@@ -24,6 +24,7 @@ from spice_testkit import (
     pattern,
 )
 
+from vgpu.display import InputEvent
 from vgpu.spice.imaging import Compression
 from vgpu.spice.server import ServerOptions
 
@@ -83,6 +84,34 @@ def test_lz4_when_asked_by_the_client(source, tmp_path):
         changed = pattern(W, H, seed=3)
         source.publish(changed)
         glib_sees(client, tmp_path, changed)
+    finally:
+        client.close()
+        server.stop()
+
+
+@needs_glib
+def test_spice_gtk_inputs_reach_the_source(source):
+    server = ServerThread(source)
+    client = GlibClient("--port", str(server.port))
+    try:
+        client.wait_for(lambda line: line == "event 3 opened")  # inputs channel
+        for command in ("key 0x1e", "key 0x148", "position 17 23", "click 1"):
+            client.command(command)
+            client.wait_for(lambda line, command=command: line == f"sent {command}")
+        expected = [
+            InputEvent("key_down", code=0x1E),
+            InputEvent("key_up", code=0x9E),
+            InputEvent("key_down", code=0x48E0),  # extended: the 0xE0 prefix in the low byte
+            InputEvent("key_up", code=0xC8E0),
+            InputEvent("mouse_position", x=17, y=23),
+            InputEvent("mouse_press", code=1, buttons=1),
+            InputEvent("mouse_release", code=1, buttons=0),
+        ]
+        deadline = time.monotonic() + 10
+        # spice-gtk also sends its lock keys' state (a modifiers message) on connect.
+        while [e for e in source.inputs if e.kind != "modifiers"] != expected:
+            assert time.monotonic() < deadline, f"inputs seen: {source.inputs}"
+            time.sleep(0.05)
     finally:
         client.close()
         server.stop()
