@@ -8,6 +8,8 @@ It prints one line per event:
                                  bottom-left (see read_stamp)
   mark                           the display's first full picture is there
   event CHANNEL_TYPE EVENT_NICK  a channel event (opened, error-auth, ...)
+  cursor W H HX HY FIRST         cursor-set; FIRST is the first pixel's RGBA as a u32
+  cursor-move X Y / cursor-hide  the other cursor signals
   dumped PATH                    the answer to "dump PATH"
 and reads commands: "dump PATH" (writes the primary's raw B,G,R,X rows, stride
 = 4 * width), "key SCANCODE" (press and release), "position X Y", "click BUTTON"
@@ -63,6 +65,12 @@ class Client:
 
     def on_channel(self, session, channel):
         GObject.Object.connect(channel, "channel-event", self.on_channel_event)
+        if isinstance(channel, Spice.CursorChannel):
+            GObject.Object.connect(channel, "cursor-set", self.on_cursor_set)
+            GObject.Object.connect(
+                channel, "cursor-move", lambda ch, x, y: say("cursor-move", x, y)
+            )
+            GObject.Object.connect(channel, "cursor-hide", lambda ch: say("cursor-hide"))
         if isinstance(channel, Spice.InputsChannel):
             self.inputs = channel
         if isinstance(channel, Spice.DisplayChannel):
@@ -74,6 +82,10 @@ class Client:
     def on_channel_event(self, channel, event):
         kind = channel.get_property("channel-type")
         say("event", kind, event.value_nick)
+
+    def on_cursor_set(self, channel, width, height, hot_x, hot_y, rgba):
+        first = int.from_bytes(ctypes.string_at(rgba, 4), "little") if rgba else 0
+        say("cursor", width, height, hot_x, hot_y, first)
 
     def on_primary(self, channel, fmt, width, height, stride, shmid, data):
         # The introspected DisplayPrimary struct is wrong; the signal's own args are right.

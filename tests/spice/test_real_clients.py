@@ -24,7 +24,7 @@ from spice_testkit import (
     pattern,
 )
 
-from vgpu.display import InputEvent
+from vgpu.display import CursorShape, CursorUpdate, InputEvent
 from vgpu.spice.imaging import Compression
 from vgpu.spice.server import ServerOptions
 
@@ -112,6 +112,27 @@ def test_spice_gtk_inputs_reach_the_source(source):
         while [e for e in source.inputs if e.kind != "modifiers"] != expected:
             assert time.monotonic() < deadline, f"inputs seen: {source.inputs}"
             time.sleep(0.05)
+    finally:
+        client.close()
+        server.stop()
+
+
+@needs_glib
+def test_spice_gtk_follows_the_cursor(source):
+    shape = CursorShape(42, 0, 2, 2, 1, 0, bytes([10, 20, 30, 255]) * 4)  # ALPHA, B,G,R,A
+    source.cursor.publish(CursorUpdate("set", 5, 6, True, shape))
+    server = ServerThread(source)
+    client = GlibClient("--port", str(server.port))
+    try:
+        line = client.wait_for(lambda line: line.startswith("cursor "))  # from CURSOR_INIT
+        assert line.split()[1:5] == ["2", "2", "1", "0"]
+        source.cursor.publish(CursorUpdate("move", 50, 60))
+        client.wait_for(lambda line: line == "cursor-move 50 60")
+        source.cursor.publish(CursorUpdate("hide"))
+        client.wait_for(lambda line: line == "cursor-hide")
+        source.cursor.publish(CursorUpdate("set", 1, 1, True, shape))  # from the cache now
+        line = client.wait_for(lambda line: line.startswith("cursor "))
+        assert line.split()[1:5] == ["2", "2", "1", "0"]
     finally:
         client.close()
         server.stop()
