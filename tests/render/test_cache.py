@@ -1,30 +1,51 @@
-"""The image cache's byte bound and LRU order (no GL)."""
+"""The image cache's byte bound and LRU order, and the shared texture's slots (no GL)."""
 
 from __future__ import annotations
 
-from vgpu.render.cache import CachedImage, ImageCache
+import random
+
+from vgpu.render.cache import PAGE, CachedImage, ImageCache, SlotAtlas
 
 
-class _Tex:
-    def __init__(self) -> None:
-        self.released = False
-
-    def release(self) -> None:
-        self.released = True
+def _entry(w: int, h: int, tag: list) -> CachedImage:
+    return CachedImage(tag, 0, 0, w, h, False)
 
 
 def test_lru_eviction_by_bytes():
-    cache = ImageCache(max_bytes=3 * 400)
-    texes = [_Tex() for _ in range(4)]
+    released: list = []
+    cache = ImageCache(max_bytes=3 * 400, release=lambda e: released.append(e.texture))
     for i in range(3):
-        cache.put(i, CachedImage(texes[i], 10, 10, False))
+        cache.put(i, _entry(10, 10, [i]))
     assert cache.get(0) is not None  # 0 is now the most recent
-    cache.put(3, CachedImage(texes[3], 10, 10, False))
-    assert cache.get(1) is None and texes[1].released
+    cache.put(3, _entry(10, 10, [3]))
+    assert cache.get(1) is None and released == [[1]]
     assert all(cache.get(k) is not None for k in (0, 2, 3))
     assert cache.bytes == 1200
-    huge = _Tex()
-    cache.put(9, CachedImage(huge, 100, 100, False))
-    assert cache.get(9) is None and huge.released and len(cache) == 3
+    cache.put(9, _entry(100, 100, [9]))
+    assert cache.get(9) is None and released[-1] == [9] and len(cache) == 3
     cache.clear()
-    assert len(cache) == 0 and cache.bytes == 0 and texes[0].released
+    assert len(cache) == 0 and cache.bytes == 0 and len(released) == 5
+
+
+def test_slot_atlas_allocates_disjoint_slots_and_recycles_pages():
+    atlas = SlotAtlas(side=2 * PAGE)  # four pages
+    assert SlotAtlas.size_class(17, 3) == 32 and SlotAtlas.size_class(300, 1) is None
+    taken: list[tuple[int, tuple[int, int]]] = []
+    rng = random.Random(4)
+    for _ in range(2000):
+        if taken and rng.random() < 0.45:
+            cls, at = taken.pop(rng.randrange(len(taken)))
+            atlas.free(cls, at)
+            continue
+        cls = rng.choice([16, 64, 128, 256])
+        at = atlas.alloc(cls)
+        if at is None:
+            continue
+        assert 0 <= at[0] <= 2 * PAGE - cls and 0 <= at[1] <= 2 * PAGE - cls
+        for other_cls, o in taken:  # never overlapping a live slot
+            assert (at[0] + cls <= o[0] or o[0] + other_cls <= at[0]
+                    or at[1] + cls <= o[1] or o[1] + other_cls <= at[1])
+        taken.append((cls, at))
+    for cls, at in taken:
+        atlas.free(cls, at)
+    assert len([atlas.alloc(256) for _ in range(4)]) == 4 and atlas.alloc(256) is None

@@ -211,14 +211,18 @@ def test_random_sequences_match_reference(renderer, fmt, data):
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_tiny_staging_buffer_flushes_and_retries(renderer, monkeypatch, data):
-    """With room for only a few images per draw call, operations keep flushing mid-batch and
-    retrying after a full buffer; the picture must not change."""
-    from vgpu.render import gl
+def test_tiny_staging_buffer_and_cache(gl_ctx, monkeypatch, data):
+    """With room for only a few images per draw call and two small cached images, operations
+    keep flushing mid-batch, retrying after a full buffer, and evicting cached images whose
+    slots get reused; the picture must not change."""
+    from vgpu.render import Renderer, gl
 
     monkeypatch.setattr(gl, "MAX_STAGING_BYTES", 4096)
     seed = _noise(data.draw, W * H * 4).reshape(H, W, 4)
     cmds = data.draw(st.lists(st.one_of(commands(0), commands(OTHER)), min_size=1,
                               max_size=12))
-    renderer.reset()
-    _run(renderer, E.SURFACE_FMT_32_ARGB, cmds, seed)
+    renderer = Renderer(gl_ctx, cache_bytes=2 * 32 * 32 * 4)
+    try:
+        _run(renderer, E.SURFACE_FMT_32_ARGB, cmds, seed)
+    finally:
+        renderer.close()

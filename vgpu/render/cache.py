@@ -1,4 +1,7 @@
-"""The image cache: decoded guest images kept as textures, bounded in bytes, LRU."""
+"""The image cache: decoded guest images kept on the GPU, bounded in bytes, LRU.
+
+Small cached images share one texture (`SlotAtlas`), so that copies of different cached
+images still batch into one draw call; larger ones get a texture each."""
 
 from __future__ import annotations
 
@@ -12,17 +15,75 @@ IMAGE_CACHE_BYTES = 128 << 20
 80 MiB of 32-bit pixels, a bit more here keeps its working set (icons, glyph runs, window
 backgrounds) resident; 128 MiB is still small next to the surfaces of a multi-head guest."""
 
+SLOT_ATLAS_SIDE = 4096
+"""Side of the shared texture for small cached images: 64 MiB, half the cache's bound."""
+
+PAGE = 256
+"""The shared texture is cut into PAGE x PAGE pages, each holding square slots of one size
+class (16, 32, ..., PAGE): an image takes the smallest class that fits it, so at most three
+quarters of a slot is wasted and freeing is O(1)."""
+
+SLOT_CLASSES = (16, 32, 64, 128, 256)
+
 
 @dataclass(slots=True)
 class CachedImage:
-    texture: Any  # moderngl.Texture (or anything with release()) holding the decoded pixels
+    texture: Any  # moderngl.Texture holding the decoded pixels (shared or its own)
+    x: int  # the image's place inside the texture
+    y: int
     width: int
     height: int
     has_alpha: bool
+    slot: tuple[int, int] | None = None  # (class, slot id) in the SlotAtlas, if there
 
     @property
     def nbytes(self) -> int:
+        if self.slot is not None:
+            return self.slot[0] * self.slot[0] * 4
         return self.width * self.height * 4
+
+
+class SlotAtlas:
+    """Slot bookkeeping for the shared texture (no GL here)."""
+
+    def __init__(self, side: int = SLOT_ATLAS_SIDE) -> None:
+        per_row = side // PAGE
+        self._free_pages = [(i % per_row * PAGE, i // per_row * PAGE)
+                            for i in range(per_row * per_row)]
+        self._free: dict[int, list[tuple[int, int]]] = {c: [] for c in SLOT_CLASSES}
+        self._page_used: dict[tuple[int, int], int] = {}
+
+    @staticmethod
+    def size_class(width: int, height: int) -> int | None:
+        side = max(width, height)
+        return next((c for c in SLOT_CLASSES if side <= c), None)
+
+    def alloc(self, cls: int) -> tuple[int, int] | None:
+        """A free slot's top-left corner, or None when the texture is full for this class."""
+        free = self._free[cls]
+        if not free:
+            if not self._free_pages:
+                return None
+            px, py = self._free_pages.pop()
+            n = PAGE // cls
+            free.extend((px + i * cls, py + j * cls) for j in range(n) for i in range(n))
+            self._page_used[(px, py)] = 0
+        at = free.pop()
+        page = (at[0] - at[0] % PAGE, at[1] - at[1] % PAGE)
+        self._page_used[page] += 1
+        return at
+
+    def free(self, cls: int, at: tuple[int, int]) -> None:
+        page = (at[0] - at[0] % PAGE, at[1] - at[1] % PAGE)
+        self._page_used[page] -= 1
+        if self._page_used[page]:
+            self._free[cls].append(at)
+            return
+        # an empty page goes back to the pool, for any class
+        del self._page_used[page]
+        self._free[cls] = [s for s in self._free[cls]
+                           if (s[0] - s[0] % PAGE, s[1] - s[1] % PAGE) != page]
+        self._free_pages.append(page)
 
 
 class ImageCache:
@@ -30,11 +91,11 @@ class ImageCache:
     palettes (the Windows blinking cursor), and each must show its own colours."""
 
     def __init__(self, max_bytes: int = IMAGE_CACHE_BYTES,
-                 release: Callable[[Any], None] | None = None) -> None:
+                 release: Callable[[CachedImage], None] | None = None) -> None:
         self.max_bytes = max_bytes
-        # Evicted textures go here rather than being freed at once: a queued draw may still
-        # sample them (the renderer frees them after its next flush).
-        self._release = release or (lambda tex: tex.release())
+        # Called for every entry that leaves; the renderer frees its slot or texture when no
+        # queued draw can still sample it.
+        self._release = release or (lambda entry: entry.texture.release())
         self.bytes = 0
         self._entries: OrderedDict[Hashable, CachedImage] = OrderedDict()
 
@@ -51,17 +112,24 @@ class ImageCache:
         """Adds an entry (the caller checked it is not there), evicting least recently used
         ones until the total fits; an entry larger than the whole cache is not kept."""
         if entry.nbytes > self.max_bytes:
-            self._release(entry.texture)
+            self._release(entry)
             return
         self._entries[key] = entry
         self.bytes += entry.nbytes
         while self.bytes > self.max_bytes:
-            _, old = self._entries.popitem(last=False)
-            self.bytes -= old.nbytes
-            self._release(old.texture)
+            self.evict_oldest()
+
+    def evict_oldest(self) -> bool:
+        """Drops the least recently used entry; False when the cache is empty."""
+        if not self._entries:
+            return False
+        _, old = self._entries.popitem(last=False)
+        self.bytes -= old.nbytes
+        self._release(old)
+        return True
 
     def clear(self) -> None:
         for entry in self._entries.values():
-            self._release(entry.texture)
+            self._release(entry)
         self._entries.clear()
         self.bytes = 0

@@ -56,7 +56,13 @@ from vgpu.display import Frame
 from vgpu.render import enums as E
 from vgpu.render import pixels as px
 from vgpu.render import rops
-from vgpu.render.cache import IMAGE_CACHE_BYTES, CachedImage, ImageCache
+from vgpu.render.cache import (
+    IMAGE_CACHE_BYTES,
+    SLOT_ATLAS_SIDE,
+    CachedImage,
+    ImageCache,
+    SlotAtlas,
+)
 from vgpu.render.composite import composite_setup
 from vgpu.render.errors import RenderError
 from vgpu.render.region import Box, check_rect, dest_region, intersect
@@ -156,6 +162,8 @@ class _Source:
     has_alpha: bool
     surface: _Surface | None = None
     staged: tuple[int, int] | None = None
+    x: int = 0  # the image's place inside `tex` (cached images share one texture)
+    y: int = 0
 
 
 class _StagingFull(Exception):
@@ -214,7 +222,9 @@ class Renderer:
         self._dummy = self.ctx.texture((1, 1), 4, b"\0\0\0\0")
         self._pending_release: list[Any] = []  # textures to free once the batch has drawn
         self._op_textures: list[Any] = []  # made or evicted by the operation being queued
-        self.cache = ImageCache(cache_bytes, self._op_textures.append)
+        self.cache = ImageCache(cache_bytes, self._cache_release)
+        self._slots = SlotAtlas()
+        self._cache_tex: moderngl.Texture | None = None  # small cached images, made on demand
         self._surfaces: dict[int, _Surface] = {}
         self._batch = _Batch()
         self._handlers: dict[type, Callable[..., list[Box]]] = {
@@ -388,6 +398,10 @@ class Renderer:
         self._pending_release.extend(self._op_textures)
         self._op_textures.clear()
         self._drop_batch()  # frees the cache's textures
+        if self._cache_tex is not None:
+            self._cache_tex.release()
+            self._cache_tex = None
+        self._slots = SlotAtlas()
         self._shadow = None
         self._damage = []
 
@@ -526,25 +540,58 @@ class Renderer:
             raise RenderError(f"image type {image.descriptor.type} is not supported")
         if image.descriptor.type != E.IMAGE_TYPE_BITMAP:
             raise RenderError(f"bitmap with image type {image.descriptor.type}")
-        cache = bool(image.descriptor.flags & E.QXL_IMAGE_CACHE)
+        # own_texture (patterns, filtered scaling) wants a texture of exactly the image, which
+        # a cached image in the shared texture is not: those decode afresh
+        cache = bool(image.descriptor.flags & E.QXL_IMAGE_CACHE) and not own_texture
         key = (image.descriptor.id, px.palette_key(image.palette), image.format)
         if cache:
             hit = self.cache.get(key)
             if hit is not None and (hit.width, hit.height) == (image.width, image.height):
-                return _Source(hit.texture, hit.width, hit.height, hit.has_alpha)
+                return _Source(hit.texture, hit.width, hit.height, hit.has_alpha,
+                               x=hit.x, y=hit.y)
         data, has_alpha = px.decode_bitmap(image)
         h, w = data.shape[:2]
-        if (cache or own_texture or w > STAGE_MAX_IMAGE or h > STAGE_MAX_IMAGE
+        if cache:
+            return self._cache_put(key, np.ascontiguousarray(data), has_alpha)
+        if (own_texture or w > STAGE_MAX_IMAGE or h > STAGE_MAX_IMAGE
                 or data.nbytes > MAX_STAGING_BYTES // 2):
             tex = self.ctx.texture((w, h), 4, np.ascontiguousarray(data).tobytes())
             tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
-            if cache:
-                self.cache.put(key, CachedImage(tex, w, h, has_alpha))
-            else:
-                self._op_textures.append(tex)
+            self._op_textures.append(tex)
             return _Source(tex, w, h, has_alpha)
         base = self._stage(np.ascontiguousarray(data))
         return _Source(None, w, h, has_alpha, staged=(base >> 2, w))
+
+    def _cache_put(self, key: Any, data: np.ndarray, has_alpha: bool) -> _Source:
+        """Keeps a decoded image: small ones in a slot of the shared texture (evicting the
+        least recently used images while no slot is free), larger ones in a texture each."""
+        h, w = data.shape[:2]
+        cls = SlotAtlas.size_class(w, h)
+        at = None
+        if cls is not None:
+            at = self._slots.alloc(cls)
+            while at is None and self.cache.evict_oldest():
+                at = self._slots.alloc(cls)
+        if at is None or cls is None:
+            tex = self.ctx.texture((w, h), 4, data.tobytes())
+            tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
+            self.cache.put(key, CachedImage(tex, 0, 0, w, h, has_alpha))
+            return _Source(tex, w, h, has_alpha)
+        if self._cache_tex is None:
+            self._cache_tex = self.ctx.texture((SLOT_ATLAS_SIDE, SLOT_ATLAS_SIDE), 4)
+            self._cache_tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        tex = self._cache_tex
+        if tex in (self._batch.src, self._batch.pat):
+            self.flush()  # the slot may have held what a queued draw still samples
+        tex.write(data, viewport=(at[0], at[1], w, h))
+        self.cache.put(key, CachedImage(tex, at[0], at[1], w, h, has_alpha, slot=(cls, at)))
+        return _Source(tex, w, h, has_alpha, x=at[0], y=at[1])
+
+    def _cache_release(self, entry: CachedImage) -> None:
+        if entry.slot is not None:
+            self._slots.free(*entry.slot)  # rewritten only after a flush (see _cache_put)
+        else:
+            self._op_textures.append(entry.texture)  # freed after the batch that samples it
 
     def _stage(self, data: Any) -> int:
         """Appends bytes to the staging buffer at a 4-byte boundary; returns their offset."""
@@ -663,7 +710,7 @@ class Renderer:
         else:
             b.kinds |= 2
             for x0, y0, x1, y1 in rects:
-                b.data += (x0, y0, x1, y1, -dx, -dy, 0, 1)
+                b.data += (x0, y0, x1, y1, src.x - dx, src.y - dy, 0, 1)
         if src_tex == "self":
             self.flush()
 
@@ -692,6 +739,8 @@ class Renderer:
         if src is not None and src.staged is not None:
             stage = src.staged
             mode |= MODE_STAGED
+        elif src is not None and (src.x or src.y):
+            src_map = (src_map[0] + src.x, src_map[1] + src.y, src_map[2], src_map[3])
         for r in rects:
             b.data.append((r, src_map, stage, (*aux, *pat_pos), color & 0xFFFFFFFF, mode))
         if reads_self:
@@ -865,8 +914,8 @@ class Renderer:
         mode = code | (KIND_ROP3 << 8)
         if scaled and scale_mode == E.SCALE_MODE_INTERPOLATE:
             mode |= MODE_BILINEAR
-            if src.tex is None and src.surface is None:  # bilinear needs image-sized texture
-                src = self._image(image, surf, own_texture=True)
+            if src.surface is None and (src.tex is None or src.tex is self._cache_tex):
+                src = self._image(image, surf, own_texture=True)  # filtering needs its edges
         aux = (0, 0)
         if mask is not None:
             aux = self._stage_mask(mask, _bounds(rects))
