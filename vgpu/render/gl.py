@@ -595,11 +595,12 @@ class Renderer:
 
     def _stage(self, data: Any) -> int:
         """Appends bytes to the staging buffer at a 4-byte boundary; returns their offset."""
+        view = memoryview(data).cast("B")
         pos = self._staged  # kept 4-aligned: pixels are read as 32-bit words
-        end = pos + len(memoryview(data).cast("B"))
+        end = pos + len(view)
         if end > MAX_STAGING_BYTES:
             raise _StagingFull
-        self._staging[pos:end] = memoryview(data).cast("B")
+        self._staging[pos:end] = view
         self._staged = (end + 3) & ~3
         return pos
 
@@ -1025,12 +1026,18 @@ class Renderer:
         b, g, r, _ = px.color_to_pixel(op.fore_brush.color, surf.fmt)
         color = _pack(px.quantize_pixel((b, g, r, 255), surf.fmt))
         top_down = bool(op.str.flags & E.STRING_FLAGS_RASTER_TOP_DOWN)
+        # the usual case, one unclipped rect holding the whole string, needs no intersecting
+        whole = len(fore) == 1 and fore[0] == gbox
         queued = []
-        for glyph, (x0, y0, x1, y1) in zip(op.str.glyphs, boxes, strict=True):
-            parts = [c for c in (intersect(f, (x0, y0, x1, y1)) for f in fore) if c is not None]
+        for glyph, box in zip(op.str.glyphs, boxes, strict=True):
+            x0, y0 = box[0], box[1]
+            if whole:
+                parts = [box] if box[0] < box[2] and box[1] < box[3] else []
+            else:
+                parts = [c for c in (intersect(f, box) for f in fore) if c is not None]
             if not parts:
                 continue
-            stride = (glyph.width + 7) // 8
+            stride = (glyph.width + 7) >> 3
             size = stride * glyph.height
             base = self._stage(glyph.data if len(glyph.data) == size
                                else memoryview(glyph.data)[:size])

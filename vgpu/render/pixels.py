@@ -260,18 +260,22 @@ def glyph_boxes(string: GlyphString) -> tuple[int, list[tuple[int, int, int, int
     if not string.glyphs:
         raise RenderError("empty glyph string")
     boxes = []
+    lim = MAX_DIM * 4  # glyphs this far off any surface are not a real string
+    x0 = y0 = lim
+    x1 = y1 = -lim
     for g in string.glyphs:
-        if not (0 <= g.width <= MAX_DIM and 0 <= g.height <= MAX_DIM):
+        w, h = g.width, g.height
+        if not (0 <= w <= MAX_DIM and 0 <= h <= MAX_DIM):
             raise RenderError("bad glyph size")
-        if len(g.data) < (g.width * bpp + 7) // 8 * g.height:
+        if len(g.data) < (w * bpp + 7) // 8 * h:
             raise RenderError("glyph data shorter than its size")
         x = g.render_pos.x + g.glyph_origin.x
         y = g.render_pos.y + g.glyph_origin.y
-        if not (-MAX_DIM * 4 <= x <= MAX_DIM * 4 and -MAX_DIM * 4 <= y <= MAX_DIM * 4):
+        if not (-lim <= x <= lim and -lim <= y <= lim):
             raise RenderError("glyph position out of range")
-        boxes.append((x, y, x + g.width, y + g.height))
-    box = (min(b[0] for b in boxes), min(b[1] for b in boxes),
-           max(b[2] for b in boxes), max(b[3] for b in boxes))
+        boxes.append((x, y, x + w, y + h))
+        x0, y0, x1, y1 = min(x0, x), min(y0, y), max(x1, x + w), max(y1, y + h)
+    box = (x0, y0, x1, y1)
     if box[2] - box[0] > MAX_DIM or box[3] - box[1] > MAX_DIM:
         raise RenderError("glyph string too large")
     return bpp, boxes, box

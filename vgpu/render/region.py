@@ -23,7 +23,7 @@ still exact in the float32 vertex math."""
 def check_rect(r: QRect, what: str) -> Box:
     """A QRect from a command -> Box, refusing inverted, empty or absurd ones."""
     top, left, bottom, right = r
-    if not all(-COORD_LIMIT <= v <= COORD_LIMIT for v in r):
+    if min(r) < -COORD_LIMIT or max(r) > COORD_LIMIT:
         raise RenderError(f"{what}: coordinates out of range {tuple(r)}")
     if right <= left or bottom <= top:
         raise RenderError(f"{what}: empty or inverted rect {tuple(r)}")

@@ -10,6 +10,7 @@ the two inputs they combine.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 from vgpu.render import enums as E
 from vgpu.render.errors import RenderError
@@ -78,16 +79,19 @@ def descriptor_to_rop3(desc: int, src_role: int, src_invert: int, dest_role: int
     return rop3_of(fn, src_role, dest_role)
 
 
+@lru_cache(maxsize=4096)  # every descriptor value fits: the conversion runs once each
 def brush_dest_rop3(desc: int) -> int:
     """FILL, STROKE and TEXT modes: the brush against the destination."""
     return descriptor_to_rop3(desc, P, E.ROPD_INVERS_BRUSH, D, E.ROPD_INVERS_DEST)
 
 
+@lru_cache(maxsize=4096)
 def src_dest_rop3(desc: int) -> int:
     """COPY and BLEND: the source image against the destination."""
     return descriptor_to_rop3(desc, S, E.ROPD_INVERS_SRC, D, E.ROPD_INVERS_DEST)
 
 
+@lru_cache(maxsize=4096)
 def brush_src_rop3(desc: int) -> int:
     """OPAQUE: the brush against the (just copied) source image."""
     return descriptor_to_rop3(desc, P, E.ROPD_INVERS_BRUSH, S, E.ROPD_INVERS_SRC)
