@@ -82,6 +82,21 @@ def test_channels_list_and_other_channels_join_the_session(server):
     main.close()
 
 
+def test_channels_per_session_are_bounded(server):
+    from vgpu.spice.server import MAX_CHANNELS_PER_SESSION
+
+    main, session = open_session(server.port)
+    held = [RawClient(server.port, c.SPICE_CHANNEL_INPUTS, session)]
+    while len(held) < MAX_CHANNELS_PER_SESSION:
+        held.append(RawClient(server.port, c.SPICE_CHANNEL_INPUTS, session))
+        assert held[-1].link_result == c.SPICE_LINK_ERR_OK
+        held[-1].recv()  # INPUTS_INIT: the server has registered it
+    extra = RawClient(server.port, c.SPICE_CHANNEL_INPUTS, session)
+    assert extra.link_result == c.SPICE_LINK_ERR_ERROR
+    for client in [*held, extra, main]:
+        client.close()
+
+
 def test_main_pings_once_and_takes_the_pong(server):
     main, _session = open_session(server.port)
     ping_id, timestamp = struct.unpack("<IQ", main.recv_until(c.SPICE_MSG_PING))

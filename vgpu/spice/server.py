@@ -79,6 +79,14 @@ the delay streamed video gets (spice-server starts at 400 ms, for WANs)."""
 SEND_HISTORY = 4096
 """Sends remembered per display connection for DisplayStats: a minute at 60 frames/s."""
 
+MAX_WEBSOCKET_MESSAGE = 1024 * 1024
+"""spice-html5 sends one WebSocket message per SPICE message, and client messages are
+at most 64 KiB (channels.MAX_CLIENT_MESSAGE_SIZE): anything far larger is hostile."""
+
+MAX_CHANNELS_PER_SESSION = 8
+"""Display, inputs and cursor, with room for reconnects racing the old connection's close;
+more is a client opening channels to eat memory."""
+
 MAX_SESSIONS = 16
 """Clients at once; each costs a subscription, a cursor listener and encoder time."""
 
@@ -157,7 +165,7 @@ class WebSocketTransport:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self._reader = reader
         self._writer = writer
-        self._ws = ServerProtocol(subprotocols=["binary"], max_size=4 * 1024 * 1024)
+        self._ws = ServerProtocol(subprotocols=["binary"], max_size=MAX_WEBSOCKET_MESSAGE)
         self._ready: list[bytes] = []
 
     async def handshake(self, first: bytes) -> bool:
@@ -290,6 +298,9 @@ class SpiceServer:
             await self._serve(transport, peer)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ssl.SSLError) as exc:
             log.info("%s: connection ended: %s", peer, exc or type(exc).__name__)
+        except Exception:
+            # A bug met by one connection ends that connection, logged; the others go on.
+            log.exception("%s: connection failed", peer)
         finally:
             writer.close()
 
@@ -326,8 +337,11 @@ class SpiceServer:
             )
         if (linked.channel_type, linked.channel_id) not in CHANNELS:
             return c.SPICE_LINK_ERR_CHANNEL_NOT_AVAILABLE
-        if linked.connection_id not in self._sessions:
+        session = self._sessions.get(linked.connection_id)
+        if session is None:
             return c.SPICE_LINK_ERR_BAD_CONNECTION_ID
+        if len(session.others) >= MAX_CHANNELS_PER_SESSION:
+            return c.SPICE_LINK_ERR_ERROR
         return c.SPICE_LINK_ERR_OK
 
     async def _serve(self, transport: Transport, peer: object) -> None:
@@ -454,8 +468,7 @@ class SpiceServer:
         finally:
             remove()
             sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                await sender
+            await asyncio.gather(sender, return_exceptions=True)
 
     async def _serve_display(
         self, transport: Transport, machine: DisplayChannel, leftover: bytes, peer: object
@@ -466,14 +479,24 @@ class SpiceServer:
         transport.write_messages(machine.messages_to_send())
         subscription = self.source.frames.subscribe(client.notify)
         sender = asyncio.ensure_future(client.send_frames(subscription))
+        sender.add_done_callback(lambda task: _sender_ended(task, transport, peer))
         try:
             await self._pump(transport, machine, leftover, peer, client.on_event)
         finally:
             subscription.close()
             sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                await sender
+            await asyncio.gather(sender, return_exceptions=True)
             self.display_stats.remove(client.stats)
+
+
+def _sender_ended(task: asyncio.Task[None], transport: Transport, peer: object) -> None:
+    """A display sender that fails (an encoder error, a lost socket) ends its connection."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None and not isinstance(error, ConnectionError):
+        log.error("%s: display sender failed: %r", peer, error)
+    transport.close()
 
 
 class _DisplayClient:
