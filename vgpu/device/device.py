@@ -253,12 +253,16 @@ class _Ring:
         self.mask = num_items - 1
         self.item_size = item_size
         self.items_offset = items_offset
+        # The indexes are shared with a guest that may be another process. struct's
+        # pack_into zeroes the bytes before it writes them, so another process could read
+        # 0 in between: indexes go through single aligned 32-bit loads and stores.
+        self._words = ffi.cast("uint32_t *", mem.cdata + base)
 
     def get(self, field: int) -> int:
-        return _U32.unpack_from(self.mm, self.base + field)[0]
+        return lib.vgpu_atomic_load32(self._words + field // 4)
 
     def set(self, field: int, value: int) -> None:
-        _U32.pack_into(self.mm, self.base + field, value & _M32)
+        lib.vgpu_atomic_store32(self._words + field // 4, value & _M32)
 
     def item(self, index: int) -> int:
         return self.base + self.items_offset + (index & self.mask) * self.item_size

@@ -73,16 +73,19 @@ class DeviceError(Exception):
 
 
 class _Ring:
-    def __init__(self, buf: Any, base: int, item_size: int) -> None:
+    def __init__(self, buf: Any, cdata: Any, base: int, item_size: int) -> None:
         self.buf = buf
         self.base = base
         self.item_size = item_size
+        # Shared with a device that may be another process: single aligned 32-bit loads
+        # and stores (struct's pack_into zeroes the bytes before writing them).
+        self._words = ffi.cast("uint32_t *", cdata + base)
 
     def get(self, field: str) -> int:
-        return _U32.unpack_from(self.buf, self.base + _RING[field])[0]
+        return lib.vgpu_atomic_load32(self._words + _RING[field] // 4)
 
     def set(self, field: str, value: int) -> None:
-        _U32.pack_into(self.buf, self.base + _RING[field], value & _M32)
+        lib.vgpu_atomic_store32(self._words + _RING[field] // 4, value & _M32)
 
     def item(self, index: int) -> int:
         return self.base + _RING["items"] + (index & (self.get("num_items") - 1)) * self.item_size
@@ -106,13 +109,14 @@ class GuestDriver:
         self.hdr = ram + self.rom.ram_header_offset
         self._int_pending = ffi.cast("uint32_t *", self._cdata + self.hdr
                                      + offsetof("QXLRam", "int_pending"))
-        self.cmd_ring = _Ring(self.buf, self.hdr + offsetof("QXLRam", "cmd_ring"), 16)
-        self.cursor_ring = _Ring(self.buf, self.hdr + offsetof("QXLRam", "cursor_ring"), 16)
-        self.release_ring = _Ring(self.buf, self.hdr + offsetof("QXLRam", "release_ring"), 8)
+        cd, hdr = self._cdata, self.hdr
+        self.cmd_ring = _Ring(self.buf, cd, hdr + offsetof("QXLRam", "cmd_ring"), 16)
+        self.cursor_ring = _Ring(self.buf, cd, hdr + offsetof("QXLRam", "cursor_ring"), 16)
+        self.release_ring = _Ring(self.buf, cd, hdr + offsetof("QXLRam", "release_ring"), 8)
         ext = ffi.cast("VgpuRomExt *", self._cdata + lib.VGPU_ROM_EXT_OFFSET)
         self.input_ring: _Ring | None = None
         if ext.magic == lib.VGPU_ROM_EXT_MAGIC and ext.features & lib.VGPU_FEATURE_INPUT_RING:
-            self.input_ring = _Ring(self.buf, ram + ext.input_ring_offset,
+            self.input_ring = _Ring(self.buf, self._cdata, ram + ext.input_ring_offset,
                                     sizeof("VgpuInputEvent"))
             self._input_items = offsetof("VgpuInputRing", "items")
         self.id_shift = 64 - self.rom.slot_id_bits
