@@ -86,7 +86,7 @@ def test_channels_per_session_are_bounded(server):
     from vgpu.spice.server import MAX_CHANNELS_PER_SESSION
 
     main, session = open_session(server.port)
-    held = [RawClient(server.port, c.SPICE_CHANNEL_INPUTS, session)]
+    held: list[RawClient] = []
     while len(held) < MAX_CHANNELS_PER_SESSION:
         held.append(RawClient(server.port, c.SPICE_CHANNEL_INPUTS, session))
         assert held[-1].link_result == c.SPICE_LINK_ERR_OK
