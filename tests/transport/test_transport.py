@@ -156,6 +156,16 @@ def test_guest_process_draws_through_the_socket(served: Served) -> None:
     assert served.device.guest_bug is None
 
 
+def test_ring_indexes_stay_consistent_across_processes(served: Served) -> None:
+    # Ring indexes written with struct.pack_into read as 0 now and then from the other
+    # process (pack_into zeroes before it writes); that was a spurious guest bug every few
+    # thousand commands. Enough commands here to have met it most runs.
+    out = finish(served.guest(DRAW, "20000"))
+    assert out.split()[:2] == ["drew", "20000"]
+    assert served.device.guest_bug is None
+    assert len(served.backend.drawables) == 20000
+
+
 def test_guest_killed_mid_drawing_and_the_next_one_draws(served: Served) -> None:
     proc = served.guest(DRAW, "100000", "200")
     assert proc.stdout is not None
