@@ -8,7 +8,7 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from spice_testkit import encrypt_ticket, link_request, mini
+from spice_testkit import VALID, encrypt_ticket, link_request, mini, mutate, mutation
 
 from vgpu.spice import constants as c
 from vgpu.spice.channels import (
@@ -53,24 +53,6 @@ def feed_link(chunks: list[bytes]) -> None:
             assert link.receive_data(b"more") == []
 
 
-mutation = st.tuples(st.integers(0, 10_000), st.integers(0, 255), st.sampled_from("rid"))
-
-
-def mutate(data: bytes, edits: list[tuple[int, int, str]]) -> bytes:
-    out = bytearray(data)
-    for pos, value, kind in edits:
-        if not out:
-            break
-        pos %= len(out)
-        if kind == "r":
-            out[pos] = value
-        elif kind == "i":
-            out.insert(pos, value)
-        else:
-            del out[pos]
-    return bytes(out)
-
-
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
     return [data[a:b] for a, b in itertools.pairwise(points)]
@@ -101,26 +83,6 @@ MACHINES = {
 TYPES = st.sampled_from([1, 2, 3, 4, 5, 6, 7, 100, *range(101, 116), 200, 0xFFFF])
 message = st.tuples(TYPES, st.binary(max_size=64)).map(lambda m: mini(*m))
 stream = st.lists(st.one_of(message, st.binary(max_size=32)), max_size=20)
-
-
-VALID = {
-    "main": mini(c.SPICE_MSGC_MAIN_CLIENT_INFO, bytes(8))
-    + mini(c.SPICE_MSGC_MAIN_ATTACH_CHANNELS)
-    + mini(c.SPICE_MSGC_MAIN_MOUSE_MODE_REQUEST, struct.pack("<H", 2))
-    + mini(c.SPICE_MSGC_MAIN_AGENT_START, struct.pack("<I", 10))
-    + mini(c.SPICE_MSGC_PONG, struct.pack("<IQ", 1, 2)),
-    "display": mini(c.SPICE_MSGC_DISPLAY_INIT, struct.pack("<BqBi", 1, 1 << 20, 0, 0))
-    + mini(c.SPICE_MSGC_ACK_SYNC, struct.pack("<I", 1))
-    + mini(c.SPICE_MSGC_ACK)
-    + mini(c.SPICE_MSGC_DISPLAY_PREFERRED_COMPRESSION, b"\x07")
-    + mini(c.SPICE_MSGC_DISPLAY_STREAM_REPORT, bytes(32)),
-    "inputs": mini(c.SPICE_MSGC_INPUTS_KEY_DOWN, struct.pack("<I", 0x1E))
-    + mini(c.SPICE_MSGC_INPUTS_KEY_SCANCODE, b"\xe0\x48\xe0\xc8")
-    + mini(c.SPICE_MSGC_INPUTS_MOUSE_POSITION, struct.pack("<IIHB", 5, 6, 1, 0))
-    + mini(c.SPICE_MSGC_INPUTS_MOUSE_MOTION, struct.pack("<iiH", -1, 1, 0))
-    + mini(c.SPICE_MSGC_INPUTS_MOUSE_PRESS, struct.pack("<BH", 1, 1)),
-    "cursor": mini(c.SPICE_MSGC_ACK_SYNC, struct.pack("<I", 1)) + mini(c.SPICE_MSGC_ACK),
-}
 
 
 def feed_channel(name: str, parts: list[bytes], cuts: list[int]) -> None:

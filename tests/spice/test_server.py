@@ -11,11 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spice_testkit import (
+    VALID,
     RawClient,
     ServerThread,
     SyntheticSource,
     link_request,
     mini,
+    mutate,
+    mutation,
     pattern,
 )
 
@@ -230,6 +233,29 @@ def test_wrong_password_gets_permission_denied_and_nothing_else(source):
         srv.stop()
 
 
+def test_websocket_over_tls(source, tmp_path):
+    import ssl
+
+    from spice_testkit import make_x509_dir
+    from websockets.sync.client import connect
+
+    from vgpu.serve import tls_context
+
+    x509 = make_x509_dir(tmp_path)
+    srv = ServerThread(source, tls=tls_context(x509))
+    try:
+        client_tls = ssl.create_default_context(cafile=str(x509 / "ca-cert.pem"))
+        url = f"wss://127.0.0.1:{srv.tls_port}/"
+        with connect(url, subprotocols=["binary"], ssl=client_tls) as ws:
+            ws.send(link_request(c.SPICE_CHANNEL_MAIN))
+            reply = b""
+            while len(reply) < 16 + 178:
+                reply += ws.recv(timeout=5)
+            assert reply[:4] == b"REDQ" and struct.unpack_from("<I", reply, 16)[0] == 0
+    finally:
+        srv.stop()
+
+
 def test_garbage_instead_of_spice_is_dropped(server):
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
     sock.sendall(b"HELO there\r\n")
@@ -241,7 +267,13 @@ def test_garbage_instead_of_spice_is_dropped(server):
 
 FUZZ = settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 TYPES = st.sampled_from([1, 2, 3, 4, 6, 101, 102, 103, 104, 105, 107, 111, 112, 113, 114, 999])
-hostile = st.lists(
+KIND_NAMES = {
+    c.SPICE_CHANNEL_MAIN: "main",
+    c.SPICE_CHANNEL_DISPLAY: "display",
+    c.SPICE_CHANNEL_INPUTS: "inputs",
+    c.SPICE_CHANNEL_CURSOR: "cursor",
+}
+random_messages = st.lists(
     st.one_of(
         st.tuples(TYPES, st.binary(max_size=40)).map(lambda m: mini(*m)), st.binary(max_size=64)
     ),
@@ -268,9 +300,13 @@ def fuzz_setup():
     [c.SPICE_CHANNEL_MAIN, c.SPICE_CHANNEL_DISPLAY, c.SPICE_CHANNEL_INPUTS, c.SPICE_CHANNEL_CURSOR],
 )
 @FUZZ
-@given(messages=hostile)
-def test_hostile_client_closes_only_its_connection(fuzz_setup, kind, messages):
+@given(data=st.data())
+def test_hostile_client_closes_only_its_connection(fuzz_setup, kind, data):
     source, srv, session, watcher = fuzz_setup
+    mutated = st.lists(mutation, min_size=1, max_size=6).map(
+        lambda edits: [mutate(VALID[KIND_NAMES[kind]], edits)]
+    )
+    messages = data.draw(st.one_of(random_messages, mutated))
     victim = RawClient(srv.port, kind, session if kind != c.SPICE_CHANNEL_MAIN else 0)
     assert victim.link_result == c.SPICE_LINK_ERR_OK
     victim.sock.settimeout(5)
