@@ -1,4 +1,4 @@
-"""spice-server record files ("SPICE_REPLAY 1"): reading, writing, and replay through the device.
+"""spice-server record files ("SPICE_REPLAY 1"): reading, writing, replay and recording.
 
 spice-server writes such a file when SPICE_WORKER_RECORD_FILENAME is set: every
 QXL command its worker takes from the device ring and every request the device
@@ -8,8 +8,16 @@ format; this module is the one place that knows it, in both directions:
 - `read_events(path)` streams a file (plain or xz) as `CommandEvent`s, holding
   the typed commands of `vgpu.device.commands`, and `WorkerEvent`s, holding a
   `WorkerMessage` (and the primary surface's data for CREATE_PRIMARY_SURFACE).
+  `iter_events(stream)` does the same for an open uncompressed stream.
 - `RecordWriter` writes the same format from the same values, so the real
   spice-server's `spice_replay_next_cmd` can read what our guests send.
+- `Recorder(path).attach(device)` records a running device's session (a device
+  observer; `vgpu serve --record FILE`).
+- `ReplayGuest(driver).feed(event)` plays events as a guest through a
+  `GuestDriver`: commands built in guest memory and pushed on their ring, worker
+  messages as the IO port writes behind them. `replay(path, backend)` does it
+  all on one thread with a new device; `vgpu replay FILE [--frame-out PNG]` is
+  its command line.
 
 The file is untrusted input: every count and size in it is checked against a
 named limit before anything is allocated or read, and anything unexpected
