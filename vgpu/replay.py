@@ -1475,6 +1475,10 @@ def run(args: argparse.Namespace) -> int:
     except (RecordFormatError, DeviceError, OSError) as e:
         print(f"vgpu replay: {e}", file=sys.stderr)
         return 1
+    except OutOfMemory as e:
+        print(f"vgpu replay: the recording needs more guest memory than the device has ({e})",
+              file=sys.stderr)
+        return 1
     total = sum(result.events.values())
     dev = result.device
     print(f"{args.file}: {total} events replayed in {result.seconds:.3f} s "

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from reference_backend import ReferenceBackend
 from replay_scene import scene
+from replay_strategies import commands, worker_messages
 from spice_check import run_check
 
 from vgpu.cli import main as vgpu_main
 from vgpu.device.commands import SurfaceCmd
+from vgpu.guest.driver import DeviceError
 from vgpu.replay import (
     CommandEvent,
     Recorder,
@@ -117,6 +123,25 @@ def test_recorder_compresses_xz(data_dir: Path, tmp_path: Path) -> None:
     assert messages == [WorkerMessage.START, WorkerMessage.ADD_MEMSLOT,
                         WorkerMessage.ADD_MEMSLOT, WorkerMessage.CREATE_PRIMARY_SURFACE,
                         WorkerMessage.UPDATE]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(commands, worker_messages()), max_size=6))
+def test_any_record_replays_or_fails_cleanly(items: list) -> None:
+    """Random commands and messages after a valid start: the device draws them or reports a
+    guest bug; nothing else comes out of the driver, the device or the reader."""
+    out = io.BytesIO()
+    writer = RecordWriter(out)
+    for item, extra in scene()[:4] + items:
+        if isinstance(item, WorkerMessage):
+            writer.worker_message(item, extra)
+        else:
+            writer.command(item, extra)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "random.spice"
+        path.write_bytes(out.getvalue())
+        with contextlib.suppress(DeviceError):
+            replay(path, ReferenceBackend())
 
 
 def test_cli_parse_only_and_errors(data_dir: Path, tmp_path: Path,
