@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import socket
 import time
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transport_support import Served
 
@@ -192,6 +195,36 @@ def test_second_guest_is_refused_while_one_is_attached(served: Served) -> None:
     first.wait(10)
     wait_until(lambda: not served.listener.attached)
     finish(served.guest(ATTACH))
+
+
+_frames = st.lists(st.one_of(
+    st.tuples(st.integers(0, 40), st.integers(0, 0xFFFFFFFF)).map(
+        lambda pv: encode(MSG_IO, IO.pack(*pv))),  # IO to any port, valid or not
+    st.binary(min_size=1, max_size=24),  # anything at all
+), max_size=8)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(frames=_frames)
+def test_random_guest_traffic_never_stops_the_device(served: Served, frames: list) -> None:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(served.path))
+        _, fds, _, _ = socket.recv_fds(s, 64, 1)
+        for fd in fds:
+            os.close(fd)
+        for frame in frames:
+            with contextlib.suppress(OSError):  # the device may have hung up already
+                s.sendall(frame)
+    wait_until(lambda: not served.listener.attached)
+
+
+def test_a_good_guest_follows_random_traffic(served: Served) -> None:
+    test_random_guest_traffic_never_stops_the_device(served)  # type: ignore[call-arg]
+    out = finish(served.guest(DRAW, "20"))
+    assert out.split()[:2] == ["drew", "20"]
+    assert served.device.guest_bug is None
 
 
 def test_frames_split_anywhere_parse_the_same() -> None:
