@@ -144,6 +144,28 @@ def test_any_record_replays_or_fails_cleanly(items: list) -> None:
             replay(path, ReferenceBackend())
 
 
+def test_recorder_leaves_out_what_the_format_cannot_hold(tmp_path: Path) -> None:
+    from vgpu.device.commands import CompressedImage, Copy, ImageDescriptor, QRect
+    from vgpu.device.device import Device
+    from vgpu.device.inprocess import InProcessAttachment
+    from vgpu.guest.driver import GuestDriver
+
+    path = tmp_path / "session.spice"
+    device = Device(ReferenceBackend())  # type: ignore[arg-type]
+    recorder = Recorder(path).attach(device)
+    driver = GuestDriver(InProcessAttachment(device, inline=True))
+    driver.create_primary(64, 48)
+    draw = next(item for item, _ in scene() if type(item).__name__ == "Drawable")
+    lz = CompressedImage(ImageDescriptor(1, 101, 0, 4, 4), b"lz data")  # SPICE_IMAGE_TYPE_LZ_RGB
+    op = Copy(lz, QRect(0, 0, 4, 4), 8, 0, draw.op.mask)  # type: ignore[attr-defined]
+    driver.submit(dataclasses.replace(draw, bbox=QRect(0, 0, 4, 4), op=op))  # type: ignore[type-var]
+    driver.submit(dataclasses.replace(draw, bbox=QRect(0, 0, 48, 64)))  # type: ignore[type-var]
+    driver.update_area(0, QRect(0, 0, 48, 64))
+    recorder.close()
+    assert recorder.skipped == 1
+    assert [type(c).__name__ for c, _ in commands_of(path)] == ["Drawable"]
+
+
 def test_cli_parse_only_and_errors(data_dir: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     assert vgpu_main(["replay", str(data_dir / "basic.spice.xz"), "--parse-only"]) == 0
