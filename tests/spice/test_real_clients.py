@@ -227,6 +227,54 @@ def test_spice_html5_shows_the_same_picture(source):
         server.stop()
 
 
+@pytest.mark.skipif(
+    not (Path(CHROMIUM).exists() and HTML5_DIR.is_dir()), reason="no chromium or spice-html5"
+)
+def test_spice_html5_plays_an_mjpeg_stream_and_ends_exact(source):
+    playwright = pytest.importorskip("playwright.sync_api")
+    server = ServerThread(source, ServerOptions(compression=Compression(streaming="all")))
+    http = StaticHttp(HTML5_DIR)
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000
+            )
+            page = browser.new_page()
+            page.goto(
+                f"http://127.0.0.1:{http.port}/spice_auto.html?host=127.0.0.1&port={server.port}"
+            )
+            page.wait_for_selector("canvas#spice_surface_0", timeout=10_000)
+            _wait_canvas(page, pattern(W, H))
+            frames = []
+            for i in range(12):
+                frame = pattern(W, H).copy()
+                frame[40 + 5 * i : 100 + 5 * i, 60:260] = (40, 180, 40, 255)
+                frame[20:180, 40:280, 0] = i * 20
+                frames.append(frame)
+                source.publish(frame, damage=((40, 20, 280, 180),))
+                time.sleep(0.04)
+            assert server.server.display_stats[0].stream_frames >= 5
+            time.sleep(0.3)
+            during = html5_canvas(page)
+            assert during is not None
+            shows_last_stream_frame(during[..., 2::-1], frames)
+            _wait_canvas(page, frames[-1])  # the stream ends and the region is redrawn exactly
+            browser.close()
+    finally:
+        http.close()
+        server.stop()
+
+
+def shows_last_stream_frame(bgr: np.ndarray, frames: list[np.ndarray]) -> None:
+    """Lossy, so not exact: near the last frame, and nearer it than the one before."""
+
+    def error(frame: np.ndarray) -> float:
+        return float(np.abs(bgr[..., :3].astype(int) - frame[..., :3].astype(int)).mean())
+
+    last, before = error(frames[-1]), error(frames[-2])
+    assert last < 12 and last < before, f"stream picture error {last:.1f} (previous {before:.1f})"
+
+
 def _with_box(frame: np.ndarray) -> np.ndarray:
     out = frame.copy()
     out[40:120, 30:90] = (255, 0, 0, 255)  # blue in B,G,R,X
@@ -246,4 +294,9 @@ def _wait_canvas(page: object, frame: np.ndarray, timeout: float = 10) -> None:
         ):
             return
         time.sleep(0.1)
-    raise AssertionError("spice-html5's canvas never matched the frame")
+    assert got is not None
+    bad = np.argwhere((got[..., :3] != expected).any(axis=2))
+    raise AssertionError(
+        f"spice-html5's canvas never matched the frame: {len(bad)} pixels differ, "
+        f"from {tuple(bad.min(axis=0))} to {tuple(bad.max(axis=0))}"
+    )
