@@ -99,6 +99,7 @@ class RemoteAttachment:
         return True
 
     def io_write(self, port: int, value: int) -> None:
+        self.sock.settimeout(IO_WAIT_LIMIT)  # _receive may have left it non-blocking
         self.sock.sendall(encode(MSG_IO, IO.pack(port, value & 0xFFFFFFFF)))
         if not sync_port(port):
             return
