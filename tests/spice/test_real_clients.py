@@ -74,6 +74,24 @@ def test_spice_gtk_sees_the_frame_and_then_the_change(source, tmp_path, image):
 
 
 @needs_glib
+def test_spice_gtk_follows_a_mode_change(source, tmp_path):
+    server = ServerThread(source)
+    client = GlibClient("--port", str(server.port))
+    try:
+        client.wait_for(lambda line: line.startswith("mark"))
+        bigger = pattern(400, 300, seed=5)
+        source.publish(bigger)
+        client.wait_for(lambda line: line.startswith("primary 400 300"))
+        deadline = time.monotonic() + 10
+        while not same_rgb(client.dump(tmp_path / "big.raw", 400, 300), bigger):
+            assert time.monotonic() < deadline, "the resized surface never showed the frame"
+            time.sleep(0.05)
+    finally:
+        client.close()
+        server.stop()
+
+
+@needs_glib
 def test_lz4_when_asked_by_the_client(source, tmp_path):
     server = ServerThread(source)
     # 7 = SPICE_IMAGE_COMPRESSION_LZ4: the client's preference overrides the server's option.
