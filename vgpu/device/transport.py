@@ -48,9 +48,10 @@ import logging
 import os
 import socket
 import struct
+import time
 from pathlib import Path
 
-from vgpu.device.device import ASYNC_PORTS, DOORBELL_PORTS, Device
+from vgpu.device.device import ASYNC_PORTS, DOORBELL_PORTS, Device, IoRequest
 from vgpu.device.memory import MemoryLayout
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,9 @@ device thread is stuck or stopped, and the guest is told so rather than left han
 SEND_TIMEOUT = 10.0
 """Seconds a reply may wait for room in the guest's socket buffer. A guest that does
 not read its socket for that long is dropped; the device carries on."""
+
+WAIT_SLICE = 0.25
+"""Seconds between checks, while waiting for an IO, that the guest is still connected."""
 
 RECV_SIZE = 4096
 """Bytes read from a guest at a time; the frame parser keeps at most one partial message."""
@@ -172,10 +176,19 @@ class _Guest:
         req = self.device.io_write(port, value)
         if not sync_port(port):
             return
-        done = await self.loop.run_in_executor(None, req.wait, IO_WAIT_LIMIT)
+        done = await self.loop.run_in_executor(None, self._wait, req)
         if not done:
             log.warning("device did not complete IO port %d in %.0f s", port, IO_WAIT_LIMIT)
         await self._send(encode(MSG_IO_DONE, IO_DONE.pack(port, IO_OK if done else IO_TIMED_OUT)))
+
+    def _wait(self, req: IoRequest) -> bool:
+        """On an executor thread: True once the device has acted on `req`; gives up at
+        IO_WAIT_LIMIT, or soon after the connection closed (so no thread lingers)."""
+        deadline = time.monotonic() + IO_WAIT_LIMIT
+        while not req.wait(WAIT_SLICE):
+            if self._closed or time.monotonic() > deadline:
+                return False
+        return True
 
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
