@@ -318,7 +318,7 @@ class SpiceServer:
                     await transport.drain()
                     log.info("%s: link refused: %s", peer, event.reason)
                     return None
-                error = self._admit(event)
+                error = self._admit(event, transport)
                 link.finish(error)
                 transport.write(link.data_to_send())
                 await transport.drain()
@@ -328,7 +328,9 @@ class SpiceServer:
                 return event, link.leftover()
             transport.write(link.data_to_send())
 
-    def _admit(self, linked: Linked) -> int:
+    def _admit(self, linked: Linked, transport: Transport) -> int:
+        """The link result for an authenticated client; a channel admitted to a session
+        is counted there at once, so concurrent links cannot pass the limit together."""
         if linked.channel_type == c.SPICE_CHANNEL_MAIN:
             return (
                 c.SPICE_LINK_ERR_OK
@@ -342,31 +344,30 @@ class SpiceServer:
             return c.SPICE_LINK_ERR_BAD_CONNECTION_ID
         if len(session.others) >= MAX_CHANNELS_PER_SESSION:
             return c.SPICE_LINK_ERR_ERROR
+        session.others.append(transport)
         return c.SPICE_LINK_ERR_OK
 
     async def _serve(self, transport: Transport, peer: object) -> None:
-        linked = await self._link(transport, peer)
-        if linked is None:
-            return
-        info, leftover = linked
-        kind = info.channel_type
-        if kind == c.SPICE_CHANNEL_MAIN:
-            await self._serve_main(transport, info, leftover, peer)
-            return
-        session = self._sessions.get(info.connection_id)
-        if session is None:
-            return
-        session.others.append(transport)
         try:
-            if kind == c.SPICE_CHANNEL_DISPLAY:
+            linked = await self._link(transport, peer)
+            if linked is None:
+                return
+            info, leftover = linked
+            kind = info.channel_type
+            if kind == c.SPICE_CHANNEL_MAIN:
+                await self._serve_main(transport, info, leftover, peer)
+            elif info.connection_id not in self._sessions:
+                return  # the session ended while this channel was linking
+            elif kind == c.SPICE_CHANNEL_DISPLAY:
                 await self._serve_display(transport, DisplayChannel(info), leftover, peer)
             elif kind == c.SPICE_CHANNEL_CURSOR:
                 await self._serve_cursor(transport, CursorChannel(info), leftover, peer)
             else:
                 await self._serve_inputs(transport, InputsChannel(info), leftover, peer)
         finally:
-            if transport in session.others:
-                session.others.remove(transport)
+            for session in self._sessions.values():
+                if transport in session.others:
+                    session.others.remove(transport)
 
     async def _pump(
         self,
