@@ -1283,6 +1283,9 @@ class ReplayGuest:
         elif isinstance(cmd, SurfaceCmd) and cmd.surface_id in self._surfaces:
             self._to_free.append(self._surfaces.pop(cmd.surface_id))
         self.driver.submit(cmd, compat=event.compat)
+        # as a driver's interrupt handler does: give released commands' memory back
+        # before the release ring fills (the device then chains releases it cannot push)
+        self.driver.collect_releases()
 
     def _surface_memory(self, cmd: SurfaceCmd, data: bytes | None) -> SurfaceCmd:
         """The surface's memory in VRAM, holding its KEEP_DATA content, as a guest has it."""

@@ -93,6 +93,30 @@ def test_every_command_type_replays_through_the_device(tmp_path: Path) -> None:
     assert result.device.stats["cursor_commands"] == 3
 
 
+def test_a_record_bigger_than_guest_memory_replays(tmp_path: Path) -> None:
+    """300 copies of 64 KiB bitmaps: more than the device's command memory holds at once,
+    so the replay must give released commands' memory back as it goes."""
+    from replay_scene import NO_MASK, ROP_PUT, TOP_DOWN, bitmap, draw
+
+    from vgpu.device.commands import Copy, QRect
+
+    start = [(item, extra) for item, extra in scene()[:3]]
+    image = bitmap(77, 8, 128, 128, 512, bytes(range(256)) * 256, flags=TOP_DOWN)
+    path = tmp_path / "big.spice"
+    with path.open("wb") as f:
+        writer = RecordWriter(f)
+        for item, extra in start:
+            writer.worker_message(item, extra)  # type: ignore[arg-type]
+        for i in range(300):
+            writer.command(draw(QRect(i % 60, i % 120, i % 60 + 128, i % 120 + 128),
+                                Copy(image, QRect(0, 0, 128, 128), ROP_PUT, 0, NO_MASK)))
+    device_memory = 32 << 20
+    assert path.stat().st_size > device_memory // 2  # the RAM bar's command pages
+    result = replay(path, ReferenceBackend())
+    assert result.device.stats["commands"] == 300
+    assert result.guest.driver.outstanding == 0
+
+
 def test_recording_a_replay_gives_back_the_same_commands(data_dir: Path, tmp_path: Path,
                                                          checker: Path) -> None:
     original = tmp_path / "scene.spice"
