@@ -24,6 +24,7 @@ from spice_testkit import (
 
 from vgpu.display import InputEvent
 from vgpu.spice import constants as c
+from vgpu.spice.imaging import Compression
 from vgpu.spice.server import ServerOptions
 
 
@@ -36,7 +37,8 @@ def source():
 
 @pytest.fixture
 def server(source):
-    srv = ServerThread(source)
+    # Streams off: these tests follow DRAW_COPY messages (streams have their own tests).
+    srv = ServerThread(source, ServerOptions(compression=Compression(streaming="off")))
     yield srv
     srv.stop()
 
@@ -286,7 +288,7 @@ random_messages = st.lists(
 def fuzz_setup():
     source = SyntheticSource()
     source.publish(pattern(64, 48))
-    srv = ServerThread(source)
+    srv = ServerThread(source, ServerOptions(compression=Compression(streaming="off")))
     main, session = open_session(srv.port)
     watcher = display_of(srv.port, session)
     draws_until_mark(watcher)
