@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vgpu.device import commands as c
-from vgpu.device.abi import lib, offsetof
+from vgpu.device.abi import lib, offsetof, sizeof
 from vgpu.device.device import Device
 from vgpu.device.inprocess import DeviceThread, InProcessAttachment
 from vgpu.device.memory import GuestBug, GuestMemory, MemoryLayout, MemSlots
@@ -356,3 +356,84 @@ def test_memslot_delete_invalidates_addresses(device, guest) -> None:
     guest.slot_gens.update(stale)  # a buggy guest goes on using the slot
     guest.submit(fill())
     assert "not active" in device.guest_bug
+
+
+def test_ram_header_fields_at_cffi_offsets(device, guest, backend) -> None:
+    """The IO parameters and ring indexes, written and read through cffi's own view of
+    QXLRam (not through the Layouts the device and driver share)."""
+    ram = device.mem.ptr("QXLRam", device._hdr)
+    cs = ram.create_surface
+    off = guest.surface0.alloc(32 * 16 * 4)
+    cs.width, cs.height, cs.stride, cs.format = 32, 16, 128, lib.SPICE_SURFACE_FMT_32_ARGB
+    cs.mem = guest.phys(off)
+    guest.att.io_write(lib.QXL_IO_CREATE_PRIMARY, 0)
+    assert device.guest_bug is None
+    assert backend.calls[-1][:5] == ("create_primary", 32, 16, 128, lib.SPICE_SURFACE_FMT_32_ARGB)
+    ram.update_area.top, ram.update_area.left = 1, 2
+    ram.update_area.bottom, ram.update_area.right = 3, 4
+    ram.update_surface = 0
+    guest.att.io_write(lib.QXL_IO_UPDATE_AREA, 0)
+    assert backend.calls[-1] == ("read_area", 0, c.QRect(1, 2, 3, 4))
+    guest.submit(fill())
+    assert ram.cmd_ring.prod == ram.cmd_ring.cons == 1
+    assert ram.cmd_ring.notify_on_prod == 2
+    mon = guest.ram_alloc.alloc(64)
+    cfg = device.mem.ptr("QXLMonitorsConfig", mon)
+    cfg.count, cfg.max_allowed = 1, 1
+    cfg.heads[0].width, cfg.heads[0].height = 32, 16
+    ram.monitors_config = guest.phys(mon)
+    guest.att.io_write(lib.QXL_IO_MONITORS_CONFIG_ASYNC, 0)
+    assert device.monitors[0].width == 32 and device.monitors[0].height == 16
+    ram.mem_slot.mem_start = guest.layout.vram_offset
+    ram.mem_slot.mem_end = guest.layout.vram_offset + 4096
+    guest.att.io_write(lib.QXL_IO_MEMSLOT_ADD, 5)
+    assert device.slots.slots[5].start == guest.layout.vram_offset
+    assert device.slots.slots[5].end == guest.layout.vram_offset + 4096
+    assert device.slots.slots[5].generation == device.rom.slot_generation
+
+
+def test_parser_reads_structs_written_through_cffi(device, guest) -> None:
+    """A COPY drawable with a chunked bitmap and a clip list, laid out field by field with
+    cffi (independent of the Layouts that parser and builders share)."""
+    guest.create_primary(64, 32)
+    mem = device.mem
+
+    def new(ctype: str, extra: int = 0):
+        size = sizeof(ctype) + extra
+        off = guest.ram_alloc.alloc(size)
+        mem.mm[off:off + size] = bytes(size)
+        return off, mem.ptr(ctype, off)
+
+    pixels = bytes(range(48))
+    chunk_off, chunk = new("QXLDataChunk", 48)
+    chunk.data_size = 48
+    mem.mm[chunk_off + 20:chunk_off + 68] = pixels
+    img_off, img = new("QXLImage")
+    img.descriptor.id, img.descriptor.type = 77, lib.SPICE_IMAGE_TYPE_BITMAP
+    img.descriptor.width, img.descriptor.height = 4, 3
+    img.bitmap.format, img.bitmap.flags = lib.SPICE_BITMAP_FMT_32BIT, lib.QXL_BITMAP_TOP_DOWN
+    img.bitmap.x, img.bitmap.y, img.bitmap.stride = 4, 3, 16
+    img.bitmap.data = guest.phys(chunk_off)
+    clip_off, clip = new("QXLClipRects", 32)
+    clip.num_rects = 2
+    clip.chunk.data_size = 32
+    mem.mm[clip_off + 24:clip_off + 56] = struct.pack("<8i", 0, 0, 5, 5, 1, 2, 3, 4)
+    d_off, d = new("QXLDrawable")
+    d.release_info.id = 4242
+    d.type, d.effect = lib.QXL_DRAW_COPY, lib.QXL_EFFECT_OPAQUE
+    d.bbox.top, d.bbox.left, d.bbox.bottom, d.bbox.right = 1, 2, 4, 6
+    d.clip.type, d.clip.data = lib.SPICE_CLIP_TYPE_RECTS, guest.phys(clip_off)
+    d.surfaces_dest[0], d.surfaces_dest[1], d.surfaces_dest[2] = -1, -1, -1
+    d.mm_time = 99
+    d.u.copy.src_bitmap = guest.phys(img_off)
+    d.u.copy.src_area.bottom, d.u.copy.src_area.right = 3, 4
+    d.u.copy.rop_descriptor = lib.SPICE_ROPD_OP_PUT
+    got = device.parser.drawable(guest.phys(d_off))
+    assert got.release_id == 4242 and got.mm_time == 99
+    assert got.bbox == c.QRect(1, 2, 4, 6)
+    assert got.clip == (c.QRect(0, 0, 5, 5), c.QRect(1, 2, 3, 4))
+    assert got.surfaces_dest == (-1, -1, -1)
+    assert isinstance(got.op, c.Copy) and got.op.src_area == c.QRect(0, 0, 3, 4)
+    img_v = got.op.src_bitmap
+    assert img_v.descriptor.id == 77 and (img_v.width, img_v.height, img_v.stride) == (4, 3, 16)
+    assert img_v.data == pixels and img_v.top_down

@@ -73,10 +73,13 @@ class DeviceError(Exception):
 
 
 class _Ring:
-    def __init__(self, buf: Any, cdata: Any, base: int, item_size: int) -> None:
+    def __init__(self, buf: Any, cdata: Any, base: int, item_size: int, num_items: int,
+                 items_at: int = _RING["items"]) -> None:
         self.buf = buf
         self.base = base
         self.item_size = item_size
+        self.num_items = num_items  # fixed by the ABI; never read back from shared memory
+        self.items_at = items_at
         # Shared with a device that may be another process: single aligned 32-bit loads
         # and stores (struct's pack_into zeroes the bytes before writing them).
         self._words = ffi.cast("uint32_t *", cdata + base)
@@ -88,15 +91,16 @@ class _Ring:
         lib.vgpu_atomic_store32(self._words + _RING[field] // 4, value & _M32)
 
     def item(self, index: int) -> int:
-        return self.base + _RING["items"] + (index & (self.get("num_items") - 1)) * self.item_size
+        return self.base + self.items_at + (index % self.num_items) * self.item_size
 
 
 class GuestDriver:
     """A QXL guest driver. One thread drives it (the guest's)."""
 
     def __init__(self, attachment: Attachment, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 int_mask: int = ALL_INTERRUPTS) -> None:
+                 int_mask: int = ALL_INTERRUPTS, irq_timeout: float = IRQ_TIMEOUT) -> None:
         self.att = attachment
+        self.irq_timeout = irq_timeout
         self.buf = attachment.buffer
         self.layout = attachment.layout
         self.chunk_size = chunk_size
@@ -110,15 +114,18 @@ class GuestDriver:
         self._int_pending = ffi.cast("uint32_t *", self._cdata + self.hdr
                                      + offsetof("QXLRam", "int_pending"))
         cd, hdr = self._cdata, self.hdr
-        self.cmd_ring = _Ring(self.buf, cd, hdr + offsetof("QXLRam", "cmd_ring"), 16)
-        self.cursor_ring = _Ring(self.buf, cd, hdr + offsetof("QXLRam", "cursor_ring"), 16)
-        self.release_ring = _Ring(self.buf, cd, hdr + offsetof("QXLRam", "release_ring"), 8)
+        self.cmd_ring = _Ring(self.buf, cd, hdr + offsetof("QXLRam", "cmd_ring"), 16,
+                              lib.QXL_COMMAND_RING_SIZE)
+        self.cursor_ring = _Ring(self.buf, cd, hdr + offsetof("QXLRam", "cursor_ring"), 16,
+                                 lib.QXL_CURSOR_RING_SIZE)
+        self.release_ring = _Ring(self.buf, cd, hdr + offsetof("QXLRam", "release_ring"), 8,
+                                  lib.QXL_RELEASE_RING_SIZE)
         ext = ffi.cast("VgpuRomExt *", self._cdata + lib.VGPU_ROM_EXT_OFFSET)
         self.input_ring: _Ring | None = None
         if ext.magic == lib.VGPU_ROM_EXT_MAGIC and ext.features & lib.VGPU_FEATURE_INPUT_RING:
             self.input_ring = _Ring(self.buf, self._cdata, ram + ext.input_ring_offset,
-                                    sizeof("VgpuInputEvent"))
-            self._input_items = offsetof("VgpuInputRing", "items")
+                                    sizeof("VgpuInputEvent"), lib.VGPU_INPUT_RING_SIZE,
+                                    offsetof("VgpuInputRing", "items"))
         self.id_shift = 64 - self.rom.slot_id_bits
         self.gen_shift = self.id_shift - self.rom.slot_gen_bits
         self.surface0 = Allocator(ram + self.rom.draw_area_offset,
@@ -191,7 +198,7 @@ class GuestDriver:
     def _io(self, port: int, value: int, async_: bool) -> None:
         self.att.io_write(port, value)
         if async_:
-            self.wait_interrupt(lib.QXL_INTERRUPT_IO_CMD)
+            self.wait_interrupt(lib.QXL_INTERRUPT_IO_CMD, self.irq_timeout)
 
     # --- commands -------------------------------------------------------------------------
 
@@ -243,13 +250,13 @@ class GuestDriver:
     def _push(self, ring: _Ring, addr: int, cmd_type: int, doorbell: int, irq: int) -> None:
         while True:
             prod, cons = ring.get("prod"), ring.get("cons")
-            if (prod - cons) & _M32 < ring.get("num_items"):
+            if (prod - cons) & _M32 < ring.num_items:
                 break
             ring.set("notify_on_cons", cons + 1)  # ask to be told when there is room
-            if (prod - ring.get("cons")) & _M32 < ring.get("num_items"):
+            if (prod - ring.get("cons")) & _M32 < ring.num_items:
                 continue
             self.att.io_write(doorbell, 0)  # make sure the device is looking
-            self.wait_interrupt(irq)
+            self.wait_interrupt(irq, self.irq_timeout)
         _CMD.pack_into(self.buf, ring.item(prod), addr, cmd_type)
         prod = (prod + 1) & _M32
         ring.set("prod", prod)
@@ -396,8 +403,7 @@ class GuestDriver:
                 if ring.get("prod") == prod:
                     return events
                 continue
-            off = ring.base + self._input_items + (cons % lib.VGPU_INPUT_RING_SIZE
-                                                   ) * ring.item_size
+            off = ring.item(cons)
             kind, code, x, y, buttons, display = _IN_EVENT.struct.unpack_from(self.buf, off)
             ring.set("cons", cons + 1)
             name = _INPUT_NAMES.get(kind)
