@@ -437,3 +437,12 @@ def test_parser_reads_structs_written_through_cffi(device, guest) -> None:
     img_v = got.op.src_bitmap
     assert img_v.descriptor.id == 77 and (img_v.width, img_v.height, img_v.stride) == (4, 3, 16)
     assert img_v.data == pixels and img_v.top_down
+
+
+def test_client_monitors_config_reaches_the_guest(device, guest) -> None:
+    device.set_client_monitors_config([(0, 0, 1024, 768), (1024, 0, 2048, 768)])
+    assert guest.take_interrupts() & lib.QXL_INTERRUPT_CLIENT_MONITORS_CONFIG
+    assert guest.client_monitors_config() == [(0, 0, 1024, 768), (1024, 0, 2048, 768)]
+    assert device.rom.client_present == 1
+    device.rom.client_monitors_config.heads[0].right = 5  # torn read: CRC no longer matches
+    assert guest.client_monitors_config() is None

@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 import struct
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -476,6 +477,24 @@ class Device:
                 self._cv.wait(timeout)
             return bool(self._queue) or self._kicked
 
+    def set_client_monitors_config(self, heads: list[tuple[int, int, int, int]]) -> None:
+        """What a client's monitors look like, (left, top, right, bottom) each, for the guest
+        (any thread): written to QXLRom.client_monitors_config with its CRC, then
+        QXL_INTERRUPT_CLIENT_MONITORS_CONFIG, as QEMU's qxl does."""
+        if len(heads) > MAX_MONITORS:
+            raise ValueError(f"at most {MAX_MONITORS} heads")
+        with self._input_lock:
+            cfg = self.rom.client_monitors_config
+            cfg.count = len(heads)
+            for i in range(MAX_MONITORS):
+                left, top, right, bottom = heads[i] if i < len(heads) else (0, 0, 0, 0)
+                h = cfg.heads[i]
+                h.left, h.top, h.right, h.bottom = left, top, right, bottom
+            raw = bytes(ffi.buffer(ffi.addressof(cfg), ffi.sizeof(cfg)))
+            self.rom.client_monitors_config_crc = client_monitors_crc(raw)
+            self.rom.client_present = 1
+        self._raise(lib.QXL_INTERRUPT_CLIENT_MONITORS_CONFIG)
+
     def push_input(self, event: InputEvent) -> bool:
         """Put a client input event into the guest's input ring (any thread).
         False if the ring was full (the event is dropped and counted in the ROM)."""
@@ -896,6 +915,12 @@ class Device:
 
     def close(self) -> None:
         self.mem.close()
+
+
+def client_monitors_crc(raw: bytes) -> int:
+    """QEMU's CRC of QXLRom.client_monitors_config: crc32 without the final XOR, so that a
+    Linux guest can check it with crc32_le(0xffffffff, ...)."""
+    return zlib.crc32(raw, 0xFFFFFFFF) ^ 0xFFFFFFFF
 
 
 def _clamp32(v: int) -> int:

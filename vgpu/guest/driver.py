@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import struct
 import time
+import zlib
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -387,6 +388,16 @@ class GuestDriver:
         for a in (self.ram_alloc, self.vram_alloc, self.surface0):
             a.reset()
         self._setup()
+
+    def client_monitors_config(self) -> list[tuple[int, int, int, int]] | None:
+        """The client's monitors (left, top, right, bottom) from the ROM, or None when the
+        CRC does not match (the device is writing it right now: read again)."""
+        cfg = self.rom.client_monitors_config
+        raw = bytes(ffi.buffer(ffi.addressof(cfg), ffi.sizeof(cfg)))
+        if zlib.crc32(raw, 0xFFFFFFFF) ^ 0xFFFFFFFF != self.rom.client_monitors_config_crc:
+            return None
+        return [(h.left, h.top, h.right, h.bottom) for h in
+                (cfg.heads[i] for i in range(min(cfg.count, 64)))]
 
     # --- input (vgpu extension) ---------------------------------------------------------
 
