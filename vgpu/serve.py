@@ -16,6 +16,7 @@ import ssl
 import sys
 from pathlib import Path
 
+from vgpu.spice.constants import SPICE_MAX_PASSWORD_LENGTH
 from vgpu.spice.imaging import IMAGE_COMPRESSIONS, JPEG_WAN_COMPRESSIONS, STREAMING_VIDEOS
 
 X509_FILES = ("ca-cert.pem", "server-cert.pem", "server-key.pem")  # QEMU's names
@@ -92,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
         print("--tls-port needs --x509-dir", file=sys.stderr)
         return 2
     password = _password(args)
+    if password is not None and len(password.encode()) > SPICE_MAX_PASSWORD_LENGTH:
+        print(f"the password is longer than {SPICE_MAX_PASSWORD_LENGTH} bytes", file=sys.stderr)
+        return 2
     try:
         tls = tls_context(args.x509_dir) if args.tls_port is not None else None
     except (OSError, ssl.SSLError) as exc:

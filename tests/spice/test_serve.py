@@ -47,6 +47,11 @@ def test_missing_guest_or_x509_dir_is_an_error(capsys):
     assert "x509" in capsys.readouterr().err
 
 
+def test_password_longer_than_spice_allows_is_refused(capsys):
+    assert serve.run(parse("--demo", "desktop", "--password", "x" * 61)) == 2
+    assert "longer than 60" in capsys.readouterr().err
+
+
 def test_tls_context_needs_qemus_three_files(tmp_path):
     with pytest.raises(FileNotFoundError):
         serve.tls_context(tmp_path)

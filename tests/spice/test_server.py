@@ -176,6 +176,38 @@ def test_slow_client_is_bounded_and_does_not_hold_up_others(server, source):
         client.close()
 
 
+@pytest.mark.parametrize(
+    ("caps", "streams"),
+    [
+        ((), True),  # no codec list: MJPEG is implied
+        ((c.SPICE_DISPLAY_CAP_MULTI_CODEC, c.SPICE_DISPLAY_CAP_CODEC_MJPEG), True),
+        ((c.SPICE_DISPLAY_CAP_MULTI_CODEC,), False),  # lists codecs, MJPEG not among them
+    ],
+)
+def test_streams_only_for_clients_that_decode_mjpeg(source, caps, streams):
+    srv = ServerThread(source, ServerOptions(compression=Compression(streaming="all")))
+    try:
+        main, session = open_session(srv.port)
+        display = RawClient(srv.port, c.SPICE_CHANNEL_DISPLAY, session, channel_caps=caps)
+        generation, _ = struct.unpack("<II", display.recv_until(c.SPICE_MSG_SET_ACK))
+        display.send(c.SPICE_MSGC_ACK_SYNC, struct.pack("<I", generation))
+        draws_until_mark(display)
+        kinds = set()
+        for i in range(6):
+            source.publish(pattern(160, 120, seed=i))
+            kind, _ = display.recv()
+            while kind not in (c.SPICE_MSG_DISPLAY_DRAW_COPY, c.SPICE_MSG_DISPLAY_STREAM_DATA):
+                kinds.add(kind)
+                kind, _ = display.recv()
+            kinds.add(kind)
+            display.send(c.SPICE_MSGC_ACK)
+        assert (c.SPICE_MSG_DISPLAY_STREAM_CREATE in kinds) == streams
+        assert (c.SPICE_MSG_DISPLAY_STREAM_DATA in kinds) == streams
+        main.close()
+    finally:
+        srv.stop()
+
+
 def test_inputs_reach_the_source(server, source):
     main, session = open_session(server.port)
     inputs = RawClient(server.port, c.SPICE_CHANNEL_INPUTS, session)

@@ -403,15 +403,6 @@ class DisplayChannel(ChannelMachine):
             struct.pack("<III", stream_id, mm_time & 0xFFFFFFFF, len(jpeg)) + jpeg,
         )
 
-    def stream_clip(self, stream_id: int, rects: tuple[Rect, ...]) -> None:
-        """Clips the stream to `rects` (surface coordinates); empty means unclipped."""
-        if rects:
-            clip = struct.pack("<BI", c.SPICE_CLIP_TYPE_RECTS, len(rects))
-            clip += b"".join(pack_rect(r) for r in rects)
-        else:
-            clip = bytes([c.SPICE_CLIP_TYPE_NONE])
-        self._send(c.SPICE_MSG_DISPLAY_STREAM_CLIP, struct.pack("<I", stream_id) + clip)
-
     def stream_destroy(self, stream_id: int) -> None:
         self._send(c.SPICE_MSG_DISPLAY_STREAM_DESTROY, struct.pack("<I", stream_id))
 

@@ -517,7 +517,12 @@ class _DisplayClient:
             lz4=machine.has_cap(c.SPICE_DISPLAY_CAP_LZ4_COMPRESSION),
         )
         self.stats = DisplayStats()
-        self._streams = StreamPlanner(server.options.compression.streaming)
+        streaming = server.options.compression.streaming
+        if machine.has_cap(c.SPICE_DISPLAY_CAP_MULTI_CODEC) and not machine.has_cap(
+            c.SPICE_DISPLAY_CAP_CODEC_MJPEG
+        ):
+            streaming = "off"  # a client that lists its codecs and leaves MJPEG out
+        self._streams = StreamPlanner(streaming)
 
     def notify(self) -> None:
         """Called on the publishing thread."""
