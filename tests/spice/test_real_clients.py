@@ -92,6 +92,30 @@ def test_spice_gtk_follows_a_mode_change(source, tmp_path):
 
 
 @needs_glib
+def test_two_spice_gtk_clients_and_a_late_joiner(source, tmp_path):
+    server = ServerThread(source)
+    first = GlibClient("--port", str(server.port))
+    late = None
+    try:
+        first.wait_for(lambda line: line.startswith("mark"))
+        changed = pattern(W, H, seed=4)
+        source.publish(changed, damage=((0, 0, W // 2, H),))  # only half was damaged
+        glib_sees(first, tmp_path, changed)
+        late = GlibClient("--port", str(server.port))  # gets the whole screen anyway
+        late.wait_for(lambda line: line.startswith("mark"))
+        glib_sees(late, tmp_path, changed)
+        again = pattern(W, H, seed=6)
+        source.publish(again)
+        glib_sees(first, tmp_path, again)
+        glib_sees(late, tmp_path, again)
+    finally:
+        first.close()
+        if late is not None:
+            late.close()
+        server.stop()
+
+
+@needs_glib
 def test_lz4_when_asked_by_the_client(source, tmp_path):
     server = ServerThread(source)
     # 7 = SPICE_IMAGE_COMPRESSION_LZ4: the client's preference overrides the server's option.
