@@ -243,6 +243,10 @@ class IoRequest:
         return self._done.is_set()
 
 
+_DONE = IoRequest(-1, 0)
+_DONE._done.set()  # what doorbells (nothing to wait for) and dropped writes get back
+
+
 class _Ring:
     """One SPICE ring in the RAM header, read and written at fixed mapping offsets."""
 
@@ -444,18 +448,16 @@ class Device:
     def io_write(self, port: int, value: int) -> IoRequest:
         """Queue an IO port write (any thread). Doorbells and async ports need no waiting;
         for the others the guest waits on the returned request, as a vCPU would."""
-        req = IoRequest(port, value & _M32)
         with self._cv:
             if port in DOORBELL_PORTS:
                 self._kicked = True
-                req._done.set()
                 self._cv.notify_all()
-                return req
+                return _DONE
             if len(self._queue) >= MAX_PENDING_IO:
                 self._io_overflow = True
-                req._done.set()
                 self._cv.notify_all()
-                return req
+                return _DONE
+            req = IoRequest(port, value & _M32)
             if port in ASYNC_PORTS:
                 if self._async_in_flight:
                     req.bad_async = True
