@@ -330,6 +330,7 @@ class Device:
         self._io_overflow = False
         self._async_in_flight = False
         self._input_lock = threading.Lock()
+        self._irq_lock = threading.Lock()
         self._irq_listeners: list[Callable[[bool], None]] = []
         self.observers: list[DeviceObserver] = []
 
@@ -605,11 +606,15 @@ class Device:
         return bool(pending & mask)
 
     def _update_irq(self) -> None:
-        level = self.irq_level()
-        with self._cv:
-            listeners = list(self._irq_listeners)
-        for listener in listeners:
-            listener(level)
+        # One evaluation at a time (the device thread and push_input's thread both get
+        # here), so listeners see levels in the order they were computed: a stale "high"
+        # would leave a waiting guest spinning.
+        with self._irq_lock:
+            level = self.irq_level()
+            with self._cv:
+                listeners = list(self._irq_listeners)
+            for listener in listeners:
+                listener(level)
 
     # --- rings ------------------------------------------------------------------------
 
