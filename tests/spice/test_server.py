@@ -290,6 +290,16 @@ def test_websocket_over_tls(source, tmp_path):
         srv.stop()
 
 
+def test_plain_http_get_is_refused_and_closed(server):
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # no WebSocket upgrade
+    reply = b""
+    while chunk := sock.recv(4096):
+        reply += chunk
+    assert reply.startswith(b"HTTP/1.1 4")
+    sock.close()
+
+
 def test_garbage_instead_of_spice_is_dropped(server):
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
     sock.sendall(b"HELO there\r\n")

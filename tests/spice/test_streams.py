@@ -110,7 +110,7 @@ def test_spice_gtk_plays_the_stream_and_ends_exact(tmp_path):
         time.sleep(0.3)
         shows_last_stream_frame(client.dump(tmp_path / "during.raw", width, height), frames)
         stats = server.server.display_stats[0]
-        assert stats.stream_frames >= 5
+        assert stats.stream_frames >= 3
         # Still now: the stream ends and the region is redrawn exactly.
         deadline = time.monotonic() + STREAM_TIMEOUT_S + 5
         while True:
