@@ -176,7 +176,7 @@ def raw_command(rig: Rig, draw) -> None:
             else (g.phys(off) + draw(NEAR)) % 2**64)
     cmd_type = draw(CHOICE[7])
     bugged = rig.device.guest_bug is not None
-    g.push_raw(pick(draw, ["cmd", "cursor"]), addr, cmd_type)
+    g.push_raw(pick(draw, ["cmd", "cmd", "cmd", "cursor"]), addr, cmd_type)
     if cmd_type != lib.QXL_CMD_NOP and not bugged:  # a NOP's address is never looked at
         _expect_bug_if_untranslatable(rig, addr)
 
@@ -190,7 +190,7 @@ def mutated_command(rig: Rig, draw) -> None:
     addr = CommandWriter(g.buf, g.ram_alloc.alloc, g.phys, 512).write(cmd, 1)
     blocks = sorted(set(g.ram_alloc._used) - before)
     slot_end = g.layout.ram_offset + g.rom.ram_header_offset
-    for _ in range(1 + draw(CHOICE[3])):
+    for _ in range(1 if draw(CHOICE[1]) else 1 + draw(CHOICE[3])):  # often just one
         block = blocks[int(draw(FRACTION) * len(blocks))]
         size = g.ram_alloc._used[block] - block
         pos = block + int(draw(FRACTION) * size)
