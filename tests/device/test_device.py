@@ -446,3 +446,46 @@ def test_client_monitors_config_reaches_the_guest(device, guest) -> None:
     assert device.rom.client_present == 1
     device.rom.client_monitors_config.heads[0].right = 5  # torn read: CRC no longer matches
     assert guest.client_monitors_config() is None
+
+
+def test_destroy_surface_wait_and_flush_release_on_a_full_ring(device, guest, backend) -> None:
+    guest.create_primary(64, 32)
+    guest.create_surface(4, 8, 8)
+    guest.destroy_surface_wait(4)
+    assert backend.calls[-1] == ("surface_destroyed", 4)
+    guest.destroy_surface_wait(0, async_=True)  # id 0 is the primary
+    assert backend.calls[-1] == ("destroy_primary",) and 0 not in device.surfaces
+    guest.create_primary(64, 32)
+    for i in range(3 * lib.QXL_RELEASE_RING_SIZE):  # one ring slot per inline batch
+        guest.submit(fill(color=i))
+    ring = guest.release_ring
+    # the device keeps one slot to chain into: a full ring is prod - cons == size - 1
+    assert (ring.get("prod") - ring.get("cons")) == lib.QXL_RELEASE_RING_SIZE - 1
+    guest.att.io_write(lib.QXL_IO_FLUSH_RELEASE, 0)  # no room: nothing pushed, no bug
+    assert device.guest_bug is None
+    assert guest.collect_releases() == lib.QXL_RELEASE_RING_SIZE - 1
+    # the rest, chained in one slot: the surface create and the fills not yet taken
+    assert guest.flush_release() == 1 + 3 * lib.QXL_RELEASE_RING_SIZE - (
+        lib.QXL_RELEASE_RING_SIZE - 1)
+    assert guest.outstanding == 0
+
+
+def test_input_from_another_thread_while_the_device_runs(device) -> None:
+    got = []
+    with DeviceThread(device):
+        guest = GuestDriver(InProcessAttachment(device))
+        guest.read_input()
+
+        def client() -> None:
+            for i in range(500):
+                while not device.push_input(InputEvent("mouse_motion", 0, i, -i)):
+                    pass  # the guest has not caught up: try again
+
+        t = threading.Thread(target=client)
+        t.start()
+        while len(got) < 500:
+            guest.wait_interrupt(lib.VGPU_INTERRUPT_INPUT, 10)
+            got += guest.read_input()
+        t.join()
+        guest.close()
+    assert [(e.x, e.y) for e in got] == [(i, -i) for i in range(500)]
