@@ -81,7 +81,7 @@ class Layout:
     `Layout("QXLDrawable", ["brush"], base="u.fill")` starts at u.fill.
     """
 
-    __slots__ = ("_fields", "count", "names", "size", "struct")
+    __slots__ = ("_fields", "count", "size", "struct")
 
     def __init__(self, ctype: str, paths: list[str], base: str | None = None) -> None:
         start = offsetof(ctype, base) if base else 0
@@ -103,7 +103,6 @@ class Layout:
         self._fields = [(off, struct.Struct("<" + code)) for off, code, _ in leaves]
         self.size = self.struct.size
         self.count = len(leaves)
-        self.names = tuple(paths)
 
     def pack_into(self, buf: Any, offset: int, *values: Any) -> None:
         """Writes the fields only (unlike struct.pack_into, the gaps between them are

@@ -129,9 +129,8 @@ _LOG_BUF = offsetof("QXLRam", "log_buf")
 _CMD_RING = offsetof("QXLRam", "cmd_ring")
 _CURSOR_RING = offsetof("QXLRam", "cursor_ring")
 _RELEASE_RING = offsetof("QXLRam", "release_ring")
-_R_NUM, _R_PROD, _R_NOP, _R_CONS, _R_NOC = (
-    offsetof("QXLCommandRing", f) for f in
-    ("num_items", "prod", "notify_on_prod", "cons", "notify_on_cons"))
+_R_PROD, _R_NOP, _R_CONS, _R_NOC = (
+    offsetof("QXLCommandRing", f) for f in ("prod", "notify_on_prod", "cons", "notify_on_cons"))
 _R_ITEMS = offsetof("QXLCommandRing", "items")
 _RING_FIELDS = Layout("QXLCommandRing", ["num_items", "prod", "notify_on_prod", "cons",
                                          "notify_on_cons"])

@@ -49,7 +49,6 @@ DESC = Layout("QXLImageDescriptor", ["id", "type", "flags", "width", "height"])
 DESC_SIZE = DESC.size
 BITMAP = Layout("QXLImage", ["bitmap.format", "bitmap.flags", "bitmap.x", "bitmap.y",
                               "bitmap.stride", "bitmap.palette", "bitmap.data"])
-BITMAP_OFF = offsetof("QXLImage", "bitmap")
 QUIC_SIZE = Layout("QXLImage", ["quic.data_size"])
 QUIC_CHUNK = offsetof("QXLImage", "quic.data")
 SURFACE_ID = Layout("QXLImage", ["surface_image.surface_id"])

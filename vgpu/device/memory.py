@@ -57,10 +57,6 @@ class MemoryLayout:
     vram_size: int
 
     @property
-    def rom_offset(self) -> int:
-        return 0
-
-    @property
     def ram_offset(self) -> int:
         return self.rom_size
 
@@ -102,9 +98,6 @@ class GuestMemory:
     def read(self, offset: int, length: int) -> bytes:
         """A copy of bytes at a mapping offset the caller has checked."""
         return self.mm[offset:offset + length]
-
-    def write(self, offset: int, data: bytes) -> None:
-        self.mm[offset:offset + len(data)] = data
 
     def ptr(self, ctype: str, offset: int):
         """A live cffi pointer into the mapping, for structs the owner itself maintains."""
