@@ -489,3 +489,24 @@ def test_input_from_another_thread_while_the_device_runs(device) -> None:
         t.join()
         guest.close()
     assert [(e.x, e.y) for e in got] == [(i, -i) for i in range(500)]
+
+
+def test_backend_refusal_is_a_guest_bug_and_other_errors_are_counted(device, guest,
+                                                                    backend) -> None:
+    guest.create_primary(64, 32)
+
+    def refuse(cmd) -> None:
+        raise ValueError("src_area outside the source")
+
+    backend.execute = refuse
+    guest.submit(fill())
+    assert device.guest_bug == "display backend refused execute: src_area outside the source"
+    guest.reset()
+    guest.create_primary(64, 32)
+
+    def crash(cmd) -> None:
+        raise RuntimeError("renderer defect")
+
+    backend.execute = crash
+    guest.submit(fill())
+    assert device.guest_bug is None and device.backend_errors == 1

@@ -3,6 +3,10 @@
 The device does not import the renderer; the renderer implements this protocol
 and the code that builds a running machine hands it to the device. All calls
 come from the one thread that owns the device (the render thread).
+
+A method that raises ValueError (or a subclass, such as the renderer's RenderError)
+refuses what the guest asked for: the device enters the guest-bug state with the
+message. Any other exception is logged and counted by the device as a backend defect.
 """
 
 from __future__ import annotations

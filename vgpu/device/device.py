@@ -708,9 +708,13 @@ class Device:
         self._backend("execute", cmd)
 
     def _backend(self, method: str, *args: object) -> object:
-        """Backend calls: a renderer error is logged and counted, never taken down the device."""
+        """Backend calls. A ValueError is the backend refusing what the guest asked for (see
+        backend.py): a guest bug. Any other error is the backend's own: logged and counted,
+        never taking the device down."""
         try:
             return getattr(self.backend, method)(*args)
+        except ValueError as e:
+            raise GuestBug(f"display backend refused {method}: {e}") from e
         except Exception:
             self.backend_errors += 1
             log.exception("display backend %s failed", method)
