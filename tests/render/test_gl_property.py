@@ -182,14 +182,20 @@ def _run(renderer, fmt, cmds, seed_pixels):
                  sid)
         renderer.execute(c)
         ref.execute(c)
-    for c in cmds:
+    for sid in (0, OTHER, SMALL):
+        renderer.read_pixels(sid)  # from now on reads come from the host shadow + damage
+    for i, c in enumerate(cmds):
         renderer.execute(c)
         ref.execute(c)
+        if i % 2:  # also between operations: damage must cover every change
+            _same(renderer.read_pixels(c.surface_id), ref.pixels(c.surface_id), c.surface_id)
     for sid in (0, OTHER, SMALL):
-        got = renderer.read_pixels(sid)
-        want = ref.pixels(sid)
-        bad = np.argwhere((got != want).any(axis=2))
-        assert len(bad) == 0, (sid, bad[:5].tolist(), got[tuple(bad[0])], want[tuple(bad[0])])
+        _same(renderer.read_pixels(sid), ref.pixels(sid), sid)
+
+
+def _same(got: np.ndarray, want: np.ndarray, sid: int) -> None:
+    bad = np.argwhere((got != want).any(axis=2))
+    assert len(bad) == 0, (sid, bad[:5].tolist(), got[tuple(bad[0])], want[tuple(bad[0])])
 
 
 @pytest.mark.parametrize("fmt", [E.SURFACE_FMT_32_ARGB, E.SURFACE_FMT_32_xRGB,

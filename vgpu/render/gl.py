@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,15 @@ class _Surface:
     fbo: moderngl.Framebuffer
     scratch: tuple[moderngl.Texture, moderngl.Framebuffer] | None = None
     self_copy: tuple[moderngl.Texture, moderngl.Framebuffer] | None = None
+    # host copy of the pixels, made at the first read; `stale` lists what changed since
+    shadow: np.ndarray | None = None
+    stale: list[Box] = field(default_factory=list)
+
+    def changed(self, boxes: list[Box] | tuple[Box, ...]) -> None:
+        if self.shadow is not None:
+            self.stale.extend(boxes)
+            if len(self.stale) > MAX_DAMAGE_RECTS:
+                self.stale = [_bounds(self.stale)]
 
     def release(self) -> None:
         for pair in (self.scratch, self.self_copy):
@@ -237,8 +246,7 @@ class Renderer:
         self.draw_calls = 0
         self.last_damage: tuple[Box, ...] = ()
         """The rects (x0, y0, x1, y1) the last `execute` changed on its target surface."""
-        self._damage: list[Box] = []  # primary damage not yet read back
-        self._shadow: np.ndarray | None = None
+        self._damage: list[Box] = []  # primary damage since the last snapshot
         self._frame_serial = 0
         self._surface_serial = 0
 
@@ -263,12 +271,10 @@ class Renderer:
                        initial: np.ndarray | None) -> None:
         self._create(PRIMARY, width, height, stride, format, initial)
         self._surface_serial += 1
-        self._shadow = np.zeros((height, width, 4), np.uint8)
         self._damage = [(0, 0, width, height)]
 
     def destroy_primary(self) -> None:
         self._destroy(PRIMARY)
-        self._shadow = None
         self._damage = []
 
     def surface_created(self, surface_id: int, width: int, height: int, stride: int,
@@ -314,10 +320,12 @@ class Renderer:
             self._pending_release.extend(self._op_textures)
             self._op_textures.clear()
         self.last_damage = tuple(damage)
-        if surf.id == PRIMARY and damage:
-            self._damage.extend(damage)
-            if len(self._damage) > MAX_DAMAGE_RECTS:
-                self._damage = [_bounds(self._damage)]
+        if damage:
+            surf.changed(damage)
+            if surf.id == PRIMARY:
+                self._damage.extend(damage)
+                if len(self._damage) > MAX_DAMAGE_RECTS:
+                    self._damage = [_bounds(self._damage)]
 
     def _fast(self, cmd: Drawable, op: Fill | Copy) -> bool:
         """The common case without the general machinery: an unclipped, unmasked solid fill
@@ -375,6 +383,8 @@ class Renderer:
             b.kinds |= 4
         box = (left, top, right, bottom)
         self.last_damage = (box,)
+        if surf.shadow is not None:
+            surf.changed(self.last_damage)
         if surf.id == PRIMARY:
             dmg = self._damage
             dmg.append(box)
@@ -402,7 +412,6 @@ class Renderer:
             self._cache_tex.release()
             self._cache_tex = None
         self._slots = SlotAtlas()
-        self._shadow = None
         self._damage = []
 
     # --- beyond the protocol ----------------------------------------------------------
@@ -427,15 +436,11 @@ class Renderer:
         """The primary as a new immutable Frame with the damage since the previous snapshot,
         or None when nothing changed (or there is no primary). Reads back only the damage."""
         surf = self._surfaces.get(PRIMARY)
-        if surf is None or self._shadow is None or not self._damage:
+        if surf is None or not self._damage:
             return None
-        self.flush()
+        pixels = self._read(surf, (0, 0, surf.width, surf.height))
         damage = tuple(self._damage)
         self._damage = []
-        for box in damage:
-            x0, y0, x1, y1 = box
-            self._shadow[y0:y1, x0:x1] = self._read_now(surf, box)
-        pixels = self._shadow.copy()
         pixels.setflags(write=False)
         self._frame_serial += 1
         return Frame(self._frame_serial, self._surface_serial, pixels, damage,
@@ -506,8 +511,22 @@ class Renderer:
         return surf
 
     def _read(self, surf: _Surface, box: Box) -> np.ndarray:
+        """A copy of `box` of the surface's pixels. Reads back from GL only what changed
+        since the last read (the surface's host shadow keeps the rest)."""
         self.flush()
-        return self._read_now(surf, box)
+        if surf.shadow is None:
+            surf.shadow = self._read_now(surf, (0, 0, surf.width, surf.height)).copy()
+            surf.stale = []
+        elif surf.stale:
+            keep = []
+            for r in surf.stale:
+                if intersect(r, box) is None:
+                    keep.append(r)
+                else:
+                    surf.shadow[r[1] : r[3], r[0] : r[2]] = self._read_now(surf, r)
+            surf.stale = keep
+        x0, y0, x1, y1 = box
+        return surf.shadow[y0:y1, x0:x1].copy()
 
     def _read_now(self, surf: _Surface, box: Box) -> np.ndarray:
         x0, y0, x1, y1 = box
