@@ -34,6 +34,10 @@ void main() {
 }
 #endif
 #ifdef FRAGMENT
+// Variants (defined by the loader from what the batch holds; llvmpipe runs both sides of
+// every branch under a lane mask, so code a batch does not need must not be there at all):
+// KINDS: bit 1 << kind for each kind present; SOURCE: 0 none, 1 texture, 2 staged;
+// PATTERN, BILINEAR, MASKS: 0 or 1.
 #include "lib.glsl"
 uniform sampler2D u_dst;
 uniform sampler2D u_src;
@@ -54,84 +58,102 @@ const uint KIND_COLORKEY = 1u;
 const uint KIND_COVERAGE = 2u;
 const uint KIND_ALPHA = 3u;
 const uint HAS_MASK = 1u << 12;
-const uint PATTERN = 1u << 13;
 const uint SRC_ALPHA = 1u << 14;
 const uint DST_ALPHA = 1u << 15;
-const uint BILINEAR = 1u << 16;
-const uint HAS_SRC = 1u << 17;
-const uint STAGED = 1u << 18;
 
 uint staged_byte(int i) {
     i -= u_stage_base;
     return (staged[i >> 2] >> (uint(i & 3) * 8u)) & 0xFFu;
 }
 
+// ROP3 without branches: OR of the minterms whose bit is set in the code.
 uint rop3(uint code, uint p, uint s, uint d) {
     uint r = 0u;
     for (uint i = 0u; i < 8u; i++) {
-        if (((code >> i) & 1u) != 0u) {
-            r |= ((i & 4u) != 0u ? p : ~p) & ((i & 2u) != 0u ? s : ~s) & ((i & 1u) != 0u ? d : ~d);
-        }
+        uint term = ((i & 4u) != 0u ? p : ~p) & ((i & 2u) != 0u ? s : ~s)
+                    & ((i & 1u) != 0u ? d : ~d);
+        r |= term & (0u - ((code >> i) & 1u));
     }
     return r;
 }
 
+#if SOURCE != 0
 uvec4 source(vec2 frag_pos) {
     vec2 sp = v_src.xy + frag_pos * v_src.zw;
-    if ((v_mode & BILINEAR) != 0u) {
-        vec2 c = sp - 0.5;
-        ivec2 i0 = ivec2(floor(c));
-        vec2 f = c - vec2(i0);
-        ivec2 hi = u_src_size - 1;
-        vec4 a = texelFetch(u_src, clamp(i0, ivec2(0), hi), 0);
-        vec4 b = texelFetch(u_src, clamp(i0 + ivec2(1, 0), ivec2(0), hi), 0);
-        vec4 cc = texelFetch(u_src, clamp(i0 + ivec2(0, 1), ivec2(0), hi), 0);
-        vec4 d = texelFetch(u_src, clamp(i0 + ivec2(1, 1), ivec2(0), hi), 0);
-        return to_u8(mix(mix(a, b, f.x), mix(cc, d, f.x), f.y));
-    }
+#if BILINEAR
+    vec2 c = sp - 0.5;
+    ivec2 i0 = ivec2(floor(c));
+    vec2 f = c - vec2(i0);
+    ivec2 hi = u_src_size - 1;
+    vec4 a = texelFetch(u_src, clamp(i0, ivec2(0), hi), 0);
+    vec4 b = texelFetch(u_src, clamp(i0 + ivec2(1, 0), ivec2(0), hi), 0);
+    vec4 cc = texelFetch(u_src, clamp(i0 + ivec2(0, 1), ivec2(0), hi), 0);
+    vec4 d = texelFetch(u_src, clamp(i0 + ivec2(1, 1), ivec2(0), hi), 0);
+    return to_u8(mix(mix(a, b, f.x), mix(cc, d, f.x), f.y));
+#else
     ivec2 q = ivec2(floor(sp));
-    if ((v_mode & STAGED) != 0u) return unpack_px(staged[v_stage.x + q.y * v_stage.y + q.x - (u_stage_base >> 2)]);
+#if SOURCE == 2
+    return unpack_px(staged[v_stage.x + q.y * v_stage.y + q.x - (u_stage_base >> 2)]);
+#else
     return to_u8(texelFetch(u_src, q, 0));
+#endif
+#endif
 }
+#endif
 
 void main() {
     ivec2 p = ivec2(gl_FragCoord.xy);
     uint mode = v_mode;
     uint kind = (mode >> 8) & 0xFu;
     int mask_at = v_aux.x + p.y * v_aux.y + p.x;
+#if MASKS
     if ((mode & HAS_MASK) != 0u && staged_byte(mask_at) < 128u) discard;
+#endif
     uvec4 d = to_u8(texelFetch(u_dst, p, 0));
+#if SOURCE != 0
+    uvec4 raw = source(gl_FragCoord.xy);
+#else
+    uvec4 raw = uvec4(0u);
+#endif
     // Raster operations see the source converted to the target's format; alpha blending
     // reads it as it is (the software canvas composites from the original image).
-    uvec4 s = (mode & HAS_SRC) != 0u ? source(gl_FragCoord.xy) : uvec4(0u);
-    if (kind != KIND_ALPHA) s = quantize(s, u_fmt);
-    uvec4 b;
-    if ((mode & PATTERN) != 0u) {
-        ivec2 size = textureSize(u_pat, 0);
-        ivec2 q = wrap(p - v_aux.zw, size);
-        b = quantize(to_u8(texelFetch(u_pat, q, 0)), u_fmt);
-    } else {
-        b = unpack_px(v_color);
-    }
-    uvec4 r;
-    if (kind == KIND_ROP3) {
-        r = unpack_px(rop3(mode & 0xFFu, pack_px(b), pack_px(s), pack_px(d)));
-    } else if (kind == KIND_COLORKEY) {
+    uvec4 s = quantize(raw, u_fmt);
+#if PATTERN
+    ivec2 size = textureSize(u_pat, 0);
+    uvec4 b = quantize(to_u8(texelFetch(u_pat, wrap(p - v_aux.zw, size), 0)), u_fmt);
+#else
+    uvec4 b = unpack_px(v_color);
+#endif
+    uvec4 r = d;
+#if (KINDS & 1) != 0
+    if (kind == KIND_ROP3) r = unpack_px(rop3(mode & 0xFFu, pack_px(b), pack_px(s), pack_px(d)));
+#endif
+#if (KINDS & 2) != 0
+    if (kind == KIND_COLORKEY) {
         if ((pack_px(s) & 0xFFFFFFu) == (v_color & 0xFFFFFFu)) discard;
         r = s;
-    } else if (kind == KIND_COVERAGE) {
+    }
+#endif
+#if (KINDS & 4) != 0
+    if (kind == KIND_COVERAGE) {
         // An opaque brush OVER the destination through coverage m (text).
         uint m = staged_byte(mask_at);
-        b.w = 255u;
-        r = add_sat(mul_un8(b, m), mul_un8(d, 255u - m));
-    } else {
-        // Source OVER destination with a constant alpha (pixman OVER, solid mask).
-        if ((mode & SRC_ALPHA) == 0u) s.w = 255u;
-        if ((mode & DST_ALPHA) == 0u) d.w = 255u;
-        uint ga = mode >> 24;
-        if (ga != 255u) s = mul_un8(s, ga);
-        r = add_sat(s, mul_un8(d, 255u - s.w));
+        uvec4 ob = uvec4(b.xyz, 255u);
+        r = add_sat(mul_un8(ob, m), mul_un8(d, 255u - m));
     }
+#endif
+#if (KINDS & 8) != 0
+    if (kind == KIND_ALPHA) {
+        // Source OVER destination with a constant alpha (pixman OVER, solid mask).
+        uvec4 sa = raw;
+        uvec4 da = d;
+        if ((mode & SRC_ALPHA) == 0u) sa.w = 255u;
+        if ((mode & DST_ALPHA) == 0u) da.w = 255u;
+        uint ga = mode >> 24;
+        if (ga != 255u) sa = mul_un8(sa, ga);
+        r = add_sat(sa, mul_un8(da, 255u - sa.w));
+    }
+#endif
     frag = from_u8(quantize(r, u_fmt));
 }
 #endif

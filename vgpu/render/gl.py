@@ -99,12 +99,9 @@ box: readback per rect costs a GL round trip, so past this many one read is chea
 # draw.glsl i_mode layout
 KIND_ROP3, KIND_COLORKEY, KIND_COVERAGE, KIND_ALPHA = 0, 1, 2, 3
 MODE_MASK = 1 << 12
-MODE_PATTERN = 1 << 13
 MODE_SRC_ALPHA = 1 << 14
 MODE_DST_ALPHA = 1 << 15
 MODE_BILINEAR = 1 << 16
-MODE_SRC = 1 << 17
-MODE_STAGED = 1 << 18
 
 _FORMATS_32 = (E.SURFACE_FMT_32_xRGB, E.SURFACE_FMT_32_ARGB)
 _FORMATS_32_BITMAP = (E.BITMAP_FMT_32BIT, E.BITMAP_FMT_RGBA)
@@ -194,7 +191,8 @@ class _Batch:
         self.src: Any = None
         self.pat: Any = None
         self.src_size = (1, 1)
-        self.kinds = 0  # blit kinds present: 1 fill, 2 texture copy, 4 staged copy, 8 glyph
+        # blit: 1 fill, 2 texture copy, 4 staged copy, 8 glyph; draw: 1 << kind, 256 masks
+        self.kinds = 0
         self.stage_start = 0  # the first staging byte its instances refer to
 
 
@@ -208,7 +206,8 @@ class Renderer:
         self._owns_ctx = ctx is None
         self.ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST | moderngl.CULL_FACE)
         self._blit_variants: dict[int, tuple[moderngl.Program, moderngl.VertexArray]] = {}
-        self._draw_prog = load_program(self.ctx, "draw")
+        self._draw_variants: dict[tuple[int, ...], tuple[moderngl.Program,
+                                                         moderngl.VertexArray]] = {}
         self._comp_prog = load_program(self.ctx, "composite")
         self._corners = self.ctx.buffer(np.array([0, 0, 1, 0, 0, 1, 1, 1], "f4").tobytes())
         self._blit_buf = self.ctx.buffer(reserve=MAX_BATCH * 32, dynamic=True)
@@ -219,12 +218,8 @@ class Renderer:
         self._op_stage_start = 0
         self._staging_buf = self.ctx.buffer(reserve=4096, dynamic=True)
         self._draw_buf = self.ctx.buffer(reserve=MAX_BATCH * _DRAW_DTYPE.itemsize, dynamic=True)
-        self._draw_vao = self._vao(self._draw_prog, self._draw_buf, _DRAW_FMT)
         self._comp_vao = self.ctx.vertex_array(
             self._comp_prog, [(self._corners, "2f", "corner")], mode=moderngl.TRIANGLE_STRIP)
-        self._draw_prog["u_dst"] = 0
-        self._draw_prog["u_src"] = 1
-        self._draw_prog["u_pat"] = 2
         self._comp_prog["u_dst"] = 0
         self._comp_prog["u_src"] = 1
         self._comp_prog["u_mask"] = 2
@@ -463,8 +458,11 @@ class Renderer:
         for prog, vao in self._blit_variants.values():
             vao.release()
             prog.release()
-        for obj in (self._draw_vao, self._comp_vao, self._blit_buf, self._staging_buf,
-                    self._draw_buf, self._corners, self._draw_prog,
+        for prog, vao in self._draw_variants.values():
+            vao.release()
+            prog.release()
+        for obj in (self._comp_vao, self._blit_buf, self._staging_buf,
+                    self._draw_buf, self._corners,
                     self._comp_prog, self._dummy):
             obj.release()
         if self._owns_ctx:
@@ -742,10 +740,6 @@ class Renderer:
         """Queues a destination-reading draw over `rects` (disjoint). src_map (ox, oy, sx, sy):
         source pixel = floor(ox + (x + 0.5) * sx), in image coordinates; aux: (a, s) from
         _stage_mask for the mask/coverage."""
-        if src is not None:
-            mode |= MODE_SRC
-        if pat is not None:
-            mode |= MODE_PATTERN
         bilinear = bool(mode & MODE_BILINEAR)
         reads_self = "self" in (self._resolve(src, target), self._resolve(pat, target))
         b = self._begin("draw", target, src, pat, (bilinear,))
@@ -758,9 +752,11 @@ class Renderer:
         stage = (0, 0)
         if src is not None and src.staged is not None:
             stage = src.staged
-            mode |= MODE_STAGED
         elif src is not None and (src.x or src.y):
             src_map = (src_map[0] + src.x, src_map[1] + src.y, src_map[2], src_map[3])
+        b.kinds |= 1 << ((mode >> 8) & 0xF)
+        if mode & MODE_MASK:
+            b.kinds |= 1 << 8
         for r in rects:
             b.data.append((r, src_map, stage, (*aux, *pat_pos), color & 0xFFFFFFFF, mode))
         if reads_self:
@@ -795,13 +791,24 @@ class Renderer:
         dcopy.use(0)
         src.use(1)
         pat.use(2)
-        prog = self._draw_prog
-        prog["u_stage_base"] = b.stage_start
-        prog["u_size"] = (target.width, target.height)
-        prog["u_fmt"] = target.fmt
-        prog["u_src_size"] = b.src_size
+        source = 0 if b.src is None else 2 if b.src == "staged" else 1
+        key = (b.kinds & 0xFF, source, int(b.pat is not None), int(bool(b.extra[0])),
+               int(bool(b.kinds & 1 << 8)))
+        variant = self._draw_variants.get(key)
+        if variant is None:
+            prog = load_program(self.ctx, "draw", KINDS=key[0], SOURCE=key[1], PATTERN=key[2],
+                                BILINEAR=key[3], MASKS=key[4])
+            variant = (prog, self._vao(prog, self._draw_buf, _DRAW_FMT))
+            self._draw_variants[key] = variant
+        prog, vao = variant
+        for name, value in (("u_dst", 0), ("u_src", 1), ("u_pat", 2),
+                            ("u_stage_base", b.stage_start),
+                            ("u_size", (target.width, target.height)), ("u_fmt", target.fmt),
+                            ("u_src_size", b.src_size)):
+            if name in prog:
+                prog[name] = value
         target.fbo.use()
-        self._draw_vao.render(instances=n)
+        vao.render(instances=n)
         self.draw_calls += 1
 
     def _blit_draw(self, kinds: int, src: moderngl.Texture, target: _Surface, fmt: int, n: int,
