@@ -125,7 +125,7 @@ def bboxes(draw, w: int = PRIMARY_W, h: int = PRIMARY_H) -> c.QRect:
 def bitmaps(draw) -> c.BitmapImage:
     fmt = draw(st.sampled_from(sorted(BITMAP_BPP)))
     bpp = BITMAP_BPP[fmt]
-    w, h = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    w, h = draw(st.integers(1, 24)), draw(st.integers(1, 24))  # up to 2304 bytes: chains
     stride = min_stride(w, bpp) + draw(st.integers(0, 3))
     flags = draw(st.sampled_from([0, 1, 2, 4, 5, 7]))
     palette = None

@@ -510,3 +510,24 @@ def test_backend_refusal_is_a_guest_bug_and_other_errors_are_counted(device, gue
     backend.execute = crash
     guest.submit(fill())
     assert device.guest_bug is None and device.backend_errors == 1
+
+
+def test_guest_recovers_memory_through_releases_and_oom(backend) -> None:
+    dev = Device(backend, ram_size=1 << 20, vram_size=1 << 20)
+    guest = GuestDriver(InProcessAttachment(dev, inline=True))
+    guest.create_primary(64, 32)
+    room = guest.ram_alloc.end - guest.ram_alloc.start
+    desc = c.ImageDescriptor(1, lib.SPICE_IMAGE_TYPE_BITMAP, 0, 128, 100)
+    image = c.BitmapImage(desc, lib.SPICE_BITMAP_FMT_32BIT, 0, 128, 100, 512, None,
+                          bytes(51200))
+    copy = c.Copy(image, c.QRect(0, 0, 100, 128), lib.SPICE_ROPD_OP_PUT, 0, NO_MASK)
+    d = fill()
+    n = 4 * room // len(image.data)  # four times what command memory holds at once
+    for _ in range(n):
+        guest.submit(c.Drawable(0, d.bbox, None, *[getattr(d, f) for f in
+                                                   c.Drawable.__slots__[3:10]], copy))
+    assert len(backend.executed) == n and dev.guest_bug is None
+    guest.flush_release()
+    assert guest.outstanding == 0 and guest.ram_alloc.used_bytes == 0
+    guest.close()
+    dev.close()

@@ -293,8 +293,11 @@ class GuestDriver:
         return len(self._outstanding)
 
     def flush_release(self) -> int:
+        """Takes what the ring holds, then has the device push its partial chain (it only
+        can when the ring has room) and takes that too; returns how many were freed."""
+        freed = self.collect_releases()
         self.att.io_write(lib.QXL_IO_FLUSH_RELEASE, 0)
-        return self.collect_releases()
+        return freed + self.collect_releases()
 
     # --- surfaces ---------------------------------------------------------------------------
 
