@@ -330,6 +330,7 @@ class Device:
         self._async_in_flight = False
         self._input_lock = threading.Lock()
         self._irq_lock = threading.Lock()
+        self._owner = threading.Lock()  # held by whichever thread is inside process()
         self._irq_listeners: list[Callable[[bool], None]] = []
         self.observers: list[DeviceObserver] = []
 
@@ -526,16 +527,21 @@ class Device:
     def process(self, max_commands: int = 256) -> bool:
         """Handle queued IO writes, then up to `max_commands` from each ring.
         Returns True when more work is already waiting (call again)."""
-        with self._cv:
-            self._kicked = False
-        self._drain_io()
-        more = False
-        if self.guest_bug is None:
-            more = self._run_ring(self._cmd_ring, max_commands)
-            more = self._run_ring(self._cursor_ring, max_commands) or more
-            self._push_release(flush=True)
-        with self._cv:
-            return more or bool(self._queue) or self._kicked
+        if not self._owner.acquire(blocking=False):
+            raise RuntimeError("Device.process() entered from two threads at once")
+        try:
+            with self._cv:
+                self._kicked = False
+            self._drain_io()
+            more = False
+            if self.guest_bug is None:
+                more = self._run_ring(self._cmd_ring, max_commands)
+                more = self._run_ring(self._cursor_ring, max_commands) or more
+                self._push_release(flush=True)
+            with self._cv:
+                return more or bool(self._queue) or self._kicked
+        finally:
+            self._owner.release()
 
     def _drain_io(self) -> None:
         while True:
