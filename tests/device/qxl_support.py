@@ -13,7 +13,7 @@ from vgpu.device import commands as c
 from vgpu.device.abi import lib
 from vgpu.device.device import Device, DeviceObserver
 from vgpu.device.inprocess import InProcessAttachment
-from vgpu.device.parser import BITMAP_BPP, min_stride
+from vgpu.device.parser import BITMAP_BPP, cursor_data_size, min_stride
 from vgpu.guest.driver import GuestDriver
 
 PRIMARY_W, PRIMARY_H = 640, 480
@@ -219,11 +219,17 @@ compat_drawables = st.builds(
         lambda op: c.AlphaBlend(0, op.alpha, op.src_bitmap, op.src_area)
         if isinstance(op, c.AlphaBlend) else op))
 
-cursor_shapes = st.builds(c.CursorShapeData, u64, st.integers(0, 6), st.integers(0, 64),
-                          st.integers(0, 64), u16, u16, st.binary(max_size=3000))
+@st.composite
+def cursor_shapes(draw) -> c.CursorShapeData:
+    typ, w, h = draw(st.integers(0, 6)), draw(st.integers(0, 48)), draw(st.integers(0, 48))
+    n = cursor_data_size(typ, w, h) + draw(st.integers(0, 16))
+    return c.CursorShapeData(draw(u64), typ, w, h, draw(u16), draw(u16),
+                             draw(st.binary(min_size=n, max_size=n)))
+
+
 cursor_cmds = st.one_of(
     st.builds(c.CursorCmd, st.just(0), st.just(lib.QXL_CURSOR_SET),
-              st.builds(c.QPoint, i16, i16), st.booleans(), cursor_shapes, st.just(0),
+              st.builds(c.QPoint, i16, i16), st.booleans(), cursor_shapes(), st.just(0),
               st.just(0)),
     st.builds(c.CursorCmd, st.just(0), st.just(lib.QXL_CURSOR_MOVE),
               st.builds(c.QPoint, i16, i16), st.just(False), st.none(), st.just(0), st.just(0)),

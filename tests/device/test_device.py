@@ -531,3 +531,9 @@ def test_guest_recovers_memory_through_releases_and_oom(backend) -> None:
     assert guest.outstanding == 0 and guest.ram_alloc.used_bytes == 0
     guest.close()
     dev.close()
+
+
+def test_cursor_shape_shorter_than_its_type_needs_is_a_guest_bug(device, guest) -> None:
+    shape = c.CursorShapeData(7, lib.SPICE_CURSOR_TYPE_ALPHA, 16, 16, 1, 1, bytes(16 * 16 * 4 - 1))
+    guest.submit(c.CursorCmd(0, lib.QXL_CURSOR_SET, c.QPoint(5, 6), True, shape, 0, 0))
+    assert "short" in device.guest_bug

@@ -102,6 +102,21 @@ def min_stride(width: int, bpp: int) -> int:
     return (width * bpp + 7) // 8
 
 
+def cursor_data_size(typ: int, w: int, h: int) -> int:
+    """The fewest bytes a SPICE cursor of this type and size carries: its pixels, then (for
+    the palette types) the palette, then the 1-bit AND mask (MONO: AND then XOR plane)."""
+    mask = (w + 7) // 8 * h
+    return {
+        lib.SPICE_CURSOR_TYPE_ALPHA: w * h * 4,
+        lib.SPICE_CURSOR_TYPE_MONO: 2 * mask,
+        lib.SPICE_CURSOR_TYPE_COLOR4: (w + 1) // 2 * h + 16 * 4 + mask,
+        lib.SPICE_CURSOR_TYPE_COLOR8: w * h + 256 * 4 + mask,
+        lib.SPICE_CURSOR_TYPE_COLOR16: w * h * 2 + mask,
+        lib.SPICE_CURSOR_TYPE_COLOR24: w * h * 3 + mask,
+        lib.SPICE_CURSOR_TYPE_COLOR32: w * h * 4 + mask,
+    }[typ]
+
+
 def _signed32(v: int) -> int:
     return v - (1 << 32) if v & 0x80000000 else v
 
@@ -272,6 +287,8 @@ class Parser:
             raise GuestBug(f"unknown cursor type {typ}")
         if w > MAX_CURSOR_DIM or h > MAX_CURSOR_DIM:
             raise GuestBug(f"cursor {w}x{h} too large")
+        if size < cursor_data_size(typ, w, h):
+            raise GuestBug(f"cursor data of {size} bytes is short for a {w}x{h} type {typ}")
         data = self.chunks(addr + L.CURSOR_CHUNK, size, MAX_CURSOR_BYTES)
         return c.CursorShapeData(unique, typ, w, h, hx, hy, data)
 
