@@ -26,15 +26,17 @@ void main() {
 #ifdef FRAGMENT
 #include "lib.glsl"
 uniform sampler2D u_src;
-uniform int u_fmt;
 layout(std430, binding = 0) readonly buffer Staging { uint staged[]; };
 uniform int u_stage_base;  // the staging byte where this draw call's upload begins
+// Staged reads are clamped into the buffer: an index can never leave it.
+uint staged_word(int i) { return staged[clamp(i, 0, staged.length() - 1)]; }
 flat in ivec2 v_off;
 flat in uint v_color;
 flat in uint v_kind;
 out vec4 frag;
 // KINDS (defined by the loader) says which kinds the batch holds, so that a batch of fills
 // runs none of the copy code: llvmpipe executes both sides of a branch under a lane mask.
+// FMT is the target's SPICE_SURFACE_FMT_* (quantize folds to nothing for 32-bit targets).
 void main() {
 #if KINDS == 1
     frag = from_u8(unpack_px(v_color));
@@ -45,19 +47,20 @@ void main() {
 #endif
 #if (KINDS & 2) != 0
     if (v_kind == 1u) c = quantize(to_u8(texelFetch(u_src, ivec2(gl_FragCoord.xy) + v_off, 0)),
-                                   u_fmt);
+                                   FMT);
 #endif
 #if (KINDS & 12) != 0
     ivec2 p = ivec2(gl_FragCoord.xy);
 #endif
 #if (KINDS & 4) != 0
-    if (v_kind == 2u) c = quantize(unpack_px(staged[v_off.x + p.y * v_off.y + p.x - (u_stage_base >> 2)]), u_fmt);
+    if (v_kind == 2u) c = quantize(unpack_px(staged_word(v_off.x + p.y * v_off.y + p.x
+                                                        - (u_stage_base >> 2))), FMT);
 #endif
 #if (KINDS & 8) != 0
     if ((v_kind & 0xFFu) == 3u) {
         int col = p.x - (int(v_kind) >> 8);
         int at = v_off.x + p.y * v_off.y + (col >> 3) - u_stage_base;
-        uint byte_ = (staged[at >> 2] >> (uint(at & 3) * 8u)) & 0xFFu;
+        uint byte_ = (staged_word(at >> 2) >> (uint(at & 3) * 8u)) & 0xFFu;
         if ((byte_ & (0x80u >> uint(col & 7))) == 0u) discard;
         c = unpack_px(v_color);
     }

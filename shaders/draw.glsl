@@ -37,12 +37,11 @@ void main() {
 // Variants (defined by the loader from what the batch holds; llvmpipe runs both sides of
 // every branch under a lane mask, so code a batch does not need must not be there at all):
 // KINDS: bit 1 << kind for each kind present; SOURCE: 0 none, 1 texture, 2 staged;
-// PATTERN, BILINEAR, MASKS: 0 or 1.
+// PATTERN, BILINEAR, MASKS: 0 or 1; FMT: the target's SPICE_SURFACE_FMT_*.
 #include "lib.glsl"
 uniform sampler2D u_dst;
 uniform sampler2D u_src;
 uniform sampler2D u_pat;
-uniform int u_fmt;
 uniform ivec2 u_src_size;
 layout(std430, binding = 0) readonly buffer Staging { uint staged[]; };
 uniform int u_stage_base;  // the staging byte where this draw call's upload begins
@@ -58,12 +57,16 @@ const uint KIND_COLORKEY = 1u;
 const uint KIND_COVERAGE = 2u;
 const uint KIND_ALPHA = 3u;
 const uint HAS_MASK = 1u << 12;
+const uint HAS_PATTERN = 1u << 13;  // per instance: a batch may mix brushes and sources
 const uint SRC_ALPHA = 1u << 14;
 const uint DST_ALPHA = 1u << 15;
+const uint HAS_SRC = 1u << 17;
 
+// Staged reads are clamped into the buffer: an index can never leave it.
+uint staged_word(int i) { return staged[clamp(i, 0, staged.length() - 1)]; }
 uint staged_byte(int i) {
     i -= u_stage_base;
-    return (staged[i >> 2] >> (uint(i & 3) * 8u)) & 0xFFu;
+    return (staged_word(i >> 2) >> (uint(i & 3) * 8u)) & 0xFFu;
 }
 
 // ROP3 without branches: OR of the minterms whose bit is set in the code.
@@ -93,7 +96,7 @@ uvec4 source(vec2 frag_pos) {
 #else
     ivec2 q = ivec2(floor(sp));
 #if SOURCE == 2
-    return unpack_px(staged[v_stage.x + q.y * v_stage.y + q.x - (u_stage_base >> 2)]);
+    return unpack_px(staged_word(v_stage.x + q.y * v_stage.y + q.x - (u_stage_base >> 2)));
 #else
     return to_u8(texelFetch(u_src, q, 0));
 #endif
@@ -111,18 +114,19 @@ void main() {
 #endif
     uvec4 d = to_u8(texelFetch(u_dst, p, 0));
 #if SOURCE != 0
-    uvec4 raw = source(gl_FragCoord.xy);
+    uvec4 raw = (mode & HAS_SRC) != 0u ? source(gl_FragCoord.xy) : uvec4(0u);
 #else
     uvec4 raw = uvec4(0u);
 #endif
     // Raster operations see the source converted to the target's format; alpha blending
     // reads it as it is (the software canvas composites from the original image).
-    uvec4 s = quantize(raw, u_fmt);
-#if PATTERN
-    ivec2 size = textureSize(u_pat, 0);
-    uvec4 b = quantize(to_u8(texelFetch(u_pat, wrap(p - v_aux.zw, size), 0)), u_fmt);
-#else
+    uvec4 s = quantize(raw, FMT);
     uvec4 b = unpack_px(v_color);
+#if PATTERN
+    if ((mode & HAS_PATTERN) != 0u) {
+        ivec2 size = textureSize(u_pat, 0);
+        b = quantize(to_u8(texelFetch(u_pat, wrap(p - v_aux.zw, size), 0)), FMT);
+    }
 #endif
     uvec4 r = d;
 #if (KINDS & 1) != 0
@@ -154,6 +158,6 @@ void main() {
         r = add_sat(sa, mul_un8(da, 255u - sa.w));
     }
 #endif
-    frag = from_u8(quantize(r, u_fmt));
+    frag = from_u8(quantize(r, FMT));
 }
 #endif

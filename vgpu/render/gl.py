@@ -99,9 +99,11 @@ box: readback per rect costs a GL round trip, so past this many one read is chea
 # draw.glsl i_mode layout
 KIND_ROP3, KIND_COLORKEY, KIND_COVERAGE, KIND_ALPHA = 0, 1, 2, 3
 MODE_MASK = 1 << 12
+MODE_PATTERN = 1 << 13
 MODE_SRC_ALPHA = 1 << 14
 MODE_DST_ALPHA = 1 << 15
 MODE_BILINEAR = 1 << 16
+MODE_SRC = 1 << 17
 
 _FORMATS_32 = (E.SURFACE_FMT_32_xRGB, E.SURFACE_FMT_32_ARGB)
 _FORMATS_32_BITMAP = (E.BITMAP_FMT_32BIT, E.BITMAP_FMT_RGBA)
@@ -205,7 +207,8 @@ class Renderer:
         self.ctx = ctx or moderngl.create_standalone_context(backend="egl")
         self._owns_ctx = ctx is None
         self.ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST | moderngl.CULL_FACE)
-        self._blit_variants: dict[int, tuple[moderngl.Program, moderngl.VertexArray]] = {}
+        self._blit_variants: dict[tuple[int, int], tuple[moderngl.Program,
+                                                         moderngl.VertexArray]] = {}
         self._draw_variants: dict[tuple[int, ...], tuple[moderngl.Program,
                                                          moderngl.VertexArray]] = {}
         self._comp_prog = load_program(self.ctx, "composite")
@@ -740,6 +743,10 @@ class Renderer:
         """Queues a destination-reading draw over `rects` (disjoint). src_map (ox, oy, sx, sy):
         source pixel = floor(ox + (x + 0.5) * sx), in image coordinates; aux: (a, s) from
         _stage_mask for the mask/coverage."""
+        if src is not None:
+            mode |= MODE_SRC
+        if pat is not None:
+            mode |= MODE_PATTERN
         bilinear = bool(mode & MODE_BILINEAR)
         reads_self = "self" in (self._resolve(src, target), self._resolve(pat, target))
         b = self._begin("draw", target, src, pat, (bilinear,))
@@ -793,17 +800,17 @@ class Renderer:
         pat.use(2)
         source = 0 if b.src is None else 2 if b.src == "staged" else 1
         key = (b.kinds & 0xFF, source, int(b.pat is not None), int(bool(b.extra[0])),
-               int(bool(b.kinds & 1 << 8)))
+               int(bool(b.kinds & 1 << 8)), target.fmt)
         variant = self._draw_variants.get(key)
         if variant is None:
             prog = load_program(self.ctx, "draw", KINDS=key[0], SOURCE=key[1], PATTERN=key[2],
-                                BILINEAR=key[3], MASKS=key[4])
+                                BILINEAR=key[3], MASKS=key[4], FMT=key[5])
             variant = (prog, self._vao(prog, self._draw_buf, _DRAW_FMT))
             self._draw_variants[key] = variant
         prog, vao = variant
         for name, value in (("u_dst", 0), ("u_src", 1), ("u_pat", 2),
                             ("u_stage_base", b.stage_start),
-                            ("u_size", (target.width, target.height)), ("u_fmt", target.fmt),
+                            ("u_size", (target.width, target.height)),
                             ("u_src_size", b.src_size)):
             if name in prog:
                 prog[name] = value
@@ -814,15 +821,15 @@ class Renderer:
     def _blit_draw(self, kinds: int, src: moderngl.Texture, target: _Surface, fmt: int, n: int,
                    fbo: moderngl.Framebuffer | None = None, stage_base: int = 0) -> None:
         """n instances of the blit buffer onto target (or another fbo of its size)."""
-        variant = self._blit_variants.get(kinds)
+        variant = self._blit_variants.get((kinds, fmt))
         if variant is None:
-            prog = load_program(self.ctx, "blit", KINDS=kinds)
+            prog = load_program(self.ctx, "blit", KINDS=kinds, FMT=fmt)
             variant = (prog, self._vao(prog, self._blit_buf, _BLIT_FMT))
-            self._blit_variants[kinds] = variant
+            self._blit_variants[(kinds, fmt)] = variant
         prog, vao = variant
         src.use(0)
         for name, value in (("u_src", 0), ("u_size", (target.width, target.height)),
-                            ("u_fmt", fmt), ("u_stage_base", stage_base)):
+                            ("u_stage_base", stage_base)):
             if name in prog:
                 prog[name] = value
         (fbo or target.fbo).use()
