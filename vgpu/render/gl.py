@@ -76,6 +76,11 @@ MAX_SURFACES = 4096
 """Live surfaces at once: QXL's ROM offers 1024 surface ids by default (QEMU's n_surfaces);
 room for larger configurations, while bounding what a guest can make us allocate."""
 
+MAX_SURFACE_PIXELS = 256 << 20
+"""Pixels of all live surfaces together (1 GiB of RGBA8, up to 3 GiB with the scratch copies a
+surface may get): several 4K heads plus the off-screen surfaces a desktop keeps, while a guest
+that asks for more cannot exhaust the host GPU's memory."""
+
 MAX_SURFACE_ID = 1 << 20
 """Surface ids accepted: QXL ids index a table the device sizes, far below this."""
 
@@ -485,11 +490,18 @@ class Renderer:
         px.check_size(width, height, "surface")
         if abs(stride) < (width * px.SURFACE_BPP[fmt] + 7) // 8:
             raise RenderError(f"surface stride {stride} too small for width {width}")
+        used = sum(s.width * s.height for s in self._surfaces.values())
+        if used + width * height > MAX_SURFACE_PIXELS:
+            raise RenderError(f"surfaces would exceed {MAX_SURFACE_PIXELS} pixels")
         data = None
         if initial is not None:
             data = px.from_memory(np.asarray(initial), fmt, width, height)
             px.quantize(data, fmt)
-        tex = self.ctx.texture((width, height), 4, data.tobytes() if data is not None else None)
+        try:
+            tex = self.ctx.texture((width, height), 4,
+                                   data.tobytes() if data is not None else None)
+        except moderngl.Error as e:  # the GL is out of memory: the guest asked too much
+            raise RenderError(f"cannot allocate a {width}x{height} surface: {e}") from None
         tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
         fbo = self.ctx.framebuffer(color_attachments=[tex])
         if data is None:
