@@ -244,7 +244,7 @@ class Renderer:
             Blackness: self._const_fill, Whiteness: self._const_fill, Invers: self._const_fill,
             Rop3: self._rop3, Stroke: self._stroke, Text: self._text,
             Transparent: self._transparent, AlphaBlend: self._alpha_blend,
-            Composite: self._composite, CopyBits: self._copy_bits, Nop: self._nop,
+            Composite: self._composite, CopyBits: self._copy_bits,
         }
         self.draw_calls = 0
         self.last_damage: tuple[Box, ...] = ()
@@ -299,6 +299,9 @@ class Renderer:
         if cmd.clip is None and (type(op) is Fill or type(op) is Copy) and self._fast(cmd, op):
             return
         surf = self._get_surface(cmd.surface_id)
+        if type(op) is Nop:  # draws nothing, whatever its bbox says
+            self.last_damage = ()
+            return
         bbox = check_rect(cmd.bbox, "bbox")
         handler = self._handlers.get(type(cmd.op))
         if handler is None:
@@ -875,9 +878,6 @@ class Renderer:
         return tex
 
     # --- operations -------------------------------------------------------------------------
-
-    def _nop(self, surf: _Surface, bbox: Box, rects: list[Box], op: Nop) -> list[Box]:
-        return []
 
     def _fill(self, surf: _Surface, bbox: Box, rects: list[Box], op: Fill) -> list[Box]:
         code = rops.brush_dest_rop3(op.rop_descriptor)
