@@ -48,6 +48,7 @@ from vgpu.device.commands import (
 )
 from vgpu.render import Renderer
 from vgpu.render import enums as E
+from vgpu.render.gl import create_context
 from vgpu.replay import CommandEvent, read_events, replay
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
@@ -205,7 +206,7 @@ def main(argv: list[str]) -> int:
     quick = "--quick" in argv
     repeats = 3 if quick else 5
     scale = 0.25 if quick else 1.0
-    ctx = moderngl.create_standalone_context(backend="egl")
+    ctx = create_context()
     r = Renderer(ctx)
     r.create_primary(W, H, W * 4, E.SURFACE_FMT_32_xRGB, None)
     surface = cairo.ImageSurface(cairo.FORMAT_RGB24, W, H) if cairo is not None else None

@@ -8,9 +8,11 @@ import pytest
 
 @pytest.fixture(scope="session")
 def gl_ctx():
-    moderngl = pytest.importorskip("moderngl")
+    pytest.importorskip("moderngl")
+    from vgpu.render.gl import create_context
+
     try:
-        ctx = moderngl.create_standalone_context(backend="egl")
+        ctx = create_context()
     except Exception as exc:  # no EGL/GL on this machine
         pytest.skip(f"no OpenGL context: {exc}")
     yield ctx

@@ -72,6 +72,15 @@ SHADER_DIR = Path(__file__).resolve().parents[2] / "shaders"
 
 PRIMARY = 0
 
+GL_REQUIRED = 430
+"""OpenGL 4.3: the staging buffer is a shader storage buffer (std430). llvmpipe gives 4.5,
+every desktop GPU driver of the last decade 4.3 or more."""
+
+
+def create_context() -> moderngl.Context:
+    """A headless context (EGL) with what the renderer needs."""
+    return moderngl.create_standalone_context(backend="egl", require=GL_REQUIRED)
+
 MAX_SURFACES = 4096
 """Live surfaces at once: QXL's ROM offers 1024 surface ids by default (QEMU's n_surfaces);
 room for larger configurations, while bounding what a guest can make us allocate."""
@@ -209,7 +218,10 @@ class Renderer:
 
     def __init__(self, ctx: moderngl.Context | None = None, *,
                  cache_bytes: int = IMAGE_CACHE_BYTES) -> None:
-        self.ctx = ctx or moderngl.create_standalone_context(backend="egl")
+        self.ctx = ctx or create_context()
+        if self.ctx.version_code < GL_REQUIRED:
+            raise RuntimeError(f"the renderer needs OpenGL {GL_REQUIRED / 100:.1f}, the context "
+                               f"has {self.ctx.version_code / 100:.1f}")
         self._owns_ctx = ctx is None
         self.ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST | moderngl.CULL_FACE)
         self._blit_variants: dict[tuple[int, int], tuple[moderngl.Program,
