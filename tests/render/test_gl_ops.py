@@ -412,3 +412,16 @@ def test_composite_matches_real_pixman(renderer, op, with_mask):
         return
     bad = np.argwhere((got != want).any(axis=2))
     assert len(bad) == 0, [(tuple(i), got[tuple(i)], want[tuple(i)]) for i in bad[:4]]
+
+
+def test_composite_reading_its_own_target(renderer):
+    renderer.create_primary(8, 4, 32, E.SURFACE_FMT_32_ARGB, None)
+    pix = np.random.default_rng(9).integers(0, 256, (4, 8, 4), dtype=np.uint8)
+    renderer.execute(draw(Copy(bitmap(pix), rect(0, 0, 8, 4), PUT, 0, NO_MASK), (0, 0, 8, 4)))
+    self_image = SurfaceImage(ImageDescriptor(0, E.IMAGE_TYPE_SURFACE, 0, 0, 0), 0)
+    flags = 1 | 3 << 8  # SRC, nearest: the bbox gets the surface's pixels from (0, 0)
+    renderer.execute(draw(Composite(flags, self_image, None, None, None, QPoint(0, 0),
+                                    QPoint(0, 0)), (3, 0, 8, 4)))
+    want = pix.copy()
+    want[:, 3:8] = pix[:, 0:5]
+    assert (renderer.read_pixels(0) == want).all()

@@ -437,11 +437,6 @@ class Renderer:
     def surface_ids(self) -> list[int]:
         return sorted(self._surfaces)
 
-    def surface_info(self, surface_id: int) -> tuple[int, int, int]:
-        """(width, height, SPICE_SURFACE_FMT_*) of a live surface."""
-        s = self._get_surface(surface_id)
-        return s.width, s.height, s.fmt
-
     def read_pixels(self, surface_id: int, box: Box | None = None) -> np.ndarray:
         """A surface's rendered pixels as (h, w, 4) uint8 channels (B, G, R, A), top-down."""
         surf = self._get_surface(surface_id)
@@ -1157,8 +1152,8 @@ class Renderer:
             raise RenderError("composite mask flag and mask disagree")
         setup = composite_setup(op, surf.fmt)
         self.flush()
-        src_tex = self._sample_tex(self._resolve(src, surf), surf, _self_batch(surf, bbox))
-        mask_tex = (self._sample_tex(self._resolve(mask, surf), surf, _self_batch(surf, bbox))
+        src_tex = self._sample_tex(self._resolve(src, surf), surf, _whole_surface(surf))
+        mask_tex = (self._sample_tex(self._resolve(mask, surf), surf, _whole_surface(surf))
                     if mask is not None else self._dummy)
         dcopy = self._copy_rects(surf, "scratch", rects)
         prog = self._comp_prog
@@ -1182,7 +1177,9 @@ class Renderer:
         return rects
 
 
-def _self_batch(surf: _Surface, bbox: Box) -> _Batch:
+def _whole_surface(surf: _Surface) -> _Batch:
+    """A stand-in batch whose rects cover the surface: a composite reading its own target
+    copies all of it first (the transform may reach anywhere)."""
     b = _Batch()
     b.kind = "draw"
     b.rects = [(0, 0, surf.width, surf.height)]
