@@ -591,6 +591,18 @@ class Renderer:
             if hit is not None and (hit.width, hit.height) == (image.width, image.height):
                 return _Source(hit.texture, hit.width, hit.height, hit.has_alpha,
                                x=hit.x, y=hit.y)
+        w, h, stride = image.width, image.height, image.stride
+        if (not cache and not own_texture and image.format in _FORMATS_32_BITMAP
+                and 0 < w <= STAGE_MAX_IMAGE and 0 < h <= STAGE_MAX_IMAGE
+                and stride >= w * 4 and not stride & 3 and len(image.data) >= h * stride
+                and h * stride <= MAX_STAGING_BYTES // 2):
+            # 32-bit pixels are used as they are: stage the guest's rows without decoding
+            size = h * stride
+            base = self._stage(image.data if len(image.data) == size
+                               else memoryview(image.data)[:size]) >> 2
+            sp = stride >> 2
+            staged = (base, sp) if image.top_down else (base + (h - 1) * sp, -sp)
+            return _Source(None, w, h, image.format == E.BITMAP_FMT_RGBA, staged=staged)
         data, has_alpha = px.decode_bitmap(image)
         h, w = data.shape[:2]
         if cache:
