@@ -201,7 +201,7 @@ def _same(got: np.ndarray, want: np.ndarray, sid: int) -> None:
 @pytest.mark.parametrize("fmt", [E.SURFACE_FMT_32_ARGB, E.SURFACE_FMT_32_xRGB,
                                  E.SURFACE_FMT_16_565, E.SURFACE_FMT_16_555,
                                  E.SURFACE_FMT_8_A])
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])
 @given(data=st.data())
@@ -213,7 +213,7 @@ def test_random_sequences_match_reference(renderer, fmt, data):
     _run(renderer, fmt, cmds, seed)
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])
 @given(data=st.data())
