@@ -80,17 +80,39 @@ def polylines(path: tuple[PathSeg, ...]) -> list[list[tuple[int, int]]]:
     return out
 
 
-def _line(x0: int, y0: int, x1: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bresenham's pixels from (x0, y0) to (x1, y1), both ends included."""
-    dx, dy = x1 - x0, y1 - y0
-    n = max(abs(dx), abs(dy))
-    if n == 0:
-        return np.array([x0]), np.array([y0])
-    t = np.arange(n + 1, dtype=np.int64)
-    # Exact integer rounding of the parametric line (half away from the start).
-    xs = x0 + (2 * t * dx + n * np.sign(dx)) // (2 * n) if dx else np.full(n + 1, x0)
-    ys = y0 + (2 * t * dy + n * np.sign(dy)) // (2 * n) if dy else np.full(n + 1, y0)
-    return xs, ys
+_XDECREASING, _YDECREASING, _YMAJOR = 4, 2, 1
+# X's default thin-line bias (mi's DEFAULTZEROLINEBIAS): octants 2, 3, 4 and 5 prefer the
+# axial step when the Bresenham error term is exactly zero.
+_BIAS = ((1 << (_YDECREASING | _YMAJOR)) | (1 << (_XDECREASING | _YDECREASING | _YMAJOR))
+         | (1 << (_XDECREASING | _YDECREASING)) | (1 << _XDECREASING))
+
+
+def _line(x1: int, y1: int, x2: int, y2: int, area: Box
+          ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """X's zero-width line from (x1, y1) towards (x2, y2), the end point excluded (mi's
+    miZeroLine, which spice-common's lines.c uses): (its length in pixels, and the indices
+    along it and coordinates of those of its pixels whose major coordinate lies in `area`)."""
+    adx, ady = abs(x2 - x1), abs(y2 - y1)
+    sx, sy = (-1 if x2 < x1 else 1), (-1 if y2 < y1 else 1)
+    octant = (_XDECREASING if x2 < x1 else 0) | (_YDECREASING if y2 < y1 else 0)
+    x_major = adx > ady
+    major, minor = (adx, ady) if x_major else (ady, adx)
+    if not x_major:
+        octant |= _YMAJOR
+    # only the stretch whose major coordinate falls inside the area is computed
+    start, sign, lo, hi = (x1, sx, area[0], area[2]) if x_major else (y1, sy, area[1], area[3])
+    first, last = ((lo - start, hi - 1 - start) if sign > 0
+                   else (start - (hi - 1), start - lo))
+    i = np.arange(max(first, 0), min(last + 1, major), dtype=np.int64)
+    if major == 0:
+        return 0, i, i, i
+    e1 = 2 * minor
+    e = e1 - major - ((_BIAS >> octant) & 1) - e1
+    # after i pixels the minor axis has stepped (e + i * e1) // (2 * major) + 1 times
+    steps = (e + i * e1) // (2 * major) + 1
+    if x_major:
+        return major, i, x1 + sx * i, y1 + sy * steps
+    return major, i, x1 + sx * steps, y1 + sy * i
 
 
 def dash_pattern(attr: LineAttr) -> tuple[list[int], int]:
@@ -103,16 +125,18 @@ def dash_pattern(attr: LineAttr) -> tuple[list[int], int]:
     return style, 0
 
 
-def dash_keep(length: int, style: list[int], phase: int) -> tuple[np.ndarray, int]:
-    """Which of `length` consecutive pixels fall on an "on" dash, and the phase after them."""
-    pos = (phase + np.arange(length)) % sum(style)
-    seg = np.searchsorted(np.cumsum(style), pos, side="right")
-    return seg % 2 == 0, phase + length
+def dash_on(index: np.ndarray, style: list[int], phase: int) -> np.ndarray:
+    """Whether the pixels at these positions along the stroke (counted from `phase`) fall
+    on an "on" dash."""
+    pos = (phase + index) % sum(style)
+    return np.searchsorted(np.cumsum(style), pos, side="right") % 2 == 0
 
 
 def stroke_mask(path: tuple[PathSeg, ...], attr: LineAttr, area: Box) -> np.ndarray | None:
     """The stroke's pixels inside `area` as an (h, w) bool array, or None if none fall there."""
     styled = bool(attr.flags & E.LINE_FLAGS_STYLED)
+    style: list[int] = []
+    start = 0
     if styled:
         if not 0 < len(attr.style) <= MAX_STYLE_SEGMENTS:
             raise RenderError("bad line style")
@@ -123,13 +147,13 @@ def stroke_mask(path: tuple[PathSeg, ...], attr: LineAttr, area: Box) -> np.ndar
     mask = np.zeros((y1 - y0, x1 - x0), bool)
     for pts in polylines(path):
         phase = start if styled else 0
-        if len(pts) == 1:
-            pts = pts * 2
+        # every segment leaves out its end point, the last one too (CapNotLast)
         for (ax, ay), (bx, by) in itertools.pairwise(pts):
-            xs, ys = _line(ax, ay, bx, by)
+            length, index, xs, ys = _line(ax, ay, bx, by, area)
             if styled:
-                keep, phase = dash_keep(len(xs), style, phase)
+                keep = dash_on(index, style, phase)
                 xs, ys = xs[keep], ys[keep]
+                phase += length
             inside = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
             mask[ys[inside] - y0, xs[inside] - x0] = True
     return mask if mask.any() else None
