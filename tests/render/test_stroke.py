@@ -87,3 +87,18 @@ def test_fixed_point_rounding_and_bad_styles():
     with pytest.raises(RenderError):
         stroke_mask((seg,), LineAttr(E.LINE_FLAGS_STYLED, (0, 0)), (0, 0, 8, 8))
     assert np.asarray(stroke_mask((seg,), LineAttr(0, ()), (0, 0, 8, 8))).sum() == 4
+
+
+def test_bezier_subdivision():
+    from vgpu.render.stroke import polylines
+
+    # a straight "curve" is flat at once: one piece to its end point
+    flat = PathSeg(E.PATH_BEGIN | E.PATH_BEZIER | E.PATH_END,
+                   ((0, 0), (16 << 4, 0), (32 << 4, 0), (48 << 4, 0)))
+    assert polylines((flat,)) == [[(0, 0), (48, 0)]]
+    # a real curve is split, its pieces end where it ends and stay inside its hull
+    curve = PathSeg(E.PATH_BEGIN | E.PATH_BEZIER | E.PATH_END,
+                    ((0, 0), (0, 100 << 4), (100 << 4, 100 << 4), (100 << 4, 0)))
+    (pts,) = polylines((curve,))
+    assert len(pts) > 4 and pts[0] == (0, 0) and pts[-1] == (100, 0)
+    assert all(0 <= x <= 100 and 0 <= y <= 100 for x, y in pts)

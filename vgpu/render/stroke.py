@@ -17,12 +17,47 @@ MAX_PATH_POINTS = 65536
 """Most points (after flattening curves) one stroke may have: a whole-screen polyline is a
 few thousand; the bound keeps the CPU rasteriser's work per command small."""
 
-BEZIER_STEPS = 16
-"""Line pieces per cubic Bezier: enough that a curve across a 1024-pixel screen deviates by
-well under a pixel from the true curve at the sizes guests stroke."""
+MAX_BEZIER_DEPTH = 16
+"""Halvings of one cubic Bezier at most: spice-common's subdivision stops at flatness well
+before this for any curve on a screen; the bound keeps a hostile curve to 65536 pieces."""
 
 MAX_STYLE_SEGMENTS = 32
 """Dash pattern entries accepted: X11 and GDI use at most a handful."""
+
+
+def _half(a: int, b: int) -> int:
+    """C's (a + b) / 2: the midpoint, rounded toward zero."""
+    s = a + b
+    return s // 2 if s >= 0 else -(-s // 2)
+
+
+def _bezier(p0: tuple[int, int], p1: tuple[int, int], p2: tuple[int, int],
+            p3: tuple[int, int]) -> list[tuple[int, int]]:
+    """A cubic Bezier's points after p0, by spice-common's subdivide_bezier: halve until
+    both control points lie within the flatness bound of the chord (28.4 fixed point)."""
+    out: list[tuple[int, int]] = []
+    stack = [(p0, p1, p2, p3, 0)]
+    while stack:
+        a, b, c, d, depth = stack.pop()
+        a2 = ((b[0] - a[0]) ** 2 + (b[1] - a[1]) ** 2) >> 4
+        b2 = ((d[0] - a[0]) ** 2 + (d[1] - a[1]) ** 2) >> 4
+        c2 = ((c[0] - d[0]) ** 2 + (c[1] - d[1]) ** 2) >> 4
+        ab = ((b[0] - a[0]) * (d[0] - a[0]) + (b[1] - a[1]) * (d[1] - a[1])) >> 4
+        cb = ((c[0] - d[0]) * (a[0] - d[0]) + (c[1] - d[1]) * (a[1] - d[1])) >> 4
+        h1 = (a2 * b2 - ab * ab) >> 3
+        h2 = (c2 * b2 - cb * cb) >> 3
+        if (h1 < b2 and h2 < b2) or depth >= MAX_BEZIER_DEPTH:
+            out.append((fix_to_int(d[0]), fix_to_int(d[1])))
+            continue
+        ab_ = (_half(a[0], b[0]), _half(a[1], b[1]))
+        bc = (_half(b[0], c[0]), _half(b[1], c[1]))
+        cd = (_half(c[0], d[0]), _half(c[1], d[1]))
+        abc = (_half(ab_[0], bc[0]), _half(ab_[1], bc[1]))
+        bcd = (_half(bc[0], cd[0]), _half(bc[1], cd[1]))
+        mid = (_half(abc[0], bcd[0]), _half(abc[1], bcd[1]))
+        stack.append((mid, bcd, cd, d, depth + 1))  # popped second: drawn second
+        stack.append((a, ab_, abc, mid, depth + 1))
+    return out
 
 
 def fix_to_int(v: int) -> int:
@@ -59,14 +94,10 @@ def polylines(path: tuple[PathSeg, ...]) -> list[list[tuple[int, int]]]:
             if len(pts) % 3 or not cur:
                 raise RenderError("bezier segment needs a start and 3n points")
             for i in range(0, len(pts), 3):
-                x0, y0 = cur[-1][0] * 16.0, cur[-1][1] * 16.0
-                (x1, y1), (x2, y2), (x3, y3) = pts[i : i + 3]
-                for k in range(1, BEZIER_STEPS + 1):
-                    t = k / BEZIER_STEPS
-                    u = 1.0 - t
-                    bx = u * u * u * x0 + 3 * u * u * t * x1 + 3 * u * t * t * x2 + t * t * t * x3
-                    by = u * u * u * y0 + 3 * u * u * t * y1 + 3 * u * t * t * y2 + t * t * t * y3
-                    cur.append((fix_to_int(round(bx)), fix_to_int(round(by))))
+                start = (cur[-1][0] << 4, cur[-1][1] << 4)
+                cur.extend(_bezier(start, *pts[i : i + 3]))
+                if len(cur) > MAX_PATH_POINTS:
+                    raise RenderError("stroke path too long")
         else:
             cur.extend((fix_to_int(x), fix_to_int(y)) for x, y in pts)
         count += len(cur)
