@@ -1,4 +1,10 @@
-"""The OpenGL renderer: surfaces, 2D operations, the image cache, damage and readback."""
+"""The OpenGL renderer: surfaces, 2D operations, the image cache, damage and readback.
+
+`Renderer` (vgpu.render.gl) implements `vgpu.device.backend.DisplayBackend` on one moderngl
+context and adds `snapshot()` (the primary as an immutable `vgpu.display.Frame`), `flush()`,
+`read_pixels()`, `surface_ids()`, `last_damage` and `close()`. Every refused operation raises
+`RenderError`. `vgpu.render.reference` models the same semantics in numpy, for tests.
+"""
 
 from vgpu.render.errors import RenderError
 
