@@ -142,7 +142,7 @@ def commands(draw_):
                     (QRect(0, 0, 0, 0),) * 3, draw_(ops()))
 
 
-@settings(max_examples=300, deadline=None,
+@settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.lists(commands(), min_size=1, max_size=6))
 def test_hostile_commands_raise_only_render_error(renderer, cmds):
