@@ -541,12 +541,18 @@ class Renderer:
             surf.shadow = self._read_now(surf, (0, 0, surf.width, surf.height)).copy()
             surf.stale = []
         elif surf.stale:
-            keep = []
+            keep, hit = [], []
             for r in surf.stale:
-                if intersect(r, box) is None:
-                    keep.append(r)
-                else:
-                    surf.shadow[r[1] : r[3], r[0] : r[2]] = self._read_now(surf, r)
+                (hit if intersect(r, box) is not None else keep).append(r)
+            if len(hit) > 1:
+                # one read of the bounding box when it is not much bigger: each read waits
+                # for the GL to finish, which costs more than the extra pixels
+                whole = _bounds(hit)
+                area = sum((r[2] - r[0]) * (r[3] - r[1]) for r in hit)
+                if (whole[2] - whole[0]) * (whole[3] - whole[1]) <= 2 * area or len(hit) > 8:
+                    hit = [whole]
+            for r in hit:
+                surf.shadow[r[1] : r[3], r[0] : r[2]] = self._read_now(surf, r)
             surf.stale = keep
         x0, y0, x1, y1 = box
         return surf.shadow[y0:y1, x0:x1].copy()
