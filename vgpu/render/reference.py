@@ -276,7 +276,7 @@ class ReferenceCanvas:
             src[reg] = d[sy[reg], sx[reg]]
             self._store(fmt, arr, reg, src)
         else:
-            raise NotImplementedError(type(op).__name__)
+            raise TypeError(f"the reference model has no semantics for {type(op).__name__}")
 
     def _text(self, cmd: Drawable, op: Text, fmt: int, arr: np.ndarray, d: np.ndarray) -> None:
         shape = arr.shape

@@ -11,6 +11,7 @@ returns `ChannelClosed(reason)` and ignores anything after it.
 from __future__ import annotations
 
 import struct
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -86,7 +87,7 @@ ChannelEvent = (
 )
 
 
-class ChannelMachine:
+class ChannelMachine(ABC):
     """What all channels share: framing, the ack window, common client messages."""
 
     channel_type = 0
@@ -210,8 +211,9 @@ class ChannelMachine:
             )
         return self._handle(msg_type, r)
 
+    @abstractmethod
     def _handle(self, msg_type: int, r: Reader) -> list[ChannelEvent]:
-        raise NotImplementedError
+        """The events one checked message of this channel's own types gives."""
 
 
 class MainChannel(ChannelMachine):
