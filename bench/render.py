@@ -7,7 +7,9 @@ would hand them over; time includes flush and glFinish) and through pycairo's im
 operator stands in as another destination-reading per-pixel operation. The ceilings are one
 full-surface quad drawn and finished per timing: with a constant colour (for fills and text)
 and reading a texture (for copies and ROP3). llvmpipe drops work that later opaque draws
-hide, so overlapping large batches can pass the single-draw ceiling.
+hide, so overlapping large batches can pass the single-draw ceiling. The instanced-rect
+ceiling is what one instanced draw of small solid rects reaches with no renderer around it:
+the most that batching small operations can give on this GL.
 
 Then every Xspice recording in the test data is replayed the whole way (record reader, guest
 driver, QXL device, this renderer) and timed against the span of the recording itself.
@@ -198,6 +200,39 @@ def fill_rate_ceiling(ctx: moderngl.Context, frames: int, fragment: str) -> floa
     return frames * W * H / dt
 
 
+def instanced_rect_ceiling(ctx: moderngl.Context, size: int, count: int, repeats: int) -> float:
+    """Rects per second when `count` solid size x size rects go to GL as one instanced draw
+    with no renderer around it: what batching small operations can reach at best here."""
+    prog = ctx.program(
+        vertex_shader="#version 330 core\nin vec2 corner; in vec4 rect; in vec4 color; "
+                      "out vec4 v; void main() { vec2 p = mix(rect.xy, rect.zw, corner); "
+                      f"gl_Position = vec4(p / vec2({W / 2}, {H / 2}) - 1.0, 0.0, 1.0); "
+                      "v = color; }",
+        fragment_shader="#version 330 core\nin vec4 v; out vec4 c; void main() { c = v; }")
+    rng = np.random.default_rng(size)
+    xy = rng.integers(0, [W - size, H - size], (count, 2)).astype("f4")
+    inst = np.concatenate([xy, xy + size, rng.random((count, 4), dtype="f4")], 1)
+    corners = ctx.buffer(np.array([0, 0, 1, 0, 0, 1, 1, 1], "f4").tobytes())
+    buf = ctx.buffer(inst.astype("f4").tobytes())
+    vao = ctx.vertex_array(prog, [(corners, "2f", "corner"), (buf, "4f 4f /i", "rect", "color")],
+                           mode=moderngl.TRIANGLE_STRIP)
+    tex = ctx.texture((W, H), 4)
+    fbo = ctx.framebuffer(color_attachments=[tex])
+    fbo.use()
+
+    def once() -> float:
+        ctx.finish()
+        t = time.perf_counter()
+        vao.render(instances=count)
+        ctx.finish()
+        return time.perf_counter() - t
+
+    rate = count / _median(once, repeats)
+    for obj in (vao, buf, corners, prog, fbo, tex):
+        obj.release()
+    return rate
+
+
 def _median(fn: Callable[[], float], repeats: int) -> float:
     return statistics.median(fn() for _ in range(repeats))
 
@@ -221,7 +256,11 @@ def main(argv: list[str]) -> int:
     fill_ceiling = fill_rate_ceiling(ctx, frames, _CONSTANT)
     copy_ceiling = fill_rate_ceiling(ctx, frames, _TEXTURED)
     print(f"fill-rate ceiling (full-surface quad): constant colour {fill_ceiling / 1e6:,.0f} "
-          f"Mpx/s, textured {copy_ceiling / 1e6:,.0f} Mpx/s\n")
+          f"Mpx/s, textured {copy_ceiling / 1e6:,.0f} Mpx/s")
+    small = [(n, instanced_rect_ceiling(ctx, n, max(1000, int(20000 * scale)), repeats))
+             for n in (10, 32)]
+    print("instanced-rect ceiling (one draw, moderngl alone): "
+          + ", ".join(f"{n}x{n} {rate:,.0f} rects/s" for n, rate in small) + "\n")
     head = (f"{'operation':<13}{'size':>8}{'vgpu ops/s':>13}{'Mpx/s':>8}"
             f"{'pixman ops/s':>14}{'Mpx/s':>8}{'vgpu/pixman':>13}{'of ceiling':>12}")
     print(head)
