@@ -14,7 +14,12 @@ import sys
 import threading
 from pathlib import Path
 
+import glfw
+import moderngl
+import numpy as np
+
 from vgpu.display import Frame, InputEvent
+from vgpu.machine import Machine
 
 VERTEX = """
 #version 330
@@ -53,16 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--guest", metavar="SOCKET", help="wait for an out-of-process guest")
     parser.add_argument("--frames", type=int, default=0,
                         help="close after this many frames (0: run until the window closes)")
-    parser.add_argument("--screenshot", type=Path, help="write the last shown frame as PNG")
+    parser.add_argument("--screenshot", type=Path,
+                        help="with --frames: write what the window shows last as PNG")
 
 
 def run(args: argparse.Namespace) -> int:
-    import glfw
-    import moderngl
-    import numpy as np
-
-    from vgpu.machine import Machine
-
     if not glfw.init():
         print("vgpu preview: no display for a window (set DISPLAY, e.g. under Xvfb)",
               file=sys.stderr)
@@ -70,13 +70,13 @@ def run(args: argparse.Namespace) -> int:
     machine = Machine.create(demo=None if args.guest else args.demo, guest_socket=args.guest)
     machine.start()
     try:
-        return _window_loop(glfw, moderngl, np, machine, args)
+        return _window_loop(machine, args)
     finally:
         machine.stop()
         glfw.terminate()
 
 
-def _window_loop(glfw, moderngl, np, machine, args: argparse.Namespace) -> int:
+def _window_loop(machine: Machine, args: argparse.Namespace) -> int:
     wake = threading.Event()
     subscription = machine.frames.subscribe(wake.set)
     glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, 3)
@@ -129,13 +129,20 @@ def _window_loop(glfw, moderngl, np, machine, args: argparse.Namespace) -> int:
         ctx.viewport = (0, 0, *glfw.get_framebuffer_size(window))
         texture.use(0)
         vao.render(moderngl.TRIANGLE_STRIP)
-        glfw.swap_buffers(window)
         shown += 1
-        if args.frames and shown >= args.frames:
+        final = bool(args.frames) and shown >= args.frames
+        if final and args.screenshot:
+            _save_window(ctx, args.screenshot)  # what the window shows, read back
+        glfw.swap_buffers(window)
+        if final:
             break
     subscription.close()
-    if args.screenshot and last is not None:
-        from PIL import Image
-
-        Image.fromarray(last.pixels[..., 2::-1].copy()).save(args.screenshot)
     return 0
+
+
+def _save_window(ctx: moderngl.Context, path: Path) -> None:
+    from PIL import Image
+
+    width, height = ctx.screen.viewport[2:]
+    rgb = np.frombuffer(ctx.screen.read(components=3), np.uint8).reshape(height, width, 3)
+    Image.fromarray(rgb[::-1].copy()).save(path)  # GL rows are bottom-up
