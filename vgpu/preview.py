@@ -95,14 +95,14 @@ def _window_loop(machine: Machine, args: argparse.Namespace) -> int:
     last: Frame | None = None
     shown = 0
 
-    def on_key(_w, key, _scancode, action, _mods) -> None:
+    def on_key(_w: object, key: int, _scancode: int, action: int, _mods: int) -> None:
         code = GLFW_KEY_SCANCODES.get(key)
         if code is not None and action in (glfw.PRESS, glfw.REPEAT):
             machine.send_input(InputEvent("key_down", code))
         elif code is not None and action == glfw.RELEASE:
             machine.send_input(InputEvent("key_up", code | 0x80))
 
-    def on_cursor(_w, x, y) -> None:
+    def on_cursor(_w: object, x: float, y: float) -> None:
         if last is not None:
             w, h = glfw.get_window_size(window)
             machine.send_input(InputEvent(
