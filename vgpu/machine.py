@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vgpu.device.abi import lib
 from vgpu.device.commands import CursorCmd, CursorShapeData
 from vgpu.display import CursorBus, CursorShape, CursorUpdate, FrameBus, InputEvent
 
@@ -44,7 +45,8 @@ START_TIMEOUT_S = 30.0
 """Creating the GL context on llvmpipe takes well under a second; past this the
 render thread has failed."""
 
-CURSOR_KINDS = {0: "set", 1: "move", 2: "hide", 3: "trail"}  # QXL_CURSOR_*
+CURSOR_KINDS = {lib.QXL_CURSOR_SET: "set", lib.QXL_CURSOR_MOVE: "move",
+                lib.QXL_CURSOR_HIDE: "hide", lib.QXL_CURSOR_TRAIL: "trail"}
 
 GuestRun = Callable[["Machine", threading.Event], None]
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ImageFont
 
+from vgpu.device.abi import lib
 from vgpu.device.commands import (
     BitmapImage,
     Command,
@@ -43,17 +44,18 @@ from vgpu.device.commands import (
 from vgpu.display import InputEvent
 from vgpu.guest.driver import GuestDriver
 
-# QXL / SPICE numbers used here (enums.h, qxl_dev.h).
-EFFECT_OPAQUE = 1
-ROPD_OP_PUT = 1 << 3
-IMAGE_TYPE_BITMAP = 0
-IMAGE_FLAG_CACHE = 1
-BITMAP_FMT_1BIT_BE = 2
-BITMAP_FMT_RGBA = 9
-BITMAP_FLAG_TOP_DOWN = 4
-STRING_RASTER_A8_TOP_DOWN = (1 << 2) | (1 << 3)
-CURSOR_SET, CURSOR_MOVE = 0, 1
-CURSOR_TYPE_ALPHA = 0
+# QXL / SPICE numbers, from the one ABI declaration (csrc/qxl_abi.h).
+EFFECT_OPAQUE = lib.QXL_EFFECT_OPAQUE
+ROPD_OP_PUT = lib.SPICE_ROPD_OP_PUT
+IMAGE_TYPE_BITMAP = lib.SPICE_IMAGE_TYPE_BITMAP
+IMAGE_FLAG_CACHE = lib.QXL_IMAGE_CACHE
+BITMAP_FMT_1BIT_BE = lib.SPICE_BITMAP_FMT_1BIT_BE
+BITMAP_FMT_RGBA = lib.SPICE_BITMAP_FMT_RGBA
+BITMAP_FLAG_TOP_DOWN = lib.QXL_BITMAP_TOP_DOWN
+STRING_RASTER_A8_TOP_DOWN = (lib.SPICE_STRING_FLAGS_RASTER_A8
+                             | lib.SPICE_STRING_FLAGS_RASTER_TOP_DOWN)
+CURSOR_SET, CURSOR_MOVE = lib.QXL_CURSOR_SET, lib.QXL_CURSOR_MOVE
+CURSOR_TYPE_ALPHA = lib.SPICE_CURSOR_TYPE_ALPHA
 
 NO_MASK = QMask(0, QPoint(0, 0), None)
 ZERO_RECT = QRect(0, 0, 0, 0)
