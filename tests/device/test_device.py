@@ -14,6 +14,7 @@ from vgpu.device.device import Device
 from vgpu.device.inprocess import DeviceThread, InProcessAttachment
 from vgpu.device.memory import GuestBug, GuestMemory, MemoryLayout, MemSlots
 from vgpu.display import InputEvent
+from vgpu.guest.alloc import OutOfMemory
 from vgpu.guest.builders import CommandWriter
 from vgpu.guest.driver import DeviceError, GuestDriver
 
@@ -200,6 +201,49 @@ def test_release_chaining_and_doorbells(device, backend, capture) -> None:
     assert guest.ram_alloc.used_bytes == 0
     # the device is idle: it asked for a doorbell on the next push
     assert ring.get("notify_on_prod") == ring.get("prod") + 1
+    guest.close()
+
+
+def _hog(alloc) -> None:
+    """Takes every free block of the allocator (within its alignment)."""
+    size = alloc.end - alloc.start
+    while size >= alloc.align:
+        try:
+            alloc.alloc(size)
+        except OutOfMemory:
+            size //= 2
+
+
+def test_out_of_command_memory_keeps_collecting_releases(device, backend) -> None:
+    # A release ring full of small releases, more chained inside the device, and a
+    # request larger than what the ring gives back: the driver must go on asking
+    # (NOTIFY_OOM pushes the chain once the ring has room) instead of giving up.
+    guest = GuestDriver(InProcessAttachment(device, inline=True), chunk_size=1 << 20,
+                        irq_timeout=2.0)
+    guest.create_primary(64, 64)
+    for i in range(2000):  # no collect_releases: the ring fills, the chain grows
+        guest.submit(fill(color=i))
+    assert guest.release_ring.get("prod") - guest.release_ring.get("cons") \
+        == lib.QXL_RELEASE_RING_SIZE - 1
+    _hog(guest.ram_alloc)
+    image = c.BitmapImage(c.ImageDescriptor(1, lib.SPICE_IMAGE_TYPE_BITMAP, 0, 128, 128),
+                          lib.SPICE_BITMAP_FMT_32BIT, lib.QXL_BITMAP_TOP_DOWN, 128, 128, 512,
+                          None, bytes(128 * 512))
+    guest.submit(c.Drawable(0, c.QRect(0, 0, 64, 64), None, lib.QXL_EFFECT_OPAQUE, 0, 0, Z, 0,
+                            (-1, -1, -1), (Z, Z, Z),
+                            c.Copy(image, c.QRect(0, 0, 64, 64), lib.SPICE_ROPD_OP_PUT, 0,
+                                   NO_MASK)))
+    assert device.guest_bug is None and len(backend.executed) == 2001
+    assert guest.flush_release() == 1 and guest.outstanding == 0
+    guest.close()
+
+
+def test_command_larger_than_memory_is_out_of_memory(device) -> None:
+    guest = GuestDriver(InProcessAttachment(device, inline=True), chunk_size=1 << 20)
+    _hog(guest.ram_alloc)
+    with pytest.raises(OutOfMemory):  # nothing outstanding: at once, no waiting
+        guest.submit(fill())
+    assert guest.outstanding == 0
     guest.close()
 
 

@@ -181,6 +181,13 @@ class GuestDriver:
     def wait_interrupt(self, bits: int, timeout: float = IRQ_TIMEOUT) -> int:
         """Waits until one of `bits` arrives; returns (and consumes) those bits.
         QXL_INTERRUPT_ERROR always ends the wait with DeviceError."""
+        got = self._await_interrupt(bits, timeout)
+        if not got:
+            raise DeviceError(f"no interrupt {bits:#x} within {timeout} s")
+        return got
+
+    def _await_interrupt(self, bits: int, timeout: float) -> int:
+        """wait_interrupt that answers 0 on timeout instead of raising."""
         deadline = time.monotonic() + timeout
         while True:
             self.take_interrupts()
@@ -193,7 +200,7 @@ class GuestDriver:
                 return got
             left = deadline - time.monotonic()
             if left <= 0:
-                raise DeviceError(f"no interrupt {bits:#x} within {timeout} s")
+                return 0
             self.att.wait_irq(min(left, 0.05))
 
     def _io(self, port: int, value: int, async_: bool) -> None:
@@ -204,18 +211,30 @@ class GuestDriver:
     # --- commands -------------------------------------------------------------------------
 
     def _alloc_cmd(self, size: int) -> int:
-        for attempt in range(3):
+        """Command memory. While it is short and commands are outstanding, the driver
+        takes what the device released, else asks it for more (NOTIFY_OOM: the device
+        runs its rings and pushes its partial release chain, which only fits once the
+        release ring has room) and waits for the release interrupt, up to irq_timeout.
+        OutOfMemory once nothing is outstanding: no release can help any more."""
+        deadline = None
+        while True:
             try:
                 return self.ram_alloc.alloc(size)
             except OutOfMemory:
-                if self.collect_releases():
-                    continue
-                if attempt == 0:
-                    self.att.io_write(lib.QXL_IO_NOTIFY_OOM, 0)
-                    self.att.io_write(lib.QXL_IO_FLUSH_RELEASE, 0)
-                else:
-                    self.wait_interrupt(lib.QXL_INTERRUPT_DISPLAY, 1.0)
-        return self.ram_alloc.alloc(size)
+                if not self._outstanding:
+                    raise
+            if self.collect_releases():
+                continue
+            self.att.io_write(lib.QXL_IO_NOTIFY_OOM, 0)
+            if self.collect_releases():
+                continue
+            now = time.monotonic()
+            deadline = now + self.irq_timeout if deadline is None else deadline
+            if now >= deadline:
+                raise DeviceError(f"{len(self._outstanding)} commands not released within "
+                                  f"{self.irq_timeout} s while out of command memory")
+            # collect_releases asked for the interrupt on the device's next push
+            self._await_interrupt(lib.QXL_INTERRUPT_DISPLAY, deadline - now)
 
     def submit(self, cmd: c.Command, *, compat: bool = False) -> int:
         """Writes `cmd` into guest memory and pushes it on its ring (cursor commands on
