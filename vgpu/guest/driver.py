@@ -14,6 +14,11 @@ the whole VRAM), keeps allocators for command memory (the RAM pages), surface
 0's area and VRAM, writes any `vgpu.device.commands` value with `submit()`,
 takes interrupts (`wait_interrupt`) and frees commands the device releases
 (`collect_releases`).
+
+It does not reset the device when it loads, as a VM's driver does: an in-process
+device is created with its driver (a reset would only put RESET messages at the
+head of every recorded session), and `vgpu.guest.remote.connect_driver` resets a
+remote device, which may have outlived an earlier guest.
 """
 
 from __future__ import annotations
