@@ -387,7 +387,12 @@ class SpiceServer:
                     return
                 if on_event is not None:
                     on_event(event)
-            transport.write_messages(machine.messages_to_send())
+            messages = machine.messages_to_send()
+            if messages:
+                transport.write_messages(messages)
+                # A client that sends requests but never reads the answers must
+                # not grow its socket buffer past WRITE_BUFFER_HIGH: stop reading.
+                await transport.drain()
             data = await transport.recv()
             if not data:
                 return
