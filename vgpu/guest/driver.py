@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from vgpu.device import commands as c
@@ -98,6 +98,21 @@ class _Ring:
 
     def item(self, index: int) -> int:
         return self.base + self.items_at + (index % self.num_items) * self.item_size
+
+    def consume(self, unpack: struct.Struct) -> Iterator[tuple[Any, ...]]:
+        """Takes the items the device produced, in order, each unpacked before its slot
+        is handed back. Once the ring is empty it asks for an interrupt on the device's
+        next push and looks again, so an item pushed in between is not missed."""
+        while True:
+            cons, prod = self.get("cons"), self.get("prod")
+            if cons == prod:
+                self.set("notify_on_prod", prod + 1)
+                if self.get("prod") == prod:
+                    return
+                continue
+            value = unpack.unpack_from(self.buf, self.item(cons))
+            self.set("cons", cons + 1)
+            yield value
 
 
 class GuestDriver:
@@ -290,17 +305,8 @@ class GuestDriver:
 
     def collect_releases(self) -> int:
         """Frees every command the device released; returns how many."""
-        ring = self.release_ring
         freed = 0
-        while True:
-            cons, prod = ring.get("cons"), ring.get("prod")
-            if cons == prod:
-                ring.set("notify_on_prod", prod + 1)
-                if ring.get("prod") == prod:
-                    return freed
-                continue
-            rid = _U64.unpack_from(self.buf, ring.item(cons))[0]
-            ring.set("cons", cons + 1)
+        for (rid,) in self.release_ring.consume(_U64):
             while rid:
                 entry = self._outstanding.pop(rid, None)
                 if entry is None:
@@ -310,6 +316,7 @@ class GuestDriver:
                 for b in blocks:
                     self.ram_alloc.free(b)
                 freed += 1
+        return freed
 
     @property
     def outstanding(self) -> int:
@@ -434,19 +441,11 @@ class GuestDriver:
         if ring is None:
             return []
         events = []
-        while True:
-            cons, prod = ring.get("cons"), ring.get("prod")
-            if cons == prod:
-                ring.set("notify_on_prod", prod + 1)
-                if ring.get("prod") == prod:
-                    return events
-                continue
-            off = ring.item(cons)
-            kind, code, x, y, buttons, display = _IN_EVENT.struct.unpack_from(self.buf, off)
-            ring.set("cons", cons + 1)
+        for kind, code, x, y, buttons, display in ring.consume(_IN_EVENT.struct):
             name = _INPUT_NAMES.get(kind)
             if name is not None:
                 events.append(InputEvent(name, code, x, y, buttons, display))
+        return events
 
     def close(self) -> None:
         ffi.release(self._cdata)
