@@ -1,4 +1,6 @@
-"""The renderer's enumeration numbers against the system's spice-protocol headers."""
+"""The renderer's enumeration numbers against the system's spice-protocol headers: the values
+enums.py types itself, and, for those it takes from the ABI header, that each of its names
+maps to the right header name."""
 
 from __future__ import annotations
 
