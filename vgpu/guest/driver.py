@@ -270,12 +270,8 @@ class GuestDriver:
                 self.ram_alloc.free(b)
             raise
         self._outstanding[rid] = (addr & ((1 << self.gen_shift) - 1), writer.blocks)
-        if isinstance(cmd, c.CursorCmd):
-            self._push(self.cursor_ring, addr, lib.QXL_CMD_CURSOR, lib.QXL_IO_NOTIFY_CURSOR,
-                       lib.QXL_INTERRUPT_CURSOR)
-        else:
-            self._push(self.cmd_ring, addr, COMMAND_TYPES[type(cmd)], lib.QXL_IO_NOTIFY_CMD,
-                       lib.QXL_INTERRUPT_DISPLAY)
+        self.push_raw("cursor" if isinstance(cmd, c.CursorCmd) else "cmd", addr,
+                      COMMAND_TYPES[type(cmd)])
         return rid
 
     def push_raw(self, ring: str, addr: int, cmd_type: int) -> None:
