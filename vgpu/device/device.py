@@ -257,6 +257,9 @@ class _Ring:
         self.mask = num_items - 1
         self.item_size = item_size
         self.items_offset = items_offset
+        # The device's end of the ring (cons of a ring it reads, prod of one it writes):
+        # kept here and only written to shared memory, since the guest may change it there.
+        self.own = 0
         # The indexes are shared with a guest that may be another process. struct's
         # pack_into zeroes the bytes before it writes them, so another process could read
         # 0 in between: indexes go through single aligned 32-bit loads and stores.
@@ -273,6 +276,7 @@ class _Ring:
 
     def init(self) -> None:
         _RING_FIELDS.struct.pack_into(self.mm, self.base, self.num_items, 0, 1, 0, 0)
+        self.own = 0
         start = self.base + self.items_offset
         self.mm[start:start + self.num_items * self.item_size] = bytes(
             self.num_items * self.item_size)
@@ -414,10 +418,6 @@ class Device:
             ring.init()
         with self._input_lock:
             self._input_ring.init()
-            self._in_prod = 0
-        self._cmd_cons = 0
-        self._cursor_cons = 0
-        self._rel_prod = 0
         self._last_release: int | None = None
         self._free_count = 0
         self.slots.reset()
@@ -506,7 +506,7 @@ class Device:
             raise ValueError(f"unknown input kind {event.kind!r}")
         ring = self._input_ring
         with self._input_lock:
-            prod = self._in_prod
+            prod = ring.own
             used = (prod - ring.get(_R_CONS)) & _M32
             if used >= ring.num_items:  # full, or a cons the guest corrupted
                 self.ext.input_dropped = (self.ext.input_dropped + 1) & _M32
@@ -514,8 +514,7 @@ class Device:
             _IN_EVENT.struct.pack_into(ring.mm, ring.item(prod), kind, event.code & _M32,
                                        _clamp32(event.x), _clamp32(event.y),
                                        event.buttons & _M32, event.display & _M32)
-            prod = (prod + 1) & _M32
-            self._in_prod = prod
+            prod = ring.own = (prod + 1) & _M32
             ring.set(_R_PROD, prod)
             notify = prod == ring.get(_R_NOP)
         if notify:
@@ -623,20 +622,18 @@ class Device:
 
     # --- rings ------------------------------------------------------------------------
 
-    def _pop(self, ring: _Ring, cons: int) -> tuple[int, int] | None:
+    def _pop(self, ring: _Ring) -> tuple[int, int] | None:
         """(data, type) of the next command, or None when the ring is empty."""
+        cons = ring.own
         prod = ring.get(_R_PROD)
+        if prod == cons:
+            ring.set(_R_NOP, prod + 1)  # ask for a doorbell on the next push
+            prod = ring.get(_R_PROD)
+            if prod == cons:
+                return None
         avail = (prod - cons) & _M32
         if avail > ring.num_items:
             raise GuestBug(f"ring producer index {prod} is {avail} ahead of {cons}")
-        if avail == 0:
-            ring.set(_R_NOP, prod + 1)  # ask for a doorbell on the next push
-            prod = ring.get(_R_PROD)
-            avail = (prod - cons) & _M32
-            if avail == 0:
-                return None
-            if avail > ring.num_items:
-                raise GuestBug(f"ring producer index {prod} is {avail} ahead of {cons}")
         return _CMD_ITEM.struct.unpack_from(ring.mm, ring.item(cons))
 
     def _run_ring(self, ring: _Ring, budget: int) -> bool:
@@ -644,19 +641,14 @@ class Device:
         for _ in range(budget):
             if self.guest_bug is not None:
                 return False
-            cons = self._cmd_cons if is_cmd else self._cursor_cons
             try:
-                item = self._pop(ring, cons)
+                item = self._pop(ring)
             except GuestBug as e:
                 self._bug(str(e))
                 return False
             if item is None:
                 return False
-            cons = (cons + 1) & _M32
-            if is_cmd:
-                self._cmd_cons = cons
-            else:
-                self._cursor_cons = cons
+            cons = ring.own = (ring.own + 1) & _M32
             ring.set(_R_CONS, cons)
             if cons == ring.get(_R_NOC):
                 self._raise(lib.QXL_INTERRUPT_DISPLAY if is_cmd else lib.QXL_INTERRUPT_CURSOR)
@@ -751,7 +743,7 @@ class Device:
     def _release(self, info: int, release_id: int) -> None:
         mm = self.mem.mm
         if self._last_release is None:
-            _U64.pack_into(mm, self._release_ring.item(self._rel_prod), release_id)
+            _U64.pack_into(mm, self._release_ring.item(self._release_ring.own), release_id)
         else:
             _U64.pack_into(mm, self._last_release, release_id)
         _U64.pack_into(mm, info, 0)  # QXLReleaseInfo.next of the newest
@@ -765,15 +757,15 @@ class Device:
         if self._last_release is None or (not flush and self._free_count < RELEASE_BUNCH):
             return
         ring = self._release_ring
-        used = (self._rel_prod - ring.get(_R_CONS)) & _M32
+        used = (ring.own - ring.get(_R_CONS)) & _M32
         if used + 1 >= ring.num_items:
             return  # full (or a corrupt cons): keep chaining until the guest makes room
-        self._rel_prod = (self._rel_prod + 1) & _M32
-        ring.set(_R_PROD, self._rel_prod)
-        _U64.pack_into(self.mem.mm, ring.item(self._rel_prod), 0)
+        prod = ring.own = (ring.own + 1) & _M32
+        ring.set(_R_PROD, prod)
+        _U64.pack_into(self.mem.mm, ring.item(prod), 0)
         self._last_release = None
         self._free_count = 0
-        if self._rel_prod == ring.get(_R_NOP):
+        if prod == ring.get(_R_NOP):
             self._raise(lib.QXL_INTERRUPT_DISPLAY)
 
     # --- IO port handlers ---------------------------------------------------------------
