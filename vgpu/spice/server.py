@@ -571,12 +571,6 @@ class _DisplayClient:
                 continue
             frame, damage = taken
             if frame.surface_serial != surface_serial or machine.surface is None:
-                for stream_id in self._streams.reset():
-                    machine.stream_destroy(stream_id)
-                if machine.surface is not None:
-                    machine.surface_destroy()
-                machine.surface_create(frame.width, frame.height, frame.has_alpha)
-                surface_serial = frame.surface_serial
                 # The first picture whole, in one draw, and then the mark.
                 region = await self._loop.run_in_executor(
                     self._server.pool,
@@ -585,6 +579,12 @@ class _DisplayClient:
                     (0, 0, frame.width, frame.height),
                     self.imaging,
                 )
+                for stream_id in self._streams.reset():
+                    machine.stream_destroy(stream_id)
+                if machine.surface is not None:
+                    machine.surface_destroy()
+                machine.surface_create(frame.width, frame.height, frame.has_alpha)
+                surface_serial = frame.surface_serial
                 machine.draw_copy(region)
                 machine.mark()
                 await self._flush(frame.serial, 1)
@@ -594,18 +594,22 @@ class _DisplayClient:
             last_sent = self._loop.time()
 
     async def _send(self, frame: Frame, plan: Plan) -> None:
-        """Encodes on the pool, then sends: streams ended, draws, stream start, stream frame."""
+        """Encodes on the pool, then sends: streams ended, draws, stream start, stream frame.
+
+        Every encode finishes before the first message is queued, so the channel's
+        reader (which flushes what the machine holds) never sends half of a frame."""
         machine, pool, imaging = self._machine, self._server.pool, self.imaging
         futures = [
             self._loop.run_in_executor(pool, encode_rect, frame, r, imaging)
             for r in cut_bands(plan.draws)
         ]
-        jpeg = None
+        jpeg_future = None
         if plan.stream_frame is not None:
-            jpeg = self._loop.run_in_executor(
+            jpeg_future = self._loop.run_in_executor(
                 pool, encode_stream_frame, frame, plan.stream_frame[1]
             )
         regions = await asyncio.gather(*futures)
+        jpeg = None if jpeg_future is None else await jpeg_future
         for stream_id, _rect in plan.ended:
             machine.stream_destroy(stream_id)
         for region in regions:
@@ -614,7 +618,7 @@ class _DisplayClient:
         if plan.started is not None:
             machine.stream_create(*plan.started, mm_time)
         if jpeg is not None and plan.stream_frame is not None:
-            machine.stream_data(plan.stream_frame[0], mm_time, await jpeg)
+            machine.stream_data(plan.stream_frame[0], mm_time, jpeg)
             self.stats.stream_frames += 1
         await self._flush(frame.serial, len(regions))
 
