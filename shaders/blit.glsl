@@ -5,6 +5,7 @@
 // (pixel index = i_off.x + y * i_off.y + x: guest bitmap rows appended as they came),
 // 3 the colour where a bit of a staged 1-bit glyph is set (byte index i_off.x + y * i_off.y
 // + (x - g) / 8, bit 7 - (x - g) % 8, with g = i_kind >> 8 as a signed number).
+#include "lib.glsl"
 #ifdef VERTEX
 in vec2 corner;
 in ivec4 i_rect;
@@ -16,20 +17,15 @@ flat out ivec2 v_off;
 flat out uint v_color;
 flat out uint v_kind;
 void main() {
-    vec2 pos = mix(vec2(i_rect.xy), vec2(i_rect.zw), corner);
-    gl_Position = vec4(pos / u_size * 2.0 - 1.0, 0.0, 1.0);
+    gl_Position = rect_corner(i_rect, corner, u_size);
     v_off = i_off;
     v_color = i_color;
     v_kind = i_kind;
 }
 #endif
 #ifdef FRAGMENT
-#include "lib.glsl"
+#include "staging.glsl"
 uniform sampler2D u_src;
-layout(std430, binding = 0) readonly buffer Staging { uint staged[]; };
-uniform int u_stage_base;  // the staging byte where this draw call's upload begins
-// Staged reads are clamped into the buffer: an index can never leave it.
-uint staged_word(int i) { return staged[clamp(i, 0, staged.length() - 1)]; }
 flat in ivec2 v_off;
 flat in uint v_color;
 flat in uint v_kind;
@@ -53,14 +49,12 @@ void main() {
     ivec2 p = ivec2(gl_FragCoord.xy);
 #endif
 #if (KINDS & 4) != 0
-    if (v_kind == 2u) c = quantize(unpack_px(staged_word(v_off.x + p.y * v_off.y + p.x
-                                                        - (u_stage_base >> 2))), FMT);
+    if (v_kind == 2u) c = quantize(unpack_px(staged_pixel(v_off.x + p.y * v_off.y + p.x)), FMT);
 #endif
 #if (KINDS & 8) != 0
     if ((v_kind & 0xFFu) == 3u) {
         int col = p.x - (int(v_kind) >> 8);
-        int at = v_off.x + p.y * v_off.y + (col >> 3) - u_stage_base;
-        uint byte_ = (staged_word(at >> 2) >> (uint(at & 3) * 8u)) & 0xFFu;
+        uint byte_ = staged_byte(v_off.x + p.y * v_off.y + (col >> 3));
         if ((byte_ & (0x80u >> uint(col & 7))) == 0u) discard;
         c = unpack_px(v_color);
     }

@@ -1,17 +1,16 @@
 // COMPOSITE: a Render operator of a transformed, filtered, repeated source (and optional
 // mask) onto the destination, pixman's integer equations. One rect per draw (u_rect);
 // the destination is read from u_dst, a copy taken before the draw.
+#include "lib.glsl"
 #ifdef VERTEX
 in vec2 corner;
 uniform vec2 u_size;
 uniform ivec4 u_rect;
 void main() {
-    vec2 pos = mix(vec2(u_rect.xy), vec2(u_rect.zw), corner);
-    gl_Position = vec4(pos / u_size * 2.0 - 1.0, 0.0, 1.0);
+    gl_Position = rect_corner(u_rect, corner, u_size);
 }
 #endif
 #ifdef FRAGMENT
-#include "lib.glsl"
 uniform sampler2D u_dst;
 uniform sampler2D u_src;
 uniform sampler2D u_mask;

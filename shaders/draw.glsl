@@ -9,6 +9,7 @@
 // byte of destination pixel (x, y) is staging byte i_aux.x + y * i_aux.y + x; i_aux.zw: the
 // pattern origin; i_color: brush colour or colour key (packed); i_mode: bits 0-7 ROP3 code,
 // 8-11 kind, flags above (see MODE_* in vgpu/render/gl.py), 24-31 constant alpha.
+#include "lib.glsl"
 #ifdef VERTEX
 in vec2 corner;
 in ivec4 i_rect;
@@ -24,8 +25,7 @@ flat out ivec4 v_aux;
 flat out uint v_color;
 flat out uint v_mode;
 void main() {
-    vec2 pos = mix(vec2(i_rect.xy), vec2(i_rect.zw), corner);
-    gl_Position = vec4(pos / u_size * 2.0 - 1.0, 0.0, 1.0);
+    gl_Position = rect_corner(i_rect, corner, u_size);
     v_src = i_src;
     v_stage = i_stage;
     v_aux = i_aux;
@@ -38,13 +38,11 @@ void main() {
 // every branch under a lane mask, so code a batch does not need must not be there at all):
 // KINDS: bit 1 << kind for each kind present; SOURCE: 0 none, 1 texture, 2 staged;
 // PATTERN, BILINEAR, MASKS: 0 or 1; FMT: the target's SPICE_SURFACE_FMT_*.
-#include "lib.glsl"
+#include "staging.glsl"
 uniform sampler2D u_dst;
 uniform sampler2D u_src;
 uniform sampler2D u_pat;
 uniform ivec2 u_src_size;
-layout(std430, binding = 0) readonly buffer Staging { uint staged[]; };
-uniform int u_stage_base;  // the staging byte where this draw call's upload begins
 flat in vec4 v_src;
 flat in ivec2 v_stage;
 flat in ivec4 v_aux;
@@ -61,13 +59,6 @@ const uint HAS_PATTERN = 1u << 13;  // per instance: a batch may mix brushes and
 const uint SRC_ALPHA = 1u << 14;
 const uint DST_ALPHA = 1u << 15;
 const uint HAS_SRC = 1u << 17;
-
-// Staged reads are clamped into the buffer: an index can never leave it.
-uint staged_word(int i) { return staged[clamp(i, 0, staged.length() - 1)]; }
-uint staged_byte(int i) {
-    i -= u_stage_base;
-    return (staged_word(i >> 2) >> (uint(i & 3) * 8u)) & 0xFFu;
-}
 
 // ROP3 without branches: OR of the minterms whose bit is set in the code.
 uint rop3(uint code, uint p, uint s, uint d) {
@@ -96,7 +87,7 @@ uvec4 source(vec2 frag_pos) {
 #else
     ivec2 q = ivec2(floor(sp));
 #if SOURCE == 2
-    return unpack_px(staged_word(v_stage.x + q.y * v_stage.y + q.x - (u_stage_base >> 2)));
+    return unpack_px(staged_pixel(v_stage.x + q.y * v_stage.y + q.x));
 #else
     return to_u8(texelFetch(u_src, q, 0));
 #endif

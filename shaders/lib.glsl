@@ -1,10 +1,17 @@
-// Shared helpers, pulled into programs by the loader's #include.
+// Shared helpers, pulled into programs (both stages) by the loader's #include.
 // Pixels are handled as uvec4 (B, G, R, A memory bytes) and packed uint 0xAARRGGBB.
 
 const int FMT_A1 = 1;
 const int FMT_A8 = 8;
 const int FMT_555 = 16;
 const int FMT_565 = 80;
+
+// Clip-space position of a rect's corner on a target of `size` pixels (texture rows are
+// surface rows: no flip).
+vec4 rect_corner(ivec4 rect, vec2 corner, vec2 size) {
+    vec2 pos = mix(vec2(rect.xy), vec2(rect.zw), corner);
+    return vec4(pos / size * 2.0 - 1.0, 0.0, 1.0);
+}
 
 uvec4 to_u8(vec4 c) { return uvec4(round(clamp(c, 0.0, 1.0) * 255.0)); }
 vec4 from_u8(uvec4 c) { return vec4(c) / 255.0; }
