@@ -75,7 +75,6 @@ from vgpu.device.commands import (
     QMask,
     QPoint,
     QRect,
-    RasterGlyph,
     Rop3,
     SolidBrush,
     Stroke,
@@ -89,7 +88,8 @@ from vgpu.device.commands import (
 )
 from vgpu.device.device import Device, DeviceObserver, PrimaryCreate
 from vgpu.device.inprocess import InProcessAttachment
-from vgpu.device.memory import GuestMemory
+from vgpu.device.memory import GuestBug, GuestMemory
+from vgpu.device.parser import decode_glyphs, decode_path, decode_rects
 from vgpu.guest.alloc import OutOfMemory
 from vgpu.guest.driver import DeviceError, GuestDriver
 
@@ -118,13 +118,6 @@ MAX_PALETTE_ENTRIES = 256
 HEADER = b"SPICE_REPLAY 1"
 _READ_SIZE = 1 << 16
 _XZ_MAGIC = b"\xfd7zXZ\x00"
-
-
-# --- QXL/SPICE numbers the format uses (csrc/qxl_abi.h) ---------------------------------
-
-# SPICE_STRING_FLAGS_RASTER_A1/A4/A8 -> bits per glyph pixel
-_GLYPH_BPP = ((lib.SPICE_STRING_FLAGS_RASTER_A1, 1), (lib.SPICE_STRING_FLAGS_RASTER_A4, 4),
-              (lib.SPICE_STRING_FLAGS_RASTER_A8, 8))
 
 
 class WorkerMessage(IntEnum):
@@ -236,6 +229,8 @@ class RecordFormatError(ValueError):
 
 
 # --- binary payloads inside blobs (layouts of qxl_dev.h) -----------------------------
+# Decoded by the device parser's own functions (decode_rects, decode_path, decode_glyphs),
+# which raise GuestBug for malformed data.
 
 _RECT = Layout("QXLRect", ["top", "left", "bottom", "right"]).struct
 _PATH_SEG = Layout("QXLPathSeg", ["flags", "count"]).struct
@@ -245,34 +240,8 @@ _TRANSFORM = Layout("QXLTransform", ["t00", "t01", "t02", "t10", "t11", "t12"]).
 _FIXED = Layout("QXLPointFix", ["x"]).struct  # one QXLFIXED (28.4), as in a line style
 
 
-class _BadPayload(ValueError):
-    pass
-
-
-def decode_clip_rects(num_rects: int, data: bytes) -> tuple[QRect, ...]:
-    if len(data) != num_rects * _RECT.size:
-        raise _BadPayload(f"clip_rects holds {len(data)} bytes for {num_rects} rects")
-    return tuple(QRect(*r) for r in _RECT.iter_unpack(data))
-
-
 def encode_clip_rects(rects: tuple[QRect, ...]) -> bytes:
     return b"".join(_RECT.pack(*r) for r in rects)
-
-
-def decode_path(data: bytes) -> tuple[PathSeg, ...]:
-    segs = []
-    pos = 0
-    while pos < len(data):
-        if len(data) - pos < _PATH_SEG.size:
-            raise _BadPayload("path ends inside a segment header")
-        flags, count = _PATH_SEG.unpack_from(data, pos)
-        pos += _PATH_SEG.size
-        if count > (len(data) - pos) // _POINT_FIX.size:
-            raise _BadPayload(f"path segment claims {count} points past the data's end")
-        end = pos + count * _POINT_FIX.size
-        segs.append(PathSeg(flags, tuple(_POINT_FIX.iter_unpack(data[pos:end]))))
-        pos = end
-    return tuple(segs)
 
 
 def encode_path(path: tuple[PathSeg, ...]) -> bytes:
@@ -282,31 +251,6 @@ def encode_path(path: tuple[PathSeg, ...]) -> bytes:
         for x, y in seg.points:
             out += _POINT_FIX.pack(x, y)
     return bytes(out)
-
-
-def _glyph_bpp(flags: int) -> int:
-    for bit, bpp in _GLYPH_BPP:
-        if flags & bit:
-            return bpp
-    raise _BadPayload(f"string flags {flags:#x} name no raster format (A1, A4, A8)")
-
-
-def decode_glyphs(flags: int, length: int, data: bytes) -> GlyphString:
-    """`length` glyphs from the string's data, as the device parser reads them."""
-    bpp = _glyph_bpp(flags)
-    glyphs = []
-    pos = 0
-    for _ in range(length):
-        if len(data) - pos < _RASTER_GLYPH.size:
-            raise _BadPayload("string ends inside a glyph header")
-        rx, ry, ox, oy, w, h = _RASTER_GLYPH.unpack_from(data, pos)
-        pos += _RASTER_GLYPH.size
-        size = (w * bpp + 7) // 8 * h
-        if size > len(data) - pos:
-            raise _BadPayload(f"glyph {len(glyphs)} of {w}x{h} runs past the string's end")
-        glyphs.append(RasterGlyph(QPoint(rx, ry), QPoint(ox, oy), w, h, data[pos:pos + size]))
-        pos += size
-    return GlyphString(flags, tuple(glyphs))
 
 
 def encode_glyphs(string: GlyphString) -> bytes:
@@ -486,7 +430,7 @@ class _Reader:
     def payload(self, decode, *args):
         try:
             return decode(*args)
-        except _BadPayload as exc:
+        except GuestBug as exc:
             raise self.error(str(exc)) from None
 
     # -- shared pieces --
@@ -665,7 +609,7 @@ class _Reader:
         clip: tuple[QRect, ...] | None = None
         if clip_type == lib.SPICE_CLIP_TYPE_RECTS:
             n = self.field(b"num_rects", U32)
-            clip = self.payload(decode_clip_rects, n, self.chunks(b"clip_rects"))
+            clip = self.payload(decode_rects, n, self.chunks(b"clip_rects"))
         elif clip_type != lib.SPICE_CLIP_TYPE_NONE:
             raise self.error(f"unknown clip type {clip_type}")
         effect = self.field(b"effect", U8)

@@ -42,6 +42,7 @@ from vgpu.device.commands import (
     UpdateCmd,
     Whiteness,
 )
+from vgpu.device.parser import glyph_bpp
 from vgpu.replay import PrimarySurface, WorkerMessage
 
 u8 = st.integers(0, 0xFF)
@@ -76,14 +77,10 @@ images = st.one_of(
 brushes = st.one_of(st.none(), st.builds(SolidBrush, u32), st.builds(PatternBrush, images, points))
 masks = st.builds(QMask, u8, points, st.none() | images)
 
-# bits per pixel of a glyph by string flags, first of A1, A4, A8 that is set
-_BPP = ((1, 1), (2, 4), (4, 8))
-
-
 @st.composite
 def glyph_strings(draw: st.DrawFn) -> GlyphString:
     flags = draw(u16.filter(lambda f: f & 7))
-    bpp = next(b for bit, b in _BPP if flags & bit)
+    bpp = glyph_bpp(flags)
     glyphs = []
     for _ in range(draw(st.integers(0, 3))):
         w, h = draw(st.integers(0, 12)), draw(st.integers(0, 4))

@@ -117,6 +117,72 @@ def cursor_data_size(typ: int, w: int, h: int) -> int:
     }[typ]
 
 
+def glyph_bpp(flags: int) -> int:
+    """Bits per glyph pixel by a string's flags: the first of RASTER_A1, A4, A8 set."""
+    bpp = next((depth for bit, depth in _GLYPH_BPP if flags & bit), 0)
+    if not bpp:
+        raise GuestBug(f"glyph string flags {flags:#x} name no raster depth")
+    return bpp
+
+
+# The data of a clip list, a path and a glyph string, as they lie in guest memory (after
+# their chunk chain) and in a record file's blobs: decoded here for both.
+
+def decode_rects(n: int, data: bytes) -> tuple[c.QRect, ...]:
+    """`n` QXLRects that must fill `data` exactly."""
+    if len(data) != n * L.RECT_SIZE:
+        raise GuestBug(f"{len(data)} bytes of clip rects for {n} rects")
+    v = (_RECTS[n] if n < len(_RECTS) else struct.Struct(f"<{4 * n}i")).unpack(data)
+    QRect = c.QRect
+    return tuple(QRect(v[i], v[i + 1], v[i + 2], v[i + 3]) for i in range(0, 4 * n, 4))
+
+
+def decode_path(data: bytes) -> tuple[c.PathSeg, ...]:
+    """The QXLPathSegs of a path's data, MAX_PATH_POINTS in all at most."""
+    size = len(data)
+    segs = []
+    pos = 0
+    points_left = MAX_PATH_POINTS
+    seg_unpack = L.SEG.struct.unpack_from
+    while pos < size:
+        if size - pos < L.SEG.size:
+            raise GuestBug("path data ends inside a segment header")
+        flags, count = seg_unpack(data, pos)
+        pos += L.SEG.size
+        if count > points_left or count * L.POINT_SIZE > size - pos:
+            raise GuestBug(f"path segment of {count} points overruns the path")
+        points_left -= count
+        v = struct.unpack_from(f"<{2 * count}i", data, pos)
+        pos += count * L.POINT_SIZE
+        segs.append(c.PathSeg(flags, tuple(zip(v[0::2], v[1::2], strict=True))))
+    return tuple(segs)
+
+
+def decode_glyphs(flags: int, n: int, data: bytes) -> c.GlyphString:
+    """`n` (at most MAX_GLYPHS) QXLRasterGlyphs from a string's data."""
+    bpp = glyph_bpp(flags)
+    if n > MAX_GLYPHS:
+        raise GuestBug(f"{n} glyphs exceed the limit")
+    size = len(data)
+    glyphs = []
+    pos = 0
+    head = L.GLYPH.size
+    unpack = L.GLYPH.struct.unpack_from
+    QPoint = c.QPoint
+    for _ in range(n):
+        if size - pos < head:
+            raise GuestBug("glyph string ends inside a glyph header")
+        rx, ry, ox, oy, w, h = unpack(data, pos)
+        pos += head
+        nbytes = ((w * bpp + 7) // 8) * h
+        if nbytes > size - pos:
+            raise GuestBug(f"glyph {w}x{h} overruns the string data")
+        glyphs.append(c.RasterGlyph(QPoint(rx, ry), QPoint(ox, oy), w, h,
+                                    data[pos:pos + nbytes]))
+        pos += nbytes
+    return c.GlyphString(flags, tuple(glyphs))
+
+
 def _signed32(v: int) -> int:
     return v - (1 << 32) if v & 0x80000000 else v
 
@@ -305,10 +371,7 @@ class Parser:
         (n,) = self.unpack_at(L.CLIP, addr)
         if n > MAX_CLIP_RECTS:
             raise GuestBug(f"{n} clip rects exceed the limit {MAX_CLIP_RECTS}")
-        data = self.chunks(addr + L.CLIP_CHUNK, n * L.RECT_SIZE)
-        v = (_RECTS[n] if n < len(_RECTS) else struct.Struct(f"<{4 * n}i")).unpack(data)
-        QRect = c.QRect
-        return tuple(QRect(v[i], v[i + 1], v[i + 2], v[i + 3]) for i in range(0, 4 * n, 4))
+        return decode_rects(n, self.chunks(addr + L.CLIP_CHUNK, n * L.RECT_SIZE))
 
     def _brush(self, typ: int, pat: int, x: int, y: int) -> c.Brush:
         if typ == lib.SPICE_BRUSH_TYPE_SOLID:
@@ -427,23 +490,7 @@ class Parser:
         if not addr:
             raise GuestBug("stroke without a path")
         (size,) = self.unpack_at(L.PATH, addr)
-        data = self.chunks(addr + L.PATH_CHUNK, size)
-        segs = []
-        pos = 0
-        points_left = MAX_PATH_POINTS
-        seg_unpack = L.SEG.struct.unpack_from
-        while pos < size:
-            if size - pos < L.SEG.size:
-                raise GuestBug("path data ends inside a segment header")
-            flags, count = seg_unpack(data, pos)
-            pos += L.SEG.size
-            if count > points_left or count * L.POINT_SIZE > size - pos:
-                raise GuestBug(f"path segment of {count} points overruns the path")
-            points_left -= count
-            v = struct.unpack_from(f"<{2 * count}i", data, pos)
-            pos += count * L.POINT_SIZE
-            segs.append(c.PathSeg(flags, tuple(zip(v[0::2], v[1::2], strict=True))))
-        return tuple(segs)
+        return decode_path(self.chunks(addr + L.PATH_CHUNK, size))
 
     def _text(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
         v = L.TEXT.struct.unpack_from(buf, off)
@@ -454,29 +501,10 @@ class Parser:
         if not addr:
             raise GuestBug("text without a string")
         size, n, flags = self.unpack_at(L.STRING, addr)
-        bpp = next((depth for bit, depth in _GLYPH_BPP if flags & bit), 0)
-        if not bpp:
-            raise GuestBug(f"glyph string flags {flags:#x} name no raster depth")
+        glyph_bpp(flags)  # the cheap checks before the chunks are read
         if n > MAX_GLYPHS:
             raise GuestBug(f"{n} glyphs exceed the limit")
-        data = self.chunks(addr + L.STRING_CHUNK, size)
-        glyphs = []
-        pos = 0
-        head = L.GLYPH.size
-        unpack = L.GLYPH.struct.unpack_from
-        QPoint = c.QPoint
-        for _ in range(n):
-            if size - pos < head:
-                raise GuestBug("glyph string ends inside a glyph header")
-            rx, ry, ox, oy, w, h = unpack(data, pos)
-            pos += head
-            nbytes = ((w * bpp + 7) // 8) * h
-            if nbytes > size - pos:
-                raise GuestBug(f"glyph {w}x{h} overruns the string data")
-            glyphs.append(c.RasterGlyph(QPoint(rx, ry), QPoint(ox, oy), w, h,
-                                        data[pos:pos + nbytes]))
-            pos += nbytes
-        return c.GlyphString(flags, tuple(glyphs))
+        return decode_glyphs(flags, n, self.chunks(addr + L.STRING_CHUNK, size))
 
     def _transparent(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
         v = L.TRANSPARENT.struct.unpack_from(buf, off)
