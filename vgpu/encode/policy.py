@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vgpu.device.abi import lib
 from vgpu.encode.codecs import (
     encode_jpeg,
     encode_lz4_rgb32,
@@ -26,11 +27,12 @@ from vgpu.encode.codecs import (
     encode_quic_rgb32,
 )
 
-# SpiceImageType numbers (spice-protocol's enums.h; a test checks them).
-SPICE_IMAGE_TYPE_QUIC = 1
-SPICE_IMAGE_TYPE_LZ_RGB = 101
-SPICE_IMAGE_TYPE_JPEG = 105
-SPICE_IMAGE_TYPE_LZ4 = 109
+# SpiceImageType numbers from the one place they are declared, csrc/qxl_abi.h
+# (the device reads the same numbers from guest images; a test checks them).
+SPICE_IMAGE_TYPE_QUIC = lib.SPICE_IMAGE_TYPE_QUIC
+SPICE_IMAGE_TYPE_LZ_RGB = lib.SPICE_IMAGE_TYPE_LZ_RGB
+SPICE_IMAGE_TYPE_JPEG = lib.SPICE_IMAGE_TYPE_JPEG
+SPICE_IMAGE_TYPE_LZ4 = lib.SPICE_IMAGE_TYPE_LZ4
 
 # The content estimate looks at whole rows (runs need neighbours), every k-th
 # one, up to this many pixels: enough for a stable estimate, cheap next to
