@@ -121,12 +121,11 @@ class LinkMachine:
         return out
 
     def receive_data(self, data: bytes) -> list[LinkEvent]:
+        self._buffer += data
         if self.state in (LinkState.CLOSED, LinkState.DONE, LinkState.AUTHENTICATED):
-            self._buffer += data
             if len(self._buffer) > MAX_LINK_MESS_SIZE:
                 return [self._close("client sent too much before the link result")]
             return []
-        self._buffer += data
         events: list[LinkEvent] = []
         while self.state not in (LinkState.CLOSED, LinkState.AUTHENTICATED) and (
             len(self._buffer) >= self._need
@@ -157,8 +156,13 @@ class LinkMachine:
         return LinkClosed(reason)
 
     def _reply_error(self, error: int) -> None:
-        body = struct.pack("<I", error) + bytes(c.SPICE_TICKET_PUBKEY_BYTES)
-        body += struct.pack("<III", 0, 0, LINK_REPLY_FIXED)
+        self._link_reply(error, bytes(c.SPICE_TICKET_PUBKEY_BYTES), [], [])
+
+    def _link_reply(self, error: int, pub: bytes, common: list[int], channel: list[int]) -> None:
+        """Link header and reply: error, public key, then the capability words."""
+        body = struct.pack("<I", error) + pub
+        body += struct.pack("<III", len(common), len(channel), LINK_REPLY_FIXED)
+        body += struct.pack(f"<{len(common) + len(channel)}I", *common, *channel)
         self._out += LINK_HEADER.pack(
             c.SPICE_MAGIC, c.SPICE_VERSION_MAJOR, c.SPICE_VERSION_MINOR, len(body)
         )
@@ -208,7 +212,7 @@ class LinkMachine:
         words = struct.unpack_from(f"<{num_common + num_channel}I", body, offset)
         common, channel = tuple(words[:num_common]), tuple(words[num_common:])
         self._linked = Linked(channel_type, channel_id, connection_id, common, channel)
-        self._send_reply(channel_type, common)
+        self._send_reply(channel_type)
         if has_cap(common, c.SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION):
             self.state = LinkState.AUTH_MECHANISM
             self._need = 4
@@ -217,7 +221,7 @@ class LinkMachine:
             self._need = TICKET_BYTES
         return None
 
-    def _send_reply(self, channel_type: int, client_common: tuple[int, ...]) -> None:
+    def _send_reply(self, channel_type: int) -> None:
         pub = self._key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -225,13 +229,7 @@ class LinkMachine:
             raise AssertionError(f"RSA-1024 SubjectPublicKeyInfo is {len(pub)} bytes")
         common = caps_words(SERVER_COMMON_CAPS)
         channel = caps_words(SERVER_CHANNEL_CAPS.get(channel_type, ()))
-        body = struct.pack("<I", c.SPICE_LINK_ERR_OK) + pub
-        body += struct.pack("<III", len(common), len(channel), LINK_REPLY_FIXED)
-        body += struct.pack(f"<{len(common) + len(channel)}I", *common, *channel)
-        self._out += LINK_HEADER.pack(
-            c.SPICE_MAGIC, c.SPICE_VERSION_MAJOR, c.SPICE_VERSION_MINOR, len(body)
-        )
-        self._out += body
+        self._link_reply(c.SPICE_LINK_ERR_OK, pub, common, channel)
 
     def _on_ticket(self, encrypted: bytes) -> LinkEvent:
         if self._password is not None and not self._ticket_matches(encrypted):
