@@ -35,6 +35,7 @@ CURSOR_CACHE_ENTRIES = 64
 """Cursor shapes the client is asked to keep; evicted ones are invalidated (INVAL_ONE)."""
 
 MAX_CHANNELS_IN_LIST = 16
+"""A sanity bound on the server's own CHANNELS_LIST (it lists three): a longer one is a bug."""
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,6 @@ class ChannelMachine(ABC):
         self._ack_generation = 0
         self._client_generation = -1
         self._unacked = 0
-        self.messages_sent = 0
-        self.bytes_sent = 0
 
     # -- outgoing
     def data_to_send(self) -> bytes:
@@ -124,8 +123,6 @@ class ChannelMachine(ABC):
             self._serial += 1
             header = FULL_HEADER.pack(self._serial, msg_type, len(body), 0)
         self._out.append(header + body)
-        self.messages_sent += 1
-        self.bytes_sent += len(body) + (MINI_HEADER.size if self.mini_header else FULL_HEADER.size)
         if self.ack_window:
             self._unacked += 1
 
@@ -370,14 +367,21 @@ class DisplayChannel(ChannelMachine):
             + pack_rect(region.rect)
             + bytes([c.SPICE_CLIP_TYPE_NONE])
         )
-        fixed = len(base) + 4 + 16 + 2 + 1 + 1 + 8 + 4
+        # src_bitmap (the image's offset in the body), then the source area,
+        # rop, scale mode and an empty mask; the image follows them.
+        rest = (
+            pack_rect((0, 0, width, height))
+            + struct.pack("<HB", c.SPICE_ROPD_OP_PUT, c.SPICE_IMAGE_SCALE_MODE_NEAREST)
+            + struct.pack("<BiiI", 0, 0, 0, 0)
+        )
+        image_at = len(base) + 4 + len(rest)
         self._image_id += 1
-        body = base + struct.pack("<I", fixed) + pack_rect((0, 0, width, height))
-        body += struct.pack("<HB", c.SPICE_ROPD_OP_PUT, c.SPICE_IMAGE_SCALE_MODE_NEAREST)
-        body += struct.pack("<BiiI", 0, 0, 0, 0)  # no mask
         # Image descriptor: no CACHE_ME flag ever, so the client's cache stays empty.
-        body += struct.pack("<QBBII", self._image_id, region.image_type, 0, width, height)
-        self._send(c.SPICE_MSG_DISPLAY_DRAW_COPY, body + region.payload)
+        descriptor = struct.pack("<QBBII", self._image_id, region.image_type, 0, width, height)
+        self._send(
+            c.SPICE_MSG_DISPLAY_DRAW_COPY,
+            base + struct.pack("<I", image_at) + rest + descriptor + region.payload,
+        )
 
     def stream_create(self, stream_id: int, rect: Rect, mm_time: int) -> None:
         left, top, right, bottom = rect
