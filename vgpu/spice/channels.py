@@ -116,13 +116,16 @@ class ChannelMachine(ABC):
         out, self._out = self._out, []
         return out
 
-    def _send(self, msg_type: int, body: bytes = b"") -> None:
+    def _send(self, msg_type: int, *body: bytes) -> None:
+        """Queues one message; its body comes in parts, joined once with the header
+        (a frame's encoded image is the largest part and is copied only here)."""
+        size = sum(map(len, body))
         if self.mini_header:
-            header = MINI_HEADER.pack(msg_type, len(body))
+            header = MINI_HEADER.pack(msg_type, size)
         else:
             self._serial += 1
-            header = FULL_HEADER.pack(self._serial, msg_type, len(body), 0)
-        self._out.append(header + body)
+            header = FULL_HEADER.pack(self._serial, msg_type, size, 0)
+        self._out.append(b"".join((header, *body)))
         if self.ack_window:
             self._unacked += 1
 
@@ -380,7 +383,7 @@ class DisplayChannel(ChannelMachine):
         descriptor = struct.pack("<QBBII", self._image_id, region.image_type, 0, width, height)
         self._send(
             c.SPICE_MSG_DISPLAY_DRAW_COPY,
-            base + struct.pack("<I", image_at) + rest + descriptor + region.payload,
+            base, struct.pack("<I", image_at), rest, descriptor, region.payload,
         )
 
     def stream_create(self, stream_id: int, rect: Rect, mm_time: int) -> None:
@@ -406,7 +409,8 @@ class DisplayChannel(ChannelMachine):
     def stream_data(self, stream_id: int, mm_time: int, jpeg: bytes) -> None:
         self._send(
             c.SPICE_MSG_DISPLAY_STREAM_DATA,
-            struct.pack("<III", stream_id, mm_time & 0xFFFFFFFF, len(jpeg)) + jpeg,
+            struct.pack("<III", stream_id, mm_time & 0xFFFFFFFF, len(jpeg)),
+            jpeg,
         )
 
     def stream_destroy(self, stream_id: int) -> None:
