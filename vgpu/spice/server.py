@@ -60,6 +60,8 @@ LINK_TIMEOUT_S = 10.0
 milliseconds, and a stalled half-open connection must not hold a slot forever."""
 
 READ_CHUNK = 64 * 1024
+"""Bytes per socket read: the largest client message (channels.MAX_CLIENT_MESSAGE_SIZE)
+in one read, and a bound on what one read adds to a machine's input buffer."""
 
 WRITE_BUFFER_HIGH = 4 * 1024 * 1024
 """Bytes queued in one connection's socket buffer before its sender waits: about one
@@ -166,7 +168,7 @@ class WebSocketTransport:
         self._reader = reader
         self._writer = writer
         self._ws = ServerProtocol(subprotocols=["binary"], max_size=MAX_WEBSOCKET_MESSAGE)
-        self._ready: list[bytes] = []
+        self._ready: deque[bytes] = deque()
 
     async def handshake(self, first: bytes) -> bool:
         data = first
@@ -202,7 +204,7 @@ class WebSocketTransport:
                     self._flush()
                     return b""
             self._flush()
-        return self._ready.pop(0)
+        return self._ready.popleft()
 
     def write(self, data: bytes) -> None:
         if data:
