@@ -3,9 +3,11 @@ spice-html5 in headless Chromium. Each sees the published frame exactly (lossles
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -241,13 +243,15 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
-
-@pytest.mark.skipif(
+needs_html5 = pytest.mark.skipif(
     not (Path(CHROMIUM).exists() and HTML5_DIR.is_dir()), reason="no chromium or spice-html5"
 )
-def test_spice_html5_shows_the_same_picture(source):
+
+
+@contextlib.contextmanager
+def html5_page(server: ServerThread) -> Iterator[object]:
+    """spice-html5 in headless Chromium, connected, once its canvas shows the first frame."""
     playwright = pytest.importorskip("playwright.sync_api")
-    server = ServerThread(source)
     http = StaticHttp(HTML5_DIR)
     try:
         with playwright.sync_playwright() as p:
@@ -260,33 +264,29 @@ def test_spice_html5_shows_the_same_picture(source):
             )
             page.wait_for_selector("canvas#spice_surface_0", timeout=10_000)
             _wait_canvas(page, pattern(W, H))
-            boxed = _with_box(pattern(W, H))
-            source.publish(boxed, damage=((30, 40, 90, 120),))
-            _wait_canvas(page, boxed)
+            yield page
             browser.close()
     finally:
         http.close()
+
+
+@needs_html5
+def test_spice_html5_shows_the_same_picture(source):
+    server = ServerThread(source)
+    try:
+        with html5_page(server) as page:
+            boxed = _with_box(pattern(W, H))
+            source.publish(boxed, damage=((30, 40, 90, 120),))
+            _wait_canvas(page, boxed)
+    finally:
         server.stop()
 
 
-@pytest.mark.skipif(
-    not (Path(CHROMIUM).exists() and HTML5_DIR.is_dir()), reason="no chromium or spice-html5"
-)
+@needs_html5
 def test_spice_html5_plays_an_mjpeg_stream_and_ends_exact(source):
-    playwright = pytest.importorskip("playwright.sync_api")
     server = ServerThread(source, ServerOptions(compression=Compression(streaming="all")))
-    http = StaticHttp(HTML5_DIR)
     try:
-        with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000
-            )
-            page = browser.new_page()
-            page.goto(
-                f"http://127.0.0.1:{http.port}/spice_auto.html?host=127.0.0.1&port={server.port}"
-            )
-            page.wait_for_selector("canvas#spice_surface_0", timeout=10_000)
-            _wait_canvas(page, pattern(W, H))
+        with html5_page(server) as page:
             frames = []
             for i in range(12):
                 frame = pattern(W, H).copy()
@@ -301,9 +301,7 @@ def test_spice_html5_plays_an_mjpeg_stream_and_ends_exact(source):
             assert during is not None
             shows_last_stream_frame(during[..., 2::-1], frames)
             _wait_canvas(page, frames[-1])  # the stream ends and the region is redrawn exactly
-            browser.close()
     finally:
-        http.close()
         server.stop()
 
 
