@@ -562,14 +562,14 @@ class Renderer:
         data = surf.fbo.read(viewport=(x0, y0, x1 - x0, y1 - y0), components=4)
         return np.frombuffer(data, np.uint8).reshape(y1 - y0, x1 - x0, 4)
 
-    @staticmethod
-    def _scratch(surf: _Surface, ctx: moderngl.Context, attr: str
+    def _scratch(self, surf: _Surface, attr: str
                  ) -> tuple[moderngl.Texture, moderngl.Framebuffer]:
+        """The surface's scratch texture `attr` ("scratch" or "self_copy"), made on demand."""
         pair = getattr(surf, attr)
         if pair is None:
-            tex = ctx.texture((surf.width, surf.height), 4)
+            tex = self.ctx.texture((surf.width, surf.height), 4)
             tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
-            pair = (tex, ctx.framebuffer(color_attachments=[tex]))
+            pair = (tex, self.ctx.framebuffer(color_attachments=[tex]))
             setattr(surf, attr, pair)
         return pair
 
@@ -822,8 +822,8 @@ class Renderer:
             _fill_buffer(self._staging_buf,
                          memoryview(self._staging)[b.stage_start : self._staged])
             self._staging_buf.bind_to_storage_buffer(0)
-        src = self._sample_tex(b.src, target, b)
-        pat = self._sample_tex(b.pat, target, b)
+        src = self._sample_tex(b.src, target, b.rects)
+        pat = self._sample_tex(b.pat, target, b.rects)
         if b.kind == "blit":
             data = np.array(b.data, np.int64).astype(np.int32).tobytes()
             n = len(data) // 32
@@ -875,19 +875,18 @@ class Renderer:
         (fbo or target.fbo).use()
         vao.render(instances=n)
 
-    def _sample_tex(self, which: Any, target: _Surface, b: _Batch) -> moderngl.Texture:
-        if which is None:
-            return self._dummy
-        if which == "staged":
+    def _sample_tex(self, which: Any, target: _Surface, reads: list[Box]) -> moderngl.Texture:
+        """The texture to bind for a batch's source or pattern (`_resolve`'s value); when
+        that is the target itself, a copy of the `reads` rects taken before drawing."""
+        if which is None or which == "staged":
             return self._dummy
         if which == "self":
-            # the source is the target itself: sample a copy taken before drawing
-            return self._copy_rects(target, "self_copy", b.rects)
+            return self._copy_rects(target, "self_copy", reads)
         return which
 
     def _copy_rects(self, surf: _Surface, attr: str, boxes: list[Box]) -> moderngl.Texture:
         """Copies `boxes` of the surface into its scratch texture `attr` (same coordinates)."""
-        tex, fbo = self._scratch(surf, self.ctx, attr)
+        tex, fbo = self._scratch(surf, attr)
         boxes = [c for c in (intersect(r, (0, 0, surf.width, surf.height)) for r in boxes)
                  if c is not None]
         if not boxes:
@@ -1170,8 +1169,10 @@ class Renderer:
             raise RenderError("composite mask flag and mask disagree")
         setup = composite_setup(op, surf.fmt)
         self.flush()
-        src_tex = self._sample_tex(self._resolve(src, surf), surf, _whole_surface(surf))
-        mask_tex = (self._sample_tex(self._resolve(mask, surf), surf, _whole_surface(surf))
+        # a composite reading its own target copies all of it (the transform reaches anywhere)
+        whole = [(0, 0, surf.width, surf.height)]
+        src_tex = self._sample_tex(self._resolve(src, surf), surf, whole)
+        mask_tex = (self._sample_tex(self._resolve(mask, surf), surf, whole)
                     if mask is not None else self._dummy)
         dcopy = self._copy_rects(surf, "scratch", rects)
         prog = self._comp_prog
@@ -1193,15 +1194,6 @@ class Renderer:
             self.draw_calls += 1
         self._drop_batch()
         return rects
-
-
-def _whole_surface(surf: _Surface) -> _Batch:
-    """A stand-in batch whose rects cover the surface: a composite reading its own target
-    copies all of it first (the transform may reach anywhere)."""
-    b = _Batch()
-    b.kind = "draw"
-    b.rects = [(0, 0, surf.width, surf.height)]
-    return b
 
 
 def _fill_buffer(buf: moderngl.Buffer, data: bytes | bytearray | memoryview) -> None:
