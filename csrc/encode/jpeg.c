@@ -7,7 +7,7 @@
 
 #include <jpeglib.h>
 
-#include "vgpu_encode.h"
+#include "encode_common.h"
 
 typedef struct {
     struct jpeg_error_mgr mgr;
@@ -32,9 +32,7 @@ static void on_message(j_common_ptr cinfo)
 long vgpu_jpeg_encode(const uint8_t *pixels, ptrdiff_t stride, int width, int height,
                       int quality, uint8_t **out)
 {
-    if (!pixels || !out || width <= 0 || height <= 0 || width > VGPU_ENC_MAX_DIM
-        || height > VGPU_ENC_MAX_DIM || stride < (ptrdiff_t)width * 4 || quality < 1
-        || quality > 100) {
+    if (!frame_ok(pixels, stride, width, height) || !out || quality < 1 || quality > 100) {
         return VGPU_ENC_ERR_ARGS;
     }
     struct jpeg_compress_struct cinfo;

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vgpu_encode.h"
+#include "encode_common.h"
 
 #define LZ_MAGIC 0x20205a4cu
 #define LZ_VERSION 0x00010001u
@@ -59,14 +59,6 @@ static inline uint64_t load64(const uint32_t *p)
     uint64_t v;
     memcpy(&v, p, 8);
     return v;
-}
-
-static inline void put_be32(uint8_t *o, uint32_t v)
-{
-    o[0] = (uint8_t)(v >> 24);
-    o[1] = (uint8_t)(v >> 16);
-    o[2] = (uint8_t)(v >> 8);
-    o[3] = (uint8_t)v;
 }
 
 /* Number of leading pixels equal under mask in a[] and b[], at most max. */
@@ -238,7 +230,7 @@ lz_pass(Out *out, const uint32_t *px, size_t n, size_t width, uint32_t *htab, in
 
 size_t vgpu_lz_bound(int width, int height, int with_alpha)
 {
-    if (width <= 0 || height <= 0 || width > VGPU_ENC_MAX_DIM || height > VGPU_ENC_MAX_DIM) {
+    if (!dims_ok(width, height)) {
         return 0;
     }
     const size_t n = (size_t)width * (size_t)height;
@@ -254,8 +246,7 @@ size_t vgpu_lz_bound(int width, int height, int with_alpha)
 long vgpu_lz_encode(const uint8_t *pixels, ptrdiff_t stride, int width, int height,
                     int with_alpha, uint8_t *out, size_t out_cap)
 {
-    if (!pixels || !out || width <= 0 || height <= 0 || width > VGPU_ENC_MAX_DIM
-        || height > VGPU_ENC_MAX_DIM || stride < (ptrdiff_t)width * 4
+    if (!frame_ok(pixels, stride, width, height) || !out
         || out_cap < vgpu_lz_bound(width, height, with_alpha)) {
         return VGPU_ENC_ERR_ARGS;
     }

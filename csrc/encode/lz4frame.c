@@ -7,7 +7,7 @@
 #include <lz4.h>
 #include <stdlib.h>
 
-#include "vgpu_encode.h"
+#include "encode_common.h"
 
 #define SPICE_BITMAP_FMT_32BIT 8
 
@@ -27,7 +27,7 @@ static size_t blocks_for(size_t row_bytes, int height)
 
 size_t vgpu_lz4_bound(int width, int height)
 {
-    if (width <= 0 || height <= 0 || width > VGPU_ENC_MAX_DIM || height > VGPU_ENC_MAX_DIM) {
+    if (!dims_ok(width, height)) {
         return 0;
     }
     const size_t row_bytes = (size_t)width * 4;
@@ -39,8 +39,7 @@ size_t vgpu_lz4_bound(int width, int height)
 long vgpu_lz4_encode_rgb32(const uint8_t *pixels, ptrdiff_t stride, int width, int height,
                            uint8_t *out, size_t out_cap)
 {
-    if (!pixels || !out || width <= 0 || height <= 0 || width > VGPU_ENC_MAX_DIM
-        || height > VGPU_ENC_MAX_DIM || stride < (ptrdiff_t)width * 4
+    if (!frame_ok(pixels, stride, width, height) || !out
         || out_cap < vgpu_lz4_bound(width, height)) {
         return VGPU_ENC_ERR_ARGS;
     }
@@ -76,10 +75,7 @@ long vgpu_lz4_encode_rgb32(const uint8_t *pixels, ptrdiff_t stride, int width, i
                 result = VGPU_ENC_ERR_CODEC;
                 break;
             }
-            o[0] = (uint8_t)((uint32_t)n >> 24);
-            o[1] = (uint8_t)((uint32_t)n >> 16);
-            o[2] = (uint8_t)((uint32_t)n >> 8);
-            o[3] = (uint8_t)n;
+            put_be32(o, (uint32_t)n);
             o += 4 + n;
             done += len;
         }

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vgpu_encode.h"
+#include "encode_common.h"
 
 #define QUIC_MAGIC 0x43495551u /* "QUIC" */
 #define QUIC_VERSION 0u
@@ -389,7 +389,7 @@ static void code_row(Quic *q, const uint8_t *prev, const uint8_t *cur, unsigned 
 
 size_t vgpu_quic_bound(int width, int height)
 {
-    if (width <= 0 || height <= 0 || width > VGPU_ENC_MAX_DIM || height > VGPU_ENC_MAX_DIM) {
+    if (!dims_ok(width, height)) {
         return 0;
     }
     /* Per pixel at most three MAXCLEN codes, one zero-length run code
@@ -400,8 +400,7 @@ size_t vgpu_quic_bound(int width, int height)
 long vgpu_quic_encode_rgb32(const uint8_t *pixels, ptrdiff_t stride, int width, int height,
                             uint8_t *out, size_t out_cap)
 {
-    if (!pixels || !out || width <= 0 || height <= 0 || width > VGPU_ENC_MAX_DIM
-        || height > VGPU_ENC_MAX_DIM || stride < (ptrdiff_t)width * 4
+    if (!frame_ok(pixels, stride, width, height) || !out
         || out_cap < vgpu_quic_bound(width, height)) {
         return VGPU_ENC_ERR_ARGS;
     }

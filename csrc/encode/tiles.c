@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vgpu_encode.h"
+#include "encode_common.h"
 
 /* Smallest tile edge: below this the rectangle list grows larger than the
  * pixels it describes is worth. */
@@ -17,8 +17,7 @@
 
 static int args_ok(int width, int height, int tile)
 {
-    return width > 0 && height > 0 && width <= VGPU_ENC_MAX_DIM && height <= VGPU_ENC_MAX_DIM
-        && tile >= TILE_MIN && tile <= VGPU_ENC_MAX_DIM;
+    return dims_ok(width, height) && tile >= TILE_MIN && tile <= VGPU_ENC_MAX_DIM;
 }
 
 int vgpu_tiles_max_rects(int width, int height, int tile)
@@ -34,8 +33,8 @@ int vgpu_tiles_changed(const uint8_t *prev, ptrdiff_t prev_stride,
                        int width, int height, int tile,
                        int32_t *rects, int max_rects)
 {
-    if (!prev || !cur || !rects || !args_ok(width, height, tile)
-        || prev_stride < (ptrdiff_t)width * 4 || cur_stride < (ptrdiff_t)width * 4) {
+    if (!frame_ok(prev, prev_stride, width, height) || !frame_ok(cur, cur_stride, width, height)
+        || !rects || !args_ok(width, height, tile)) {
         return VGPU_ENC_ERR_ARGS;
     }
     const int tx = (width + tile - 1) / tile;
