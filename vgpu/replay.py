@@ -61,7 +61,6 @@ from vgpu.device.commands import (
     Drawable,
     DrawOp,
     Fill,
-    GlyphString,
     Image,
     ImageDescriptor,
     Invers,
@@ -70,7 +69,6 @@ from vgpu.device.commands import (
     Nop,
     Opaque,
     Palette,
-    PathSeg,
     PatternBrush,
     QMask,
     QPoint,
@@ -91,6 +89,7 @@ from vgpu.device.inprocess import InProcessAttachment
 from vgpu.device.memory import GuestBug, GuestMemory
 from vgpu.device.parser import decode_glyphs, decode_path, decode_rects
 from vgpu.guest.alloc import OutOfMemory
+from vgpu.guest.builders import DRAW_TYPES, encode_glyphs, encode_path, encode_rects
 from vgpu.guest.driver import DeviceError, GuestDriver
 
 if TYPE_CHECKING:
@@ -229,36 +228,12 @@ class RecordFormatError(ValueError):
 
 
 # --- binary payloads inside blobs (layouts of qxl_dev.h) -----------------------------
-# Decoded by the device parser's own functions (decode_rects, decode_path, decode_glyphs),
-# which raise GuestBug for malformed data.
+# Clip rects, paths and glyph strings: encoded by the guest's builders (encode_rects,
+# encode_path, encode_glyphs) and decoded by the device parser's functions (decode_rects,
+# decode_path, decode_glyphs, which raise GuestBug for malformed data).
 
-_RECT = Layout("QXLRect", ["top", "left", "bottom", "right"]).struct
-_PATH_SEG = Layout("QXLPathSeg", ["flags", "count"]).struct
-_POINT_FIX = Layout("QXLPointFix", ["x", "y"]).struct
-_RASTER_GLYPH = Layout("QXLRasterGlyph", ["render_pos", "glyph_origin", "width", "height"]).struct
 _TRANSFORM = Layout("QXLTransform", ["t00", "t01", "t02", "t10", "t11", "t12"]).struct
 _FIXED = Layout("QXLPointFix", ["x"]).struct  # one QXLFIXED (28.4), as in a line style
-
-
-def encode_clip_rects(rects: tuple[QRect, ...]) -> bytes:
-    return b"".join(_RECT.pack(*r) for r in rects)
-
-
-def encode_path(path: tuple[PathSeg, ...]) -> bytes:
-    out = bytearray()
-    for seg in path:
-        out += _PATH_SEG.pack(seg.flags, len(seg.points))
-        for x, y in seg.points:
-            out += _POINT_FIX.pack(x, y)
-    return bytes(out)
-
-
-def encode_glyphs(string: GlyphString) -> bytes:
-    out = bytearray()
-    for g in string.glyphs:
-        out += _RASTER_GLYPH.pack(*g.render_pos, *g.glyph_origin, g.width, g.height)
-        out += g.data
-    return bytes(out)
 
 
 # --- reading ----------------------------------------------------------------------------
@@ -869,14 +844,7 @@ class RecordWriter:
 
     def _draw_op(self, op: DrawOp) -> None:
         """The draw type line and the op's body."""
-        kinds = {Nop: lib.QXL_DRAW_NOP, Fill: lib.QXL_DRAW_FILL, Opaque: lib.QXL_DRAW_OPAQUE,
-                 Copy: lib.QXL_DRAW_COPY, CopyBits: lib.QXL_COPY_BITS, Blend: lib.QXL_DRAW_BLEND,
-                 Blackness: lib.QXL_DRAW_BLACKNESS, Whiteness: lib.QXL_DRAW_WHITENESS,
-                 Invers: lib.QXL_DRAW_INVERS, Rop3: lib.QXL_DRAW_ROP3, Stroke: lib.QXL_DRAW_STROKE,
-                 Text: lib.QXL_DRAW_TEXT, Transparent: lib.QXL_DRAW_TRANSPARENT,
-                 AlphaBlend: lib.QXL_DRAW_ALPHA_BLEND, Composite: lib.QXL_DRAW_COMPOSITE}
-        kind = kinds[type(op)]
-        self._line(f"type {kind}")
+        self._line(f"type {DRAW_TYPES[type(op)]}")
         if isinstance(op, Fill):
             self._brush(op.brush)
             self._line(f"rop_descriptor {op.rop_descriptor}")
@@ -976,7 +944,7 @@ class RecordWriter:
             else:
                 self._line(f"type {lib.SPICE_CLIP_TYPE_RECTS}")
                 self._line(f"num_rects {len(cmd.clip)}")
-                self._chunks("clip_rects", encode_clip_rects(cmd.clip))
+                self._chunks("clip_rects", encode_rects(cmd.clip))
             self._line(f"effect {cmd.effect}")
             self._line(f"mm_time {self._d(cmd.mm_time)}")
             self._line(f"self_bitmap {cmd.self_bitmap}")

@@ -37,6 +37,29 @@ COMMAND_TYPES: dict[type, int] = {
 }
 
 _M32 = 0xFFFFFFFF
+_RECT = struct.Struct("<4i")  # QXLRect: top, left, bottom, right
+
+
+# The data of a clip list, a path and a glyph string (what follows their chunk headers), as
+# they lie in guest memory and in a record file's blobs: encoded here for both.
+
+def encode_rects(rects: tuple[c.QRect, ...]) -> bytes:
+    return b"".join(_RECT.pack(*r) for r in rects)
+
+
+def encode_path(path: tuple[c.PathSeg, ...]) -> bytes:
+    parts = []
+    for seg in path:
+        flat = [v for p in seg.points for v in p]
+        parts.append(struct.pack(f"<II{len(flat)}i", seg.flags, len(seg.points), *flat))
+    return b"".join(parts)
+
+
+def encode_glyphs(string: c.GlyphString) -> bytes:
+    parts = []
+    for g in string.glyphs:
+        parts += [L.GLYPH.struct.pack(*g.render_pos, *g.glyph_origin, g.width, g.height), g.data]
+    return b"".join(parts)
 
 
 class CommandWriter:
@@ -146,8 +169,7 @@ class CommandWriter:
     def _clip(self, clip: tuple[c.QRect, ...] | None) -> tuple[int, int]:
         if clip is None:
             return lib.SPICE_CLIP_TYPE_NONE, 0
-        data = b"".join(struct.pack("<4i", *r) for r in clip)
-        off = self.chunked(L.CLIP_CHUNK + L.CHUNK_HEAD, data, L.CLIP_CHUNK)
+        off = self.chunked(L.CLIP_CHUNK + L.CHUNK_HEAD, encode_rects(clip), L.CLIP_CHUNK)
         L.CLIP.pack_into(self.buffer, off, len(clip))
         return lib.SPICE_CLIP_TYPE_RECTS, self.phys(off)
 
@@ -248,22 +270,13 @@ class CommandWriter:
         return self.phys(off)
 
     def _string(self, s: c.GlyphString) -> int:
-        parts = []
-        for g in s.glyphs:
-            head = bytearray(L.GLYPH.size)
-            L.GLYPH.pack_into(head, 0, *g.render_pos, *g.glyph_origin, g.width, g.height)
-            parts += [bytes(head), g.data]
-        data = b"".join(parts)
+        data = encode_glyphs(s)
         off = self.chunked(L.STRING_CHUNK + L.CHUNK_HEAD, data, L.STRING_CHUNK)
         L.STRING.pack_into(self.buffer, off, len(data), len(s.glyphs), s.flags)
         return self.phys(off)
 
     def _path(self, path: tuple[c.PathSeg, ...]) -> int:
-        parts = []
-        for seg in path:
-            flat = [v for p in seg.points for v in p]
-            parts.append(struct.pack(f"<II{len(flat)}i", seg.flags, len(seg.points), *flat))
-        data = b"".join(parts)
+        data = encode_path(path)
         off = self.chunked(L.PATH_CHUNK + L.CHUNK_HEAD, data, L.PATH_CHUNK)
         L.PATH.pack_into(self.buffer, off, len(data))
         return self.phys(off)
