@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from vgpu.device import commands as c
 from vgpu.device.abi import Layout, ffi, lib, offsetof, sizeof
 from vgpu.device.memory import MemoryLayout
+from vgpu.device.parser import SURFACE_BPP
 from vgpu.display import InputEvent
 from vgpu.guest.alloc import Allocator, OutOfMemory
 from vgpu.guest.builders import COMMAND_TYPES, DEFAULT_CHUNK_SIZE, CommandWriter
@@ -351,8 +352,8 @@ class GuestDriver:
                        format: int = lib.SPICE_SURFACE_FMT_32_xRGB, stride: int | None = None,
                        *, keep_data: bool = False) -> int:
         """An off-screen surface in VRAM via a SurfaceCmd; returns its memory's offset."""
-        bpp = {1: 1, 8: 8, 16: 16, 80: 16}.get(format, 32)
-        stride = -(-(width * bpp) // 32) * 4 if stride is None else stride
+        bpp = SURFACE_BPP.get(format, 32)  # an unknown format is the device's to refuse
+        stride = -(-(width * bpp) // 32) * 4 if stride is None else stride  # 32-bit rows
         length = height * abs(stride)
         off = self.vram_alloc.alloc(length)
         self.submit(c.SurfaceCmd(0, surface_id, lib.QXL_SURFACE_CMD_CREATE,
