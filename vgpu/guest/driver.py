@@ -40,6 +40,13 @@ from vgpu.guest.builders import COMMAND_TYPES, DEFAULT_CHUNK_SIZE, CommandWriter
 IRQ_TIMEOUT = 10.0
 """Seconds the driver waits for an interrupt it needs before reporting the device stuck."""
 
+IRQ_POLL = 0.05
+"""Longest single wait on the IRQ line before int_pending is read again, so that a level
+change this thread did not see (reported late, or already lowered) costs at most this."""
+
+PAGE = 4096
+"""QXL's page: the unit of num_pages and the alignment of surface memory."""
+
 ALL_INTERRUPTS = (lib.QXL_INTERRUPT_DISPLAY | lib.QXL_INTERRUPT_CURSOR | lib.QXL_INTERRUPT_IO_CMD
                   | lib.QXL_INTERRUPT_ERROR | lib.QXL_INTERRUPT_CLIENT
                   | lib.QXL_INTERRUPT_CLIENT_MONITORS_CONFIG | lib.VGPU_INTERRUPT_INPUT)
@@ -152,11 +159,11 @@ class GuestDriver:
         self.gen_shift = self.id_shift - self.rom.slot_gen_bits
         self.surface0 = Allocator(ram + self.rom.draw_area_offset,
                                   ram + self.rom.draw_area_offset + self.rom.surface0_area_size,
-                                  align=4096)
+                                  align=PAGE)
         pages = ram + self.rom.pages_offset
-        self.ram_alloc = Allocator(pages, pages + self.rom.num_pages * 4096)
+        self.ram_alloc = Allocator(pages, pages + self.rom.num_pages * PAGE)
         self.vram_alloc = Allocator(self.layout.vram_offset,
-                                    self.layout.vram_offset + self.layout.vram_size, align=4096)
+                                    self.layout.vram_offset + self.layout.vram_size, align=PAGE)
         self._pending_irqs = 0
         self._next_id = 1
         self._outstanding: dict[int, tuple[int, list[int]]] = {}  # id -> (info offset, blocks)
@@ -222,7 +229,7 @@ class GuestDriver:
             left = deadline - time.monotonic()
             if left <= 0:
                 return 0
-            self.att.wait_irq(min(left, 0.05))
+            self.att.wait_irq(min(left, IRQ_POLL))
 
     def _io(self, port: int, value: int, async_: bool) -> None:
         self.att.io_write(port, value)
@@ -428,7 +435,7 @@ class GuestDriver:
         if zlib.crc32(raw, 0xFFFFFFFF) ^ 0xFFFFFFFF != self.rom.client_monitors_config_crc:
             return None
         return [(h.left, h.top, h.right, h.bottom) for h in
-                (cfg.heads[i] for i in range(min(cfg.count, 64)))]
+                (cfg.heads[i] for i in range(min(cfg.count, len(cfg.heads))))]
 
     # --- input (vgpu extension) ---------------------------------------------------------
 
