@@ -66,8 +66,6 @@ from vgpu.display import InputEvent
 
 log = logging.getLogger(__name__)
 
-REVISION = 5
-
 DEFAULT_N_SURFACES = 1024
 """QEMU's default (qxl's `surfaces` property)."""
 
