@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
+import http.server
 import ipaddress
 import queue
 import ssl
@@ -156,6 +158,26 @@ class GlibClient:
         self.wait_for(lambda line: line.startswith("dumped"))
         return np.fromfile(path, np.uint8).reshape(height, width, 4)
 
+    def poll_dump(
+        self,
+        path: Path,
+        width: int,
+        height: int,
+        done: Callable[[np.ndarray], bool],
+        timeout: float = 10,
+        interval: float = 0.05,
+    ) -> tuple[bool, np.ndarray]:
+        """Dumps the primary surface until `done` holds for it or `timeout` passes;
+        returns whether it held, and the last dump."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.dump(path, width, height)
+            if done(got):
+                return True, got
+            if time.monotonic() >= deadline:
+                return False, got
+            time.sleep(interval)
+
     def close(self) -> None:
         if self.proc.poll() is None:
             try:
@@ -173,9 +195,6 @@ class StaticHttp:
     """Serves spice-html5's files on a local port for the browser."""
 
     def __init__(self, root: Path) -> None:
-        import functools
-        import http.server
-
         handler = functools.partial(_QuietHandler, directory=str(root))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.port = self.httpd.server_address[1]
@@ -186,13 +205,7 @@ class StaticHttp:
         self.httpd.server_close()
 
 
-def _quiet_handler_base() -> type:
-    import http.server
-
-    return http.server.SimpleHTTPRequestHandler
-
-
-class _QuietHandler(_quiet_handler_base()):  # type: ignore[misc]
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 

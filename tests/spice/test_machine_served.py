@@ -4,7 +4,6 @@ surface equals a frame the renderer published, exactly."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -44,13 +43,10 @@ def served(machine, tmp_path: Path, timeout: float = 30) -> None:
         line = client.wait_for(lambda line: line.startswith("primary"), timeout)
         width, height = int(line.split()[1]), int(line.split()[2])
         client.wait_for(lambda line: line.startswith("mark"), timeout)
-        deadline = time.monotonic() + timeout
-        while True:
-            got = client.dump(tmp_path / "primary.raw", width, height)
-            if recent.matches(got):
-                return
-            assert time.monotonic() < deadline, "the client never showed a published frame"
-            time.sleep(0.1)
+        done, _ = client.poll_dump(
+            tmp_path / "primary.raw", width, height, recent.matches, timeout, interval=0.1
+        )
+        assert done, "the client never showed a published frame"
     finally:
         client.close()
         server.stop()

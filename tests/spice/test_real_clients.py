@@ -45,14 +45,11 @@ def same_rgb(client_bgrx: np.ndarray, frame: np.ndarray) -> bool:
 
 def glib_sees(client: GlibClient, tmp_path: Path, frame: np.ndarray, timeout: float = 10) -> None:
     """Waits until the client's primary surface equals `frame`, or fails with the mismatch."""
-    deadline = time.monotonic() + timeout
-    got = None
-    while time.monotonic() < deadline:
-        got = client.dump(tmp_path / "primary.raw", W, H)
-        if same_rgb(got, frame):
-            return
-        time.sleep(0.05)
-    assert got is not None
+    done, got = client.poll_dump(
+        tmp_path / "primary.raw", W, H, lambda got: same_rgb(got, frame), timeout
+    )
+    if done:
+        return
     bad = np.argwhere((got[..., :3] != frame[..., :3]).any(axis=2))
     raise AssertionError(f"{len(bad)} pixels differ, first at (y, x) = {tuple(bad[0])}")
 
@@ -84,10 +81,10 @@ def test_spice_gtk_follows_a_mode_change(source, tmp_path):
         bigger = pattern(400, 300, seed=5)
         source.publish(bigger)
         client.wait_for(lambda line: line.startswith("primary 400 300"))
-        deadline = time.monotonic() + 10
-        while not same_rgb(client.dump(tmp_path / "big.raw", 400, 300), bigger):
-            assert time.monotonic() < deadline, "the resized surface never showed the frame"
-            time.sleep(0.05)
+        done, _ = client.poll_dump(
+            tmp_path / "big.raw", 400, 300, lambda got: same_rgb(got, bigger)
+        )
+        assert done, "the resized surface never showed the frame"
     finally:
         client.close()
         server.stop()
