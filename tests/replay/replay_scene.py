@@ -7,6 +7,9 @@ CREATE_PRIMARY_SURFACE, a KEEP_DATA surface's memory for a surface create).
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable, Iterable
+
 from vgpu.device.commands import (
     AlphaBlend,
     BitmapImage,
@@ -43,7 +46,7 @@ from vgpu.device.commands import (
     UpdateCmd,
     Whiteness,
 )
-from vgpu.replay import PrimarySurface, WorkerMessage
+from vgpu.replay import PrimarySurface, RecordWriter, WorkerMessage
 
 WIDTH, HEIGHT = 256, 192
 ROP_PUT = 8  # SPICE_ROPD_OP_PUT
@@ -67,6 +70,19 @@ def draw(bbox: QRect, op: object, surface_id: int = 0,
     none = QRect(0, 0, 0, 0)
     return Drawable(0, bbox, clip, 0, 0, 0, none, surface_id, (-1, -1, -1),
                     (none, none, none), op)  # type: ignore[arg-type]
+
+
+def record_bytes(items: Iterable[tuple[object, object]],
+                 clock: Callable[[], int] | None = None) -> bytes:
+    """(WorkerMessage or command, extra) pairs, as `scene()` gives them, as a record file."""
+    out = io.BytesIO()
+    writer = RecordWriter(out) if clock is None else RecordWriter(out, clock=clock)
+    for item, extra in items:
+        if isinstance(item, WorkerMessage):
+            writer.worker_message(item, extra)  # type: ignore[arg-type]
+        else:
+            writer.command(item, extra)  # type: ignore[arg-type]
+    return out.getvalue()
 
 
 def rgba(width: int, height: int, seed: int) -> bytes:

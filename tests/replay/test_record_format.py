@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from replay_scene import record_bytes
 from replay_strategies import commands, worker_messages
 
 from vgpu.device.commands import Copy, Drawable, Fill, SurfaceCmd
@@ -100,14 +101,7 @@ def test_plain_and_xz_read_the_same(tmp_path: Path, fixture_bytes: bytes,
 
 
 def _write(items: list) -> bytes:
-    out = io.BytesIO()
-    writer = RecordWriter(out, clock=lambda: 12345)
-    for item, extra in items:
-        if isinstance(item, WorkerMessage):
-            writer.worker_message(item, extra)
-        else:
-            writer.command(item, extra)
-    return out.getvalue()
+    return record_bytes(items, clock=lambda: 12345)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

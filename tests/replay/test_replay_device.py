@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from reference_backend import ReferenceBackend
-from replay_scene import scene
+from replay_scene import record_bytes, scene
 from replay_strategies import commands, worker_messages
 from spice_check import run_check
 
@@ -54,13 +54,7 @@ def commands_of(path: Path) -> list:
 
 def write_scene(path: Path) -> int:
     """The all-commands scene as a record file; returns its number of commands."""
-    with path.open("wb") as f:
-        writer = RecordWriter(f)
-        for item, extra in scene():
-            if isinstance(item, WorkerMessage):
-                writer.worker_message(item, extra)
-            else:
-                writer.command(item, extra)
+    path.write_bytes(record_bytes(scene()))
     return sum(not isinstance(item, WorkerMessage) for item, _ in scene())
 
 
@@ -154,16 +148,9 @@ def test_recorder_compresses_xz(data_dir: Path, tmp_path: Path) -> None:
 def test_any_record_replays_or_fails_cleanly(items: list) -> None:
     """Random commands and messages after a valid start: the device draws them or reports a
     guest bug; nothing else comes out of the driver, the device or the reader."""
-    out = io.BytesIO()
-    writer = RecordWriter(out)
-    for item, extra in scene()[:4] + items:
-        if isinstance(item, WorkerMessage):
-            writer.worker_message(item, extra)
-        else:
-            writer.command(item, extra)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "random.spice"
-        path.write_bytes(out.getvalue())
+        path.write_bytes(record_bytes(scene()[:4] + items))
         with contextlib.suppress(DeviceError):
             replay(path, ReferenceBackend())
 

@@ -7,26 +7,14 @@ the tests skip when the library or a compiler is missing.
 from __future__ import annotations
 
 import dataclasses
-import io
 import lzma
 from pathlib import Path
 
-from replay_scene import scene
+from replay_scene import record_bytes, scene
 from spice_check import run_check
 
 from vgpu.device.commands import Copy, Drawable, ImageDescriptor, QRect, SurfaceImage
-from vgpu.replay import RecordWriter, WorkerMessage
-
-
-def write(items: list) -> bytes:
-    out = io.BytesIO()
-    writer = RecordWriter(out)
-    for item, extra in items:
-        if isinstance(item, WorkerMessage):
-            writer.worker_message(item, extra)
-        else:
-            writer.command(item, extra)
-    return out.getvalue()
+from vgpu.replay import WorkerMessage
 
 
 def test_spice_server_replays_the_xspice_fixture(checker: Path, data_dir: Path,
@@ -40,7 +28,7 @@ def test_spice_server_replays_the_xspice_fixture(checker: Path, data_dir: Path,
 def test_spice_server_replays_what_we_write(checker: Path, tmp_path: Path) -> None:
     items = scene()
     n_commands = sum(not isinstance(item, WorkerMessage) for item, _ in items)
-    rc, stats, err = run_check(checker, write(items), tmp_path)
+    rc, stats, err = run_check(checker, record_bytes(items), tmp_path)
     assert rc == 0, err
     assert stats == {"commands": n_commands, "releases": n_commands, "warnings": 0,
                      "bytes_left": 0}
@@ -49,7 +37,7 @@ def test_spice_server_replays_what_we_write(checker: Path, tmp_path: Path) -> No
 def test_the_check_sees_a_cut_file(checker: Path, tmp_path: Path) -> None:
     items = scene()
     n_commands = sum(not isinstance(item, WorkerMessage) for item, _ in items)
-    record = write(items)
+    record = record_bytes(items)
     # spice-server's reader stops quietly at a damaged record: the count shows it
     cut = record.index(b"rect bbox 100 50 ")
     rc, stats, _ = run_check(checker, record[:cut] + b"rect bbox x" + record[cut + 11:], tmp_path)
@@ -65,5 +53,5 @@ def test_the_check_fails_when_spice_server_rejects_a_command(checker: Path,
     op = dataclasses.replace(items[bad][0].op, src_bitmap=SurfaceImage(
         ImageDescriptor(1, 104, 0, 8, 8), 77), src_area=QRect(0, 0, 8, 8))
     items[bad] = (dataclasses.replace(items[bad][0], op=op), None)
-    rc, stats, _ = run_check(checker, write(items), tmp_path)
+    rc, stats, _ = run_check(checker, record_bytes(items), tmp_path)
     assert rc != 0 and stats["warnings"] > 0
