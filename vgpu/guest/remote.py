@@ -34,12 +34,13 @@ from vgpu.device.transport import (
     parse_hello,
     sync_port,
 )
+from vgpu.device.transport import IO_WAIT_LIMIT as DEVICE_IO_WAIT_LIMIT
 from vgpu.guest.driver import GuestDriver
 
 CONNECT_TIMEOUT = 10.0
 """Seconds to wait for the device's HELLO after connecting."""
 
-IO_WAIT_LIMIT = 90.0
+IO_WAIT_LIMIT = DEVICE_IO_WAIT_LIMIT + 30.0
 """Seconds a guest waits for IO_DONE: longer than the device side's own limit, so the
 device's timed-out answer arrives first when the device thread is stuck."""
 
