@@ -27,6 +27,27 @@ def _spice_cflags() -> list[str]:
     return out.stdout.split()
 
 
+def _values_in_c(tmp_path: Path, headers: list[str], exprs: list[str]) -> dict[str, int]:
+    """Each C expression's value, as a program built against the system headers prints it."""
+    cflags = _spice_cflags()
+    lines = ["#include <stdio.h>", *(f"#include <{h}>" for h in headers), "int main(void) {"]
+    for e in exprs:
+        lines.append(f'    printf("%s %lld\\n", "{e}", (long long)({e}));')
+    lines += ["    return 0;", "}"]
+    src = tmp_path / "values.c"
+    src.write_text("\n".join(lines) + "\n")
+    exe = tmp_path / "values"
+    cc = subprocess.run(["gcc", "-w", *cflags, str(src), "-o", str(exe)],
+                        capture_output=True, text=True)
+    assert cc.returncode == 0, cc.stderr[-4000:]
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    values = {}
+    for line in out.splitlines():
+        key, _, value = line.rpartition(" ")  # a key may hold spaces: offsetof(T, f)
+        values[key] = int(value)
+    return values
+
+
 def _field_paths(ctype, prefix: str):
     """Yields (path, ctype) for every field, nested structs and first array elements included."""
     for name, field in ctype.fields or ():
@@ -67,45 +88,17 @@ def _expectations() -> dict[str, int]:
 
 
 def test_layout_matches_system_header(tmp_path: Path) -> None:
-    cflags = _spice_cflags()
     exp = _expectations()
     assert len(exp) > 300  # every struct of the ABI, not a handful
-    lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <spice/qxl_dev.h>",
-             "int main(void) {"]
-    for key in exp:
-        lines.append(f'    printf("%s %zu\\n", "{key}", (size_t){key});')
-    lines += ["    return 0;", "}"]
-    src = tmp_path / "layout.c"
-    src.write_text("\n".join(lines) + "\n")
-    exe = tmp_path / "layout"
-    cc = subprocess.run(["gcc", "-w", *cflags, str(src), "-o", str(exe)],
-                        capture_output=True, text=True)
-    assert cc.returncode == 0, cc.stderr[-4000:]
-    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
-    theirs = {}
-    for line in out.splitlines():
-        key, _, value = line.rpartition(" ")
-        theirs[key] = int(value)
+    theirs = _values_in_c(tmp_path, ["stddef.h", "spice/qxl_dev.h"], list(exp))
     mismatches = {k: (v, theirs.get(k)) for k, v in exp.items() if theirs.get(k) != v}
     assert not mismatches, mismatches
 
 
 def test_enum_numbers_match_system_header(tmp_path: Path) -> None:
-    cflags = _spice_cflags()
     names = [n for n in dir(lib) if n.startswith(("QXL_", "SPICE_")) and isinstance(
         getattr(lib, n), int)]
-    lines = ["#include <stdio.h>", "#include <spice/qxl_dev.h>", "int main(void) {"]
-    for n in names:
-        lines.append(f'    printf("{n} %lld\\n", (long long)({n}));')
-    lines += ["    return 0;", "}"]
-    src = tmp_path / "enums.c"
-    src.write_text("\n".join(lines) + "\n")
-    exe = tmp_path / "enums"
-    cc = subprocess.run(["gcc", "-w", *cflags, str(src), "-o", str(exe)],
-                        capture_output=True, text=True)
-    assert cc.returncode == 0, cc.stderr[-4000:]
-    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
-    theirs = {k: int(v) for k, v in (line.split() for line in out.splitlines())}
+    theirs = _values_in_c(tmp_path, ["spice/qxl_dev.h"], names)
     assert {n: getattr(lib, n) for n in names} == theirs
 
 
