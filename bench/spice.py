@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import queue
 import statistics
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from vgpu.display import CursorBus, Frame, FrameBus, InputEvent
 from vgpu.spice.imaging import Compression
-from vgpu.spice.server import ServerOptions, SpiceServer
+from vgpu.spice.server import DisplaySource, ServerOptions, SpiceServer
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT = ROOT / "tests" / "clients" / "spice_glib_client.py"
@@ -103,50 +105,70 @@ class Client:
             self.proc.wait()
 
 
+@contextlib.contextmanager
+def serving(source: DisplaySource, options: ServerOptions) -> Iterator[tuple[SpiceServer, int]]:
+    """A SpiceServer on its own event loop thread, listening on a free port."""
+    loop = asyncio.new_event_loop()
+    server = SpiceServer(source, options)
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield server, asyncio.run_coroutine_threadsafe(
+            server.listen("127.0.0.1", 0), loop
+        ).result(10)
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
+def percentiles(latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+    if not ordered:
+        return {"median_ms": float("nan"), "p99_ms": float("nan")}
+    return {
+        "median_ms": statistics.median(ordered),
+        "p99_ms": ordered[int(0.99 * (len(ordered) - 1))],
+    }
+
+
 def run_animation(
     width: int, height: int, fps: float, seconds: float, image: str, streaming: str
 ) -> dict:
     source = Source()
     frames = animation(width, height)
-    loop = asyncio.new_event_loop()
     options = ServerOptions(compression=Compression(image=image, streaming=streaming))
-    server = SpiceServer(source, options)
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    port = asyncio.run_coroutine_threadsafe(server.listen("127.0.0.1", 0), loop).result(10)
-    first = frames[0].copy()
-    stamp(first, 0)
-    first.setflags(write=False)
-    source.frames.publish(Frame(0, 1, first, ((0, 0, width, height),)))
-    client = Client(port)
     published: dict[int, float] = {}
-    try:
-        deadline = time.monotonic() + 20
-        while not any(line.startswith("mark") for line in client.drain()):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the client never showed the first frame")
-            time.sleep(0.05)
-        stats = server.display_stats[0]
-        bytes0, frames0 = stats.bytes, stats.frames
-        start = time.monotonic()
-        serial = 0
-        while time.monotonic() - start < seconds:
-            serial += 1
-            pixels = frames[serial % DISTINCT_FRAMES].copy()
-            stamp(pixels, serial % (1 << STAMP_BITS))
-            pixels.setflags(write=False)
-            published[serial % (1 << STAMP_BITS)] = time.time()
-            source.frames.publish(Frame(serial, 1, pixels, ((0, 0, width, height),)))
-            time.sleep(max(0.0, start + serial / fps - time.monotonic()))
-        time.sleep(0.5)  # let the last frames land
-        elapsed = time.monotonic() - start
-        lines = client.drain()
-        sent_bytes, sent_frames = stats.bytes - bytes0, stats.frames - frames0
-    finally:
-        client.close()
-        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
+    with serving(source, options) as (server, port):
+        first = frames[0].copy()
+        stamp(first, 0)
+        first.setflags(write=False)
+        source.frames.publish(Frame(0, 1, first, ((0, 0, width, height),)))
+        client = Client(port)
+        try:
+            deadline = time.monotonic() + 20
+            while not any(line.startswith("mark") for line in client.drain()):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the client never showed the first frame")
+                time.sleep(0.05)
+            stats = server.display_stats[0]
+            bytes0, frames0 = stats.bytes, stats.frames
+            start = time.monotonic()
+            serial = 0
+            while time.monotonic() - start < seconds:
+                serial += 1
+                pixels = frames[serial % DISTINCT_FRAMES].copy()
+                stamp(pixels, serial % (1 << STAMP_BITS))
+                pixels.setflags(write=False)
+                published[serial % (1 << STAMP_BITS)] = time.time()
+                source.frames.publish(Frame(serial, 1, pixels, ((0, 0, width, height),)))
+                time.sleep(max(0.0, start + serial / fps - time.monotonic()))
+            time.sleep(0.5)  # let the last frames land
+            elapsed = time.monotonic() - start
+            lines = client.drain()
+            sent_bytes, sent_frames = stats.bytes - bytes0, stats.frames - frames0
+        finally:
+            client.close()
     seen: dict[int, float] = {}
     for line in lines:
         parts = line.split()
@@ -154,13 +176,11 @@ def run_animation(
             value = int(parts[6])
             if value in published and value not in seen and value != 0:
                 seen[value] = float(parts[1])
-    latencies = sorted((seen[k] - published[k]) * 1000 for k in seen)
     return {
         "published": serial,
         "fps": len(seen) / elapsed,
         "bytes_per_frame": sent_bytes / max(1, sent_frames),
-        "median_ms": statistics.median(latencies) if latencies else float("nan"),
-        "p99_ms": latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
+        **percentiles([(seen[k] - published[k]) * 1000 for k in seen]),
     }
 
 
@@ -184,39 +204,32 @@ def run_replay(recording: Path, image: str, settle: float = 1.0) -> dict:
             published[taken[0].serial] = time.time()
 
     mine = machine.frames.subscribe(on_frame)
-    loop = asyncio.new_event_loop()
     options = ServerOptions(compression=Compression(image=image, streaming="off"))
-    server = SpiceServer(machine, options)
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    port = asyncio.run_coroutine_threadsafe(server.listen("127.0.0.1", 0), loop).result(10)
-    client = Client(port)
     lines: list[str] = []
-    try:
-        deadline = time.monotonic() + 20
-        while not any(line.startswith("event 2 opened") for line in lines):
+    with serving(machine, options) as (server, port):
+        client = Client(port)
+        try:
+            deadline = time.monotonic() + 20
+            while not any(line.startswith("event 2 opened") for line in lines):
+                lines += client.drain()
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the client never opened its display channel")
+                time.sleep(0.02)
+            start = time.monotonic()
+            machine.start()
+            last_count, last_change = -1, time.monotonic()
+            while time.monotonic() - last_change < settle:
+                if len(published) != last_count:
+                    last_count, last_change = len(published), time.monotonic()
+                time.sleep(0.05)
+            elapsed = last_change - start
+            time.sleep(0.5)
             lines += client.drain()
-            if time.monotonic() > deadline:
-                raise RuntimeError("the client never opened its display channel")
-            time.sleep(0.02)
-        start = time.monotonic()
-        machine.start()
-        last_count, last_change = -1, time.monotonic()
-        while time.monotonic() - last_change < settle:
-            if len(published) != last_count:
-                last_count, last_change = len(published), time.monotonic()
-            time.sleep(0.05)
-        elapsed = last_change - start
-        time.sleep(0.5)
-        lines += client.drain()
-        stats = server.display_stats[0]
-        sends, sent_bytes = list(stats.sends), stats.bytes
-    finally:
-        client.close()
-        machine.stop()
-        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
+            stats = server.display_stats[0]
+            sends, sent_bytes = list(stats.sends), stats.bytes
+        finally:
+            client.close()
+            machine.stop()
     times = invalidate_times(lines)
     latencies = []
     done = 0
@@ -224,14 +237,12 @@ def run_replay(recording: Path, image: str, settle: float = 1.0) -> dict:
         done += draws
         if draws and done <= len(times) and serial in published:
             latencies.append((times[done - 1] - published[serial]) * 1000)
-    latencies.sort()
     return {
         "published": len(published),
         "delivered": len(sends),
         "fps": len(sends) / elapsed if elapsed > 0 else float("nan"),
         "bytes_per_frame": sent_bytes / max(1, len(sends)),
-        "median_ms": statistics.median(latencies) if latencies else float("nan"),
-        "p99_ms": latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
+        **percentiles(latencies),
     }
 
 
