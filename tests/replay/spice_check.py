@@ -1,4 +1,7 @@
-"""Compiling and running spice_replay_check.c, the real spice-server reading a record."""
+"""Compiling and running spice_replay_check.c, the real spice-server reading a record.
+
+bench/replay.py builds the checker with `compile_checker` too.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +9,30 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 HERE = Path(__file__).resolve().parent
+
+
+def compile_checker(out_dir: Path) -> Path | str:
+    """The checker built in `out_dir`, or why it cannot be (spice-server not installed)."""
+    if shutil.which("gcc") is None or shutil.which("pkg-config") is None:
+        return "no C compiler or pkg-config"
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "spice-server", "glib-2.0"],
+                           capture_output=True, text=True)
+    if flags.returncode != 0:
+        return "libspice-server-dev is not installed"
+    exe = out_dir / "spice_replay_check"
+    subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(exe),
+                    str(HERE / "spice_replay_check.c"), *flags.stdout.split()], check=True)
+    return exe
 
 
 def build_checker(out_dir: Path) -> Path:
     """The checker built in `out_dir`; skips the test when spice-server is not installed."""
-    if shutil.which("gcc") is None or shutil.which("pkg-config") is None:
-        pytest.skip("no C compiler or pkg-config")
-    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "spice-server", "glib-2.0"],
-                           capture_output=True, text=True)
-    if flags.returncode != 0:
-        pytest.skip("libspice-server-dev is not installed")
-    exe = out_dir / "spice_replay_check"
-    subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(exe),
-                    str(HERE / "spice_replay_check.c"), *flags.stdout.split()], check=True)
+    import pytest  # here, so that the benchmark can use this module without pytest
+
+    exe = compile_checker(out_dir)
+    if isinstance(exe, str):
+        pytest.skip(exe)
     return exe
 
 
