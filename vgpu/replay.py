@@ -116,6 +116,9 @@ MAX_PALETTE_ENTRIES = 256
 
 HEADER = b"SPICE_REPLAY 1"
 _READ_SIZE = 1 << 16
+# Blobs are read in pieces of at most this: a file that announces a large blob and then
+# ends does not make one read allocate all of it.
+_BLOB_PIECE = 1 << 24
 _XZ_MAGIC = b"\xfd7zXZ\x00"
 
 
@@ -303,7 +306,7 @@ class _Input:
             parts = [self._buf[self._pos:]]
             self._buf, self._pos = b"", 0
             while have < n:
-                data = self._raw.read(min(n - have, 1 << 24))
+                data = self._raw.read(min(n - have, _BLOB_PIECE))
                 if not data:
                     raise self.error(f"unexpected end of file inside a {n}-byte blob")
                 parts.append(data)
