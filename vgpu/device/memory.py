@@ -36,6 +36,7 @@ class GuestBug(Exception):
 
 
 PAGE = 4096
+"""QXL's page (the guest's): BAR sizes, ROM num_pages and surface memory are in its units."""
 
 ROM_SIZE = 8192
 """Two pages, as QEMU's qxl ROM: QXLRom, our extension block and a short mode list."""

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from vgpu.device import commands as c
 from vgpu.device.abi import Layout, ffi, lib, offsetof, sizeof
-from vgpu.device.memory import MemoryLayout
+from vgpu.device.memory import PAGE, MemoryLayout
 from vgpu.device.parser import SURFACE_BPP
 from vgpu.display import InputEvent
 from vgpu.guest.alloc import Allocator, OutOfMemory
@@ -43,9 +43,6 @@ IRQ_TIMEOUT = 10.0
 IRQ_POLL = 0.05
 """Longest single wait on the IRQ line before int_pending is read again, so that a level
 change this thread did not see (reported late, or already lowered) costs at most this."""
-
-PAGE = 4096
-"""QXL's page: the unit of num_pages and the alignment of surface memory."""
 
 ALL_INTERRUPTS = (lib.QXL_INTERRUPT_DISPLAY | lib.QXL_INTERRUPT_CURSOR | lib.QXL_INTERRUPT_IO_CMD
                   | lib.QXL_INTERRUPT_ERROR | lib.QXL_INTERRUPT_CLIENT
