@@ -254,6 +254,35 @@ def test_websocket_on_the_same_port(server):
         assert reply[:4] == b"REDQ" and struct.unpack_from("<I", reply, 16)[0] == 0
 
 
+def test_oversized_websocket_message_ends_the_connection_with_a_reason(server, caplog):
+    import base64
+    import logging
+
+    caplog.set_level(logging.INFO, logger="vgpu.spice.server")
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    key = base64.b64encode(bytes(16)).decode()
+    sock.sendall(
+        f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Protocol: binary\r\n\r\n".encode()
+    )
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        reply += sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 101")
+    # A masked binary frame that announces 1 GiB and then sends nothing more.
+    sock.sendall(bytes([0x82, 0x80 | 127]) + struct.pack(">Q", 1 << 30) + bytes(4))
+    closing = b""
+    while chunk := sock.recv(4096):  # the server closes; a hang times out and fails
+        closing += chunk
+    assert closing[:1] == b"\x88"  # its close frame came first
+    sock.close()
+    deadline = time.monotonic() + 5
+    while not any("exceeds limit" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
+        time.sleep(0.05)
+
+
 def test_wrong_password_gets_permission_denied_and_nothing_else(source):
     srv = ServerThread(source, ServerOptions(password="right"))
     try:

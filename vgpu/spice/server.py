@@ -192,6 +192,10 @@ class WebSocketTransport:
 
     async def recv(self) -> bytes:
         while not self._ready:
+            if self._ws.parser_exc is not None:
+                # A malformed or oversized frame: websockets has queued the close
+                # frame; the connection ends here, with the reason logged.
+                raise ConnectionAbortedError(f"WebSocket: {self._ws.parser_exc}")
             data = await self._reader.read(READ_CHUNK)
             if not data:
                 self._ws.receive_eof()
