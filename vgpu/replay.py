@@ -86,10 +86,17 @@ from vgpu.device.commands import (
 )
 from vgpu.device.device import Device, DeviceObserver, PrimaryCreate
 from vgpu.device.inprocess import InProcessAttachment
+from vgpu.device.layouts import TRANSFORM
 from vgpu.device.memory import GuestBug, GuestMemory
-from vgpu.device.parser import decode_glyphs, decode_path, decode_rects
+from vgpu.device.parser import decode_glyphs, decode_path, decode_rects, decode_transform
 from vgpu.guest.alloc import OutOfMemory
-from vgpu.guest.builders import DRAW_TYPES, encode_glyphs, encode_path, encode_rects
+from vgpu.guest.builders import (
+    DRAW_TYPES,
+    encode_glyphs,
+    encode_path,
+    encode_rects,
+    encode_transform,
+)
 from vgpu.guest.driver import DeviceError, GuestDriver
 
 if TYPE_CHECKING:
@@ -231,11 +238,10 @@ class RecordFormatError(ValueError):
 
 
 # --- binary payloads inside blobs (layouts of qxl_dev.h) -----------------------------
-# Clip rects, paths and glyph strings: encoded by the guest's builders (encode_rects,
-# encode_path, encode_glyphs) and decoded by the device parser's functions (decode_rects,
-# decode_path, decode_glyphs, which raise GuestBug for malformed data).
+# Clip rects, paths, glyph strings and transforms: encoded by the guest's builders
+# (encode_*) and decoded by the device parser's functions (decode_*, which raise GuestBug
+# for malformed data).
 
-_TRANSFORM = Layout("QXLTransform", ["t00", "t01", "t02", "t10", "t11", "t12"]).struct
 _FIXED = Layout("QXLPointFix", ["x"]).struct  # one QXLFIXED (28.4), as in a line style
 
 
@@ -573,10 +579,9 @@ class _Reader:
         if not self.field(key, BOOL):
             return None
         data = self.blob(b"transform")
-        if len(data) != _TRANSFORM.size:
-            raise self.error(f"transform of {len(data)} bytes, not {_TRANSFORM.size}")
-        # 16.16 fixed point, signed as the device parser gives them
-        return tuple(v - (1 << 32) if v >= 1 << 31 else v for v in _TRANSFORM.unpack(data))
+        if len(data) != TRANSFORM.size:
+            raise self.error(f"transform of {len(data)} bytes, not {TRANSFORM.size}")
+        return decode_transform(data)
 
     # -- commands --
 
@@ -915,7 +920,7 @@ class RecordWriter:
     def _transform(self, key: str, t: tuple[int, ...] | None) -> None:
         self._line(f"{key} {int(t is not None)}")
         if t is not None:
-            self._blob("transform", _TRANSFORM.pack(*(v & 0xFFFF_FFFF for v in t)))
+            self._blob("transform", encode_transform(t))
 
     # -- public --
 

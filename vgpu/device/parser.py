@@ -183,6 +183,11 @@ def decode_glyphs(flags: int, n: int, data: bytes) -> c.GlyphString:
     return c.GlyphString(flags, tuple(glyphs))
 
 
+def decode_transform(data: bytes) -> tuple[int, ...]:
+    """A QXLTransform's six 16.16 fixed-point values, signed."""
+    return tuple(_signed32(v) for v in L.TRANSFORM.struct.unpack(data))
+
+
 def _signed32(v: int) -> int:
     return v - (1 << 32) if v & 0x80000000 else v
 
@@ -528,7 +533,7 @@ class Parser:
     def _transform(self, addr: int) -> tuple[int, ...] | None:
         if not addr:
             return None
-        return tuple(_signed32(v) for v in self.unpack_at(L.TRANSFORM, addr))
+        return decode_transform(self.read(addr, L.TRANSFORM.size))
 
     def _copy_bits(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
         return c.CopyBits(c.QPoint(*L.COPY_BITS.struct.unpack_from(buf, off)))

@@ -55,6 +55,11 @@ def encode_path(path: tuple[c.PathSeg, ...]) -> bytes:
     return b"".join(parts)
 
 
+def encode_transform(t: tuple[int, ...]) -> bytes:
+    """A QXLTransform: six 16.16 fixed-point values, signed or not."""
+    return L.TRANSFORM.struct.pack(*(v & _M32 for v in t))
+
+
 def encode_glyphs(string: c.GlyphString) -> bytes:
     parts = []
     for g in string.glyphs:
@@ -229,7 +234,7 @@ class CommandWriter:
     def _transform(self, t: tuple[int, ...] | None) -> int:
         if t is None:
             return 0
-        return self.phys(self.put(struct.pack("<6I", *(v & _M32 for v in t))))
+        return self.phys(self.put(encode_transform(t)))
 
     def _brush(self, brush: c.Brush) -> tuple[int, int, int, int]:
         if brush is None:
