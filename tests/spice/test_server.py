@@ -102,6 +102,19 @@ def test_channels_per_session_are_bounded(server):
         client.close()
 
 
+def test_client_that_never_reads_its_answers_is_not_buffered_for(server):
+    from vgpu.spice.server import WRITE_BUFFER_HIGH
+
+    main, _session = open_session(server.port)
+    main.sock.settimeout(1)
+    requests = mini(c.SPICE_MSGC_MAIN_ATTACH_CHANNELS) * 100_000  # each gets a CHANNELS_LIST
+    sent = 0
+    with pytest.raises(TimeoutError):  # the server stops reading: sending blocks
+        while sent < 8 * WRITE_BUFFER_HIGH:
+            sent += main.sock.send(requests)
+    main.close()
+
+
 def test_main_pings_once_and_takes_the_pong(server):
     main, _session = open_session(server.port)
     ping_id, timestamp = struct.unpack("<IQ", main.recv_until(c.SPICE_MSG_PING))
