@@ -406,9 +406,9 @@ class SpiceServer:
     async def _serve_main(
         self, transport: Transport, info: Linked, leftover: bytes, peer: object
     ) -> None:
-        session_id = secrets.randbits(32) or 1
-        while session_id in self._sessions:
-            session_id = secrets.randbits(32) or 1
+        session_id = 0  # 0 is the connection id of a main channel's own link
+        while session_id == 0 or session_id in self._sessions:
+            session_id = secrets.randbits(32)
         main = MainChannel(info, session_id, CHANNELS, self.options.name, self.options.uuid)
         session = Session(session_id, main, transport)
         self._sessions[session_id] = session
