@@ -45,13 +45,14 @@ int vgpu_tiles_changed(const uint8_t *prev, ptrdiff_t prev_stride,
     uint8_t *dirty = malloc((size_t)tx);
     /* open[k]: index in rects of the rectangle ending at the previous tile
      * row whose left column is k, or -1. */
-    int *open = malloc(sizeof(int) * (size_t)tx * 2);
-    if (!dirty || !open) {
+    int *const open_rows = malloc(sizeof(int) * (size_t)tx * 2);
+    if (!dirty || !open_rows) {
         free(dirty);
-        free(open);
+        free(open_rows);
         return VGPU_ENC_ERR_NOMEM;
     }
-    int *next_open = open + tx;
+    int *open = open_rows;
+    int *next_open = open_rows + tx;
     for (int k = 0; k < tx; k++) {
         open[k] = -1;
     }
@@ -114,6 +115,6 @@ int vgpu_tiles_changed(const uint8_t *prev, ptrdiff_t prev_stride,
         next_open = t;
     }
     free(dirty);
-    free(open < next_open ? open : next_open);
+    free(open_rows);
     return n;
 }
