@@ -426,7 +426,6 @@ def bitmap_payload(pixels_bytes: bytes, width: int, height: int, has_alpha: bool
 
 class CursorChannel(ChannelMachine):
     channel_type = c.SPICE_CHANNEL_CURSOR
-    client_messages: dict[int, int] = {}
 
     def __init__(self, linked: Linked) -> None:
         super().__init__(linked)
