@@ -106,6 +106,12 @@ MAX_STAGING_BYTES = 32 << 20
 """Guest bitmap bytes queued for one draw call's staging buffer before it flushes: a few
 full screens of small copies, and a bound on the memory one batch holds."""
 
+REFILL_IN_PLACE_BYTES = 1 << 20
+"""Uploads from this size on go into a GL buffer's existing storage instead of orphaned fresh
+storage: llvmpipe zeroes a new buffer and every 4 KiB of it page-faults (an 18 MiB batch of
+copies spent as long on that as on drawing), which costs more than waiting for the draw that
+last read the buffer. Smaller uploads orphan, so frequent small batches never wait."""
+
 MAX_DAMAGE_RECTS = 64
 """Damage rects kept per surface between snapshots before they collapse into their bounding
 box: readback per rect costs a GL round trip, so past this many one read is cheaper."""
@@ -1197,9 +1203,11 @@ class Renderer:
 
 
 def _fill_buffer(buf: moderngl.Buffer, data: bytes | bytearray | memoryview) -> None:
-    """Replaces a buffer's content with fresh storage (orphaning: no wait for draws still
-    reading the old one), sized to the data rounded up to 64 KiB so sizes repeat."""
-    buf.orphan(max(len(data) + 0xFFFF & ~0xFFFF, 0x10000))
+    """Replaces a buffer's content: large data in place when it fits (REFILL_IN_PLACE_BYTES),
+    otherwise in fresh storage (orphaning: no wait for draws still reading the old one), sized
+    to the data rounded up to 64 KiB so sizes repeat."""
+    if not REFILL_IN_PLACE_BYTES <= len(data) <= buf.size:
+        buf.orphan(max(len(data) + 0xFFFF & ~0xFFFF, 0x10000))
     buf.write(data)
 
 
