@@ -11,13 +11,9 @@
 
 #include "encode_common.h"
 
-/* Smallest tile edge: below this the rectangle list grows larger than the
- * pixels it describes is worth. */
-#define TILE_MIN 8
-
 static int args_ok(int width, int height, int tile)
 {
-    return dims_ok(width, height) && tile >= TILE_MIN && tile <= VGPU_ENC_MAX_DIM;
+    return dims_ok(width, height) && tile >= VGPU_ENC_MIN_TILE && tile <= VGPU_ENC_MAX_DIM;
 }
 
 int vgpu_tiles_max_rects(int width, int height, int tile)

@@ -17,6 +17,10 @@
  * every codec's internal arithmetic (and the LZ4 block API's int sizes) safe. */
 #define VGPU_ENC_MAX_DIM 16384
 
+/* Smallest tile edge vgpu_tiles_*() accept: below this the rectangle list
+ * grows larger than the pixels it describes is worth. */
+#define VGPU_ENC_MIN_TILE 8
+
 #define VGPU_ENC_ERR_ARGS -1
 #define VGPU_ENC_ERR_SPACE -2
 #define VGPU_ENC_ERR_NOMEM -3

@@ -14,8 +14,7 @@ import numpy as np
 from vgpu._encode import ffi, lib
 
 MAX_DIM = lib.VGPU_ENC_MAX_DIM
-# Smallest tile edge the tile differ accepts (it agrees with TILE_MIN in tiles.c).
-MIN_TILE = 8
+MIN_TILE = lib.VGPU_ENC_MIN_TILE  # smallest tile edge the tile differ accepts
 
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
 Rect = tuple[int, int, int, int]
