@@ -113,9 +113,13 @@ class DisplaySource(Protocol):
 class ServerOptions:
     password: str | None = None  # None: ticketing disabled
     compression: Compression = field(default_factory=Compression)
+    # Sends per second per display client: a monitor's refresh rate; frames
+    # published faster are merged (the newest frame, with all damage since the last send).
     max_fps: float = 60.0
     name: str = "vgpu"
     uuid: bytes = field(default_factory=lambda: uuid_module.uuid4().bytes)
+    # The encoders release the GIL, so each thread can keep a core busy while the
+    # event loop and the render thread go on; two suits a small host.
     encoder_threads: int = 2
 
 
