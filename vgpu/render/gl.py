@@ -343,13 +343,20 @@ class Renderer:
             # textures this operation made are freed after the batch that samples them
             self._pending_release.extend(self._op_textures)
             self._op_textures.clear()
-        self.last_damage = tuple(damage)
-        if damage:
-            surf.changed(damage)
-            if surf.id == PRIMARY:
-                self._damage.extend(damage)
-                if len(self._damage) > MAX_DAMAGE_RECTS:
-                    self._damage = [_bounds(self._damage)]
+        self._note_damage(surf, tuple(damage))
+
+    def _note_damage(self, surf: _Surface, boxes: tuple[Box, ...]) -> None:
+        """Records what an operation changed: `last_damage`, the surface's stale rects and,
+        on the primary, the damage the next snapshot reports."""
+        self.last_damage = boxes
+        if not boxes:
+            return
+        if surf.shadow is not None:
+            surf.changed(boxes)
+        if surf.id == PRIMARY:
+            self._damage.extend(boxes)
+            if len(self._damage) > MAX_DAMAGE_RECTS:
+                self._damage = [_bounds(self._damage)]
 
     def _fast(self, cmd: Drawable, op: Fill | Copy) -> bool:
         """The common case without the general machinery: an unclipped, unmasked solid fill
@@ -405,15 +412,7 @@ class Renderer:
             b.data += (left, top, right, bottom,
                        base + (area.top - top) * sp + (area.left - left), sp, 0, 2)
             b.kinds |= 4
-        box = (left, top, right, bottom)
-        self.last_damage = (box,)
-        if surf.shadow is not None:
-            surf.changed(self.last_damage)
-        if surf.id == PRIMARY:
-            dmg = self._damage
-            dmg.append(box)
-            if len(dmg) > MAX_DAMAGE_RECTS:
-                self._damage = [_bounds(dmg)]
+        self._note_damage(surf, ((left, top, right, bottom),))
         return True
 
     def read_area(self, surface_id: int, area: QRect) -> np.ndarray:
