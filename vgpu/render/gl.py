@@ -982,8 +982,7 @@ class Renderer:
         if code == rops.ROP3_SRCCOPY and not scaled and mask is None:
             self._queue_copy(surf, rects, src, bbox[0] - area[0], bbox[1] - area[1])
             return rects
-        if not rops.uses(code, rops.S) and pat is None and mask is None and code in (
-                rops.ROP3_PATCOPY, rops.ROP3_BLACKNESS, rops.ROP3_WHITENESS):
+        if not rops.uses(code, rops.S):  # the source does not matter: a brush operation
             self._brush_rop(surf, rects, code, color, pat, mask, brush)
             return rects
         mode = code | (KIND_ROP3 << 8)

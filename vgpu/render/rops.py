@@ -97,6 +97,7 @@ def brush_src_rop3(desc: int) -> int:
     return descriptor_to_rop3(desc, P, E.ROPD_INVERS_BRUSH, S, E.ROPD_INVERS_SRC)
 
 
+@lru_cache(maxsize=1024)  # 256 codes x 3 roles: asked once per image operation
 def uses(code: int, role: int) -> bool:
     """Whether the result of ROP3 `code` depends on input `role`."""
     bit = 1 << role
