@@ -838,7 +838,7 @@ class Renderer:
             return
         arr = np.array(b.data, _DRAW_DTYPE)
         n = len(arr)
-        dcopy = self._copy_rects(target, "scratch", [tuple(r) for r in arr["rect"]])
+        dcopy = self._copy_rects(target, "scratch", arr["rect"])
         _fill_buffer(self._draw_buf, arr.tobytes())
         dcopy.use(0)
         src.use(1)
@@ -889,15 +889,16 @@ class Renderer:
             return self._copy_rects(target, "self_copy", reads)
         return which
 
-    def _copy_rects(self, surf: _Surface, attr: str, boxes: list[Box]) -> moderngl.Texture:
-        """Copies `boxes` of the surface into its scratch texture `attr` (same coordinates)."""
+    def _copy_rects(self, surf: _Surface, attr: str, boxes: list[Box] | np.ndarray
+                    ) -> moderngl.Texture:
+        """Copies `boxes` (x0, y0, x1, y1 rows) of the surface into its scratch texture
+        `attr` (same coordinates)."""
         tex, fbo = self._scratch(surf, attr)
-        boxes = [c for c in (intersect(r, (0, 0, surf.width, surf.height)) for r in boxes)
-                 if c is not None]
-        if not boxes:
-            return tex
-        for i in range(0, len(boxes), MAX_BATCH):
-            part = boxes[i : i + MAX_BATCH]
+        w, h = surf.width, surf.height
+        rects = np.clip(np.asarray(boxes, np.int32).reshape(-1, 4), 0, (w, h, w, h))
+        rects = rects[(rects[:, 0] < rects[:, 2]) & (rects[:, 1] < rects[:, 3])]
+        for i in range(0, len(rects), MAX_BATCH):
+            part = rects[i : i + MAX_BATCH]
             data = np.zeros((len(part), 8), np.int32)
             data[:, :4] = part
             data[:, 7] = 1
