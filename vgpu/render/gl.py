@@ -116,6 +116,10 @@ MAX_DAMAGE_RECTS = 64
 """Damage rects kept per surface between snapshots before they collapse into their bounding
 box: readback per rect costs a GL round trip, so past this many one read is cheaper."""
 
+# blit.glsl i_kind values; a batch's `kinds` holds 1 << kind for each one it has
+BLIT_FILL, BLIT_COPY, BLIT_STAGED, BLIT_GLYPH = 0, 1, 2, 3
+_BLIT_INTS = 8  # int32 fields per blit instance (_BLIT_FMT)
+
 # draw.glsl i_mode layout
 KIND_ROP3, KIND_COLORKEY, KIND_COVERAGE, KIND_ALPHA = 0, 1, 2, 3
 MODE_MASK = 1 << 12
@@ -213,7 +217,7 @@ class _Batch:
         self.src: Any = None
         self.pat: Any = None
         self.src_size = (1, 1)
-        # blit: 1 fill, 2 texture copy, 4 staged copy, 8 glyph; draw: 1 << kind, 256 masks
+        # blit: 1 << BLIT_*; draw: 1 << KIND_*, and 256 when an instance has a mask
         self.kinds = 0
         self.stage_start = 0  # the first staging byte its instances refer to
 
@@ -236,7 +240,7 @@ class Renderer:
                                                          moderngl.VertexArray]] = {}
         self._comp_prog = load_program(self.ctx, "composite")
         self._corners = self.ctx.buffer(np.array([0, 0, 1, 0, 0, 1, 1, 1], "f4").tobytes())
-        self._blit_buf = self.ctx.buffer(reserve=MAX_BATCH * 32, dynamic=True)
+        self._blit_buf = self.ctx.buffer(reserve=MAX_BATCH * _BLIT_INTS * 4, dynamic=True)
         # guest bitmap rows of the blit batch (kind 2), written at _staged, allocated once:
         # appending to a growing bytearray would copy it over and over
         self._staging = bytearray(MAX_STAGING_BYTES)
@@ -372,20 +376,20 @@ class Renderer:
             return False
         b = self._batch
         same = (b.kind == "blit" and b.target is surf and b.src != "self"
-                and len(b.data) < MAX_BATCH * 8)
+                and len(b.data) < MAX_BATCH * _BLIT_INTS)
         if type(op) is Fill:
             brush = op.brush
             if type(brush) is not SolidBrush:
                 return False
             if not same:
                 b = self._begin("blit", surf, None, None)
-            b.data += (left, top, right, bottom, 0, 0, brush.color & 0xFFFFFFFF, 0)
-            b.kinds |= 1
+            b.data += (left, top, right, bottom, 0, 0, brush.color & 0xFFFFFFFF, BLIT_FILL)
+            b.kinds |= 1 << BLIT_FILL
         else:
             img = op.src_bitmap
             area = op.src_area
             if (type(img) is not BitmapImage or img.format not in _FORMATS_32_BITMAP
-                    or img.descriptor.flags & E.QXL_IMAGE_CACHE or not img.flags & 4
+                    or img.descriptor.flags & E.QXL_IMAGE_CACHE or not img.top_down
                     or img.descriptor.type != E.IMAGE_TYPE_BITMAP):
                 return False
             w, h, stride = img.width, img.height, img.stride
@@ -410,8 +414,8 @@ class Renderer:
             base = pos >> 2
             sp = stride >> 2
             b.data += (left, top, right, bottom,
-                       base + (area.top - top) * sp + (area.left - left), sp, 0, 2)
-            b.kinds |= 4
+                       base + (area.top - top) * sp + (area.left - left), sp, 0, BLIT_STAGED)
+            b.kinds |= 1 << BLIT_STAGED
         self._note_damage(surf, ((left, top, right, bottom),))
         return True
 
@@ -721,7 +725,7 @@ class Renderer:
         src_tex = self._resolve(src, target)
         pat_tex = self._resolve(pat, target)
         b = self._batch
-        limit = MAX_BATCH * 8 if kind == "blit" else MAX_BATCH
+        limit = MAX_BATCH * _BLIT_INTS if kind == "blit" else MAX_BATCH
         if (b.kind == kind and b.target is target and b.extra == extra and len(b.data) < limit
                 and "self" not in (src_tex, pat_tex, b.src, b.pat)
                 and (src_tex is None or b.src is None or b.src is src_tex)
@@ -757,9 +761,9 @@ class Renderer:
 
     def _queue_fill(self, target: _Surface, rects: list[Box], color: int) -> None:
         b = self._begin("blit", target, None, None)
-        b.kinds |= 1
+        b.kinds |= 1 << BLIT_FILL
         for x0, y0, x1, y1 in rects:
-            b.data += (x0, y0, x1, y1, 0, 0, color, 0)
+            b.data += (x0, y0, x1, y1, 0, 0, color, BLIT_FILL)
 
     def _queue_copy(self, target: _Surface, rects: list[Box], src: _Source, dx: int,
                     dy: int) -> None:
@@ -770,13 +774,13 @@ class Renderer:
             b.rects.extend((x0 - dx, y0 - dy, x1 - dx, y1 - dy) for x0, y0, x1, y1 in rects)
         if src.staged is not None:
             base, stride = src.staged
-            b.kinds |= 4
+            b.kinds |= 1 << BLIT_STAGED
             for x0, y0, x1, y1 in rects:
-                b.data += (x0, y0, x1, y1, base - dy * stride - dx, stride, 0, 2)
+                b.data += (x0, y0, x1, y1, base - dy * stride - dx, stride, 0, BLIT_STAGED)
         else:
-            b.kinds |= 2
+            b.kinds |= 1 << BLIT_COPY
             for x0, y0, x1, y1 in rects:
-                b.data += (x0, y0, x1, y1, src.x - dx, src.y - dy, 0, 1)
+                b.data += (x0, y0, x1, y1, src.x - dx, src.y - dy, 0, BLIT_COPY)
         if src_tex == "self":
             self.flush()
 
@@ -831,7 +835,7 @@ class Renderer:
         pat = self._sample_tex(b.pat, target, b.rects)
         if b.kind == "blit":
             data = np.array(b.data, np.int64).astype(np.int32).tobytes()
-            n = len(data) // 32
+            n = len(data) // (_BLIT_INTS * 4)
             _fill_buffer(self._blit_buf, data)
             self._blit_draw(b.kinds, src, target, target.fmt, n, stage_base=b.stage_start)
             self.draw_calls += 1
@@ -899,11 +903,11 @@ class Renderer:
         rects = rects[(rects[:, 0] < rects[:, 2]) & (rects[:, 1] < rects[:, 3])]
         for i in range(0, len(rects), MAX_BATCH):
             part = rects[i : i + MAX_BATCH]
-            data = np.zeros((len(part), 8), np.int32)
+            data = np.zeros((len(part), _BLIT_INTS), np.int32)
             data[:, :4] = part
-            data[:, 7] = 1
+            data[:, 7] = BLIT_COPY
             _fill_buffer(self._blit_buf, data.tobytes())
-            self._blit_draw(2, surf.tex, surf, E.SURFACE_FMT_32_ARGB, len(part), fbo)
+            self._blit_draw(1 << BLIT_COPY, surf.tex, surf, E.SURFACE_FMT_32_ARGB, len(part), fbo)
             self.draw_calls += 1
         return tex
 
@@ -1119,7 +1123,7 @@ class Renderer:
                 off = (base - y0 * stride, stride)
             else:  # the software canvas reads glyph rows bottom-up
                 off = (base + (glyph.height - 1 + y0) * stride, -stride)
-            kind = (3 | (x0 & 0xFFFFFF) << 8) & 0xFFFFFFFF
+            kind = (BLIT_GLYPH | (x0 & 0xFFFFFF) << 8) & 0xFFFFFFFF
             queued.extend((p, off, kind) for p in parts)
         if back:
             self._brush_rop(surf, back, rops.ROP3_PATCOPY, back_color, back_pat, None,
@@ -1127,7 +1131,7 @@ class Renderer:
         if not queued:
             return back
         batch = self._begin("blit", surf, None, None)
-        batch.kinds |= 8
+        batch.kinds |= 1 << BLIT_GLYPH
         for (px0, py0, px1, py1), (ox, oy), kind in queued:
             batch.data += (px0, py0, px1, py1, ox, oy, color, kind)
         return back + fore
