@@ -106,6 +106,12 @@ MAX_STAGING_BYTES = 32 << 20
 """Guest bitmap bytes queued for one draw call's staging buffer before it flushes: a few
 full screens of small copies, and a bound on the memory one batch holds."""
 
+READ_MERGE_AREA = 2
+READ_MERGE_COUNT = 8
+"""Stale rects one read needs become a single read of their bounding box when that box is at
+most READ_MERGE_AREA times their area, or when there are more than READ_MERGE_COUNT of them:
+each GL read waits for the GL to finish, which costs more than the extra pixels."""
+
 REFILL_IN_PLACE_BYTES = 1 << 20
 """Uploads from this size on go into a GL buffer's existing storage instead of orphaned fresh
 storage: llvmpipe zeroes a new buffer and every 4 KiB of it page-faults (an 18 MiB batch of
@@ -553,12 +559,11 @@ class Renderer:
             keep, hit = [], []
             for r in surf.stale:
                 (hit if intersect(r, box) is not None else keep).append(r)
-            if len(hit) > 1:
-                # one read of the bounding box when it is not much bigger: each read waits
-                # for the GL to finish, which costs more than the extra pixels
+            if len(hit) > 1:  # one read of the bounding box when cheaper (READ_MERGE_*)
                 whole = _bounds(hit)
                 area = sum((r[2] - r[0]) * (r[3] - r[1]) for r in hit)
-                if (whole[2] - whole[0]) * (whole[3] - whole[1]) <= 2 * area or len(hit) > 8:
+                if ((whole[2] - whole[0]) * (whole[3] - whole[1]) <= READ_MERGE_AREA * area
+                        or len(hit) > READ_MERGE_COUNT):
                     hit = [whole]
             for r in hit:
                 surf.shadow[r[1] : r[3], r[0] : r[2]] = self._read_now(surf, r)
