@@ -97,6 +97,6 @@ def composite_setup(op: Composite, dst_fmt: int) -> CompositeSetup:
         mask_repeat=_bits(f, 16, 18),
         mask_m=_matrix(op.mask_transform),
         mask_at=(op.mask_origin.x, op.mask_origin.y),
-        component_alpha=bool(f & (1 << 18)),
+        component_alpha=bool(f & E.COMPOSITE_COMPONENT_ALPHA),
         dst_opaque=bool(f & E.COMPOSITE_DEST_OPAQUE) or dst_fmt == E.SURFACE_FMT_32_xRGB,
     )
