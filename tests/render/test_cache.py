@@ -27,6 +27,19 @@ def test_lru_eviction_by_bytes():
     assert len(cache) == 0 and cache.bytes == 0 and len(released) == 5
 
 
+def test_put_under_a_taken_key_replaces_the_entry():
+    """A guest may send a cached id again with another size: the old entry leaves (released,
+    its bytes no longer counted), else the cache would fill with bytes nobody holds."""
+    released: list = []
+    cache = ImageCache(max_bytes=3 * 400, release=lambda e: released.append(e.texture))
+    cache.put(1, _entry(10, 10, ["small"]))
+    cache.put(1, _entry(10, 20, ["tall"]))
+    assert len(cache) == 1 and cache.bytes == 800 and released == [["small"]]
+    assert cache.get(1).texture == ["tall"]
+    cache.put(1, _entry(100, 100, ["huge"]))  # too big to keep: the key is then empty
+    assert cache.get(1) is None and cache.bytes == 0 and released[1:] == [["tall"], ["huge"]]
+
+
 def test_slot_atlas_allocates_disjoint_slots_and_recycles_pages():
     atlas = SlotAtlas(side=2 * PAGE)  # four pages
     assert SlotAtlas.size_class(17, 3) == 32 and SlotAtlas.size_class(300, 1) is None

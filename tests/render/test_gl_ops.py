@@ -66,6 +66,18 @@ def test_blinking_cursor_same_id_two_palettes_two_colours(renderer):
     assert out[4, 0, :3].tolist() == _bgr(0x0000FF) and out[4, 8, :3].tolist() == _bgr(0x00FF00)
 
 
+def test_cached_id_sent_again_with_another_size(renderer):
+    """The newer image is drawn and replaces the cached one; the cache's byte count follows."""
+    renderer.create_primary(64, 32, 256, E.SURFACE_FMT_32_xRGB, None)
+    for i in range(6):
+        s = 16 + (i & 1)  # two slot classes in turn under one id
+        img = bitmap(np.full((s, s, 4), 10 + i, np.uint8), image_id=5, cache=True)
+        renderer.execute(draw(Copy(img, rect(0, 0, s, s), PUT, 0, NO_MASK), (0, 0, s, s)))
+        assert renderer.read_pixels(0)[s - 1, s - 1, 0] == 10 + i
+        assert len(renderer.cache) == 1
+        assert renderer.cache.bytes == (16 if s == 16 else 32) ** 2 * 4
+
+
 def test_cache_is_bounded_and_dropped_on_reset(gl_ctx):
     from vgpu.render import Renderer
 

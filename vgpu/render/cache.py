@@ -109,8 +109,13 @@ class ImageCache:
         return entry
 
     def put(self, key: Hashable, entry: CachedImage) -> None:
-        """Adds an entry (the caller checked it is not there), evicting least recently used
-        ones until the total fits; an entry larger than the whole cache is not kept."""
+        """Adds an entry, evicting least recently used ones until the total fits; an entry
+        larger than the whole cache is not kept. One already under `key` (a guest may send
+        an id again with another size) is released first, so its bytes are not counted on."""
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old.nbytes
+            self._release(old)
         if entry.nbytes > self.max_bytes:
             self._release(entry)
             return
