@@ -9,6 +9,8 @@ ones, because bit replication commutes with bitwise operations.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from vgpu.device.commands import BitmapImage, GlyphString, Palette
@@ -63,10 +65,8 @@ def color_to_pixel(color: int, fmt: int) -> tuple[int, int, int, int]:
     color &= 0xFFFFFFFF
     if fmt in (E.SURFACE_FMT_32_xRGB, E.SURFACE_FMT_32_ARGB):
         return color & 0xFF, (color >> 8) & 0xFF, (color >> 16) & 0xFF, color >> 24
-    if fmt == E.SURFACE_FMT_16_555:
-        return (_x5(color & 0x1F), _x5((color >> 5) & 0x1F), _x5((color >> 10) & 0x1F), 255)
-    if fmt == E.SURFACE_FMT_16_565:
-        return (_x5(color & 0x1F), _x6((color >> 5) & 0x3F), _x5((color >> 11) & 0x1F), 255)
+    if fmt == E.SURFACE_FMT_16_555 or fmt == E.SURFACE_FMT_16_565:
+        return (*_widen_16(color, fmt), 255)
     if fmt == E.SURFACE_FMT_8_A:
         return 0, 0, 0, color & 0xFF
     return 0, 0, 0, 255 if color & 1 else 0
@@ -85,12 +85,17 @@ def quantize_pixel(c: tuple[int, int, int, int], fmt: int) -> tuple[int, int, in
     return b, g, r, a
 
 
-def _x5(v: int) -> int:
+def _widen_16(v: Any, fmt: int) -> tuple[Any, Any, Any]:
+    """B, G, R of 16-bit pixel value(s) (an int or a uint32 array) of a 555 or 565 layout,
+    widened to 8 bits by bit replication."""
+    if fmt == E.SURFACE_FMT_16_565:
+        g = (v >> 5) & 0x3F
+        return _x5(v & 0x1F), (g << 2) | (g >> 4), _x5((v >> 11) & 0x1F)
+    return _x5(v & 0x1F), _x5((v >> 5) & 0x1F), _x5((v >> 10) & 0x1F)
+
+
+def _x5(v: Any) -> Any:
     return (v << 3) | (v >> 2)
-
-
-def _x6(v: int) -> int:
-    return (v << 2) | (v >> 4)
 
 
 def quantize(px: np.ndarray, fmt: int) -> np.ndarray:
@@ -123,14 +128,8 @@ def from_memory(mem: np.ndarray, fmt: int, width: int, height: int) -> np.ndarra
         out[:] = mem.reshape(height, width, 4)
     elif bpp == 16:
         v = mem.view("<u2").astype(np.uint32)
-        if fmt == E.SURFACE_FMT_16_555:
-            out[..., 0] = _w5(v & 0x1F)
-            out[..., 1] = _w5((v >> 5) & 0x1F)
-            out[..., 2] = _w5((v >> 10) & 0x1F)
-        else:
-            out[..., 0] = _w5(v & 0x1F)
-            out[..., 1] = ((v >> 5) & 0x3F) << 2 | ((v >> 5) & 0x3F) >> 4
-            out[..., 2] = _w5((v >> 11) & 0x1F)
+        for i, channel in enumerate(_widen_16(v, fmt)):
+            out[..., i] = channel
         out[..., 3] = 255
     elif bpp == 8:
         out[..., 3] = mem
@@ -138,10 +137,6 @@ def from_memory(mem: np.ndarray, fmt: int, width: int, height: int) -> np.ndarra
         bits = np.unpackbits(mem, axis=1, bitorder="little")[:, :width]
         out[..., 3] = bits * 255
     return out
-
-
-def _w5(v: np.ndarray) -> np.ndarray:
-    return ((v << 3) | (v >> 2)).astype(np.uint8)
 
 
 def to_memory(px: np.ndarray, fmt: int) -> np.ndarray:
@@ -228,9 +223,8 @@ def decode_bitmap(img: BitmapImage) -> tuple[np.ndarray, bool]:
         out[..., :3] = rows.reshape(h, w, 3)
     elif fmt == E.BITMAP_FMT_16BIT:
         v = np.ascontiguousarray(rows).view("<u2").astype(np.uint32)
-        out[..., 0] = _w5(v & 0x1F)
-        out[..., 1] = _w5((v >> 5) & 0x1F)
-        out[..., 2] = _w5((v >> 10) & 0x1F)
+        for i, channel in enumerate(_widen_16(v, E.SURFACE_FMT_16_555)):  # 16BIT is 555
+            out[..., i] = channel
     else:  # 8BIT_A
         out[..., 3] = rows
     return out, fmt in (E.BITMAP_FMT_RGBA, E.BITMAP_FMT_8BIT_A)
