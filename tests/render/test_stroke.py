@@ -102,3 +102,18 @@ def test_bezier_subdivision():
     (pts,) = polylines((curve,))
     assert len(pts) > 4 and pts[0] == (0, 0) and pts[-1] == (100, 0)
     assert all(0 <= x <= 100 and 0 <= y <= 100 for x, y in pts)
+
+
+def test_point_bound_counts_each_point_once():
+    """A path of many one-point segments is as long as its points, not the sum of its prefix
+    lengths; past MAX_PATH_POINTS it is refused."""
+    from vgpu.render.stroke import MAX_PATH_POINTS, polylines
+
+    def path(n: int) -> tuple[PathSeg, ...]:
+        return (PathSeg(E.PATH_BEGIN, ((0, 0),)),
+                *(PathSeg(0, ((i << 4, 16),)) for i in range(n - 1)))
+
+    assert len(polylines(path(2000))[0]) == 2000
+    assert len(polylines(path(MAX_PATH_POINTS))[0]) == MAX_PATH_POINTS
+    with pytest.raises(RenderError):
+        polylines(path(MAX_PATH_POINTS + 1))

@@ -70,12 +70,13 @@ def polylines(path: tuple[PathSeg, ...]) -> list[list[tuple[int, int]]]:
     """The path's subpaths as integer point lists (curves flattened, CLOSE closed)."""
     out: list[list[tuple[int, int]]] = []
     cur: list[tuple[int, int]] = []
-    count = 0
+    done = 0  # points in the finished subpaths
 
     def finish() -> None:
-        nonlocal cur
+        nonlocal cur, done
         if cur:
             out.append(cur)
+            done += len(cur)
         cur = []
 
     for seg in path:
@@ -96,12 +97,11 @@ def polylines(path: tuple[PathSeg, ...]) -> list[list[tuple[int, int]]]:
             for i in range(0, len(pts), 3):
                 start = (cur[-1][0] << 4, cur[-1][1] << 4)
                 cur.extend(_bezier(start, *pts[i : i + 3]))
-                if len(cur) > MAX_PATH_POINTS:
+                if done + len(cur) > MAX_PATH_POINTS:
                     raise RenderError("stroke path too long")
         else:
             cur.extend((fix_to_int(x), fix_to_int(y)) for x, y in pts)
-        count += len(cur)
-        if count > MAX_PATH_POINTS:
+        if done + len(cur) > MAX_PATH_POINTS:
             raise RenderError("stroke path too long")
         if seg.flags & E.PATH_END:
             if seg.flags & E.PATH_CLOSE and cur:
