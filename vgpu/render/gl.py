@@ -331,7 +331,7 @@ class Renderer:
             self.last_damage = ()
             return
         bbox = check_rect(cmd.bbox, "bbox")
-        handler = self._handlers.get(type(cmd.op))
+        handler = self._handlers.get(type(op))
         if handler is None:
             raise RenderError(f"unknown draw operation {type(cmd.op).__name__}")
         rects = dest_region(bbox, cmd.clip, surf.width, surf.height)
@@ -339,13 +339,13 @@ class Renderer:
         try:
             if rects:
                 try:
-                    damage = handler(surf, bbox, rects, cmd.op)
+                    damage = handler(surf, bbox, rects, op)
                 except _StagingFull:
                     # nothing of this operation was queued yet: draw, empty, redo
                     self.flush()
                     self._staged = self._op_stage_start = 0
                     try:
-                        damage = handler(surf, bbox, rects, cmd.op)
+                        damage = handler(surf, bbox, rects, op)
                     except _StagingFull:
                         raise RenderError("operation's pixels exceed the staging buffer") \
                             from None
@@ -1081,21 +1081,20 @@ class Renderer:
         left, top, cov = px.glyph_mask(op.str)
         fore_color, fore_pat = self._brush(op.fore_brush, surf)
         gbox = (left, top, left + cov.shape[1], top + cov.shape[0])
-        fore = [c for c in (intersect(r, gbox) for r in rects) if c is not None]
-        if fore and op.fore_brush is not None:
+        fore = ([c for c in (intersect(r, gbox) for r in rects) if c is not None]
+                if op.fore_brush is not None else [])
+        if fore:
             fx0, fy0, fx1, fy1 = _bounds(fore)
             aux = self._stage_mask(cov[fy0 - top : fy1 - top, fx0 - left : fx1 - left],
                                    (fx0, fy0, fx1, fy1))
         if back:
             self._brush_rop(surf, back, rops.ROP3_PATCOPY, back_color, back_pat, None,
                             op.back_brush)
-        if fore and op.fore_brush is not None:
+        if fore:
             pat_pos = ((op.fore_brush.pos.x, op.fore_brush.pos.y)
                        if isinstance(op.fore_brush, PatternBrush) else (0, 0))
             self._queue_draw(surf, fore, KIND_COVERAGE << 8, pat=fore_pat, color=fore_color,
                              aux=aux, pat_pos=pat_pos)
-        else:
-            fore = []
         return back + fore
 
     def _text_a1(self, surf: _Surface, rects: list[Box], op: Text, back: list[Box],
