@@ -100,17 +100,20 @@ class Subscription:
         self._frame: Frame | None = None
         self._damage: list[Rect] = []
         self._full = True  # a new consumer gets the whole screen first
+        self._surface_serial: int | None = None  # of the last frame offered
 
     def _offer(self, frame: Frame) -> None:
         with self._lock:
-            previous = self._frame
-            if previous is not None and previous.surface_serial != frame.surface_serial:
-                self._full = True
+            if frame.surface_serial != self._surface_serial:
+                self._full = True  # a new or resized primary: everything is new
+                self._surface_serial = frame.surface_serial
             self._frame = frame
             if not self._full:
                 self._damage.extend(frame.damage)
-                if len(self._damage) > MAX_PENDING_DAMAGE_RECTS:
-                    self._full = True
+            if len(self._damage) > MAX_PENDING_DAMAGE_RECTS:
+                self._full = True
+            if self._full:
+                self._damage = []  # the whole screen covers it
         if self._notify is not None:
             self._notify()
 
