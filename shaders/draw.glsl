@@ -1,7 +1,9 @@
 #version 430 core
 // Every operation that reads the destination (ROP3 and rop descriptors, colour keying, text
-// coverage, alpha blending), many rects per draw. The destination is read from u_dst, a copy
-// of the affected rects taken before the draw, never from the texture being drawn.
+// coverage, alpha blending), many rects per draw. With FETCH the destination is the
+// framebuffer's own value (EXT_shader_framebuffer_fetch: coherent, so overlapping rects of one
+// draw see each other in order); otherwise it is read from u_dst, a copy of the affected rects
+// taken before the draw, never from the texture being drawn.
 //
 // Per instance: i_rect destination x0, y0, x1, y1; i_src: source pixel (sx, sy) =
 // floor(i_src.xy + gl_FragCoord.xy * i_src.zw), read from u_src or, for staged images, the
@@ -9,6 +11,9 @@
 // byte of destination pixel (x, y) is staging byte i_aux.x + y * i_aux.y + x; i_aux.zw: the
 // pattern origin; i_color: brush colour or colour key (packed); i_mode: bits 0-7 ROP3 code,
 // 8-11 kind, flags above (see MODE_* in vgpu/render/gl.py), 24-31 constant alpha.
+#if defined(FRAGMENT) && FETCH
+#extension GL_EXT_shader_framebuffer_fetch : require
+#endif
 #include "lib.glsl"
 #ifdef VERTEX
 in vec2 corner;
@@ -37,7 +42,7 @@ void main() {
 // Variants (defined by the loader from what the batch holds; llvmpipe runs both sides of
 // every branch under a lane mask, so code a batch does not need must not be there at all):
 // KINDS: bit 1 << kind for each kind present; SOURCE: 0 none, 1 texture, 2 staged;
-// PATTERN, BILINEAR, MASKS: 0 or 1; FMT: the target's SPICE_SURFACE_FMT_*.
+// PATTERN, BILINEAR, MASKS, FETCH: 0 or 1; FMT: the target's SPICE_SURFACE_FMT_*.
 #include "staging.glsl"
 uniform sampler2D u_dst;
 uniform sampler2D u_src;
@@ -48,7 +53,11 @@ flat in ivec2 v_stage;
 flat in ivec4 v_aux;
 flat in uint v_color;
 flat in uint v_mode;
+#if FETCH
+inout vec4 frag;
+#else
 out vec4 frag;
+#endif
 
 const uint KIND_ROP3 = 0u;
 const uint KIND_COLORKEY = 1u;
@@ -103,7 +112,11 @@ void main() {
 #if MASKS
     if ((mode & HAS_MASK) != 0u && staged_byte(mask_at) < 128u) discard;
 #endif
+#if FETCH
+    uvec4 d = to_u8(frag);
+#else
     uvec4 d = to_u8(texelFetch(u_dst, p, 0));
+#endif
 #if SOURCE != 0
     uvec4 raw = (mode & HAS_SRC) != 0u ? source(gl_FragCoord.xy) : uvec4(0u);
 #else

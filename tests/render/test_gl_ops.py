@@ -96,7 +96,8 @@ def test_cache_is_bounded_and_dropped_on_reset(gl_ctx):
         r.close()
 
 
-def test_batching_makes_few_draw_calls(renderer):
+def test_batching_makes_few_draw_calls(dest_renderer):
+    renderer = dest_renderer
     renderer.create_primary(256, 256, 1024, E.SURFACE_FMT_32_xRGB, None)
     renderer.flush()
     start = renderer.draw_calls
@@ -110,16 +111,39 @@ def test_batching_makes_few_draw_calls(renderer):
     renderer.flush()
     assert renderer.draw_calls - start == 1  # fills and atlas copies share one draw
     start = renderer.draw_calls
-    for i in range(1, 64):  # disjoint ROP3s: one destination copy and one draw
+    for i in range(1, 64):  # disjoint ROP3s: one draw, after one destination copy
         x, y = (i % 8) * 32, (i // 8) * 32
         img = bitmap(rng.integers(0, 256, (8, 8, 4), dtype=np.uint8))
         renderer.execute(draw(Rop3(img, rect(0, 0, 8, 8), SolidBrush(i), i, 0, NO_MASK),
                               (x, y, x + 8, y + 8)))
     renderer.flush()
-    assert renderer.draw_calls - start == 2
+    assert renderer.draw_calls - start == (1 if renderer.fetch else 2)
 
 
-def test_all_256_rop3_codes_exact(renderer):
+def test_overlapping_rop3s_see_each_other(dest_renderer):
+    """Each XOR over the same place must read what the one before wrote: with framebuffer
+    fetch all of them share one draw, with copies each starts another."""
+    renderer = dest_renderer
+    renderer.create_primary(64, 64, 256, E.SURFACE_FMT_32_xRGB, None)
+    ref = ReferenceCanvas()
+    ref.create(0, 64, 64, E.SURFACE_FMT_32_xRGB)
+    renderer.flush()
+    start = renderer.draw_calls
+    rng = np.random.default_rng(4)
+    for i in range(40):
+        x, y = (int(v) for v in rng.integers(0, 24, 2))
+        img = bitmap(rng.integers(0, 256, (16, 16, 4), dtype=np.uint8))
+        cmd = draw(Rop3(img, rect(0, 0, 16, 16), SolidBrush(i * 0x10101), 0x96, 0, NO_MASK),
+                   (x, y, x + 16, y + 16))
+        renderer.execute(cmd)
+        ref.execute(cmd)
+    renderer.flush()
+    assert (renderer.draw_calls - start == 1) == renderer.fetch
+    assert np.array_equal(renderer.read_pixels(0), ref.pixels(0))
+
+
+def test_all_256_rop3_codes_exact(dest_renderer):
+    renderer = dest_renderer
     renderer.create_primary(64, 64, 256, E.SURFACE_FMT_32_ARGB, None)
     ref = ReferenceCanvas()
     ref.create(0, 64, 64, E.SURFACE_FMT_32_ARGB)

@@ -205,7 +205,8 @@ def _same(got: np.ndarray, want: np.ndarray, sid: int) -> None:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_random_sequences_match_reference(renderer, fmt, data):
+def test_random_sequences_match_reference(dest_renderer, fmt, data):
+    renderer = dest_renderer
     seed = _noise(data.draw, W * H * 4).reshape(H, W, 4)
     cmds = data.draw(st.lists(st.one_of(commands(0), commands(OTHER), commands(SMALL)),
                               min_size=1, max_size=12))

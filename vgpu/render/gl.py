@@ -9,8 +9,10 @@ framebuffer's y axis needs no flipping and readback is in memory order.
 Operations are queued, not drawn: consecutive operations of one kind on one target become one
 instanced draw (`_Batch`). The guest pixels a batch needs (small bitmaps, masks, glyphs) are
 appended to one staging buffer, uploaded once per draw call and read by the shaders by index.
-Operations that read the destination copy the rects they touch to a scratch texture first and
-read that (ping-pong); they batch only while their rects do not overlap. Everything an
+Operations that read the destination read the framebuffer itself where the GL offers coherent
+framebuffer fetch (llvmpipe and Mesa's GPU drivers do), and then batch whatever they touch;
+elsewhere they copy the rects they touch to a scratch texture first and read that
+(ping-pong), and batch only while their rects do not overlap. Everything an
 operation needs is checked and decoded before anything is queued, so a bad operation raises
 `RenderError` and leaves nothing half-done.
 """
@@ -135,6 +137,8 @@ MODE_DST_ALPHA = 1 << 15
 MODE_BILINEAR = 1 << 16
 MODE_SRC = 1 << 17
 
+FRAMEBUFFER_FETCH = "GL_EXT_shader_framebuffer_fetch"
+
 _FORMATS_32 = (E.SURFACE_FMT_32_xRGB, E.SURFACE_FMT_32_ARGB)
 _FORMATS_32_BITMAP = (E.BITMAP_FMT_32BIT, E.BITMAP_FMT_RGBA)
 _ALPHA_FORMATS = (E.SURFACE_FMT_32_ARGB, E.SURFACE_FMT_8_A, E.SURFACE_FMT_1_A)
@@ -233,12 +237,19 @@ class Renderer:
     docstring. Not thread-safe: one render thread calls everything."""
 
     def __init__(self, ctx: moderngl.Context | None = None, *,
-                 cache_bytes: int = IMAGE_CACHE_BYTES) -> None:
+                 cache_bytes: int = IMAGE_CACHE_BYTES,
+                 framebuffer_fetch: bool | None = None) -> None:
+        """framebuffer_fetch: read the destination in the shader (None: where the GL offers
+        it; False: always through scratch copies, the path for GLs without it)."""
         self.ctx = ctx or create_context()
         if self.ctx.version_code < GL_REQUIRED:
             raise RuntimeError(f"the renderer needs OpenGL {GL_REQUIRED / 100:.1f}, the context "
                                f"has {self.ctx.version_code / 100:.1f}")
         self._owns_ctx = ctx is None
+        offered = FRAMEBUFFER_FETCH in self.ctx.extensions
+        if framebuffer_fetch and not offered:
+            raise RuntimeError(f"this GL does not offer {FRAMEBUFFER_FETCH}")
+        self.fetch = offered if framebuffer_fetch is None else framebuffer_fetch
         self.ctx.disable(moderngl.BLEND | moderngl.DEPTH_TEST | moderngl.CULL_FACE)
         self._blit_variants: dict[tuple[int, int], tuple[moderngl.Program,
                                                          moderngl.VertexArray]] = {}
@@ -804,10 +815,11 @@ class Renderer:
         bilinear = bool(mode & MODE_BILINEAR)
         reads_self = "self" in (self._resolve(src, target), self._resolve(pat, target))
         b = self._begin("draw", target, src, pat, (bilinear,))
-        if self._overlaps(b, rects):
+        if not self.fetch and self._overlaps(b, rects):
             self.flush()
             b = self._begin("draw", target, src, pat, (bilinear,))
-        b.rects.extend(rects)
+        if not self.fetch:  # what later operations of the batch must not overlap
+            b.rects.extend(rects)
         if reads_self:
             b.rects.extend(src_reads or [(0, 0, target.width, target.height)])
         stage = (0, 0)
@@ -847,18 +859,18 @@ class Renderer:
             return
         arr = np.array(b.data, _DRAW_DTYPE)
         n = len(arr)
-        dcopy = self._copy_rects(target, "scratch", arr["rect"])
+        if not self.fetch:
+            self._copy_rects(target, "scratch", arr["rect"]).use(0)
         _fill_buffer(self._draw_buf, arr.tobytes())
-        dcopy.use(0)
         src.use(1)
         pat.use(2)
         source = 0 if b.src is None else 2 if b.src == "staged" else 1
         key = (b.kinds & 0xFF, source, int(b.pat is not None), int(bool(b.extra[0])),
-               int(bool(b.kinds & 1 << 8)), target.fmt)
+               int(bool(b.kinds & 1 << 8)), target.fmt, int(self.fetch))
         variant = self._draw_variants.get(key)
         if variant is None:
             prog = load_program(self.ctx, "draw", KINDS=key[0], SOURCE=key[1], PATTERN=key[2],
-                                BILINEAR=key[3], MASKS=key[4], FMT=key[5])
+                                BILINEAR=key[3], MASKS=key[4], FMT=key[5], FETCH=key[6])
             variant = (prog, self._vao(prog, self._draw_buf, _DRAW_FMT))
             self._draw_variants[key] = variant
         prog, vao = variant
