@@ -31,7 +31,6 @@ import dataclasses
 import io
 import logging
 import lzma
-import re
 import sys
 import threading
 import time
@@ -259,7 +258,8 @@ U64: _Kind = (0, (1 << 64) - 1, 0)
 BOOL: _Kind = (0, 1, 0)
 SIZE: _Kind = (0, (1 << 63) - 1, 0)
 
-_NUMBER = re.compile(rb"-?[0-9]{1,20}")
+_MAX_DIGITS = 21
+"""A sign and 20 digits: every 64-bit value, and no more for int() to chew on."""
 
 
 class _Input:
@@ -287,7 +287,8 @@ class _Input:
     def at_eof(self) -> bool:
         return self._pos >= len(self._buf) and not self._more()
 
-    def read_until(self, delim: bytes, what: str) -> bytes:
+    def read_until(self, delim: bytes, what: bytes) -> bytes:
+        """The bytes up to `delim` (dropped); `what` names the item in errors."""
         self.token_line = self.line
         while True:
             end = min(len(self._buf), self._pos + MAX_LINE_BYTES + 1)
@@ -299,9 +300,9 @@ class _Input:
                     self.line += 1
                 return out
             if len(self._buf) - self._pos > MAX_LINE_BYTES:
-                raise self.error(f"{what} longer than {MAX_LINE_BYTES} bytes")
+                raise self.error(f"{what.decode()} longer than {MAX_LINE_BYTES} bytes")
             if not self._more():
-                raise self.error(f"unexpected end of file while reading {what}")
+                raise self.error(f"unexpected end of file while reading {what.decode()}")
 
     def read_exact(self, n: int) -> bytes:
         have = len(self._buf) - self._pos
@@ -332,48 +333,50 @@ class _Reader:
     def error(self, reason: str) -> RecordFormatError:
         return self.inp.error(reason)
 
-    def num(self, token: bytes, kind: _Kind, name: str) -> int:
-        if not _NUMBER.fullmatch(token):
-            raise self.error(f"{name}: {token[:40]!r} is not a decimal number")
+    def num(self, token: bytes, kind: _Kind, name: bytes) -> int:
+        # isdigit on bytes is ASCII-only: int() alone would also take spaces, "+" and "_"
+        if not (token.isdigit() or (token[:1] == b"-" and token[1:].isdigit())) \
+                or len(token) > _MAX_DIGITS:
+            raise self.error(f"{name.decode()}: {token[:40]!r} is not a decimal number")
         value = int(token)
         lo, hi, wrap = kind
         if not lo <= value <= hi:
-            raise self.error(f"{name}: {value} is out of range [{lo}, {hi}]")
+            raise self.error(f"{name.decode()}: {value} is out of range [{lo}, {hi}]")
         return value + wrap if value < 0 else value
 
     def fields(self, key: bytes, *kinds: _Kind) -> list[int]:
         """A line `KEY N...`; KEY may contain spaces ("rect bbox")."""
-        line = self.inp.read_until(b"\n", f"'{key.decode()}' line")
-        head = key + b" "
-        if not line.startswith(head):
+        line = self.inp.read_until(b"\n", key)
+        n = len(key)
+        if line[n : n + 1] != b" " or not line.startswith(key):
             raise self.error(f"expected '{key.decode()} ...', found {line[:60]!r}")
-        tokens = line[len(head):].split(b" ")
+        tokens = line[n + 1 :].split(b" ")
         if len(tokens) != len(kinds):
             raise self.error(f"'{key.decode()}' takes {len(kinds)} numbers, found {len(tokens)}")
-        return [self.num(t, k, key.decode()) for t, k in zip(tokens, kinds, strict=True)]
+        return [self.num(t, k, key) for t, k in zip(tokens, kinds, strict=True)]
 
     def field(self, key: bytes, kind: _Kind) -> int:
         return self.fields(key, kind)[0]
 
     def bare(self, *kinds: _Kind) -> list[int]:
-        line = self.inp.read_until(b"\n", "line")
+        line = self.inp.read_until(b"\n", b"line")
         tokens = line.split(b" ")
         if len(tokens) != len(kinds):
             raise self.error(f"expected {len(kinds)} numbers, found {line[:60]!r}")
-        return [self.num(t, k, "value") for t, k in zip(tokens, kinds, strict=True)]
+        return [self.num(t, k, b"value") for t, k in zip(tokens, kinds, strict=True)]
 
     def keyword(self, word: bytes) -> None:
-        line = self.inp.read_until(b"\n", f"'{word.decode()}'")
+        line = self.inp.read_until(b"\n", word)
         if line != word:
             raise self.error(f"expected '{word.decode()}', found {line[:60]!r}")
 
     def blob(self, name: bytes) -> bytes:
-        header = self.inp.read_until(b":", f"blob '{name.decode()}' header")
+        header = self.inp.read_until(b":", b"blob header " + name)
         tokens = header.split(b" ")
         if len(tokens) != 4 or tokens[0] != b"binary" or tokens[2] != name:
             raise self.error(f"expected 'binary 0 {name.decode()} SIZE:', found {header[:60]!r}")
-        zipped = self.num(tokens[1], BOOL, "binary")
-        size = self.num(tokens[3], SIZE, "binary size")
+        zipped = self.num(tokens[1], BOOL, b"binary")
+        size = self.num(tokens[3], SIZE, b"binary size")
         if size > MAX_BLOB_BYTES:
             raise self.error(f"blob '{name.decode()}' of {size} bytes exceeds {MAX_BLOB_BYTES}")
         self.record_bytes += size
@@ -381,7 +384,8 @@ class _Reader:
             raise self.error(f"record holds more than {MAX_RECORD_BYTES} bytes of blobs")
         if zipped:
             # spice-server's zlib mode (compiled out of released builds): "ZSIZE:" + deflate
-            zsize = self.num(self.inp.read_until(b":", "compressed size"), SIZE, "zlib size")
+            zsize = self.num(self.inp.read_until(b":", b"compressed size"), SIZE,
+                             b"zlib size")
             if zsize > MAX_BLOB_BYTES:
                 raise self.error(f"compressed blob of {zsize} bytes exceeds {MAX_BLOB_BYTES}")
             packed = self.inp.read_exact(zsize)
@@ -597,17 +601,17 @@ class _Reader:
             raise self.error(f"unknown clip type {clip_type}")
         effect = self.field(b"effect", U8)
         mm_time = self.field(b"mm_time", U32)
-        line = self.inp.read_until(b"\n", "drawable")
+        line = self.inp.read_until(b"\n", b"drawable")
         key, _, value = line.partition(b" ")
         compat = key == b"bitmap_offset"
         if compat:
             # QXLCompatDrawable: no surfaces; its bitmap fields stand in for self_bitmap's
-            self_bitmap = self.num(value, U32, "bitmap_offset")
+            self_bitmap = self.num(value, U32, b"bitmap_offset")
             self_area = self.rect(b"bitmap_area")
             surface_id, dests = 0, (-1, -1, -1)
             rects = (QRect(0, 0, 0, 0),) * 3
         elif key == b"self_bitmap":
-            self_bitmap = self.num(value, U8, "self_bitmap")
+            self_bitmap = self.num(value, U8, b"self_bitmap")
             self_area = self.rect(b"self_bitmap_area")
             surface_id = self.field(b"surface_id", U32)
             pairs = [(self.field(b"surfaces_dest", I32), self.rect(b"surfaces_rects"))
@@ -727,7 +731,7 @@ def _open(path: Path) -> BinaryIO:
 def iter_events(stream: BinaryIO, name: str = "<record>") -> Iterator[Event]:
     """The events of an uncompressed record stream, read as they are needed."""
     inp = _Input(stream, name)
-    header = inp.read_until(b"\n", "header")
+    header = inp.read_until(b"\n", b"header")
     if header != HEADER:
         raise inp.error(f"not a spice-server record (expected {HEADER.decode()!r}, "
                         f"found {header[:40]!r})")
