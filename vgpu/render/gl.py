@@ -1115,32 +1115,35 @@ class Renderer:
         the colour where a bit is set; the glyphs' own bytes are staged and each glyph is one
         instance of the blit program, no destination read."""
         _, boxes, gbox = px.glyph_boxes(op.str)
+        glyphs = op.str.glyphs
         fore = [c for c in (intersect(r, gbox) for r in rects) if c is not None]
         assert isinstance(op.fore_brush, SolidBrush)
         b, g, r, _ = px.color_to_pixel(op.fore_brush.color, surf.fmt)
         color = _pack(px.quantize_pixel((b, g, r, 255), surf.fmt))
         top_down = bool(op.str.flags & E.STRING_FLAGS_RASTER_TOP_DOWN)
+        # all glyphs' rows staged in one piece (the shader reads them bytewise, unaligned)
+        sizes = [((g.width + 7) >> 3) * g.height for g in glyphs]
+        at = self._stage(b"".join([g.data[:n] for g, n in zip(glyphs, sizes, strict=True)]))
         # the usual case, one unclipped rect holding the whole string, needs no intersecting
         whole = len(fore) == 1 and fore[0] == gbox
-        queued = []
-        for glyph, box in zip(op.str.glyphs, boxes, strict=True):
-            x0, y0 = box[0], box[1]
+        queued: list[int] = []
+        for glyph, box, size in zip(glyphs, boxes, sizes, strict=True):
+            base, at = at, at + size
+            x0, y0, x1, y1 = box
             if whole:
-                parts = [box] if box[0] < box[2] and box[1] < box[3] else []
+                parts = [box] if x0 < x1 and y0 < y1 else []
             else:
                 parts = [c for c in (intersect(f, box) for f in fore) if c is not None]
             if not parts:
                 continue
             stride = (glyph.width + 7) >> 3
-            size = stride * glyph.height
-            base = self._stage(glyph.data if len(glyph.data) == size
-                               else memoryview(glyph.data)[:size])
             if top_down:
-                off = (base - y0 * stride, stride)
+                ox, oy = base - y0 * stride, stride
             else:  # the software canvas reads glyph rows bottom-up
-                off = (base + (glyph.height - 1 + y0) * stride, -stride)
+                ox, oy = base + (glyph.height - 1 + y0) * stride, -stride
             kind = (BLIT_GLYPH | (x0 & 0xFFFFFF) << 8) & 0xFFFFFFFF
-            queued.extend((p, off, kind) for p in parts)
+            for part in parts:
+                queued += (*part, ox, oy, color, kind)
         if back:
             self._brush_rop(surf, back, rops.ROP3_PATCOPY, back_color, back_pat, None,
                             op.back_brush)
@@ -1148,8 +1151,7 @@ class Renderer:
             return back
         batch = self._begin("blit", surf, None, None)
         batch.kinds |= 1 << BLIT_GLYPH
-        for (px0, py0, px1, py1), (ox, oy), kind in queued:
-            batch.data += (px0, py0, px1, py1, ox, oy, color, kind)
+        batch.data += queued
         return back + fore
 
     def _stroke(self, surf: _Surface, bbox: Box, rects: list[Box], op: Stroke) -> list[Box]:

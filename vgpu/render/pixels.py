@@ -255,8 +255,6 @@ def glyph_boxes(string: GlyphString) -> tuple[int, list[tuple[int, int, int, int
         raise RenderError("empty glyph string")
     boxes = []
     lim = MAX_DIM * 4  # glyphs this far off any surface are not a real string
-    x0 = y0 = lim
-    x1 = y1 = -lim
     for g in string.glyphs:
         w, h = g.width, g.height
         if not (0 <= w <= MAX_DIM and 0 <= h <= MAX_DIM):
@@ -268,8 +266,8 @@ def glyph_boxes(string: GlyphString) -> tuple[int, list[tuple[int, int, int, int
         if not (-lim <= x <= lim and -lim <= y <= lim):
             raise RenderError("glyph position out of range")
         boxes.append((x, y, x + w, y + h))
-        x0, y0, x1, y1 = min(x0, x), min(y0, y), max(x1, x + w), max(y1, y + h)
-    box = (x0, y0, x1, y1)
+    x0s, y0s, x1s, y1s = zip(*boxes, strict=True)
+    box = (min(x0s), min(y0s), max(x1s), max(y1s))
     if box[2] - box[0] > MAX_DIM or box[3] - box[1] > MAX_DIM:
         raise RenderError("glyph string too large")
     return bpp, boxes, box
