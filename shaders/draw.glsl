@@ -69,15 +69,16 @@ const uint SRC_ALPHA = 1u << 14;
 const uint DST_ALPHA = 1u << 15;
 const uint HAS_SRC = 1u << 17;
 
-// ROP3 without branches: OR of the minterms whose bit is set in the code.
+// ROP3 without branches, bitwise on packed pixels: the code is the truth table indexed by
+// (p << 2 | s << 1 | d), so select between its bits on d, then s, then p (mux: a where the
+// selector bit is 0, b where it is 1).
+uint mux(uint a, uint b, uint sel) { return a ^ ((a ^ b) & sel); }
 uint rop3(uint code, uint p, uint s, uint d) {
-    uint r = 0u;
-    for (uint i = 0u; i < 8u; i++) {
-        uint term = ((i & 4u) != 0u ? p : ~p) & ((i & 2u) != 0u ? s : ~s)
-                    & ((i & 1u) != 0u ? d : ~d);
-        r |= term & (0u - ((code >> i) & 1u));
-    }
-    return r;
+    uint c[8];
+    for (uint i = 0u; i < 8u; i++) c[i] = 0u - ((code >> i) & 1u);
+    uint p0 = mux(mux(c[0], c[1], d), mux(c[2], c[3], d), s);
+    uint p1 = mux(mux(c[4], c[5], d), mux(c[6], c[7], d), s);
+    return mux(p0, p1, p);
 }
 
 #if SOURCE != 0
