@@ -78,6 +78,27 @@ def test_cached_id_sent_again_with_another_size(renderer):
         assert renderer.cache.bytes == (16 if s == 16 else 32) ** 2 * 4
 
 
+def test_cache_hits_copy_the_right_part_of_the_image(renderer):
+    """Copies of parts of a cached image, batched with fills, equal the reference."""
+    renderer.create_primary(64, 64, 256, E.SURFACE_FMT_32_xRGB, None)
+    ref = ReferenceCanvas()
+    ref.create(0, 64, 64, E.SURFACE_FMT_32_xRGB)
+    rng = np.random.default_rng(6)
+    pix = rng.integers(0, 256, (20, 24, 4), dtype=np.uint8)
+    for i in range(30):
+        w, h = (int(v) for v in rng.integers(1, 13, 2))
+        ax, ay = int(rng.integers(0, 24 - w + 1)), int(rng.integers(0, 20 - h + 1))
+        x, y = (int(v) for v in rng.integers(0, 64 - 13, 2))
+        img = bitmap(pix, image_id=9, cache=True)
+        cmds = [draw(Copy(img, rect(ax, ay, ax + w, ay + h), PUT, 0, NO_MASK),
+                     (x, y, x + w, y + h)), _fill(i * 0x30507, (x, y, x + 3, y + 3))]
+        for c in cmds:
+            renderer.execute(c)
+            ref.execute(c)
+    assert len(renderer.cache) == 1
+    assert np.array_equal(renderer.read_pixels(0), ref.pixels(0))
+
+
 def test_cache_is_bounded_and_dropped_on_reset(gl_ctx):
     from vgpu.render import Renderer
 

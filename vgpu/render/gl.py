@@ -380,9 +380,10 @@ class Renderer:
                 self._damage = [_bounds(self._damage)]
 
     def _fast(self, cmd: Drawable, op: Fill | Copy) -> bool:
-        """The common case without the general machinery: an unclipped, unmasked solid fill
-        or plain copy of a 32-bit top-down bitmap onto a 32-bit surface. Checks the same
-        things; returns False (having done nothing) for anything else."""
+        """The common case without the general machinery: an unclipped, unmasked solid fill,
+        or plain copy of an image already in the cache or of an uncached 32-bit top-down
+        bitmap, onto a 32-bit surface. Checks the same things; returns False (having done
+        nothing) for anything else."""
         if op.mask.bitmap is not None or op.rop_descriptor != E.ROPD_OP_PUT:
             return False
         surf = self._surfaces.get(cmd.surface_id)
@@ -405,15 +406,30 @@ class Renderer:
         else:
             img = op.src_bitmap
             area = op.src_area
-            if (type(img) is not BitmapImage or img.format not in _FORMATS_32_BITMAP
-                    or img.descriptor.flags & E.QXL_IMAGE_CACHE or not img.top_down
-                    or img.descriptor.type != E.IMAGE_TYPE_BITMAP):
+            if type(img) is not BitmapImage or img.descriptor.type != E.IMAGE_TYPE_BITMAP:
                 return False
-            w, h, stride = img.width, img.height, img.stride
+            w, h = img.width, img.height
             if (area.bottom - area.top != bottom - top or area.right - area.left != right - left
                     or not (area.left >= 0 and area.right <= w and area.top >= 0
-                            and area.bottom <= h) or stride < w * 4 or stride & 3
-                    or w > px.MAX_DIM or h > px.MAX_DIM or len(img.data) < h * stride):
+                            and area.bottom <= h)):
+                return False
+            if img.descriptor.flags & E.QXL_IMAGE_CACHE:
+                hit = self.cache.get(_cache_key(img))
+                if hit is None or hit.width != w or hit.height != h:
+                    return False  # the general path decodes and keeps it
+                tex = hit.texture
+                if not same or b.src not in (None, tex):
+                    b = self._begin("blit", surf, _Source(tex, w, h, hit.has_alpha), None)
+                b.src = tex
+                b.data += (left, top, right, bottom, hit.x + area.left - left,
+                           hit.y + area.top - top, 0, BLIT_COPY)
+                b.kinds |= 1 << BLIT_COPY
+                self._note_damage(surf, ((left, top, right, bottom),))
+                return True
+            stride = img.stride
+            if (img.format not in _FORMATS_32_BITMAP or not img.top_down or stride < w * 4
+                    or stride & 3 or w > px.MAX_DIM or h > px.MAX_DIM
+                    or len(img.data) < h * stride):
                 return False
             size = h * stride
             if size > MAX_STAGING_BYTES:
@@ -616,7 +632,7 @@ class Renderer:
         # own_texture (patterns, filtered scaling) wants a texture of exactly the image, which
         # a cached image in the shared texture is not: those decode afresh
         cache = bool(image.descriptor.flags & E.QXL_IMAGE_CACHE) and not own_texture
-        key = (image.descriptor.id, px.palette_key(image.palette), image.format)
+        key = _cache_key(image)
         if cache:
             hit = self.cache.get(key)
             if hit is not None and (hit.width, hit.height) == (image.width, image.height):
@@ -1230,6 +1246,12 @@ def _fill_buffer(buf: moderngl.Buffer, data: bytes | bytearray | memoryview) -> 
     if not REFILL_IN_PLACE_BYTES <= len(data) <= buf.size:
         buf.orphan(max(len(data) + 0xFFFF & ~0xFFFF, 0x10000))
     buf.write(data)
+
+
+def _cache_key(image: BitmapImage) -> tuple[Any, ...]:
+    """What a cached image is kept under: the guest's id, and the palette and format it was
+    decoded with (one id has been sent with two palettes, a blinking cursor)."""
+    return image.descriptor.id, px.palette_key(image.palette), image.format
 
 
 def _pack(c: Any) -> int:
