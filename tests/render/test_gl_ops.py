@@ -483,3 +483,15 @@ def test_composite_reading_its_own_target(renderer):
     want = pix.copy()
     want[:, 3:8] = pix[:, 0:5]
     assert (renderer.read_pixels(0) == want).all()
+
+
+def test_overlap_cells_claim_conservatively():
+    from vgpu.render.gl import _claim
+
+    cells: dict[int, int] = {}
+    # one operation's disjoint rects may share a cell; they never conflict with each other
+    assert _claim(cells, [(0, 0, 4, 4), (4, 0, 8, 4)])
+    assert not _claim(cells, [(6, 6, 7, 7)])  # same 8x8 cell: refused, nothing marked
+    assert _claim(cells, [(8, 0, 16, 8), (100, 100, 300, 300)])
+    assert not _claim(cells, [(200, 50, 201, 101)])  # reaches into the big rect's cells
+    assert _claim(cells, [(16, 8, 17, 9)])  # the next cell diagonally is free

@@ -120,6 +120,11 @@ storage: llvmpipe zeroes a new buffer and every 4 KiB of it page-faults (an 18 M
 copies spent as long on that as on drawing), which costs more than waiting for the draw that
 last read the buffer. Smaller uploads orphan, so frequent small batches never wait."""
 
+OVERLAP_CELL_SHIFT = 3
+"""Without framebuffer fetch, a batch of destination-reading draws must not overlap itself;
+overlap is tested on 8x8-pixel cells: small rects rarely share a cell by chance, and a
+screen-sized rect marks at most a few hundred rows of bits."""
+
 MAX_DAMAGE_RECTS = 64
 """Damage rects kept per surface between snapshots before they collapse into their bounding
 box: readback per rect costs a GL round trip, so past this many one read is cheaper."""
@@ -215,14 +220,16 @@ class _StagingFull(Exception):
 class _Batch:
     """The queued instances of one draw call and the state they share."""
 
-    __slots__ = ("data", "extra", "kind", "kinds", "pat", "rects", "src", "src_size",
+    __slots__ = ("cells", "data", "extra", "kind", "kinds", "pat", "reads", "src", "src_size",
                  "stage_start", "target")
 
     def __init__(self) -> None:
         self.kind: str | None = None
         self.extra: tuple[Any, ...] = ()
         self.data: list[Any] = []
-        self.rects: list[Box] = []
+        self.reads: list[Box] = []  # what a batch reading its own target reads of it
+        # without framebuffer fetch: the OVERLAP_CELL cells its rects touch (row -> bit mask)
+        self.cells: dict[int, int] = {}
         self.target: _Surface | None = None
         self.src: Any = None
         self.pat: Any = None
@@ -782,15 +789,6 @@ class Renderer:
             return "self"
         return src.tex if src.tex is not None else "staged"
 
-    def _overlaps(self, b: _Batch, boxes: list[Box]) -> bool:
-        if not b.rects:
-            return False
-        for r in boxes:
-            for q in b.rects:
-                if r[0] < q[2] and q[0] < r[2] and r[1] < q[3] and q[1] < r[3]:
-                    return True
-        return False
-
     def _queue_fill(self, target: _Surface, rects: list[Box], color: int) -> None:
         b = self._begin("blit", target, None, None)
         b.kinds |= 1 << BLIT_FILL
@@ -803,7 +801,7 @@ class Renderer:
         src_tex = self._resolve(src, target)
         b = self._begin("blit", target, src, None)  # a self-read always starts a batch
         if src_tex == "self":
-            b.rects.extend((x0 - dx, y0 - dy, x1 - dx, y1 - dy) for x0, y0, x1, y1 in rects)
+            b.reads.extend((x0 - dx, y0 - dy, x1 - dx, y1 - dy) for x0, y0, x1, y1 in rects)
         if src.staged is not None:
             base, stride = src.staged
             b.kinds |= 1 << BLIT_STAGED
@@ -831,13 +829,12 @@ class Renderer:
         bilinear = bool(mode & MODE_BILINEAR)
         reads_self = "self" in (self._resolve(src, target), self._resolve(pat, target))
         b = self._begin("draw", target, src, pat, (bilinear,))
-        if not self.fetch and self._overlaps(b, rects):
+        if not self.fetch and not _claim(b.cells, rects):
             self.flush()
             b = self._begin("draw", target, src, pat, (bilinear,))
-        if not self.fetch:  # what later operations of the batch must not overlap
-            b.rects.extend(rects)
+            _claim(b.cells, rects)
         if reads_self:
-            b.rects.extend(src_reads or [(0, 0, target.width, target.height)])
+            b.reads.extend(src_reads or [(0, 0, target.width, target.height)])
         stage = (0, 0)
         if src is not None and src.staged is not None:
             stage = src.staged
@@ -864,8 +861,8 @@ class Renderer:
             _fill_buffer(self._staging_buf,
                          memoryview(self._staging)[b.stage_start : self._staged])
             self._staging_buf.bind_to_storage_buffer(0)
-        src = self._sample_tex(b.src, target, b.rects)
-        pat = self._sample_tex(b.pat, target, b.rects)
+        src = self._sample_tex(b.src, target, b.reads)
+        pat = self._sample_tex(b.pat, target, b.reads)
         if b.kind == "blit":
             data = np.array(b.data, np.int64).astype(np.int32).tobytes()
             n = len(data) // (_BLIT_INTS * 4)
@@ -1246,6 +1243,25 @@ def _fill_buffer(buf: moderngl.Buffer, data: bytes | bytearray | memoryview) -> 
     if not REFILL_IN_PLACE_BYTES <= len(data) <= buf.size:
         buf.orphan(max(len(data) + 0xFFFF & ~0xFFFF, 0x10000))
     buf.write(data)
+
+
+def _claim(cells: dict[int, int], rects: list[Box]) -> bool:
+    """Marks the OVERLAP_CELL cells the (disjoint) rects touch, unless one of them is marked
+    already (then returns False and marks nothing): a conservative overlap test whose cost
+    follows the rects' size, not the number of rects already in the batch."""
+    spans = []
+    for x0, y0, x1, y1 in rects:
+        c0 = x0 >> OVERLAP_CELL_SHIFT
+        bits = ((1 << (((x1 - 1) >> OVERLAP_CELL_SHIFT) - c0 + 1)) - 1) << c0
+        rows = range(y0 >> OVERLAP_CELL_SHIFT, ((y1 - 1) >> OVERLAP_CELL_SHIFT) + 1)
+        for row in rows:
+            if cells.get(row, 0) & bits:
+                return False
+        spans.append((bits, rows))
+    for bits, rows in spans:
+        for row in rows:
+            cells[row] = cells.get(row, 0) | bits
+    return True
 
 
 def _cache_key(image: BitmapImage) -> tuple[Any, ...]:
