@@ -40,7 +40,9 @@ class DisplayBackend(Protocol):
 
     def read_area(self, surface_id: int, area: QRect) -> np.ndarray:
         """The rendered pixels of `area`, (height, width * bytes_per_pixel) uint8, top-down,
-        in the surface format's memory layout, for UPDATE_AREA's write-back to guest memory."""
+        in the surface format's memory layout, for UPDATE_AREA's write-back to guest memory.
+        It may be a read-only view of the backend's own memory, valid until its next call:
+        the device copies it into guest memory at once."""
 
     def reset(self) -> None:
         """Drop every surface and the image cache (QXL RESET / DESTROY_SURFACES)."""

@@ -492,7 +492,7 @@ class Renderer:
         box = box or (0, 0, surf.width, surf.height)
         if intersect(box, (0, 0, surf.width, surf.height)) != box:
             raise RenderError("read outside the surface")
-        return self._read(surf, box)
+        return self._read(surf, box).copy()
 
     def snapshot(self) -> Frame | None:
         """The primary as a new immutable Frame with the damage since the previous snapshot,
@@ -500,7 +500,7 @@ class Renderer:
         surf = self._surfaces.get(PRIMARY)
         if surf is None or not self._damage:
             return None
-        pixels = self._read(surf, (0, 0, surf.width, surf.height))
+        pixels = self._read(surf, (0, 0, surf.width, surf.height)).copy()
         damage = tuple(self._damage)
         self._damage = []
         pixels.setflags(write=False)
@@ -583,8 +583,9 @@ class Renderer:
         return surf
 
     def _read(self, surf: _Surface, box: Box) -> np.ndarray:
-        """A copy of `box` of the surface's pixels. Reads back from GL only what changed
-        since the last read (the surface's host shadow keeps the rest)."""
+        """`box` of the surface's pixels: a read-only view of its host shadow, valid until
+        the next operation (copy what you keep). Reads back from GL only what changed since
+        the last read (the shadow keeps the rest)."""
         self.flush()
         if surf.shadow is None:
             surf.shadow = self._read_now(surf, (0, 0, surf.width, surf.height)).copy()
@@ -603,7 +604,9 @@ class Renderer:
                 surf.shadow[r[1] : r[3], r[0] : r[2]] = self._read_now(surf, r)
             surf.stale = keep
         x0, y0, x1, y1 = box
-        return surf.shadow[y0:y1, x0:x1].copy()
+        view = surf.shadow[y0:y1, x0:x1]
+        view.flags.writeable = False
+        return view
 
     def _read_now(self, surf: _Surface, box: Box) -> np.ndarray:
         x0, y0, x1, y1 = box
