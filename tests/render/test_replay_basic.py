@@ -30,7 +30,13 @@ def test_basic_recording_matches_spice_gtk_screenshot(renderer, data_dir):
     _check(renderer, data_dir / "basic.spice.xz", data_dir / "basic.png", 912)
 
 
-@pytest.mark.parametrize(("name", "drawables"), [("texts", 1062), ("scroll", 5342)])
+# images: photo-like xwud pictures (some partly off-screen) over xsetroot -bitmap tiles;
+# render: RENDER clients (Xft text, xclock/xlogo -render, x11perf aa/composite tests), which
+# Xspice draws in software (it sends no COMPOSITE); windows: twm moves, resizes and raises
+# overlapping windows, one dragged by its title bar, one partly off-screen.
+@pytest.mark.parametrize(("name", "drawables"), [("texts", 1062), ("scroll", 5342),
+                                                 ("images", 841), ("render", 576),
+                                                 ("windows", 5830)])
 def test_own_recordings_match_screenshots(renderer, name, drawables):
     _check(renderer, HERE / f"{name}.spice.xz", HERE / f"{name}.png", drawables)
 
