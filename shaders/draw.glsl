@@ -5,9 +5,12 @@
 // draw see each other in order); otherwise it is read from u_dst, a copy of the affected rects
 // taken before the draw, never from the texture being drawn.
 //
-// Per instance: i_rect destination x0, y0, x1, y1; i_src: source pixel (sx, sy) =
-// floor(i_src.xy + gl_FragCoord.xy * i_src.zw), read from u_src or, for staged images, the
-// staging buffer at pixel index i_stage.x + sy * i_stage.y + sx; i_aux.xy: the mask/coverage
+// Per instance: i_rect destination x0, y0, x1, y1; i_src: the source position of destination
+// pixel p in pixman's 16.16 fixed point, v = i_src.xy * p + i_src.zw (unsigned arithmetic:
+// the sum fits, a term may wrap), sampled as pixman does for the software canvas (nearest:
+// pixel (v - 1) >> 16; bilinear: 7-bit weights, truncated; outside the image: zero), from
+// u_src or, for staged images (unscaled), the staging buffer at pixel index
+// i_stage.x + sy * i_stage.y + sx; i_aux.xy: the mask/coverage
 // byte of destination pixel (x, y) is staging byte i_aux.x + y * i_aux.y + x; i_aux.zw: the
 // pattern origin; i_color: brush colour or colour key (packed); i_mode: bits 0-7 ROP3 code,
 // 8-11 kind, flags above (see MODE_* in vgpu/render/gl.py), 24-31 constant alpha.
@@ -18,13 +21,13 @@
 #ifdef VERTEX
 in vec2 corner;
 in ivec4 i_rect;
-in vec4 i_src;
+in ivec4 i_src;
 in ivec2 i_stage;
 in ivec4 i_aux;
 in uint i_color;
 in uint i_mode;
 uniform vec2 u_size;
-flat out vec4 v_src;
+flat out ivec4 v_src;
 flat out ivec2 v_stage;
 flat out ivec4 v_aux;
 flat out uint v_color;
@@ -47,8 +50,7 @@ void main() {
 uniform sampler2D u_dst;
 uniform sampler2D u_src;
 uniform sampler2D u_pat;
-uniform ivec2 u_src_size;
-flat in vec4 v_src;
+flat in ivec4 v_src;
 flat in ivec2 v_stage;
 flat in ivec4 v_aux;
 flat in uint v_color;
@@ -82,24 +84,29 @@ uint rop3(uint code, uint p, uint s, uint d) {
 }
 
 #if SOURCE != 0
-uvec4 source(vec2 frag_pos) {
-    vec2 sp = v_src.xy + frag_pos * v_src.zw;
+#if SOURCE == 1
+// REPEAT_NONE: texels outside the image read as zero
+uvec4 texel(ivec2 q) {
+    return all(greaterThanEqual(q, ivec2(0))) && all(lessThan(q, textureSize(u_src, 0)))
+        ? to_u8(texelFetch(u_src, q, 0)) : uvec4(0u);
+}
+#endif
+
+uvec4 source(ivec2 p) {
+    ivec2 v = ivec2(uvec2(v_src.xy) * uvec2(p) + uvec2(v_src.zw));
 #if BILINEAR
-    vec2 c = sp - 0.5;
-    ivec2 i0 = ivec2(floor(c));
-    vec2 f = c - vec2(i0);
-    ivec2 hi = u_src_size - 1;
-    vec4 a = texelFetch(u_src, clamp(i0, ivec2(0), hi), 0);
-    vec4 b = texelFetch(u_src, clamp(i0 + ivec2(1, 0), ivec2(0), hi), 0);
-    vec4 cc = texelFetch(u_src, clamp(i0 + ivec2(0, 1), ivec2(0), hi), 0);
-    vec4 d = texelFetch(u_src, clamp(i0 + ivec2(1, 1), ivec2(0), hi), 0);
-    return to_u8(mix(mix(a, b, f.x), mix(cc, d, f.x), f.y));
+    ivec2 c = v - 0x8000;
+    ivec2 q = c >> 16;
+    uvec2 w = uvec2((c >> 9) & 0x7F);
+    uvec4 top = texel(q) * (128u - w.x) + texel(q + ivec2(1, 0)) * w.x;
+    uvec4 bottom = texel(q + ivec2(0, 1)) * (128u - w.x) + texel(q + ivec2(1, 1)) * w.x;
+    return (top * (128u - w.y) + bottom * w.y) >> 14;
 #else
-    ivec2 q = ivec2(floor(sp));
+    ivec2 q = (v - 1) >> 16;
 #if SOURCE == 2
     return unpack_px(staged_pixel(v_stage.x + q.y * v_stage.y + q.x));
 #else
-    return to_u8(texelFetch(u_src, q, 0));
+    return texel(q);
 #endif
 #endif
 }
@@ -119,7 +126,7 @@ void main() {
     uvec4 d = to_u8(texelFetch(u_dst, p, 0));
 #endif
 #if SOURCE != 0
-    uvec4 raw = (mode & HAS_SRC) != 0u ? source(gl_FragCoord.xy) : uvec4(0u);
+    uvec4 raw = (mode & HAS_SRC) != 0u ? source(p) : uvec4(0u);
 #else
     uvec4 raw = uvec4(0u);
 #endif

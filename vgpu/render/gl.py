@@ -19,6 +19,7 @@ operation needs is checked and decoded before anything is queued, so a bad opera
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -144,13 +145,17 @@ MODE_SRC = 1 << 17
 
 FRAMEBUFFER_FETCH = "GL_EXT_shader_framebuffer_fetch"
 
+SourceMap = tuple[int, int, int, int]
+"""(fx, fy, cx, cy): see `Renderer._src_map`."""
+UNSCALED = (1 << 16, 1 << 16, 0x8000, 0x8000)
+
 _FORMATS_32 = (E.SURFACE_FMT_32_xRGB, E.SURFACE_FMT_32_ARGB)
 _FORMATS_32_BITMAP = (E.BITMAP_FMT_32BIT, E.BITMAP_FMT_RGBA)
 _ALPHA_FORMATS = (E.SURFACE_FMT_32_ARGB, E.SURFACE_FMT_8_A, E.SURFACE_FMT_1_A)
 
 _BLIT_FMT = ("4i 2i u u", ("i_rect", "i_off", "i_color", "i_kind"))
-_DRAW_FMT = ("4i 4f 2i 4i u u", ("i_rect", "i_src", "i_stage", "i_aux", "i_color", "i_mode"))
-_DRAW_DTYPE = np.dtype([("rect", "<i4", 4), ("src", "<f4", 4), ("stage", "<i4", 2),
+_DRAW_FMT = ("4i 4i 2i 4i u u", ("i_rect", "i_src", "i_stage", "i_aux", "i_color", "i_mode"))
+_DRAW_DTYPE = np.dtype([("rect", "<i4", 4), ("src", "<i4", 4), ("stage", "<i4", 2),
                         ("aux", "<i4", 4), ("color", "<u4"), ("mode", "<u4")])
 
 
@@ -220,7 +225,7 @@ class _StagingFull(Exception):
 class _Batch:
     """The queued instances of one draw call and the state they share."""
 
-    __slots__ = ("cells", "data", "extra", "kind", "kinds", "pat", "reads", "src", "src_size",
+    __slots__ = ("cells", "data", "extra", "kind", "kinds", "pat", "reads", "src",
                  "stage_start", "target")
 
     def __init__(self) -> None:
@@ -233,7 +238,6 @@ class _Batch:
         self.target: _Surface | None = None
         self.src: Any = None
         self.pat: Any = None
-        self.src_size = (1, 1)
         # blit: 1 << BLIT_*; draw: 1 << KIND_*, and 256 when an instance has a mask
         self.kinds = 0
         self.stage_start = 0  # the first staging byte its instances refer to
@@ -773,7 +777,7 @@ class Renderer:
                 and (src_tex is None or b.src is None or b.src is src_tex)
                 and (pat_tex is None or b.pat is None or b.pat is pat_tex)):
             if b.src is None and src is not None:
-                b.src, b.src_size = src_tex, (src.width, src.height)
+                b.src = src_tex
             if b.pat is None:
                 b.pat = pat_tex
             return b
@@ -781,8 +785,6 @@ class Renderer:
         b = self._batch
         b.kind, b.target, b.src, b.pat, b.extra = kind, target, src_tex, pat_tex, extra
         b.stage_start = self._op_stage_start
-        if src is not None:
-            b.src_size = (src.width, src.height)
         return b
 
     def _resolve(self, src: _Source | None, target: _Surface) -> Any:
@@ -818,13 +820,12 @@ class Renderer:
             self.flush()
 
     def _queue_draw(self, target: _Surface, rects: list[Box], mode: int, *,
-                    src: _Source | None = None, src_map: tuple[float, float, float, float] =
-                    (0.0, 0.0, 1.0, 1.0), pat: _Source | None = None, color: int = 0,
+                    src: _Source | None = None, src_map: SourceMap = UNSCALED,
+                    pat: _Source | None = None, color: int = 0,
                     aux: tuple[int, int] = (0, 0), pat_pos: tuple[int, int] = (0, 0),
                     src_reads: list[Box] | None = None) -> None:
-        """Queues a destination-reading draw over `rects` (disjoint). src_map (ox, oy, sx, sy):
-        source pixel = floor(ox + (x + 0.5) * sx), in image coordinates; aux: (a, s) from
-        _stage_mask for the mask/coverage."""
+        """Queues a destination-reading draw over `rects` (disjoint). src_map: see
+        `_src_map`; aux: (a, s) from _stage_mask for the mask/coverage."""
         if src is not None:
             mode |= MODE_SRC
         if pat is not None:
@@ -842,7 +843,9 @@ class Renderer:
         if src is not None and src.staged is not None:
             stage = src.staged
         elif src is not None and (src.x or src.y):
-            src_map = (src_map[0] + src.x, src_map[1] + src.y, src_map[2], src_map[3])
+            src_map = (src_map[0], src_map[1], src_map[2] + (src.x << 16),
+                       src_map[3] + (src.y << 16))
+        src_map = tuple(_int32(v) for v in src_map)
         b.kinds |= 1 << ((mode >> 8) & 0xF)
         if mode & MODE_MASK:
             b.kinds |= 1 << 8
@@ -892,8 +895,7 @@ class Renderer:
         prog, vao = variant
         for name, value in (("u_dst", 0), ("u_src", 1), ("u_pat", 2),
                             ("u_stage_base", b.stage_start),
-                            ("u_size", (target.width, target.height)),
-                            ("u_src_size", b.src_size)):
+                            ("u_size", (target.width, target.height))):
             if name in prog:
                 prog[name] = value
         target.fbo.use()
@@ -985,17 +987,32 @@ class Renderer:
         self._brush_rop(surf, rects, code, 0, None, mask, None)
         return rects
 
-    def _src_map(self, bbox: Box, area: Box, scale_mode: int
-                 ) -> tuple[tuple[float, float, float, float], bool]:
-        """The source mapping for a src_area drawn into bbox, and whether it scales."""
+    def _src_map(self, bbox: Box, area: Box, scale_mode: int, *, rop3: bool = False
+                 ) -> tuple[SourceMap, bool]:
+        """Where destination pixel (x, y) of an operation reads its source, as pixman does for
+        the software canvas: position v = (fx * x + cx, fy * y + cy) in 16.16 fixed point, in
+        image coordinates (see draw.glsl); and whether the operation scales. COPY, BLEND,
+        OPAQUE, TRANSPARENT and ALPHA_BLEND scale with an integer ratio anchored at src_area
+        (sw_canvas's __scale_image); ROP3 (`rop3`) through canvas_scale_surface, with a
+        ratio in doubles and the source offset rounded in destination space."""
         bw, bh = bbox[2] - bbox[0], bbox[3] - bbox[1]
         aw, ah = area[2] - area[0], area[3] - area[1]
         if (aw, ah) == (bw, bh):
-            return (float(area[0] - bbox[0]), float(area[1] - bbox[1]), 1.0, 1.0), False
+            return (1 << 16, 1 << 16, ((area[0] - bbox[0]) << 16) + 0x8000,
+                    ((area[1] - bbox[1]) << 16) + 0x8000), False
         if scale_mode not in (E.SCALE_MODE_INTERPOLATE, E.SCALE_MODE_NEAREST):
             raise RenderError(f"unknown scale mode {scale_mode}")
-        sx, sy = aw / bw, ah / bh
-        return (area[0] - bbox[0] * sx, area[1] - bbox[1] * sy, sx, sy), True
+        fx, cx = _scale_axis(area[0], aw, bbox[0], bw, rop3)
+        fy, cy = _scale_axis(area[1], ah, bbox[1], bh, rop3)
+        return (fx, fy, cx, cy), True
+
+    def _scaled_source(self, src: _Source, image: Image, target: _Surface) -> _Source:
+        """A scaled read's source as a texture of exactly the image: scaling reads past the
+        source area, up to the image's edges and beyond (as zero), so neither staged rows
+        nor a slot of the shared cache texture will do."""
+        if src.surface is None and (src.tex is None or src.tex is self._cache_tex):
+            return self._image(image, target, own_texture=True)
+        return src
 
     def _check_area(self, src: _Source, area: QRect) -> Box:
         box = check_rect(area, "src_area")
@@ -1006,11 +1023,11 @@ class Renderer:
 
     def _image_op(self, surf: _Surface, bbox: Box, rects: list[Box], image: Image,
                   area_q: QRect, scale_mode: int, code: int, mask_q: QMask | None,
-                  brush: Brush = None) -> list[Box]:
+                  brush: Brush = None, *, rop3: bool = False) -> list[Box]:
         """COPY, BLEND, OPAQUE, ROP3: ROP3 `code` over (brush, source, destination)."""
         src = self._image(image, surf)
         area = self._check_area(src, area_q)
-        src_map, scaled = self._src_map(bbox, area, scale_mode)
+        src_map, scaled = self._src_map(bbox, area, scale_mode, rop3=rop3)
         color, pat = self._brush(brush, surf)
         mask = None
         if mask_q is not None:
@@ -1024,18 +1041,17 @@ class Renderer:
             self._brush_rop(surf, rects, code, color, pat, mask, brush)
             return rects
         mode = code | (KIND_ROP3 << 8)
-        if scaled and scale_mode == E.SCALE_MODE_INTERPOLATE:
-            mode |= MODE_BILINEAR
-            if src.surface is None and (src.tex is None or src.tex is self._cache_tex):
-                src = self._image(image, surf, own_texture=True)  # filtering needs its edges
+        if scaled:
+            src = self._scaled_source(src, image, surf)
+            if scale_mode == E.SCALE_MODE_INTERPOLATE:
+                mode |= MODE_BILINEAR
         aux = (0, 0)
         if mask is not None:
             aux = self._stage_mask(mask, _bounds(rects))
             mode |= MODE_MASK
         pat_pos = (brush.pos.x, brush.pos.y) if isinstance(brush, PatternBrush) else (0, 0)
-        reads = [(area[0], area[1], area[2], area[3])] if src.surface is surf else None
         self._queue_draw(surf, rects, mode, src=src, src_map=src_map, pat=pat, color=color,
-                         aux=aux, pat_pos=pat_pos, src_reads=reads)
+                         aux=aux, pat_pos=pat_pos, src_reads=_self_reads(src, surf, area))
         return rects
 
     def _copy(self, surf: _Surface, bbox: Box, rects: list[Box], op: Copy) -> list[Box]:
@@ -1057,22 +1073,23 @@ class Renderer:
         if brush is not None and not isinstance(brush, SolidBrush | PatternBrush):
             raise RenderError("unknown brush type")
         return self._image_op(surf, bbox, rects, op.src_bitmap, op.src_area, op.scale_mode,
-                              op.rop3, op.mask, brush)
+                              op.rop3, op.mask, brush, rop3=True)
 
     def _transparent(self, surf: _Surface, bbox: Box, rects: list[Box],
                      op: Transparent) -> list[Box]:
         src = self._image(op.src_bitmap, surf)
         area = self._check_area(src, op.src_area)
-        src_map, _ = self._src_map(bbox, area, E.SCALE_MODE_NEAREST)
+        src_map, scaled = self._src_map(bbox, area, E.SCALE_MODE_NEAREST)
+        if scaled:
+            src = self._scaled_source(src, op.src_bitmap, surf)
         if surf.fmt in (E.SURFACE_FMT_16_555, E.SURFACE_FMT_16_565):
             key = _pack(px.quantize_pixel(_unpack(op.true_color), surf.fmt))
         elif surf.fmt in (E.SURFACE_FMT_32_xRGB, E.SURFACE_FMT_32_ARGB):
             key = op.true_color & 0xFFFFFF
         else:
             key = 0
-        reads = [area] if src.surface is surf else None
         self._queue_draw(surf, rects, KIND_COLORKEY << 8, src=src, src_map=src_map, color=key,
-                         src_reads=reads)
+                         src_reads=_self_reads(src, surf, area))
         return rects
 
     def _alpha_blend(self, surf: _Surface, bbox: Box, rects: list[Box],
@@ -1081,9 +1098,11 @@ class Renderer:
             raise RenderError(f"alpha {op.alpha} out of range")
         src = self._image(op.src_bitmap, surf)
         area = self._check_area(src, op.src_area)
-        src_map, _ = self._src_map(bbox, area, E.SCALE_MODE_NEAREST)
+        src_map, scaled = self._src_map(bbox, area, E.SCALE_MODE_NEAREST)
         if op.alpha == 0:
             return []
+        if scaled:
+            src = self._scaled_source(src, op.src_bitmap, surf)
         mode = (KIND_ALPHA << 8) | (op.alpha << 24)
         has_alpha = src.has_alpha if src.surface is None else bool(
             op.alpha_flags & E.ALPHA_FLAGS_SRC_SURFACE_HAS_ALPHA)
@@ -1091,8 +1110,8 @@ class Renderer:
             mode |= MODE_SRC_ALPHA
         if op.alpha_flags & E.ALPHA_FLAGS_DEST_HAS_ALPHA:
             mode |= MODE_DST_ALPHA
-        reads = [area] if src.surface is surf else None
-        self._queue_draw(surf, rects, mode, src=src, src_map=src_map, src_reads=reads)
+        self._queue_draw(surf, rects, mode, src=src, src_map=src_map,
+                         src_reads=_self_reads(src, surf, area))
         return rects
 
     def _text(self, surf: _Surface, bbox: Box, rects: list[Box], op: Text) -> list[Box]:
@@ -1246,6 +1265,34 @@ def _fill_buffer(buf: moderngl.Buffer, data: bytes | bytearray | memoryview) -> 
     if not REFILL_IN_PLACE_BYTES <= len(data) <= buf.size:
         buf.orphan(max(len(data) + 0xFFFF & ~0xFFFF, 0x10000))
     buf.write(data)
+
+
+def _scale_axis(src0: int, src_len: int, dst0: int, dst_len: int, rop3: bool
+                ) -> tuple[int, int]:
+    """(f, c) such that source position (16.16) = f * x + c for destination pixel x: the
+    scale transform pixman evaluates at pixel centres, rounding f * 0.5 as
+    pixman_transform_point_3d does."""
+    if rop3:  # canvas_scale_surface: ratio as a double, offset ROUND(src0 / ratio)
+        ratio = src_len / dst_len
+        f = int(ratio * 65536.0)
+        offset = math.floor(src0 / ratio + 0.5)
+        return f, f * (offset - dst0) + ((f * 0x8000 + 0x8000) >> 16)
+    f = (src_len << 16) // dst_len
+    return f, (src0 << 16) - f * dst0 + ((f * 0x8000 + 0x8000) >> 16)
+
+
+def _self_reads(src: _Source, target: _Surface, area: Box) -> list[Box] | None:
+    """What an operation reading its own target reads of it: the source area and the pixel
+    around it that scaling may reach."""
+    if src.surface is not target:
+        return None
+    return [(max(area[0] - 1, 0), max(area[1] - 1, 0), min(area[2] + 1, target.width),
+             min(area[3] + 1, target.height))]
+
+
+def _int32(v: int) -> int:
+    """An integer as the int32 holding its low 32 bits (the shader adds modulo 2**32)."""
+    return ((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 
 
 def _claim(cells: dict[int, int], rects: list[Box]) -> bool:
