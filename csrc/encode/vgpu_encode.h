@@ -1,4 +1,5 @@
-/* vgpu encoder core: damage tiles, SPICE LZ (RGB32/RGBA), SPICE QUIC (RGB32),
+/* vgpu encoder core: damage tiles, SPICE LZ (RGB32/RGBA), SPICE QUIC (RGB32;
+ * and a QUIC decoder for guest images),
  * SPICE-framed LZ4 and JPEG.  Every function takes a 32-bit B,G,R,X frame as a
  * base pointer plus a row stride in bytes, so a crop of a bigger frame needs
  * no copy.  Functions never write past the capacity they are given and
@@ -25,6 +26,12 @@
 #define VGPU_ENC_ERR_SPACE -2
 #define VGPU_ENC_ERR_NOMEM -3
 #define VGPU_ENC_ERR_CODEC -4
+/* Decoder verdicts on a stream (hostile input, never a crash): */
+#define VGPU_DEC_ERR_HEADER -5    /* not a stream of this codec or version */
+#define VGPU_DEC_ERR_TYPE -6      /* an image type we do not decode */
+#define VGPU_DEC_ERR_SIZE -7      /* size out of range, or not the one expected */
+#define VGPU_DEC_ERR_TRUNCATED -8 /* the stream ends before the image */
+#define VGPU_DEC_ERR_CORRUPT -9   /* a code no encoder writes (a run past the row) */
 
 /* Tiles: compares two frames of the same size tile by tile and writes the
  * changed area as rectangles (left, top, right, bottom; right/bottom
@@ -46,6 +53,26 @@ long vgpu_lz_encode(const uint8_t *pixels, ptrdiff_t stride, int width, int heig
 size_t vgpu_quic_bound(int width, int height);
 long vgpu_quic_encode_rgb32(const uint8_t *pixels, ptrdiff_t stride, int width, int height,
                             uint8_t *out, size_t out_cap);
+
+/* QUIC decoding (QUIC_IMAGE_TYPE_* values of the stream header). */
+#define VGPU_QUIC_TYPE_GRAY 1
+#define VGPU_QUIC_TYPE_RGB16 2
+#define VGPU_QUIC_TYPE_RGB24 3
+#define VGPU_QUIC_TYPE_RGB32 4
+#define VGPU_QUIC_TYPE_RGBA 5
+
+/* Reads a QUIC stream's header (size bytes from the "QUIC" magic on):
+ * returns 0 with its image type and size (each side 1..VGPU_ENC_MAX_DIM),
+ * or a negative error; GRAY and unknown types are VGPU_DEC_ERR_TYPE. */
+int vgpu_quic_decode_header(const uint8_t *data, size_t size, int *type, int *width,
+                            int *height);
+
+/* Decodes a QUIC stream whose header says width x height into B,G,R,A rows
+ * of out (stride bytes apart): RGB32/RGB24/RGB16 give A = 0 (RGB16 widened
+ * by bit replication), RGBA its alpha plane.  Returns the pixel count or a
+ * negative error; out may hold a partial image after an error. */
+long vgpu_quic_decode(const uint8_t *data, size_t size, uint8_t *out, ptrdiff_t stride,
+                      int width, int height);
 
 /* SPICE_IMAGE_TYPE_LZ4 payload: top-down flag byte, format byte
  * (SPICE_BITMAP_FMT_32BIT), then big-endian u32 block lengths each followed

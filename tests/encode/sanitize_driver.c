@@ -1,4 +1,5 @@
-/* Runs every encoder over random and adversarial frames; built with
+/* Runs every encoder (and the QUIC decoder, on their streams and corrupt
+ * copies) over random and adversarial frames; built with
  * -fsanitize=address,undefined by test_sanitize.py, so any out-of-bounds
  * access or undefined behaviour aborts with a report.
  *
@@ -47,6 +48,52 @@ static void expect(int ok, const char *what, int w, int h)
     }
 }
 
+/* Decodes a stream from a heap block of exactly its length: the stream
+ * itself must give back the frame's colours, and truncated or bit-flipped
+ * copies must end in an error code or an image, never outside the blocks. */
+static void quic_decode_case(const uint8_t *px, ptrdiff_t stride, int w, int h,
+                             const uint8_t *stream, size_t n)
+{
+    uint8_t *img = malloc((size_t)w * (size_t)h * 4);
+    uint8_t *copy = malloc(n);
+    memcpy(copy, stream, n);
+    int type, dw, dh;
+    expect(vgpu_quic_decode_header(copy, n, &type, &dw, &dh) == 0 && type == VGPU_QUIC_TYPE_RGB32
+               && dw == w && dh == h, "quic header", w, h);
+    expect(vgpu_quic_decode(copy, n, img, (ptrdiff_t)w * 4, w, h) == (long)w * h, "quic decode", w, h);
+    for (int y = 0; y < h; y++) {
+        for (int x = 0; x < w; x++) {
+            const uint8_t *a = px + y * stride + 4 * x, *b = img + ((size_t)y * w + x) * 4;
+            if (a[0] != b[0] || a[1] != b[1] || a[2] != b[2] || b[3] != 0) {
+                expect(0, "quic decoded pixel", w, h);
+                y = h;
+                break;
+            }
+        }
+    }
+    /* the caller's size must be the header's (the decoder writes nothing then) */
+    expect(vgpu_quic_decode(copy, n, img, (ptrdiff_t)w * 4, w, h > 1 ? h - 1 : 2)
+               == VGPU_DEC_ERR_SIZE, "quic size mismatch", w, h);
+    free(copy);
+    for (int k = 0; k < 4; k++) {
+        /* k == 0: a random cut; otherwise a few flipped bits past the header */
+        const size_t len = k == 0 ? rnd() % n : n;
+        copy = malloc(len ? len : 1);
+        memcpy(copy, stream, len);
+        for (int f = 0; k && f < 1 + (int)(rnd() % 3); f++) {
+            copy[20 + rnd() % (len - 20)] ^= (uint8_t)(1u << (rnd() % 8));
+        }
+        const long r = vgpu_quic_decode(copy, len, img, (ptrdiff_t)w * 4, w, h);
+        expect(r == (long)w * h || (r <= VGPU_DEC_ERR_HEADER && r >= VGPU_DEC_ERR_CORRUPT),
+               "quic corrupt", w, h);
+        if (k == 0 && len + 4 <= n) {
+            expect(r == VGPU_DEC_ERR_TRUNCATED || (len < 24 && r < 0), "quic truncated", w, h);
+        }
+        free(copy);
+    }
+    free(img);
+}
+
 static void run_case(int w, int h, int pad_pixels, int kind)
 {
     const ptrdiff_t stride = (ptrdiff_t)(w + pad_pixels) * 4;
@@ -69,7 +116,11 @@ static void run_case(int w, int h, int pad_pixels, int kind)
     }
     size_t cap = vgpu_quic_bound(w, h);
     uint8_t *out = malloc(cap);
-    expect(vgpu_quic_encode_rgb32(px, stride, w, h, out, cap) >= 24, "quic", w, h);
+    const long qn = vgpu_quic_encode_rgb32(px, stride, w, h, out, cap);
+    expect(qn >= 24, "quic", w, h);
+    if (qn >= 24) {
+        quic_decode_case(px, stride, w, h, out, (size_t)qn);
+    }
     free(out);
     cap = vgpu_lz4_bound(w, h);
     out = malloc(cap);
@@ -110,6 +161,34 @@ static void bad_arguments(void)
         expect(vgpu_lz4_encode_rgb32(px, 64, w, h, out, sizeof(out)) == VGPU_ENC_ERR_ARGS, "lz4 args", w, h);
         expect(vgpu_jpeg_encode(px, 64, w, h, 80, &jpg) == VGPU_ENC_ERR_ARGS, "jpeg args", w, h);
         expect(vgpu_tiles_max_rects(w, h, 64) == VGPU_ENC_ERR_ARGS, "tiles args", w, h);
+        expect(vgpu_quic_decode(out, sizeof(out), out, 64, w, h) == VGPU_ENC_ERR_ARGS, "quic dec args", w, h);
+    }
+    /* headers a guest could write: wrong magic, version, type, sizes; and
+     * streams shorter than a header */
+    const uint32_t heads[][5] = {
+        {0x43495551u, 0, 4, 0, 4},    {0x43495551u, 0, 4, 4, 0},
+        {0x43495551u, 0, 4, VGPU_ENC_MAX_DIM + 1, 1}, {0x43495551u, 0, 4, 0xffffffffu, 0xffffffffu},
+        {0x43495551u, 0, 1, 4, 4},    {0x43495551u, 0, 0, 4, 4}, {0x43495551u, 0, 6, 4, 4},
+        {0x43495551u, 1, 4, 4, 4},    {0x51554943u, 0, 4, 4, 4},
+    };
+    const long verdicts[] = {VGPU_DEC_ERR_SIZE, VGPU_DEC_ERR_SIZE, VGPU_DEC_ERR_SIZE,
+                             VGPU_DEC_ERR_SIZE, VGPU_DEC_ERR_TYPE, VGPU_DEC_ERR_TYPE,
+                             VGPU_DEC_ERR_TYPE, VGPU_DEC_ERR_HEADER, VGPU_DEC_ERR_HEADER};
+    for (size_t k = 0; k < sizeof(heads) / sizeof(heads[0]); k++) {
+        uint8_t *s = calloc(24, 1); /* the header, then a zero word to read ahead */
+        for (int i = 0; i < 5; i++) {
+            for (int b = 0; b < 4; b++) {
+                s[4 * i + b] = (uint8_t)(heads[k][i] >> (8 * b));
+            }
+        }
+        int t, hw, hh;
+        expect(vgpu_quic_decode_header(s, 24, &t, &hw, &hh) == (int)verdicts[k], "quic head", (int)k, 0);
+        expect(vgpu_quic_decode(s, 24, out, 64, 4, 4) == verdicts[k], "quic head decode", (int)k, 0);
+        for (size_t n = 0; n < 24; n++) {
+            expect(vgpu_quic_decode_header(s, n, &t, &hw, &hh) == VGPU_DEC_ERR_TRUNCATED,
+                   "quic short head", (int)n, 0);
+        }
+        free(s);
     }
     /* a stride shorter than a row, null pointers, a too-small tile */
     expect(vgpu_lz_encode(px, 12, 4, 2, 0, out, sizeof(out)) == VGPU_ENC_ERR_ARGS, "stride", 4, 2);

@@ -115,3 +115,45 @@ def encode_quic_rgb32(pixels: np.ndarray) -> bytes:
     out = _alloc("uint8_t[]", cap)
     n = _check(lib.vgpu_quic_encode_rgb32(ptr, stride, width, height, out, cap), "QUIC")
     return ffi.buffer(out, n)[:]
+
+
+QUIC_TYPE_RGBA = lib.VGPU_QUIC_TYPE_RGBA
+_DECODE_ERRORS = {
+    lib.VGPU_DEC_ERR_HEADER: "not a QUIC stream (bad magic or version)",
+    lib.VGPU_DEC_ERR_TYPE: "QUIC image type not supported (RGB32, RGB24, RGB16, RGBA are)",
+    lib.VGPU_DEC_ERR_SIZE: f"QUIC image size out of range (each side 1..{MAX_DIM})",
+    lib.VGPU_DEC_ERR_TRUNCATED: "QUIC stream ends before its image",
+    lib.VGPU_DEC_ERR_CORRUPT: "corrupt QUIC stream",
+}
+
+
+def _decode_check(result: int) -> int:
+    if result in _DECODE_ERRORS:
+        raise ValueError(_DECODE_ERRORS[result])
+    return _check(result, "QUIC decode")
+
+
+def quic_header(data: bytes) -> tuple[int, int, int]:
+    """A QUIC stream's (image type, width, height); ValueError for a bad or
+    unsupported header. Cheap: reads the first 24 bytes only."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"data must be bytes, not {type(data).__name__}")
+    out = ffi.new("int[3]")
+    _decode_check(lib.vgpu_quic_decode_header(ffi.from_buffer(data), len(data), out,
+                                              out + 1, out + 2))
+    return out[0], out[1], out[2]
+
+
+def quic_decode(data: bytes, max_dim: int = MAX_DIM) -> tuple[np.ndarray, bool]:
+    """A QUIC stream (from the QUIC magic on) -> ((h, w, 4) uint8 B,G,R,A pixels,
+    has_alpha). RGB32/RGB24/RGB16 images get A = 0 and has_alpha False, as
+    spice-common's decoder writes them; RGBA keeps its alpha plane. Raises
+    ValueError for a stream that is bad, unsupported, or has a side over max_dim."""
+    qtype, width, height = quic_header(data)
+    if width > max_dim or height > max_dim:
+        raise ValueError(f"QUIC image is {width}x{height}; each side must be 1..{max_dim}")
+    out = np.empty((height, width, 4), np.uint8)
+    ptr = ffi.cast("uint8_t *", out.__array_interface__["data"][0])
+    _decode_check(lib.vgpu_quic_decode(ffi.from_buffer(data), len(data), ptr, width * 4,
+                                       width, height))
+    return out, qtype == QUIC_TYPE_RGBA
