@@ -1,6 +1,17 @@
+#version 430 core
 // COMPOSITE: a Render operator of a transformed, filtered, repeated source (and optional
-// mask) onto the destination, pixman's integer equations. One rect per draw (u_rect);
-// the destination is read from u_dst, a copy taken before the draw.
+// mask) onto the destination. One rect per draw (u_rect); the destination is read from
+// u_dst, a copy taken before the draw.
+// pixman (0.42) runs an operator in one of two ways, and so does this shader (u_float):
+// - 8-bit integer combiners (pixman-combine32.c): CLEAR..ADD and the separable blend modes
+//   without a division (MULTIPLY, SCREEN, OVERLAY, DARKEN, LIGHTEN, HARD_LIGHT, DIFFERENCE,
+//   EXCLUSION); SATURATE too, but for component alpha (see composite.py);
+// - single-precision float combiners (pixman-combine-float.c) for the operators that
+//   divide: DISJOINT_*, CONJOINT_*, COLOR_DODGE, COLOR_BURN, SOFT_LIGHT, HSL_*.
+//   Pixels enter as x * (1.0f / 255) and leave through pixman's float_to_unorm (truncating
+//   f * 256, minus the carry). Every float step is `precise` (no fused multiply-add, no
+//   reassociation) and written in pixman's evaluation order, so that the IEEE single
+//   results, hence the bytes, are pixman's.
 #include "lib.glsl"
 #ifdef VERTEX
 in vec2 corner;
@@ -15,7 +26,9 @@ uniform sampler2D u_dst;
 uniform sampler2D u_src;
 uniform sampler2D u_mask;
 uniform int u_fmt;
-uniform int u_op;
+uniform int u_op;                 // pixman_op_t, after composite.py's reductions
+uniform bool u_float;             // the operator runs on pixman's float combiners
+uniform ivec2 u_factors;          // float Porter/Duff operators: source, dest factor
 uniform ivec2 u_origin;           // the bbox's top-left: pixman's (0, 0) of the destination
 uniform vec3 u_src_m0;            // source transform rows (dest -> source), pixels
 uniform vec3 u_src_m1;
@@ -85,15 +98,257 @@ uvec4 mulv(uvec4 x, uvec4 a) {
     return ((t >> 8) + t) >> 8;
 }
 
-void main() {
-    uvec4 s = sample_image(u_src, u_src_m0, u_src_m1, u_src_at, u_src_box, u_src_filter,
-                           u_src_repeat, u_src_opaque);
-    uvec4 d = to_u8(texelFetch(u_dst, ivec2(gl_FragCoord.xy), 0));
-    if (u_dst_opaque) d.w = 255u;
+// pixman's DIV_ONE_UN8: a 0..255*255 product back to 0..255, rounded.
+uint div_one(uint x) { return (x + 0x80u + ((x + 0x80u) >> 8)) >> 8; }
+
+// --- integer separable blend modes (PDF_SEPARABLE_BLEND_MODE) ---------------------------
+
+// as * ad * B(d / ad, s / as) of one channel, in 0..255*255 units (signed: pixman's int32).
+int blend_int(int op, int d, int ad, int s, int as) {
+    if (op == 0x31) return s * ad + d * as - s * d;                              // SCREEN
+    if (op == 0x32) return 2 * d < ad ? 2 * s * d : as * ad - 2 * (ad - d) * (as - s);
+    if (op == 0x33) return min(ad * s, as * d);                                  // DARKEN
+    if (op == 0x34) return max(ad * s, as * d);                                  // LIGHTEN
+    if (op == 0x37) return 2 * s < as ? 2 * s * d : as * ad - 2 * (ad - d) * (as - s);
+    if (op == 0x39) return abs(s * ad - d * as);                                 // DIFFERENCE
+    return s * ad + d * as - 2 * d * s;                                          // EXCLUSION
+}
+
+// pixman sums into a uint32 and clamps to 0..255*255: a negative sum (possible only with
+// channels above their alpha) wraps around and so clamps to the top.
+uint clamp_sum(int v) { return v < 0 || v > 65025 ? 65025u : uint(v); }
+
+// s: source after the mask; sa: each channel's source alpha (after a component mask).
+uvec4 separable_int(int op, uvec4 s, uvec4 sa, uvec4 d) {
+    uint da = d.w;
+    if (op == 0x30) {  // MULTIPLY: pixman's own combiner, products rounded one by one
+        return add_sat(add_sat(mul_un8(s, 255u - da), mulv(d, uvec4(255u) - sa)), mulv(d, s));
+    }
+    uvec4 r;
+    r.w = div_one(clamp_sum(int(da * 255u + s.w * 255u - s.w * da)));
+    for (int i = 0; i < 3; i++) {
+        int t = int((255u - sa[i]) * d[i] + (255u - da) * s[i]);
+        r[i] = div_one(clamp_sum(t + blend_int(op, int(d[i]), int(da), int(s[i]), int(sa[i]))));
+    }
+    return r;
+}
+
+// --- float combiners ---------------------------------------------------------------------
+
+const float INV_255 = uintBitsToFloat(0x3B808081u);  // 1.0f / 255, pixman's unorm_to_float
+const float FLT_MIN = uintBitsToFloat(0x00800000u);
+
+vec4 to_float(uvec4 c) {
+    precise vec4 f = vec4(c) * INV_255;
+    return f;
+}
+
+// pixman's float_to_unorm: clamp, truncate f * 256, subtract the carry (NaN gives 0, as the
+// x86 conversion does).
+uint to_unorm(float f) {
+    float g = f > 1.0 ? 1.0 : (f >= 0.0 ? f : 0.0);
+    precise float x = g * 256.0;
+    uint u = uint(x);
+    return u - (u >> 8);
+}
+
+bool is_zero(float f) { return -FLT_MIN < f && f < FLT_MIN; }
+
+float clamp01(float f) { return f < 0.0 ? 0.0 : (f > 1.0 ? 1.0 : f); }
+
+// get_factor's combine_factor_t, in pixman's order.
+float factor(int k, float sa, float da) {
+    precise float q;
+    if (k == 0) return 0.0;
+    if (k == 1) return 1.0;
+    if (k == 2) return sa;
+    if (k == 3) return da;
+    if (k == 4) { q = 1.0 - sa; return q; }
+    if (k == 5) { q = 1.0 - da; return q; }
+    if (k == 6) { q = sa / da; return is_zero(da) ? 1.0 : clamp01(q); }
+    if (k == 7) { q = da / sa; return is_zero(sa) ? 1.0 : clamp01(q); }
+    if (k == 8) { q = (1.0 - sa) / da; return is_zero(da) ? 1.0 : clamp01(q); }
+    if (k == 9) { q = (1.0 - da) / sa; return is_zero(sa) ? 1.0 : clamp01(q); }
+    if (k == 10) { q = 1.0 - sa / da; return is_zero(da) ? 0.0 : clamp01(q); }
+    if (k == 11) { q = 1.0 - da / sa; return is_zero(sa) ? 0.0 : clamp01(q); }
+    if (k == 12) { q = 1.0 - (1.0 - da) / sa; return is_zero(sa) ? 0.0 : clamp01(q); }
+    q = 1.0 - (1.0 - sa) / da;
+    return is_zero(da) ? 0.0 : clamp01(q);
+}
+
+// as * ad * B(d / ad, s / as), pixman's float blend_* for the modes that divide.
+float blend_float(int op, float sa, float s, float da, float d) {
+    precise float r;
+    if (op == 0x35) {  // COLOR_DODGE
+        precise float lhs = d * sa;
+        precise float rhs = sa * da - s * da;
+        precise float gap = sa - s;
+        if (is_zero(d)) r = 0.0;
+        else if (lhs >= rhs || is_zero(gap)) r = sa * da;
+        else r = sa * sa * d / gap;
+    } else if (op == 0x36) {  // COLOR_BURN
+        precise float lhs = sa * (da - d);
+        precise float rhs = s * da;
+        if (d >= da) r = sa * da;
+        else if (lhs >= rhs || is_zero(s)) r = 0.0;
+        else r = sa * (da - sa * (da - d) / s);
+    } else {  // SOFT_LIGHT
+        precise float s2 = 2.0 * s;
+        precise float d4 = 4.0 * d;
+        if (is_zero(da)) r = d * sa;
+        else if (s2 <= sa) r = d * sa - d * (da - d) * (sa - s2) / da;
+        else if (d4 <= da) r = d * sa + (s2 - sa) * d * ((16.0 * d / da - 12.0) * d / da + 3.0);
+        else r = d * sa + (sqrt(d * da) - d) * (s2 - sa);
+    }
+    return r;
+}
+
+float lum(vec3 c) {
+    precise float l = c.r * 0.3 + c.g * 0.59 + c.b * 0.11;
+    return l;
+}
+
+float ch_min(vec3 c) {
+    float m = c.r < c.g ? c.r : c.g;
+    return m < c.b ? m : c.b;
+}
+
+float ch_max(vec3 c) {
+    float m = c.r > c.g ? c.r : c.g;
+    return m > c.b ? m : c.b;
+}
+
+float sat(vec3 c) {
+    precise float s = ch_max(c) - ch_min(c);
+    return s;
+}
+
+vec3 clip_color(vec3 c, float a) {
+    float l = lum(c);
+    float n = ch_min(c);
+    float x = ch_max(c);
+    precise vec3 r = c;
+    if (n < 0.0) {
+        precise float t = l - n;
+        if (is_zero(t)) r = vec3(0.0);
+        else r = l + ((r - l) * l) / t;
+    }
+    if (x > a) {
+        precise float t = x - l;
+        precise float span = a - l;
+        if (is_zero(t)) r = vec3(a);
+        else r = l + ((r - l) * span / t);
+    }
+    return r;
+}
+
+vec3 set_lum(vec3 c, float a, float l) {
+    precise float d = l - lum(c);
+    precise vec3 r = c + d;
+    return clip_color(r, a);
+}
+
+vec3 set_sat(vec3 c, float s) {
+    int hi, mid, lo;  // pixman's comparison tree (ties decide which channel is which)
+    if (c.r > c.g) {
+        if (c.r > c.b) {
+            hi = 0;
+            if (c.g > c.b) { mid = 1; lo = 2; } else { mid = 2; lo = 1; }
+        } else {
+            hi = 2; mid = 0; lo = 1;
+        }
+    } else if (c.r > c.b) {
+        hi = 1; mid = 0; lo = 2;
+    } else {
+        lo = 0;
+        if (c.g > c.b) { hi = 1; mid = 2; } else { hi = 2; mid = 1; }
+    }
+    precise float t = c[hi] - c[lo];
+    precise float m = ((c[mid] - c[lo]) * s) / t;
+    vec3 r = vec3(0.0);
+    if (!is_zero(t)) {
+        r[mid] = m;
+        r[hi] = s;
+    }
+    return r;
+}
+
+// The non-separable (HSL) modes on premultiplied (r, g, b): as * ad * B(s / as, d / ad).
+vec3 blend_hsl(int op, vec3 dc, float da, vec3 sc, float sa) {
+    precise float a = sa * da;
+    precise vec3 r;
+    precise float k;
+    if (op == 0x3b) {         // HUE
+        r = sc * da;
+        k = sat(dc) * sa;
+        r = set_sat(r, k);
+        k = lum(dc) * sa;
+    } else if (op == 0x3c) {  // SATURATION
+        r = dc * sa;
+        k = sat(sc) * da;
+        r = set_sat(r, k);
+        k = lum(dc) * sa;
+    } else if (op == 0x3d) {  // COLOR
+        r = sc * da;
+        k = lum(dc) * sa;
+    } else {                  // LUMINOSITY
+        r = dc * sa;
+        k = lum(sc) * da;
+    }
+    return set_lum(r, a, k);
+}
+
+uvec4 combine_float(uvec4 su, uvec4 mu, uvec4 du) {
+    precise vec4 s = to_float(su);
+    precise vec4 d = to_float(du);
+    precise vec4 sa = vec4(s.w);  // each channel's source alpha
+    bool hsl = u_op >= 0x3b;
+    if (u_has_mask) {
+        precise vec4 m = to_float(mu);
+        if (u_component_alpha) {
+            if (hsl) return du;  // pixman: no component alpha for HSL, the dest stays
+            s.xyz = s.xyz * m.xyz;
+            sa = m * s.w;
+            s.w = sa.w;
+        } else if (hsl) {
+            // pixman's HSL combiner scales red and green but green twice, blue not at all
+            s.w = s.w * m.w;
+            s.z = s.z * m.w;
+            s.y = s.y * m.w;
+            s.y = s.y * m.w;
+            sa = vec4(s.w);
+        } else {
+            s = s * m.w;
+            sa = vec4(s.w);
+        }
+    }
+    float da = d.w;
+    precise vec4 r;
+    if (hsl) {
+        vec3 rc = blend_hsl(u_op, d.zyx, da, s.zyx, s.w);
+        r.w = s.w + da - s.w * da;
+        r.xyz = (1.0 - s.w) * d.xyz + (1.0 - da) * s.xyz + rc.zyx;
+    } else if (u_op >= 0x30) {
+        r.w = da + sa.w - da * sa.w;
+        for (int i = 0; i < 3; i++) {
+            precise float f = (1.0 - sa[i]) * d[i] + (1.0 - da) * s[i];
+            r[i] = f + blend_float(u_op, sa[i], s[i], da, d[i]);
+        }
+    } else {  // Porter/Duff, factors of SATURATE or a DISJOINT_/CONJOINT_ operator
+        for (int i = 0; i < 4; i++) {
+            precise float v = s[i] * factor(u_factors.x, sa[i], da)
+                              + d[i] * factor(u_factors.y, sa[i], da);
+            r[i] = min(1.0, v);
+        }
+    }
+    return uvec4(to_unorm(r.x), to_unorm(r.y), to_unorm(r.z), to_unorm(r.w));
+}
+
+// --- integer combiners ---------------------------------------------------------------------
+
+uvec4 combine_int(uvec4 s, uvec4 m, uvec4 d) {
     uvec4 sa = uvec4(s.w);   // source alpha per channel (component alpha makes it differ)
     if (u_has_mask) {
-        uvec4 m = sample_image(u_mask, u_mask_m0, u_mask_m1, u_mask_at, u_mask_box,
-                               u_mask_filter, u_mask_repeat, u_mask_opaque);
         if (u_component_alpha) {
             s = mulv(s, m);
             sa = mulv(sa, m);
@@ -105,25 +360,38 @@ void main() {
     uint da = d.w;
     uvec4 isa = uvec4(255u) - sa;
     uint ida = 255u - da;
-    uvec4 r;
-    if (u_op == 0) r = uvec4(0u);                                    // CLEAR
-    else if (u_op == 1) r = s;                                       // SRC
-    else if (u_op == 2) r = d;                                       // DST
-    else if (u_op == 3) r = add_sat(s, mulv(d, isa));                // OVER
-    else if (u_op == 4) r = add_sat(d, mul_un8(s, ida));             // OVER_REVERSE
-    else if (u_op == 5) r = mul_un8(s, da);                          // IN
-    else if (u_op == 6) r = mulv(d, sa);                             // IN_REVERSE
-    else if (u_op == 7) r = mul_un8(s, ida);                         // OUT
-    else if (u_op == 8) r = mulv(d, isa);                            // OUT_REVERSE
-    else if (u_op == 9) r = add_sat(mul_un8(s, da), mulv(d, isa));   // ATOP
-    else if (u_op == 10) r = add_sat(mul_un8(s, ida), mulv(d, sa));  // ATOP_REVERSE
-    else if (u_op == 11) r = add_sat(mul_un8(s, ida), mulv(d, isa)); // XOR
-    else if (u_op == 12) r = add_sat(s, d);                          // ADD
-    else {                                                           // SATURATE
+    if (u_op == 0) return uvec4(0u);                                    // CLEAR
+    if (u_op == 1) return s;                                            // SRC
+    if (u_op == 2) return d;                                            // DST
+    if (u_op == 3) return add_sat(s, mulv(d, isa));                     // OVER
+    if (u_op == 4) return add_sat(d, mul_un8(s, ida));                  // OVER_REVERSE
+    if (u_op == 5) return mul_un8(s, da);                               // IN
+    if (u_op == 6) return mulv(d, sa);                                  // IN_REVERSE
+    if (u_op == 7) return mul_un8(s, ida);                              // OUT
+    if (u_op == 8) return mulv(d, isa);                                 // OUT_REVERSE
+    if (u_op == 9) return add_sat(mul_un8(s, da), mulv(d, isa));        // ATOP
+    if (u_op == 10) return add_sat(mul_un8(s, ida), mulv(d, sa));       // ATOP_REVERSE
+    if (u_op == 11) return add_sat(mul_un8(s, ida), mulv(d, isa));      // XOR
+    if (u_op == 12) return add_sat(s, d);                               // ADD
+    if (u_op == 13) {                                                   // SATURATE
         uvec4 ss = s;
         if (s.w > ida) ss = mul_un8(s, (ida * 255u + s.w / 2u) / s.w);
-        r = add_sat(d, ss);
+        return add_sat(d, ss);
     }
+    return separable_int(u_op, s, sa, d);                               // blend modes
+}
+
+void main() {
+    uvec4 s = sample_image(u_src, u_src_m0, u_src_m1, u_src_at, u_src_box, u_src_filter,
+                           u_src_repeat, u_src_opaque);
+    uvec4 d = to_u8(texelFetch(u_dst, ivec2(gl_FragCoord.xy), 0));
+    if (u_dst_opaque) d.w = 255u;
+    uvec4 m = uvec4(255u);
+    if (u_has_mask) {
+        m = sample_image(u_mask, u_mask_m0, u_mask_m1, u_mask_at, u_mask_box, u_mask_filter,
+                         u_mask_repeat, u_mask_opaque);
+    }
+    uvec4 r = u_float ? combine_float(s, m, d) : combine_int(s, m, d);
     frag = from_u8(quantize(r, u_fmt));
 }
 #endif

@@ -10,9 +10,63 @@ from vgpu.render import enums as E
 from vgpu.render.errors import RenderError
 from vgpu.render.region import Box
 
-SUPPORTED_OPS = range(14)
-"""pixman_op_t CLEAR .. SATURATE, done with pixman's integer equations. The disjoint,
-conjoint and PDF blend operators are refused (RenderError) rather than drawn wrong."""
+# pixman_op_t values (pixman.h): the Porter/Duff set, its DISJOINT_ and CONJOINT_ variants
+# (same order from 0x10 and 0x20), the PDF separable blend modes, the HSL modes.
+DISJOINT, CONJOINT = 0x10, 0x20
+COLOR_DODGE, COLOR_BURN, SOFT_LIGHT = 0x35, 0x36, 0x38
+HSL_HUE, HSL_LUMINOSITY = 0x3B, 0x3E
+SUPPORTED_OPS = frozenset([*range(14), *range(0x10, 0x1C), *range(0x20, 0x2C),
+                           *range(0x30, HSL_LUMINOSITY + 1)])
+"""Every pixman_op_t; any other operator byte is refused (RenderError)."""
+
+# pixman's combine_factor_t (pixman-combine-float.c), as composite.glsl's factor() numbers
+(ZERO, ONE, SRC_ALPHA, DEST_ALPHA, INV_SA, INV_DA, SA_OVER_DA, DA_OVER_SA, INV_SA_OVER_DA,
+ INV_DA_OVER_SA, ONE_MINUS_SA_OVER_DA, ONE_MINUS_DA_OVER_SA, ONE_MINUS_INV_DA_OVER_SA,
+ ONE_MINUS_INV_SA_OVER_DA) = range(14)
+
+# (source factor, destination factor) of the operators pixman runs on float Porter/Duff
+# combiners, those that divide. DISJOINT_/CONJOINT_ CLEAR, SRC and DST are plain CLEAR, SRC
+# and DST (pixman's operator_table), so they never get here.
+# SATURATE divides too: pixman 0.42 runs it on float factors (INV_DA_OVER_SA, ONE), and as
+# the integer OVER_REVERSE for an alpha-less source (optimize_operator). Under a component-alpha
+# mask it takes the float factors here (exact); otherwise the integer form (DIV_UN8 factor) that
+# tests/render/test_gl_ops.py pins down: 1 step off pixman's float rounding on some pixels
+# (more for channels above their alpha).
+SATURATE = 0x0D
+_SATURATE_FACTORS = (INV_DA_OVER_SA, ONE)
+_FLOAT_FACTORS = {
+    DISJOINT + 3: (ONE, INV_SA_OVER_DA),
+    DISJOINT + 4: (INV_DA_OVER_SA, ONE),
+    DISJOINT + 5: (ONE_MINUS_INV_DA_OVER_SA, ZERO),
+    DISJOINT + 6: (ZERO, ONE_MINUS_INV_SA_OVER_DA),
+    DISJOINT + 7: (INV_DA_OVER_SA, ZERO),
+    DISJOINT + 8: (ZERO, INV_SA_OVER_DA),
+    DISJOINT + 9: (ONE_MINUS_INV_DA_OVER_SA, INV_SA_OVER_DA),
+    DISJOINT + 10: (INV_DA_OVER_SA, ONE_MINUS_INV_SA_OVER_DA),
+    DISJOINT + 11: (INV_DA_OVER_SA, INV_SA_OVER_DA),
+    CONJOINT + 3: (ONE, ONE_MINUS_SA_OVER_DA),
+    CONJOINT + 4: (ONE_MINUS_DA_OVER_SA, ONE),
+    CONJOINT + 5: (DA_OVER_SA, ZERO),
+    CONJOINT + 6: (ZERO, SA_OVER_DA),
+    CONJOINT + 7: (ONE_MINUS_DA_OVER_SA, ZERO),
+    CONJOINT + 8: (ZERO, ONE_MINUS_SA_OVER_DA),
+    CONJOINT + 9: (DA_OVER_SA, ONE_MINUS_SA_OVER_DA),
+    CONJOINT + 10: (ONE_MINUS_DA_OVER_SA, SA_OVER_DA),
+    CONJOINT + 11: (ONE_MINUS_DA_OVER_SA, ONE_MINUS_SA_OVER_DA),
+}
+# the blend modes that divide also run on pixman's float combiners
+_FLOAT_BLENDS = frozenset([COLOR_DODGE, COLOR_BURN, SOFT_LIGHT,
+                           *range(HSL_HUE, HSL_LUMINOSITY + 1)])
+
+_IDENTITY = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0))
+
+
+def _reduce(op: int) -> int:
+    """DISJOINT_/CONJOINT_ CLEAR, SRC, DST are CLEAR, SRC, DST (pixman's integer ones)."""
+    if DISJOINT <= op < 0x30 and (op & 0x0F) < 3:
+        return op & 0x0F
+    return op
+
 
 # pixman_filter_t: FAST, GOOD, BEST, NEAREST, BILINEAR (convolutions are not accepted)
 _FILTERS = {0: 0, 1: 1, 2: 1, 3: 0, 4: 1}
@@ -24,7 +78,7 @@ def _bits(v: int, lo: int, hi: int) -> int:
 
 def _matrix(t: tuple[int, ...] | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
     if t is None:
-        return (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)
+        return _IDENTITY
     if len(t) != 6:
         raise RenderError("composite transform needs 6 values")
     v = [((x & 0xFFFFFFFF) ^ 0x80000000) - 0x80000000 for x in t]  # int32 16.16
@@ -46,11 +100,17 @@ class CompositeSetup:
     mask_at: tuple[int, int]
     component_alpha: bool
     dst_opaque: bool
+    float_combiner: bool
+    """run on composite.glsl's copy of pixman's float combiners, not its integer ones"""
+    factors: tuple[int, int]
+    """a float Porter/Duff operator's (source, destination) factors"""
 
     def uniforms(self, bbox: Box, src_w: int, src_h: int, src_alpha: bool, mask_w: int,
                  mask_h: int, mask_alpha: bool) -> dict[str, object]:
         return {
             "u_op": self.op,
+            "u_float": self.float_combiner,
+            "u_factors": self.factors,
             "u_origin": (bbox[0], bbox[1]),
             "u_src_m0": self.src_m[0], "u_src_m1": self.src_m[1],
             "u_src_at": self.src_at,
@@ -69,14 +129,13 @@ class CompositeSetup:
             "u_dst_opaque": self.dst_opaque,
         }
 
-
 def composite_setup(op: Composite, dst_fmt: int) -> CompositeSetup:
     f = op.flags
     if f < 0 or f & ~E.COMPOSITE_FLAGS_MASK:
         raise RenderError(f"unknown composite flags {f:#x}")
     pix_op = _bits(f, 0, 8)
     if pix_op not in SUPPORTED_OPS:
-        raise RenderError(f"composite operator {pix_op:#x} not supported")
+        raise RenderError(f"composite operator {pix_op:#x} is not a pixman_op_t")
     src_filter = _bits(f, 8, 11)
     mask_filter = _bits(f, 11, 14)
     if src_filter not in _FILTERS or mask_filter not in _FILTERS:
@@ -85,6 +144,14 @@ def composite_setup(op: Composite, dst_fmt: int) -> CompositeSetup:
         raise RenderError("composite source transform flag and transform disagree")
     if (op.mask_transform is not None) != bool(f & E.COMPOSITE_HAS_MASK_TRANSFORM):
         raise RenderError("composite mask transform flag and transform disagree")
+    has_mask = bool(f & E.COMPOSITE_HAS_MASK)
+    component_alpha = bool(f & E.COMPOSITE_COMPONENT_ALPHA)
+    dst_opaque = bool(f & E.COMPOSITE_DEST_OPAQUE) or dst_fmt == E.SURFACE_FMT_32_xRGB
+    pix_op = _reduce(pix_op)
+    factors = _FLOAT_FACTORS.get(pix_op, (ZERO, ZERO))
+    float_combiner = pix_op in _FLOAT_FACTORS or pix_op in _FLOAT_BLENDS
+    if pix_op == SATURATE and has_mask and component_alpha:
+        factors, float_combiner = _SATURATE_FACTORS, True
     return CompositeSetup(
         op=pix_op,
         src_filter=_FILTERS[src_filter],
@@ -92,11 +159,13 @@ def composite_setup(op: Composite, dst_fmt: int) -> CompositeSetup:
         src_m=_matrix(op.src_transform),
         src_at=(op.src_origin.x, op.src_origin.y),
         src_opaque_flag=bool(f & E.COMPOSITE_SOURCE_OPAQUE),
-        has_mask=bool(f & E.COMPOSITE_HAS_MASK),
+        has_mask=has_mask,
         mask_filter=_FILTERS[mask_filter],
         mask_repeat=_bits(f, 16, 18),
         mask_m=_matrix(op.mask_transform),
         mask_at=(op.mask_origin.x, op.mask_origin.y),
-        component_alpha=bool(f & E.COMPOSITE_COMPONENT_ALPHA),
-        dst_opaque=bool(f & E.COMPOSITE_DEST_OPAQUE) or dst_fmt == E.SURFACE_FMT_32_xRGB,
+        component_alpha=component_alpha,
+        dst_opaque=dst_opaque,
+        float_combiner=float_combiner,
+        factors=factors,
     )
