@@ -9,11 +9,14 @@ ones, because bit replication commutes with bitwise operations.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from vgpu.device.commands import BitmapImage, GlyphString, Palette
+from vgpu.device.abi import lib
+from vgpu.device.commands import BitmapImage, CompressedImage, GlyphString, Palette
+from vgpu.encode.codecs import quic_decode
 from vgpu.render import enums as E
 from vgpu.render.errors import RenderError
 
@@ -228,6 +231,29 @@ def decode_bitmap(img: BitmapImage) -> tuple[np.ndarray, bool]:
     else:  # 8BIT_A
         out[..., 3] = rows
     return out, fmt in (E.BITMAP_FMT_RGBA, E.BITMAP_FMT_8BIT_A)
+
+
+def quic_bitmap(img: CompressedImage) -> BitmapImage:
+    """A guest QUIC image -> the 32-bit top-down bitmap it stands for, under the same
+    descriptor (type BITMAP), so that it is staged and cached as bitmaps are.
+
+    Decoded as spice-common's canvas does: RGB32, RGB24 and RGB16 (widened) with a zero
+    4th byte, RGBA with its alpha (an RGBA bitmap); the stream's size must be the
+    descriptor's. Any other image type, or a bad stream, is a RenderError."""
+    d = img.descriptor
+    if d.type != lib.SPICE_IMAGE_TYPE_QUIC:
+        raise RenderError(f"image type {d.type} is not supported")
+    check_size(d.width, d.height, "QUIC image")
+    try:
+        data, has_alpha = quic_decode(img.data, max_dim=MAX_DIM)
+    except ValueError as e:
+        raise RenderError(f"QUIC image: {e}") from None
+    h, w = data.shape[:2]
+    if (w, h) != (d.width, d.height):
+        raise RenderError(f"QUIC stream is {w}x{h}, its descriptor says {d.width}x{d.height}")
+    return BitmapImage(replace(d, type=E.IMAGE_TYPE_BITMAP),
+                       E.BITMAP_FMT_RGBA if has_alpha else E.BITMAP_FMT_32BIT,
+                       lib.QXL_BITMAP_TOP_DOWN, w, h, w * 4, None, data.tobytes())
 
 
 def decode_mask(img: BitmapImage, invert: bool) -> np.ndarray:

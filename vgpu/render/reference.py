@@ -17,6 +17,7 @@ from vgpu.device.commands import (
     Blackness,
     Blend,
     Brush,
+    CompressedImage,
     Copy,
     CopyBits,
     Drawable,
@@ -166,6 +167,8 @@ class ReferenceCanvas:
             data = arr.view(np.uint8).reshape(*arr.shape, 4).copy()
             alpha = sfmt == E.SURFACE_FMT_32_ARGB
         else:
+            if isinstance(image, CompressedImage):
+                image = px.quic_bitmap(image)
             assert isinstance(image, BitmapImage)
             data, alpha = px.decode_bitmap(image)
             data = data.copy()
@@ -249,7 +252,7 @@ class ReferenceCanvas:
             if isinstance(op.src_bitmap, SurfaceImage):
                 has_alpha = bool(op.alpha_flags & E.ALPHA_FLAGS_SRC_SURFACE_HAS_ALPHA)
             else:
-                has_alpha = op.src_bitmap.format in (E.BITMAP_FMT_RGBA, E.BITMAP_FMT_8BIT_A)
+                has_alpha = self._image(op.src_bitmap, None)[1]  # as its decode says
             sc = s.view(np.uint8).reshape(*shape, 4).astype(np.uint32)
             dc = d.view(np.uint8).reshape(*shape, 4).astype(np.uint32)
             if not has_alpha:
