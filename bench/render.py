@@ -266,6 +266,7 @@ def main(argv: list[str]) -> int:
             f"{'pixman ops/s':>14}{'Mpx/s':>8}{'vgpu/pixman':>13}{'of ceiling':>12}")
     print(head)
     print("-" * len(head))
+    pixman_fills: dict[int, float] = {}
     for i, (name, size, count) in enumerate(plan):
         wl = Workload(name, size, max(20, int(count * scale)), seed=i)
         cmds = wl.commands()
@@ -278,11 +279,20 @@ def main(argv: list[str]) -> int:
         if surface is not None:
             tc = _median(lambda wl=wl: wl.run_cairo(surface), repeats)
             ops_c = wl.count / tc
+            if name == "fill":
+                pixman_fills[size] = ops_c
             pixman = f"{ops_c:>14,.0f}{ops_c * wl.pixels / 1e6:>8,.0f}{ops_v / ops_c:>12.2f}x"
         print(f"{name:<13}{label:>8}{ops_v:>13,.0f}{mpx_v:>8,.0f}{pixman}"
               f"{mpx_v * 1e6 / ceiling:>11.0%}", flush=True)
+    fetch = r.fetch
     r.close()
-    if r.fetch:
+    if pixman_fills:
+        # can any renderer on this GL reach the small-operation target at all?
+        print("\nsmall fills, 2x pixman against what one instanced draw can do on this GL:")
+        for n, rate in small:
+            print(f"  {n}x{n}: 2x pixman is {2 * pixman_fills[n]:,.0f} rects/s, the "
+                  f"instanced-rect ceiling {rate:,.0f} ({rate / (2 * pixman_fills[n]):.2f} of it)")
+    if fetch:
         # the path GLs without framebuffer fetch take (NVIDIA's, for one), in the same run
         print("\ndestination reads: framebuffer fetch (above) against scratch copies")
         copies = Renderer(ctx, framebuffer_fetch=False)
