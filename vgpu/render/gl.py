@@ -640,7 +640,7 @@ class Renderer:
                 tex = None  # resolved at queue time: a copy taken before the draw
             return _Source(tex, src.width, src.height, src.fmt in _ALPHA_FORMATS, surface=src)
         if not isinstance(image, BitmapImage):
-            raise RenderError(f"image type {image.descriptor.type} is not supported")
+            image = px.quic_bitmap(image)  # the bitmap it stands for; RenderError if none
         if image.descriptor.type != E.IMAGE_TYPE_BITMAP:
             raise RenderError(f"bitmap with image type {image.descriptor.type}")
         # own_texture (patterns, filtered scaling) wants a texture of exactly the image, which
