@@ -36,6 +36,7 @@ from vgpu.encode import (
     encode_lz_rgb32,
     encode_quic_rgb32,
 )
+from vgpu.encode.codecs import quic_decode
 from vgpu.encode.samples import desktop_frame, photo_frame
 
 SCREENSHOT = Path(__file__).resolve().parent.parent / "tests" / "data" / "basic.png"
@@ -119,10 +120,13 @@ def main(argv: list[str]) -> int:
         print(f"  {'':28} {'GB/s':>8} {'ratio':>8} {'bytes':>10}")
         dst = np.empty_like(frame)
         prev = frame.copy()
+        quic = encode_quic_rgb32(frame)
         jobs: dict[str, Callable[[], object]] = {
             "memcpy (numpy copyto)": lambda: np.copyto(dst, frame),  # noqa: B023
             "vgpu changed_tiles (64)": lambda: changed_tiles(prev, frame, TILE),  # noqa: B023
             "numpy changed tiles (64)": lambda: numpy_changed_tiles(prev, frame),  # noqa: B023
+            # guest QUIC images: GB/s of decoded frame bytes
+            "vgpu QUIC decode": lambda: quic_decode(quic),  # noqa: B023
         }
         jobs.update({name: (lambda c=codec: c(frame)) for name, codec in codecs.items()})  # noqa: B023
         measured = measure(jobs, args.repeat, lambda: np.copyto(dst, frame))  # noqa: B023

@@ -194,3 +194,13 @@ def test_all_ones_and_all_zero_bodies_end_cleanly() -> None:
                 assert "ends before" in str(e) or "corrupt" in str(e)
             else:
                 assert img.shape == (20, 300, 4)
+
+
+def test_python_runs_while_c_decodes() -> None:
+    from test_gil import TRIES, python_ran_during_call
+
+    from vgpu.encode.samples import photo_frame
+
+    stream = encode_quic_rgb32(np.tile(photo_frame(640, 360), (4, 4, 1)))  # tens of ms
+    assert any(python_ran_during_call(quic_decode, stream)  # type: ignore[arg-type]
+               for _ in range(TRIES))
