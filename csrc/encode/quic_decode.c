@@ -78,13 +78,29 @@ typedef struct {
     int corrupt;
 } Dec;
 
-/* The folded error of channel ch at pixel i, coded with the parameter of the
+#define INLINE static inline __attribute__((always_inline))
+/* Channel loops unrolled: n is 3 or 1 where they are compiled, and unrolled
+ * they keep each channel's row pointers in registers. */
+#define UNROLL_CHANNELS _Pragma("GCC unroll 3")
+
+/* A segment's working set, in locals: every row write is a byte store, which
+ * the compiler must assume may alias anything reachable through memory, so
+ * the reader, state and row pointers live here, not behind d and g. */
+typedef struct {
+    Reader rd;
+    QuicState st;
+    const QuicFamily *f;
+    QuicChannel *ch[3];
+    uint8_t *err[3], *cur[3], *prev[3];
+} Seg;
+
+/* The folded error of channel c at pixel i, coded with the parameter of the
  * context at i - 1. */
-static inline unsigned int decode_value(Dec *d, QuicChannel *ch, int i)
+INLINE unsigned int decode_value(Seg *s, unsigned int c, int i)
 {
-    const QuicFamily *f = &d->fam;
-    const unsigned int l = ch->param_of[ch->err[i - 1] & f->mask];
-    const uint32_t bits = peek32(&d->rd);
+    const QuicFamily *f = s->f;
+    const unsigned int l = s->ch[c]->param_of[s->err[c][i - 1] & f->mask];
+    const uint32_t bits = peek32(&s->rd);
     unsigned int len, v;
     if (bits > f->gr_min[l]) {
         const unsigned int zeros = (unsigned int)__builtin_clz(bits);
@@ -94,42 +110,46 @@ static inline unsigned int decode_value(Dec *d, QuicChannel *ch, int i)
         len = f->esc_len[l];
         v = f->n_gr[l] + ((bits >> (32 - len)) & f->esc_suffix_mask[l]);
     }
-    eat(&d->rd, len);
-    ch->err[i] = (uint8_t)v; /* an escape past the last level wraps, as in spice-common */
-    return ch->err[i];
+    eat(&s->rd, len);
+    v &= 0xff; /* an escape past the last level wraps, as in spice-common */
+    s->err[c][i] = (uint8_t)v;
+    return v;
 }
 
-static inline void update_model(Dec *d, Group *g, int i)
+INLINE void update_model(Seg *s, unsigned int n, int i)
 {
-    for (unsigned int c = 0; c < g->n; c++) {
-        QuicChannel *ch = &g->ch[c];
-        quic_update_bucket(&d->fam, g->st.wm_trigger, ch, ch->err[i - 1], ch->err[i]);
+    UNROLL_CHANNELS
+    for (unsigned int c = 0; c < n; c++) {
+        quic_update_bucket(s->f, s->st.wm_trigger, s->ch[c], s->err[c][i - 1], s->err[c][i]);
     }
 }
 
 /* Pixel 0 of a row: predicted by the pixel above (row 0: the value is the
  * unfolded error itself). */
-static inline void first_pixel(Dec *d, Group *g, int row0)
+INLINE void first_pixel(Seg *s, unsigned int n, int row0)
 {
-    for (unsigned int c = 0; c < g->n; c++) {
-        const unsigned int e = d->fam.unfold[decode_value(d, &g->ch[c], 0)];
-        g->cur[c][0] = (uint8_t)(row0 ? e : (e + g->prev[c][0]) & d->fam.mask);
+    UNROLL_CHANNELS
+    for (unsigned int c = 0; c < n; c++) {
+        const unsigned int e = s->f->unfold[decode_value(s, c, 0)];
+        s->cur[c][0] = (uint8_t)(row0 ? e : (e + s->prev[c][0]) & s->f->mask);
     }
 }
 
-static inline void pixel(Dec *d, Group *g, int row0, int i)
+INLINE void pixel(Seg *s, unsigned int n, int row0, int i)
 {
-    for (unsigned int c = 0; c < g->n; c++) {
-        const unsigned int e = d->fam.unfold[decode_value(d, &g->ch[c], i)];
-        const uint8_t *cur = g->cur[c];
-        const unsigned int pred = row0 ? cur[i - 1] : ((unsigned int)cur[i - 1] + g->prev[c][i]) >> 1;
-        g->cur[c][i] = (uint8_t)((e + pred) & d->fam.mask);
+    UNROLL_CHANNELS
+    for (unsigned int c = 0; c < n; c++) {
+        const unsigned int e = s->f->unfold[decode_value(s, c, i)];
+        const uint8_t *cur = s->cur[c];
+        const unsigned int pred = row0 ? cur[i - 1] : ((unsigned int)cur[i - 1] + s->prev[c][i]) >> 1;
+        s->cur[c][i] = (uint8_t)((e + pred) & s->f->mask);
     }
 }
 
-static inline int same(const Group *g, uint8_t *const *rows, int a, int b)
+INLINE int same(unsigned int n, uint8_t *const *rows, int a, int b)
 {
-    for (unsigned int c = 0; c < g->n; c++) {
+    UNROLL_CHANNELS
+    for (unsigned int c = 0; c < n; c++) {
         if (rows[c][a] != rows[c][b]) {
             return 0;
         }
@@ -138,47 +158,48 @@ static inline int same(const Group *g, uint8_t *const *rows, int a, int b)
 }
 
 /* A MELCODE run length, at most limit (the pixels left in the segment);
- * -1 for a longer one. */
-static long decode_run(Dec *d, QuicState *st, unsigned int limit)
+ * -1 for a longer one or one that runs off the stream. */
+INLINE long decode_run(Seg *s, unsigned int limit)
 {
+    QuicState *st = &s->st;
     unsigned long run = 0;
     for (;;) {
         /* leading ones of the next byte: one full block each */
-        const unsigned int ones = (unsigned int)__builtin_clz(~peek32(&d->rd) | 0x00ffffffu);
+        const unsigned int ones = (unsigned int)__builtin_clz(~peek32(&s->rd) | 0x00ffffffu);
         for (unsigned int k = 0; k < ones; k++) {
             run += st->melc_order;
             quic_melc_up(st);
         }
-        if (run > limit || d->rd.truncated) {
+        if (run > limit || s->rd.truncated) {
             return -1;
         }
         if (ones < 8) {
-            eat(&d->rd, ones + 1);
+            eat(&s->rd, ones + 1);
             break;
         }
-        eat(&d->rd, 8);
+        eat(&s->rd, 8);
     }
     if (st->melc_len) {
-        run += peek32(&d->rd) >> (32 - st->melc_len);
-        eat(&d->rd, st->melc_len);
+        run += peek32(&s->rd) >> (32 - st->melc_len);
+        eat(&s->rd, st->melc_len);
     }
     quic_melc_down(st);
     return run > limit ? -1 : (long)run;
 }
 
-/* Pixels [i, end) of a row with one wait mask. */
-static void decode_segment(Dec *d, Group *g, int row0, int i, int end, unsigned int waitmask)
+/* Pixels [i, end) of a row with one wait mask; 0, or -1 for a corrupt run. */
+INLINE int segment(Seg *s, unsigned int n, int row0, int i, int end, unsigned int waitmask)
 {
-    QuicState *st = &g->st;
+    QuicState *st = &s->st;
     int stop;
     int run_start = 0;
     if (i == 0) {
-        first_pixel(d, g, row0);
+        first_pixel(s, n, row0);
         if (st->waitcnt) {
             st->waitcnt--;
         } else {
             st->waitcnt = quic_next_rand(st) & waitmask;
-            update_model(d, g, 0);
+            update_model(s, n, 0);
         }
         stop = ++i + (int)st->waitcnt;
     } else {
@@ -187,77 +208,81 @@ static void decode_segment(Dec *d, Group *g, int row0, int i, int end, unsigned 
     if (row0) {
         while (stop < end) {
             for (; i <= stop; i++) {
-                pixel(d, g, 1, i);
+                pixel(s, n, 1, i);
             }
-            update_model(d, g, stop);
+            update_model(s, n, stop);
             stop = i + (int)(quic_next_rand(st) & waitmask);
         }
         for (; i < end; i++) {
-            pixel(d, g, 1, i);
+            pixel(s, n, 1, i);
         }
         st->waitcnt = (unsigned int)(stop - end);
-        return;
+        return 0;
     }
     for (;;) {
         /* The encoder starts a run where the row above repeats its left pixel
          * and the two decoded pixels to our left are equal. */
 #define RUN_PREDICTED(i) \
-    ((i) > 2 && (i) != run_start && same(g, g->prev, (i) - 1, (i)) \
-     && same(g, g->cur, (i) - 1, (i) - 2))
+    ((i) > 2 && (i) != run_start && same(n, s->prev, (i) - 1, (i)) \
+     && same(n, s->cur, (i) - 1, (i) - 2))
         while (stop < end) {
             for (; i <= stop; i++) {
                 if (RUN_PREDICTED(i)) {
                     goto run;
                 }
-                pixel(d, g, 0, i);
+                pixel(s, n, 0, i);
             }
-            update_model(d, g, stop);
+            update_model(s, n, stop);
             stop = i + (int)(quic_next_rand(st) & waitmask);
         }
         for (; i < end; i++) {
             if (RUN_PREDICTED(i)) {
                 goto run;
             }
-            pixel(d, g, 0, i);
+            pixel(s, n, 0, i);
         }
         st->waitcnt = (unsigned int)(stop - end);
-        return;
+        return 0;
 #undef RUN_PREDICTED
 run:
         st->waitcnt = (unsigned int)(stop - i);
         run_start = i;
-        const long n = decode_run(d, st, (unsigned int)(end - i));
-        if (n < 0) {
-            d->corrupt = 1;
-            return;
+        const long len = decode_run(s, (unsigned int)(end - i));
+        if (len < 0) {
+            return -1;
         }
-        for (const int run_end = i + (int)n; i < run_end; i++) {
-            for (unsigned int c = 0; c < g->n; c++) {
-                g->cur[c][i] = g->cur[c][i - 1];
-            }
+        UNROLL_CHANNELS
+        for (unsigned int c = 0; c < n; c++) { /* the run repeats the pixel on its left */
+            memset(s->cur[c] + i, s->cur[c][i - 1], (size_t)len);
         }
+        i += (int)len;
         if (i == end) {
-            return;
+            return 0;
         }
         stop = i + (int)st->waitcnt;
     }
 }
 
 /* One row of a group, cut where the wait mask widens. */
-static void decode_row(Dec *d, Group *g, int row0, unsigned int width)
+INLINE void row_of(Dec *d, Group *g, unsigned int n, int row0, unsigned int width)
 {
-    QuicState *st = &g->st;
-    int pos = 0;
-    for (unsigned int c = 0; c < g->n; c++) {
+    Seg s;
+    s.rd = d->rd;
+    s.st = g->st;
+    s.f = &d->fam;
+    for (unsigned int c = 0; c < n; c++) {
+        s.ch[c] = &g->ch[c];
+        s.err[c] = g->ch[c].err;
+        s.cur[c] = g->cur[c];
+        s.prev[c] = g->prev[c];
         /* a row's first context: the folded error that began the row above */
-        g->ch[c].err[-1] = row0 ? 0 : g->ch[c].err[0];
+        s.err[c][-1] = row0 ? 0 : s.err[c][0];
     }
-    while (st->wmidx < QUIC_WMI_MAX && st->wmileft <= width) {
+    QuicState *st = &s.st;
+    int pos = 0, bad = 0;
+    while (!bad && st->wmidx < QUIC_WMI_MAX && st->wmileft <= width) {
         if (st->wmileft) {
-            decode_segment(d, g, row0, pos, pos + (int)st->wmileft, (1u << st->wmidx) - 1);
-            if (d->corrupt) {
-                return;
-            }
+            bad = segment(&s, n, row0, pos, pos + (int)st->wmileft, (1u << st->wmidx) - 1);
             width -= st->wmileft;
             pos += (int)st->wmileft;
         }
@@ -265,11 +290,29 @@ static void decode_row(Dec *d, Group *g, int row0, unsigned int width)
         quic_set_trigger(st);
         st->wmileft = QUIC_WMI_NEXT;
     }
-    if (width) {
-        decode_segment(d, g, row0, pos, pos + (int)width, (1u << st->wmidx) - 1);
+    if (!bad && width) {
+        bad = segment(&s, n, row0, pos, pos + (int)width, (1u << st->wmidx) - 1);
         if (st->wmidx < QUIC_WMI_MAX) {
             st->wmileft -= width;
         }
+    }
+    d->rd = s.rd;
+    g->st = s.st;
+    d->corrupt |= bad;
+}
+
+/* The row functions, each compiled for its channel count and first row or not. */
+static void rgb_row0(Dec *d, Group *g, unsigned int w) { row_of(d, g, 3, 1, w); }
+static void rgb_row(Dec *d, Group *g, unsigned int w) { row_of(d, g, 3, 0, w); }
+static void alpha_row0(Dec *d, Group *g, unsigned int w) { row_of(d, g, 1, 1, w); }
+static void alpha_row(Dec *d, Group *g, unsigned int w) { row_of(d, g, 1, 0, w); }
+
+static void decode_row(Dec *d, Group *g, int row0, unsigned int width)
+{
+    if (g->n == 3) {
+        (row0 ? rgb_row0 : rgb_row)(d, g, width);
+    } else {
+        (row0 ? alpha_row0 : alpha_row)(d, g, width);
     }
 }
 
@@ -320,26 +363,17 @@ int vgpu_quic_decode_header(const uint8_t *data, size_t size, int *type, int *wi
     return header(&r, data, size, type, width, height);
 }
 
-/* Writes a decoded row of samples as B,G,R,X (X = 0) pixels. */
+/* Writes a decoded row of samples as B,G,R,X (X = 0) pixels; RGB16's 5-bit
+ * samples widened by bit replication, as spice-common's RGB16-to-32 does. */
 static void put_rgb_row(const Group *g, unsigned int bpc, uint8_t *o, int width)
 {
     const uint8_t *r = g->cur[0], *gr = g->cur[1], *b = g->cur[2];
-    if (bpc == 8) {
-        for (int i = 0; i < width; i++, o += 4) {
-            o[0] = b[i];
-            o[1] = gr[i];
-            o[2] = r[i];
-            o[3] = 0;
+    for (int i = 0; i < width; i++, o += 4) {
+        uint32_t px = (uint32_t)b[i] | (uint32_t)gr[i] << 8 | (uint32_t)r[i] << 16;
+        if (bpc == 5) { /* per byte: v << 3 | v >> 2 (v < 32, so no byte spills) */
+            px = px << 3 | ((px >> 2) & 0x070707u);
         }
-    } else {
-#define WIDEN5(v) (uint8_t)((v) << 3 | (v) >> 2)
-        for (int i = 0; i < width; i++, o += 4) {
-            o[0] = WIDEN5(b[i]);
-            o[1] = WIDEN5(gr[i]);
-            o[2] = WIDEN5(r[i]);
-            o[3] = 0;
-        }
-#undef WIDEN5
+        memcpy(o, &px, 4); /* little-endian: B, G, R, 0 */
     }
 }
 
