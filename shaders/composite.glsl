@@ -156,49 +156,62 @@ bool is_zero(float f) { return -FLT_MIN < f && f < FLT_MIN; }
 
 float clamp01(float f) { return f < 0.0 ? 0.0 : (f > 1.0 ? 1.0 : f); }
 
-// get_factor's combine_factor_t, in pixman's order.
+// get_factor's combine_factor_t k (pixman's order): ZERO, ONE, SRC_ALPHA, DEST_ALPHA, INV_SA,
+// INV_DA, then the quotients SA_OVER_DA, DA_OVER_SA, INV_SA_OVER_DA, INV_DA_OVER_SA and the
+// same four as 1 - quotient. llvmpipe runs every branch of a shader, so the quotient's
+// numerator and denominator are picked and divided once.
 float factor(int k, float sa, float da) {
-    precise float q;
-    if (k == 0) return 0.0;
-    if (k == 1) return 1.0;
-    if (k == 2) return sa;
-    if (k == 3) return da;
-    if (k == 4) { q = 1.0 - sa; return q; }
-    if (k == 5) { q = 1.0 - da; return q; }
-    if (k == 6) { q = sa / da; return is_zero(da) ? 1.0 : clamp01(q); }
-    if (k == 7) { q = da / sa; return is_zero(sa) ? 1.0 : clamp01(q); }
-    if (k == 8) { q = (1.0 - sa) / da; return is_zero(da) ? 1.0 : clamp01(q); }
-    if (k == 9) { q = (1.0 - da) / sa; return is_zero(sa) ? 1.0 : clamp01(q); }
-    if (k == 10) { q = 1.0 - sa / da; return is_zero(da) ? 0.0 : clamp01(q); }
-    if (k == 11) { q = 1.0 - da / sa; return is_zero(sa) ? 0.0 : clamp01(q); }
-    if (k == 12) { q = 1.0 - (1.0 - da) / sa; return is_zero(sa) ? 0.0 : clamp01(q); }
-    q = 1.0 - (1.0 - sa) / da;
-    return is_zero(da) ? 0.0 : clamp01(q);
+    precise float inv_sa = 1.0 - sa;
+    precise float inv_da = 1.0 - da;
+    if (k < 6) return k == 0 ? 0.0 : k == 1 ? 1.0 : k == 2 ? sa : k == 3 ? da
+                    : k == 4 ? inv_sa : inv_da;
+    // 0: SA/DA, 1: DA/SA, 2: (1 - SA)/DA, 3: (1 - DA)/SA
+    int j = k < 10 ? k - 6 : k == 12 ? 3 : k == 13 ? 2 : k - 10;
+    float num = j == 0 ? sa : j == 1 ? da : j == 2 ? inv_sa : inv_da;
+    float den = (j & 1) == 0 ? da : sa;
+    precise float q = num / den;
+    precise float one_minus_q = 1.0 - q;
+    if (is_zero(den)) return k < 10 ? 1.0 : 0.0;
+    return clamp01(k < 10 ? q : one_minus_q);
 }
 
-// as * ad * B(d / ad, s / as), pixman's float blend_* for the modes that divide.
+// as * ad * B(d / ad, s / as), pixman's float blend_* for the modes that divide: one shared
+// division (two for SOFT_LIGHT's middle case), its operands picked by mode and case.
 float blend_float(int op, float sa, float s, float da, float d) {
+    precise float d_sa = d * sa;
+    precise float sa_da = sa * da;
+    precise float s2 = 2.0 * s;
+    precise float num;
+    precise float den;
+    if (op == 0x35) {         // COLOR_DODGE: sa * sa * d / (sa - s)
+        num = sa * sa * d;
+        den = sa - s;
+    } else if (op == 0x36) {  // COLOR_BURN: sa * (da - d) / s
+        num = sa * (da - d);
+        den = s;
+    } else {                  // SOFT_LIGHT: d * (da - d) * (sa - 2 s) / da, or 16 d / da
+        num = s2 <= sa ? d * (da - d) * (sa - s2) : 16.0 * d;
+        den = da;
+    }
+    precise float q = num / den;
+    precise float q2 = (q - 12.0) * d / da;
     precise float r;
-    if (op == 0x35) {  // COLOR_DODGE
-        precise float lhs = d * sa;
-        precise float rhs = sa * da - s * da;
-        precise float gap = sa - s;
+    if (op == 0x35) {
+        precise float rhs = sa_da - s * da;
         if (is_zero(d)) r = 0.0;
-        else if (lhs >= rhs || is_zero(gap)) r = sa * da;
-        else r = sa * sa * d / gap;
-    } else if (op == 0x36) {  // COLOR_BURN
-        precise float lhs = sa * (da - d);
+        else if (d_sa >= rhs || is_zero(den)) r = sa_da;
+        else r = q;
+    } else if (op == 0x36) {
         precise float rhs = s * da;
-        if (d >= da) r = sa * da;
-        else if (lhs >= rhs || is_zero(s)) r = 0.0;
-        else r = sa * (da - sa * (da - d) / s);
-    } else {  // SOFT_LIGHT
-        precise float s2 = 2.0 * s;
+        if (d >= da) r = sa_da;
+        else if (num >= rhs || is_zero(s)) r = 0.0;
+        else r = sa * (da - q);
+    } else {
         precise float d4 = 4.0 * d;
-        if (is_zero(da)) r = d * sa;
-        else if (s2 <= sa) r = d * sa - d * (da - d) * (sa - s2) / da;
-        else if (d4 <= da) r = d * sa + (s2 - sa) * d * ((16.0 * d / da - 12.0) * d / da + 3.0);
-        else r = d * sa + (sqrt(d * da) - d) * (s2 - sa);
+        if (is_zero(da)) r = d_sa;
+        else if (s2 <= sa) r = d_sa - q;
+        else if (d4 <= da) r = d_sa + (s2 - sa) * d * (q2 + 3.0);
+        else r = d_sa + (sqrt(d * da) - d) * (s2 - sa);
     }
     return r;
 }
@@ -274,28 +287,22 @@ vec3 set_sat(vec3 c, float s) {
 }
 
 // The non-separable (HSL) modes on premultiplied (r, g, b): as * ad * B(s / as, d / ad).
+// HUE: set_lum(set_sat(s * ad, SAT(d) * as), LUM(d) * as); SATURATION: the same from d * as
+// with SAT(s) * ad; COLOR: set_lum(s * ad, LUM(d) * as); LUMINOSITY: set_lum(d * as,
+// LUM(s) * ad). One set_sat and one set_lum, their inputs picked by mode.
 vec3 blend_hsl(int op, vec3 dc, float da, vec3 sc, float sa) {
+    precise vec3 from_s = sc * da;
+    precise vec3 from_d = dc * sa;
+    precise float sat_d = sat(dc) * sa;
+    precise float sat_s = sat(sc) * da;
+    precise float lum_d = lum(dc) * sa;
+    precise float lum_s = lum(sc) * da;
+    bool hue = op == 0x3b;
+    vec3 r = hue || op == 0x3d ? from_s : from_d;
+    vec3 with_sat = set_sat(r, hue ? sat_d : sat_s);
+    if (op <= 0x3c) r = with_sat;
     precise float a = sa * da;
-    precise vec3 r;
-    precise float k;
-    if (op == 0x3b) {         // HUE
-        r = sc * da;
-        k = sat(dc) * sa;
-        r = set_sat(r, k);
-        k = lum(dc) * sa;
-    } else if (op == 0x3c) {  // SATURATION
-        r = dc * sa;
-        k = sat(sc) * da;
-        r = set_sat(r, k);
-        k = lum(dc) * sa;
-    } else if (op == 0x3d) {  // COLOR
-        r = sc * da;
-        k = lum(dc) * sa;
-    } else {                  // LUMINOSITY
-        r = dc * sa;
-        k = lum(sc) * da;
-    }
-    return set_lum(r, a, k);
+    return set_lum(r, a, op == 0x3e ? lum_s : lum_d);
 }
 
 uvec4 combine_float(uvec4 su, uvec4 mu, uvec4 du) {
