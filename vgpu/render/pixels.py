@@ -20,6 +20,9 @@ from vgpu.encode.codecs import quic_decode
 from vgpu.render import enums as E
 from vgpu.render.errors import RenderError
 
+IMAGE_TYPE_QUIC = lib.SPICE_IMAGE_TYPE_QUIC
+"""The one compressed image type a guest may send (spice-server's parser refuses the rest)."""
+
 MAX_DIM = 8192
 """Largest surface or image side in pixels: twice a 4K screen's width, inside every GL
 implementation's texture limit (llvmpipe allows 16384), and it keeps one image under 256 MiB."""
@@ -241,7 +244,7 @@ def quic_bitmap(img: CompressedImage) -> BitmapImage:
     4th byte, RGBA with its alpha (an RGBA bitmap); the stream's size must be the
     descriptor's. Any other image type, or a bad stream, is a RenderError."""
     d = img.descriptor
-    if d.type != lib.SPICE_IMAGE_TYPE_QUIC:
+    if d.type != IMAGE_TYPE_QUIC:
         raise RenderError(f"image type {d.type} is not supported")
     check_size(d.width, d.height, "QUIC image")
     try:

@@ -167,7 +167,7 @@ class ReferenceCanvas:
             data = arr.view(np.uint8).reshape(*arr.shape, 4).copy()
             alpha = sfmt == E.SURFACE_FMT_32_ARGB
         else:
-            if isinstance(image, CompressedImage):
+            if isinstance(image, CompressedImage) and image.descriptor.type == px.IMAGE_TYPE_QUIC:
                 image = px.quic_bitmap(image)
             assert isinstance(image, BitmapImage)
             data, alpha = px.decode_bitmap(image)
