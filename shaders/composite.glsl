@@ -105,13 +105,14 @@ uint div_one(uint x) { return (x + 0x80u + ((x + 0x80u) >> 8)) >> 8; }
 
 // as * ad * B(d / ad, s / as) of one channel, in 0..255*255 units (signed: pixman's int32).
 int blend_int(int op, int d, int ad, int s, int as) {
-    if (op == 0x31) return s * ad + d * as - s * d;                              // SCREEN
-    if (op == 0x32) return 2 * d < ad ? 2 * s * d : as * ad - 2 * (ad - d) * (as - s);
-    if (op == 0x33) return min(ad * s, as * d);                                  // DARKEN
-    if (op == 0x34) return max(ad * s, as * d);                                  // LIGHTEN
-    if (op == 0x37) return 2 * s < as ? 2 * s * d : as * ad - 2 * (ad - d) * (as - s);
-    if (op == 0x39) return abs(s * ad - d * as);                                 // DIFFERENCE
-    return s * ad + d * as - 2 * d * s;                                          // EXCLUSION
+    int light = as * ad - 2 * (ad - d) * (as - s);  // screen half of OVERLAY, HARD_LIGHT
+    if (op == 0x31) return s * ad + d * as - s * d;                 // SCREEN
+    if (op == 0x32) return 2 * d < ad ? 2 * s * d : light;          // OVERLAY
+    if (op == 0x33) return min(ad * s, as * d);                     // DARKEN
+    if (op == 0x34) return max(ad * s, as * d);                     // LIGHTEN
+    if (op == 0x37) return 2 * s < as ? 2 * s * d : light;          // HARD_LIGHT
+    if (op == 0x39) return abs(s * ad - d * as);                    // DIFFERENCE
+    return s * ad + d * as - 2 * d * s;                             // EXCLUSION
 }
 
 // pixman sums into a uint32 and clamps to 0..255*255: a negative sum (possible only with
