@@ -16,7 +16,7 @@ import numpy as np
 
 from vgpu.device.abi import lib
 from vgpu.device.commands import BitmapImage, CompressedImage, GlyphString, Palette
-from vgpu.encode.codecs import quic_decode
+from vgpu.encode.codecs import quic_decode, quic_header
 from vgpu.render import enums as E
 from vgpu.render.errors import RenderError
 
@@ -248,12 +248,12 @@ def quic_bitmap(img: CompressedImage) -> BitmapImage:
         raise RenderError(f"image type {d.type} is not supported")
     check_size(d.width, d.height, "QUIC image")
     try:
+        _, w, h = quic_header(img.data)  # checked before any decoding
+        if (w, h) != (d.width, d.height):
+            raise RenderError(f"stream is {w}x{h}, its descriptor says {d.width}x{d.height}")
         data, has_alpha = quic_decode(img.data, max_dim=MAX_DIM)
     except ValueError as e:
         raise RenderError(f"QUIC image: {e}") from None
-    h, w = data.shape[:2]
-    if (w, h) != (d.width, d.height):
-        raise RenderError(f"QUIC stream is {w}x{h}, its descriptor says {d.width}x{d.height}")
     return BitmapImage(replace(d, type=E.IMAGE_TYPE_BITMAP),
                        E.BITMAP_FMT_RGBA if has_alpha else E.BITMAP_FMT_32BIT,
                        lib.QXL_BITMAP_TOP_DOWN, w, h, w * 4, None, data.tobytes())
