@@ -301,19 +301,14 @@ INLINE void row_of(Dec *d, Group *g, unsigned int n, int row0, unsigned int widt
     d->corrupt |= bad;
 }
 
-/* The row functions, each compiled for its channel count and first row or not. */
-static void rgb_row0(Dec *d, Group *g, unsigned int w) { row_of(d, g, 3, 1, w); }
-static void rgb_row(Dec *d, Group *g, unsigned int w) { row_of(d, g, 3, 0, w); }
-static void alpha_row0(Dec *d, Group *g, unsigned int w) { row_of(d, g, 1, 1, w); }
-static void alpha_row(Dec *d, Group *g, unsigned int w) { row_of(d, g, 1, 0, w); }
+/* The row functions, each compiled for its channel count (row 0 has a loop
+ * of its own inside segment()). */
+static void rgb_row(Dec *d, Group *g, int row0, unsigned int w) { row_of(d, g, 3, row0, w); }
+static void alpha_row(Dec *d, Group *g, int row0, unsigned int w) { row_of(d, g, 1, row0, w); }
 
 static void decode_row(Dec *d, Group *g, int row0, unsigned int width)
 {
-    if (g->n == 3) {
-        (row0 ? rgb_row0 : rgb_row)(d, g, width);
-    } else {
-        (row0 ? alpha_row0 : alpha_row)(d, g, width);
-    }
+    (g->n == 3 ? rgb_row : alpha_row)(d, g, row0, width);
 }
 
 static void swap_rows(Group *g)

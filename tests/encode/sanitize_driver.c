@@ -75,8 +75,8 @@ static void quic_decode_case(const uint8_t *px, ptrdiff_t stride, int w, int h,
     expect(vgpu_quic_decode(copy, n, img, (ptrdiff_t)w * 4, w, h > 1 ? h - 1 : 2)
                == VGPU_DEC_ERR_SIZE, "quic size mismatch", w, h);
     free(copy);
-    for (int k = 0; k < 4; k++) {
-        /* k == 0: a random cut; otherwise a few flipped bits past the header */
+    for (int k = 0; k < 2; k++) {
+        /* k == 0: a random cut; k == 1: a few flipped bits past the header */
         const size_t len = k == 0 ? rnd() % n : n;
         copy = malloc(len ? len : 1);
         memcpy(copy, stream, len);
