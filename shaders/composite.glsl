@@ -1,17 +1,23 @@
 #version 430 core
 // COMPOSITE: a Render operator of a transformed, filtered, repeated source (and optional
-// mask) onto the destination. One rect per draw (u_rect); the destination is read from
-// u_dst, a copy taken before the draw.
-// pixman (0.42) runs an operator in one of two ways, and so does this shader (u_float):
+// mask) onto the destination. One rect per draw (u_rect); the destination is the
+// framebuffer's own value with FETCH (see draw.glsl), otherwise read from u_dst, a copy taken
+// before the draw.
+// pixman (0.42) runs an operator in one of two ways, and so does this shader, compiled once
+// for each (FLOAT 0 or 1: llvmpipe would run both under a lane mask otherwise):
 // - 8-bit integer combiners (pixman-combine32.c): CLEAR..ADD and the separable blend modes
 //   without a division (MULTIPLY, SCREEN, OVERLAY, DARKEN, LIGHTEN, HARD_LIGHT, DIFFERENCE,
-//   EXCLUSION); SATURATE too, but for component alpha (see composite.py);
+//   EXCLUSION);
 // - single-precision float combiners (pixman-combine-float.c) for the operators that
-//   divide: DISJOINT_*, CONJOINT_*, COLOR_DODGE, COLOR_BURN, SOFT_LIGHT, HSL_*.
+//   divide: SATURATE (but where pixman makes it OVER_REVERSE, see composite.py),
+//   DISJOINT_*, CONJOINT_*, COLOR_DODGE, COLOR_BURN, SOFT_LIGHT, HSL_*.
 //   Pixels enter as x * (1.0f / 255) and leave through pixman's float_to_unorm (truncating
 //   f * 256, minus the carry). Every float step is `precise` (no fused multiply-add, no
 //   reassociation) and written in pixman's evaluation order, so that the IEEE single
 //   results, hence the bytes, are pixman's.
+#if defined(FRAGMENT) && FETCH
+#extension GL_EXT_shader_framebuffer_fetch : require
+#endif
 #include "lib.glsl"
 #ifdef VERTEX
 in vec2 corner;
@@ -27,7 +33,6 @@ uniform sampler2D u_src;
 uniform sampler2D u_mask;
 uniform int u_fmt;
 uniform int u_op;                 // pixman_op_t, after composite.py's reductions
-uniform bool u_float;             // the operator runs on pixman's float combiners
 uniform ivec2 u_factors;          // float Porter/Duff operators: source, dest factor
 uniform ivec2 u_origin;           // the bbox's top-left: pixman's (0, 0) of the destination
 uniform vec3 u_src_m0;            // source transform rows (dest -> source), pixels
@@ -47,7 +52,11 @@ uniform int u_mask_repeat;
 uniform bool u_mask_opaque;
 uniform bool u_component_alpha;
 uniform bool u_dst_opaque;
+#if FETCH
+inout vec4 frag;
+#else
 out vec4 frag;
+#endif
 
 // Texel (x, y) of an image after its repeat mode; transparent outside for REPEAT_NONE.
 vec4 texel(sampler2D t, ivec4 box, int repeat_mode, ivec2 q) {
@@ -381,25 +390,28 @@ uvec4 combine_int(uvec4 s, uvec4 m, uvec4 d) {
     if (u_op == 10) return add_sat(mul_un8(s, ida), mulv(d, sa));       // ATOP_REVERSE
     if (u_op == 11) return add_sat(mul_un8(s, ida), mulv(d, isa));      // XOR
     if (u_op == 12) return add_sat(s, d);                               // ADD
-    if (u_op == 13) {                                                   // SATURATE
-        uvec4 ss = s;
-        if (s.w > ida) ss = mul_un8(s, (ida * 255u + s.w / 2u) / s.w);
-        return add_sat(d, ss);
-    }
     return separable_int(u_op, s, sa, d);                               // blend modes
 }
 
 void main() {
     uvec4 s = sample_image(u_src, u_src_m0, u_src_m1, u_src_at, u_src_box, u_src_filter,
                            u_src_repeat, u_src_opaque);
+#if FETCH
+    uvec4 d = to_u8(frag);
+#else
     uvec4 d = to_u8(texelFetch(u_dst, ivec2(gl_FragCoord.xy), 0));
+#endif
     if (u_dst_opaque) d.w = 255u;
     uvec4 m = uvec4(255u);
     if (u_has_mask) {
         m = sample_image(u_mask, u_mask_m0, u_mask_m1, u_mask_at, u_mask_box, u_mask_filter,
                          u_mask_repeat, u_mask_opaque);
     }
-    uvec4 r = u_float ? combine_float(s, m, d) : combine_int(s, m, d);
+#if FLOAT
+    uvec4 r = combine_float(s, m, d);
+#else
+    uvec4 r = combine_int(s, m, d);
+#endif
     frag = from_u8(quantize(r, u_fmt));
 }
 #endif

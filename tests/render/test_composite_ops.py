@@ -3,8 +3,7 @@ pixman_ctypes.py): the GL renderer must give pixman's bytes. vgpu/render/referen
 COMPOSITE, so pixman is the reference.
 
 pixman runs the operators that divide on float combiners and the others on 8-bit integer
-ones; both are compared exactly. The one bounded operator is SATURATE without component
-alpha (composite.py says why)."""
+ones; both are compared exactly, every operator."""
 
 from __future__ import annotations
 
@@ -18,15 +17,12 @@ from render_helpers import NO_MASK, bitmap, draw, rect
 from vgpu.device.commands import Composite, Copy, QPoint
 from vgpu.render import RenderError
 from vgpu.render import enums as E
-from vgpu.render.composite import SATURATE, SUPPORTED_OPS, composite_setup
+from vgpu.render.composite import SUPPORTED_OPS, composite_setup
 
 pytestmark = pytest.mark.gl
 
 ALL_OPS = sorted(SUPPORTED_OPS)
 NEAREST = 3  # pixman_filter_t
-# the bound for SATURATE without component alpha, in 8-bit steps per channel (valid
-# premultiplied pixels): integer DIV_UN8 factor against pixman's float combiner
-SATURATE_STEPS = 2
 # mask kinds: none, A8 (one alpha for the pixel), ARGB with component alpha
 NO, A8_MASK, CA_MASK = "none", "a8", "ca"
 
@@ -82,14 +78,10 @@ def _case(renderer, pm: Pixman, op: int, dst: np.ndarray, dst_fmt: int, src: np.
     return got[..., :channels], want[..., :channels]
 
 
-def _bound(op: int, mask_kind: str) -> int:
-    return SATURATE_STEPS if op == SATURATE and mask_kind != CA_MASK else 0
-
-
-def _check(got: np.ndarray, want: np.ndarray, bound: int, what: object) -> int:
-    """Asserts got is want (within bound steps); returns the number of pixels compared."""
+def _check(got: np.ndarray, want: np.ndarray, what: object) -> int:
+    """Asserts got is want; returns the number of pixels compared."""
     diff = np.abs(got.astype(np.int16) - want.astype(np.int16)).max(axis=-1)
-    bad = np.argwhere(diff > bound)
+    bad = np.argwhere(diff > 0)
     assert len(bad) == 0, (what, len(bad), [(tuple(i), got[tuple(i)], want[tuple(i)])
                                             for i in bad[:3]])
     return diff.size
@@ -113,11 +105,7 @@ def _run_matrix(renderer, pm: Pixman, op: int, size: tuple[int, int], valid_kind
                                             (h, w)).astype(np.uint8))
                     got, want = _case(renderer, pm, op, dst, dst_fmt, src, src_alpha, mask,
                                       mask_kind, box=(0, 0, w, h))
-                    # SATURATE's bound holds for valid pixels only; its invalid ones are
-                    # compared under component alpha (exact) alone
-                    if op == SATURATE and not valid and mask_kind != CA_MASK:
-                        continue
-                    compared += _check(got, want, _bound(op, mask_kind),
+                    compared += _check(got, want,
                                        (hex(op), valid, mask_kind, dst_fmt, src_alpha))
     return compared
 
@@ -135,8 +123,6 @@ def _composites(draw_):
     op = draw_(st.sampled_from(ALL_OPS))
     valid = draw_(st.booleans())
     mask_kind = draw_(st.sampled_from([NO, A8_MASK, CA_MASK]))
-    if op == SATURATE and mask_kind != CA_MASK:
-        valid = True  # the bounded operator is bounded for valid pixels only
     dst_fmt = draw_(st.sampled_from([E.SURFACE_FMT_32_ARGB, E.SURFACE_FMT_32_xRGB]))
     src_alpha = draw_(st.booleans())
     w, h = draw_(st.integers(1, 12)), draw_(st.integers(1, 6))
@@ -152,9 +138,11 @@ def _composites(draw_):
 @settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(case=_composites())
-def test_random_composites_match_pixman(renderer, pm, case):
+def test_random_composites_match_pixman(dest_renderer, pm, case):
     """Any operator, mask kind, formats, a small source placed anywhere (repeating or not,
-    so also transparent outside), onto a part of a larger destination."""
+    so also transparent outside), onto a part of a larger destination; reading the
+    destination both ways."""
+    renderer = dest_renderer
     op, valid, mask_kind, dst_fmt, src_alpha, (w, h), (sw, sh), repeat, src_at, (x0, y0), \
         seed = case
     rng = np.random.default_rng(seed)
@@ -166,7 +154,7 @@ def test_random_composites_match_pixman(renderer, pm, case):
     box = (x0, y0, x0 + w, y0 + h)
     got, want = _case(renderer, pm, op, dst, dst_fmt, src, src_alpha, mask, mask_kind,
                       box=box, src_at=src_at, repeat=repeat)
-    _check(got, want, _bound(op, mask_kind), case)
+    _check(got, want, case)
 
 
 @pytest.mark.parametrize("op", [0x0E, 0x0F, 0x1C, 0x1F, 0x2C, 0x2F, 0x3F, 0x40, 0xFF])
@@ -190,7 +178,7 @@ def test_operator_byte_is_accepted_exactly_for_pixman_ops():
     for op in range(256):
         cmd = Composite(op, src, None, None, None, QPoint(0, 0), QPoint(0, 0))
         try:
-            composite_setup(cmd, E.SURFACE_FMT_32_ARGB)
+            composite_setup(cmd, E.SURFACE_FMT_32_ARGB, True, False)
         except RenderError:
             continue
         accepted.append(op)

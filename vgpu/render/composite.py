@@ -27,12 +27,9 @@ SUPPORTED_OPS = frozenset([*range(14), *range(0x10, 0x1C), *range(0x20, 0x2C),
 # (source factor, destination factor) of the operators pixman runs on float Porter/Duff
 # combiners, those that divide. DISJOINT_/CONJOINT_ CLEAR, SRC and DST are plain CLEAR, SRC
 # and DST (pixman's operator_table), so they never get here.
-# SATURATE divides too: pixman 0.42 runs it on float factors (INV_DA_OVER_SA, ONE), and as
-# the integer OVER_REVERSE for an alpha-less source (optimize_operator). Under a component-alpha
-# mask it takes the float factors here (exact); otherwise the integer form (DIV_UN8 factor) that
-# tests/render/test_gl_ops.py pins down: 1 step off pixman's float rounding on some pixels
-# (more for channels above their alpha).
-SATURATE = 0x0D
+# SATURATE divides too: pixman 0.42 runs it on float factors (INV_DA_OVER_SA, ONE), but as
+# the integer OVER_REVERSE where source and mask are opaque (optimize_operator).
+SATURATE, OVER_REVERSE = 0x0D, 0x04
 _SATURATE_FACTORS = (INV_DA_OVER_SA, ONE)
 _FLOAT_FACTORS = {
     DISJOINT + 3: (ONE, INV_SA_OVER_DA),
@@ -109,7 +106,6 @@ class CompositeSetup:
                  mask_h: int, mask_alpha: bool) -> dict[str, object]:
         return {
             "u_op": self.op,
-            "u_float": self.float_combiner,
             "u_factors": self.factors,
             "u_origin": (bbox[0], bbox[1]),
             "u_src_m0": self.src_m[0], "u_src_m1": self.src_m[1],
@@ -129,7 +125,9 @@ class CompositeSetup:
             "u_dst_opaque": self.dst_opaque,
         }
 
-def composite_setup(op: Composite, dst_fmt: int) -> CompositeSetup:
+def composite_setup(op: Composite, dst_fmt: int, src_alpha: bool, mask_alpha: bool
+                    ) -> CompositeSetup:
+    """src_alpha, mask_alpha: whether the source and mask images have an alpha channel."""
     f = op.flags
     if f < 0 or f & ~E.COMPOSITE_FLAGS_MASK:
         raise RenderError(f"unknown composite flags {f:#x}")
@@ -150,8 +148,13 @@ def composite_setup(op: Composite, dst_fmt: int) -> CompositeSetup:
     pix_op = _reduce(pix_op)
     factors = _FLOAT_FACTORS.get(pix_op, (ZERO, ZERO))
     float_combiner = pix_op in _FLOAT_FACTORS or pix_op in _FLOAT_BLENDS
-    if pix_op == SATURATE and has_mask and component_alpha:
-        factors, float_combiner = _SATURATE_FACTORS, True
+    if pix_op == SATURATE:
+        src_opaque = bool(f & E.COMPOSITE_SOURCE_OPAQUE) or not src_alpha
+        mask_opaque = not has_mask or not (mask_alpha or component_alpha)
+        if src_opaque and mask_opaque:
+            pix_op = OVER_REVERSE
+        else:
+            factors, float_combiner = _SATURATE_FACTORS, True
     return CompositeSetup(
         op=pix_op,
         src_filter=_FILTERS[src_filter],

@@ -266,7 +266,6 @@ class Renderer:
                                                          moderngl.VertexArray]] = {}
         self._draw_variants: dict[tuple[int, ...], tuple[moderngl.Program,
                                                          moderngl.VertexArray]] = {}
-        self._comp_prog = load_program(self.ctx, "composite")
         self._corners = self.ctx.buffer(np.array([0, 0, 1, 0, 0, 1, 1, 1], "f4").tobytes())
         self._blit_buf = self.ctx.buffer(reserve=MAX_BATCH * _BLIT_INTS * 4, dynamic=True)
         # guest bitmap rows of the blit batch (kind 2), written at _staged, allocated once:
@@ -276,11 +275,7 @@ class Renderer:
         self._op_stage_start = 0
         self._staging_buf = self.ctx.buffer(reserve=4096, dynamic=True)
         self._draw_buf = self.ctx.buffer(reserve=MAX_BATCH * _DRAW_DTYPE.itemsize, dynamic=True)
-        self._comp_vao = self.ctx.vertex_array(
-            self._comp_prog, [(self._corners, "2f", "corner")], mode=moderngl.TRIANGLE_STRIP)
-        self._comp_prog["u_dst"] = 0
-        self._comp_prog["u_src"] = 1
-        self._comp_prog["u_mask"] = 2
+        self._comp_variants: dict[bool, tuple[moderngl.Program, moderngl.VertexArray]] = {}
         self._dummy = self.ctx.texture((1, 1), 4, b"\0\0\0\0")
         self._pending_release: list[Any] = []  # textures to free once the batch has drawn
         self._op_textures: list[Any] = []  # made or evicted by the operation being queued
@@ -529,12 +524,12 @@ class Renderer:
         for prog, vao in self._blit_variants.values():
             vao.release()
             prog.release()
-        for prog, vao in self._draw_variants.values():
-            vao.release()
-            prog.release()
-        for obj in (self._comp_vao, self._blit_buf, self._staging_buf,
-                    self._draw_buf, self._corners,
-                    self._comp_prog, self._dummy):
+        for variants in (self._draw_variants, self._comp_variants):
+            for prog, vao in variants.values():
+                vao.release()
+                prog.release()
+        for obj in (self._blit_buf, self._staging_buf, self._draw_buf, self._corners,
+                    self._dummy):
             obj.release()
         if self._owns_ctx:
             self.ctx.release()
@@ -1229,15 +1224,27 @@ class Renderer:
         mask = self._image(op.mask, surf, own_texture=True) if op.mask is not None else None
         if bool(op.flags & E.COMPOSITE_HAS_MASK) != (op.mask is not None):
             raise RenderError("composite mask flag and mask disagree")
-        setup = composite_setup(op, surf.fmt)
+        setup = composite_setup(op, surf.fmt, src.has_alpha,
+                                mask.has_alpha if mask is not None else False)
         self.flush()
         # a composite reading its own target copies all of it (the transform reaches anywhere)
         whole = [(0, 0, surf.width, surf.height)]
         src_tex = self._sample_tex(self._resolve(src, surf), surf, whole)
         mask_tex = (self._sample_tex(self._resolve(mask, surf), surf, whole)
                     if mask is not None else self._dummy)
-        dcopy = self._copy_rects(surf, "scratch", rects)
-        prog = self._comp_prog
+        if not self.fetch:
+            self._copy_rects(surf, "scratch", rects).use(0)
+        variant = self._comp_variants.get(setup.float_combiner)
+        if variant is None:
+            prog = load_program(self.ctx, "composite", FLOAT=int(setup.float_combiner),
+                                FETCH=int(self.fetch))
+            variant = (prog, self.ctx.vertex_array(prog, [(self._corners, "2f", "corner")],
+                                                   mode=moderngl.TRIANGLE_STRIP))
+            self._comp_variants[setup.float_combiner] = variant
+        prog, vao = variant
+        for name, value in (("u_dst", 0), ("u_src", 1), ("u_mask", 2)):
+            if name in prog:
+                prog[name] = value
         for name, value in setup.uniforms(bbox, src.width, src.height, src.has_alpha,
                                           mask.width if mask else 1,
                                           mask.height if mask else 1,
@@ -1246,13 +1253,12 @@ class Renderer:
                 prog[name] = value
         prog["u_size"] = (surf.width, surf.height)
         prog["u_fmt"] = surf.fmt
-        dcopy.use(0)
         src_tex.use(1)
         mask_tex.use(2)
         surf.fbo.use()
         for x0, y0, x1, y1 in rects:
             prog["u_rect"] = (x0, y0, x1, y1)
-            self._comp_vao.render()
+            vao.render()
             self.draw_calls += 1
         self._drop_batch()
         return rects
