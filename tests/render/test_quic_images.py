@@ -119,6 +119,21 @@ def test_cached_quic_image_goes_into_the_image_cache():
     assert np.array_equal(gl[11:22, 68:83, :3], frame[5:16, 5:20, :3])  # the last copy
 
 
+def test_cached_quic_image_is_decoded_once(renderer, monkeypatch):
+    """A cache hit is found from the stream's header: the image is not decoded again."""
+    decoded = []
+    quic_bitmap = px.quic_bitmap
+    monkeypatch.setattr(px, "quic_bitmap", lambda img: decoded.append(img) or quic_bitmap(img))
+    frame = np.random.default_rng(3).integers(0, 256, (16, 20, 4), dtype=np.uint8)
+    img = quic_image(encode_quic_rgb32(frame), 20, 16, image_id=0x5158, cache=True)
+    renderer.create_primary(64, 32, 256, E.SURFACE_FMT_32_xRGB, None)
+    for i in range(3):
+        renderer.execute(draw(Copy(img, rect(0, 0, 20, 16), PUT, 0, NO_MASK),
+                              (i * 21, 0, i * 21 + 20, 16)))
+    assert len(decoded) == 1
+    assert np.array_equal(renderer.read_pixels(0)[:16, 42:62, :3], frame[..., :3])
+
+
 def test_pattern_brush_from_a_quic_image_equals_the_reference():
     stream, decoded = spice_common("noise", "rgb32")
     h, w = decoded.shape[:2]

@@ -44,6 +44,7 @@ from vgpu.device.commands import (
     Invers,
     Nop,
     Opaque,
+    Palette,
     PatternBrush,
     QMask,
     QRect,
@@ -420,7 +421,7 @@ class Renderer:
                             and area.bottom <= h)):
                 return False
             if img.descriptor.flags & E.QXL_IMAGE_CACHE:
-                hit = self.cache.get(_cache_key(img))
+                hit = self.cache.get(_cache_key(img.descriptor.id, img.palette, img.format))
                 if hit is None or hit.width != w or hit.height != h:
                     return False  # the general path decodes and keeps it
                 tex = hit.texture
@@ -635,18 +636,24 @@ class Renderer:
                 tex = None  # resolved at queue time: a copy taken before the draw
             return _Source(tex, src.width, src.height, src.fmt in _ALPHA_FORMATS, surface=src)
         if not isinstance(image, BitmapImage):
+            d = image.descriptor
+            if d.flags & E.QXL_IMAGE_CACHE and not own_texture:
+                # a hit needs no decoding: its key comes from the stream's header
+                hit = self._cached(_cache_key(d.id, None, px.quic_format(image)), d.width,
+                                   d.height)
+                if hit is not None:
+                    return hit
             image = px.quic_bitmap(image)  # the bitmap it stands for; RenderError if none
         if image.descriptor.type != E.IMAGE_TYPE_BITMAP:
             raise RenderError(f"bitmap with image type {image.descriptor.type}")
         # own_texture (patterns, filtered scaling) wants a texture of exactly the image, which
         # a cached image in the shared texture is not: those decode afresh
         cache = bool(image.descriptor.flags & E.QXL_IMAGE_CACHE) and not own_texture
-        key = _cache_key(image)
+        key = _cache_key(image.descriptor.id, image.palette, image.format)
         if cache:
-            hit = self.cache.get(key)
-            if hit is not None and (hit.width, hit.height) == (image.width, image.height):
-                return _Source(hit.texture, hit.width, hit.height, hit.has_alpha,
-                               x=hit.x, y=hit.y)
+            hit = self._cached(key, image.width, image.height)
+            if hit is not None:
+                return hit
         w, h, stride = image.width, image.height, image.stride
         if (not cache and not own_texture and image.format in _FORMATS_32_BITMAP
                 and 0 < w <= STAGE_MAX_IMAGE and 0 < h <= STAGE_MAX_IMAGE
@@ -671,6 +678,13 @@ class Renderer:
             return _Source(tex, w, h, has_alpha)
         base = self._stage(np.ascontiguousarray(data))
         return _Source(None, w, h, has_alpha, staged=(base >> 2, w))
+
+    def _cached(self, key: Any, width: int, height: int) -> _Source | None:
+        """The cache's image under `key`, if it has this size (a guest may reuse an id)."""
+        hit = self.cache.get(key)
+        if hit is None or (hit.width, hit.height) != (width, height):
+            return None
+        return _Source(hit.texture, hit.width, hit.height, hit.has_alpha, x=hit.x, y=hit.y)
 
     def _cache_put(self, key: Any, data: np.ndarray, has_alpha: bool) -> _Source:
         """Keeps a decoded image: small ones in a slot of the shared texture (evicting the
@@ -1320,10 +1334,10 @@ def _claim(cells: dict[int, int], rects: list[Box]) -> bool:
     return True
 
 
-def _cache_key(image: BitmapImage) -> tuple[Any, ...]:
-    """What a cached image is kept under: the guest's id, and the palette and format it was
-    decoded with (one id has been sent with two palettes, a blinking cursor)."""
-    return image.descriptor.id, px.palette_key(image.palette), image.format
+def _cache_key(image_id: int, palette: Palette | None, fmt: int) -> tuple[Any, ...]:
+    """What a cached image is kept under: the guest's id, and the palette and bitmap format
+    it was decoded with (one id has been sent with two palettes, a blinking cursor)."""
+    return image_id, px.palette_key(palette), fmt
 
 
 def _pack(c: Any) -> int:

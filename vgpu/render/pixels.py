@@ -16,7 +16,7 @@ import numpy as np
 
 from vgpu.device.abi import lib
 from vgpu.device.commands import BitmapImage, CompressedImage, GlyphString, Palette
-from vgpu.encode.codecs import quic_decode, quic_header
+from vgpu.encode.codecs import QUIC_TYPE_RGBA, quic_decode, quic_header
 from vgpu.render import enums as E
 from vgpu.render.errors import RenderError
 
@@ -236,6 +236,21 @@ def decode_bitmap(img: BitmapImage) -> tuple[np.ndarray, bool]:
     return out, fmt in (E.BITMAP_FMT_RGBA, E.BITMAP_FMT_8BIT_A)
 
 
+def quic_format(img: CompressedImage) -> int:
+    """The bitmap format `quic_bitmap` gives this image, from its stream's header alone (what
+    its image-cache key needs before any decoding); RenderError as quic_bitmap."""
+    d = img.descriptor
+    if d.type != IMAGE_TYPE_QUIC:
+        raise RenderError(f"image type {d.type} is not supported")
+    try:
+        qtype, w, h = quic_header(img.data)
+    except ValueError as e:
+        raise RenderError(f"QUIC image: {e}") from None
+    if (w, h) != (d.width, d.height):
+        raise RenderError(f"stream is {w}x{h}, its descriptor says {d.width}x{d.height}")
+    return E.BITMAP_FMT_RGBA if qtype == QUIC_TYPE_RGBA else E.BITMAP_FMT_32BIT
+
+
 def quic_bitmap(img: CompressedImage) -> BitmapImage:
     """A guest QUIC image -> the 32-bit top-down bitmap it stands for, under the same
     descriptor (type BITMAP), so that it is staged and cached as bitmaps are.
@@ -243,20 +258,15 @@ def quic_bitmap(img: CompressedImage) -> BitmapImage:
     Decoded as spice-common's canvas does: RGB32, RGB24 and RGB16 (widened) with a zero
     4th byte, RGBA with its alpha (an RGBA bitmap); the stream's size must be the
     descriptor's. Any other image type, or a bad stream, is a RenderError."""
+    fmt = quic_format(img)  # the header, checked before any decoding
     d = img.descriptor
-    if d.type != IMAGE_TYPE_QUIC:
-        raise RenderError(f"image type {d.type} is not supported")
     check_size(d.width, d.height, "QUIC image")
     try:
-        _, w, h = quic_header(img.data)  # checked before any decoding
-        if (w, h) != (d.width, d.height):
-            raise RenderError(f"stream is {w}x{h}, its descriptor says {d.width}x{d.height}")
-        data, has_alpha = quic_decode(img.data, max_dim=MAX_DIM)
+        data, _ = quic_decode(img.data, max_dim=MAX_DIM)
     except ValueError as e:
         raise RenderError(f"QUIC image: {e}") from None
-    return BitmapImage(replace(d, type=E.IMAGE_TYPE_BITMAP),
-                       E.BITMAP_FMT_RGBA if has_alpha else E.BITMAP_FMT_32BIT,
-                       lib.QXL_BITMAP_TOP_DOWN, w, h, w * 4, None, data.tobytes())
+    return BitmapImage(replace(d, type=E.IMAGE_TYPE_BITMAP), fmt, lib.QXL_BITMAP_TOP_DOWN,
+                       d.width, d.height, d.width * 4, None, data.tobytes())
 
 
 def decode_mask(img: BitmapImage, invert: bool) -> np.ndarray:
