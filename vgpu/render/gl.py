@@ -19,6 +19,7 @@ operation needs is checked and decoded before anything is queued, so a bad opera
 
 from __future__ import annotations
 
+import ctypes
 import math
 import re
 from collections.abc import Callable
@@ -81,6 +82,18 @@ GL_REQUIRED = 430
 every desktop GPU driver of the last decade 4.3 or more."""
 
 
+def _gl_flush() -> Callable[[], None]:
+    """glFlush, which moderngl does not expose, from the GL library moderngl's EGL context
+    dispatches through. Only a hint (work starts sooner); where the library cannot be found
+    the GL starts at its next synchronising call instead."""
+    for name in ("libGL.so.1", "libOpenGL.so.0"):
+        try:
+            return ctypes.CDLL(name).glFlush
+        except (OSError, AttributeError):
+            continue
+    return lambda: None
+
+
 def create_context() -> moderngl.Context:
     """A headless context (EGL) with what the renderer needs."""
     return moderngl.create_standalone_context(backend="egl", require=GL_REQUIRED)
@@ -102,9 +115,11 @@ STAGE_MAX_IMAGE = 512
 contents) and get a texture of their own, where one upload per image is cheap next to its
 pixels."""
 
-MAX_BATCH = 16384
-"""Instances per draw call: bounds the per-batch Python lists and the instance buffer
-(16384 * 56 bytes < 1 MiB) while amortising the draw-call cost thousands of times."""
+MAX_BATCH = 2048
+"""Instances per draw call: amortises a draw call's cost thousands of times, while each
+submitted draw is flushed to the GL early enough that it draws while Python queues the next
+batch (llvmpipe rasterizes on its own threads: 10x10 fills ran 1.7x faster than with 16384,
+whose first draw left the GL idle until 16384 operations were queued)."""
 
 MAX_STAGING_BYTES = 32 << 20
 """Guest bitmap bytes queued for one draw call's staging buffer before it flushes: a few
@@ -258,6 +273,7 @@ class Renderer:
             raise RuntimeError(f"the renderer needs OpenGL {GL_REQUIRED / 100:.1f}, the context "
                                f"has {self.ctx.version_code / 100:.1f}")
         self._owns_ctx = ctx is None
+        self._gl_flush = _gl_flush()
         offered = FRAMEBUFFER_FETCH in self.ctx.extensions
         if framebuffer_fetch and not offered:
             raise RuntimeError(f"this GL does not offer {FRAMEBUFFER_FETCH}")
@@ -509,13 +525,14 @@ class Renderer:
                      has_alpha=surf.fmt == E.SURFACE_FMT_32_ARGB)
 
     def flush(self) -> None:
-        """Submits the queued operations."""
+        """Submits the queued operations, and has the GL start on them."""
         b = self._batch
         if b.kind is None:
             return
         try:
             if b.data:
                 self._submit(b)
+                self._gl_flush()
         finally:
             self._drop_batch()
 
@@ -1274,6 +1291,7 @@ class Renderer:
             prog["u_rect"] = (x0, y0, x1, y1)
             vao.render()
             self.draw_calls += 1
+        self._gl_flush()
         self._drop_batch()
         return rects
 
