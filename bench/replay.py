@@ -77,7 +77,8 @@ class _NullBackend:
     def read_area(self, surface_id: int, area: object):
         import numpy as np
 
-        return np.zeros((area.height, area.width * 4), np.uint8)  # type: ignore[attr-defined]
+        return [(area, np.zeros((area.height, area.width * 4),  # type: ignore[attr-defined]
+                                np.uint8))]
 
 
 def fills_in_process(n: int) -> float:

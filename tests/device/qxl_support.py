@@ -43,13 +43,13 @@ class RecordingBackend:
     def surface_destroyed(self, surface_id) -> None:
         self.calls.append(("surface_destroyed", surface_id))
 
-    def read_area(self, surface_id, area) -> np.ndarray:
+    def read_area(self, surface_id, area) -> list:
         self.calls.append(("read_area", surface_id, area))
         h, w = area.bottom - area.top, area.right - area.left
         ys = np.arange(area.top, area.bottom, dtype=np.uint32)[:, None]
         xs = np.arange(area.left, area.right, dtype=np.uint32)[None, :]
         px = (ys << 16 | xs).astype("<u4")
-        return px.view(np.uint8).reshape(h, w * 4)
+        return [(area, px.view(np.uint8).reshape(h, w * 4))]
 
     def reset(self) -> None:
         self.calls.append(("reset",))

@@ -109,6 +109,30 @@ def test_primary_initial_content_and_update_area_writeback(device, guest, backen
     assert px[9, 5] == top_down.view("<u4")[9, 5]
 
 
+def test_update_area_writes_back_only_the_pieces_given(device, guest, backend,
+                                                      monkeypatch) -> None:
+    """A backend may answer with parts of the area; an answer that is not a list of pieces
+    inside the area with pixels of their size is refused with a log line (the backend's
+    defect, not a guest bug)."""
+    w, h = 64, 32
+    guest.create_primary(w, h)
+    mem = np.frombuffer(guest.buf, np.uint8, h * w * 4, guest.surface0.start).reshape(h, w * 4)
+    before = mem.copy()
+    piece = (c.QRect(4, 8, 6, 12), np.full((2, 16), 7, np.uint8))
+    monkeypatch.setattr(backend, "read_area", lambda sid, area: [piece])
+    guest.update_area(0, c.QRect(0, 0, 32, 64))
+    changed = np.argwhere(mem != before)
+    assert {tuple(i) for i in changed} <= {(y, x) for y in (4, 5) for x in range(32, 48)}
+    assert (mem[4:6, 32:48] == 7).all()
+    outside = (c.QRect(30, 0, 40, 2), np.zeros((10, 8), np.uint8))
+    wrong_size = (c.QRect(0, 0, 2, 2), np.zeros((3, 8), np.uint8))
+    for answer in ([outside], [wrong_size], None, "pixels", [("x", None)]):
+        monkeypatch.setattr(backend, "read_area", lambda sid, area, a=answer: a)
+        before = mem.copy()
+        guest.update_area(0, c.QRect(0, 0, 32, 64))
+        assert device.guest_bug is None and (mem == before).all()
+
+
 def test_update_area_outside_surface_is_a_guest_bug(device, guest) -> None:
     guest.create_primary(64, 32)
     with pytest.raises(DeviceError):

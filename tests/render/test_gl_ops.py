@@ -253,10 +253,38 @@ def test_read_area_and_initial_data_in_memory_layout(renderer, fmt):
     mem = np.random.default_rng(fmt).integers(0, 256, (h, row + 3), dtype=np.uint8)
     want = px.to_memory(px.from_memory(mem, fmt, w, h), fmt)
     renderer.surface_created(3, w, h, row + 3, fmt, mem)
-    got = renderer.read_area(3, rect(0, 0, w, h))
-    assert got.shape == want.shape and (got == want).all()
-    sub = renderer.read_area(3, rect(8, 1, 16, 4))
+    assert renderer.read_area(3, rect(0, 0, w, h)) == []  # guest memory holds it already
+    itself = SurfaceImage(ImageDescriptor(0, E.IMAGE_TYPE_SURFACE, 0, w, h), 3)
+
+    def redraw(box):  # the surface copied onto itself: unchanged pixels, but drawn
+        renderer.execute(draw(Copy(itself, rect(*box), PUT, 0, NO_MASK), box, None, 3))
+
+    redraw((0, 0, w, h))
+    [(area, got)] = renderer.read_area(3, rect(0, 0, w, h))
+    assert area == rect(0, 0, w, h) and got.shape == want.shape and (got == want).all()
+    assert renderer.read_area(3, rect(0, 0, w, h)) == []
+    redraw((8, 1, 16, 4))
+    [(area, sub)] = renderer.read_area(3, rect(0, 0, w, h))
+    assert area == rect(8, 1, 16, 4)
     assert (sub == px.to_memory(px.from_memory(mem, fmt, w, h)[1:4, 8:16], fmt)).all()
+
+
+def test_read_area_gives_what_guest_memory_lacks(renderer):
+    """A surface made without data is all unsynced; afterwards only what was drawn since,
+    inside the area asked for, and what lies outside it stays for a later UPDATE_AREA."""
+    renderer.surface_created(3, 32, 16, 128, E.SURFACE_FMT_32_xRGB, None)
+    [(area, pixels)] = renderer.read_area(3, rect(0, 0, 32, 16))
+    assert area == rect(0, 0, 32, 16) and not pixels.any()
+    renderer.execute(_fill(0x0000FF, (2, 2, 10, 6), 3))
+    renderer.execute(_fill(0x00FF00, (20, 8, 30, 14), 3))
+    [(area, pixels)] = renderer.read_area(3, rect(0, 0, 16, 16))
+    assert area == rect(2, 2, 10, 6)
+    assert (pixels.reshape(4, 8, 4)[..., :3] == [255, 0, 0]).all()
+    [(area, _)] = renderer.read_area(3, rect(24, 0, 32, 16))  # part of the second fill
+    assert area == rect(24, 8, 30, 14)
+    [(area, _)] = renderer.read_area(3, rect(0, 0, 32, 16))  # the rest of it
+    assert area == rect(20, 8, 24, 14)
+    assert renderer.read_area(3, rect(0, 0, 32, 16)) == []
 
 
 def test_snapshot_damage_and_immutability(renderer):

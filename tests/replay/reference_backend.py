@@ -36,9 +36,9 @@ class ReferenceBackend:
     def surface_destroyed(self, surface_id: int) -> None:
         self.canvas.surfaces.pop(surface_id, None)
 
-    def read_area(self, surface_id: int, area: QRect) -> np.ndarray:
+    def read_area(self, surface_id: int, area: QRect) -> list[tuple[QRect, np.ndarray]]:
         px = self.canvas.pixels(surface_id)[area.top:area.bottom, area.left:area.right]
-        return np.ascontiguousarray(px).reshape(area.height, area.width * 4)
+        return [(area, np.ascontiguousarray(px).reshape(area.height, area.width * 4))]
 
     def reset(self) -> None:
         self.canvas.surfaces.clear()

@@ -43,8 +43,8 @@ class CountingBackend:
     def surface_destroyed(self, surface_id: int) -> None:
         pass
 
-    def read_area(self, surface_id: int, area: QRect) -> np.ndarray:
-        return np.zeros((area.height, area.width * 4), np.uint8)
+    def read_area(self, surface_id: int, area: QRect) -> list[tuple[QRect, np.ndarray]]:
+        return [(area, np.zeros((area.height, area.width * 4), np.uint8))]
 
     def reset(self) -> None:
         pass

@@ -38,11 +38,14 @@ class DisplayBackend(Protocol):
     def surface_destroyed(self, surface_id: int) -> None:
         """An off-screen surface goes away."""
 
-    def read_area(self, surface_id: int, area: QRect) -> np.ndarray:
-        """The rendered pixels of `area`, (height, width * bytes_per_pixel) uint8, top-down,
-        in the surface format's memory layout, for UPDATE_AREA's write-back to guest memory.
-        It may be a read-only view of the backend's own memory, valid until its next call:
-        the device copies it into guest memory at once."""
+    def read_area(self, surface_id: int, area: QRect) -> list[tuple[QRect, np.ndarray]]:
+        """What UPDATE_AREA writes back to guest memory for `area`: pieces, each a rect
+        inside `area` and its rendered pixels, (height, width * bytes_per_pixel) uint8,
+        top-down, in the surface format's memory layout. All of `area` as one piece will do;
+        a backend may leave out what it has not drawn since its last answer for the surface
+        (guest memory holds that already, as it does for spice-server, whose canvas draws in
+        guest memory). An array may be a read-only view of the backend's own memory, valid
+        until its next call: the device copies it into guest memory at once."""
 
     def reset(self) -> None:
         """Drop every surface and the image cache (QXL RESET / DESTROY_SURFACES)."""

@@ -879,12 +879,15 @@ class Device:
         if bpp % 8:
             return  # 1-bit surfaces have no byte-addressed rows to write back
         area = c.QRect(t, left, b, r)
-        pixels = self._backend("read_area", sid, area)
+        pieces = self._backend("read_area", sid, area)
         nbytes = bpp // 8
-        if not isinstance(pixels, np.ndarray) or pixels.shape != (b - t, (r - left) * nbytes):
-            log.error("display backend read_area returned %r for %s", type(pixels), area)
-            return
-        surface.rows(self.mem)[t:b, left * nbytes:r * nbytes] = pixels
+        rows = surface.rows(self.mem)
+        for piece in pieces if isinstance(pieces, list) else [None]:
+            if not _piece_fits(piece, area, nbytes):
+                log.error("display backend read_area returned %r for %s", piece, area)
+                return
+            (pt, pl, pb, pr), pixels = piece
+            rows[pt:pb, pl * nbytes:pr * nbytes] = pixels
 
     def _io_destroy_surface(self, sid: int) -> None:
         if sid >= self.n_surfaces:
@@ -931,3 +934,13 @@ def client_monitors_crc(raw: bytes) -> int:
 
 def _clamp32(v: int) -> int:
     return max(-(1 << 31), min((1 << 31) - 1, v))
+
+
+def _piece_fits(piece: object, area: c.QRect, nbytes: int) -> bool:
+    """Whether a backend's write-back piece is a rect inside `area` with pixels of its size."""
+    if not (isinstance(piece, tuple) and len(piece) == 2 and isinstance(piece[0], c.QRect)
+            and isinstance(piece[1], np.ndarray)):
+        return False
+    (t, left, b, r), pixels = piece
+    return (area.top <= t < b <= area.bottom and area.left <= left < r <= area.right
+            and pixels.shape == (b - t, (r - left) * nbytes))

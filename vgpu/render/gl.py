@@ -143,8 +143,9 @@ overlap is tested on 8x8-pixel cells: small rects rarely share a cell by chance,
 screen-sized rect marks at most a few hundred rows of bits."""
 
 MAX_DAMAGE_RECTS = 64
-"""Damage rects kept per surface between snapshots before they collapse into their bounding
-box: readback per rect costs a GL round trip, so past this many one read is cheaper."""
+"""Changed rects kept per surface (damage between snapshots, stale shadow, unsynced guest
+memory) before they collapse into their bounding box: a read or write-back per rect costs a
+GL round trip, so past this many one is cheaper."""
 
 # blit.glsl i_kind values; a batch's `kinds` holds 1 << kind for each one it has
 BLIT_FILL, BLIT_COPY, BLIT_STAGED, BLIT_GLYPH = 0, 1, 2, 3
@@ -202,12 +203,13 @@ class _Surface:
     # host copy of the pixels, made at the first read; `stale` lists what changed since
     shadow: np.ndarray | None = None
     stale: list[Box] = field(default_factory=list)
+    # what guest memory lacks: drawn since the last UPDATE_AREA write-back covering it
+    unsynced: list[Box] = field(default_factory=list)
 
     def changed(self, boxes: list[Box] | tuple[Box, ...]) -> None:
+        self.unsynced = _add_rects(self.unsynced, boxes)
         if self.shadow is not None:
-            self.stale.extend(boxes)
-            if len(self.stale) > MAX_DAMAGE_RECTS:
-                self.stale = [_bounds(self.stale)]
+            self.stale = _add_rects(self.stale, boxes)
 
     def release(self) -> None:
         for pair in (self.scratch, self.self_copy):
@@ -395,12 +397,9 @@ class Renderer:
         self.last_damage = boxes
         if not boxes:
             return
-        if surf.shadow is not None:
-            surf.changed(boxes)
+        surf.changed(boxes)
         if surf.id == PRIMARY:
-            self._damage.extend(boxes)
-            if len(self._damage) > MAX_DAMAGE_RECTS:
-                self._damage = [_bounds(self._damage)]
+            self._damage = _add_rects(self._damage, boxes)
 
     def _fast(self, cmd: Drawable, op: Fill | Copy) -> bool:
         """The common case without the general machinery: an unclipped, unmasked solid fill,
@@ -475,13 +474,24 @@ class Renderer:
         self._note_damage(surf, ((left, top, right, bottom),))
         return True
 
-    def read_area(self, surface_id: int, area: QRect) -> np.ndarray:
+    def read_area(self, surface_id: int, area: QRect) -> list[tuple[QRect, np.ndarray]]:
+        """The parts of `area` drawn since guest memory last got them (see the protocol)."""
         surf = self._get_surface(surface_id)
         x0, y0, x1, y1 = check_rect(area, "update area")
         box = intersect((x0, y0, x1, y1), (0, 0, surf.width, surf.height))
         if box != (x0, y0, x1, y1):
             raise RenderError(f"update area {tuple(area)} outside surface {surface_id}")
-        return px.to_memory(self._read(surf, box), surf.fmt)
+        inside, outside = [], []
+        for r in surf.unsynced:
+            part = intersect(r, box)
+            if part is None:
+                outside.append(r)
+            else:
+                inside.append(part)
+                outside.extend(_subtract(r, box))
+        surf.unsynced = _add_rects([], outside)
+        return [(QRect(r[1], r[0], r[3], r[2]), px.to_memory(self._read(surf, r), surf.fmt))
+                for r in _merge_reads(inside)]
 
     def reset(self) -> None:
         self._drop_batch()
@@ -583,7 +593,9 @@ class Renderer:
         if data is None:
             fbo.clear(0.0, 0.0, 0.0, 0.0 if fmt != E.SURFACE_FMT_16_555
                       and fmt != E.SURFACE_FMT_16_565 else 1.0)
-        self._surfaces[sid] = _Surface(sid, width, height, fmt, tex, fbo)
+        # guest memory holds the initial content, or anything but these zeros
+        self._surfaces[sid] = _Surface(sid, width, height, fmt, tex, fbo, unsynced=[] if
+                                       data is not None else [(0, 0, width, height)])
 
     def _destroy(self, sid: int) -> None:
         surf = self._get_surface(sid)
@@ -611,13 +623,7 @@ class Renderer:
             keep, hit = [], []
             for r in surf.stale:
                 (hit if intersect(r, box) is not None else keep).append(r)
-            if len(hit) > 1:  # one read of the bounding box when cheaper (READ_MERGE_*)
-                whole = _bounds(hit)
-                area = sum((r[2] - r[0]) * (r[3] - r[1]) for r in hit)
-                if ((whole[2] - whole[0]) * (whole[3] - whole[1]) <= READ_MERGE_AREA * area
-                        or len(hit) > READ_MERGE_COUNT):
-                    hit = [whole]
-            for r in hit:
+            for r in _merge_reads(hit):
                 surf.shadow[r[1] : r[3], r[0] : r[2]] = self._read_now(surf, r)
             surf.stale = keep
         x0, y0, x1, y1 = box
@@ -1331,6 +1337,40 @@ def _self_reads(src: _Source, target: _Surface, area: Box) -> list[Box] | None:
 def _int32(v: int) -> int:
     """An integer as the int32 holding its low 32 bits (the shader adds modulo 2**32)."""
     return ((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def _add_rects(rects: list[Box], more: list[Box] | tuple[Box, ...]) -> list[Box]:
+    """`rects` (extended in place) with `more` added; past MAX_DAMAGE_RECTS, their bounding
+    box instead."""
+    rects.extend(more)
+    return [_bounds(rects)] if len(rects) > MAX_DAMAGE_RECTS else rects
+
+
+def _merge_reads(rects: list[Box]) -> list[Box]:
+    """Rects to read back (or write back), as one bounding box where that is cheaper
+    (READ_MERGE_AREA, READ_MERGE_COUNT)."""
+    if len(rects) > 1:
+        whole = _bounds(rects)
+        area = sum((r[2] - r[0]) * (r[3] - r[1]) for r in rects)
+        if ((whole[2] - whole[0]) * (whole[3] - whole[1]) <= READ_MERGE_AREA * area
+                or len(rects) > READ_MERGE_COUNT):
+            return [whole]
+    return rects
+
+
+def _subtract(r: Box, hole: Box) -> list[Box]:
+    """The parts of r outside `hole` (which overlaps it): up to four rects."""
+    out = []
+    if r[1] < hole[1]:
+        out.append((r[0], r[1], r[2], hole[1]))
+    if hole[3] < r[3]:
+        out.append((r[0], hole[3], r[2], r[3]))
+    y0, y1 = max(r[1], hole[1]), min(r[3], hole[3])
+    if r[0] < hole[0]:
+        out.append((r[0], y0, hole[0], y1))
+    if hole[2] < r[2]:
+        out.append((hole[2], y0, r[2], y1))
+    return out
 
 
 def _claim(cells: dict[int, int], rects: list[Box]) -> bool:
