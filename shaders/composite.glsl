@@ -3,8 +3,10 @@
 // mask) onto the destination. One rect per draw (u_rect); the destination is the
 // framebuffer's own value with FETCH (see draw.glsl), otherwise read from u_dst, a copy taken
 // before the draw.
-// pixman (0.42) runs an operator in one of two ways, and so does this shader, compiled once
-// for each (FLOAT 0 or 1: llvmpipe would run both under a lane mask otherwise):
+// Variants (llvmpipe runs every branch under a lane mask, so what a composite does not need
+// is compiled out): FLOAT, the combiner kind below; SRC_BILINEAR 0 or 1; SRC_REPEAT, a
+// pixman_repeat_t; MASK 0 (none), 1 (nearest), 2 (bilinear); MASK_REPEAT.
+// pixman (0.42) runs an operator in one of two ways, and so does this shader (FLOAT 0 or 1):
 // - 8-bit integer combiners (pixman-combine32.c): CLEAR..ADD and the separable blend modes
 //   without a division (MULTIPLY, SCREEN, OVERLAY, DARKEN, LIGHTEN, HARD_LIGHT, DIFFERENCE,
 //   EXCLUSION);
@@ -14,7 +16,8 @@
 //   Pixels enter as x * (1.0f / 255) and leave through pixman's float_to_unorm (truncating
 //   f * 256, minus the carry). Every float step is `precise` (no fused multiply-add, no
 //   reassociation) and written in pixman's evaluation order, so that the IEEE single
-//   results, hence the bytes, are pixman's.
+//   results, hence the bytes, are pixman's. Sources and masks are then sampled as pixman's
+//   wide fetchers do (bilinear in floats).
 #if defined(FRAGMENT) && FETCH
 #extension GL_EXT_shader_framebuffer_fetch : require
 #endif
@@ -34,21 +37,17 @@ uniform sampler2D u_mask;
 uniform int u_fmt;
 uniform int u_op;                 // pixman_op_t, after composite.py's reductions
 uniform ivec2 u_factors;          // float Porter/Duff operators: source, dest factor
-uniform ivec2 u_origin;           // the bbox's top-left: pixman's (0, 0) of the destination
-uniform vec3 u_src_m0;            // source transform rows (dest -> source), pixels
-uniform vec3 u_src_m1;
-uniform vec2 u_src_at;            // src_origin
+// Sampling as pixman's bits-image fetchers do it, in its 16.16 fixed point. An image's
+// sample position for destination pixel p is u_*_x.x * p.x + u_*_x.y * p.y + u_*_x.z (and
+// the same with u_*_y), modulo 2^32: pixman's transform of the pixel centre, exact, since
+// composite.py draws only where pixman's own positions fit in 32 bits (Sampling.rows).
+uniform ivec3 u_src_x;
+uniform ivec3 u_src_y;
 uniform ivec4 u_src_box;          // x, y, w, h of the image inside u_src
-uniform int u_src_filter;         // 0 nearest, 1 bilinear
-uniform int u_src_repeat;         // pixman_repeat_t
-uniform bool u_src_opaque;
-uniform bool u_has_mask;
-uniform vec3 u_mask_m0;
-uniform vec3 u_mask_m1;
-uniform vec2 u_mask_at;
+uniform bool u_src_opaque;        // xRGB: alpha 255 inside
+uniform ivec3 u_mask_x;
+uniform ivec3 u_mask_y;
 uniform ivec4 u_mask_box;
-uniform int u_mask_filter;
-uniform int u_mask_repeat;
 uniform bool u_mask_opaque;
 uniform bool u_component_alpha;
 uniform bool u_dst_opaque;
@@ -58,48 +57,86 @@ inout vec4 frag;
 out vec4 frag;
 #endif
 
-// Texel (x, y) of an image after its repeat mode; transparent outside for REPEAT_NONE.
-vec4 texel(sampler2D t, ivec4 box, int repeat_mode, ivec2 q) {
-    ivec2 size = box.zw;
-    if (repeat_mode == 1) {
-        q = wrap(q, size);
-    } else if (repeat_mode == 2) {
-        q = clamp(q, ivec2(0), size - 1);
-    } else if (repeat_mode == 3) {
-        ivec2 period = size * 2;
-        q = wrap(q, period);
-        q.x = q.x >= size.x ? period.x - 1 - q.x : q.x;
-        q.y = q.y >= size.y ? period.y - 1 - q.y : q.y;
-    } else if (any(lessThan(q, ivec2(0))) || any(greaterThanEqual(q, size))) {
-        return vec4(0.0);
-    }
-    return texelFetch(t, box.xy + q, 0);
+const float INV_255 = uintBitsToFloat(0x3B808081u);  // 1.0f / 255, pixman's unorm_to_float
+const float FLT_MIN = uintBitsToFloat(0x00800000u);
+
+vec4 to_float(uvec4 c) {
+    precise vec4 f = vec4(c) * INV_255;
+    return f;
 }
 
-uvec4 sample_image(sampler2D t, vec3 m0, vec3 m1, vec2 at, ivec4 box, int filter_mode,
-                   int repeat_mode, bool opaque) {
-    vec3 d = vec3(vec2(ivec2(gl_FragCoord.xy) - u_origin) + at + 0.5, 1.0);
-    vec2 sp = vec2(dot(m0, d), dot(m1, d));
-    vec4 c;
-    if (filter_mode == 1) {
-        vec2 f0 = sp - 0.5;
-        ivec2 i0 = ivec2(floor(f0));
-        vec2 f = f0 - vec2(i0);
-        vec4 a = texel(t, box, repeat_mode, i0);
-        vec4 b = texel(t, box, repeat_mode, i0 + ivec2(1, 0));
-        vec4 e = texel(t, box, repeat_mode, i0 + ivec2(0, 1));
-        vec4 g = texel(t, box, repeat_mode, i0 + ivec2(1, 1));
-        if (opaque) { a.a = 1.0; b.a = 1.0; e.a = 1.0; g.a = 1.0; }
-        c = mix(mix(a, b, f.x), mix(e, g, f.x), f.y);
-    } else {
-        ivec2 q = ivec2(floor(sp - 1.0 / 65536.0));
-        bool outside = repeat_mode == 0 && (any(lessThan(q, ivec2(0)))
-                                            || any(greaterThanEqual(q, box.zw)));
-        c = texel(t, box, repeat_mode, q);
-        if (opaque && !outside) c.a = 1.0;
-    }
-    return to_u8(c);
+// pixman's MOD: c modulo n in [0, n), negative c too (GLSL's % is undefined there).
+int mod_floor(int c, int n) {
+    int r = int(uint(c < 0 ? -1 - c : c) % uint(n));
+    return c < 0 ? n - 1 - r : r;
 }
+
+// pixman's repeat() along one axis of n texels; -1 outside the image under REPEAT_NONE.
+int repeat_axis(int c, int n, int repeat_mode) {
+    if (repeat_mode == 1) return mod_floor(c, n);
+    if (repeat_mode == 2) return clamp(c, 0, n - 1);
+    if (repeat_mode == 3) {
+        c = mod_floor(c, 2 * n);
+        return c >= n ? 2 * n - 1 - c : c;
+    }
+    return c >= 0 && c < n ? c : -1;
+}
+
+// Texel q of an image after its repeat mode: zero (transparent) outside under REPEAT_NONE,
+// alpha 255 inside an xRGB one.
+uvec4 texel(sampler2D t, ivec4 box, int repeat_mode, bool opaque, ivec2 q) {
+    int x = repeat_axis(q.x, box.z, repeat_mode);
+    int y = repeat_axis(q.y, box.w, repeat_mode);
+    if (x < 0 || y < 0) return uvec4(0u);
+    uvec4 c = to_u8(texelFetch(t, box.xy + ivec2(x, y), 0));
+    if (opaque) c.w = 255u;
+    return c;
+}
+
+ivec2 position(ivec3 mx, ivec3 my) {
+    uvec2 p = uvec2(gl_FragCoord.xy);
+    return ivec2(uint(mx.x) * p.x + uint(mx.y) * p.y + uint(mx.z),
+                 uint(my.x) * p.x + uint(my.y) * p.y + uint(my.z));
+}
+
+#if FLOAT
+// pixman's wide fetch: texels as floats; bilinear weights from the whole 16-bit fraction,
+// single precision, in bilinear_interpolation_float's order.
+vec4 sample_image(sampler2D t, ivec3 mx, ivec3 my, ivec4 box, bool bilinear, int repeat_mode,
+                  bool opaque) {
+    ivec2 v = position(mx, my);
+    if (!bilinear) return to_float(texel(t, box, repeat_mode, opaque, (v - 1) >> 16));
+    ivec2 c = v - 0x8000;
+    ivec2 q = c >> 16;
+    precise vec2 d = vec2(c & 0xFFFF) * (1.0 / 65536.0);
+    precise float dxy = d.x * d.y;
+    precise float dxiy = d.x * (1.0 - d.y);
+    precise float dixy = (1.0 - d.x) * d.y;
+    precise float dixiy = (1.0 - d.x) * (1.0 - d.y);
+    vec4 tl = to_float(texel(t, box, repeat_mode, opaque, q));
+    vec4 tr = to_float(texel(t, box, repeat_mode, opaque, q + ivec2(1, 0)));
+    vec4 bl = to_float(texel(t, box, repeat_mode, opaque, q + ivec2(0, 1)));
+    vec4 br = to_float(texel(t, box, repeat_mode, opaque, q + ivec2(1, 1)));
+    precise vec4 r = tl * dixiy + tr * dxiy + bl * dixy + br * dxy;
+    return r;
+}
+#else
+// pixman's narrow fetch: nearest is texel (v - 1/65536) >> 16; bilinear takes 7-bit weights
+// of v - 1/2 and truncates the exact weighted sum (bilinear_interpolation).
+uvec4 sample_image(sampler2D t, ivec3 mx, ivec3 my, ivec4 box, bool bilinear, int repeat_mode,
+                   bool opaque) {
+    ivec2 v = position(mx, my);
+    if (!bilinear) return texel(t, box, repeat_mode, opaque, (v - 1) >> 16);
+    ivec2 c = v - 0x8000;
+    ivec2 q = c >> 16;
+    uvec2 w = uvec2((c >> 9) & 0x7F);
+    uvec4 top = texel(t, box, repeat_mode, opaque, q) * (128u - w.x)
+                + texel(t, box, repeat_mode, opaque, q + ivec2(1, 0)) * w.x;
+    uvec4 bottom = texel(t, box, repeat_mode, opaque, q + ivec2(0, 1)) * (128u - w.x)
+                   + texel(t, box, repeat_mode, opaque, q + ivec2(1, 1)) * w.x;
+    return (top * (128u - w.y) + bottom * w.y) >> 14;
+}
+#endif
 
 // Per-channel x * a / 255 (component alpha gives each channel its own factor).
 uvec4 mulv(uvec4 x, uvec4 a) {
@@ -144,14 +181,6 @@ uvec4 separable_int(int op, uvec4 s, uvec4 sa, uvec4 d) {
 }
 
 // --- float combiners ---------------------------------------------------------------------
-
-const float INV_255 = uintBitsToFloat(0x3B808081u);  // 1.0f / 255, pixman's unorm_to_float
-const float FLT_MIN = uintBitsToFloat(0x00800000u);
-
-vec4 to_float(uvec4 c) {
-    precise vec4 f = vec4(c) * INV_255;
-    return f;
-}
 
 // pixman's float_to_unorm: clamp, truncate f * 256, subtract the carry (NaN gives 0, as the
 // x86 conversion does).
@@ -315,13 +344,12 @@ vec3 blend_hsl(int op, vec3 dc, float da, vec3 sc, float sa) {
     return set_lum(r, a, op == 0x3e ? lum_s : lum_d);
 }
 
-uvec4 combine_float(uvec4 su, uvec4 mu, uvec4 du) {
-    precise vec4 s = to_float(su);
+// s, m: the source and mask samples as floats (pixman's wide path)
+uvec4 combine_float(vec4 s, vec4 m, uvec4 du) {
     precise vec4 d = to_float(du);
     precise vec4 sa = vec4(s.w);  // each channel's source alpha
     bool hsl = u_op >= 0x3b;
-    if (u_has_mask) {
-        precise vec4 m = to_float(mu);
+    if (MASK != 0) {
         if (u_component_alpha) {
             if (hsl) return du;  // pixman: no component alpha for HSL, the dest stays
             s.xyz = s.xyz * m.xyz;
@@ -365,7 +393,7 @@ uvec4 combine_float(uvec4 su, uvec4 mu, uvec4 du) {
 
 uvec4 combine_int(uvec4 s, uvec4 m, uvec4 d) {
     uvec4 sa = uvec4(s.w);   // source alpha per channel (component alpha makes it differ)
-    if (u_has_mask) {
+    if (MASK != 0) {
         if (u_component_alpha) {
             s = mulv(s, m);
             sa = mulv(sa, m);
@@ -394,22 +422,29 @@ uvec4 combine_int(uvec4 s, uvec4 m, uvec4 d) {
 }
 
 void main() {
-    uvec4 s = sample_image(u_src, u_src_m0, u_src_m1, u_src_at, u_src_box, u_src_filter,
-                           u_src_repeat, u_src_opaque);
 #if FETCH
     uvec4 d = to_u8(frag);
 #else
     uvec4 d = to_u8(texelFetch(u_dst, ivec2(gl_FragCoord.xy), 0));
 #endif
     if (u_dst_opaque) d.w = 255u;
-    uvec4 m = uvec4(255u);
-    if (u_has_mask) {
-        m = sample_image(u_mask, u_mask_m0, u_mask_m1, u_mask_at, u_mask_box, u_mask_filter,
-                         u_mask_repeat, u_mask_opaque);
-    }
 #if FLOAT
+    vec4 s = sample_image(u_src, u_src_x, u_src_y, u_src_box, SRC_BILINEAR != 0, SRC_REPEAT,
+                          u_src_opaque);
+    vec4 m = vec4(1.0);
+    if (MASK != 0) {
+        m = sample_image(u_mask, u_mask_x, u_mask_y, u_mask_box, MASK == 2, MASK_REPEAT,
+                         u_mask_opaque);
+    }
     uvec4 r = combine_float(s, m, d);
 #else
+    uvec4 s = sample_image(u_src, u_src_x, u_src_y, u_src_box, SRC_BILINEAR != 0, SRC_REPEAT,
+                           u_src_opaque);
+    uvec4 m = uvec4(255u);
+    if (MASK != 0) {
+        m = sample_image(u_mask, u_mask_x, u_mask_y, u_mask_box, MASK == 2, MASK_REPEAT,
+                         u_mask_opaque);
+    }
     uvec4 r = combine_int(s, m, d);
 #endif
     frag = from_u8(quantize(r, u_fmt));

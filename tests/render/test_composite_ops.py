@@ -17,7 +17,7 @@ from render_helpers import NO_MASK, bitmap, draw, rect
 from vgpu.device.commands import Composite, Copy, QPoint
 from vgpu.render import RenderError
 from vgpu.render import enums as E
-from vgpu.render.composite import SUPPORTED_OPS, composite_setup
+from vgpu.render.composite import SUPPORTED_OPS, ImageShape, composite_setup
 
 pytestmark = pytest.mark.gl
 
@@ -178,7 +178,8 @@ def test_operator_byte_is_accepted_exactly_for_pixman_ops():
     for op in range(256):
         cmd = Composite(op, src, None, None, None, QPoint(0, 0), QPoint(0, 0))
         try:
-            composite_setup(cmd, E.SURFACE_FMT_32_ARGB, True, False)
+            composite_setup(cmd, E.SURFACE_FMT_32_ARGB, (0, 0, 1, 1), ImageShape(1, 1, True),
+                            None)
         except RenderError:
             continue
         accepted.append(op)
