@@ -172,8 +172,7 @@ _ALPHA_FORMATS = (E.SURFACE_FMT_32_ARGB, E.SURFACE_FMT_8_A, E.SURFACE_FMT_1_A)
 
 _BLIT_FMT = ("4i 2i u u", ("i_rect", "i_off", "i_color", "i_kind"))
 _DRAW_FMT = ("4i 4i 2i 4i u u", ("i_rect", "i_src", "i_stage", "i_aux", "i_color", "i_mode"))
-_DRAW_DTYPE = np.dtype([("rect", "<i4", 4), ("src", "<i4", 4), ("stage", "<i4", 2),
-                        ("aux", "<i4", 4), ("color", "<u4"), ("mode", "<u4")])
+_DRAW_INTS = 16  # 32-bit fields per draw instance (_DRAW_FMT)
 
 
 def load_program(ctx: moderngl.Context, name: str, **defines: int) -> moderngl.Program:
@@ -293,7 +292,7 @@ class Renderer:
         self._staged = 0
         self._op_stage_start = 0
         self._staging_buf = self.ctx.buffer(reserve=4096, dynamic=True)
-        self._draw_buf = self.ctx.buffer(reserve=MAX_BATCH * _DRAW_DTYPE.itemsize, dynamic=True)
+        self._draw_buf = self.ctx.buffer(reserve=MAX_BATCH * _DRAW_INTS * 4, dynamic=True)
         self._comp_variants: dict[tuple[int, ...],
                                   tuple[moderngl.Program, moderngl.VertexArray]] = {}
         self._dummy = self.ctx.texture((1, 1), 4, b"\0\0\0\0")
@@ -804,7 +803,7 @@ class Renderer:
         src_tex = self._resolve(src, target)
         pat_tex = self._resolve(pat, target)
         b = self._batch
-        limit = MAX_BATCH * _BLIT_INTS if kind == "blit" else MAX_BATCH
+        limit = MAX_BATCH * (_BLIT_INTS if kind == "blit" else _DRAW_INTS)
         if (b.kind == kind and b.target is target and b.extra == extra and len(b.data) < limit
                 and "self" not in (src_tex, pat_tex, b.src, b.pat)
                 and (src_tex is None or b.src is None or b.src is src_tex)
@@ -878,12 +877,12 @@ class Renderer:
         elif src is not None and (src.x or src.y):
             src_map = (src_map[0], src_map[1], src_map[2] + (src.x << 16),
                        src_map[3] + (src.y << 16))
-        src_map = tuple(_int32(v) for v in src_map)
         b.kinds |= 1 << ((mode >> 8) & 0xF)
         if mode & MODE_MASK:
             b.kinds |= 1 << 8
+        color &= 0xFFFFFFFF
         for r in rects:
-            b.data.append((r, src_map, stage, (*aux, *pat_pos), color & 0xFFFFFFFF, mode))
+            b.data += (*r, *src_map, *stage, *aux, *pat_pos, color, mode)
         if reads_self:
             self.flush()
 
@@ -902,18 +901,19 @@ class Renderer:
             self._staging_buf.bind_to_storage_buffer(0)
         src = self._sample_tex(b.src, target, b.reads)
         pat = self._sample_tex(b.pat, target, b.reads)
+        # fields are 32-bit words; colours and modes above 2**31 keep their bits
+        data = np.array(b.data, np.int64).astype(np.int32)
         if b.kind == "blit":
-            data = np.array(b.data, np.int64).astype(np.int32).tobytes()
-            n = len(data) // (_BLIT_INTS * 4)
-            _fill_buffer(self._blit_buf, data)
+            n = len(data) // _BLIT_INTS
+            _fill_buffer(self._blit_buf, data.tobytes())
             self._blit_draw(b.kinds, src, target, target.fmt, n, stage_base=b.stage_start)
             self.draw_calls += 1
             return
-        arr = np.array(b.data, _DRAW_DTYPE)
-        n = len(arr)
+        data = data.reshape(-1, _DRAW_INTS)
+        n = len(data)
         if not self.fetch:
-            self._copy_rects(target, "scratch", arr["rect"]).use(0)
-        _fill_buffer(self._draw_buf, arr.tobytes())
+            self._copy_rects(target, "scratch", data[:, :4]).use(0)
+        _fill_buffer(self._draw_buf, data.tobytes())
         src.use(1)
         pat.use(2)
         source = 0 if b.src is None else 2 if b.src == "staged" else 1
@@ -1332,11 +1332,6 @@ def _self_reads(src: _Source, target: _Surface, area: Box) -> list[Box] | None:
         return None
     return [(max(area[0] - 1, 0), max(area[1] - 1, 0), min(area[2] + 1, target.width),
              min(area[3] + 1, target.height))]
-
-
-def _int32(v: int) -> int:
-    """An integer as the int32 holding its low 32 bits (the shader adds modulo 2**32)."""
-    return ((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 
 
 def _add_rects(rects: list[Box], more: list[Box] | tuple[Box, ...]) -> list[Box]:
