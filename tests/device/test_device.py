@@ -112,8 +112,8 @@ def test_primary_initial_content_and_update_area_writeback(device, guest, backen
 def test_update_area_writes_back_only_the_pieces_given(device, guest, backend,
                                                       monkeypatch) -> None:
     """A backend may answer with parts of the area; an answer that is not a list of pieces
-    inside the area with pixels of their size is refused with a log line (the backend's
-    defect, not a guest bug)."""
+    inside the area with uint8 pixels of their size is refused whole, before anything is
+    written, with a log line (the backend's defect, not a guest bug)."""
     w, h = 64, 32
     guest.create_primary(w, h)
     mem = np.frombuffer(guest.buf, np.uint8, h * w * 4, guest.surface0.start).reshape(h, w * 4)
@@ -126,7 +126,10 @@ def test_update_area_writes_back_only_the_pieces_given(device, guest, backend,
     assert (mem[4:6, 32:48] == 7).all()
     outside = (c.QRect(30, 0, 40, 2), np.zeros((10, 8), np.uint8))
     wrong_size = (c.QRect(0, 0, 2, 2), np.zeros((3, 8), np.uint8))
-    for answer in ([outside], [wrong_size], None, "pixels", [("x", None)]):
+    other = (c.QRect(4, 8, 6, 12), np.full((2, 16), 9, np.uint8))  # fits, and would show
+    floats = (c.QRect(4, 8, 6, 12), np.full((2, 16), 9.0))  # right shape, not bytes
+    for answer in ([outside], [wrong_size], None, "pixels", [("x", None)], [other, outside],
+                   [floats]):
         monkeypatch.setattr(backend, "read_area", lambda sid, area, a=answer: a)
         before = mem.copy()
         guest.update_area(0, c.QRect(0, 0, 32, 64))

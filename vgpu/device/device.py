@@ -881,12 +881,14 @@ class Device:
         area = c.QRect(t, left, b, r)
         pieces = self._backend("read_area", sid, area)
         nbytes = bpp // 8
-        rows = surface.rows(self.mem)
-        for piece in pieces if isinstance(pieces, list) else [None]:
+        answer = pieces if isinstance(pieces, list) else [None]
+        # every piece is checked before any is written: a bad answer leaves memory as it was
+        for piece in answer:
             if not _piece_fits(piece, area, nbytes):
                 log.error("display backend read_area returned %r for %s", piece, area)
                 return
-            (pt, pl, pb, pr), pixels = piece
+        rows = surface.rows(self.mem)
+        for (pt, pl, pb, pr), pixels in answer:
             rows[pt:pb, pl * nbytes:pr * nbytes] = pixels
 
     def _io_destroy_surface(self, sid: int) -> None:
@@ -937,10 +939,11 @@ def _clamp32(v: int) -> int:
 
 
 def _piece_fits(piece: object, area: c.QRect, nbytes: int) -> bool:
-    """Whether a backend's write-back piece is a rect inside `area` with pixels of its size."""
+    """Whether a backend's write-back piece is a rect inside `area` with uint8 pixels of its
+    size (any other dtype would be cast into guest memory, not copied)."""
     if not (isinstance(piece, tuple) and len(piece) == 2 and isinstance(piece[0], c.QRect)
             and isinstance(piece[1], np.ndarray)):
         return False
     (t, left, b, r), pixels = piece
     return (area.top <= t < b <= area.bottom and area.left <= left < r <= area.right
-            and pixels.shape == (b - t, (r - left) * nbytes))
+            and pixels.dtype == np.uint8 and pixels.shape == (b - t, (r - left) * nbytes))
