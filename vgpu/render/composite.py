@@ -206,11 +206,11 @@ class Sampling:
                                   and (tx2 + _HALF) >> 16 < w and (ty2 + _HALF) >> 16 < h)
 
     def rows(self, px: int, py: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-        """composite.glsl's position rows: the 16.16 sample position of destination pixel
-        (x, y) is (r0.x * x + r0.y * y + r0.z, r1...) modulo 2^32, where image pixel (px, py)
-        is destination pixel (0, 0). That is pixman's transform of the pixel centre, exact:
-        the products of the centre's 0.5 add (a + b + 1) >> 1 to each row, and analyze()
-        ensures the true positions fit in 32 bits."""
+        """composite.glsl's position rows (r0, r1): the 16.16 sample position of destination
+        pixel (x, y), which is pixel (x + px, y + py) of the image's own coordinates, is
+        (r0[0] * x + r0[1] * y + r0[2], the same with r1) modulo 2^32. That is pixman's
+        transform of the pixel centre, exact: the centre's halves add (a + b + 1) >> 1 to
+        each row once rounded, and analyze() ensures the true positions fit in 32 bits."""
         m = self.matrix or _IDENTITY
         out = []
         for a, b, c in (m[:3], m[3:]):
