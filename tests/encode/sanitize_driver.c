@@ -75,13 +75,19 @@ static void quic_decode_case(const uint8_t *px, ptrdiff_t stride, int w, int h,
     expect(vgpu_quic_decode(copy, n, img, (ptrdiff_t)w * 4, w, h > 1 ? h - 1 : 2)
                == VGPU_DEC_ERR_SIZE, "quic size mismatch", w, h);
     free(copy);
-    for (int k = 0; k < 2; k++) {
-        /* k == 0: a random cut; k == 1: a few flipped bits past the header */
+    for (int k = 0; k < 3; k++) {
+        /* k == 0: a random cut; k == 1: a few flipped bits past the header; k == 2:
+         * the stream labelled RGB16, RGB24 or RGBA, so that the 5-bit family and the
+         * alpha plane's rows read a long stream of codes too */
         const size_t len = k == 0 ? rnd() % n : n;
         copy = malloc(len ? len : 1);
         memcpy(copy, stream, len);
-        for (int f = 0; k && f < 1 + (int)(rnd() % 3); f++) {
+        for (int f = 0; k == 1 && f < 1 + (int)(rnd() % 3); f++) {
             copy[20 + rnd() % (len - 20)] ^= (uint8_t)(1u << (rnd() % 8));
+        }
+        if (k == 2) {
+            const uint8_t relabel[] = {VGPU_QUIC_TYPE_RGB16, VGPU_QUIC_TYPE_RGB24, VGPU_QUIC_TYPE_RGBA};
+            copy[8] = relabel[rnd() % 3]; /* the type word's low byte */
         }
         const long r = vgpu_quic_decode(copy, len, img, (ptrdiff_t)w * 4, w, h);
         expect(r == (long)w * h || (r <= VGPU_DEC_ERR_HEADER && r >= VGPU_DEC_ERR_CORRUPT),
@@ -91,6 +97,30 @@ static void quic_decode_case(const uint8_t *px, ptrdiff_t stride, int w, int h,
         }
         free(copy);
     }
+    free(img);
+}
+
+/* A header of any decoded type and a body of noise, mostly-one bytes (short
+ * codes and long runs) or mostly-zero bytes (escape codes): an image or an
+ * error code, never a read past the stream or a write past the image. */
+static void quic_noise_case(void)
+{
+    const uint32_t types[] = {VGPU_QUIC_TYPE_RGB16, VGPU_QUIC_TYPE_RGB24, VGPU_QUIC_TYPE_RGB32,
+                              VGPU_QUIC_TYPE_RGBA};
+    const int w = 1 + (int)(rnd() % (rnd() % 4 ? 64 : 2600)), h = 1 + (int)(rnd() % 16);
+    const size_t n = 20 + rnd() % ((size_t)w * (size_t)h * 4 + 8);
+    const uint32_t head[5] = {0x43495551u, 0, types[rnd() % 4], (uint32_t)w, (uint32_t)h};
+    const int bias = (int)(rnd() % 3);
+    uint8_t *s = malloc(n), *img = malloc((size_t)w * (size_t)h * 4);
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t v = (uint8_t)rnd();
+        s[i] = i < 20 ? (uint8_t)(head[i / 4] >> (8 * (i % 4)))
+             : bias == 0 || rnd() % 16 == 0 ? v : bias == 1 ? 0xff : 0;
+    }
+    const long r = vgpu_quic_decode(s, n, img, (ptrdiff_t)w * 4, w, h);
+    expect(r == (long)w * h || (r <= VGPU_DEC_ERR_HEADER && r >= VGPU_DEC_ERR_CORRUPT),
+           "quic noise", w, h);
+    free(s);
     free(img);
 }
 
@@ -218,6 +248,7 @@ int main(int argc, char **argv)
         const int w = 1 + (int)(rnd() % (rnd() % 4 ? 64 : 700));
         const int h = 1 + (int)(rnd() % (rnd() % 4 ? 64 : 300));
         run_case(w, h, (int)(rnd() % 4 ? 0 : rnd() % 9), (int)(rnd() % 4));
+        quic_noise_case();
     }
     printf("%d cases, %d failures\n", cases, failures);
     return failures != 0;

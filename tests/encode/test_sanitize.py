@@ -1,6 +1,7 @@
 """The C encoders and the QUIC decoder under AddressSanitizer and UBSan: a C driver
 built with the sources runs random and adversarial frames through every entry point,
-and every QUIC stream, cut and bit-flipped, back through the decoder."""
+every QUIC stream, cut, bit-flipped and relabelled as the other decoded types, back through
+the decoder, and noise after headers of every decoded type."""
 
 from __future__ import annotations
 
