@@ -152,7 +152,9 @@ def _bad_images():
     yield "not QUIC", quic_image(b"junk", 8, 8)
     yield "gray", quic_image(stream[:8] + (1).to_bytes(4, "little") + stream[12:], 8, 8)
     yield "LZ type", quic_image(stream, 8, 8, image_type=lib.SPICE_IMAGE_TYPE_LZ_RGB)
-    yield "too large", quic_image(stream, px.MAX_DIM + 1, 8)
+    # a header and descriptor that agree on a side over the renderer's limit
+    wide = stream[:12] + (px.MAX_DIM + 1).to_bytes(4, "little") + stream[16:]
+    yield "too large", quic_image(wide, px.MAX_DIM + 1, 8)
 
 
 @pytest.mark.parametrize(("why", "img"), list(_bad_images()), ids=[w for w, _ in _bad_images()])

@@ -260,9 +260,8 @@ def quic_bitmap(img: CompressedImage) -> BitmapImage:
     descriptor's. Any other image type, or a bad stream, is a RenderError."""
     fmt = quic_format(img)  # the header, checked before any decoding
     d = img.descriptor
-    check_size(d.width, d.height, "QUIC image")
     try:
-        data, _ = quic_decode(img.data, max_dim=MAX_DIM)
+        data, _ = quic_decode(img.data, max_dim=MAX_DIM)  # checks the size before allocating
     except ValueError as e:
         raise RenderError(f"QUIC image: {e}") from None
     return BitmapImage(replace(d, type=E.IMAGE_TYPE_BITMAP), fmt, lib.QXL_BITMAP_TOP_DOWN,
