@@ -68,10 +68,14 @@ def transforms(draw_) -> tuple[int, ...] | None:
     return tuple(draw_(st.integers(INT32_MIN, INT32_MAX)) for _ in range(6))
 
 
-def _pixels(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """(..., 4) premultiplied B, G, R, A pixels, alpha 0 and 255 often."""
+def _pixels(rng: np.random.Generator, shape: tuple[int, ...], valid: bool = True
+            ) -> np.ndarray:
+    """(..., 4) B, G, R, A pixels, alpha 0 and 255 often; premultiplied when valid, any
+    bytes otherwise (what a hostile guest may send)."""
     a = rng.choice(np.array([0, 255, *range(256)]), (*shape, 1))
-    c = rng.integers(0, 256, (*shape, 3)) * a // 255
+    c = rng.integers(0, 256, (*shape, 3))
+    if valid:
+        c = c * a // 255
     return np.concatenate([c, a], axis=-1).astype(np.uint8)
 
 
@@ -98,6 +102,7 @@ def composites(draw_):
         "mask_at": (draw_(origin), draw_(origin)),
         "dst_fmt": draw_(st.sampled_from([E.SURFACE_FMT_32_ARGB, E.SURFACE_FMT_32_xRGB])),
         "box": box,
+        "valid": draw_(st.booleans()),
         "seed": draw_(st.integers(0, 2**32 - 1)),
     }
 
@@ -108,7 +113,7 @@ def _run(renderer, pm: Pixman, c: dict) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(c["seed"])
     (sw, sh), (mw, mh) = c["src_size"], c["mask_size"]
     dst = _pixels(rng, (H, W))
-    src = _pixels(rng, (sh, sw))
+    src = _pixels(rng, (sh, sw), c["valid"])
     mask = None
     flags = (c["op"] | c["src_filter"] << 8 | c["src_repeat"] << 14)
     if c["src_t"] is not None:
@@ -167,7 +172,7 @@ def _case(**over) -> dict:
             "src_filter": 4, "src_repeat": 0, "src_at": (0, 0), "mask": NO,
             "mask_size": (3, 3), "mask_t": None, "mask_filter": 3, "mask_repeat": 0,
             "mask_at": (0, 0), "dst_fmt": E.SURFACE_FMT_32_ARGB, "box": (0, 0, W, H),
-            "seed": 7}
+            "valid": True, "seed": 7}
     base.update(over)
     return base
 
