@@ -137,9 +137,11 @@ def _run(renderer, pm: Pixman, c: dict) -> tuple[np.ndarray, np.ndarray]:
     renderer.create_primary(W, H, W * 4, c["dst_fmt"], None)
     renderer.execute(draw(Copy(bitmap(dst), rect(0, 0, W, H), E.ROPD_OP_PUT, 0, NO_MASK),
                           (0, 0, W, H)))
+    _ = renderer.ctx.error  # reading clears GL's sticky error flag, set by what ran before
     renderer.execute(draw(Composite(flags, s_img, m_img, c["src_t"], mask_t,
                                     QPoint(*c["src_at"]), QPoint(*c["mask_at"])), c["box"]))
     got = renderer.read_pixels(0)
+    assert renderer.ctx.error == "GL_NO_ERROR"
     argb = c["dst_fmt"] == E.SURFACE_FMT_32_ARGB
     want = pm.composite(c["op"], dst, A8R8G8B8 if argb else X8R8G8B8, src,
                         A8R8G8B8 if c["src_alpha"] else X8R8G8B8,
@@ -218,7 +220,7 @@ def test_hostile_transforms_and_origins_match_pixman(renderer, pm, t, at):
     for filt in (3, 4):
         c = _case(src_t=t, src_at=at, src_filter=filt, src_repeat=1,
                   mask=A8_MASK, mask_t=t, mask_at=at, mask_repeat=1)
-        got, want = _run(renderer, pm, c)
+        got, want = _run(renderer, pm, c)  # which checks that GL saw no error
         _check(got, want, c)
 
 
