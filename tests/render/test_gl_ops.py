@@ -470,3 +470,21 @@ def test_overlap_cells_claim_conservatively():
     assert _claim(cells, [(8, 0, 16, 8), (100, 100, 300, 300)])
     assert not _claim(cells, [(200, 50, 201, 101)])  # reaches into the big rect's cells
     assert _claim(cells, [(16, 8, 17, 9)])  # the next cell diagonally is free
+
+
+def test_freeing_surfaces_leaves_no_gl_error(renderer):
+    """moderngl binds its last framebuffer again after making a new one: a surface whose
+    framebuffer was bound must not leave a freed name there for the next surface."""
+    ctx = renderer.ctx
+    _ = ctx.error  # reading clears it
+    for _ in range(2):
+        renderer.create_primary(16, 16, 64, E.SURFACE_FMT_32_xRGB, None)
+        renderer.surface_created(3, 8, 8, 32, E.SURFACE_FMT_32_ARGB, None)
+        renderer.execute(_fill(0x123456, (0, 0, 8, 8), 3))
+        renderer.execute(_fill(0x654321, (4, 4, 12, 12)))
+        renderer.read_pixels(0)
+        renderer.surface_destroyed(3)
+        renderer.surface_created(4, 8, 8, 32, E.SURFACE_FMT_32_ARGB, None)
+        renderer.reset()
+    renderer.create_primary(16, 16, 64, E.SURFACE_FMT_32_xRGB, None)
+    assert ctx.error == "GL_NO_ERROR"

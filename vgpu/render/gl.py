@@ -210,6 +210,9 @@ class _Surface:
         if self.shadow is not None:
             self.stale = _add_rects(self.stale, boxes)
 
+    def framebuffers(self) -> list[moderngl.Framebuffer]:
+        return [self.fbo] + [pair[1] for pair in (self.scratch, self.self_copy) if pair]
+
     def release(self) -> None:
         for pair in (self.scratch, self.self_copy):
             if pair is not None:
@@ -296,6 +299,9 @@ class Renderer:
         self._comp_variants: dict[tuple[int, ...],
                                   tuple[moderngl.Program, moderngl.VertexArray]] = {}
         self._dummy = self.ctx.texture((1, 1), 4, b"\0\0\0\0")
+        # bound instead of a surface's framebuffer that is being freed: moderngl binds its
+        # last framebuffer again after making a new one, and a freed name is a GL error
+        self._parking = self.ctx.framebuffer(color_attachments=[self._dummy])
         self._pending_release: list[Any] = []  # textures to free once the batch has drawn
         self._op_textures: list[Any] = []  # made or evicted by the operation being queued
         self.cache = ImageCache(cache_bytes, self._cache_release)
@@ -557,7 +563,7 @@ class Renderer:
                 vao.release()
                 prog.release()
         for obj in (self._blit_buf, self._staging_buf, self._draw_buf, self._corners,
-                    self._dummy):
+                    self._parking, self._dummy):
             obj.release()
         if self._owns_ctx:
             self.ctx.release()
@@ -603,6 +609,8 @@ class Renderer:
         if b.target is surf or surf.tex in (b.src, b.pat):
             self.flush()
         del self._surfaces[sid]
+        if self.ctx.fbo in surf.framebuffers():
+            self._parking.use()
         surf.release()
 
     def _get_surface(self, sid: int) -> _Surface:
