@@ -41,6 +41,18 @@ def test_spice_common_streams_decode_to_spice_common_pixels() -> None:
         assert np.array_equal(got, expected), (name, qtype)
 
 
+def test_damaged_streams_decode_as_spice_common_decodes_them() -> None:
+    """Codes no encoder writes (an escape past the last level) are read as spice-common
+    reads them - wrapped mod 256, unfolded to error 0 past a 5-bit family's levels - so a
+    damaged stream spice-common decodes to the end gives spice-gtk's pixels here too."""
+    data = np.load(DATA / "quic_spice_common_corrupt.npz")
+    names = sorted(k[: -len("_stream")] for k in data.files if k.endswith("_stream"))
+    assert len(names) == 6
+    for name in names:
+        got, _ = quic_decode(data[f"{name}_stream"].tobytes())
+        assert np.array_equal(got, data[f"{name}_decoded"]), name
+
+
 def test_our_encoder_writes_spice_commons_rgb32_streams() -> None:
     """RGB32 is the one type we also encode: from the decoded pixels we write the
     very stream spice-common wrote (the X byte is not coded)."""
