@@ -299,9 +299,10 @@ class Renderer:
         self._comp_variants: dict[tuple[int, ...],
                                   tuple[moderngl.Program, moderngl.VertexArray]] = {}
         self._dummy = self.ctx.texture((1, 1), 4, b"\0\0\0\0")
-        # bound instead of a surface's framebuffer that is being freed: moderngl binds its
-        # last framebuffer again after making a new one, and a freed name is a GL error
-        self._parking = self.ctx.framebuffer(color_attachments=[self._dummy])
+        # the default framebuffer (name 0, never freed), bound instead of a surface's that is
+        # being freed: moderngl binds its last framebuffer again after making a new one, and
+        # a freed name is a GL error, in this renderer or the next one on the context
+        self._parking = self.ctx.detect_framebuffer(0)
         self._pending_release: list[Any] = []  # textures to free once the batch has drawn
         self._op_textures: list[Any] = []  # made or evicted by the operation being queued
         self.cache = ImageCache(cache_bytes, self._cache_release)
@@ -563,7 +564,7 @@ class Renderer:
                 vao.release()
                 prog.release()
         for obj in (self._blit_buf, self._staging_buf, self._draw_buf, self._corners,
-                    self._parking, self._dummy):
+                    self._dummy):
             obj.release()
         if self._owns_ctx:
             self.ctx.release()
