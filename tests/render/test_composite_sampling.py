@@ -133,11 +133,11 @@ def _run(renderer, pm: Pixman, c: dict) -> tuple[np.ndarray, np.ndarray]:
             mask = rng.integers(0, 256, (mh, mw), dtype=np.uint8)
             m_img = bitmap(mask, E.BITMAP_FMT_8BIT_A)
     s_img = bitmap(src, E.BITMAP_FMT_RGBA if c["src_alpha"] else E.BITMAP_FMT_32BIT)
+    _ = renderer.ctx.error  # reading clears GL's sticky error flag, set by what ran before
     renderer.reset()
     renderer.create_primary(W, H, W * 4, c["dst_fmt"], None)
     renderer.execute(draw(Copy(bitmap(dst), rect(0, 0, W, H), E.ROPD_OP_PUT, 0, NO_MASK),
                           (0, 0, W, H)))
-    _ = renderer.ctx.error  # reading clears GL's sticky error flag, set by what ran before
     renderer.execute(draw(Composite(flags, s_img, m_img, c["src_t"], mask_t,
                                     QPoint(*c["src_at"]), QPoint(*c["mask_at"])), c["box"]))
     got = renderer.read_pixels(0)
