@@ -133,6 +133,8 @@ def main(argv: list[str]) -> int:
         speed = {name: size / t / 1e9 for name, (t, _) in measured.items()}
         assert measured["vgpu changed_tiles (64)"][1] == []
         assert not measured["numpy changed tiles (64)"][1].any()  # type: ignore[union-attr]
+        decoded, _ = measured["vgpu QUIC decode"][1]  # type: ignore[misc]
+        assert np.array_equal(decoded[..., :3], frame[..., :3])  # timed work that is right
         ratio: dict[str, float] = {}
         for name, (_, data) in measured.items():
             if name in codecs:
