@@ -46,14 +46,18 @@ def pixman_lib():
 
 
 def pixman_scaled(lib, pix: np.ndarray, alpha: bool, area: tuple[int, int, int, int],
-                  dw: int, dh: int, nearest: bool, rop3: bool) -> np.ndarray:
-    """The (dh, dw, 4) image the canvas scales src_area of `pix` to, as its pixman calls do."""
+                  dw: int, dh: int, nearest: bool, rop3: bool, *,
+                  into_argb: bool = False) -> np.ndarray:
+    """The (dh, dw, 4) image the canvas scales src_area of `pix` to, as its pixman calls do:
+    into an image of the source's format, or (into_argb) into an a8r8g8b8 one, as
+    __scale_image composes into an ARGB surface's canvas."""
     fmt = A8R8G8B8 if alpha else X8R8G8B8
     src = np.ascontiguousarray(pix)
     out = np.zeros((dh, dw, 4), np.uint8)
     s_img = lib.pixman_image_create_bits(fmt, src.shape[1], src.shape[0], src.ctypes.data,
                                          src.strides[0])
-    d_img = lib.pixman_image_create_bits(fmt, dw, dh, out.ctypes.data, out.strides[0])
+    d_img = lib.pixman_image_create_bits(A8R8G8B8 if into_argb else fmt, dw, dh,
+                                         out.ctypes.data, out.strides[0])
     x0, y0, x1, y1 = area
     t = _Transform()
     if rop3:  # canvas_scale_surface
@@ -78,7 +82,7 @@ def pixman_scaled(lib, pix: np.ndarray, alpha: bool, area: tuple[int, int, int, 
     finally:
         lib.pixman_image_unref(s_img)
         lib.pixman_image_unref(d_img)
-    if not alpha:
+    if not alpha and not into_argb:
         out[..., 3] = 255  # what an x8r8g8b8 image holds there is not defined
     return out
 
@@ -157,3 +161,24 @@ def test_upscaled_edges_fade_to_zero_as_pixman_does(renderer):
                                E.SCALE_MODE_INTERPOLATE, NO_MASK), (0, 0, 8, 8)))
     out = renderer.read_pixels(0)[..., 0]
     assert out[0, 0] < out[3, 3] == 200
+
+
+@pytest.mark.xfail(strict=True, reason="the GL renderer samples a scaled 32BIT image's own 4th "
+                   "byte where pixman reads an x8r8g8b8 source as alpha 255 (H5 finding)")
+@pytest.mark.parametrize("nearest", [True, False], ids=["nearest", "bilinear"])
+def test_scaled_copy_of_an_xrgb_image_onto_argb_has_pixmans_alpha(renderer, pixman_lib,
+                                                                  nearest):
+    """A 32BIT bitmap is an x8r8g8b8 image to the canvas, whatever its 4th byte holds; a
+    scaled COPY composes it into the ARGB surface (__scale_image), so pixman writes alpha 255
+    inside the image and, with bilinear, fades it towards the zero beyond the edges. (An
+    unscaled COPY is a raw blit and keeps the byte, which the reference model does.)"""
+    pix = np.random.default_rng(5).integers(0, 256, (4, 5, 4), dtype=np.uint8)
+    area, box = (1, 0, 5, 4), (3, 2, 14, 11)
+    want = pixman_scaled(pixman_lib, pix, False, area, box[2] - box[0], box[3] - box[1],
+                         nearest, False, into_argb=True)
+    mode = E.SCALE_MODE_NEAREST if nearest else E.SCALE_MODE_INTERPOLATE
+    renderer.create_primary(W, H, W * 4, E.SURFACE_FMT_32_ARGB, None)
+    renderer.execute(draw(Copy(bitmap(pix), rect(*area), E.ROPD_OP_PUT, mode, NO_MASK), box))
+    got = renderer.read_pixels(0)[box[1]:box[3], box[0]:box[2]]
+    assert np.array_equal(got[..., :3], want[..., :3])
+    assert np.array_equal(got[..., 3], want[..., 3]), (got[..., 3], want[..., 3])
