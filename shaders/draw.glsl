@@ -70,6 +70,7 @@ const uint HAS_PATTERN = 1u << 13;  // per instance: a batch may mix brushes and
 const uint SRC_ALPHA = 1u << 14;
 const uint DST_ALPHA = 1u << 15;
 const uint HAS_SRC = 1u << 17;
+const uint SRC_OPAQUE = 1u << 18;  // scaled sources read as x8r8g8b8: alpha 255 inside
 
 // ROP3 without branches, bitwise on packed pixels: the code is the truth table indexed by
 // (p << 2 | s << 1 | d), so select between its bits on d, then s, then p (mux: a where the
@@ -87,8 +88,11 @@ uint rop3(uint code, uint p, uint s, uint d) {
 #if SOURCE == 1
 // REPEAT_NONE: texels outside the image read as zero
 uvec4 texel(ivec2 q) {
-    return all(greaterThanEqual(q, ivec2(0))) && all(lessThan(q, textureSize(u_src, 0)))
-        ? to_u8(texelFetch(u_src, q, 0)) : uvec4(0u);
+    if (any(lessThan(q, ivec2(0))) || any(greaterThanEqual(q, textureSize(u_src, 0))))
+        return uvec4(0u);
+    uvec4 t = to_u8(texelFetch(u_src, q, 0));
+    if ((v_mode & SRC_OPAQUE) != 0u) t.w = 255u;
+    return t;
 }
 #endif
 

@@ -159,6 +159,7 @@ MODE_SRC_ALPHA = 1 << 14
 MODE_DST_ALPHA = 1 << 15
 MODE_BILINEAR = 1 << 16
 MODE_SRC = 1 << 17
+MODE_SRC_OPAQUE = 1 << 18
 
 FRAMEBUFFER_FETCH = "GL_EXT_shader_framebuffer_fetch"
 
@@ -496,9 +497,11 @@ class Renderer:
             else:
                 inside.append(part)
                 outside.extend(_subtract(r, box))
-        surf.unsynced = _add_rects([], outside)
-        return [(QRect(r[1], r[0], r[3], r[2]), px.to_memory(self._read(surf, r), surf.fmt))
-                for r in _merge_reads(inside)]
+        # (parts close together go as their bounding box, with pixels memory holds already)
+        pieces = [(QRect(r[1], r[0], r[3], r[2]), px.to_memory(self._read(surf, r), surf.fmt))
+                  for r in _merge_reads(inside)]
+        surf.unsynced = _add_rects([], outside)  # only once they are read back
+        return pieces
 
     def reset(self) -> None:
         self._drop_batch()
@@ -1087,6 +1090,10 @@ class Renderer:
             src = self._scaled_source(src, image, surf)
             if scale_mode == E.SCALE_MODE_INTERPOLATE:
                 mode |= MODE_BILINEAR
+            if code == rops.ROP3_SRCCOPY and not src.has_alpha:
+                # the canvas composes it as an x8r8g8b8 image (__scale_image): alpha 255
+                # inside it, whatever its 4th byte holds
+                mode |= MODE_SRC_OPAQUE
         aux = (0, 0)
         if mask is not None:
             aux = self._stage_mask(mask, _bounds(rects))
