@@ -15,8 +15,10 @@ from vgpu.device.commands import (
     Fill,
     ImageDescriptor,
     LineAttr,
+    Opaque,
     Palette,
     PathSeg,
+    PatternBrush,
     QPoint,
     Rop3,
     SolidBrush,
@@ -204,7 +206,27 @@ def test_scaled_copy_nearest(renderer):
     renderer.execute(draw(Copy(bitmap(pix), rect(0, 0, 2, 2), PUT, E.SCALE_MODE_NEAREST,
                                NO_MASK), (0, 0, 4, 4)))
     out = renderer.read_pixels(0, (0, 0, 4, 4))
-    assert (out == pix.repeat(2, axis=0).repeat(2, axis=1)).all()
+    want = pix.repeat(2, axis=0).repeat(2, axis=1)
+    want[..., 3] = 255  # a 32BIT bitmap scales as an x8r8g8b8 image (see test_scaling)
+    assert (out == want).all()
+
+
+def test_pattern_from_the_target_reads_all_of_it(renderer):
+    """OPAQUE with the target as both source and pattern brush: the pattern tiles from
+    anywhere in the surface, not only from the source area (found by the property test: the
+    pattern read a copy holding the source area alone)."""
+    renderer.create_primary(16, 16, 64, E.SURFACE_FMT_32_ARGB, None)
+    ref = ReferenceCanvas()
+    ref.create(0, 16, 16, E.SURFACE_FMT_32_ARGB)
+    pix = np.random.default_rng(8).integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    itself = SurfaceImage(ImageDescriptor(0, E.IMAGE_TYPE_SURFACE, 0, 0, 0), 0)
+    cmds = [draw(Copy(bitmap(pix), rect(0, 0, 16, 16), PUT, 0, NO_MASK), (0, 0, 16, 16)),
+            draw(Opaque(itself, rect(0, 0, 2, 2), PatternBrush(itself, QPoint(0, 0)),
+                        E.ROPD_OP_OR, 0, NO_MASK), (5, 9, 7, 11))]
+    for c in cmds:
+        renderer.execute(c)
+        ref.execute(c)
+    assert np.array_equal(renderer.read_pixels(0), ref.pixels(0))
 
 
 def test_stroke_lines_and_dashes(renderer):

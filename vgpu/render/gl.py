@@ -875,14 +875,18 @@ class Renderer:
         if pat is not None:
             mode |= MODE_PATTERN
         bilinear = bool(mode & MODE_BILINEAR)
-        reads_self = "self" in (self._resolve(src, target), self._resolve(pat, target))
+        src_self = self._resolve(src, target) == "self"
+        pat_self = self._resolve(pat, target) == "self"
         b = self._begin("draw", target, src, pat, (bilinear,))
         if not self.fetch and not _claim(b.cells, rects):
             self.flush()
             b = self._begin("draw", target, src, pat, (bilinear,))
             _claim(b.cells, rects)
-        if reads_self:
-            b.reads.extend(src_reads or [(0, 0, target.width, target.height)])
+        whole = (0, 0, target.width, target.height)
+        if src_self:
+            b.reads.extend(src_reads or [whole])
+        if pat_self:  # a pattern tiles from anywhere in it
+            b.reads.append(whole)
         stage = (0, 0)
         if src is not None and src.staged is not None:
             stage = src.staged
@@ -895,7 +899,7 @@ class Renderer:
         color &= 0xFFFFFFFF
         for r in rects:
             b.data += (*r, *src_map, *stage, *aux, *pat_pos, color, mode)
-        if reads_self:
+        if src_self or pat_self:
             self.flush()
 
     def _drop_batch(self) -> None:
