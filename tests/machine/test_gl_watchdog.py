@@ -264,9 +264,10 @@ def test_serve_exits_with_an_error_when_a_batch_is_stuck(tmp_path: Path) -> None
 @pytest.mark.gl
 @pytest.mark.slow
 @needs_client
-@pytest.mark.skipif(importlib.util.find_spec("vgpu._gl3d") is None
+@pytest.mark.skipif(importlib.util.find_spec("vgpu.render.gl3d") is None
                     or importlib.util.find_spec("vgpu.guest.gl") is None,
-                    reason="the 3D executor (vgpu._gl3d) or the guest GL library is not built")
+                    reason="the 3D executor (vgpu.render.gl3d) or the guest GL library "
+                    "(vgpu.guest.gl) is not here yet")
 def test_serve_survives_an_endless_fragment_shader_until_the_watchdog(tmp_path: Path) -> None:
     _serve_until_the_watchdog_fires(tmp_path, [sys.executable, "-m", "vgpu.cli"],
                                     GUEST_ENDLESS_SHADER, context=None)
