@@ -285,3 +285,34 @@ def test_a_fence_without_interrupt_is_seen_by_polling() -> None:
     finally:
         guest.close()
         device.close()
+
+
+def test_recording_leaves_the_3d_ring_out_and_keeps_the_rest(tmp_path) -> None:
+    """spice-server's record format has no 3D ring: a session with 3D batches records its
+    2D part only, and reads back whole."""
+    from vgpu.device import commands as c
+    from vgpu.replay import CommandEvent, Recorder, WorkerMessage, read_events
+
+    path = tmp_path / "session.spice"
+    device = Device(RecordingBackend(), ram_size=8 << 20, vram_size=1 << 20)
+    recorder = Recorder(path).attach(device)
+    guest = GuestDriver(InProcessAttachment(device, inline=True))
+    try:
+        guest.create_primary(64, 48)
+        guest.gl_submit(fence_cmd(3))
+        z = c.QRect(0, 0, 0, 0)
+        guest.submit(c.Drawable(0, c.QRect(0, 0, 8, 8), None, 0, 0, 0, z, 0, (-1, -1, -1),
+                                (z, z, z), c.Fill(c.SolidBrush(1), 8,
+                                                  c.QMask(0, c.QPoint(0, 0), None))))
+        guest.gl_wait_fence(guest.gl_fence(), 1)
+        guest.update_area(0, c.QRect(0, 0, 48, 64))
+        recorder.close()
+        events = list(read_events(path))
+        assert [type(e.command.op).__name__ for e in events if isinstance(e, CommandEvent)] \
+            == ["Fill"]
+        assert [e.message for e in events if not isinstance(e, CommandEvent)][-2:] == [
+            WorkerMessage.CREATE_PRIMARY_SURFACE, WorkerMessage.UPDATE]
+        assert recorder.skipped == 0 and device.guest_bug is None
+    finally:
+        guest.close()
+        device.close()
