@@ -19,7 +19,7 @@ import pytest
 
 from vgpu.device import commands as c
 from vgpu.display import InputEvent
-from vgpu.machine import GL_STUCK_S, Gl3dWatchdog, Machine
+from vgpu.machine import GL_STUCK_S, HARD_WATCHDOG_MARGIN_S, Gl3dWatchdog, Machine
 
 Z = c.QRect(0, 0, 0, 0)
 COLOUR = 0x3366CC
@@ -152,6 +152,18 @@ from vgpu.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
+# The stand-in for a GL call that waits on the GPU holding the interpreter lock (as
+# moderngl's reads do): a C call through ctypes.PyDLL, which keeps the lock, that never ends.
+FROZEN_SERVE = """
+import ctypes, sys
+from vgpu.render.gl import Renderer
+def execute_3d(self, batch, guest):
+    ctypes.PyDLL(None).sleep(3600)
+Renderer.execute_3d = execute_3d
+from vgpu.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
 # A guest that draws a frame, makes sure it is out, then sends a 3D batch.
 GUEST_2D_THEN_3D = """
 import sys, time
@@ -210,7 +222,7 @@ def _free_port() -> int:
 
 
 def _serve_until_the_watchdog_fires(tmp_path: Path, serve_cmd: list[str], guest: str,
-                                    context: int | None) -> None:
+                                    context: int | None, frozen: bool = False) -> None:
     port, sock = _free_port(), tmp_path / "guest.sock"
     server = subprocess.Popen([*serve_cmd, "serve", "--port", str(port), "--guest", str(sock),
                                "--gl-watchdog", "3"], cwd=ROOT, stdout=subprocess.PIPE,
@@ -227,6 +239,13 @@ def _serve_until_the_watchdog_fires(tmp_path: Path, serve_cmd: list[str], guest:
         assert client.stdout is not None
         assert client.stdout.readline().strip() == "3d sent", client.stderr.read()
         t0 = time.monotonic()
+        if frozen:  # nothing in Python runs: the C last resort ends the process
+            _, stderr = server.communicate(timeout=GL_STUCK_S + 3 + HARD_WATCHDOG_MARGIN_S + 15)
+            took = time.monotonic() - t0
+            assert server.returncode == 3, stderr
+            assert "vgpu serve: 3D work stuck" in stderr and "interpreter blocked" in stderr
+            assert took >= GL_STUCK_S + 3 + HARD_WATCHDOG_MARGIN_S - 0.5, took
+            return
         # while the render thread is stuck, a stock client still gets the last frame
         out = tmp_path / "stuck.ppm"
         shot = subprocess.run(["spicy-screenshot", "-h", "127.0.0.1", "-p", str(port), "-o",
@@ -259,6 +278,12 @@ needs_client = pytest.mark.skipif(shutil.which("spicy-screenshot") is None,
 def test_serve_exits_with_an_error_when_a_batch_is_stuck(tmp_path: Path) -> None:
     _serve_until_the_watchdog_fires(tmp_path, [sys.executable, "-c", STUCK_SERVE],
                                     GUEST_2D_THEN_3D, context=5)
+
+
+@pytest.mark.gl
+def test_serve_exits_even_when_the_stuck_call_holds_the_interpreter(tmp_path: Path) -> None:
+    _serve_until_the_watchdog_fires(tmp_path, [sys.executable, "-c", FROZEN_SERVE],
+                                    GUEST_2D_THEN_3D, context=None, frozen=True)
 
 
 @pytest.mark.gl
