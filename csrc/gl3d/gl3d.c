@@ -2855,7 +2855,7 @@ void g3_surface_free(G3 *g, const uint32_t names[3], uint32_t samples)
     drain_errors();
 }
 
-void g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x0, int32_t y0, int32_t x1, int32_t y1)
+void g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w, int32_t h)
 {
     (void)g;
     GLint r, d, sc;
@@ -2865,7 +2865,7 @@ void g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x0, int32_t y0, int32_t 
     g3gl.Disable(GL_SCISSOR_TEST);
     g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, src);
     g3gl.BindFramebuffer(GL_DRAW_FRAMEBUFFER, dst);
-    g3gl.BlitFramebuffer(x0, y0, x1, y1, x0, y0, x1, y1, GL_COLOR_BUFFER_BIT, GL_NEAREST);
+    g3gl.BlitFramebuffer(x, y, x + w, y + h, 0, 0, w, h, GL_COLOR_BUFFER_BIT, GL_NEAREST);
     g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, (GLuint)r);
     g3gl.BindFramebuffer(GL_DRAW_FRAMEBUFFER, (GLuint)d);
     if (sc)

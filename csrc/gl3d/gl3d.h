@@ -64,8 +64,8 @@ uint32_t g3_framebuffer(G3 *g, uint32_t guest);
 int g3_surface_new(G3 *g, uint32_t width, uint32_t height, uint32_t flags, uint32_t samples,
                    uint32_t names[3]);
 void g3_surface_free(G3 *g, const uint32_t names[3], uint32_t samples);
-/* Copies (resolving samples) the read buffer of `src` into `dst` at the same place. */
-void g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x0, int32_t y0, int32_t x1, int32_t y1);
+/* Copies (resolving samples) the rect x, y, w, h of `src`'s read buffer to (0, 0) of `dst`. */
+void g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w, int32_t h);
 uint32_t g3_max_renderbuffer_size(G3 *g);
 uint32_t g3_max_samples(G3 *g);
 

@@ -70,6 +70,7 @@ from vgpu.render.cache import (
 )
 from vgpu.render.composite import ImageShape, composite_setup
 from vgpu.render.errors import RenderError
+from vgpu.render.gl3d import Gl3dExecutor
 from vgpu.render.region import Box, check_rect, dest_region, intersect
 from vgpu.render.stroke import stroke_mask
 
@@ -324,6 +325,7 @@ class Renderer:
         self._damage: list[Box] = []  # primary damage since the last snapshot
         self._frame_serial = 0
         self._surface_serial = 0
+        self.gl3d: Gl3dExecutor | None = None  # made at the first 3D batch
 
     def _vao(self, prog: moderngl.Program, buf: moderngl.Buffer,
              fmt: tuple[str, tuple[str, ...]]) -> moderngl.VertexArray:
@@ -398,6 +400,13 @@ class Renderer:
             self._pending_release.extend(self._op_textures)
             self._op_textures.clear()
         self._note_damage(surf, tuple(damage))
+
+    def execute_3d(self, batch: bytes, guest: Any) -> None:
+        """Runs one batch of the 3D ring (docs/3d-ring.md) on `Gl3dExecutor`; `guest` is the
+        device's Gl3dGuest. Faults inside the batch stay with their context."""
+        if self.gl3d is None:
+            self.gl3d = Gl3dExecutor(self)
+        self.gl3d.execute(batch, guest)
 
     def _note_damage(self, surf: _Surface, boxes: tuple[Box, ...]) -> None:
         """Records what an operation changed: `last_damage`, the surface's stale rects and,
@@ -559,6 +568,9 @@ class Renderer:
     def close(self) -> None:
         """Frees every GL object (and the context if this renderer made it)."""
         self.reset()
+        if self.gl3d is not None:
+            self.gl3d.close()
+            self.gl3d = None
         for prog, vao in self._blit_variants.values():
             vao.release()
             prog.release()
