@@ -53,6 +53,9 @@
 #define G3_MAX_DIM 65536
 /* texture and pixel dimensions taken: above any GL's maximum, small enough that image
  * sizes fit 64 bits with room */
+#define G3_MAX_DRAW_VERTICES (1u << 24)
+/* vertices (count x instances) one draw may ask for: a heavy real frame draws a few
+ * million in all; a software rasterizer would spend minutes on the 2^31 a guest can name */
 #define G3_LEVELS 16
 /* mip levels tracked per texture face (2^15 texels would exceed G3_MAX_DIM) */
 
@@ -1023,6 +1026,15 @@ uint32_t g3_execute(G3 *g, const uint8_t *w, uint32_t n, uint32_t pos)
         const uint8_t *b = w + 4 * ((size_t)pos + 1);
         pos += 1 + body;
         struct g3_ctx *c = g->cur;
+        if (c && c->lost && op == G3_OP_glGetError && body == 3) {
+            /* the one answer a lost context gives */
+            struct g3_out o = {g3_wide(b, 0), g3_word(b, 2)};
+            GLenum lost = 0x0507;  /* GL_CONTEXT_LOST */
+            uint8_t *dst = o.addr ? translate(g, o.addr, o.cap) : NULL;
+            if (dst)
+                memcpy(dst, &lost, o.cap < 4 ? o.cap : 4);
+            continue;
+        }
         if (!c || c->lost) {
             g->counters.dropped++;
             continue;
@@ -2545,8 +2557,21 @@ static int arrays_hold(G3 *g, uint64_t vertices, uint64_t instances)
     return 1;
 }
 
+/* whether a draw stays under G3_MAX_DRAW_VERTICES (records GL_OUT_OF_MEMORY if not) */
+static int draw_size_ok(G3 *g, GLsizei count, GLsizei instances)
+{
+    if (count > 0 && instances > 0
+        && (uint64_t)count * (uint64_t)instances > G3_MAX_DRAW_VERTICES) {
+        g3_error(g, GL_OUT_OF_MEMORY);
+        return 0;
+    }
+    return 1;
+}
+
 void h_glDrawArrays(G3 *g, GLenum mode, GLint first, GLsizei count)
 {
+    if (!draw_size_ok(g, count, 1))
+        return;
     if (first >= 0 && count > 0 && !arrays_hold(g, (uint64_t)first + (uint64_t)count, 1))
         return;
     g3gl.DrawArrays(mode, first, count);
@@ -2556,6 +2581,8 @@ void h_glDrawArrays(G3 *g, GLenum mode, GLint first, GLsizei count)
 void h_glDrawArraysInstanced(G3 *g, GLenum mode, GLint first, GLsizei count,
                              GLsizei instancecount)
 {
+    if (!draw_size_ok(g, count, instancecount))
+        return;
     if (first >= 0 && count > 0 && instancecount > 0
         && !arrays_hold(g, (uint64_t)first + (uint64_t)count, (uint64_t)instancecount))
         return;
@@ -2568,6 +2595,8 @@ void h_glDrawArraysInstanced(G3 *g, GLenum mode, GLint first, GLsizei count,
 static int indices_hold(G3 *g, GLsizei count, GLenum type, uint64_t offset,
                         uint64_t instances)
 {
+    if (!draw_size_ok(g, count, (GLsizei)instances))
+        return 0;
     uint32_t size = type == GL_UNSIGNED_BYTE ? 1 : type == GL_UNSIGNED_SHORT ? 2
                   : type == GL_UNSIGNED_INT ? 4 : 0;
     if (count <= 0 || !size)
@@ -2578,17 +2607,15 @@ static int indices_hold(G3 *g, GLsizei count, GLenum type, uint64_t offset,
         g3_error(g, GL_INVALID_OPERATION);
         return 0;
     }
-    /* instanced arrays are read by instance, whatever the indices say */
+    /* every enabled array needs a buffer (else GL reads client memory: ours); instanced
+     * arrays are read by instance, whatever the indices say */
     const struct g3_vao *v = CUR->vao;
     for (int i = 0; i < G3_ATTRIBS; i++)
-        if ((v->enabled & (1u << i)) && (!v->a[i].buf || v->a[i].divisor)) {
-            if (!v->a[i].buf || !arrays_hold(g, 0, instances)) {
-                g3_error(g, GL_INVALID_OPERATION);
-                return 0;
-            }
-            break;
+        if ((v->enabled & (1u << i)) && !v->a[i].buf) {
+            g3_error(g, GL_INVALID_OPERATION);
+            return 0;
         }
-    return 1;
+    return arrays_hold(g, 0, instances);
 }
 
 void h_glDrawElements(G3 *g, GLenum mode, GLsizei count, GLenum type, uint64_t indices)
