@@ -34,7 +34,8 @@ def reference_triangle(ctx, vertices=TRIANGLE, color=ORANGE) -> np.ndarray:
     prog = ctx.program(
         vertex_shader="#version 330\nin vec2 pos;\n"
                       "void main() { gl_Position = vec4(pos, 0.0, 1.0); }\n",
-        fragment_shader=f"#version 330\nout vec4 c;\nvoid main() {{ c = vec4({r}, {g}, {b}, {a}); }}\n")
+        fragment_shader=f"#version 330\nout vec4 c;\n"
+                        f"void main() {{ c = vec4({r}, {g}, {b}, {a}); }}\n")
     vbo = ctx.buffer(vertices.tobytes())
     vao = ctx.vertex_array(prog, [(vbo, "2f", "pos")])
     tex = ctx.texture((W, H), 4)
