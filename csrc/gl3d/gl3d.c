@@ -1174,6 +1174,20 @@ static int64_t image_bytes(G3 *g, GLsizei w, GLsizei h, GLsizei d, GLenum format
     return (int64_t)last;
 }
 
+/* whether window coordinates stay within +-G3_MAX_DIM: Mesa clips a rect by adding its
+ * size to its corner in int, which overflows for corners near 2^31 (a read past the
+ * framebuffer, seen with glReadPixels at y = 2^31-1); no framebuffer is that large, so
+ * nothing a guest could mean is refused (GL_INVALID_VALUE) */
+static int coords_ok(G3 *g, int n, const GLint *v)
+{
+    for (int i = 0; i < n; i++)
+        if (v[i] < -(GLint)G3_MAX_DIM || v[i] > (GLint)G3_MAX_DIM) {
+            g3_error(g, GL_INVALID_VALUE);
+            return 0;
+        }
+    return 1;
+}
+
 /* bytes per texel of a sized internal format (what the host allocates, about) */
 static uint32_t ifmt_bytes(GLenum f)
 {
@@ -2269,9 +2283,9 @@ void h_glCopyTexImage2D(G3 *g, GLenum target, GLint level, GLenum internalformat
 {
     int face;
     struct g3_obj *o = image_texture(g, target, &face, 0);
-    if (!o)
+    if (!o || !coords_ok(g, 4, (GLint[]){x, y, width, height}))
         return;
-    int64_t bytes = width > 0 && height > 0 && width <= G3_MAX_DIM && height <= G3_MAX_DIM
+    int64_t bytes = width > 0 && height > 0
                     ? (int64_t)width * height * ifmt_bytes(internalformat) : 0;
     int64_t before = level >= 0 && level < G3_LEVELS && o->levels
                      ? o->levels[face * G3_LEVELS + level] : 0;
@@ -2426,9 +2440,39 @@ CLEAR_BUFFER(ClearBufferfv, GLfloat)
 CLEAR_BUFFER(ClearBufferiv, GLint)
 CLEAR_BUFFER(ClearBufferuiv, GLuint)
 
+void h_glCopyTexSubImage2D(G3 *g, GLenum target, GLint level, GLint xoffset, GLint yoffset,
+                           GLint x, GLint y, GLsizei width, GLsizei height)
+{
+    if (!coords_ok(g, 6, (GLint[]){xoffset, yoffset, x, y, width, height}))
+        return;
+    g3gl.CopyTexSubImage2D(target, level, xoffset, yoffset, x, y, width, height);
+    g3_gl_error(g);
+}
+
+void h_glCopyTexSubImage3D(G3 *g, GLenum target, GLint level, GLint xoffset, GLint yoffset,
+                           GLint zoffset, GLint x, GLint y, GLsizei width, GLsizei height)
+{
+    if (!coords_ok(g, 7, (GLint[]){xoffset, yoffset, zoffset, x, y, width, height}))
+        return;
+    g3gl.CopyTexSubImage3D(target, level, xoffset, yoffset, zoffset, x, y, width, height);
+    g3_gl_error(g);
+}
+
+void h_glBlitFramebuffer(G3 *g, GLint srcX0, GLint srcY0, GLint srcX1, GLint srcY1,
+                         GLint dstX0, GLint dstY0, GLint dstX1, GLint dstY1, GLbitfield mask,
+                         GLenum filter)
+{
+    if (!coords_ok(g, 8, (GLint[]){srcX0, srcY0, srcX1, srcY1, dstX0, dstY0, dstX1, dstY1}))
+        return;
+    g3gl.BlitFramebuffer(srcX0, srcY0, srcX1, srcY1, dstX0, dstY0, dstX1, dstY1, mask, filter);
+    g3_gl_error(g);
+}
+
 void h_glReadPixels(G3 *g, GLint x, GLint y, GLsizei width, GLsizei height, GLenum format,
                     GLenum type, const struct g3_out *pixels)
 {
+    if (!coords_ok(g, 4, (GLint[]){x, y, width, height}))
+        return;
     GLint pack = 0;
     g3gl.GetIntegerv(GL_PIXEL_PACK_BUFFER_BINDING, &pack);
     g->counters.waits++;
@@ -2694,6 +2738,8 @@ static void invalidate(G3 *g, GLenum target, GLsizei n, const void *attachments,
                        GLint x, GLint y, GLsizei width, GLsizei height)
 {
     GLenum a[16];
+    if (sub && !coords_ok(g, 4, (GLint[]){x, y, width, height}))
+        return;
     if (n < 0 || n > 16) {
         g3_error(g, GL_INVALID_VALUE);
         return;

@@ -71,22 +71,23 @@ def batch(*cmds: list[int]) -> bytes:
 
 
 class FakeGuest:
-    """Gl3dGuest over a numpy array: memslot 0 covers all of it (generation 0), so guest
-    address == offset; fences and counters are recorded."""
+    """Gl3dGuest over a numpy array: memslot 0 covers its first `slot` bytes (all of it by
+    default; generation 0), so guest address == offset; fences and counters are recorded."""
 
-    def __init__(self, size: int = 1 << 20) -> None:
+    def __init__(self, size: int = 1 << 20, slot: int | None = None) -> None:
         self.mem = np.zeros(size, np.uint8)
         self.base = self.mem.ctypes.data
         self.size = size
+        self.slot = size if slot is None else slot
         self.fences: list[tuple[int, bool]] = []
         self.counts: dict[str, int] = {"errors": 0, "lost_contexts": 0}
         self._next = 4096  # answers and data go from here
 
     def slot_table(self) -> tuple[int, int, list[tuple[int, int, int] | None]]:
-        return ID_BITS, GEN_BITS, [(0, self.size, 0)]
+        return ID_BITS, GEN_BITS, [(0, self.slot, 0)]
 
     def translate(self, addr: int, length: int) -> int | None:
-        return addr if addr >= 0 and addr + length <= self.size else None
+        return addr if addr >= 0 and addr + length <= self.slot else None
 
     def fence(self, value: int, interrupt: bool) -> None:
         self.fences.append((value, interrupt))
