@@ -308,6 +308,9 @@ class Gl3dExecutor:
         else:
             src, sx, sy = self._stage(src_fbo, x, y, w, h)
         self._draw_present(src, surf, sx, sy + h - 1, dst_x, dst_y, boxes)
+        # what moderngl left (and caches, such as its bound framebuffer) is the 2D state
+        # the batch's end puts back
+        lib.g3_batch_begin(self._host)
         self.renderer._note_damage(surf, tuple(boxes))
         self.presents += 1
         waits = self.waits
