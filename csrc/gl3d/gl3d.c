@@ -1174,9 +1174,10 @@ static int64_t image_bytes(G3 *g, GLsizei w, GLsizei h, GLsizei d, GLenum format
     return (int64_t)last;
 }
 
-/* whether window coordinates stay within +-G3_MAX_DIM: Mesa clips a rect by adding its
- * size to its corner in int, which overflows for corners near 2^31 (a read past the
- * framebuffer, seen with glReadPixels at y = 2^31-1); no framebuffer is that large, so
+/* whether coordinates and sizes stay within +-G3_MAX_DIM: Mesa checks a rect by adding
+ * its size to its corner in int, which overflows near 2^31 (the fuzz test saw a read past
+ * the framebuffer from glReadPixels at y = 2^31-1, and a write past a texture from
+ * glTexSubImage2D at yoffset = 2^31-1); no framebuffer or texture is that large, so
  * nothing a guest could mean is refused (GL_INVALID_VALUE) */
 static int coords_ok(G3 *g, int n, const GLint *v)
 {
@@ -1463,8 +1464,30 @@ static void del(G3 *g, int t, GLsizei n, const uint32_t *names)
         return;
     }
     struct g3_group *grp = t < T_SHARED ? CUR->group : NULL;
-    for (GLsizei i = 0; i < n; i++)
+    for (GLsizei i = 0; i < n; i++) {
+        struct g3_obj *o = lookup(g, t, names[i]);
+        if (o && o->vao && CUR->vao == o->vao)
+            CUR->vao = &CUR->vao0_state;  /* GL unbinds it: the guest's VAO 0 is bound */
         obj_delete(g, grp, table(g, t), names[i]);
+    }
+    drain_errors();
+    /* GL falls back to object 0 where a deleted container was bound; the guest's object 0
+     * is its surface, its own vertex array and transform feedback */
+    GLint fb;
+    if (t == T_FRAMEBUFFER) {
+        g3gl.GetIntegerv(GL_DRAW_FRAMEBUFFER_BINDING, &fb);
+        if (fb == 0)
+            g3gl.BindFramebuffer(GL_DRAW_FRAMEBUFFER, CUR->surface_fbo);
+        g3gl.GetIntegerv(GL_READ_FRAMEBUFFER_BINDING, &fb);
+        if (fb == 0)
+            g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, CUR->surface_fbo);
+    } else if (t == T_VERTEX_ARRAY && CUR->vao == &CUR->vao0_state) {
+        g3gl.BindVertexArray(CUR->vao0);
+    } else if (t == T_TF) {
+        g3gl.GetIntegerv(GL_TRANSFORM_FEEDBACK_BINDING, &fb);
+        if (fb == 0)
+            g3gl.BindTransformFeedback(GL_TRANSFORM_FEEDBACK, CUR->tfo0);
+    }
     drain_errors();
 }
 
@@ -2184,6 +2207,7 @@ void h_glTexSubImage2D(G3 *g, GLenum target, GLint level, GLint xoffset, GLint y
     int face;
     const void *p;
     if (!image_texture(g, target, &face, 0)
+        || !coords_ok(g, 4, (GLint[]){xoffset, yoffset, width, height})
         || !pixels_of(g, pixels, image_bytes(g, width, height, 1, format, type, 1), &p))
         return;
     g3gl.TexSubImage2D(target, level, xoffset, yoffset, width, height,
@@ -2198,6 +2222,7 @@ void h_glTexSubImage3D(G3 *g, GLenum target, GLint level, GLint xoffset, GLint y
     int face;
     const void *p;
     if (!image_texture(g, target, &face, 1)
+        || !coords_ok(g, 6, (GLint[]){xoffset, yoffset, zoffset, width, height, depth})
         || !pixels_of(g, pixels, image_bytes(g, width, height, depth, format, type, 1), &p))
         return;
     g3gl.TexSubImage3D(target, level, xoffset, yoffset, zoffset, width, height, depth,
@@ -2258,7 +2283,9 @@ void h_glCompressedTexSubImage2D(G3 *g, GLenum target, GLint level, GLint xoffse
                                  GLsizei imageSize, const struct g3_blob *data)
 {
     int face;
-    if (!image_texture(g, target, &face, 0) || !compressed_ok(g, imageSize, data))
+    if (!image_texture(g, target, &face, 0)
+        || !coords_ok(g, 4, (GLint[]){xoffset, yoffset, width, height})
+        || !compressed_ok(g, imageSize, data))
         return;
     g3gl.CompressedTexSubImage2D(target, level, xoffset, yoffset, width, height, format,
                                  imageSize, data->p);
@@ -2271,7 +2298,9 @@ void h_glCompressedTexSubImage3D(G3 *g, GLenum target, GLint level, GLint xoffse
                                  const struct g3_blob *data)
 {
     int face;
-    if (!image_texture(g, target, &face, 1) || !compressed_ok(g, imageSize, data))
+    if (!image_texture(g, target, &face, 1)
+        || !coords_ok(g, 6, (GLint[]){xoffset, yoffset, zoffset, width, height, depth})
+        || !compressed_ok(g, imageSize, data))
         return;
     g3gl.CompressedTexSubImage3D(target, level, xoffset, yoffset, zoffset, width, height,
                                  depth, format, imageSize, data->p);
@@ -2439,6 +2468,22 @@ SAMPLER_PARAMS(SamplerParameteriv, GLint)
 CLEAR_BUFFER(ClearBufferfv, GLfloat)
 CLEAR_BUFFER(ClearBufferiv, GLint)
 CLEAR_BUFFER(ClearBufferuiv, GLuint)
+
+void h_glViewport(G3 *g, GLint x, GLint y, GLsizei width, GLsizei height)
+{
+    if (!coords_ok(g, 4, (GLint[]){x, y, width, height}))
+        return;
+    g3gl.Viewport(x, y, width, height);
+    g3_gl_error(g);
+}
+
+void h_glScissor(G3 *g, GLint x, GLint y, GLsizei width, GLsizei height)
+{
+    if (!coords_ok(g, 4, (GLint[]){x, y, width, height}))
+        return;
+    g3gl.Scissor(x, y, width, height);
+    g3_gl_error(g);
+}
 
 void h_glCopyTexSubImage2D(G3 *g, GLenum target, GLint level, GLint xoffset, GLint yoffset,
                            GLint x, GLint y, GLsizei width, GLsizei height)

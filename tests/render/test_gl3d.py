@@ -215,6 +215,24 @@ def test_errors_stay_with_their_context(screen, gl_ctx):
     assert guest.counts == {"errors": 0, "lost_contexts": 1}
 
 
+def test_deleting_bound_containers_falls_back_to_the_guests_own(screen, gl_ctx):
+    """A deleted bound vertex array or framebuffer leaves the guest's object 0 bound: its
+    own vertex array 0 and its surface, as on ES."""
+    guest = FakeGuest()
+    err = guest.alloc(4)
+    screen.execute_3d(batch(*setup(), *triangle_program(),
+                            gl("glGenVertexArrays", 1, [5]), gl("glBindVertexArray", 5),
+                            gl("glGenFramebuffers", 1, [6]),
+                            gl("glBindFramebuffer", enum("GL_FRAMEBUFFER"), 6),
+                            gl("glDeleteFramebuffers", 1, [6]),
+                            gl("glDeleteVertexArrays", 1, [5]), *clear(), *triangle_draw(),
+                            gl("glGetError", (err, 4)),
+                            vgpu("PRESENT", 0, 0, 0, W, H, 0, 0, 0, 0)), guest)
+    assert guest.u32(err) == 0
+    np.testing.assert_array_equal(rgb(screen.read_pixels(0, (0, 0, W, H))),
+                                  reference_triangle(gl_ctx))
+
+
 def test_vgpu_command_refusals_are_counted(screen):
     guest = FakeGuest()
     screen.execute_3d(batch(vgpu("CONTEXT_CREATE", 1, 3, 0),
