@@ -1758,17 +1758,15 @@ static void get_values(G3 *g, GLenum pname, int indexed, GLuint index, int as,
         g3_answer(g, out, buf, (size_t)elem[as]);
         return;
     }
-    if (indexed && pname == GL_UNIFORM_BUFFER_BINDING && index < G3_UBO_BINDINGS
-        && as != AS_INT64) {
+    if (indexed && (pname == GL_UNIFORM_BUFFER_BINDING
+                    || pname == GL_TRANSFORM_FEEDBACK_BUFFER_BINDING)) {
         GLint h = 0;
         g3gl.GetIntegeri_v(pname, index, &h);
-        GLint r = (GLint)reverse(g, T_BUFFER, h);
-        if (!g3_gl_error(g))
-            g3_answer(g, out, &r, 4);
-        return;
-    }
-    if (indexed && pname == GL_TRANSFORM_FEEDBACK_BUFFER_BINDING) {
-        g3_error(g, GL_INVALID_ENUM);  /* answered by the guest library */
+        if (g3_gl_error(g))
+            return;
+        GLint64 r = reverse(g, T_BUFFER, h);
+        GLint r32 = (GLint)r;
+        g3_answer(g, out, as == AS_INT64 ? (void *)&r : (void *)&r32, (size_t)elem[as]);
         return;
     }
     int64_t count = g3_compsize_count(g, 0, pname, 0, 0);
