@@ -1212,6 +1212,13 @@ static uint32_t ifmt_bytes(GLenum f)
     }
 }
 
+/* what a texture level holds now (0 for levels GL refuses) */
+static int64_t level_bytes(const struct g3_obj *o, int face, GLint level)
+{
+    return level >= 0 && level < G3_LEVELS && o->levels ? o->levels[face * G3_LEVELS + level]
+                                                        : 0;
+}
+
 /* charges `bytes` for a texture level (replacing what it held); 0 when over the quota */
 static int charge_level(G3 *g, struct g3_obj *o, int face, GLint level, int64_t bytes)
 {
@@ -1311,20 +1318,27 @@ static void track(struct g3_obj **slot, struct g3_obj *o)
     }
 }
 
-void h_glBindBuffer(G3 *g, GLenum target, uint32_t buffer)
+/* binds the object `name` (made by the bind if new, as ES allows) and tracks it in slot */
+static void bind_tracked(G3 *g, int t, GLenum target, uint32_t name,
+                         void (*bind)(GLenum, GLuint), struct g3_obj **slot)
 {
-    int i = buf_index(target), ok;
-    if (i < 0) {
-        g3_error(g, GL_INVALID_ENUM);
-        return;
-    }
-    struct g3_obj *o = bind_lookup(g, T_BUFFER, buffer, 1, &ok);
+    int ok;
+    struct g3_obj *o = bind_lookup(g, t, name, 1, &ok);
     if (!ok)
         return;
-    g3gl.BindBuffer(target, o ? o->host : 0);
-    if (g3_gl_error(g))
-        return;
-    track(i == B_ELEMENT ? &CUR->vao->elements : &CUR->buf[i], o);
+    bind(target, o ? o->host : 0);
+    if (!g3_gl_error(g))
+        track(slot, o);
+}
+
+void h_glBindBuffer(G3 *g, GLenum target, uint32_t buffer)
+{
+    int i = buf_index(target);
+    if (i < 0)
+        g3_error(g, GL_INVALID_ENUM);
+    else
+        bind_tracked(g, T_BUFFER, target, buffer, g3gl.BindBuffer,
+                     i == B_ELEMENT ? &CUR->vao->elements : &CUR->buf[i]);
 }
 
 static void bind_indexed(G3 *g, GLenum target, GLuint index, uint32_t buffer, int range,
@@ -1361,32 +1375,21 @@ void h_glBindBufferRange(G3 *g, GLenum target, GLuint index, uint32_t buffer,
 
 void h_glBindTexture(G3 *g, GLenum target, uint32_t texture)
 {
-    int i = tex_index(target), ok;
-    if (i < 0) {
+    int i = tex_index(target);
+    if (i < 0)
         g3_error(g, GL_INVALID_ENUM);
-        return;
-    }
-    struct g3_obj *o = bind_lookup(g, T_TEXTURE, texture, 1, &ok);
-    if (!ok)
-        return;
-    g3gl.BindTexture(target, o ? o->host : 0);
-    if (!g3_gl_error(g))
-        track(&CUR->tex[CUR->active_unit][i], o);
+    else
+        bind_tracked(g, T_TEXTURE, target, texture, g3gl.BindTexture,
+                     &CUR->tex[CUR->active_unit][i]);
 }
 
 void h_glBindRenderbuffer(G3 *g, GLenum target, uint32_t renderbuffer)
 {
-    int ok;
-    if (target != GL_RENDERBUFFER) {
+    if (target != GL_RENDERBUFFER)
         g3_error(g, GL_INVALID_ENUM);
-        return;
-    }
-    struct g3_obj *o = bind_lookup(g, T_RENDERBUFFER, renderbuffer, 1, &ok);
-    if (!ok)
-        return;
-    g3gl.BindRenderbuffer(target, o ? o->host : 0);
-    if (!g3_gl_error(g))
-        track(&CUR->rbo, o);
+    else
+        bind_tracked(g, T_RENDERBUFFER, target, renderbuffer, g3gl.BindRenderbuffer,
+                     &CUR->rbo);
 }
 
 void h_glBindFramebuffer(G3 *g, GLenum target, uint32_t framebuffer)
@@ -2151,8 +2154,7 @@ static void tex_image(G3 *g, GLenum target, GLint level, GLint internalformat, G
     int64_t bytes = width > 0 && height > 0 && depth > 0 && width <= G3_MAX_DIM
                     && height <= G3_MAX_DIM && depth <= G3_MAX_DIM
                     ? (int64_t)width * height * depth * bpp : 0;
-    int64_t before = level >= 0 && level < G3_LEVELS && o->levels
-                     ? o->levels[face * G3_LEVELS + level] : 0;
+    int64_t before = level_bytes(o, face, level);
     if (!charge_level(g, o, face, level, bytes))
         return;
     GLint ifmt = lum ? (GLint)l.internal : internalformat;
@@ -2248,8 +2250,7 @@ void h_glCompressedTexImage2D(G3 *g, GLenum target, GLint level, GLenum internal
     struct g3_obj *o = image_texture(g, target, &face, 0);
     if (!o || !compressed_ok(g, imageSize, data))
         return;
-    int64_t before = level >= 0 && level < G3_LEVELS && o->levels
-                     ? o->levels[face * G3_LEVELS + level] : 0;
+    int64_t before = level_bytes(o, face, level);
     if (!charge_level(g, o, face, level, imageSize))
         return;
     g3gl.CompressedTexImage2D(target, level, internalformat, width, height, border, imageSize,
@@ -2266,8 +2267,7 @@ void h_glCompressedTexImage3D(G3 *g, GLenum target, GLint level, GLenum internal
     struct g3_obj *o = image_texture(g, target, &face, 1);
     if (!o || !compressed_ok(g, imageSize, data))
         return;
-    int64_t before = level >= 0 && level < G3_LEVELS && o->levels
-                     ? o->levels[level] : 0;
+    int64_t before = level_bytes(o, 0, level);
     if (!charge_level(g, o, 0, level, imageSize))
         return;
     g3gl.CompressedTexImage3D(target, level, internalformat, width, height, depth, border,
@@ -2314,8 +2314,7 @@ void h_glCopyTexImage2D(G3 *g, GLenum target, GLint level, GLenum internalformat
         return;
     int64_t bytes = width > 0 && height > 0
                     ? (int64_t)width * height * ifmt_bytes(internalformat) : 0;
-    int64_t before = level >= 0 && level < G3_LEVELS && o->levels
-                     ? o->levels[face * G3_LEVELS + level] : 0;
+    int64_t before = level_bytes(o, face, level);
     if (!charge_level(g, o, face, level, bytes))
         return;
     g3gl.CopyTexImage2D(target, level, internalformat, x, y, width, height, border);

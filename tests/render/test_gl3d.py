@@ -312,3 +312,44 @@ def test_every_command_has_a_decoder():
     from vgpu._gl3d import lib  # noqa: F401  (the extension builds every decoder)
     sent = [c for c in glwire.commands() if c.excluded is None]
     assert len(sent) == len(glwire.commands()) - len(glwire.EXCLUDED)
+
+
+def test_first_error_is_kept_until_read(screen):
+    guest = FakeGuest()
+    first, second = guest.alloc(4), guest.alloc(4)
+    screen.execute_3d(batch(*setup(), gl("glUseProgram", 99),
+                            gl("glEnable", 0x0B10),  # an INVALID_ENUM after it
+                            gl("glGetError", (first, 4)), gl("glGetError", (second, 4))), guest)
+    assert guest.u32(first) == enum("GL_INVALID_OPERATION")
+    assert guest.u32(second) == 0
+
+
+def test_steady_frames_make_no_host_waits(screen):
+    guest = FakeGuest()
+    frame = [*clear(), gl("glDrawArrays", enum("GL_TRIANGLES"), 0, 3),
+             vgpu("PRESENT", 0, 0, 0, W, H, 0, 0, 0, 0), vgpu("FENCE", 1, 0, 1)]
+    screen.execute_3d(batch(*setup(), *triangle_program(), *triangle_draw()), guest)
+    for _ in range(3):
+        screen.execute_3d(batch(*frame), guest)
+        assert screen.gl3d.frame_waits == 0
+    pixels = guest.alloc(4)
+    screen.execute_3d(batch(gl("glReadPixels", 0, 0, 1, 1, enum("GL_RGBA"),
+                               enum("GL_UNSIGNED_BYTE"), (pixels, 4)), *frame), guest)
+    assert screen.gl3d.frame_waits == 1
+    assert bytes(guest.mem[pixels:pixels + 4]) == bytes([0, 0, 128, 255])  # the clear colour
+    assert screen.gl3d.busy_since is None and screen.gl3d.current_context == 0
+
+
+def test_texture_quota_per_share_group(screen):
+    """Textures count toward the share group's 512 MiB; re-specifying a level replaces its
+    bytes, deleting the texture returns them."""
+    guest = FakeGuest()
+    big = (enum("GL_TEXTURE_2D"), 0, enum("GL_RGBA"), 8192, 8192, 0, enum("GL_RGBA"),
+           enum("GL_UNSIGNED_BYTE"), None)  # 256 MiB each
+    got = errors_after(screen, guest, *setup(),
+                       gl("glBindTexture", enum("GL_TEXTURE_2D"), 1), gl("glTexImage2D", *big),
+                       gl("glTexImage2D", *big),  # the same level again: still 256 MiB
+                       gl("glBindTexture", enum("GL_TEXTURE_2D"), 2), gl("glTexImage2D", *big),
+                       gl("glBindTexture", enum("GL_TEXTURE_2D"), 3), gl("glTexImage2D", *big),
+                       gl("glDeleteTextures", 1, [1]), gl("glTexImage2D", *big))
+    assert got[3:] == [0, 0, 0, 0, 0, 0, enum("GL_OUT_OF_MEMORY"), 0, 0]
