@@ -353,3 +353,46 @@ def test_texture_quota_per_share_group(screen):
                        gl("glBindTexture", enum("GL_TEXTURE_2D"), 3), gl("glTexImage2D", *big),
                        gl("glDeleteTextures", 1, [1]), gl("glTexImage2D", *big))
     assert got[3:] == [0, 0, 0, 0, 0, 0, enum("GL_OUT_OF_MEMORY"), 0, 0]
+
+
+@pytest.mark.parametrize("version", ["", "#version 300 es\n"])
+def test_glsl_es_sources_run_on_the_host(screen, gl_ctx, version):
+    """ES shaders as a GLES 2 guest sends them (no #version: GLSL ES 1.00) and GLSL ES 3.00
+    draw what moderngl's desktop GLSL draws."""
+    guest = FakeGuest()
+    log = guest.alloc(512)
+    if version:
+        vs = (version + "in vec2 pos;\nvoid main() { gl_Position = vec4(pos, 0.0, 1.0); }\n")
+        fs = (version + "precision mediump float;\nout vec4 c;\n"
+              "void main() { c = vec4(1.0, 0.5, 0.0, 1.0); }\n")
+    else:
+        vs = "attribute vec2 pos;\nvoid main() { gl_Position = vec4(pos, 0.0, 1.0); }\n"
+        fs = ("// ES 2\nprecision mediump float;\n"
+              "void main() { gl_FragColor = vec4(1.0, 0.5, 0.0, 1.0); }\n")
+    cmds = triangle_program()
+    cmds[1] = gl("glShaderSource", 1, 1, vs.encode())
+    cmds[4] = gl("glShaderSource", 2, 1, fs.encode())
+    screen.execute_3d(batch(*setup(), *clear(), *cmds, *triangle_draw(),
+                            gl("glGetProgramInfoLog", 3, 512, (0, 0), (log, 512)),
+                            vgpu("PRESENT", 0, 0, 0, W, H, 0, 0, 0, 0)), guest)
+    assert bytes(guest.mem[log:log + 512]).split(b"\0")[0] == b""
+    np.testing.assert_array_equal(rgb(screen.read_pixels(0, (0, 0, W, H))),
+                                  reference_triangle(gl_ctx))
+
+
+def test_present_of_a_guest_framebuffer(screen, gl_ctx):
+    """PRESENT of framebuffer 6 (a texture the guest drew into) shows its read buffer."""
+    guest = FakeGuest()
+    screen.execute_3d(batch(*setup(), *triangle_program(),
+                            gl("glBindTexture", enum("GL_TEXTURE_2D"), 4),
+                            gl("glTexImage2D", enum("GL_TEXTURE_2D"), 0, enum("GL_RGBA"), W, H,
+                               0, enum("GL_RGBA"), enum("GL_UNSIGNED_BYTE"), None),
+                            gl("glGenFramebuffers", 1, [6]),
+                            gl("glBindFramebuffer", enum("GL_FRAMEBUFFER"), 6),
+                            gl("glFramebufferTexture2D", enum("GL_FRAMEBUFFER"),
+                               enum("GL_COLOR_ATTACHMENT0"), enum("GL_TEXTURE_2D"), 4, 0),
+                            *clear(), *triangle_draw(),
+                            gl("glBindFramebuffer", enum("GL_FRAMEBUFFER"), 0),
+                            vgpu("PRESENT", 6, 0, 0, W, H, 0, 12, 7, 0)), guest)
+    np.testing.assert_array_equal(rgb(screen.read_pixels(0, (12, 7, 12 + W, 7 + H))),
+                                  reference_triangle(gl_ctx))

@@ -73,6 +73,11 @@ MAX_DRAWABLE_PIXELS = 64 << 20
 """Pixels (times samples) of all drawables together: 256 MiB of RGBA8 plus depth, several
 4K windows with 4x multisampling, while the host keeps memory for everything else."""
 
+MAX_SOURCE_COORD = 1 << 16
+"""Source corners beyond this are outside every framebuffer (GL's largest is 16K-32K): such a
+present copies nothing, and no blit is made with coordinates near 2^31, where Mesa's
+clipping overflows."""
+
 MAX_PRESENT_RECTS = 256
 """Damage rects one PRESENT may list: eglSwapBuffersWithDamage sends a handful; the body is
 bounded by the header anyway, this bounds the work per present."""
@@ -109,6 +114,11 @@ void main() {
     color = vec4(c.b, c.g, c.r, u_opaque != 0 ? 1.0 : c.a);
 }
 """
+
+
+def _bounds(boxes: list[Box]) -> Box:
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+            max(b[3] for b in boxes))
 
 
 @dataclass(slots=True, eq=False)
@@ -303,11 +313,19 @@ class Gl3dExecutor:
         drawable = self._current_drawable() if fb == 0 else None
         if fb == 0 and drawable is None:
             return False
+        # the source of the damaged part only: its left column and its top row (GL's rows
+        # count up) at the destination's (bx0, by0)
+        bx0, by0, bx1, by1 = _bounds(boxes)
+        src_x, src_top = x + bx0 - dst_x, y + h - 1 - (by0 - dst_y)
         if drawable is not None and drawable.texture is not None:
-            src, sx, sy = drawable.texture, x, y
+            src = drawable.texture
         else:
-            src, sx, sy = self._stage(src_fbo, x, y, w, h)
-        self._draw_present(src, surf, sx, sy + h - 1, dst_x, dst_y, boxes)
+            gy = src_top - (by1 - by0 - 1)
+            if not (abs(src_x) <= MAX_SOURCE_COORD and abs(gy) <= MAX_SOURCE_COORD):
+                return True  # nothing of any framebuffer is there: nothing to show
+            src = self._stage(src_fbo, src_x, gy, bx1 - bx0, by1 - by0)
+            src_x, src_top = 0, by1 - by0 - 1
+        self._draw_present(src, surf, src_x, src_top, bx0, by0, boxes)
         # what moderngl left (and caches, such as its bound framebuffer) is the 2D state
         # the batch's end puts back
         lib.g3_batch_begin(self._host)
@@ -323,9 +341,9 @@ class Gl3dExecutor:
         return next((d for d in self._drawables.values() if int(d.names[0]) == fbo and fbo),
                     None)
 
-    def _stage(self, src_fbo: int, x: int, y: int, w: int, h: int
-               ) -> tuple[moderngl.Texture, int, int]:
-        """Copies (resolving samples) the source rect into the staging texture, at (0, 0)."""
+    def _stage(self, src_fbo: int, x: int, y: int, w: int, h: int) -> moderngl.Texture:
+        """Copies (resolving samples) the source rect into the staging texture, at (0, 0);
+        w and h are at most the QXL surface's."""
         st = self._staging
         if st is None or st[0].width < w or st[0].height < h:
             if st is not None:
@@ -335,10 +353,11 @@ class Gl3dExecutor:
             tex = self.ctx.texture(size, 4)
             st = self._staging = (tex, self.ctx.framebuffer(color_attachments=[tex]))
         lib.g3_blit(self._host, src_fbo, st[1].glo, x, y, w, h)
-        return st[0], 0, 0
+        return st[0]
 
     def _draw_present(self, src: moderngl.Texture, surf: Any, sx: int, top: int, dst_x: int,
                       dst_y: int, boxes: list[Box]) -> None:
+        """Draws `boxes` of the QXL surface from `src`: (sx, top) lands on (dst_x, dst_y)."""
         prog = self._program
         surf.fbo.use()
         src.use(0)
