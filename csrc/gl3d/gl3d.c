@@ -159,6 +159,7 @@ struct g3_state {
     GLfloat attrib[G3_ATTRIBS][4];
     uint32_t nunits;          /* units saved */
     int attribs;              /* whether attrib[] was saved */
+    int tf_resume;            /* transform feedback was paused by the save: resume it */
 };
 
 struct g3_ctx {
@@ -562,6 +563,14 @@ static uint32_t reverse(G3 *g, int t, GLint host)
 
 static void save_state(G3 *g, struct g3_state *s, int attribs)
 {
+    /* an active transform feedback would capture the next context's draws (the 2D
+     * renderer's too) and refuses rebinding: it is paused while the context is not running */
+    GLboolean active = GL_FALSE, paused = GL_FALSE;
+    g3gl.GetBooleanv(GL_TRANSFORM_FEEDBACK_ACTIVE, &active);
+    g3gl.GetBooleanv(GL_TRANSFORM_FEEDBACK_PAUSED, &paused);
+    s->tf_resume = active && !paused;
+    if (s->tf_resume)
+        g3gl.PauseTransformFeedback();
     for (int i = 0; i < N_CAPS; i++)
         s->caps[i] = g3gl.IsEnabled(CAPS[i]);
     g3gl.GetFloatv(GL_BLEND_COLOR, s->blend_color);
@@ -691,6 +700,8 @@ static void apply_state(G3 *g, const struct g3_state *s)
     if (s->attribs)
         for (uint32_t i = 0; i < G3_ATTRIBS && i < g->host_attribs; i++)
             g3gl.VertexAttrib4fv(i, s->attrib[i]);
+    if (s->tf_resume)
+        g3gl.ResumeTransformFeedback();
     drain_errors();
 }
 

@@ -396,3 +396,32 @@ def test_present_of_a_guest_framebuffer(screen, gl_ctx):
                             vgpu("PRESENT", 6, 0, 0, W, H, 0, 12, 7, 0)), guest)
     np.testing.assert_array_equal(rgb(screen.read_pixels(0, (12, 7, 12 + W, 7 + H))),
                                   reference_triangle(gl_ctx))
+
+
+def test_transform_feedback_left_active_spares_2d(screen):
+    """A batch that ends inside glBeginTransformFeedback: the 2D renderer draws as always in
+    between, and the guest's capture goes on in its next batch."""
+    guest = FakeGuest()
+    err, captured = guest.alloc(4), guest.alloc(64)
+    cmds = triangle_program()
+    cmds[1] = gl("glShaderSource", 1, 1,
+                 b"#version 330\nin vec2 pos;\nout float v;\n"
+                 b"void main() { v = pos.x * 2.0; gl_Position = vec4(pos, 0.0, 1.0); }\n")
+    cmds.insert(-2, gl("glTransformFeedbackVaryings", 3, 1, b"v\0",
+                       enum("GL_INTERLEAVED_ATTRIBS")))
+    tf = enum("GL_TRANSFORM_FEEDBACK_BUFFER")
+    screen.execute_3d(batch(*setup(), *cmds, *triangle_draw()[:-1],
+                            gl("glGenBuffers", 1, [20]), gl("glBindBufferBase", tf, 0, 20),
+                            gl("glBufferData", tf, 64, None, enum("GL_STREAM_READ")),
+                            gl("glBeginTransformFeedback", enum("GL_POINTS")),
+                            gl("glDrawArrays", enum("GL_POINTS"), 0, 2)), guest)
+    screen.execute(draw(Fill(SolidBrush(0x00FF8000), E.ROPD_OP_PUT, QMask(0, 0, None)),
+                        (0, 0, *SCREEN)))
+    assert (rgb(screen.read_pixels(0)) == (0xFF, 0x80, 0)).all()
+    screen.execute_3d(batch(gl("glDrawArrays", enum("GL_POINTS"), 2, 1),
+                            gl("glEndTransformFeedback"),
+                            gl("glGetBufferParameteriv", tf, enum("GL_BUFFER_SIZE"), (err, 4)),
+                            gl("glBindBuffer", enum("GL_COPY_READ_BUFFER"), 20),
+                            gl("glGetError", (captured, 4))), guest)
+    assert guest.u32(captured) == 0
+    assert guest.u32(err) == 64
