@@ -224,6 +224,14 @@ class Gl3dExecutor:
         current = lib.g3_current(self._host)
         if current and lib.g3_context_lost(self._host, current) and op == _OP["PRESENT"]:
             return  # a lost context runs nothing but context and fence commands
+        try:
+            ok = self._run_vgpu(op, args, guest)
+        except moderngl.Error:  # the host GL refused what the guest asked (memory, sizes)
+            ok = False
+        if not ok:
+            guest.count("errors")
+
+    def _run_vgpu(self, op: int, args: list[int], guest: Gl3dGuest) -> bool:
         ok = True
         if op == _OP["CONTEXT_CREATE"]:
             ok = lib.g3_context_create(self._host, *args) == 0
@@ -239,8 +247,7 @@ class Gl3dExecutor:
             ok = self._present(args)
         elif op == _OP["FENCE"]:
             guest.fence(args[0] | args[1] << 32, bool(args[2] & _FENCE_INTERRUPT))
-        if not ok:
-            guest.count("errors")
+        return ok
 
     # --- contexts and drawables ---------------------------------------------------------
 
