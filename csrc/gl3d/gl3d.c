@@ -1713,6 +1713,27 @@ void h_glGetStringi(G3 *g, GLenum name, GLuint index, const struct g3_out *resul
     g3_error(g, name == GL_EXTENSIONS ? GL_INVALID_VALUE : GL_INVALID_ENUM);
 }
 
+/* whether the framebuffer bound to `target` is the context's surface */
+static int on_default(G3 *g, GLenum target)
+{
+    GLint fb = 0;
+    g3gl.GetIntegerv(target == GL_READ_FRAMEBUFFER ? GL_READ_FRAMEBUFFER_BINDING
+                                                   : GL_DRAW_FRAMEBUFFER_BINDING, &fb);
+    return (GLuint)fb == CUR->surface_fbo;
+}
+
+/* ES names the surface's buffers GL_BACK, GL_COLOR, GL_DEPTH, GL_STENCIL; the host's
+ * framebuffer object has attachments */
+static GLenum default_attachment(GLenum a)
+{
+    switch (a) {
+    case GL_BACK: case GL_COLOR: return GL_COLOR_ATTACHMENT0;
+    case GL_DEPTH: return GL_DEPTH_ATTACHMENT;
+    case GL_STENCIL: return GL_STENCIL_ATTACHMENT;
+    default: return a;
+    }
+}
+
 /* glGet pnames answered here: vgpu's own limits, and bindings as guest names */
 static int binding_table(GLenum pname)
 {
@@ -1860,6 +1881,8 @@ void h_glGetFramebufferAttachmentParameteriv(G3 *g, GLenum target, GLenum attach
                                              GLenum pname, const struct g3_out *params)
 {
     GLint v = 0, type = 0;
+    if (on_default(g, target))
+        attachment = default_attachment(attachment);
     g3gl.GetFramebufferAttachmentParameteriv(target, attachment, pname, &v);
     if (g3_gl_error(g))
         return;
@@ -2744,27 +2767,6 @@ void h_glDrawElementsInstanced(G3 *g, GLenum mode, GLsizei count, GLenum type,
 }
 
 /* ---- the default framebuffer ------------------------------------------------------------------ */
-
-/* whether the framebuffer bound to `target` is the context's surface */
-static int on_default(G3 *g, GLenum target)
-{
-    GLint fb = 0;
-    g3gl.GetIntegerv(target == GL_READ_FRAMEBUFFER ? GL_READ_FRAMEBUFFER_BINDING
-                                                   : GL_DRAW_FRAMEBUFFER_BINDING, &fb);
-    return (GLuint)fb == CUR->surface_fbo;
-}
-
-/* ES names the surface's buffers GL_BACK, GL_COLOR, GL_DEPTH, GL_STENCIL; the host's
- * framebuffer object has attachments */
-static GLenum default_attachment(GLenum a)
-{
-    switch (a) {
-    case GL_BACK: case GL_COLOR: return GL_COLOR_ATTACHMENT0;
-    case GL_DEPTH: return GL_DEPTH_ATTACHMENT;
-    case GL_STENCIL: return GL_STENCIL_ATTACHMENT;
-    default: return a;
-    }
-}
 
 void h_glDrawBuffers(G3 *g, GLsizei n, const void *bufs)
 {

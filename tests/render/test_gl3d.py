@@ -425,3 +425,21 @@ def test_transform_feedback_left_active_spares_2d(screen):
                             gl("glGetError", (captured, 4))), guest)
     assert guest.u32(captured) == 0
     assert guest.u32(err) == 64
+
+
+def test_default_framebuffer_speaks_es(screen):
+    """The surface answers as ES's default framebuffer: GL_BACK's sizes, GL_BACK draw
+    buffer, status complete; a context without a surface has none (undefined)."""
+    guest = FakeGuest()
+    red, status, none = guest.alloc(4), guest.alloc(4), guest.alloc(4)
+    fb = enum("GL_FRAMEBUFFER")
+    screen.execute_3d(batch(*setup(),
+                            gl("glGetFramebufferAttachmentParameteriv", fb, enum("GL_BACK"),
+                               enum("GL_FRAMEBUFFER_ATTACHMENT_RED_SIZE"), (red, 4)),
+                            gl("glDrawBuffers", 1, [enum("GL_BACK")]),
+                            gl("glCheckFramebufferStatus", fb, (status, 4)),
+                            vgpu("CONTEXT_CREATE", 2, 3, 0), vgpu("MAKE_CURRENT", 2, 0),
+                            gl("glCheckFramebufferStatus", fb, (none, 4))), guest)
+    assert guest.u32(red) == 8
+    assert guest.u32(status) == enum("GL_FRAMEBUFFER_COMPLETE")
+    assert guest.u32(none) == enum("GL_FRAMEBUFFER_UNDEFINED")
