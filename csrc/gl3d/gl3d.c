@@ -227,8 +227,10 @@ int g3_set_slots(G3 *g, uint32_t id_bits, uint32_t gen_bits, uint32_t n,
                  const uint64_t *start, const uint64_t *end, const uint32_t *generation,
                  const uint8_t *valid)
 {
-    if (n > G3_MAX_SLOTS || id_bits == 0 || id_bits + gen_bits >= 64)
+    if (n > G3_MAX_SLOTS || id_bits == 0 || id_bits + gen_bits >= 64) {
+        g->nslots = 0;  /* nothing translates: every reference is GL_INVALID_VALUE */
         return -1;
+    }
     g->id_bits = id_bits;
     g->gen_bits = gen_bits;
     g->nslots = n;
