@@ -102,16 +102,14 @@ void main() {
 # is flipped and swizzled on the way.
 _PRESENT_FS = """#version 330 core
 uniform sampler2D u_src;
-uniform ivec4 u_map;   // source x, source top row (y + h - 1), destination x, destination y
-uniform int u_opaque;
+uniform ivec4 u_map;   // source x, source top row, destination x, destination y
+uniform float u_opaque;  // 1.0: the destination has no alpha, write 1
 out vec4 color;
 void main() {
+    // the rects drawn are clipped to the source: every fetch is inside it
     ivec2 d = ivec2(gl_FragCoord.xy);
-    ivec2 s = ivec2(u_map.x + d.x - u_map.z, u_map.y - (d.y - u_map.w));
-    // outside the source: nothing (GL leaves such a fetch undefined)
-    vec4 c = all(greaterThanEqual(s, ivec2(0))) && all(lessThan(s, textureSize(u_src, 0)))
-             ? texelFetch(u_src, s, 0) : vec4(0.0);
-    color = vec4(c.b, c.g, c.r, u_opaque != 0 ? 1.0 : c.a);
+    vec4 c = texelFetch(u_src, ivec2(u_map.x + d.x - u_map.z, u_map.y - (d.y - u_map.w)), 0);
+    color = vec4(c.b, c.g, c.r, max(c.a, u_opaque));
 }
 """
 
@@ -326,6 +324,12 @@ class Gl3dExecutor:
         src_x, src_top = x + bx0 - dst_x, y + h - 1 - (by0 - dst_y)
         if drawable is not None and drawable.texture is not None:
             src = drawable.texture
+            # only what lies over the drawable: the rest of a source rect has no pixels
+            inside = (bx0 - src_x, by0 + src_top - drawable.height + 1,
+                      bx0 - src_x + drawable.width, by0 + src_top + 1)
+            boxes = [c for c in (intersect(b, inside) for b in boxes) if c is not None]
+            if not boxes:
+                return True
         else:
             gy = src_top - (by1 - by0 - 1)
             if not (abs(src_x) <= MAX_SOURCE_COORD and abs(gy) <= MAX_SOURCE_COORD):
@@ -371,7 +375,7 @@ class Gl3dExecutor:
         prog["u_src"] = 0
         prog["u_size"] = (surf.width, surf.height)
         prog["u_map"] = (sx, top, dst_x, dst_y)
-        prog["u_opaque"] = int(surf.fmt == E.SURFACE_FMT_32_xRGB)
+        prog["u_opaque"] = float(surf.fmt == E.SURFACE_FMT_32_xRGB)
         for box in boxes:
             prog["u_rect"] = box
             self._vao.render(moderngl.TRIANGLE_STRIP, vertices=4)
