@@ -36,7 +36,7 @@ ffi.set_source(
     "vgpu._gl3d",
     '#include "gl3d.h"',
     sources=[os.path.relpath(s, HERE.parent) for s in SOURCES],
-    include_dirs=[str(GL3D), str(GENERATED)],
+    include_dirs=[str(GL3D), str(GENERATED), str(HERE)],
     libraries=["dl"],
     py_limited_api=False,
     extra_compile_args=CFLAGS,

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 
 #include "gl3d_gen.h"
+#include "qxl_abi.h"
 
 /* desktop GL enums the ES headers lack */
 #define GL_PROGRAM_POINT_SIZE_ 0x8642
@@ -2937,10 +2938,10 @@ int g3_surface_new(G3 *g, uint32_t width, uint32_t height, uint32_t flags, uint3
         g3gl.TexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MAG_FILTER, GL_NEAREST);
         g3gl.FramebufferTexture2D(GL_FRAMEBUFFER, GL_COLOR_ATTACHMENT0, GL_TEXTURE_2D, n[1], 0);
     }
-    if (flags & (G3_SURFACE_DEPTH | G3_SURFACE_STENCIL)) {
-        GLenum fmt = flags & G3_SURFACE_STENCIL ? GL_DEPTH24_STENCIL8 : GL_DEPTH_COMPONENT24;
-        GLenum at = flags & G3_SURFACE_STENCIL
-                    ? (flags & G3_SURFACE_DEPTH ? GL_DEPTH_STENCIL_ATTACHMENT
+    if (flags & (VGPU_3D_SURFACE_DEPTH | VGPU_3D_SURFACE_STENCIL)) {
+        GLenum fmt = flags & VGPU_3D_SURFACE_STENCIL ? GL_DEPTH24_STENCIL8 : GL_DEPTH_COMPONENT24;
+        GLenum at = flags & VGPU_3D_SURFACE_STENCIL
+                    ? (flags & VGPU_3D_SURFACE_DEPTH ? GL_DEPTH_STENCIL_ATTACHMENT
                                                 : GL_STENCIL_ATTACHMENT)
                     : GL_DEPTH_ATTACHMENT;
         g3gl.GenRenderbuffers(1, &n[2]);
@@ -2955,7 +2956,7 @@ int g3_surface_new(G3 *g, uint32_t width, uint32_t height, uint32_t flags, uint3
         /* a new drawable starts cleared, as a new EGL surface's content is undefined */
         GLfloat zero[4] = {0, 0, 0, 0};
         g3gl.ClearBufferfv(GL_COLOR, 0, zero);
-        if (flags & G3_SURFACE_DEPTH)
+        if (flags & VGPU_3D_SURFACE_DEPTH)
             g3gl.ClearBufferfi(GL_DEPTH_STENCIL, 0, 1.0f, 0);
     }
     g3gl.BindFramebuffer(GL_FRAMEBUFFER, (GLuint)fb);

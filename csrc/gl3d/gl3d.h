@@ -10,8 +10,6 @@
 typedef struct g3_host G3;
 
 #define G3_MAX_CONTEXTS 64
-#define G3_SURFACE_DEPTH 1
-#define G3_SURFACE_STENCIL 2
 
 struct g3_counters {
     uint64_t commands;    /* GL commands run (made or refused with a GL error) */
@@ -60,7 +58,8 @@ uint32_t g3_execute(G3 *g, const uint8_t *words, uint32_t nwords, uint32_t pos);
 uint32_t g3_framebuffer(G3 *g, uint32_t guest);
 
 /* Drawables: names[0] fbo, [1] colour texture or renderbuffer, [2] depth/stencil
- * renderbuffer (0: none); samples > 1 makes the colour a multisampled renderbuffer. */
+ * renderbuffer (0: none); flags are VGPU_3D_SURFACE_*; samples > 1 makes the colour a
+ * multisampled renderbuffer. */
 int g3_surface_new(G3 *g, uint32_t width, uint32_t height, uint32_t flags, uint32_t samples,
                    uint32_t names[3]);
 void g3_surface_free(G3 *g, const uint32_t names[3], uint32_t samples);

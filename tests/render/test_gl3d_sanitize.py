@@ -15,7 +15,7 @@ import pytest
 
 from tests.render.gl3d_helpers import FakeGuest, batch, enum, gl, triangle_draw, triangle_program
 from tests.render.test_gl3d import setup
-from tests.render.test_gl3d_fuzz import seed_body
+from tests.render.test_gl3d_hostile import seed_body
 
 HERE = Path(__file__).resolve().parent
 GL3D = HERE.parents[1] / "csrc" / "gl3d"
@@ -35,6 +35,7 @@ def test_gl3d_clean_under_asan_and_ubsan() -> None:
         exe = Path(tmp) / "driver"
         build = subprocess.run(
             [cc, *SANITIZE, "-Wall", "-Wextra", "-Werror", f"-I{GL3D}", f"-I{gen}",
+             f"-I{GL3D.parent}",
              str(HERE / "gl3d_sanitize_driver.c"), str(GL3D / "gl3d.c"), str(gen / "gl3d_gen.c"),
              "-lEGL", "-ldl", "-o", str(exe)], capture_output=True, text=True)
         if build.returncode != 0 and "sanitizer" in build.stderr and "cannot find" in build.stderr:

@@ -30,7 +30,7 @@ from typing import Any
 import moderngl
 import numpy as np
 
-from vgpu.device.backend import Gl3dGuest, run_fences
+from vgpu.device.backend import Gl3dGuest
 from vgpu.device.commands import (
     AlphaBlend,
     BitmapImage,
@@ -402,9 +402,9 @@ class Renderer:
             self._op_textures.clear()
         self._note_damage(surf, tuple(damage))
 
-    def execute_3d(self, batch: bytes, guest: Any) -> None:
-        """Runs one batch of the 3D ring (docs/3d-ring.md) on `Gl3dExecutor`; `guest` is the
-        device's Gl3dGuest. Faults inside the batch stay with their context."""
+    def execute_3d(self, batch: bytes, guest: Gl3dGuest) -> None:
+        """Runs one batch of the 3D ring (docs/3d-ring.md) on `Gl3dExecutor`. Faults inside
+        the batch stay with their context."""
         if self.gl3d is None:
             self.gl3d = Gl3dExecutor(self)
         self.gl3d.execute(batch, guest)
@@ -526,11 +526,6 @@ class Renderer:
             self._cache_tex = None
         self._slots = SlotAtlas()
         self._damage = []
-
-    def execute_3d(self, batch: bytes, guest: Gl3dGuest) -> None:
-        # Until the 3D executor (vgpu/render/gl3d.py) runs GL commands here, fences
-        # complete so that a 3D guest is never left waiting.
-        run_fences(batch, guest)
 
     # --- beyond the protocol ----------------------------------------------------------
 

@@ -57,6 +57,7 @@ import moderngl
 import numpy as np
 
 from vgpu._gl3d import ffi, lib
+from vgpu.device.abi import lib as abi
 from vgpu.device.glwire import GL_OPCODE_BASE, VGPU_COMMANDS
 from vgpu.render import enums as E
 from vgpu.render.region import Box, intersect
@@ -84,8 +85,7 @@ bounded by the header anyway, this bounds the work per present."""
 
 _OP = {name: op for name, (op, _) in VGPU_COMMANDS.items()}
 _BODY = {op: words for op, words in VGPU_COMMANDS.values()}
-_FENCE_INTERRUPT = 1  # VGPU_3D_FENCE_INTERRUPT
-_SURFACE_FLAGS = 3  # VGPU_3D_SURFACE_DEPTH | VGPU_3D_SURFACE_STENCIL
+_SURFACE_FLAGS = abi.VGPU_3D_SURFACE_DEPTH | abi.VGPU_3D_SURFACE_STENCIL
 _FORMATS_32 = (E.SURFACE_FMT_32_xRGB, E.SURFACE_FMT_32_ARGB)
 
 _PRESENT_VS = """#version 330 core
@@ -244,7 +244,7 @@ class Gl3dExecutor:
         elif op == _OP["PRESENT"]:
             ok = self._present(args)
         elif op == _OP["FENCE"]:
-            guest.fence(args[0] | args[1] << 32, bool(args[2] & _FENCE_INTERRUPT))
+            guest.fence(args[0] | args[1] << 32, bool(args[2] & abi.VGPU_3D_FENCE_INTERRUPT))
         return ok
 
     # --- contexts and drawables ---------------------------------------------------------
