@@ -1633,8 +1633,17 @@ IS(IsSampler, T_SAMPLER, 0)
 IS(IsTransformFeedback, T_TF, 0)
 IS(IsSync, T_SYNC, 0)
 
+/* desktop caps whose ES behaviour is always on here (a moderngl-shaped guest library may
+ * name them): taken and ignored, never reaching host state */
+static int fixed_cap(GLenum cap)
+{
+    return cap == GL_PROGRAM_POINT_SIZE_ || cap == GL_TEXTURE_CUBE_MAP_SEAMLESS_;
+}
+
 void h_glEnable(G3 *g, GLenum cap)
 {
+    if (fixed_cap(cap))
+        return;
     if (cap_index(cap) < 0) {
         g3_error(g, GL_INVALID_ENUM);
         return;
@@ -1645,6 +1654,8 @@ void h_glEnable(G3 *g, GLenum cap)
 
 void h_glDisable(G3 *g, GLenum cap)
 {
+    if (fixed_cap(cap))
+        return;
     if (cap_index(cap) < 0) {
         g3_error(g, GL_INVALID_ENUM);
         return;
@@ -1655,6 +1666,11 @@ void h_glDisable(G3 *g, GLenum cap)
 
 void h_glIsEnabled(G3 *g, GLenum cap, const struct g3_out *result)
 {
+    GLboolean on = GL_TRUE;
+    if (fixed_cap(cap)) {
+        g3_answer(g, result, &on, 1);
+        return;
+    }
     if (cap_index(cap) < 0) {
         g3_error(g, GL_INVALID_ENUM);
         return;
