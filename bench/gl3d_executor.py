@@ -6,7 +6,7 @@ one decoded command (batches of 10,000 of one command).
 Batches are encoded with the tests' small encoder (tests/render/gl3d_helpers.py) until the
 guest library lands.
 
-    PYTHONPATH=. python bench/gl3d.py [--frames 40] [--draws 100]
+    PYTHONPATH=. python bench/gl3d_executor.py [--frames 40] [--draws 100]
 """
 
 from __future__ import annotations
