@@ -142,7 +142,8 @@ class Machine:
     def __init__(self, guest: GuestRun | None, guest_socket: str | None = None,
                  record: Path | None = None, *, gl_watchdog: float = DEFAULT_GL_WATCHDOG_S,
                  renderer_factory: Callable[[], Renderer] | None = None,
-                 hard_watchdog: bool = False) -> None:
+                 hard_watchdog: bool = False, ram_size: int | None = None) -> None:
+        self._ram_size = ram_size  # None: the device's default
         self.frames = FrameBus()
         self.cursor = CursorBus()
         self._guest = guest
@@ -242,7 +243,8 @@ class Machine:
 
         try:
             renderer = Renderer() if self._renderer_factory is None else self._renderer_factory()
-            device = Device(renderer, cursor_sink=self._on_cursor)
+            sizes = {} if self._ram_size is None else {"ram_size": self._ram_size}
+            device = Device(renderer, cursor_sink=self._on_cursor, **sizes)
             recorder = None
             if self._record is not None:
                 from vgpu.replay import Recorder
