@@ -60,7 +60,8 @@ def handwritten() -> set[str]:
 
 def size_hooks() -> set[str]:
     text = (HERE / "gles.c").read_text()
-    return set(re.findall(r"\bvg_size_(gl\w+)\s*\(", text))
+    return (set(re.findall(r"\bvg_size_(gl\w+)\s*\(", text))
+            | set(re.findall(r"^VG_ONE\((gl\w+),", text, re.M)))
 
 
 def c_expr(expr: str, params) -> str:

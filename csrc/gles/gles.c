@@ -880,6 +880,20 @@ VG_API void glPixelStorei(GLenum pname, GLint param)
 
 /* ---- shaders ------------------------------------------------------------------------ */
 
+/* GL_SHADER_SOURCE_LENGTH as the program gave the source: the host's count includes the
+ * `#version 100` line the executor adds to a source without one (docs/3d-ring.md). */
+static int32_t vg_source_len[VG_MAX_NAMES];
+
+VG_API void glGetShaderiv(GLuint shader, GLenum pname, GLint *params)
+{
+    if (!cur) return;
+    if (pname == GL_SHADER_SOURCE_LENGTH && params && vg_name_used(VG_T_PROGRAM, shader)) {
+        *params = vg_source_len[shader];
+        return;
+    }
+    enc_glGetShaderiv(shader, pname, params);
+}
+
 VG_API void glShaderSource(GLuint shader, GLsizei count, const GLchar *const *string,
                            const GLint *length)
 {
@@ -913,6 +927,7 @@ VG_API void glShaderSource(GLuint shader, GLsizei count, const GLchar *const *st
     }
     VgBlob b = vg_blob(joined, total);
     uint32_t *w = b.words ? vg_cmd(0x162, 2 + b.words) : NULL;
+    if (w && shader < VG_MAX_NAMES) vg_source_len[shader] = total ? (int32_t)total + 1 : 0;
     if (w) {
         *w++ = shader;
         *w++ = 1;
