@@ -202,6 +202,8 @@ def encoder(cmd, hooks: set[str]) -> tuple[str, bool]:
     lines += body
     if sync:
         lines.append("    vg_sync();")
+    if cmd.name != "glGetError":
+        lines.append(f'    if (vg_checking) vg_check("{cmd.name}");')
     lines += post
     if ret_name == "result" and cmd.ret == "GLsync":
         lines.append("    return (GLsync)(uintptr_t)result;")

@@ -115,6 +115,8 @@ VG_EXPORT int vg_connect(void)
         return vg.mem ? 0 : -1;
     }
     vg.tried = 1;
+    const char *check = getenv("VGPU_GLES_CHECK");
+    vg_checking = check && *check && strcmp(check, "0");
     const char *path = getenv("VGPU_GL_SOCKET");
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (!path || strlen(path) >= sizeof sa.sun_path) {
@@ -354,6 +356,16 @@ VG_INTERNAL void vg_error(GLenum e)
     if (cur && !cur->error) cur->error = e;
 }
 
+VG_INTERNAL int vg_checking;
+
+VG_INTERNAL void vg_check(const char *name)
+{
+    GLenum e = enc_glGetError();
+    if (!e) return;
+    vg_log("%s: GL error 0x%x", name, e);
+    vg_error(e);
+}
+
 VG_INTERNAL void vg_unimplemented(const char *name)
 {
     static const char *logged[64];
@@ -552,7 +564,7 @@ static const char *const vg_extensions[] = {
     /* what this library implements over ES 3.0 core on the host */
     "GL_OES_mapbuffer", "GL_OES_vertex_array_object", "GL_OES_element_index_uint",
     "GL_OES_rgb8_rgba8", "GL_OES_depth24", "GL_OES_packed_depth_stencil",
-    "GL_OES_texture_npot", "GL_EXT_map_buffer_range",
+    "GL_OES_texture_npot", "GL_EXT_map_buffer_range", "GL_OES_depth_texture",
 };
 #define VG_NEXT (sizeof vg_extensions / sizeof *vg_extensions)
 

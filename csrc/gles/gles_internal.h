@@ -45,6 +45,11 @@ VG_INTERNAL uint32_t vg_name_new(int table);
 VG_INTERNAL int vg_names_new(int table, int64_t n, uint32_t *out);
 VG_INTERNAL void vg_names_free(int table, int64_t n, const uint32_t *names);
 VG_INTERNAL uint32_t vg_fbits(float f);
+/* VGPU_GLES_CHECK=1: every call is followed by glGetError on the host, and the first error
+ * of each command is logged with its name (slow: one fence per call; for finding what a
+ * program does that the host refuses). */
+extern VG_INTERNAL int vg_checking;
+VG_INTERNAL void vg_check(const char *name);
 
 /* For libEGL. Contexts and surfaces are numbered inside the range the guest gave this
  * process; 0 means failure. */
