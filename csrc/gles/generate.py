@@ -43,8 +43,9 @@ TABLE_ENUM = {
     "query": "VG_T_QUERY", "transform feedback": "VG_T_TF",
 }
 
-TYPES = """typedef unsigned int GLenum; typedef unsigned char GLboolean; typedef unsigned int GLbitfield;
-typedef void GLvoid; typedef signed char GLbyte; typedef short GLshort; typedef int GLint;
+TYPES = """typedef unsigned int GLenum; typedef unsigned char GLboolean;
+typedef unsigned int GLbitfield; typedef void GLvoid; typedef signed char GLbyte;
+typedef short GLshort; typedef int GLint;
 typedef unsigned char GLubyte; typedef unsigned short GLushort; typedef unsigned int GLuint;
 typedef int GLsizei; typedef float GLfloat; typedef float GLclampf; typedef int GLfixed;
 typedef char GLchar; typedef intptr_t GLintptr; typedef intptr_t GLsizeiptr;

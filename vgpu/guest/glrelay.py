@@ -16,6 +16,7 @@ contexts and surfaces are destroyed and its arena waits for a fence before it is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -107,17 +108,13 @@ class GlRelay:
 
     def close(self) -> None:
         self._closed = True
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)  # wakes accept(); close alone does not
-        except OSError:
-            pass
         self.sock.close()
         for t in self._threads:
             t.join(timeout=FENCE_WAIT_S)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        except FileNotFoundError:
-            pass
 
     def _take_slot(self) -> _Slot | None:
         with self.lock:
