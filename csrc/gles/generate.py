@@ -24,16 +24,16 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-GLWIRE = HERE.parents[1] / "vgpu" / "device" / "glwire.py"
 
 
 def load_glwire():
-    spec = importlib.util.spec_from_file_location("vgpu_glwire", GLWIRE)
+    """glwire, loaded by the executor's generator (csrc/gl3d/generate.py), which owns how."""
+    spec = importlib.util.spec_from_file_location("vgpu_gl3d_generate",
+                                                  HERE.parent / "gl3d" / "generate.py")
     assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["vgpu_glwire"] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    gl3d = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gl3d)
+    return gl3d.load_glwire()
 
 
 TABLE_ENUM = {
@@ -62,7 +62,7 @@ def handwritten() -> set[str]:
 def size_hooks() -> set[str]:
     text = (HERE / "gles.c").read_text()
     return (set(re.findall(r"\bvg_size_(gl\w+)\s*\(", text))
-            | set(re.findall(r"^VG_ONE\((gl\w+),", text, re.M)))
+            | set(re.findall(r"^VG_SIZE\((gl\w+),", text, re.M)))
 
 
 def c_expr(expr: str, params) -> str:

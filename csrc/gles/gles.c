@@ -641,120 +641,54 @@ static int64_t vg_pname_count(GLenum pname)
     }
 }
 
-int64_t vg_size_glGetIntegerv(GLenum pname, GLint *data);
-int64_t vg_size_glGetIntegerv(GLenum pname, GLint *data)
-{
-    (void)data;
-    return vg_pname_count(pname) * 4;
-}
-
-#define VG_ONE(fn, decl, elem)                                                            \
-    int64_t vg_size_##fn decl;                                                            \
-    int64_t vg_size_##fn decl { return elem; }
-
-int64_t vg_size_glGetFloatv(GLenum pname, GLfloat *data);
-int64_t vg_size_glGetFloatv(GLenum pname, GLfloat *data)
-{
-    (void)data;
-    return vg_pname_count(pname) * 4;
-}
-int64_t vg_size_glGetBooleanv(GLenum pname, GLboolean *data);
-int64_t vg_size_glGetBooleanv(GLenum pname, GLboolean *data)
-{
-    (void)data;
-    return vg_pname_count(pname);
-}
-int64_t vg_size_glGetInteger64v(GLenum pname, GLint64 *data);
-int64_t vg_size_glGetInteger64v(GLenum pname, GLint64 *data)
-{
-    (void)data;
-    return vg_pname_count(pname) * 8;
-}
-
-/* Calls whose every ES 3.0 pname answers (or takes) one value. */
+/* The byte size of a COMPSIZE blob or answer, for the generated encoder of `fn` (whose
+ * prototype gles_gen.h declares); `expr` may use the call's parameters. */
+#define VG_SIZE(fn, decl, expr) int64_t vg_size_##fn decl { return expr; }
 #define VG_UNUSED3(a, b, c) ((void)(a), (void)(b), (void)(c))
-VG_ONE(glGetBufferParameteriv, (GLenum t, GLenum p, GLint *d), (VG_UNUSED3(t, p, d), 4))
-VG_ONE(glGetBufferParameteri64v, (GLenum t, GLenum p, GLint64 *d), (VG_UNUSED3(t, p, d), 8))
-VG_ONE(glGetProgramiv, (GLuint o, GLenum p, GLint *d), (VG_UNUSED3(o, p, d), 4))
-VG_ONE(glGetShaderiv, (GLuint o, GLenum p, GLint *d), (VG_UNUSED3(o, p, d), 4))
-VG_ONE(glGetRenderbufferParameteriv, (GLenum t, GLenum p, GLint *d), (VG_UNUSED3(t, p, d), 4))
-VG_ONE(glGetTexParameteriv, (GLenum t, GLenum p, GLint *d), (VG_UNUSED3(t, p, d), 4))
-VG_ONE(glGetTexParameterfv, (GLenum t, GLenum p, GLfloat *d), (VG_UNUSED3(t, p, d), 4))
-VG_ONE(glGetQueryiv, (GLenum t, GLenum p, GLint *d), (VG_UNUSED3(t, p, d), 4))
-VG_ONE(glGetQueryObjectuiv, (GLuint t, GLenum p, GLuint *d), (VG_UNUSED3(t, p, d), 4))
-VG_ONE(glGetSamplerParameteriv, (GLuint t, GLenum p, GLint *d), (VG_UNUSED3(t, p, d), 4))
-VG_ONE(glGetSamplerParameterfv, (GLuint t, GLenum p, GLfloat *d), (VG_UNUSED3(t, p, d), 4))
-VG_ONE(glGetIntegeri_v, (GLenum t, GLuint i, GLint *d), (VG_UNUSED3(t, i, d), 4))
-VG_ONE(glGetInteger64i_v, (GLenum t, GLuint i, GLint64 *d), (VG_UNUSED3(t, i, d), 8))
-VG_ONE(glTexParameterfv, (GLenum t, GLenum p, const GLfloat *d), (VG_UNUSED3(t, p, d), 4))
-VG_ONE(glTexParameteriv, (GLenum t, GLenum p, const GLint *d), (VG_UNUSED3(t, p, d), 4))
-VG_ONE(glSamplerParameteriv, (GLuint t, GLenum p, const GLint *d), (VG_UNUSED3(t, p, d), 4))
-VG_ONE(glSamplerParameterfv, (GLuint t, GLenum p, const GLfloat *d), (VG_UNUSED3(t, p, d), 4))
-
-int64_t vg_size_glGetFramebufferAttachmentParameteriv(GLenum t, GLenum a, GLenum p, GLint *d);
-int64_t vg_size_glGetFramebufferAttachmentParameteriv(GLenum t, GLenum a, GLenum p, GLint *d)
-{
-    (void)t, (void)a, (void)p, (void)d;
-    return 4;
-}
 
 static int64_t vg_cstr(const GLchar *s)
 {
     return s ? (int64_t)strnlen(s, 65536) + 1 : -1;
 }
-int64_t vg_size_glBindAttribLocation(GLuint p, GLuint i, const GLchar *name);
-int64_t vg_size_glBindAttribLocation(GLuint p, GLuint i, const GLchar *name)
-{
-    (void)p, (void)i;
-    return vg_cstr(name);
-}
-int64_t vg_size_glGetAttribLocation(GLuint p, const GLchar *name);
-int64_t vg_size_glGetAttribLocation(GLuint p, const GLchar *name)
-{
-    (void)p;
-    return vg_cstr(name);
-}
-int64_t vg_size_glGetUniformLocation(GLuint p, const GLchar *name);
-int64_t vg_size_glGetUniformLocation(GLuint p, const GLchar *name)
-{
-    (void)p;
-    return vg_cstr(name);
-}
-int64_t vg_size_glGetFragDataLocation(GLuint p, const GLchar *name);
-int64_t vg_size_glGetFragDataLocation(GLuint p, const GLchar *name)
-{
-    (void)p;
-    return vg_cstr(name);
-}
-int64_t vg_size_glGetUniformBlockIndex(GLuint p, const GLchar *name);
-int64_t vg_size_glGetUniformBlockIndex(GLuint p, const GLchar *name)
-{
-    (void)p;
-    return vg_cstr(name);
-}
 
-static int64_t vg_clear_size(GLenum buffer)
-{
-    return buffer == GL_COLOR ? 16 : 4;
-}
-int64_t vg_size_glClearBufferiv(GLenum b, GLint d, const GLint *v);
-int64_t vg_size_glClearBufferiv(GLenum b, GLint d, const GLint *v)
-{
-    (void)d, (void)v;
-    return vg_clear_size(b);
-}
-int64_t vg_size_glClearBufferuiv(GLenum b, GLint d, const GLuint *v);
-int64_t vg_size_glClearBufferuiv(GLenum b, GLint d, const GLuint *v)
-{
-    (void)d, (void)v;
-    return vg_clear_size(b);
-}
-int64_t vg_size_glClearBufferfv(GLenum b, GLint d, const GLfloat *v);
-int64_t vg_size_glClearBufferfv(GLenum b, GLint d, const GLfloat *v)
-{
-    (void)d, (void)v;
-    return vg_clear_size(b);
-}
+VG_SIZE(glGetIntegerv, (GLenum p, GLint *d), ((void)d, vg_pname_count(p) * 4))
+VG_SIZE(glGetFloatv, (GLenum p, GLfloat *d), ((void)d, vg_pname_count(p) * 4))
+VG_SIZE(glGetBooleanv, (GLenum p, GLboolean *d), ((void)d, vg_pname_count(p)))
+VG_SIZE(glGetInteger64v, (GLenum p, GLint64 *d), ((void)d, vg_pname_count(p) * 8))
+/* calls whose every ES 3.0 pname answers (or takes) one value */
+VG_SIZE(glGetBufferParameteriv, (GLenum t, GLenum p, GLint *d), (VG_UNUSED3(t, p, d), 4))
+VG_SIZE(glGetBufferParameteri64v, (GLenum t, GLenum p, GLint64 *d), (VG_UNUSED3(t, p, d), 8))
+VG_SIZE(glGetProgramiv, (GLuint o, GLenum p, GLint *d), (VG_UNUSED3(o, p, d), 4))
+VG_SIZE(glGetShaderiv, (GLuint o, GLenum p, GLint *d), (VG_UNUSED3(o, p, d), 4))
+VG_SIZE(glGetRenderbufferParameteriv, (GLenum t, GLenum p, GLint *d), (VG_UNUSED3(t, p, d), 4))
+VG_SIZE(glGetTexParameteriv, (GLenum t, GLenum p, GLint *d), (VG_UNUSED3(t, p, d), 4))
+VG_SIZE(glGetTexParameterfv, (GLenum t, GLenum p, GLfloat *d), (VG_UNUSED3(t, p, d), 4))
+VG_SIZE(glGetQueryiv, (GLenum t, GLenum p, GLint *d), (VG_UNUSED3(t, p, d), 4))
+VG_SIZE(glGetQueryObjectuiv, (GLuint t, GLenum p, GLuint *d), (VG_UNUSED3(t, p, d), 4))
+VG_SIZE(glGetSamplerParameteriv, (GLuint t, GLenum p, GLint *d), (VG_UNUSED3(t, p, d), 4))
+VG_SIZE(glGetSamplerParameterfv, (GLuint t, GLenum p, GLfloat *d), (VG_UNUSED3(t, p, d), 4))
+VG_SIZE(glGetIntegeri_v, (GLenum t, GLuint i, GLint *d), (VG_UNUSED3(t, i, d), 4))
+VG_SIZE(glGetInteger64i_v, (GLenum t, GLuint i, GLint64 *d), (VG_UNUSED3(t, i, d), 8))
+VG_SIZE(glTexParameterfv, (GLenum t, GLenum p, const GLfloat *d), (VG_UNUSED3(t, p, d), 4))
+VG_SIZE(glTexParameteriv, (GLenum t, GLenum p, const GLint *d), (VG_UNUSED3(t, p, d), 4))
+VG_SIZE(glSamplerParameteriv, (GLuint t, GLenum p, const GLint *d), (VG_UNUSED3(t, p, d), 4))
+VG_SIZE(glSamplerParameterfv, (GLuint t, GLenum p, const GLfloat *d), (VG_UNUSED3(t, p, d), 4))
+VG_SIZE(glGetFramebufferAttachmentParameteriv, (GLenum t, GLenum a, GLenum p, GLint *d),
+        (VG_UNUSED3(t, a, p), (void)d, 4))
+/* single strings travel with their NUL */
+VG_SIZE(glBindAttribLocation, (GLuint p, GLuint i, const GLchar *n),
+        ((void)p, (void)i, vg_cstr(n)))
+VG_SIZE(glGetAttribLocation, (GLuint p, const GLchar *n), ((void)p, vg_cstr(n)))
+VG_SIZE(glGetUniformLocation, (GLuint p, const GLchar *n), ((void)p, vg_cstr(n)))
+VG_SIZE(glGetFragDataLocation, (GLuint p, const GLchar *n), ((void)p, vg_cstr(n)))
+VG_SIZE(glGetUniformBlockIndex, (GLuint p, const GLchar *n), ((void)p, vg_cstr(n)))
+/* a colour clears with 4 values, depth or stencil with 1 */
+VG_SIZE(glClearBufferiv, (GLenum b, GLint d, const GLint *v),
+        ((void)d, (void)v, b == GL_COLOR ? 16 : 4))
+VG_SIZE(glClearBufferuiv, (GLenum b, GLint d, const GLuint *v),
+        ((void)d, (void)v, b == GL_COLOR ? 16 : 4))
+VG_SIZE(glClearBufferfv, (GLenum b, GLint d, const GLfloat *v),
+        ((void)d, (void)v, b == GL_COLOR ? 16 : 4))
 
 /* ---- pixel sizes -------------------------------------------------------------------- */
 
@@ -809,15 +743,11 @@ static int64_t vg_image_bytes(const GLint *store, int has_depth, GLsizei w, GLsi
 }
 
 int64_t vg_size_glTexImage2D(GLenum t, GLint l, GLint i, GLsizei w, GLsizei h, GLint b,
-                             GLenum f, GLenum ty, const void *p);
-int64_t vg_size_glTexImage2D(GLenum t, GLint l, GLint i, GLsizei w, GLsizei h, GLint b,
                              GLenum f, GLenum ty, const void *p)
 {
     (void)t, (void)l, (void)i, (void)b, (void)p;
     return cur ? vg_image_bytes(cur->unpack, 0, w, h, 1, f, ty) : -1;
 }
-int64_t vg_size_glTexSubImage2D(GLenum t, GLint l, GLint x, GLint y, GLsizei w, GLsizei h,
-                                GLenum f, GLenum ty, const void *p);
 int64_t vg_size_glTexSubImage2D(GLenum t, GLint l, GLint x, GLint y, GLsizei w, GLsizei h,
                                 GLenum f, GLenum ty, const void *p)
 {
@@ -825,23 +755,17 @@ int64_t vg_size_glTexSubImage2D(GLenum t, GLint l, GLint x, GLint y, GLsizei w, 
     return cur ? vg_image_bytes(cur->unpack, 0, w, h, 1, f, ty) : -1;
 }
 int64_t vg_size_glTexImage3D(GLenum t, GLint l, GLint i, GLsizei w, GLsizei h, GLsizei d,
-                             GLint b, GLenum f, GLenum ty, const void *p);
-int64_t vg_size_glTexImage3D(GLenum t, GLint l, GLint i, GLsizei w, GLsizei h, GLsizei d,
                              GLint b, GLenum f, GLenum ty, const void *p)
 {
     (void)t, (void)l, (void)i, (void)b, (void)p;
     return cur ? vg_image_bytes(cur->unpack, 1, w, h, d, f, ty) : -1;
 }
 int64_t vg_size_glTexSubImage3D(GLenum t, GLint l, GLint x, GLint y, GLint z, GLsizei w,
-                                GLsizei h, GLsizei d, GLenum f, GLenum ty, const void *p);
-int64_t vg_size_glTexSubImage3D(GLenum t, GLint l, GLint x, GLint y, GLint z, GLsizei w,
                                 GLsizei h, GLsizei d, GLenum f, GLenum ty, const void *p)
 {
     (void)t, (void)l, (void)x, (void)y, (void)z, (void)p;
     return cur ? vg_image_bytes(cur->unpack, 1, w, h, d, f, ty) : -1;
 }
-int64_t vg_size_glReadPixels(GLint x, GLint y, GLsizei w, GLsizei h, GLenum f, GLenum ty,
-                             void *p);
 int64_t vg_size_glReadPixels(GLint x, GLint y, GLsizei w, GLsizei h, GLenum f, GLenum ty,
                              void *p)
 {
