@@ -38,6 +38,9 @@
 #define VG_MAX_ATTRIBS 16
 /* Names per object table (the device's quota, docs/3d-ring.md). */
 #define VG_MAX_NAMES 65536
+/* Data larger than this goes in pieces (a buffer's glBufferSubData, a texture's bands of
+ * rows): each piece by reference fits the data area many times over. */
+#define VG_CHUNK (1u << 20)
 /* Presents whose fences have not completed (docs/3d-ring.md, MAX_PRESENTS_IN_FLIGHT). */
 #define VG_MAX_PRESENTS 2
 /* Seconds a fence may take before the device counts as gone (its own watchdog ends a
@@ -67,6 +70,7 @@ struct VgCtx {
         GLint size; GLenum type; GLboolean norm; GLsizei stride; GLuint divisor;
         const void *ptr; uint32_t buffer;
     } attr[VG_MAX_ATTRIBS];
+    uint32_t program, host_enabled; /* vertex array 0's arrays enabled on the host */
     GLint unpack[5], pack[3]; /* alignment, row length, image height, skip rows, pixels */
     uint32_t stream_v, stream_i;
 };
@@ -936,6 +940,11 @@ VG_API void glDeleteBuffers(GLsizei n, const GLuint *buffers)
                 if (cur->bound[t] == buffers[i]) cur->bound[t] = 0;
             if (cur->array_buffer == buffers[i]) cur->array_buffer = 0;
             if (cur->element0 == buffers[i]) cur->element0 = 0;
+            for (int a = 0; a < VG_MAX_ATTRIBS; a++)
+                if (cur->attr[a].buffer == buffers[i]) {
+                    cur->attr[a].buffer = 0; /* its offset is no client pointer */
+                    cur->attr[a].ptr = NULL;
+                }
             if (buffers[i] == cur->stream_v || buffers[i] == cur->stream_i) return;
         }
     enc_glDeleteBuffers(n, buffers);
@@ -947,6 +956,26 @@ static VgShadow *vg_shadow_of(GLenum target)
     if (!b || b >= VG_MAX_NAMES) return NULL;
     if (!vg_shadow[b]) vg_shadow[b] = calloc(1, sizeof(VgShadow));
     return vg_shadow[b];
+}
+
+/* glBufferSubData in pieces of at most VG_CHUNK bytes */
+static void vg_buffer_pieces(GLenum target, GLintptr offset, GLsizeiptr size, const void *data)
+{
+    if (!data || size <= VG_CHUNK || offset < 0) {
+        enc_glBufferSubData(target, offset, size, data);
+        return;
+    }
+    for (GLsizeiptr at = 0; at < size; at += VG_CHUNK) {
+        GLsizeiptr n = size - at < VG_CHUNK ? size - at : VG_CHUNK;
+        enc_glBufferSubData(target, offset + at, n, (const uint8_t *)data + at);
+    }
+}
+
+/* glBufferData, its data in pieces when it is large */
+static void vg_buffer_data(GLenum target, GLsizeiptr size, const void *data, GLenum usage)
+{
+    enc_glBufferData(target, size, size > VG_CHUNK ? NULL : data, usage);
+    if (data && size > VG_CHUNK) vg_buffer_pieces(target, 0, size, data);
 }
 
 VG_API void glBufferData(GLenum target, GLsizeiptr size, const void *data, GLenum usage)
@@ -962,7 +991,7 @@ VG_API void glBufferData(GLenum target, GLsizeiptr size, const void *data, GLenu
             else memset(p, 0, (size_t)size);
         }
     }
-    enc_glBufferData(target, size, data, usage);
+    vg_buffer_data(target, size, data, usage);
 }
 
 VG_API void glBufferSubData(GLenum target, GLintptr offset, GLsizeiptr size, const void *data)
@@ -971,7 +1000,7 @@ VG_API void glBufferSubData(GLenum target, GLintptr offset, GLsizeiptr size, con
     VgShadow *s = vg_shadow_of(target);
     if (s && data && offset >= 0 && size >= 0 && offset <= s->size && size <= s->size - offset)
         memcpy(s->data + offset, data, (size_t)size);
-    enc_glBufferSubData(target, offset, size, data);
+    vg_buffer_pieces(target, offset, size, data);
 }
 
 VG_API void *glMapBufferRange(GLenum target, GLintptr offset, GLsizeiptr length,
@@ -1009,7 +1038,7 @@ VG_API GLboolean glUnmapBuffer(GLenum target)
     }
     s->mapped = 0;
     if ((s->map_access & GL_MAP_WRITE_BIT) && !(s->map_access & GL_MAP_FLUSH_EXPLICIT_BIT))
-        enc_glBufferSubData(target, s->map_off, s->map_len, s->data + s->map_off);
+        vg_buffer_pieces(target, s->map_off, s->map_len, s->data + s->map_off);
     return GL_TRUE;
 }
 
@@ -1022,7 +1051,7 @@ VG_API void glFlushMappedBufferRange(GLenum target, GLintptr offset, GLsizeiptr 
         vg_error(GL_INVALID_OPERATION);
         return;
     }
-    enc_glBufferSubData(target, s->map_off + offset, length, s->data + s->map_off + offset);
+    vg_buffer_pieces(target, s->map_off + offset, length, s->data + s->map_off + offset);
 }
 
 VG_API void glGetBufferPointerv(GLenum target, GLenum pname, void **params)
@@ -1126,18 +1155,75 @@ VG_API void glVertexAttribIPointer(GLuint index, GLint size, GLenum type, GLsize
     enc_glVertexAttribIPointer(index, size, type, stride, pointer);
 }
 
+/* Vertex array 0's arrays are enabled on the host at draw time, and only those the
+ * program reads: GL fetches no other, but the executor checks every enabled array (an
+ * array left enabled by another program, on a deleted or small buffer, would refuse the
+ * draw that GL makes). */
 VG_API void glEnableVertexAttribArray(GLuint index)
 {
     if (!cur) return;
     if (index < VG_MAX_ATTRIBS && !cur->vao) cur->attr[index].enabled = 1;
-    enc_glEnableVertexAttribArray(index);
+    else enc_glEnableVertexAttribArray(index);
 }
 
 VG_API void glDisableVertexAttribArray(GLuint index)
 {
     if (!cur) return;
     if (index < VG_MAX_ATTRIBS && !cur->vao) cur->attr[index].enabled = 0;
-    enc_glDisableVertexAttribArray(index);
+    else enc_glDisableVertexAttribArray(index);
+}
+
+/* attribute locations each linked program reads (bit per location) */
+static uint32_t vg_program_attribs[VG_MAX_NAMES];
+
+VG_API void glLinkProgram(GLuint program)
+{
+    if (!cur) return;
+    enc_glLinkProgram(program);
+    if (!vg_name_used(VG_T_PROGRAM, program)) return;
+    GLint n = 0;
+    uint32_t mask = 0;
+    enc_glGetProgramiv(program, GL_ACTIVE_ATTRIBUTES, &n);
+    for (GLint i = 0; i < n && i < VG_MAX_ATTRIBS; i++) {
+        char name[256] = "";
+        GLint size = 0;
+        GLenum type = 0;
+        GLsizei len = 0;
+        enc_glGetActiveAttrib(program, (GLuint)i, sizeof name, &len, &size, &type, name);
+        GLint loc = enc_glGetAttribLocation(program, name);
+        int slots = type == GL_FLOAT_MAT4 || type == GL_FLOAT_MAT2x4 || type == GL_FLOAT_MAT3x4
+                    ? 4 : type == GL_FLOAT_MAT3 || type == GL_FLOAT_MAT2x3 || type == GL_FLOAT_MAT4x3
+                    ? 3 : type == GL_FLOAT_MAT2 || type == GL_FLOAT_MAT3x2 || type == GL_FLOAT_MAT4x2
+                    ? 2 : 1;
+        for (GLint k = 0; loc >= 0 && k < slots * (size > 0 ? size : 1); k++)
+            if (loc + k < VG_MAX_ATTRIBS) mask |= 1u << (loc + k);
+    }
+    vg_program_attribs[program] = mask;
+}
+
+VG_API void glUseProgram(GLuint program)
+{
+    if (!cur) return;
+    cur->program = program;
+    enc_glUseProgram(program);
+}
+
+/* The arrays of vertex array 0 a draw reads: enabled, read by the program, and with data. */
+static uint32_t vg_arrays_read(void)
+{
+    uint32_t reads = cur->program < VG_MAX_NAMES ? vg_program_attribs[cur->program] : 0;
+    uint32_t want = 0;
+    for (int i = 0; i < VG_MAX_ATTRIBS; i++)
+        if (cur->attr[i].enabled && reads & 1u << i && (cur->attr[i].buffer || cur->attr[i].ptr))
+            want |= 1u << i;
+    uint32_t diff = want ^ cur->host_enabled;
+    for (int i = 0; i < VG_MAX_ATTRIBS; i++) {
+        if (!(diff & 1u << i)) continue;
+        if (want & 1u << i) enc_glEnableVertexAttribArray((GLuint)i);
+        else enc_glDisableVertexAttribArray((GLuint)i);
+    }
+    cur->host_enabled = want;
+    return want;
 }
 
 VG_API void glVertexAttribDivisor(GLuint index, GLuint divisor)
@@ -1165,7 +1251,7 @@ static int vg_upload_arrays(int64_t vertices, int64_t instances)
     int64_t total = 0, off[VG_MAX_ATTRIBS], len[VG_MAX_ATTRIBS];
     for (int i = 0; i < VG_MAX_ATTRIBS; i++) {
         len[i] = 0;
-        if (!cur->attr[i].enabled || cur->attr[i].buffer) continue;
+        if (!(cur->host_enabled & 1u << i) || cur->attr[i].buffer) continue;
         int tb = vg_type_bytes(cur->attr[i].type);
         if (!tb || !cur->attr[i].ptr) {
             vg_error(GL_INVALID_OPERATION);
@@ -1193,7 +1279,7 @@ static int vg_upload_arrays(int64_t vertices, int64_t instances)
     for (int i = 0; i < VG_MAX_ATTRIBS; i++)
         if (len[i]) memcpy(tmp + off[i], cur->attr[i].ptr, (size_t)len[i]);
     enc_glBindBuffer(GL_ARRAY_BUFFER, cur->stream_v);
-    enc_glBufferData(GL_ARRAY_BUFFER, total, tmp, GL_STREAM_DRAW);
+    vg_buffer_data(GL_ARRAY_BUFFER, total, tmp, GL_STREAM_DRAW);
     free(tmp);
     for (int i = 0; i < VG_MAX_ATTRIBS; i++) {
         if (!len[i]) continue;
@@ -1209,11 +1295,13 @@ static int vg_upload_arrays(int64_t vertices, int64_t instances)
     return 1;
 }
 
+/* Whether the draw reads client-side arrays (after enabling what it reads). */
 static int vg_client_arrays(void)
 {
     if (cur->vao) return 0;
+    uint32_t reads = vg_arrays_read();
     for (int i = 0; i < VG_MAX_ATTRIBS; i++)
-        if (cur->attr[i].enabled && !cur->attr[i].buffer) return 1;
+        if (reads & 1u << i && !cur->attr[i].buffer) return 1;
     return 0;
 }
 
@@ -1224,7 +1312,7 @@ VG_API void glDrawArrays(GLenum mode, GLint first, GLsizei count)
         vg_error(GL_INVALID_VALUE);
         return;
     }
-    if (count && vg_client_arrays() && vg_upload_arrays((int64_t)first + count, 1) < 0) return;
+    if (vg_client_arrays() && count && vg_upload_arrays((int64_t)first + count, 1) < 0) return;
     enc_glDrawArrays(mode, first, count);
 }
 
@@ -1235,7 +1323,7 @@ VG_API void glDrawArraysInstanced(GLenum mode, GLint first, GLsizei count, GLsiz
         vg_error(GL_INVALID_VALUE);
         return;
     }
-    if (count && instances && vg_client_arrays() &&
+    if (vg_client_arrays() && count && instances &&
         vg_upload_arrays((int64_t)first + count, instances) < 0)
         return;
     enc_glDrawArraysInstanced(mode, first, count, instances);
@@ -1293,7 +1381,7 @@ static void vg_draw_elements(GLenum mode, GLsizei count, GLenum type, const void
         }
         if (client_indices) {
             enc_glBindBuffer(GL_ELEMENT_ARRAY_BUFFER, cur->stream_i);
-            enc_glBufferData(GL_ELEMENT_ARRAY_BUFFER, (int64_t)count * tb, src, GL_STREAM_DRAW);
+            vg_buffer_data(GL_ELEMENT_ARRAY_BUFFER, (int64_t)count * tb, src, GL_STREAM_DRAW);
             indices = NULL;
         }
     }
