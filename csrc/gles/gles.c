@@ -1410,9 +1410,13 @@ VG_API void glDrawRangeElements(GLenum mode, GLuint start, GLuint end, GLsizei c
 
 /* ---- synchronisation ---------------------------------------------------------------- */
 
+/* The host's glFinish runs before the fence: a fence alone completes once the commands
+ * are issued to the host GL, which may still be rasterizing them. */
 VG_API void glFinish(void)
 {
-    if (cur) vg_sync();
+    if (!cur) return;
+    enc_glFinish();
+    vg_sync();
 }
 
 VG_API void glFlush(void)
