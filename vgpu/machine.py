@@ -142,8 +142,11 @@ class Machine:
     def __init__(self, guest: GuestRun | None, guest_socket: str | None = None,
                  record: Path | None = None, *, gl_watchdog: float = DEFAULT_GL_WATCHDOG_S,
                  renderer_factory: Callable[[], Renderer] | None = None,
-                 hard_watchdog: bool = False, ram_size: int | None = None) -> None:
+                 hard_watchdog: bool = False, ram_size: int | None = None,
+                 publish_frames: bool = True) -> None:
         self._ram_size = ram_size  # None: the device's default
+        # False when nobody looks (vgpu run --headless): no frame is read back from GL
+        self.publish_frames = publish_frames
         self.frames = FrameBus()
         self.cursor = CursorBus()
         self._guest = guest
@@ -276,7 +279,7 @@ class Machine:
                 dirty |= _work_done(device.stats) != done_before
                 now = time.monotonic()
                 if dirty and now >= next_publish:
-                    frame = renderer.snapshot()
+                    frame = renderer.snapshot() if self.publish_frames else None
                     if frame is not None:
                         self.frames.publish(frame)
                         next_publish = now + period

@@ -164,7 +164,10 @@ def run(args: argparse.Namespace) -> int:
     libs = lib_dir()
     with tempfile.TemporaryDirectory(prefix="vgpu-run-") as tmp:
         guest = GlGuest(os.path.join(tmp, "gl.sock"), size)
-        machine = Machine(guest, ram_size=RAM_SIZE)
+        # a headless run reads frames back only for --frame-out (a 1920x1080 readback per
+        # frame costs llvmpipe as much as a light scene)
+        machine = Machine(guest, ram_size=RAM_SIZE,
+                          publish_frames=not args.headless or args.frame_out is not None)
         machine.start()
         try:
             if not guest.ready.wait(GUEST_START_S) or guest.error is not None:

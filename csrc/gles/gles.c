@@ -56,7 +56,8 @@
 enum { H_MAGIC, H_MEM_SIZE, H_ARENA_OFF, H_ARENA_SIZE, H_ARENA_PHYS, H_COMPLETED_OFF,
        H_MAX_BATCH, H_CTX_BASE, H_CTX_COUNT, H_SURF_BASE, H_SURF_COUNT, H_SCREEN };
 #define VG_OP_SUBMIT 1u
-#define VG_SUBMIT_FENCE 1u
+#define VG_SUBMIT_FENCE 1u    /* the guest adds a FENCE batch and answers its value */
+#define VG_SUBMIT_FENCE_IN 2u /* the batch's last 16 bytes are a FENCE for the guest to number */
 
 struct VgCtx {
     uint32_t id;
@@ -193,10 +194,18 @@ VG_EXPORT void vg_screen(int *w, int *h)
 
 static uint64_t vg_submit(int fence)
 {
+    if (vg.dead || !vg.mem || (vg.bpos == vg.bstart && !fence)) return 0;
+    uint64_t how = fence ? VG_SUBMIT_FENCE : 0;
+    if (fence && vg.bpos + 16 <= vg.batch_size) {
+        /* the FENCE rides at the end of the batch: one ring item for both */
+        uint32_t *w = (uint32_t *)(vg.mem + vg.arena_off + vg.bpos);
+        w[0] = 0x07 | 3u << 16;
+        w[1] = w[2] = w[3] = 0;
+        vg.bpos += 16;
+        how = VG_SUBMIT_FENCE_IN;
+    }
     uint64_t len = vg.bpos - vg.bstart;
-    if (vg.dead || (!len && !fence)) return 0;
-    uint64_t msg[3] = {VG_OP_SUBMIT | (uint64_t)(fence ? VG_SUBMIT_FENCE : 0) << 32,
-                       vg.bstart, len};
+    uint64_t msg[3] = {VG_OP_SUBMIT | how << 32, vg.bstart, len};
     vg.bstart = vg.bpos = (vg.bpos + 63) & ~(uint64_t)63;
     if (send(vg.fd, msg, sizeof msg, MSG_NOSIGNAL) != (ssize_t)sizeof msg) {
         vg_lost("send");
@@ -245,7 +254,7 @@ VG_INTERNAL uint32_t *vg_cmd(uint32_t opcode, uint32_t words)
         vg_error(GL_INVALID_VALUE);
         return NULL;
     }
-    uint64_t need = 4 * (uint64_t)(words + 1) + 12;
+    uint64_t need = 4 * (uint64_t)(words + 1) + 12 + 16; /* + MAKE_CURRENT, + a FENCE */
     if (vg.bpos - vg.bstart + need > vg.max_batch) vg_submit(0);
     if (vg.bpos + need > vg.batch_size) {
         vg_drain();

@@ -639,10 +639,16 @@ class GuestDriver:
         if prod == ring.get("notify_on_prod"):
             self.att.io_write(lib.VGPU_IO_NOTIFY_3D, 0)
 
-    def gl_fence(self, interrupt: bool = True) -> int:
-        """Submits a batch holding one FENCE with the next value; returns the value."""
+    def gl_fence_value(self) -> int:
+        """Takes the next fence value, for a FENCE the caller writes into a batch of its
+        own (`gl_push`)."""
         value = self._gl_next_fence
         self._gl_next_fence += 1
+        return value
+
+    def gl_fence(self, interrupt: bool = True) -> int:
+        """Submits a batch holding one FENCE with the next value; returns the value."""
+        value = self.gl_fence_value()
         flags = lib.VGPU_3D_FENCE_INTERRUPT if interrupt else 0
         self.gl_submit(_FENCE.pack(_FENCE_OPCODE | _FENCE_WORDS << 16, value & _M32,
                                    value >> 32, flags))

@@ -36,7 +36,10 @@ HELLO = struct.Struct("<12Q")
 SUBMIT = struct.Struct("<IIQQ")  # op, flags, offset in the arena, length
 FENCE_VALUE = struct.Struct("<Q")
 OP_SUBMIT = 1
-SUBMIT_FENCE = 1
+SUBMIT_FENCE = 1     # push a FENCE batch after this one, answer its value
+SUBMIT_FENCE_IN = 2  # the batch's last 16 bytes are room for a FENCE: number it, answer
+FENCE_CMD = struct.Struct("<IIII")
+_FENCE_HEADER = VGPU_COMMANDS["FENCE"][0] | VGPU_COMMANDS["FENCE"][1] << 16
 
 MAX_CLIENTS = 4
 """Processes attached at once: each gets an arena and id ranges of its own (the device has
@@ -153,16 +156,25 @@ class GlRelay:
             while len(pending) >= SUBMIT.size:
                 op, flags, offset, length = SUBMIT.unpack_from(pending)
                 pending = pending[SUBMIT.size:]
-                if op != OP_SUBMIT or flags & ~SUBMIT_FENCE:
+                if op != OP_SUBMIT or flags not in (0, SUBMIT_FENCE, SUBMIT_FENCE_IN):
                     raise ValueError(f"unknown message {op}/{flags:#x}: closing")
-                if length and (length % 4 or length > self.driver.gl_max_batch
-                               or offset + length > self.arena_size):
+                if (length and (length % 4 or length > self.driver.gl_max_batch
+                               or offset + length > self.arena_size)) or (
+                        flags == SUBMIT_FENCE_IN and length < FENCE_CMD.size):
                     raise ValueError(f"a batch of {length} bytes at {offset} is outside "
                                      "its arena or too large: closing")
                 with self.lock:
+                    value = 0
+                    if flags == SUBMIT_FENCE_IN:
+                        # the process's own memory: a lie garbles only its batch
+                        value = self.driver.gl_fence_value()
+                        FENCE_CMD.pack_into(self.driver.buf,
+                                            slot.offset + offset + length - FENCE_CMD.size,
+                                            _FENCE_HEADER, value & 0xFFFFFFFF, value >> 32, 0)
                     if length:
                         self.driver.gl_push(slot.offset + offset, length)
-                    value = self.driver.gl_fence(interrupt=False) if flags else 0
+                    if flags == SUBMIT_FENCE:
+                        value = self.driver.gl_fence(interrupt=False)
                 if flags:
                     conn.sendall(FENCE_VALUE.pack(value))
 
