@@ -58,6 +58,7 @@ enum { H_MAGIC, H_MEM_SIZE, H_ARENA_OFF, H_ARENA_SIZE, H_ARENA_PHYS, H_COMPLETED
 #define VG_OP_SUBMIT 1u
 #define VG_SUBMIT_FENCE 1u    /* the guest adds a FENCE batch and answers its value */
 #define VG_SUBMIT_FENCE_IN 2u /* the batch's last 16 bytes are a FENCE for the guest to number */
+#define VG_SUBMIT_WAIT 4u     /* answer once the fence has completed (the process sleeps) */
 
 struct VgCtx {
     uint32_t id;
@@ -192,6 +193,7 @@ VG_EXPORT void vg_screen(int *w, int *h)
 
 /* ---- batches and fences ------------------------------------------------------------- */
 
+/* fence: 0 none, 1 answer its value at once, 2 answer once it has completed */
 static uint64_t vg_submit(int fence)
 {
     if (vg.dead || !vg.mem || (vg.bpos == vg.bstart && !fence)) return 0;
@@ -204,6 +206,7 @@ static uint64_t vg_submit(int fence)
         vg.bpos += 16;
         how = VG_SUBMIT_FENCE_IN;
     }
+    if (fence == 2) how |= VG_SUBMIT_WAIT;
     uint64_t len = vg.bpos - vg.bstart;
     uint64_t msg[3] = {VG_OP_SUBMIT | how << 32, vg.bstart, len};
     vg.bstart = vg.bpos = (vg.bpos + 63) & ~(uint64_t)63;
@@ -237,13 +240,13 @@ static void vg_wait(uint64_t value)
 /* Everything submitted so far has run: the whole arena is free again. */
 static void vg_drain(void)
 {
-    vg_wait(vg_submit(1));
+    vg_wait(vg_submit(2));
     vg.npresents = 0;
 }
 
 VG_INTERNAL void vg_sync(void)
 {
-    vg_wait(vg_submit(1));
+    vg_wait(vg_submit(2));
 }
 
 VG_INTERNAL uint32_t *vg_cmd(uint32_t opcode, uint32_t words)

@@ -24,7 +24,7 @@ import struct
 import threading
 from dataclasses import dataclass
 
-from vgpu.device.abi import offsetof
+from vgpu.device.abi import lib, offsetof
 from vgpu.device.glwire import VGPU_COMMANDS
 from vgpu.device.memory import PAGE
 from vgpu.guest.driver import GuestDriver
@@ -38,6 +38,10 @@ FENCE_VALUE = struct.Struct("<Q")
 OP_SUBMIT = 1
 SUBMIT_FENCE = 1     # push a FENCE batch after this one, answer its value
 SUBMIT_FENCE_IN = 2  # the batch's last 16 bytes are room for a FENCE: number it, answer
+SUBMIT_WAIT = 4      # with either: answer once the fence has completed (the process sleeps
+                     # in recv instead of polling Vgpu3dFence on 2 busy cores)
+_FLAGS = (0, SUBMIT_FENCE, SUBMIT_FENCE_IN, SUBMIT_FENCE | SUBMIT_WAIT,
+          SUBMIT_FENCE_IN | SUBMIT_WAIT)
 FENCE_CMD = struct.Struct("<IIII")
 _FENCE_HEADER = VGPU_COMMANDS["FENCE"][0] | VGPU_COMMANDS["FENCE"][1] << 16
 
@@ -156,25 +160,29 @@ class GlRelay:
             while len(pending) >= SUBMIT.size:
                 op, flags, offset, length = SUBMIT.unpack_from(pending)
                 pending = pending[SUBMIT.size:]
-                if op != OP_SUBMIT or flags not in (0, SUBMIT_FENCE, SUBMIT_FENCE_IN):
+                if op != OP_SUBMIT or flags not in _FLAGS:
                     raise ValueError(f"unknown message {op}/{flags:#x}: closing")
                 if (length and (length % 4 or length > self.driver.gl_max_batch
                                or offset + length > self.arena_size)) or (
-                        flags == SUBMIT_FENCE_IN and length < FENCE_CMD.size):
+                        flags & SUBMIT_FENCE_IN and length < FENCE_CMD.size):
                     raise ValueError(f"a batch of {length} bytes at {offset} is outside "
                                      "its arena or too large: closing")
                 with self.lock:
                     value = 0
-                    if flags == SUBMIT_FENCE_IN:
+                    wait = bool(flags & SUBMIT_WAIT)
+                    if flags & SUBMIT_FENCE_IN:
                         # the process's own memory: a lie garbles only its batch
                         value = self.driver.gl_fence_value()
                         FENCE_CMD.pack_into(self.driver.buf,
                                             slot.offset + offset + length - FENCE_CMD.size,
-                                            _FENCE_HEADER, value & 0xFFFFFFFF, value >> 32, 0)
+                                            _FENCE_HEADER, value & 0xFFFFFFFF, value >> 32,
+                                            lib.VGPU_3D_FENCE_INTERRUPT if wait else 0)
                     if length:
                         self.driver.gl_push(slot.offset + offset, length)
-                    if flags == SUBMIT_FENCE:
-                        value = self.driver.gl_fence(interrupt=False)
+                    if flags & SUBMIT_FENCE:
+                        value = self.driver.gl_fence(interrupt=wait)
+                if flags & SUBMIT_WAIT and not self.driver.gl_wait_fence(value, FENCE_WAIT_S):
+                    raise ValueError(f"fence {value} did not complete in {FENCE_WAIT_S} s")
                 if flags:
                     conn.sendall(FENCE_VALUE.pack(value))
 
