@@ -146,6 +146,8 @@ class GlRelay:
             self._serve(conn, slot)
         except (OSError, ValueError) as exc:
             log.info("GL client %d: %s", slot.index, exc)
+        except Exception as exc:  # the device refused the ring (DeviceError): log, go on
+            log.warning("GL client %d: %s", slot.index, exc)
         finally:
             conn.close()
             self._release(slot)
