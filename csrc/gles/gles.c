@@ -1134,37 +1134,34 @@ VG_API GLboolean glIsVertexArrayOES(GLuint array)
 
 /* ---- vertex arrays: client-side arrays are uploaded at draw time -------------------- */
 
+/* Records vertex array 0's array; whether it goes to the host now (a buffer's, or another
+ * vertex array's) rather than with its data at the draw (client memory). */
+static int vg_attrib(GLuint index, GLint size, GLenum type, GLboolean normalized,
+                     GLsizei stride, const void *pointer, int integer)
+{
+    if (index >= VG_MAX_ATTRIBS || cur->vao || size < 1 || size > 4 || stride < 0) return 1;
+    cur->attr[index].size = size;
+    cur->attr[index].type = type;
+    cur->attr[index].norm = normalized;
+    cur->attr[index].stride = stride;
+    cur->attr[index].ptr = pointer;
+    cur->attr[index].buffer = cur->array_buffer;
+    cur->attr[index].integer = integer;
+    return cur->array_buffer != 0;
+}
+
 VG_API void glVertexAttribPointer(GLuint index, GLint size, GLenum type, GLboolean normalized,
                                   GLsizei stride, const void *pointer)
 {
-    if (!cur) return;
-    if (index < VG_MAX_ATTRIBS && !cur->vao && size >= 1 && size <= 4 && stride >= 0) {
-        cur->attr[index].size = size;
-        cur->attr[index].type = type;
-        cur->attr[index].norm = normalized;
-        cur->attr[index].stride = stride;
-        cur->attr[index].ptr = pointer;
-        cur->attr[index].buffer = cur->array_buffer;
-        cur->attr[index].integer = 0;
-        if (!cur->array_buffer) return; /* sent with its data at the draw */
-    }
-    enc_glVertexAttribPointer(index, size, type, normalized, stride, pointer);
+    if (cur && vg_attrib(index, size, type, normalized, stride, pointer, 0))
+        enc_glVertexAttribPointer(index, size, type, normalized, stride, pointer);
 }
 
 VG_API void glVertexAttribIPointer(GLuint index, GLint size, GLenum type, GLsizei stride,
                                    const void *pointer)
 {
-    if (!cur) return;
-    if (index < VG_MAX_ATTRIBS && !cur->vao && size >= 1 && size <= 4 && stride >= 0) {
-        cur->attr[index].size = size;
-        cur->attr[index].type = type;
-        cur->attr[index].stride = stride;
-        cur->attr[index].ptr = pointer;
-        cur->attr[index].buffer = cur->array_buffer;
-        cur->attr[index].integer = 1;
-        if (!cur->array_buffer) return;
-    }
-    enc_glVertexAttribIPointer(index, size, type, stride, pointer);
+    if (cur && vg_attrib(index, size, type, GL_FALSE, stride, pointer, 1))
+        enc_glVertexAttribIPointer(index, size, type, stride, pointer);
 }
 
 /* Vertex array 0's arrays are enabled on the host at draw time, and only those the

@@ -53,11 +53,15 @@ def validations(out: str) -> dict[str, str]:
 
 
 def compare_validation(env, scenes: list[str]) -> dict[str, str]:
+    """Validation results directly and through vgpu, which must agree; through vgpu every
+    call is checked with the host's glGetError (VGPU_GLES_CHECK) and none may fail."""
     args = ["glmark2-es2", "--validate"] + [a for s in scenes for a in ("-b", s)]
     direct = validations(run(args, env).stdout)
-    result = run([*VGPU_RUN, "--headless", "--", *args], env)
+    result = run([*VGPU_RUN, "--headless", "--", *args], dict(env, VGPU_GLES_CHECK="1"))
     through = validations(result.stdout)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "GL error" not in result.stderr and "not implemented" not in result.stderr, \
+        result.stderr[-2000:]
     assert set(direct) == set(through), (direct, through)
     assert "vgpu" in result.stdout  # GL_RENDERER names vgpu: the run went through it
     succeeded = {k for k, v in direct.items() if v == "Success"}
