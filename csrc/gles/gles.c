@@ -369,6 +369,7 @@ VG_INTERNAL uint32_t *vg_put_reply(uint32_t *w, const VgReply *r)
 
 VG_INTERNAL void vg_error(GLenum e)
 {
+    if (vg_checking) vg_log("GL error 0x%x found in the guest library", e);
     if (cur && !cur->error) cur->error = e;
 }
 
@@ -793,6 +794,45 @@ int64_t vg_size_glReadPixels(GLint x, GLint y, GLsizei w, GLsizei h, GLenum f, G
     store[3] = cur->pack[2] >> 16;
     store[4] = cur->pack[2] & 0xFFFF;
     return vg_image_bytes(store, 0, w, h, 1, f, ty);
+}
+
+/* Image data over VG_CHUNK goes as glTexSubImage2D bands of rows (the unpack skips apply
+ * to each band's start as to the whole); 0 when it is not split. */
+static int vg_tex_bands(GLenum target, GLint level, GLint x, GLint y, GLsizei width,
+                        GLsizei height, GLenum format, GLenum type, const void *pixels)
+{
+    int px = vg_pixel_bytes(format, type);
+    if (!pixels || cur->bound[5] || px < 0 || width <= 0 || height <= 0 ||
+        vg_image_bytes(cur->unpack, 0, width, height, 1, format, type) <= VG_CHUNK)
+        return 0;
+    int64_t align = cur->unpack[0], row_len = cur->unpack[1] > 0 ? cur->unpack[1] : width;
+    int64_t stride = (row_len * px + align - 1) / align * align;
+    int64_t rows = VG_CHUNK / stride > 0 ? VG_CHUNK / stride : 1;
+    for (int64_t at = 0; at < height; at += rows) {
+        GLsizei h = (GLsizei)(height - at < rows ? height - at : rows);
+        enc_glTexSubImage2D(target, level, x, y + (GLint)at, width, h, format, type,
+                            (const uint8_t *)pixels + at * stride);
+    }
+    return 1;
+}
+
+VG_API void glTexImage2D(GLenum target, GLint level, GLint internalformat, GLsizei width,
+                         GLsizei height, GLint border, GLenum format, GLenum type,
+                         const void *pixels)
+{
+    if (!cur) return;
+    int split = pixels && !cur->bound[5] &&
+                vg_image_bytes(cur->unpack, 0, width, height, 1, format, type) > VG_CHUNK;
+    enc_glTexImage2D(target, level, internalformat, width, height, border, format, type,
+                     split ? NULL : pixels);
+    if (split) vg_tex_bands(target, level, 0, 0, width, height, format, type, pixels);
+}
+
+VG_API void glTexSubImage2D(GLenum target, GLint level, GLint x, GLint y, GLsizei width,
+                            GLsizei height, GLenum format, GLenum type, const void *pixels)
+{
+    if (cur && !vg_tex_bands(target, level, x, y, width, height, format, type, pixels))
+        enc_glTexSubImage2D(target, level, x, y, width, height, format, type, pixels);
 }
 
 VG_API void glPixelStorei(GLenum pname, GLint param)
