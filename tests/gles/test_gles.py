@@ -156,3 +156,13 @@ def test_a_spice_client_sees_glmark2_move(env, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_process_speaking_the_socket_badly_is_closed_and_the_next_runs(env, abuse):
+    script = f"{sys.executable} {HERE / 'hostile_client.py'}; {abuse} good"
+    direct_good = run([str(abuse), "good"], dict(env, EGL_PLATFORM="surfaceless"))
+    through = run([*VGPU_RUN, "--headless", "--", "sh", "-c", script], env)
+    assert through.returncode == 0, through.stderr[-2000:]
+    assert through.stdout.splitlines() == ["outside arena closed: True",
+                                           "unknown message closed: True", "garbage sent",
+                                           direct_good.stdout.strip()]
