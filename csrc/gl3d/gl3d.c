@@ -23,7 +23,8 @@
 /* desktop GL enums the ES headers lack */
 #define GL_PROGRAM_POINT_SIZE_ 0x8642
 #define GL_TEXTURE_CUBE_MAP_SEAMLESS_ 0x884F
-#define GL_BGRA_ 0x80E1
+#define GL_TEXTURE_WIDTH_ 0x1000
+#define GL_TEXTURE_HEIGHT_ 0x1001
 
 #define G3_MAX_NAMES 65536
 /* names per object table (docs/3d-ring.md, Quotas): a guest library reuses names */
@@ -210,6 +211,9 @@ struct g3_host {
 };
 
 static char last_error[256];
+
+/* desktop GL's texture level query (not in ES 3.0, so not in g3gl): PRESENT's sizes */
+static void (*get_tex_level_parameteriv)(GLenum, GLint, GLenum, GLint *);
 
 const char *g3_last_error(void)
 {
@@ -2865,7 +2869,9 @@ G3 *g3_new(void)
             return NULL;
         }
     }
-    if (g3_load_procs(getproc) < 0) {
+    get_tex_level_parameteriv = (void (*)(GLenum, GLint, GLenum, GLint *))
+        getproc("glGetTexLevelParameteriv");
+    if (g3_load_procs(getproc) < 0 || !get_tex_level_parameteriv) {
         snprintf(last_error, sizeof last_error, "the GL lacks an OpenGL ES 3.0 entry point");
         return NULL;
     }
@@ -3018,4 +3024,46 @@ void g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w,
     if (sc)
         g3gl.Enable(GL_SCISSOR_TEST);
     drain_errors();
+}
+
+int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[3])
+{
+    (void)g;
+    GLint was_fb, was_tex, buffer = GL_NONE, type = GL_NONE, name = 0, level = -1, layer = 0;
+    GLint face = 0, w = 0, h = 0;
+    g3gl.GetIntegerv(GL_READ_FRAMEBUFFER_BINDING, &was_fb);
+    g3gl.GetIntegerv(GL_TEXTURE_BINDING_2D, &was_tex);
+    g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, fbo);
+    g3gl.GetIntegerv(GL_READ_BUFFER, &buffer);
+    if (buffer >= GL_COLOR_ATTACHMENT0 && buffer <= GL_COLOR_ATTACHMENT15) {
+        static const GLenum q[5] = {GL_FRAMEBUFFER_ATTACHMENT_OBJECT_TYPE,
+                                    GL_FRAMEBUFFER_ATTACHMENT_OBJECT_NAME,
+                                    GL_FRAMEBUFFER_ATTACHMENT_TEXTURE_LEVEL,
+                                    GL_FRAMEBUFFER_ATTACHMENT_TEXTURE_LAYER,
+                                    GL_FRAMEBUFFER_ATTACHMENT_TEXTURE_CUBE_MAP_FACE};
+        GLint *v[5] = {&type, &name, &level, &layer, &face};
+        for (int i = 0; i < 5 && (i == 0 || type == GL_TEXTURE); i++)
+            g3gl.GetFramebufferAttachmentParameteriv(GL_READ_FRAMEBUFFER, (GLenum)buffer, q[i],
+                                                     v[i]);
+    }
+    int ok = type == GL_TEXTURE && name > 0 && level == 0 && face == 0 && layer == 0;
+    if (ok) {
+        /* a 2D texture only: binding another kind (cube, 3D, multisampled) to TEXTURE_2D
+         * fails, and is seen */
+        drain_errors();
+        g3gl.BindTexture(GL_TEXTURE_2D, (GLuint)name);
+        ok = g3gl.GetError() == GL_NO_ERROR;
+        if (ok) {
+            get_tex_level_parameteriv(GL_TEXTURE_2D, 0, GL_TEXTURE_WIDTH_, &w);
+            get_tex_level_parameteriv(GL_TEXTURE_2D, 0, GL_TEXTURE_HEIGHT_, &h);
+        }
+        g3gl.BindTexture(GL_TEXTURE_2D, (GLuint)was_tex);
+    }
+    g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, (GLuint)was_fb);
+    drain_errors();
+    ok = ok && w > 0 && h > 0;
+    out[0] = ok ? (uint32_t)name : 0;
+    out[1] = ok ? (uint32_t)w : 0;
+    out[2] = ok ? (uint32_t)h : 0;
+    return ok;
 }

@@ -57,6 +57,11 @@ uint32_t g3_execute(G3 *g, const uint8_t *words, uint32_t nwords, uint32_t pos);
  * 0 when there is none. */
 uint32_t g3_framebuffer(G3 *g, uint32_t guest);
 
+/* The single-sampled 2D texture level 0 behind framebuffer `fbo`'s read buffer, so PRESENT
+ * can sample it without a copy: out[0] texture, out[1] width, out[2] height; 0 when the
+ * read buffer is anything else (then PRESENT copies with g3_blit). */
+int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[3]);
+
 /* Drawables: names[0] fbo, [1] colour texture or renderbuffer, [2] depth/stencil
  * renderbuffer (0: none); flags are VGPU_3D_SURFACE_*; samples > 1 makes the colour a
  * multisampled renderbuffer. */

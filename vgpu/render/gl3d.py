@@ -144,6 +144,9 @@ class Gl3dExecutor:
         self._drawable_pixels = 0
         self._program = self.ctx.program(vertex_shader=_PRESENT_VS, fragment_shader=_PRESENT_FS)
         self._vao = self.ctx.vertex_array(self._program, [])
+        # a guest texture's own filter may want mipmaps it lacks (then it samples as black):
+        # presents sample level 0 through this sampler instead
+        self._sampler = self.ctx.sampler(filter=(moderngl.NEAREST, moderngl.NEAREST))
         self._staging: tuple[moderngl.Texture, moderngl.Framebuffer] | None = None
         self._counters = ffi.new("struct g3_counters *")
         self.current_context = 0
@@ -322,11 +325,12 @@ class Gl3dExecutor:
         # count up) at the destination's (bx0, by0)
         bx0, by0, bx1, by1 = _bounds(boxes)
         src_x, src_top = x + bx0 - dst_x, y + h - 1 - (by0 - dst_y)
-        if drawable is not None and drawable.texture is not None:
-            src = drawable.texture
-            # only what lies over the drawable: the rest of a source rect has no pixels
-            inside = (bx0 - src_x, by0 + src_top - drawable.height + 1,
-                      bx0 - src_x + drawable.width, by0 + src_top + 1)
+        src = self._source_texture(drawable, src_fbo)
+        if src is not None:
+            # sampled where it is, without a copy (a copy waits for the GL on llvmpipe);
+            # only what lies over it: the rest of a source rect has no pixels
+            inside = (bx0 - src_x, by0 + src_top - src.height + 1,
+                      bx0 - src_x + src.width, by0 + src_top + 1)
             boxes = [c for c in (intersect(b, inside) for b in boxes) if c is not None]
             if not boxes:
                 return True
@@ -346,6 +350,19 @@ class Gl3dExecutor:
         self.frame_waits = waits - self._waits_at_present
         self._waits_at_present = waits
         return True
+
+    def _source_texture(self, drawable: _Drawable | None, src_fbo: int
+                        ) -> moderngl.Texture | None:
+        """The texture a present can sample: the single-sampled drawable's colour, or the
+        2D texture behind a guest framebuffer's read buffer; None when a copy must be made
+        (multisampled, a renderbuffer, a cube face or a layer)."""
+        if drawable is not None:
+            return drawable.texture
+        tex = ffi.new("uint32_t[3]")
+        if not lib.g3_read_texture(self._host, src_fbo, tex):
+            return None
+        # a handle on the guest's texture for this present only: never released here
+        return self.ctx.external_texture(int(tex[0]), (int(tex[1]), int(tex[2])), 4, 0, "f1")
 
     def _current_drawable(self) -> _Drawable | None:
         fbo = lib.g3_framebuffer(self._host, 0)
@@ -372,6 +389,7 @@ class Gl3dExecutor:
         prog = self._program
         surf.fbo.use()
         src.use(0)
+        self._sampler.use(0)
         prog["u_src"] = 0
         prog["u_size"] = (surf.width, surf.height)
         prog["u_map"] = (sx, top, dst_x, dst_y)
@@ -380,6 +398,7 @@ class Gl3dExecutor:
             prog["u_rect"] = box
             self._vao.render(moderngl.TRIANGLE_STRIP, vertices=4)
             self.renderer.draw_calls += 1
+        self._sampler.clear(0)
 
     # --- state --------------------------------------------------------------------------
 
@@ -409,6 +428,7 @@ class Gl3dExecutor:
         if self._staging is not None:
             self._staging[1].release()
             self._staging[0].release()
+        self._sampler.release()
         self._vao.release()
         self._program.release()
         lib.g3_free(self._host)
