@@ -23,6 +23,8 @@
 /* desktop GL enums the ES headers lack */
 #define GL_PROGRAM_POINT_SIZE_ 0x8642
 #define GL_TEXTURE_CUBE_MAP_SEAMLESS_ 0x884F
+#define GL_PACK_INVERT_MESA_ 0x8758
+#define GL_BGRA_ 0x80E1
 #define GL_TEXTURE_WIDTH_ 0x1000
 #define GL_TEXTURE_HEIGHT_ 0x1001
 
@@ -205,6 +207,9 @@ struct g3_host {
     uint32_t new_lost;
     struct g3_counters counters;
     char renderer[256];
+    int pack_invert;          /* GL_MESA_pack_invert: PRESENT copies instead of drawing */
+    GLuint pbo;               /* PRESENT's pixel buffer */
+    GLsizeiptr pbo_size;
     uint8_t *scratch;         /* G3_OUTS * G3_OUT_REGION */
     uint8_t *strings;         /* G3_MAX_STRING + room for the NUL */
     const char *string_ptrs[G3_MAX_STRINGS];
@@ -2886,7 +2891,12 @@ G3 *g3_new(void)
     }
     const GLubyte *r = g3gl.GetString(GL_RENDERER);
     snprintf(g->renderer, sizeof g->renderer, "vgpu (%s)", r ? (const char *)r : "unknown");
-    GLint attribs = 0;
+    GLint attribs = 0, next = 0;
+    g3gl.GetIntegerv(GL_NUM_EXTENSIONS, &next);
+    for (GLint i = 0; i < next; i++) {
+        const GLubyte *e = g3gl.GetStringi(GL_EXTENSIONS, (GLuint)i);
+        g->pack_invert |= e && !strcmp((const char *)e, "GL_MESA_pack_invert");
+    }
     g3gl.GetIntegerv(GL_MAX_VERTEX_ATTRIBS, &attribs);
     g->host_attribs = attribs > 0 ? (uint32_t)attribs : 0;
     if (g->host_attribs < G3_ATTRIBS) {
@@ -2911,6 +2921,8 @@ void g3_free(G3 *g)
                 g3_context_destroy(g, i);
         g3_to_2d(g);
     }
+    if (g->pbo)
+        g3gl.DeleteBuffers(1, &g->pbo);
     free(g->scratch);
     free(g->strings);
     free(g);
@@ -3066,4 +3078,70 @@ int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[3])
     out[1] = ok ? (uint32_t)w : 0;
     out[2] = ok ? (uint32_t)h : 0;
     return ok;
+}
+
+int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_t h,
+                    uint32_t dst_fbo, uint32_t dst_tex, int32_t dx, int32_t dy, int opaque)
+{
+    if (!g->pack_invert || w <= 0 || h <= 0)
+        return -1;
+    GLsizeiptr need = (GLsizeiptr)w * h * 4;
+    GLint read_fb, draw_fb, pack, unpack, tex, pack_state[4], unpack_state[4];
+    static const GLenum packs[4] = {GL_PACK_ALIGNMENT, GL_PACK_ROW_LENGTH, GL_PACK_SKIP_PIXELS,
+                                    GL_PACK_SKIP_ROWS};
+    static const GLenum unpacks[4] = {GL_UNPACK_ALIGNMENT, GL_UNPACK_ROW_LENGTH,
+                                      GL_UNPACK_SKIP_PIXELS, GL_UNPACK_SKIP_ROWS};
+    g3gl.GetIntegerv(GL_READ_FRAMEBUFFER_BINDING, &read_fb);
+    g3gl.GetIntegerv(GL_DRAW_FRAMEBUFFER_BINDING, &draw_fb);
+    g3gl.GetIntegerv(GL_PIXEL_PACK_BUFFER_BINDING, &pack);
+    g3gl.GetIntegerv(GL_PIXEL_UNPACK_BUFFER_BINDING, &unpack);
+    g3gl.GetIntegerv(GL_TEXTURE_BINDING_2D, &tex);
+    for (int i = 0; i < 4; i++) {
+        g3gl.GetIntegerv(packs[i], &pack_state[i]);
+        g3gl.GetIntegerv(unpacks[i], &unpack_state[i]);
+        g3gl.PixelStorei(packs[i], i == 0 ? 4 : 0);
+        g3gl.PixelStorei(unpacks[i], i == 0 ? 4 : 0);
+    }
+    if (!g->pbo)
+        g3gl.GenBuffers(1, &g->pbo);
+    g3gl.BindBuffer(GL_PIXEL_PACK_BUFFER, g->pbo);
+    if (g->pbo_size < need) {
+        g3gl.BufferData(GL_PIXEL_PACK_BUFFER, need, NULL, GL_STREAM_COPY);
+        g->pbo_size = need;
+    }
+    g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, src);
+    g3gl.PixelStorei(GL_PACK_INVERT_MESA_, 1);
+    g3gl.ReadPixels(x, y, w, h, GL_RGBA, GL_UNSIGNED_BYTE, NULL);
+    g3gl.PixelStorei(GL_PACK_INVERT_MESA_, 0);
+    g3gl.BindBuffer(GL_PIXEL_UNPACK_BUFFER, g->pbo);
+    g3gl.BindTexture(GL_TEXTURE_2D, dst_tex);
+    g3gl.TexSubImage2D(GL_TEXTURE_2D, 0, dx, dy, w, h, GL_BGRA_, GL_UNSIGNED_BYTE, NULL);
+    if (opaque) {
+        /* the surface has no alpha: its fourth byte is written as 255, as the 2D path does */
+        GLboolean mask[4], scissor = g3gl.IsEnabled(GL_SCISSOR_TEST);
+        GLint box[4];
+        static const GLfloat one[4] = {0, 0, 0, 1};
+        g3gl.GetBooleanv(GL_COLOR_WRITEMASK, mask);
+        g3gl.GetIntegerv(GL_SCISSOR_BOX, box);
+        g3gl.BindFramebuffer(GL_DRAW_FRAMEBUFFER, dst_fbo);
+        g3gl.ColorMask(GL_FALSE, GL_FALSE, GL_FALSE, GL_TRUE);
+        g3gl.Enable(GL_SCISSOR_TEST);
+        g3gl.Scissor(dx, dy, w, h);
+        g3gl.ClearBufferfv(GL_COLOR, 0, one);
+        g3gl.Scissor(box[0], box[1], box[2], box[3]);
+        (scissor ? g3gl.Enable : g3gl.Disable)(GL_SCISSOR_TEST);
+        g3gl.ColorMask(mask[0], mask[1], mask[2], mask[3]);
+    }
+    for (int i = 0; i < 4; i++) {
+        g3gl.PixelStorei(packs[i], pack_state[i]);
+        g3gl.PixelStorei(unpacks[i], unpack_state[i]);
+    }
+    g3gl.BindTexture(GL_TEXTURE_2D, (GLuint)tex);
+    g3gl.BindBuffer(GL_PIXEL_PACK_BUFFER, (GLuint)pack);
+    g3gl.BindBuffer(GL_PIXEL_UNPACK_BUFFER, (GLuint)unpack);
+    g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, (GLuint)read_fb);
+    g3gl.BindFramebuffer(GL_DRAW_FRAMEBUFFER, (GLuint)draw_fb);
+    int failed = g3gl.GetError() != GL_NO_ERROR;
+    drain_errors();
+    return failed ? -1 : 0;
 }

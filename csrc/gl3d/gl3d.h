@@ -70,6 +70,13 @@ int g3_surface_new(G3 *g, uint32_t width, uint32_t height, uint32_t flags, uint3
 void g3_surface_free(G3 *g, const uint32_t names[3], uint32_t samples);
 /* Copies (resolving samples) the rect x, y, w, h of `src`'s read buffer to (0, 0) of `dst`. */
 void g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w, int32_t h);
+/* PRESENT by copies (GL_MESA_pack_invert): the rect x, y, w, h of `src`'s read buffer read
+ * into a pixel buffer top row first, then written into texture `dst_tex` at (dx, dy) as
+ * BGRA, which swaps red and blue into the QXL surface's byte order; with `opaque`, alpha
+ * is set to 1 through framebuffer `dst_fbo`. Every binding it touches is put back.
+ * -1: nothing done (no GL_MESA_pack_invert, or no pixel buffer). */
+int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_t h,
+                    uint32_t dst_fbo, uint32_t dst_tex, int32_t dx, int32_t dy, int opaque);
 uint32_t g3_max_renderbuffer_size(G3 *g);
 uint32_t g3_max_samples(G3 *g);
 

@@ -64,9 +64,13 @@ def clear() -> list[list[int]]:
     return [gl("glClearColor", *CLEAR), gl("glClear", enum("GL_COLOR_BUFFER_BIT"))]
 
 
-@pytest.fixture
-def screen(renderer):
+@pytest.fixture(params=["copy", "draw"])
+def screen(renderer, request):
+    """The renderer with a primary, presenting by copies where the GL can, or by drawing."""
+    from vgpu.render.gl3d import Gl3dExecutor
+
     renderer.create_primary(*SCREEN, SCREEN[0] * 4, E.SURFACE_FMT_32_xRGB, None)
+    renderer.gl3d = Gl3dExecutor(renderer, present_copy=request.param == "copy")
     return renderer
 
 

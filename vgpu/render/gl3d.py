@@ -132,8 +132,12 @@ class Gl3dExecutor:
     """Runs 3D batches for `Renderer.execute_3d`; see the module docstring. One render
     thread calls everything."""
 
-    def __init__(self, renderer: Renderer) -> None:
+    def __init__(self, renderer: Renderer, *, present_copy: bool = True) -> None:
+        """present_copy: PRESENT by copies where the GL offers GL_MESA_pack_invert (a read
+        into a pixel buffer and an upload as BGRA: on llvmpipe a tenth of a drawn pass);
+        False: always by drawing, the path for other GLs."""
         self.renderer = renderer
+        self.present_copy = present_copy
         self.ctx = renderer.ctx
         self._host = lib.g3_new()
         if self._host == ffi.NULL:
@@ -326,6 +330,7 @@ class Gl3dExecutor:
         bx0, by0, bx1, by1 = _bounds(boxes)
         src_x, src_top = x + bx0 - dst_x, y + h - 1 - (by0 - dst_y)
         src = self._source_texture(drawable, src_fbo)
+        read_fbo = int(drawable.names[0]) if drawable is not None else src_fbo
         if src is not None:
             # sampled where it is, without a copy (a copy waits for the GL on llvmpipe);
             # only what lies over it: the rest of a source rect has no pixels
@@ -339,8 +344,18 @@ class Gl3dExecutor:
             if not (abs(src_x) <= MAX_SOURCE_COORD and abs(gy) <= MAX_SOURCE_COORD):
                 return True  # nothing of any framebuffer is there: nothing to show
             src = self._stage(src_fbo, src_x, gy, bx1 - bx0, by1 - by0)
+            read_fbo = self._staging[1].glo
             src_x, src_top = 0, by1 - by0 - 1
-        self._draw_present(src, surf, src_x, src_top, bx0, by0, boxes)
+        opaque = surf.fmt == E.SURFACE_FMT_32_xRGB
+        if self.present_copy:
+            # a box the copy cannot do (a read buffer of GL_NONE...) is drawn
+            boxes_left = [b for b in boxes if lib.g3_present_copy(
+                self._host, read_fbo, src_x + b[0] - bx0, src_top - (b[3] - 1 - by0),
+                b[2] - b[0], b[3] - b[1], surf.fbo.glo, surf.tex.glo, b[0], b[1], opaque) != 0]
+        else:
+            boxes_left = boxes
+        if boxes_left:
+            self._draw_present(src, surf, src_x, src_top, bx0, by0, boxes_left)
         # what moderngl left (and caches, such as its bound framebuffer) is the 2D state
         # the batch's end puts back
         lib.g3_batch_begin(self._host)
