@@ -35,6 +35,11 @@ The contract with the 2D renderer (vgpu/render/gl.py) on their one GL context:
 - Ordering: `execute` flushes the renderer's queued 2D work first, so 3D output lands on
   top of what the 2D ring drew before the batch; PRESENT notes damage in the renderer, so
   clients get it and UPDATE_AREA writes it back (the renderer's unsynced rects).
+- PRESENT flips the picture (GL's rows count up, a QXL surface's down) and swaps red and
+  blue into the surface's byte order: by a read into a pixel buffer (GL_MESA_pack_invert)
+  and an upload as BGRA where the GL offers that, else by drawing the source texture. A
+  multisampled or renderbuffer source is first resolved into a staging texture. On
+  llvmpipe either waits for the frame's rasterization, as any swap does.
 
 What the executor checks itself and what it leaves to the host GL (Mesa): every length,
 blob, name, quota and answer reference is checked in C before GL runs. Draws are checked
