@@ -649,3 +649,20 @@ def test_composite_flags_follow_the_addresses_as_spice_server_reads_them(device,
     # no mask: its transform is not read, the guest's flag bit stays (the canvas ignores it)
     assert got[2].mask is None and got[2].mask_transform is None
     assert got[2].flags == 0x3 | lib.SPICE_COMPOSITE_HAS_MASK_TRANSFORM
+
+
+def test_a_one_bit_mask_needs_no_palette(device, guest, backend) -> None:
+    # spice-server's red_get_image(..., is_mask=true) takes a mask of a palette format
+    # without a palette (its bits are read as bits); an image of that format is refused
+    guest.create_primary(64, 64)
+    bits = c.BitmapImage(c.ImageDescriptor(0, lib.SPICE_IMAGE_TYPE_BITMAP, 0, 8, 2),
+                         lib.SPICE_BITMAP_FMT_1BIT_BE, 0, 8, 2, 1, None, b"\xf0\x0f")
+    masked = c.Fill(c.SolidBrush(0xFF), lib.SPICE_ROPD_OP_PUT,
+                    c.QMask(0, c.QPoint(0, 0), bits))
+    guest.submit(dataclasses.replace(fill(bbox=c.QRect(0, 0, 2, 8)), op=masked))
+    guest.collect_releases()
+    assert device.guest_bug is None and backend.executed[0].op.mask.bitmap.data == b"\xf0\x0f"
+    src = c.Copy(bits, c.QRect(0, 0, 2, 8), lib.SPICE_ROPD_OP_PUT, 0, NO_MASK)
+    guest.submit(dataclasses.replace(fill(bbox=c.QRect(0, 0, 2, 8)), op=src))
+    guest.collect_releases()
+    assert "palette" in device.guest_bug

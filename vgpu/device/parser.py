@@ -387,14 +387,17 @@ class Parser:
     def _mask(self, flags: int, x: int, y: int, bitmap: int) -> c.QMask:
         if not bitmap and not flags and not x and not y:
             return _NO_MASK
-        return c.QMask(flags, c.QPoint(x, y), self.image(bitmap) if bitmap else None)
+        return c.QMask(flags, c.QPoint(x, y),
+                       self.image(bitmap, is_mask=True) if bitmap else None)
 
     def _image_required(self, addr: int) -> c.Image:
         if not addr:
             raise GuestBug("missing image")
         return self.image(addr)
 
-    def image(self, addr: int) -> c.Image:
+    def image(self, addr: int, is_mask: bool = False) -> c.Image:
+        """The image at `addr`. A mask (`is_mask`) may be a palette format without a palette,
+        as spice-server's red_get_image allows: a 1-bit mask's bits are read as bits."""
         mm = self._mm
         translate = self.slots.translate
         off = translate(addr, L.DESC_SIZE)
@@ -414,7 +417,7 @@ class Parser:
             if size > MAX_CHUNK_BYTES:
                 raise GuestBug(f"bitmap of {size} bytes exceeds the limit")
             palette = self._palette(pal) if pal else None
-            if palette is None and fmt in _PALETTE_FORMATS:
+            if palette is None and fmt in _PALETTE_FORMATS and not is_mask:
                 raise GuestBug("palette bitmap without a palette")
             if flags & lib.QXL_BITMAP_DIRECT:
                 off = translate(data, size)
