@@ -137,12 +137,23 @@ def test_update_area_writes_back_only_the_pieces_given(device, guest, backend,
         assert device.guest_bug is None and (mem == before).all()
 
 
-def test_update_area_outside_surface_is_a_guest_bug(device, guest) -> None:
+def test_update_area_beyond_the_surface_is_clamped(device, guest, backend) -> None:
+    # spice-server renders an area as given; QEMU refuses only negative or inverted ones
+    guest.create_primary(64, 32)
+    guest.update_area(0, c.QRect(0, 60, 33, 100))
+    guest.update_area(0, c.QRect(40, 0, 50, 10))  # wholly below: nothing to render
+    assert device.guest_bug is None
+    assert [call[2] for call in backend.calls if call[0] == "read_area"] == [
+        c.QRect(0, 60, 32, 64)]
+
+
+@pytest.mark.parametrize("area", [c.QRect(-1, 0, 4, 4), c.QRect(0, 5, 4, 4)])
+def test_update_area_negative_or_inverted_is_a_guest_bug(device, guest, area) -> None:
     guest.create_primary(64, 32)
     with pytest.raises(DeviceError):
-        guest.update_area(0, c.QRect(0, 0, 33, 10))
+        guest.update_area(0, area)
         guest.wait_interrupt(lib.QXL_INTERRUPT_IO_CMD, 0.1)
-    assert "outside" in device.guest_bug
+    assert "not an area" in device.guest_bug
 
 
 def test_async_ops_complete_with_io_cmd(device, guest, backend) -> None:

@@ -879,9 +879,13 @@ class Device:
         surface = self.surfaces.get(sid)
         if surface is None:
             raise GuestBug(f"update_area of surface {sid}, which does not exist")
-        if not (0 <= left <= r <= surface.width and 0 <= t <= b <= surface.height):
-            raise GuestBug(f"update_area {(t, left, b, r)} outside surface {sid}")
-        if left == r or t == b:
+        # QEMU refuses a negative or inverted area and lets an empty one through; spice-server
+        # renders the rest as given (display_channel_update checks only the surface), and
+        # beyond the surface there is nothing to render
+        if left < 0 or t < 0 or left > r or t > b:
+            raise GuestBug(f"update_area {(t, left, b, r)} of surface {sid} is not an area")
+        r, b = min(r, surface.width), min(b, surface.height)
+        if left >= r or t >= b:
             return
         bpp = SURFACE_BPP[surface.format]
         if bpp % 8:
