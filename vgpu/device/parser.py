@@ -390,14 +390,17 @@ class Parser:
     def _mask(self, flags: int, x: int, y: int, bitmap: int) -> c.QMask:
         if not bitmap and not flags and not x and not y:
             return _NO_MASK
-        return c.QMask(flags, c.QPoint(x, y), self.image(bitmap) if bitmap else None)
+        # a mask's bits are coverage, not colours: the canvas reads no palette for it, and
+        # guests send 1-bit masks without one
+        return c.QMask(flags, c.QPoint(x, y),
+                       self.image(bitmap, palette_required=False) if bitmap else None)
 
     def _image_required(self, addr: int) -> c.Image:
         if not addr:
             raise GuestBug("missing image")
         return self.image(addr)
 
-    def image(self, addr: int) -> c.Image:
+    def image(self, addr: int, palette_required: bool = True) -> c.Image:
         mm = self._mm
         translate = self.slots.translate
         off = translate(addr, L.DESC_SIZE)
@@ -417,7 +420,7 @@ class Parser:
             if size > MAX_CHUNK_BYTES:
                 raise GuestBug(f"bitmap of {size} bytes exceeds the limit")
             palette = self._palette(pal) if pal else None
-            if palette is None and fmt in _PALETTE_FORMATS:
+            if palette is None and palette_required and fmt in _PALETTE_FORMATS:
                 raise GuestBug("palette bitmap without a palette")
             if flags & lib.QXL_BITMAP_DIRECT:
                 off = translate(data, size)

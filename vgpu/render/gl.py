@@ -1208,7 +1208,6 @@ class Renderer:
         assert isinstance(op.fore_brush, SolidBrush)
         b, g, r, _ = px.color_to_pixel(op.fore_brush.color, surf.fmt)
         color = _pack(px.quantize_pixel((b, g, r, 255), surf.fmt))
-        top_down = bool(op.str.flags & E.STRING_FLAGS_RASTER_TOP_DOWN)
         # all glyphs' rows staged in one piece (the shader reads them bytewise, unaligned)
         sizes = [((g.width + 7) >> 3) * g.height for g in glyphs]
         at = self._stage(b"".join([g.data[:n] for g, n in zip(glyphs, sizes, strict=True)]))
@@ -1225,10 +1224,8 @@ class Renderer:
             if not parts:
                 continue
             stride = (glyph.width + 7) >> 3
-            if top_down:
-                ox, oy = base - y0 * stride, stride
-            else:  # the software canvas reads glyph rows bottom-up
-                ox, oy = base + (glyph.height - 1 + y0) * stride, -stride
+            # rows bottom-up whatever the TOP_DOWN flag says, as the real canvas reads them
+            ox, oy = base + (glyph.height - 1 + y0) * stride, -stride
             kind = (BLIT_GLYPH | (x0 & 0xFFFFFF) << 8) & 0xFFFFFFFF
             for part in parts:
                 queued += (*part, ox, oy, color, kind)

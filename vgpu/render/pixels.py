@@ -313,17 +313,17 @@ def glyph_boxes(string: GlyphString) -> tuple[int, list[tuple[int, int, int, int
 
 def glyph_mask(string: GlyphString) -> tuple[int, int, np.ndarray]:
     """A raster glyph string -> (left, top, (h, w) uint8 coverage), glyphs combined as the
-    software canvas does (A1: OR, A4: high nibble kept as value & 0xF0, A8: max)."""
+    software canvas does (A1: OR, A4: high nibble kept as value & 0xF0, A8: max). Rows are
+    always read bottom-up: spice-common's canvas ignores SPICE_STRING_FLAGS_RASTER_TOP_DOWN
+    (docs/conformance.md), and every SPICE client draws with that canvas."""
     bpp, boxes, (left, top, right, bottom) = glyph_boxes(string)
     out = np.zeros((bottom - top, right - left), np.uint8)
-    top_down = bool(string.flags & E.STRING_FLAGS_RASTER_TOP_DOWN)
     for g, (x0, y0, x1, y1) in zip(string.glyphs, boxes, strict=True):
         if g.width == 0 or g.height == 0:
             continue
         stride = (g.width * bpp + 7) // 8
         rows = np.frombuffer(g.data, np.uint8, stride * g.height).reshape(g.height, stride)
-        if not top_down:  # the software canvas reads glyph rows bottom-up
-            rows = rows[::-1]
+        rows = rows[::-1]
         if bpp == 1:
             cov = np.unpackbits(rows, axis=1, bitorder="big")[:, : g.width] * np.uint8(255)
         elif bpp == 4:
