@@ -1191,9 +1191,15 @@ class Renderer:
             self._brush_rop(surf, back, rops.ROP3_PATCOPY, back_color, back_pat, None,
                             op.back_brush)
         if fore:
-            pat_pos = ((op.fore_brush.pos.x, op.fore_brush.pos.y)
+            # the canvas composites the pattern from the string mask's corner, so the
+            # pattern's origin is that corner moved by the brush's position
+            pat_pos = ((left + op.fore_brush.pos.x, top + op.fore_brush.pos.y)
                        if isinstance(op.fore_brush, PatternBrush) else (0, 0))
-            self._queue_draw(surf, fore, KIND_COVERAGE << 8, pat=fore_pat, color=fore_color,
+            # an RGBA pattern goes OVER with its own alpha, as pixman composites it
+            mode = KIND_COVERAGE << 8
+            if fore_pat is not None and fore_pat.has_alpha:
+                mode |= MODE_SRC_ALPHA
+            self._queue_draw(surf, fore, mode, pat=fore_pat, color=fore_color,
                              aux=aux, pat_pos=pat_pos)
         return back + fore
 
