@@ -1283,8 +1283,9 @@ class Renderer:
                    op: Composite) -> list[Box]:
         src = self._image(op.src, surf, own_texture=True)
         mask = self._image(op.mask, surf, own_texture=True) if op.mask is not None else None
-        setup = composite_setup(op, surf.fmt, bbox, ImageShape(src.width, src.height,
-                                                               src.has_alpha),
+        setup = composite_setup(op, surf.fmt, bbox,
+                                ImageShape(src.width, src.height, src.has_alpha,
+                                           isinstance(op.src, SurfaceImage)),
                                 ImageShape(mask.width, mask.height, mask.has_alpha)
                                 if mask is not None else None)
         if setup is None:  # pixman composites nothing: its positions would overflow
