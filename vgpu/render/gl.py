@@ -1250,20 +1250,28 @@ class Renderer:
         rops.brush_dest_rop3(op.back_mode)  # checked, though only dashes are drawn
         color, pat = self._brush(op.brush, surf)
         area = _bounds(rects)
-        mask = stroke_mask(op.path, op.attr, area)
-        if mask is None or code == rops.ROP3_NOOP:
+        counts = stroke_mask(op.path, op.attr, area)
+        if counts is None or code == rops.ROP3_NOOP:
             return []
-        region = np.zeros_like(mask)
+        region = np.zeros(counts.shape, bool)
         for x0, y0, x1, y1 in rects:
             region[y0 - area[1] : y1 - area[1], x0 - area[0] : x1 - area[0]] = True
-        mask &= region
+        mask = (counts > 0) & region
         ys, xs = np.nonzero(mask)
         if len(xs) == 0:
             return []
         tight = (area[0] + int(xs.min()), area[1] + int(ys.min()),
                  area[0] + int(xs.max()) + 1, area[1] + int(ys.max()) + 1)
-        sub = mask[tight[1] - area[1] : tight[3] - area[1], tight[0] - area[0] : tight[2] - area[0]]
-        self._brush_rop(surf, [tight], code, color, pat, sub, op.brush)
+        window = (slice(tight[1] - area[1], tight[3] - area[1]),
+                  slice(tight[0] - area[0], tight[2] - area[0]))
+        sub, odd = mask[window], (counts[window] & 1).astype(bool)
+        # pixels covered an even number of times got the operation twice
+        twice = rops.twice(code)
+        if twice == code or not (sub & ~odd).any():
+            self._brush_rop(surf, [tight], code, color, pat, sub, op.brush)
+        else:
+            self._brush_rop(surf, [tight], code, color, pat, sub & odd, op.brush)
+            self._brush_rop(surf, [tight], twice, color, pat, sub & ~odd, op.brush)
         return [tight]
 
     def _copy_bits(self, surf: _Surface, bbox: Box, rects: list[Box], op: CopyBits) -> list[Box]:
