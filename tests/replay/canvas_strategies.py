@@ -107,12 +107,14 @@ def bitmaps(draw_: st.DrawFn, w: int, h: int, formats: tuple[int, ...] = tuple(F
 
 
 @st.composite
-def brushes(draw_: st.DrawFn) -> SolidBrush | PatternBrush:
+def brushes(draw_: st.DrawFn, max_pos: int = 9) -> SolidBrush | PatternBrush:
+    """`max_pos`: the largest pattern position drawn (ROP3 takes none past its bbox's
+    corner: the canvas then reads outside the pattern, docs/conformance.md)."""
     if draw_(st.integers(0, 2)):
         return SolidBrush(draw_(st.integers(0, 0xFFFFFF)))
     pw, ph = draw_(st.integers(1, 8)), draw_(st.integers(1, 8))
-    return PatternBrush(draw_(bitmaps(pw, ph)),
-                        QPoint(draw_(st.integers(-9, 9)), draw_(st.integers(-9, 9))))
+    return PatternBrush(draw_(bitmaps(pw, ph)), QPoint(draw_(st.integers(-9, max_pos)),
+                                                       draw_(st.integers(-9, max_pos))))
 
 
 @st.composite
@@ -249,7 +251,7 @@ def tile_commands(draw_: st.DrawFn, x0: int, y0: int, kinds: tuple[str, ...] = t
                 op = Opaque(src, area, draw_(brushes()), draw_(ropds()), 0, draw_(masks()))
             else:
                 code = draw_(st.sampled_from(THREE_OPERAND_ROP3))
-                op = Rop3(src, area, draw_(brushes()), code, 0, draw_(masks()))
+                op = Rop3(src, area, draw_(brushes(max_pos=0)), code, 0, draw_(masks()))
     elif kind == "blackness":
         op = Blackness(draw_(masks()))
     elif kind == "whiteness":

@@ -24,12 +24,14 @@ from replay_scene import PrimarySurface, WorkerMessage, desktop_session, draw, r
 from spice_peer import SpicePeer, screenshot
 
 from vgpu.device.commands import (
+    BitmapImage,
     Copy,
     Fill,
     GlyphString,
     ImageDescriptor,
     LineAttr,
     PathSeg,
+    PatternBrush,
     QMask,
     QPoint,
     QRect,
@@ -180,3 +182,36 @@ def test_dashed_strokes_are_drawn_as_the_canvas_does(peer: Path, tmp_path: Path,
     spice, ours = both(peer, small_scene(draw(QRect(0, 0, TILE, TILE), stroke)), tmp_path)
     assert differing(spice, ours) == 0
 
+
+
+@pytest.mark.parametrize("pos", [(7, 0), (3, -8), (0, 18)])
+def test_rop3_pattern_positions_past_the_bbox(peer: Path, tmp_path: Path,
+                                              pos: tuple[int, int]) -> None:
+    # canvas_draw_rop3 starts the pattern at (bbox corner - position) % size, C's
+    # remainder, which is negative when the position lies past the corner: the first
+    # column or row then comes from outside the pattern's memory (docs/conformance.md).
+    # vgpu tiles the pattern as FILL does, which is what spice-server draws for the same
+    # position moved back by whole pattern sizes.
+    pat = pattern_image(3, 4, 1)
+    src = pattern_image(28, 24, 2)
+    bbox, area = QRect(16, 2, 40, 30), QRect(0, 0, 24, 28)
+
+    def rop3_at(x: int, y: int) -> object:
+        brush = PatternBrush(pat, QPoint(x, y))
+        return draw(bbox, Rop3(src, area, brush, 0xCA, 0, NO_MASK))
+
+    record = tmp_path / "pattern.spice"
+    record.write_bytes(record_bytes(small_scene(rop3_at(*pos))))
+    spice_here = spice_server_picture(peer, record)
+    ours = vgpu_picture(record)
+    back = (pos[0] - 3 * pat.width, pos[1] - 3 * pat.height)
+    spice_back, _ = both(peer, small_scene(rop3_at(*back)), tmp_path)
+    assert differing(ours, spice_back) == 0
+    assert differing(spice_here, spice_back) > 0
+
+
+def pattern_image(w: int, h: int, seed: int) -> BitmapImage:
+    """A w x h 32-bit bitmap of distinct pixels."""
+    data = bytes((17 * i + 5 * c + 101 * seed) & 0xFF for i in range(w * h) for c in range(4))
+    return BitmapImage(ImageDescriptor(seed, E.IMAGE_TYPE_BITMAP, 0, w, h),
+                       E.BITMAP_FMT_32BIT, 4, w, h, w * 4, None, data)
