@@ -47,6 +47,7 @@ from vgpu.device.commands import (
     Whiteness,
 )
 from vgpu.render import enums as E
+from vgpu.render.composite import SUPPORTED_OPS
 
 TILE = 48
 COLS, ROWS = 8, 6
@@ -188,7 +189,8 @@ def paths(draw_: st.DrawFn, box: QRect) -> tuple[PathSeg, ...]:
 def composites(draw_: st.DrawFn, w: int, h: int) -> Composite:
     src = draw_(bitmaps(w + 2, h + 2, (E.BITMAP_FMT_32BIT, E.BITMAP_FMT_RGBA)))
     mask = draw_(st.none() | bitmaps(w + 2, h + 2, (E.BITMAP_FMT_RGBA,)))
-    flags = draw_(st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]))
+    # every pixman_op_t: Porter/Duff, their DISJOINT_ and CONJOINT_ forms, the blend modes
+    flags = draw_(st.sampled_from(sorted(SUPPORTED_OPS)))
     flags |= draw_(st.sampled_from([3, 4])) << 8  # filter: nearest or bilinear
     flags |= draw_(st.integers(0, 3)) << 14  # repeat
     src_t = None
