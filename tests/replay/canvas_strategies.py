@@ -5,8 +5,8 @@ its own short random scene (every command's bbox and clip inside its tile), so o
 each server compares many scenes. The values are those real guests send and the real
 canvas takes: bitmaps of every format spice-server converts (not 1BIT_LE, which aborts
 its pixman conversion), palettes, the image cache, masks, brushes, every ROP, clips,
-scaling, glyphs, strokes, composites, an off-screen surface drawn to and copied from
-(declared in surfaces_dest, as drivers do). Used by the tests and bench/canvas_soak.py.
+scaling, glyphs, strokes, composites, off-screen surfaces (xRGB and ARGB) drawn to and
+copied from and between (declared in surfaces_dest, as drivers do). Used by the tests and bench/canvas_soak.py.
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ TILE = 48
 COLS, ROWS = 8, 6
 WIDTH, HEIGHT = TILE * COLS, TILE * ROWS
 KEEP_DATA = 1  # QXL_SURF_FLAG_KEEP_DATA: the memory given is the first picture
-OFF_ID, OFF_SIZE = 1, 64  # the off-screen surface every tile may draw to and copy from
+# the off-screen surfaces every tile may draw to and copy from, between them too
+OFF_SIZE = 64
+OFF_SURFACES = {1: E.SURFACE_FMT_32_xRGB, 2: E.SURFACE_FMT_32_ARGB}
 u32 = st.integers(0, 0xFFFF_FFFF)
 FORMATS = {E.BITMAP_FMT_32BIT: 32, E.BITMAP_FMT_RGBA: 32, E.BITMAP_FMT_24BIT: 24,
            E.BITMAP_FMT_16BIT: 16, E.BITMAP_FMT_8BIT: 8, E.BITMAP_FMT_4BIT_BE: 4,
@@ -147,8 +149,9 @@ def sources(draw_: st.DrawFn, w: int, h: int, formats: tuple[int, ...] = tuple(F
     if draw_(st.integers(0, 3)) == 0 and w <= OFF_SIZE and h <= OFF_SIZE:
         sx, sy = draw_(st.integers(0, OFF_SIZE - w)), draw_(st.integers(0, OFF_SIZE - h))
         area = QRect(sy, sx, sy + h, sx + w)
-        img = SurfaceImage(ImageDescriptor(0, E.IMAGE_TYPE_SURFACE, 0, 0, 0), OFF_ID)
-        return img, area, (OFF_ID, area)
+        sid = draw_(st.sampled_from(sorted(OFF_SURFACES)))
+        img = SurfaceImage(ImageDescriptor(0, E.IMAGE_TYPE_SURFACE, 0, 0, 0), sid)
+        return img, area, (sid, area)
     iw, ih = w + draw_(st.integers(0, 3)), h + draw_(st.integers(0, 3))
     sx, sy = draw_(st.integers(0, iw - w)), draw_(st.integers(0, ih - h))
     return draw_(bitmaps(iw, ih, formats)), QRect(sy, sx, sy + h, sx + w), None
@@ -228,7 +231,9 @@ def tile_commands(draw_: st.DrawFn, x0: int, y0: int, kinds: tuple[str, ...] = t
     """One command drawn inside the tile at (x0, y0), or on the off-screen surface."""
     kind = draw_(st.sampled_from(kinds))
     on_off = kind in ("fill", "copy", "rop3", "text") and draw_(st.integers(0, 4)) == 4
-    sid, (ox, oy, size) = (OFF_ID, (0, 0, OFF_SIZE)) if on_off else (0, (x0, y0, TILE))
+    sid, (ox, oy, size) = (0, (x0, y0, TILE))
+    if on_off:
+        sid, (ox, oy, size) = draw_(st.sampled_from(sorted(OFF_SURFACES))), (0, 0, OFF_SIZE)
     box = draw_(boxes(ox, oy, size))
     w, h = box.right - box.left, box.bottom - box.top
     clip = None
@@ -298,13 +303,14 @@ def batches(draw_: st.DrawFn, kinds: tuple[str, ...] = tuple(KINDS), max_command
     background = noise(draw_, WIDTH * HEIGHT * 4)
     primary = PrimarySurface(WIDTH, HEIGHT, -WIDTH * 4, E.SURFACE_FMT_32_xRGB, 0, 1,
                              KEEP_DATA, 0, background)
-    off = SurfaceCreate(E.SURFACE_FMT_32_xRGB, OFF_SIZE, OFF_SIZE, OFF_SIZE * 4, 0,
-                        OFF_SIZE * OFF_SIZE * 4)
     items: list[tuple[object, object]] = [
         (WorkerMessage.ADD_MEMSLOT, None), (WorkerMessage.START, None),
         (WorkerMessage.CREATE_PRIMARY_SURFACE, primary),
-        (SurfaceCmd(0, OFF_ID, 0, KEEP_DATA, off), noise(draw_, OFF_SIZE * OFF_SIZE * 4)),
     ]
+    for sid, fmt in OFF_SURFACES.items():
+        off = SurfaceCreate(fmt, OFF_SIZE, OFF_SIZE, OFF_SIZE * 4, 0, OFF_SIZE * OFF_SIZE * 4)
+        items.append((SurfaceCmd(0, sid, 0, KEEP_DATA, off),
+                      noise(draw_, OFF_SIZE * OFF_SIZE * 4)))
     for row in range(ROWS):
         for col in range(COLS):
             for _ in range(draw_(st.integers(1, max_commands))):

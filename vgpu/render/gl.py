@@ -1157,11 +1157,14 @@ class Renderer:
         if scaled:
             src = self._scaled_source(src, op.src_bitmap, surf)
         mode = (KIND_ALPHA << 8) | (op.alpha << 24)
+        # the canvas reads an xRGB surface's fourth byte as alpha only when the flag says
+        # so; an ARGB surface's alpha always counts (canvas_get_as_surface)
         has_alpha = src.has_alpha if src.surface is None else bool(
-            op.alpha_flags & E.ALPHA_FLAGS_SRC_SURFACE_HAS_ALPHA)
+            op.alpha_flags & E.ALPHA_FLAGS_SRC_SURFACE_HAS_ALPHA
+            or src.surface.fmt == E.SURFACE_FMT_32_ARGB)
         if has_alpha:
             mode |= MODE_SRC_ALPHA
-        if op.alpha_flags & E.ALPHA_FLAGS_DEST_HAS_ALPHA:
+        if op.alpha_flags & E.ALPHA_FLAGS_DEST_HAS_ALPHA or surf.fmt == E.SURFACE_FMT_32_ARGB:
             mode |= MODE_DST_ALPHA
         self._queue_draw(surf, rects, mode, src=src, src_map=src_map,
                          src_reads=_self_reads(src, surf, area))

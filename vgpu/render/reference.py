@@ -251,14 +251,17 @@ class ReferenceCanvas:
                 return
             s = self._src_at(cmd, op.src_bitmap, op.src_area, None, shape)
             if isinstance(op.src_bitmap, SurfaceImage):
-                has_alpha = bool(op.alpha_flags & E.ALPHA_FLAGS_SRC_SURFACE_HAS_ALPHA)
+                # an ARGB surface's alpha counts whatever the flag (canvas_get_as_surface)
+                has_alpha = bool(op.alpha_flags & E.ALPHA_FLAGS_SRC_SURFACE_HAS_ALPHA
+                                 or self.surfaces[op.src_bitmap.surface_id][0]
+                                 == E.SURFACE_FMT_32_ARGB)
             else:
                 has_alpha = self._image(op.src_bitmap, None)[1]  # as its decode says
             sc = s.view(np.uint8).reshape(*shape, 4).astype(np.uint32)
             dc = d.view(np.uint8).reshape(*shape, 4).astype(np.uint32)
             if not has_alpha:
                 sc[..., 3] = 255
-            if not op.alpha_flags & E.ALPHA_FLAGS_DEST_HAS_ALPHA:
+            if not op.alpha_flags & E.ALPHA_FLAGS_DEST_HAS_ALPHA and fmt != E.SURFACE_FMT_32_ARGB:
                 dc[..., 3] = 255
             if op.alpha != 255:
                 sc = _mul(sc, op.alpha)
