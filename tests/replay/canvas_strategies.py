@@ -6,7 +6,8 @@ each server compares many scenes. The values are those real guests send and the 
 canvas takes: bitmaps of every format spice-server converts (not 1BIT_LE, which aborts
 its pixman conversion), palettes, the image cache, masks, brushes, every ROP, clips,
 scaling, glyphs, strokes, composites, off-screen surfaces (xRGB and ARGB) drawn to and
-copied from and between (declared in surfaces_dest, as drivers do). Used by the tests and bench/canvas_soak.py.
+copied from and between (declared in surfaces_dest, as drivers do). Used by the tests
+and bench/canvas_soak.py.
 """
 
 from __future__ import annotations
