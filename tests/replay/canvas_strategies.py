@@ -99,7 +99,9 @@ def bitmaps(draw_: st.DrawFn, w: int, h: int, formats: tuple[int, ...] = tuple(F
     data = noise(draw_, stride * h)
     palette = None
     if bpp <= 8:
-        ents = tuple(draw_(st.lists(u32, min_size=1 << bpp, max_size=1 << bpp)))
+        # from a drawn seed, as the pixels: 256 drawn entries overran hypothesis's buffer
+        raw = noise(draw_, 4 << bpp)
+        ents = tuple(int.from_bytes(raw[i:i + 4], "little") for i in range(0, len(raw), 4))
         palette = Palette(hash(ents) & (1 << 62) - 1, ents)
     cache = draw_(st.booleans())
     # one id per content, so the image cache is hit only by equal images
