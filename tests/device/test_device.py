@@ -90,7 +90,13 @@ def test_primary_initial_content_and_update_area_writeback(device, guest, backen
     off = guest.surface0.start
     content = np.arange(h * w * 4, dtype=np.uint32).astype(np.uint8).tobytes()
     guest.buf[off:off + len(content)] = content
+    # spice-server takes the memory as the first picture only with KEEP_DATA (else black)
     guest.create_primary(w, h, stride=stride)
+    assert backend.calls[-1][:6] == ("create_primary", w, h, stride,
+                                     lib.SPICE_SURFACE_FMT_32_xRGB, None)
+    guest.destroy_primary()
+    guest.buf[off:off + len(content)] = content
+    guest.create_primary(w, h, stride=stride, flags=lib.QXL_SURF_FLAG_KEEP_DATA)
     call = backend.calls[-1]
     assert call[:5] == ("create_primary", w, h, stride, lib.SPICE_SURFACE_FMT_32_xRGB)
     rows = np.frombuffer(content, np.uint8).reshape(h, w * 4)

@@ -974,9 +974,13 @@ class Device:
                            length)
         self.surfaces[0] = info
         data = self.mem.read(off, length)
-        initial = np.frombuffer(data, np.uint8).reshape(info.height, abs(info.stride))
-        if info.stride < 0:
-            initial = initial[::-1]
+        initial = None
+        # as spice-server: the memory's content is the picture only with KEEP_DATA, else the
+        # surface starts black (its worker clears the memory)
+        if create.flags & lib.QXL_SURF_FLAG_KEEP_DATA:
+            initial = np.frombuffer(data, np.uint8).reshape(info.height, abs(info.stride))
+            if info.stride < 0:
+                initial = initial[::-1]
         self._call(self.backend.create_primary, info.width, info.height, info.stride,
                    info.format, initial)
         event = PrimaryCreate(create.width, create.height, create.stride, create.format,

@@ -52,8 +52,9 @@ IMAGE_FLAG_CACHE = lib.QXL_IMAGE_CACHE
 BITMAP_FMT_1BIT_BE = lib.SPICE_BITMAP_FMT_1BIT_BE
 BITMAP_FMT_RGBA = lib.SPICE_BITMAP_FMT_RGBA
 BITMAP_FLAG_TOP_DOWN = lib.QXL_BITMAP_TOP_DOWN
-STRING_RASTER_A8_TOP_DOWN = (lib.SPICE_STRING_FLAGS_RASTER_A8
-                             | lib.SPICE_STRING_FLAGS_RASTER_TOP_DOWN)
+# 1-bit glyphs, rows bottom-up: SPICE's canvas ignores SPICE_STRING_FLAGS_RASTER_TOP_DOWN
+# and draws A8 glyphs one row off (docs/conformance.md), so A1 is what reads right everywhere
+STRING_RASTER_A1 = lib.SPICE_STRING_FLAGS_RASTER_A1
 CURSOR_SET, CURSOR_MOVE = lib.QXL_CURSOR_SET, lib.QXL_CURSOR_MOVE
 CURSOR_TYPE_ALPHA = lib.SPICE_CURSOR_TYPE_ALPHA
 
@@ -131,7 +132,8 @@ def copy_image(dest: QRect, image: BitmapImage) -> Drawable:
 
 
 class GlyphCache:
-    """Raster glyphs (A8, 0 or 255 per pixel) made from Pillow's built-in font."""
+    """Raster glyphs (A1, most significant bit first, rows bottom-up) made from Pillow's
+    built-in font, each placed where Pillow itself draws it in the string."""
 
     def __init__(self) -> None:
         self._font = ImageFont.load_default(size=FONT_SIZE)
@@ -140,10 +142,12 @@ class GlyphCache:
 
     def _glyph(self, ch: str) -> tuple[int, int, int, int, bytes, int]:
         if ch not in self._glyphs:
-            left, top, _right, _bottom = self._font.getbbox(ch)
-            mask = self._font.getmask(ch, mode="1")
+            # the mask's own offset from the pen, not the ink's bounding box: the two differ
+            # (a "t" overhangs its box), and using the box put gaps inside words
+            mask, (left, top) = self._font.getmask2(ch, mode="1")
             w, h = mask.size
-            data = bytes(mask)  # h rows of w bytes, 0 or 255
+            rows = np.frombuffer(bytes(mask), np.uint8, w * h).reshape(h, w)
+            data = np.packbits(rows[::-1] > 0, axis=1).tobytes()  # bottom row first
             advance = math.ceil(self._font.getlength(ch))
             self._glyphs[ch] = (left, top, w, h, data, advance)
         return self._glyphs[ch]
@@ -173,7 +177,7 @@ class GlyphCache:
             max(g.render_pos.x + g.glyph_origin.x + g.width for g in glyphs),
         )
         op = Text(
-            GlyphString(STRING_RASTER_A8_TOP_DOWN, tuple(glyphs)), ZERO_RECT,
+            GlyphString(STRING_RASTER_A1, tuple(glyphs)), ZERO_RECT,
             SolidBrush(color), None, ROPD_OP_PUT, ROPD_OP_PUT,
         )
         return _drawable(box, op)

@@ -103,3 +103,14 @@ def uses(code: int, role: int) -> bool:
     """Whether the result of ROP3 `code` depends on input `role`."""
     bit = 1 << role
     return any(((code >> i) & 1) != ((code >> (i ^ bit)) & 1) for i in range(8))
+
+
+@lru_cache(maxsize=256)
+def twice(code: int) -> int:
+    """The ROP3 that applying `code` twice to the destination amounts to (its source and
+    pattern unchanged): what a pixel that a stroke covers twice gets from the canvas."""
+    out = 0
+    for i in range(8):
+        d1 = (code >> i) & 1
+        out |= ((code >> ((i & ~1) | d1)) & 1) << i
+    return out
