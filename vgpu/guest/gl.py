@@ -56,6 +56,9 @@ DEFAULT_TEXTURE_UNIT = 15
 """Unit that object creation and uploads bind to, as moderngl keeps its last unit for them so
 that `texture.use(n)` bindings survive: GL ES 3.0's minimum MAX_TEXTURE_IMAGE_UNITS is 16."""
 
+MAX_CACHED_DRAWS = 64
+"""Encoded draw commands a vertex array keeps for reuse (a frame repeats a few shapes)."""
+
 MAX_NAME = 65536
 """Names per object table (docs/3d-ring.md, quotas): the guest reuses freed names."""
 
@@ -784,14 +787,22 @@ class Uniform:
         else:
             self._call = _UNIFORM_CALLS[(self.kind, 0)].format(n=self.dimension)
         self._value: Any = None
+        self._code = {"f": "f", "i": "i", "u": "I"}[self.kind]
+        self._one = struct.Struct(f"<{self.dimension}{self._code}")
+        # One element is what nearly every per-draw write sends: its command's head, once.
+        head = (self.location, 1, 0) if self.columns else (self.location, 1)
+        self._head_one = program.ctx.enc.head(self._call, self.dimension, *head)
 
     def _send(self, packed: bytes) -> None:
         ctx = self.program.ctx
+        ctx._use_program(self.program.name)
+        if len(packed) == self._one.size:
+            ctx.enc.raw(self._head_one + packed)
+            return
         count = len(packed) // (4 * self.dimension)
         if count * 4 * self.dimension != len(packed) or not 1 <= count <= self.array_length:
             raise Error(f"{self.name}: {len(packed)} bytes do not fit {self.array_length} "
                         f"x {self.dimension} elements")
-        ctx._use_program(self.program.name)
         if self.columns:
             ctx.gl(self._call, self.location, count, 0, packed)
         else:
@@ -803,6 +814,16 @@ class Uniform:
 
     @value.setter
     def value(self, value: Any) -> None:
+        if self.array_length == 1 and self.gl_type not in _BOOLS:
+            try:  # the common shapes: a number, or one flat tuple
+                packed = (self._one.pack(value) if self.dimension == 1
+                          else self._one.pack(*value))
+            except (struct.error, TypeError):
+                pass
+            else:
+                self._send(packed)
+                self._value = value
+                return
         flat: list[Any] = []
         items = value if self.array_length > 1 else [value]
         for item in items:
@@ -813,10 +834,9 @@ class Uniform:
                     flat.extend(v if isinstance(v, (list, tuple)) else [v])
             else:
                 flat.append(item)
-        code = {"f": "f", "i": "i", "u": "I"}[self.kind]
-        if self.kind == "i" and self.gl_type in _BOOLS:
+        if self.gl_type in _BOOLS:
             flat = [int(bool(v)) for v in flat]
-        self._send(struct.pack(f"<{len(flat)}{code}", *flat))
+        self._send(struct.pack(f"<{len(flat)}{self._code}", *flat))
         self._value = value
 
     def write(self, data: Any) -> None:
@@ -983,6 +1003,7 @@ class VertexArray:
         self.index_buffer = index_buffer
         self.index_element_size = index_element_size
         self.instances = 1
+        self._draws: dict[tuple[int, int, int, int], bytes] = {}  # encoded draw commands
         self.name = ctx._name("vertex array")
         self.glo = self.name
         g = ctx.gl
@@ -1041,12 +1062,18 @@ class VertexArray:
         instances = self.instances if instances < 0 else instances
         ctx._use_program(self.program.name)
         ctx._bind_vao(self.name)
-        if self.index_buffer is not None:
-            ctx.gl("glDrawElementsInstanced", mode, vertices,
-                   GL[_INDEX_TYPES[self.index_element_size]], first * self.index_element_size,
-                   instances)
-        else:
-            ctx.gl("glDrawArraysInstanced", mode, first, vertices, instances)
+        key = (mode, vertices, first, instances)
+        draw = self._draws.get(key)
+        if draw is None:
+            if self.index_buffer is not None:
+                draw = ctx.enc.encode("glDrawElementsInstanced", mode, vertices,
+                                      GL[_INDEX_TYPES[self.index_element_size]],
+                                      first * self.index_element_size, instances)
+            else:
+                draw = ctx.enc.encode("glDrawArraysInstanced", mode, first, vertices, instances)
+            if len(self._draws) < MAX_CACHED_DRAWS:
+                self._draws[key] = draw
+        ctx.enc.raw(draw)
         if len(ctx.enc) >= BATCH_FLUSH_BYTES:
             ctx.flush()
 

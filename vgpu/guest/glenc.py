@@ -115,11 +115,21 @@ class Encoder:
         `new_names` and `array` as sequences or packed bytes; `blob` as bytes or None;
         `strings` as one str/bytes)."""
         w = self._table[name]
-        nhead = len(w.head.format) - 2
         if not w.tail:
             self.batch += w.head.pack(w.opcode | w.head_words << 16, *args)
-            self.commands += 1
-            return
+        else:
+            self.batch += self.encode(name, *args)
+        self.commands += 1
+
+    def raw(self, command: bytes) -> None:
+        """A command encoded earlier by `encode` or `head` (hot paths reuse them)."""
+        self.batch += command
+        self.commands += 1
+
+    def encode(self, name: str, *args: Any) -> bytes:
+        """A GL command's bytes, as `gl` would append them."""
+        w = self._table[name]
+        nhead = len(w.head.format) - 2
         parts: list[bytes] = []
         words = w.head_words
         for (kind, code), arg in zip(w.tail, args[nhead:], strict=True):
@@ -128,10 +138,13 @@ class Encoder:
             parts.append(part)
         if words > glwire.MAX_BODY_WORDS:
             raise ValueError(f"{name}: body of {words} words exceeds the header's limit")
-        self.batch += w.head.pack(w.opcode | words << 16, *args[:nhead])
-        for part in parts:
-            self.batch += part
-        self.commands += 1
+        return w.head.pack(w.opcode | words << 16, *args[:nhead]) + b"".join(parts)
+
+    def head(self, name: str, tail_words: int, *args: Any) -> bytes:
+        """The header and fixed leading parameters of a command whose remaining
+        parameters (`tail_words` words, e.g. one uniform array) the caller appends."""
+        w = self._table[name]
+        return w.head.pack(w.opcode | (w.head_words + tail_words) << 16, *args)
 
     def _encode(self, kind: str, code: str, arg: Any) -> bytes:
         if kind in _FIXED_KINDS:

@@ -1,0 +1,228 @@
+"""The 3D ring against moderngl run directly: the same scenes, in the same run, interleaved.
+
+Scenes: N draw calls per frame (N = 100 and 1000), each a lit cube with its own uniforms,
+into a framebuffer of 1920x1080 and of 256x256 (where the cost per command shows most).
+One frame is the draws and a copy of the picture out: directly, a blit into a second
+framebuffer (the work a swap does); through the ring, a PRESENT onto the primary QXL
+surface with its fence (at most two in flight). A round is K frames and the wait until the
+last one is done (glFinish directly, its fence through the ring); figures are ms per frame,
+median over rounds with the spread (min-max), rounds alternating direct and ring.
+
+Through the ring is the whole path of a running machine: this thread is the guest
+(vgpu.guest.gl, the guest driver's 3D primitives, the 3D ring), the machine's render
+thread runs the device and the GL renderer's executor. Also measured: the guest's
+encoding alone (a transport that drops batches), a fence round trip (submit, the device
+signals, the guest sees it), and the executor's count of host waits per frame.
+
+Usage: bench/gl3d.py [--quick] [--rounds R] [--frames K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from vgpu.guest.cube import (
+    FRAGMENT_SHADER,
+    VERTEX_SHADER,
+    checker_texture,
+    cube_mesh,
+    gl_matrix,
+    perspective,
+    rotation,
+    translation,
+)
+
+SIZES = ((1920, 1080), (256, 256))
+DRAWS = (100, 1000)
+TARGETS = {100: 0.05, 1000: 0.10}
+"""Issue 14's bound on the ring's extra time per frame, by draw calls per frame."""
+FENCE_TARGET_US = 100.0
+
+DRAW_VS = VERTEX_SHADER.replace("uniform mat4 mvp;", "uniform mat4 mvp;\nuniform vec4 place;")\
+    .replace("gl_Position = mvp * vec4(in_pos, 1.0);",
+             "gl_Position = mvp * vec4(in_pos * place.w + place.xyz, 1.0);")
+
+
+class DrawCalls:
+    """`n` draw calls per frame, one cube each with its own `place` uniform, written against
+    moderngl's API (runs on moderngl and on vgpu.guest.gl)."""
+
+    def __init__(self, ctx: Any, size: tuple[int, int], n: int) -> None:
+        self.ctx = ctx
+        self.fbo = ctx.framebuffer(ctx.texture(size, 4), ctx.depth_renderbuffer(size))
+        self.prog = ctx.program(vertex_shader=DRAW_VS, fragment_shader=FRAGMENT_SHADER)
+        verts, indices = cube_mesh()
+        self.vao = ctx.vertex_array(self.prog, [(ctx.buffer(verts.tobytes()), "3f 3f 2f",
+                                                 "in_pos", "in_normal", "in_uv")],
+                                    index_buffer=ctx.buffer(indices.tobytes()))
+        self.tex = ctx.texture((64, 64), 4, checker_texture())
+        self.tex.build_mipmaps()
+        self.prog["tex"].value = 0
+        self.prog["light"].value = (0.4, 0.8, 1.0)
+        side = int(np.ceil(np.sqrt(n)))
+        self.places = [((i % side + 0.5) / side * 3.2 - 1.6, (i // side + 0.5) / side * 3.2 - 1.6,
+                        0.0, 2.4 / side) for i in range(n)]
+        model = rotation(0.5, 0.6)
+        self.prog["model"].write(gl_matrix(model))
+        self.prog["mvp"].write(gl_matrix(perspective(60.0, size[0] / size[1], 0.1, 10.0)
+                                         @ translation(0, 0, -2.8) @ model))
+
+    def frame(self) -> None:
+        ctx = self.ctx
+        self.fbo.use()
+        ctx.enable(ctx.DEPTH_TEST)
+        ctx.clear(0.1, 0.1, 0.1, 1.0)
+        self.tex.use(0)
+        place = self.prog["place"]
+        for p in self.places:
+            place.value = p
+            self.vao.render()
+
+
+def _stats(samples: list[float]) -> str:
+    return (f"{statistics.median(samples):8.2f} ms  "
+            f"[{min(samples):.2f}-{max(samples):.2f}]")
+
+
+def _ring_missing() -> str | None:
+    from vgpu.guest.driver import GuestDriver
+
+    if not hasattr(GuestDriver, "gl_submit"):
+        return "the guest driver has no 3D ring primitives (gl_submit)"
+    if importlib.util.find_spec("vgpu.render.gl3d") is None:
+        return "no 3D executor (vgpu.render.gl3d)"
+    return None
+
+
+class NullRing:
+    """A transport that drops batches: what encoding alone costs the guest."""
+
+    def gl_submit(self, batch: bytes | memoryview) -> None:
+        pass
+
+    def gl_fence(self, interrupt: bool = True) -> int:
+        return 1
+
+    def gl_wait_fence(self, value: int, timeout: float | None = None) -> bool:
+        return True
+
+    def gl_reply(self, nbytes: int) -> tuple[int, memoryview]:
+        return 0, memoryview(bytearray(nbytes))
+
+    def gl_data(self, data: bytes) -> int:
+        return 0
+
+
+def _rounds(run: Callable[[], None], frames: int) -> float:
+    t0 = time.perf_counter()
+    run()
+    return (time.perf_counter() - t0) * 1000 / frames
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="vgpu bench gl3d", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and frames")
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--frames", type=int, default=None)
+    args = ap.parse_args(argv)
+    rounds = args.rounds or (3 if args.quick else 9)
+    frames = args.frames or (5 if args.quick else 20)
+
+    import moderngl
+
+    from vgpu.guest import gl
+
+    direct = moderngl.create_standalone_context(backend="egl")
+    print(f"direct: moderngl {moderngl.__version__} on {direct.info['GL_RENDERER']}")
+    missing = _ring_missing()
+    machine = driver = None
+    if missing:
+        print(f"ring: not measured: {missing}")
+    else:
+        from vgpu.machine import Machine, _attach
+
+        machine = Machine(None, guest_socket=None).start()
+        driver = _attach(machine)
+        driver.create_primary(*max(SIZES))
+    status = 0
+    try:
+        for size in SIZES:
+            for n in DRAWS:
+                d_scene = DrawCalls(direct, size, n)
+                screen = direct.framebuffer(direct.renderbuffer(size))
+
+                def run_direct(d_scene: DrawCalls = d_scene, screen: Any = screen) -> None:
+                    for _ in range(frames):
+                        d_scene.frame()
+                        direct.copy_framebuffer(screen, d_scene.fbo)
+                    direct.finish()
+
+                contenders: dict[str, Callable[[], None]] = {"moderngl direct": run_direct}
+                if driver is not None:
+                    r_ctx = gl.create_context(driver, (16, 16))
+                    r_scene = DrawCalls(r_ctx, size, n)
+
+                    def run_ring(r_scene: DrawCalls = r_scene, r_ctx: Any = r_ctx) -> None:
+                        for _ in range(frames):
+                            r_scene.frame()
+                            r_ctx.present(r_scene.fbo)
+                        r_ctx.finish()
+
+                    contenders["through the ring"] = run_ring
+                    # The same scene made through the ring, then its batches dropped.
+                    e_ctx = gl.create_context(driver, (16, 16))
+                    e_scene = DrawCalls(e_ctx, size, n)
+                    e_ctx.finish()
+                    e_ctx.driver = NullRing()
+
+                    def run_encode(e_scene: DrawCalls = e_scene, e_ctx: Any = e_ctx) -> None:
+                        for _ in range(frames):
+                            e_scene.frame()
+                            e_ctx.present(e_scene.fbo)
+
+                    contenders["guest encoding only"] = run_encode
+                times: dict[str, list[float]] = {k: [] for k in contenders}
+                for run in contenders.values():  # warm-up: compile, first uploads
+                    run()
+                for _ in range(rounds):
+                    for name, run in contenders.items():
+                        times[name].append(_rounds(run, frames))
+                print(f"{size[0]}x{size[1]}, {n} draw calls/frame, ms/frame, median "
+                      f"[min-max] of {rounds} rounds x {frames} frames")
+                for name, samples in times.items():
+                    print(f"  {name:<22} {_stats(samples)}")
+                if "through the ring" in times:
+                    ratio = (statistics.median(times["through the ring"])
+                             / statistics.median(times["moderngl direct"]) - 1)
+                    ok = ratio <= TARGETS[n]
+                    status |= 0 if ok else 1
+                    print(f"  ring vs direct         {ratio * 100:+7.1f} %  (target "
+                          f"<= +{TARGETS[n] * 100:.0f} %: {'met' if ok else 'NOT met'})")
+        if driver is not None:
+            ctx = gl.create_context(driver, (16, 16))
+            ctx.finish()
+            trips = []
+            for _ in range(rounds * 50):
+                t0 = time.perf_counter()
+                ctx.wait(ctx.fence())
+                trips.append((time.perf_counter() - t0) * 1e6)
+            med = statistics.median(trips)
+            print(f"fence round trip: median {med:.1f} us [{min(trips):.1f}-{max(trips):.1f}] "
+                  f"of {len(trips)} (target < {FENCE_TARGET_US:.0f} us: "
+                  f"{'met' if med < FENCE_TARGET_US else 'NOT met'})")
+    finally:
+        if machine is not None:
+            machine.stop()
+        direct.release()
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
