@@ -27,6 +27,8 @@ ROTATION_RAD_PER_S = (0.7, 1.1)
 """How fast the cube turns about x and y: slow enough to follow, fast enough that two
 screenshots a few frames apart differ."""
 
+BACKGROUND = (0.08, 0.1, 0.14, 1.0)
+
 VERTEX_SHADER = """#version 330
 uniform mat4 mvp;
 uniform mat4 model;
@@ -133,16 +135,64 @@ class CubeScene:
         w, h = fbo.size
         self.projection = perspective(45.0, w / h, 0.1, 10.0)
 
+    def _matrices(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        model = rotation(t * ROTATION_RAD_PER_S[0], t * ROTATION_RAD_PER_S[1])
+        return model, self.projection @ translation(0, 0, -2.6) @ model
+
     def draw(self, t: float) -> None:
         ctx = self.ctx
         self.fbo.use()
         ctx.enable(ctx.DEPTH_TEST)
-        ctx.clear(0.08, 0.1, 0.14, 1.0)
-        model = rotation(t * ROTATION_RAD_PER_S[0], t * ROTATION_RAD_PER_S[1])
+        ctx.clear(*BACKGROUND)
+        model, mvp = self._matrices(t)
         self.prog["model"].write(gl_matrix(model))
-        self.prog["mvp"].write(gl_matrix(self.projection @ translation(0, 0, -2.6) @ model))
+        self.prog["mvp"].write(gl_matrix(mvp))
         self.texture.use(0)
         self.vao.render(ctx.TRIANGLES)
+
+    def bounds(self, t: float) -> tuple[int, int, int, int]:
+        """Where the cube is at `t`: x0, y0, x1, y1 in the framebuffer with the origin at
+        the top-left (as it lands on a QXL surface), widened by a pixel for rasterization."""
+        corners = np.array([(x, y, z, 1.0) for x in (-0.5, 0.5) for y in (-0.5, 0.5)
+                            for z in (-0.5, 0.5)])
+        clip = corners @ self._matrices(t)[1].T
+        ndc = clip[:, :2] / clip[:, 3:4]
+        w, h = self.fbo.size
+        xs = (ndc[:, 0] + 1) / 2 * w
+        ys = (1 - ndc[:, 1]) / 2 * h
+        return (max(0, int(xs.min()) - 1), max(0, int(ys.min()) - 1),
+                min(w, int(np.ceil(xs.max())) + 1), min(h, int(np.ceil(ys.max())) + 1))
+
+
+class CubeWindow:
+    """The cube in a window of a 2D desktop: drawn on a surface of the window's size and
+    presented at `left, top` of the primary, with the damage the cube's motion makes (where
+    it was and where it is), so the rest of the desktop is neither copied nor reported."""
+
+    def __init__(self, driver: GuestDriver, left: int, top: int, width: int,
+                 height: int) -> None:
+        from vgpu.guest import gl
+
+        self.ctx = gl.create_context(driver, (width, height))
+        self.scene = CubeScene(self.ctx, self.ctx.screen)
+        self.left, self.top = left, top
+        self.width, self.height = width, height
+        self._last: tuple[int, int, int, int] | None = None
+
+    def frame(self, t: float) -> None:
+        self.scene.draw(t)
+        x0, y0, x1, y1 = now = self.scene.bounds(t)
+        if self._last is None:  # the first frame fills the window's background too
+            damage = [(self.left, self.top, self.width, self.height)]
+        else:
+            lx0, ly0, lx1, ly1 = self._last
+            damage = [(self.left + min(x0, lx0), self.top + min(y0, ly0),
+                       max(x1, lx1) - min(x0, lx0), max(y1, ly1) - min(y0, ly0))]
+        self._last = now
+        self.ctx.present(dst=(self.left, self.top), damage=damage)
+
+    def close(self) -> None:
+        self.ctx.release()
 
 
 def run_cube(driver: GuestDriver, stop: threading.Event, width: int, height: int) -> None:

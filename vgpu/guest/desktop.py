@@ -17,6 +17,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import ImageFont
@@ -223,8 +224,11 @@ def _arrow_cursor() -> CursorShapeData:
 class DesktopScene:
     """Produces the commands of a small, always-changing desktop."""
 
-    def __init__(self, width: int = 1024, height: int = 768) -> None:
+    def __init__(self, width: int = 1024, height: int = 768, *, window_3d: bool = False
+                 ) -> None:
         self.width, self.height = width, height
+        # The 3D window (vgpu.guest.cube.CubeWindow draws its body through the 3D ring).
+        self.window_3d = Window("3D", QRect(380, 180, 720, 540)) if window_3d else None
         self.glyphs = GlyphCache()
         self.terminal = Window("terminal", QRect(60, 180, 60 + 22 + 2 + LINE_HEIGHT * 16, 700))
         self.clock = Window("clock", QRect(60, 730, 150, 980))
@@ -269,6 +273,8 @@ class DesktopScene:
         cmds += self._window(self.terminal, TERMINAL_BG)
         cmds += self._window(self.clock, WINDOW_BODY)
         cmds += self._window(self.chart, WINDOW_BODY)
+        if self.window_3d is not None:
+            cmds += self._window(self.window_3d, BORDER)
         return cmds
 
     def cursor_initial(self) -> list[Command]:
@@ -397,7 +403,28 @@ def run_desktop(driver: GuestDriver, stop: threading.Event, scene: DesktopScene)
     """Drives `scene` through `driver` (primary already created) until `stop` is set."""
     for cmd in scene.initial() + scene.cursor_initial():
         driver.submit(cmd)
+    cube = None
+    if scene.window_3d is not None:
+        from vgpu.guest.cube import CubeWindow
+
+        body = scene.window_3d.body
+        # The 2D ring and the 3D ring are independent streams: the window's 2D frame is
+        # drawn (UPDATE_AREA waits for it) before the first present lands inside it.
+        driver.update_area(0, scene.window_3d.rect)
+        cube = CubeWindow(driver, body.left, body.top, body.width, body.height)
+    start = time.monotonic()
+    try:
+        _desktop_loop(driver, stop, scene, cube, start)
+    finally:
+        if cube is not None:
+            cube.close()
+
+
+def _desktop_loop(driver: GuestDriver, stop: threading.Event, scene: DesktopScene,
+                  cube: Any, start: float) -> None:
     while not stop.is_set():
+        if cube is not None:
+            cube.frame(time.monotonic() - start)
         for event in driver.read_input():
             draws, cursor = scene.on_input(event)
             for cmd in draws + cursor:
