@@ -7,7 +7,6 @@ too, gl_reference.py's model of the host side on a second moderngl context."""
 
 from __future__ import annotations
 
-import importlib.util
 import queue
 import threading
 
@@ -50,16 +49,6 @@ def test_guest_library_matches_moderngl(scene) -> None:
     assert got == expected
 
 
-def _ring_missing() -> str | None:
-    from vgpu.guest.driver import GuestDriver
-
-    if not hasattr(GuestDriver, "gl_submit"):
-        return "the guest driver has no 3D ring primitives yet (gl3d-device)"
-    if importlib.util.find_spec("vgpu.render.gl3d") is None:
-        return "no 3D executor yet (vgpu.render.gl3d, gl3d-host)"
-    return None
-
-
 class RingGuest:
     """A machine (render thread: device, renderer, executor) whose built-in guest runs the
     scenes it is handed through vgpu.guest.gl, one context each."""
@@ -100,10 +89,7 @@ class RingGuest:
 
 
 @pytest.fixture(scope="module")
-def ring_guest():
-    reason = _ring_missing()
-    if reason:
-        pytest.skip(reason)
+def ring_guest(gl3d_stack):
     guest = RingGuest()
     yield guest
     guest.machine.stop()
