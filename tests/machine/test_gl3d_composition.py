@@ -12,7 +12,13 @@ import time
 
 import numpy as np
 import pytest
-from test_cli_end_to_end import looks_like_the_desktop, screenshot, serve, wait_for_picture
+from test_cli_end_to_end import (
+    ROOT,
+    looks_like_the_desktop,
+    screenshot,
+    serve,
+    wait_for_picture,
+)
 from test_preview import x_display
 
 from vgpu.guest import cube, desktop
@@ -42,6 +48,29 @@ def test_cube_demo_moves(serve, tmp_path):
     second = screenshot(port, tmp_path / "b.ppm")
     assert _cube_in(second) and first.shape == (768, 1024, 3)
     assert not np.array_equal(first, second)
+
+
+def test_cube_guest_over_the_unix_socket(serve, tmp_path):
+    """The same guest library in another process: batches, fences and replies through the
+    transport's shared memory and doorbells."""
+    sock = tmp_path / "guest.sock"
+    port = serve("--guest", str(sock))
+    deadline = time.monotonic() + 30
+    while not sock.exists():
+        assert time.monotonic() < deadline, "the device never listened for a guest"
+        time.sleep(0.1)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    guest = subprocess.Popen([sys.executable, str(ROOT / "examples" / "cube_guest.py"),
+                              str(sock)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_picture(port, tmp_path / "a.ppm", _cube_in)
+        first = screenshot(port, tmp_path / "a.ppm")
+        time.sleep(SHOT_GAP_S)
+        assert not np.array_equal(first, screenshot(port, tmp_path / "b.ppm"))
+    finally:
+        guest.terminate()
+        _, err = guest.communicate(timeout=30)
+    assert "Traceback" not in err, err
 
 
 def _body(rgb: np.ndarray) -> np.ndarray:
