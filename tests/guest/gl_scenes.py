@@ -196,7 +196,7 @@ def _unpad(data: bytes, row: int, alignment: int) -> bytes:
 
 def readback(ctx: Any) -> bytes:
     """fbo.read's shapes: a part of the picture, 1 and 3 components with row alignment, and
-    float pixels."""
+    float pixels; texture.read of an upload and of a rendered float texture."""
     fbo = ctx.framebuffer(ctx.texture(SIZE, 4, dtype="f4"))
     fbo.use()
     ctx.clear(0.25, 0.5, 0.75, 1.0)
@@ -205,7 +205,9 @@ def readback(ctx: Any) -> bytes:
     prog["angle"].value = -0.2
     prog["paint"].value = (0.125, 1.5, -0.5, 0.5)
     ctx.vertex_array(prog, [(ctx.buffer(TRIANGLE.tobytes()), "2f", "in_pos")]).render()
-    parts = [_unpad(fbo.read(viewport=(5, 7, 33, 21), components=3, alignment=4), 33 * 3, 4),
+    small = ctx.texture((7, 5), 3, bytes(range(7 * 5 * 3)))
+    parts = [small.read(), fbo.color_attachments[0].read(),
+             _unpad(fbo.read(viewport=(5, 7, 33, 21), components=3, alignment=4), 33 * 3, 4),
              _unpad(fbo.read(components=1, alignment=8), SIZE[0], 8),
              fbo.read(viewport=(10, 10, 20, 20), components=4, dtype="f4")]
     return b"".join(struct.pack("<I", len(p)) + p for p in parts)

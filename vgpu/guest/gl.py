@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import struct
+import weakref
 from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
@@ -166,7 +167,7 @@ class _Ids:
         raise Error("no free id left")
 
 
-_IDS: dict[int, _Ids] = {}
+_IDS: weakref.WeakKeyDictionary[Any, _Ids] = weakref.WeakKeyDictionary()
 
 
 class _Names:
@@ -216,7 +217,7 @@ class Context:
                  depth: bool = True, share: Context | None = None) -> None:
         self.driver = driver
         self.max_contexts = int(getattr(driver, "gl_max_contexts", 64))
-        self._ids = _IDS.setdefault(id(driver), _Ids())
+        self._ids = _IDS.setdefault(driver, _Ids())
         self.ctx_id = _Ids.take(self._ids.contexts, self.max_contexts)
         self.surface_id = _Ids.take(self._ids.surfaces, 1 << 30)
         self._by_reference = False
@@ -590,6 +591,25 @@ class Texture:
         self.ctx.gl("glPixelStorei", GL["GL_UNPACK_ALIGNMENT"], alignment)
         self.ctx.gl("glTexSubImage2D", self.target, level, x, y, w, h, fmt, gltype, _bytes(data))
         self.ctx._after_upload()
+
+    def read(self, *, level: int = 0, alignment: int = 1) -> bytes:
+        """The texture's pixels (moderngl's texture.read): ES has no glGetTexImage, so a
+        framebuffer borrows it for one glReadPixels, one round trip."""
+        if self.depth or self.target != GL["GL_TEXTURE_2D"]:
+            raise Error("only colour 2D textures can be read back")
+        ctx, target = self.ctx, GL["GL_FRAMEBUFFER"]
+        fb = Framebuffer(ctx, ctx._name("framebuffer"), (max(1, self.width >> level),
+                                                         max(1, self.height >> level)), [self],
+                         None, 0)
+        ctx.gl("glGenFramebuffers", 1, [fb.name])
+        ctx.gl("glBindFramebuffer", target, fb.name)
+        ctx.gl("glFramebufferTexture2D", target, GL["GL_COLOR_ATTACHMENT0"], self.target,
+               self.name, level)
+        ctx.gl("glBindFramebuffer", target, ctx.fbo.name)
+        try:
+            return fb.read(components=self.components, alignment=alignment, dtype=self.dtype)
+        finally:
+            fb.release()
 
     def build_mipmaps(self, base: int = 0, max_level: int = 1000) -> None:
         g = self.ctx.gl
