@@ -201,3 +201,21 @@ def test_state_answered_locally(ring, ctx) -> None:
     assert enabled.count(GL["GL_DEPTH_TEST"]) == 1 and enabled.count(GL["GL_BLEND"]) == 1
     assert [c.args["cap"] for c in ring.named("glDisable")] == [GL["GL_BLEND"]]
     assert ring.fences == []
+
+
+def test_contexts_sharing_a_driver_take_turns(ring) -> None:
+    a = gl.create_context(ring, (8, 8))
+    b = gl.create_context(ring, (8, 8))
+    a.flush()
+    b.flush()
+    a.clear(1.0, 0.0, 0.0, 1.0)
+    a.flush()
+    a.clear(0.0, 1.0, 0.0, 1.0)
+    a.flush()
+    b.clear(0.0, 0.0, 1.0, 1.0)
+    b.finish()
+    firsts = [read_batch(batch, ring.data)[0] for batch in ring.batches]
+    seen = [(c.name, c.args["words"][0] if "words" in c.args else None) for c in firsts]
+    assert seen == [("CONTEXT_CREATE", a.ctx_id), ("CONTEXT_CREATE", b.ctx_id),
+                    ("MAKE_CURRENT", a.ctx_id), ("glClearColor", None),
+                    ("MAKE_CURRENT", b.ctx_id)]

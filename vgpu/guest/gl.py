@@ -157,6 +157,7 @@ class _Ids:
     def __init__(self) -> None:
         self.contexts: set[int] = set()
         self.surfaces: set[int] = set()
+        self.current = 0  # the context the device runs GL commands on after our batches
 
     @staticmethod
     def take(used: set[int], limit: int) -> int:
@@ -240,6 +241,7 @@ class Context:
         self.enc.vgpu("CONTEXT_CREATE", self.ctx_id, 3, share.ctx_id if share else 0)
         self.enc.vgpu("SURFACE_CREATE", self.surface_id, size[0], size[1], flags, samples)
         self.enc.vgpu("MAKE_CURRENT", self.ctx_id, self.surface_id)
+        self._current_in_batch = True
         self.screen = Framebuffer(self, 0, size, [], None, samples)
         self.fbo = self.screen
         # moderngl's context defaults, so the same program draws the same pixels.
@@ -263,10 +265,17 @@ class Context:
             self.flush()
 
     def flush(self) -> None:
-        """Submits what is encoded (moderngl has no such call: GL flushes on its own)."""
+        """Submits what is encoded (moderngl has no such call: GL flushes on its own). A
+        batch after another context's starts by making this one current again."""
         self._by_reference = False
-        if len(self.enc):
-            self.driver.gl_submit(self.enc.take())
+        if not len(self.enc):
+            return
+        batch = self.enc.take()
+        if not self._current_in_batch and self._ids.current != self.ctx_id:
+            batch = self.enc.encode_vgpu("MAKE_CURRENT", self.ctx_id, self.surface_id) + batch
+        self._current_in_batch = False
+        self._ids.current = self.ctx_id
+        self.driver.gl_submit(batch)
 
     def fence(self, interrupt: bool = True) -> int:
         """Submits the batch and a FENCE after it; returns the fence's value."""
@@ -474,10 +483,10 @@ class Context:
         if self.released:
             return
         self.released = True
-        self.enc.vgpu("MAKE_CURRENT", 0, 0)
         self.enc.vgpu("CONTEXT_DESTROY", self.ctx_id)
         self.enc.vgpu("SURFACE_DESTROY", self.surface_id)
         self.finish()
+        self._ids.current = 0  # destroying the current context leaves none current
         self._ids.contexts.discard(self.ctx_id)
         self._ids.surfaces.discard(self.surface_id)
 

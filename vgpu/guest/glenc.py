@@ -102,12 +102,14 @@ class Encoder:
 
     def vgpu(self, name: str, *words: int, rects: Sequence[int] = ()) -> None:
         """One of vgpu's own commands; `rects` extends PRESENT's body."""
+        self.batch += self.encode_vgpu(name, *words, rects=rects)
+        self.commands += 1
+
+    def encode_vgpu(self, name: str, *words: int, rects: Sequence[int] = ()) -> bytes:
         op, s = self._vgpu[name]
         extra = len(rects)
-        self.batch += s.pack(op | (s.size // 4 - 1 + extra) << 16, *words)
-        if extra:
-            self.batch += struct.pack(f"<{extra}I", *rects)
-        self.commands += 1
+        out = s.pack(op | (s.size // 4 - 1 + extra) << 16, *words)
+        return out + struct.pack(f"<{extra}I", *rects) if extra else out
 
     def gl(self, name: str, *args: Any) -> None:
         """A GL command with its C arguments in order (glwire's params: for `new_name`
