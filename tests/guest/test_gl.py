@@ -219,3 +219,13 @@ def test_contexts_sharing_a_driver_take_turns(ring) -> None:
     assert seen == [("CONTEXT_CREATE", a.ctx_id), ("CONTEXT_CREATE", b.ctx_id),
                     ("MAKE_CURRENT", a.ctx_id), ("glClearColor", None),
                     ("MAKE_CURRENT", b.ctx_id)]
+
+
+def test_released_names_are_reused(ring, ctx) -> None:
+    first = ctx.buffer(reserve=16)
+    first.release()
+    second = ctx.buffer(reserve=16)
+    ctx.flush()
+    assert second.name == first.name
+    assert ring.named("glDeleteBuffers")[0].args["buffers"] == [first.name]
+    assert [c.args["buffers"] for c in ring.named("glGenBuffers")] == [[first.name]] * 2

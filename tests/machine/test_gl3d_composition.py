@@ -13,10 +13,10 @@ import time
 import numpy as np
 import pytest
 from test_cli_end_to_end import (
-    ROOT,
     looks_like_the_desktop,
     screenshot,
     serve,
+    start_example_guest,
     wait_for_picture,
 )
 from test_preview import x_display
@@ -53,15 +53,7 @@ def test_cube_demo_moves(serve, tmp_path):
 def test_cube_guest_over_the_unix_socket(serve, tmp_path):
     """The same guest library in another process: batches, fences and replies through the
     transport's shared memory and doorbells."""
-    sock = tmp_path / "guest.sock"
-    port = serve("--guest", str(sock))
-    deadline = time.monotonic() + 30
-    while not sock.exists():
-        assert time.monotonic() < deadline, "the device never listened for a guest"
-        time.sleep(0.1)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    guest = subprocess.Popen([sys.executable, str(ROOT / "examples" / "cube_guest.py"),
-                              str(sock)], env=env, stderr=subprocess.PIPE, text=True)
+    port, guest = start_example_guest(serve, tmp_path, "--cube")
     try:
         wait_for_picture(port, tmp_path / "a.ppm", _cube_in)
         first = screenshot(port, tmp_path / "a.ppm")

@@ -258,6 +258,16 @@ class Context:
     def _name(self, table: str) -> int:
         return self._names[table].new()
 
+    def _gen(self, table: str, call: str) -> int:
+        """A new object's name, chosen here and announced with its glGen* call."""
+        name = self._names[table].new()
+        self.gl(call, 1, [name])
+        return name
+
+    def _delete(self, table: str, call: str, name: int) -> None:
+        self.gl(call, 1, [name])
+        self._names[table].free(name)
+
     def _after_upload(self) -> None:
         """A blob placed by reference stays valid only until the next fence completes; this
         context's batch goes now, so no other fence can pass it."""
@@ -507,10 +517,8 @@ class Buffer:
         self.ctx = ctx
         self.size = len(raw) if raw is not None else reserve
         self.dynamic = dynamic
-        self.name = ctx._name("buffer")
-        self.glo = self.name
+        self.name = self.glo = ctx._gen("buffer", "glGenBuffers")
         target = GL["GL_ARRAY_BUFFER"]
-        ctx.gl("glGenBuffers", 1, [self.name])
         ctx.gl("glBindBuffer", target, self.name)
         ctx.gl("glBufferData", target, self.size, raw,
                GL["GL_DYNAMIC_DRAW" if dynamic else "GL_STATIC_DRAW"])
@@ -533,8 +541,7 @@ class Buffer:
                     GL["GL_DYNAMIC_DRAW" if self.dynamic else "GL_STATIC_DRAW"])
 
     def release(self) -> None:
-        self.ctx.gl("glDeleteBuffers", 1, [self.name])
-        self.ctx._names["buffer"].free(self.name)
+        self.ctx._delete("buffer", "glDeleteBuffers", self.name)
 
 
 class Texture:
@@ -545,14 +552,11 @@ class Texture:
         if not 1 <= components <= 4 or dtype not in _DTYPES:
             raise Error(f"unsupported texture: {components} components of {dtype}")
         self.ctx = ctx
-        self.width, self.height = size
-        self.size = (self.width, self.height)
+        self.width, self.height = self.size = (size[0], size[1])
         self.components, self.dtype, self.depth = components, dtype, depth
-        self.name = ctx._name("texture")
-        self.glo = self.name
         self._filter = (LINEAR, LINEAR)
         self._repeat = (not depth, not depth)
-        ctx.gl("glGenTextures", 1, [self.name])
+        self.name = self.glo = ctx._gen("texture", "glGenTextures")
         self._bind()
         self._image(data, alignment)
         self._params()
@@ -607,10 +611,9 @@ class Texture:
         if self.depth or self.target != GL["GL_TEXTURE_2D"]:
             raise Error("only colour 2D textures can be read back")
         ctx, target = self.ctx, GL["GL_FRAMEBUFFER"]
-        fb = Framebuffer(ctx, ctx._name("framebuffer"), (max(1, self.width >> level),
-                                                         max(1, self.height >> level)), [self],
+        fb = Framebuffer(ctx, ctx._gen("framebuffer", "glGenFramebuffers"),
+                         (max(1, self.width >> level), max(1, self.height >> level)), [self],
                          None, 0)
-        ctx.gl("glGenFramebuffers", 1, [fb.name])
         ctx.gl("glBindFramebuffer", target, fb.name)
         ctx.gl("glFramebufferTexture2D", target, GL["GL_COLOR_ATTACHMENT0"], self.target,
                self.name, level)
@@ -663,8 +666,7 @@ class Texture:
         self._wrap("GL_TEXTURE_WRAP_T", value)
 
     def release(self) -> None:
-        self.ctx.gl("glDeleteTextures", 1, [self.name])
-        self.ctx._names["texture"].free(self.name)
+        self.ctx._delete("texture", "glDeleteTextures", self.name)
 
 
 class TextureCube(Texture):
@@ -687,13 +689,10 @@ class Renderbuffer:
     def __init__(self, ctx: Context, size: tuple[int, int], internal: int, components: int,
                  samples: int, depth: bool) -> None:
         self.ctx = ctx
-        self.width, self.height = size
-        self.size = (self.width, self.height)
+        self.width, self.height = self.size = (size[0], size[1])
         self.components, self.samples, self.depth = components, samples, depth
-        self.name = ctx._name("renderbuffer")
-        self.glo = self.name
+        self.name = self.glo = ctx._gen("renderbuffer", "glGenRenderbuffers")
         rb = GL["GL_RENDERBUFFER"]
-        ctx.gl("glGenRenderbuffers", 1, [self.name])
         ctx.gl("glBindRenderbuffer", rb, self.name)
         if samples:
             ctx.gl("glRenderbufferStorageMultisample", rb, samples, internal, *size)
@@ -701,8 +700,7 @@ class Renderbuffer:
             ctx.gl("glRenderbufferStorage", rb, internal, *size)
 
     def release(self) -> None:
-        self.ctx.gl("glDeleteRenderbuffers", 1, [self.name])
-        self.ctx._names["renderbuffer"].free(self.name)
+        self.ctx._delete("renderbuffer", "glDeleteRenderbuffers", self.name)
 
 
 class Framebuffer:
@@ -725,10 +723,9 @@ class Framebuffer:
             raise Error("a framebuffer needs an attachment")
         if any(a.size != first.size for a in [*colors, *([depth] if depth else [])]):
             raise Error("the attachments differ in size")
-        fb = cls(ctx, ctx._name("framebuffer"), first.size, colors, depth,
+        fb = cls(ctx, ctx._gen("framebuffer", "glGenFramebuffers"), first.size, colors, depth,
                  getattr(first, "samples", 0))
         target = GL["GL_FRAMEBUFFER"]
-        ctx.gl("glGenFramebuffers", 1, [fb.name])
         ctx.gl("glBindFramebuffer", target, fb.name)
         points = [GL["GL_COLOR_ATTACHMENT0"] + i for i in range(len(colors))]
         for point, att in zip([*points, GL["GL_DEPTH_ATTACHMENT"]], [*colors, depth],
@@ -793,8 +790,7 @@ class Framebuffer:
         if self.name:
             if self.ctx.fbo is self:
                 self.ctx.screen.use()
-            self.ctx.gl("glDeleteFramebuffers", 1, [self.name])
-            self.ctx._names["framebuffer"].free(self.name)
+            self.ctx._delete("framebuffer", "glDeleteFramebuffers", self.name)
 
 
 class Uniform:
@@ -1033,10 +1029,8 @@ class VertexArray:
         self.index_element_size = index_element_size
         self.instances = 1
         self._draws: dict[tuple[int, int, int, int], bytes] = {}  # encoded draw commands
-        self.name = ctx._name("vertex array")
-        self.glo = self.name
+        self.name = self.glo = ctx._gen("vertex array", "glGenVertexArrays")
         g = ctx.gl
-        g("glGenVertexArrays", 1, [self.name])
         ctx._bind_vao(self.name)
         counts = []
         for buf, fmt, *names in content:
@@ -1109,5 +1103,4 @@ class VertexArray:
     def release(self) -> None:
         if self.ctx._vao == self.name:
             self.ctx._bind_vao(0)
-        self.ctx.gl("glDeleteVertexArrays", 1, [self.name])
-        self.ctx._names["vertex array"].free(self.name)
+        self.ctx._delete("vertex array", "glDeleteVertexArrays", self.name)
