@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import statistics
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -40,6 +42,14 @@ from vgpu.guest.cube import (
 )
 
 SIZES = ((1920, 1080), (256, 256))
+DIRECT_DRAWN, DIRECT_SHOWN = "moderngl direct, drawn", "moderngl direct, shown"
+RING_DRAWN, RING_SHOWN = "through the ring, drawn", "through the ring, shown"
+START_TIMEOUT_S = 30.0
+"""The render thread makes its GL context in well under a second on llvmpipe."""
+IDLE_WAIT_S = 0.5
+"""The render thread's sleep when idle; a doorbell wakes it at once."""
+DEVICE_BATCH = 256
+"""Ring items taken per Device.process() call, as the machine takes them."""
 DRAWS = (100, 1000)
 TARGETS = {100: 0.05, 1000: 0.10}
 """Issue 14's bound on the ring's extra time per frame, by draw calls per frame."""
@@ -127,30 +137,61 @@ def _rounds(run: Callable[[], None], frames: int) -> float:
 
 
 class Ring:
-    """A running machine whose render thread runs the device and the executor; this thread
-    is its guest."""
+    """The device and the GL renderer (with its 3D executor) on a render thread of their
+    own, as a machine runs them but without publishing frames to a display (whose
+    readbacks are the display's cost, not the ring's); this thread is the guest."""
 
     def __init__(self) -> None:
-        from vgpu.machine import Machine, _attach
+        from vgpu.device.inprocess import InProcessAttachment
+        from vgpu.guest.driver import GuestDriver
 
-        self.machine = Machine(None).start()
-        self.driver = _attach(self.machine)
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vgpu-render", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT_S):
+            raise RuntimeError("the render thread did not start")
+        self.driver = GuestDriver(InProcessAttachment(self.device))
         self.driver.create_primary(*max(SIZES))
+
+    def _run(self) -> None:
+        from vgpu.device.device import Device
+        from vgpu.render import Renderer
+
+        self.renderer = Renderer()
+        self.device = Device(self.renderer)
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                self.device.wait_for_work(IDLE_WAIT_S)
+                while self.device.process(DEVICE_BATCH):
+                    pass
+        finally:
+            self.device.close()
+            self.renderer.close()
 
     def host_waits(self) -> int:
         """The executor's count of host waits (glFinish, readbacks, query results)."""
-        gl3d = self.machine.device.backend.gl3d
+        gl3d = self.renderer.gl3d
         return gl3d.waits if gl3d is not None else 0
 
     def close(self) -> None:
         self.driver.close()
-        self.machine.stop()
+        self._stop.set()
+        self.device.wake()
+        self._thread.join(START_TIMEOUT_S)
 
 
 def cases(direct: Any, ring: Ring | None, frames: int
           ) -> Iterator[tuple[str, int, dict[str, Callable[[], None]]]]:
     """(label, draw calls per frame, contenders): each contender draws `frames` frames of
-    the same scene and waits until they are done."""
+    the same scene and waits until they are done. "shown" frames are copied out, so every
+    frame's pixels are made: a blit into a second framebuffer directly, a PRESENT onto the
+    primary QXL surface through the ring (issue 14's targets apply to these). "drawn"
+    frames end in the framebuffer, with a fence after each through the ring (two in
+    flight), for orientation only: the ring's fence does not wait for the host GL to
+    rasterize, and llvmpipe may drop a frame that the next clear hides, while the direct
+    run's glFinish makes every frame."""
     from vgpu.guest import gl
 
     for size in SIZES:
@@ -158,24 +199,40 @@ def cases(direct: Any, ring: Ring | None, frames: int
             d_scene = DrawCalls(direct, size, n)
             screen = direct.framebuffer(direct.renderbuffer(size))
 
-            def run_direct(d_scene: DrawCalls = d_scene, screen: Any = screen) -> None:
+            def direct_drawn(d_scene: DrawCalls = d_scene) -> None:
+                for _ in range(frames):
+                    d_scene.frame()
+                direct.finish()
+
+            def direct_shown(d_scene: DrawCalls = d_scene, screen: Any = screen) -> None:
                 for _ in range(frames):
                     d_scene.frame()
                     direct.copy_framebuffer(screen, d_scene.fbo)
                 direct.finish()
 
-            contenders: dict[str, Callable[[], None]] = {"moderngl direct": run_direct}
+            contenders: dict[str, Callable[[], None]] = {DIRECT_DRAWN: direct_drawn,
+                                                         DIRECT_SHOWN: direct_shown}
             if ring is not None:
                 r_ctx = gl.create_context(ring.driver, (16, 16))
                 r_scene = DrawCalls(r_ctx, size, n)
 
-                def run_ring(r_scene: DrawCalls = r_scene, r_ctx: Any = r_ctx) -> None:
+                def ring_drawn(r_scene: DrawCalls = r_scene, r_ctx: Any = r_ctx) -> None:
+                    pending: deque[int] = deque()
+                    for _ in range(frames):
+                        r_scene.frame()
+                        if len(pending) >= gl.MAX_PRESENTS_IN_FLIGHT:
+                            r_ctx.wait(pending.popleft())
+                        pending.append(r_ctx.fence())
+                    r_ctx.finish()
+
+                def ring_shown(r_scene: DrawCalls = r_scene, r_ctx: Any = r_ctx) -> None:
                     for _ in range(frames):
                         r_scene.frame()
                         r_ctx.present(r_scene.fbo)
                     r_ctx.finish()
 
-                contenders["through the ring"] = run_ring
+                contenders[RING_DRAWN] = ring_drawn
+                contenders[RING_SHOWN] = ring_shown
                 # The same scene made through the ring, then its batches dropped.
                 e_ctx = gl.create_context(ring.driver, (16, 16))
                 e_scene = DrawCalls(e_ctx, size, n)
@@ -235,17 +292,21 @@ def main(argv: list[str] | None = None) -> int:
                     times[name].append(_rounds(run, frames))
             print(f"{label}, ms/frame, median [min-max] of {rounds} rounds x {frames} frames")
             for name, samples in times.items():
-                print(f"  {name:<22} {_stats(samples)}")
+                print(f"  {name:<26} {_stats(samples)}")
             if ring is not None:
-                ratio = (statistics.median(times["through the ring"])
-                         / statistics.median(times["moderngl direct"]) - 1)
-                ok = ratio <= TARGETS[n]
-                status |= 0 if ok else 1
-                print(f"  ring vs direct         {ratio * 100:+7.1f} %  (target "
-                      f"<= +{TARGETS[n] * 100:.0f} %: {'met' if ok else 'NOT met'})")
+                for ring_name, direct_name, bound in ((RING_DRAWN, DIRECT_DRAWN, None),
+                                                      (RING_SHOWN, DIRECT_SHOWN, TARGETS[n])):
+                    ratio = (statistics.median(times[ring_name])
+                             / statistics.median(times[direct_name]) - 1)
+                    verdict = "" if bound is None else (
+                        f"  (target <= +{bound * 100:.0f} %: "
+                        f"{'met' if ratio <= bound else 'NOT met'})")
+                    status |= 1 if bound is not None and ratio > bound else 0
+                    print(f"  {ring_name.split(',')[1].strip() + ', ring vs direct':<26} "
+                          f"{ratio * 100:+7.1f} %{verdict}")
                 # each round's finish() is one fence wait, never a host wait
                 waits = (ring.host_waits() - waits_before) / (rounds * frames)
-                print(f"  host waits per frame   {waits:7.2f}    (target 0)")
+                print(f"  {'host waits per frame':<26} {waits:7.2f}    (target 0)")
                 status |= 0 if waits == 0 else 1
         if ring is not None:
             trips = fence_round_trips(ring, rounds * 50)
