@@ -102,10 +102,6 @@ def _stats(samples: list[float]) -> str:
 
 
 def _ring_missing() -> str | None:
-    from vgpu.guest.driver import GuestDriver
-
-    if not hasattr(GuestDriver, "gl_submit"):
-        return "the guest driver has no 3D ring primitives (gl_submit)"
     if importlib.util.find_spec("vgpu.render.gl3d") is None:
         return "no 3D executor (vgpu.render.gl3d)"
     return None

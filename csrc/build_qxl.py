@@ -11,7 +11,7 @@ from cdef import cdef_text  # noqa: E402
 
 # The atomic helpers declared at the end of qxl_abi.h: the interrupt word is shared
 # with a guest that may run in another process, so plain Python read-modify-write
-# would lose bits.
+# would lose bits; the 3D fence's 64-bit value is read whole, never half-written.
 SOURCE = """
 #include "qxl_abi.h"
 #define SC __ATOMIC_SEQ_CST
@@ -19,6 +19,8 @@ uint32_t vgpu_atomic_or32(uint32_t *p, uint32_t v) { return __atomic_fetch_or(p,
 uint32_t vgpu_atomic_xchg32(uint32_t *p, uint32_t v) { return __atomic_exchange_n(p, v, SC); }
 uint32_t vgpu_atomic_load32(uint32_t *p) { return __atomic_load_n(p, SC); }
 void vgpu_atomic_store32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, SC); }
+uint64_t vgpu_atomic_load64(uint64_t *p) { return __atomic_load_n(p, SC); }
+void vgpu_atomic_store64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, SC); }
 """
 
 ffi = FFI()

@@ -785,10 +785,14 @@ typedef struct QXLMonitorsConfig {
 #pragma pack(pop)
 
 /* Atomic helpers for the interrupt word the guest and the device share
- * (the guest's driver takes int_pending with an atomic exchange). */
+ * (the guest's driver takes int_pending with an atomic exchange) and for the
+ * 3D fence value. */
 uint32_t vgpu_atomic_or32(uint32_t *p, uint32_t v);
 uint32_t vgpu_atomic_xchg32(uint32_t *p, uint32_t v);
 uint32_t vgpu_atomic_load32(uint32_t *p);
 void vgpu_atomic_store32(uint32_t *p, uint32_t v);
+/* Vgpu3dFence.completed: 8-byte aligned, written and read as one word. */
+uint64_t vgpu_atomic_load64(uint64_t *p);
+void vgpu_atomic_store64(uint64_t *p, uint64_t v);
 
 #endif

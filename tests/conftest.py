@@ -13,14 +13,10 @@ def data_dir() -> Path:
 
 
 def gl3d_missing() -> str | None:
-    """Why the whole 3D ring path (the guest driver's 3D primitives, the device's ring, the
-    renderer's executor) is not in this tree yet, or None when it is."""
+    """Why the whole 3D ring path (the guest driver, the device's ring, the renderer's
+    executor) is not in this tree yet, or None when it is."""
     import importlib.util
 
-    from vgpu.guest.driver import GuestDriver
-
-    if not hasattr(GuestDriver, "gl_submit"):
-        return "the guest driver has no 3D ring primitives yet (gl3d-device)"
     if importlib.util.find_spec("vgpu.render.gl3d") is None:
         return "no 3D executor yet (vgpu.render.gl3d, gl3d-host)"
     return None

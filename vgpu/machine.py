@@ -8,6 +8,13 @@ nothing). A built-in guest runs on a thread of its own, as a VM's vCPU would;
 an out-of-process guest attaches through a unix socket served by a small event
 loop thread. Consumers (the SPICE server, the preview window) only see
 `frames`, `cursor` and `send_input`.
+
+The 3D ring runs on the render thread through the same `Device.process()`. A watchdog
+thread looks at the 3D batch in progress: one that has run for GL_STUCK_S is named in
+the log (its context), and one that is still running `gl_watchdog` seconds later is
+fatal: `on_fatal` is called, and `vgpu serve` exits with an error so that a supervisor
+restarts it, as a GPU reset would. The event loop thread (SPICE, the guest socket)
+keeps answering meanwhile with the last frame, the cursor and inputs.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from vgpu.display import CursorBus, CursorShape, CursorUpdate, FrameBus, InputEv
 
 if TYPE_CHECKING:
     from vgpu.guest.driver import GuestDriver
+    from vgpu.render import Renderer
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +49,22 @@ DEVICE_BATCH = 256
 """Commands taken per `Device.process()` call, so a flood of commands still lets
 the render thread publish frames between batches."""
 
+GL_STUCK_S = 2.0
+"""A 3D batch running this long is stuck (a real frame's batch takes milliseconds; an
+endless shader never ends): its context is named in the log."""
+
+DEFAULT_GL_WATCHDOG_S = 10.0
+"""Seconds a stuck batch may still run after it was reported before the machine gives
+up (`vgpu serve --gl-watchdog`): room for a very slow frame on llvmpipe, short enough
+for a supervisor to bring the display back soon."""
+
+THREAD_JOIN_S = 10.0
+"""How long `stop()` waits for a thread: a render thread finishing a batch, a guest
+finishing its command, the event loop closing its sockets."""
+
+WATCHDOG_PERIOD_S = 0.25
+"""How often the watchdog looks: reports come at most this late."""
+
 START_TIMEOUT_S = 30.0
 """Creating the GL context on llvmpipe takes well under a second; past this the
 render thread has failed."""
@@ -49,6 +73,36 @@ CURSOR_KINDS = {lib.QXL_CURSOR_SET: "set", lib.QXL_CURSOR_MOVE: "move",
                 lib.QXL_CURSOR_HIDE: "hide", lib.QXL_CURSOR_TRAIL: "trail"}
 
 GuestRun = Callable[["Machine", threading.Event], None]
+
+
+class Gl3dWatchdog:
+    """Decides, from what `busy()` answers ((monotonic start of the running 3D batch or
+    None, its context id)), when to report a stuck batch and when to give up. `check()`
+    is called periodically by one thread; it never touches GL."""
+
+    def __init__(self, busy: Callable[[], tuple[float | None, int]], grace: float,
+                 on_fatal: Callable[[str], None]) -> None:
+        self.busy = busy
+        self.grace = grace
+        self.on_fatal = on_fatal
+        self.reported: float | None = None  # the busy_since of the batch reported
+        self.fired = False
+
+    def check(self, now: float) -> None:
+        since, context = self.busy()
+        if since is None:
+            self.reported = None
+            return
+        ran = now - since
+        if ran >= GL_STUCK_S and self.reported != since:
+            self.reported = since
+            log.error("3D context %d stuck: one batch has run for %.1f s (the display gives "
+                      "up after %.0f s more)", context, ran, self.grace)
+        if (self.reported == since and ran >= GL_STUCK_S + self.grace
+                and not self.fired):
+            self.fired = True
+            self.on_fatal(f"3D context {context} stuck in one batch for {ran:.1f} s "
+                          f"(--gl-watchdog {self.grace:g}): giving up, as a GPU reset would")
 
 
 def cursor_update(cmd: CursorCmd) -> CursorUpdate | None:
@@ -69,7 +123,8 @@ class Machine:
     """Create with `Machine.create(...)`, then `start()`; `stop()` ends every thread."""
 
     def __init__(self, guest: GuestRun | None, guest_socket: str | None = None,
-                 record: Path | None = None) -> None:
+                 record: Path | None = None, *, gl_watchdog: float = DEFAULT_GL_WATCHDOG_S,
+                 renderer_factory: Callable[[], Renderer] | None = None) -> None:
         self.frames = FrameBus()
         self.cursor = CursorBus()
         self._guest = guest
@@ -81,11 +136,18 @@ class Machine:
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.device = None  # set on the render thread before _ready
+        self.renderer: Renderer | None = None  # likewise
         self.guest_error: BaseException | None = None
+        self.gl_watchdog = gl_watchdog
+        self._renderer_factory = renderer_factory
+        self.on_fatal: Callable[[str], None] | None = None
+        """Called once (from the watchdog thread) when the display cannot go on."""
+        self.fatal: str | None = None
 
     @classmethod
     def create(cls, demo: str | None = None, guest_socket: str | None = None,
-               record: Path | None = None, width: int = 1024, height: int = 768) -> Machine:
+               record: Path | None = None, width: int = 1024, height: int = 768,
+               gl_watchdog: float = DEFAULT_GL_WATCHDOG_S) -> Machine:
         """demo: "desktop", "cube" (3D ring) or "replay:FILE"; or guest_socket: a unix
         socket path where an out-of-process guest will attach. `record` writes the session
         in spice-server's record format."""
@@ -103,7 +165,7 @@ class Machine:
             guest = _replay_guest(path)
         elif demo is not None:
             raise ValueError(f"unknown demo {demo!r}: use 'desktop', 'cube' or 'replay:FILE'")
-        return cls(guest, guest_socket, record)
+        return cls(guest, guest_socket, record, gl_watchdog=gl_watchdog)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -118,6 +180,10 @@ class Machine:
             guest = threading.Thread(target=self._guest_thread, name="vgpu-guest", daemon=True)
             self._threads.append(guest)
             guest.start()
+        watchdog = threading.Thread(target=self._watchdog_thread, name="vgpu-gl-watchdog",
+                                    daemon=True)
+        self._threads.append(watchdog)
+        watchdog.start()
         if self._guest_socket is not None:
             listener = threading.Thread(target=self._listener_thread, name="vgpu-guest-socket",
                                         daemon=True)
@@ -125,14 +191,16 @@ class Machine:
             listener.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Ends every thread, waiting up to `timeout` seconds for each (default: long
+        enough for any that is not stuck)."""
         self._stop.set()
         if self.device is not None:
             self.device.wake()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
         for t in self._threads:
-            t.join(timeout=10)
+            t.join(timeout=THREAD_JOIN_S if timeout is None else timeout)
         self._threads.clear()
 
     def __enter__(self) -> Machine:
@@ -153,7 +221,7 @@ class Machine:
         from vgpu.render import Renderer
 
         try:
-            renderer = Renderer()
+            renderer = Renderer() if self._renderer_factory is None else self._renderer_factory()
             device = Device(renderer, cursor_sink=self._on_cursor)
             recorder = None
             if self._record is not None:
@@ -166,6 +234,7 @@ class Machine:
             self._ready.set()
             return
         self.device = device
+        self.renderer = renderer
         self._ready.set()
         period = 1.0 / MAX_FPS
         next_publish = 0.0
@@ -191,6 +260,27 @@ class Machine:
                 recorder.close()
             device.close()
             renderer.close()
+
+    def gl_busy(self) -> tuple[float | None, int]:
+        """(start of the 3D batch in progress or None, its context id), for the watchdog
+        (any thread). The executor (`renderer.gl3d`) knows the context; the device knows
+        when execute_3d started, whatever backend runs it."""
+        device, executor = self.device, getattr(self.renderer, "gl3d", None)
+        if device is None:
+            return None, 0
+        since = getattr(executor, "busy_since", None) or device.gl_busy_since
+        return since, int(getattr(executor, "current_context", 0) or 0)
+
+    def _watchdog_thread(self) -> None:
+        dog = Gl3dWatchdog(self.gl_busy, self.gl_watchdog, self._fatal)
+        while not self._stop.wait(WATCHDOG_PERIOD_S):
+            dog.check(time.monotonic())
+
+    def _fatal(self, reason: str) -> None:
+        self.fatal = reason
+        log.critical("%s", reason)
+        if self.on_fatal is not None:
+            self.on_fatal(reason)
 
     def _on_cursor(self, cmd: CursorCmd) -> None:
         update = cursor_update(cmd)
@@ -236,8 +326,8 @@ def _desktop_guest(width: int, height: int) -> GuestRun:
         try:
             driver.create_primary(width, height)
             # A 3D window joins the desktop when the device offers the 3D ring.
-            window_3d = getattr(driver, "gl_available", lambda: False)()
-            run_desktop(driver, stop, DesktopScene(width, height, window_3d=window_3d))
+            run_desktop(driver, stop, DesktopScene(width, height,
+                                                   window_3d=driver.gl_available()))
         finally:
             driver.close()
 

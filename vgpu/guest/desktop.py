@@ -13,6 +13,7 @@ guest driver at a steady rate.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -44,6 +45,8 @@ from vgpu.device.commands import (
 )
 from vgpu.display import InputEvent
 from vgpu.guest.driver import GuestDriver
+
+log = logging.getLogger(__name__)
 
 # QXL / SPICE numbers, from the one ABI declaration (csrc/qxl_abi.h).
 EFFECT_OPAQUE = lib.QXL_EFFECT_OPAQUE
@@ -401,17 +404,23 @@ FRAME_PERIOD_S = 1 / 30  # the guest redraws its animated parts 30 times a secon
 
 def run_desktop(driver: GuestDriver, stop: threading.Event, scene: DesktopScene) -> None:
     """Drives `scene` through `driver` (primary already created) until `stop` is set."""
-    for cmd in scene.initial() + scene.cursor_initial():
-        driver.submit(cmd)
     cube = None
     if scene.window_3d is not None:
         from vgpu.guest.cube import CubeWindow
+        from vgpu.guest.gl import Error as GlError
 
         body = scene.window_3d.body
+        try:
+            cube = CubeWindow(driver, body.left, body.top, body.width, body.height)
+        except GlError as e:  # a host that runs no GL: the desktop goes on in 2D
+            log.warning("no 3D window: %s", str(e).splitlines()[0])
+            scene.window_3d = None
+    for cmd in scene.initial() + scene.cursor_initial():
+        driver.submit(cmd)
+    if scene.window_3d is not None:
         # The 2D ring and the 3D ring are independent streams: the window's 2D frame is
         # drawn (UPDATE_AREA waits for it) before the first present lands inside it.
         driver.update_area(0, scene.window_3d.rect)
-        cube = CubeWindow(driver, body.left, body.top, body.width, body.height)
     start = time.monotonic()
     try:
         _desktop_loop(driver, stop, scene, cube, start)
