@@ -229,3 +229,20 @@ def test_released_names_are_reused(ring, ctx) -> None:
     assert second.name == first.name
     assert ring.named("glDeleteBuffers")[0].args["buffers"] == [first.name]
     assert [c.args["buffers"] for c in ring.named("glGenBuffers")] == [[first.name]] * 2
+
+
+def test_through_the_device_ring(device, guest, backend) -> None:
+    """The real guest driver and device (a backend that runs only FENCEs): every batch
+    reaches the backend as encoded, no item is a guest bug, presents' fences complete."""
+    ctx = gl.create_context(guest, (32, 16))
+    for i in range(4):
+        ctx.clear(0.1 * i, 0.0, 0.0, 1.0)
+        ctx.present(dst=(8, 4), damage=[(8, 4, 32, 16)])
+    ctx.finish()
+    assert device.guest_bug is None
+    assert guest.gl_completed() == ctx.last_fence
+    got = [c for batch in backend.batches for c in read_batch(batch, {})]
+    presents = [c.args["words"] for c in got if c.name == "PRESENT"]
+    assert presents == [[0, 0, 0, 32, 16, 0, 8, 4, 1, 8, 4, 32, 16]] * 4
+    assert [c.args["words"][0] for c in got if c.name == "MAKE_CURRENT"] == [ctx.ctx_id]
+    assert len([c for c in got if c.name == "glClear"]) == 4
