@@ -795,4 +795,12 @@ void vgpu_atomic_store32(uint32_t *p, uint32_t v);
 uint64_t vgpu_atomic_load64(uint64_t *p);
 void vgpu_atomic_store64(uint64_t *p, uint64_t v);
 
+/* The 3D watchdog's last resort, a C thread that needs no Python lock: once started,
+ * if 3D work marked busy stays busy longer than limit_ns, it writes one line to
+ * stderr and ends the process with exit_status (a GL call that blocks while holding
+ * the interpreter lock would otherwise freeze the process for good). */
+int vgpu_watchdog_start(uint64_t limit_ns, int exit_status);
+void vgpu_watchdog_busy(void);
+void vgpu_watchdog_idle(void);
+
 #endif

@@ -14,7 +14,11 @@ thread looks at the 3D batch in progress: one that has run for GL_STUCK_S is nam
 the log (its context), and one that is still running `gl_watchdog` seconds later is
 fatal: `on_fatal` is called, and `vgpu serve` exits with an error so that a supervisor
 restarts it, as a GPU reset would. The event loop thread (SPICE, the guest socket)
-keeps answering meanwhile with the last frame, the cursor and inputs.
+keeps answering meanwhile with the last frame, the cursor and inputs, as long as the
+stuck GL call releases the interpreter lock. One that does not (moderngl's reads hold
+it while they wait) freezes every Python thread; for that, `hard_watchdog` starts a C
+thread (vgpu._qxl) that ends the process HARD_WATCHDOG_MARGIN_S after the Python
+watchdog would have given up.
 """
 
 from __future__ import annotations
@@ -58,6 +62,14 @@ DEFAULT_GL_WATCHDOG_S = 10.0
 up (`vgpu serve --gl-watchdog`): room for a very slow frame on llvmpipe, short enough
 for a supervisor to bring the display back soon."""
 
+HARD_WATCHDOG_MARGIN_S = 2.0
+"""The C last resort (`hard_watchdog`) fires this long after the Python watchdog would
+have: only when the interpreter is blocked (a GL call waiting on the GPU while it holds
+the interpreter lock, as moderngl's reads do) and the Python watchdog cannot run."""
+
+HARD_WATCHDOG_EXIT = 3
+"""The last resort's exit status: the same as `vgpu serve`'s for a stuck 3D batch."""
+
 THREAD_JOIN_S = 10.0
 """How long `stop()` waits for a thread: a render thread finishing a batch, a guest
 finishing its command, the event loop closing its sockets."""
@@ -73,6 +85,11 @@ CURSOR_KINDS = {lib.QXL_CURSOR_SET: "set", lib.QXL_CURSOR_MOVE: "move",
                 lib.QXL_CURSOR_HIDE: "hide", lib.QXL_CURSOR_TRAIL: "trail"}
 
 GuestRun = Callable[["Machine", threading.Event], None]
+
+
+def _work_done(stats: dict[str, int]) -> int:
+    """Grows whenever the device did something that may change the picture."""
+    return stats["commands"] + stats["io"] + stats["gl_batches"]
 
 
 class Gl3dWatchdog:
@@ -124,7 +141,8 @@ class Machine:
 
     def __init__(self, guest: GuestRun | None, guest_socket: str | None = None,
                  record: Path | None = None, *, gl_watchdog: float = DEFAULT_GL_WATCHDOG_S,
-                 renderer_factory: Callable[[], Renderer] | None = None) -> None:
+                 renderer_factory: Callable[[], Renderer] | None = None,
+                 hard_watchdog: bool = False) -> None:
         self.frames = FrameBus()
         self.cursor = CursorBus()
         self._guest = guest
@@ -140,6 +158,8 @@ class Machine:
         self.guest_error: BaseException | None = None
         self.gl_watchdog = gl_watchdog
         self._renderer_factory = renderer_factory
+        self._hard_watchdog = hard_watchdog  # the C last resort ends the process: serve only
+        self._gl_pending_since: float | None = None
         self.on_fatal: Callable[[str], None] | None = None
         """Called once (from the watchdog thread) when the display cannot go on."""
         self.fatal: str | None = None
@@ -147,7 +167,8 @@ class Machine:
     @classmethod
     def create(cls, demo: str | None = None, guest_socket: str | None = None,
                record: Path | None = None, width: int = 1024, height: int = 768,
-               gl_watchdog: float = DEFAULT_GL_WATCHDOG_S) -> Machine:
+               gl_watchdog: float = DEFAULT_GL_WATCHDOG_S,
+               hard_watchdog: bool = False) -> Machine:
         """demo: "desktop", "cube" (3D ring) or "replay:FILE"; or guest_socket: a unix
         socket path where an out-of-process guest will attach. `record` writes the session
         in spice-server's record format."""
@@ -165,7 +186,8 @@ class Machine:
             guest = _replay_guest(path)
         elif demo is not None:
             raise ValueError(f"unknown demo {demo!r}: use 'desktop', 'cube' or 'replay:FILE'")
-        return cls(guest, guest_socket, record, gl_watchdog=gl_watchdog)
+        return cls(guest, guest_socket, record, gl_watchdog=gl_watchdog,
+                   hard_watchdog=hard_watchdog)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -233,6 +255,10 @@ class Machine:
             self._failure = e
             self._ready.set()
             return
+        device.on_gl_batch = self._gl_batch
+        if self._hard_watchdog:
+            limit = GL_STUCK_S + self.gl_watchdog + HARD_WATCHDOG_MARGIN_S
+            lib.vgpu_watchdog_start(int(limit * 1e9), HARD_WATCHDOG_EXIT)
         self.device = device
         self.renderer = renderer
         self._ready.set()
@@ -243,11 +269,11 @@ class Machine:
             while not self._stop.is_set():
                 timeout = max(0.0, next_publish - time.monotonic()) if dirty else IDLE_WAIT_S
                 device.wait_for_work(timeout)
-                done_before = device.stats["commands"] + device.stats["io"]
+                done_before = _work_done(device.stats)
                 while device.process(DEVICE_BATCH) and not self._stop.is_set():
                     if time.monotonic() >= next_publish:
                         break  # publish between batches under a flood of commands
-                dirty |= device.stats["commands"] + device.stats["io"] != done_before
+                dirty |= _work_done(device.stats) != done_before
                 now = time.monotonic()
                 if dirty and now >= next_publish:
                     frame = renderer.snapshot()
@@ -255,20 +281,32 @@ class Machine:
                         self.frames.publish(frame)
                         next_publish = now + period
                     dirty = False
+                if not dirty and self._gl_pending_since is not None:
+                    # the 3D work is on screen (or drew nothing): GL has finished it
+                    self._gl_pending_since = None
+                    if self._hard_watchdog:
+                        lib.vgpu_watchdog_idle()
         finally:
             if recorder is not None:
                 recorder.close()
             device.close()
             renderer.close()
 
+    def _gl_batch(self) -> None:
+        """The device is about to run a 3D batch (render thread): 3D work is pending until
+        the frame after it is out, which is when GL has finished it."""
+        if self._gl_pending_since is None:
+            self._gl_pending_since = time.monotonic()
+            if self._hard_watchdog:
+                lib.vgpu_watchdog_busy()
+
     def gl_busy(self) -> tuple[float | None, int]:
-        """(start of the 3D batch in progress or None, its context id), for the watchdog
-        (any thread). The executor (`renderer.gl3d`) knows the context; the device knows
-        when execute_3d started, whatever backend runs it."""
-        device, executor = self.device, getattr(self.renderer, "gl3d", None)
-        if device is None:
-            return None, 0
-        since = getattr(executor, "busy_since", None) or device.gl_busy_since
+        """(start of the 3D work in progress or None, the context running), for the
+        watchdog (any thread). The executor (`renderer.gl3d`) knows the batch and its
+        context; the machine knows when 3D work began that no frame has shown yet (GL
+        may wait for it when the frame is read back, after the batch)."""
+        executor = getattr(self.renderer, "gl3d", None)
+        since = getattr(executor, "busy_since", None) or self._gl_pending_since
         return since, int(getattr(executor, "current_context", 0) or 0)
 
     def _watchdog_thread(self) -> None:

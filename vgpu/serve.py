@@ -147,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
             guest_socket=args.guest,
             record=args.record,
             gl_watchdog=args.gl_watchdog or DEFAULT_GL_WATCHDOG_S,
+            hard_watchdog=True,
         )
     except ValueError as exc:
         print(exc, file=sys.stderr)

@@ -137,9 +137,10 @@ class Gl3dRig:
     def fresh(self) -> None:
         self.guest_saw_error = False
         self.bug_allowed = False
-        if isinstance(self.backend, RecordingBackend):
+        if isinstance(self.backend, RecordingBackend):  # what it remembers, forgotten
             self.backend.batches.clear()
             self.backend.executed.clear()
+            self.backend.calls.clear()
         self.guest.reset()
         self.guest.create_primary(64, 48)
         assert self.device.guest_bug is None, self.device.guest_bug  # sane again

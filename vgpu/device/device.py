@@ -50,7 +50,6 @@ from __future__ import annotations
 import logging
 import struct
 import threading
-import time
 import zlib
 from collections import deque
 from collections.abc import Callable
@@ -384,7 +383,7 @@ class Device:
         self.monitors: tuple[MonitorHead, ...] = ()
         self.backend_errors = 0
         self.internal_errors = 0
-        self.gl_busy_since: float | None = None  # monotonic start of the running 3D batch
+        self.on_gl_batch: Callable[[], None] | None = None  # called before each 3D batch
         self.stats = {"commands": 0, "cursor_commands": 0, "io": 0, "released": 0,
                       "gl_batches": 0, "gl_bytes": 0, "gl_fences": 0}
 
@@ -823,7 +822,8 @@ class Device:
         batch = self.mem.read(off, size)  # the copy: nothing the guest writes later counts
         self.stats["gl_batches"] += 1
         self.stats["gl_bytes"] += size
-        self.gl_busy_since = time.monotonic()
+        if self.on_gl_batch is not None:
+            self.on_gl_batch()
         try:
             self.backend.execute_3d(batch, self.gl_guest)
         except Exception:
@@ -831,8 +831,6 @@ class Device:
             # backend's to check. A defect of the backend, counted and survived.
             self.backend_errors += 1
             log.exception("display backend execute_3d failed")
-        finally:
-            self.gl_busy_since = None
 
     def _draw(self, cmd: c.Drawable) -> None:
         surface = self.surfaces.get(cmd.surface_id)
