@@ -6,5 +6,6 @@ setup(
     cffi_modules=[
         "csrc/build_qxl.py:ffi",
         "csrc/build_encode.py:ffi",
+        "csrc/build_gl3d.py:ffi",
     ],
 )

@@ -80,7 +80,8 @@ def _blocking_renderer(release: threading.Event, context: int):
         it exposes the executor's agreed attributes (current_context, busy_since)."""
 
         def execute_3d(self, batch: bytes, guest) -> None:
-            self.gl3d = type("Executor", (), {})()
+            # the Renderer closes its executor: the stand-in has nothing to free
+            self.gl3d = type("Executor", (), {"close": lambda self: None})()
             self.gl3d.current_context = context
             self.gl3d.busy_since = time.monotonic()
             release.wait()

@@ -30,7 +30,7 @@ from typing import Any
 import moderngl
 import numpy as np
 
-from vgpu.device.backend import Gl3dGuest, run_fences
+from vgpu.device.backend import Gl3dGuest
 from vgpu.device.commands import (
     AlphaBlend,
     BitmapImage,
@@ -71,6 +71,7 @@ from vgpu.render.cache import (
 )
 from vgpu.render.composite import ImageShape, composite_setup
 from vgpu.render.errors import RenderError
+from vgpu.render.gl3d import Gl3dExecutor
 from vgpu.render.region import Box, check_rect, dest_region, intersect
 from vgpu.render.stroke import stroke_mask
 
@@ -325,6 +326,7 @@ class Renderer:
         self._damage: list[Box] = []  # primary damage since the last snapshot
         self._frame_serial = 0
         self._surface_serial = 0
+        self.gl3d: Gl3dExecutor | None = None  # made at the first 3D batch
 
     def _vao(self, prog: moderngl.Program, buf: moderngl.Buffer,
              fmt: tuple[str, tuple[str, ...]]) -> moderngl.VertexArray:
@@ -399,6 +401,13 @@ class Renderer:
             self._pending_release.extend(self._op_textures)
             self._op_textures.clear()
         self._note_damage(surf, tuple(damage))
+
+    def execute_3d(self, batch: bytes, guest: Gl3dGuest) -> None:
+        """Runs one batch of the 3D ring (docs/3d-ring.md) on `Gl3dExecutor`. Faults inside
+        the batch stay with their context."""
+        if self.gl3d is None:
+            self.gl3d = Gl3dExecutor(self)
+        self.gl3d.execute(batch, guest)
 
     def _note_damage(self, surf: _Surface, boxes: tuple[Box, ...]) -> None:
         """Records what an operation changed: `last_damage`, the surface's stale rects and,
@@ -518,11 +527,6 @@ class Renderer:
         self._slots = SlotAtlas()
         self._damage = []
 
-    def execute_3d(self, batch: bytes, guest: Gl3dGuest) -> None:
-        # Until the 3D executor (vgpu/render/gl3d.py) runs GL commands here, fences
-        # complete so that a 3D guest is never left waiting.
-        run_fences(batch, guest)
-
     # --- beyond the protocol ----------------------------------------------------------
 
     def surface_ids(self) -> list[int]:
@@ -565,6 +569,9 @@ class Renderer:
     def close(self) -> None:
         """Frees every GL object (and the context if this renderer made it)."""
         self.reset()
+        if self.gl3d is not None:
+            self.gl3d.close()
+            self.gl3d = None
         for prog, vao in self._blit_variants.values():
             vao.release()
             prog.release()

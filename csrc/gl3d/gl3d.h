@@ -1,0 +1,85 @@
+/* vgpu's 3D ring executor, the C half (docs/3d-ring.md): contexts, name tables, quotas,
+ * the per-context GL state shadow and the GL command decoders, on the host's one GL
+ * context. Python (vgpu/render/gl3d.py) runs the vgpu commands and calls in here.
+ * Nothing here trusts a word of a batch: every length is checked before it is read. */
+#ifndef VGPU_GL3D_H
+#define VGPU_GL3D_H
+
+#include <stdint.h>
+
+typedef struct g3_host G3;
+
+#define G3_MAX_CONTEXTS 64
+
+struct g3_counters {
+    uint64_t commands;    /* GL commands run (made or refused with a GL error) */
+    uint64_t dropped;     /* GL commands with no current context, or a lost one */
+    uint64_t gl_errors;   /* GL errors recorded on contexts */
+    uint64_t lost;        /* contexts lost */
+    uint64_t waits;       /* host waits: glFinish, readbacks, query results, sync waits */
+};
+
+/* Loads GL entry points through eglGetProcAddress (libEGL.so.1) and makes the host state
+ * the executor needs; the host's GL context must be current. NULL (see g3_last_error)
+ * when the GL lacks something. */
+G3 *g3_new(void);
+const char *g3_last_error(void);
+void g3_free(G3 *g);
+
+/* Guest memory: its mapping and the memslot table (QXLPHYSICAL -> mapping offset). */
+void g3_set_memory(G3 *g, uintptr_t base, uint64_t size);
+int g3_set_slots(G3 *g, uint32_t id_bits, uint32_t gen_bits, uint32_t n,
+                 const uint64_t *start, const uint64_t *end, const uint32_t *generation,
+                 const uint8_t *valid);
+
+/* vgpu commands: 0 done, -1 refused (counted by the caller). */
+int g3_context_create(G3 *g, uint32_t id, uint32_t api, uint32_t share);
+int g3_context_destroy(G3 *g, uint32_t id);
+int g3_make_current(G3 *g, uint32_t id, uint32_t fbo, uint32_t width, uint32_t height);
+uint32_t g3_current(G3 *g);
+int g3_context_lost(G3 *g, uint32_t id);
+void g3_lose(G3 *g, uint32_t id);
+/* Contexts lost since the last call (each counts once in Vgpu3dFence.lost_contexts). */
+uint32_t g3_take_lost(G3 *g);
+/* A surface goes away: contexts drawing to `fbo` are left without a default framebuffer. */
+void g3_surface_gone(G3 *g, uint32_t fbo);
+
+/* A batch: begin saves the state the 2D renderer left; to_2d saves the running context's
+ * state and puts the 2D renderer's back (at the batch's end, and before Python draws). */
+void g3_batch_begin(G3 *g);
+void g3_to_2d(G3 *g);
+
+/* Runs GL commands from word `pos` of the copied batch; returns the position of the first
+ * vgpu command (opcode < 0x100) or nwords at the end. The batch is 4-byte aligned. */
+uint32_t g3_execute(G3 *g, const uint8_t *words, uint32_t nwords, uint32_t pos);
+
+/* The host framebuffer of the current context's framebuffer `guest` (0: its surface);
+ * 0 when there is none. */
+uint32_t g3_framebuffer(G3 *g, uint32_t guest);
+
+/* The single-sampled 2D texture level 0 behind framebuffer `fbo`'s read buffer, so PRESENT
+ * can sample it without a copy: out[0] texture, out[1] width, out[2] height; 0 when the
+ * read buffer is anything else (then PRESENT copies with g3_blit). */
+int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[3]);
+
+/* Drawables: names[0] fbo, [1] colour texture or renderbuffer, [2] depth/stencil
+ * renderbuffer (0: none); flags are VGPU_3D_SURFACE_*; samples > 1 makes the colour a
+ * multisampled renderbuffer. */
+int g3_surface_new(G3 *g, uint32_t width, uint32_t height, uint32_t flags, uint32_t samples,
+                   uint32_t names[3]);
+void g3_surface_free(G3 *g, const uint32_t names[3], uint32_t samples);
+/* Copies (resolving samples) the rect x, y, w, h of `src`'s read buffer to (0, 0) of `dst`. */
+void g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w, int32_t h);
+/* PRESENT by copies (GL_MESA_pack_invert): the rect x, y, w, h of `src`'s read buffer read
+ * into a pixel buffer top row first, then written into texture `dst_tex` at (dx, dy) as
+ * BGRA, which swaps red and blue into the QXL surface's byte order; with `opaque`, alpha
+ * is set to 1 through framebuffer `dst_fbo`. Every binding it touches is put back.
+ * -1: nothing done (no GL_MESA_pack_invert, or no pixel buffer). */
+int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_t h,
+                    uint32_t dst_fbo, uint32_t dst_tex, int32_t dx, int32_t dy, int opaque);
+uint32_t g3_max_renderbuffer_size(G3 *g);
+uint32_t g3_max_samples(G3 *g);
+
+void g3_counters(G3 *g, struct g3_counters *out);
+
+#endif

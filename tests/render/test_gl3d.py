@@ -1,0 +1,449 @@
+"""The 3D executor against moderngl run directly: hand-built batches through
+Renderer.execute_3d, pictures read back from the QXL surface they were presented onto."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.render.gl3d_helpers import (
+    TRIANGLE,
+    FakeGuest,
+    batch,
+    enum,
+    gl,
+    triangle_draw,
+    triangle_program,
+    vgpu,
+)
+from tests.render.render_helpers import draw
+from vgpu.device import glwire
+from vgpu.device.commands import Fill, QMask, SolidBrush
+from vgpu.render import enums as E
+
+W, H = 64, 48  # the drawable
+SCREEN = (160, 120)
+CLEAR = (0.0, 0.0, 0.5, 1.0)
+ORANGE = (1.0, 0.5, 0.0, 1.0)
+GL_CONTEXT_LOST = 0x0507
+
+
+def reference_triangle(ctx, vertices=TRIANGLE, color=ORANGE) -> np.ndarray:
+    """The triangle drawn by moderngl itself: (H, W, 3) RGB, top row first."""
+    r, g, b, a = color
+    prog = ctx.program(
+        vertex_shader="#version 330\nin vec2 pos;\n"
+                      "void main() { gl_Position = vec4(pos, 0.0, 1.0); }\n",
+        fragment_shader=f"#version 330\nout vec4 c;\n"
+                        f"void main() {{ c = vec4({r}, {g}, {b}, {a}); }}\n")
+    vbo = ctx.buffer(vertices.tobytes())
+    vao = ctx.vertex_array(prog, [(vbo, "2f", "pos")])
+    tex = ctx.texture((W, H), 4)
+    fbo = ctx.framebuffer(color_attachments=[tex])
+    fbo.use()
+    fbo.clear(*CLEAR)
+    vao.render()
+    out = np.frombuffer(fbo.read(components=4), np.uint8).reshape(H, W, 4)[::-1, :, :3].copy()
+    for o in (fbo, tex, vao, vbo, prog):
+        o.release()
+    return out
+
+
+def rgb(px: np.ndarray) -> np.ndarray:
+    """Renderer.read_pixels' (B, G, R, A) channels as RGB."""
+    return px[..., [2, 1, 0]]
+
+
+def setup(ctx_id=1, surface=1, flags=1, samples=0) -> list[list[int]]:
+    return [vgpu("CONTEXT_CREATE", ctx_id, 3, 0),
+            vgpu("SURFACE_CREATE", surface, W, H, flags, samples),
+            vgpu("MAKE_CURRENT", ctx_id, surface)]
+
+
+def clear() -> list[list[int]]:
+    return [gl("glClearColor", *CLEAR), gl("glClear", enum("GL_COLOR_BUFFER_BIT"))]
+
+
+@pytest.fixture(params=["copy", "draw"])
+def screen(renderer, request):
+    """The renderer with a primary, presenting by copies where the GL can, or by drawing."""
+    from vgpu.render.gl3d import Gl3dExecutor
+
+    renderer.create_primary(*SCREEN, SCREEN[0] * 4, E.SURFACE_FMT_32_xRGB, None)
+    renderer.gl3d = Gl3dExecutor(renderer, present_copy=request.param == "copy")
+    return renderer
+
+
+@pytest.mark.parametrize("samples", [0, 4])
+def test_triangle_presented_matches_moderngl(screen, gl_ctx, samples):
+    ref = reference_triangle(gl_ctx)
+    guest = FakeGuest()
+    err = guest.alloc(4)
+    screen.execute_3d(batch(*setup(samples=samples), *clear(), *triangle_program(),
+                            *triangle_draw(), gl("glGetError", (err, 4)),
+                            vgpu("PRESENT", 0, 0, 0, W, H, 0, 30, 20, 0),
+                            vgpu("FENCE", 7, 0, 1)), guest)
+    assert guest.fences == [(7, True)]
+    assert guest.u32(err) == 0
+    assert guest.counts == {"errors": 0, "lost_contexts": 0}
+    px = screen.read_pixels(0)
+    got = rgb(px[20:20 + H, 30:30 + W])
+    if samples:  # a resolved multisampled picture differs from moderngl's along edges only
+        assert (np.abs(got.astype(int) - ref).max(axis=2) > 0).mean() < 0.05
+    else:
+        np.testing.assert_array_equal(got, ref)
+    # nothing outside the destination changed, and the damage is the presented rect
+    assert not px[:20].any() and not px[:, :30].any() and not px[20 + H:].any()
+    assert screen.snapshot().damage[-1] == (30, 20, 30 + W, 20 + H)
+
+
+def test_present_clips_flips_and_damages_only_rects(screen, gl_ctx):
+    ref = reference_triangle(gl_ctx)
+    guest = FakeGuest()
+    # the destination hangs off the right edge; one damage rect is listed
+    dst_x, dst_y = SCREEN[0] - 40, 10
+    screen.execute_3d(batch(*setup(), *clear(), *triangle_program(), *triangle_draw(),
+                            vgpu("PRESENT", 0, 0, 0, W, H, 0, dst_x, dst_y, 1,
+                                 dst_x + 8, dst_y + 4, 100, 20)), guest)
+    px = screen.read_pixels(0)
+    box = (dst_x + 8, dst_y + 4, SCREEN[0], dst_y + 24)
+    np.testing.assert_array_equal(rgb(px[box[1]:box[3], box[0]:box[2]]),
+                                  ref[4:24, 8:8 + box[2] - box[0]])
+    px[box[1]:box[3], box[0]:box[2]] = 0
+    assert not px.any()
+    assert screen.last_damage == (box,)
+
+
+def test_update_area_writes_presented_pixels_back(screen, gl_ctx):
+    ref = reference_triangle(gl_ctx)
+    guest = FakeGuest()
+    screen.read_area(0, _qrect(0, 0, *SCREEN))  # guest memory has everything so far
+    screen.execute_3d(batch(*setup(), *clear(), *triangle_program(), *triangle_draw(),
+                            vgpu("PRESENT", 0, 0, 0, W, H, 0, 5, 6, 0)), guest)
+    pieces = screen.read_area(0, _qrect(0, 0, *SCREEN))
+    assert len(pieces) == 1
+    rect, data = pieces[0]
+    assert (rect.left, rect.top, rect.right, rect.bottom) == (5, 6, 5 + W, 6 + H)
+    np.testing.assert_array_equal(rgb(data.reshape(H, W, 4)), ref)
+
+
+def _qrect(x0, y0, x1, y1):
+    from vgpu.device.commands import QRect
+    return QRect(y0, x0, y1, x1)
+
+
+def test_2d_and_3d_interleaved_on_one_surface(screen, gl_ctx):
+    ref3d = reference_triangle(gl_ctx)
+    guest = FakeGuest()
+    fill = Fill(SolidBrush(0x00336699), E.ROPD_OP_PUT, QMask(0, 0, None))
+    screen.execute(draw(fill, (0, 0, 100, 80)))
+    screen.execute_3d(batch(*setup(), *clear(), *triangle_program(), *triangle_draw(),
+                            vgpu("PRESENT", 0, 0, 0, W, H, 0, 20, 10, 0)), guest)
+    screen.execute(draw(Fill(SolidBrush(0x00FF0000), E.ROPD_OP_PUT, QMask(0, 0, None)),
+                        (40, 30, 140, 100)))
+    # a second frame of the same context: the state it left is still its own
+    screen.execute_3d(batch(gl("glDrawArrays", enum("GL_TRIANGLES"), 0, 3),
+                            vgpu("PRESENT", 0, 0, 0, W, H, 0, 90, 60, 0)), guest)
+    expect = np.zeros((SCREEN[1], SCREEN[0], 3), np.uint8)
+    expect[0:80, 0:100] = (0x33, 0x66, 0x99)
+    expect[10:10 + H, 20:20 + W] = ref3d
+    expect[30:100, 40:140] = (0xFF, 0, 0)
+    expect[60:60 + H, 90:90 + W] = ref3d
+    expect = expect[:SCREEN[1], :SCREEN[0]]
+    np.testing.assert_array_equal(rgb(screen.read_pixels(0)), expect)
+
+
+def errors_after(screen, guest, *cmds) -> list[int]:
+    """Runs cmds (each followed by glGetError) on context 1; the errors, in order."""
+    outs = []
+    body = []
+    for c in cmds:
+        outs.append(guest.alloc(4))
+        body += [c, gl("glGetError", (outs[-1], 4))]
+    screen.execute_3d(batch(*body), guest)
+    return [guest.u32(o) for o in outs]
+
+
+def test_errors_stay_with_their_context(screen, gl_ctx):
+    guest = FakeGuest()
+    screen.execute_3d(batch(*setup(), vgpu("CONTEXT_CREATE", 2, 3, 0),
+                            vgpu("SURFACE_CREATE", 2, W, H, 0, 0)), guest)
+    outside = guest.size + 64
+    got = errors_after(
+        screen, guest,
+        gl("glUseProgram", 99),                                    # never made
+        gl("glBindVertexArray", 5),                                # never generated
+        gl("glGenBuffers", 1, [10]),
+        gl("glBindBuffer", enum("GL_ARRAY_BUFFER"), 10),
+        gl("glBufferData", enum("GL_ARRAY_BUFFER"), 100, b"12345678", enum("GL_STATIC_DRAW")),
+        gl("glBufferData", enum("GL_ARRAY_BUFFER"), 16, ("ref", outside, 16),
+           enum("GL_STATIC_DRAW")),
+        gl("glBufferData", enum("GL_ARRAY_BUFFER"), 600 << 20, None, enum("GL_STATIC_DRAW")),
+        gl("glEnable", 0x0B10),                                    # GL_POINT_SMOOTH: desktop
+        gl("glBufferData", enum("GL_ARRAY_BUFFER"), 8, None, enum("GL_STATIC_DRAW")),
+        gl("glVertexAttribPointer", 0, 2, enum("GL_FLOAT"), 0, 0, 0),
+        gl("glEnableVertexAttribArray", 0),
+        gl("glDrawArrays", enum("GL_TRIANGLES"), 0, 3),            # reads past the buffer
+        gl("glDrawArrays", enum("GL_POINTS"), 0, 1),
+        gl("glDrawElements", enum("GL_TRIANGLES"), 3, enum("GL_UNSIGNED_SHORT"), 0),
+        gl("glTexImage2D", enum("GL_TEXTURE_2D"), 0, enum("GL_RGBA"), 4, 4, 0,
+           enum("GL_RGBA"), enum("GL_UNSIGNED_BYTE"), bytes(64)),  # texture 0: refused
+        gl("glBindTexture", enum("GL_TEXTURE_2D"), 7),
+        gl("glTexImage2D", enum("GL_TEXTURE_2D"), 0, enum("GL_RGBA"), 4, 4, 0,
+           enum("GL_RGBA"), enum("GL_UNSIGNED_BYTE"), bytes(63)),  # one byte short
+        gl("glTexImage2D", enum("GL_TEXTURE_2D"), 0, enum("GL_RGBA"), 4, 4, 0,
+           enum("GL_RGBA"), enum("GL_UNSIGNED_BYTE"), bytes(64)),
+        gl("glPixelStorei", enum("GL_UNPACK_ROW_LENGTH"), 8),
+        gl("glTexSubImage2D", enum("GL_TEXTURE_2D"), 0, 0, 0, 4, 4,
+           enum("GL_RGBA"), enum("GL_UNSIGNED_BYTE"), bytes(64)),  # rows of 8 pixels now
+        gl("glTexParameteriv", enum("GL_TEXTURE_2D"), enum("GL_TEXTURE_MIN_FILTER"), b""),
+    )
+    IOP, IVAL, OOM, IENUM = (enum(n) for n in ("GL_INVALID_OPERATION", "GL_INVALID_VALUE",
+                                               "GL_OUT_OF_MEMORY", "GL_INVALID_ENUM"))
+    assert got == [IOP, IOP, 0, 0, IVAL, IVAL, OOM, IENUM, 0, 0, 0, IOP, 0, IOP, IOP, 0,
+                   IVAL, 0, 0, IVAL, IVAL]
+    # an unknown opcode loses context 1, once; context 2 goes on drawing
+    lost_err = guest.alloc(4)
+    screen.execute_3d(batch([0x0FFF], gl("glClear", enum("GL_COLOR_BUFFER_BIT")),
+                            gl("glGetError", (lost_err, 4)),
+                            vgpu("MAKE_CURRENT", 2, 2), *clear(), *triangle_program(),
+                            *triangle_draw(), vgpu("PRESENT", 0, 0, 0, W, H, 0, 0, 0, 0),
+                            vgpu("MAKE_CURRENT", 1, 1), gl("glGetError", (lost_err, 4))),
+                      guest)
+    assert guest.u32(lost_err) == GL_CONTEXT_LOST
+    assert guest.counts["lost_contexts"] == 1
+    np.testing.assert_array_equal(rgb(screen.read_pixels(0, (0, 0, W, H))),
+                                  reference_triangle(gl_ctx))
+    # a lost context is gone for good, and the id is free again once destroyed
+    screen.execute_3d(batch(vgpu("CONTEXT_DESTROY", 1), vgpu("CONTEXT_CREATE", 1, 2, 2)), guest)
+    assert guest.counts == {"errors": 0, "lost_contexts": 1}
+
+
+def test_deleting_bound_containers_falls_back_to_the_guests_own(screen, gl_ctx):
+    """A deleted bound vertex array or framebuffer leaves the guest's object 0 bound: its
+    own vertex array 0 and its surface, as on ES."""
+    guest = FakeGuest()
+    err = guest.alloc(4)
+    screen.execute_3d(batch(*setup(), *triangle_program(),
+                            gl("glGenVertexArrays", 1, [5]), gl("glBindVertexArray", 5),
+                            gl("glGenFramebuffers", 1, [6]),
+                            gl("glBindFramebuffer", enum("GL_FRAMEBUFFER"), 6),
+                            gl("glDeleteFramebuffers", 1, [6]),
+                            gl("glDeleteVertexArrays", 1, [5]), *clear(), *triangle_draw(),
+                            gl("glGetError", (err, 4)),
+                            vgpu("PRESENT", 0, 0, 0, W, H, 0, 0, 0, 0)), guest)
+    assert guest.u32(err) == 0
+    np.testing.assert_array_equal(rgb(screen.read_pixels(0, (0, 0, W, H))),
+                                  reference_triangle(gl_ctx))
+
+
+def test_vgpu_command_refusals_are_counted(screen):
+    guest = FakeGuest()
+    screen.execute_3d(batch(vgpu("CONTEXT_CREATE", 1, 3, 0),
+                            vgpu("CONTEXT_CREATE", 1, 3, 0),       # in use
+                            vgpu("CONTEXT_CREATE", 65, 3, 0),      # out of range
+                            vgpu("CONTEXT_CREATE", 2, 3, 9),       # no such share
+                            vgpu("SURFACE_CREATE", 1, 0, 10, 0, 0),  # empty
+                            vgpu("MAKE_CURRENT", 1, 4),            # no such surface
+                            vgpu("PRESENT", 0, 0, 0, 1, 1, 0, 0, 0, 0),  # none current
+                            vgpu("FENCE", 3, 0, 0)), guest)
+    assert guest.counts == {"errors": 6, "lost_contexts": 0}
+    assert guest.fences == [(3, False)]
+
+
+def test_shared_objects_and_names_per_context(screen, gl_ctx):
+    """Context 2 shares context 1's program and buffer; its vertex array 0 is its own."""
+    guest = FakeGuest()
+    err = guest.alloc(4)
+    screen.execute_3d(batch(*setup(), *triangle_program(), *triangle_draw(),
+                            vgpu("CONTEXT_CREATE", 2, 3, 1),
+                            vgpu("CONTEXT_CREATE", 3, 3, 0),
+                            vgpu("MAKE_CURRENT", 3, 1), gl("glUseProgram", 3),
+                            gl("glGetError", (err, 4))), guest)
+    assert guest.u32(err) == enum("GL_INVALID_OPERATION")  # not shared with 3
+    screen.execute_3d(batch(vgpu("MAKE_CURRENT", 2, 1), *clear(), gl("glUseProgram", 3),
+                            gl("glBindBuffer", enum("GL_ARRAY_BUFFER"), 10),
+                            gl("glVertexAttribPointer", 0, 2, enum("GL_FLOAT"), 0, 0, 0),
+                            gl("glEnableVertexAttribArray", 0),
+                            gl("glDrawArrays", enum("GL_TRIANGLES"), 0, 3),
+                            gl("glGetError", (err, 4)),
+                            vgpu("PRESENT", 0, 0, 0, W, H, 0, 0, 0, 0)), guest)
+    assert guest.u32(err) == 0
+    np.testing.assert_array_equal(rgb(screen.read_pixels(0, (0, 0, W, H))),
+                                  reference_triangle(gl_ctx))
+
+
+def test_answers_name_vgpu_and_never_host_names(screen):
+    guest = FakeGuest()
+    renderer_s, version, binding, version_words = (guest.alloc(256), guest.alloc(64),
+                                                   guest.alloc(4), guest.alloc(8))
+    screen.execute_3d(batch(*setup(), gl("glGetString", enum("GL_RENDERER"), (renderer_s, 256)),
+                            gl("glGetString", enum("GL_VERSION"), (version, 8)),
+                            gl("glGenBuffers", 1, [77]),
+                            gl("glBindBuffer", enum("GL_ARRAY_BUFFER"), 77),
+                            gl("glGetIntegerv", enum("GL_ARRAY_BUFFER_BINDING"), (binding, 4)),
+                            gl("glGetIntegerv", enum("GL_MAJOR_VERSION"), (version_words, 4))),
+                      guest)
+    text = bytes(guest.mem[renderer_s:renderer_s + 256]).split(b"\0")[0].decode()
+    assert text.startswith("vgpu (") and screen.ctx.info["GL_RENDERER"] in text
+    assert bytes(guest.mem[version:version + 8]) == b"OpenGL \0"  # cut, NUL kept
+    assert guest.u32(binding) == 77
+    assert guest.u32(version_words) == 3
+
+
+def test_luminance_texture_sampled_as_es_does(screen):
+    """An ES LUMINANCE_ALPHA texture reads (L, L, L, A) in the shader, as on ES."""
+    guest = FakeGuest()
+    fs = (b"#version 330\nuniform sampler2D t;\nout vec4 c;\n"
+          b"void main() { c = texture(t, vec2(0.5)); }\n")
+    cmds = triangle_program()
+    cmds[4] = gl("glShaderSource", 2, 1, fs)
+    quad = np.array([-1, -1, 1, -1, -1, 1, 1, -1, 1, 1, -1, 1], np.float32)
+    screen.execute_3d(batch(*setup(), *cmds,
+                            gl("glBindTexture", enum("GL_TEXTURE_2D"), 4),
+                            gl("glTexParameteri", enum("GL_TEXTURE_2D"),
+                               enum("GL_TEXTURE_MIN_FILTER"), enum("GL_NEAREST")),
+                            gl("glPixelStorei", enum("GL_UNPACK_ALIGNMENT"), 1),
+                            gl("glTexImage2D", enum("GL_TEXTURE_2D"), 0,
+                               enum("GL_LUMINANCE_ALPHA"), 1, 1, 0, enum("GL_LUMINANCE_ALPHA"),
+                               enum("GL_UNSIGNED_BYTE"), bytes([200, 255])),
+                            *triangle_draw(vertices=quad),
+                            vgpu("PRESENT", 0, 0, 0, W, H, 0, 0, 0, 0)), guest)
+    assert (rgb(screen.read_pixels(0, (0, 0, W, H))) == 200).all()
+
+
+def test_every_command_has_a_decoder():
+    from vgpu._gl3d import lib  # noqa: F401  (the extension builds every decoder)
+    sent = [c for c in glwire.commands() if c.excluded is None]
+    assert len(sent) == len(glwire.commands()) - len(glwire.EXCLUDED)
+
+
+def test_first_error_is_kept_until_read(screen):
+    guest = FakeGuest()
+    first, second = guest.alloc(4), guest.alloc(4)
+    screen.execute_3d(batch(*setup(), gl("glUseProgram", 99),
+                            gl("glEnable", 0x0B10),  # an INVALID_ENUM after it
+                            gl("glGetError", (first, 4)), gl("glGetError", (second, 4))), guest)
+    assert guest.u32(first) == enum("GL_INVALID_OPERATION")
+    assert guest.u32(second) == 0
+
+
+def test_steady_frames_make_no_host_waits(screen):
+    guest = FakeGuest()
+    frame = [*clear(), gl("glDrawArrays", enum("GL_TRIANGLES"), 0, 3),
+             vgpu("PRESENT", 0, 0, 0, W, H, 0, 0, 0, 0), vgpu("FENCE", 1, 0, 1)]
+    screen.execute_3d(batch(*setup(), *triangle_program(), *triangle_draw()), guest)
+    for _ in range(3):
+        screen.execute_3d(batch(*frame), guest)
+        assert screen.gl3d.frame_waits == 0
+    pixels = guest.alloc(4)
+    screen.execute_3d(batch(gl("glReadPixels", 0, 0, 1, 1, enum("GL_RGBA"),
+                               enum("GL_UNSIGNED_BYTE"), (pixels, 4)), *frame), guest)
+    assert screen.gl3d.frame_waits == 1
+    assert bytes(guest.mem[pixels:pixels + 4]) == bytes([0, 0, 128, 255])  # the clear colour
+    assert screen.gl3d.busy_since is None and screen.gl3d.current_context == 0
+
+
+def test_texture_quota_per_share_group(screen):
+    """Textures count toward the share group's 512 MiB; re-specifying a level replaces its
+    bytes, deleting the texture returns them."""
+    guest = FakeGuest()
+    big = (enum("GL_TEXTURE_2D"), 0, enum("GL_RGBA"), 8192, 8192, 0, enum("GL_RGBA"),
+           enum("GL_UNSIGNED_BYTE"), None)  # 256 MiB each
+    got = errors_after(screen, guest, *setup(),
+                       gl("glBindTexture", enum("GL_TEXTURE_2D"), 1), gl("glTexImage2D", *big),
+                       gl("glTexImage2D", *big),  # the same level again: still 256 MiB
+                       gl("glBindTexture", enum("GL_TEXTURE_2D"), 2), gl("glTexImage2D", *big),
+                       gl("glBindTexture", enum("GL_TEXTURE_2D"), 3), gl("glTexImage2D", *big),
+                       gl("glDeleteTextures", 1, [1]), gl("glTexImage2D", *big))
+    assert got[3:] == [0, 0, 0, 0, 0, 0, enum("GL_OUT_OF_MEMORY"), 0, 0]
+
+
+@pytest.mark.parametrize("version", ["", "#version 300 es\n"])
+def test_glsl_es_sources_run_on_the_host(screen, gl_ctx, version):
+    """ES shaders as a GLES 2 guest sends them (no #version: GLSL ES 1.00) and GLSL ES 3.00
+    draw what moderngl's desktop GLSL draws."""
+    guest = FakeGuest()
+    log = guest.alloc(512)
+    if version:
+        vs = (version + "in vec2 pos;\nvoid main() { gl_Position = vec4(pos, 0.0, 1.0); }\n")
+        fs = (version + "precision mediump float;\nout vec4 c;\n"
+              "void main() { c = vec4(1.0, 0.5, 0.0, 1.0); }\n")
+    else:
+        vs = "attribute vec2 pos;\nvoid main() { gl_Position = vec4(pos, 0.0, 1.0); }\n"
+        fs = ("// ES 2\nprecision mediump float;\n"
+              "void main() { gl_FragColor = vec4(1.0, 0.5, 0.0, 1.0); }\n")
+    cmds = triangle_program()
+    cmds[1] = gl("glShaderSource", 1, 1, vs.encode())
+    cmds[4] = gl("glShaderSource", 2, 1, fs.encode())
+    screen.execute_3d(batch(*setup(), *clear(), *cmds, *triangle_draw(),
+                            gl("glGetProgramInfoLog", 3, 512, (0, 0), (log, 512)),
+                            vgpu("PRESENT", 0, 0, 0, W, H, 0, 0, 0, 0)), guest)
+    assert bytes(guest.mem[log:log + 512]).split(b"\0")[0] == b""
+    np.testing.assert_array_equal(rgb(screen.read_pixels(0, (0, 0, W, H))),
+                                  reference_triangle(gl_ctx))
+
+
+def test_present_of_a_guest_framebuffer(screen, gl_ctx):
+    """PRESENT of framebuffer 6 (a texture the guest drew into) shows its read buffer."""
+    guest = FakeGuest()
+    screen.execute_3d(batch(*setup(), *triangle_program(),
+                            gl("glBindTexture", enum("GL_TEXTURE_2D"), 4),
+                            gl("glTexImage2D", enum("GL_TEXTURE_2D"), 0, enum("GL_RGBA"), W, H,
+                               0, enum("GL_RGBA"), enum("GL_UNSIGNED_BYTE"), None),
+                            gl("glGenFramebuffers", 1, [6]),
+                            gl("glBindFramebuffer", enum("GL_FRAMEBUFFER"), 6),
+                            gl("glFramebufferTexture2D", enum("GL_FRAMEBUFFER"),
+                               enum("GL_COLOR_ATTACHMENT0"), enum("GL_TEXTURE_2D"), 4, 0),
+                            *clear(), *triangle_draw(),
+                            gl("glBindFramebuffer", enum("GL_FRAMEBUFFER"), 0),
+                            vgpu("PRESENT", 6, 0, 0, W, H, 0, 12, 7, 0)), guest)
+    np.testing.assert_array_equal(rgb(screen.read_pixels(0, (12, 7, 12 + W, 7 + H))),
+                                  reference_triangle(gl_ctx))
+
+
+def test_transform_feedback_left_active_spares_2d(screen):
+    """A batch that ends inside glBeginTransformFeedback: the 2D renderer draws as always in
+    between, and the guest's capture goes on in its next batch."""
+    guest = FakeGuest()
+    err, captured = guest.alloc(4), guest.alloc(64)
+    cmds = triangle_program()
+    cmds[1] = gl("glShaderSource", 1, 1,
+                 b"#version 330\nin vec2 pos;\nout float v;\n"
+                 b"void main() { v = pos.x * 2.0; gl_Position = vec4(pos, 0.0, 1.0); }\n")
+    cmds.insert(-2, gl("glTransformFeedbackVaryings", 3, 1, b"v\0",
+                       enum("GL_INTERLEAVED_ATTRIBS")))
+    tf = enum("GL_TRANSFORM_FEEDBACK_BUFFER")
+    screen.execute_3d(batch(*setup(), *cmds, *triangle_draw()[:-1],
+                            gl("glGenBuffers", 1, [20]), gl("glBindBufferBase", tf, 0, 20),
+                            gl("glBufferData", tf, 64, None, enum("GL_STREAM_READ")),
+                            gl("glBeginTransformFeedback", enum("GL_POINTS")),
+                            gl("glDrawArrays", enum("GL_POINTS"), 0, 2)), guest)
+    screen.execute(draw(Fill(SolidBrush(0x00FF8000), E.ROPD_OP_PUT, QMask(0, 0, None)),
+                        (0, 0, *SCREEN)))
+    assert (rgb(screen.read_pixels(0)) == (0xFF, 0x80, 0)).all()
+    screen.execute_3d(batch(gl("glDrawArrays", enum("GL_POINTS"), 2, 1),
+                            gl("glEndTransformFeedback"),
+                            gl("glGetBufferParameteriv", tf, enum("GL_BUFFER_SIZE"), (err, 4)),
+                            gl("glBindBuffer", enum("GL_COPY_READ_BUFFER"), 20),
+                            gl("glGetError", (captured, 4))), guest)
+    assert guest.u32(captured) == 0
+    assert guest.u32(err) == 64
+
+
+def test_default_framebuffer_speaks_es(screen):
+    """The surface answers as ES's default framebuffer: GL_BACK's sizes, GL_BACK draw
+    buffer, status complete; a context without a surface has none (undefined)."""
+    guest = FakeGuest()
+    red, status, none = guest.alloc(4), guest.alloc(4), guest.alloc(4)
+    fb = enum("GL_FRAMEBUFFER")
+    screen.execute_3d(batch(*setup(),
+                            gl("glGetFramebufferAttachmentParameteriv", fb, enum("GL_BACK"),
+                               enum("GL_FRAMEBUFFER_ATTACHMENT_RED_SIZE"), (red, 4)),
+                            gl("glDrawBuffers", 1, [enum("GL_BACK")]),
+                            gl("glCheckFramebufferStatus", fb, (status, 4)),
+                            vgpu("CONTEXT_CREATE", 2, 3, 0), vgpu("MAKE_CURRENT", 2, 0),
+                            gl("glCheckFramebufferStatus", fb, (none, 4))), guest)
+    assert guest.u32(red) == 8
+    assert guest.u32(status) == enum("GL_FRAMEBUFFER_COMPLETE")
+    assert guest.u32(none) == enum("GL_FRAMEBUFFER_UNDEFINED")

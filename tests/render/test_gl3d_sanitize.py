@@ -1,0 +1,60 @@
+"""The 3D executor's C (csrc/gl3d/, with the decoders generated as the build does) under
+AddressSanitizer and UBSan with real GL (Mesa through EGL): gl3d_sanitize_driver.c runs
+mutated, truncated and random batches grown from the fuzz test's seeds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.render.gl3d_helpers import FakeGuest, batch, enum, gl, triangle_draw, triangle_program
+from tests.render.test_gl3d import setup
+from tests.render.test_gl3d_hostile import seed_body
+
+HERE = Path(__file__).resolve().parent
+GL3D = HERE.parents[1] / "csrc" / "gl3d"
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+            "-fno-omit-frame-pointer", "-g", "-O1"]
+CASES = 1500  # about 30 s with the sanitizers on llvmpipe
+
+
+@pytest.mark.slow
+def test_gl3d_clean_under_asan_and_ubsan() -> None:
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    with tempfile.TemporaryDirectory(prefix="vgpu-gl3d-asan-") as tmp:
+        gen = Path(tmp) / "gen"
+        subprocess.run([sys.executable, str(GL3D / "generate.py"), str(gen)], check=True)
+        exe = Path(tmp) / "driver"
+        build = subprocess.run(
+            [cc, *SANITIZE, "-Wall", "-Wextra", "-Werror", f"-I{GL3D}", f"-I{gen}",
+             f"-I{GL3D.parent}",
+             str(HERE / "gl3d_sanitize_driver.c"), str(GL3D / "gl3d.c"), str(gen / "gl3d_gen.c"),
+             "-lEGL", "-ldl", "-o", str(exe)], capture_output=True, text=True)
+        if build.returncode != 0 and "sanitizer" in build.stderr and "cannot find" in build.stderr:
+            pytest.skip(f"sanitizer runtime not installed: {build.stderr.strip()[-200:]}")
+        assert build.returncode == 0, build.stderr
+        guest = FakeGuest()
+        prologue = Path(tmp) / "prologue.bin"
+        prologue.write_bytes(batch(*setup(), *triangle_program(), *triangle_draw(),
+                                   gl("glBindTexture", enum("GL_TEXTURE_2D"), 4),
+                                   gl("glTexImage2D", enum("GL_TEXTURE_2D"), 0, enum("GL_RGBA"),
+                                      8, 8, 0, enum("GL_RGBA"), enum("GL_UNSIGNED_BYTE"), None)))
+        body = Path(tmp) / "body.bin"
+        body.write_bytes(batch(*seed_body(guest)))
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0",
+                   UBSAN_OPTIONS="print_stacktrace=1")
+        run = subprocess.run([str(exe), str(CASES), "12345", str(prologue), str(body)],
+                             capture_output=True, text=True, timeout=600, env=env)
+        if run.returncode == 3:
+            pytest.skip(f"no GL for the driver: {run.stdout.strip()}")
+        assert run.returncode == 0, run.stdout + run.stderr[-4000:]
+        assert "runtime error" not in run.stderr and "ERROR: AddressSanitizer" not in run.stderr
+        assert f"{CASES} cases, 0 failures" in run.stdout

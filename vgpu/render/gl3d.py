@@ -1,0 +1,455 @@
+"""The 3D ring's executor: runs copied batches (docs/3d-ring.md) on the renderer's GL context
+and presents what they draw onto the renderer's QXL surfaces.
+
+GL commands run in C (`vgpu._gl3d`, csrc/gl3d/): the batch walk, the generated decoders,
+contexts, name tables, quotas and blob-size rules. `g3_execute` returns at each vgpu command
+(opcode < 0x100); this module runs those (few per frame): contexts, drawables, PRESENT and
+FENCE. Nothing a batch says raises out of `execute`: faults stay with their context (GL
+errors, lost contexts) or are counted in Vgpu3dFence.errors.
+
+The contract with the 2D renderer (vgpu/render/gl.py) on their one GL context:
+
+- What the 2D path sets before each draw: the target framebuffer with its viewport
+  (`fbo.use()`), program and vertex array (`vao.render`), the textures it samples on units
+  0-2 (`Texture.use`), its instance/staging buffers (written through GL_ARRAY_BUFFER, the
+  staging buffer at shader storage binding 0), UNPACK/PACK_ALIGNMENT for uploads and reads
+  (moderngl writes those itself, through its last texture unit).
+- What it relies on and never sets per draw: blending, depth test and culling off
+  (`ctx.disable` once, cached by moderngl), scissor/stencil/rasterizer-discard off, the
+  colour mask, every other pixel store value at 0, no PIXEL_PACK/UNPACK buffer bound, and
+  moderngl's cached framebuffer binding (`ctx.fbo`, rebound after reads).
+- What the executor restores: `g3_batch_begin` saves the whole non-object state that a
+  guest can change (caps, blend, depth, stencil, raster state, viewport, scissor, pixel
+  store, hints, buffer/framebuffer/renderbuffer/program/vertex-array/transform-feedback
+  bindings, the texture units guests have used and their samplers, the indexed uniform
+  buffer bindings) and `g3_to_2d` puts it back when the batch ends and before this module
+  draws with moderngl (PRESENT). Guests are held to ES 3.0's enums for context state
+  (caps, targets, pixel store, hints, units < 32), so no desktop-only state can leak past
+  the restore. Guest contexts keep their own copy of the same state, saved on switch.
+- Who owns what: the renderer owns its surfaces' textures, framebuffers, scratch copies and
+  programs; the executor owns the drawables (a framebuffer with an RGBA8 colour texture, or
+  a multisampled renderbuffer, and a depth/stencil renderbuffer), its staging texture for
+  presenting guest framebuffers and multisampled drawables, and its present program. Guest
+  objects are reached only through their context's name tables; host names never reach a
+  guest. Texture units: guests use 0-31; the 2D path binds what it needs before each draw.
+- Ordering: `execute` flushes the renderer's queued 2D work first, so 3D output lands on
+  top of what the 2D ring drew before the batch; PRESENT notes damage in the renderer, so
+  clients get it and UPDATE_AREA writes it back (the renderer's unsynced rects).
+- PRESENT flips the picture (GL's rows count up, a QXL surface's down) and swaps red and
+  blue into the surface's byte order: by a read into a pixel buffer (GL_MESA_pack_invert)
+  and an upload as BGRA where the GL offers that, else by drawing the source texture. A
+  multisampled or renderbuffer source is first resolved into a staging texture. On
+  llvmpipe either waits for the frame's rasterization, as any swap does.
+
+What the executor checks itself and what it leaves to the host GL (Mesa): every length,
+blob, name, quota and answer reference is checked in C before GL runs. Draws are checked
+where a driver would read memory it does not own: non-indexed draws against the sizes of
+the buffers every enabled array reads (instanced arrays by instance count), indexed draws
+for the index range inside the element buffer; client-side arrays (no buffer bound) are
+refused. The vertices indices name are fetched by the driver, which bounds them: llvmpipe's
+vertex fetch clamps to each buffer's size (a GPU driver needs robust buffer access for the
+same). Uniform-buffer, texture, sub-data and copy ranges are GL's own checks. Shader
+compilation is Mesa's. glClientWaitSync never blocks (its timeout is held at 0).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import moderngl
+import numpy as np
+
+from vgpu._gl3d import ffi, lib
+from vgpu.device.abi import lib as abi
+from vgpu.device.glwire import GL_OPCODE_BASE, VGPU_COMMANDS
+from vgpu.render import enums as E
+from vgpu.render.region import Box, intersect
+
+if TYPE_CHECKING:
+    from vgpu.device.backend import Gl3dGuest
+    from vgpu.render.gl import Renderer
+
+MAX_DRAWABLES = 64
+"""Drawables alive at once: a guest's EGL keeps one per window or pbuffer; more than any
+desktop's windows, and a bound on what a guest can make us allocate."""
+
+MAX_DRAWABLE_PIXELS = 64 << 20
+"""Pixels (times samples) of all drawables together: 256 MiB of RGBA8 plus depth, several
+4K windows with 4x multisampling, while the host keeps memory for everything else."""
+
+MAX_SOURCE_COORD = 1 << 16
+"""Source corners beyond this are outside every framebuffer (GL's largest is 16K-32K): such a
+present copies nothing, and no blit is made with coordinates near 2^31, where Mesa's
+clipping overflows."""
+
+MAX_PRESENT_RECTS = 256
+"""Damage rects one PRESENT may list: eglSwapBuffersWithDamage sends a handful; the body is
+bounded by the header anyway, this bounds the work per present."""
+
+_OP = {name: op for name, (op, _) in VGPU_COMMANDS.items()}
+_BODY = {op: words for op, words in VGPU_COMMANDS.values()}
+_SURFACE_FLAGS = abi.VGPU_3D_SURFACE_DEPTH | abi.VGPU_3D_SURFACE_STENCIL
+_FORMATS_32 = (E.SURFACE_FMT_32_xRGB, E.SURFACE_FMT_32_ARGB)
+
+_PRESENT_VS = """#version 330 core
+uniform vec4 u_rect;   // x0, y0, x1, y1 in destination pixels
+uniform vec2 u_size;   // destination size
+const vec2 corners[4] = vec2[](vec2(0, 0), vec2(1, 0), vec2(0, 1), vec2(1, 1));
+void main() {
+    vec2 p = mix(u_rect.xy, u_rect.zw, corners[gl_VertexID]);
+    gl_Position = vec4(p / u_size * 2.0 - 1.0, 0.0, 1.0);
+}
+"""
+# Texture rows of a QXL surface are its memory rows, top-down, and its channels are the
+# memory bytes (B, G, R, A for the 32-bit formats): the GL picture (rows bottom-up, RGBA)
+# is flipped and swizzled on the way.
+_PRESENT_FS = """#version 330 core
+uniform sampler2D u_src;
+uniform ivec4 u_map;   // source x, source top row, destination x, destination y
+uniform float u_opaque;  // 1.0: the destination has no alpha, write 1
+out vec4 color;
+void main() {
+    // the rects drawn are clipped to the source: every fetch is inside it
+    ivec2 d = ivec2(gl_FragCoord.xy);
+    vec4 c = texelFetch(u_src, ivec2(u_map.x + d.x - u_map.z, u_map.y - (d.y - u_map.w)), 0);
+    color = vec4(c.b, c.g, c.r, max(c.a, u_opaque));
+}
+"""
+
+
+def _bounds(boxes: list[Box]) -> Box:
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+            max(b[3] for b in boxes))
+
+
+@dataclass(slots=True, eq=False)
+class _Drawable:
+    names: Any  # uint32_t[3]: framebuffer, colour texture/renderbuffer, depth-stencil
+    width: int
+    height: int
+    samples: int
+    texture: moderngl.Texture | None  # the colour texture wrapped for sampling (1 sample)
+
+
+class Gl3dExecutor:
+    """Runs 3D batches for `Renderer.execute_3d`; see the module docstring. One render
+    thread calls everything."""
+
+    def __init__(self, renderer: Renderer, *, present_copy: bool = True) -> None:
+        """present_copy: PRESENT by copies where the GL offers GL_MESA_pack_invert (a read
+        into a pixel buffer and an upload as BGRA: on llvmpipe a tenth of a drawn pass);
+        False: always by drawing, the path for other GLs."""
+        self.renderer = renderer
+        self.present_copy = present_copy
+        self.ctx = renderer.ctx
+        self._host = lib.g3_new()
+        if self._host == ffi.NULL:
+            raise RuntimeError(f"3D executor: {ffi.string(lib.g3_last_error()).decode()}")
+        self._max_size = int(lib.g3_max_renderbuffer_size(self._host))
+        self._max_samples = int(lib.g3_max_samples(self._host))
+        self._drawables: dict[int, _Drawable] = {}
+        self._drawable_pixels = 0
+        self._program = self.ctx.program(vertex_shader=_PRESENT_VS, fragment_shader=_PRESENT_FS)
+        self._vao = self.ctx.vertex_array(self._program, [])
+        # a guest texture's own filter may want mipmaps it lacks (then it samples as black):
+        # presents sample level 0 through this sampler instead
+        self._sampler = self.ctx.sampler(filter=(moderngl.NEAREST, moderngl.NEAREST))
+        self._staging: tuple[moderngl.Texture, moderngl.Framebuffer] | None = None
+        self._counters = ffi.new("struct g3_counters *")
+        self.current_context = 0
+        """The context whose commands are running (0: none), for the device's watchdog."""
+        self.busy_since: float | None = None
+        """time.monotonic() when the running batch started; None between batches."""
+        self.presents = 0
+        self.frame_waits = 0
+        """Host waits (glFinish, readbacks, query results) between the last two PRESENTs:
+        zero in a steady state of drawing and presenting."""
+        self._waits_at_present = 0
+
+    # --- the batch -------------------------------------------------------------------
+
+    def execute(self, batch: bytes | bytearray | memoryview, guest: Gl3dGuest) -> None:
+        words = np.frombuffer(batch, np.uint32, len(batch) // 4)
+        if not words.flags.aligned:
+            words = words.copy()
+        n = len(words)
+        buf = ffi.from_buffer("uint8_t[]", words)
+        self.renderer.flush()  # 2D work queued before this batch is drawn first
+        self._set_memory(guest)
+        self.busy_since = time.monotonic()
+        lib.g3_batch_begin(self._host)
+        pos = 0
+        try:
+            while pos < n:
+                self.current_context = lib.g3_current(self._host)
+                pos = lib.g3_execute(self._host, buf, n, pos)
+                if pos >= n:
+                    break
+                header = int(words[pos])
+                op, body = header & 0xFFFF, header >> 16
+                if body > n - pos - 1:  # the header runs past the batch
+                    self._lose_current(guest)
+                    break
+                args = words[pos + 1 : pos + 1 + body].tolist()
+                pos += 1 + body
+                self._vgpu(op, args, guest)
+        finally:
+            lib.g3_to_2d(self._host)
+            for _ in range(lib.g3_take_lost(self._host)):
+                guest.count("lost_contexts")
+            self.current_context = 0
+            self.busy_since = None
+
+    def _set_memory(self, guest: Gl3dGuest) -> None:
+        lib.g3_set_memory(self._host, guest.base, guest.size)
+        id_bits, gen_bits, slots = guest.slot_table()
+        k = len(slots)
+        start = ffi.new("uint64_t[]", max(k, 1))
+        end = ffi.new("uint64_t[]", max(k, 1))
+        gen = ffi.new("uint32_t[]", max(k, 1))
+        valid = ffi.new("uint8_t[]", max(k, 1))
+        for i, s in enumerate(slots):
+            if s is not None:
+                start[i], end[i], gen[i] = s
+                valid[i] = 1
+        lib.g3_set_slots(self._host, id_bits, gen_bits, k, start, end, gen, valid)
+
+    def _lose_current(self, guest: Gl3dGuest) -> None:
+        current = lib.g3_current(self._host)
+        if current:
+            lib.g3_lose(self._host, current)
+        else:
+            guest.count("errors")
+
+    def _vgpu(self, op: int, args: list[int], guest: Gl3dGuest) -> None:
+        want = _BODY.get(op)
+        if want is None or op >= GL_OPCODE_BASE or (
+                len(args) != want and not (op == _OP["PRESENT"] and len(args) >= want)):
+            # unknown, or a body of the wrong length: the stream of the current context
+            # cannot be trusted any further
+            self._lose_current(guest)
+            return
+        current = lib.g3_current(self._host)
+        if current and lib.g3_context_lost(self._host, current) and op == _OP["PRESENT"]:
+            return  # a lost context runs nothing but context and fence commands
+        try:
+            ok = self._run_vgpu(op, args, guest)
+        except moderngl.Error:  # the host GL refused what the guest asked (memory, sizes)
+            ok = False
+        if not ok:
+            guest.count("errors")
+
+    def _run_vgpu(self, op: int, args: list[int], guest: Gl3dGuest) -> bool:
+        ok = True
+        if op == _OP["CONTEXT_CREATE"]:
+            ok = lib.g3_context_create(self._host, *args) == 0
+        elif op == _OP["CONTEXT_DESTROY"]:
+            ok = lib.g3_context_destroy(self._host, args[0]) == 0
+        elif op == _OP["MAKE_CURRENT"]:
+            ok = self._make_current(*args)
+        elif op == _OP["SURFACE_CREATE"]:
+            ok = self._surface_create(*args)
+        elif op == _OP["SURFACE_DESTROY"]:
+            ok = self._surface_destroy(args[0])
+        elif op == _OP["PRESENT"]:
+            ok = self._present(args)
+        elif op == _OP["FENCE"]:
+            guest.fence(args[0] | args[1] << 32, bool(args[2] & abi.VGPU_3D_FENCE_INTERRUPT))
+        return ok
+
+    # --- contexts and drawables ---------------------------------------------------------
+
+    def _make_current(self, ctx: int, surface: int) -> bool:
+        d = self._drawables.get(surface) if surface else None
+        if surface and d is None:
+            return False
+        fbo, w, h = (int(d.names[0]), d.width, d.height) if d else (0, 0, 0)
+        return lib.g3_make_current(self._host, ctx, fbo, w, h) == 0
+
+    def _surface_create(self, sid: int, width: int, height: int, flags: int,
+                        samples: int) -> bool:
+        samples = max(samples, 1)
+        if (sid == 0 or sid in self._drawables or len(self._drawables) >= MAX_DRAWABLES
+                or not (1 <= width <= self._max_size and 1 <= height <= self._max_size)
+                or flags & ~_SURFACE_FLAGS or samples > max(self._max_samples, 1)
+                or self._drawable_pixels + width * height * samples > MAX_DRAWABLE_PIXELS):
+            return False
+        lib.g3_to_2d(self._host)
+        names = ffi.new("uint32_t[3]")
+        if lib.g3_surface_new(self._host, width, height, flags, samples, names) != 0:
+            return False
+        tex = None
+        if samples == 1:
+            tex = self.ctx.external_texture(int(names[1]), (width, height), 4, 0, "f1")
+        self._drawables[sid] = _Drawable(names, width, height, samples, tex)
+        self._drawable_pixels += width * height * samples
+        return True
+
+    def _surface_destroy(self, sid: int) -> bool:
+        d = self._drawables.pop(sid, None)
+        if d is None:
+            return False
+        lib.g3_to_2d(self._host)
+        lib.g3_surface_free(self._host, d.names, d.samples)
+        self._drawable_pixels -= d.width * d.height * d.samples
+        return True
+
+    # --- present ------------------------------------------------------------------------
+
+    def _present(self, args: list[int]) -> bool:
+        fb, x, y, w, h, qxl, dst_x, dst_y, n = args[:9]
+        rects = args[9:]
+        if len(rects) != 4 * n or n > MAX_PRESENT_RECTS:
+            return False
+        # signed words: a source or destination may start left of / above the origin
+        x, y, dst_x, dst_y = (v - (1 << 32) if v >= 1 << 31 else v for v in (x, y, dst_x, dst_y))
+        if not lib.g3_current(self._host):
+            return False
+        surf = self.renderer._surfaces.get(qxl)
+        if surf is None or surf.fmt not in _FORMATS_32 or w >= 1 << 31 or h >= 1 << 31:
+            return False
+        area = intersect((dst_x, dst_y, dst_x + w, dst_y + h), (0, 0, surf.width, surf.height))
+        boxes: list[Box] = []
+        for i in range(n):
+            rx, ry, rw, rh = rects[4 * i : 4 * i + 4]
+            if area is not None and rw < 1 << 31 and rh < 1 << 31:
+                rx, ry = (v - (1 << 32) if v >= 1 << 31 else v for v in (rx, ry))
+                part = intersect((rx, ry, rx + rw, ry + rh), area)
+                if part is not None:
+                    boxes.append(part)
+        if n == 0 and area is not None:
+            boxes = [area]
+        src_fbo = lib.g3_framebuffer(self._host, fb)
+        if not boxes:
+            return True  # clipped away entirely
+        if fb != 0 and src_fbo == 0:
+            return False
+        lib.g3_to_2d(self._host)
+        drawable = self._current_drawable() if fb == 0 else None
+        if fb == 0 and drawable is None:
+            return False
+        # the source of the damaged part only: its left column and its top row (GL's rows
+        # count up) at the destination's (bx0, by0)
+        bx0, by0, bx1, by1 = _bounds(boxes)
+        src_x, src_top = x + bx0 - dst_x, y + h - 1 - (by0 - dst_y)
+        src = self._source_texture(drawable, src_fbo)
+        read_fbo = int(drawable.names[0]) if drawable is not None else src_fbo
+        if src is not None:
+            # sampled where it is, without a copy (a copy waits for the GL on llvmpipe);
+            # only what lies over it: the rest of a source rect has no pixels
+            inside = (bx0 - src_x, by0 + src_top - src.height + 1,
+                      bx0 - src_x + src.width, by0 + src_top + 1)
+            boxes = [c for c in (intersect(b, inside) for b in boxes) if c is not None]
+            if not boxes:
+                return True
+        else:
+            gy = src_top - (by1 - by0 - 1)
+            if not (abs(src_x) <= MAX_SOURCE_COORD and abs(gy) <= MAX_SOURCE_COORD):
+                return True  # nothing of any framebuffer is there: nothing to show
+            src = self._stage(src_fbo, src_x, gy, bx1 - bx0, by1 - by0)
+            read_fbo = self._staging[1].glo
+            src_x, src_top = 0, by1 - by0 - 1
+        opaque = surf.fmt == E.SURFACE_FMT_32_xRGB
+        if self.present_copy:
+            # a box the copy cannot do (a read buffer of GL_NONE...) is drawn
+            boxes_left = [b for b in boxes if lib.g3_present_copy(
+                self._host, read_fbo, src_x + b[0] - bx0, src_top - (b[3] - 1 - by0),
+                b[2] - b[0], b[3] - b[1], surf.fbo.glo, surf.tex.glo, b[0], b[1], opaque) != 0]
+        else:
+            boxes_left = boxes
+        if boxes_left:
+            self._draw_present(src, surf, src_x, src_top, bx0, by0, boxes_left)
+        # what moderngl left (and caches, such as its bound framebuffer) is the 2D state
+        # the batch's end puts back
+        lib.g3_batch_begin(self._host)
+        self.renderer._note_damage(surf, tuple(boxes))
+        self.presents += 1
+        waits = self.waits
+        self.frame_waits = waits - self._waits_at_present
+        self._waits_at_present = waits
+        return True
+
+    def _source_texture(self, drawable: _Drawable | None, src_fbo: int
+                        ) -> moderngl.Texture | None:
+        """The texture a present can sample: the single-sampled drawable's colour, or the
+        2D texture behind a guest framebuffer's read buffer; None when a copy must be made
+        (multisampled, a renderbuffer, a cube face or a layer)."""
+        if drawable is not None:
+            return drawable.texture
+        tex = ffi.new("uint32_t[3]")
+        if not lib.g3_read_texture(self._host, src_fbo, tex):
+            return None
+        # a handle on the guest's texture for this present only: never released here
+        return self.ctx.external_texture(int(tex[0]), (int(tex[1]), int(tex[2])), 4, 0, "f1")
+
+    def _current_drawable(self) -> _Drawable | None:
+        fbo = lib.g3_framebuffer(self._host, 0)
+        return next((d for d in self._drawables.values() if int(d.names[0]) == fbo and fbo),
+                    None)
+
+    def _stage(self, src_fbo: int, x: int, y: int, w: int, h: int) -> moderngl.Texture:
+        """Copies (resolving samples) the source rect into the staging texture, at (0, 0);
+        w and h are at most the QXL surface's."""
+        st = self._staging
+        if st is None or st[0].width < w or st[0].height < h:
+            if st is not None:
+                st[1].release()
+                st[0].release()
+            size = (max(w, st[0].width if st else 0), max(h, st[0].height if st else 0))
+            tex = self.ctx.texture(size, 4)
+            st = self._staging = (tex, self.ctx.framebuffer(color_attachments=[tex]))
+        lib.g3_blit(self._host, src_fbo, st[1].glo, x, y, w, h)
+        return st[0]
+
+    def _draw_present(self, src: moderngl.Texture, surf: Any, sx: int, top: int, dst_x: int,
+                      dst_y: int, boxes: list[Box]) -> None:
+        """Draws `boxes` of the QXL surface from `src`: (sx, top) lands on (dst_x, dst_y)."""
+        prog = self._program
+        surf.fbo.use()
+        src.use(0)
+        self._sampler.use(0)
+        prog["u_src"] = 0
+        prog["u_size"] = (surf.width, surf.height)
+        prog["u_map"] = (sx, top, dst_x, dst_y)
+        prog["u_opaque"] = float(surf.fmt == E.SURFACE_FMT_32_xRGB)
+        for box in boxes:
+            prog["u_rect"] = box
+            self._vao.render(moderngl.TRIANGLE_STRIP, vertices=4)
+            self.renderer.draw_calls += 1
+        self._sampler.clear(0)
+
+    # --- state --------------------------------------------------------------------------
+
+    @property
+    def counters(self) -> dict[str, int]:
+        lib.g3_counters(self._host, self._counters)
+        c = self._counters
+        return {"commands": c.commands, "dropped": c.dropped, "gl_errors": c.gl_errors,
+                "lost": c.lost, "waits": c.waits, "presents": self.presents}
+
+    @property
+    def waits(self) -> int:
+        lib.g3_counters(self._host, self._counters)
+        return int(self._counters.waits)
+
+    def reset(self) -> None:
+        """Every context and drawable goes (QXL RESET)."""
+        lib.g3_batch_begin(self._host)
+        for i in range(1, lib.G3_MAX_CONTEXTS + 1):
+            lib.g3_context_destroy(self._host, i)
+        lib.g3_to_2d(self._host)
+        for sid in list(self._drawables):
+            self._surface_destroy(sid)
+
+    def close(self) -> None:
+        self.reset()
+        if self._staging is not None:
+            self._staging[1].release()
+            self._staging[0].release()
+        self._sampler.release()
+        self._vao.release()
+        self._program.release()
+        lib.g3_free(self._host)
+        self._host = ffi.NULL
