@@ -20,7 +20,6 @@ Usage: bench/gl3d.py [--quick] [--rounds R] [--frames K]
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import threading
 import time
@@ -101,12 +100,6 @@ def _stats(samples: list[float]) -> str:
             f"[{min(samples):.2f}-{max(samples):.2f}]")
 
 
-def _ring_missing() -> str | None:
-    if importlib.util.find_spec("vgpu.render.gl3d") is None:
-        return "no 3D executor (vgpu.render.gl3d)"
-    return None
-
-
 class NullRing:
     """A transport that drops batches: what encoding alone costs the guest."""
 
@@ -178,7 +171,7 @@ class Ring:
         self._thread.join(START_TIMEOUT_S)
 
 
-def cases(direct: Any, ring: Ring | None, frames: int
+def cases(direct: Any, ring: Ring, frames: int
           ) -> Iterator[tuple[str, int, dict[str, Callable[[], None]]]]:
     """(label, draw calls per frame, contenders): each contender draws `frames` frames of
     the same scene and waits until they are done. "shown" frames are copied out, so every
@@ -208,39 +201,38 @@ def cases(direct: Any, ring: Ring | None, frames: int
 
             contenders: dict[str, Callable[[], None]] = {DIRECT_DRAWN: direct_drawn,
                                                          DIRECT_SHOWN: direct_shown}
-            if ring is not None:
-                r_ctx = gl.create_context(ring.driver, (16, 16))
-                r_scene = DrawCalls(r_ctx, size, n)
+            r_ctx = gl.create_context(ring.driver, (16, 16))
+            r_scene = DrawCalls(r_ctx, size, n)
 
-                def ring_drawn(r_scene: DrawCalls = r_scene, r_ctx: Any = r_ctx) -> None:
-                    pending: deque[int] = deque()
-                    for _ in range(frames):
-                        r_scene.frame()
-                        if len(pending) >= gl.MAX_PRESENTS_IN_FLIGHT:
-                            r_ctx.wait(pending.popleft())
-                        pending.append(r_ctx.fence())
-                    r_ctx.finish()
+            def ring_drawn(r_scene: DrawCalls = r_scene, r_ctx: Any = r_ctx) -> None:
+                pending: deque[int] = deque()
+                for _ in range(frames):
+                    r_scene.frame()
+                    if len(pending) >= gl.MAX_PRESENTS_IN_FLIGHT:
+                        r_ctx.wait(pending.popleft())
+                    pending.append(r_ctx.fence())
+                r_ctx.finish()
 
-                def ring_shown(r_scene: DrawCalls = r_scene, r_ctx: Any = r_ctx) -> None:
-                    for _ in range(frames):
-                        r_scene.frame()
-                        r_ctx.present(r_scene.fbo)
-                    r_ctx.finish()
+            def ring_shown(r_scene: DrawCalls = r_scene, r_ctx: Any = r_ctx) -> None:
+                for _ in range(frames):
+                    r_scene.frame()
+                    r_ctx.present(r_scene.fbo)
+                r_ctx.finish()
 
-                contenders[RING_DRAWN] = ring_drawn
-                contenders[RING_SHOWN] = ring_shown
-                # The same scene made through the ring, then its batches dropped.
-                e_ctx = gl.create_context(ring.driver, (16, 16))
-                e_scene = DrawCalls(e_ctx, size, n)
-                e_ctx.finish()
-                e_ctx.driver = NullRing()
+            contenders[RING_DRAWN] = ring_drawn
+            contenders[RING_SHOWN] = ring_shown
+            # The same scene made through the ring, then its batches dropped.
+            e_ctx = gl.create_context(ring.driver, (16, 16))
+            e_scene = DrawCalls(e_ctx, size, n)
+            e_ctx.finish()
+            e_ctx.driver = NullRing()
 
-                def run_encode(e_scene: DrawCalls = e_scene, e_ctx: Any = e_ctx) -> None:
-                    for _ in range(frames):
-                        e_scene.frame()
-                        e_ctx.present(e_scene.fbo)
+            def run_encode(e_scene: DrawCalls = e_scene, e_ctx: Any = e_ctx) -> None:
+                for _ in range(frames):
+                    e_scene.frame()
+                    e_ctx.present(e_scene.fbo)
 
-                contenders["guest encoding only"] = run_encode
+            contenders["guest encoding only"] = run_encode
             yield f"{size[0]}x{size[1]}, {n} draw calls/frame", n, contenders
 
 
@@ -272,49 +264,43 @@ def main(argv: list[str] | None = None) -> int:
 
     direct = moderngl.create_standalone_context(backend="egl")
     print(f"direct: moderngl {moderngl.__version__} on {direct.info['GL_RENDERER']}")
-    missing = _ring_missing()
-    if missing:
-        print(f"ring: not measured: {missing}")
-    ring = None if missing else Ring()
+    ring = Ring()
     status = 0
     try:
         for label, n, contenders in cases(direct, ring, frames):
             times: dict[str, list[float]] = {k: [] for k in contenders}
             for run in contenders.values():  # warm-up: compile, first uploads
                 run()
-            waits_before = ring.host_waits() if ring is not None else 0
+            waits_before = ring.host_waits()
             for _ in range(rounds):
                 for name, run in contenders.items():
                     times[name].append(_rounds(run, frames))
             print(f"{label}, ms/frame, median [min-max] of {rounds} rounds x {frames} frames")
             for name, samples in times.items():
                 print(f"  {name:<26} {_stats(samples)}")
-            if ring is not None:
-                for ring_name, direct_name, bound in ((RING_DRAWN, DIRECT_DRAWN, None),
-                                                      (RING_SHOWN, DIRECT_SHOWN, TARGETS[n])):
-                    ratio = (statistics.median(times[ring_name])
-                             / statistics.median(times[direct_name]) - 1)
-                    verdict = "" if bound is None else (
-                        f"  (target <= +{bound * 100:.0f} %: "
-                        f"{'met' if ratio <= bound else 'NOT met'})")
-                    status |= 1 if bound is not None and ratio > bound else 0
-                    print(f"  {ring_name.split(',')[1].strip() + ', ring vs direct':<26} "
-                          f"{ratio * 100:+7.1f} %{verdict}")
-                # each round's finish() is one fence wait, never a host wait
-                waits = (ring.host_waits() - waits_before) / (rounds * frames)
-                print(f"  {'host waits per frame':<26} {waits:7.2f}    (target 0)")
-                status |= 0 if waits == 0 else 1
-        if ring is not None:
-            trips = fence_round_trips(ring, rounds * 50)
-            med = statistics.median(trips)
-            ok = med < FENCE_TARGET_US
-            status |= 0 if ok else 1
-            print(f"fence round trip: median {med:.1f} us [{min(trips):.1f}-{max(trips):.1f}] "
-                  f"of {len(trips)} (target < {FENCE_TARGET_US:.0f} us: "
-                  f"{'met' if ok else 'NOT met'})")
+            for ring_name, direct_name, bound in ((RING_DRAWN, DIRECT_DRAWN, None),
+                                                  (RING_SHOWN, DIRECT_SHOWN, TARGETS[n])):
+                ratio = (statistics.median(times[ring_name])
+                         / statistics.median(times[direct_name]) - 1)
+                verdict = "" if bound is None else (
+                    f"  (target <= +{bound * 100:.0f} %: "
+                    f"{'met' if ratio <= bound else 'NOT met'})")
+                status |= 1 if bound is not None and ratio > bound else 0
+                print(f"  {ring_name.split(',')[1].strip() + ', ring vs direct':<26} "
+                      f"{ratio * 100:+7.1f} %{verdict}")
+            # each round's finish() is one fence wait, never a host wait
+            waits = (ring.host_waits() - waits_before) / (rounds * frames)
+            print(f"  {'host waits per frame':<26} {waits:7.2f}    (target 0)")
+            status |= 0 if waits == 0 else 1
+        trips = fence_round_trips(ring, rounds * 50)
+        med = statistics.median(trips)
+        ok = med < FENCE_TARGET_US
+        status |= 0 if ok else 1
+        print(f"fence round trip: median {med:.1f} us [{min(trips):.1f}-{max(trips):.1f}] "
+              f"of {len(trips)} (target < {FENCE_TARGET_US:.0f} us: "
+              f"{'met' if ok else 'NOT met'})")
     finally:
-        if ring is not None:
-            ring.close()
+        ring.close()
         direct.release()
     return status
 

@@ -246,3 +246,18 @@ def test_through_the_device_ring(device, guest, backend) -> None:
     assert presents == [[0, 0, 0, 32, 16, 0, 8, 4, 1, 8, 4, 32, 16]] * 4
     assert [c.args["words"][0] for c in got if c.name == "MAKE_CURRENT"] == [ctx.ctx_id]
     assert len([c for c in got if c.name == "glClear"]) == 4
+
+
+def test_desktop_goes_on_in_2d_when_the_host_runs_no_gl(device, guest) -> None:
+    """A backend that runs only FENCEs answers nothing: the cube's program cannot be made,
+    so the desktop leaves its 3D window out instead of failing."""
+    import threading
+
+    from vgpu.guest.desktop import DesktopScene, run_desktop
+
+    guest.create_primary(1024, 768)
+    scene = DesktopScene(window_3d=True)
+    stop = threading.Event()
+    stop.set()  # the initial picture only
+    run_desktop(guest, stop, scene)
+    assert scene.window_3d is None and device.guest_bug is None

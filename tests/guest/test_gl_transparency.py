@@ -89,7 +89,7 @@ class RingGuest:
 
 
 @pytest.fixture(scope="module")
-def ring_guest(gl3d_stack):
+def ring_guest():
     guest = RingGuest()
     yield guest
     guest.machine.stop()

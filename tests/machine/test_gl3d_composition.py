@@ -23,7 +23,7 @@ from test_preview import x_display
 
 from vgpu.guest import cube, desktop
 
-pytestmark = [pytest.mark.gl, pytest.mark.usefixtures("gl3d_stack")]
+pytestmark = pytest.mark.gl
 __all__ = ["serve", "x_display"]  # fixtures shared with the 2D end-to-end tests
 
 BACKGROUND_RGB = [round(c * 255) for c in cube.BACKGROUND[:3]]
