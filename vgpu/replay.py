@@ -1146,13 +1146,14 @@ class Recorder(DeviceObserver):
 # --- replaying through the device ------------------------------------------------------------
 
 # Worker messages that are the spice-server side of a reset (QEMU's qxl_hard_reset);
-# a run of them is one QXL_IO_RESET.
-_RESET_MESSAGES = frozenset({WorkerMessage.RESET_CURSOR, WorkerMessage.RESET_IMAGE_CACHE,
-                             WorkerMessage.RESET_MEMSLOTS})
+# a run of them is one QXL_IO_RESET. RESET_CURSOR is not one of them: QEMU's
+# qxl_destroy_primary sends it too, after every DESTROY_PRIMARY of a mode change.
+_RESET_MESSAGES = frozenset({WorkerMessage.RESET_IMAGE_CACHE, WorkerMessage.RESET_MEMSLOTS})
 # Worker messages with no guest IO behind them: the VM's run state, client-driven
 # settings, spice-server internals. ADD_MEMSLOT is the driver's own setup.
 _NO_GUEST_IO = frozenset({
     WorkerMessage.NOP, WorkerMessage.READY, WorkerMessage.START, WorkerMessage.STOP,
+    WorkerMessage.RESET_CURSOR,
     WorkerMessage.SET_COMPRESSION, WorkerMessage.SET_STREAMING_VIDEO,
     WorkerMessage.SET_MOUSE_MODE, WorkerMessage.ADD_MEMSLOT, WorkerMessage.ADD_MEMSLOT_ASYNC,
     WorkerMessage.DISPLAY_CONNECT_DEPRECATED, WorkerMessage.DISPLAY_DISCONNECT_DEPRECATED,

@@ -243,10 +243,12 @@ def composite_setup(op: Composite, dst_fmt: int, bbox: Box, src: ImageShape,
         raise RenderError("composite filter not supported")
     if (op.src_transform is not None) != bool(f & E.COMPOSITE_HAS_SRC_TRANSFORM):
         raise RenderError("composite source transform flag and transform disagree")
-    if (op.mask_transform is not None) != bool(f & E.COMPOSITE_HAS_MASK_TRANSFORM):
-        raise RenderError("composite mask transform flag and transform disagree")
     if bool(f & E.COMPOSITE_HAS_MASK) != (mask is not None):
         raise RenderError("composite mask flag and mask disagree")
+    # the canvas reads the mask transform flag only with a mask
+    if mask is not None and (op.mask_transform is not None) != bool(
+            f & E.COMPOSITE_HAS_MASK_TRANSFORM):
+        raise RenderError("composite mask transform flag and transform disagree")
     component_alpha = bool(f & E.COMPOSITE_COMPONENT_ALPHA)
     src_s = Sampling(_matrix(op.src_transform), src_filter, _bits(f, 14, 16),
                      bool(f & E.COMPOSITE_SOURCE_OPAQUE) or not src.alpha)
