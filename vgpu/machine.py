@@ -86,21 +86,23 @@ class Machine:
     @classmethod
     def create(cls, demo: str | None = None, guest_socket: str | None = None,
                record: Path | None = None, width: int = 1024, height: int = 768) -> Machine:
-        """demo: "desktop" or "replay:FILE"; or guest_socket: a unix socket path where an
-        out-of-process guest will attach. `record` writes the session in spice-server's
-        record format."""
+        """demo: "desktop", "anim" (a full-screen animation) or "replay:FILE"; or
+        guest_socket: a unix socket path where an out-of-process guest will attach.
+        `record` writes the session in spice-server's record format."""
         if (demo is None) == (guest_socket is None):
             raise ValueError("choose one guest: a demo or a guest socket")
         guest: GuestRun | None = None
         if demo == "desktop":
             guest = _desktop_guest(width, height)
+        elif demo == "anim":
+            guest = _anim_guest(width, height)
         elif demo is not None and demo.startswith("replay:"):
             path = Path(demo.removeprefix("replay:"))
             if not path.is_file():
                 raise ValueError(f"no recording at {path}")
             guest = _replay_guest(path)
         elif demo is not None:
-            raise ValueError(f"unknown demo {demo!r}: use 'desktop' or 'replay:FILE'")
+            raise ValueError(f"unknown demo {demo!r}: use 'desktop', 'anim' or 'replay:FILE'")
         return cls(guest, guest_socket, record)
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -234,6 +236,20 @@ def _desktop_guest(width: int, height: int) -> GuestRun:
         try:
             driver.create_primary(width, height)
             run_desktop(driver, stop, DesktopScene(width, height))
+        finally:
+            driver.close()
+
+    return run
+
+
+def _anim_guest(width: int, height: int) -> GuestRun:
+    def run(machine: Machine, stop: threading.Event) -> None:
+        from vgpu.guest.anim import AnimScene, run_anim
+
+        driver = _attach(machine)
+        try:
+            driver.create_primary(width, height)
+            run_anim(driver, stop, AnimScene(width, height))
         finally:
             driver.close()
 

@@ -16,6 +16,7 @@ import ssl
 import sys
 from pathlib import Path
 
+from vgpu.encode.video import DEFAULT_VIDEO_CODECS
 from vgpu.spice.constants import SPICE_MAX_PASSWORD_LENGTH
 from vgpu.spice.imaging import IMAGE_COMPRESSIONS, JPEG_WAN_COMPRESSIONS, STREAMING_VIDEOS
 
@@ -40,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     guest = parser.add_mutually_exclusive_group()
     guest.add_argument("--guest", metavar="SOCKET", help="an out-of-process guest's socket")
     guest.add_argument(
-        "--demo", metavar="NAME", help="a built-in guest: desktop, or replay:FILE (a recording)"
+        "--demo", metavar="NAME",
+        help="a built-in guest: desktop, anim (a full-screen animation), "
+        "or replay:FILE (a recording)",
     )
     parser.add_argument("--record", type=Path, help="record the guest's commands to FILE")
     parser.add_argument(
@@ -59,7 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--streaming-video",
         choices=STREAMING_VIDEOS,
         default="filter",
-        help="MJPEG streams for regions that change every frame",
+        help="video streams (see --video-codecs) for regions that change every frame",
+    )
+    parser.add_argument(
+        "--video-codecs",
+        default=DEFAULT_VIDEO_CODECS,
+        help="stream codecs in the server's order, spice-server's syntax "
+        "(gstreamer:h264;gstreamer:vp8;spice:mjpeg; the encoder part may be pyav); "
+        "each client gets the first one it decodes, or the one it prefers",
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="log every connection")
 
@@ -101,15 +111,19 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ssl.SSLError) as exc:
         print(f"TLS: {exc}", file=sys.stderr)
         return 2
-    options = ServerOptions(
-        password=password,
-        compression=Compression(
-            args.image_compression, args.jpeg_wan_compression, args.streaming_video
-        ),
-    )
+    try:
+        compression = Compression(
+            args.image_compression, args.jpeg_wan_compression, args.streaming_video,
+            args.video_codecs,
+        )
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    options = ServerOptions(password=password, compression=compression)
     if args.demo is None and args.guest is None:
         print(
-            "choose a guest: --demo desktop, --demo replay:FILE or --guest SOCKET", file=sys.stderr
+            "choose a guest: --demo desktop, --demo anim, --demo replay:FILE or --guest SOCKET",
+            file=sys.stderr,
         )
         return 2
     try:

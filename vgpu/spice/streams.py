@@ -48,6 +48,14 @@ def _overlap(a: Rect, b: Rect) -> float:
     return inter / union if union else 0.0
 
 
+def even(rect: Rect) -> Rect:
+    """`rect` less its last column and row where its sides are odd: 4:2:0 video
+    (H.264, VP8...) codes 2x2 blocks of colour. What is left out is drawn
+    losslessly around the stream like any damage outside it."""
+    left, top, right, bottom = rect
+    return (left, top, right - (right - left) % 2, bottom - (bottom - top) % 2)
+
+
 def subtract(rect: Rect, hole: Rect) -> list[Rect]:
     """`rect` minus `hole`, as at most four rectangles (above, below, left, right)."""
     inter = _intersection(rect, hole)
@@ -125,7 +133,7 @@ class StreamPlanner:
                 plan.ended.append(self.active)
                 rects = [*rects, self.active[1]]
             self._next_id += 1
-            self.active = (self._next_id, self._candidate)
+            self.active = (self._next_id, even(self._candidate))
             plan.started = self.active
         if self.active is None:
             plan.draws = list(rects)
