@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from vgpu.machine import Machine
     from vgpu.spice.imaging import Compression
     from vgpu.spice.server import ServerOptions, SpiceServer
+    from vgpu.spice.webpage import MISSING, html5_dir
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -144,11 +145,10 @@ def run(args: argparse.Namespace) -> int:
                 f"(remote-viewer --spice-ca-file={args.x509_dir / 'ca-cert.pem'})",
                 flush=True,
             )
-        print(
-            f"spice-html5: serve its folder over HTTP and open "
-            f"spice_auto.html?host={args.addr}&port={port}  (WebSocket on the same port)",
-            flush=True,
-        )
+        if html5_dir() is not None:
+            print(f"Browser: http://{host}:{port}/  (spice-html5, on the same port)", flush=True)
+        else:
+            print(f"Browser: none; {MISSING}", flush=True)
         if password is None:
             print("No password: any client that reaches the port may connect.", flush=True)
         stop = asyncio.Event()

@@ -246,19 +246,24 @@ needs_html5 = pytest.mark.skipif(
 
 
 @contextlib.contextmanager
-def html5_page(server: ServerThread) -> Iterator[object]:
-    """spice-html5 in headless Chromium, connected, once its canvas shows the first frame."""
+def html5_page(server: ServerThread, same_port: bool = False) -> Iterator[object]:
+    """spice-html5 in headless Chromium, connected, once its canvas shows the first frame.
+    same_port: the page as the SPICE port itself serves it (http://HOST:PORT/), not
+    from a separate web server."""
     playwright = pytest.importorskip("playwright.sync_api")
     http = StaticHttp(HTML5_DIR)
+    url = (
+        f"http://127.0.0.1:{server.port}/"
+        if same_port
+        else f"http://127.0.0.1:{http.port}/spice_auto.html?host=127.0.0.1&port={server.port}"
+    )
     try:
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(
                 executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000
             )
             page = browser.new_page()
-            page.goto(
-                f"http://127.0.0.1:{http.port}/spice_auto.html?host=127.0.0.1&port={server.port}"
-            )
+            page.goto(url)
             page.wait_for_selector("canvas#spice_surface_0", timeout=10_000)
             _wait_canvas(page, pattern(W, H))
             yield page
@@ -272,6 +277,20 @@ def test_spice_html5_shows_the_same_picture(source):
     server = ServerThread(source)
     try:
         with html5_page(server) as page:
+            boxed = _with_box(pattern(W, H))
+            source.publish(boxed, damage=((30, 40, 90, 120),))
+            _wait_canvas(page, boxed)
+    finally:
+        server.stop()
+
+
+@needs_html5
+def test_spice_html5_page_served_on_the_spice_port(source):
+    """http://HOST:PORT/ on the SPICE port gives spice-html5's page, which connects back
+    to the same port and shows the display."""
+    server = ServerThread(source)
+    try:
+        with html5_page(server, same_port=True) as page:
             boxed = _with_box(pattern(W, H))
             source.publish(boxed, damage=((30, 40, 90, 120),))
             _wait_canvas(page, boxed)

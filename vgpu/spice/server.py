@@ -57,6 +57,7 @@ from vgpu.spice.imaging import (
 )
 from vgpu.spice.link import LinkClosed, Linked, LinkMachine
 from vgpu.spice.streams import Plan, StreamPlanner
+from vgpu.spice.webpage import MAX_REQUEST_HEAD, html5_dir, http_response, is_websocket_upgrade
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +269,7 @@ class DisplayStats:
     stream_skipped: int = 0  # stream frames rate control left out
     codec: str | None = None  # the codec of the newest stream
     reports: int = 0  # STREAM_REPORTs received
+    max_backlog: int = 0  # the most bytes seen waiting in the socket before a stream frame
     # (frame serial, DRAW_COPY messages) per send, newest last: spice-gtk signals one
     # display-invalidate per draw, so a benchmark can tell which send an invalidate ends.
     sends: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=SEND_HISTORY))
@@ -346,8 +348,14 @@ class SpiceServer:
             if first == c.SPICE_MAGIC:
                 transport = StreamTransport(reader, writer, first)
             elif first == b"GET ":
+                head = await asyncio.wait_for(_http_head(reader, first), LINK_TIMEOUT_S)
+                if not is_websocket_upgrade(head):
+                    # A browser asking for the page: spice-html5, pointed at this port.
+                    writer.write(http_response(head, html5_dir()))
+                    await writer.drain()
+                    return
                 ws = WebSocketTransport(reader, writer)
-                if not await asyncio.wait_for(ws.handshake(first), LINK_TIMEOUT_S):
+                if not await asyncio.wait_for(ws.handshake(head), LINK_TIMEOUT_S):
                     log.info("%s: WebSocket handshake refused", peer)
                     return
                 transport = ws
@@ -554,6 +562,19 @@ class SpiceServer:
             self.display_stats.remove(client.stats)
 
 
+async def _http_head(reader: asyncio.StreamReader, first: bytes) -> bytes:
+    """An HTTP request's head (through the blank line); ConnectionError past its bound."""
+    head = first
+    while b"\r\n\r\n" not in head:
+        if len(head) > MAX_REQUEST_HEAD:
+            raise ConnectionError(f"HTTP request head over {MAX_REQUEST_HEAD} bytes")
+        data = await reader.read(READ_CHUNK)
+        if not data:
+            raise ConnectionError("connection closed inside an HTTP request head")
+        head += data
+    return head
+
+
 def _sender_ended(task: asyncio.Task[None], transport: Transport, peer: object) -> None:
     """A display sender that fails (an encoder error, a lost socket) ends its connection."""
     if task.cancelled():
@@ -703,7 +724,9 @@ class _DisplayClient:
         ]
         stream, video_future = self._stream, None
         if plan.stream_frame is not None and stream is not None:
-            if stream.rate.want_frame(self._transport.backlog(), now):
+            backlog = self._transport.backlog()
+            self.stats.max_backlog = max(self.stats.max_backlog, backlog)
+            if stream.rate.want_frame(backlog, now):
                 stream.encoder.set_rate(stream.rate.rate())
                 video_future = self._loop.run_in_executor(
                     pool, _encode_stream, stream.encoder, frame, stream.rect
