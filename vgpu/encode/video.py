@@ -217,8 +217,8 @@ class LibraryEncoder:
 
     The encoder runs at the frame rate it was opened with; a lower asked rate
     means frames left out, so its bitrate is scaled to keep the bits per frame
-    that the asked rate gives. A new bitrate reaches libx264 between frames;
-    libvpx and libx265 are reopened (the next frame is then a key frame)."""
+    that the asked rate gives. A new bitrate reopens the encoder (the next frame
+    is a key frame), so rate control changes it at most every DECREASE_INTERVAL_S."""
 
     def __init__(self, codec: str, width: int, height: int, rate: Rate) -> None:
         if codec not in LIBRARY_CODECS:
@@ -270,12 +270,9 @@ class LibraryEncoder:
         if bitrate == self._bitrate:
             return
         self._bitrate = bitrate
-        if self._context is not None and self.codec == "h264":
-            # FFmpeg's libx264 wrapper reconfigures x264 when the bitrate changes
-            # between frames: no key frame needed.
-            self._context.bit_rate = bitrate  # type: ignore[attr-defined]
-        else:
-            self._context = None  # reopened with the new rate at the next frame
+        # Reopened with the new rate at the next frame. (A bitrate set on the open
+        # context did not change libx264's frame sizes through PyAV 18 here.)
+        self._context = None
 
     def close(self) -> None:
         self._context = None

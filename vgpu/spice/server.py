@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import secrets
 import ssl
+import struct
 import time
 import uuid as uuid_module
 from collections import deque
@@ -183,8 +185,7 @@ class StreamTransport:
         await self._writer.drain()
 
     def backlog(self) -> int:
-        """Bytes written and not yet taken by the socket: how far the client is behind."""
-        return int(self._writer.transport.get_write_buffer_size())
+        return _backlog(self._writer)
 
     def close(self) -> None:
         self._writer.close()
@@ -251,8 +252,7 @@ class WebSocketTransport:
         await self._writer.drain()
 
     def backlog(self) -> int:
-        """Bytes written and not yet taken by the socket: how far the client is behind."""
-        return int(self._writer.transport.get_write_buffer_size())
+        return _backlog(self._writer)
 
     def close(self) -> None:
         self._writer.close()
@@ -560,6 +560,22 @@ class SpiceServer:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
             self.display_stats.remove(client.stats)
+
+
+SIOCOUTQNSD = 0x894B
+"""Linux's ioctl for the bytes a TCP socket holds not yet sent (sockios.h): with the
+transport's own buffer, the whole queue in front of a client."""
+
+
+def _backlog(writer: asyncio.StreamWriter) -> int:
+    """Bytes written for a client and not yet on the wire: how far it is behind."""
+    queued = int(writer.transport.get_write_buffer_size())
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            unsent = fcntl.ioctl(sock.fileno(), SIOCOUTQNSD, b"\0\0\0\0")
+            queued += struct.unpack("i", unsent)[0]
+    return queued
 
 
 async def _http_head(reader: asyncio.StreamReader, first: bytes) -> bytes:
