@@ -26,7 +26,8 @@ from spice_testkit import (
 )
 
 from vgpu.display import CursorShape, CursorUpdate, InputEvent
-from vgpu.spice.imaging import Compression
+from vgpu.spice import constants as c
+from vgpu.spice.imaging import ClientImaging, Compression, encode_rect_by_content
 from vgpu.spice.server import ServerOptions
 
 W, H = 320, 200
@@ -356,3 +357,26 @@ def _wait_canvas(page: object, frame: np.ndarray, timeout: float = 10) -> None:
         f"spice-html5's canvas never matched the frame: {len(bad)} pixels differ, "
         f"from {tuple(bad.min(axis=0))} to {tuple(bad.max(axis=0))}"
     )
+
+
+@needs_glib
+def test_spice_gtk_shows_a_screen_split_by_content_exactly(tmp_path):
+    """A photo inside a flat desktop, damaged as a whole: the server splits it into QUIC
+    and LZ draws, and spice-gtk's decoders put together exactly the frame."""
+    source = SyntheticSource()
+    source.publish(pattern(W, H))
+    server = ServerThread(source)
+    client = GlibClient("--port", str(server.port))
+    try:
+        client.wait_for(lambda line: line.startswith("mark"))
+        mixed = np.full((H, W, 4), 0xC0, np.uint8)
+        mixed[20:40:4, 10:300, :3] = 20  # lines of "text"
+        mixed[60:190, 128:320] = pattern(W, H, seed=3)[60:190, 128:320]  # photographic
+        frame = source.publish(mixed, damage=((0, 0, W, H),))
+        parts = encode_rect_by_content(frame, (0, 64, W, 192), ClientImaging(Compression()))
+        assert [p.image_type for p in parts] == [c.SPICE_IMAGE_TYPE_LZ_RGB, c.SPICE_IMAGE_TYPE_QUIC]
+        glib_sees(client, tmp_path, mixed)
+        assert server.server.display_stats[0].frames >= 2
+    finally:
+        client.close()
+        server.stop()

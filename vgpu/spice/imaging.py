@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from vgpu.display import Frame, Rect
 from vgpu.encode import encode_lz4_rgb32, encode_lz_rgb32, encode_quic_rgb32
-from vgpu.encode.policy import ClientCodecs, encode_region
+from vgpu.encode.policy import ClientCodecs, encode_by_content, encode_region
 from vgpu.encode.video import DEFAULT_VIDEO_CODECS, CodecChoice, parse_video_codecs
 from vgpu.spice import constants as c
 from vgpu.spice.channels import EncodedRegion, bitmap_payload
@@ -187,6 +187,23 @@ def encode_rect(frame: Frame, rect: Rect, imaging: ClientImaging) -> EncodedRegi
     if codec == "lz4":
         return _binary(rect, c.SPICE_IMAGE_TYPE_LZ4, encode_lz4_rgb32(view))
     return _binary(rect, c.SPICE_IMAGE_TYPE_LZ_RGB, encode_lz_rgb32(view))
+
+
+def encode_rect_by_content(frame: Frame, rect: Rect, imaging: ClientImaging) -> list[EncodedRegion]:
+    """A damaged band as one or more DRAW_COPY regions: with automatic compression it is
+    split by content, so a photo inside a flat desktop goes out as QUIC (or JPEG where
+    loss is allowed) beside LZ; any other option encodes it whole (encode_rect)."""
+    if imaging.codec() != "auto" or frame.has_alpha:
+        return [encode_rect(frame, rect, imaging)]
+    left, top, right, bottom = rect
+    lossy = imaging.compression.jpeg_wan == "always"
+    parts = encode_by_content(
+        frame.pixels[top:bottom, left:right], ClientCodecs(lz4=imaging.lz4), lossy
+    )
+    return [
+        _binary((left + start, top, left + end, bottom), image.image_type, image.data, image.lossy)
+        for start, end, image in parts
+    ]
 
 
 def _binary(rect: Rect, image_type: int, data: bytes, lossy: bool = False) -> EncodedRegion:

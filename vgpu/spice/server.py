@@ -55,6 +55,7 @@ from vgpu.spice.imaging import (
     client_video_codecs,
     cut_bands,
     encode_rect,
+    encode_rect_by_content,
     normalize_damage,
 )
 from vgpu.spice.link import LinkClosed, Linked, LinkMachine
@@ -735,7 +736,7 @@ class _DisplayClient:
         if plan.started is not None:
             self._stream = self._start_stream(*plan.started)
         futures = [
-            self._loop.run_in_executor(pool, encode_rect, frame, r, imaging)
+            self._loop.run_in_executor(pool, encode_rect_by_content, frame, r, imaging)
             for r in cut_bands(plan.draws)
         ]
         stream, video_future = self._stream, None
@@ -749,7 +750,7 @@ class _DisplayClient:
                 )
             else:
                 self.stats.stream_skipped += 1
-        regions = await asyncio.gather(*futures)
+        regions = [region for parts in await asyncio.gather(*futures) for region in parts]
         video = None if video_future is None else await video_future
         for stream_id, _rect in plan.ended:
             machine.stream_destroy(stream_id)
