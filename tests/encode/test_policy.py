@@ -104,3 +104,20 @@ def test_split_by_content_sends_fewer_bytes_than_whole(desk: np.ndarray, photo: 
     assert sum(len(image.data) for _, _, image in parts) < 0.8 * len(whole.data)
     lossy = policy.encode_by_content(band, ClientCodecs(), lossy_allowed=True)
     assert [image.image_type for _, _, image in lossy][1] == policy.SPICE_IMAGE_TYPE_JPEG
+
+
+def test_encode_still_is_the_one_place_options_become_codecs(desk: np.ndarray,
+                                                            photo: np.ndarray) -> None:
+    def types(codec: str, client: ClientCodecs, **kw) -> list[int]:
+        return [image.image_type for _, _, image in policy.encode_still(photo, codec, client, **kw)]
+
+    assert types("quic", ClientCodecs()) == [policy.SPICE_IMAGE_TYPE_QUIC]
+    assert types("lz4", ClientCodecs(lz4=True)) == [policy.SPICE_IMAGE_TYPE_LZ4]
+    assert types("lz4", ClientCodecs(lz4=False)) == [policy.SPICE_IMAGE_TYPE_LZ_RGB]
+    assert types("lz", ClientCodecs()) == [policy.SPICE_IMAGE_TYPE_LZ_RGB]
+    assert types("quic", ClientCodecs(), has_alpha=True) == [policy.SPICE_IMAGE_TYPE_LZ_RGB]
+    whole = policy.encode_still(mixed_screen(desk, photo)[:128], "auto", ClientCodecs(),
+                                split=False)
+    assert [(s, e) for s, e, _ in whole] == [(0, 960)]
+    with pytest.raises(ValueError):
+        policy.encode_still(photo, "glz", ClientCodecs())

@@ -185,3 +185,13 @@ def test_spice_gtk_announces_and_decodes_video_codecs(tmp_path, codec):
     finally:
         client.close()
         server.stop()
+
+
+def test_a_slow_client_that_merges_frames_still_streams():
+    """A client that takes a frame every second sees each take cover many published
+    frames: that is an animation, and it gets a stream (not a lossless screen a second)."""
+    planner = StreamPlanner("filter")
+    plans = [planner.plan([BOX], float(i), merged=30) for i in range(3)]
+    assert plans[0].started == (1, BOX)
+    sparse = run_frames(StreamPlanner("filter"), [BOX], 10, step=1.0)  # truly one a second
+    assert all(p.started is None for p in sparse)

@@ -132,13 +132,37 @@ def content_spans(pixels: np.ndarray) -> list[tuple[int, int]]:
     return spans
 
 
-def encode_by_content(pixels: np.ndarray, client: ClientCodecs, lossy_allowed: bool = False,
-                      has_alpha: bool = False) -> list[tuple[int, int, EncodedImage]]:
+def encode_by_content(pixels: np.ndarray, client: ClientCodecs, lossy_allowed: bool = False
+                      ) -> list[tuple[int, int, EncodedImage]]:
     """A band encoded in column spans of one content class each (content_spans),
     each with the codec encode_region picks for it: (start, end, image) per span."""
-    if has_alpha:
-        return [(0, pixels.shape[1], encode_region(pixels, client, lossy_allowed, True))]
     return [
         (start, end, encode_region(pixels[:, start:end], client, lossy_allowed))
         for start, end in content_spans(pixels)
     ]
+
+
+STILL_CODECS = ("auto", "quic", "lz4", "lz")
+"""What the server's options and the client's preference come down to for still
+images (the SPICE layer maps QEMU's option names onto these)."""
+
+
+def encode_still(pixels: np.ndarray, codec: str, client: ClientCodecs,
+                 lossy_allowed: bool = False, has_alpha: bool = False,
+                 split: bool = True) -> list[tuple[int, int, EncodedImage]]:
+    """The one place a still region's codec is chosen: (start, end, image) per column
+    span. Alpha keeps alpha (LZ_RGBA) whatever the option; "auto" picks by content,
+    split into spans of one content class unless `split` is False; the others are
+    the named codec (LZ4 only for a client that decodes it)."""
+    width = pixels.shape[1]
+    if codec not in STILL_CODECS:
+        raise ValueError(f"still codec {codec!r}: one of {STILL_CODECS}")
+    if has_alpha or (codec == "auto" and not split):
+        return [(0, width, encode_region(pixels, client, lossy_allowed, has_alpha))]
+    if codec == "auto":
+        return encode_by_content(pixels, client, lossy_allowed)
+    if codec == "quic":
+        return [(0, width, EncodedImage(SPICE_IMAGE_TYPE_QUIC, encode_quic_rgb32(pixels), False))]
+    if codec == "lz4" and client.lz4:
+        return [(0, width, EncodedImage(SPICE_IMAGE_TYPE_LZ4, encode_lz4_rgb32(pixels), False))]
+    return [(0, width, EncodedImage(SPICE_IMAGE_TYPE_LZ_RGB, encode_lz_rgb32(pixels), False))]

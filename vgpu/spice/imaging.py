@@ -11,8 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vgpu.display import Frame, Rect
-from vgpu.encode import encode_lz4_rgb32, encode_lz_rgb32, encode_quic_rgb32
-from vgpu.encode.policy import ClientCodecs, encode_by_content, encode_region
+from vgpu.encode.policy import ClientCodecs, encode_still
 from vgpu.encode.video import DEFAULT_VIDEO_CODECS, CodecChoice, parse_video_codecs
 from vgpu.spice import constants as c
 from vgpu.spice.channels import EncodedRegion, bitmap_payload
@@ -169,41 +168,37 @@ def _area(rect: Rect) -> int:
     return (rect[2] - rect[0]) * (rect[3] - rect[1])
 
 
-def encode_rect(frame: Frame, rect: Rect, imaging: ClientImaging) -> EncodedRegion:
+def _encode(frame: Frame, rect: Rect, imaging: ClientImaging, split: bool) -> list[EncodedRegion]:
     left, top, right, bottom = rect
     view = frame.pixels[top:bottom, left:right]
     codec = imaging.codec()
     if codec == "bitmap":
         payload = bitmap_payload(view.tobytes(), right - left, bottom - top, frame.has_alpha)
-        return EncodedRegion(rect, c.SPICE_IMAGE_TYPE_BITMAP, payload)
-    if codec == "auto" or frame.has_alpha:
-        # Alpha must survive: the policy gives LZ_RGBA whatever the option.
-        lossy = imaging.compression.jpeg_wan == "always"
-        client = ClientCodecs(lz4=imaging.lz4)
-        image = encode_region(view, client, lossy_allowed=lossy, has_alpha=frame.has_alpha)
-        return _binary(rect, image.image_type, image.data, image.lossy)
-    if codec == "quic":
-        return _binary(rect, c.SPICE_IMAGE_TYPE_QUIC, encode_quic_rgb32(view))
-    if codec == "lz4":
-        return _binary(rect, c.SPICE_IMAGE_TYPE_LZ4, encode_lz4_rgb32(view))
-    return _binary(rect, c.SPICE_IMAGE_TYPE_LZ_RGB, encode_lz_rgb32(view))
-
-
-def encode_rect_by_content(frame: Frame, rect: Rect, imaging: ClientImaging) -> list[EncodedRegion]:
-    """A damaged band as one or more DRAW_COPY regions: with automatic compression it is
-    split by content, so a photo inside a flat desktop goes out as QUIC (or JPEG where
-    loss is allowed) beside LZ; any other option encodes it whole (encode_rect)."""
-    if imaging.codec() != "auto" or frame.has_alpha:
-        return [encode_rect(frame, rect, imaging)]
-    left, top, right, bottom = rect
-    lossy = imaging.compression.jpeg_wan == "always"
-    parts = encode_by_content(
-        frame.pixels[top:bottom, left:right], ClientCodecs(lz4=imaging.lz4), lossy
+        return [EncodedRegion(rect, c.SPICE_IMAGE_TYPE_BITMAP, payload)]
+    parts = encode_still(
+        view,
+        codec,
+        ClientCodecs(lz4=imaging.lz4),
+        lossy_allowed=imaging.compression.jpeg_wan == "always",
+        has_alpha=frame.has_alpha,
+        split=split,
     )
     return [
         _binary((left + start, top, left + end, bottom), image.image_type, image.data, image.lossy)
         for start, end, image in parts
     ]
+
+
+def encode_rect(frame: Frame, rect: Rect, imaging: ClientImaging) -> EncodedRegion:
+    """One DRAW_COPY region for the whole rectangle (the codec vgpu.encode.policy picks)."""
+    return _encode(frame, rect, imaging, split=False)[0]
+
+
+def encode_rect_by_content(frame: Frame, rect: Rect, imaging: ClientImaging) -> list[EncodedRegion]:
+    """A damaged band as one or more DRAW_COPY regions: with automatic compression it is
+    split by content, so a photo inside a flat desktop goes out as QUIC (or JPEG where
+    loss is allowed) beside LZ."""
+    return _encode(frame, rect, imaging, split=True)
 
 
 def _binary(rect: Rect, image_type: int, data: bytes, lossy: bool = False) -> EncodedRegion:

@@ -663,6 +663,7 @@ class _DisplayClient:
         interval = 1.0 / self._server.options.max_fps
         last_sent = 0.0
         surface_serial: int | None = None
+        last_serial = 0  # of the last frame taken: the serials between were merged
         frame: Frame | None = None
         while True:
             deadline = self._streams.deadline()
@@ -707,7 +708,9 @@ class _DisplayClient:
                 await self._flush(frame.serial, 1)
             else:
                 rects = normalize_damage(damage, frame.width, frame.height)
-                await self._send(frame, self._streams.plan(rects, self._loop.time()))
+                merged = max(1, frame.serial - last_serial)
+                await self._send(frame, self._streams.plan(rects, self._loop.time(), merged))
+            last_serial = frame.serial
             last_sent = self._loop.time()
 
     def _start_stream(self, stream_id: int, rect: Rect) -> _Stream | None:
