@@ -81,6 +81,11 @@ INCREASE = 1.15
 """Multiplicative steps of the rate, as TCP's congestion control takes them: down,
 bits per pixel and frames per second together; up, frames per second first."""
 
+MAX_LAG_S = 0.15
+"""No new frame while the client has not reached one sent this long ago: the queue
+on the way (socket buffers, proxies, a slow link) holds at most this much. A LAN
+answers in milliseconds; a frame at 60 frames/s lasts 17."""
+
 LATE_REPORT_MS = 100
 """A STREAM_REPORT whose last frame arrived more than this after its time means a
 backlog somewhere on the way (frames are due as they are sent, see the server's
@@ -305,10 +310,11 @@ class RateControl:
         return Rate(bitrate_for(self.width, self.height, self.fps, self.bits_per_pixel),
                     self.fps)
 
-    def want_frame(self, backlog: int, now: float) -> bool:
+    def want_frame(self, backlog: int, now: float, lag: float = 0.0) -> bool:
         """Whether the stream's next frame should be encoded now. `backlog`: bytes
-        waiting in the client's socket."""
-        if backlog > BACKLOG_FRAMES * max(self.frame_bytes, 1.0):
+        waiting in the client's socket; `lag`: seconds the client is behind (how long
+        the oldest frame sent has gone without the client reaching it)."""
+        if lag > MAX_LAG_S or backlog > BACKLOG_FRAMES * max(self.frame_bytes, 1.0):
             self.skipped += 1
             self.congested(now)
             return False

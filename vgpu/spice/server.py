@@ -93,6 +93,10 @@ VIDEO_DUE_MS = 0
 frame as soon as it is decoded, but drops a late MJPEG frame, so MJPEG frames
 keep the whole margin and the others none: they show as soon as they are decoded."""
 
+MAX_STREAM_PINGS = 64
+"""PINGs after stream frames waiting for their PONG: each tells when the client reached
+that frame (rate control's lag). Past this many the client is far behind already."""
+
 BROWSER_VIDEO_CODECS = frozenset({"mjpeg"})
 """Stream codecs for WebSocket (browser) clients, whatever else they list."""
 
@@ -631,6 +635,14 @@ class _DisplayClient:
             streaming = "off"  # the client decodes none of the server's stream codecs
         self._streams = StreamPlanner(streaming)
         self._stream: _Stream | None = None
+        self._pings: dict[int, int] = {}  # ping id -> monotonic_ns sent, in send order
+        self._ping_id = 0
+
+    def lag(self) -> float:
+        """Seconds since the oldest stream frame the client has not reached was sent."""
+        if not self._pings:
+            return 0.0
+        return (time.monotonic_ns() - next(iter(self._pings.values()))) / 1e9
 
     def notify(self) -> None:
         """Called on the publishing thread."""
@@ -644,6 +656,10 @@ class _DisplayClient:
             preferred = CLIENT_PREFERENCES.get(event.value)
             if preferred is not None:
                 self.imaging = replace(self.imaging, preferred=preferred)
+        elif isinstance(event, PongReceived):
+            # PONGs come in order: every ping up to this one has been reached.
+            while self._pings and next(iter(self._pings)) <= event.ping_id:
+                self._pings.pop(next(iter(self._pings)))
         elif isinstance(event, PreferredVideoCodecs):
             self._preferred = tuple(
                 CODEC_NAMES[t] for t in event.codec_types if t in CODEC_NAMES
@@ -746,7 +762,7 @@ class _DisplayClient:
         if plan.stream_frame is not None and stream is not None:
             backlog = self._transport.backlog()
             self.stats.max_backlog = max(self.stats.max_backlog, backlog)
-            if stream.rate.want_frame(backlog, now):
+            if stream.rate.want_frame(backlog, now, self.lag()):
                 stream.encoder.set_rate(stream.rate.rate())
                 video_future = self._loop.run_in_executor(
                     pool, _encode_stream, stream.encoder, frame, stream.rect
@@ -771,6 +787,10 @@ class _DisplayClient:
             if stream.codec_type != c.SPICE_VIDEO_CODEC_TYPE_MJPEG:
                 mm_time = (mm_time - MM_TIME_LATENCY_MS + VIDEO_DUE_MS) & 0xFFFFFFFF
             machine.stream_data(stream.stream_id, mm_time, video)
+            if len(self._pings) < MAX_STREAM_PINGS:
+                self._ping_id += 1
+                self._pings[self._ping_id] = time.monotonic_ns()
+                machine.ping(self._ping_id, self._pings[self._ping_id])
             stream.rate.sent(len(video), self._loop.time())
             self.stats.stream_frames += 1
             self.stats.stream_bytes += len(video)
