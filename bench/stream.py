@@ -266,10 +266,12 @@ def run_codec(width: int, height: int, codec: str, seconds: float, tmp: Path) ->
             stats = server.display_stats[0]  # type: ignore[attr-defined]
             time.sleep(WARMUP_S)
             bytes0, frames0 = stats.stream_bytes, stats.stream_frames
+            skipped0 = stats.stream_skipped
             published0 = len(presented.times)
             start, end = measure([watch], seconds, tmp)
             sent_bytes = stats.stream_bytes - bytes0
             sent_frames = stats.stream_frames - frames0
+            skipped = stats.stream_skipped - skipped0
             published = len(presented.times) - published0
         finally:
             client.close()
@@ -279,6 +281,7 @@ def run_codec(width: int, height: int, codec: str, seconds: float, tmp: Path) ->
         "published_fps": published / (end - start + WARMUP_S),
         "kib_s": sent_bytes / 1024 / (end - start + WARMUP_S),
         "kib_frame": sent_bytes / 1024 / max(1, sent_frames),
+        "skipped": skipped,
     }
 
 
@@ -344,15 +347,16 @@ def main(argv: list[str]) -> int:
                         help="kilobytes per second for the throttled client (0: no such run)")
     args = parser.parse_args(argv)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    print("anim demo guest -> machine (guest driver, device, GL renderer) -> vgpu SPICE "
-          "server -> spice-gtk (SpiceClientGLib, GStreamer decoders), one client")
-    print(f"{'size':>10} {'codec':<6} {'published':>9} {'shown fps':>9} {'KiB/s':>8} "
-          f"{'KiB/frame':>9} {'SSIM':>6} {'median ms':>9} {'p99 ms':>7}")
     print("encoder alone (the server's share): median ms per frame, RGB->YUV included")
     for width, height in sizes:
         costs = {codec: encoder_costs(width, height, codec) for codec in args.codecs.split(",")}
         print(f"{width}x{height:<5} " + "  ".join(
             f"{codec} {c['ms']:.1f} ms {c['kib']:.1f} KiB" for codec, c in costs.items()))
+    print("\nanim demo guest -> machine (guest driver, device, GL renderer) -> vgpu SPICE "
+          "server -> spice-gtk (SpiceClientGLib, GStreamer decoders), one client; "
+          "skipped: stream frames rate control left out")
+    print(f"{'size':>10} {'codec':<6} {'published':>9} {'shown fps':>9} {'KiB/s':>8} "
+          f"{'KiB/frame':>9} {'SSIM':>6} {'median ms':>9} {'p99 ms':>7} {'skipped':>7}")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for width, height in sizes:
@@ -360,7 +364,8 @@ def main(argv: list[str]) -> int:
                 r = run_codec(width, height, codec, args.seconds, tmp)
                 print(f"{width}x{height:<5} {r['codec'] or '-':<6} {r['published_fps']:9.1f} "
                       f"{r['fps']:9.1f} {r['kib_s']:8.0f} {r['kib_frame']:9.1f} "
-                      f"{r['ssim']:6.3f} {r['median_ms']:9.1f} {r['p99_ms']:7.1f}", flush=True)
+                      f"{r['ssim']:6.3f} {r['median_ms']:9.1f} {r['p99_ms']:7.1f} "
+                      f"{r['skipped']:7d}", flush=True)
         if args.throttle:
             width, height = sizes[0]
             codec = args.codecs.split(",")[0]
