@@ -65,10 +65,11 @@ def _response(status: str, content_type: str, body: bytes) -> bytes:
 
 
 def http_response(head: bytes, root: Path | None) -> bytes:
-    """The whole response to one plain HTTP request head; `root`: html5_dir()."""
+    """The whole response to one plain HTTP GET's head (the server tells a GET by its
+    first bytes, as it tells SPICE and WebSocket); `root`: html5_dir()."""
     request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
     parts = request_line.split(" ")
-    if len(parts) != 3 or parts[0] not in ("GET", "HEAD") or not parts[2].startswith("HTTP/"):
+    if len(parts) != 3 or parts[0] != "GET" or not parts[2].startswith("HTTP/"):
         return _response("400 Bad Request", "text/plain", b"bad request\n")
     path = parts[1].split("?", 1)[0]
     if root is None:
@@ -84,7 +85,4 @@ def http_response(head: bytes, root: Path | None) -> bytes:
         body = file.read_bytes()
     except OSError:
         return _response("404 Not Found", "text/plain", b"not found\n")
-    kind = CONTENT_TYPES.get(file.suffix, "application/octet-stream")
-    if parts[0] == "HEAD":
-        return _response("200 OK", kind, body)[: -len(body) or None]
-    return _response("200 OK", kind, body)
+    return _response("200 OK", CONTENT_TYPES.get(file.suffix, "application/octet-stream"), body)
