@@ -47,7 +47,8 @@ def background(width: int, height: int) -> np.ndarray:
     y, x = np.mgrid[0:height, 0:span].astype(np.float32)
     phase = 2 * np.pi * x / span
     cx, cy = width * 0.6, height * 0.5
-    rings = np.sin(np.hypot(x % width - cx, y - cy) / 18.0)
+    dx = np.abs((x - cx + span / 2) % span - span / 2)  # periodic: no seam where it wraps
+    rings = np.sin(np.hypot(dx, y - cy) / 18.0)
     pixels = np.empty((height, span, 4), np.uint8)
     pixels[..., 0] = np.clip(128 + 90 * np.sin(phase) + 30 * rings, 0, 255)  # B
     pixels[..., 1] = np.clip(255 * y / max(1, height - 1) * 0.8 + 25 * rings, 0, 255)  # G
