@@ -228,32 +228,36 @@ def _attach(machine: Machine) -> GuestDriver:
     return GuestDriver(InProcessAttachment(machine.device))
 
 
-def _desktop_guest(width: int, height: int) -> GuestRun:
+def _primary_guest(width: int, height: int,
+                   body: Callable[[GuestDriver, threading.Event], None]) -> GuestRun:
+    """A built-in guest that creates its primary surface, then runs `body` until stopped."""
     def run(machine: Machine, stop: threading.Event) -> None:
-        from vgpu.guest.desktop import DesktopScene, run_desktop
-
         driver = _attach(machine)
         try:
             driver.create_primary(width, height)
-            run_desktop(driver, stop, DesktopScene(width, height))
+            body(driver, stop)
         finally:
             driver.close()
 
     return run
+
+
+def _desktop_guest(width: int, height: int) -> GuestRun:
+    def body(driver: GuestDriver, stop: threading.Event) -> None:
+        from vgpu.guest.desktop import DesktopScene, run_desktop
+
+        run_desktop(driver, stop, DesktopScene(width, height))
+
+    return _primary_guest(width, height, body)
 
 
 def _anim_guest(width: int, height: int) -> GuestRun:
-    def run(machine: Machine, stop: threading.Event) -> None:
+    def body(driver: GuestDriver, stop: threading.Event) -> None:
         from vgpu.guest.anim import AnimScene, run_anim
 
-        driver = _attach(machine)
-        try:
-            driver.create_primary(width, height)
-            run_anim(driver, stop, AnimScene(width, height))
-        finally:
-            driver.close()
+        run_anim(driver, stop, AnimScene(width, height))
 
-    return run
+    return _primary_guest(width, height, body)
 
 
 def _replay_guest(path: Path) -> GuestRun:

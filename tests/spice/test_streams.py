@@ -101,32 +101,32 @@ def test_spice_gtk_plays_the_stream_and_ends_exact(tmp_path):
     client = GlibClient("--port", str(server.port))
     try:
         client.wait_for(lambda line: line.startswith("mark"))
-        frames = []
-        for i in range(12):
-            frame = pattern(width, height).copy()
-            y0 = 40 + 5 * i
-            frame[y0 : y0 + 100, 60:260] = (40, 180, 40, 255)  # a moving green bar
-            frame[20:220, 40:280, 0] = i * 20  # blue changes all over the region
-            frames.append(frame)
+        frames = moving_frames(width, height, 12)
+        for frame in frames:
             source.publish(frame, damage=((40, 20, 280, 220),))
             time.sleep(0.04)
         time.sleep(0.3)
         shows_last_stream_frame(client.dump(tmp_path / "during.raw", width, height), frames)
         stats = server.server.display_stats[0]
         assert stats.stream_frames >= 3
-        # Still now: the stream ends and the region is redrawn exactly.
-        done, _ = client.poll_dump(
-            tmp_path / "after.raw",
-            width,
-            height,
-            lambda after: bool((after[..., :3] == frames[-1][..., :3]).all()),
-            STREAM_TIMEOUT_S + 5,
-            interval=0.1,
-        )
-        assert done, "the picture never became exact again"
+        ends_exact(client, tmp_path, frames[-1])
     finally:
         client.close()
         server.stop()
+
+
+def ends_exact(client: GlibClient, tmp_path, last: np.ndarray) -> None:
+    """Still now: the stream ends and the region is redrawn exactly."""
+    height, width = last.shape[:2]
+    done, _ = client.poll_dump(
+        tmp_path / "after.raw",
+        width,
+        height,
+        lambda after: bool((after[..., :3] == last[..., :3]).all()),
+        STREAM_TIMEOUT_S + 5,
+        interval=0.1,
+    )
+    assert done, "the picture never became exact again"
 
 
 def moving_frames(width: int, height: int, count: int) -> list:
@@ -173,15 +173,7 @@ def test_spice_gtk_announces_and_decodes_video_codecs(tmp_path, codec):
         ]
         nearest = int(np.argmin(errors))
         assert nearest >= len(frames) - 2 and errors[nearest] < 12, errors
-        done, _ = client.poll_dump(
-            tmp_path / "after.raw",
-            width,
-            height,
-            lambda after: bool((after[..., :3] == frames[-1][..., :3]).all()),
-            STREAM_TIMEOUT_S + 5,
-            interval=0.1,
-        )
-        assert done, "the picture never became exact again"
+        ends_exact(client, tmp_path, frames[-1])
     finally:
         client.close()
         server.stop()
