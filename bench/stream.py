@@ -119,10 +119,13 @@ class PacedProxy:
     second, reading from the server only as fast as it forwards (so the backlog
     stays on the server's side, where rate control can see it)."""
 
-    CHUNK = 16 * 1024
+    PACE_S = 0.02
+    """Bytes go through in slices of this many seconds' worth: a link's bytes come
+    evenly, not in bursts a whole frame apart."""
 
     def __init__(self, target_port: int, rate: float) -> None:
         self.target_port, self.rate = target_port, rate
+        self.chunk = max(1024, int(rate * self.PACE_S))
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -141,18 +144,26 @@ class PacedProxy:
                 await swriter.drain()
 
         async def down() -> None:
-            while data := await sreader.read(self.CHUNK):
+            while data := await sreader.read(self.chunk):
                 cwriter.write(data)
                 await cwriter.drain()
                 await asyncio.sleep(len(data) / self.rate)
 
-        with contextlib.suppress(Exception):
+        # A closing client, or close() cancelling: either ends this connection quietly.
+        with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.gather(up(), down())
         cwriter.close()
         swriter.close()
 
     def close(self) -> None:
-        self.server.close()
+        async def shutdown() -> None:
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 

@@ -78,8 +78,17 @@ worth of bytes: the client gets the newest picture, and the queue never grows.""
 
 DECREASE = 0.7
 INCREASE = 1.15
-"""Multiplicative steps of the rate, as TCP's congestion control takes them: down,
-bits per pixel and frames per second together; up, frames per second first."""
+"""Multiplicative steps of the frame rate, as TCP's congestion control takes them."""
+
+QUALITY_FLOOR_FPS = 10.0
+"""Down to this frame rate a slow link costs frames only; below it, bits per pixel
+halve. Frames left out cost the encoder nothing, while a new bitrate reopens it
+(a key frame, several times a frame's size at a low rate)."""
+
+BPP_STEP = 2.0
+REOPEN_INTERVAL_S = 2.0
+"""Bits per pixel change by halves and doubles, at most this often: each change is
+a key frame."""
 
 MAX_LAG_S = 0.15
 """No new frame while the client has not reached one sent this long ago: the queue
@@ -302,6 +311,7 @@ class RateControl:
         self.fps = max_fps
         self.bits_per_pixel = START_BITS_PER_PIXEL
         self._last_change = now
+        self._last_reopen = now
         self._last_sent = -1e9
         self.skipped = 0
         self.frame_bytes = 0.0  # running mean of an encoded frame's size
@@ -337,15 +347,22 @@ class RateControl:
         if now - self._last_change < DECREASE_INTERVAL_S:
             return
         self._last_change = now
-        if self.bits_per_pixel > MIN_BITS_PER_PIXEL:
-            self.bits_per_pixel = max(MIN_BITS_PER_PIXEL, self.bits_per_pixel * DECREASE)
-        self.fps = max(MIN_FPS, self.fps * DECREASE)
+        if self.fps > QUALITY_FLOOR_FPS:
+            self.fps = max(QUALITY_FLOOR_FPS, self.fps * DECREASE)
+        elif self.bits_per_pixel > MIN_BITS_PER_PIXEL:
+            if now - self._last_reopen >= REOPEN_INTERVAL_S:
+                self._last_reopen = now
+                self.bits_per_pixel = max(MIN_BITS_PER_PIXEL, self.bits_per_pixel / BPP_STEP)
+        else:
+            self.fps = max(MIN_FPS, self.fps * DECREASE)
 
     def clear(self, now: float) -> None:
         if now - self._last_change < INCREASE_AFTER_S:
             return
-        if self.fps < self.max_fps or self.bits_per_pixel < START_BITS_PER_PIXEL:
+        if self.fps < self.max_fps:
             self._last_change = now
             self.fps = min(self.max_fps, self.fps * INCREASE)
-            if self.fps >= self.max_fps:
-                self.bits_per_pixel = min(START_BITS_PER_PIXEL, self.bits_per_pixel * INCREASE)
+        elif (self.bits_per_pixel < START_BITS_PER_PIXEL
+              and now - self._last_reopen >= REOPEN_INTERVAL_S):
+            self._last_change = self._last_reopen = now
+            self.bits_per_pixel = min(START_BITS_PER_PIXEL, self.bits_per_pixel * BPP_STEP)
