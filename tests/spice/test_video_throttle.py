@@ -29,11 +29,14 @@ SECONDS = 8.0
 THROTTLE = 40_000
 """Bytes a second for the slow client: the stream at full rate needs about twice that
 (320x240 at 30 frames/s, 0.1 bits a pixel, plus key frames), so it must give way."""
-MAX_DELAY_MS = 1500
-"""What the slow client's delay must stay under once settled: the ack window and the
-frames rate control lets through, at 40 kB/s."""
-SSIM_FLOOR = 0.6
-"""The slow client's picture against the frame it shows: blurred, still recognisable."""
+MAX_DELAY_MS = 600
+"""What the slow client's median delay must stay under once settled (seen here: about
+140 ms; rate control holds the queue to 150 ms of lag plus a frame in flight)."""
+SSIM_FLOOR = 0.8
+"""The slow client's picture against the frame it shows (seen here: 0.94 and up)."""
+MIN_SLOW_FRAMES = 8
+"""Frames the slow client must show in the last 4 seconds (seen here: 23 to 25): a
+link that carries half the stream keeps it moving, not a slide show."""
 
 
 def frames(count: int) -> list[np.ndarray]:
@@ -106,7 +109,7 @@ def test_a_throttled_client_has_a_bounded_delay_while_a_fast_one_keeps_up(tmp_pa
     fast_shown = [v for v in settled if v in seen["fast"]]
     assert len(fast_shown) >= 0.6 * len(settled), f"fast client showed {len(fast_shown)}"
     delays = [(seen["slow"][v] - published[v]) * 1000 for v in settled if v in seen["slow"]]
-    assert len(delays) >= 5, "the slow client stopped showing frames"
+    assert len(delays) >= MIN_SLOW_FRAMES, f"the slow client showed {len(delays)} frames"
     print(f"fast showed {len(fast_shown)}/{len(settled)}; slow showed {len(delays)}, delay "
           f"median {statistics.median(delays):.0f} ms, max {max(delays):.0f} ms; SSIM {scores}")
     assert statistics.median(delays) < MAX_DELAY_MS and max(delays) < 2 * MAX_DELAY_MS, delays
