@@ -320,9 +320,19 @@ def run_throttled(
     }
 
 
-def encoder_costs(width: int, height: int, codec: str, frames: int = 30) -> dict:
+RD_BITS_PER_PIXEL = (0.1, 0.15)
+RD_MJPEG_QUALITIES = (50, 70)
+"""Rate-distortion points: H.264 at the starting rate and above it, MJPEG at
+spice-server's starting quality (70) and below it, to compare at equal SSIM."""
+
+FFMPEG_DECODERS = {"h264": "h264", "vp8": "vp8", "vp9": "vp9", "h265": "hevc", "mjpeg": "mjpeg"}
+
+
+def encoder_costs(width: int, height: int, codec: str, frames: int = 30,
+                  bits_per_pixel: float | None = None, quality: int | None = None) -> dict:
     """The server's share alone: ms per frame for the stream encoder (colour conversion
-    included) on the anim guest's pictures, median, one encode at a time."""
+    included) on the anim guest's pictures, median, one encode at a time, at the
+    starting rate (no rate control); and the SSIM of FFmpeg's decoding of each frame."""
     from vgpu.encode.video import (
         START_BITS_PER_PIXEL,
         CodecChoice,
@@ -338,15 +348,33 @@ def encoder_costs(width: int, height: int, codec: str, frames: int = 30) -> dict
         scene.count += 1
         pictures.append(scene.frame())
     choice = CodecChoice("spice" if codec == "mjpeg" else "pyav", codec)
-    encoder = create_encoder(
-        choice, width, height, Rate(bitrate_for(width, height, 60, START_BITS_PER_PIXEL), 60)
-    )
-    times, sizes = [], []
+    bpp = bits_per_pixel or START_BITS_PER_PIXEL
+    encoder = create_encoder(choice, width, height, Rate(bitrate_for(width, height, 60, bpp), 60))
+    if quality is not None:
+        encoder.quality = quality  # type: ignore[attr-defined]  # MJPEG's only knob
+    import av
+
+    decoder = av.CodecContext.create(FFMPEG_DECODERS[codec], "r")
+    times, sizes, shown = [], [], []
     for picture in pictures:
         t = time.perf_counter()
-        sizes.append(len(encoder.encode(picture)))
+        data = encoder.encode(picture)
         times.append((time.perf_counter() - t) * 1000)
-    return {"ms": statistics.median(times[1:]), "kib": statistics.mean(sizes[1:]) / 1024}
+        sizes.append(len(data))
+        packets = [av.Packet(data)] if codec == "mjpeg" else decoder.parse(data)
+        for packet in packets:
+            shown += decoder.decode(packet)
+    if codec != "mjpeg":  # FFmpeg's parser holds the last frame until the stream ends
+        for packet in decoder.parse(None):
+            shown += decoder.decode(packet)
+    if len(shown) != len(pictures):
+        raise RuntimeError(f"{codec}: {len(shown)} frames decoded of {len(pictures)}")
+    scores = [ssim(d.to_ndarray(format="bgra"), p) for d, p in zip(shown, pictures, strict=True)]
+    return {
+        "ms": statistics.median(times[1:]),
+        "kib": statistics.mean(sizes[1:]) / 1024,
+        "ssim": statistics.mean(scores),
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -358,11 +386,21 @@ def main(argv: list[str]) -> int:
                         help="kilobytes per second for the throttled client (0: no such run)")
     args = parser.parse_args(argv)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    print("encoder alone (the server's share): median ms per frame, RGB->YUV included")
+    print("encoder alone, starting rate: median ms per frame (RGB->YUV included), KiB per "
+          "frame, SSIM of FFmpeg's decoding")
     for width, height in sizes:
         costs = {codec: encoder_costs(width, height, codec) for codec in args.codecs.split(",")}
         print(f"{width}x{height:<5} " + "  ".join(
-            f"{codec} {c['ms']:.1f} ms {c['kib']:.1f} KiB" for codec, c in costs.items()))
+            f"{codec} {c['ms']:.1f} ms {c['kib']:.1f} KiB {c['ssim']:.3f}"
+            for codec, c in costs.items()))
+    width, height = sizes[0]
+    points = [("h264", bpp, None) for bpp in RD_BITS_PER_PIXEL]
+    points += [("mjpeg", None, q) for q in RD_MJPEG_QUALITIES]
+    print(f"rate and quality at {width}x{height}, encoder alone: " + "; ".join(
+        f"{codec} {'bpp ' + str(bpp) if bpp else 'q' + str(q)}: {c['kib']:.1f} KiB "
+        f"SSIM {c['ssim']:.4f}"
+        for codec, bpp, q in points
+        for c in [encoder_costs(width, height, codec, bits_per_pixel=bpp, quality=q)]))
     print("\nanim demo guest -> machine (guest driver, device, GL renderer) -> vgpu SPICE "
           "server -> spice-gtk (SpiceClientGLib, GStreamer decoders), one client; "
           "skipped: stream frames rate control left out")
