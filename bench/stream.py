@@ -125,7 +125,8 @@ class PacedProxy:
 
     def __init__(self, target_port: int, rate: float) -> None:
         self.target_port, self.rate = target_port, rate
-        self.chunk = max(1024, int(rate * self.PACE_S))
+        self.chunk = min(1 << 20, max(1024, int(rate * self.PACE_S)))
+        self.down_bytes = 0  # bytes from the server to the client, all connections
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -145,6 +146,7 @@ class PacedProxy:
 
         async def down() -> None:
             while data := await sreader.read(self.chunk):
+                self.down_bytes += len(data)
                 cwriter.write(data)
                 await cwriter.drain()
                 await asyncio.sleep(len(data) / self.rate)
