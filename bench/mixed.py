@@ -93,13 +93,7 @@ def count_bytes(port: int, start: object, finished: object) -> int:
     proxy = _stream["PacedProxy"](port, UNLIMITED)
     client = _spice["Client"](proxy.port)
     try:
-        lines: list[str] = []
-        deadline = time.monotonic() + 20
-        while not any(line.startswith("event 2 opened") for line in lines):
-            lines += client.drain()
-            if time.monotonic() > deadline:
-                raise RuntimeError("the client never opened its display channel")
-            time.sleep(0.02)
+        client.wait_display_open()
         start()  # type: ignore[operator]
         finished()  # type: ignore[operator]
         last, since = -1, time.monotonic()
