@@ -729,10 +729,10 @@ class _DisplayClient:
             last_serial = frame.serial
             last_sent = self._loop.time()
 
-    def _start_stream(self, stream_id: int, rect: Rect) -> _Stream | None:
+    def _start_stream(self, stream_id: int, rect: Rect) -> _Stream:
         choice = choose_codec(self._server.video_codecs, self._client_codecs, self._preferred)
-        if choice is None:
-            return None
+        if choice is None:  # streaming is off for a client that shares no codec
+            raise RuntimeError("a stream started for a client without a stream codec")
         width, height = rect[2] - rect[0], rect[3] - rect[1]
         rate = RateControl(width, height, self._server.options.max_fps, self._loop.time())
         encoder = create_encoder(choice, width, height, rate.rate())
@@ -776,7 +776,7 @@ class _DisplayClient:
         for region in regions:
             machine.draw_copy(region)
         mm_time = self._server.mm_time()
-        if plan.started is not None and stream is not None:
+        if plan.started is not None and stream is not None:  # (stream is the new one)
             machine.stream_create(stream.stream_id, stream.rect, mm_time, stream.codec_type)
             if machine.has_cap(c.SPICE_DISPLAY_CAP_STREAM_REPORT):
                 machine.stream_activate_report(
