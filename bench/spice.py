@@ -86,6 +86,17 @@ class Client:
         for line in self.proc.stdout:
             self.lines.put(line)
 
+    def wait_display_open(self, timeout: float = 20.0) -> list[str]:
+        """Waits for the display channel to open; returns the lines read meanwhile."""
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        while not any(line.startswith("event 2 opened") for line in lines):
+            lines += self.drain()
+            if time.monotonic() > deadline:
+                raise RuntimeError("the client never opened its display channel")
+            time.sleep(0.02)
+        return lines
+
     def drain(self) -> list[str]:
         out = []
         while True:
@@ -205,16 +216,10 @@ def run_replay(recording: Path, image: str, settle: float = 1.0) -> dict:
 
     mine = machine.frames.subscribe(on_frame)
     options = ServerOptions(compression=Compression(image=image, streaming="off"))
-    lines: list[str] = []
     with serving(machine, options) as (server, port):
         client = Client(port)
         try:
-            deadline = time.monotonic() + 20
-            while not any(line.startswith("event 2 opened") for line in lines):
-                lines += client.drain()
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the client never opened its display channel")
-                time.sleep(0.02)
+            lines = client.wait_display_open()
             start = time.monotonic()
             machine.start()
             last_count, last_change = -1, time.monotonic()

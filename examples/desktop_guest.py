@@ -37,10 +37,10 @@ def main() -> int:
     driver = GuestDriver(RemoteAttachment.connect(args.socket))
     try:
         driver.reset()  # a driver resets the device when it loads
+        driver.create_primary(args.width, args.height)
         if args.cube:
             run_cube(driver, stop, args.width, args.height)
         else:
-            driver.create_primary(args.width, args.height)
             run_desktop(driver, stop, DesktopScene(args.width, args.height))
     finally:
         driver.close()

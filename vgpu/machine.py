@@ -169,9 +169,9 @@ class Machine:
                record: Path | None = None, width: int = 1024, height: int = 768,
                gl_watchdog: float = DEFAULT_GL_WATCHDOG_S,
                hard_watchdog: bool = False) -> Machine:
-        """demo: "desktop", "cube" (3D ring) or "replay:FILE"; or guest_socket: a unix
-        socket path where an out-of-process guest will attach. `record` writes the session
-        in spice-server's record format."""
+        """demo: "desktop", "cube" (3D ring), "anim" (a full-screen animation) or
+        "replay:FILE"; or guest_socket: a unix socket path where an out-of-process guest
+        will attach. `record` writes the session in spice-server's record format."""
         if (demo is None) == (guest_socket is None):
             raise ValueError("choose one guest: a demo or a guest socket")
         guest: GuestRun | None = None
@@ -179,13 +179,16 @@ class Machine:
             guest = _desktop_guest(width, height)
         elif demo == "cube":
             guest = _cube_guest(width, height)
+        elif demo == "anim":
+            guest = _anim_guest(width, height)
         elif demo is not None and demo.startswith("replay:"):
             path = Path(demo.removeprefix("replay:"))
             if not path.is_file():
                 raise ValueError(f"no recording at {path}")
             guest = _replay_guest(path)
         elif demo is not None:
-            raise ValueError(f"unknown demo {demo!r}: use 'desktop', 'cube' or 'replay:FILE'")
+            raise ValueError(f"unknown demo {demo!r}: use 'desktop', 'cube', 'anim' or "
+                             "'replay:FILE'")
         return cls(guest, guest_socket, record, gl_watchdog=gl_watchdog,
                    hard_watchdog=hard_watchdog)
 
@@ -356,33 +359,47 @@ def _attach(machine: Machine) -> GuestDriver:
     return GuestDriver(InProcessAttachment(machine.device))
 
 
-def _desktop_guest(width: int, height: int) -> GuestRun:
+def _primary_guest(width: int, height: int,
+                   body: Callable[[GuestDriver, threading.Event], None]) -> GuestRun:
+    """A built-in guest that creates its primary surface, then runs `body` until stopped."""
     def run(machine: Machine, stop: threading.Event) -> None:
-        from vgpu.guest.desktop import DesktopScene, run_desktop
-
         driver = _attach(machine)
         try:
             driver.create_primary(width, height)
-            # A 3D window joins the desktop when the device offers the 3D ring.
-            run_desktop(driver, stop, DesktopScene(width, height,
-                                                   window_3d=driver.gl_available()))
+            body(driver, stop)
         finally:
             driver.close()
 
     return run
+
+
+def _desktop_guest(width: int, height: int) -> GuestRun:
+    def body(driver: GuestDriver, stop: threading.Event) -> None:
+        from vgpu.guest.desktop import DesktopScene, run_desktop
+
+        # A 3D window joins the desktop when the device offers the 3D ring.
+        run_desktop(driver, stop, DesktopScene(width, height,
+                                               window_3d=driver.gl_available()))
+
+    return _primary_guest(width, height, body)
 
 
 def _cube_guest(width: int, height: int) -> GuestRun:
-    def run(machine: Machine, stop: threading.Event) -> None:
+    def body(driver: GuestDriver, stop: threading.Event) -> None:
         from vgpu.guest.cube import run_cube
 
-        driver = _attach(machine)
-        try:
-            run_cube(driver, stop, width, height)
-        finally:
-            driver.close()
+        run_cube(driver, stop, width, height)
 
-    return run
+    return _primary_guest(width, height, body)
+
+
+def _anim_guest(width: int, height: int) -> GuestRun:
+    def body(driver: GuestDriver, stop: threading.Event) -> None:
+        from vgpu.guest.anim import AnimScene, run_anim
+
+        run_anim(driver, stop, AnimScene(width, height))
+
+    return _primary_guest(width, height, body)
 
 
 def _replay_guest(path: Path) -> GuestRun:

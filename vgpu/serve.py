@@ -20,6 +20,7 @@ import ssl
 import sys
 from pathlib import Path
 
+from vgpu.encode.video import DEFAULT_VIDEO_CODECS
 from vgpu.spice.constants import SPICE_MAX_PASSWORD_LENGTH
 from vgpu.spice.imaging import IMAGE_COMPRESSIONS, JPEG_WAN_COMPRESSIONS, STREAMING_VIDEOS
 
@@ -60,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     guest.add_argument("--guest", metavar="SOCKET", help="an out-of-process guest's socket")
     guest.add_argument(
         "--demo", metavar="NAME",
-        help="a built-in guest: desktop, cube (3D), or replay:FILE (a recording)",
+        help="a built-in guest: desktop, cube (3D), anim (a full-screen animation), "
+        "or replay:FILE (a recording)",
     )
     parser.add_argument("--record", type=Path, help="record the guest's commands to FILE")
     parser.add_argument(
@@ -79,7 +81,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--streaming-video",
         choices=STREAMING_VIDEOS,
         default="filter",
-        help="MJPEG streams for regions that change every frame",
+        help="video streams (see --video-codecs) for regions that change every frame",
+    )
+    parser.add_argument(
+        "--video-codecs",
+        default=DEFAULT_VIDEO_CODECS,
+        help="stream codecs in the server's order, spice-server's syntax "
+        "(gstreamer:h264;gstreamer:vp8;spice:mjpeg; the encoder part may be pyav); "
+        "each client gets the first one it decodes, or the one it prefers",
     )
     parser.add_argument(
         "--gl-watchdog",
@@ -112,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     from vgpu.machine import DEFAULT_GL_WATCHDOG_S, Machine
     from vgpu.spice.imaging import Compression
     from vgpu.spice.server import ServerOptions, SpiceServer
+    from vgpu.spice.webpage import MISSING, html5_dir
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -129,15 +139,19 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ssl.SSLError) as exc:
         print(f"TLS: {exc}", file=sys.stderr)
         return 2
-    options = ServerOptions(
-        password=password,
-        compression=Compression(
-            args.image_compression, args.jpeg_wan_compression, args.streaming_video
-        ),
-    )
+    try:
+        compression = Compression(
+            args.image_compression, args.jpeg_wan_compression, args.streaming_video,
+            args.video_codecs,
+        )
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    options = ServerOptions(password=password, compression=compression)
     if args.demo is None and args.guest is None:
         print(
-            "choose a guest: --demo desktop, --demo cube, --demo replay:FILE or --guest SOCKET",
+            "choose a guest: --demo desktop, --demo cube, --demo anim, --demo replay:FILE "
+            "or --guest SOCKET",
             file=sys.stderr,
         )
         return 2
@@ -165,11 +179,10 @@ def run(args: argparse.Namespace) -> int:
                 f"(remote-viewer --spice-ca-file={args.x509_dir / 'ca-cert.pem'})",
                 flush=True,
             )
-        print(
-            f"spice-html5: serve its folder over HTTP and open "
-            f"spice_auto.html?host={args.addr}&port={port}  (WebSocket on the same port)",
-            flush=True,
-        )
+        if html5_dir() is not None:
+            print(f"Browser: http://{host}:{port}/  (spice-html5, on the same port)", flush=True)
+        else:
+            print(f"Browser: none; {MISSING}", flush=True)
         if password is None:
             print("No password: any client that reaches the port may connect.", flush=True)
         stop = asyncio.Event()

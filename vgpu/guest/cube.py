@@ -196,10 +196,9 @@ class CubeWindow:
 
 
 def run_cube(driver: GuestDriver, stop: threading.Event, width: int, height: int) -> None:
-    """The full-screen demo: the primary surface, and the cube presented on all of it."""
+    """The full-screen demo: the cube presented on all of the primary surface."""
     from vgpu.guest import gl
 
-    driver.create_primary(width, height)
     ctx = gl.create_context(driver, (width, height))
     scene = CubeScene(ctx, ctx.screen)
     start = time.monotonic()

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import secrets
 import ssl
+import struct
 import time
 import uuid as uuid_module
 from collections import deque
@@ -26,7 +28,8 @@ from websockets.frames import Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
-from vgpu.display import CursorBus, CursorUpdate, Frame, FrameBus, InputEvent, Subscription
+from vgpu.display import CursorBus, CursorUpdate, Frame, FrameBus, InputEvent, Rect, Subscription
+from vgpu.encode.video import Encoder, RateControl, choose_codec, create_encoder
 from vgpu.spice import constants as c
 from vgpu.spice.channels import (
     AckReceived,
@@ -40,18 +43,24 @@ from vgpu.spice.channels import (
     MainChannel,
     PongReceived,
     PreferredCompression,
+    PreferredVideoCodecs,
+    StreamReport,
 )
 from vgpu.spice.imaging import (
     CLIENT_PREFERENCES,
+    CODEC_NAMES,
+    VIDEO_CODEC_TYPES,
     ClientImaging,
     Compression,
+    client_video_codecs,
     cut_bands,
     encode_rect,
-    encode_stream_frame,
+    encode_rect_by_content,
     normalize_damage,
 )
 from vgpu.spice.link import LinkClosed, Linked, LinkMachine
 from vgpu.spice.streams import Plan, StreamPlanner
+from vgpu.spice.webpage import MAX_REQUEST_HEAD, html5_dir, http_response, is_websocket_upgrade
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +86,24 @@ MM_TIME_LATENCY_MS = 40
 stream frame when its clock reaches the frame's stamp and drops frames already late,
 so this is the margin for encoding jitter, transit and decoding on a LAN; it is also
 the delay streamed video gets (spice-server starts at 400 ms, for WANs)."""
+
+VIDEO_DUE_MS = 0
+"""How long after it is sent a non-MJPEG stream frame is due on the client's clock
+(which runs MM_TIME_LATENCY_MS behind ours). spice-gtk shows a late H.264 or VP8
+frame as soon as it is decoded, but drops a late MJPEG frame, so MJPEG frames
+keep the whole margin and the others none: they show as soon as they are decoded."""
+
+MAX_STREAM_PINGS = 64
+"""PINGs after stream frames waiting for their PONG: each tells when the client reached
+that frame (rate control's lag). Past this many the client is far behind already."""
+
+BROWSER_VIDEO_CODECS = frozenset({"mjpeg"})
+"""Stream codecs for WebSocket (browser) clients, whatever else they list."""
+
+STREAM_REPORT_WINDOW = 5
+STREAM_REPORT_TIMEOUT_MS = 1000
+"""STREAM_ACTIVATE_REPORT: a report every 5 frames or every second, spice-server's
+values (RED_STREAM_CLIENT_REPORT_WINDOW and _TIMEOUT)."""
 
 SEND_HISTORY = 4096
 """Sends remembered per display connection for DisplayStats: a minute at 60 frames/s."""
@@ -128,6 +155,7 @@ class Transport(Protocol):
     def write(self, data: bytes) -> None: ...
     def write_messages(self, messages: list[bytes]) -> None: ...
     async def drain(self) -> None: ...
+    def backlog(self) -> int: ...
     def close(self) -> None: ...
 
 
@@ -160,6 +188,9 @@ class StreamTransport:
 
     async def drain(self) -> None:
         await self._writer.drain()
+
+    def backlog(self) -> int:
+        return _backlog(self._writer)
 
     def close(self) -> None:
         self._writer.close()
@@ -225,6 +256,9 @@ class WebSocketTransport:
     async def drain(self) -> None:
         await self._writer.drain()
 
+    def backlog(self) -> int:
+        return _backlog(self._writer)
+
     def close(self) -> None:
         self._writer.close()
 
@@ -236,9 +270,30 @@ class DisplayStats:
     frames: int = 0
     bytes: int = 0
     stream_frames: int = 0
+    stream_bytes: int = 0
+    stream_skipped: int = 0  # stream frames rate control left out
+    codec: str | None = None  # the codec of the newest stream
+    reports: int = 0  # STREAM_REPORTs received
+    max_backlog: int = 0  # the most bytes seen waiting in the socket before a stream frame
     # (frame serial, DRAW_COPY messages) per send, newest last: spice-gtk signals one
     # display-invalidate per draw, so a benchmark can tell which send an invalidate ends.
     sends: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=SEND_HISTORY))
+
+
+@dataclass
+class _Stream:
+    """One client's live video stream: its rectangle, encoder and rate control."""
+
+    stream_id: int
+    rect: Rect
+    codec_type: int
+    encoder: Encoder
+    rate: RateControl
+
+
+def _encode_stream(encoder: Encoder, frame: Frame, rect: Rect) -> bytes:
+    left, top, right, bottom = rect
+    return encoder.encode(frame.pixels[top:bottom, left:right])
 
 
 @dataclass
@@ -259,6 +314,7 @@ class SpiceServer:
         self._start = time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
         self.display_stats: list[DisplayStats] = []
+        self.video_codecs = self.options.compression.video()
 
     def mm_time(self) -> int:
         """SPICE multimedia time: milliseconds on the server's clock, wrapping at 32 bits."""
@@ -297,8 +353,14 @@ class SpiceServer:
             if first == c.SPICE_MAGIC:
                 transport = StreamTransport(reader, writer, first)
             elif first == b"GET ":
+                head = await asyncio.wait_for(_http_head(reader, first), LINK_TIMEOUT_S)
+                if not is_websocket_upgrade(head):
+                    # A browser asking for the page: spice-html5, pointed at this port.
+                    writer.write(http_response(head, html5_dir()))
+                    await writer.drain()
+                    return
                 ws = WebSocketTransport(reader, writer)
-                if not await asyncio.wait_for(ws.handshake(first), LINK_TIMEOUT_S):
+                if not await asyncio.wait_for(ws.handshake(head), LINK_TIMEOUT_S):
                     log.info("%s: WebSocket handshake refused", peer)
                     return
                 transport = ws
@@ -505,6 +567,35 @@ class SpiceServer:
             self.display_stats.remove(client.stats)
 
 
+SIOCOUTQNSD = 0x894B
+"""Linux's ioctl for the bytes a TCP socket holds not yet sent (sockios.h): with the
+transport's own buffer, the whole queue in front of a client."""
+
+
+def _backlog(writer: asyncio.StreamWriter) -> int:
+    """Bytes written for a client and not yet on the wire: how far it is behind."""
+    queued = int(writer.transport.get_write_buffer_size())
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            unsent = fcntl.ioctl(sock.fileno(), SIOCOUTQNSD, b"\0\0\0\0")
+            queued += struct.unpack("i", unsent)[0]
+    return queued
+
+
+async def _http_head(reader: asyncio.StreamReader, first: bytes) -> bytes:
+    """An HTTP request's head (through the blank line); ConnectionError past its bound."""
+    head = first
+    while b"\r\n\r\n" not in head:
+        if len(head) > MAX_REQUEST_HEAD:
+            raise ConnectionError(f"HTTP request head over {MAX_REQUEST_HEAD} bytes")
+        data = await reader.read(READ_CHUNK)
+        if not data:
+            raise ConnectionError("connection closed inside an HTTP request head")
+        head += data
+    return head
+
+
 def _sender_ended(task: asyncio.Task[None], transport: Transport, peer: object) -> None:
     """A display sender that fails (an encoder error, a lost socket) ends its connection."""
     if task.cancelled():
@@ -532,12 +623,26 @@ class _DisplayClient:
             lz4=machine.has_cap(c.SPICE_DISPLAY_CAP_LZ4_COMPRESSION),
         )
         self.stats = DisplayStats()
+        self._client_codecs = client_video_codecs(machine.has_cap)
+        if isinstance(transport, WebSocketTransport):
+            # spice-html5 lists VP8 where the browser has it, but plays it in a
+            # <video> element over its canvas through MediaSource, which buffers
+            # before it shows anything; its MJPEG draws on the canvas at once.
+            self._client_codecs = self._client_codecs & BROWSER_VIDEO_CODECS
+        self._preferred: tuple[str, ...] = ()
         streaming = server.options.compression.streaming
-        if machine.has_cap(c.SPICE_DISPLAY_CAP_MULTI_CODEC) and not machine.has_cap(
-            c.SPICE_DISPLAY_CAP_CODEC_MJPEG
-        ):
-            streaming = "off"  # a client that lists its codecs and leaves MJPEG out
+        if choose_codec(server.video_codecs, self._client_codecs) is None:
+            streaming = "off"  # the client decodes none of the server's stream codecs
         self._streams = StreamPlanner(streaming)
+        self._stream: _Stream | None = None
+        self._pings: dict[int, int] = {}  # ping id -> monotonic_ns sent, in send order
+        self._ping_id = 0
+
+    def lag(self) -> float:
+        """Seconds since the oldest stream frame the client has not reached was sent."""
+        if not self._pings:
+            return 0.0
+        return (time.monotonic_ns() - next(iter(self._pings.values()))) / 1e9
 
     def notify(self) -> None:
         """Called on the publishing thread."""
@@ -551,6 +656,21 @@ class _DisplayClient:
             preferred = CLIENT_PREFERENCES.get(event.value)
             if preferred is not None:
                 self.imaging = replace(self.imaging, preferred=preferred)
+        elif isinstance(event, PongReceived):
+            # PONGs come in order: every ping up to this one has been reached.
+            while self._pings and next(iter(self._pings)) <= event.ping_id:
+                self._pings.pop(next(iter(self._pings)))
+        elif isinstance(event, PreferredVideoCodecs):
+            self._preferred = tuple(
+                CODEC_NAMES[t] for t in event.codec_types if t in CODEC_NAMES
+            )
+        elif isinstance(event, StreamReport):
+            stream = self._stream
+            if stream is not None and event.stream_id == stream.stream_id:
+                self.stats.reports += 1
+                stream.rate.report(
+                    event.num_frames, event.num_drops, event.last_frame_delay, self._loop.time()
+                )
         elif isinstance(event, DisplayInit):
             log.debug("%s: display init, cache %d", self._peer, event.pixmap_cache_size)
 
@@ -559,6 +679,7 @@ class _DisplayClient:
         interval = 1.0 / self._server.options.max_fps
         last_sent = 0.0
         surface_serial: int | None = None
+        last_serial = 0  # of the last frame taken: the serials between were merged
         frame: Frame | None = None
         while True:
             deadline = self._streams.deadline()
@@ -591,6 +712,9 @@ class _DisplayClient:
                 )
                 for stream_id in self._streams.reset():
                     machine.stream_destroy(stream_id)
+                if self._stream is not None:
+                    self._stream.encoder.close()
+                    self._stream = None
                 if machine.surface is not None:
                     machine.surface_destroy()
                 machine.surface_create(frame.width, frame.height, frame.has_alpha)
@@ -600,8 +724,20 @@ class _DisplayClient:
                 await self._flush(frame.serial, 1)
             else:
                 rects = normalize_damage(damage, frame.width, frame.height)
-                await self._send(frame, self._streams.plan(rects, self._loop.time()))
+                merged = max(1, frame.serial - last_serial)
+                await self._send(frame, self._streams.plan(rects, self._loop.time(), merged))
+            last_serial = frame.serial
             last_sent = self._loop.time()
+
+    def _start_stream(self, stream_id: int, rect: Rect) -> _Stream:
+        choice = choose_codec(self._server.video_codecs, self._client_codecs, self._preferred)
+        if choice is None:  # streaming is off for a client that shares no codec
+            raise RuntimeError("a stream started for a client without a stream codec")
+        width, height = rect[2] - rect[0], rect[3] - rect[1]
+        rate = RateControl(width, height, self._server.options.max_fps, self._loop.time())
+        encoder = create_encoder(choice, width, height, rate.rate())
+        self.stats.codec = choice.codec
+        return _Stream(stream_id, rect, VIDEO_CODEC_TYPES[choice.codec], encoder, rate)
 
     async def _send(self, frame: Frame, plan: Plan) -> None:
         """Encodes on the pool, then sends: streams ended, draws, stream start, stream frame.
@@ -609,27 +745,55 @@ class _DisplayClient:
         Every encode finishes before the first message is queued, so the channel's
         reader (which flushes what the machine holds) never sends half of a frame."""
         machine, pool, imaging = self._machine, self._server.pool, self.imaging
+        now = self._loop.time()
+        ended = self._stream is not None and any(
+            stream_id == self._stream.stream_id for stream_id, _rect in plan.ended
+        )
+        if ended and self._stream is not None:
+            self._stream.encoder.close()
+            self._stream = None
+        if plan.started is not None:
+            self._stream = self._start_stream(*plan.started)
         futures = [
-            self._loop.run_in_executor(pool, encode_rect, frame, r, imaging)
+            self._loop.run_in_executor(pool, encode_rect_by_content, frame, r, imaging)
             for r in cut_bands(plan.draws)
         ]
-        jpeg_future = None
-        if plan.stream_frame is not None:
-            jpeg_future = self._loop.run_in_executor(
-                pool, encode_stream_frame, frame, plan.stream_frame[1]
-            )
-        regions = await asyncio.gather(*futures)
-        jpeg = None if jpeg_future is None else await jpeg_future
+        stream, video_future = self._stream, None
+        if plan.stream_frame is not None and stream is not None:
+            backlog = self._transport.backlog()
+            self.stats.max_backlog = max(self.stats.max_backlog, backlog)
+            if stream.rate.want_frame(backlog, now, self.lag()):
+                stream.encoder.set_rate(stream.rate.rate())
+                video_future = self._loop.run_in_executor(
+                    pool, _encode_stream, stream.encoder, frame, stream.rect
+                )
+            else:
+                self.stats.stream_skipped += 1
+        regions = [region for parts in await asyncio.gather(*futures) for region in parts]
+        video = None if video_future is None else await video_future
         for stream_id, _rect in plan.ended:
             machine.stream_destroy(stream_id)
         for region in regions:
             machine.draw_copy(region)
         mm_time = self._server.mm_time()
-        if plan.started is not None:
-            machine.stream_create(*plan.started, mm_time)
-        if jpeg is not None and plan.stream_frame is not None:
-            machine.stream_data(plan.stream_frame[0], mm_time, jpeg)
+        if plan.started is not None and stream is not None:  # (stream is the new one)
+            machine.stream_create(stream.stream_id, stream.rect, mm_time, stream.codec_type)
+            if machine.has_cap(c.SPICE_DISPLAY_CAP_STREAM_REPORT):
+                machine.stream_activate_report(
+                    stream.stream_id, stream.stream_id,
+                    STREAM_REPORT_WINDOW, STREAM_REPORT_TIMEOUT_MS,
+                )
+        if video and stream is not None:
+            if stream.codec_type != c.SPICE_VIDEO_CODEC_TYPE_MJPEG:
+                mm_time = (mm_time - MM_TIME_LATENCY_MS + VIDEO_DUE_MS) & 0xFFFFFFFF
+            machine.stream_data(stream.stream_id, mm_time, video)
+            if len(self._pings) < MAX_STREAM_PINGS:
+                self._ping_id += 1
+                self._pings[self._ping_id] = time.monotonic_ns()
+                machine.ping(self._ping_id, self._pings[self._ping_id])
+            stream.rate.sent(len(video), self._loop.time())
             self.stats.stream_frames += 1
+            self.stats.stream_bytes += len(video)
         await self._flush(frame.serial, len(regions))
 
     async def _flush(self, serial: int, draws: int) -> None:
