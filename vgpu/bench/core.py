@@ -139,12 +139,13 @@ class Bench:
         return max(1, quick if quick is not None else full // 3) if self.quick else full
 
     def time(self, name: str, contenders: dict[str, Contender | Callable[[], object]], *,
-             work: float | None = None, unit: str | None = None, rounds: int | None = None,
-             warmup: int = 1, note: str = "") -> Measurement:
+             work: float | dict[str, float] | None = None, unit: str | None = None,
+             rounds: int | None = None, warmup: int = 1, note: str = "") -> Measurement:
         """Times each contender `rounds` times, interleaved, after `warmup` untimed runs.
 
-        With `work` (the amount of work one run does, in `unit`'s numerator) the samples
-        are rates, work / seconds, higher is better; without it they are milliseconds."""
+        With `work` (the amount of work one run does, in `unit`'s numerator; a dict when
+        contenders do different amounts) the samples are rates, work / seconds, higher is
+        better; without it they are milliseconds."""
         self.progress(name)
         runs = {n: c if isinstance(c, Contender) else Contender(c)
                 for n, c in contenders.items()}
@@ -159,7 +160,8 @@ class Bench:
             k = i % len(order)
             for n in order[k:] + order[:k]:
                 seconds = _timed(runs[n])
-                samples[n].append(work / seconds if work is not None else seconds * 1e3)
+                done = work[n] if isinstance(work, dict) else work
+                samples[n].append(done / seconds if done is not None else seconds * 1e3)
         return Measurement(name, unit or ("ms" if work is None else "/s"),
                            HIGHER if work is not None else LOWER, samples, note)
 
