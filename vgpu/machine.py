@@ -82,13 +82,20 @@ class Machine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.device = None  # set on the render thread before _ready
         self.guest_error: BaseException | None = None
+        # a built-in replay waits for this before its first command (`--wait-client`:
+        # whoever serves the display sets it when the first display channel connects)
+        self.client_connected = threading.Event()
+        self.client_connected.set()
+        # set when a built-in replay has fed its last event (it then keeps its screen)
+        self.guest_done = threading.Event()
 
     @classmethod
     def create(cls, demo: str | None = None, guest_socket: str | None = None,
-               record: Path | None = None, width: int = 1024, height: int = 768) -> Machine:
+               record: Path | None = None, width: int = 1024, height: int = 768,
+               wait_client: bool = False) -> Machine:
         """demo: "desktop" or "replay:FILE"; or guest_socket: a unix socket path where an
         out-of-process guest will attach. `record` writes the session in spice-server's
-        record format."""
+        record format. `wait_client` holds a replay until `client_connected` is set."""
         if (demo is None) == (guest_socket is None):
             raise ValueError("choose one guest: a demo or a guest socket")
         guest: GuestRun | None = None
@@ -101,7 +108,10 @@ class Machine:
             guest = _replay_guest(path)
         elif demo is not None:
             raise ValueError(f"unknown demo {demo!r}: use 'desktop' or 'replay:FILE'")
-        return cls(guest, guest_socket, record)
+        machine = cls(guest, guest_socket, record)
+        if wait_client:
+            machine.client_connected.clear()
+        return machine
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -244,6 +254,9 @@ def _replay_guest(path: Path) -> GuestRun:
     def run(machine: Machine, stop: threading.Event) -> None:
         from vgpu.replay import ReplayGuest, read_events
 
+        while not machine.client_connected.wait(IDLE_WAIT_S):
+            if stop.is_set():
+                return
         driver = _attach(machine)
         try:
             guest = ReplayGuest(driver)
@@ -252,6 +265,7 @@ def _replay_guest(path: Path) -> GuestRun:
                     return
                 guest.feed(event)
             guest.finish()
+            machine.guest_done.set()
             log.info("replay of %s done; serving its last screen", path)
             stop.wait()
         finally:
