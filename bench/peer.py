@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import lzma
 import os
 import signal
 import socket
@@ -44,7 +45,8 @@ from vgpu.spice.imaging import IMAGE_COMPRESSIONS
 
 ROOT = BENCH_DIR.parent
 PEER_SOURCE = BENCH_DIR / "peer"
-PEER = ROOT / "build" / "peer" / "vgpu-spice-peer"
+PEER = Path(os.environ.get("VGPU_BENCH_PEER", ROOT / "build" / "peer" / "vgpu-spice-peer"))
+"""The peer program; VGPU_BENCH_PEER=PATH runs another build of it."""
 
 LOSSLESS = ("auto_glz", "auto_lz", "glz", "lz", "lz4", "off")
 """Settings whose pictures must equal, pixel for pixel (QUIC on photographs is lossy
@@ -245,7 +247,7 @@ def session(name: str, recording: Path, compression: str, tmp: Path,
             dump = tmp / f"{name}-{mode}.bgrx"
             dump.unlink(missing_ok=True)
             out[mode] = watch(server, dump, live=mode == "live")
-            shape = screenshot(recording.name.removesuffix(".spice.xz")).shape
+            shape = screenshot(recording.name.removesuffix(".spice")).shape
             raw = np.fromfile(dump, np.uint8)
             pictures[(name, mode)] = (raw.reshape(shape[0], shape[1], 4)[..., 2::-1]
                                       if raw.size == shape[0] * shape[1] * 4 else
@@ -261,7 +263,7 @@ def peer_available() -> str | None:
         subprocess.run(["make", "-s", "-C", str(PEER_SOURCE)], cwd=ROOT, check=False,
                        capture_output=True)
     if not PEER.exists():
-        return f"{PEER.relative_to(ROOT)} is not built (make -C bench/peer)"
+        return f"{PEER} is not built (make -C bench/peer)"
     return None
 
 
@@ -275,10 +277,12 @@ def peer(b: Bench) -> Iterator[Measurement]:
     note = f"spice-server side missing: {missing}" if missing else ""
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        for path in recordings(b.quick):
-            rec = path.name.removesuffix(".spice.xz")
+        for packed in recordings(b.quick):
+            rec = packed.name.removesuffix(".spice.xz")
             if names is not None and rec not in names:
                 continue
+            path = tmp / f"{rec}.spice"  # the peer reads plain files; both get the same one
+            path.write_bytes(lzma.decompress(packed.read_bytes()))
             reference = screenshot(rec)
             for compression in compressions:
                 pictures: dict[tuple[str, str], np.ndarray] = {}
