@@ -88,10 +88,10 @@ def serving(source: DisplaySource, options: ServerOptions) -> Iterator[tuple[Spi
 def percentiles(latencies: list[float]) -> dict[str, float]:
     ordered = sorted(latencies)
     if not ordered:
-        return {"median_ms": float("nan"), "p99_ms": float("nan")}
+        return {"latency median": float("nan"), "latency p99": float("nan")}
     return {
-        "median_ms": statistics.median(ordered),
-        "p99_ms": ordered[int(0.99 * (len(ordered) - 1))],
+        "latency median": statistics.median(ordered),
+        "latency p99": ordered[int(0.99 * (len(ordered) - 1))],
     }
 
 
@@ -141,8 +141,8 @@ def run_animation(
                 seen[value] = float(parts[1])
     return {
         "published": serial,
-        "fps": len(seen) / elapsed,
-        "bytes_per_frame": sent_bytes / max(1, sent_frames),
+        "frames/s shown": len(seen) / elapsed,
+        "bytes per frame": sent_bytes / max(1, sent_frames),
         **percentiles([(seen[k] - published[k]) * 1000 for k in seen]),
     }
 
@@ -203,14 +203,14 @@ def run_replay(recording: Path, image: str, settle: float = 1.0) -> dict:
     return {
         "published": len(published),
         "delivered": len(sends),
-        "fps": len(sends) / elapsed if elapsed > 0 else float("nan"),
-        "bytes_per_frame": sent_bytes / max(1, len(sends)),
+        "frames/s shown": len(sends) / elapsed if elapsed > 0 else float("nan"),
+        "bytes per frame": sent_bytes / max(1, len(sends)),
         **percentiles(latencies),
     }
 
 
-FIGURES = {"fps": ("frames/s", HIGHER), "bytes_per_frame": ("bytes/frame", LOWER),
-           "median_ms": ("ms", LOWER), "p99_ms": ("ms", LOWER)}
+FIGURES = {"frames/s shown": ("frames/s", HIGHER), "bytes per frame": ("bytes", LOWER),
+           "latency median": ("ms", LOWER), "latency p99": ("ms", LOWER)}
 """What one end-to-end session yields, per contender (a compression setting)."""
 IMAGES = ("auto_glz", "quic", "lz4", "off")
 
