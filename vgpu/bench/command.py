@@ -1,5 +1,6 @@
 """`vgpu bench NAME... [--quick] [--json FILE] [--plot FILE]`, `vgpu bench list`,
-`vgpu bench compare A.json B.json [--plot FILE]`."""
+`vgpu bench compare A.json B.json [--plot FILE]`,
+`vgpu bench show FILE.json [--match REGEX] [--markdown] [--plot FILE]`."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from typing import Any
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("names", nargs="+", metavar="NAME",
-                        help="workloads to run ('all' for every one), 'list', or "
-                             "'compare A.json B.json'")
+                        help="workloads to run ('all' for every one), 'list', "
+                             "'compare A.json B.json', or 'show FILE.json'")
     parser.add_argument("--quick", action="store_true",
                         help="fewer rounds and smaller inputs: every workload in about a minute")
     parser.add_argument("--repeats", type=int, help="rounds per measurement (default 7, quick 3)")
@@ -22,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", type=Path, help="write a PNG plot here")
     parser.add_argument("--all-rows", action="store_true",
                         help="compare: also list figures that did not move")
+    parser.add_argument("--match", help="show: only measurements whose 'workload: name' "
+                                        "matches this regular expression")
+    parser.add_argument("--markdown", action="store_true", help="show: a Markdown table")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.names[0] == "compare":
         return _compare(args)
+    if args.names[0] == "show":
+        return _show(args)
     if not BENCH_DIR.is_dir():
         print("vgpu bench needs the repository's bench/ folder (run it from a checkout)",
               file=sys.stderr)
@@ -129,4 +135,32 @@ def _compare(args: argparse.Namespace) -> int:
     if args.plot:
         report.compare_plot(changes, args.plot, f"{args.names[1]} -> {args.names[2]}")
         out.print(f"plot: {args.plot}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    """The table (and plot) of a saved run, or of the part of it that --match selects."""
+    import re
+
+    from vgpu.bench import report
+
+    if len(args.names) != 2:
+        print("usage: vgpu bench show FILE.json [--match REGEX] [--markdown] [--plot FILE]",
+              file=sys.stderr)
+        return 2
+    try:
+        record, measurements = report.load(Path(args.names[1]))
+        pattern = re.compile(args.match or "")
+    except (OSError, ValueError, KeyError, re.error) as exc:
+        print(f"cannot show: {exc}", file=sys.stderr)
+        return 2
+    chosen = [m for m in measurements if pattern.search(f"{m.workload}: {m.name}")]
+    if args.markdown:
+        print(report.markdown_table(chosen), end="")
+    else:
+        out = _console()
+        out.print(report.results_table(chosen))
+        out.print(report.machine_line(record))
+    if args.plot:
+        report.plot(chosen, args.plot, report.machine_line(record))
     return 0

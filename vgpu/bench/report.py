@@ -193,47 +193,64 @@ def markdown_table(measurements: list[Measurement]) -> str:
 
 # --- the plot ------------------------------------------------------------------------
 
+def _panels(measurements: list[Measurement]) -> list[tuple[str, list[Measurement]]]:
+    """What goes in one panel: a workload's comparisons in one unit, or, where names
+    read "CASE: FIGURE" (end-to-end sessions), one figure across every case."""
+    panels: dict[str, list[Measurement]] = {}
+    for m in measurements:
+        if len(m.samples) < 2 or not all(m.spread(c).median > 0 for c in m.samples):
+            continue  # nothing beside vgpu, or zeros a log scale cannot show
+        _, sep, figure = m.name.rpartition(": ")
+        panels.setdefault(f"{m.workload}: {figure if sep else m.unit}", []).append(m)
+    return list(panels.items())
+
+
 def plot(measurements: list[Measurement], path: Path, title: str) -> None:
-    """Per workload, one panel: every contender of every measurement as a bar relative
-    to vgpu's median (log scale, so units do not matter), whiskers from p10 to p90."""
+    """vgpu beside each reference: one bar per comparison, vgpu's figure over the
+    reference's (round by round where the rounds were interleaved), whiskers from p10 to
+    p90 of that ratio, log scale; green where vgpu does better, red where it does worse.
+    One panel per workload, or per figure of an end-to-end workload. Figures without a
+    reference are in the table and the JSON only."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups: dict[str, list[Measurement]] = {}
-    for m in measurements:
-        groups.setdefault(m.workload, []).append(m)
-    rows = [sum(len(m.samples) for m in ms) for ms in groups.values()]
-    fig, axes = plt.subplots(len(groups), 1, squeeze=False,
-                             figsize=(10, 1.2 + 0.22 * sum(rows) + 0.6 * len(groups)),
-                             gridspec_kw={"height_ratios": [max(r, 2) for r in rows]})
-    colours = plt.get_cmap("tab10")
-    for ax, (workload, ms) in zip(axes[:, 0], groups.items(), strict=True):
+    panels = _panels(measurements)
+    if not panels:
+        return
+    rows = [sum(len(m.references) for m in ms) for _, ms in panels]
+    fig, axes = plt.subplots(len(panels), 1, squeeze=False,
+                             figsize=(9, 0.8 + 0.12 * sum(rows) + 0.5 * len(panels)),
+                             gridspec_kw={"height_ratios": [max(r, 3) for r in rows]})
+    for ax, (name, ms) in zip(axes[:, 0], panels, strict=True):
         labels, values, lows, highs, cols = [], [], [], [], []
-        contenders: dict[str, int] = {}
         for m in ms:
-            base = m.spread(m.subject).median
-            for c in m.samples:
-                s = m.spread(c)
-                scale = (1.0 / base) if base else float("nan")
-                labels.append(f"{m.name} · {c}" + (f" ({m.unit})" if c == m.subject else ""))
-                values.append(s.median * scale)
-                lows.append(max(0.0, (s.median - s.p10) * scale))
-                highs.append(max(0.0, (s.p90 - s.median) * scale))
-                cols.append(colours(contenders.setdefault(
-                    "vgpu" if c == m.subject else c, len(contenders)) % 10))
+            case = m.name.rpartition(": ")[0] or m.name
+            for ref in m.references:
+                r = m.ratio(ref)
+                labels.append(f"{case} / {ref}")
+                values.append(r.median)
+                lows.append(max(0.0, r.median - r.p10))
+                highs.append(max(0.0, r.p90 - r.median))
+                ahead = r.median > 1 if m.better == HIGHER else r.median < 1
+                cols.append("tab:gray" if r.median == 1 else
+                            "tab:green" if ahead else "tab:red")
         y = list(range(len(labels)))[::-1]
-        ax.barh(y, values, xerr=[lows, highs], color=cols, capsize=2, height=0.7)
-        ax.set_yticks(y, labels, fontsize=6)
+        # bars grow from 1 (equal) towards the ratio, either way
+        ax.barh(y, [v - 1 for v in values], left=1.0, xerr=[lows, highs], color=cols,
+                height=0.75, capsize=1.5, error_kw={"linewidth": 0.6})
+        ax.set_yticks(y, labels, fontsize=5.5)
+        ax.set_ylim(-0.6, len(labels) - 0.4)
         ax.set_xscale("log")
         ax.axvline(1.0, color="black", linewidth=0.6)
-        ax.set_title(f"{workload}: relative to vgpu's median (↑ rates: longer is faster; "
-                     f"↓ times, bytes: shorter is better)", fontsize=8)
-        ax.tick_params(axis="x", labelsize=7)
-    fig.suptitle(title, fontsize=9)
+        ax.set_title(f"{name}: vgpu / reference ({ms[0].unit}: "
+                     f"{'higher' if ms[0].better == HIGHER else 'lower'} is better)",
+                     fontsize=7)
+        ax.tick_params(axis="x", labelsize=6)
+    fig.suptitle(title, fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
