@@ -217,7 +217,12 @@ def plot(measurements: list[Measurement], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     panels = _panels(measurements)
-    if not panels:
+    if not panels:  # still a file where one was asked for, saying why it is empty
+        fig = plt.figure(figsize=(6, 1))
+        fig.text(0.5, 0.5, "no comparisons: these measurements have no reference",
+                 ha="center", va="center", fontsize=9)
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
         return
     rows = [sum(len(m.references) for m in ms) for _, ms in panels]
     fig, axes = plt.subplots(len(panels), 1, squeeze=False,
