@@ -23,12 +23,11 @@ pixels differ from the stock client's screenshot of the original Xspice session.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import lzma
 import os
+import runpy
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,8 +46,9 @@ from vgpu.spice.imaging import IMAGE_COMPRESSIONS
 
 ROOT = BENCH_DIR.parent
 PEER_SOURCE = BENCH_DIR / "peer"
-PEER = Path(os.environ.get("VGPU_BENCH_PEER", ROOT / "build" / "peer" / "vgpu-spice-peer"))
-"""The peer program; VGPU_BENCH_PEER=PATH runs another build of it."""
+PEER_TOOLS = runpy.run_path(str(PEER_SOURCE / "spice_peer.py"))
+"""bench/peer's own helpers: build_peer() (make -C bench/peer) and free_port()."""
+free_port = PEER_TOOLS["free_port"]
 
 LOSSLESS = ("auto_glz", "auto_lz", "glz", "lz", "lz4", "off")
 """Settings whose pictures must equal, pixel for pixel (QUIC on photographs is lossy
@@ -76,12 +76,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class CountingProxy:
@@ -191,8 +185,8 @@ def vgpu_server(recording: Path, port: int, compression: str) -> ServerProcess:
 
 def peer_server(recording: Path, port: int, compression: str) -> ServerProcess:
     return ServerProcess(
-        [str(PEER), "--port", str(port), "--wait-client", "--image-compression", compression,
-         str(recording)],
+        [str(PEER_TOOLS["PEER"]), "--port", str(port), "--wait-client",
+         "--image-compression", compression, str(recording)],
         ready=lambda line: line.startswith("listening"),
         done=lambda line: line.startswith("done"))
 
@@ -268,20 +262,11 @@ def session(name: str, recording: Path, compression: str, tmp: Path,
     return out
 
 
-def peer_available() -> str | None:
-    """None when spice-server's side can run, else why not."""
-    if not PEER.exists() and (PEER_SOURCE / "Makefile").exists():
-        subprocess.run(["make", "-s", "-C", str(PEER_SOURCE)], cwd=ROOT, check=False,
-                       capture_output=True)
-    if not PEER.exists():
-        return f"{PEER} is not built (make -C bench/peer)"
-    return None
-
-
 @workload("peer", "vgpu and the real spice-server serving the same recordings to spice-gtk",
           references=("spice-server",))
 def peer(b: Bench) -> Iterator[Measurement]:
-    missing = peer_available()
+    built = PEER_TOOLS["build_peer"]()
+    missing = built if isinstance(built, str) else None
     servers = ["vgpu"] if missing else ["vgpu", "spice-server"]
     names = QUICK_RECORDINGS[:1] if b.quick else None
     compressions = ("auto_glz",) if b.quick else IMAGE_COMPRESSIONS
@@ -326,7 +311,3 @@ def peer(b: Bench) -> Iterator[Measurement]:
                                       note="lossless setting" if compression in LOSSLESS
                                       else "lossy setting")
 
-
-if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        print(peer_available() or "the peer is built")
