@@ -23,6 +23,7 @@ pixels differ from the stock client's screenshot of the original Xspice session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import lzma
 import os
@@ -92,6 +93,11 @@ class CountingProxy:
         self.port = int(self.server.sockets[0].getsockname()[1])
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # close() cancels what is left; a connection ends quietly then
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._relay(reader, writer)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readexactly(LINK_HEADER)
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)

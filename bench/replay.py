@@ -125,7 +125,8 @@ def replay_workload(b: Bench) -> Iterator[Measurement]:
                 contenders["spice-server reader + worker (C process)"] = Contender(
                     lambda plain=plain: subprocess.run([str(checker), str(plain)], check=True,
                                                        capture_output=True, timeout=300))
-            m = b.time(f"replay {name}", contenders, rounds=b.rounds(3, 1),
+            # no warm-up run: every round starts from a new renderer and a read file anyway
+            m = b.time(f"replay {name}", contenders, rounds=b.rounds(3, 1), warmup=0,
                        note=f"{commands} commands, {len(events)} events"
                             + (f"; spice-server: {checker}" if isinstance(checker, str) else ""))
             m.samples["the recorded session (real time)"] = [span_s * 1e3]

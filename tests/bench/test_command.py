@@ -86,3 +86,27 @@ def test_wait_client_holds_the_replay_until_a_client_watches(tmp_path):
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.mark.slow
+@pytest.mark.gl
+@pytest.mark.skipif(shutil.which(SYSTEM_PYTHON) is None, reason="no system python for spice-gtk")
+def test_bench_peer_runs_both_servers_to_the_same_picture(tmp_path):
+    """The basic recording through vgpu and the real spice-server (when it builds here),
+    one spice-gtk client each, live and late: both show the same picture, Xspice's."""
+    out = tmp_path / "peer.json"
+    proc = subprocess.run([*VGPU, "bench", "peer", "--quick", "--json", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    by_name = {m["name"]: m for m in json.loads(out.read_text())["measurements"]}
+    late = by_name["basic auto_glz: late display KB"]["series"]
+    assert late["vgpu"]["median"] > 0
+    for mode in ("live", "late"):
+        unlike = by_name[f"basic auto_glz: {mode} pixels unlike Xspice's screenshot"]["series"]
+        assert all(s["median"] == 0 for s in unlike.values()), unlike
+    if "spice-server" not in late:
+        pytest.skip("the spice-server peer does not build here (libspice-server-dev)")
+    assert late["spice-server"]["median"] > 0
+    for mode in ("live", "late"):
+        equal = by_name[f"basic auto_glz: {mode} pictures equal"]["series"]
+        assert equal["vgpu = spice-server"]["samples"] == [1.0]

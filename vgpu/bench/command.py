@@ -77,6 +77,7 @@ def _run(args: argparse.Namespace, workloads: list) -> int:
     out, err = _console(), Console(stderr=True)
     measurements = []
     errors: dict[str, str] = {}
+    took: dict[str, float] = {}
     started = time.monotonic()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
             "{task.completed}/{task.total} workloads"), TimeElapsedColumn(),
@@ -90,18 +91,22 @@ def _run(args: argparse.Namespace, workloads: list) -> int:
             bench = Bench(quick=args.quick, repeats=args.repeats or (3 if args.quick else 7),
                           progress=lambda name, wl_name=wl.name: show(name, wl_name))
             show("starting", wl.name)
+            began = time.monotonic()
             try:
                 measurements += run_workload(wl, bench)
             except Exception as exc:  # one broken workload must not lose the others' figures
                 errors[wl.name] = f"{type(exc).__name__}: {exc}"
                 err.print(f"[red]{wl.name} failed[/]: {errors[wl.name]}")
                 err.print(traceback.format_exc(), markup=False, highlight=False)
+            took[wl.name] = round(time.monotonic() - began, 1)
             progress.advance(task)
     seconds = time.monotonic() - started
     record = report.run_record(measurements, workloads=[w.name for w in workloads],
-                               quick=args.quick, seconds=seconds, errors=errors)
+                               quick=args.quick, seconds=seconds, errors=errors,
+                               workload_seconds=took)
     out.print(report.results_table(measurements))
-    out.print(f"{report.machine_line(record)}; {seconds:.0f} s")
+    out.print(f"{report.machine_line(record)}; {seconds:.0f} s ("
+              + ", ".join(f"{n} {t:.0f} s" for n, t in took.items()) + ")")
     if args.json:
         report.save(record, args.json)
         out.print(f"samples: {args.json}")

@@ -99,11 +99,13 @@ def git_commit() -> str | None:
 # --- JSON ------------------------------------------------------------------------------
 
 def run_record(measurements: Iterable[Measurement], *, workloads: list[str], quick: bool,
-               seconds: float, errors: dict[str, str]) -> dict[str, Any]:
+               seconds: float, errors: dict[str, str],
+               workload_seconds: dict[str, float] | None = None) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "workloads": workloads, "quick": quick, "seconds": round(seconds, 1),
+        "workload_seconds": workload_seconds or {},
         "commit": git_commit(), "machine": machine_info(), "gl": gl_info(),
         "packages": package_versions(), "errors": errors,
         "measurements": [m.as_dict() for m in measurements],
@@ -111,6 +113,7 @@ def run_record(measurements: Iterable[Measurement], *, workloads: list[str], qui
 
 
 def save(record: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1, allow_nan=True) + "\n")
 
 
@@ -216,6 +219,7 @@ def plot(measurements: list[Measurement], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     panels = _panels(measurements)
     if not panels:  # still a file where one was asked for, saying why it is empty
         fig = plt.figure(figsize=(6, 1))
