@@ -44,6 +44,7 @@ from vgpu.bench import HIGHER, LOWER, Bench, Measurement, workload
 from vgpu.bench.common import QUICK_RECORDINGS, SpiceClient, recordings, screenshot
 from vgpu.bench.core import BENCH_DIR
 from vgpu.spice.imaging import IMAGE_COMPRESSIONS
+from vgpu.spice.streams import STREAM_TIMEOUT_S
 
 ROOT = BENCH_DIR.parent
 PEER_SOURCE = BENCH_DIR / "peer"
@@ -59,10 +60,14 @@ START_TIMEOUT_S = 60.0
 """A server prints its ready line within this (vgpu: Python start-up and a GL context)."""
 REPLAY_TIMEOUT_S = 180.0
 """The longest recording (perf, 32737 drawables) plays well within this on llvmpipe."""
-SETTLE_S = 0.5
-"""The picture has settled when the client saw no change for this long (and the
-server has played the whole recording): both servers send within milliseconds of a
-change on loopback, so half a second without one is the end."""
+SETTLE_LIVE_S = STREAM_TIMEOUT_S + 0.5
+"""A live picture has settled when the server has played the whole recording and the
+client saw no change for this long. A server that streamed a region sends it losslessly
+once the stream has been idle for its timeout (vgpu: STREAM_TIMEOUT_S, 1 s, seen here as
+a last update a second after everything else), so the window is longer than that."""
+SETTLE_LATE_S = 0.5
+"""A late joiner gets the finished screen at once, without streams; both servers send
+it within milliseconds on loopback, so half a second without a change is the end."""
 FRAME_GAP_S = 0.004
 """display-invalidates closer than this belong to one frame the client showed (spice-gtk
 signals one per drawn rectangle, all within one main-loop turn)."""
@@ -217,7 +222,8 @@ def watch(server: ServerProcess, dump: Path, live: bool) -> dict[str, float]:
                         invalidates.append(float(line.split()[1]))
                 played = not live or any(server.done(x) for x in server.lines)
                 last = invalidates[-1] if invalidates else start
-                if primary and played and time.time() - last >= SETTLE_S:
+                settle = SETTLE_LIVE_S if live else SETTLE_LATE_S
+                if primary and played and time.time() - last >= settle:
                     break
                 time.sleep(0.05)
             else:
