@@ -31,6 +31,12 @@ and never times anything itself. `Bench` gives:
 - `b.quick` and `b.rounds(full, quick)`: `--quick` must finish every workload together in
   under a minute on two cores, so a workload shrinks its inputs when `b.quick` is set.
 
+Rules for a module: import cheaply and do nothing at import time (`vgpu bench list`
+imports every module); keep heavy set-up inside the workload function; names are unique
+(`workload` refuses a second one); name measurements "CASE: FIGURE" when one run yields
+several figures per case (the plot then gives each figure a panel); when a reference
+cannot run on this machine, still measure vgpu and say why in the measurement's `note`.
+
 Shared inputs live in `vgpu.bench.common` (the null backend, bench/data's recordings
 and sample frames, the stock SPICE client); use them instead of private copies.
 The command adds the progress bar, the table, the JSON file, the plot and `compare`.
