@@ -223,7 +223,8 @@ def watch(server: ServerProcess, dump: Path, live: bool) -> dict[str, float]:
                 played = not live or any(server.done(x) for x in server.lines)
                 last = invalidates[-1] if invalidates else start
                 settle = SETTLE_LIVE_S if live else SETTLE_LATE_S
-                if primary and played and time.time() - last >= settle:
+                # a late joiner's primary comes before its picture: wait for a draw
+                if invalidates and primary and played and time.time() - last >= settle:
                     break
                 time.sleep(0.05)
             else:
