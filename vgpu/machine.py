@@ -163,15 +163,22 @@ class Machine:
         self.on_fatal: Callable[[str], None] | None = None
         """Called once (from the watchdog thread) when the display cannot go on."""
         self.fatal: str | None = None
+        # a built-in replay waits for this before its first command (`--wait-client`:
+        # whoever serves the display sets it when the first display channel connects)
+        self.client_connected = threading.Event()
+        self.client_connected.set()
+        # set when a built-in replay has fed its last event (it then keeps its screen)
+        self.guest_done = threading.Event()
 
     @classmethod
     def create(cls, demo: str | None = None, guest_socket: str | None = None,
                record: Path | None = None, width: int = 1024, height: int = 768,
                gl_watchdog: float = DEFAULT_GL_WATCHDOG_S,
-               hard_watchdog: bool = False) -> Machine:
+               hard_watchdog: bool = False, wait_client: bool = False) -> Machine:
         """demo: "desktop", "cube" (3D ring), "anim" (a full-screen animation) or
         "replay:FILE"; or guest_socket: a unix socket path where an out-of-process guest
-        will attach. `record` writes the session in spice-server's record format."""
+        will attach. `record` writes the session in spice-server's record format.
+        `wait_client` holds a replay until `client_connected` is set."""
         if (demo is None) == (guest_socket is None):
             raise ValueError("choose one guest: a demo or a guest socket")
         guest: GuestRun | None = None
@@ -189,8 +196,11 @@ class Machine:
         elif demo is not None:
             raise ValueError(f"unknown demo {demo!r}: use 'desktop', 'cube', 'anim' or "
                              "'replay:FILE'")
-        return cls(guest, guest_socket, record, gl_watchdog=gl_watchdog,
-                   hard_watchdog=hard_watchdog)
+        machine = cls(guest, guest_socket, record, gl_watchdog=gl_watchdog,
+                      hard_watchdog=hard_watchdog)
+        if wait_client:
+            machine.client_connected.clear()
+        return machine
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -406,6 +416,9 @@ def _replay_guest(path: Path) -> GuestRun:
     def run(machine: Machine, stop: threading.Event) -> None:
         from vgpu.replay import ReplayGuest, read_events
 
+        while not machine.client_connected.wait(IDLE_WAIT_S):
+            if stop.is_set():
+                return
         driver = _attach(machine)
         try:
             guest = ReplayGuest(driver)
@@ -414,6 +427,7 @@ def _replay_guest(path: Path) -> GuestRun:
                     return
                 guest.feed(event)
             guest.finish()
+            machine.guest_done.set()
             log.info("replay of %s done; serving its last screen", path)
             stop.wait()
         finally:

@@ -19,6 +19,7 @@ import signal
 import ssl
 import sys
 from pathlib import Path
+from typing import Any
 
 from vgpu.encode.video import DEFAULT_VIDEO_CODECS
 from vgpu.spice.constants import SPICE_MAX_PASSWORD_LENGTH
@@ -65,6 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "or replay:FILE (a recording)",
     )
     parser.add_argument("--record", type=Path, help="record the guest's commands to FILE")
+    parser.add_argument(
+        "--wait-client",
+        action="store_true",
+        help="hold a --demo replay until the first display channel connects (to watch it live)",
+    )
     parser.add_argument(
         "--image-compression",
         choices=IMAGE_COMPRESSIONS,
@@ -117,6 +123,23 @@ def tls_context(x509_dir: Path) -> ssl.SSLContext:
     return context
 
 
+WATCH_INTERVAL_S = 0.01
+"""How often serve looks for the first display channel and the end of a replay: well
+below a frame, so a held replay starts within one frame of the client."""
+
+
+async def _watch_replay(machine: Any, server: Any, stop: asyncio.Event) -> None:
+    """Releases a held replay when the first display channel connects, and prints
+    "replay done" once the replay has fed its last command (benchmarks wait for it)."""
+    while not stop.is_set():
+        if not machine.client_connected.is_set() and server.display_stats:
+            machine.client_connected.set()
+        if machine.guest_done.is_set():
+            print("replay done", flush=True)
+            return
+        await asyncio.sleep(WATCH_INTERVAL_S)
+
+
 def run(args: argparse.Namespace) -> int:
     from vgpu.machine import DEFAULT_GL_WATCHDOG_S, Machine
     from vgpu.spice.imaging import Compression
@@ -155,6 +178,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.wait_client and not (args.demo or "").startswith("replay:"):
+        print("--wait-client holds a replay: use it with --demo replay:FILE", file=sys.stderr)
+        return 2
     try:
         machine = Machine.create(
             demo=args.demo,
@@ -162,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
             record=args.record,
             gl_watchdog=args.gl_watchdog or DEFAULT_GL_WATCHDOG_S,
             hard_watchdog=True,
+            wait_client=args.wait_client,
         )
     except ValueError as exc:
         print(exc, file=sys.stderr)
@@ -192,9 +219,11 @@ def run(args: argparse.Namespace) -> int:
         machine.on_fatal = lambda reason: loop.call_soon_threadsafe(stop.set)
         if machine.fatal is not None:  # before the handler was in place
             stop.set()
+        watcher = asyncio.create_task(_watch_replay(machine, server, stop))
         try:
             await stop.wait()
         finally:
+            watcher.cancel()
             await server.close()
 
     machine.start()
