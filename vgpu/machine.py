@@ -13,6 +13,7 @@ loop thread. Consumers (the SPICE server, the preview window) only see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -40,6 +41,9 @@ doorbell wakes it at once, so this only bounds how late it notices `stop()`."""
 DEVICE_BATCH = 256
 """Commands taken per `Device.process()` call, so a flood of commands still lets
 the render thread publish frames between batches."""
+
+STOP_TIMEOUT_S = 10.0
+"""How long stop() waits for each thread; a guest or render step takes milliseconds."""
 
 START_TIMEOUT_S = 30.0
 """Creating the GL context on llvmpipe takes well under a second; past this the
@@ -75,8 +79,10 @@ class Machine:
         self._guest = guest
         self._guest_socket = guest_socket
         self._record = record
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # guests stop first, while the device still runs
+        self._render_stop = threading.Event()
         self._ready = threading.Event()
+        self._listening = threading.Event()
         self._failure: BaseException | None = None
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -121,16 +127,29 @@ class Machine:
                                         daemon=True)
             self._threads.append(listener)
             listener.start()
+            self._listening.wait(START_TIMEOUT_S)
+            if self._failure is not None:
+                self.stop()
+                raise RuntimeError(
+                    f"cannot listen for a guest on {self._guest_socket}: {self._failure}")
         return self
 
     def stop(self) -> None:
+        """Ends the guests first, then the render thread: a guest still starting must
+        never touch a device whose memory the render thread has already closed."""
         self._stop.set()
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has ended already
+                loop.call_soon_threadsafe(loop.stop)
+        render, *guests = self._threads or [None]
+        for t in guests:
+            t.join(timeout=STOP_TIMEOUT_S)
+        self._render_stop.set()
         if self.device is not None:
             self.device.wake()
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        for t in self._threads:
-            t.join(timeout=10)
+        if render is not None:
+            render.join(timeout=STOP_TIMEOUT_S)
         self._threads.clear()
 
     def __enter__(self) -> Machine:
@@ -169,11 +188,11 @@ class Machine:
         next_publish = 0.0
         dirty = False  # rendered since the last publication
         try:
-            while not self._stop.is_set():
+            while not self._render_stop.is_set():
                 timeout = max(0.0, next_publish - time.monotonic()) if dirty else IDLE_WAIT_S
                 device.wait_for_work(timeout)
                 done_before = device.stats["commands"] + device.stats["io"]
-                while device.process(DEVICE_BATCH) and not self._stop.is_set():
+                while device.process(DEVICE_BATCH) and not self._render_stop.is_set():
                     if time.monotonic() >= next_publish:
                         break  # publish between batches under a flood of commands
                 dirty |= device.stats["commands"] + device.stats["io"] != done_before
@@ -208,12 +227,19 @@ class Machine:
         from vgpu.device.transport import GuestListener
 
         loop = asyncio.new_event_loop()
-        self._loop = loop
         listener = GuestListener(self.device, self._guest_socket)
         try:
-            loop.run_until_complete(listener.start())
-            log.info("waiting for a guest on %s", self._guest_socket)
-            loop.run_forever()
+            try:
+                loop.run_until_complete(listener.start())
+            except OSError as e:
+                self._failure = e
+                return
+            finally:
+                self._listening.set()
+            self._loop = loop
+            if not self._stop.is_set():  # else stop() came while the socket was being made
+                log.info("waiting for a guest on %s", self._guest_socket)
+                loop.run_forever()
             loop.run_until_complete(listener.close())
         finally:
             loop.close()

@@ -21,10 +21,26 @@ from vgpu.spice.imaging import IMAGE_COMPRESSIONS, JPEG_WAN_COMPRESSIONS, STREAM
 
 X509_FILES = ("ca-cert.pem", "server-cert.pem", "server-key.pem")  # QEMU's names
 
+DEFAULT_PORT = 5930
+"""The plain port when no port is named at all; QEMU's -spice has none, but a bare
+`vgpu serve --demo desktop` should be reachable. With --tls-port alone there is no
+plain port, as in QEMU: a user who asks for TLS must not also be served in clear."""
+
+
+def plain_port(args: argparse.Namespace) -> int | None:
+    """The clear-text port to open, or None for TLS only."""
+    if args.port is not None:
+        return int(args.port)
+    return None if args.tls_port is not None else DEFAULT_PORT
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--addr", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=5930, help="plain SPICE and WebSocket port")
+    parser.add_argument(
+        "--port",
+        type=int,
+        help=f"plain SPICE and WebSocket port ({DEFAULT_PORT} unless --tls-port is given alone)",
+    )
     parser.add_argument("--tls-port", type=int, help="SPICE over TLS port (needs --x509-dir)")
     parser.add_argument(
         "--x509-dir", type=Path, help="folder with ca-cert.pem, server-cert.pem, server-key.pem"
@@ -112,46 +128,63 @@ def run(args: argparse.Namespace) -> int:
             "choose a guest: --demo desktop, --demo replay:FILE or --guest SOCKET", file=sys.stderr
         )
         return 2
+    for option, path in (("--guest", args.guest), ("--record", args.record)):
+        if path is not None and not Path(path).parent.is_dir():
+            print(f"{option} {path}: no folder {Path(path).parent}", file=sys.stderr)
+            return 2
     try:
         machine = Machine.create(demo=args.demo, guest_socket=args.guest, record=args.record)
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
+    port = plain_port(args)
 
     async def serve() -> None:
         server = SpiceServer(machine, options)
-        port = await server.listen(args.addr, args.port)
-        host = args.addr if ":" not in args.addr else f"[{args.addr}]"
-        print(f"SPICE: spice://{host}:{port}  (remote-viewer, spicy)", flush=True)
-        if tls is not None:
-            tls_port = await server.listen(args.addr, args.tls_port, tls)
-            print(
-                f"SPICE over TLS: spice://{host}?tls-port={tls_port}  "
-                f"(remote-viewer --spice-ca-file={args.x509_dir / 'ca-cert.pem'})",
-                flush=True,
-            )
-        print(
-            f"spice-html5: serve its folder over HTTP and open "
-            f"spice_auto.html?host={args.addr}&port={port}  (WebSocket on the same port)",
-            flush=True,
-        )
-        if password is None:
-            print("No password: any client that reaches the port may connect.", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         try:
+            # Both ports first: a port in use ends the run before any thread starts.
+            plain = None if port is None else await server.listen(args.addr, port)
+            secure = None if tls is None else await server.listen(args.addr, args.tls_port, tls)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await loop.run_in_executor(None, machine.start)
+            _print_urls(args, plain, secure, password)
             await stop.wait()
         finally:
-            await server.close()
+            await server.close()  # tells every client goodbye
 
-    machine.start()
     try:
         asyncio.run(serve())
     except OSError as exc:
         print(f"cannot listen: {exc}", file=sys.stderr)
         return 1
+    except RuntimeError as exc:  # the machine did not start (GL, the guest socket)
+        print(f"vgpu serve: {exc}", file=sys.stderr)
+        return 1
     finally:
         machine.stop()
     return 0
+
+
+def _print_urls(
+    args: argparse.Namespace, plain: int | None, secure: int | None, password: str | None
+) -> None:
+    host = args.addr if ":" not in args.addr else f"[{args.addr}]"
+    if plain is not None:
+        print(f"SPICE: spice://{host}:{plain}  (remote-viewer, spicy)", flush=True)
+    if secure is not None:
+        print(
+            f"SPICE over TLS: spice://{host}?tls-port={secure}  "
+            f"(remote-viewer --spice-ca-file={args.x509_dir / 'ca-cert.pem'})",
+            flush=True,
+        )
+    websocket = plain if plain is not None else secure
+    print(
+        f"spice-html5: serve its folder over HTTP and open "
+        f"spice_auto.html?host={args.addr}&port={websocket}  (WebSocket on the same port)",
+        flush=True,
+    )
+    if password is None:
+        print("No password: any client that reaches the port may connect.", flush=True)

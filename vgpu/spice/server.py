@@ -54,6 +54,9 @@ from vgpu.spice.link import LinkClosed, Linked, LinkMachine
 from vgpu.spice.streams import Plan, StreamPlanner
 
 log = logging.getLogger(__name__)
+_websocket_log = logging.getLogger(__name__ + ".websocket")
+# websockets logs each refused handshake at INFO; the server logs its own one line.
+_websocket_log.setLevel(logging.WARNING)
 
 LINK_TIMEOUT_S = 10.0
 """A client that has not finished the handshake by then is dropped; real clients take
@@ -85,12 +88,22 @@ MAX_WEBSOCKET_MESSAGE = 1024 * 1024
 """spice-html5 sends one WebSocket message per SPICE message, and client messages are
 at most 64 KiB (channels.MAX_CLIENT_MESSAGE_SIZE): anything far larger is hostile."""
 
+MAX_PREAUTH_BYTES = 64 * 1024
+"""Bytes one connection may send before its link is done (WebSocket handshake, link
+message, ticket): a real client sends under 1 KiB (a browser's upgrade request with its
+cookies a few KiB). Past this the connection is dropped, so what an unauthenticated
+client can make the server hold is this plus one READ_CHUNK, and one RSA key."""
+
 MAX_CHANNELS_PER_SESSION = 8
 """Display, inputs and cursor, with room for reconnects racing the old connection's close;
 more is a client opening channels to eat memory."""
 
 MAX_SESSIONS = 16
 """Clients at once; each costs a subscription, a cursor listener and encoder time."""
+
+GOODBYE_TIMEOUT_S = 1.0
+"""How long closing the server waits for the goodbye messages to leave; a client that
+does not read them in that time is closed without."""
 
 CHANNELS = (
     (c.SPICE_CHANNEL_DISPLAY, 0),
@@ -124,10 +137,13 @@ class ServerOptions:
 
 
 class Transport(Protocol):
+    received: int  # bytes read from the socket so far
+
     async def recv(self) -> bytes: ...
     def write(self, data: bytes) -> None: ...
     def write_messages(self, messages: list[bytes]) -> None: ...
     async def drain(self) -> None: ...
+    def authenticated(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -137,12 +153,15 @@ class StreamTransport:
         self._writer = writer
         self._pending = first
         self._tls = writer.get_extra_info("ssl_object") is not None
+        self.received = len(first)
 
     async def recv(self) -> bytes:
         if self._pending:
             data, self._pending = self._pending, b""
             return data
-        return await self._reader.read(READ_CHUNK)
+        data = await self._reader.read(READ_CHUNK)
+        self.received += len(data)
+        return data
 
     def write(self, data: bytes) -> None:
         if data and not self._writer.is_closing():
@@ -161,6 +180,9 @@ class StreamTransport:
     async def drain(self) -> None:
         await self._writer.drain()
 
+    def authenticated(self) -> None:
+        """Nothing changes once linked: the channel machines bound their own messages."""
+
     def close(self) -> None:
         self._writer.close()
 
@@ -171,21 +193,45 @@ class WebSocketTransport:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self._reader = reader
         self._writer = writer
-        self._ws = ServerProtocol(subprotocols=["binary"], max_size=MAX_WEBSOCKET_MESSAGE)
+        self._ws = ServerProtocol(
+            subprotocols=["binary"], max_size=MAX_PREAUTH_BYTES, logger=_websocket_log
+        )
         self._ready: deque[bytes] = deque()
+        self.received = 0
+
+    async def _read(self) -> bytes:
+        data = await self._reader.read(READ_CHUNK)
+        self.received += len(data)
+        return data
+
+    def authenticated(self) -> None:
+        """The link is done: messages up to MAX_WEBSOCKET_MESSAGE are allowed from now on."""
+        self._ws.max_size = MAX_WEBSOCKET_MESSAGE
 
     async def handshake(self, first: bytes) -> bool:
         data = first
+        self.received = len(first)
         while True:
+            if self.received > MAX_PREAUTH_BYTES:
+                raise ConnectionAbortedError(
+                    f"more than {MAX_PREAUTH_BYTES} bytes of WebSocket handshake"
+                )
             self._ws.receive_data(data)
-            for event in self._ws.events_received():
+            events = self._ws.events_received()
+            if self._ws.handshake_exc is not None or self._ws.eof_sent:
+                # websockets has refused the request and ended its side already
+                # (bytes after the request, a malformed one); answering it again
+                # would drive that failure twice.
+                self._flush()
+                return False
+            for event in events:
                 if isinstance(event, Request):
                     response = self._ws.accept(event)
                     self._ws.send_response(response)
                     self._flush()
                     return response.status_code == 101
             self._flush()
-            data = await self._reader.read(READ_CHUNK)
+            data = await self._read()
             if not data:
                 return False
 
@@ -200,7 +246,7 @@ class WebSocketTransport:
                 # A malformed or oversized frame: websockets has queued the close
                 # frame; the connection ends here, with the reason logged.
                 raise ConnectionAbortedError(f"WebSocket: {self._ws.parser_exc}")
-            data = await self._reader.read(READ_CHUNK)
+            data = await self._read()
             if not data:
                 self._ws.receive_eof()
                 return b""
@@ -258,6 +304,7 @@ class SpiceServer:
         self.pool = ThreadPoolExecutor(self.options.encoder_threads, "spice-encode")
         self._start = time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._channels: dict[Transport, ChannelMachine] = {}  # linked, not yet ended
         self.display_stats: list[DisplayStats] = []
 
     def mm_time(self) -> int:
@@ -280,6 +327,7 @@ class SpiceServer:
     async def close(self) -> None:
         for server in self._servers:
             server.close()
+        await self._say_goodbye()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -287,6 +335,23 @@ class SpiceServer:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _say_goodbye(self) -> None:
+        """SPICE_MSG_DISCONNECTING on every linked channel, as the server goes away."""
+        timestamp = time.monotonic_ns()
+        for transport, machine in list(self._channels.items()):
+            machine.disconnecting(timestamp, c.SPICE_LINK_ERR_OK)
+            transport.write_messages(machine.messages_to_send())
+        drains = [transport.drain() for transport in self._channels]
+        if drains:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(GOODBYE_TIMEOUT_S):
+                    await asyncio.gather(*drains, return_exceptions=True)
+
+    @property
+    def connections(self) -> int:
+        """Connections being served (linking or linked): for soak tests and the bench."""
+        return len(self._tasks)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -307,7 +372,7 @@ class SpiceServer:
                 return
             await self._serve(transport, peer)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ssl.SSLError) as exc:
-            log.info("%s: connection ended: %s", peer, exc or type(exc).__name__)
+            log.info("%s: connection ended: %s", peer, str(exc) or type(exc).__name__)
         except Exception:
             # A bug met by one connection ends that connection, logged; the others go on.
             log.exception("%s: connection failed", peer)
@@ -322,6 +387,10 @@ class SpiceServer:
                 data = await transport.recv()
             if not data:
                 return None
+            if transport.received > MAX_PREAUTH_BYTES:
+                log.info("%s: link refused: more than %d bytes before authenticating",
+                         peer, MAX_PREAUTH_BYTES)
+                return None
             for event in link.receive_data(data):
                 if isinstance(event, LinkClosed):
                     transport.write(link.data_to_send())
@@ -335,6 +404,7 @@ class SpiceServer:
                 if error != c.SPICE_LINK_ERR_OK:
                     log.info("%s: link refused with error %d", peer, error)
                     return None
+                transport.authenticated()
                 return event, link.leftover()
             transport.write(link.data_to_send())
 
@@ -388,6 +458,20 @@ class SpiceServer:
         on_event: Callable[[object], None] | None = None,
     ) -> None:
         """Feeds the machine from the socket until the client goes or misbehaves."""
+        self._channels[transport] = machine
+        try:
+            await self._pump_until_closed(transport, machine, leftover, peer, on_event)
+        finally:
+            del self._channels[transport]
+
+    async def _pump_until_closed(
+        self,
+        transport: Transport,
+        machine: ChannelMachine,
+        leftover: bytes,
+        peer: object,
+        on_event: Callable[[object], None] | None,
+    ) -> None:
         data = leftover
         while True:
             for event in machine.receive_data(data) if data else []:
