@@ -88,6 +88,7 @@ class Machine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.device = None  # set on the render thread before _ready
         self.guest_error: BaseException | None = None
+        self.recorded: int | None = None  # events in the record file, once it is closed
 
     @classmethod
     def create(cls, demo: str | None = None, guest_socket: str | None = None,
@@ -206,6 +207,7 @@ class Machine:
         finally:
             if recorder is not None:
                 recorder.close()
+                self.recorded = recorder.events
             device.close()
             renderer.close()
 

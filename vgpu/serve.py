@@ -165,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         machine.stop()
+    if machine.recorded is not None:
+        print(f"recorded {machine.recorded} events to {args.record}", flush=True)
     return 0
 
 
