@@ -17,16 +17,24 @@ import ssl
 import time
 import uuid as uuid_module
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from websockets.frames import Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
-from vgpu.display import CursorBus, CursorUpdate, Frame, FrameBus, InputEvent, Subscription
+from vgpu.display import (
+    CursorBus,
+    CursorUpdate,
+    Frame,
+    FrameBus,
+    InputEvent,
+    Rect,
+    Subscription,
+)
 from vgpu.spice import constants as c
 from vgpu.spice.channels import (
     AckReceived,
@@ -98,8 +106,15 @@ MAX_CHANNELS_PER_SESSION = 8
 """Display, inputs and cursor, with room for reconnects racing the old connection's close;
 more is a client opening channels to eat memory."""
 
-MAX_SESSIONS = 16
-"""Clients at once; each costs a subscription, a cursor listener and encoder time."""
+MAX_SESSIONS = 64
+"""Clients at once; each costs a subscription, a cursor listener, encoder time and its
+socket's backlog (WRITE_BUFFER_HIGH at worst). `vgpu bench soak` serves 50 at once
+(one of them stalled) with every other client at its lone frame rate."""
+
+SHARED_ENCODE_FRAMES = 2
+"""Frames whose encoded regions are kept for other clients: the newest and the one
+before. Clients that keep up ask for the same regions of the same frame, so each is
+encoded once for all of them; one that lags merges damage and encodes its own."""
 
 GOODBYE_TIMEOUT_S = 1.0
 """How long closing the server waits for the goodbye messages to leave; a client that
@@ -144,6 +159,7 @@ class Transport(Protocol):
     def write_messages(self, messages: list[bytes]) -> None: ...
     async def drain(self) -> None: ...
     def authenticated(self) -> None: ...
+    def queued(self) -> int: ...
     def close(self) -> None: ...
 
 
@@ -182,6 +198,10 @@ class StreamTransport:
 
     def authenticated(self) -> None:
         """Nothing changes once linked: the channel machines bound their own messages."""
+
+    def queued(self) -> int:
+        """Bytes written and not yet taken by the socket: this client's backlog."""
+        return int(self._writer.transport.get_write_buffer_size())
 
     def close(self) -> None:
         self._writer.close()
@@ -271,14 +291,19 @@ class WebSocketTransport:
     async def drain(self) -> None:
         await self._writer.drain()
 
+    def queued(self) -> int:
+        """Bytes written and not yet taken by the socket: this client's backlog."""
+        return int(self._writer.transport.get_write_buffer_size())
+
     def close(self) -> None:
         self._writer.close()
 
 
-@dataclass
+@dataclass(eq=False)  # one per connection: two with equal counts are still two
 class DisplayStats:
     """Per display connection, for tests and the benchmark."""
 
+    peer: object = None  # the client's address, as the socket gives it
     frames: int = 0
     bytes: int = 0
     stream_frames: int = 0
@@ -304,8 +329,31 @@ class SpiceServer:
         self.pool = ThreadPoolExecutor(self.options.encoder_threads, "spice-encode")
         self._start = time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._channels: dict[Transport, ChannelMachine] = {}  # linked, not yet ended
+        # linked, not yet ended: the machine and the client's address
+        self._channels: dict[Transport, tuple[ChannelMachine, object]] = {}
         self.display_stats: list[DisplayStats] = []
+        # frame -> (rect, imaging or None for a stream frame) -> its encoding
+        self._encodes: dict[tuple[int, int], dict[object, asyncio.Future[object]]] = {}
+
+    def encode(self, frame: Frame, rect: Rect, imaging: ClientImaging | None) -> Awaitable[Any]:
+        """`rect` of `frame` encoded on the pool for `imaging` (None: as a stream frame),
+        shared by every client that asks for the same while the frame is recent."""
+        key = (frame.serial, frame.surface_serial)
+        regions = self._encodes.get(key)
+        if regions is None:
+            regions = self._encodes[key] = {}
+            while len(self._encodes) > SHARED_ENCODE_FRAMES:
+                del self._encodes[min(self._encodes)]
+        future = regions.get((rect, imaging))
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = regions[rect, imaging] = (
+                loop.run_in_executor(self.pool, encode_stream_frame, frame, rect)
+                if imaging is None
+                else loop.run_in_executor(self.pool, encode_rect, frame, rect, imaging)
+            )
+        # A client that goes away while waiting must not cancel the others' encode.
+        return asyncio.shield(future)
 
     def mm_time(self) -> int:
         """SPICE multimedia time: milliseconds on the server's clock, wrapping at 32 bits."""
@@ -339,7 +387,7 @@ class SpiceServer:
     async def _say_goodbye(self) -> None:
         """SPICE_MSG_DISCONNECTING on every linked channel, as the server goes away."""
         timestamp = time.monotonic_ns()
-        for transport, machine in list(self._channels.items()):
+        for transport, (machine, _peer) in list(self._channels.items()):
             machine.disconnecting(timestamp, c.SPICE_LINK_ERR_OK)
             transport.write_messages(machine.messages_to_send())
         drains = [transport.drain() for transport in self._channels]
@@ -352,6 +400,11 @@ class SpiceServer:
     def connections(self) -> int:
         """Connections being served (linking or linked): for soak tests and the bench."""
         return len(self._tasks)
+
+    def backlogs(self) -> dict[object, int]:
+        """Per linked channel, by client address: bytes queued for a client that has not
+        read them (bounded by WRITE_BUFFER_HIGH plus one frame)."""
+        return {peer: transport.queued() for transport, (_m, peer) in self._channels.items()}
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -458,7 +511,7 @@ class SpiceServer:
         on_event: Callable[[object], None] | None = None,
     ) -> None:
         """Feeds the machine from the socket until the client goes or misbehaves."""
-        self._channels[transport] = machine
+        self._channels[transport] = (machine, peer)
         try:
             await self._pump_until_closed(transport, machine, leftover, peer, on_event)
         finally:
@@ -615,7 +668,7 @@ class _DisplayClient:
             server.options.compression,
             lz4=machine.has_cap(c.SPICE_DISPLAY_CAP_LZ4_COMPRESSION),
         )
-        self.stats = DisplayStats()
+        self.stats = DisplayStats(peer)
         streaming = server.options.compression.streaming
         if machine.has_cap(c.SPICE_DISPLAY_CAP_MULTI_CODEC) and not machine.has_cap(
             c.SPICE_DISPLAY_CAP_CODEC_MJPEG
@@ -666,12 +719,8 @@ class _DisplayClient:
             frame, damage = taken
             if frame.surface_serial != surface_serial or machine.surface is None:
                 # The first picture whole, in one draw, and then the mark.
-                region = await self._loop.run_in_executor(
-                    self._server.pool,
-                    encode_rect,
-                    frame,
-                    (0, 0, frame.width, frame.height),
-                    self.imaging,
+                region = await self._server.encode(
+                    frame, (0, 0, frame.width, frame.height), self.imaging
                 )
                 for stream_id in self._streams.reset():
                     machine.stream_destroy(stream_id)
@@ -692,16 +741,11 @@ class _DisplayClient:
 
         Every encode finishes before the first message is queued, so the channel's
         reader (which flushes what the machine holds) never sends half of a frame."""
-        machine, pool, imaging = self._machine, self._server.pool, self.imaging
-        futures = [
-            self._loop.run_in_executor(pool, encode_rect, frame, r, imaging)
-            for r in cut_bands(plan.draws)
-        ]
+        machine, server, imaging = self._machine, self._server, self.imaging
+        futures = [server.encode(frame, r, imaging) for r in cut_bands(plan.draws)]
         jpeg_future = None
         if plan.stream_frame is not None:
-            jpeg_future = self._loop.run_in_executor(
-                pool, encode_stream_frame, frame, plan.stream_frame[1]
-            )
+            jpeg_future = server.encode(frame, plan.stream_frame[1], None)
         regions = await asyncio.gather(*futures)
         jpeg = None if jpeg_future is None else await jpeg_future
         for stream_id, _rect in plan.ended:
