@@ -43,6 +43,7 @@ LIGHT_CLIENT = ROOT / "tests" / "clients" / "light_client.py"
 GLIB_CLIENT = ROOT / "tests" / "clients" / "spice_glib_client.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with the SpiceClientGLib gi bindings
 CONNECT_TIMEOUT_S = 60.0  # all clients linked and drawn to by then, or the run fails
+PHASES = ["load", "websocket", "churn"]
 TOLERANCE = 0.10  # the bound: each client within 10% of its rate alone
 FRAME_BOUND = 4 * 1024 * 1024  # a lossless 1024x768 frame at most, on top of the buffer
 
@@ -335,6 +336,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--websocket-clients", type=int, default=10)
     parser.add_argument("--churn-clients", type=int, default=8,
                         help="clients churning at once")
+    parser.add_argument("--only", nargs="+", choices=PHASES, default=PHASES,
+                        help="some of the phases (all by default)")
     parser.add_argument("--fuzz", action="store_true", help="run the fuzzers at scale instead")
     parser.add_argument("--messages", type=int, default=1_000_000,
                         help="client messages for the protocol fuzzers")
@@ -344,11 +347,13 @@ def main(argv: list[str]) -> int:
     if args.fuzz:
         return run_fuzz(args.messages, args.commands)
     with serve_demo() as served:
-        load = run_load(served, args.clients, args.glib, args.seconds)
-        print_load("load", load)
-        ws = run_load(served, args.websocket_clients, 0, args.seconds, websocket=True)
-        print_load("websocket", ws)
-        print_churn("churn", *run_churn(served, args.churn_clients, args.seconds))
+        if "load" in args.only:
+            print_load("load", run_load(served, args.clients, args.glib, args.seconds))
+        if "websocket" in args.only:
+            print_load("websocket", run_load(served, args.websocket_clients, 0, args.seconds,
+                                             websocket=True))
+        if "churn" in args.only:
+            print_churn("churn", *run_churn(served, args.churn_clients, args.seconds))
     return 0
 
 

@@ -111,10 +111,11 @@ MAX_SESSIONS = 64
 socket's backlog (WRITE_BUFFER_HIGH at worst). `vgpu bench soak` serves 50 at once
 (one of them stalled) with every other client at its lone frame rate."""
 
-SHARED_ENCODE_FRAMES = 2
-"""Frames whose encoded regions are kept for other clients: the newest and the one
-before. Clients that keep up ask for the same regions of the same frame, so each is
-encoded once for all of them; one that lags merges damage and encodes its own."""
+SHARED_FRAMES = 2
+"""Frames whose per-frame work (normalized damage, encoded regions) is kept for other
+clients: the newest and the one before. Clients that keep up ask for the same regions
+of the same frame, so each is worked out once for all of them; one that lags merges
+damage and does its own."""
 
 GOODBYE_TIMEOUT_S = 1.0
 """How long closing the server waits for the goodbye messages to leave; a client that
@@ -332,18 +333,30 @@ class SpiceServer:
         # linked, not yet ended: the machine and the client's address
         self._channels: dict[Transport, tuple[ChannelMachine, object]] = {}
         self.display_stats: list[DisplayStats] = []
-        # frame -> (rect, imaging or None for a stream frame) -> its encoding
-        self._encodes: dict[tuple[int, int], dict[object, asyncio.Future[object]]] = {}
+        # frame -> damage, or (rect, imaging or None for a stream frame) -> the work's result
+        self._shared: dict[tuple[int, int], dict[object, Any]] = {}
+
+    def _frame_work(self, frame: Frame) -> dict[object, Any]:
+        key = (frame.serial, frame.surface_serial)
+        work = self._shared.get(key)
+        if work is None:
+            work = self._shared[key] = {}
+            while len(self._shared) > SHARED_FRAMES:
+                del self._shared[min(self._shared)]
+        return work
+
+    def damage_rects(self, frame: Frame, damage: tuple[Rect, ...]) -> list[Rect]:
+        """normalize_damage, once per frame and damage for all the clients that keep up."""
+        work = self._frame_work(frame)
+        rects = work.get(damage)
+        if rects is None:
+            rects = work[damage] = normalize_damage(damage, frame.width, frame.height)
+        return list(rects)
 
     def encode(self, frame: Frame, rect: Rect, imaging: ClientImaging | None) -> Awaitable[Any]:
         """`rect` of `frame` encoded on the pool for `imaging` (None: as a stream frame),
         shared by every client that asks for the same while the frame is recent."""
-        key = (frame.serial, frame.surface_serial)
-        regions = self._encodes.get(key)
-        if regions is None:
-            regions = self._encodes[key] = {}
-            while len(self._encodes) > SHARED_ENCODE_FRAMES:
-                del self._encodes[min(self._encodes)]
+        regions = self._frame_work(frame)
         future = regions.get((rect, imaging))
         if future is None:
             loop = asyncio.get_running_loop()
@@ -732,7 +745,7 @@ class _DisplayClient:
                 machine.mark()
                 await self._flush(frame.serial, 1)
             else:
-                rects = normalize_damage(damage, frame.width, frame.height)
+                rects = self._server.damage_rects(frame, damage)
                 await self._send(frame, self._streams.plan(rects, self._loop.time()))
             last_sent = self._loop.time()
 
