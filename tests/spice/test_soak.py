@@ -8,7 +8,11 @@ asyncio tasks must stay where they were.
 
 from __future__ import annotations
 
+import random
 import runpy
+import shutil
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -55,3 +59,37 @@ def test_churn_leaves_nothing_behind(served, websocket):
     assert (end.fds, end.threads, end.tasks, end.connections, end.objects) == (
         start.fds, start.threads, start.tasks, 0, start.objects)
     assert end.rss <= start.rss + RSS_SLACK
+
+
+GARBAGE_CONNECTIONS = 300
+STALLED_LINKS = 60  # each sends three bytes of a link header and waits
+
+
+def test_garbage_and_stalled_links_do_not_stop_a_stock_client(served, tmp_path):
+    """The issue's run, kept: garbage connections and links stalled after three bytes
+    while spicy-screenshot connects; memory does not grow with them."""
+    if shutil.which("spicy-screenshot") is None:
+        pytest.skip("spicy-screenshot (spice-client-gtk) is not installed")
+    rng = random.Random(5)
+    before = SOAK["Gauges"].now(served)
+    stalled = []
+    for _ in range(STALLED_LINKS):
+        sock = socket.create_connection(("127.0.0.1", served.port), timeout=5)
+        sock.sendall(b"RED")
+        stalled.append(sock)
+    for _ in range(GARBAGE_CONNECTIONS):
+        with socket.create_connection(("127.0.0.1", served.port), timeout=5) as sock:
+            sock.sendall(rng.randbytes(rng.randint(1, 200)))
+    out = tmp_path / "shot.ppm"
+    result = subprocess.run(["spicy-screenshot", "-h", "127.0.0.1", "-p", str(served.port),
+                             "-o", str(out)], capture_output=True, timeout=60)
+    assert result.returncode == 0 and out.stat().st_size > 1024 * 768 * 3, result.stderr
+    during = SOAK["Gauges"].now(served)
+    for sock in stalled:
+        sock.close()
+    SOAK["wait_idle"](served)
+    after = SOAK["Gauges"].now(served)
+    print(before, during, after)
+    assert during.rss <= before.rss + RSS_SLACK
+    assert (after.fds, after.tasks, after.connections, after.objects) == (
+        before.fds, before.tasks, 0, before.objects)
