@@ -26,8 +26,8 @@ import asyncio
 import gc
 import json
 import os
-import queue
 import random
+import runpy
 import statistics
 import subprocess
 import sys
@@ -37,13 +37,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vgpu.spice.server import WRITE_BUFFER_HIGH, ServerOptions, SpiceServer
 
 ROOT = Path(__file__).resolve().parent.parent
 LIGHT_CLIENT = ROOT / "tests" / "clients" / "light_client.py"
-GLIB_CLIENT = ROOT / "tests" / "clients" / "spice_glib_client.py"
-SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with the SpiceClientGLib gi bindings
 CONNECT_TIMEOUT_S = 60.0  # all clients linked and drawn to by then, or the run fails
 PHASES = ["load", "websocket", "churn"]
 TOLERANCE = 0.10  # the issue's bound: each client within 10% of its rate alone
@@ -146,35 +145,10 @@ class LightClients:
         self._reader.join(10)
 
 
-class GlibClient:
-    """A real spice-gtk client (SpiceClientGLib), counting its display-invalidates."""
-
-    def __init__(self, port: int, seconds: float) -> None:
-        self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(GLIB_CLIENT), "--port", str(port), "--timeout",
-             str(seconds + CONNECT_TIMEOUT_S)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.invalidates = 0
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith("inv "):
-                self.invalidates += 1
-            else:
-                self.lines.put(line)
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.flush()
-            self.proc.wait(5)
-        except (BrokenPipeError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
+def glib_client(port: int) -> Any:
+    """A real spice-gtk client (SpiceClientGLib), as bench/spice.py runs it."""
+    client_class = runpy.run_path(str(ROOT / "bench" / "spice.py"), run_name="bench_spice")
+    return client_class["Client"](port)
 
 
 @dataclass
@@ -218,7 +192,7 @@ def alone_rate(served: Served, seconds: float, kind: str) -> float:
     """One client of `kind` ("tcp", "ws" or "glib") served by itself: frames/s."""
     warmup = 1.0
     if kind == "glib":
-        glib = GlibClient(served.port, seconds + warmup)
+        glib = glib_client(served.port)
         try:
             wait_for_displays(served, 1)
             time.sleep(warmup)
@@ -251,7 +225,7 @@ def run_load(served: Served, clients: int, glib: int, seconds: float,
     result.clients = clients
     flags = ["--stalled", "1", *(["--websocket"] if websocket else [])]
     light = LightClients(served.port, clients - glib, seconds + CONNECT_TIMEOUT_S, *flags)
-    glibs = [GlibClient(served.port, seconds + CONNECT_TIMEOUT_S) for _ in range(glib)]
+    glibs = [glib_client(served.port) for _ in range(glib)]
     try:
         wait_for_displays(served, clients)
         time.sleep(1.0)  # every client past its first picture
