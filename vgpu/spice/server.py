@@ -333,7 +333,8 @@ class SpiceServer:
         # linked, not yet ended: the machine and the client's address
         self._channels: dict[Transport, tuple[ChannelMachine, object]] = {}
         self.display_stats: list[DisplayStats] = []
-        # frame -> damage, or (rect, imaging or None for a stream frame) -> the work's result
+        # frame -> ("damage", damage) or ("encode", rect, imaging or None for a stream
+        # frame) -> the work's result
         self._shared: dict[tuple[int, int], dict[object, Any]] = {}
 
     def _frame_work(self, frame: Frame) -> dict[object, Any]:
@@ -348,19 +349,19 @@ class SpiceServer:
     def damage_rects(self, frame: Frame, damage: tuple[Rect, ...]) -> list[Rect]:
         """normalize_damage, once per frame and damage for all the clients that keep up."""
         work = self._frame_work(frame)
-        rects = work.get(damage)
+        rects = work.get(("damage", damage))
         if rects is None:
-            rects = work[damage] = normalize_damage(damage, frame.width, frame.height)
+            rects = work["damage", damage] = normalize_damage(damage, frame.width, frame.height)
         return list(rects)
 
     def encode(self, frame: Frame, rect: Rect, imaging: ClientImaging | None) -> Awaitable[Any]:
         """`rect` of `frame` encoded on the pool for `imaging` (None: as a stream frame),
         shared by every client that asks for the same while the frame is recent."""
         regions = self._frame_work(frame)
-        future = regions.get((rect, imaging))
+        future = regions.get(("encode", rect, imaging))
         if future is None:
             loop = asyncio.get_running_loop()
-            future = regions[rect, imaging] = (
+            future = regions["encode", rect, imaging] = (
                 loop.run_in_executor(self.pool, encode_stream_frame, frame, rect)
                 if imaging is None
                 else loop.run_in_executor(self.pool, encode_rect, frame, rect, imaging)
