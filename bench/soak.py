@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import json
 import os
@@ -49,7 +50,12 @@ TOLERANCE = 0.10  # the issue's bound: each client within 10% of its rate alone
 FRAME_BOUND = 4 * 1024 * 1024  # a lossless 1024x768 frame at most, on top of the buffer
 
 
-def rss_bytes() -> int:
+def rss_bytes(trim: bool = False) -> int:
+    """Resident memory; `trim` first hands the C allocator's free pages back (glibc's
+    malloc_trim), so that what is left is what is in use, not what was freed in the
+    encoder threads' arenas and kept."""
+    if trim:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
@@ -221,7 +227,7 @@ def run_load(served: Served, clients: int, glib: int, seconds: float,
     kinds = [kind] + (["glib"] if glib else [])
     result = LoadResult({k: alone_rate(served, seconds, k) for k in kinds})
     wait_idle(served)
-    result.rss_before = rss_bytes()
+    result.rss_before = rss_bytes(trim=True)
     result.clients = clients
     flags = ["--stalled", "1", *(["--websocket"] if websocket else [])]
     light = LightClients(served.port, clients - glib, seconds + CONNECT_TIMEOUT_S, *flags)
@@ -230,7 +236,7 @@ def run_load(served: Served, clients: int, glib: int, seconds: float,
         wait_for_displays(served, clients)
         time.sleep(1.0)  # every client past its first picture
         rates = measure(served, seconds)
-        result.rss_with_clients = rss_bytes()
+        result.rss_with_clients = rss_bytes(trim=True)
         backlogs = served.server.backlogs()
         stalled_ports = light.ports("stalled")
         light_ports = light.ports("") - stalled_ports
@@ -281,7 +287,7 @@ class Gauges:
     @classmethod
     def now(cls, served: Served) -> Gauges:
         objects = server_objects()
-        return cls(rss_bytes(), open_fds(), threading.active_count(), served.tasks(),
+        return cls(rss_bytes(trim=True), open_fds(), threading.active_count(), served.tasks(),
                    served.server.connections, objects)
 
 
@@ -312,14 +318,15 @@ def print_load(name: str, r: LoadResult) -> None:
     print(f"{name}: stalled client: {r.stalled_backlog / 1024:.0f} KiB queued "
           f"(bound {(WRITE_BUFFER_HIGH + FRAME_BOUND) / 1024:.0f} KiB), "
           f"{r.stalled_frames} frames sent while measuring")
-    print(f"{name}: resident memory {r.rss_before / 2**20:.0f} MiB before, "
+    print(f"{name}: resident memory (after malloc_trim) {r.rss_before / 2**20:.0f} MiB before, "
           f"{r.rss_with_clients / 2**20:.0f} MiB with {r.clients} clients: "
           f"{r.memory_per_client() / 1024:.0f} KiB per client")
 
 
 def print_churn(name: str, start: Gauges, end: Gauges, sessions: int) -> None:
     print(f"{name}: {sessions} sessions came and went")
-    print(f"{name}: resident memory {start.rss / 2**20:.1f} -> {end.rss / 2**20:.1f} MiB, "
+    print(f"{name}: resident memory (after malloc_trim) {start.rss / 2**20:.1f} -> "
+          f"{end.rss / 2**20:.1f} MiB, "
           f"open fds {start.fds} -> {end.fds}, threads {start.threads} -> {end.threads}, "
           f"asyncio tasks {start.tasks} -> {end.tasks}, connections {start.connections} -> "
           f"{end.connections}, server objects {start.objects} -> {end.objects}")
