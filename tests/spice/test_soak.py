@@ -35,20 +35,30 @@ def served():
         yield served
 
 
-def check_load(result) -> None:
-    print(result)
-    assert result.worst_ratio() >= 1 - SOAK["TOLERANCE"], result.rates
+ATTEMPTS = 2
+"""Load runs measured before giving up: a run is a few seconds on a shared machine, and
+other processes' bursts starve the demo and the server unevenly (seen once: 90% with
+the machine at load average 12). A server that cannot keep up fails both."""
+
+
+def check_load(run) -> None:
+    for _ in range(ATTEMPTS):
+        result = run()
+        print(result)
+        if result.worst_ratio() >= 1 - SOAK["TOLERANCE"]:
+            break
+    assert result.worst_ratio() >= 1 - SOAK["TOLERANCE"], result
     assert result.stalled_backlog <= SOAK["WRITE_BUFFER_HIGH"] + SOAK["FRAME_BOUND"]
     assert sum(map(len, result.rates.values())) == result.clients - 1  # all but the stalled
 
 
 @needs_glib
 def test_fifty_clients_each_at_its_rate_alone_and_the_stalled_one_bounded(served):
-    check_load(SOAK["run_load"](served, 50, 2, SECONDS))
+    check_load(lambda: SOAK["run_load"](served, 50, 2, SECONDS))
 
 
 def test_ten_websocket_clients_each_at_its_rate_alone(served):
-    check_load(SOAK["run_load"](served, 10, 0, SECONDS, websocket=True))
+    check_load(lambda: SOAK["run_load"](served, 10, 0, SECONDS, websocket=True))
 
 
 @pytest.mark.parametrize("websocket", [False, True], ids=["tcp", "websocket"])
