@@ -18,6 +18,7 @@ import time
 
 from vgpu.device import commands as c
 from vgpu.device.abi import lib
+from vgpu.device.backend import run_fences
 from vgpu.device.device import Device
 from vgpu.device.inprocess import InProcessAttachment
 from vgpu.guest.builders import CommandWriter
@@ -36,6 +37,9 @@ class NullBackend:
     def surface_destroyed(self, surface_id: int) -> None: ...
     def read_area(self, *a: object) -> None: ...
     def reset(self) -> None: ...
+
+    def execute_3d(self, batch: bytes, guest: object) -> None:
+        run_fences(batch, guest)  # type: ignore[arg-type]
 
 
 def _drawable(rng: random.Random, w: int, h: int, op: c.DrawOp) -> c.Drawable:

@@ -74,6 +74,11 @@ class _NullBackend:
     def surface_destroyed(self, surface_id: int) -> None: ...
     def reset(self) -> None: ...
 
+    def execute_3d(self, batch: bytes, guest: object) -> None:
+        from vgpu.device.backend import run_fences
+
+        run_fences(batch, guest)  # type: ignore[arg-type]
+
     def read_area(self, surface_id: int, area: object):
         import numpy as np
 

@@ -11,14 +11,63 @@ from cdef import cdef_text  # noqa: E402
 
 # The atomic helpers declared at the end of qxl_abi.h: the interrupt word is shared
 # with a guest that may run in another process, so plain Python read-modify-write
-# would lose bits.
+# would lose bits; the 3D fence's 64-bit value is read whole, never half-written.
 SOURCE = """
+#include <pthread.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
 #include "qxl_abi.h"
 #define SC __ATOMIC_SEQ_CST
 uint32_t vgpu_atomic_or32(uint32_t *p, uint32_t v) { return __atomic_fetch_or(p, v, SC); }
 uint32_t vgpu_atomic_xchg32(uint32_t *p, uint32_t v) { return __atomic_exchange_n(p, v, SC); }
 uint32_t vgpu_atomic_load32(uint32_t *p) { return __atomic_load_n(p, SC); }
 void vgpu_atomic_store32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, SC); }
+uint64_t vgpu_atomic_load64(uint64_t *p) { return __atomic_load_n(p, SC); }
+void vgpu_atomic_store64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, SC); }
+
+static uint64_t wd_busy_since;  /* CLOCK_MONOTONIC ns of the oldest unfinished 3D work; 0 */
+static uint64_t wd_limit;
+static int wd_status;
+static int wd_started;
+static uint64_t wd_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+static void *wd_main(void *arg) {
+    (void)arg;
+    for (;;) {
+        usleep(100000);  /* a tenth of a second: late by at most that */
+        uint64_t since = __atomic_load_n(&wd_busy_since, SC);
+        uint64_t limit = __atomic_load_n(&wd_limit, SC);
+        if (since && wd_now() - since > limit) {
+            char msg[200];
+            int n = snprintf(msg, sizeof msg, "vgpu serve: 3D work stuck for %.1f s with the "
+                             "interpreter blocked: giving up, as a GPU reset would\\n",
+                             (double)(wd_now() - since) / 1e9);
+            if (n > 0 && write(2, msg, (size_t)n) < 0) { /* nothing left to tell */ }
+            _exit(__atomic_load_n(&wd_status, SC));
+        }
+    }
+    return NULL;
+}
+int vgpu_watchdog_start(uint64_t limit_ns, int exit_status) {
+    __atomic_store_n(&wd_limit, limit_ns, SC);
+    __atomic_store_n(&wd_status, exit_status, SC);
+    if (__atomic_exchange_n(&wd_started, 1, SC))
+        return 0;
+    pthread_t t;
+    if (pthread_create(&t, NULL, wd_main, NULL) != 0)
+        return -1;
+    pthread_detach(t);
+    return 0;
+}
+void vgpu_watchdog_busy(void) {
+    uint64_t zero = 0;  /* the oldest unfinished work counts: only an idle mark resets it */
+    __atomic_compare_exchange_n(&wd_busy_since, &zero, wd_now(), 0, SC, SC);
+}
+void vgpu_watchdog_idle(void) { __atomic_store_n(&wd_busy_since, 0, SC); }
 """
 
 ffi = FFI()

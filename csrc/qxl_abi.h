@@ -15,6 +15,10 @@
  *     device produces client input events, the guest consumes them, with the
  *     same prod/cons/notify protocol as the QXL rings. The device raises
  *     VGPU_INTERRUPT_INPUT when it pushes and the guest asked for a notify.
+ *   - Vgpu3dRing and Vgpu3dFence live in the RAM bar at VgpuRomExt.gl_ring_offset
+ *     and gl_fence_offset (VGPU_FEATURE_3D_RING): the guest produces batches of
+ *     3D commands, rings VGPU_IO_NOTIFY_3D, and the device writes completed fence
+ *     values and raises VGPU_INTERRUPT_3D. docs/3d-ring.md is the specification.
  */
 #ifndef VGPU_QXL_ABI_H
 #define VGPU_QXL_ABI_H
@@ -64,6 +68,10 @@
 #define QXL_INTERRUPT_CLIENT 16
 #define QXL_INTERRUPT_CLIENT_MONITORS_CONFIG 32
 #define VGPU_INTERRUPT_INPUT 256
+#define VGPU_INTERRUPT_3D 512
+
+/* vgpu's own IO ports start here, clear of any future QXL port. */
+#define VGPU_IO_NOTIFY_3D 32
 
 /* --- command types, draw types, sub-types -------------------------------- */
 #define QXL_CMD_NOP 0
@@ -249,13 +257,18 @@ typedef struct QXLModes {
 #define VGPU_ROM_EXT_MAGIC 0x55504756
 #define VGPU_ROM_EXT_VERSION 1
 #define VGPU_FEATURE_INPUT_RING 1
+#define VGPU_FEATURE_3D_RING 2
 typedef struct VgpuRomExt {
     uint32_t magic;            /* VGPU_ROM_EXT_MAGIC ("VGPU") */
     uint32_t version;          /* VGPU_ROM_EXT_VERSION */
     uint64_t features;         /* VGPU_FEATURE_* bits the device offers */
     uint32_t input_ring_offset;  /* RAM-bar offset of VgpuInputRing */
     uint32_t input_dropped;    /* input events dropped because the ring was full */
-    uint32_t reserved[10];     /* zero; room for later extensions (3D ring, ...) */
+    uint32_t gl_ring_offset;   /* RAM-bar offset of Vgpu3dRing (VGPU_FEATURE_3D_RING) */
+    uint32_t gl_fence_offset;  /* RAM-bar offset of Vgpu3dFence */
+    uint32_t gl_max_batch;     /* largest batch the device takes, in bytes */
+    uint32_t gl_max_contexts;  /* context ids are 1 .. gl_max_contexts */
+    uint32_t reserved[6];      /* zero; room for later extensions */
 } VgpuRomExt;
 
 /* --- commands and rings -------------------------------------------------- */
@@ -370,6 +383,33 @@ typedef struct VgpuInputRing {
     uint32_t padding[3];
     VgpuInputEvent items[64];
 } VgpuInputRing;
+
+/* vgpu's 3D ring (VGPU_FEATURE_3D_RING; docs/3d-ring.md). A ring item names one
+ * batch of 3D commands in guest memory; the device copies the batch before it
+ * parses it, so the guest may reuse the memory once `cons` has passed the item. */
+#define VGPU_3D_RING_SIZE 64
+#define VGPU_3D_SURFACE_DEPTH 1
+#define VGPU_3D_SURFACE_STENCIL 2
+#define VGPU_3D_FENCE_INTERRUPT 1
+typedef struct Vgpu3dSubmit {
+    QXLPHYSICAL batch;         /* first command word */
+    uint32_t size;             /* bytes, a multiple of 4, at most gl_max_batch */
+    uint32_t flags;            /* zero */
+} Vgpu3dSubmit;
+typedef struct Vgpu3dRing {
+    uint32_t num_items;
+    uint32_t prod;
+    uint32_t notify_on_prod;
+    uint32_t cons;
+    uint32_t notify_on_cons;
+    uint32_t padding[3];
+    Vgpu3dSubmit items[64];
+} Vgpu3dRing;
+typedef struct Vgpu3dFence {
+    uint64_t completed;        /* value of the last FENCE the device has executed */
+    uint32_t lost_contexts;    /* contexts put in the lost state since RESET */
+    uint32_t errors;           /* 3D commands refused since RESET (all contexts) */
+} Vgpu3dFence;
 
 typedef union QXLReleaseInfo {
     uint64_t id;
@@ -745,10 +785,22 @@ typedef struct QXLMonitorsConfig {
 #pragma pack(pop)
 
 /* Atomic helpers for the interrupt word the guest and the device share
- * (the guest's driver takes int_pending with an atomic exchange). */
+ * (the guest's driver takes int_pending with an atomic exchange) and for the
+ * 3D fence value. */
 uint32_t vgpu_atomic_or32(uint32_t *p, uint32_t v);
 uint32_t vgpu_atomic_xchg32(uint32_t *p, uint32_t v);
 uint32_t vgpu_atomic_load32(uint32_t *p);
 void vgpu_atomic_store32(uint32_t *p, uint32_t v);
+/* Vgpu3dFence.completed: 8-byte aligned, written and read as one word. */
+uint64_t vgpu_atomic_load64(uint64_t *p);
+void vgpu_atomic_store64(uint64_t *p, uint64_t v);
+
+/* The 3D watchdog's last resort, a C thread that needs no Python lock: once started,
+ * if 3D work marked busy stays busy longer than limit_ns, it writes one line to
+ * stderr and ends the process with exit_status (a GL call that blocks while holding
+ * the interpreter lock would otherwise freeze the process for good). */
+int vgpu_watchdog_start(uint64_t limit_ns, int exit_status);
+void vgpu_watchdog_busy(void);
+void vgpu_watchdog_idle(void);
 
 #endif

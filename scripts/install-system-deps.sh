@@ -11,6 +11,8 @@ packages=(
   libegl1 libegl-mesa0 libgl1-mesa-dri libgles2
   # the QXL ABI and SPICE enums we check our layouts against
   libspice-protocol-dev libspice-server-dev
+  # the GL and GL ES registry (gl.xml): the 3D ring's command table is generated from it
+  khronos-api
   # real peers for the tests: stock SPICE clients, spice-html5, Chromium, Xspice
   spice-client-gtk gir1.2-spiceclientglib-2.0 python3-gi
   spice-html5 chromium nodejs

@@ -8,6 +8,17 @@ nothing). A built-in guest runs on a thread of its own, as a VM's vCPU would;
 an out-of-process guest attaches through a unix socket served by a small event
 loop thread. Consumers (the SPICE server, the preview window) only see
 `frames`, `cursor` and `send_input`.
+
+The 3D ring runs on the render thread through the same `Device.process()`. A watchdog
+thread looks at the 3D batch in progress: one that has run for GL_STUCK_S is named in
+the log (its context), and one that is still running `gl_watchdog` seconds later is
+fatal: `on_fatal` is called, and `vgpu serve` exits with an error so that a supervisor
+restarts it, as a GPU reset would. The event loop thread (SPICE, the guest socket)
+keeps answering meanwhile with the last frame, the cursor and inputs, as long as the
+stuck GL call releases the interpreter lock. One that does not (moderngl's reads hold
+it while they wait) freezes every Python thread; for that, `hard_watchdog` starts a C
+thread (vgpu._qxl) that ends the process HARD_WATCHDOG_MARGIN_S after the Python
+watchdog would have given up.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from vgpu.display import CursorBus, CursorShape, CursorUpdate, FrameBus, InputEv
 
 if TYPE_CHECKING:
     from vgpu.guest.driver import GuestDriver
+    from vgpu.render import Renderer
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +54,29 @@ DEVICE_BATCH = 256
 """Commands taken per `Device.process()` call, so a flood of commands still lets
 the render thread publish frames between batches."""
 
-STOP_TIMEOUT_S = 10.0
-"""How long stop() waits for each thread; a guest or render step takes milliseconds."""
+GL_STUCK_S = 2.0
+"""A 3D batch running this long is stuck (a real frame's batch takes milliseconds; an
+endless shader never ends): its context is named in the log."""
+
+DEFAULT_GL_WATCHDOG_S = 10.0
+"""Seconds a stuck batch may still run after it was reported before the machine gives
+up (`vgpu serve --gl-watchdog`): room for a very slow frame on llvmpipe, short enough
+for a supervisor to bring the display back soon."""
+
+HARD_WATCHDOG_MARGIN_S = 2.0
+"""The C last resort (`hard_watchdog`) fires this long after the Python watchdog would
+have: only when the interpreter is blocked (a GL call waiting on the GPU while it holds
+the interpreter lock, as moderngl's reads do) and the Python watchdog cannot run."""
+
+HARD_WATCHDOG_EXIT = 3
+"""The last resort's exit status: the same as `vgpu serve`'s for a stuck 3D batch."""
+
+THREAD_JOIN_S = 10.0
+"""How long `stop()` waits for a thread: a render thread finishing a batch, a guest
+finishing its command, the event loop closing its sockets."""
+
+WATCHDOG_PERIOD_S = 0.25
+"""How often the watchdog looks: reports come at most this late."""
 
 START_TIMEOUT_S = 30.0
 """Creating the GL context on llvmpipe takes well under a second; past this the
@@ -53,6 +86,41 @@ CURSOR_KINDS = {lib.QXL_CURSOR_SET: "set", lib.QXL_CURSOR_MOVE: "move",
                 lib.QXL_CURSOR_HIDE: "hide", lib.QXL_CURSOR_TRAIL: "trail"}
 
 GuestRun = Callable[["Machine", threading.Event], None]
+
+
+def _work_done(stats: dict[str, int]) -> int:
+    """Grows whenever the device did something that may change the picture."""
+    return stats["commands"] + stats["io"] + stats["gl_batches"]
+
+
+class Gl3dWatchdog:
+    """Decides, from what `busy()` answers ((monotonic start of the running 3D batch or
+    None, its context id)), when to report a stuck batch and when to give up. `check()`
+    is called periodically by one thread; it never touches GL."""
+
+    def __init__(self, busy: Callable[[], tuple[float | None, int]], grace: float,
+                 on_fatal: Callable[[str], None]) -> None:
+        self.busy = busy
+        self.grace = grace
+        self.on_fatal = on_fatal
+        self.reported: float | None = None  # the busy_since of the batch reported
+        self.fired = False
+
+    def check(self, now: float) -> None:
+        since, context = self.busy()
+        if since is None:
+            self.reported = None
+            return
+        ran = now - since
+        if ran >= GL_STUCK_S and self.reported != since:
+            self.reported = since
+            log.error("3D context %d stuck: one batch has run for %.1f s (the display gives "
+                      "up after %.0f s more)", context, ran, self.grace)
+        if (self.reported == since and ran >= GL_STUCK_S + self.grace
+                and not self.fired):
+            self.fired = True
+            self.on_fatal(f"3D context {context} stuck in one batch for {ran:.1f} s "
+                          f"(--gl-watchdog {self.grace:g}): giving up, as a GPU reset would")
 
 
 def cursor_update(cmd: CursorCmd) -> CursorUpdate | None:
@@ -73,7 +141,9 @@ class Machine:
     """Create with `Machine.create(...)`, then `start()`; `stop()` ends every thread."""
 
     def __init__(self, guest: GuestRun | None, guest_socket: str | None = None,
-                 record: Path | None = None) -> None:
+                 record: Path | None = None, *, gl_watchdog: float = DEFAULT_GL_WATCHDOG_S,
+                 renderer_factory: Callable[[], Renderer] | None = None,
+                 hard_watchdog: bool = False) -> None:
         self.frames = FrameBus()
         self.cursor = CursorBus()
         self._guest = guest
@@ -87,12 +157,22 @@ class Machine:
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.device = None  # set on the render thread before _ready
+        self.renderer: Renderer | None = None  # likewise
         self.guest_error: BaseException | None = None
         self.recorded: int | None = None  # events in the record file, once it is closed
+        self.gl_watchdog = gl_watchdog
+        self._renderer_factory = renderer_factory
+        self._hard_watchdog = hard_watchdog  # the C last resort ends the process: serve only
+        self._gl_pending_since: float | None = None
+        self.on_fatal: Callable[[str], None] | None = None
+        """Called once (from the watchdog thread) when the display cannot go on."""
+        self.fatal: str | None = None
 
     @classmethod
     def create(cls, demo: str | None = None, guest_socket: str | None = None,
-               record: Path | None = None, width: int = 1024, height: int = 768) -> Machine:
+               record: Path | None = None, width: int = 1024, height: int = 768,
+               gl_watchdog: float = DEFAULT_GL_WATCHDOG_S,
+               hard_watchdog: bool = False) -> Machine:
         """demo: "desktop" or "replay:FILE"; or guest_socket: a unix socket path where an
         out-of-process guest will attach. `record` writes the session in spice-server's
         record format."""
@@ -108,7 +188,8 @@ class Machine:
             guest = _replay_guest(path)
         elif demo is not None:
             raise ValueError(f"unknown demo {demo!r}: use 'desktop' or 'replay:FILE'")
-        return cls(guest, guest_socket, record)
+        return cls(guest, guest_socket, record, gl_watchdog=gl_watchdog,
+                   hard_watchdog=hard_watchdog)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -123,6 +204,10 @@ class Machine:
             guest = threading.Thread(target=self._guest_thread, name="vgpu-guest", daemon=True)
             self._threads.append(guest)
             guest.start()
+        watchdog = threading.Thread(target=self._watchdog_thread, name="vgpu-gl-watchdog",
+                                    daemon=True)
+        self._threads.append(watchdog)
+        watchdog.start()
         if self._guest_socket is not None:
             listener = threading.Thread(target=self._listener_thread, name="vgpu-guest-socket",
                                         daemon=True)
@@ -135,9 +220,11 @@ class Machine:
                     f"cannot listen for a guest on {self._guest_socket}: {self._failure}")
         return self
 
-    def stop(self) -> None:
-        """Ends the guests first, then the render thread: a guest still starting must
-        never touch a device whose memory the render thread has already closed."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Ends every thread, waiting up to `timeout` seconds for each (default: long
+        enough for any that is not stuck). The guests end first, then the render
+        thread: a guest still starting must never touch a device whose memory the
+        render thread has already closed."""
         self._stop.set()
         loop = self._loop
         if loop is not None:
@@ -145,12 +232,12 @@ class Machine:
                 loop.call_soon_threadsafe(loop.stop)
         render, *guests = self._threads or [None]
         for t in guests:
-            t.join(timeout=STOP_TIMEOUT_S)
+            t.join(timeout=THREAD_JOIN_S if timeout is None else timeout)
         self._render_stop.set()
         if self.device is not None:
             self.device.wake()
         if render is not None:
-            render.join(timeout=STOP_TIMEOUT_S)
+            render.join(timeout=THREAD_JOIN_S if timeout is None else timeout)
         self._threads.clear()
 
     def __enter__(self) -> Machine:
@@ -171,7 +258,7 @@ class Machine:
         from vgpu.render import Renderer
 
         try:
-            renderer = Renderer()
+            renderer = Renderer() if self._renderer_factory is None else self._renderer_factory()
             device = Device(renderer, cursor_sink=self._on_cursor)
             recorder = None
             if self._record is not None:
@@ -183,7 +270,12 @@ class Machine:
             self._failure = e
             self._ready.set()
             return
+        device.on_gl_batch = self._gl_batch
+        if self._hard_watchdog:
+            limit = GL_STUCK_S + self.gl_watchdog + HARD_WATCHDOG_MARGIN_S
+            lib.vgpu_watchdog_start(int(limit * 1e9), HARD_WATCHDOG_EXIT)
         self.device = device
+        self.renderer = renderer
         self._ready.set()
         period = 1.0 / MAX_FPS
         next_publish = 0.0
@@ -192,11 +284,11 @@ class Machine:
             while not self._render_stop.is_set():
                 timeout = max(0.0, next_publish - time.monotonic()) if dirty else IDLE_WAIT_S
                 device.wait_for_work(timeout)
-                done_before = device.stats["commands"] + device.stats["io"]
+                done_before = _work_done(device.stats)
                 while device.process(DEVICE_BATCH) and not self._render_stop.is_set():
                     if time.monotonic() >= next_publish:
                         break  # publish between batches under a flood of commands
-                dirty |= device.stats["commands"] + device.stats["io"] != done_before
+                dirty |= _work_done(device.stats) != done_before
                 now = time.monotonic()
                 if dirty and now >= next_publish:
                     frame = renderer.snapshot()
@@ -204,12 +296,45 @@ class Machine:
                         self.frames.publish(frame)
                         next_publish = now + period
                     dirty = False
+                if not dirty and self._gl_pending_since is not None:
+                    # the 3D work is on screen (or drew nothing): GL has finished it
+                    self._gl_pending_since = None
+                    if self._hard_watchdog:
+                        lib.vgpu_watchdog_idle()
         finally:
             if recorder is not None:
                 recorder.close()
                 self.recorded = recorder.events
             device.close()
             renderer.close()
+
+    def _gl_batch(self) -> None:
+        """The device is about to run a 3D batch (render thread): 3D work is pending until
+        the frame after it is out, which is when GL has finished it."""
+        if self._gl_pending_since is None:
+            self._gl_pending_since = time.monotonic()
+            if self._hard_watchdog:
+                lib.vgpu_watchdog_busy()
+
+    def gl_busy(self) -> tuple[float | None, int]:
+        """(start of the 3D work in progress or None, the context running), for the
+        watchdog (any thread). The executor (`renderer.gl3d`) knows the batch and its
+        context; the machine knows when 3D work began that no frame has shown yet (GL
+        may wait for it when the frame is read back, after the batch)."""
+        executor = getattr(self.renderer, "gl3d", None)
+        since = getattr(executor, "busy_since", None) or self._gl_pending_since
+        return since, int(getattr(executor, "current_context", 0) or 0)
+
+    def _watchdog_thread(self) -> None:
+        dog = Gl3dWatchdog(self.gl_busy, self.gl_watchdog, self._fatal)
+        while not self._stop.wait(WATCHDOG_PERIOD_S):
+            dog.check(time.monotonic())
+
+    def _fatal(self, reason: str) -> None:
+        self.fatal = reason
+        log.critical("%s", reason)
+        if self.on_fatal is not None:
+            self.on_fatal(reason)
 
     def _on_cursor(self, cmd: CursorCmd) -> None:
         update = cursor_update(cmd)

@@ -4,6 +4,10 @@ Options are named as QEMU's -spice and Xspice name them, so users can carry
 their habits over: --port, --tls-port with --x509-dir, --password,
 --disable-ticketing, --image-compression, --jpeg-wan-compression,
 --streaming-video.
+
+Exit status: 0 after SIGINT/SIGTERM, 2 for bad options, 1 when a port cannot be
+listened on, and GL_STUCK_EXIT when the 3D watchdog gave up on a stuck batch
+(`--gl-watchdog`): a supervisor restarts the display then, as after a GPU reset.
 """
 
 from __future__ import annotations
@@ -32,6 +36,22 @@ def plain_port(args: argparse.Namespace) -> int | None:
     if args.port is not None:
         return int(args.port)
     return None if args.tls_port is not None else DEFAULT_PORT
+
+
+GL_STUCK_EXIT = 3
+"""Exit status when a 3D batch never ended: distinct from bad options (2) and from a
+port that cannot be listened on (1), so a supervisor can tell a hang from a typo."""
+
+STUCK_STOP_S = 1.0
+"""How long `vgpu serve` waits for its threads when a 3D batch is stuck: the render
+thread never returns from it, so waiting longer only delays the restart."""
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("a number of seconds above 0")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +97,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="filter",
         help="MJPEG streams for regions that change every frame",
     )
+    parser.add_argument(
+        "--gl-watchdog",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="give up (exit status 3) when a 3D batch is still running this long after it "
+        "was reported stuck (2 s); default 10",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="log every connection")
 
 
@@ -97,7 +125,7 @@ def tls_context(x509_dir: Path) -> ssl.SSLContext:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vgpu.machine import Machine
+    from vgpu.machine import DEFAULT_GL_WATCHDOG_S, Machine
     from vgpu.spice.imaging import Compression
     from vgpu.spice.server import ServerOptions, SpiceServer
 
@@ -133,7 +161,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"{option} {path}: no folder {Path(path).parent}", file=sys.stderr)
             return 2
     try:
-        machine = Machine.create(demo=args.demo, guest_socket=args.guest, record=args.record)
+        machine = Machine.create(
+            demo=args.demo,
+            guest_socket=args.guest,
+            record=args.record,
+            gl_watchdog=args.gl_watchdog or DEFAULT_GL_WATCHDOG_S,
+            hard_watchdog=True,
+        )
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -149,8 +183,11 @@ def run(args: argparse.Namespace) -> int:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
+            machine.on_fatal = lambda reason: loop.call_soon_threadsafe(stop.set)
             await loop.run_in_executor(None, machine.start)
             _print_urls(args, plain, secure, password)
+            if machine.fatal is not None:  # before the handler was in place
+                stop.set()
             await stop.wait()
         finally:
             await server.close()  # tells every client goodbye
@@ -164,9 +201,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"vgpu serve: {exc}", file=sys.stderr)
         return 1
     finally:
-        machine.stop()
+        machine.stop(STUCK_STOP_S if machine.fatal is not None else None)
     if machine.recorded is not None:
         print(f"recorded {machine.recorded} events to {args.record}", flush=True)
+    if machine.fatal is not None:
+        print(f"vgpu serve: {machine.fatal}", file=sys.stderr)
+        return GL_STUCK_EXIT
     return 0
 
 

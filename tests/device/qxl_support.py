@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from vgpu.device import commands as c
 from vgpu.device.abi import lib
+from vgpu.device.backend import run_fences
 from vgpu.device.device import Device, DeviceObserver
 from vgpu.device.inprocess import InProcessAttachment
 from vgpu.device.parser import BITMAP_BPP, cursor_data_size, min_stride
@@ -25,6 +26,7 @@ class RecordingBackend:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
         self.executed: list = []
+        self.batches: list[bytes] = []
 
     def create_primary(self, width, height, stride, format, initial) -> None:
         self.calls.append(("create_primary", width, height, stride, format,
@@ -53,6 +55,10 @@ class RecordingBackend:
 
     def reset(self) -> None:
         self.calls.append(("reset",))
+
+    def execute_3d(self, batch, guest) -> None:
+        self.batches.append(batch)
+        run_fences(batch, guest)
 
 
 class Capture(DeviceObserver):

@@ -566,10 +566,10 @@ def test_backend_refusal_is_a_guest_bug_and_other_errors_are_counted(device, gue
                                                                     backend) -> None:
     guest.create_primary(64, 32)
 
-    def refuse(cmd) -> None:
+    def execute(cmd) -> None:  # the message names the backend method by its name
         raise ValueError("src_area outside the source")
 
-    backend.execute = refuse
+    backend.execute = execute
     guest.submit(fill())
     assert device.guest_bug == "display backend refused execute: src_area outside the source"
     guest.reset()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vgpu.device.backend import Gl3dGuest, run_fences
 from vgpu.device.commands import Drawable, QRect
 from vgpu.render.reference import ReferenceCanvas
 
@@ -42,3 +43,6 @@ class ReferenceBackend:
 
     def reset(self) -> None:
         self.canvas.surfaces.clear()
+
+    def execute_3d(self, batch: bytes, guest: Gl3dGuest) -> None:
+        run_fences(batch, guest)  # the reference canvas draws 2D only

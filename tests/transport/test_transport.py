@@ -244,3 +244,36 @@ def test_frame_parser_takes_any_bytes(data: bytes) -> None:
     except ProtocolError:
         return
     assert all(t == MSG_IO and len(p) == IO.size for t, p in frames)
+
+
+# A 3D guest: fences through the 3D ring (VGPU_IO_NOTIFY_3D and VGPU_INTERRUPT_3D cross
+# the socket), batches far beyond its batch memory, and a data blob read back by the device.
+GL_FENCES = """
+import statistics, sys, time
+from vgpu.guest.remote import connect_driver
+driver = connect_driver(sys.argv[1], gl_batch_memory=65536)
+assert driver.gl_available()
+n = int(sys.argv[2])
+times = []
+for _ in range(n):
+    t0 = time.perf_counter()
+    assert driver.gl_wait_fence(driver.gl_fence(), 10)
+    times.append(time.perf_counter() - t0)
+for _ in range(200):  # 200 x 4 KiB through 64 KiB of batch memory
+    driver.gl_submit(bytes(4096))
+value = driver.gl_fence()
+assert driver.gl_wait_fence(value, 10)
+addr = driver.gl_data(b"blob by reference")
+print("completed", driver.gl_completed(), "blob", hex(addr), flush=True)
+print("median_us", round(statistics.median(times) * 1e6), flush=True)
+driver.close()
+"""
+
+
+def test_fences_cross_the_socket(served: Served) -> None:
+    out = finish(served.guest(GL_FENCES, "300")).split()
+    assert out[:2] == ["completed", "301"]
+    assert served.device.guest_bug is None
+    assert served.backend.gl_batches == 300 + 200 + 1
+    addr = int(out[3], 16)
+    assert served.device.slots.read(addr, 17) == b"blob by reference"

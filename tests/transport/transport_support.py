@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vgpu.device.backend import Gl3dGuest, run_fences
 from vgpu.device.commands import Drawable, QRect
 from vgpu.device.device import Device
 from vgpu.device.transport import GuestListener
@@ -22,6 +23,7 @@ class CountingBackend:
     def __init__(self) -> None:
         self.drawables: list[Drawable] = []
         self.primaries: list[tuple[int, int]] = []
+        self.gl_batches = 0
         self.lock = threading.Lock()
 
     def create_primary(self, width: int, height: int, stride: int, format: int,
@@ -48,6 +50,11 @@ class CountingBackend:
 
     def reset(self) -> None:
         pass
+
+    def execute_3d(self, batch: bytes, guest: Gl3dGuest) -> None:
+        with self.lock:
+            self.gl_batches += 1
+        run_fences(batch, guest)
 
 
 @dataclass

@@ -7,15 +7,47 @@ come from the one thread that owns the device (the render thread).
 A method that raises ValueError (or a subclass, such as the renderer's RenderError)
 refuses what the guest asked for: the device enters the guest-bug state with the
 message. Any other exception is logged and counted by the device as a backend defect.
+`execute_3d` is the exception to the first rule: what a 3D batch says is never a guest
+bug of the device (docs/3d-ring.md), so a ValueError from it is counted like any other.
+
+Backends that run no GL (the null and reference backends) answer `execute_3d` with
+`run_fences`: only FENCE commands run, so a 3D guest's fences still complete.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Protocol
 
 import numpy as np
 
+from vgpu.device.abi import lib
 from vgpu.device.commands import Drawable, QRect
+from vgpu.device.glwire import VGPU_COMMANDS
+
+_FENCE_OPCODE, _FENCE_WORDS = VGPU_COMMANDS["FENCE"]
+_WORD = struct.Struct("<I")
+_FENCE_BODY = struct.Struct("<III")
+
+
+class Gl3dGuest(Protocol):
+    """What the device gives `execute_3d`: guest memory and the fence area."""
+
+    base: int  # address of guest memory's mapping in this process
+    size: int  # its length in bytes
+
+    def slot_table(self) -> tuple[int, int, list[tuple[int, int, int] | None]]:
+        """(id_bits, gen_bits, per slot id: (start offset, end offset, generation) or
+        None), for translating QXLPHYSICAL in C without calling back."""
+
+    def translate(self, addr: int, length: int) -> int | None:
+        """Mapping offset of [addr, addr+length) or None (Python-side uses)."""
+
+    def fence(self, value: int, interrupt: bool) -> None:
+        """Write Vgpu3dFence.completed, raise VGPU_INTERRUPT_3D if asked."""
+
+    def count(self, what: str) -> None:
+        """'errors' or 'lost_contexts': bump the Vgpu3dFence counter."""
 
 
 class DisplayBackend(Protocol):
@@ -49,3 +81,26 @@ class DisplayBackend(Protocol):
 
     def reset(self) -> None:
         """Drop every surface and the image cache (QXL RESET / DESTROY_SURFACES)."""
+
+    def execute_3d(self, batch: bytes, guest: Gl3dGuest) -> None:
+        """Run one batch of 3D commands (docs/3d-ring.md). Faults inside the batch
+        stay with their context; nothing here raises for the guest's content."""
+
+
+def run_fences(batch: bytes, guest: Gl3dGuest) -> None:
+    """`execute_3d` for a backend without GL: walks the command headers and runs only
+    FENCE. A header whose body runs past the batch ends the walk (the context would be
+    lost), as does a FENCE of the wrong length; other commands are skipped unread."""
+    pos, end = 0, len(batch) - len(batch) % 4
+    while pos + 4 <= end:
+        (header,) = _WORD.unpack_from(batch, pos)
+        opcode, words = header & 0xFFFF, header >> 16
+        body = pos + 4
+        pos = body + 4 * words
+        if pos > end:
+            return
+        if opcode == _FENCE_OPCODE:
+            if words != _FENCE_WORDS:
+                return
+            lo, hi, flags = _FENCE_BODY.unpack_from(batch, body)
+            guest.fence(hi << 32 | lo, bool(flags & lib.VGPU_3D_FENCE_INTERRUPT))

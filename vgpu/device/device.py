@@ -28,6 +28,15 @@ reason is logged and kept in `guest_bug`, QXL_INTERRUPT_ERROR is raised, and
 rings and IO writes are ignored (except UPDATE_IRQ, so the guest can take the
 interrupt) until QXL_IO_RESET.
 
+Rings. `Device.rings` is a table: each row names a ring, its doorbell port, the
+interrupt raised when the device consumes up to the guest's notify_on_cons (room to
+push), and the handler of one item. `process()` walks the table. The 2D command and
+cursor rings carry QXLCommands for the parser; the 3D ring (docs/3d-ring.md) carries
+Vgpu3dSubmits: the device checks the item, copies the batch out of guest memory and
+hands the copy to `DisplayBackend.execute_3d` with `Gl3dGuest`, its view of guest
+memory and of the fence area. What a batch says is the backend's to check and never a
+guest bug of the device; a bad item is.
+
 Release ring: every command is released as soon as it has been parsed (the
 parser copies everything). Releases are chained as QEMU's qxl does: the head id
 goes into the release ring's current producer slot, later ids into the `next`
@@ -45,12 +54,13 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
 from vgpu.device import commands as c
 from vgpu.device.abi import Layout, ffi, lib, offsetof, sizeof
-from vgpu.device.backend import DisplayBackend
+from vgpu.device.backend import DisplayBackend, Gl3dGuest
 from vgpu.device.memory import (
     DEFAULT_RAM_SIZE,
     DEFAULT_VRAM_SIZE,
@@ -109,7 +119,22 @@ ASYNC_PORTS = frozenset({
     lib.QXL_IO_FLUSH_SURFACES_ASYNC, lib.QXL_IO_MONITORS_CONFIG_ASYNC})
 """Ports that return at once and finish with QXL_INTERRUPT_IO_CMD."""
 
-DOORBELL_PORTS = frozenset({lib.QXL_IO_NOTIFY_CMD, lib.QXL_IO_NOTIFY_CURSOR})
+DOORBELL_PORTS = frozenset({lib.QXL_IO_NOTIFY_CMD, lib.QXL_IO_NOTIFY_CURSOR,
+                            lib.VGPU_IO_NOTIFY_3D})
+"""Ports that only wake the device to look at a ring: nothing to wait for."""
+
+GL_MAX_BATCH = 4 * 1024 * 1024
+"""Largest 3D batch (VgpuRomExt.gl_max_batch): the device copies each batch before it
+parses it, so this bounds that copy; a frame of a heavy scene fits with room."""
+
+GL_MAX_CONTEXTS = 64
+"""3D context ids run 1..this (VgpuRomExt.gl_max_contexts): ids fit a bitmap, and no
+guest's EGL needs more at once (docs/3d-ring.md, Quotas)."""
+
+GL_BATCHES_PER_PROCESS = 4
+"""3D batches taken per `process()` call, at most: a batch may hold a frame's worth of
+draws, so a flood of batches still lets the render thread publish frames in between
+(and copies at most 4 x GL_MAX_BATCH bytes per call)."""
 
 INPUT_KINDS = {
     "key_down": lib.VGPU_INPUT_KEY_DOWN, "key_up": lib.VGPU_INPUT_KEY_UP,
@@ -127,13 +152,18 @@ _LOG_BUF = offsetof("QXLRam", "log_buf")
 _CMD_RING = offsetof("QXLRam", "cmd_ring")
 _CURSOR_RING = offsetof("QXLRam", "cursor_ring")
 _RELEASE_RING = offsetof("QXLRam", "release_ring")
-_R_PROD, _R_NOP, _R_CONS, _R_NOC = (
-    offsetof("QXLCommandRing", f) for f in ("prod", "notify_on_prod", "cons", "notify_on_cons"))
-_R_ITEMS = offsetof("QXLCommandRing", "items")
-_RING_FIELDS = Layout("QXLCommandRing", ["num_items", "prod", "notify_on_prod", "cons",
-                                         "notify_on_cons"])
-assert _R_ITEMS == offsetof("QXLReleaseRing", "items") == offsetof("QXLCursorRing", "items")
+_RING_HEADER = ("num_items", "prod", "notify_on_prod", "cons", "notify_on_cons")
+_PROD, _NOTIFY_ON_PROD, _CONS, _NOTIFY_ON_CONS = (
+    offsetof("QXLCommandRing", f) for f in _RING_HEADER[1:])
+_QXL_ITEMS = offsetof("QXLCommandRing", "items")
+_RING_FIELDS = Layout("QXLCommandRing", list(_RING_HEADER))
+assert _QXL_ITEMS == offsetof("QXLReleaseRing", "items") == offsetof("QXLCursorRing", "items")
+for _ring_type in ("VgpuInputRing", "Vgpu3dRing"):  # vgpu's rings share the QXL header
+    assert all(offsetof(_ring_type, f) == offsetof("QXLCommandRing", f) for f in _RING_HEADER)
 _CMD_ITEM = Layout("QXLCommand", ["data", "type"])
+_GL_ITEMS = offsetof("Vgpu3dRing", "items")
+_GL_ITEM = Layout("Vgpu3dSubmit", ["batch", "size", "flags"])
+_GL_FENCE = {f: offsetof("Vgpu3dFence", f) for f in ("completed", "lost_contexts", "errors")}
 _CMD_SIZE = sizeof("QXLCommandRing_ring_el")
 _REL_SIZE = sizeof("QXLReleaseRing_ring_el")
 _IN_ITEMS = offsetof("VgpuInputRing", "items")
@@ -146,6 +176,8 @@ _MONITORS_ADDR = Layout("QXLRam", ["monitors_config"])
 _MONITORS = Layout("QXLMonitorsConfig", ["count", "max_allowed"])
 _HEAD = Layout("QXLHead", ["id", "surface_id", "width", "height", "x", "y", "flags"])
 _HEADS = offsetof("QXLMonitorsConfig", "heads")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _M32 = 0xFFFFFFFF
@@ -248,7 +280,7 @@ class _Ring:
     """One SPICE ring in the RAM header, read and written at fixed mapping offsets."""
 
     def __init__(self, mem: GuestMemory, base: int, num_items: int, item_size: int,
-                 items_offset: int = _R_ITEMS) -> None:
+                 items_offset: int = _QXL_ITEMS) -> None:
         self.mm = mem.mm
         self.base = base
         self.num_items = num_items
@@ -273,11 +305,61 @@ class _Ring:
         return self.base + self.items_offset + (index & self.mask) * self.item_size
 
     def init(self) -> None:
+        end = self.base + self.items_offset + self.num_items * self.item_size
+        self.mm[self.base:end] = bytes(end - self.base)
         _RING_FIELDS.struct.pack_into(self.mm, self.base, self.num_items, 0, 1, 0, 0)
         self.own = 0
-        start = self.base + self.items_offset
-        self.mm[start:start + self.num_items * self.item_size] = bytes(
-            self.num_items * self.item_size)
+
+
+@dataclass(frozen=True, slots=True)
+class RingRow:
+    """One ring the device consumes, as `process()` walks them."""
+
+    name: str  # "cmd", "cursor", "3d": what observers and logs call it
+    ring: _Ring
+    doorbell: int  # the IO port the guest writes after a push the device asked to hear of
+    interrupt: int  # raised when the device consumes up to notify_on_cons (room to push)
+    item: struct.Struct  # one ring item
+    handle: Callable[[tuple[int, ...]], None]  # one item; GuestBug for a bad one
+    accepts: frozenset[int] | None  # command types (2D), None where the handler decides
+    flushed: bool  # run to empty before a synchronous 2D operation (UPDATE_AREA, ...)
+    per_process: int | None  # items per process() call at most (None: the caller's)
+
+
+class _Gl3dGuest:
+    """The device's `Gl3dGuest`: guest memory, memslots and the fence area, for the 3D
+    executor on the device thread."""
+
+    def __init__(self, device: Device) -> None:
+        self._device = device
+        mem = device.mem
+        self.base = int(ffi.cast("uintptr_t", mem.cdata))
+        self.size = mem.layout.total
+        fence = device.layout.ram_offset + device.gl_fence_offset
+        self._completed = ffi.cast("uint64_t *", mem.cdata + fence + _GL_FENCE["completed"])
+        self._counters = {what: ffi.cast("uint32_t *", mem.cdata + fence + _GL_FENCE[what])
+                          for what in ("errors", "lost_contexts")}
+
+    def slot_table(self) -> tuple[int, int, list[tuple[int, int, int] | None]]:
+        return (SLOT_ID_BITS, SLOT_GEN_BITS,
+                [None if s is None else (s.start, s.end, s.generation)
+                 for s in self._device.slots.slots])
+
+    def translate(self, addr: int, length: int) -> int | None:
+        try:
+            return self._device.slots.translate(addr, length)
+        except GuestBug:
+            return None
+
+    def fence(self, value: int, interrupt: bool) -> None:
+        lib.vgpu_atomic_store64(self._completed, value & 0xFFFFFFFFFFFFFFFF)
+        self._device.stats["gl_fences"] += 1
+        if interrupt:
+            self._device._raise(lib.VGPU_INTERRUPT_3D)
+
+    def count(self, what: str) -> None:
+        word = self._counters[what]  # KeyError: the backend's defect, counted as such
+        lib.vgpu_atomic_store32(word, (lib.vgpu_atomic_load32(word) + 1) & _M32)
 
 
 class Device:
@@ -301,14 +383,20 @@ class Device:
         self.monitors: tuple[MonitorHead, ...] = ()
         self.backend_errors = 0
         self.internal_errors = 0
-        self.stats = {"commands": 0, "cursor_commands": 0, "io": 0, "released": 0}
+        self.on_gl_batch: Callable[[], None] | None = None  # called before each 3D batch
+        self.stats = {"commands": 0, "cursor_commands": 0, "io": 0, "released": 0,
+                      "gl_batches": 0, "gl_bytes": 0, "gl_fences": 0}
 
         ram_header_size = -(-_RAM_SIZE // PAGE) * PAGE
         input_size = -(-sizeof("VgpuInputRing") // PAGE) * PAGE
+        gl_ring_size = -(-sizeof("Vgpu3dRing") // PAGE) * PAGE
+        gl_fence_size = -(-sizeof("Vgpu3dFence") // PAGE) * PAGE
         self.surface0_area = min(SURFACE0_AREA, ram_size // 2)
         self.ram_header_offset = ram_size - ram_header_size
         self.input_ring_offset = self.ram_header_offset - input_size
-        if self.input_ring_offset <= self.surface0_area:
+        self.gl_ring_offset = self.input_ring_offset - gl_ring_size
+        self.gl_fence_offset = self.gl_ring_offset - gl_fence_size
+        if self.gl_fence_offset <= self.surface0_area:
             raise ValueError("RAM too small")
         self.modes = tuple((w, h) for w, h in modes if w * h * 4 <= self.surface0_area)
         self._hdr = self.layout.ram_offset + self.ram_header_offset
@@ -323,6 +411,20 @@ class Device:
                                    _REL_SIZE)
         self._input_ring = _Ring(mem, self.layout.ram_offset + self.input_ring_offset,
                                  lib.VGPU_INPUT_RING_SIZE, _IN_SIZE, _IN_ITEMS)
+        self._gl_ring = _Ring(mem, self.layout.ram_offset + self.gl_ring_offset,
+                              lib.VGPU_3D_RING_SIZE, _GL_ITEM.size, _GL_ITEMS)
+        self.gl_guest: Gl3dGuest = _Gl3dGuest(self)
+        self.rings: tuple[RingRow, ...] = (
+            RingRow("cmd", self._cmd_ring, lib.QXL_IO_NOTIFY_CMD, lib.QXL_INTERRUPT_DISPLAY,
+                    _CMD_ITEM.struct, self._command_item("cmd"), None, True, None),
+            RingRow("cursor", self._cursor_ring, lib.QXL_IO_NOTIFY_CURSOR,
+                    lib.QXL_INTERRUPT_CURSOR, _CMD_ITEM.struct, self._command_item("cursor"),
+                    frozenset({lib.QXL_CMD_CURSOR}), True, None),
+            RingRow("3d", self._gl_ring, lib.VGPU_IO_NOTIFY_3D, lib.VGPU_INTERRUPT_3D,
+                    _GL_ITEM.struct, self._gl_item, None, False, GL_BATCHES_PER_PROCESS),
+        )
+        self._accepts = {row.name: row.accepts for row in self.rings}
+        assert frozenset(row.doorbell for row in self.rings) == DOORBELL_PORTS
 
         # Thread-safe parts: the IO queue, the async flag, the listeners, the input ring.
         self._cv = threading.Condition()
@@ -340,8 +442,7 @@ class Device:
         self._init_rom()
         self._reset_state()
         self._handlers: dict[int, Callable[[int], None]] = {
-            lib.QXL_IO_NOTIFY_CMD: self._io_nothing,
-            lib.QXL_IO_NOTIFY_CURSOR: self._io_nothing,
+            **{row.doorbell: self._io_nothing for row in self.rings},
             lib.QXL_IO_UPDATE_AREA: self._io_update_area,
             lib.QXL_IO_UPDATE_AREA_ASYNC: self._io_update_area,
             lib.QXL_IO_UPDATE_IRQ: self._io_update_irq,
@@ -379,7 +480,7 @@ class Device:
         rom.draw_area_offset = 0
         rom.surface0_area_size = self.surface0_area
         rom.pages_offset = self.surface0_area
-        rom.num_pages = (self.input_ring_offset - self.surface0_area) // PAGE
+        rom.num_pages = (self.gl_fence_offset - self.surface0_area) // PAGE
         rom.ram_header_offset = self.ram_header_offset
         rom.n_surfaces = self.n_surfaces
         rom.slots_start = SLOTS_START
@@ -397,9 +498,13 @@ class Device:
         ext = self.ext
         ext.magic = lib.VGPU_ROM_EXT_MAGIC
         ext.version = lib.VGPU_ROM_EXT_VERSION
-        ext.features = lib.VGPU_FEATURE_INPUT_RING
+        ext.features = lib.VGPU_FEATURE_INPUT_RING | lib.VGPU_FEATURE_3D_RING
         ext.input_ring_offset = self.input_ring_offset
         ext.input_dropped = 0
+        ext.gl_ring_offset = self.gl_ring_offset
+        ext.gl_fence_offset = self.gl_fence_offset
+        ext.gl_max_batch = GL_MAX_BATCH
+        ext.gl_max_contexts = GL_MAX_CONTEXTS
 
     def _reset_state(self) -> None:
         """Power-on and QXL_IO_RESET: RAM header, rings, memslots, surfaces, modes."""
@@ -412,8 +517,10 @@ class Device:
         mm[hdr:hdr + _RAM_SIZE] = bytes(_RAM_SIZE)
         _U32.pack_into(mm, hdr, lib.QXL_RAM_MAGIC)
         _U32.pack_into(mm, hdr + _INT_MASK, mask)  # the guest's choice survives a reset
-        for ring in (self._cmd_ring, self._cursor_ring, self._release_ring):
+        for ring in (self._cmd_ring, self._cursor_ring, self._release_ring, self._gl_ring):
             ring.init()
+        fence = self.layout.ram_offset + self.gl_fence_offset
+        mm[fence:fence + sizeof("Vgpu3dFence")] = bytes(sizeof("Vgpu3dFence"))
         with self._input_lock:
             self._input_ring.init()
         self._last_release: int | None = None
@@ -505,7 +612,7 @@ class Device:
         ring = self._input_ring
         with self._input_lock:
             prod = ring.own
-            used = (prod - ring.get(_R_CONS)) & _M32
+            used = (prod - ring.get(_CONS)) & _M32
             if used >= ring.num_items:  # full, or a cons the guest corrupted
                 self.ext.input_dropped = (self.ext.input_dropped + 1) & _M32
                 return False
@@ -513,8 +620,8 @@ class Device:
                                        _clamp32(event.x), _clamp32(event.y),
                                        event.buttons & _M32, event.display & _M32)
             prod = ring.own = (prod + 1) & _M32
-            ring.set(_R_PROD, prod)
-            notify = prod == ring.get(_R_NOP)
+            ring.set(_PROD, prod)
+            notify = prod == ring.get(_NOTIFY_ON_PROD)
         if notify:
             self._raise(lib.VGPU_INTERRUPT_INPUT)
         return True
@@ -522,8 +629,9 @@ class Device:
     # --- the device thread ----------------------------------------------------------
 
     def process(self, max_commands: int = 256) -> bool:
-        """Handle queued IO writes, then up to `max_commands` from each ring.
-        Returns True when more work is already waiting (call again)."""
+        """Handle queued IO writes, then up to `max_commands` from each ring (fewer from
+        a ring with a smaller `per_process`). Returns True when more work is already
+        waiting (call again)."""
         if not self._owner.acquire(blocking=False):
             raise RuntimeError("Device.process() entered from two threads at once")
         try:
@@ -532,8 +640,10 @@ class Device:
             self._drain_io()
             more = False
             if self.guest_bug is None:
-                more = self._run_ring(self._cmd_ring, max_commands)
-                more = self._run_ring(self._cursor_ring, max_commands) or more
+                for row in self.rings:
+                    budget = max_commands if row.per_process is None else min(
+                        max_commands, row.per_process)
+                    more = self._run_ring(row, budget) or more
                 self._push_release(flush=True)
             with self._cv:
                 return more or bool(self._queue) or self._kicked
@@ -620,39 +730,39 @@ class Device:
 
     # --- rings ------------------------------------------------------------------------
 
-    def _pop(self, ring: _Ring) -> tuple[int, int] | None:
-        """(data, type) of the next command, or None when the ring is empty."""
+    def _pop(self, row: RingRow) -> tuple[int, ...] | None:
+        """The next item of a ring, or None when it is empty."""
+        ring = row.ring
         cons = ring.own
-        prod = ring.get(_R_PROD)
+        prod = ring.get(_PROD)
         if prod == cons:
-            ring.set(_R_NOP, prod + 1)  # ask for a doorbell on the next push
-            prod = ring.get(_R_PROD)
+            ring.set(_NOTIFY_ON_PROD, prod + 1)  # ask for a doorbell on the next push
+            prod = ring.get(_PROD)
             if prod == cons:
                 return None
         avail = (prod - cons) & _M32
         if avail > ring.num_items:
-            raise GuestBug(f"ring producer index {prod} is {avail} ahead of {cons}")
-        return _CMD_ITEM.struct.unpack_from(ring.mm, ring.item(cons))
+            raise GuestBug(f"{row.name} ring producer index {prod} is {avail} ahead of {cons}")
+        return row.item.unpack_from(ring.mm, ring.item(cons))
 
-    def _run_ring(self, ring: _Ring, budget: int) -> bool:
-        is_cmd = ring is self._cmd_ring
+    def _run_ring(self, row: RingRow, budget: int) -> bool:
+        ring = row.ring
         for _ in range(budget):
             if self.guest_bug is not None:
                 return False
             try:
-                item = self._pop(ring)
+                item = self._pop(row)
             except GuestBug as e:
                 self._bug(str(e))
                 return False
             if item is None:
                 return False
             cons = ring.own = (ring.own + 1) & _M32
-            ring.set(_R_CONS, cons)
-            if cons == ring.get(_R_NOC):
-                self._raise(lib.QXL_INTERRUPT_DISPLAY if is_cmd else lib.QXL_INTERRUPT_CURSOR)
-            addr, cmd_type = item
+            ring.set(_CONS, cons)
+            if cons == ring.get(_NOTIFY_ON_CONS):
+                self._raise(row.interrupt)
             try:
-                self._command("cmd" if is_cmd else "cursor", cmd_type, addr)
+                row.handle(item)
             except GuestBug as e:
                 self._bug(str(e))
                 return False
@@ -660,20 +770,28 @@ class Device:
                 # A device defect, not the guest's: keep running, but make it visible
                 # (the fuzz tests assert that this never happens).
                 self.internal_errors += 1
-                log.exception("QXL device failed on a command")
+                log.exception("QXL device failed on a %s ring item", row.name)
                 self._bug("internal device error")
                 return False
         return True
 
     def _flush_commands(self) -> None:
         """Everything the guest queued before a synchronous operation is done first."""
-        if self.guest_bug is None:
-            self._run_ring(self._cmd_ring, MAX_FLUSH_COMMANDS)
-            self._run_ring(self._cursor_ring, MAX_FLUSH_COMMANDS)
+        for row in self.rings:
+            if row.flushed and self.guest_bug is None:
+                self._run_ring(row, MAX_FLUSH_COMMANDS)
+
+    def _command_item(self, ring: str) -> Callable[[tuple[int, ...]], None]:
+        def handle(item: tuple[int, ...]) -> None:
+            addr, cmd_type = item
+            self._command(ring, cmd_type, addr)
+
+        return handle
 
     def _command(self, ring: str, cmd_type: int, addr: int) -> None:
-        if ring == "cursor" and cmd_type != lib.QXL_CMD_CURSOR:
-            raise GuestBug(f"command type {cmd_type} on the cursor ring")
+        accepts = self._accepts[ring]
+        if accepts is not None and cmd_type not in accepts:
+            raise GuestBug(f"command type {cmd_type} on the {ring} ring")
         if cmd_type == lib.QXL_CMD_NOP:
             return
         info = self.slots.translate(addr, 8)  # QXLReleaseInfo opens every command
@@ -693,6 +811,27 @@ class Device:
         self.stats["commands"] += 1
         self._release(info, cmd.release_id)
 
+    def _gl_item(self, item: tuple[int, ...]) -> None:
+        """One Vgpu3dSubmit: checked, its batch copied, the copy handed to the backend."""
+        addr, size, flags = item
+        if flags:
+            raise GuestBug(f"3D ring item with flags {flags:#x}")
+        if not 0 < size <= GL_MAX_BATCH or size % 4:
+            raise GuestBug(f"3D batch of {size} bytes (a multiple of 4 up to {GL_MAX_BATCH})")
+        off = self.slots.translate(addr, size)
+        batch = self.mem.read(off, size)  # the copy: nothing the guest writes later counts
+        self.stats["gl_batches"] += 1
+        self.stats["gl_bytes"] += size
+        if self.on_gl_batch is not None:
+            self.on_gl_batch()
+        try:
+            self.backend.execute_3d(batch, self.gl_guest)
+        except Exception:
+            # Never the guest's fault (a ValueError included): the batch's content is the
+            # backend's to check. A defect of the backend, counted and survived.
+            self.backend_errors += 1
+            log.exception("display backend execute_3d failed")
+
     def _draw(self, cmd: c.Drawable) -> None:
         surface = self.surfaces.get(cmd.surface_id)
         if surface is None:
@@ -701,19 +840,19 @@ class Device:
         if not (0 <= b.left <= b.right <= surface.width
                 and 0 <= b.top <= b.bottom <= surface.height):
             raise GuestBug(f"bbox {tuple(b)} outside surface {cmd.surface_id}")
-        self._backend("execute", cmd)
+        self._call(self.backend.execute, cmd)
 
-    def _backend(self, method: str, *args: object) -> object:
-        """Backend calls. A ValueError is the backend refusing what the guest asked for (see
-        backend.py): a guest bug. Any other error is the backend's own: logged and counted,
-        never taking the device down."""
+    def _call(self, method: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R | None:
+        """A 2D backend call. A ValueError is the backend refusing what the guest asked for
+        (see backend.py): a guest bug. Any other error is the backend's own: logged and
+        counted, never taking the device down."""
         try:
-            return getattr(self.backend, method)(*args)
+            return method(*args, **kwargs)
         except ValueError as e:
-            raise GuestBug(f"display backend refused {method}: {e}") from e
+            raise GuestBug(f"display backend refused {method.__name__}: {e}") from e
         except Exception:
             self.backend_errors += 1
-            log.exception("display backend %s failed", method)
+            log.exception("display backend %s failed", method.__name__)
             return None
 
     def _surface_cmd(self, cmd: c.SurfaceCmd) -> None:
@@ -723,7 +862,7 @@ class Device:
         if cmd.create is None:
             if self.surfaces.pop(sid, None) is None:
                 raise GuestBug(f"destroying surface {sid}, which does not exist")
-            self._backend("surface_destroyed", sid)
+            self._call(self.backend.surface_destroyed, sid)
             return
         if sid in self.surfaces:
             raise GuestBug(f"creating surface {sid}, which exists")
@@ -734,7 +873,8 @@ class Device:
         initial = None
         if cmd.flags & lib.QXL_SURF_FLAG_KEEP_DATA:
             initial = info.rows(self.mem).copy()
-        self._backend("surface_created", sid, cr.width, cr.height, cr.stride, cr.format, initial)
+        self._call(self.backend.surface_created, sid, cr.width, cr.height, cr.stride,
+                   cr.format, initial)
 
     # --- release ring -----------------------------------------------------------------
 
@@ -755,15 +895,15 @@ class Device:
         if self._last_release is None or (not flush and self._free_count < RELEASE_BUNCH):
             return
         ring = self._release_ring
-        used = (ring.own - ring.get(_R_CONS)) & _M32
+        used = (ring.own - ring.get(_CONS)) & _M32
         if used + 1 >= ring.num_items:
             return  # full (or a corrupt cons): keep chaining until the guest makes room
         prod = ring.own = (ring.own + 1) & _M32
-        ring.set(_R_PROD, prod)
+        ring.set(_PROD, prod)
         _U64.pack_into(self.mem.mm, ring.item(prod), 0)
         self._last_release = None
         self._free_count = 0
-        if prod == ring.get(_R_NOP):
+        if prod == ring.get(_NOTIFY_ON_PROD):
             self._raise(lib.QXL_INTERRUPT_DISPLAY)
 
     # --- IO port handlers ---------------------------------------------------------------
@@ -784,7 +924,7 @@ class Device:
     def _io_reset(self, value: int) -> None:
         had_primary = 0 in self.surfaces
         self._reset_state()
-        self._backend("reset")
+        self._call(self.backend.reset)
         if had_primary:
             for obs in self.observers:
                 obs.on_primary_destroyed()
@@ -830,8 +970,8 @@ class Device:
         initial = np.frombuffer(data, np.uint8).reshape(info.height, abs(info.stride))
         if info.stride < 0:
             initial = initial[::-1]
-        self._backend("create_primary", info.width, info.height, info.stride, info.format,
-                      initial)
+        self._call(self.backend.create_primary, info.width, info.height, info.stride,
+                   info.format, initial)
         event = PrimaryCreate(create.width, create.height, create.stride, create.format,
                               create.position, create.mouse_mode, create.flags, create.type,
                               data)
@@ -841,7 +981,7 @@ class Device:
     def _destroy_primary(self) -> None:
         if self.surfaces.pop(0, None) is None:
             return  # as QEMU: destroying an absent primary is a no-op
-        self._backend("destroy_primary")
+        self._call(self.backend.destroy_primary)
         for obs in self.observers:
             obs.on_primary_destroyed()
 
@@ -879,7 +1019,7 @@ class Device:
         if bpp % 8:
             return  # 1-bit surfaces have no byte-addressed rows to write back
         area = c.QRect(t, left, b, r)
-        pieces = self._backend("read_area", sid, area)
+        pieces = self._call(self.backend.read_area, sid, area)
         nbytes = bpp // 8
         answer = pieces if isinstance(pieces, list) else [None]
         # every piece is checked before any is written: a bad answer leaves memory as it was
@@ -898,13 +1038,13 @@ class Device:
         if sid == 0:
             self._destroy_primary()
         elif self.surfaces.pop(sid, None) is not None:
-            self._backend("surface_destroyed", sid)
+            self._call(self.backend.surface_destroyed, sid)
 
     def _io_destroy_all(self, value: int) -> None:
         self._flush_commands()
         had_primary = 0 in self.surfaces
         self.surfaces.clear()
-        self._backend("reset")
+        self._call(self.backend.reset)
         if had_primary:
             for obs in self.observers:
                 obs.on_primary_destroyed()

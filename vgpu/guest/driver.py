@@ -15,6 +15,13 @@ the whole VRAM), keeps allocators for command memory (the RAM pages), surface
 takes interrupts (`wait_interrupt`) and frees commands the device releases
 (`collect_releases`).
 
+3D ring (vgpu extension, docs/3d-ring.md): `gl_available`, `gl_submit`, `gl_fence`,
+`gl_wait_fence`, `gl_reply` and `gl_data` are the primitives a guest 3D library builds
+on. The driver owns two regions of the RAM bar's free pages for them, taken at first
+use: batch memory, a ring buffer whose parts are reused once the device's `cons` has
+passed the batch (the device copied it), and answer/data memory, a ring buffer whose
+parts are reused once the fence that follows their allocation has completed.
+
 It does not reset the device when it loads, as a VM's driver does: an in-process
 device is created with its driver (a reset would only put RESET messages at the
 head of every recorded session), and `vgpu.guest.remote.connect_driver` resets a
@@ -23,14 +30,17 @@ remote device, which may have outlived an earlier guest.
 
 from __future__ import annotations
 
+import functools
 import struct
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from vgpu.device import commands as c
 from vgpu.device.abi import Layout, ffi, lib, offsetof, sizeof
+from vgpu.device.glwire import VGPU_COMMANDS
 from vgpu.device.memory import PAGE, MemoryLayout
 from vgpu.device.parser import SURFACE_BPP
 from vgpu.display import InputEvent
@@ -46,7 +56,24 @@ change this thread did not see (reported late, or already lowered) costs at most
 
 ALL_INTERRUPTS = (lib.QXL_INTERRUPT_DISPLAY | lib.QXL_INTERRUPT_CURSOR | lib.QXL_INTERRUPT_IO_CMD
                   | lib.QXL_INTERRUPT_ERROR | lib.QXL_INTERRUPT_CLIENT
-                  | lib.QXL_INTERRUPT_CLIENT_MONITORS_CONFIG | lib.VGPU_INTERRUPT_INPUT)
+                  | lib.QXL_INTERRUPT_CLIENT_MONITORS_CONFIG | lib.VGPU_INTERRUPT_INPUT
+                  | lib.VGPU_INTERRUPT_3D)
+
+GL_BATCH_MEMORY = 4 * 1024 * 1024
+"""Bytes of batch memory the driver takes for the 3D ring (at most; less if the RAM bar
+has less to spare): one largest batch, or many small ones in flight."""
+
+GL_DATA_MEMORY = 4 * 1024 * 1024
+"""Bytes for answers (`gl_reply`) and data by reference (`gl_data`) between two fences."""
+
+GL_MIN_MEMORY = 64 * 1024
+"""The least the driver takes for either region: smaller would hold almost no batch."""
+
+GL_ALIGN = 64
+"""Batches and data start on cache lines (the device copies them with memcpy)."""
+
+_FENCE = struct.Struct("<IIII")
+_FENCE_OPCODE, _FENCE_WORDS = VGPU_COMMANDS["FENCE"]
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -54,6 +81,7 @@ _M32 = 0xFFFFFFFF
 _RING = {f: offsetof("QXLCommandRing", f) for f in
          ("num_items", "prod", "notify_on_prod", "cons", "notify_on_cons", "items")}
 _CMD = Layout("QXLCommand", ["data", "type"])
+_GL_SUBMIT = Layout("Vgpu3dSubmit", ["batch", "size", "flags"])
 _CREATE = Layout("QXLRam", ["create_surface"])
 _MEM_SLOT = Layout("QXLRam", ["mem_slot"])
 _UPDATE_AREA = Layout("QXLRam", ["update_area", "update_surface"])
@@ -120,11 +148,58 @@ class _Ring:
             yield value
 
 
+def _passed(cons: int, index: int) -> bool:
+    """Whether a ring's consumer index has passed item `index` (32-bit wrapping): then
+    the device has copied that item's batch and its memory is the guest's again."""
+    return (cons - index - 1) & _M32 < 1 << 31
+
+
+class _RingArena:
+    """A ring buffer of guest memory [start, end): parts are handed out in order, each
+    with a tag, and come back in order once `done(tag)` says the device is through."""
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start = start
+        self.end = end
+        self.head = start
+        self.live: deque[tuple[int, int, int]] = deque()  # (tag, first byte, end)
+
+    def alloc(self, size: int, tag: int) -> int | None:
+        """An offset with `size` bytes, or None while the older parts are still in use."""
+        size = -(-size // GL_ALIGN) * GL_ALIGN
+        if not self.live:
+            self.head = self.start
+        tail = self.live[0][1] if self.live else self.end
+        if self.live and self.head <= tail:  # wrapped: the room is [head, tail)
+            at = self.head if self.head + size <= tail and self.head != tail else None
+        elif self.head + size <= self.end:
+            at = self.head
+        elif self.start + size <= tail and (not self.live or self.start < tail):
+            at = self.start
+        else:
+            at = None
+        if at is None:
+            return None
+        self.head = at + size
+        self.live.append((tag, at, at + size))
+        return at
+
+    def retire(self, done: Callable[[int], bool]) -> None:
+        while self.live and done(self.live[0][0]):
+            self.live.popleft()
+
+    def reset(self) -> None:
+        self.head = self.start
+        self.live.clear()
+
+
 class GuestDriver:
     """A QXL guest driver. One thread drives it (the guest's)."""
 
     def __init__(self, attachment: Attachment, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 int_mask: int = ALL_INTERRUPTS, irq_timeout: float = IRQ_TIMEOUT) -> None:
+                 int_mask: int = ALL_INTERRUPTS, irq_timeout: float = IRQ_TIMEOUT,
+                 gl_batch_memory: int = GL_BATCH_MEMORY,
+                 gl_data_memory: int = GL_DATA_MEMORY) -> None:
         self.att = attachment
         self.irq_timeout = irq_timeout
         self.buf = attachment.buffer
@@ -152,6 +227,23 @@ class GuestDriver:
             self.input_ring = _Ring(self.buf, self._cdata, ram + ext.input_ring_offset,
                                     sizeof("VgpuInputEvent"), lib.VGPU_INPUT_RING_SIZE,
                                     offsetof("VgpuInputRing", "items"))
+        self.gl_ring: _Ring | None = None
+        self.gl_max_batch = 0
+        self.gl_max_contexts = 0
+        if ext.magic == lib.VGPU_ROM_EXT_MAGIC and ext.features & lib.VGPU_FEATURE_3D_RING:
+            self.gl_ring = _Ring(self.buf, self._cdata, ram + ext.gl_ring_offset,
+                                 _GL_SUBMIT.size, lib.VGPU_3D_RING_SIZE,
+                                 offsetof("Vgpu3dRing", "items"))
+            fence = self._cdata + ram + ext.gl_fence_offset
+            self._gl_completed = ffi.cast("uint64_t *", fence
+                                          + offsetof("Vgpu3dFence", "completed"))
+            self.gl_fence_counters = ffi.cast("Vgpu3dFence *", fence)
+            self.gl_max_batch = ext.gl_max_batch
+            self.gl_max_contexts = ext.gl_max_contexts
+        self._gl_sizes = (gl_batch_memory, gl_data_memory)
+        self._gl_batches: _RingArena | None = None
+        self._gl_data: _RingArena | None = None
+        self._gl_next_fence = 1
         self.id_shift = 64 - self.rom.slot_id_bits
         self.gen_shift = self.id_shift - self.rom.slot_gen_bits
         self.surface0 = Allocator(ram + self.rom.draw_area_offset,
@@ -282,13 +374,25 @@ class GuestDriver:
     def push_raw(self, ring: str, addr: int, cmd_type: int) -> None:
         """Pushes a QXLCommand as is (replay, fuzzing): no building, no release tracking."""
         if ring == "cursor":
-            self._push(self.cursor_ring, addr, cmd_type, lib.QXL_IO_NOTIFY_CURSOR,
+            self._push(self.cursor_ring, _CMD, (addr, cmd_type), lib.QXL_IO_NOTIFY_CURSOR,
                        lib.QXL_INTERRUPT_CURSOR)
         else:
-            self._push(self.cmd_ring, addr, cmd_type, lib.QXL_IO_NOTIFY_CMD,
+            self._push(self.cmd_ring, _CMD, (addr, cmd_type), lib.QXL_IO_NOTIFY_CMD,
                        lib.QXL_INTERRUPT_DISPLAY)
 
-    def _push(self, ring: _Ring, addr: int, cmd_type: int, doorbell: int, irq: int) -> None:
+    def _push(self, ring: _Ring, item: Layout, values: tuple[int, ...], doorbell: int,
+              irq: int) -> None:
+        self._wait_room(ring, doorbell, irq)
+        prod = ring.get("prod")
+        item.pack_into(self.buf, ring.item(prod), *values)
+        prod = (prod + 1) & _M32
+        ring.set("prod", prod)
+        if prod == ring.get("notify_on_prod"):
+            self.att.io_write(doorbell, 0)
+
+    def _wait_room(self, ring: _Ring, doorbell: int, irq: int) -> None:
+        """Returns once the ring has room for one item (the device said so, or up to
+        irq_timeout; DeviceError after that)."""
         while True:
             prod, cons = ring.get("prod"), ring.get("cons")
             if (prod - cons) & _M32 < ring.num_items:
@@ -298,11 +402,6 @@ class GuestDriver:
                 continue
             self.att.io_write(doorbell, 0)  # make sure the device is looking
             self.wait_interrupt(irq, self.irq_timeout)
-        _CMD.pack_into(self.buf, ring.item(prod), addr, cmd_type)
-        prod = (prod + 1) & _M32
-        ring.set("prod", prod)
-        if prod == ring.get("notify_on_prod"):
-            self.att.io_write(doorbell, 0)
 
     def collect_releases(self) -> int:
         """Frees every command the device released; returns how many."""
@@ -422,6 +521,8 @@ class GuestDriver:
         self.slot_gens.clear()
         for a in (self.ram_alloc, self.vram_alloc, self.surface0):
             a.reset()
+        self._gl_batches = self._gl_data = None  # their pages went with ram_alloc's reset
+        self._gl_next_fence = 1  # the device zeroed the fence area
         self._setup()
 
     def client_monitors_config(self) -> list[tuple[int, int, int, int]] | None:
@@ -447,6 +548,146 @@ class GuestDriver:
             if name is not None:
                 events.append(InputEvent(name, code, x, y, buttons, display))
         return events
+
+    # --- 3D ring (vgpu extension, docs/3d-ring.md) ------------------------------------------
+
+    def gl_available(self) -> bool:
+        """Whether the device announces the 3D ring (VGPU_FEATURE_3D_RING)."""
+        return self.gl_ring is not None
+
+    def _gl_ring(self) -> _Ring:
+        if self.gl_ring is None:
+            raise DeviceError("the device has no 3D ring (VGPU_FEATURE_3D_RING)")
+        return self.gl_ring
+
+    def _gl_arena(self, which: int) -> _RingArena:
+        """Batch (0) or answer/data (1) memory, taken from the RAM pages at first use: as
+        much as asked, or less (halving down to GL_MIN_MEMORY) when RAM is short."""
+        arena = self._gl_batches if which == 0 else self._gl_data
+        if arena is not None:
+            return arena
+        size = self._gl_sizes[which]
+        while True:
+            try:
+                start = self.ram_alloc.alloc(size, PAGE)
+                break
+            except OutOfMemory:
+                if size // 2 < GL_MIN_MEMORY:
+                    raise
+                size //= 2
+        arena = _RingArena(start, start + size)
+        if which == 0:
+            self._gl_batches = arena
+        else:
+            self._gl_data = arena
+        return arena
+
+    def gl_completed(self) -> int:
+        """The value of the last FENCE the device has executed (Vgpu3dFence.completed)."""
+        self._gl_ring()
+        return int(lib.vgpu_atomic_load64(self._gl_completed))
+
+    def gl_submit(self, batch: bytes | memoryview) -> None:
+        """Copies a batch of 3D commands into batch memory, pushes a Vgpu3dSubmit and rings
+        VGPU_IO_NOTIFY_3D when the device asked for it. Waits (up to irq_timeout) for ring
+        room and batch memory; splits nothing."""
+        ring = self._gl_ring()
+        size = len(batch)
+        if not 0 < size <= self.gl_max_batch or size % 4:
+            raise ValueError(f"a batch is a multiple of 4 bytes, 4 to {self.gl_max_batch}")
+        arena = self._gl_arena(0)
+        if -(-size // GL_ALIGN) * GL_ALIGN > arena.end - arena.start:
+            raise ValueError(f"a batch of {size} bytes is larger than the driver's "
+                             f"{arena.end - arena.start} bytes of batch memory")
+        self._wait_room(ring, lib.VGPU_IO_NOTIFY_3D, lib.VGPU_INTERRUPT_3D)
+        prod = ring.get("prod")
+        deadline = None
+        while True:
+            arena.retire(functools.partial(_passed, ring.get("cons")))
+            off = arena.alloc(size, prod)
+            if off is not None:
+                break
+            now = time.monotonic()
+            deadline = now + self.irq_timeout if deadline is None else deadline
+            if now >= deadline:
+                raise DeviceError(f"3D batches not consumed within {self.irq_timeout} s")
+            oldest = arena.live[0][0]
+            ring.set("notify_on_cons", oldest + 1)  # tell me when it has passed the oldest
+            if _passed(ring.get("cons"), oldest):
+                continue
+            self.att.io_write(lib.VGPU_IO_NOTIFY_3D, 0)
+            self._await_interrupt(lib.VGPU_INTERRUPT_3D, deadline - now)
+        self.buf[off:off + size] = batch
+        _GL_SUBMIT.pack_into(self.buf, ring.item(prod), self.phys(off), size, 0)
+        prod = (prod + 1) & _M32
+        ring.set("prod", prod)
+        if prod == ring.get("notify_on_prod"):
+            self.att.io_write(lib.VGPU_IO_NOTIFY_3D, 0)
+
+    def gl_fence(self, interrupt: bool = True) -> int:
+        """Submits a batch holding one FENCE with the next value; returns the value."""
+        value = self._gl_next_fence
+        self._gl_next_fence += 1
+        flags = lib.VGPU_3D_FENCE_INTERRUPT if interrupt else 0
+        self.gl_submit(_FENCE.pack(_FENCE_OPCODE | _FENCE_WORDS << 16, value & _M32,
+                                   value >> 32, flags))
+        return value
+
+    def gl_wait_fence(self, value: int, timeout: float | None = None) -> bool:
+        """Waits until fence `value` has completed; False on timeout. The fence should have
+        asked for the interrupt: one that did not is only seen every IRQ_POLL seconds.
+        DeviceError if the device reports a guest bug meanwhile."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.gl_completed() >= value:
+                return True
+            # not acknowledged on the way out: the acknowledgement of one fence's interrupt
+            # then overlaps the device's work on the next
+            self.take_interrupts()
+            if self._pending_irqs & lib.QXL_INTERRUPT_ERROR:
+                self._pending_irqs &= ~lib.QXL_INTERRUPT_ERROR
+                raise DeviceError("the device reported a guest bug (QXL_INTERRUPT_ERROR)")
+            self._pending_irqs &= ~lib.VGPU_INTERRUPT_3D
+            if self.gl_completed() >= value:
+                return True
+            left = IRQ_POLL if deadline is None else min(IRQ_POLL, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            self.att.wait_irq(left)
+
+    def _gl_data_alloc(self, nbytes: int) -> int:
+        """Answer/data memory until the fence after this call completes."""
+        self._gl_ring()
+        arena = self._gl_arena(1)
+        if nbytes <= 0 or -(-nbytes // GL_ALIGN) * GL_ALIGN > arena.end - arena.start:
+            raise ValueError(f"{nbytes} bytes: answer and data memory holds 1 to "
+                             f"{arena.end - arena.start}")
+        completed = self.gl_completed()
+        arena.retire(lambda fence: fence <= completed)
+        off = arena.alloc(nbytes, self._gl_next_fence)
+        if off is not None:
+            return off
+        # Wait for the oldest part's fence if it was submitted; if not, only the caller
+        # can submit what refers to that memory and then a fence.
+        oldest = arena.live[0][0]
+        if oldest >= self._gl_next_fence or not self.gl_wait_fence(oldest, self.irq_timeout):
+            raise OutOfMemory(f"3D answer/data memory is full until fence {oldest}: submit "
+                              "the batches that use it and a fence")
+        return self._gl_data_alloc(nbytes)
+
+    def gl_reply(self, nbytes: int) -> tuple[int, memoryview]:
+        """A QXLPHYSICAL and a view of `nbytes` of guest memory for `out`/`ret` answers,
+        valid (and not reused) until the fence that follows this call completes; read it
+        after that fence. Release the view before `close()`."""
+        off = self._gl_data_alloc(nbytes)
+        return self.phys(off), memoryview(self.buf)[off:off + nbytes]
+
+    def gl_data(self, data: bytes | memoryview) -> int:
+        """Copies data into guest memory and returns its QXLPHYSICAL, valid until the
+        fence that follows this call completes (blobs by reference)."""
+        off = self._gl_data_alloc(len(data))
+        self.buf[off:off + len(data)] = data
+        return self.phys(off)
 
     def close(self) -> None:
         ffi.release(self._cdata)

@@ -30,6 +30,7 @@ from typing import Any
 import moderngl
 import numpy as np
 
+from vgpu.device.backend import Gl3dGuest, run_fences
 from vgpu.device.commands import (
     AlphaBlend,
     BitmapImage,
@@ -516,6 +517,11 @@ class Renderer:
             self._cache_tex = None
         self._slots = SlotAtlas()
         self._damage = []
+
+    def execute_3d(self, batch: bytes, guest: Gl3dGuest) -> None:
+        # Until the 3D executor (vgpu/render/gl3d.py) runs GL commands here, fences
+        # complete so that a 3D guest is never left waiting.
+        run_fences(batch, guest)
 
     # --- beyond the protocol ----------------------------------------------------------
 

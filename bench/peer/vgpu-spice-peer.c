@@ -1,0 +1,373 @@
+/* The real spice-server serving a record file: the peer vgpu is measured and
+ * checked against.
+ *
+ * A QXL device of our own (one memslot over this process's address space, the
+ * command and cursor queues) is given to libspice-server through its public
+ * API; spice_replay_next_cmd reads the record file and turns each event into a
+ * QXL command (creating the primary surface and the like on the way), and
+ * spice-server's worker renders and serves them to any SPICE client on a TCP
+ * port, exactly as it would a guest's.
+ *
+ * Usage: vgpu-spice-peer --port P [--addr A] [--wait-client] [--hold]
+ *                        [--image-compression MODE] FILE
+ * stdout: "listening P" once clients can connect, "done N" once all N commands
+ * of the file have been taken by the worker. It serves until SIGTERM or SIGINT.
+ *   --wait-client  the replay starts once a display channel has connected
+ *   --hold         the replay starts once a line is read from stdin (a harness
+ *                  starts its clock then)
+ */
+#include <glib.h>
+#include <glib-unix.h>
+#include <spice.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The worker's surface table; the same number QEMU gives it. */
+#define NUM_SURFACES 1024
+
+static QXLInstance qxl;
+static SpiceReplay *replay;
+static GAsyncQueue *display_queue, *cursor_queue;
+static GHashTable *outstanding; /* commands handed to the worker, not yet released */
+static GMutex lock;
+static GMutex display_lock;
+static GCond display_cond;
+static gboolean display_connected;
+
+/* The core interface on GLib's default main context, run by the main thread. */
+struct SpiceTimer {
+    SpiceTimerFunc func;
+    void *opaque;
+    GSource *source;
+};
+struct SpiceWatch {
+    SpiceWatchFunc func;
+    void *opaque;
+    int fd;
+    GSource *source;
+};
+
+static gboolean timer_fired(gpointer data)
+{
+    SpiceTimer *t = data;
+    g_source_unref(t->source);
+    t->source = NULL;
+    t->func(t->opaque);
+    return G_SOURCE_REMOVE;
+}
+static SpiceTimer *timer_add(SpiceTimerFunc func, void *opaque)
+{
+    SpiceTimer *t = g_new0(SpiceTimer, 1);
+    t->func = func;
+    t->opaque = opaque;
+    return t;
+}
+static void timer_cancel(SpiceTimer *t)
+{
+    if (t->source) {
+        g_source_destroy(t->source);
+        g_source_unref(t->source);
+        t->source = NULL;
+    }
+}
+static void timer_start(SpiceTimer *t, uint32_t ms)
+{
+    timer_cancel(t);
+    t->source = g_timeout_source_new(ms);
+    g_source_set_callback(t->source, timer_fired, t, NULL);
+    g_source_attach(t->source, NULL);
+}
+static void timer_remove(SpiceTimer *t)
+{
+    timer_cancel(t);
+    g_free(t);
+}
+
+static gboolean watch_fired(gint fd, GIOCondition cond, gpointer data)
+{
+    SpiceWatch *w = data;
+    int events = 0;
+    if (cond & (G_IO_IN | G_IO_HUP | G_IO_ERR)) {
+        events |= SPICE_WATCH_EVENT_READ;
+    }
+    if (cond & G_IO_OUT) {
+        events |= SPICE_WATCH_EVENT_WRITE;
+    }
+    w->func(fd, events, w->opaque);
+    return G_SOURCE_CONTINUE;
+}
+static void watch_update_mask(SpiceWatch *w, int mask)
+{
+    if (w->source) {
+        g_source_destroy(w->source);
+        g_source_unref(w->source);
+        w->source = NULL;
+    }
+    GIOCondition cond = 0;
+    if (mask & SPICE_WATCH_EVENT_READ) {
+        cond |= G_IO_IN | G_IO_HUP | G_IO_ERR;
+    }
+    if (mask & SPICE_WATCH_EVENT_WRITE) {
+        cond |= G_IO_OUT;
+    }
+    if (cond) {
+        w->source = g_unix_fd_source_new(w->fd, cond);
+        g_source_set_callback(w->source, (GSourceFunc)(void (*)(void))watch_fired, w, NULL);
+        g_source_attach(w->source, NULL);
+    }
+}
+static SpiceWatch *watch_add(int fd, int mask, SpiceWatchFunc func, void *opaque)
+{
+    SpiceWatch *w = g_new0(SpiceWatch, 1);
+    w->fd = fd;
+    w->func = func;
+    w->opaque = opaque;
+    watch_update_mask(w, mask);
+    return w;
+}
+static void watch_remove(SpiceWatch *w)
+{
+    watch_update_mask(w, 0);
+    g_free(w);
+}
+static void channel_event(int event, SpiceChannelEventInfo *info)
+{
+    if (event == SPICE_CHANNEL_EVENT_INITIALIZED && info->type == SPICE_CHANNEL_DISPLAY) {
+        g_mutex_lock(&display_lock);
+        display_connected = TRUE;
+        g_cond_broadcast(&display_cond);
+        g_mutex_unlock(&display_lock);
+    }
+}
+
+static SpiceCoreInterface core = {
+    .base = { .major_version = SPICE_INTERFACE_CORE_MAJOR,
+              .minor_version = SPICE_INTERFACE_CORE_MINOR },
+    .timer_add = timer_add, .timer_start = timer_start, .timer_cancel = timer_cancel,
+    .timer_remove = timer_remove, .watch_add = watch_add,
+    .watch_update_mask = watch_update_mask, .watch_remove = watch_remove,
+    .channel_event = channel_event,
+};
+
+/* One memslot covering the whole address space: the replay reader's commands
+ * point into this process's heap. */
+static QXLDevMemSlot slot = {
+    .slot_group_id = 0, .slot_id = 0, .generation = 0,
+    .virt_start = 0, .virt_end = ~(uint64_t)0, .addr_delta = 0, .qxl_ram_size = ~0u,
+};
+
+static void attached_worker(QXLInstance *qin) { spice_qxl_add_memslot(qin, &slot); }
+static void set_compression_level(QXLInstance *qin, int level) { (void)qin; (void)level; }
+static void get_init_info(QXLInstance *qin, QXLDevInitInfo *info)
+{
+    (void)qin;
+    memset(info, 0, sizeof(*info));
+    info->num_memslots = 1;
+    info->num_memslots_groups = 1;
+    info->memslot_id_bits = 1;
+    info->memslot_gen_bits = 1;
+    info->n_surfaces = NUM_SURFACES;
+}
+
+static int pop(GAsyncQueue *queue, QXLCommandExt *ext)
+{
+    QXLCommandExt *cmd = g_async_queue_try_pop(queue);
+    if (!cmd) {
+        return 0;
+    }
+    *ext = *cmd;
+    return 1;
+}
+static int get_display_command(QXLInstance *qin, QXLCommandExt *ext)
+{
+    (void)qin;
+    return pop(display_queue, ext);
+}
+static int get_cursor_command(QXLInstance *qin, QXLCommandExt *ext)
+{
+    (void)qin;
+    return pop(cursor_queue, ext);
+}
+static int req_display_notification(QXLInstance *qin)
+{
+    (void)qin;
+    return g_async_queue_length(display_queue) == 0;
+}
+static int req_cursor_notification(QXLInstance *qin)
+{
+    (void)qin;
+    return g_async_queue_length(cursor_queue) == 0;
+}
+static void release_resource(QXLInstance *qin, struct QXLReleaseInfoExt info)
+{
+    (void)qin;
+    QXLCommandExt *cmd = (QXLCommandExt *)(uintptr_t)info.info->id;
+    g_mutex_lock(&lock);
+    /* some replayed commands carry no release id: only free what we handed out */
+    gboolean known = g_hash_table_remove(outstanding, cmd);
+    g_mutex_unlock(&lock);
+    if (known) {
+        spice_replay_free_cmd(replay, cmd);
+    }
+}
+static void notify_update(QXLInstance *qin, uint32_t update_id) { (void)qin; (void)update_id; }
+static int flush_resources(QXLInstance *qin) { (void)qin; return 0; }
+static void async_complete(QXLInstance *qin, uint64_t cookie) { (void)qin; (void)cookie; }
+
+static QXLInterface qxl_interface = {
+    .base = { .type = SPICE_INTERFACE_QXL, .description = "vgpu spice peer",
+              .major_version = SPICE_INTERFACE_QXL_MAJOR,
+              .minor_version = SPICE_INTERFACE_QXL_MINOR },
+    .attached_worker = attached_worker,
+    .set_compression_level = set_compression_level,
+    .get_init_info = get_init_info,
+    .get_command = get_display_command,
+    .req_cmd_notification = req_display_notification,
+    .release_resource = release_resource,
+    .get_cursor_command = get_cursor_command,
+    .req_cursor_notification = req_cursor_notification,
+    .notify_update = notify_update,
+    .flush_resources = flush_resources,
+    .async_complete = async_complete,
+};
+
+/* Until the worker has taken every queued command: the next record may be a
+ * device request (a new primary surface) that must come after them. */
+static void wait_drained(void)
+{
+    while (g_async_queue_length(display_queue) > 0 || g_async_queue_length(cursor_queue) > 0) {
+        spice_qxl_wakeup(&qxl);
+        g_usleep(200);
+    }
+}
+
+static gboolean wait_client, hold;
+
+static gpointer play(gpointer data)
+{
+    (void)data;
+    if (hold) {
+        char line[64];
+        if (!fgets(line, sizeof(line), stdin)) {
+            return NULL;
+        }
+    }
+    if (wait_client) {
+        g_mutex_lock(&display_lock);
+        while (!display_connected) {
+            g_cond_wait(&display_cond, &display_lock);
+        }
+        g_mutex_unlock(&display_lock);
+    }
+    long commands = 0;
+    QXLCommandExt *cmd;
+    while ((cmd = spice_replay_next_cmd(replay, &qxl)) != NULL) {
+        commands++;
+        g_mutex_lock(&lock);
+        g_hash_table_add(outstanding, cmd);
+        g_mutex_unlock(&lock);
+        g_async_queue_push(cmd->cmd.type == QXL_CMD_CURSOR ? cursor_queue : display_queue, cmd);
+        wait_drained();
+    }
+    printf("done %ld\n", commands);
+    fflush(stdout);
+    return NULL;
+}
+
+static gboolean quit(gpointer loop)
+{
+    g_main_loop_quit(loop);
+    return G_SOURCE_REMOVE;
+}
+
+static const struct { const char *name; spice_image_compression_t value; } compressions[] = {
+    { "auto_glz", SPICE_IMAGE_COMPRESSION_AUTO_GLZ }, { "auto_lz", SPICE_IMAGE_COMPRESSION_AUTO_LZ },
+    { "quic", SPICE_IMAGE_COMPRESSION_QUIC }, { "glz", SPICE_IMAGE_COMPRESSION_GLZ },
+    { "lz", SPICE_IMAGE_COMPRESSION_LZ }, { "lz4", SPICE_IMAGE_COMPRESSION_LZ4 },
+    { "off", SPICE_IMAGE_COMPRESSION_OFF },
+};
+
+static int usage(const char *argv0)
+{
+    fprintf(stderr, "usage: %s --port P [--addr 127.0.0.1] [--wait-client] [--hold]\n"
+            "       [--image-compression auto_glz|auto_lz|quic|glz|lz|lz4|off] FILE\n", argv0);
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    int port = 0;
+    const char *addr = "127.0.0.1", *path = NULL;
+    spice_image_compression_t compression = SPICE_IMAGE_COMPRESSION_AUTO_GLZ;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--port") && i + 1 < argc) {
+            port = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--addr") && i + 1 < argc) {
+            addr = argv[++i];
+        } else if (!strcmp(argv[i], "--wait-client")) {
+            wait_client = TRUE;
+        } else if (!strcmp(argv[i], "--hold")) {
+            hold = TRUE;
+        } else if (!strcmp(argv[i], "--image-compression") && i + 1 < argc) {
+            const char *name = argv[++i];
+            size_t k = 0;
+            while (k < G_N_ELEMENTS(compressions) && strcmp(compressions[k].name, name)) {
+                k++;
+            }
+            if (k == G_N_ELEMENTS(compressions)) {
+                return usage(argv[0]);
+            }
+            compression = compressions[k].value;
+        } else if (argv[i][0] != '-' && !path) {
+            path = argv[i];
+        } else {
+            return usage(argv[0]);
+        }
+    }
+    if (port <= 0 || port > 65535 || !path) {
+        return usage(argv[0]);
+    }
+    FILE *file = fopen(path, "rb");
+    if (!file) {
+        perror(path);
+        return 2;
+    }
+
+    display_queue = g_async_queue_new();
+    cursor_queue = g_async_queue_new();
+    outstanding = g_hash_table_new(NULL, NULL);
+
+    SpiceServer *server = spice_server_new();
+    spice_server_set_port(server, port);
+    spice_server_set_addr(server, addr, 0);
+    spice_server_set_noauth(server);
+    spice_server_set_image_compression(server, compression);
+    if (spice_server_init(server, &core) != 0) {
+        fprintf(stderr, "spice_server_init failed (port %d in use?)\n", port);
+        return 1;
+    }
+    qxl.base.sif = &qxl_interface.base;
+    qxl.id = 0;
+    if (spice_server_add_interface(server, &qxl.base) != 0) {
+        fprintf(stderr, "spice_server_add_interface failed\n");
+        return 1;
+    }
+    spice_server_vm_start(server);
+    replay = spice_replay_new(file, NUM_SURFACES);
+    if (!replay) {
+        fprintf(stderr, "spice_replay_new refused %s\n", path);
+        return 1;
+    }
+    printf("listening %d\n", port);
+    fflush(stdout);
+
+    GMainLoop *loop = g_main_loop_new(NULL, FALSE);
+    g_unix_signal_add(SIGTERM, quit, loop);
+    g_unix_signal_add(SIGINT, quit, loop);
+    g_thread_new("replay", play, NULL);
+    g_main_loop_run(loop);
+    /* the worker thread has no clean stop in the public API */
+    _exit(0);
+}
