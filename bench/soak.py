@@ -10,9 +10,10 @@
   churn      light clients connecting all channels, watching and leaving (cleanly,
              or abruptly with half a message and a reset) for --seconds: resident
              memory, open descriptors, threads and asyncio tasks at start and end.
-  --fuzz     instead of the above: the protocol fuzzers' client messages and the
-             device fuzzers' guest commands at scale (--messages, --commands), with
-             the escapes (exceptions out of a machine or the device) counted.
+  --fuzz     instead of the above: the protocol fuzzers' client messages, the
+             device fuzzers' guest commands and the 3D ring fuzzer's cases at scale
+             (--messages, --commands, --gl3d-cases), with the escapes (exceptions out
+             of a machine or the device) and violations counted.
 
 Everything runs against `vgpu.machine.Machine` with the built-in desktop guest
 (about 30 frames a second of small damage), served by `SpiceServer` in this
@@ -364,9 +365,11 @@ def main(argv: list[str]) -> int:
                         help="client messages for the protocol fuzzers")
     parser.add_argument("--commands", type=int, default=1_000_000,
                         help="guest commands for the device fuzzers")
+    parser.add_argument("--gl3d-cases", type=int, default=100_000,
+                        help="cases of the 3D ring fuzzer (bench/gl3d_fuzz.py)")
     args = parser.parse_args(argv)
     if args.fuzz:
-        return run_fuzz(args.messages, args.commands)
+        return run_fuzz(args.messages, args.commands, args.gl3d_cases)
     with serve_demo() as served:
         if "load" in args.only:
             print_load("load", run_load(served, args.clients, args.glib, args.seconds))
@@ -441,9 +444,10 @@ def fuzz_device(commands: int, seed: int = FUZZ_SEED) -> FuzzCount:
     IO storms the cases also draw (counted apart), each case on a freshly reset device
     and checked after."""
     import device_fuzz as df
+    from fuzz_draw import RandomDraw
 
     rig = df.Rig()
-    draw = df.RandomDraw(seed)
+    draw = RandomDraw(seed)
     count = FuzzCount("device")
     while rig.pushed < commands:
         try:
@@ -456,18 +460,29 @@ def fuzz_device(commands: int, seed: int = FUZZ_SEED) -> FuzzCount:
     return count
 
 
-def run_fuzz(messages: int, commands: int) -> int:
+def fuzz_3d(cases: int) -> FuzzCount:
+    """bench/gl3d_fuzz.py's run of the 3D ring fuzzer (tests/device/gl3d_fuzz.py), counted
+    as the others are."""
+    gl3d = runpy.run_path(str(ROOT / "bench" / "gl3d_fuzz.py"), run_name="bench_gl3d_fuzz")
+    result = gl3d["fuzz_gl3d"](cases, FUZZ_SEED)
+    return FuzzCount(f"3D ring ({result.cases} cases)", result.batches, result.cases,
+                     result.escapes, result.violations, result.first)
+
+
+def run_fuzz(messages: int, commands: int, gl3d_cases: int) -> int:
     import logging
 
     sys.path[:0] = [str(ROOT / "tests" / "spice"), str(ROOT / "tests" / "device")]
     # Every hostile case is logged as a guest bug or a closed channel: millions of lines.
     logging.disable(logging.WARNING)
     status = 0
-    for run, target in ((fuzz_protocol, messages), (fuzz_device, commands)):
+    runs = ((fuzz_protocol, messages), (fuzz_device, commands), (fuzz_3d, gl3d_cases))
+    for run, target in runs:
         start = time.perf_counter()
         count = run(target)
         seconds = time.perf_counter() - start
-        unit = "client messages" if run is fuzz_protocol else "guest commands"
+        unit = {fuzz_protocol: "client messages", fuzz_device: "guest commands",
+                fuzz_3d: "hostile 3D batches and ring items"}[run]
         print(f"fuzz {count.name}: {count.inputs} {unit} in {count.cases} cases, "
               f"{seconds:.0f} s ({count.inputs / seconds:.0f}/s): {count.escapes} escapes, "
               f"{count.violations} violations", flush=True)

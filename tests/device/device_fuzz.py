@@ -16,8 +16,9 @@ from __future__ import annotations
 import random
 import struct
 from collections.abc import Sequence
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
+from fuzz_draw import Draw, run_actions
 from qxl_support import RecordingBackend
 
 from vgpu.device import commands as c
@@ -26,34 +27,9 @@ from vgpu.device.device import Device
 from vgpu.device.inprocess import InProcessAttachment
 from vgpu.device.memory import GuestBug
 from vgpu.guest.builders import COMMAND_TYPES, CommandWriter
-from vgpu.guest.driver import DeviceError, GuestDriver
+from vgpu.guest.driver import GuestDriver
 
 T = TypeVar("T")
-
-
-class Draw(Protocol):
-    """Where a case's choices come from: hypothesis' data, or a seeded random source."""
-
-    def integer(self, lo: int, hi: int) -> int: ...
-    def binary(self, lo: int, hi: int) -> bytes: ...
-    def fraction(self) -> float: ...
-
-
-class RandomDraw:
-    """Choices from a seeded random.Random: fast, for runs of millions of commands."""
-
-    def __init__(self, seed: int) -> None:
-        self._rng = random.Random(seed)
-
-    def integer(self, lo: int, hi: int) -> int:
-        return self._rng.randint(lo, hi)
-
-    def binary(self, lo: int, hi: int) -> bytes:
-        return self._rng.randbytes(self._rng.randint(lo, hi))
-
-    def fraction(self) -> float:
-        return self._rng.random()
-
 
 Z = c.QRect(0, 0, 0, 0)
 NO_MASK = c.QMask(0, c.QPoint(0, 0), None)
@@ -254,11 +230,4 @@ ACTIONS = [raw_command, mutated_command, ring_corruption, io_storm]
 
 def run_case(rig: Rig, draw: Draw) -> None:
     """One case: a fresh device, one to three hostile actions, then the checks."""
-    rig.fresh()
-    for _ in range(1 + draw.integer(0, 2)):
-        action = pick(draw, ACTIONS)
-        try:
-            action(rig, draw)
-        except DeviceError as e:  # the guest took ERROR (or waited in vain) while pushing
-            rig.guest_saw_error |= "guest bug" in str(e)
-    rig.check()
+    run_actions(rig, draw, ACTIONS)

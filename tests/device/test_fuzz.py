@@ -14,39 +14,12 @@ import time
 
 import pytest
 from device_fuzz import Rig, run_case
+from fuzz_draw import HypothesisDraw
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 FAST_CASES = int(os.environ.get("VGPU_FUZZ_FAST_CASES", "300"))
 SLOW_CASES = int(os.environ.get("VGPU_FUZZ_CASES", "100000"))
-
-# Strategies built once: drawing from a ready strategy is what keeps a case cheap.
-_INTEGERS: dict[tuple[int, int], st.SearchStrategy[int]] = {}
-_BINARY: dict[tuple[int, int], st.SearchStrategy[bytes]] = {}
-_FRACTION = st.floats(0, 1, exclude_max=True)
-
-
-class HypothesisDraw:
-    """device_fuzz's choices drawn from hypothesis' data, so failures shrink."""
-
-    def __init__(self, data: st.DataObject) -> None:
-        self._draw = data.draw
-
-    def integer(self, lo: int, hi: int) -> int:
-        strategy = _INTEGERS.get((lo, hi))
-        if strategy is None:
-            strategy = _INTEGERS[lo, hi] = st.integers(lo, hi)
-        return self._draw(strategy)
-
-    def binary(self, lo: int, hi: int) -> bytes:
-        strategy = _BINARY.get((lo, hi))
-        if strategy is None:
-            strategy = _BINARY[lo, hi] = st.binary(min_size=lo, max_size=hi)
-        return self._draw(strategy)
-
-    def fraction(self) -> float:
-        return self._draw(_FRACTION)
-
 
 @pytest.fixture(scope="module")
 def rig() -> Rig:
