@@ -7,6 +7,7 @@ import base64
 import logging
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -188,8 +189,29 @@ def test_closing_the_server_says_goodbye_on_every_linked_channel(guarded):
     main, session = session_of(guarded.port)
     others = [RawClient(guarded.port, kind, session, password=PASSWORD) for kind in CHANNELS[1:]]
     assert all(o.link_result == c.SPICE_LINK_ERR_OK for o in others)
-    time.sleep(0.2)  # every channel is past its link
-    guarded.call(guarded.server.close())
+    display = others[0]
+    generation, _window = struct.unpack("<II", display.recv_until(c.SPICE_MSG_SET_ACK))
+    display.send(c.SPICE_MSGC_ACK_SYNC, struct.pack("<I", generation))
+    display.recv_until(c.SPICE_MSG_DISPLAY_MARK)
+    # Frames keep coming while the server closes: the goodbye must still be the last
+    # message (a sender running on past it would put a frame after it).
+    stop = threading.Event()
+
+    def publish() -> None:
+        seed = 0
+        while not stop.is_set():
+            seed += 1
+            guarded.source.publish(pattern(64, 48, seed=seed % 7), damage=((0, 0, 64, 48),))
+            time.sleep(0.002)
+
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    try:
+        time.sleep(0.3)
+        guarded.call(guarded.server.close())
+    finally:
+        stop.set()
+        publisher.join(5)
     for client in (main, *others):
         client.sock.settimeout(5)
         timestamp, reason = struct.unpack("<QI", client.recv_until(c.SPICE_MSG_DISCONNECTING))

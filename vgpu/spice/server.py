@@ -154,6 +154,7 @@ class ServerOptions:
 
 class Transport(Protocol):
     received: int  # bytes read from the socket so far
+    sealed: bool  # the goodbye is written: nothing may follow it
 
     async def recv(self) -> bytes: ...
     def write(self, data: bytes) -> None: ...
@@ -171,6 +172,7 @@ class StreamTransport:
         self._pending = first
         self._tls = writer.get_extra_info("ssl_object") is not None
         self.received = len(first)
+        self.sealed = False
 
     async def recv(self) -> bytes:
         if self._pending:
@@ -181,7 +183,7 @@ class StreamTransport:
         return data
 
     def write(self, data: bytes) -> None:
-        if data and not self._writer.is_closing():
+        if data and not self.sealed and not self._writer.is_closing():
             self._writer.write(data)
 
     def write_messages(self, messages: list[bytes]) -> None:
@@ -219,6 +221,7 @@ class WebSocketTransport:
         )
         self._ready: deque[bytes] = deque()
         self.received = 0
+        self.sealed = False
 
     async def _read(self) -> bytes:
         data = await self._reader.read(READ_CHUNK)
@@ -282,7 +285,7 @@ class WebSocketTransport:
         return self._ready.popleft()
 
     def write(self, data: bytes) -> None:
-        if data:
+        if data and not self.sealed:
             self._ws.send_binary(data)
             self._flush()
 
@@ -404,6 +407,7 @@ class SpiceServer:
         for transport, (machine, _peer) in list(self._channels.items()):
             machine.disconnecting(timestamp, c.SPICE_LINK_ERR_OK)
             transport.write_messages(machine.messages_to_send())
+            transport.sealed = True  # a sender still running must not write after it
         drains = [transport.drain() for transport in self._channels]
         if drains:
             with contextlib.suppress(TimeoutError):
