@@ -60,6 +60,10 @@
 #define G3_MAX_DRAW_VERTICES (1u << 24)
 /* vertices (count x instances) one draw may ask for: a heavy real frame draws a few
  * million in all; a software rasterizer would spend minutes on the 2^31 a guest can name */
+#define G3_WAIT_SLICE_NS 100000000ull
+/* g3_wait_gl waits in slices of 0.1 s: long enough to cost nothing, and no single GL wait
+ * is asked for an unbounded time (a driver may turn a huge timeout into a deadline that
+ * overflows) */
 #define G3_LEVELS 16
 /* mip levels tracked per texture face (2^15 texels would exceed G3_MAX_DIM) */
 
@@ -3078,6 +3082,20 @@ int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[3])
     out[1] = ok ? (uint32_t)w : 0;
     out[2] = ok ? (uint32_t)h : 0;
     return ok;
+}
+
+int g3_wait_gl(G3 *g)
+{
+    (void)g;
+    GLsync s = g3gl.FenceSync(GL_SYNC_GPU_COMMANDS_COMPLETE, 0);
+    if (!s)
+        return -1;
+    GLenum r;
+    do /* in slices, so that a debugger or a signal finds it in a known place */
+        r = g3gl.ClientWaitSync(s, GL_SYNC_FLUSH_COMMANDS_BIT, G3_WAIT_SLICE_NS);
+    while (r == GL_TIMEOUT_EXPIRED);
+    g3gl.DeleteSync(s);
+    return r == GL_WAIT_FAILED ? -1 : 0;
 }
 
 int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_t h,

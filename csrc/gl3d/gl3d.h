@@ -77,6 +77,12 @@ void g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w,
  * -1: nothing done (no GL_MESA_pack_invert, or no pixel buffer). */
 int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_t h,
                     uint32_t dst_fbo, uint32_t dst_tex, int32_t dx, int32_t dy, int opaque);
+/* Waits until the GL has finished every command issued so far (a fence and a client wait).
+ * Called through cffi, which releases the Python interpreter lock: the render thread waits
+ * here, not in a moderngl call that keeps the lock (its reads), so the other threads (SPICE,
+ * the watchdog) run while a long shader does. Counts no wait: callers wait here only just
+ * before a call that would have waited anyway. -1: the GL failed the wait. */
+int g3_wait_gl(G3 *g);
 uint32_t g3_max_renderbuffer_size(G3 *g);
 uint32_t g3_max_samples(G3 *g);
 

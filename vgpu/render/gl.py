@@ -658,6 +658,10 @@ class Renderer:
 
     def _read_now(self, surf: _Surface, box: Box) -> np.ndarray:
         x0, y0, x1, y1 = box
+        if self.gl3d is not None:
+            # 3D work (a guest's shader, as long as it likes) may be queued: wait for it
+            # with the interpreter lock released; moderngl's read would keep it
+            self.gl3d.wait_gl()
         data = surf.fbo.read(viewport=(x0, y0, x1 - x0, y1 - y0), components=4)
         return np.frombuffer(data, np.uint8).reshape(y1 - y0, x1 - x0, 4)
 

@@ -88,6 +88,10 @@ MAX_PRESENT_RECTS = 256
 """Damage rects one PRESENT may list: eglSwapBuffersWithDamage sends a handful; the body is
 bounded by the header anyway, this bounds the work per present."""
 
+SOFTWARE_RASTERIZERS = ("llvmpipe", "softpipe")
+"""GL_RENDERER prefixes of Mesa's CPU rasterizers, where a draw sampling a texture waits for
+the rendering into it to finish."""
+
 _OP = {name: op for name, (op, _) in VGPU_COMMANDS.items()}
 _BODY = {op: words for op, words in VGPU_COMMANDS.values()}
 _SURFACE_FLAGS = abi.VGPU_3D_SURFACE_DEPTH | abi.VGPU_3D_SURFACE_STENCIL
@@ -157,6 +161,11 @@ class Gl3dExecutor:
         # presents sample level 0 through this sampler instead
         self._sampler = self.ctx.sampler(filter=(moderngl.NEAREST, moderngl.NEAREST))
         self._staging: tuple[moderngl.Texture, moderngl.Framebuffer] | None = None
+        # Mesa's software rasterizers finish a texture's pending rendering before a draw
+        # samples it, inside the moderngl call that holds the interpreter lock: there the
+        # present waits first, in C (`wait_gl`); a GPU samples without waiting
+        renderer_name = self.ctx.info.get("GL_RENDERER", "")
+        self._sampling_waits = renderer_name.startswith(SOFTWARE_RASTERIZERS)
         self._counters = ffi.new("struct g3_counters *")
         self.current_context = 0
         """The context whose commands are running (0: none), for the device's watchdog."""
@@ -360,6 +369,8 @@ class Gl3dExecutor:
         else:
             boxes_left = boxes
         if boxes_left:
+            if self._sampling_waits:
+                self.wait_gl()
             self._draw_present(src, surf, src_x, src_top, bx0, by0, boxes_left)
         # what moderngl left (and caches, such as its bound framebuffer) is the 2D state
         # the batch's end puts back
@@ -419,6 +430,13 @@ class Gl3dExecutor:
             self._vao.render(moderngl.TRIANGLE_STRIP, vertices=4)
             self.renderer.draw_calls += 1
         self._sampler.clear(0)
+
+    def wait_gl(self) -> None:
+        """Waits for the GL to finish what it was given, in C with the interpreter lock
+        released (a long shader then stalls only the render thread, not SPICE or the
+        watchdog). Called just before a moderngl call that would wait holding the lock
+        (a read): not a new wait, so not counted in `waits`."""
+        lib.g3_wait_gl(self._host)
 
     # --- state --------------------------------------------------------------------------
 
