@@ -925,6 +925,7 @@ class Device:
         had_primary = 0 in self.surfaces
         self._reset_state()
         self._call(self.backend.reset)
+        self._call(self.backend.reset_3d)
         if had_primary:
             for obs in self.observers:
                 obs.on_primary_destroyed()

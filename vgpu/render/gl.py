@@ -527,6 +527,10 @@ class Renderer:
         self._slots = SlotAtlas()
         self._damage = []
 
+    def reset_3d(self) -> None:
+        if self.gl3d is not None:
+            self.gl3d.reset()
+
     # --- beyond the protocol ----------------------------------------------------------
 
     def surface_ids(self) -> list[int]:
