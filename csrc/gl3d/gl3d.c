@@ -32,6 +32,11 @@
 /* names per object table (docs/3d-ring.md, Quotas): a guest library reuses names */
 #define G3_GROUP_BYTES (512ull << 20)
 /* bytes of buffers and textures per share group: llvmpipe keeps them in host memory */
+#define G3_DEVICE_BYTES (2048ll << 20)
+/* bytes of buffers and textures of all share groups together: G3_MAX_CONTEXTS unshared
+ * contexts at G3_GROUP_BYTES each would be 32 GiB of host memory; 2 GiB is four full share
+ * groups, more than a desktop of 3D windows holds, and leaves the host, the 2D renderer
+ * and the drawables (MAX_DRAWABLE_PIXELS) theirs */
 #define G3_MAX_SHADER_SOURCE (1u << 20)
 /* per shader: the largest real shaders are tens of KiB */
 #define G3_UNITS 32
@@ -210,6 +215,7 @@ struct g3_host {
     uint32_t host_attribs;
     uint32_t new_lost;
     struct g3_counters counters;
+    int64_t bytes;            /* of all share groups: G3_DEVICE_BYTES */
     char renderer[256];
     int pack_invert;          /* GL_MESA_pack_invert: PRESENT copies instead of drawing */
     GLuint pbo;               /* PRESENT's pixel buffer */
@@ -888,8 +894,10 @@ static void obj_delete(G3 *g, struct g3_group *grp, struct g3_table *tab, uint32
     tab->e[name] = NULL;
     host_delete(o);
     o->deleted = 1;
-    if (grp)
+    if (grp) {
         grp->bytes -= o->bytes;
+        g->bytes -= o->bytes;
+    }
     scrub(g, o->table, o->host);
     untrack(g, o);
     unref(&o);
@@ -1081,6 +1089,7 @@ uint32_t g3_execute(G3 *g, const uint8_t *w, uint32_t n, uint32_t pos)
 void g3_counters(G3 *g, struct g3_counters *out)
 {
     *out = g->counters;
+    out->bytes = (uint64_t)g->bytes;
 }
 
 /* ---- enums a guest may use for context state (ES 3.0's lists) ------------------------------ */
@@ -1257,11 +1266,13 @@ static int charge_level(G3 *g, struct g3_obj *o, int face, GLint level, int64_t 
     }
     struct g3_group *grp = g->cur->group;
     int64_t *slot = &o->levels[face * G3_LEVELS + level];
-    if (grp->bytes - *slot + bytes > (int64_t)G3_GROUP_BYTES) {
+    if (grp->bytes - *slot + bytes > (int64_t)G3_GROUP_BYTES
+        || g->bytes - *slot + bytes > G3_DEVICE_BYTES) {
         g3_error(g, GL_OUT_OF_MEMORY);
         return 0;
     }
     grp->bytes += bytes - *slot;
+    g->bytes += bytes - *slot;
     o->bytes += bytes - *slot;
     *slot = bytes;
     return 1;
@@ -1271,11 +1282,13 @@ static int charge_level(G3 *g, struct g3_obj *o, int face, GLint level, int64_t 
 static int charge_object(G3 *g, struct g3_obj *o, int64_t bytes)
 {
     struct g3_group *grp = g->cur->group;
-    if (bytes < 0 || grp->bytes - o->bytes + bytes > (int64_t)G3_GROUP_BYTES) {
+    if (bytes < 0 || grp->bytes - o->bytes + bytes > (int64_t)G3_GROUP_BYTES
+        || g->bytes - o->bytes + bytes > G3_DEVICE_BYTES) {
         g3_error(g, GL_OUT_OF_MEMORY);
         return 0;
     }
     grp->bytes += bytes - o->bytes;
+    g->bytes += bytes - o->bytes;
     o->bytes = bytes;
     return 1;
 }

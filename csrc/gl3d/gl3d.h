@@ -17,6 +17,7 @@ struct g3_counters {
     uint64_t gl_errors;   /* GL errors recorded on contexts */
     uint64_t lost;        /* contexts lost */
     uint64_t waits;       /* host waits: glFinish, readbacks, query results, sync waits */
+    uint64_t bytes;       /* of buffers and textures, all share groups (not a counter) */
 };
 
 /* Loads GL entry points through eglGetProcAddress (libEGL.so.1) and makes the host state

@@ -447,3 +447,35 @@ def test_default_framebuffer_speaks_es(screen):
     assert guest.u32(red) == 8
     assert guest.u32(status) == enum("GL_FRAMEBUFFER_COMPLETE")
     assert guest.u32(none) == enum("GL_FRAMEBUFFER_UNDEFINED")
+
+
+def test_buffer_and_texture_bytes_capped_for_all_share_groups(renderer):
+    """Beside each share group's 512 MiB, all groups together hold at most 2 GiB
+    (G3_DEVICE_BYTES): four full groups fit, a fifth group's first buffer does not until
+    another's bytes go; every byte returns when the contexts are destroyed. (No present:
+    one way of presenting is enough for 2 GiB of buffers.)"""
+    from vgpu.render.gl3d import Gl3dExecutor
+
+    screen = renderer
+    screen.gl3d = Gl3dExecutor(renderer)
+    guest = FakeGuest()
+    half = 256 << 20
+    array = enum("GL_ARRAY_BUFFER")
+
+    def fill(ctx_id: int) -> list[int]:
+        return errors_after(screen, guest, vgpu("CONTEXT_CREATE", ctx_id, 3, 0),
+                            vgpu("MAKE_CURRENT", ctx_id, 0),
+                            *(cmd for name in (1, 2) for cmd in (
+                                gl("glBindBuffer", array, name),
+                                gl("glBufferData", array, half, None,
+                                   enum("GL_STATIC_DRAW")))))
+
+    for ctx_id in (1, 2, 3, 4):
+        assert fill(ctx_id)[2:] == [0, 0, 0, 0]
+    assert screen.gl3d.counters["bytes"] == 4 * 2 * half
+    assert fill(5)[2:] == [0, enum("GL_OUT_OF_MEMORY"), 0, enum("GL_OUT_OF_MEMORY")]
+    assert errors_after(screen, guest, vgpu("MAKE_CURRENT", 4, 0),
+                        gl("glDeleteBuffers", 1, [2]), vgpu("MAKE_CURRENT", 5, 0),
+                        gl("glBufferData", array, half, None, enum("GL_STATIC_DRAW"))) == [0] * 4
+    screen.execute_3d(batch(*(vgpu("CONTEXT_DESTROY", i) for i in range(1, 6))), guest)
+    assert screen.gl3d.counters["bytes"] == 0

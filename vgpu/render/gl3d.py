@@ -445,7 +445,8 @@ class Gl3dExecutor:
         lib.g3_counters(self._host, self._counters)
         c = self._counters
         return {"commands": c.commands, "dropped": c.dropped, "gl_errors": c.gl_errors,
-                "lost": c.lost, "waits": c.waits, "presents": self.presents}
+                "lost": c.lost, "waits": c.waits, "presents": self.presents,
+                "bytes": c.bytes}
 
     @property
     def waits(self) -> int:
