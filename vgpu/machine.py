@@ -172,21 +172,23 @@ class Machine:
                record: Path | None = None, width: int = 1024, height: int = 768,
                gl_watchdog: float = DEFAULT_GL_WATCHDOG_S,
                hard_watchdog: bool = False) -> Machine:
-        """demo: "desktop" or "replay:FILE"; or guest_socket: a unix socket path where an
-        out-of-process guest will attach. `record` writes the session in spice-server's
-        record format."""
+        """demo: "desktop", "cube" (3D ring) or "replay:FILE"; or guest_socket: a unix
+        socket path where an out-of-process guest will attach. `record` writes the session
+        in spice-server's record format."""
         if (demo is None) == (guest_socket is None):
             raise ValueError("choose one guest: a demo or a guest socket")
         guest: GuestRun | None = None
         if demo == "desktop":
             guest = _desktop_guest(width, height)
+        elif demo == "cube":
+            guest = _cube_guest(width, height)
         elif demo is not None and demo.startswith("replay:"):
             path = Path(demo.removeprefix("replay:"))
             if not path.is_file():
                 raise ValueError(f"no recording at {path}")
             guest = _replay_guest(path)
         elif demo is not None:
-            raise ValueError(f"unknown demo {demo!r}: use 'desktop' or 'replay:FILE'")
+            raise ValueError(f"unknown demo {demo!r}: use 'desktop', 'cube' or 'replay:FILE'")
         return cls(guest, guest_socket, record, gl_watchdog=gl_watchdog,
                    hard_watchdog=hard_watchdog)
 
@@ -364,7 +366,22 @@ def _desktop_guest(width: int, height: int) -> GuestRun:
         driver = _attach(machine)
         try:
             driver.create_primary(width, height)
-            run_desktop(driver, stop, DesktopScene(width, height))
+            # A 3D window joins the desktop when the device offers the 3D ring.
+            run_desktop(driver, stop, DesktopScene(width, height,
+                                                   window_3d=driver.gl_available()))
+        finally:
+            driver.close()
+
+    return run
+
+
+def _cube_guest(width: int, height: int) -> GuestRun:
+    def run(machine: Machine, stop: threading.Event) -> None:
+        from vgpu.guest.cube import run_cube
+
+        driver = _attach(machine)
+        try:
+            run_cube(driver, stop, width, height)
         finally:
             driver.close()
 

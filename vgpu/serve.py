@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     guest = parser.add_mutually_exclusive_group()
     guest.add_argument("--guest", metavar="SOCKET", help="an out-of-process guest's socket")
     guest.add_argument(
-        "--demo", metavar="NAME", help="a built-in guest: desktop, or replay:FILE (a recording)"
+        "--demo", metavar="NAME",
+        help="a built-in guest: desktop, cube (3D), or replay:FILE (a recording)",
     )
     parser.add_argument("--record", type=Path, help="record the guest's commands to FILE")
     parser.add_argument(
@@ -136,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.demo is None and args.guest is None:
         print(
-            "choose a guest: --demo desktop, --demo replay:FILE or --guest SOCKET", file=sys.stderr
+            "choose a guest: --demo desktop, --demo cube, --demo replay:FILE or --guest SOCKET",
+            file=sys.stderr,
         )
         return 2
     try:

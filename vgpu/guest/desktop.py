@@ -13,10 +13,12 @@ guest driver at a steady rate.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import ImageFont
@@ -43,6 +45,8 @@ from vgpu.device.commands import (
 )
 from vgpu.display import InputEvent
 from vgpu.guest.driver import GuestDriver
+
+log = logging.getLogger(__name__)
 
 # QXL / SPICE numbers, from the one ABI declaration (csrc/qxl_abi.h).
 EFFECT_OPAQUE = lib.QXL_EFFECT_OPAQUE
@@ -223,8 +227,11 @@ def _arrow_cursor() -> CursorShapeData:
 class DesktopScene:
     """Produces the commands of a small, always-changing desktop."""
 
-    def __init__(self, width: int = 1024, height: int = 768) -> None:
+    def __init__(self, width: int = 1024, height: int = 768, *, window_3d: bool = False
+                 ) -> None:
         self.width, self.height = width, height
+        # The 3D window (vgpu.guest.cube.CubeWindow draws its body through the 3D ring).
+        self.window_3d = Window("3D", QRect(380, 180, 720, 540)) if window_3d else None
         self.glyphs = GlyphCache()
         self.terminal = Window("terminal", QRect(60, 180, 60 + 22 + 2 + LINE_HEIGHT * 16, 700))
         self.clock = Window("clock", QRect(60, 730, 150, 980))
@@ -269,6 +276,8 @@ class DesktopScene:
         cmds += self._window(self.terminal, TERMINAL_BG)
         cmds += self._window(self.clock, WINDOW_BODY)
         cmds += self._window(self.chart, WINDOW_BODY)
+        if self.window_3d is not None:
+            cmds += self._window(self.window_3d, BORDER)
         return cmds
 
     def cursor_initial(self) -> list[Command]:
@@ -395,9 +404,36 @@ FRAME_PERIOD_S = 1 / 30  # the guest redraws its animated parts 30 times a secon
 
 def run_desktop(driver: GuestDriver, stop: threading.Event, scene: DesktopScene) -> None:
     """Drives `scene` through `driver` (primary already created) until `stop` is set."""
+    cube = None
+    if scene.window_3d is not None:
+        from vgpu.guest.cube import CubeWindow
+        from vgpu.guest.gl import Error as GlError
+
+        body = scene.window_3d.body
+        try:
+            cube = CubeWindow(driver, body.left, body.top, body.width, body.height)
+        except GlError as e:  # a host that runs no GL: the desktop goes on in 2D
+            log.warning("no 3D window: %s", str(e).splitlines()[0])
+            scene.window_3d = None
     for cmd in scene.initial() + scene.cursor_initial():
         driver.submit(cmd)
+    if scene.window_3d is not None:
+        # The 2D ring and the 3D ring are independent streams: the window's 2D frame is
+        # drawn (UPDATE_AREA waits for it) before the first present lands inside it.
+        driver.update_area(0, scene.window_3d.rect)
+    start = time.monotonic()
+    try:
+        _desktop_loop(driver, stop, scene, cube, start)
+    finally:
+        if cube is not None:
+            cube.close()
+
+
+def _desktop_loop(driver: GuestDriver, stop: threading.Event, scene: DesktopScene,
+                  cube: Any, start: float) -> None:
     while not stop.is_set():
+        if cube is not None:
+            cube.frame(time.monotonic() - start)
         for event in driver.read_input():
             draws, cursor = scene.on_input(event)
             for cmd in draws + cursor:
