@@ -218,8 +218,8 @@ struct g3_host {
     int64_t bytes;            /* of all share groups: G3_DEVICE_BYTES */
     char renderer[256];
     int pack_invert;          /* GL_MESA_pack_invert: PRESENT copies instead of drawing */
-    GLuint pbo;               /* PRESENT's pixel buffer */
-    GLsizeiptr pbo_size;
+    uint8_t *present_buf;     /* PRESENT's pixels when the caller has no host copy */
+    size_t present_size;
     uint8_t *scratch;         /* G3_OUTS * G3_OUT_REGION */
     uint8_t *strings;         /* G3_MAX_STRING + room for the NUL */
     const char *string_ptrs[G3_MAX_STRINGS];
@@ -2938,8 +2938,7 @@ void g3_free(G3 *g)
                 g3_context_destroy(g, i);
         g3_to_2d(g);
     }
-    if (g->pbo)
-        g3gl.DeleteBuffers(1, &g->pbo);
+    free(g->present_buf);
     free(g->scratch);
     free(g->strings);
     free(g);
@@ -3112,56 +3111,61 @@ int g3_wait_gl(G3 *g)
 }
 
 int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_t h,
-                    uint32_t dst_fbo, uint32_t dst_tex, int32_t dx, int32_t dy, int opaque)
+                    uint8_t *pixels, uint32_t width, uint32_t height, uint32_t dst_tex,
+                    int32_t dx, int32_t dy, int opaque)
 {
-    if (!g->pack_invert || w <= 0 || h <= 0)
+    if (!g->pack_invert || w <= 0 || h <= 0 || dx < 0 || dy < 0 || (uint32_t)dx + w > width
+        || (uint32_t)dy + h > height)
         return -1;
-    GLsizeiptr need = (GLsizeiptr)w * h * 4;
-    GLint read_fb, draw_fb, pack, unpack, tex, pack_state[4], unpack_state[4];
+    uint32_t row = width;
+    uint8_t *at;
+    if (pixels) {
+        at = pixels + ((size_t)dy * width + (size_t)dx) * 4;
+    } else {
+        size_t need = (size_t)w * (size_t)h * 4;
+        if (g->present_size < need) {
+            uint8_t *more = realloc(g->present_buf, need);
+            if (!more)
+                return -1;
+            g->present_buf = more;
+            g->present_size = need;
+        }
+        at = g->present_buf;
+        row = (uint32_t)w;
+    }
+    GLint read_fb, pack, unpack, tex, pack_state[4], unpack_state[4];
     static const GLenum packs[4] = {GL_PACK_ALIGNMENT, GL_PACK_ROW_LENGTH, GL_PACK_SKIP_PIXELS,
                                     GL_PACK_SKIP_ROWS};
     static const GLenum unpacks[4] = {GL_UNPACK_ALIGNMENT, GL_UNPACK_ROW_LENGTH,
                                       GL_UNPACK_SKIP_PIXELS, GL_UNPACK_SKIP_ROWS};
     g3gl.GetIntegerv(GL_READ_FRAMEBUFFER_BINDING, &read_fb);
-    g3gl.GetIntegerv(GL_DRAW_FRAMEBUFFER_BINDING, &draw_fb);
     g3gl.GetIntegerv(GL_PIXEL_PACK_BUFFER_BINDING, &pack);
     g3gl.GetIntegerv(GL_PIXEL_UNPACK_BUFFER_BINDING, &unpack);
     g3gl.GetIntegerv(GL_TEXTURE_BINDING_2D, &tex);
     for (int i = 0; i < 4; i++) {
         g3gl.GetIntegerv(packs[i], &pack_state[i]);
         g3gl.GetIntegerv(unpacks[i], &unpack_state[i]);
-        g3gl.PixelStorei(packs[i], i == 0 ? 4 : 0);
-        g3gl.PixelStorei(unpacks[i], i == 0 ? 4 : 0);
+        g3gl.PixelStorei(packs[i], i == 0 ? 4 : i == 1 ? (GLint)row : 0);
+        g3gl.PixelStorei(unpacks[i], i == 0 ? 4 : i == 1 ? (GLint)row : 0);
     }
-    if (!g->pbo)
-        g3gl.GenBuffers(1, &g->pbo);
-    g3gl.BindBuffer(GL_PIXEL_PACK_BUFFER, g->pbo);
-    if (g->pbo_size < need) {
-        g3gl.BufferData(GL_PIXEL_PACK_BUFFER, need, NULL, GL_STREAM_COPY);
-        g->pbo_size = need;
-    }
+    g3gl.BindBuffer(GL_PIXEL_PACK_BUFFER, 0);
+    g3gl.BindBuffer(GL_PIXEL_UNPACK_BUFFER, 0);
+    /* top row first, red and blue swapped: the QXL surface's rows and bytes */
     g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, src);
     g3gl.PixelStorei(GL_PACK_INVERT_MESA_, 1);
-    g3gl.ReadPixels(x, y, w, h, GL_RGBA, GL_UNSIGNED_BYTE, NULL);
+    g3gl.ReadPixels(x, y, w, h, GL_BGRA_, GL_UNSIGNED_BYTE, at);
     g3gl.PixelStorei(GL_PACK_INVERT_MESA_, 0);
-    g3gl.BindBuffer(GL_PIXEL_UNPACK_BUFFER, g->pbo);
-    g3gl.BindTexture(GL_TEXTURE_2D, dst_tex);
-    g3gl.TexSubImage2D(GL_TEXTURE_2D, 0, dx, dy, w, h, GL_BGRA_, GL_UNSIGNED_BYTE, NULL);
-    if (opaque) {
-        /* the surface has no alpha: its fourth byte is written as 255, as the 2D path does */
-        GLboolean mask[4], scissor = g3gl.IsEnabled(GL_SCISSOR_TEST);
-        GLint box[4];
-        static const GLfloat one[4] = {0, 0, 0, 1};
-        g3gl.GetBooleanv(GL_COLOR_WRITEMASK, mask);
-        g3gl.GetIntegerv(GL_SCISSOR_BOX, box);
-        g3gl.BindFramebuffer(GL_DRAW_FRAMEBUFFER, dst_fbo);
-        g3gl.ColorMask(GL_FALSE, GL_FALSE, GL_FALSE, GL_TRUE);
-        g3gl.Enable(GL_SCISSOR_TEST);
-        g3gl.Scissor(dx, dy, w, h);
-        g3gl.ClearBufferfv(GL_COLOR, 0, one);
-        g3gl.Scissor(box[0], box[1], box[2], box[3]);
-        (scissor ? g3gl.Enable : g3gl.Disable)(GL_SCISSOR_TEST);
-        g3gl.ColorMask(mask[0], mask[1], mask[2], mask[3]);
+    int failed = g3gl.GetError() != GL_NO_ERROR;
+    if (opaque && !failed) /* the surface has no alpha: its fourth byte is 255, as 2D writes */
+        for (int32_t r = 0; r < h; r++) {
+            uint8_t *p = at + (size_t)r * row * 4;
+            for (int32_t c = 0; c < w; c++)
+                p[4 * c + 3] = 255;
+        }
+    if (!failed) {
+        /* the texture's channels are the surface's memory bytes: uploaded as they are */
+        g3gl.BindTexture(GL_TEXTURE_2D, dst_tex);
+        g3gl.TexSubImage2D(GL_TEXTURE_2D, 0, dx, dy, w, h, GL_RGBA, GL_UNSIGNED_BYTE, at);
     }
     for (int i = 0; i < 4; i++) {
         g3gl.PixelStorei(packs[i], pack_state[i]);
@@ -3171,8 +3175,7 @@ int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_
     g3gl.BindBuffer(GL_PIXEL_PACK_BUFFER, (GLuint)pack);
     g3gl.BindBuffer(GL_PIXEL_UNPACK_BUFFER, (GLuint)unpack);
     g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, (GLuint)read_fb);
-    g3gl.BindFramebuffer(GL_DRAW_FRAMEBUFFER, (GLuint)draw_fb);
-    int failed = g3gl.GetError() != GL_NO_ERROR;
+    failed |= g3gl.GetError() != GL_NO_ERROR;
     drain_errors();
     return failed ? -1 : 0;
 }

@@ -153,6 +153,39 @@ def test_2d_and_3d_interleaved_on_one_surface(screen, gl_ctx):
     np.testing.assert_array_equal(rgb(screen.read_pixels(0)), expect)
 
 
+def test_frames_after_presents_equal_the_surface(screen, gl_ctx):
+    """A present by copy writes the renderer's host copy of the surface as well (the frame
+    for clients is read from it): with 2D draws over and under presents, partly
+    overlapping, every frame equals the surface as the GL has it, alpha included."""
+    guest = FakeGuest()
+    surf = screen._surfaces[0]
+    whole = (0, 0, *SCREEN)
+
+    def frame_is_the_surface() -> None:
+        frame = screen.snapshot()
+        assert frame is not None
+        truth = screen._read_now(surf, whole)
+        np.testing.assert_array_equal(frame.pixels, truth)
+
+    screen.snapshot()  # the host copy exists from here on
+    screen.execute(draw(Fill(SolidBrush(0x00336699), E.ROPD_OP_PUT, QMask(0, 0, None)),
+                        (0, 0, 100, 80)))
+    screen.execute_3d(batch(*setup(), *clear(), *triangle_program(), *triangle_draw(),
+                            vgpu("PRESENT", 0, 0, 0, W, H, 0, 20, 10, 0)), guest)
+    frame_is_the_surface()
+    screen.execute(draw(Fill(SolidBrush(0x00FF0000), E.ROPD_OP_PUT, QMask(0, 0, None)),
+                        (40, 30, 140, 100)))
+    screen.execute_3d(batch(gl("glDrawArrays", enum("GL_TRIANGLES"), 0, 3),
+                            vgpu("PRESENT", 0, 0, 0, W, H, 0, 90, 60, 2, 95, 65, 10, 10,
+                                 120, 70, 30, 20)), guest)
+    frame_is_the_surface()
+    screen.execute_3d(batch(vgpu("PRESENT", 0, 0, 0, W, H, 0, 30, 50, 0)), guest)
+    screen.execute(draw(Fill(SolidBrush(0x0000FF00), E.ROPD_OP_PUT, QMask(0, 0, None)),
+                        (50, 55, 60, 70)))
+    frame_is_the_surface()
+    assert guest.counts == {"errors": 0, "lost_contexts": 0}
+
+
 def errors_after(screen, guest, *cmds) -> list[int]:
     """Runs cmds (each followed by glGetError) on context 1; the errors, in order."""
     outs = []
