@@ -137,6 +137,8 @@ class Ring:
 
         self._stop = threading.Event()
         self._ready = threading.Event()
+        self._settle = threading.Event()
+        self._settled = threading.Event()
         self.publish = False
         """Take the primary's frame for clients whenever the device has run dry and
         something changed, as the machine's render thread does (without its 60 fps cap:
@@ -162,9 +164,23 @@ class Ring:
                     pass
                 if self.publish:
                     self.renderer.snapshot()
+                if self._settle.is_set():
+                    self._settle.clear()
+                    self.renderer.ctx.finish()
+                    self._settled.set()
         finally:
             self.device.close()
             self.renderer.close()
+
+    def settle(self) -> None:
+        """Waits until the host GL has finished everything (between timed runs: a fence
+        does not wait for rasterization, so a run's leftovers would be billed to the next
+        contender); not one of the executor's host waits."""
+        self._settled.clear()
+        self._settle.set()
+        self.device.wake()
+        if not self._settled.wait(START_TIMEOUT_S):
+            raise RuntimeError("the render thread did not settle")
 
     def host_waits(self) -> int:
         """The executor's count of host waits (glFinish, readbacks, query results)."""
@@ -297,10 +313,12 @@ def main(argv: list[str] | None = None) -> int:
             times: dict[str, list[float]] = {k: [] for k in contenders}
             for run in contenders.values():  # warm-up: compile, first uploads
                 run()
+                ring.settle()
             waits_before = ring.host_waits()
             for _ in range(rounds):
                 for name, run in contenders.items():
                     times[name].append(_rounds(run, frames))
+                    ring.settle()
             print(f"{label}, ms/frame, median [min-max] of {rounds} rounds x {frames} frames")
             for name, samples in times.items():
                 print(f"  {name:<26} {_stats(samples)}")
