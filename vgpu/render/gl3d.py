@@ -100,6 +100,8 @@ the rendering into it to finish, and PRESENT copies rather than draws."""
 
 _OP = {name: op for name, (op, _) in VGPU_COMMANDS.items()}
 _BODY = {op: words for op, words in VGPU_COMMANDS.values()}
+_FENCE_WORDS = _BODY[_OP["FENCE"]]
+_FENCE_HEADER = _OP["FENCE"] | _FENCE_WORDS << 16
 _SURFACE_FLAGS = abi.VGPU_3D_SURFACE_DEPTH | abi.VGPU_3D_SURFACE_STENCIL
 _FORMATS_32 = (E.SURFACE_FMT_32_xRGB, E.SURFACE_FMT_32_ARGB)
 
@@ -173,6 +175,7 @@ class Gl3dExecutor:
         self._sampling_waits = renderer_name.startswith(SOFTWARE_RASTERIZERS)
         self.present_copy = self._sampling_waits if present_copy is None else present_copy
         self._counters = ffi.new("struct g3_counters *")
+        self._memory: tuple[int, int, Any] | None = None  # what _set_memory last gave C
         self.current_context = 0
         """The context whose commands are running (0: none), for the device's watchdog."""
         self.busy_since: float | None = None
@@ -190,8 +193,13 @@ class Gl3dExecutor:
         if not words.flags.aligned:
             words = words.copy()
         n = len(words)
-        buf = ffi.from_buffer("uint8_t[]", words)
         self.renderer.flush()  # 2D work queued before this batch is drawn first
+        if n == 1 + _FENCE_WORDS and int(words[0]) == _FENCE_HEADER:
+            # a batch of one FENCE (what a guest driver's gl_fence sends after each frame):
+            # no GL, so no state to save and restore
+            self._run_vgpu(_OP["FENCE"], words[1:].tolist(), guest)
+            return
+        buf = ffi.from_buffer("uint8_t[]", words)
         self._set_memory(guest)
         self.busy_since = time.monotonic()
         lib.g3_batch_begin(self._host)
@@ -218,8 +226,12 @@ class Gl3dExecutor:
             self.busy_since = None
 
     def _set_memory(self, guest: Gl3dGuest) -> None:
+        table = guest.slot_table()
+        if (guest.base, guest.size, table) == self._memory:
+            return  # as the last batch had it (memslots change rarely)
+        self._memory = (guest.base, guest.size, table)
         lib.g3_set_memory(self._host, guest.base, guest.size)
-        id_bits, gen_bits, slots = guest.slot_table()
+        id_bits, gen_bits, slots = table
         k = len(slots)
         start = ffi.new("uint64_t[]", max(k, 1))
         end = ffi.new("uint64_t[]", max(k, 1))
