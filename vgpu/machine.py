@@ -15,10 +15,13 @@ the log (its context), and one that is still running `gl_watchdog` seconds later
 fatal: `on_fatal` is called, and `vgpu serve` exits with an error so that a supervisor
 restarts it, as a GPU reset would. The event loop thread (SPICE, the guest socket)
 keeps answering meanwhile with the last frame, the cursor and inputs, as long as the
-stuck GL call releases the interpreter lock. One that does not (moderngl's reads hold
-it while they wait) freezes every Python thread; for that, `hard_watchdog` starts a C
-thread (vgpu._qxl) that ends the process HARD_WATCHDOG_MARGIN_S after the Python
-watchdog would have given up.
+stuck GL call releases the interpreter lock: the renderer and the 3D executor wait for
+3D work in C (`Gl3dExecutor.wait_gl`, through cffi, which releases it) before the
+moderngl calls that would wait holding it (reads, a present's draw on llvmpipe). A GL
+call that still waits holding the lock (one nobody foresaw: a driver's own wait inside
+another moderngl call) would freeze every Python thread; for that, `hard_watchdog`
+starts a C thread (vgpu._qxl) that ends the process HARD_WATCHDOG_MARGIN_S after the
+Python watchdog would have given up.
 """
 
 from __future__ import annotations
