@@ -1,40 +1,35 @@
-"""2D throughput of the GL renderer against pixman (through pycairo) and GL's fill-rate ceiling.
+"""2D throughput of the GL renderer against pixman (through pycairo) and this GL's ceilings.
 
-Each workload runs the same operations, at the same places and sizes, on a 1024x768 xRGB
+Each case runs the same operations, at the same places and sizes, on a 1024x768 xRGB
 surface: through vgpu's Renderer (typed QXL commands, built before timing, as the parser
 would hand them over; time includes flush and glFinish) and through pycairo's image surface
 (pixman, what spice-gtk's canvas draws with). ROP3 has no pixman equivalent; cairo's XOR
-operator stands in as another destination-reading per-pixel operation. The ceilings are one
-full-surface quad drawn and finished per timing: with a constant colour (for fills and text)
-and reading a texture (for copies and ROP3). llvmpipe drops work that later opaque draws
-hide, so overlapping large batches can pass the single-draw ceiling. The instanced-rect
-ceiling is what one instanced draw of solid rects reaches with no renderer around it: the
-most that batching small operations can give on this GL (and, at 100x100, what llvmpipe's
-rasterizer makes of rects that do not cover whole tiles). Where the GL offers framebuffer
-fetch, ROP3 runs again through the scratch-copy path that other GLs take.
+operator stands in as another destination-reading per-pixel operation. All figures are
+megapixels per second, so the references fit one scale:
 
-Then every Xspice recording in the test data is replayed the whole way (record reader, guest
-driver, QXL device, this renderer) and timed against the span of the recording itself.
-
-Figures are medians of several runs. Usage: bench/render.py [--quick]
+- "GL ceiling": full-surface quads on this GL with no renderer around them, each finished
+  before the next: a constant colour (for fills and text) or reading a texture (copies,
+  ROP3). llvmpipe drops work that later opaque draws hide, so overlapping large batches
+  can pass it.
+- "instanced-rect ceiling" (fills up to 100x100): the same rects as one instanced draw of
+  solid rects: the most that batching small operations can give on this GL.
+- "vgpu, scratch copies" (ROP3, where the GL has framebuffer fetch): the path GLs
+  without it take (NVIDIA's, for one).
 """
 
 from __future__ import annotations
 
-import statistics
-import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Iterator
 
 import moderngl
 import numpy as np
 
 try:
     import cairo
-except ImportError:  # a machine without pycairo/libcairo: vgpu's figures alone
+except ImportError:  # a machine without pycairo/libcairo: vgpu's figures and the ceilings
     cairo = None
 
+from vgpu.bench import Bench, Contender, Measurement, workload
 from vgpu.device.commands import (
     BitmapImage,
     Copy,
@@ -53,16 +48,19 @@ from vgpu.device.commands import (
 from vgpu.render import Renderer
 from vgpu.render import enums as E
 from vgpu.render.gl import create_context
-from vgpu.replay import CommandEvent, read_events, replay
-
-TESTS = Path(__file__).resolve().parent.parent / "tests"
-RECORDINGS = [TESTS / "data" / "basic.spice.xz", *sorted((TESTS / "render" / "data").glob(
-    "*.spice.xz"))]
 
 W, H = 1024, 768
 NO_MASK = QMask(0, QPoint(0, 0), None)
 ZERO = QRect(0, 0, 0, 0)
 GLYPH_W, GLYPH_H, GLYPHS = 6, 13, 10  # one xterm-like run of 10 "fixed" glyphs per op
+CEILING_QUADS = 10  # full-surface quads per timed run of the GL ceiling
+INSTANCED_MAX = 100  # fills up to this size also meet the instanced-rect ceiling
+
+PLAN = [("fill", 10, 40000), ("fill", 32, 20000), ("fill", 100, 3000), ("fill", 512, 200),
+        ("copy", 10, 20000), ("copy", 32, 10000), ("copy", 256, 300),
+        ("cached copy", 32, 10000), ("cached copy", 256, 300),
+        ("text", 0, 10000), ("rop3", 10, 10000), ("rop3", 32, 5000), ("rop3", 256, 200)]
+"""(operation, size, count): the operation mixes, each count drawn per timed run."""
 
 
 def _cmd(op, x: int, y: int, w: int, h: int) -> Drawable:
@@ -76,7 +74,9 @@ def _bitmap(pix: np.ndarray, image_id: int = 0, cache: bool = False) -> BitmapIm
     return BitmapImage(desc, E.BITMAP_FMT_32BIT, 4, w, h, w * 4, None, pix.tobytes())
 
 
-class Workload:
+class Mix:
+    """`count` operations of one kind at seeded places, for vgpu and for cairo alike."""
+
     def __init__(self, name: str, size: int, count: int, seed: int) -> None:
         self.name, self.size, self.count = name, size, count
         rng = np.random.default_rng(seed)
@@ -90,19 +90,21 @@ class Workload:
         self.glyph_bits = rng.integers(0, 256, (GLYPH_H, 1), dtype=np.uint8)
 
     @property
-    def pixels(self) -> int:
-        return self.w * self.h
+    def label(self) -> str:
+        return f"{self.name} " + (f"{GLYPH_W}x{GLYPH_H} x{GLYPHS}" if self.name == "text"
+                                  else f"{self.size}x{self.size}")
 
-    # --- vgpu ------------------------------------------------------------------------
+    @property
+    def megapixels(self) -> float:
+        return self.count * self.w * self.h / 1e6
 
     def commands(self) -> list[Drawable]:
         out = []
         imgs = [_bitmap(p, i + 1, cache=self.name == "cached copy")
                 for i, p in enumerate(self.images)]
         area = QRect(0, 0, self.h, self.w)
-        glyphs = GlyphString(E.STRING_FLAGS_RASTER_A1, tuple(
-            RasterGlyph(QPoint(i * GLYPH_W, GLYPH_H), QPoint(0, -GLYPH_H), GLYPH_W, GLYPH_H,
-                        self.glyph_bits.tobytes()) for i in range(GLYPHS)))
+        glyphs = tuple(RasterGlyph(QPoint(i * GLYPH_W, GLYPH_H), QPoint(0, -GLYPH_H), GLYPH_W,
+                                   GLYPH_H, self.glyph_bits.tobytes()) for i in range(GLYPHS))
         for i, ((x, y), color) in enumerate(zip(self.pos, self.colors, strict=True)):
             img = imgs[i % len(imgs)]
             if self.name == "fill":
@@ -112,29 +114,28 @@ class Workload:
             elif self.name == "rop3":
                 op = Rop3(img, area, SolidBrush(color), 0x96, 0, NO_MASK)
             else:
-                moved = GlyphString(glyphs.flags, tuple(
+                moved = GlyphString(E.STRING_FLAGS_RASTER_A1, tuple(
                     RasterGlyph(QPoint(g.render_pos.x + x, g.render_pos.y + y), g.glyph_origin,
-                                g.width, g.height, g.data) for g in glyphs.glyphs))
+                                g.width, g.height, g.data) for g in glyphs))
                 op = Text(moved, ZERO, SolidBrush(color), None, E.ROPD_OP_PUT, E.ROPD_OP_PUT)
             out.append(_cmd(op, x, y, self.w, self.h))
         return out
 
-    def run_vgpu(self, r: Renderer, cmds: list[Drawable]) -> float:
-        r.flush()
-        r.ctx.finish()
-        t = time.perf_counter()
-        for c in cmds:
-            r.execute(c)
-        r.flush()
-        r.ctx.finish()
-        return time.perf_counter() - t
+    def vgpu(self, r: Renderer) -> Contender:
+        cmds = self.commands()
 
-    # --- pycairo (pixman) ---------------------------------------------------------------
+        def settle() -> None:
+            r.flush()
+            r.ctx.finish()
 
-    def run_cairo(self, surface: cairo.ImageSurface) -> float:
-        ctx = cairo.Context(surface)
-        ctx.set_antialias(cairo.ANTIALIAS_NONE)
-        ctx.set_operator(cairo.OPERATOR_XOR if self.name == "rop3" else cairo.OPERATOR_SOURCE)
+        def run() -> None:
+            for c in cmds:
+                r.execute(c)
+            settle()
+
+        return Contender(run, before=settle)
+
+    def cairo(self, surface: cairo.ImageSurface) -> Contender:
         w, h = self.w, self.h
         # image surfaces made before timing, as a cache would hold them (uncached copies
         # convert again every time, as spice-gtk does for a bitmap it was not told to keep)
@@ -146,27 +147,30 @@ class Workload:
         bits[:, : (w + 7) // 8] = self.glyph_bits[0, 0] if h == GLYPH_H else 0
         mask = cairo.ImageSurface.create_for_data(memoryview(bits), cairo.FORMAT_A1, w, h,
                                                   bits.shape[1])
-        t = time.perf_counter()
-        for i, ((x, y), color) in enumerate(zip(self.pos, self.colors, strict=True)):
-            if self.name == "fill":
-                ctx.set_source_rgb((color >> 16) / 255, ((color >> 8) & 255) / 255,
-                                   (color & 255) / 255)
+
+        def run() -> None:
+            ctx = cairo.Context(surface)
+            ctx.set_antialias(cairo.ANTIALIAS_NONE)
+            ctx.set_operator(cairo.OPERATOR_XOR if self.name == "rop3" else
+                             cairo.OPERATOR_SOURCE)
+            for i, ((x, y), color) in enumerate(zip(self.pos, self.colors, strict=True)):
+                if self.name in ("fill", "text"):
+                    ctx.set_source_rgb((color >> 16) / 255, ((color >> 8) & 255) / 255,
+                                       (color & 255) / 255)
+                    if self.name == "text":
+                        ctx.mask_surface(mask, x, y)
+                        continue
+                else:
+                    src = sources[i % len(sources)]
+                    if self.name == "copy":
+                        src = cairo.ImageSurface.create_for_data(
+                            memoryview(self.images[i % len(self.images)]), fmt, w, h, w * 4)
+                    ctx.set_source_surface(src, x, y)
                 ctx.rectangle(x, y, w, h)
                 ctx.fill()
-            elif self.name == "text":
-                ctx.set_source_rgb((color >> 16) / 255, ((color >> 8) & 255) / 255,
-                                   (color & 255) / 255)
-                ctx.mask_surface(mask, x, y)
-            else:
-                src = sources[i % len(sources)]
-                if self.name == "copy":
-                    src = cairo.ImageSurface.create_for_data(
-                        memoryview(self.images[i % len(self.images)]), fmt, w, h, w * 4)
-                ctx.set_source_surface(src, x, y)
-                ctx.rectangle(x, y, w, h)
-                ctx.fill()
-        surface.flush()
-        return time.perf_counter() - t
+            surface.flush()
+
+        return Contender(run)
 
 
 _CONSTANT = "out vec4 c; void main() { c = vec4(0.2, 0.4, 0.6, 1.0); }"
@@ -174,165 +178,109 @@ _TEXTURED = ("uniform sampler2D t; out vec4 c; "
              "void main() { c = texelFetch(t, ivec2(gl_FragCoord.xy), 0); }")
 
 
-def fill_rate_ceiling(ctx: moderngl.Context, frames: int, fragment: str) -> float:
-    """Pixels per second of full-surface quads on this GL, each finished before the next."""
-    prog = ctx.program(
-        vertex_shader="#version 330 core\nin vec2 p; void main() { gl_Position = "
-                      "vec4(p, 0.0, 1.0); }",
-        fragment_shader="#version 330 core\n" + fragment)
-    vbo = ctx.buffer(np.array([-1, -1, 1, -1, -1, 1, 1, 1], "f4").tobytes())
-    vao = ctx.vertex_array(prog, [(vbo, "2f", "p")], mode=moderngl.TRIANGLE_STRIP)
-    tex = ctx.texture((W, H), 4)
-    src = ctx.texture((W, H), 4, np.random.default_rng(0).integers(0, 256, (H, W, 4),
-                                                                    dtype=np.uint8))
-    src.use(0)
-    fbo = ctx.framebuffer(color_attachments=[tex])
-    fbo.use()
-    vao.render()
-    ctx.finish()
-    times = []
-    for _ in range(frames):
-        t = time.perf_counter()
-        vao.render()
-        ctx.finish()
-        times.append(time.perf_counter() - t)
-    dt = statistics.median(times) * frames
-    for obj in (vao, vbo, prog, fbo, tex, src):
-        obj.release()
-    return frames * W * H / dt
+class Ceilings:
+    """This GL's ceilings, drawn by moderngl alone on the renderer's context."""
+
+    def __init__(self, ctx: moderngl.Context) -> None:
+        self.ctx = ctx
+        self.tex = ctx.texture((W, H), 4)
+        self.fbo = ctx.framebuffer(color_attachments=[self.tex])
+        self.src = ctx.texture((W, H), 4, np.random.default_rng(0).integers(
+            0, 256, (H, W, 4), dtype=np.uint8))
+        self.quad = ctx.buffer(np.array([-1, -1, 1, -1, -1, 1, 1, 1], "f4").tobytes())
+        self.corners = ctx.buffer(np.array([0, 0, 1, 0, 0, 1, 1, 1], "f4").tobytes())
+        self.owned: list = [self.tex, self.fbo, self.src, self.quad, self.corners]
+
+    def _keep(self, *objs):
+        self.owned.extend(objs)
+        return objs[-1]
+
+    def _bind(self) -> None:
+        self.fbo.use()
+        self.src.use(0)
+        self.ctx.finish()
+
+    def fill_rate(self, textured: bool) -> tuple[Contender, float]:
+        """Full-surface quads, each finished before the next; and the megapixels a run draws."""
+        prog = self._keep(self.ctx.program(
+            vertex_shader="#version 330 core\nin vec2 p; void main() { gl_Position = "
+                          "vec4(p, 0.0, 1.0); }",
+            fragment_shader="#version 330 core\n" + (_TEXTURED if textured else _CONSTANT)))
+        vao = self._keep(self.ctx.vertex_array(prog, [(self.quad, "2f", "p")],
+                                               mode=moderngl.TRIANGLE_STRIP))
+
+        def run() -> None:
+            for _ in range(CEILING_QUADS):
+                vao.render()
+                self.ctx.finish()
+
+        return Contender(run, before=self._bind), CEILING_QUADS * W * H / 1e6
+
+    def instanced(self, mix: Mix) -> Contender:
+        """The mix's rects, solid, as one instanced draw: the best batching can do here."""
+        prog = self._keep(self.ctx.program(
+            vertex_shader="#version 330 core\nin vec2 corner; in vec4 rect; in vec4 color; "
+                          "out vec4 v; void main() { vec2 p = mix(rect.xy, rect.zw, corner); "
+                          f"gl_Position = vec4(p / vec2({W / 2}, {H / 2}) - 1.0, 0.0, 1.0); "
+                          "v = color; }",
+            fragment_shader="#version 330 core\nin vec4 v; out vec4 c; void main() { c = v; }"))
+        xy = np.array(mix.pos, "f4")
+        rgb = np.array([[(c >> 16) / 255, ((c >> 8) & 255) / 255, (c & 255) / 255, 1.0]
+                        for c in mix.colors], "f4")
+        inst = self._keep(self.ctx.buffer(np.concatenate([xy, xy + mix.size, rgb], 1)
+                                          .astype("f4").tobytes()))
+        vao = self._keep(self.ctx.vertex_array(
+            prog, [(self.corners, "2f", "corner"), (inst, "4f 4f /i", "rect", "color")],
+            mode=moderngl.TRIANGLE_STRIP))
+
+        def run() -> None:
+            vao.render(instances=mix.count)
+            self.ctx.finish()
+
+        return Contender(run, before=self._bind)
+
+    def release(self) -> None:
+        for obj in reversed(self.owned):
+            obj.release()
 
 
-def instanced_rect_ceiling(ctx: moderngl.Context, size: int, count: int, repeats: int) -> float:
-    """Rects per second when `count` solid size x size rects go to GL as one instanced draw
-    with no renderer around it: what batching small operations can reach at best here."""
-    prog = ctx.program(
-        vertex_shader="#version 330 core\nin vec2 corner; in vec4 rect; in vec4 color; "
-                      "out vec4 v; void main() { vec2 p = mix(rect.xy, rect.zw, corner); "
-                      f"gl_Position = vec4(p / vec2({W / 2}, {H / 2}) - 1.0, 0.0, 1.0); "
-                      "v = color; }",
-        fragment_shader="#version 330 core\nin vec4 v; out vec4 c; void main() { c = v; }")
-    rng = np.random.default_rng(size)
-    xy = rng.integers(0, [W - size, H - size], (count, 2)).astype("f4")
-    inst = np.concatenate([xy, xy + size, rng.random((count, 4), dtype="f4")], 1)
-    corners = ctx.buffer(np.array([0, 0, 1, 0, 0, 1, 1, 1], "f4").tobytes())
-    buf = ctx.buffer(inst.astype("f4").tobytes())
-    vao = ctx.vertex_array(prog, [(corners, "2f", "corner"), (buf, "4f 4f /i", "rect", "color")],
-                           mode=moderngl.TRIANGLE_STRIP)
-    tex = ctx.texture((W, H), 4)
-    fbo = ctx.framebuffer(color_attachments=[tex])
-    fbo.use()
-
-    def once() -> float:
-        ctx.finish()
-        t = time.perf_counter()
-        vao.render(instances=count)
-        ctx.finish()
-        return time.perf_counter() - t
-
-    rate = count / _median(once, repeats)
-    for obj in (vao, buf, corners, prog, fbo, tex):
-        obj.release()
-    return rate
-
-
-def _median(fn: Callable[[], float], repeats: int) -> float:
-    return statistics.median(fn() for _ in range(repeats))
-
-
-def main(argv: list[str]) -> int:
-    quick = "--quick" in argv
-    repeats = 3 if quick else 5
-    scale = 0.25 if quick else 1.0
+@workload("render", "2D operation mixes through the GL renderer, megapixels per second",
+          references=("pixman (pycairo)", "GL ceiling", "instanced-rect ceiling"))
+def render(b: Bench) -> Iterator[Measurement]:
+    scale = 0.25 if b.quick else 1.0
     ctx = create_context()
     r = Renderer(ctx)
-    r.create_primary(W, H, W * 4, E.SURFACE_FMT_32_xRGB, None)
-    surface = cairo.ImageSurface(cairo.FORMAT_RGB24, W, H) if cairo is not None else None
-    if cairo is None:
-        print("pycairo is not importable here: the pixman columns are left empty")
-    plan = [("fill", 10, 40000), ("fill", 32, 20000), ("fill", 100, 3000), ("fill", 512, 200),
-            ("copy", 10, 20000), ("copy", 32, 10000), ("copy", 256, 300),
-            ("cached copy", 32, 10000), ("cached copy", 256, 300),
-            ("text", 0, 10000), ("rop3", 10, 10000), ("rop3", 32, 5000), ("rop3", 256, 200)]
-    print(f"renderer: {ctx.info['GL_RENDERER']}; surface {W}x{H} xRGB; median of {repeats}")
-    frames = max(10, int(100 * scale))
-    fill_ceiling = fill_rate_ceiling(ctx, frames, _CONSTANT)
-    copy_ceiling = fill_rate_ceiling(ctx, frames, _TEXTURED)
-    print(f"fill-rate ceiling (full-surface quad): constant colour {fill_ceiling / 1e6:,.0f} "
-          f"Mpx/s, textured {copy_ceiling / 1e6:,.0f} Mpx/s")
-    small = [(n, instanced_rect_ceiling(ctx, n, max(1000, int(count * scale)), repeats))
-             for n, count in ((10, 20000), (32, 20000), (100, 3000))]
-    print("instanced-rect ceiling (one draw, moderngl alone): "
-          + ", ".join(f"{n}x{n} {rate:,.0f} rects/s" for n, rate in small) + "\n")
-    head = (f"{'operation':<13}{'size':>8}{'vgpu ops/s':>13}{'Mpx/s':>8}"
-            f"{'pixman ops/s':>14}{'Mpx/s':>8}{'vgpu/pixman':>13}{'of ceiling':>12}")
-    print(head)
-    print("-" * len(head))
-    pixman_fills: dict[int, float] = {}
-    for i, (name, size, count) in enumerate(plan):
-        wl = Workload(name, size, max(20, int(count * scale)), seed=i)
-        cmds = wl.commands()
-        tv = _median(lambda wl=wl, cmds=cmds: wl.run_vgpu(r, cmds), repeats)
-        ops_v = wl.count / tv
-        mpx_v = ops_v * wl.pixels / 1e6
-        label = "6x13 x10" if name == "text" else f"{size}x{size}"
-        ceiling = fill_ceiling if name in ("fill", "text") else copy_ceiling
-        pixman = f"{'-':>14}{'-':>8}{'-':>13}"
-        if surface is not None:
-            tc = _median(lambda wl=wl: wl.run_cairo(surface), repeats)
-            ops_c = wl.count / tc
-            if name == "fill":
-                pixman_fills[size] = ops_c
-            pixman = f"{ops_c:>14,.0f}{ops_c * wl.pixels / 1e6:>8,.0f}{ops_v / ops_c:>12.2f}x"
-        print(f"{name:<13}{label:>8}{ops_v:>13,.0f}{mpx_v:>8,.0f}{pixman}"
-              f"{mpx_v * 1e6 / ceiling:>11.0%}", flush=True)
-    fetch = r.fetch
-    r.close()
-    if pixman_fills:
-        # can any renderer on this GL reach the small-operation target at all?
-        print("\nsmall fills, 2x pixman against what one instanced draw can do on this GL:")
-        for n, rate in small:
-            if n > 32:  # the small-operation target
-                continue
-            print(f"  {n}x{n}: 2x pixman is {2 * pixman_fills[n]:,.0f} rects/s, the "
-                  f"instanced-rect ceiling {rate:,.0f} ({rate / (2 * pixman_fills[n]):.2f} of it)")
-    if fetch:
-        # the path GLs without framebuffer fetch take (NVIDIA's, for one), in the same run
-        print("\ndestination reads: framebuffer fetch (above) against scratch copies")
-        copies = Renderer(ctx, framebuffer_fetch=False)
-        copies.create_primary(W, H, W * 4, E.SURFACE_FMT_32_xRGB, None)
-        for i, (name, size, count) in enumerate(plan):
-            if name != "rop3":
-                continue
-            wl = Workload(name, size, max(20, int(count * scale)), seed=i)
-            cmds = wl.commands()
-            tv = _median(lambda wl=wl, cmds=cmds: wl.run_vgpu(copies, cmds), repeats)
-            print(f"{name:<13}{f'{size}x{size}':>8}{wl.count / tv:>13,.0f} ops/s with copies",
-                  flush=True)
-        copies.close()
-    print("\nreplay of Xspice recordings (reader + guest driver + device + renderer)")
-    print(f"{'recording':<12}{'drawables':>10}{'span s':>9}{'commands s':>12}{'replay s':>10}"
-          f"{'x real time':>13}")
-    for path in RECORDINGS:
-        times = [e.timestamp for e in read_events(path)]
-        cmd_times = [e.timestamp for e in read_events(path) if isinstance(e, CommandEvent)]
-        span = (times[-1] - times[0]) / 1e9
-        burst = (cmd_times[-1] - cmd_times[0]) / 1e9
-
-        def once(path: Path = path) -> float:
-            rr = Renderer(ctx)
-            try:
-                return replay(path, rr).seconds
-            finally:
-                rr.close()
-
-        took = _median(once, 1 if quick else 3)
-        drawables = sum(1 for e in read_events(path) if isinstance(e, CommandEvent))
-        name = path.name.removesuffix(".spice.xz")
-        print(f"{name:<12}{drawables:>10}{span:>9.2f}{burst:>12.2f}{took:>10.2f}"
-              f"{span / took:>12.1f}x", flush=True)
-    ctx.release()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    copies = Renderer(ctx, framebuffer_fetch=False) if r.fetch else None
+    ceilings = Ceilings(ctx)
+    try:
+        for renderer in (r, copies):
+            if renderer is not None:
+                renderer.create_primary(W, H, W * 4, E.SURFACE_FMT_32_xRGB, None)
+        surface = cairo.ImageSurface(cairo.FORMAT_RGB24, W, H) if cairo is not None else None
+        fill_ceiling, fill_mpx = ceilings.fill_rate(textured=False)
+        copy_ceiling, copy_mpx = ceilings.fill_rate(textured=True)
+        renderer_name = ctx.info["GL_RENDERER"]
+        for i, (name, size, count) in enumerate(PLAN):
+            mix = Mix(name, size, max(20, int(count * scale)), seed=i)
+            contenders: dict[str, Contender] = {"vgpu": mix.vgpu(r)}
+            work = {"vgpu": mix.megapixels}
+            if copies is not None and name == "rop3":
+                contenders["vgpu, scratch copies"] = mix.vgpu(copies)
+                work["vgpu, scratch copies"] = mix.megapixels
+            if surface is not None:
+                contenders["pixman (pycairo)"] = mix.cairo(surface)
+                work["pixman (pycairo)"] = mix.megapixels
+            constant = name in ("fill", "text")
+            contenders["GL ceiling"] = fill_ceiling if constant else copy_ceiling
+            work["GL ceiling"] = fill_mpx if constant else copy_mpx
+            if name == "fill" and size <= INSTANCED_MAX:
+                contenders["instanced-rect ceiling"] = ceilings.instanced(mix)
+                work["instanced-rect ceiling"] = mix.megapixels
+            yield b.time(mix.label, contenders, work=work, unit="Mpx/s", rounds=b.rounds(5, 3),
+                         note=f"{mix.count} operations per run on {W}x{H} xRGB; {renderer_name}")
+    finally:
+        ceilings.release()
+        if copies is not None:
+            copies.close()
+        r.close()
+        ctx.release()

@@ -1,32 +1,34 @@
-"""Replay and transport throughput, side by side in one run (medians of several runs).
+"""Recordings and the guest transport, side by side in one run.
 
-- reading a record file: vgpu.replay.read_events vs spice-server's own reader and worker
-  (tests/replay/spice_replay_check.c, built here when libspice-server-dev is installed)
-- replaying it through guest driver + device + GL renderer
-- a guest drawing N fills: in-process (guest thread + device thread) vs a guest process on
-  the unix-socket transport
-
-Usage: vgpu bench replay [--runs N] [--fills N] [FILE]
+- each Xspice recording in bench/data replayed the whole way (record reader, guest driver,
+  QXL device, GL renderer) against spice-server's own reader and worker (a C program
+  built here against libspice-server, started once per run) and against the real time
+  the recorded session took;
+- reading a record file: vgpu.replay.read_events on the xz file and on the plain file;
+- a guest drawing N fills with the null backend: in-process (guest thread, device
+  thread) against a guest process on the unix-socket transport.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import lzma
 import runpy
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = ROOT / "tests" / "data" / "basic.spice.xz"
-CHECKER_BUILD = ROOT / "tests" / "replay" / "spice_check.py"
+from vgpu.bench import Bench, Contender, Measurement, Seconds, workload
+from vgpu.bench.common import NullBackend, recording, recordings
+from vgpu.bench.core import BENCH_DIR
+
+CHECKER_BUILD = BENCH_DIR.parent / "tests" / "replay" / "spice_check.py"
+"""Builds spice_replay_check.c, the real spice-server reading a record (shared with the
+tests that check our recordings with it)."""
 
 # the guest process: this file's draw() over connect_driver
 GUEST = """
@@ -40,7 +42,9 @@ driver.close()
 
 
 def draw(driver, n: int) -> float:
-    """The drawing workload: a primary, n fills, an UPDATE_AREA; returns the seconds taken."""
+    """A primary, n fills, an UPDATE_AREA; returns the seconds taken. The guest process
+    times itself, so that neither side's start-up counts; the in-process run does the
+    same for a like comparison."""
     from vgpu.device.commands import Drawable, Fill, QMask, QPoint, QRect, SolidBrush
 
     none = QRect(0, 0, 0, 0)
@@ -55,57 +59,26 @@ def draw(driver, n: int) -> float:
     return time.perf_counter() - start
 
 
-def median_time(fn: Callable[[], float | None], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        took = fn()
-        times.append(took if took is not None else time.perf_counter() - start)
-    return statistics.median(times)
-
-
-class _NullBackend:
-    """Draws nothing: isolates driver + device + transport cost in the fill workload."""
-
-    def create_primary(self, *args: object) -> None: ...
-    def destroy_primary(self) -> None: ...
-    def execute(self, cmd: object) -> None: ...
-    def surface_created(self, *args: object) -> None: ...
-    def surface_destroyed(self, surface_id: int) -> None: ...
-    def reset(self) -> None: ...
-
-    def execute_3d(self, batch: bytes, guest: object) -> None:
-        from vgpu.device.backend import run_fences
-
-        run_fences(batch, guest)  # type: ignore[arg-type]
-
-    def read_area(self, surface_id: int, area: object):
-        import numpy as np
-
-        return [(area, np.zeros((area.height, area.width * 4),  # type: ignore[attr-defined]
-                                np.uint8))]
-
-
-def fills_in_process(n: int) -> float:
+def fills_in_process(n: int) -> Seconds:
     from vgpu.device.device import Device
     from vgpu.device.inprocess import DeviceThread, InProcessAttachment
     from vgpu.guest.driver import GuestDriver
 
-    device = Device(_NullBackend())  # type: ignore[arg-type]
+    device = Device(NullBackend())  # type: ignore[arg-type]
     with DeviceThread(device):
         driver = GuestDriver(InProcessAttachment(device))
         took = draw(driver, n)
         driver.close()
     device.close()
-    return took
+    return Seconds(took)
 
 
-def fills_over_socket(n: int) -> float:
+def fills_over_socket(n: int) -> Seconds:
     from vgpu.device.device import Device
     from vgpu.device.inprocess import DeviceThread
     from vgpu.device.transport import GuestListener
 
-    device = Device(_NullBackend())  # type: ignore[arg-type]
+    device = Device(NullBackend())  # type: ignore[arg-type]
     loop = asyncio.new_event_loop()
     loop_thread = threading.Thread(target=loop.run_forever, daemon=True)
     loop_thread.start()
@@ -119,65 +92,56 @@ def fills_over_socket(n: int) -> float:
     loop.call_soon_threadsafe(loop.stop)
     loop_thread.join()
     device.close()
-    return float(out.split()[-1])
+    return Seconds(float(out.split()[-1]))
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="vgpu bench replay")
-    parser.add_argument("file", nargs="?", type=Path, default=FIXTURE)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--fills", type=int, default=5000)
-    args = parser.parse_args(argv)
-
+def _vgpu_replay(path: Path) -> Contender:
     from vgpu.render import Renderer
-    from vgpu.replay import CommandEvent, read_events, replay
+    from vgpu.replay import replay
 
-    events = list(read_events(args.file))
-    n_events = len(events)
-    n_commands = sum(isinstance(e, CommandEvent) for e in events)
-    raw = args.file.read_bytes()
-    if raw.startswith(b"\xfd7zXZ"):
-        raw = lzma.decompress(raw)
-    mib = len(raw) / 2**20
-    print(f"{args.file.name}: {n_events} events, {n_commands} commands, {mib:.1f} MiB "
-          f"uncompressed; median of {args.runs} runs")
+    held: list[Renderer] = []
+    return Contender(lambda: replay(path, held[-1]), before=lambda: held.append(Renderer()),
+                     after=lambda: held.pop().close())
 
-    t = median_time(lambda: sum(1 for _ in read_events(args.file)) and None, args.runs)
-    print(f"  read (vgpu.replay.read_events, xz included) {t * 1e3:8.1f} ms  "
-          f"{n_events / t:10.0f} events/s  {mib / t:7.1f} MiB/s")
+
+@workload("replay", "recordings replayed, record files read, the guest transport",
+          references=("spice-server's reader and worker", "the recorded session's real time",
+                      "in-process guest"))
+def replay_workload(b: Bench) -> Iterator[Measurement]:
+    from vgpu.replay import CommandEvent, read_events
+
     with tempfile.TemporaryDirectory() as tmp:
-        plain = Path(tmp) / "record.spice"
-        plain.write_bytes(raw)
-        t = median_time(lambda: sum(1 for _ in read_events(plain)) and None, args.runs)
-        print(f"  read (vgpu.replay.read_events, plain)       {t * 1e3:8.1f} ms  "
-              f"{n_events / t:10.0f} events/s  {mib / t:7.1f} MiB/s")
-        exe = runpy.run_path(str(CHECKER_BUILD))["compile_checker"](Path(tmp))
-        if isinstance(exe, str):
-            print(f"  spice-server replay: not available ({exe})")
-        else:
-            t = median_time(lambda: subprocess.run([str(exe), str(plain)], check=True,
-                                                   capture_output=True) and None, args.runs)
-            print(f"  spice-server reader + worker (C, process)   {t * 1e3:8.1f} ms  "
-                  f"{n_commands / t:10.0f} commands/s")
+        checker = runpy.run_path(str(CHECKER_BUILD))["compile_checker"](Path(tmp))
+        for path in recordings(b.quick):
+            name = path.name.removesuffix(".spice.xz")
+            plain = Path(tmp) / f"{name}.spice"
+            plain.write_bytes(lzma.decompress(path.read_bytes()))
+            events = list(read_events(plain))
+            commands = sum(isinstance(e, CommandEvent) for e in events)
+            span_s = (events[-1].timestamp - events[0].timestamp) / 1e9
+            contenders: dict[str, Contender] = {"vgpu (driver, device, GL renderer)":
+                                                _vgpu_replay(plain)}
+            if not isinstance(checker, str):
+                contenders["spice-server reader + worker (C process)"] = Contender(
+                    lambda plain=plain: subprocess.run([str(checker), str(plain)], check=True,
+                                                       capture_output=True, timeout=300))
+            # no warm-up run: every round starts from a new renderer and a read file anyway
+            m = b.time(f"replay {name}", contenders, rounds=b.rounds(3, 1), warmup=0,
+                       note=f"{commands} commands, {len(events)} events"
+                            + (f"; spice-server: {checker}" if isinstance(checker, str) else ""))
+            m.samples["the recorded session (real time)"] = [span_s * 1e3]
+            yield m
 
-    renderer = Renderer()
-    try:
-        t = median_time(lambda: replay(args.file, renderer).seconds, args.runs)
-    finally:
-        renderer.close()
-    print(f"  replay: driver + device + GL renderer       {t * 1e3:8.1f} ms  "
-          f"{n_commands / t:10.0f} commands/s")
+        path = recording("basic")
+        plain = Path(tmp) / "basic.spice"
+        n_events = len(list(read_events(plain)))
+        yield b.time("read basic (events)", {
+            "vgpu read_events, plain file": lambda: sum(1 for _ in read_events(plain)),
+            "vgpu read_events, xz file": lambda: sum(1 for _ in read_events(path)),
+        }, work=n_events, unit="events/s", rounds=b.rounds(5, 3))
 
-    n = args.fills
-    t_in = median_time(lambda: fills_in_process(n), max(1, args.runs // 2))
-    t_sock = median_time(lambda: fills_over_socket(n), max(1, args.runs // 2))
-    print(f"{n} fills, guest driver -> device (no rendering):")
-    print(f"  in-process (guest thread, device thread)    {t_in * 1e3:8.1f} ms  "
-          f"{n / t_in:10.0f} commands/s")
-    print(f"  guest process over the unix socket          {t_sock * 1e3:8.1f} ms  "
-          f"{n / t_sock:10.0f} commands/s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    n = 1000 if b.quick else 5000
+    yield b.time(f"{n} fills, guest driver to device, null backend", {
+        "guest process over the unix socket": lambda: fills_over_socket(n),
+        "in-process (guest thread, device thread)": lambda: fills_in_process(n),
+    }, work=n, unit="commands/s", rounds=b.rounds(3, 1))

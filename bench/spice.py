@@ -1,23 +1,22 @@
-"""SPICE server throughput and latency, seen by a real client (spice-gtk's SpiceClientGLib).
+"""vgpu's SPICE server end to end, seen by a real client (spice-gtk's SpiceClientGLib).
 
-Workloads:
-  animation  full-screen animation (every pixel changes every frame), synthetic
-             frames published to a FrameBus at --fps;
-  replay     a spice-server recording played through the machine (needs vgpu.machine).
-For each, per image compression: frames per second the client showed, bytes per
-frame on the wire, and the time from publish to the client's display-invalidate
-of the frame's last rows (median and p99). Frames carry a 16-bit stamp along
-the bottom-left edge that the client reads back (coarse blocks: JPEG keeps them).
+- animation: a full-screen animation (every pixel changes every frame), synthetic frames
+  published at 60 frames/s for 4 s, 1920x1080 (960x540 and 1.5 s with --quick);
+- replay: the basic recording played through the machine (device and renderer) with
+  the client connected before it starts; streams off, so that every display-invalidate
+  is one DRAW_COPY, which DisplayStats.sends ties to the frame it carried.
+For each image compression (the contenders, auto_glz first; the animation also with
+MJPEG streaming): frames per second the client showed, bytes per frame on the wire, and
+the time from publish to the client's display-invalidate of the frame's last rows
+(median and p99). Frames carry a 16-bit stamp along the bottom-left edge that the
+client reads back (coarse blocks: JPEG keeps them). Against spice-server: `bench peer`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import queue
 import statistics
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -25,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from vgpu.bench import HIGHER, LOWER, Bench, Measurement, workload
+from vgpu.bench.common import SpiceClient as Client
+from vgpu.bench.common import recording
 from vgpu.display import CursorBus, Frame, FrameBus, InputEvent
 from vgpu.spice.imaging import Compression
 from vgpu.spice.server import DisplaySource, ServerOptions, SpiceServer
 
-ROOT = Path(__file__).resolve().parent.parent
-CLIENT = ROOT / "tests" / "clients" / "spice_glib_client.py"
-SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with the SpiceClientGLib gi bindings
 STAMP_BITS, STAMP_BLOCK = 16, 16  # as the client reads them
 DISTINCT_FRAMES = 24  # precomputed, so publishing costs nothing
 
@@ -69,42 +68,6 @@ def animation(width: int, height: int) -> list[np.ndarray]:
     return frames
 
 
-class Client:
-    def __init__(self, port: int) -> None:
-        self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(CLIENT), "--port", str(port), "--timeout", "120"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line)
-
-    def drain(self) -> list[str]:
-        out = []
-        while True:
-            try:
-                out.append(self.lines.get_nowait())
-            except queue.Empty:
-                return out
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.flush()
-            self.proc.wait(5)
-        except (BrokenPipeError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-
-
 @contextlib.contextmanager
 def serving(source: DisplaySource, options: ServerOptions) -> Iterator[tuple[SpiceServer, int]]:
     """A SpiceServer on its own event loop thread, listening on a free port."""
@@ -125,10 +88,10 @@ def serving(source: DisplaySource, options: ServerOptions) -> Iterator[tuple[Spi
 def percentiles(latencies: list[float]) -> dict[str, float]:
     ordered = sorted(latencies)
     if not ordered:
-        return {"median_ms": float("nan"), "p99_ms": float("nan")}
+        return {"latency median": float("nan"), "latency p99": float("nan")}
     return {
-        "median_ms": statistics.median(ordered),
-        "p99_ms": ordered[int(0.99 * (len(ordered) - 1))],
+        "latency median": statistics.median(ordered),
+        "latency p99": ordered[int(0.99 * (len(ordered) - 1))],
     }
 
 
@@ -178,8 +141,8 @@ def run_animation(
                 seen[value] = float(parts[1])
     return {
         "published": serial,
-        "fps": len(seen) / elapsed,
-        "bytes_per_frame": sent_bytes / max(1, sent_frames),
+        "frames/s shown": len(seen) / elapsed,
+        "bytes per frame": sent_bytes / max(1, sent_frames),
         **percentiles([(seen[k] - published[k]) * 1000 for k in seen]),
     }
 
@@ -240,58 +203,31 @@ def run_replay(recording: Path, image: str, settle: float = 1.0) -> dict:
     return {
         "published": len(published),
         "delivered": len(sends),
-        "fps": len(sends) / elapsed if elapsed > 0 else float("nan"),
-        "bytes_per_frame": sent_bytes / max(1, len(sends)),
+        "frames/s shown": len(sends) / elapsed if elapsed > 0 else float("nan"),
+        "bytes per frame": sent_bytes / max(1, len(sends)),
         **percentiles(latencies),
     }
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="vgpu bench spice", description=__doc__)
-    parser.add_argument("--width", type=int, default=1920)
-    parser.add_argument("--height", type=int, default=1080)
-    parser.add_argument("--fps", type=float, default=60.0, help="publish rate")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument(
-        "--image-compression",
-        action="append",
-        help="repeatable; default: auto_glz (LZ), quic, lz4, off; the first one is also "
-        "run with MJPEG streaming (streaming-video filter)",
-    )
-    parser.add_argument(
-        "--recording",
-        type=Path,
-        default=ROOT / "tests" / "data" / "basic.spice.xz",
-        help="spice-server record file for the replay workload",
-    )
-    args = parser.parse_args(argv)
-    images = args.image_compression or ["auto_glz", "quic", "lz4", "off"]
-    print(
-        f"animation {args.width}x{args.height}, published at {args.fps:g}/s for "
-        f"{args.seconds:g} s, client: spice-gtk (SpiceClientGLib)"
-    )
-    print(
-        f"{'compression':<12} {'streaming':<10} {'fps':>6} {'KiB/frame':>10} "
-        f"{'median ms':>10} {'p99 ms':>8}"
-    )
-    rows = [(image, "off") for image in images] + [(images[0], "filter")]
-    for image, streaming in rows:
-        r = run_animation(args.width, args.height, args.fps, args.seconds, image, streaming)
-        print(
-            f"{image:<12} {streaming:<10} {r['fps']:6.1f} {r['bytes_per_frame'] / 1024:10.1f} "
-            f"{r['median_ms']:10.1f} {r['p99_ms']:8.1f}",
-            flush=True,
-        )
-    print(f"\nreplay of {args.recording.name} through the machine (renderer + device)")
-    print(
-        f"{'compression':<12} {'published':>9} {'delivered':>9} {'KiB/frame':>10} "
-        f"{'median ms':>10} {'p99 ms':>8}"
-    )
-    for image in images:
-        r = run_replay(args.recording, image)
-        print(
-            f"{image:<12} {r['published']:9d} {r['delivered']:9d} "
-            f"{r['bytes_per_frame'] / 1024:10.1f} {r['median_ms']:10.1f} {r['p99_ms']:8.1f}",
-            flush=True,
-        )
-    return 0
+FIGURES = {"frames/s shown": ("frames/s", HIGHER), "bytes per frame": ("bytes", LOWER),
+           "latency median": ("ms", LOWER), "latency p99": ("ms", LOWER)}
+"""What one end-to-end session yields, per contender (a compression setting)."""
+IMAGES = ("auto_glz", "quic", "lz4", "off")
+
+
+@workload("spice", "vgpu's SPICE server to spice-gtk: frames/s, bytes, latency per compression")
+def spice(b: Bench) -> Iterator[Measurement]:
+    width, height = (960, 540) if b.quick else (1920, 1080)
+    seconds = 1.5 if b.quick else 4.0
+    images = IMAGES[:1] if b.quick else IMAGES
+    settings = [(image, "off") for image in images] + [(images[0], "filter")]
+    yield from b.observe(
+        {(image if streaming == "off" else f"{image} + MJPEG streams"):
+         (lambda image=image, streaming=streaming:
+          run_animation(width, height, 60.0, seconds, image, streaming))
+         for image, streaming in settings},
+        FIGURES, prefix=f"animation {width}x{height}: ", rounds=1,
+        note=f"published at 60 frames/s for {seconds} s")
+    yield from b.observe(
+        {image: (lambda image=image: run_replay(recording("basic"), image)) for image in images},
+        FIGURES, prefix="replay basic: ", rounds=1)

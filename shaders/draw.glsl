@@ -156,10 +156,19 @@ void main() {
 #endif
 #if (KINDS & 4) != 0
     if (kind == KIND_COVERAGE) {
-        // An opaque brush OVER the destination through coverage m (text).
+        // The brush OVER the destination through coverage m (text), as pixman: the brush
+        // IN m, then OVER. The brush is opaque but for a pattern with alpha (SRC_ALPHA),
+        // whose texels count as premultiplied.
         uint m = staged_byte(mask_at);
         uvec4 ob = uvec4(b.xyz, 255u);
-        r = add_sat(mul_un8(ob, m), mul_un8(d, 255u - m));
+#if PATTERN
+        if ((mode & (HAS_PATTERN | SRC_ALPHA)) == (HAS_PATTERN | SRC_ALPHA)) {
+            ivec2 size = textureSize(u_pat, 0);
+            ob = to_u8(texelFetch(u_pat, wrap(p - v_aux.zw, size), 0));
+        }
+#endif
+        uvec4 sm = mul_un8(ob, m);
+        r = add_sat(sm, mul_un8(d, 255u - sm.w));
     }
 #endif
 #if (KINDS & 8) != 0

@@ -10,3 +10,4 @@ DATA = Path(__file__).resolve().parent / "data"
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA
+

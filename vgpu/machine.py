@@ -15,15 +15,19 @@ the log (its context), and one that is still running `gl_watchdog` seconds later
 fatal: `on_fatal` is called, and `vgpu serve` exits with an error so that a supervisor
 restarts it, as a GPU reset would. The event loop thread (SPICE, the guest socket)
 keeps answering meanwhile with the last frame, the cursor and inputs, as long as the
-stuck GL call releases the interpreter lock. One that does not (moderngl's reads hold
-it while they wait) freezes every Python thread; for that, `hard_watchdog` starts a C
-thread (vgpu._qxl) that ends the process HARD_WATCHDOG_MARGIN_S after the Python
-watchdog would have given up.
+stuck GL call releases the interpreter lock: the renderer and the 3D executor wait for
+3D work in C (`Gl3dExecutor.wait_gl`, through cffi, which releases it) before the
+moderngl calls that would wait holding it (reads, a present's draw on llvmpipe). A GL
+call that still waits holding the lock (one nobody foresaw: a driver's own wait inside
+another moderngl call) would freeze every Python thread; for that, `hard_watchdog`
+starts a C thread (vgpu._qxl) that ends the process HARD_WATCHDOG_MARGIN_S after the
+Python watchdog would have given up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -152,14 +156,17 @@ class Machine:
         self._guest = guest
         self._guest_socket = guest_socket
         self._record = record
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # guests stop first, while the device still runs
+        self._render_stop = threading.Event()
         self._ready = threading.Event()
+        self._listening = threading.Event()
         self._failure: BaseException | None = None
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.device = None  # set on the render thread before _ready
         self.renderer: Renderer | None = None  # likewise
         self.guest_error: BaseException | None = None
+        self.recorded: int | None = None  # events in the record file, once it is closed
         self.gl_watchdog = gl_watchdog
         self._renderer_factory = renderer_factory
         self._hard_watchdog = hard_watchdog  # the C last resort ends the process: serve only
@@ -167,29 +174,44 @@ class Machine:
         self.on_fatal: Callable[[str], None] | None = None
         """Called once (from the watchdog thread) when the display cannot go on."""
         self.fatal: str | None = None
+        # a built-in replay waits for this before its first command (`--wait-client`:
+        # whoever serves the display sets it when the first display channel connects)
+        self.client_connected = threading.Event()
+        self.client_connected.set()
+        # set when a built-in replay has fed its last event (it then keeps its screen)
+        self.guest_done = threading.Event()
 
     @classmethod
     def create(cls, demo: str | None = None, guest_socket: str | None = None,
                record: Path | None = None, width: int = 1024, height: int = 768,
                gl_watchdog: float = DEFAULT_GL_WATCHDOG_S,
-               hard_watchdog: bool = False) -> Machine:
-        """demo: "desktop" or "replay:FILE"; or guest_socket: a unix socket path where an
-        out-of-process guest will attach. `record` writes the session in spice-server's
-        record format."""
+               hard_watchdog: bool = False, wait_client: bool = False) -> Machine:
+        """demo: "desktop", "cube" (3D ring), "anim" (a full-screen animation) or
+        "replay:FILE"; or guest_socket: a unix socket path where an out-of-process guest
+        will attach. `record` writes the session in spice-server's record format.
+        `wait_client` holds a replay until `client_connected` is set."""
         if (demo is None) == (guest_socket is None):
             raise ValueError("choose one guest: a demo or a guest socket")
         guest: GuestRun | None = None
         if demo == "desktop":
             guest = _desktop_guest(width, height)
+        elif demo == "cube":
+            guest = _cube_guest(width, height)
+        elif demo == "anim":
+            guest = _anim_guest(width, height)
         elif demo is not None and demo.startswith("replay:"):
             path = Path(demo.removeprefix("replay:"))
             if not path.is_file():
                 raise ValueError(f"no recording at {path}")
             guest = _replay_guest(path)
         elif demo is not None:
-            raise ValueError(f"unknown demo {demo!r}: use 'desktop' or 'replay:FILE'")
-        return cls(guest, guest_socket, record, gl_watchdog=gl_watchdog,
-                   hard_watchdog=hard_watchdog)
+            raise ValueError(f"unknown demo {demo!r}: use 'desktop', 'cube', 'anim' or "
+                             "'replay:FILE'")
+        machine = cls(guest, guest_socket, record, gl_watchdog=gl_watchdog,
+                      hard_watchdog=hard_watchdog)
+        if wait_client:
+            machine.client_connected.clear()
+        return machine
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -213,18 +235,31 @@ class Machine:
                                         daemon=True)
             self._threads.append(listener)
             listener.start()
+            self._listening.wait(START_TIMEOUT_S)
+            if self._failure is not None:
+                self.stop()
+                raise RuntimeError(
+                    f"cannot listen for a guest on {self._guest_socket}: {self._failure}")
         return self
 
     def stop(self, timeout: float | None = None) -> None:
         """Ends every thread, waiting up to `timeout` seconds for each (default: long
-        enough for any that is not stuck)."""
+        enough for any that is not stuck). The guests end first, then the render
+        thread: a guest still starting must never touch a device whose memory the
+        render thread has already closed."""
         self._stop.set()
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has ended already
+                loop.call_soon_threadsafe(loop.stop)
+        render, *guests = self._threads or [None]
+        for t in guests:
+            t.join(timeout=THREAD_JOIN_S if timeout is None else timeout)
+        self._render_stop.set()
         if self.device is not None:
             self.device.wake()
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        for t in self._threads:
-            t.join(timeout=THREAD_JOIN_S if timeout is None else timeout)
+        if render is not None:
+            render.join(timeout=THREAD_JOIN_S if timeout is None else timeout)
         self._threads.clear()
 
     def __enter__(self) -> Machine:
@@ -269,11 +304,11 @@ class Machine:
         next_publish = 0.0
         dirty = False  # rendered since the last publication
         try:
-            while not self._stop.is_set():
+            while not self._render_stop.is_set():
                 timeout = max(0.0, next_publish - time.monotonic()) if dirty else IDLE_WAIT_S
                 device.wait_for_work(timeout)
                 done_before = _work_done(device.stats)
-                while device.process(DEVICE_BATCH) and not self._stop.is_set():
+                while device.process(DEVICE_BATCH) and not self._render_stop.is_set():
                     if time.monotonic() >= next_publish:
                         break  # publish between batches under a flood of commands
                 dirty |= _work_done(device.stats) != done_before
@@ -292,6 +327,7 @@ class Machine:
         finally:
             if recorder is not None:
                 recorder.close()
+                self.recorded = recorder.events
             device.close()
             renderer.close()
 
@@ -341,12 +377,19 @@ class Machine:
         from vgpu.device.transport import GuestListener
 
         loop = asyncio.new_event_loop()
-        self._loop = loop
         listener = GuestListener(self.device, self._guest_socket)
         try:
-            loop.run_until_complete(listener.start())
-            log.info("waiting for a guest on %s", self._guest_socket)
-            loop.run_forever()
+            try:
+                loop.run_until_complete(listener.start())
+            except OSError as e:
+                self._failure = e
+                return
+            finally:
+                self._listening.set()
+            self._loop = loop
+            if not self._stop.is_set():  # else stop() came while the socket was being made
+                log.info("waiting for a guest on %s", self._guest_socket)
+                loop.run_forever()
             loop.run_until_complete(listener.close())
         finally:
             loop.close()
@@ -359,24 +402,56 @@ def _attach(machine: Machine) -> GuestDriver:
     return GuestDriver(InProcessAttachment(machine.device))
 
 
-def _desktop_guest(width: int, height: int) -> GuestRun:
+def _primary_guest(width: int, height: int,
+                   body: Callable[[GuestDriver, threading.Event], None]) -> GuestRun:
+    """A built-in guest that creates its primary surface, then runs `body` until stopped."""
     def run(machine: Machine, stop: threading.Event) -> None:
-        from vgpu.guest.desktop import DesktopScene, run_desktop
-
         driver = _attach(machine)
         try:
             driver.create_primary(width, height)
-            run_desktop(driver, stop, DesktopScene(width, height))
+            body(driver, stop)
         finally:
             driver.close()
 
     return run
 
 
+def _desktop_guest(width: int, height: int) -> GuestRun:
+    def body(driver: GuestDriver, stop: threading.Event) -> None:
+        from vgpu.guest.desktop import DesktopScene, run_desktop
+
+        # A 3D window joins the desktop when the device offers the 3D ring.
+        run_desktop(driver, stop, DesktopScene(width, height,
+                                               window_3d=driver.gl_available()))
+
+    return _primary_guest(width, height, body)
+
+
+def _cube_guest(width: int, height: int) -> GuestRun:
+    def body(driver: GuestDriver, stop: threading.Event) -> None:
+        from vgpu.guest.cube import run_cube
+
+        run_cube(driver, stop, width, height)
+
+    return _primary_guest(width, height, body)
+
+
+def _anim_guest(width: int, height: int) -> GuestRun:
+    def body(driver: GuestDriver, stop: threading.Event) -> None:
+        from vgpu.guest.anim import AnimScene, run_anim
+
+        run_anim(driver, stop, AnimScene(width, height))
+
+    return _primary_guest(width, height, body)
+
+
 def _replay_guest(path: Path) -> GuestRun:
     def run(machine: Machine, stop: threading.Event) -> None:
         from vgpu.replay import ReplayGuest, read_events
 
+        while not machine.client_connected.wait(IDLE_WAIT_S):
+            if stop.is_set():
+                return
         driver = _attach(machine)
         try:
             guest = ReplayGuest(driver)
@@ -385,6 +460,7 @@ def _replay_guest(path: Path) -> GuestRun:
                     return
                 guest.feed(event)
             guest.finish()
+            machine.guest_done.set()
             log.info("replay of %s done; serving its last screen", path)
             stop.wait()
         finally:

@@ -54,7 +54,7 @@ GLFW_KEY_SCANCODES = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--demo", default="desktop",
-                        help="built-in guest: 'desktop' or 'replay:FILE' (default desktop)")
+                        help="built-in guest: 'desktop', 'cube' or 'replay:FILE' (default desktop)")
     source.add_argument("--guest", metavar="SOCKET", help="wait for an out-of-process guest")
     parser.add_argument("--frames", type=int, default=0,
                         help="close after this many frames (0: run until the window closes)")

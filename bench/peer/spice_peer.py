@@ -7,11 +7,12 @@ starts one peer process and stops it on exit.
 
 from __future__ import annotations
 
-import selectors
+import queue
 import shutil
 import socket
 import subprocess
-import time
+import tempfile
+import threading
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -54,26 +55,31 @@ class SpicePeer:
     def __init__(self, exe: Path, record: Path, port: int | None = None,
                  options: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
+        # stderr to a file: spice-server's warnings must never fill a pipe nobody reads
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 (lives with the object)
         self.proc = subprocess.Popen(
             [str(exe), "--port", str(self.port), *options, str(record)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, text=True)
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
         line = self._line(START_TIMEOUT_S)
         if line != f"listening {self.port}":
             self.stop()
             raise RuntimeError(f"peer did not start: {line!r} {self.stderr()}")
 
-    def _line(self, timeout: float) -> str:
+    def _read(self) -> None:
+        # a thread, not select() on the pipe: a line the text layer has already buffered
+        # (both of the peer's lines can arrive in one read) would never wake select()
         assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        # the peer flushes each line; readline blocks, so poll the process alongside
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            while time.monotonic() < deadline:
-                if sel.select(0.05):
-                    return self.proc.stdout.readline().strip()
-                if self.proc.poll() is not None:
-                    return ""
-        return ""
+        for line in self.proc.stdout:
+            self._lines.put(line.strip())
+        self._lines.put("")
+
+    def _line(self, timeout: float) -> str:
+        try:
+            return self._lines.get(timeout=timeout)
+        except queue.Empty:
+            return ""
 
     def release(self) -> None:
         """Starts a replay held with --hold."""
@@ -89,9 +95,9 @@ class SpicePeer:
         return int(line.split()[1])
 
     def stderr(self) -> str:
-        if self.proc.poll() is None or self.proc.stderr is None:
-            return ""
-        return self.proc.stderr.read()
+        """What the peer wrote to stderr so far."""
+        self._err.seek(0)
+        return self._err.read().decode(errors="replace")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -8,7 +8,8 @@ It prints one line per event:
                                  bottom-left (see read_stamp)
   mark                           the display's first full picture is there
   event CHANNEL_TYPE EVENT_NICK  a channel event (opened, error-auth, ...)
-  cursor W H HX HY FIRST         cursor-set; FIRST is the first pixel's RGBA as a u32
+  cursor W H HX HY FIRST SHA1    cursor-set; FIRST is the first pixel's RGBA as a u32,
+                                 SHA1 the hex digest of all W*H RGBA pixels
   cursor-move X Y / cursor-hide  the other cursor signals
   dumped PATH                    the answer to "dump PATH"
 and reads commands: "dump PATH" (writes the primary's raw B,G,R,X rows, stride
@@ -18,6 +19,7 @@ and "quit".
 
 import argparse
 import ctypes
+import hashlib
 import sys
 import time
 
@@ -84,8 +86,9 @@ class Client:
         say("event", kind, event.value_nick)
 
     def on_cursor_set(self, channel, width, height, hot_x, hot_y, rgba):
-        first = int.from_bytes(ctypes.string_at(rgba, 4), "little") if rgba else 0
-        say("cursor", width, height, hot_x, hot_y, first)
+        pixels = ctypes.string_at(rgba, width * height * 4) if rgba else b""
+        first = int.from_bytes(pixels[:4], "little") if pixels else 0
+        say("cursor", width, height, hot_x, hot_y, first, hashlib.sha1(pixels).hexdigest())
 
     def on_primary(self, channel, fmt, width, height, stride, shmid, data):
         # The introspected DisplayPrimary struct is wrong; the signal's own args are right.

@@ -75,3 +75,49 @@ def test_alpha_keeps_alpha(photo: np.ndarray) -> None:
     r = encode_region(photo, ClientCodecs(), lossy_allowed=True, has_alpha=True)
     assert r.image_type == policy.SPICE_IMAGE_TYPE_LZ_RGB and not r.lossy
     assert r.data[8:12] == (9).to_bytes(4, "big")  # LZ_IMAGE_TYPE_RGBA
+
+
+def mixed_screen(desk: np.ndarray, photo: np.ndarray) -> np.ndarray:
+    """A photo (at 256..704, on tile edges) inside a desktop: a mixed screen."""
+    screen = desk[:256].copy()
+    screen[:, 256:704] = photo[:256, :448]
+    return screen
+
+
+def test_content_spans_find_the_photo(desk: np.ndarray, photo: np.ndarray) -> None:
+    band = mixed_screen(desk, photo)[:128]
+    assert policy.content_spans(band) == [(0, 256), (256, 704), (704, 960)]
+    assert policy.content_spans(desk[:128]) == [(0, 960)]
+    assert policy.content_spans(photo[:128]) == [(0, 480)]
+
+
+def test_split_by_content_sends_fewer_bytes_than_whole(desk: np.ndarray, photo: np.ndarray) -> None:
+    """The photo part goes out as QUIC and the rest as LZ; together smaller than LZ for
+    the whole band (what a whole-region choice gives a mostly flat band)."""
+    band = mixed_screen(desk, photo)[:128]
+    parts = policy.encode_by_content(band, ClientCodecs())
+    kinds = [image.image_type for _, _, image in parts]
+    assert kinds == [policy.SPICE_IMAGE_TYPE_LZ_RGB, policy.SPICE_IMAGE_TYPE_QUIC,
+                     policy.SPICE_IMAGE_TYPE_LZ_RGB]
+    whole = encode_region(band, ClientCodecs())
+    assert whole.image_type == policy.SPICE_IMAGE_TYPE_LZ_RGB
+    assert sum(len(image.data) for _, _, image in parts) < 0.8 * len(whole.data)
+    lossy = policy.encode_by_content(band, ClientCodecs(), lossy_allowed=True)
+    assert [image.image_type for _, _, image in lossy][1] == policy.SPICE_IMAGE_TYPE_JPEG
+
+
+def test_encode_still_is_the_one_place_options_become_codecs(desk: np.ndarray,
+                                                            photo: np.ndarray) -> None:
+    def types(codec: str, client: ClientCodecs, **kw) -> list[int]:
+        return [image.image_type for _, _, image in policy.encode_still(photo, codec, client, **kw)]
+
+    assert types("quic", ClientCodecs()) == [policy.SPICE_IMAGE_TYPE_QUIC]
+    assert types("lz4", ClientCodecs(lz4=True)) == [policy.SPICE_IMAGE_TYPE_LZ4]
+    assert types("lz4", ClientCodecs(lz4=False)) == [policy.SPICE_IMAGE_TYPE_LZ_RGB]
+    assert types("lz", ClientCodecs()) == [policy.SPICE_IMAGE_TYPE_LZ_RGB]
+    assert types("quic", ClientCodecs(), has_alpha=True) == [policy.SPICE_IMAGE_TYPE_LZ_RGB]
+    whole = policy.encode_still(mixed_screen(desk, photo)[:128], "auto", ClientCodecs(),
+                                split=False)
+    assert [(s, e) for s, e, _ in whole] == [(0, 960)]
+    with pytest.raises(ValueError):
+        policy.encode_still(photo, "glz", ClientCodecs())

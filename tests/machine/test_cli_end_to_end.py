@@ -86,7 +86,9 @@ def test_serve_desktop_demo(serve, tmp_path):
     wait_for_picture(port, tmp_path / "shot.ppm", looks_like_the_desktop)
 
 
-def test_serve_out_of_process_guest(serve, tmp_path):
+def start_example_guest(serve, tmp_path: Path, *args: str) -> tuple[int, subprocess.Popen]:
+    """`vgpu serve --guest SOCKET` and examples/desktop_guest.py (with `args`) attached to
+    it: the port and the guest process."""
     sock = tmp_path / "guest.sock"
     port = serve("--guest", str(sock))
     deadline = time.monotonic() + 30
@@ -95,7 +97,12 @@ def test_serve_out_of_process_guest(serve, tmp_path):
         time.sleep(0.1)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     guest = subprocess.Popen([sys.executable, str(ROOT / "examples" / "desktop_guest.py"),
-                              str(sock)], env=env, stderr=subprocess.PIPE, text=True)
+                              str(sock), *args], env=env, stderr=subprocess.PIPE, text=True)
+    return port, guest
+
+
+def test_serve_out_of_process_guest(serve, tmp_path):
+    port, guest = start_example_guest(serve, tmp_path)
     try:
         wait_for_picture(port, tmp_path / "shot.ppm", looks_like_the_desktop)
         guest.kill()  # a guest that dies leaves the device serving its last picture

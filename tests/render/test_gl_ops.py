@@ -329,9 +329,21 @@ def test_snapshot_damage_and_immutability(renderer):
     assert again.surface_serial != frame.surface_serial and again.width == 8
 
 
+def test_unknown_rop_descriptor_bits_are_ignored_as_the_canvas_does(renderer):
+    # spice-common's ropd_descriptor_to_rop tests the known bits only, and a descriptor with
+    # no operation bit is COPY: bits above SPICE_ROPD_INVERS_RES change nothing
+    renderer.create_primary(8, 8, 32, E.SURFACE_FMT_32_xRGB, None)
+    renderer.execute(_fill(0x112233, (0, 0, 8, 8)))
+    renderer.execute(_fill(0x445566, (0, 0, 4, 4), rop=1 << 12))
+    renderer.execute(_fill(0xFFFFFF, (4, 4, 8, 8), rop=E.ROPD_OP_XOR | 1 << 15))
+    got = renderer.read_pixels(0)[..., :3]
+    assert (got[0:4, 0:4] == _bgr(0x445566)).all()
+    assert (got[4:8, 4:8] == _bgr(0x112233 ^ 0xFFFFFF)).all()
+    assert (got[0:4, 4:8] == _bgr(0x112233)).all()
+
+
 def _bad_ops():
     img = bitmap(np.zeros((4, 4, 4), np.uint8))
-    yield "unknown rop descriptor", _fill(0, (0, 0, 4, 4), rop=1 << 12)
     yield "rop3 out of range", draw(Rop3(img, rect(0, 0, 4, 4), None, 256, 0, NO_MASK),
                                     (0, 0, 4, 4))
     yield "inverted bbox", _fill(0, (4, 0, 0, 4))

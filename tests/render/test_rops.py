@@ -37,9 +37,11 @@ def test_every_descriptor_matches_spice_common(make, a, b, roles):
         assert _apply_code(code) == want, hex(desc)
 
 
-def test_unknown_descriptor_bits_refused():
-    with pytest.raises(RenderError):
-        rops.src_dest_rop3(1 << 11)
+def test_unknown_descriptor_bits_ignored_as_the_canvas_does():
+    # ropd_descriptor_to_rop (spice-common) tests the known bits only; the field is a uint16
+    for desc in range(E.ROPD_MASK + 1):
+        assert rops.src_dest_rop3(desc | 0xF800) == rops.src_dest_rop3(desc)
+    assert rops.src_dest_rop3(1 << 11) == rops.ROP3_SRCCOPY  # no operation bit: COPY
     with pytest.raises(RenderError):
         rops.src_dest_rop3(-1)
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vgpu.device.commands import LineAttr, PathSeg
-from vgpu.render import RenderError
+from vgpu.render import RenderError, rops
 from vgpu.render import enums as E
 from vgpu.render.stroke import _BIAS, _line, fix_to_int, stroke_mask
 
@@ -117,3 +117,25 @@ def test_point_bound_counts_each_point_once():
     assert len(polylines(path(MAX_PATH_POINTS))[0]) == MAX_PATH_POINTS
     with pytest.raises(RenderError):
         polylines(path(MAX_PATH_POINTS + 1))
+
+
+def test_a_retraced_pixel_counts_twice():
+    # there and back along y = 2: every pixel of the way is covered by both segments but
+    # the turning points, each of which only one segment reaches (its end is left out)
+    path = (PathSeg(E.PATH_BEGIN, ((1 << 4, 2 << 4), (6 << 4, 2 << 4))),
+            PathSeg(E.PATH_END, ((1 << 4, 2 << 4),)))
+    counts = stroke_mask(path, LineAttr(0, ()), (0, 0, 8, 4))
+    assert counts is not None
+    assert counts[2].tolist() == [0, 1, 2, 2, 2, 2, 1, 0]
+
+
+@pytest.mark.parametrize(("code", "twice"), [
+    (0x5A, 0xAA),  # PATINVERT (P ^ D) twice: the destination again
+    (0x55, 0xAA),  # DSTINVERT twice: the destination again
+    (0xF0, 0xF0),  # PATCOPY: the same
+    (0x00, 0x00),  # BLACKNESS: the same
+    (0xA5, 0xAA),  # ~(P ^ D) twice: D
+    (0xFA, 0xFA),  # P | D: idempotent
+])
+def test_a_rop_applied_twice(code, twice):
+    assert rops.twice(code) == twice

@@ -24,3 +24,6 @@ def peer() -> Path:
     if isinstance(exe, str):
         pytest.skip(exe)
     return exe
+
+# tests/spice's GlibClient, the spice-gtk library client the cursor tests watch with
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "spice"))

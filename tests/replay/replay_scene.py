@@ -66,10 +66,16 @@ def bitmap(image_id: int, fmt: int, width: int, height: int, stride: int, data: 
 
 
 def draw(bbox: QRect, op: object, surface_id: int = 0,
-         clip: tuple[QRect, ...] | None = None) -> Drawable:
+         clip: tuple[QRect, ...] | None = None,
+         source: tuple[int, QRect] | None = None) -> Drawable:
+    """`source`: the surface an image of the draw comes from and the area read, which
+    a guest declares in surfaces_dest: spice-server renders that surface's pending
+    draws first only when told (see docs/conformance.md)."""
     none = QRect(0, 0, 0, 0)
-    return Drawable(0, bbox, clip, 0, 0, 0, none, surface_id, (-1, -1, -1),
-                    (none, none, none), op)  # type: ignore[arg-type]
+    deps, rects = ((source[0], -1, -1), (source[1], none, none)) if source else \
+        ((-1, -1, -1), (none, none, none))
+    return Drawable(0, bbox, clip, 0, 0, 0, none, surface_id, deps,
+                    rects, op)  # type: ignore[arg-type]
 
 
 def record_bytes(items: Iterable[tuple[object, object]],
@@ -126,7 +132,7 @@ def scene() -> list[tuple[object, object]]:
         (draw(QRect(10, 50, 18, 58), Copy(img1, QRect(0, 0, 8, 8), ROP_PUT, 0, NO_MASK)), None),
         (draw(QRect(30, 10, 94, 74),
               Copy(SurfaceImage(ImageDescriptor(10, 104, 0, 64, 64), 1), QRect(0, 0, 64, 64),
-                   ROP_PUT, 0, NO_MASK)), None),
+                   ROP_PUT, 0, NO_MASK), source=(1, QRect(0, 0, 64, 64))), None),
         (draw(QRect(30, 80, 62, 112), CopyBits(QPoint(10, 30))), None),
         (draw(QRect(100, 10, 116, 26),
               Opaque(img32, QRect(0, 0, 16, 16), solid, ROP_PUT, 0, NO_MASK)), None),
@@ -162,3 +168,24 @@ def scene() -> list[tuple[object, object]]:
         (SurfaceCmd(0, 1, 1, 0, None), None),  # QXL_SURFACE_CMD_DESTROY
         (WorkerMessage.WAKEUP, None),
     ]
+
+
+def desktop_session(ticks: int = 40, start: float = 1_700_000_000.0,
+                    period: float = 0.1) -> list[tuple[object, object]]:
+    """The desktop demo's own session, on a fixed clock: its first screen, the cursor and
+    `ticks` frames `period` seconds apart (log lines, scrolling, the clock, the blinking
+    text cursor drawn from one cached bitmap with two palettes, the chart)."""
+    from vgpu.guest.desktop import DesktopScene
+
+    desk = DesktopScene()
+    w, h = desk.width, desk.height
+    primary = PrimarySurface(w, h, -w * 4, SURF_32_xRGB, 0, 1, 0, 0, bytes(w * 4 * h))
+    items: list[tuple[object, object]] = [
+        (WorkerMessage.ADD_MEMSLOT, None), (WorkerMessage.START, None),
+        (WorkerMessage.CREATE_PRIMARY_SURFACE, primary)]
+    cmds = desk.initial() + desk.cursor_initial()
+    for i in range(ticks):
+        cmds += desk.tick(start + i * period)
+    items += [(cmd, None) for cmd in cmds]
+    items.append((WorkerMessage.WAKEUP, None))
+    return items

@@ -36,10 +36,14 @@ def build_checker(out_dir: Path) -> Path:
     return exe
 
 
-def run_check(exe: Path, record: bytes, tmp_path: Path) -> tuple[int, dict[str, int], str]:
+def run_check(exe: Path, record: bytes, tmp_path: Path, picture: Path | None = None
+              ) -> tuple[int, dict[str, int], str]:
+    """Runs the checker on `record`; with `picture`, spice-server's rendering of the final
+    primary surface is written there (PPM)."""
     path = tmp_path / "record.spice"
     path.write_bytes(record)
-    proc = subprocess.run([str(exe), str(path)], capture_output=True, text=True, timeout=60)
+    args = [str(exe), str(path)] + ([str(picture)] if picture is not None else [])
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
     words = proc.stdout.split()
     stats = {k: int(v) for k, v in zip(words[::2], words[1::2], strict=True)}
     return proc.returncode, stats, proc.stderr

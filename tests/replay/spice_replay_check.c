@@ -2,13 +2,17 @@
  * (spice_replay_next_cmd) turns every event into a QXL command, and its worker
  * parses and renders those commands exactly as it would a guest's.
  *
- * Usage: spice_replay_check FILE
+ * Usage: spice_replay_check FILE [PPM]
+ * With PPM, the primary surface as spice-server rendered it (every command drawn
+ * through its canvas by QXL_IO_UPDATE_AREA of the whole surface) is written there.
  * Prints "commands N releases R warnings W bytes_left B" and exits 0 when the
  * reader reached the end of the file (B == 0) and spice-server logged no
  * warning. spice_replay_next_cmd stops quietly at a record it cannot read (at
  * the end of the file too when the damage is in the last blob), so the caller
  * also compares N with the number of commands it wrote.
  */
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <glib.h>
 #include <spice.h>
 #include <stdio.h>
@@ -142,6 +146,61 @@ static QXLInterface qxl_interface = {
     .async_complete = async_complete,
 };
 
+/* The replay reader creates and destroys the primary inside libspice-server, through
+ * these two public entry points: taking them first is how the check learns where the
+ * primary's memory is. */
+static QXLDevSurfaceCreate primary;
+static gboolean have_primary;
+
+void spice_qxl_create_primary_surface(QXLInstance *instance, uint32_t id,
+                                      QXLDevSurfaceCreate *surface)
+{
+    void (*real)(QXLInstance *, uint32_t, QXLDevSurfaceCreate *) =
+        (void (*)(QXLInstance *, uint32_t, QXLDevSurfaceCreate *))
+        dlsym(RTLD_NEXT, "spice_qxl_create_primary_surface");
+    primary = *surface;
+    have_primary = TRUE;
+    real(instance, id, surface);
+}
+
+void spice_qxl_destroy_primary_surface(QXLInstance *instance, uint32_t id)
+{
+    void (*real)(QXLInstance *, uint32_t) =
+        (void (*)(QXLInstance *, uint32_t))dlsym(RTLD_NEXT, "spice_qxl_destroy_primary_surface");
+    have_primary = FALSE;
+    real(instance, id);
+}
+
+/* The primary as spice-server's canvas has it, as a binary PPM (32-bit formats only). */
+static int dump_primary(const char *path)
+{
+    if (!have_primary || primary.format != SPICE_SURFACE_FMT_32_xRGB) {
+        fprintf(stderr, "no 32-bit primary surface to dump\n");
+        return 0;
+    }
+    QXLRect area = { .top = 0, .left = 0, .bottom = (int32_t)primary.height,
+                     .right = (int32_t)primary.width };
+    QXLRect dirty;
+    spice_qxl_update_area(&qxl, 0, &area, &dirty, 1, 0);
+    FILE *out = fopen(path, "wb");
+    if (!out) {
+        perror(path);
+        return 0;
+    }
+    fprintf(out, "P6\n%u %u\n255\n", primary.width, primary.height);
+    uint32_t row_bytes = primary.stride < 0 ? (uint32_t)-primary.stride : (uint32_t)primary.stride;
+    for (uint32_t y = 0; y < primary.height; y++) {
+        /* a negative stride stores the top row last */
+        uint32_t row = primary.stride < 0 ? primary.height - 1 - y : y;
+        const uint8_t *p = (const uint8_t *)(uintptr_t)primary.mem + (size_t)row * row_bytes;
+        for (uint32_t x = 0; x < primary.width; x++) {
+            uint8_t rgb[3] = { p[4 * x + 2], p[4 * x + 1], p[4 * x] };
+            fwrite(rgb, 1, 3, out);
+        }
+    }
+    return fclose(out) == 0;
+}
+
 static void count_warning(const gchar *domain, GLogLevelFlags level, const gchar *message,
                           gpointer data)
 {
@@ -161,8 +220,8 @@ static void wait_drained(void)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s FILE\n", argv[0]);
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: %s FILE [PPM]\n", argv[0]);
         return 2;
     }
     FILE *file = fopen(argv[1], "rb");
@@ -216,6 +275,9 @@ int main(int argc, char **argv)
     /* the reader stops at the end of the file or at the first record it cannot read */
     long left = size - ftell(file);
     wait_drained();
+    if (argc == 3 && !dump_primary(argv[2])) {
+        return 1;
+    }
     /* destroying every surface makes the worker render and release all it holds */
     spice_qxl_destroy_surfaces(&qxl);
 

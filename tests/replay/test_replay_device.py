@@ -19,7 +19,7 @@ from replay_strategies import commands, worker_messages
 from spice_check import run_check
 
 from vgpu.cli import main as vgpu_main
-from vgpu.device.commands import SurfaceCmd
+from vgpu.device.commands import Copy, Drawable, ImageDescriptor, QRect, SurfaceCmd, SurfaceImage
 from vgpu.guest.driver import DeviceError
 from vgpu.replay import (
     CommandEvent,
@@ -191,15 +191,18 @@ def test_cli_parse_only_and_errors(data_dir: Path, tmp_path: Path,
 
 def test_a_device_guest_bug_fails_the_replay(tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    # a draw on surface 5, which the recording never created
+    # a copy from surface 77, which the recording never created (a draw ON a missing
+    # surface is dropped, as spice-server drops it; reading one is a guest bug)
     out = io.BytesIO()
     writer = RecordWriter(out)
     items = scene()
     for item, extra in items:
         if isinstance(item, WorkerMessage):
             writer.worker_message(item, extra)
-        elif type(item).__name__ == "Drawable":
-            writer.command(dataclasses.replace(item, surface_id=5), extra)  # type: ignore[type-var]
+        elif isinstance(item, Drawable) and isinstance(item.op, Copy):
+            op = dataclasses.replace(item.op, src_bitmap=SurfaceImage(
+                ImageDescriptor(1, 104, 0, 8, 8), 77), src_area=QRect(0, 0, 8, 8))
+            writer.command(dataclasses.replace(item, op=op), extra)
             break
         else:
             writer.command(item, extra)

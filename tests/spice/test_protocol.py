@@ -329,3 +329,36 @@ def test_cursor_cache_evicts_with_inval_one():
         b for t, b in split_messages(cursor.data_to_send()) if t == c.SPICE_MSG_CURSOR_INVAL_ONE
     ]
     assert inval == [struct.pack("<Q", 1)]
+
+
+def test_preferred_video_codecs_and_stream_reports():
+    """Layouts as spice-html5's spicemsg.js writes them (SpiceMsgcDisplayStreamReport)
+    and spice-gtk's preferred-video-codec message (u8 count, u8 codec types)."""
+    from vgpu.spice.channels import PreferredVideoCodecs, StreamReport
+
+    display = DisplayChannel(linked(c.SPICE_CHANNEL_DISPLAY))
+    body = bytes([3, c.SPICE_VIDEO_CODEC_TYPE_VP8, 77, c.SPICE_VIDEO_CODEC_TYPE_H264])
+    (event,) = display.receive_data(mini(c.SPICE_MSGC_DISPLAY_PREFERRED_VIDEO_CODEC_TYPE, body))
+    assert event == PreferredVideoCodecs(
+        (c.SPICE_VIDEO_CODEC_TYPE_VP8, c.SPICE_VIDEO_CODEC_TYPE_H264)
+    )  # 77, unknown, left out
+    report = struct.pack("<6Ii I", 4, 4, 1000, 1200, 5, 1, -30, 0xFFFFFFFF)
+    (event,) = display.receive_data(mini(c.SPICE_MSGC_DISPLAY_STREAM_REPORT, report))
+    assert event == StreamReport(4, 4, 1000, 1200, 5, 1, -30)
+    (event,) = display.receive_data(
+        mini(c.SPICE_MSGC_DISPLAY_PREFERRED_VIDEO_CODEC_TYPE, bytes([5, 1]))
+    )
+    assert isinstance(event, ChannelClosed)  # a count past the message's end
+
+
+def test_stream_create_names_its_codec_and_activates_reports():
+    display = DisplayChannel(linked(c.SPICE_CHANNEL_DISPLAY))
+    display.stream_create(7, (10, 20, 110, 220), 1234, c.SPICE_VIDEO_CODEC_TYPE_H264)
+    display.stream_activate_report(7, 7, 5, 1000)
+    (create_type, create), (report_type, report) = split_messages(display.data_to_send())
+    assert create_type == c.SPICE_MSG_DISPLAY_STREAM_CREATE
+    surface, stream_id, flags, codec = struct.unpack_from("<IIBB", create)
+    assert (surface, stream_id, flags, codec) == (
+        0, 7, c.SPICE_STREAM_FLAGS_TOP_DOWN, c.SPICE_VIDEO_CODEC_TYPE_H264)
+    assert report_type == c.SPICE_MSG_DISPLAY_STREAM_ACTIVATE_REPORT
+    assert struct.unpack("<4I", report) == (7, 7, 5, 1000)

@@ -26,7 +26,8 @@ from spice_testkit import (
 )
 
 from vgpu.display import CursorShape, CursorUpdate, InputEvent
-from vgpu.spice.imaging import Compression
+from vgpu.spice import constants as c
+from vgpu.spice.imaging import ClientImaging, Compression, encode_rect_by_content
 from vgpu.spice.server import ServerOptions
 
 W, H = 320, 200
@@ -246,19 +247,24 @@ needs_html5 = pytest.mark.skipif(
 
 
 @contextlib.contextmanager
-def html5_page(server: ServerThread) -> Iterator[object]:
-    """spice-html5 in headless Chromium, connected, once its canvas shows the first frame."""
+def html5_page(server: ServerThread, same_port: bool = False) -> Iterator[object]:
+    """spice-html5 in headless Chromium, connected, once its canvas shows the first frame.
+    same_port: the page as the SPICE port itself serves it (http://HOST:PORT/), not
+    from a separate web server."""
     playwright = pytest.importorskip("playwright.sync_api")
     http = StaticHttp(HTML5_DIR)
+    url = (
+        f"http://127.0.0.1:{server.port}/"
+        if same_port
+        else f"http://127.0.0.1:{http.port}/spice_auto.html?host=127.0.0.1&port={server.port}"
+    )
     try:
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(
                 executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=30_000
             )
             page = browser.new_page()
-            page.goto(
-                f"http://127.0.0.1:{http.port}/spice_auto.html?host=127.0.0.1&port={server.port}"
-            )
+            page.goto(url)
             page.wait_for_selector("canvas#spice_surface_0", timeout=10_000)
             _wait_canvas(page, pattern(W, H))
             yield page
@@ -272,6 +278,20 @@ def test_spice_html5_shows_the_same_picture(source):
     server = ServerThread(source)
     try:
         with html5_page(server) as page:
+            boxed = _with_box(pattern(W, H))
+            source.publish(boxed, damage=((30, 40, 90, 120),))
+            _wait_canvas(page, boxed)
+    finally:
+        server.stop()
+
+
+@needs_html5
+def test_spice_html5_page_served_on_the_spice_port(source):
+    """http://HOST:PORT/ on the SPICE port gives spice-html5's page, which connects back
+    to the same port and shows the display."""
+    server = ServerThread(source)
+    try:
+        with html5_page(server, same_port=True) as page:
             boxed = _with_box(pattern(W, H))
             source.publish(boxed, damage=((30, 40, 90, 120),))
             _wait_canvas(page, boxed)
@@ -337,3 +357,26 @@ def _wait_canvas(page: object, frame: np.ndarray, timeout: float = 10) -> None:
         f"spice-html5's canvas never matched the frame: {len(bad)} pixels differ, "
         f"from {tuple(bad.min(axis=0))} to {tuple(bad.max(axis=0))}"
     )
+
+
+@needs_glib
+def test_spice_gtk_shows_a_screen_split_by_content_exactly(tmp_path):
+    """A photo inside a flat desktop, damaged as a whole: the server splits it into QUIC
+    and LZ draws, and spice-gtk's decoders put together exactly the frame."""
+    source = SyntheticSource()
+    source.publish(pattern(W, H))
+    server = ServerThread(source)
+    client = GlibClient("--port", str(server.port))
+    try:
+        client.wait_for(lambda line: line.startswith("mark"))
+        mixed = np.full((H, W, 4), 0xC0, np.uint8)
+        mixed[20:40:4, 10:300, :3] = 20  # lines of "text"
+        mixed[60:190, 128:320] = pattern(W, H, seed=3)[60:190, 128:320]  # photographic
+        frame = source.publish(mixed, damage=((0, 0, W, H),))
+        parts = encode_rect_by_content(frame, (0, 64, W, 192), ClientImaging(Compression()))
+        assert [p.image_type for p in parts] == [c.SPICE_IMAGE_TYPE_LZ_RGB, c.SPICE_IMAGE_TYPE_QUIC]
+        glib_sees(client, tmp_path, mixed)
+        assert server.server.display_stats[0].frames >= 2
+    finally:
+        client.close()
+        server.stop()

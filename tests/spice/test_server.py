@@ -332,9 +332,11 @@ def test_websocket_over_tls(source, tmp_path):
         srv.stop()
 
 
-def test_plain_http_get_is_refused_and_closed(server):
+def test_plain_http_get_outside_the_page_is_refused_and_closed(server):
+    """A plain GET (no WebSocket upgrade) gets spice-html5's page (tests/spice/
+    test_webpage.py); anything outside its folder is refused and the connection closed."""
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # no WebSocket upgrade
+    sock.sendall(b"GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n")
     reply = b""
     while chunk := sock.recv(4096):
         reply += chunk

@@ -385,7 +385,7 @@ class Device:
         self.internal_errors = 0
         self.on_gl_batch: Callable[[], None] | None = None  # called before each 3D batch
         self.stats = {"commands": 0, "cursor_commands": 0, "io": 0, "released": 0,
-                      "gl_batches": 0, "gl_bytes": 0, "gl_fences": 0}
+                      "dropped": 0, "gl_batches": 0, "gl_bytes": 0, "gl_fences": 0}
 
         ram_header_size = -(-_RAM_SIZE // PAGE) * PAGE
         input_size = -(-sizeof("VgpuInputRing") // PAGE) * PAGE
@@ -554,6 +554,13 @@ class Device:
     def io_write(self, port: int, value: int) -> IoRequest:
         """Queue an IO port write (any thread). Doorbells and async ports need no waiting;
         for the others the guest waits on the returned request, as a vCPU would."""
+        if port == lib.QXL_IO_UPDATE_IRQ:
+            # at once on the writer's thread, as QEMU's qxl does on the vCPU's: it only
+            # evaluates the line (thread-safe), and a guest taking its interrupts must not
+            # wait for the render thread to end a batch (that serialized the guest's next
+            # 3D frame behind the host's present of the last one)
+            self._update_irq()
+            return _DONE
         with self._cv:
             if port in DOORBELL_PORTS:
                 self._kicked = True
@@ -833,13 +840,20 @@ class Device:
             log.exception("display backend execute_3d failed")
 
     def _draw(self, cmd: c.Drawable) -> None:
+        # spice-server's display channel drops a drawable (released, never drawn, no error)
+        # whose surface or a dependency does not exist or whose bbox leaves its surface
+        # (validate_drawable_bbox). Linux's qxl DRM driver sends such drawables: a
+        # 1024x768 blit onto the 64x64 primary it creates while changing modes.
         surface = self.surfaces.get(cmd.surface_id)
-        if surface is None:
-            raise GuestBug(f"drawing on surface {cmd.surface_id}, which does not exist")
         b = cmd.bbox
-        if not (0 <= b.left <= b.right <= surface.width
-                and 0 <= b.top <= b.bottom <= surface.height):
-            raise GuestBug(f"bbox {tuple(b)} outside surface {cmd.surface_id}")
+        if (surface is None
+                or any(d != -1 and d not in self.surfaces for d in cmd.surfaces_dest)
+                or not (0 <= b.left <= b.right <= surface.width
+                        and 0 <= b.top <= b.bottom <= surface.height)):
+            self.stats["dropped"] += 1
+            log.debug("dropped a drawable on surface %d with bbox %s", cmd.surface_id,
+                      tuple(b))
+            return
         self._call(self.backend.execute, cmd)
 
     def _call(self, method: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R | None:
@@ -925,6 +939,7 @@ class Device:
         had_primary = 0 in self.surfaces
         self._reset_state()
         self._call(self.backend.reset)
+        self._call(self.backend.reset_3d)
         if had_primary:
             for obs in self.observers:
                 obs.on_primary_destroyed()
@@ -967,9 +982,13 @@ class Device:
                            length)
         self.surfaces[0] = info
         data = self.mem.read(off, length)
-        initial = np.frombuffer(data, np.uint8).reshape(info.height, abs(info.stride))
-        if info.stride < 0:
-            initial = initial[::-1]
+        initial = None
+        # as spice-server: the memory's content is the picture only with KEEP_DATA, else the
+        # surface starts black (its worker clears the memory)
+        if create.flags & lib.QXL_SURF_FLAG_KEEP_DATA:
+            initial = np.frombuffer(data, np.uint8).reshape(info.height, abs(info.stride))
+            if info.stride < 0:
+                initial = initial[::-1]
         self._call(self.backend.create_primary, info.width, info.height, info.stride,
                    info.format, initial)
         event = PrimaryCreate(create.width, create.height, create.stride, create.format,
@@ -1011,9 +1030,13 @@ class Device:
         surface = self.surfaces.get(sid)
         if surface is None:
             raise GuestBug(f"update_area of surface {sid}, which does not exist")
-        if not (0 <= left <= r <= surface.width and 0 <= t <= b <= surface.height):
-            raise GuestBug(f"update_area {(t, left, b, r)} outside surface {sid}")
-        if left == r or t == b:
+        # QEMU refuses a negative or inverted area and lets an empty one through; spice-server
+        # renders the rest as given (display_channel_update checks only the surface), and
+        # beyond the surface there is nothing to render
+        if left < 0 or t < 0 or left > r or t > b:
+            raise GuestBug(f"update_area {(t, left, b, r)} of surface {sid} is not an area")
+        r, b = min(r, surface.width), min(b, surface.height)
+        if left >= r or t >= b:
             return
         bpp = SURFACE_BPP[surface.format]
         if bpp % 8:

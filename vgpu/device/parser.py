@@ -264,13 +264,10 @@ class Parser:
         op = self._draw.get(h[3])
         if op is None:
             raise GuestBug(f"unknown draw type {h[3]}")
+        # the surface and its dependencies are the device's to check (it drops a drawable
+        # on a missing one, as spice-server does)
         sid = h[1]
-        if sid >= self.n_surfaces:
-            raise GuestBug(f"drawable surface id {sid} out of range")
         dest = h[16:19]
-        for d in dest:
-            if d != -1 and not 0 <= d < self.n_surfaces:
-                raise GuestBug(f"drawable dependency surface {d} out of range")
         r = h[19:31]
         return c.Drawable(
             h[0], c.QRect(*h[9:13]), self._clip(h[13], h[14]), h[2], h[15], h[4],
@@ -390,14 +387,17 @@ class Parser:
     def _mask(self, flags: int, x: int, y: int, bitmap: int) -> c.QMask:
         if not bitmap and not flags and not x and not y:
             return _NO_MASK
-        return c.QMask(flags, c.QPoint(x, y), self.image(bitmap) if bitmap else None)
+        return c.QMask(flags, c.QPoint(x, y),
+                       self.image(bitmap, is_mask=True) if bitmap else None)
 
     def _image_required(self, addr: int) -> c.Image:
         if not addr:
             raise GuestBug("missing image")
         return self.image(addr)
 
-    def image(self, addr: int) -> c.Image:
+    def image(self, addr: int, is_mask: bool = False) -> c.Image:
+        """The image at `addr`. A mask (`is_mask`) may be a palette format without a palette,
+        as spice-server's red_get_image allows: a 1-bit mask's bits are read as bits."""
         mm = self._mm
         translate = self.slots.translate
         off = translate(addr, L.DESC_SIZE)
@@ -417,7 +417,7 @@ class Parser:
             if size > MAX_CHUNK_BYTES:
                 raise GuestBug(f"bitmap of {size} bytes exceeds the limit")
             palette = self._palette(pal) if pal else None
-            if palette is None and fmt in _PALETTE_FORMATS:
+            if palette is None and fmt in _PALETTE_FORMATS and not is_mask:
                 raise GuestBug("palette bitmap without a palette")
             if flags & lib.QXL_BITMAP_DIRECT:
                 off = translate(data, size)
@@ -525,10 +525,23 @@ class Parser:
 
     def _composite(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
         flags, src, st, mask, mt, sx, sy, mx, my = L.COMPOSITE.struct.unpack_from(buf, off)
-        return c.Composite(flags, self._image_required(src),
-                           self.image(mask) if mask else None,
-                           self._transform(st), self._transform(mt),
-                           c.QPoint(sx, sy), c.QPoint(mx, my))
+        # As spice-server's parser: the addresses, not the guest's flag bits, say whether a
+        # source transform, a mask and a mask transform are there, and a present one adds its
+        # flag (xf86-video-qxl sends masks without SPICE_COMPOSITE_HAS_MASK). The mask
+        # transform is read only with a mask. Flags set without their data stay set: the
+        # renderer refuses those (docs/conformance.md).
+        src_transform = self._transform(st)
+        if src_transform is not None:
+            flags |= lib.SPICE_COMPOSITE_HAS_SRC_TRANSFORM
+        mask_image = mask_transform = None
+        if mask:
+            mask_image = self.image(mask)
+            flags |= lib.SPICE_COMPOSITE_HAS_MASK
+            mask_transform = self._transform(mt)
+            if mask_transform is not None:
+                flags |= lib.SPICE_COMPOSITE_HAS_MASK_TRANSFORM
+        return c.Composite(flags, self._image_required(src), mask_image, src_transform,
+                           mask_transform, c.QPoint(sx, sy), c.QPoint(mx, my))
 
     def _transform(self, addr: int) -> tuple[int, ...] | None:
         if not addr:

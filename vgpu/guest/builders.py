@@ -117,6 +117,7 @@ class CommandWriter:
 
     def _chain(self, chunk: int, first: bytes, rest: bytes) -> None:
         size = len(first)
+        rest = memoryview(rest)  # slices without copies: not the whole tail again per chunk
         while True:
             nxt = 0
             if rest:

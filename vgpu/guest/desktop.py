@@ -13,10 +13,12 @@ guest driver at a steady rate.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import ImageFont
@@ -44,6 +46,8 @@ from vgpu.device.commands import (
 from vgpu.display import InputEvent
 from vgpu.guest.driver import GuestDriver
 
+log = logging.getLogger(__name__)
+
 # QXL / SPICE numbers, from the one ABI declaration (csrc/qxl_abi.h).
 EFFECT_OPAQUE = lib.QXL_EFFECT_OPAQUE
 ROPD_OP_PUT = lib.SPICE_ROPD_OP_PUT
@@ -52,8 +56,9 @@ IMAGE_FLAG_CACHE = lib.QXL_IMAGE_CACHE
 BITMAP_FMT_1BIT_BE = lib.SPICE_BITMAP_FMT_1BIT_BE
 BITMAP_FMT_RGBA = lib.SPICE_BITMAP_FMT_RGBA
 BITMAP_FLAG_TOP_DOWN = lib.QXL_BITMAP_TOP_DOWN
-STRING_RASTER_A8_TOP_DOWN = (lib.SPICE_STRING_FLAGS_RASTER_A8
-                             | lib.SPICE_STRING_FLAGS_RASTER_TOP_DOWN)
+# 1-bit glyphs, rows bottom-up: SPICE's canvas ignores SPICE_STRING_FLAGS_RASTER_TOP_DOWN
+# and draws A8 glyphs one row off (docs/conformance.md), so A1 is what reads right everywhere
+STRING_RASTER_A1 = lib.SPICE_STRING_FLAGS_RASTER_A1
 CURSOR_SET, CURSOR_MOVE = lib.QXL_CURSOR_SET, lib.QXL_CURSOR_MOVE
 CURSOR_TYPE_ALPHA = lib.SPICE_CURSOR_TYPE_ALPHA
 
@@ -131,7 +136,8 @@ def copy_image(dest: QRect, image: BitmapImage) -> Drawable:
 
 
 class GlyphCache:
-    """Raster glyphs (A8, 0 or 255 per pixel) made from Pillow's built-in font."""
+    """Raster glyphs (A1, most significant bit first, rows bottom-up) made from Pillow's
+    built-in font, each placed where Pillow itself draws it in the string."""
 
     def __init__(self) -> None:
         self._font = ImageFont.load_default(size=FONT_SIZE)
@@ -140,10 +146,12 @@ class GlyphCache:
 
     def _glyph(self, ch: str) -> tuple[int, int, int, int, bytes, int]:
         if ch not in self._glyphs:
-            left, top, _right, _bottom = self._font.getbbox(ch)
-            mask = self._font.getmask(ch, mode="1")
+            # the mask's own offset from the pen, not the ink's bounding box: the two differ
+            # (a "t" overhangs its box), and using the box put gaps inside words
+            mask, (left, top) = self._font.getmask2(ch, mode="1")
             w, h = mask.size
-            data = bytes(mask)  # h rows of w bytes, 0 or 255
+            rows = np.frombuffer(bytes(mask), np.uint8, w * h).reshape(h, w)
+            data = np.packbits(rows[::-1] > 0, axis=1).tobytes()  # bottom row first
             advance = math.ceil(self._font.getlength(ch))
             self._glyphs[ch] = (left, top, w, h, data, advance)
         return self._glyphs[ch]
@@ -173,7 +181,7 @@ class GlyphCache:
             max(g.render_pos.x + g.glyph_origin.x + g.width for g in glyphs),
         )
         op = Text(
-            GlyphString(STRING_RASTER_A8_TOP_DOWN, tuple(glyphs)), ZERO_RECT,
+            GlyphString(STRING_RASTER_A1, tuple(glyphs)), ZERO_RECT,
             SolidBrush(color), None, ROPD_OP_PUT, ROPD_OP_PUT,
         )
         return _drawable(box, op)
@@ -223,8 +231,11 @@ def _arrow_cursor() -> CursorShapeData:
 class DesktopScene:
     """Produces the commands of a small, always-changing desktop."""
 
-    def __init__(self, width: int = 1024, height: int = 768) -> None:
+    def __init__(self, width: int = 1024, height: int = 768, *, window_3d: bool = False
+                 ) -> None:
         self.width, self.height = width, height
+        # The 3D window (vgpu.guest.cube.CubeWindow draws its body through the 3D ring).
+        self.window_3d = Window("3D", QRect(380, 180, 720, 540)) if window_3d else None
         self.glyphs = GlyphCache()
         self.terminal = Window("terminal", QRect(60, 180, 60 + 22 + 2 + LINE_HEIGHT * 16, 700))
         self.clock = Window("clock", QRect(60, 730, 150, 980))
@@ -269,6 +280,8 @@ class DesktopScene:
         cmds += self._window(self.terminal, TERMINAL_BG)
         cmds += self._window(self.clock, WINDOW_BODY)
         cmds += self._window(self.chart, WINDOW_BODY)
+        if self.window_3d is not None:
+            cmds += self._window(self.window_3d, BORDER)
         return cmds
 
     def cursor_initial(self) -> list[Command]:
@@ -395,9 +408,36 @@ FRAME_PERIOD_S = 1 / 30  # the guest redraws its animated parts 30 times a secon
 
 def run_desktop(driver: GuestDriver, stop: threading.Event, scene: DesktopScene) -> None:
     """Drives `scene` through `driver` (primary already created) until `stop` is set."""
+    cube = None
+    if scene.window_3d is not None:
+        from vgpu.guest.cube import CubeWindow
+        from vgpu.guest.gl import Error as GlError
+
+        body = scene.window_3d.body
+        try:
+            cube = CubeWindow(driver, body.left, body.top, body.width, body.height)
+        except GlError as e:  # a host that runs no GL: the desktop goes on in 2D
+            log.warning("no 3D window: %s", str(e).splitlines()[0])
+            scene.window_3d = None
     for cmd in scene.initial() + scene.cursor_initial():
         driver.submit(cmd)
+    if scene.window_3d is not None:
+        # The 2D ring and the 3D ring are independent streams: the window's 2D frame is
+        # drawn (UPDATE_AREA waits for it) before the first present lands inside it.
+        driver.update_area(0, scene.window_3d.rect)
+    start = time.monotonic()
+    try:
+        _desktop_loop(driver, stop, scene, cube, start)
+    finally:
+        if cube is not None:
+            cube.close()
+
+
+def _desktop_loop(driver: GuestDriver, stop: threading.Event, scene: DesktopScene,
+                  cube: Any, start: float) -> None:
     while not stop.is_set():
+        if cube is not None:
+            cube.frame(time.monotonic() - start)
         for event in driver.read_input():
             draws, cursor = scene.on_input(event)
             for cmd in draws + cursor:

@@ -91,6 +91,8 @@ class ImageShape(NamedTuple):
     height: int
     alpha: bool
     """the image has an alpha channel (an xRGB one reads alpha 255 inside, 0 outside)"""
+    surface: bool = False
+    """the image is a surface (SOURCE_OPAQUE applies only to those)"""
 
 
 def _int32(v: int) -> int:
@@ -243,13 +245,17 @@ def composite_setup(op: Composite, dst_fmt: int, bbox: Box, src: ImageShape,
         raise RenderError("composite filter not supported")
     if (op.src_transform is not None) != bool(f & E.COMPOSITE_HAS_SRC_TRANSFORM):
         raise RenderError("composite source transform flag and transform disagree")
-    if (op.mask_transform is not None) != bool(f & E.COMPOSITE_HAS_MASK_TRANSFORM):
-        raise RenderError("composite mask transform flag and transform disagree")
     if bool(f & E.COMPOSITE_HAS_MASK) != (mask is not None):
         raise RenderError("composite mask flag and mask disagree")
+    # the canvas reads the mask transform flag only with a mask
+    if mask is not None and (op.mask_transform is not None) != bool(
+            f & E.COMPOSITE_HAS_MASK_TRANSFORM):
+        raise RenderError("composite mask transform flag and transform disagree")
     component_alpha = bool(f & E.COMPOSITE_COMPONENT_ALPHA)
+    # the canvas takes SOURCE_OPAQUE when it asks a source surface for its image; a bitmap
+    # keeps its alpha whatever the flag says (seen against spice-server 0.15.1)
     src_s = Sampling(_matrix(op.src_transform), src_filter, _bits(f, 14, 16),
-                     bool(f & E.COMPOSITE_SOURCE_OPAQUE) or not src.alpha)
+                     (bool(f & E.COMPOSITE_SOURCE_OPAQUE) and src.surface) or not src.alpha)
     mask_s = Sampling(_matrix(op.mask_transform), mask_filter, _bits(f, 16, 18),
                       mask is not None and not mask.alpha, component_alpha)
     # pixman_image_composite32 on the canvas's bbox-sized copy of the destination

@@ -208,10 +208,15 @@ class _Surface:
     # what guest memory lacks: drawn since the last UPDATE_AREA write-back covering it
     unsynced: list[Box] = field(default_factory=list)
 
-    def changed(self, boxes: list[Box] | tuple[Box, ...]) -> None:
+    def changed(self, boxes: list[Box] | tuple[Box, ...],
+                in_shadow: tuple[Box, ...] = ()) -> None:
+        """`in_shadow`: boxes of `boxes` written into the shadow as well (a 3D present by
+        copy): not stale there any more."""
         self.unsynced = _add_rects(self.unsynced, boxes)
         if self.shadow is not None:
-            self.stale = _add_rects(self.stale, boxes)
+            self.stale = _add_rects(self.stale, [b for b in boxes if b not in in_shadow])
+            for hole in in_shadow:
+                self.stale = [part for r in self.stale for part in _subtract(r, hole)]
 
     def framebuffers(self) -> list[moderngl.Framebuffer]:
         return [self.fbo] + [pair[1] for pair in (self.scratch, self.self_copy) if pair]
@@ -409,13 +414,15 @@ class Renderer:
             self.gl3d = Gl3dExecutor(self)
         self.gl3d.execute(batch, guest)
 
-    def _note_damage(self, surf: _Surface, boxes: tuple[Box, ...]) -> None:
-        """Records what an operation changed: `last_damage`, the surface's stale rects and,
-        on the primary, the damage the next snapshot reports."""
+    def _note_damage(self, surf: _Surface, boxes: tuple[Box, ...],
+                     in_shadow: tuple[Box, ...] = ()) -> None:
+        """Records what an operation changed: `last_damage`, the surface's stale rects (but
+        for `in_shadow`, written into the host shadow too) and, on the primary, the damage
+        the next snapshot reports."""
         self.last_damage = boxes
         if not boxes:
             return
-        surf.changed(boxes)
+        surf.changed(boxes, in_shadow)
         if surf.id == PRIMARY:
             self._damage = _add_rects(self._damage, boxes)
 
@@ -526,6 +533,10 @@ class Renderer:
             self._cache_tex = None
         self._slots = SlotAtlas()
         self._damage = []
+
+    def reset_3d(self) -> None:
+        if self.gl3d is not None:
+            self.gl3d.reset()
 
     # --- beyond the protocol ----------------------------------------------------------
 
@@ -658,6 +669,10 @@ class Renderer:
 
     def _read_now(self, surf: _Surface, box: Box) -> np.ndarray:
         x0, y0, x1, y1 = box
+        if self.gl3d is not None:
+            # 3D work (a guest's shader, as long as it likes) may be queued: wait for it
+            # with the interpreter lock released; moderngl's read would keep it
+            self.gl3d.wait_gl()
         data = surf.fbo.read(viewport=(x0, y0, x1 - x0, y1 - y0), components=4)
         return np.frombuffer(data, np.uint8).reshape(y1 - y0, x1 - x0, 4)
 
@@ -1170,11 +1185,14 @@ class Renderer:
         if scaled:
             src = self._scaled_source(src, op.src_bitmap, surf)
         mode = (KIND_ALPHA << 8) | (op.alpha << 24)
+        # the canvas reads an xRGB surface's fourth byte as alpha only when the flag says
+        # so; an ARGB surface's alpha always counts (canvas_get_as_surface)
         has_alpha = src.has_alpha if src.surface is None else bool(
-            op.alpha_flags & E.ALPHA_FLAGS_SRC_SURFACE_HAS_ALPHA)
+            op.alpha_flags & E.ALPHA_FLAGS_SRC_SURFACE_HAS_ALPHA
+            or src.surface.fmt == E.SURFACE_FMT_32_ARGB)
         if has_alpha:
             mode |= MODE_SRC_ALPHA
-        if op.alpha_flags & E.ALPHA_FLAGS_DEST_HAS_ALPHA:
+        if op.alpha_flags & E.ALPHA_FLAGS_DEST_HAS_ALPHA or surf.fmt == E.SURFACE_FMT_32_ARGB:
             mode |= MODE_DST_ALPHA
         self._queue_draw(surf, rects, mode, src=src, src_map=src_map,
                          src_reads=_self_reads(src, surf, area))
@@ -1204,9 +1222,15 @@ class Renderer:
             self._brush_rop(surf, back, rops.ROP3_PATCOPY, back_color, back_pat, None,
                             op.back_brush)
         if fore:
-            pat_pos = ((op.fore_brush.pos.x, op.fore_brush.pos.y)
+            # the canvas composites the pattern from the string mask's corner, so the
+            # pattern's origin is that corner moved by the brush's position
+            pat_pos = ((left + op.fore_brush.pos.x, top + op.fore_brush.pos.y)
                        if isinstance(op.fore_brush, PatternBrush) else (0, 0))
-            self._queue_draw(surf, fore, KIND_COVERAGE << 8, pat=fore_pat, color=fore_color,
+            # an RGBA pattern goes OVER with its own alpha, as pixman composites it
+            mode = KIND_COVERAGE << 8
+            if fore_pat is not None and fore_pat.has_alpha:
+                mode |= MODE_SRC_ALPHA
+            self._queue_draw(surf, fore, mode, pat=fore_pat, color=fore_color,
                              aux=aux, pat_pos=pat_pos)
         return back + fore
 
@@ -1221,7 +1245,6 @@ class Renderer:
         assert isinstance(op.fore_brush, SolidBrush)
         b, g, r, _ = px.color_to_pixel(op.fore_brush.color, surf.fmt)
         color = _pack(px.quantize_pixel((b, g, r, 255), surf.fmt))
-        top_down = bool(op.str.flags & E.STRING_FLAGS_RASTER_TOP_DOWN)
         # all glyphs' rows staged in one piece (the shader reads them bytewise, unaligned)
         sizes = [((g.width + 7) >> 3) * g.height for g in glyphs]
         at = self._stage(b"".join([g.data[:n] for g, n in zip(glyphs, sizes, strict=True)]))
@@ -1238,10 +1261,8 @@ class Renderer:
             if not parts:
                 continue
             stride = (glyph.width + 7) >> 3
-            if top_down:
-                ox, oy = base - y0 * stride, stride
-            else:  # the software canvas reads glyph rows bottom-up
-                ox, oy = base + (glyph.height - 1 + y0) * stride, -stride
+            # rows bottom-up whatever the TOP_DOWN flag says, as the real canvas reads them
+            ox, oy = base + (glyph.height - 1 + y0) * stride, -stride
             kind = (BLIT_GLYPH | (x0 & 0xFFFFFF) << 8) & 0xFFFFFFFF
             for part in parts:
                 queued += (*part, ox, oy, color, kind)
@@ -1260,20 +1281,28 @@ class Renderer:
         rops.brush_dest_rop3(op.back_mode)  # checked, though only dashes are drawn
         color, pat = self._brush(op.brush, surf)
         area = _bounds(rects)
-        mask = stroke_mask(op.path, op.attr, area)
-        if mask is None or code == rops.ROP3_NOOP:
+        counts = stroke_mask(op.path, op.attr, area)
+        if counts is None or code == rops.ROP3_NOOP:
             return []
-        region = np.zeros_like(mask)
+        region = np.zeros(counts.shape, bool)
         for x0, y0, x1, y1 in rects:
             region[y0 - area[1] : y1 - area[1], x0 - area[0] : x1 - area[0]] = True
-        mask &= region
+        mask = (counts > 0) & region
         ys, xs = np.nonzero(mask)
         if len(xs) == 0:
             return []
         tight = (area[0] + int(xs.min()), area[1] + int(ys.min()),
                  area[0] + int(xs.max()) + 1, area[1] + int(ys.max()) + 1)
-        sub = mask[tight[1] - area[1] : tight[3] - area[1], tight[0] - area[0] : tight[2] - area[0]]
-        self._brush_rop(surf, [tight], code, color, pat, sub, op.brush)
+        window = (slice(tight[1] - area[1], tight[3] - area[1]),
+                  slice(tight[0] - area[0], tight[2] - area[0]))
+        sub, odd = mask[window], (counts[window] & 1).astype(bool)
+        # pixels covered an even number of times got the operation twice
+        twice = rops.twice(code)
+        if twice == code or not (sub & ~odd).any():
+            self._brush_rop(surf, [tight], code, color, pat, sub, op.brush)
+        else:
+            self._brush_rop(surf, [tight], code, color, pat, sub & odd, op.brush)
+            self._brush_rop(surf, [tight], twice, color, pat, sub & ~odd, op.brush)
         return [tight]
 
     def _copy_bits(self, surf: _Surface, bbox: Box, rects: list[Box], op: CopyBits) -> list[Box]:
@@ -1293,8 +1322,9 @@ class Renderer:
                    op: Composite) -> list[Box]:
         src = self._image(op.src, surf, own_texture=True)
         mask = self._image(op.mask, surf, own_texture=True) if op.mask is not None else None
-        setup = composite_setup(op, surf.fmt, bbox, ImageShape(src.width, src.height,
-                                                               src.has_alpha),
+        setup = composite_setup(op, surf.fmt, bbox,
+                                ImageShape(src.width, src.height, src.has_alpha,
+                                           isinstance(op.src, SurfaceImage)),
                                 ImageShape(mask.width, mask.height, mask.has_alpha)
                                 if mask is not None else None)
         if setup is None:  # pixman composites nothing: its positions would overflow

@@ -313,24 +313,33 @@ def glyph_boxes(string: GlyphString) -> tuple[int, list[tuple[int, int, int, int
 
 def glyph_mask(string: GlyphString) -> tuple[int, int, np.ndarray]:
     """A raster glyph string -> (left, top, (h, w) uint8 coverage), glyphs combined as the
-    software canvas does (A1: OR, A4: high nibble kept as value & 0xF0, A8: max)."""
+    software canvas does (A1: OR, A4: nibble << 4 by the canvas's own rule below, A8: max). Rows are
+    always read bottom-up: spice-common's canvas ignores SPICE_STRING_FLAGS_RASTER_TOP_DOWN
+    (docs/conformance.md), and every SPICE client draws with that canvas."""
     bpp, boxes, (left, top, right, bottom) = glyph_boxes(string)
     out = np.zeros((bottom - top, right - left), np.uint8)
-    top_down = bool(string.flags & E.STRING_FLAGS_RASTER_TOP_DOWN)
     for g, (x0, y0, x1, y1) in zip(string.glyphs, boxes, strict=True):
         if g.width == 0 or g.height == 0:
             continue
         stride = (g.width * bpp + 7) // 8
         rows = np.frombuffer(g.data, np.uint8, stride * g.height).reshape(g.height, stride)
-        if not top_down:  # the software canvas reads glyph rows bottom-up
-            rows = rows[::-1]
+        rows = rows[::-1]
+        region = out[y0 - top : y1 - top, x0 - left : x1 - left]
+        if bpp == 4:
+            # the canvas keeps the larger of each pixel and the glyph's nibble << 4, but
+            # compares a pixel at an odd x with the whole byte << 4 (an int, not truncated):
+            # there the glyph's low nibble replaces the pixel whenever the byte's high
+            # nibble is set (docs/conformance.md)
+            even = region[:, 0::2]
+            np.maximum(even, rows[:, : even.shape[1]] & 0xF0, out=even)
+            odd = region[:, 1::2]
+            byte = rows[:, : odd.shape[1]]
+            low = (byte << 4) & 0xF0
+            odd[...] = np.where(byte >= 0x10, low, np.maximum(odd, low))
+            continue
         if bpp == 1:
             cov = np.unpackbits(rows, axis=1, bitorder="big")[:, : g.width] * np.uint8(255)
-        elif bpp == 4:
-            cov = np.stack((rows & 0xF0, (rows << 4) & 0xF0), axis=2).reshape(g.height, -1)
-            cov = cov[:, : g.width]
         else:
             cov = rows[:, : g.width]
-        region = out[y0 - top : y1 - top, x0 - left : x1 - left]
         np.maximum(region, cov, out=region)
     return left, top, out

@@ -28,6 +28,7 @@ from vgpu.device.commands import (
     Opaque,
     PatternBrush,
     QMask,
+    QPoint,
     Rop3,
     SolidBrush,
     SurfaceImage,
@@ -189,7 +190,7 @@ class ReferenceCanvas:
         out[ok] = src[sy[ok], sx[ok]]
         return out
 
-    def _brush_at(self, brush: Brush, fmt: int, shape) -> np.ndarray:
+    def _brush_at(self, brush: Brush, fmt: int | None, shape) -> np.ndarray:
         h, w = shape
         if brush is None:
             return np.zeros((h, w), np.uint32)
@@ -250,14 +251,17 @@ class ReferenceCanvas:
                 return
             s = self._src_at(cmd, op.src_bitmap, op.src_area, None, shape)
             if isinstance(op.src_bitmap, SurfaceImage):
-                has_alpha = bool(op.alpha_flags & E.ALPHA_FLAGS_SRC_SURFACE_HAS_ALPHA)
+                # an ARGB surface's alpha counts whatever the flag (canvas_get_as_surface)
+                has_alpha = bool(op.alpha_flags & E.ALPHA_FLAGS_SRC_SURFACE_HAS_ALPHA
+                                 or self.surfaces[op.src_bitmap.surface_id][0]
+                                 == E.SURFACE_FMT_32_ARGB)
             else:
                 has_alpha = self._image(op.src_bitmap, None)[1]  # as its decode says
             sc = s.view(np.uint8).reshape(*shape, 4).astype(np.uint32)
             dc = d.view(np.uint8).reshape(*shape, 4).astype(np.uint32)
             if not has_alpha:
                 sc[..., 3] = 255
-            if not op.alpha_flags & E.ALPHA_FLAGS_DEST_HAS_ALPHA:
+            if not op.alpha_flags & E.ALPHA_FLAGS_DEST_HAS_ALPHA and fmt != E.SURFACE_FMT_32_ARGB:
                 dc[..., 3] = 255
             if op.alpha != 255:
                 sc = _mul(sc, op.alpha)
@@ -302,10 +306,18 @@ class ReferenceCanvas:
             return
         m[y0:y1, x0:x1] = cov[y0 - top : y1 - top, x0 - left : x1 - left]
         cur = arr.view(np.uint8).reshape(*shape, 4).astype(np.uint32)
-        b = self._brush_at(op.fore_brush, fmt, shape).view(np.uint8).reshape(*shape, 4)
-        b = b.astype(np.uint32)
-        b[..., 3] = 255
-        mm = m[..., None]
-        out = np.minimum(_mul(b, mm) + _mul(cur, 255 - mm), 255).astype(np.uint8)
+        brush = op.fore_brush
+        alpha = False
+        if isinstance(brush, PatternBrush):
+            # pixman composites the pattern from the string mask's corner, an RGBA one
+            # with its own (premultiplied) alpha
+            brush = PatternBrush(brush.pat, QPoint(left + brush.pos.x, top + brush.pos.y))
+            alpha = self._image(brush.pat, None)[1]
+        b = self._brush_at(brush, None if alpha else fmt, shape).view(np.uint8)
+        b = b.reshape(*shape, 4).astype(np.uint32)
+        if not alpha:
+            b[..., 3] = 255
+        sm = _mul(b, m[..., None])
+        out = np.minimum(sm + _mul(cur, 255 - sm[..., 3:4]), 255).astype(np.uint8)
         fore = reg & (m > 0)
         self._store(fmt, arr, fore, out.view(np.uint32)[..., 0])

@@ -64,8 +64,9 @@ def descriptor_to_rop3(desc: int, src_role: int, src_invert: int, dest_role: int
     src_role/dest_role say which ROP3 input plays the descriptor's "src" and "dest" operand;
     src_invert/dest_invert say which descriptor INVERS bit applies to each (for a FILL the
     brush is the src operand and INVERS_BRUSH inverts it)."""
-    if desc < 0 or desc & ~E.ROPD_MASK:
+    if desc < 0:
         raise RenderError(f"unknown rop descriptor {desc:#x}")
+    desc &= E.ROPD_MASK  # the canvas's ropd_descriptor_to_rop tests the known bits only
     norm = desc & ~(E.ROPD_INVERS_SRC | E.ROPD_INVERS_BRUSH | E.ROPD_INVERS_DEST)
     if desc & src_invert:
         norm |= E.ROPD_INVERS_SRC
@@ -102,3 +103,14 @@ def uses(code: int, role: int) -> bool:
     """Whether the result of ROP3 `code` depends on input `role`."""
     bit = 1 << role
     return any(((code >> i) & 1) != ((code >> (i ^ bit)) & 1) for i in range(8))
+
+
+@lru_cache(maxsize=256)
+def twice(code: int) -> int:
+    """The ROP3 that applying `code` twice to the destination amounts to (its source and
+    pattern unchanged): what a pixel that a stroke covers twice gets from the canvas."""
+    out = 0
+    for i in range(8):
+        d1 = (code >> i) & 1
+        out |= ((code >> ((i & ~1) | d1)) & 1) << i
+    return out

@@ -164,7 +164,9 @@ def dash_on(index: np.ndarray, style: list[int], phase: int) -> np.ndarray:
 
 
 def stroke_mask(path: tuple[PathSeg, ...], attr: LineAttr, area: Box) -> np.ndarray | None:
-    """The stroke's pixels inside `area` as an (h, w) bool array, or None if none fall there."""
+    """How many times the stroke covers each pixel inside `area`, as an (h, w) uint8 array
+    (saturating at 255), or None if none fall there. The canvas fills each segment's spans
+    through the raster op, so a pixel two segments share gets the operation twice."""
     styled = bool(attr.flags & E.LINE_FLAGS_STYLED)
     style: list[int] = []
     start = 0
@@ -175,7 +177,7 @@ def stroke_mask(path: tuple[PathSeg, ...], attr: LineAttr, area: Box) -> np.ndar
             raise RenderError("bad line style lengths")
         style, start = dash_pattern(attr)
     x0, y0, x1, y1 = area
-    mask = np.zeros((y1 - y0, x1 - x0), bool)
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
     for pts in polylines(path):
         phase = start if styled else 0
         # every segment leaves out its end point, the last one too (CapNotLast)
@@ -186,5 +188,6 @@ def stroke_mask(path: tuple[PathSeg, ...], attr: LineAttr, area: Box) -> np.ndar
                 xs, ys = xs[keep], ys[keep]
                 phase += length
             inside = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
-            mask[ys[inside] - y0, xs[inside] - x0] = True
+            hit = (ys[inside] - y0, xs[inside] - x0)  # a segment covers a pixel once
+            mask[hit] = np.minimum(mask[hit].astype(np.uint16) + 1, 255)
     return mask if mask.any() else None

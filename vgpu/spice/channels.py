@@ -60,6 +60,27 @@ class PreferredCompression:
 
 
 @dataclass(frozen=True)
+class PreferredVideoCodecs:
+    """The client's SPICE_VIDEO_CODEC_TYPE_* numbers, most wanted first."""
+
+    codec_types: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class StreamReport:
+    """SPICE_MSGC_DISPLAY_STREAM_REPORT: how the client fared with a stream's frames.
+    `last_frame_delay` is how early (ms; negative: late) the last frame arrived."""
+
+    stream_id: int
+    unique_id: int
+    start_frame_mm_time: int
+    end_frame_mm_time: int
+    num_frames: int
+    num_drops: int
+    last_frame_delay: int
+
+
+@dataclass(frozen=True)
 class AckReceived:
     """The ack window moved; a blocked display sender may go on."""
 
@@ -82,6 +103,8 @@ ChannelEvent = (
     | MouseModeChanged
     | DisplayInit
     | PreferredCompression
+    | PreferredVideoCodecs
+    | StreamReport
     | AckReceived
     | InputReceived
     | PongReceived
@@ -141,6 +164,10 @@ class ChannelMachine(ABC):
 
     def ping(self, ping_id: int, timestamp: int) -> None:
         self._send(c.SPICE_MSG_PING, struct.pack("<IQ", ping_id, timestamp))
+
+    def disconnecting(self, timestamp: int, reason: int) -> None:
+        """The server's goodbye before it closes the connection (SpiceMsgDisconnect)."""
+        self._send(c.SPICE_MSG_DISCONNECTING, struct.pack("<QI", timestamp, reason))
 
     def notify(self, text: str) -> None:
         message = text.encode() + b"\0"
@@ -338,7 +365,18 @@ class DisplayChannel(ChannelMachine):
             return [DisplayInit(cache_size, glz_window)]
         if msg_type == c.SPICE_MSGC_DISPLAY_PREFERRED_COMPRESSION:
             return [PreferredCompression(r.u8())]
-        # Stream reports, GL draw done and codec preferences need no answer.
+        if msg_type == c.SPICE_MSGC_DISPLAY_PREFERRED_VIDEO_CODEC_TYPE:
+            count = r.u8()
+            types = tuple(r.u8() for _ in range(count))
+            # Unknown numbers (a newer client's codecs) are left out, not refused.
+            return [PreferredVideoCodecs(tuple(
+                t for t in types if 0 < t < c.SPICE_VIDEO_CODEC_TYPE_ENUM_END))]
+        if msg_type == c.SPICE_MSGC_DISPLAY_STREAM_REPORT:
+            stream_id, unique_id, start, end, frames, drops = (r.u32() for _ in range(6))
+            delay = r.i32()
+            r.u32()  # audio delay: there is no audio channel
+            return [StreamReport(stream_id, unique_id, start, end, frames, drops, delay)]
+        # GL draw done needs no answer (GL scanout is never offered).
         return []
 
     def surface_create(self, width: int, height: int, has_alpha: bool = False) -> None:
@@ -386,7 +424,10 @@ class DisplayChannel(ChannelMachine):
             base, struct.pack("<I", image_at), rest, descriptor, region.payload,
         )
 
-    def stream_create(self, stream_id: int, rect: Rect, mm_time: int) -> None:
+    def stream_create(
+        self, stream_id: int, rect: Rect, mm_time: int,
+        codec_type: int = c.SPICE_VIDEO_CODEC_TYPE_MJPEG,
+    ) -> None:
         left, top, right, bottom = rect
         width, height = right - left, bottom - top
         body = struct.pack(
@@ -394,7 +435,7 @@ class DisplayChannel(ChannelMachine):
             self.PRIMARY,
             stream_id,
             c.SPICE_STREAM_FLAGS_TOP_DOWN,
-            c.SPICE_VIDEO_CODEC_TYPE_MJPEG,
+            codec_type,
             mm_time,
             width,
             height,
@@ -406,11 +447,21 @@ class DisplayChannel(ChannelMachine):
             body + pack_rect(rect) + bytes([c.SPICE_CLIP_TYPE_NONE]),
         )
 
-    def stream_data(self, stream_id: int, mm_time: int, jpeg: bytes) -> None:
+    def stream_activate_report(
+        self, stream_id: int, unique_id: int, max_window_size: int, timeout_ms: int
+    ) -> None:
+        """Asks the client for STREAM_REPORTs every max_window_size frames or timeout_ms."""
+        self._send(
+            c.SPICE_MSG_DISPLAY_STREAM_ACTIVATE_REPORT,
+            struct.pack("<IIII", stream_id, unique_id, max_window_size, timeout_ms),
+        )
+
+    def stream_data(self, stream_id: int, mm_time: int, data: bytes) -> None:
+        """One encoded frame of the stream's codec (a JPEG, an H.264 access unit...)."""
         self._send(
             c.SPICE_MSG_DISPLAY_STREAM_DATA,
-            struct.pack("<III", stream_id, mm_time & 0xFFFFFFFF, len(jpeg)),
-            jpeg,
+            struct.pack("<III", stream_id, mm_time & 0xFFFFFFFF, len(data)),
+            data,
         )
 
     def stream_destroy(self, stream_id: int) -> None:

@@ -7,11 +7,12 @@ thread-safe. The choice of codec follows QEMU's option names.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vgpu.display import Frame, Rect
-from vgpu.encode import encode_jpeg, encode_lz4_rgb32, encode_lz_rgb32, encode_quic_rgb32
-from vgpu.encode.policy import ClientCodecs, encode_region
+from vgpu.encode.policy import ClientCodecs, encode_still
+from vgpu.encode.video import DEFAULT_VIDEO_CODECS, CodecChoice, parse_video_codecs
 from vgpu.spice import constants as c
 from vgpu.spice.channels import EncodedRegion, bitmap_payload
 
@@ -35,6 +36,11 @@ class Compression:
     image: str = "auto_glz"
     jpeg_wan: str = "auto"
     streaming: str = "filter"
+    # --video-codecs, spice-server's syntax: the stream codecs in the server's order.
+    video_codecs: str = DEFAULT_VIDEO_CODECS
+
+    def video(self) -> list[CodecChoice]:
+        return parse_video_codecs(self.video_codecs)
 
     def __post_init__(self) -> None:
         if self.image not in IMAGE_COMPRESSIONS:
@@ -43,6 +49,7 @@ class Compression:
             raise ValueError(f"jpeg-wan-compression {self.jpeg_wan!r}")
         if self.streaming not in STREAMING_VIDEOS:
             raise ValueError(f"streaming-video {self.streaming!r}")
+        parse_video_codecs(self.video_codecs)  # a malformed entry is refused here
 
 
 CLIENT_PREFERENCES = {
@@ -57,8 +64,30 @@ CLIENT_PREFERENCES = {
 """SPICE_MSGC_DISPLAY_PREFERRED_COMPRESSION values; as in spice-server, the client's
 preference overrides the server's option for that client."""
 
-STREAM_JPEG_QUALITY = 70
-"""MJPEG stream frames: spice-server's MJPEG encoder starts at 70 too."""
+VIDEO_CODEC_CAPS = {
+    "mjpeg": c.SPICE_DISPLAY_CAP_CODEC_MJPEG,
+    "vp8": c.SPICE_DISPLAY_CAP_CODEC_VP8,
+    "h264": c.SPICE_DISPLAY_CAP_CODEC_H264,
+    "vp9": c.SPICE_DISPLAY_CAP_CODEC_VP9,
+    "h265": c.SPICE_DISPLAY_CAP_CODEC_H265,
+}
+VIDEO_CODEC_TYPES = {
+    "mjpeg": c.SPICE_VIDEO_CODEC_TYPE_MJPEG,
+    "vp8": c.SPICE_VIDEO_CODEC_TYPE_VP8,
+    "h264": c.SPICE_VIDEO_CODEC_TYPE_H264,
+    "vp9": c.SPICE_VIDEO_CODEC_TYPE_VP9,
+    "h265": c.SPICE_VIDEO_CODEC_TYPE_H265,
+}
+"""vgpu.encode.video's codec names as the SPICE protocol numbers them."""
+CODEC_NAMES = {number: name for name, number in VIDEO_CODEC_TYPES.items()}
+
+
+def client_video_codecs(caps: Callable[[int], bool]) -> frozenset[str]:
+    """The stream codecs a display client decodes: those it lists with MULTI_CODEC,
+    MJPEG alone for a client from before MULTI_CODEC (MJPEG was the only codec)."""
+    if not caps(c.SPICE_DISPLAY_CAP_MULTI_CODEC):
+        return frozenset({"mjpeg"})
+    return frozenset(name for name, bit in VIDEO_CODEC_CAPS.items() if caps(bit))
 
 
 @dataclass(frozen=True)
@@ -139,31 +168,39 @@ def _area(rect: Rect) -> int:
     return (rect[2] - rect[0]) * (rect[3] - rect[1])
 
 
-def encode_rect(frame: Frame, rect: Rect, imaging: ClientImaging) -> EncodedRegion:
+def _encode(frame: Frame, rect: Rect, imaging: ClientImaging, split: bool) -> list[EncodedRegion]:
     left, top, right, bottom = rect
     view = frame.pixels[top:bottom, left:right]
     codec = imaging.codec()
     if codec == "bitmap":
         payload = bitmap_payload(view.tobytes(), right - left, bottom - top, frame.has_alpha)
-        return EncodedRegion(rect, c.SPICE_IMAGE_TYPE_BITMAP, payload)
-    if codec == "auto" or frame.has_alpha:
-        # Alpha must survive: the policy gives LZ_RGBA whatever the option.
-        lossy = imaging.compression.jpeg_wan == "always"
-        client = ClientCodecs(lz4=imaging.lz4)
-        image = encode_region(view, client, lossy_allowed=lossy, has_alpha=frame.has_alpha)
-        return _binary(rect, image.image_type, image.data, image.lossy)
-    if codec == "quic":
-        return _binary(rect, c.SPICE_IMAGE_TYPE_QUIC, encode_quic_rgb32(view))
-    if codec == "lz4":
-        return _binary(rect, c.SPICE_IMAGE_TYPE_LZ4, encode_lz4_rgb32(view))
-    return _binary(rect, c.SPICE_IMAGE_TYPE_LZ_RGB, encode_lz_rgb32(view))
+        return [EncodedRegion(rect, c.SPICE_IMAGE_TYPE_BITMAP, payload)]
+    parts = encode_still(
+        view,
+        codec,
+        ClientCodecs(lz4=imaging.lz4),
+        lossy_allowed=imaging.compression.jpeg_wan == "always",
+        has_alpha=frame.has_alpha,
+        split=split,
+    )
+    return [
+        _binary((left + start, top, left + end, bottom), image.image_type, image.data, image.lossy)
+        for start, end, image in parts
+    ]
+
+
+def encode_rect(frame: Frame, rect: Rect, imaging: ClientImaging) -> EncodedRegion:
+    """One DRAW_COPY region for the whole rectangle (the codec vgpu.encode.policy picks)."""
+    return _encode(frame, rect, imaging, split=False)[0]
+
+
+def encode_rect_by_content(frame: Frame, rect: Rect, imaging: ClientImaging) -> list[EncodedRegion]:
+    """A damaged band as one or more DRAW_COPY regions: with automatic compression it is
+    split by content, so a photo inside a flat desktop goes out as QUIC (or JPEG where
+    loss is allowed) beside LZ."""
+    return _encode(frame, rect, imaging, split=True)
 
 
 def _binary(rect: Rect, image_type: int, data: bytes, lossy: bool = False) -> EncodedRegion:
     """The image types whose body is a u32 size and the codec stream."""
     return EncodedRegion(rect, image_type, struct.pack("<I", len(data)) + data, lossy)
-
-
-def encode_stream_frame(frame: Frame, rect: Rect) -> bytes:
-    left, top, right, bottom = rect
-    return encode_jpeg(frame.pixels[top:bottom, left:right], STREAM_JPEG_QUALITY)

@@ -11,22 +11,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import secrets
 import ssl
+import struct
 import time
 import uuid as uuid_module
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from websockets.frames import Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
-from vgpu.display import CursorBus, CursorUpdate, Frame, FrameBus, InputEvent, Subscription
+from vgpu.display import (
+    CursorBus,
+    CursorUpdate,
+    Frame,
+    FrameBus,
+    InputEvent,
+    Rect,
+    Subscription,
+)
+from vgpu.encode.video import Encoder, RateControl, choose_codec, create_encoder
 from vgpu.spice import constants as c
 from vgpu.spice.channels import (
     AckReceived,
@@ -40,20 +51,29 @@ from vgpu.spice.channels import (
     MainChannel,
     PongReceived,
     PreferredCompression,
+    PreferredVideoCodecs,
+    StreamReport,
 )
 from vgpu.spice.imaging import (
     CLIENT_PREFERENCES,
+    CODEC_NAMES,
+    VIDEO_CODEC_TYPES,
     ClientImaging,
     Compression,
+    client_video_codecs,
     cut_bands,
     encode_rect,
-    encode_stream_frame,
+    encode_rect_by_content,
     normalize_damage,
 )
 from vgpu.spice.link import LinkClosed, Linked, LinkMachine
 from vgpu.spice.streams import Plan, StreamPlanner
+from vgpu.spice.webpage import MAX_REQUEST_HEAD, html5_dir, http_response, is_websocket_upgrade
 
 log = logging.getLogger(__name__)
+_websocket_log = logging.getLogger(__name__ + ".websocket")
+# websockets logs each refused handshake at INFO; the server logs its own one line.
+_websocket_log.setLevel(logging.WARNING)
 
 LINK_TIMEOUT_S = 10.0
 """A client that has not finished the handshake by then is dropped; real clients take
@@ -78,6 +98,24 @@ stream frame when its clock reaches the frame's stamp and drops frames already l
 so this is the margin for encoding jitter, transit and decoding on a LAN; it is also
 the delay streamed video gets (spice-server starts at 400 ms, for WANs)."""
 
+VIDEO_DUE_MS = 0
+"""How long after it is sent a non-MJPEG stream frame is due on the client's clock
+(which runs MM_TIME_LATENCY_MS behind ours). spice-gtk shows a late H.264 or VP8
+frame as soon as it is decoded, but drops a late MJPEG frame, so MJPEG frames
+keep the whole margin and the others none: they show as soon as they are decoded."""
+
+MAX_STREAM_PINGS = 64
+"""PINGs after stream frames waiting for their PONG: each tells when the client reached
+that frame (rate control's lag). Past this many the client is far behind already."""
+
+BROWSER_VIDEO_CODECS = frozenset({"mjpeg"})
+"""Stream codecs for WebSocket (browser) clients, whatever else they list."""
+
+STREAM_REPORT_WINDOW = 5
+STREAM_REPORT_TIMEOUT_MS = 1000
+"""STREAM_ACTIVATE_REPORT: a report every 5 frames or every second, spice-server's
+values (RED_STREAM_CLIENT_REPORT_WINDOW and _TIMEOUT)."""
+
 SEND_HISTORY = 4096
 """Sends remembered per display connection for DisplayStats: a minute at 60 frames/s."""
 
@@ -85,12 +123,30 @@ MAX_WEBSOCKET_MESSAGE = 1024 * 1024
 """spice-html5 sends one WebSocket message per SPICE message, and client messages are
 at most 64 KiB (channels.MAX_CLIENT_MESSAGE_SIZE): anything far larger is hostile."""
 
+MAX_PREAUTH_BYTES = 64 * 1024
+"""Bytes one connection may send before its link is done (WebSocket handshake, link
+message, ticket): a real client sends under 1 KiB (a browser's upgrade request with its
+cookies a few KiB). Past this the connection is dropped, so what an unauthenticated
+client can make the server hold is this plus one READ_CHUNK, and one RSA key."""
+
 MAX_CHANNELS_PER_SESSION = 8
 """Display, inputs and cursor, with room for reconnects racing the old connection's close;
 more is a client opening channels to eat memory."""
 
-MAX_SESSIONS = 16
-"""Clients at once; each costs a subscription, a cursor listener and encoder time."""
+MAX_SESSIONS = 64
+"""Clients at once; each costs a subscription, a cursor listener, encoder time and its
+socket's backlog (WRITE_BUFFER_HIGH at worst). `vgpu bench soak` serves 50 at once
+(one of them stalled) with every other client at its lone frame rate."""
+
+SHARED_FRAMES = 2
+"""Frames whose per-frame work (normalized damage, encoded regions) is kept for other
+clients: the newest and the one before. Clients that keep up ask for the same regions
+of the same frame, so each is worked out once for all of them; one that lags merges
+damage and does its own."""
+
+GOODBYE_TIMEOUT_S = 1.0
+"""How long closing the server waits for the goodbye messages to leave; a client that
+does not read them in that time is closed without."""
 
 CHANNELS = (
     (c.SPICE_CHANNEL_DISPLAY, 0),
@@ -124,10 +180,16 @@ class ServerOptions:
 
 
 class Transport(Protocol):
+    received: int  # bytes read from the socket so far
+    sealed: bool  # the goodbye is written: nothing may follow it
+
     async def recv(self) -> bytes: ...
     def write(self, data: bytes) -> None: ...
     def write_messages(self, messages: list[bytes]) -> None: ...
     async def drain(self) -> None: ...
+    def backlog(self) -> int: ...
+    def authenticated(self) -> None: ...
+    def queued(self) -> int: ...
     def close(self) -> None: ...
 
 
@@ -137,15 +199,19 @@ class StreamTransport:
         self._writer = writer
         self._pending = first
         self._tls = writer.get_extra_info("ssl_object") is not None
+        self.received = len(first)
+        self.sealed = False
 
     async def recv(self) -> bytes:
         if self._pending:
             data, self._pending = self._pending, b""
             return data
-        return await self._reader.read(READ_CHUNK)
+        data = await self._reader.read(READ_CHUNK)
+        self.received += len(data)
+        return data
 
     def write(self, data: bytes) -> None:
-        if data and not self._writer.is_closing():
+        if data and not self.sealed and not self._writer.is_closing():
             self._writer.write(data)
 
     def write_messages(self, messages: list[bytes]) -> None:
@@ -161,6 +227,16 @@ class StreamTransport:
     async def drain(self) -> None:
         await self._writer.drain()
 
+    def backlog(self) -> int:
+        return _backlog(self._writer)
+
+    def authenticated(self) -> None:
+        """Nothing changes once linked: the channel machines bound their own messages."""
+
+    def queued(self) -> int:
+        """Bytes written and not yet taken by the socket: this client's backlog."""
+        return int(self._writer.transport.get_write_buffer_size())
+
     def close(self) -> None:
         self._writer.close()
 
@@ -171,21 +247,46 @@ class WebSocketTransport:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self._reader = reader
         self._writer = writer
-        self._ws = ServerProtocol(subprotocols=["binary"], max_size=MAX_WEBSOCKET_MESSAGE)
+        self._ws = ServerProtocol(
+            subprotocols=["binary"], max_size=MAX_PREAUTH_BYTES, logger=_websocket_log
+        )
         self._ready: deque[bytes] = deque()
+        self.received = 0
+        self.sealed = False
+
+    async def _read(self) -> bytes:
+        data = await self._reader.read(READ_CHUNK)
+        self.received += len(data)
+        return data
+
+    def authenticated(self) -> None:
+        """The link is done: messages up to MAX_WEBSOCKET_MESSAGE are allowed from now on."""
+        self._ws.max_size = MAX_WEBSOCKET_MESSAGE
 
     async def handshake(self, first: bytes) -> bool:
         data = first
+        self.received = len(first)
         while True:
+            if self.received > MAX_PREAUTH_BYTES:
+                raise ConnectionAbortedError(
+                    f"more than {MAX_PREAUTH_BYTES} bytes of WebSocket handshake"
+                )
             self._ws.receive_data(data)
-            for event in self._ws.events_received():
+            events = self._ws.events_received()
+            if self._ws.handshake_exc is not None or self._ws.eof_sent:
+                # websockets has refused the request and ended its side already
+                # (bytes after the request, a malformed one); answering it again
+                # would drive that failure twice.
+                self._flush()
+                return False
+            for event in events:
                 if isinstance(event, Request):
                     response = self._ws.accept(event)
                     self._ws.send_response(response)
                     self._flush()
                     return response.status_code == 101
             self._flush()
-            data = await self._reader.read(READ_CHUNK)
+            data = await self._read()
             if not data:
                 return False
 
@@ -200,7 +301,7 @@ class WebSocketTransport:
                 # A malformed or oversized frame: websockets has queued the close
                 # frame; the connection ends here, with the reason logged.
                 raise ConnectionAbortedError(f"WebSocket: {self._ws.parser_exc}")
-            data = await self._reader.read(READ_CHUNK)
+            data = await self._read()
             if not data:
                 self._ws.receive_eof()
                 return b""
@@ -215,7 +316,7 @@ class WebSocketTransport:
         return self._ready.popleft()
 
     def write(self, data: bytes) -> None:
-        if data:
+        if data and not self.sealed:
             self._ws.send_binary(data)
             self._flush()
 
@@ -225,20 +326,49 @@ class WebSocketTransport:
     async def drain(self) -> None:
         await self._writer.drain()
 
+    def backlog(self) -> int:
+        return _backlog(self._writer)
+
+    def queued(self) -> int:
+        """Bytes written and not yet taken by the socket: this client's backlog."""
+        return int(self._writer.transport.get_write_buffer_size())
+
     def close(self) -> None:
         self._writer.close()
 
 
-@dataclass
+@dataclass(eq=False)  # one per connection: two with equal counts are still two
 class DisplayStats:
     """Per display connection, for tests and the benchmark."""
 
+    peer: object = None  # the client's address, as the socket gives it
     frames: int = 0
     bytes: int = 0
     stream_frames: int = 0
+    stream_bytes: int = 0
+    stream_skipped: int = 0  # stream frames rate control left out
+    codec: str | None = None  # the codec of the newest stream
+    reports: int = 0  # STREAM_REPORTs received
+    max_backlog: int = 0  # the most bytes seen waiting in the socket before a stream frame
     # (frame serial, DRAW_COPY messages) per send, newest last: spice-gtk signals one
     # display-invalidate per draw, so a benchmark can tell which send an invalidate ends.
     sends: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=SEND_HISTORY))
+
+
+@dataclass
+class _Stream:
+    """One client's live video stream: its rectangle, encoder and rate control."""
+
+    stream_id: int
+    rect: Rect
+    codec_type: int
+    encoder: Encoder
+    rate: RateControl
+
+
+def _encode_stream(encoder: Encoder, frame: Frame, rect: Rect) -> bytes:
+    left, top, right, bottom = rect
+    return encoder.encode(frame.pixels[top:bottom, left:right])
 
 
 @dataclass
@@ -258,7 +388,46 @@ class SpiceServer:
         self.pool = ThreadPoolExecutor(self.options.encoder_threads, "spice-encode")
         self._start = time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
+        # linked, not yet ended: the machine and the client's address
+        self._channels: dict[Transport, tuple[ChannelMachine, object]] = {}
         self.display_stats: list[DisplayStats] = []
+        self.video_codecs = self.options.compression.video()
+        # frame -> ("damage", damage) or ("encode", rect, imaging or None for a stream
+        # frame) -> the work's result
+        self._shared: dict[tuple[int, int], dict[object, Any]] = {}
+
+    def _frame_work(self, frame: Frame) -> dict[object, Any]:
+        key = (frame.serial, frame.surface_serial)
+        work = self._shared.get(key)
+        if work is None:
+            work = self._shared[key] = {}
+            while len(self._shared) > SHARED_FRAMES:
+                del self._shared[min(self._shared)]
+        return work
+
+    def damage_rects(self, frame: Frame, damage: tuple[Rect, ...]) -> list[Rect]:
+        """normalize_damage, once per frame and damage for all the clients that keep up."""
+        work = self._frame_work(frame)
+        rects = work.get(("damage", damage))
+        if rects is None:
+            rects = work["damage", damage] = normalize_damage(damage, frame.width, frame.height)
+        return list(rects)
+
+    def encode(self, frame: Frame, rect: Rect, imaging: ClientImaging,
+               whole: bool = False) -> Awaitable[Any]:
+        """`rect` of `frame` encoded on the pool for `imaging`: split by content into a list
+        of regions, or `whole` as one region (a client's first picture); shared by every
+        client that asks for the same while the frame is recent (stream frames are not:
+        each client's video encoder keeps its own state)."""
+        regions = self._frame_work(frame)
+        future = regions.get(("encode", rect, imaging, whole))
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = regions["encode", rect, imaging, whole] = loop.run_in_executor(
+                self.pool, encode_rect if whole else encode_rect_by_content, frame, rect,
+                imaging)
+        # A client that goes away while waiting must not cancel the others' encode.
+        return asyncio.shield(future)
 
     def mm_time(self) -> int:
         """SPICE multimedia time: milliseconds on the server's clock, wrapping at 32 bits."""
@@ -280,6 +449,7 @@ class SpiceServer:
     async def close(self) -> None:
         for server in self._servers:
             server.close()
+        await self._say_goodbye()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -287,6 +457,29 @@ class SpiceServer:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _say_goodbye(self) -> None:
+        """SPICE_MSG_DISCONNECTING on every linked channel, as the server goes away."""
+        timestamp = time.monotonic_ns()
+        for transport, (machine, _peer) in list(self._channels.items()):
+            machine.disconnecting(timestamp, c.SPICE_LINK_ERR_OK)
+            transport.write_messages(machine.messages_to_send())
+            transport.sealed = True  # a sender still running must not write after it
+        drains = [transport.drain() for transport in self._channels]
+        if drains:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(GOODBYE_TIMEOUT_S):
+                    await asyncio.gather(*drains, return_exceptions=True)
+
+    @property
+    def connections(self) -> int:
+        """Connections being served (linking or linked): for soak tests and the bench."""
+        return len(self._tasks)
+
+    def backlogs(self) -> dict[object, int]:
+        """Per linked channel, by client address: bytes queued for a client that has not
+        read them (bounded by WRITE_BUFFER_HIGH plus one frame)."""
+        return {peer: transport.queued() for transport, (_m, peer) in self._channels.items()}
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -297,8 +490,16 @@ class SpiceServer:
             if first == c.SPICE_MAGIC:
                 transport = StreamTransport(reader, writer, first)
             elif first == b"GET ":
+                head = await asyncio.wait_for(_http_head(reader, first), LINK_TIMEOUT_S)
+                if not is_websocket_upgrade(head):
+                    # A browser asking for the page: spice-html5, pointed at this port.
+                    response = http_response(head, html5_dir())
+                    log.info("%s: HTTP %s", peer, response.split(b"\r\n", 1)[0].decode())
+                    writer.write(response)
+                    await writer.drain()
+                    return
                 ws = WebSocketTransport(reader, writer)
-                if not await asyncio.wait_for(ws.handshake(first), LINK_TIMEOUT_S):
+                if not await asyncio.wait_for(ws.handshake(head), LINK_TIMEOUT_S):
                     log.info("%s: WebSocket handshake refused", peer)
                     return
                 transport = ws
@@ -307,7 +508,7 @@ class SpiceServer:
                 return
             await self._serve(transport, peer)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ssl.SSLError) as exc:
-            log.info("%s: connection ended: %s", peer, exc or type(exc).__name__)
+            log.info("%s: connection ended: %s", peer, str(exc) or type(exc).__name__)
         except Exception:
             # A bug met by one connection ends that connection, logged; the others go on.
             log.exception("%s: connection failed", peer)
@@ -322,6 +523,10 @@ class SpiceServer:
                 data = await transport.recv()
             if not data:
                 return None
+            if transport.received > MAX_PREAUTH_BYTES:
+                log.info("%s: link refused: more than %d bytes before authenticating",
+                         peer, MAX_PREAUTH_BYTES)
+                return None
             for event in link.receive_data(data):
                 if isinstance(event, LinkClosed):
                     transport.write(link.data_to_send())
@@ -335,6 +540,7 @@ class SpiceServer:
                 if error != c.SPICE_LINK_ERR_OK:
                     log.info("%s: link refused with error %d", peer, error)
                     return None
+                transport.authenticated()
                 return event, link.leftover()
             transport.write(link.data_to_send())
 
@@ -388,6 +594,20 @@ class SpiceServer:
         on_event: Callable[[object], None] | None = None,
     ) -> None:
         """Feeds the machine from the socket until the client goes or misbehaves."""
+        self._channels[transport] = (machine, peer)
+        try:
+            await self._pump_until_closed(transport, machine, leftover, peer, on_event)
+        finally:
+            del self._channels[transport]
+
+    async def _pump_until_closed(
+        self,
+        transport: Transport,
+        machine: ChannelMachine,
+        leftover: bytes,
+        peer: object,
+        on_event: Callable[[object], None] | None,
+    ) -> None:
         data = leftover
         while True:
             for event in machine.receive_data(data) if data else []:
@@ -505,6 +725,35 @@ class SpiceServer:
             self.display_stats.remove(client.stats)
 
 
+SIOCOUTQNSD = 0x894B
+"""Linux's ioctl for the bytes a TCP socket holds not yet sent (sockios.h): with the
+transport's own buffer, the whole queue in front of a client."""
+
+
+def _backlog(writer: asyncio.StreamWriter) -> int:
+    """Bytes written for a client and not yet on the wire: how far it is behind."""
+    queued = int(writer.transport.get_write_buffer_size())
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            unsent = fcntl.ioctl(sock.fileno(), SIOCOUTQNSD, b"\0\0\0\0")
+            queued += struct.unpack("i", unsent)[0]
+    return queued
+
+
+async def _http_head(reader: asyncio.StreamReader, first: bytes) -> bytes:
+    """An HTTP request's head (through the blank line); ConnectionError past its bound."""
+    head = first
+    while b"\r\n\r\n" not in head:
+        if len(head) > MAX_REQUEST_HEAD:
+            raise ConnectionError(f"HTTP request head over {MAX_REQUEST_HEAD} bytes")
+        data = await reader.read(READ_CHUNK)
+        if not data:
+            raise ConnectionError("connection closed inside an HTTP request head")
+        head += data
+    return head
+
+
 def _sender_ended(task: asyncio.Task[None], transport: Transport, peer: object) -> None:
     """A display sender that fails (an encoder error, a lost socket) ends its connection."""
     if task.cancelled():
@@ -531,13 +780,27 @@ class _DisplayClient:
             server.options.compression,
             lz4=machine.has_cap(c.SPICE_DISPLAY_CAP_LZ4_COMPRESSION),
         )
-        self.stats = DisplayStats()
+        self.stats = DisplayStats(peer)
+        self._client_codecs = client_video_codecs(machine.has_cap)
+        if isinstance(transport, WebSocketTransport):
+            # spice-html5 lists VP8 where the browser has it, but plays it in a
+            # <video> element over its canvas through MediaSource, which buffers
+            # before it shows anything; its MJPEG draws on the canvas at once.
+            self._client_codecs = self._client_codecs & BROWSER_VIDEO_CODECS
+        self._preferred: tuple[str, ...] = ()
         streaming = server.options.compression.streaming
-        if machine.has_cap(c.SPICE_DISPLAY_CAP_MULTI_CODEC) and not machine.has_cap(
-            c.SPICE_DISPLAY_CAP_CODEC_MJPEG
-        ):
-            streaming = "off"  # a client that lists its codecs and leaves MJPEG out
+        if choose_codec(server.video_codecs, self._client_codecs) is None:
+            streaming = "off"  # the client decodes none of the server's stream codecs
         self._streams = StreamPlanner(streaming)
+        self._stream: _Stream | None = None
+        self._pings: dict[int, int] = {}  # ping id -> monotonic_ns sent, in send order
+        self._ping_id = 0
+
+    def lag(self) -> float:
+        """Seconds since the oldest stream frame the client has not reached was sent."""
+        if not self._pings:
+            return 0.0
+        return (time.monotonic_ns() - next(iter(self._pings.values()))) / 1e9
 
     def notify(self) -> None:
         """Called on the publishing thread."""
@@ -551,6 +814,21 @@ class _DisplayClient:
             preferred = CLIENT_PREFERENCES.get(event.value)
             if preferred is not None:
                 self.imaging = replace(self.imaging, preferred=preferred)
+        elif isinstance(event, PongReceived):
+            # PONGs come in order: every ping up to this one has been reached.
+            while self._pings and next(iter(self._pings)) <= event.ping_id:
+                self._pings.pop(next(iter(self._pings)))
+        elif isinstance(event, PreferredVideoCodecs):
+            self._preferred = tuple(
+                CODEC_NAMES[t] for t in event.codec_types if t in CODEC_NAMES
+            )
+        elif isinstance(event, StreamReport):
+            stream = self._stream
+            if stream is not None and event.stream_id == stream.stream_id:
+                self.stats.reports += 1
+                stream.rate.report(
+                    event.num_frames, event.num_drops, event.last_frame_delay, self._loop.time()
+                )
         elif isinstance(event, DisplayInit):
             log.debug("%s: display init, cache %d", self._peer, event.pixmap_cache_size)
 
@@ -559,6 +837,7 @@ class _DisplayClient:
         interval = 1.0 / self._server.options.max_fps
         last_sent = 0.0
         surface_serial: int | None = None
+        last_serial = 0  # of the last frame taken: the serials between were merged
         frame: Frame | None = None
         while True:
             deadline = self._streams.deadline()
@@ -582,15 +861,14 @@ class _DisplayClient:
             frame, damage = taken
             if frame.surface_serial != surface_serial or machine.surface is None:
                 # The first picture whole, in one draw, and then the mark.
-                region = await self._loop.run_in_executor(
-                    self._server.pool,
-                    encode_rect,
-                    frame,
-                    (0, 0, frame.width, frame.height),
-                    self.imaging,
+                region = await self._server.encode(
+                    frame, (0, 0, frame.width, frame.height), self.imaging, whole=True
                 )
                 for stream_id in self._streams.reset():
                     machine.stream_destroy(stream_id)
+                if self._stream is not None:
+                    self._stream.encoder.close()
+                    self._stream = None
                 if machine.surface is not None:
                     machine.surface_destroy()
                 machine.surface_create(frame.width, frame.height, frame.has_alpha)
@@ -599,37 +877,74 @@ class _DisplayClient:
                 machine.mark()
                 await self._flush(frame.serial, 1)
             else:
-                rects = normalize_damage(damage, frame.width, frame.height)
-                await self._send(frame, self._streams.plan(rects, self._loop.time()))
+                rects = self._server.damage_rects(frame, damage)
+                merged = max(1, frame.serial - last_serial)
+                await self._send(frame, self._streams.plan(rects, self._loop.time(), merged))
+            last_serial = frame.serial
             last_sent = self._loop.time()
+
+    def _start_stream(self, stream_id: int, rect: Rect) -> _Stream:
+        choice = choose_codec(self._server.video_codecs, self._client_codecs, self._preferred)
+        if choice is None:  # streaming is off for a client that shares no codec
+            raise RuntimeError("a stream started for a client without a stream codec")
+        width, height = rect[2] - rect[0], rect[3] - rect[1]
+        rate = RateControl(width, height, self._server.options.max_fps, self._loop.time())
+        encoder = create_encoder(choice, width, height, rate.rate())
+        self.stats.codec = choice.codec
+        return _Stream(stream_id, rect, VIDEO_CODEC_TYPES[choice.codec], encoder, rate)
 
     async def _send(self, frame: Frame, plan: Plan) -> None:
         """Encodes on the pool, then sends: streams ended, draws, stream start, stream frame.
 
         Every encode finishes before the first message is queued, so the channel's
         reader (which flushes what the machine holds) never sends half of a frame."""
-        machine, pool, imaging = self._machine, self._server.pool, self.imaging
-        futures = [
-            self._loop.run_in_executor(pool, encode_rect, frame, r, imaging)
-            for r in cut_bands(plan.draws)
-        ]
-        jpeg_future = None
-        if plan.stream_frame is not None:
-            jpeg_future = self._loop.run_in_executor(
-                pool, encode_stream_frame, frame, plan.stream_frame[1]
-            )
-        regions = await asyncio.gather(*futures)
-        jpeg = None if jpeg_future is None else await jpeg_future
+        machine, server, imaging = self._machine, self._server, self.imaging
+        now = self._loop.time()
+        ended = self._stream is not None and any(
+            stream_id == self._stream.stream_id for stream_id, _rect in plan.ended
+        )
+        if ended and self._stream is not None:
+            self._stream.encoder.close()
+            self._stream = None
+        if plan.started is not None:
+            self._stream = self._start_stream(*plan.started)
+        futures = [server.encode(frame, r, imaging) for r in cut_bands(plan.draws)]
+        stream, video_future = self._stream, None
+        if plan.stream_frame is not None and stream is not None:
+            backlog = self._transport.backlog()
+            self.stats.max_backlog = max(self.stats.max_backlog, backlog)
+            if stream.rate.want_frame(backlog, now, self.lag()):
+                stream.encoder.set_rate(stream.rate.rate())
+                video_future = self._loop.run_in_executor(
+                    server.pool, _encode_stream, stream.encoder, frame, stream.rect
+                )
+            else:
+                self.stats.stream_skipped += 1
+        regions = [region for parts in await asyncio.gather(*futures) for region in parts]
+        video = None if video_future is None else await video_future
         for stream_id, _rect in plan.ended:
             machine.stream_destroy(stream_id)
         for region in regions:
             machine.draw_copy(region)
         mm_time = self._server.mm_time()
-        if plan.started is not None:
-            machine.stream_create(*plan.started, mm_time)
-        if jpeg is not None and plan.stream_frame is not None:
-            machine.stream_data(plan.stream_frame[0], mm_time, jpeg)
+        if plan.started is not None and stream is not None:  # (stream is the new one)
+            machine.stream_create(stream.stream_id, stream.rect, mm_time, stream.codec_type)
+            if machine.has_cap(c.SPICE_DISPLAY_CAP_STREAM_REPORT):
+                machine.stream_activate_report(
+                    stream.stream_id, stream.stream_id,
+                    STREAM_REPORT_WINDOW, STREAM_REPORT_TIMEOUT_MS,
+                )
+        if video and stream is not None:
+            if stream.codec_type != c.SPICE_VIDEO_CODEC_TYPE_MJPEG:
+                mm_time = (mm_time - MM_TIME_LATENCY_MS + VIDEO_DUE_MS) & 0xFFFFFFFF
+            machine.stream_data(stream.stream_id, mm_time, video)
+            if len(self._pings) < MAX_STREAM_PINGS:
+                self._ping_id += 1
+                self._pings[self._ping_id] = time.monotonic_ns()
+                machine.ping(self._ping_id, self._pings[self._ping_id])
+            stream.rate.sent(len(video), self._loop.time())
             self.stats.stream_frames += 1
+            self.stats.stream_bytes += len(video)
         await self._flush(frame.serial, len(regions))
 
     async def _flush(self, serial: int, draws: int) -> None:

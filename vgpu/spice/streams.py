@@ -48,6 +48,14 @@ def _overlap(a: Rect, b: Rect) -> float:
     return inter / union if union else 0.0
 
 
+def even(rect: Rect) -> Rect:
+    """`rect` less its last column and row where its sides are odd: 4:2:0 video
+    (H.264, VP8...) codes 2x2 blocks of colour. What is left out is drawn
+    losslessly around the stream like any damage outside it."""
+    left, top, right, bottom = rect
+    return (left, top, right - (right - left) % 2, bottom - (bottom - top) % 2)
+
+
 def subtract(rect: Rect, hole: Rect) -> list[Rect]:
     """`rect` minus `hole`, as at most four rectangles (above, below, left, right)."""
     inter = _intersection(rect, hole)
@@ -109,13 +117,14 @@ class StreamPlanner:
         self._count = 0
         return ended
 
-    def plan(self, rects: list[Rect], now: float) -> Plan:
-        """`rects`: this frame's normalized damage (not cut into bands)."""
+    def plan(self, rects: list[Rect], now: float, merged: int = 1) -> Plan:
+        """`rects`: this frame's normalized damage (not cut into bands); `merged`: how
+        many published frames it covers (a slow client takes one in several)."""
         plan = Plan()
         if self._mode == "off":
             plan.draws = list(rects)
             return plan
-        self._track(rects, now)
+        self._track(rects, now, merged)
         start_at = STREAM_START_FRAMES[self._mode]
         busy = self._candidate is not None and self._count >= start_at
         if busy and (
@@ -125,7 +134,7 @@ class StreamPlanner:
                 plan.ended.append(self.active)
                 rects = [*rects, self.active[1]]
             self._next_id += 1
-            self.active = (self._next_id, self._candidate)
+            self.active = (self._next_id, even(self._candidate))
             plan.started = self.active
         if self.active is None:
             plan.draws = list(rects)
@@ -141,20 +150,22 @@ class StreamPlanner:
             self._active_damaged = now
         return plan
 
-    def _track(self, rects: list[Rect], now: float) -> None:
+    def _track(self, rects: list[Rect], now: float, merged: int) -> None:
         big = [r for r in rects if _area(r) >= STREAM_MIN_AREA]
         if not big:
             if now - self._last_seen > STREAM_MAX_GAP_S:
                 self._candidate, self._count = None, 0
             return
         largest = max(big, key=_area)
-        recent = now - self._last_seen <= STREAM_MAX_GAP_S
+        # Several frames merged into one take are an animation however long the
+        # client took: a slow link must not keep a busy region out of the stream.
+        recent = now - self._last_seen <= STREAM_MAX_GAP_S or merged > 1
         if (
             self._candidate is not None
             and recent
             and _overlap(largest, self._candidate) >= STREAM_MATCH
         ):
-            self._count += 1
+            self._count += merged
         else:
-            self._candidate, self._count = largest, 1
+            self._candidate, self._count = largest, merged
         self._last_seen = now

@@ -1,0 +1,354 @@
+"""The 3D ring against moderngl run directly: the same scenes, in the same run, interleaved.
+
+Scenes: N draw calls per frame (N = 100 and 1000), each a lit cube with its own uniforms,
+into a framebuffer of 1920x1080 and of 256x256 (where the cost per command shows most).
+One frame is the draws and a copy of the picture out: directly, a blit into a second
+framebuffer (the work a swap does); through the ring, a PRESENT onto the primary QXL
+surface with its fence (at most two in flight). A round is K frames and the wait until the
+last one is done (glFinish directly, its fence through the ring); figures are ms per frame,
+median over rounds with the spread (min-max), rounds alternating direct and ring.
+
+Through the ring is the whole path of a running machine: this thread is the guest
+(vgpu.guest.gl, the guest driver's 3D primitives, the 3D ring), the machine's render
+thread runs the device and the GL renderer's executor. Also measured: the guest's
+encoding alone (a transport that drops batches), a fence round trip (submit, the device
+signals, the guest sees it), and the executor's count of host waits per frame.
+
+Usage: bench/gl3d.py [--quick] [--rounds R] [--frames K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from vgpu.guest.cube import (
+    FRAGMENT_SHADER,
+    VERTEX_SHADER,
+    checker_texture,
+    cube_mesh,
+    gl_matrix,
+    perspective,
+    rotation,
+    translation,
+)
+
+SIZES = ((1920, 1080), (256, 256))
+DIRECT_DRAWN, DIRECT_SHOWN = "moderngl direct, drawn", "moderngl direct, shown"
+RING_DRAWN, RING_SHOWN = "through the ring, drawn", "through the ring, shown"
+DIRECT_CLIENT, RING_CLIENT = "moderngl direct, to client", "through the ring, to client"
+START_TIMEOUT_S = 30.0
+"""The render thread makes its GL context in well under a second on llvmpipe."""
+IDLE_WAIT_S = 0.5
+"""The render thread's sleep when idle; a doorbell wakes it at once."""
+DEVICE_BATCH = 256
+"""Ring items taken per Device.process() call, as the machine takes them."""
+DRAWS = (100, 1000)
+TARGETS = {100: 0.05, 1000: 0.10}
+"""Issue 14's bound on the ring's extra time per frame, by draw calls per frame."""
+FENCE_TARGET_US = 100.0
+
+DRAW_VS = VERTEX_SHADER.replace("uniform mat4 mvp;", "uniform mat4 mvp;\nuniform vec4 place;")\
+    .replace("gl_Position = mvp * vec4(in_pos, 1.0);",
+             "gl_Position = mvp * vec4(in_pos * place.w + place.xyz, 1.0);")
+
+
+class DrawCalls:
+    """`n` draw calls per frame, one cube each with its own `place` uniform, written against
+    moderngl's API (runs on moderngl and on vgpu.guest.gl)."""
+
+    def __init__(self, ctx: Any, size: tuple[int, int], n: int) -> None:
+        self.ctx = ctx
+        self.fbo = ctx.framebuffer(ctx.texture(size, 4), ctx.depth_renderbuffer(size))
+        self.prog = ctx.program(vertex_shader=DRAW_VS, fragment_shader=FRAGMENT_SHADER)
+        verts, indices = cube_mesh()
+        self.vao = ctx.vertex_array(self.prog, [(ctx.buffer(verts.tobytes()), "3f 3f 2f",
+                                                 "in_pos", "in_normal", "in_uv")],
+                                    index_buffer=ctx.buffer(indices.tobytes()))
+        self.tex = ctx.texture((64, 64), 4, checker_texture())
+        self.tex.build_mipmaps()
+        self.prog["tex"].value = 0
+        self.prog["light"].value = (0.4, 0.8, 1.0)
+        side = int(np.ceil(np.sqrt(n)))
+        self.places = [((i % side + 0.5) / side * 3.2 - 1.6, (i // side + 0.5) / side * 3.2 - 1.6,
+                        0.0, 2.4 / side) for i in range(n)]
+        model = rotation(0.5, 0.6)
+        self.prog["model"].write(gl_matrix(model))
+        self.prog["mvp"].write(gl_matrix(perspective(60.0, size[0] / size[1], 0.1, 10.0)
+                                         @ translation(0, 0, -2.8) @ model))
+
+    def frame(self) -> None:
+        ctx = self.ctx
+        self.fbo.use()
+        ctx.enable(ctx.DEPTH_TEST)
+        ctx.clear(0.1, 0.1, 0.1, 1.0)
+        self.tex.use(0)
+        place = self.prog["place"]
+        for p in self.places:
+            place.value = p
+            self.vao.render()
+
+
+def _stats(samples: list[float]) -> str:
+    return (f"{statistics.median(samples):8.2f} ms  "
+            f"[{min(samples):.2f}-{max(samples):.2f}]")
+
+
+class NullRing:
+    """A transport that drops batches: what encoding alone costs the guest."""
+
+    def gl_submit(self, batch: bytes | memoryview) -> None:
+        pass
+
+    def gl_fence(self, interrupt: bool = True) -> int:
+        return 1
+
+    def gl_wait_fence(self, value: int, timeout: float | None = None) -> bool:
+        return True
+
+    def gl_reply(self, nbytes: int) -> tuple[int, memoryview]:
+        return 0, memoryview(bytearray(nbytes))
+
+    def gl_data(self, data: bytes) -> int:
+        return 0
+
+
+def _rounds(run: Callable[[], None], frames: int) -> float:
+    t0 = time.perf_counter()
+    run()
+    return (time.perf_counter() - t0) * 1000 / frames
+
+
+class Ring:
+    """The device and the GL renderer (with its 3D executor) on a render thread of their
+    own, as a machine runs them but without publishing frames to a display (whose
+    readbacks are the display's cost, not the ring's); this thread is the guest."""
+
+    def __init__(self) -> None:
+        from vgpu.device.inprocess import InProcessAttachment
+        from vgpu.guest.driver import GuestDriver
+
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._settle = threading.Event()
+        self._settled = threading.Event()
+        self.publish = False
+        """Take the primary's frame for clients whenever the device has run dry and
+        something changed, as the machine's render thread does (without its 60 fps cap:
+        the direct side reads every frame)."""
+        self._thread = threading.Thread(target=self._run, name="vgpu-render", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT_S):
+            raise RuntimeError("the render thread did not start")
+        self.driver = GuestDriver(InProcessAttachment(self.device))
+        self.driver.create_primary(*max(SIZES))
+
+    def _run(self) -> None:
+        from vgpu.device.device import Device
+        from vgpu.render import Renderer
+
+        self.renderer = Renderer()
+        self.device = Device(self.renderer)
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                self.device.wait_for_work(IDLE_WAIT_S)
+                while self.device.process(DEVICE_BATCH):
+                    pass
+                if self.publish:
+                    self.renderer.snapshot()
+                if self._settle.is_set():
+                    self._settle.clear()
+                    self.renderer.ctx.finish()
+                    self._settled.set()
+        finally:
+            self.device.close()
+            self.renderer.close()
+
+    def settle(self) -> None:
+        """Waits until the host GL has finished everything (between timed runs: a fence
+        does not wait for rasterization, so a run's leftovers would be billed to the next
+        contender); not one of the executor's host waits."""
+        self._settled.clear()
+        self._settle.set()
+        self.device.wake()
+        if not self._settled.wait(START_TIMEOUT_S):
+            raise RuntimeError("the render thread did not settle")
+
+    def host_waits(self) -> int:
+        """The executor's count of host waits (glFinish, readbacks, query results)."""
+        gl3d = self.renderer.gl3d
+        return gl3d.waits if gl3d is not None else 0
+
+    def close(self) -> None:
+        self.driver.close()
+        self._stop.set()
+        self.device.wake()
+        self._thread.join(START_TIMEOUT_S)
+
+
+def cases(direct: Any, ring: Ring, frames: int
+          ) -> Iterator[tuple[str, int, dict[str, Callable[[], None]]]]:
+    """(label, draw calls per frame, contenders): each contender draws `frames` frames of
+    the same scene and waits until they are done. "shown" frames are copied out, so every
+    frame's pixels are made: a blit into a second framebuffer directly, a PRESENT onto the
+    primary QXL surface through the ring (issue 14's targets apply to these). "drawn"
+    frames end in the framebuffer, with a fence after each through the ring (two in
+    flight), for orientation only: the ring's fence does not wait for the host GL to
+    rasterize, and llvmpipe may drop a frame that the next clear hides, while the direct
+    run's glFinish makes every frame. "to client" frames end where a SPICE client's picture
+    comes from: directly, read into host memory after each frame (unflipped RGBA: less work
+    than the surface's order); through the ring, a PRESENT and the render thread's frame for
+    clients (Renderer.snapshot) whenever the device has run dry, as the machine publishes."""
+    from vgpu.guest import gl
+
+    for size in SIZES:
+        for n in DRAWS:
+            d_scene = DrawCalls(direct, size, n)
+            screen = direct.framebuffer(direct.renderbuffer(size))
+
+            def direct_drawn(d_scene: DrawCalls = d_scene) -> None:
+                for _ in range(frames):
+                    d_scene.frame()
+                direct.finish()
+
+            def direct_shown(d_scene: DrawCalls = d_scene, screen: Any = screen) -> None:
+                for _ in range(frames):
+                    d_scene.frame()
+                    direct.copy_framebuffer(screen, d_scene.fbo)
+                direct.finish()
+
+            pixels = bytearray(size[0] * size[1] * 4)
+
+            def direct_client(d_scene: DrawCalls = d_scene, pixels: bytearray = pixels) -> None:
+                for _ in range(frames):
+                    d_scene.frame()
+                    d_scene.fbo.read_into(pixels, components=4)  # unflipped, RGBA: cheaper
+
+            contenders: dict[str, Callable[[], None]] = {DIRECT_DRAWN: direct_drawn,
+                                                         DIRECT_SHOWN: direct_shown,
+                                                         DIRECT_CLIENT: direct_client}
+            r_ctx = gl.create_context(ring.driver, (16, 16))
+            r_scene = DrawCalls(r_ctx, size, n)
+
+            def ring_drawn(r_scene: DrawCalls = r_scene, r_ctx: Any = r_ctx) -> None:
+                pending: deque[int] = deque()
+                for _ in range(frames):
+                    r_scene.frame()
+                    if len(pending) >= gl.MAX_PRESENTS_IN_FLIGHT:
+                        r_ctx.wait(pending.popleft())
+                    pending.append(r_ctx.fence())
+                r_ctx.finish()
+
+            def ring_shown(r_scene: DrawCalls = r_scene, r_ctx: Any = r_ctx) -> None:
+                for _ in range(frames):
+                    r_scene.frame()
+                    r_ctx.present(r_scene.fbo)
+                r_ctx.finish()
+
+            def ring_client(r_scene: DrawCalls = r_scene, r_ctx: Any = r_ctx) -> None:
+                ring.publish = True
+                try:
+                    ring_shown(r_scene, r_ctx)
+                finally:
+                    ring.publish = False
+
+            contenders[RING_DRAWN] = ring_drawn
+            contenders[RING_SHOWN] = ring_shown
+            contenders[RING_CLIENT] = ring_client
+            # The same scene made through the ring, then its batches dropped.
+            e_ctx = gl.create_context(ring.driver, (16, 16))
+            e_scene = DrawCalls(e_ctx, size, n)
+            e_ctx.finish()
+            e_ctx.driver = NullRing()
+
+            def run_encode(e_scene: DrawCalls = e_scene, e_ctx: Any = e_ctx) -> None:
+                for _ in range(frames):
+                    e_scene.frame()
+                    e_ctx.present(e_scene.fbo)
+
+            contenders["guest encoding only"] = run_encode
+            yield f"{size[0]}x{size[1]}, {n} draw calls/frame", n, contenders
+
+
+def fence_round_trips(ring: Ring, count: int) -> list[float]:
+    """Microseconds from submitting a fence to seeing it complete, `count` times."""
+    from vgpu.guest import gl
+
+    ctx = gl.create_context(ring.driver, (16, 16))
+    ctx.finish()
+    trips = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        ctx.wait(ctx.fence())
+        trips.append((time.perf_counter() - t0) * 1e6)
+    ctx.release()
+    return trips
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="vgpu bench gl3d", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and frames")
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--frames", type=int, default=None)
+    args = ap.parse_args(argv)
+    rounds = args.rounds or (3 if args.quick else 9)
+    frames = args.frames or (5 if args.quick else 20)
+
+    import moderngl
+
+    direct = moderngl.create_standalone_context(backend="egl")
+    print(f"direct: moderngl {moderngl.__version__} on {direct.info['GL_RENDERER']}")
+    ring = Ring()
+    status = 0
+    try:
+        for label, n, contenders in cases(direct, ring, frames):
+            times: dict[str, list[float]] = {k: [] for k in contenders}
+            for run in contenders.values():  # warm-up: compile, first uploads
+                run()
+                ring.settle()
+            waits_before = ring.host_waits()
+            for _ in range(rounds):
+                for name, run in contenders.items():
+                    times[name].append(_rounds(run, frames))
+                    ring.settle()
+            print(f"{label}, ms/frame, median [min-max] of {rounds} rounds x {frames} frames")
+            for name, samples in times.items():
+                print(f"  {name:<26} {_stats(samples)}")
+            for ring_name, direct_name, bound in ((RING_DRAWN, DIRECT_DRAWN, None),
+                                                  (RING_SHOWN, DIRECT_SHOWN, TARGETS[n]),
+                                                  (RING_CLIENT, DIRECT_CLIENT, TARGETS[n])):
+                ratio = (statistics.median(times[ring_name])
+                         / statistics.median(times[direct_name]) - 1)
+                verdict = "" if bound is None else (
+                    f"  (target <= +{bound * 100:.0f} %: "
+                    f"{'met' if ratio <= bound else 'NOT met'})")
+                status |= 1 if bound is not None and ratio > bound else 0
+                print(f"  {ring_name.split(',')[1].strip() + ', ring vs direct':<26} "
+                      f"{ratio * 100:+7.1f} %{verdict}")
+            # each round's finish() is one fence wait, never a host wait
+            waits = (ring.host_waits() - waits_before) / (rounds * frames)
+            print(f"  {'host waits per frame':<26} {waits:7.2f}    (target 0)")
+            status |= 0 if waits == 0 else 1
+        trips = fence_round_trips(ring, rounds * 50)
+        med = statistics.median(trips)
+        ok = med < FENCE_TARGET_US
+        status |= 0 if ok else 1
+        print(f"fence round trip: median {med:.1f} us [{min(trips):.1f}-{max(trips):.1f}] "
+              f"of {len(trips)} (target < {FENCE_TARGET_US:.0f} us: "
+              f"{'met' if ok else 'NOT met'})")
+    finally:
+        ring.close()
+        direct.release()
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,326 @@
+"""vgpu beside the real spice-server: the same recording, the same stock client.
+
+For each recording in bench/data and each image compression, both servers play the
+recording as a guest would have sent it: vgpu (`vgpu serve --demo replay:FILE`) and
+spice-server itself (build/peer/vgpu-spice-peer, `make -C bench/peer`: libspice-server
+fed by its own record reader). Both run as processes, and the same client (spice-gtk's
+library) connects through a counting proxy in this process, twice per server:
+
+- live: the server holds the replay until the display channel connects
+  (`--wait-client`), so the client watches the whole session;
+- late: once the live session has settled and the client has left, a second client
+  joins and gets the final screen from scratch.
+
+Measured per session: bytes from the server on the display channel and on all channels
+(spice-server's main channel adds about 256 KB on every connection, seen here with the
+proxy: its bandwidth test, pings with a large payload),
+the server's CPU time (user + system, from the client's connection to the settled
+picture), frames the client showed per second (live), the time from connecting to the
+settled picture, and the picture itself: whether both servers' are equal, and how many
+pixels differ from the stock client's screenshot of the original Xspice session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import lzma
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vgpu.bench import HIGHER, LOWER, Bench, Measurement, workload
+from vgpu.bench.common import QUICK_RECORDINGS, SpiceClient, recordings, screenshot
+from vgpu.bench.core import BENCH_DIR
+from vgpu.spice.imaging import IMAGE_COMPRESSIONS
+from vgpu.spice.streams import STREAM_TIMEOUT_S
+
+ROOT = BENCH_DIR.parent
+PEER_SOURCE = BENCH_DIR / "peer"
+PEER_TOOLS = runpy.run_path(str(PEER_SOURCE / "spice_peer.py"))
+"""bench/peer's own helpers: build_peer() (make -C bench/peer) and free_port()."""
+free_port = PEER_TOOLS["free_port"]
+
+LOSSLESS = ("auto_glz", "auto_lz", "glz", "lz", "lz4", "off")
+"""Settings whose pictures must equal, pixel for pixel (QUIC on photographs is lossy
+in spice-server's choice of it; JPEG is never enabled here)."""
+
+START_TIMEOUT_S = 60.0
+"""A server prints its ready line within this (vgpu: Python start-up and a GL context)."""
+REPLAY_TIMEOUT_S = 180.0
+"""The longest recording (perf, 32737 drawables) plays well within this on llvmpipe."""
+SETTLE_LIVE_S = STREAM_TIMEOUT_S + 0.5
+"""A live picture has settled when the server has played the whole recording and the
+client saw no change for this long. A server that streamed a region sends it losslessly
+once the stream has been idle for its timeout (vgpu: STREAM_TIMEOUT_S, 1 s, seen here as
+a last update a second after everything else), so the window is longer than that."""
+SETTLE_LATE_S = 0.5
+"""A late joiner gets the finished screen at once, without streams; both servers send
+it within milliseconds on loopback, so half a second without a change is the end."""
+FRAME_GAP_S = 0.004
+"""display-invalidates closer than this belong to one frame the client showed (spice-gtk
+signals one per drawn rectangle, all within one main-loop turn)."""
+LINK_HEADER = 16 + 4 + 1
+"""SpiceLinkHeader (magic, major, minor, size) + SpiceLinkMess's connection_id and
+channel_type: what the proxy reads to know a connection's channel."""
+DISPLAY_CHANNEL = 2
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+class CountingProxy:
+    """A loopback TCP proxy that counts the bytes each channel type got from the server."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.received: dict[int, int] = {}
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, "127.0.0.1", 0), self.loop).result(10)
+        self.port = int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # close() cancels what is left; a connection ends quietly then
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._relay(reader, writer)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readexactly(LINK_HEADER)
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
+        except (OSError, asyncio.IncompleteReadError):
+            writer.close()
+            return
+        channel = head[-1]
+        up_writer.write(head)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                       count: bool) -> None:
+            try:
+                while data := await src.read(1 << 16):
+                    if count:
+                        self.received[channel] = self.received.get(channel, 0) + len(data)
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@dataclass
+class ServerProcess:
+    """One server playing one recording; `lines` are its stdout lines."""
+
+    argv: list[str]
+    ready: Callable[[str], bool]
+    done: Callable[[str], bool]
+    proc: subprocess.Popen = field(init=False)
+    lines: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+        self._seen = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._seen:
+                self.lines.append(line.strip())
+                self._seen.notify_all()
+        with self._seen:
+            self._seen.notify_all()
+
+    def wait_for(self, test: Callable[[str], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._seen:
+            while not any(test(line) for line in self.lines):
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    return False
+                self._seen.wait(min(left, 0.5))
+        return True
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def vgpu_server(recording: Path, port: int, compression: str) -> ServerProcess:
+    return ServerProcess(
+        [sys.executable, "-m", "vgpu.cli", "serve", "--demo", f"replay:{recording}",
+         "--wait-client", "--port", str(port), "--image-compression", compression],
+        ready=lambda line: line.startswith("SPICE: spice://"),
+        done=lambda line: line == "replay done")
+
+
+def peer_server(recording: Path, port: int, compression: str) -> ServerProcess:
+    return ServerProcess(
+        [str(PEER_TOOLS["PEER"]), "--port", str(port), "--wait-client",
+         "--image-compression", compression, str(recording)],
+        ready=lambda line: line.startswith("listening"),
+        done=lambda line: line.startswith("done"))
+
+
+SERVERS = {"vgpu": vgpu_server, "spice-server": peer_server}
+
+
+def watch(server: ServerProcess, dump: Path, live: bool) -> dict[str, float]:
+    """One client session through the counting proxy, until the picture settles."""
+    proxy = CountingProxy(int(server.argv[server.argv.index("--port") + 1]))
+    cpu0 = cpu_seconds(server.proc.pid)
+    start = time.time()
+    try:
+        with SpiceClient(proxy.port) as client:
+            invalidates: list[float] = []
+            deadline = time.monotonic() + REPLAY_TIMEOUT_S
+            primary = False
+            while time.monotonic() < deadline:
+                for line in client.drain():
+                    primary |= line.startswith("primary")
+                    if line.startswith("inv "):
+                        invalidates.append(float(line.split()[1]))
+                played = not live or any(server.done(x) for x in server.lines)
+                last = invalidates[-1] if invalidates else start
+                settle = SETTLE_LIVE_S if live else SETTLE_LATE_S
+                # a late joiner's primary comes before its picture: wait for a draw
+                if invalidates and primary and played and time.time() - last >= settle:
+                    break
+                time.sleep(0.05)
+            else:
+                raise RuntimeError(f"{server.argv[0]}: no settled picture in "
+                                   f"{REPLAY_TIMEOUT_S:.0f} s")
+            cpu = cpu_seconds(server.proc.pid) - cpu0
+            client.send(f"dump {dump}")
+            while not dump.exists() or not any(
+                    line.startswith("dumped") for line in client.drain()):
+                time.sleep(0.05)
+    finally:
+        proxy.close()
+    frames = 1 + sum(b - a >= FRAME_GAP_S for a, b in itertools.pairwise(invalidates))
+    span = invalidates[-1] - invalidates[0] if len(invalidates) > 1 else float("nan")
+    return {"display KB": proxy.received.get(DISPLAY_CHANNEL, 0) / 1e3,
+            "all channels KB": sum(proxy.received.values()) / 1e3,
+            "server CPU s": cpu,
+            "frames/s shown": frames / span if live and span > 0 else float("nan"),
+            "s to settled picture": (invalidates[-1] if invalidates else time.time()) - start}
+
+
+FIGURES = {"display KB": ("KB", LOWER), "all channels KB": ("KB", LOWER),
+           "server CPU s": ("s", LOWER), "frames/s shown": ("frames/s", HIGHER),
+           "s to settled picture": ("s", LOWER)}
+
+
+def session(name: str, recording: Path, compression: str, tmp: Path,
+            pictures: dict[tuple[str, str], np.ndarray]) -> dict[str, dict[str, float]]:
+    """Live then late, on one server process; pictures[(name, mode)] gets what the
+    client showed (h, w, 3 RGB)."""
+    port = free_port()
+    server = SERVERS[name](recording, port, compression)
+    out: dict[str, dict[str, float]] = {}
+    try:
+        if not server.wait_for(server.ready, START_TIMEOUT_S):
+            raise RuntimeError(f"{name} did not start: {server.lines[-3:]}")
+        for mode in ("live", "late"):
+            dump = tmp / f"{name}-{mode}.bgrx"
+            dump.unlink(missing_ok=True)
+            out[mode] = watch(server, dump, live=mode == "live")
+            shape = screenshot(recording.name.removesuffix(".spice")).shape
+            raw = np.fromfile(dump, np.uint8)
+            pictures[(name, mode)] = (raw.reshape(shape[0], shape[1], 4)[..., 2::-1]
+                                      if raw.size == shape[0] * shape[1] * 4 else
+                                      np.zeros(shape, np.uint8))
+    finally:
+        server.close()
+    return out
+
+
+@workload("peer", "vgpu and the real spice-server serving the same recordings to spice-gtk",
+          references=("spice-server",))
+def peer(b: Bench) -> Iterator[Measurement]:
+    built = PEER_TOOLS["build_peer"]()
+    missing = built if isinstance(built, str) else None
+    servers = ["vgpu"] if missing else ["vgpu", "spice-server"]
+    names = QUICK_RECORDINGS[:1] if b.quick else None
+    compressions = ("auto_glz",) if b.quick else IMAGE_COMPRESSIONS
+    note = f"spice-server side missing: {missing}" if missing else ""
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        for packed in recordings(b.quick):
+            rec = packed.name.removesuffix(".spice.xz")
+            if names is not None and rec not in names:
+                continue
+            path = tmp / f"{rec}.spice"  # the peer reads plain files; both get the same one
+            path.write_bytes(lzma.decompress(packed.read_bytes()))
+            reference = screenshot(rec)
+            for compression in compressions:
+                pictures: dict[tuple[str, str], np.ndarray] = {}
+                runs: dict[str, dict[str, dict[str, float]]] = {}
+
+                def contender(name: str, compression: str = compression, path: Path = path,
+                              pictures: dict = pictures, runs: dict = runs
+                              ) -> Callable[[], dict[str, float]]:
+                    def run() -> dict[str, float]:
+                        runs[name] = session(name, path, compression, tmp, pictures)
+                        return {f"{mode} {f}": v for mode, figs in runs[name].items()
+                                for f, v in figs.items()}
+                    return run
+
+                figures = {f"{mode} {f}": spec for mode in ("live", "late")
+                           for f, spec in FIGURES.items()
+                           if not (mode == "late" and f == "frames/s shown")}
+                yield from b.observe({n: contender(n) for n in servers}, figures,
+                                     prefix=f"{rec} {compression}: ", rounds=1, note=note)
+                for mode in ("live", "late"):
+                    diff = {n: float(np.any(pictures[(n, mode)] != reference, axis=2).sum())
+                            for n in servers}
+                    yield b.value(f"{rec} {compression}: {mode} pixels unlike Xspice's "
+                                  "screenshot", "pixels", diff)
+                    if len(servers) == 2:
+                        same = np.array_equal(pictures[("vgpu", mode)],
+                                              pictures[("spice-server", mode)])
+                        yield b.value(f"{rec} {compression}: {mode} pictures equal", "1 = equal",
+                                      {"vgpu = spice-server": float(same)}, better=HIGHER,
+                                      note="lossless setting" if compression in LOSSLESS
+                                      else "lossy setting")
+

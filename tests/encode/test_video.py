@@ -1,0 +1,155 @@
+"""Video encoders: the codec choice, the option syntax, rate control, and each encoder's
+frames decoded by FFmpeg's own decoders (PyAV), a peer we did not write."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vgpu.encode.video import (
+    BACKLOG_FRAMES,
+    MIN_BITS_PER_PIXEL,
+    MIN_FPS,
+    START_BITS_PER_PIXEL,
+    CodecChoice,
+    LibraryEncoder,
+    Rate,
+    RateControl,
+    available_codecs,
+    bitrate_for,
+    choose_codec,
+    create_encoder,
+    parse_video_codecs,
+)
+
+ALL = frozenset({"mjpeg", "vp8", "h264", "vp9", "h265"})
+H264, VP8, MJPEG = CodecChoice("pyav", "h264"), CodecChoice("pyav", "vp8"), CodecChoice(
+    "spice", "mjpeg"
+)
+
+
+def test_parse_takes_spice_servers_syntax():
+    assert parse_video_codecs("gstreamer:h264;gstreamer:vp8;spice:mjpeg", ALL) == [
+        H264, VP8, MJPEG,
+    ]
+    assert parse_video_codecs(" pyav:H264 ; ;pyav:h264", ALL) == [H264]
+
+
+def test_parse_leaves_out_what_the_host_cannot_encode():
+    assert parse_video_codecs("gstreamer:h264;spice:mjpeg", frozenset({"mjpeg"})) == [MJPEG]
+
+
+@pytest.mark.parametrize("text", ["h264", "x264:h264", "pyav:av1", "spice:h264"])
+def test_parse_refuses_malformed_entries(text):
+    with pytest.raises(ValueError):
+        parse_video_codecs(text, ALL)
+
+
+def test_choice_follows_the_client_then_the_server():
+    order = [H264, VP8, MJPEG]
+    assert choose_codec(order, frozenset({"mjpeg", "vp8", "h264"})) == H264
+    assert choose_codec(order, frozenset({"mjpeg", "vp8"})) == VP8
+    assert choose_codec(order, frozenset({"mjpeg"})) == MJPEG
+    assert choose_codec(order, frozenset({"mjpeg", "vp8", "h264"}), ("vp8",)) == VP8
+    assert choose_codec(order, frozenset({"mjpeg", "vp8"}), ("vp9", "mjpeg")) == MJPEG
+    assert choose_codec([H264], frozenset({"mjpeg"})) is None
+
+
+def test_rate_control_skips_frames_while_the_socket_is_full_and_slows_down():
+    rate = RateControl(1280, 720, 60.0, now=0.0)
+    assert rate.want_frame(0, 0.0)
+    rate.sent(20_000, 0.0)
+    assert not rate.want_frame(int(BACKLOG_FRAMES * 20_000) + 1, 1.0)
+    slowed = rate.rate()
+    assert slowed.fps < 60 and slowed.bitrate < bitrate_for(1280, 720, 60, START_BITS_PER_PIXEL)
+    for step in range(100):  # a link that never clears
+        rate.want_frame(10**9, 2.0 + step)
+    assert rate.fps == pytest.approx(MIN_FPS)
+    assert rate.bits_per_pixel == pytest.approx(MIN_BITS_PER_PIXEL)
+
+
+def test_rate_control_comes_back_to_full_rate_on_a_clear_link():
+    rate = RateControl(640, 480, 60.0, now=0.0)
+    rate.report(frames=5, drops=3, last_frame_delay_ms=0, now=1.0)
+    assert rate.fps < 60
+    t = 1.0
+    while (rate.fps < 60 or rate.bits_per_pixel < START_BITS_PER_PIXEL) and t < 100:
+        t += 0.05
+        if rate.want_frame(0, t):
+            rate.sent(5000, t)
+    assert rate.fps == 60 and rate.bits_per_pixel == pytest.approx(START_BITS_PER_PIXEL)
+
+
+def test_rate_control_paces_to_its_frame_rate():
+    rate = RateControl(640, 480, 30.0, now=0.0)
+    assert rate.want_frame(0, 10.0)
+    rate.sent(1000, 10.0)
+    assert not rate.want_frame(0, 10.01)
+    assert rate.want_frame(0, 10.0 + 1 / 30 + 1e-6)
+
+
+def _frames(width, height, count):
+    y, x = np.mgrid[0:height, 0:width]
+    out = []
+    for i in range(count):
+        img = np.zeros((height, width, 4), np.uint8)
+        img[..., 0] = (x * 2 + 6 * i) % 256
+        img[..., 1] = (y * 2) % 256
+        img[..., 2] = np.where(((x + 4 * i) // 32 + y // 32) % 2 == 0, 200, 40)
+        img[..., 3] = 255
+        out.append(img)
+    return out
+
+
+DECODERS = {"h264": "h264", "vp8": "vp8", "vp9": "vp9", "h265": "hevc", "mjpeg": "mjpeg"}
+
+
+@pytest.mark.parametrize("codec", sorted(ALL))
+def test_each_encoder_decodes_with_ffmpeg_close_to_its_input(codec):
+    av = pytest.importorskip("av")
+    if codec not in available_codecs():
+        pytest.skip(f"no {codec} encoder in this PyAV")
+    width, height = 192, 128
+    choice = CodecChoice("spice" if codec == "mjpeg" else "pyav", codec)
+    encoder = create_encoder(choice, width, height, Rate(bitrate_for(width, height, 30, 1.0), 30))
+    decoder = av.CodecContext.create(DECODERS[codec], "r")
+    frames = _frames(width, height, 8)
+    shown = []
+    for frame in frames:
+        data = encoder.encode(frame)
+        assert data, "a realtime encoder gives every frame at once"
+        for packet in decoder.parse(data) if codec != "mjpeg" else [av.Packet(data)]:
+            shown += decoder.decode(packet)
+    if codec != "mjpeg":  # the parser holds the last frame until told the stream ended
+        for packet in decoder.parse(None):
+            shown += decoder.decode(packet)
+        shown += decoder.decode(None)
+    assert len(shown) == len(frames)
+    for got, want in zip(shown, frames, strict=True):
+        rgb = got.to_ndarray(format="bgr24")
+        error = np.abs(rgb.astype(int) - want[..., :3].astype(int)).mean()
+        assert error < 10, f"{codec}: mean error {error:.1f}"
+
+
+def test_library_encoder_refuses_odd_sizes():
+    with pytest.raises(ValueError):
+        LibraryEncoder("h264", 101, 100, Rate(1_000_000, 30))
+
+
+@pytest.mark.parametrize("codec", ["h264", "vp8"])
+def test_a_new_bitrate_changes_the_frame_sizes(codec):
+    av = pytest.importorskip("av")
+    width, height = 320, 240
+    encoder = LibraryEncoder(codec, width, height, Rate(2_000_000, 30))
+    decoder = av.CodecContext.create(codec, "r")
+    frames = _frames(width, height, 60)
+    sizes, shown = [], 0
+    for i, frame in enumerate(frames):
+        if i == 30:
+            encoder.set_rate(Rate(200_000, 30))
+        data = encoder.encode(frame)
+        sizes.append(len(data))
+        for packet in decoder.parse(data):
+            shown += len(decoder.decode(packet))
+    assert shown >= len(frames) - 1  # the stream stays decodable across the change
+    assert sum(sizes[45:]) < sum(sizes[15:30]) / 3

@@ -1,0 +1,368 @@
+"""Video encoders for streamed regions: stateful, one per client and per stream.
+
+A stream is a region that changes every frame (3D output, video). Each stream
+gets its own `Encoder`, which keeps the codec's state (reference frames, rate
+control) from frame to frame; this module never sends anything and knows no
+protocol numbers: the SPICE layer maps the codec names here to its own.
+
+One place chooses: `choose_codec` takes the codecs the client decodes, its
+preference and the server's ordered list (spice-server's `video-codecs` syntax,
+`parse_video_codecs`), and `create_encoder` builds the encoder. MJPEG uses the
+stateless C JPEG encoder underneath; H.264, VP8, VP9 and H.265 use FFmpeg's
+libx264, libvpx and libx265 through PyAV (whose wheels carry them).
+"""
+
+from __future__ import annotations
+
+import fractions
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from vgpu.encode.codecs import encode_jpeg
+
+log = logging.getLogger(__name__)
+
+VIDEO_CODECS = ("mjpeg", "vp8", "h264", "vp9", "h265")
+"""Every codec a stream may use, in SPICE's own numbering order."""
+
+LIBRARY_CODECS = {"h264": "libx264", "vp8": "libvpx", "vp9": "libvpx-vp9", "h265": "libx265"}
+"""FFmpeg's encoder for each codec encoded through PyAV."""
+
+ENCODER_NAMES = ("spice", "gstreamer", "pyav")
+"""The encoder part of a `video-codecs` entry. spice-server's "spice" encoder does
+MJPEG only (ours: the C JPEG encoder); "gstreamer" is accepted so QEMU's option
+strings work unchanged and means the same library encoders as "pyav"."""
+
+DEFAULT_VIDEO_CODECS = "pyav:h264;pyav:vp8;pyav:vp9;pyav:h265;spice:mjpeg"
+"""The server's order when the user names none: H.264 first (the smallest frames
+per CPU millisecond here, see bench/stream.py), MJPEG last (for clients that list
+nothing else, like spice-html5)."""
+
+LIBRARY_OPTIONS: dict[str, dict[str, str]] = {
+    # No B-frames and no lookahead: every frame comes out as it goes in, so the
+    # client can show it at once; ultrafast keeps a 1080p frame within one core's
+    # frame time.
+    "h264": {"preset": "ultrafast", "tune": "zerolatency"},
+    "h265": {"preset": "ultrafast", "tune": "zerolatency", "x265-params": "log-level=error"},
+    # libvpx's realtime mode without lag (frames out at once), at its fastest
+    # useful speed for each codec.
+    "vp8": {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"},
+    "vp9": {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "row-mt": "1"},
+}
+
+ENCODER_THREADS = {"h264": 2, "h265": 2, "vp9": 2, "vp8": 1}
+"""Threads inside one library encoder: this project's small host has two cores.
+VP8 gets one: libvpx's VP8 with two threads and one token partition spun at
+about 170 ms a 720p frame here, against 7 ms with one (measured with PyAV 18)."""
+
+KEYFRAME_INTERVAL_S = 4.0
+"""A key frame at least this often: a client that lost a frame (or joined late
+through a proxy) recovers within this time; more often costs bytes."""
+
+MIN_BITS_PER_PIXEL = 0.01
+START_BITS_PER_PIXEL = 0.1
+"""Bitrate per pixel per frame: 0.1 is a sharp desktop animation with H.264
+(1280x720 at 60 frames/s: 5.5 Mbit/s), and rate control never asks for more;
+on a slow link it goes down to 0.01, where edges blur but text stays legible."""
+
+MIN_FPS = 2.0
+"""The lowest frame rate rate control asks for: slower than this a stream is a
+slide show, and still images (drawn once the region goes still) do better."""
+
+BACKLOG_FRAMES = 2.0
+"""A stream frame is skipped while the socket holds more than this many frames'
+worth of bytes: the client gets the newest picture, and the queue never grows."""
+
+DECREASE = 0.7
+INCREASE = 1.15
+"""Multiplicative steps of the frame rate, as TCP's congestion control takes them."""
+
+QUALITY_FLOOR_FPS = 10.0
+"""Down to this frame rate a slow link costs frames only; below it, bits per pixel
+halve. Frames left out cost the encoder nothing, while a new bitrate reopens it
+(a key frame, several times a frame's size at a low rate)."""
+
+BPP_STEP = 2.0
+REOPEN_INTERVAL_S = 2.0
+"""Bits per pixel change by halves and doubles, at most this often: each change is
+a key frame."""
+
+MAX_LAG_S = 0.15
+"""No new frame while the client has not reached one sent this long ago: the queue
+on the way (socket buffers, proxies, a slow link) holds at most this much. A LAN
+answers in milliseconds; a frame at 60 frames/s lasts 17."""
+
+LATE_REPORT_MS = 100
+"""A STREAM_REPORT whose last frame arrived more than this after its time means a
+backlog somewhere on the way (frames are due as they are sent, see the server's
+VIDEO_DUE_MS; decoding alone takes a few milliseconds)."""
+
+DECREASE_INTERVAL_S = 0.5
+"""Congestion signals closer together than this are one episode: one step down."""
+
+INCREASE_AFTER_S = 1.0
+"""A clear link for this long earns one step up."""
+
+MJPEG_QUALITY_START = 70
+"""spice-server's MJPEG encoder starts at 70 too."""
+MJPEG_QUALITY_MIN = 20
+MJPEG_QUALITY_MAX = 85
+"""Below 20 JPEG blocks are plain to see; past 85 the bytes grow fast for little."""
+
+
+def available_codecs() -> frozenset[str]:
+    """The codecs this host can encode: MJPEG always, the others when PyAV is
+    installed with the FFmpeg encoder for them."""
+    found = {"mjpeg"}
+    try:
+        import av
+    except ImportError:
+        return frozenset(found)
+    found.update(name for name, lib in LIBRARY_CODECS.items() if lib in av.codecs_available)
+    return frozenset(found)
+
+
+@dataclass(frozen=True)
+class CodecChoice:
+    encoder: str  # one of ENCODER_NAMES
+    codec: str  # one of VIDEO_CODECS
+
+
+def parse_video_codecs(text: str, available: frozenset[str] | None = None) -> list[CodecChoice]:
+    """spice-server's syntax: `encoder:codec` entries separated by `;`
+    (`gstreamer:h264;gstreamer:vp8;spice:mjpeg`). An entry this host cannot
+    encode is left out with a warning, as spice-server does; a malformed one
+    is a ValueError."""
+    available = available_codecs() if available is None else available
+    choices: list[CodecChoice] = []
+    for entry in text.split(";"):
+        entry = entry.strip()
+        if not entry:
+            continue
+        encoder, sep, codec = entry.partition(":")
+        encoder, codec = encoder.strip().lower(), codec.strip().lower()
+        if not sep or encoder not in ENCODER_NAMES or codec not in VIDEO_CODECS:
+            raise ValueError(
+                f"video codec {entry!r}: want ENCODER:CODEC with ENCODER one of "
+                f"{', '.join(ENCODER_NAMES)} and CODEC one of {', '.join(VIDEO_CODECS)}"
+            )
+        if encoder == "spice" and codec != "mjpeg":
+            raise ValueError(f"video codec {entry!r}: the spice encoder does MJPEG only")
+        if codec not in available:
+            log.warning("video codec %s: no encoder on this host, left out", entry)
+            continue
+        choice = CodecChoice("spice" if codec == "mjpeg" else "pyav", codec)
+        if choice not in choices:
+            choices.append(choice)
+    return choices
+
+
+def choose_codec(
+    server_order: list[CodecChoice], client_codecs: frozenset[str], preferred: tuple[str, ...] = ()
+) -> CodecChoice | None:
+    """The codec for a new stream: the client's first preferred codec that the
+    server offers, else the server's first that the client decodes; None when
+    they share none (the region then goes out as still images)."""
+    offered = [c for c in server_order if c.codec in client_codecs]
+    for codec in preferred:
+        for choice in offered:
+            if choice.codec == codec:
+                return choice
+    return offered[0] if offered else None
+
+
+@dataclass(frozen=True)
+class Rate:
+    """What rate control asks of an encoder: bits per second and frames per second."""
+
+    bitrate: int
+    fps: float
+
+
+def bitrate_for(width: int, height: int, fps: float, bits_per_pixel: float) -> int:
+    return int(width * height * fps * bits_per_pixel)
+
+
+class Encoder(Protocol):
+    """One stream's encoder. `encode` takes B,G,R,X pixels of the stream's size and
+    returns the codec's frame (an empty result: the encoder dropped it)."""
+
+    codec: str
+    width: int
+    height: int
+
+    def encode(self, pixels: np.ndarray) -> bytes: ...
+
+    def set_rate(self, rate: Rate) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MjpegEncoder:
+    """Stateless JPEG underneath; its only state is the quality rate control sets."""
+
+    codec = "mjpeg"
+
+    def __init__(self, width: int, height: int, rate: Rate) -> None:
+        self.width, self.height = width, height
+        self.quality = MJPEG_QUALITY_START
+        self._start_bitrate = bitrate_for(width, height, rate.fps, START_BITS_PER_PIXEL)
+
+    def encode(self, pixels: np.ndarray) -> bytes:
+        return encode_jpeg(pixels, self.quality)
+
+    def set_rate(self, rate: Rate) -> None:
+        # JPEG has no bitrate knob: quality follows the asked rate against the
+        # starting one, on a scale that keeps it between the bounds.
+        share = rate.bitrate / max(1, self._start_bitrate)
+        self.quality = int(
+            min(MJPEG_QUALITY_MAX, max(MJPEG_QUALITY_MIN, MJPEG_QUALITY_START * share**0.5))
+        )
+
+    def close(self) -> None:
+        pass
+
+
+class LibraryEncoder:
+    """H.264, VP8, VP9 or H.265 through PyAV.
+
+    The encoder runs at the frame rate it was opened with; a lower asked rate
+    means frames left out, so its bitrate is scaled to keep the bits per frame
+    that the asked rate gives. A new bitrate reopens the encoder (the next frame
+    is a key frame), so rate control changes it at most every DECREASE_INTERVAL_S."""
+
+    def __init__(self, codec: str, width: int, height: int, rate: Rate) -> None:
+        if codec not in LIBRARY_CODECS:
+            raise ValueError(f"no library encoder for {codec!r}")
+        if width % 2 or height % 2 or width <= 0 or height <= 0:
+            raise ValueError(f"4:2:0 video needs an even size, not {width}x{height}")
+        self.codec, self.width, self.height = codec, width, height
+        self._fps = max(1, round(rate.fps))
+        self._bitrate = self._scaled(rate)
+        self._context: object | None = None
+        self._pts = 0
+
+    def _scaled(self, rate: Rate) -> int:
+        return int(rate.bitrate * self._fps / max(rate.fps, 1e-3))
+
+    def _open(self) -> object:
+        import av
+
+        context = av.CodecContext.create(LIBRARY_CODECS[self.codec], "w")
+        context.width, context.height = self.width, self.height
+        context.pix_fmt = "yuv420p"
+        context.time_base = fractions.Fraction(1, self._fps)
+        context.framerate = fractions.Fraction(self._fps, 1)
+        context.bit_rate = self._bitrate
+        context.gop_size = max(1, int(KEYFRAME_INTERVAL_S * self._fps))
+        context.thread_count = ENCODER_THREADS[self.codec]
+        context.options = dict(LIBRARY_OPTIONS[self.codec])
+        context.open()
+        self._pts = 0
+        return context
+
+    def encode(self, pixels: np.ndarray) -> bytes:
+        import av
+
+        if pixels.shape[:2] != (self.height, self.width):
+            raise ValueError(f"frame {pixels.shape[1]}x{pixels.shape[0]} for a "
+                             f"{self.width}x{self.height} stream")
+        if self._context is None:
+            self._context = self._open()
+        context = self._context
+        # Wraps the pixels where they are (a crop keeps its row stride): libswscale
+        # reads them once on its way to 4:2:0. from_ndarray's copy first cost about
+        # four times as much at 1920x1080 here (bench/stream.py, "encoder alone").
+        frame = av.VideoFrame.from_numpy_buffer(pixels, format="bgra")
+        frame = frame.reformat(format="yuv420p")
+        frame.pts = self._pts
+        self._pts += 1
+        return b"".join(bytes(p) for p in context.encode(frame))  # type: ignore[attr-defined]
+
+    def set_rate(self, rate: Rate) -> None:
+        bitrate = self._scaled(rate)
+        if bitrate == self._bitrate:
+            return
+        self._bitrate = bitrate
+        # Reopened with the new rate at the next frame. (A bitrate set on the open
+        # context did not change libx264's frame sizes through PyAV 18 here.)
+        self._context = None
+
+    def close(self) -> None:
+        self._context = None
+
+
+def create_encoder(choice: CodecChoice, width: int, height: int, rate: Rate) -> Encoder:
+    if choice.codec == "mjpeg":
+        return MjpegEncoder(width, height, rate)
+    return LibraryEncoder(choice.codec, width, height, rate)
+
+
+class RateControl:
+    """Per stream: the rate to ask of the encoder, from the socket's backlog and the
+    client's STREAM_REPORTs. Pure logic (the caller passes the clock)."""
+
+    def __init__(self, width: int, height: int, max_fps: float, now: float) -> None:
+        self.width, self.height = width, height
+        self.max_fps = max_fps
+        self.fps = max_fps
+        self.bits_per_pixel = START_BITS_PER_PIXEL
+        self._last_change = now
+        self._last_reopen = now
+        self._last_sent = -1e9
+        self.skipped = 0
+        self.frame_bytes = 0.0  # running mean of an encoded frame's size
+
+    def rate(self) -> Rate:
+        return Rate(bitrate_for(self.width, self.height, self.fps, self.bits_per_pixel),
+                    self.fps)
+
+    def want_frame(self, backlog: int, now: float, lag: float = 0.0) -> bool:
+        """Whether the stream's next frame should be encoded now. `backlog`: bytes
+        waiting in the client's socket; `lag`: seconds the client is behind (how long
+        the oldest frame sent has gone without the client reaching it)."""
+        if lag > MAX_LAG_S or backlog > BACKLOG_FRAMES * max(self.frame_bytes, 1.0):
+            self.skipped += 1
+            self.congested(now)
+            return False
+        if now - self._last_sent < 1.0 / self.fps:
+            return False
+        self.clear(now)
+        return True
+
+    def sent(self, size: int, now: float) -> None:
+        self._last_sent = now
+        self.frame_bytes = size if not self.frame_bytes else 0.8 * self.frame_bytes + 0.2 * size
+
+    def report(self, frames: int, drops: int, last_frame_delay_ms: int, now: float) -> None:
+        """A STREAM_REPORT: drops, or frames arriving after their time, mean the
+        client cannot keep up (link or decoder)."""
+        if drops > 0 or last_frame_delay_ms < -LATE_REPORT_MS:
+            self.congested(now)
+
+    def congested(self, now: float) -> None:
+        if now - self._last_change < DECREASE_INTERVAL_S:
+            return
+        self._last_change = now
+        if self.fps > QUALITY_FLOOR_FPS:
+            self.fps = max(QUALITY_FLOOR_FPS, self.fps * DECREASE)
+        elif self.bits_per_pixel > MIN_BITS_PER_PIXEL:
+            if now - self._last_reopen >= REOPEN_INTERVAL_S:
+                self._last_reopen = now
+                self.bits_per_pixel = max(MIN_BITS_PER_PIXEL, self.bits_per_pixel / BPP_STEP)
+        else:
+            self.fps = max(MIN_FPS, self.fps * DECREASE)
+
+    def clear(self, now: float) -> None:
+        if now - self._last_change < INCREASE_AFTER_S:
+            return
+        if self.fps < self.max_fps:
+            self._last_change = now
+            self.fps = min(self.max_fps, self.fps * INCREASE)
+        elif (self.bits_per_pixel < START_BITS_PER_PIXEL
+              and now - self._last_reopen >= REOPEN_INTERVAL_S):
+            self._last_change = self._last_reopen = now
+            self.bits_per_pixel = min(START_BITS_PER_PIXEL, self.bits_per_pixel * BPP_STEP)
