@@ -189,6 +189,24 @@ def line_attrs(draw) -> c.LineAttr:
 path_segs = st.builds(c.PathSeg, u32, st.lists(st.tuples(i32, i32), max_size=20).map(tuple))
 transforms = st.one_of(st.none(), st.tuples(*[i32] * 6))
 
+def _composite(flags: int, src: c.Image, mask: c.Image | None, src_transform, mask_transform,
+               src_origin: c.QPoint, mask_origin: c.QPoint) -> c.Composite:
+    """A COMPOSITE as spice-server's parser leaves it (and so the device): the presence
+    flags follow the addresses, and a mask transform only comes with a mask."""
+    presence = (lib.SPICE_COMPOSITE_HAS_MASK | lib.SPICE_COMPOSITE_HAS_SRC_TRANSFORM
+                | lib.SPICE_COMPOSITE_HAS_MASK_TRANSFORM)
+    flags &= ~presence
+    if src_transform is not None:
+        flags |= lib.SPICE_COMPOSITE_HAS_SRC_TRANSFORM
+    if mask is None:
+        mask_transform = None
+    else:
+        flags |= lib.SPICE_COMPOSITE_HAS_MASK
+        if mask_transform is not None:
+            flags |= lib.SPICE_COMPOSITE_HAS_MASK_TRANSFORM
+    return c.Composite(flags, src, mask, src_transform, mask_transform, src_origin, mask_origin)
+
+
 draw_ops = st.one_of(
     st.builds(c.Fill, brushes, u16, masks),
     st.builds(c.Opaque, images, rects, brushes, u16, u8, masks),
@@ -203,7 +221,7 @@ draw_ops = st.one_of(
     st.builds(c.Text, glyph_strings(), rects, brushes, brushes, u16, u16),
     st.builds(c.Transparent, images, rects, u32, u32),
     st.builds(c.AlphaBlend, u16, u8, images, rects),
-    st.builds(c.Composite, u32, images, st.one_of(st.none(), images), transforms, transforms,
+    st.builds(_composite, u32, images, st.one_of(st.none(), images), transforms, transforms,
               st.builds(c.QPoint, i16, i16), st.builds(c.QPoint, i16, i16)),
     st.builds(c.CopyBits, points),
     st.just(c.Nop()),
