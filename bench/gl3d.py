@@ -107,7 +107,7 @@ class NullRing:
     def gl_submit(self, batch: bytes | memoryview) -> None:
         pass
 
-    def gl_fence(self, interrupt: bool = True) -> int:
+    def gl_submit_fence(self, batch: bytes | memoryview, interrupt: bool = True) -> int:
         return 1
 
     def gl_wait_fence(self, value: int, timeout: float | None = None) -> bool:

@@ -94,7 +94,7 @@ def read_batch(batch: bytes, data: dict[int, bytes]) -> list[Cmd]:
 
 @dataclass(eq=False)  # hashable by identity, as a driver is
 class FakeRing:
-    """gl_submit / gl_fence / gl_wait_fence / gl_reply / gl_data, recorded."""
+    """gl_submit / gl_submit_fence / gl_wait_fence / gl_reply / gl_data, recorded."""
 
     answer: Callable[[Cmd], bytes | None] = lambda cmd: None
     """Answers a command with one out/ret reference (None: nothing written)."""
@@ -140,8 +140,12 @@ class FakeRing:
         self._write(cmd.args["type"], struct.pack("<I", gltype))
         self._write(cmd.args["name"], name.encode() + b"\0")
 
-    def gl_fence(self, interrupt: bool = True) -> int:
+    def gl_submit_fence(self, batch: bytes | memoryview, interrupt: bool = True) -> int:
+        """The batch with a FENCE at its end, as the driver submits it: one batch."""
         value = (self.fences[-1] if self.fences else 0) + 1
+        op, words = glwire.VGPU_COMMANDS["FENCE"]
+        self.gl_submit(bytes(batch) + struct.pack("<4I", op | words << 16, value & 0xFFFFFFFF,
+                                                  value >> 32, int(interrupt)))
         self.fences.append(value)
         if self.auto_complete:
             self.completed = value

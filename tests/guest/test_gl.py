@@ -183,6 +183,9 @@ def test_at_most_two_presents_in_flight(ring, ctx) -> None:
         ctx.present(damage=[(0, 0, 8, 8)] if i else ())
         assert len(ctx.presents) <= gl.MAX_PRESENTS_IN_FLIGHT
     assert ring.waits == [1, 2, 3]  # each present past two waited for the oldest
+    # one batch per frame: its PRESENT, then its FENCE
+    ends = [[c.name for c in read_batch(b, ring.data)][-2:] for b in ring.batches[-5:]]
+    assert ends == [["PRESENT", "FENCE"]] * 5 and len(ring.batches) == 5
     presents = ring.named("PRESENT")
     assert presents[0].args["words"] == [0, 0, 0, 64, 48, 0, 0, 0, 0]
     assert presents[1].args["words"][8:] == [1, 0, 0, 8, 8]

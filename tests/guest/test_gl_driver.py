@@ -73,6 +73,24 @@ def test_gl_fence_values_grow_and_wait_sees_them(guest: GuestDriver) -> None:
     assert not guest.gl_wait_fence(4, timeout=0.01)  # never submitted
 
 
+def test_a_batch_and_its_fence_go_as_one_item(device: Device, guest: GuestDriver,
+                                              backend: RecordingBackend) -> None:
+    """gl_submit_fence: the batch, then a FENCE with the next value (shared with
+    gl_fence), in one ring item; a batch with no room for the FENCE goes before it."""
+    batch = struct.pack("<II", MAKE_CURRENT_OP | 2 << 16, 0) + b"\0" * 4
+    assert guest.gl_fence() == 1
+    assert guest.gl_submit_fence(batch) == 2
+    assert guest.gl_submit_fence(b"", interrupt=False) == 3
+    assert backend.batches[1:] == [batch + fence_cmd(2), fence_cmd(3, 0)]
+    assert guest.gl_completed() == 3 and device.stats["gl_batches"] == 3
+    arena = guest._gl_batches
+    assert arena is not None
+    full = b"\0" * min(guest.gl_max_batch, arena.end - arena.start)  # (not run as GL)
+    assert guest.gl_submit_fence(full) == 4
+    assert backend.batches[3:] == [full, fence_cmd(4)] and guest.gl_completed() == 4
+    assert device.guest_bug is None
+
+
 def test_device_copies_the_batch_before_the_backend_sees_it(
         device: Device, guest: GuestDriver, backend: RecordingBackend) -> None:
     seen: list[bytes] = []

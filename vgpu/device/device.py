@@ -54,7 +54,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -320,7 +320,10 @@ class RingRow:
     doorbell: int  # the IO port the guest writes after a push the device asked to hear of
     interrupt: int  # raised when the device consumes up to notify_on_cons (room to push)
     item: struct.Struct  # one ring item
-    handle: Callable[[tuple[int, ...]], None]  # one item; GuestBug for a bad one
+    handle: Callable[[tuple[Any, ...]], None]  # one item; GuestBug for a bad one
+    fetch: Callable[[tuple[int, ...]], tuple[Any, ...]] | None
+    """What must be read before cons passes the item, its result handed to `handle` (the
+    3D batch: the guest reuses its memory once cons has passed it); GuestBug for a bad one."""
     accepts: frozenset[int] | None  # command types (2D), None where the handler decides
     flushed: bool  # run to empty before a synchronous 2D operation (UPDATE_AREA, ...)
     per_process: int | None  # items per process() call at most (None: the caller's)
@@ -416,12 +419,13 @@ class Device:
         self.gl_guest: Gl3dGuest = _Gl3dGuest(self)
         self.rings: tuple[RingRow, ...] = (
             RingRow("cmd", self._cmd_ring, lib.QXL_IO_NOTIFY_CMD, lib.QXL_INTERRUPT_DISPLAY,
-                    _CMD_ITEM.struct, self._command_item("cmd"), None, True, None),
+                    _CMD_ITEM.struct, self._command_item("cmd"), None, None, True, None),
             RingRow("cursor", self._cursor_ring, lib.QXL_IO_NOTIFY_CURSOR,
                     lib.QXL_INTERRUPT_CURSOR, _CMD_ITEM.struct, self._command_item("cursor"),
-                    frozenset({lib.QXL_CMD_CURSOR}), True, None),
+                    None, frozenset({lib.QXL_CMD_CURSOR}), True, None),
             RingRow("3d", self._gl_ring, lib.VGPU_IO_NOTIFY_3D, lib.VGPU_INTERRUPT_3D,
-                    _GL_ITEM.struct, self._gl_item, None, False, GL_BATCHES_PER_PROCESS),
+                    _GL_ITEM.struct, self._gl_run, self._gl_fetch, None, False,
+                    GL_BATCHES_PER_PROCESS),
         )
         self._accepts = {row.name: row.accepts for row in self.rings}
         assert frozenset(row.doorbell for row in self.rings) == DOORBELL_PORTS
@@ -764,6 +768,12 @@ class Device:
                 return False
             if item is None:
                 return False
+            if row.fetch is not None:
+                try:
+                    item = row.fetch(item)
+                except GuestBug as e:
+                    self._bug(str(e))
+                    return False
             cons = ring.own = (ring.own + 1) & _M32
             ring.set(_CONS, cons)
             if cons == ring.get(_NOTIFY_ON_CONS):
@@ -818,15 +828,20 @@ class Device:
         self.stats["commands"] += 1
         self._release(info, cmd.release_id)
 
-    def _gl_item(self, item: tuple[int, ...]) -> None:
-        """One Vgpu3dSubmit: checked, its batch copied, the copy handed to the backend."""
+    def _gl_fetch(self, item: tuple[int, ...]) -> tuple[bytes]:
+        """One Vgpu3dSubmit checked and its batch copied, before cons passes it."""
         addr, size, flags = item
         if flags:
             raise GuestBug(f"3D ring item with flags {flags:#x}")
         if not 0 < size <= GL_MAX_BATCH or size % 4:
             raise GuestBug(f"3D batch of {size} bytes (a multiple of 4 up to {GL_MAX_BATCH})")
         off = self.slots.translate(addr, size)
-        batch = self.mem.read(off, size)  # the copy: nothing the guest writes later counts
+        return (self.mem.read(off, size),)  # the copy: nothing the guest writes later counts
+
+    def _gl_run(self, fetched: tuple[bytes]) -> None:
+        """A copied batch handed to the backend."""
+        batch = fetched[0]
+        size = len(batch)
         self.stats["gl_batches"] += 1
         self.stats["gl_bytes"] += size
         if self.on_gl_batch is not None:

@@ -16,11 +16,12 @@ takes interrupts (`wait_interrupt`) and frees commands the device releases
 (`collect_releases`).
 
 3D ring (vgpu extension, docs/3d-ring.md): `gl_available`, `gl_submit`, `gl_fence`,
-`gl_wait_fence`, `gl_reply` and `gl_data` are the primitives a guest 3D library builds
-on. The driver owns two regions of the RAM bar's free pages for them, taken at first
-use: batch memory, a ring buffer whose parts are reused once the device's `cons` has
-passed the batch (the device copied it), and answer/data memory, a ring buffer whose
-parts are reused once the fence that follows their allocation has completed.
+`gl_submit_fence` (a batch and its fence in one ring item), `gl_wait_fence`, `gl_reply`
+and `gl_data` are the primitives a guest 3D library builds on. The driver owns two
+regions of the RAM bar's free pages for them, taken at first use: batch memory, a ring
+buffer whose parts are reused once the device's `cons` has passed the batch (the device
+copied it), and answer/data memory, a ring buffer whose parts are reused once the fence
+that follows their allocation has completed.
 
 It does not reset the device when it loads, as a VM's driver does: an in-process
 device is created with its driver (a reset would only put RESET messages at the
@@ -592,8 +593,27 @@ class GuestDriver:
         """Copies a batch of 3D commands into batch memory, pushes a Vgpu3dSubmit and rings
         VGPU_IO_NOTIFY_3D when the device asked for it. Waits (up to irq_timeout) for ring
         room and batch memory; splits nothing."""
+        self._gl_push(batch, b"")
+
+    def gl_submit_fence(self, batch: bytes | memoryview, interrupt: bool = True) -> int:
+        """Submits `batch` with a FENCE of the next value at its end, as one ring item (one
+        frame, one item: what gl_submit and gl_fence do in two); returns the value. A batch
+        with no room left for the FENCE goes first on its own."""
+        arena = self._gl_arena(0)
+        if len(batch) + _FENCE.size > min(self.gl_max_batch, arena.end - arena.start):
+            self.gl_submit(batch)
+            batch = b""
+        value = self.gl_fence_value()
+        flags = lib.VGPU_3D_FENCE_INTERRUPT if interrupt else 0
+        self._gl_push(batch, _FENCE.pack(_FENCE_OPCODE | _FENCE_WORDS << 16, value & _M32,
+                                         value >> 32, flags))
+        return value
+
+    def _gl_push(self, batch: bytes | memoryview, tail: bytes) -> None:
+        """One ring item: `batch` then `tail`, copied into batch memory."""
         ring = self._gl_ring()
-        size = len(batch)
+        head = len(batch)
+        size = head + len(tail)
         if not 0 < size <= self.gl_max_batch or size % 4:
             raise ValueError(f"a batch is a multiple of 4 bytes, 4 to {self.gl_max_batch}")
         arena = self._gl_arena(0)
@@ -618,7 +638,8 @@ class GuestDriver:
                 continue
             self.att.io_write(lib.VGPU_IO_NOTIFY_3D, 0)
             self._await_interrupt(lib.VGPU_INTERRUPT_3D, deadline - now)
-        self.buf[off:off + size] = batch
+        self.buf[off:off + head] = batch
+        self.buf[off + head:off + size] = tail
         self._gl_push_item(ring, prod, off, size)
 
     def gl_push(self, offset: int, size: int) -> None:
@@ -648,11 +669,7 @@ class GuestDriver:
 
     def gl_fence(self, interrupt: bool = True) -> int:
         """Submits a batch holding one FENCE with the next value; returns the value."""
-        value = self.gl_fence_value()
-        flags = lib.VGPU_3D_FENCE_INTERRUPT if interrupt else 0
-        self.gl_submit(_FENCE.pack(_FENCE_OPCODE | _FENCE_WORDS << 16, value & _M32,
-                                   value >> 32, flags))
-        return value
+        return self.gl_submit_fence(b"", interrupt)
 
     def gl_wait_fence(self, value: int, timeout: float | None = None) -> bool:
         """Waits until fence `value` has completed; False on timeout. The fence should have

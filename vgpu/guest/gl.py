@@ -14,7 +14,8 @@ pressure is the guest's: at most `MAX_PRESENTS_IN_FLIGHT` presents whose fences 
 completed.
 
 The transport is the guest driver's 3D primitives (`vgpu.guest.driver`): gl_submit,
-gl_fence, gl_wait_fence, gl_reply and gl_data, in-process or over the unix socket alike.
+gl_submit_fence, gl_wait_fence, gl_reply and gl_data, in-process or over the unix socket
+alike.
 One thread uses a context, as with GL.
 """
 
@@ -142,7 +143,7 @@ class Transport(Protocol):
 
     def gl_submit(self, batch: bytes | memoryview) -> None: ...
 
-    def gl_fence(self, interrupt: bool = True) -> int: ...
+    def gl_submit_fence(self, batch: bytes | memoryview, interrupt: bool = True) -> int: ...
 
     def gl_wait_fence(self, value: int, timeout: float | None = None) -> bool: ...
 
@@ -274,23 +275,29 @@ class Context:
         if self._by_reference or len(self.enc) >= BATCH_FLUSH_BYTES:
             self.flush()
 
-    def flush(self) -> None:
-        """Submits what is encoded (moderngl has no such call: GL flushes on its own). A
-        batch after another context's starts by making this one current again."""
+    def _take(self) -> bytes:
+        """What is encoded, as a batch (empty if nothing is). A batch after another
+        context's starts by making this one current again."""
         self._by_reference = False
         if not len(self.enc):
-            return
+            return b""
         batch = self.enc.take()
         if not self._current_in_batch and self._ids.current != self.ctx_id:
             batch = self.enc.encode_vgpu("MAKE_CURRENT", self.ctx_id, self.surface_id) + batch
         self._current_in_batch = False
         self._ids.current = self.ctx_id
-        self.driver.gl_submit(batch)
+        return batch
+
+    def flush(self) -> None:
+        """Submits what is encoded (moderngl has no such call: GL flushes on its own)."""
+        batch = self._take()
+        if batch:
+            self.driver.gl_submit(batch)
 
     def fence(self, interrupt: bool = True) -> int:
-        """Submits the batch and a FENCE after it; returns the fence's value."""
-        self.flush()
-        self.last_fence = self.driver.gl_fence(interrupt)
+        """Submits the batch with a FENCE at its end, one ring item; returns the fence's
+        value."""
+        self.last_fence = self.driver.gl_submit_fence(self._take(), interrupt)
         return self.last_fence
 
     def wait(self, value: int, timeout: float = FENCE_TIMEOUT_S) -> None:
