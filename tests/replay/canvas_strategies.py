@@ -219,11 +219,8 @@ def composites(draw_: st.DrawFn, w: int, h: int) -> Composite:
                      QPoint(draw_(st.integers(0, 2)), draw_(st.integers(0, 2))))
 
 
-# dashed strokes are left out: X's mi code, which the canvas's lines.c follows, draws a
-# dashed zero-width line as a dashed polygon of width 1, which vgpu does not yet
-# (docs/conformance.md; test_dashed_strokes_are_drawn_as_the_canvas_does)
-LINE_FLAGS = (0,)
 DASHED = (E.LINE_FLAGS_STYLED, E.LINE_FLAGS_STYLED | E.LINE_FLAGS_START_WITH_GAP)
+LINE_FLAGS = (0, *DASHED)
 KINDS = ["fill", "copy", "blend", "opaque", "rop3", "blackness", "whiteness", "invers",
          "transparent", "alpha", "stroke", "text", "composite", "copybits", "scaled"]
 
@@ -278,8 +275,10 @@ def tile_commands(draw_: st.DrawFn, x0: int, y0: int, kinds: tuple[str, ...] = t
         style: tuple[int, ...] = ()
         flags = draw_(st.sampled_from(LINE_FLAGS))
         if flags:
-            style = tuple(draw_(st.lists(st.integers(1, 6), min_size=1, max_size=4)))
-        op = Stroke(draw_(paths(box)), LineAttr(flags, tuple(s << 4 for s in style)),
+            # whole pixels (zero-length dashes too) plus a fraction that fix_to_int rounds
+            lengths = draw_(st.lists(st.integers(0, 6), min_size=1, max_size=4).filter(any))
+            style = tuple((n << 4) | draw_(st.integers(0, 15)) for n in lengths)
+        op = Stroke(draw_(paths(box)), LineAttr(flags, style),
                     draw_(brushes()), draw_(ropds()), E.ROPD_OP_PUT)
     elif kind == "text":
         back = draw_(st.none() | boxes(ox, oy, size))

@@ -171,8 +171,6 @@ def test_a_copy_from_a_surface_waits_for_its_draws(peer: Path, tmp_path: Path) -
     assert differing(spice, ours) == 2 * 32 * 32  # two squares: the copy and its COPY_BITS
 
 
-@pytest.mark.xfail(strict=True, reason="dashed zero-width strokes: X's wide-dash polygons "
-                   "are not reproduced yet (docs/conformance.md)")
 @pytest.mark.parametrize("flags", DASHED)
 def test_dashed_strokes_are_drawn_as_the_canvas_does(peer: Path, tmp_path: Path,
                                                      flags: int) -> None:
