@@ -185,10 +185,24 @@ def paths(draw_: st.DrawFn, box: QRect) -> tuple[PathSeg, ...]:
         return (draw_(st.integers(box.left * 16, box.right * 16)),
                 draw_(st.integers(box.top * 16, box.bottom * 16)))
 
-    n = draw_(st.integers(1, 4))
-    end = E.PATH_END | (E.PATH_CLOSE if draw_(st.booleans()) else 0)
-    return (PathSeg(E.PATH_BEGIN, (point(), point())),
-            *[PathSeg(end if i == n - 1 else 0, (point(),)) for i in range(n)])
+    def subpath() -> list[PathSeg]:
+        n = draw_(st.integers(1, 4))
+        end = E.PATH_END | (E.PATH_CLOSE if draw_(st.booleans()) else 0)
+        segs = [PathSeg(E.PATH_BEGIN, (point(), point()))]
+        for i in range(n):
+            flags = end if i == n - 1 else 0
+            # a cubic Bezier (three points after the current one) or a line to one point;
+            # a curve ending where it starts never gets flat enough for spice-common's
+            # subdivide_bezier, which then recurses until spice-server's stack overflows
+            last = segs[-1].points[-1]
+            curve = (point(), point(), point()) if draw_(st.integers(0, 3)) == 0 else None
+            if curve and max(abs(curve[2][0] - last[0]), abs(curve[2][1] - last[1])) >= 32:
+                segs.append(PathSeg(flags | E.PATH_BEZIER, curve))
+            else:
+                segs.append(PathSeg(flags, (point(),)))
+        return segs
+
+    return tuple(subpath())
 
 
 @st.composite
