@@ -192,8 +192,9 @@ def paths(draw_: st.DrawFn, box: QRect) -> tuple[PathSeg, ...]:
         for i in range(n):
             flags = end if i == n - 1 else 0
             # a cubic Bezier (three points after the current one) or a line to one point;
-            # a curve ending where it starts never gets flat enough for spice-common's
-            # subdivide_bezier, which then recurses until spice-server's stack overflows
+            # a curve of one point never gets flat enough for spice-common's
+            # subdivide_bezier, which recurses until spice-server's stack overflows
+            # (docs/conformance.md), so curves end away from where they start
             last = segs[-1].points[-1]
             curve = (point(), point(), point()) if draw_(st.integers(0, 3)) == 0 else None
             if curve and max(abs(curve[2][0] - last[0]), abs(curve[2][1] - last[1])) >= 32:

@@ -182,6 +182,20 @@ def test_dashed_strokes_are_drawn_as_the_canvas_does(peer: Path, tmp_path: Path,
 
 
 
+
+@pytest.mark.parametrize("mode", [E.ROPD_OP_PUT, E.ROPD_OP_XOR])
+def test_dashed_polylines_join_and_retrace_as_the_canvas_does(peer: Path, tmp_path: Path,
+                                                              mode: int) -> None:
+    # a sharp turn (mi bevels its mitre), a shallow one (a mitre) and a retraced stretch:
+    # with XOR, a polyline of three points or more is painted each pixel once
+    pts = ((4 << 4, 4 << 4), (50 << 4, 10 << 4), (6 << 4, 14 << 4), (40 << 4, 40 << 4),
+           (12 << 4, 26 << 4), (40 << 4, 40 << 4), (60 << 4, 8 << 4))
+    path = (PathSeg(E.PATH_BEGIN, pts[:2]), PathSeg(E.PATH_END | E.PATH_CLOSE, pts[2:]))
+    stroke = Stroke(path, LineAttr(E.LINE_FLAGS_STYLED, ((5 << 4) | 9, 1 << 4, 2 << 4)),
+                    SolidBrush(0xFF8040), mode, E.ROPD_OP_PUT)
+    spice, ours = both(peer, small_scene(draw(QRect(0, 0, TILE, TILE), stroke)), tmp_path)
+    assert differing(spice, ours) == 0
+
 @pytest.mark.parametrize("pos", [(7, 0), (3, -8), (0, 18)])
 def test_rop3_pattern_positions_past_the_bbox(peer: Path, tmp_path: Path,
                                               pos: tuple[int, int]) -> None:
