@@ -208,18 +208,23 @@ def paths(draw_: st.DrawFn, box: QRect) -> tuple[PathSeg, ...]:
 
 @st.composite
 def composites(draw_: st.DrawFn, w: int, h: int) -> Composite:
+    # off-screen surfaces as source or mask are left out: spice-server's pictures of them
+    # differ from vgpu's and the cause is not yet found (docs/conformance.md)
+    def transform() -> tuple[int, ...]:
+        return (draw_(st.sampled_from([1 << 16, 1 << 15, 3 << 15])), 0,
+                draw_(st.integers(-2, 2)) << 16, 0,
+                draw_(st.sampled_from([1 << 16, 1 << 15, 3 << 15])),
+                draw_(st.integers(-2, 2)) << 16)
+
     src = draw_(bitmaps(w + 2, h + 2, (E.BITMAP_FMT_32BIT, E.BITMAP_FMT_RGBA)))
     mask = draw_(st.none() | bitmaps(w + 2, h + 2, (E.BITMAP_FMT_RGBA,)))
     # every pixman_op_t: Porter/Duff, their DISJOINT_ and CONJOINT_ forms, the blend modes
     flags = draw_(st.sampled_from(sorted(SUPPORTED_OPS)))
     flags |= draw_(st.sampled_from([3, 4])) << 8  # filter: nearest or bilinear
     flags |= draw_(st.integers(0, 3)) << 14  # repeat
-    src_t = None
+    src_t = mask_t = None
     if draw_(st.booleans()):
-        src_t = (draw_(st.sampled_from([1 << 16, 1 << 15, 3 << 15])), 0,
-                 draw_(st.integers(-2, 2)) << 16, 0,
-                 draw_(st.sampled_from([1 << 16, 1 << 15, 3 << 15])),
-                 draw_(st.integers(-2, 2)) << 16)
+        src_t = transform()
         flags |= E.COMPOSITE_HAS_SRC_TRANSFORM
     if mask is not None:
         flags |= E.COMPOSITE_HAS_MASK
@@ -227,9 +232,12 @@ def composites(draw_: st.DrawFn, w: int, h: int) -> Composite:
         flags |= draw_(st.integers(0, 3)) << 16
         if draw_(st.booleans()):
             flags |= E.COMPOSITE_COMPONENT_ALPHA
+        if draw_(st.booleans()):
+            mask_t = transform()
+            flags |= E.COMPOSITE_HAS_MASK_TRANSFORM
     if draw_(st.booleans()):
         flags |= E.COMPOSITE_SOURCE_OPAQUE
-    return Composite(flags, src, mask, src_t, None,
+    return Composite(flags, src, mask, src_t, mask_t,
                      QPoint(draw_(st.integers(0, 2)), draw_(st.integers(0, 2))),
                      QPoint(draw_(st.integers(0, 2)), draw_(st.integers(0, 2))))
 
