@@ -6,7 +6,7 @@ spice-server's own reader and worker and spicy-screenshot takes the picture, and
 guest driver, device and GL renderer play it too. Prints the scenes played, the tiles
 and pixels that differ, and the time; records that differ are kept in --keep.
 
-Usage: vgpu bench canvas_soak [--scenes N] [--seed S] [--keep DIR]
+Usage: vgpu bench canvas_soak [--scenes N] [--seed S] [--keep DIR] [--kinds K,K...]
 """
 
 from __future__ import annotations
@@ -28,14 +28,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=Path("canvas-soak-failures"),
                         help="where records that differ go")
+    parser.add_argument("--kinds", default="",
+                        help="comma-separated draw kinds to play (default: all)")
     args = parser.parse_args(argv)
 
     from canvas_diff import spice_server_picture, vgpu_picture
-    from canvas_strategies import COLS, ROWS, TILE, batches
+    from canvas_strategies import COLS, KINDS, ROWS, TILE, batches
     from hypothesis import HealthCheck, Phase, given, seed, settings
     from replay_scene import record_bytes
     from spice_peer import build_peer
 
+    kinds = tuple(k for k in args.kinds.split(",") if k) or tuple(KINDS)
+    if unknown := set(kinds) - set(KINDS):
+        parser.error(f"unknown kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
     peer = build_peer()
     if isinstance(peer, str):
         print(f"canvas_soak: {peer}", file=sys.stderr)
@@ -49,7 +54,7 @@ def main(argv: list[str]) -> int:
     @seed(args.seed)
     @settings(max_examples=records, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
-    @given(batches(max_commands=3))
+    @given(batches(kinds, max_commands=3))
     def play(items: list) -> None:
         record = tmp / "batch.spice"
         record.write_bytes(record_bytes(items))

@@ -139,3 +139,19 @@ def test_a_retraced_pixel_counts_twice():
 ])
 def test_a_rop_applied_twice(code, twice):
     assert rops.twice(code) == twice
+
+
+def test_a_curve_of_one_point_is_refused():
+    """spice-server recurses without end on a Bezier whose points coincide (its chord is
+    empty and halving never changes it; docs/conformance.md): vgpu stops halving at
+    MAX_BEZIER_DEPTH, past MAX_PATH_POINTS, and refuses the stroke."""
+    from vgpu.render.stroke import polylines
+
+    point = PathSeg(E.PATH_BEGIN | E.PATH_BEZIER | E.PATH_END, ((80, 80),) * 4)
+    with pytest.raises(RenderError):
+        polylines((point,))
+    # a loop back to its start has an empty chord too, but its halves do not
+    loop = PathSeg(E.PATH_BEGIN | E.PATH_BEZIER | E.PATH_END,
+                   ((80, 80), (400, 80), (400, 400), (80, 80)))
+    (pts,) = polylines((loop,))
+    assert pts[0] == pts[-1] == (5, 5) and len(pts) < 32

@@ -185,26 +185,60 @@ def paths(draw_: st.DrawFn, box: QRect) -> tuple[PathSeg, ...]:
         return (draw_(st.integers(box.left * 16, box.right * 16)),
                 draw_(st.integers(box.top * 16, box.bottom * 16)))
 
-    n = draw_(st.integers(1, 4))
-    end = E.PATH_END | (E.PATH_CLOSE if draw_(st.booleans()) else 0)
-    return (PathSeg(E.PATH_BEGIN, (point(), point())),
-            *[PathSeg(end if i == n - 1 else 0, (point(),)) for i in range(n)])
+    def subpath() -> list[PathSeg]:
+        n = draw_(st.integers(1, 4))
+        end = E.PATH_END | (E.PATH_CLOSE if draw_(st.booleans()) else 0)
+        segs = [PathSeg(E.PATH_BEGIN, (point(), point()))]
+        for i in range(n):
+            flags = end if i == n - 1 else 0
+            # a cubic Bezier (three points after the current one) or a line to one point;
+            # a curve of one point never gets flat enough for spice-common's
+            # subdivide_bezier, which recurses until spice-server's stack overflows
+            # (docs/conformance.md), so curves end away from where they start
+            last = segs[-1].points[-1]
+            curve = (point(), point(), point()) if draw_(st.integers(0, 3)) == 0 else None
+            if curve and max(abs(curve[2][0] - last[0]), abs(curve[2][1] - last[1])) >= 32:
+                segs.append(PathSeg(flags | E.PATH_BEZIER, curve))
+            else:
+                segs.append(PathSeg(flags, (point(),)))
+        return segs
+
+    return tuple(subpath())
 
 
 @st.composite
-def composites(draw_: st.DrawFn, w: int, h: int) -> Composite:
-    src = draw_(bitmaps(w + 2, h + 2, (E.BITMAP_FMT_32BIT, E.BITMAP_FMT_RGBA)))
-    mask = draw_(st.none() | bitmaps(w + 2, h + 2, (E.BITMAP_FMT_RGBA,)))
+def composites(draw_: st.DrawFn, w: int, h: int
+               ) -> tuple[Composite, tuple[int, QRect] | None]:
+    """A COMPOSITE and the off-screen surface it reads, if any (a source or mask may be one,
+    read whole: repeats reach anywhere in it)."""
+    dep: tuple[int, QRect] | None = None
+
+    def image(formats: tuple[int, ...]) -> object:
+        nonlocal dep
+        if draw_(st.integers(0, 3)) == 0:
+            sid = dep[0] if dep else draw_(st.sampled_from(sorted(OFF_SURFACES)))
+            dep = (sid, QRect(0, 0, OFF_SIZE, OFF_SIZE))
+            return SurfaceImage(ImageDescriptor(0, E.IMAGE_TYPE_SURFACE, 0, 0, 0), sid)
+        return draw_(bitmaps(w + 2, h + 2, formats))
+
+    def transform() -> tuple[int, ...]:
+        return (draw_(st.sampled_from([1 << 16, 1 << 15, 3 << 15])), 0,
+                draw_(st.integers(-2, 2)) << 16, 0,
+                draw_(st.sampled_from([1 << 16, 1 << 15, 3 << 15])),
+                draw_(st.integers(-2, 2)) << 16)
+
+    src = image((E.BITMAP_FMT_32BIT, E.BITMAP_FMT_RGBA))
+    mask = image((E.BITMAP_FMT_RGBA,)) if draw_(st.booleans()) else None
+    # transforms on bitmaps only: the canvas sets a transform on the surface's own image
+    # and never clears it, so it leaks into later draws from that surface
+    # (docs/conformance.md; test_a_composite_transform_does_not_leak)
     # every pixman_op_t: Porter/Duff, their DISJOINT_ and CONJOINT_ forms, the blend modes
     flags = draw_(st.sampled_from(sorted(SUPPORTED_OPS)))
     flags |= draw_(st.sampled_from([3, 4])) << 8  # filter: nearest or bilinear
     flags |= draw_(st.integers(0, 3)) << 14  # repeat
-    src_t = None
-    if draw_(st.booleans()):
-        src_t = (draw_(st.sampled_from([1 << 16, 1 << 15, 3 << 15])), 0,
-                 draw_(st.integers(-2, 2)) << 16, 0,
-                 draw_(st.sampled_from([1 << 16, 1 << 15, 3 << 15])),
-                 draw_(st.integers(-2, 2)) << 16)
+    src_t = mask_t = None
+    if isinstance(src, BitmapImage) and draw_(st.booleans()):
+        src_t = transform()
         flags |= E.COMPOSITE_HAS_SRC_TRANSFORM
     if mask is not None:
         flags |= E.COMPOSITE_HAS_MASK
@@ -212,18 +246,18 @@ def composites(draw_: st.DrawFn, w: int, h: int) -> Composite:
         flags |= draw_(st.integers(0, 3)) << 16
         if draw_(st.booleans()):
             flags |= E.COMPOSITE_COMPONENT_ALPHA
+        if isinstance(mask, BitmapImage) and draw_(st.booleans()):
+            mask_t = transform()
+            flags |= E.COMPOSITE_HAS_MASK_TRANSFORM
     if draw_(st.booleans()):
         flags |= E.COMPOSITE_SOURCE_OPAQUE
-    return Composite(flags, src, mask, src_t, None,
+    return Composite(flags, src, mask, src_t, mask_t,
                      QPoint(draw_(st.integers(0, 2)), draw_(st.integers(0, 2))),
-                     QPoint(draw_(st.integers(0, 2)), draw_(st.integers(0, 2))))
+                     QPoint(draw_(st.integers(0, 2)), draw_(st.integers(0, 2)))), dep
 
 
-# dashed strokes are left out: X's mi code, which the canvas's lines.c follows, draws a
-# dashed zero-width line as a dashed polygon of width 1, which vgpu does not yet
-# (docs/conformance.md; test_dashed_strokes_are_drawn_as_the_canvas_does)
-LINE_FLAGS = (0,)
 DASHED = (E.LINE_FLAGS_STYLED, E.LINE_FLAGS_STYLED | E.LINE_FLAGS_START_WITH_GAP)
+LINE_FLAGS = (0, *DASHED)
 KINDS = ["fill", "copy", "blend", "opaque", "rop3", "blackness", "whiteness", "invers",
          "transparent", "alpha", "stroke", "text", "composite", "copybits", "scaled"]
 
@@ -278,8 +312,10 @@ def tile_commands(draw_: st.DrawFn, x0: int, y0: int, kinds: tuple[str, ...] = t
         style: tuple[int, ...] = ()
         flags = draw_(st.sampled_from(LINE_FLAGS))
         if flags:
-            style = tuple(draw_(st.lists(st.integers(1, 6), min_size=1, max_size=4)))
-        op = Stroke(draw_(paths(box)), LineAttr(flags, tuple(s << 4 for s in style)),
+            # whole pixels (zero-length dashes too) plus a fraction that fix_to_int rounds
+            lengths = draw_(st.lists(st.integers(0, 6), min_size=1, max_size=4).filter(any))
+            style = tuple((n << 4) | draw_(st.integers(0, 15)) for n in lengths)
+        op = Stroke(draw_(paths(box)), LineAttr(flags, style),
                     draw_(brushes()), draw_(ropds()), E.ROPD_OP_PUT)
     elif kind == "text":
         back = draw_(st.none() | boxes(ox, oy, size))
@@ -290,7 +326,7 @@ def tile_commands(draw_: st.DrawFn, x0: int, y0: int, kinds: tuple[str, ...] = t
             box = QRect(min(box.top, back.top), min(box.left, back.left),
                         max(box.bottom, back.bottom), max(box.right, back.right))
     elif kind == "composite":
-        op = draw_(composites(w, h))
+        op, dep = draw_(composites(w, h))
     else:  # copybits from elsewhere in the same tile
         sx = draw_(st.integers(x0, x0 + TILE - w))
         sy = draw_(st.integers(y0, y0 + TILE - h))

@@ -25,6 +25,7 @@ from spice_peer import SpicePeer, screenshot
 
 from vgpu.device.commands import (
     BitmapImage,
+    Composite,
     Copy,
     Fill,
     GlyphString,
@@ -39,6 +40,8 @@ from vgpu.device.commands import (
     Rop3,
     SolidBrush,
     Stroke,
+    SurfaceCmd,
+    SurfaceCreate,
     SurfaceImage,
     Text,
 )
@@ -171,8 +174,6 @@ def test_a_copy_from_a_surface_waits_for_its_draws(peer: Path, tmp_path: Path) -
     assert differing(spice, ours) == 2 * 32 * 32  # two squares: the copy and its COPY_BITS
 
 
-@pytest.mark.xfail(strict=True, reason="dashed zero-width strokes: X's wide-dash polygons "
-                   "are not reproduced yet (docs/conformance.md)")
 @pytest.mark.parametrize("flags", DASHED)
 def test_dashed_strokes_are_drawn_as_the_canvas_does(peer: Path, tmp_path: Path,
                                                      flags: int) -> None:
@@ -183,6 +184,52 @@ def test_dashed_strokes_are_drawn_as_the_canvas_does(peer: Path, tmp_path: Path,
     assert differing(spice, ours) == 0
 
 
+
+
+@pytest.mark.parametrize("mode", [E.ROPD_OP_PUT, E.ROPD_OP_XOR])
+def test_dashed_polylines_join_and_retrace_as_the_canvas_does(peer: Path, tmp_path: Path,
+                                                              mode: int) -> None:
+    # a sharp turn (mi bevels its mitre), a shallow one (a mitre) and a retraced stretch:
+    # with XOR, a polyline of three points or more is painted each pixel once
+    pts = ((4 << 4, 4 << 4), (50 << 4, 10 << 4), (6 << 4, 14 << 4), (40 << 4, 40 << 4),
+           (12 << 4, 26 << 4), (40 << 4, 40 << 4), (60 << 4, 8 << 4))
+    path = (PathSeg(E.PATH_BEGIN, pts[:2]), PathSeg(E.PATH_END | E.PATH_CLOSE, pts[2:]))
+    stroke = Stroke(path, LineAttr(E.LINE_FLAGS_STYLED, ((5 << 4) | 9, 1 << 4, 2 << 4)),
+                    SolidBrush(0xFF8040), mode, E.ROPD_OP_PUT)
+    spice, ours = both(peer, small_scene(draw(QRect(0, 0, TILE, TILE), stroke)), tmp_path)
+    assert differing(spice, ours) == 0
+
+
+def test_a_composite_transform_does_not_leak(peer: Path, tmp_path: Path) -> None:
+    # canvas_draw_composite sets a source transform on the off-screen surface's own
+    # pixman image and never clears it: a later COMPOSITE from that surface without a
+    # transform is still drawn scaled (docs/conformance.md). vgpu gives each draw only
+    # its own transform: its picture is spice-server's of the later draw alone.
+    size = 32
+    data = bytes((i * 37 + (i // 4) * 11) & 0xFF for i in range(size * size * 4))
+    off = SurfaceCmd(0, 1, 0, 1, SurfaceCreate(E.SURFACE_FMT_32_xRGB, size, size, size * 4,
+                                               0, size * size * 4))
+    img = SurfaceImage(ImageDescriptor(0, E.IMAGE_TYPE_SURFACE, 0, 0, 0), 1)
+    over = 3 | (3 << 8)  # PIXMAN_OP_OVER, nearest filter
+
+    def composite(x: int, transform: tuple[int, ...] | None) -> object:
+        flags = over | (E.COMPOSITE_HAS_SRC_TRANSFORM if transform else 0)
+        return draw(QRect(0, x, 16, x + 16),
+                    Composite(flags, img, None, transform, None, QPoint(0, 0), QPoint(0, 0)),
+                    source=(1, QRect(0, 0, size, size)))
+
+    def with_surface(*cmds: object) -> list[tuple[object, object]]:
+        items = small_scene(*cmds)
+        items.insert(3, (off, data))
+        return items
+
+    half = (1 << 15, 0, 0, 0, 1 << 15, 0)
+    alone, _ = both(peer, with_surface(composite(20, None)), tmp_path)
+    spice, ours = both(peer, with_surface(composite(0, half), composite(20, None)), tmp_path)
+    second = (slice(0, 16), slice(20, 36))
+    assert differing(ours[second], alone[second]) == 0
+    assert differing(spice[second], alone[second]) > 200
+    assert differing(spice[:, :20], ours[:, :20]) == 0
 
 @pytest.mark.parametrize("pos", [(7, 0), (3, -8), (0, 18)])
 def test_rop3_pattern_positions_past_the_bbox(peer: Path, tmp_path: Path,

@@ -1281,7 +1281,7 @@ class Renderer:
         rops.brush_dest_rop3(op.back_mode)  # checked, though only dashes are drawn
         color, pat = self._brush(op.brush, surf)
         area = _bounds(rects)
-        counts = stroke_mask(op.path, op.attr, area)
+        counts = stroke_mask(op.path, op.attr, area, careful=rops.twice(code) != code)
         if counts is None or code == rops.ROP3_NOOP:
             return []
         region = np.zeros(counts.shape, bool)

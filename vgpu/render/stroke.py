@@ -10,6 +10,7 @@ import numpy as np
 
 from vgpu.device.commands import LineAttr, PathSeg
 from vgpu.render import enums as E
+from vgpu.render.dash import dashed_spans
 from vgpu.render.errors import RenderError
 from vgpu.render.region import COORD_LIMIT, Box
 
@@ -147,46 +148,55 @@ def _line(x1: int, y1: int, x2: int, y2: int, area: Box
 
 
 def dash_pattern(attr: LineAttr) -> tuple[list[int], int]:
-    """The on/off dash lengths and start phase, as canvas_draw_stroke sets up X11's dashes
-    (START_WITH_GAP rotates the style by one and starts one entry in)."""
-    style = [fix_to_int(v) for v in attr.style]
+    """The on/off dash lengths and start offset, as canvas_draw_stroke sets up X11's dashes:
+    each length cut to a byte (X's dash list is unsigned char); START_WITH_GAP rotates the
+    style by one and starts one entry in."""
+    style = [fix_to_int(v) & 0xFF for v in attr.style]
     if attr.flags & E.LINE_FLAGS_START_WITH_GAP:
         style = style[1:] + style[:1]
         return style, style[0]
     return style, 0
 
 
-def dash_on(index: np.ndarray, style: list[int], phase: int) -> np.ndarray:
-    """Whether the pixels at these positions along the stroke (counted from `phase`) fall
-    on an "on" dash."""
-    pos = (phase + index) % sum(style)
-    return np.searchsorted(np.cumsum(style), pos, side="right") % 2 == 0
-
-
-def stroke_mask(path: tuple[PathSeg, ...], attr: LineAttr, area: Box) -> np.ndarray | None:
+def stroke_mask(path: tuple[PathSeg, ...], attr: LineAttr, area: Box,
+                careful: bool = False) -> np.ndarray | None:
     """How many times the stroke covers each pixel inside `area`, as an (h, w) uint8 array
     (saturating at 255), or None if none fall there. The canvas fills each segment's spans
-    through the raster op, so a pixel two segments share gets the operation twice."""
+    through the raster op, so a pixel two segments share gets the operation twice. Dashed
+    strokes are mi's width-1 dashed polygons (vgpu.render.dash); `careful` says the raster
+    op is not idempotent, for which mi paints each pixel of a dashed polyline of three
+    points or more once."""
     styled = bool(attr.flags & E.LINE_FLAGS_STYLED)
-    style: list[int] = []
-    start = 0
+    dash: list[int] = []
+    offset = 0
     if styled:
         if not 0 < len(attr.style) <= MAX_STYLE_SEGMENTS:
             raise RenderError("bad line style")
-        if sum(fix_to_int(v) for v in attr.style) <= 0 or any(v < 0 for v in attr.style):
+        if any(v < 0 for v in attr.style):
             raise RenderError("bad line style lengths")
-        style, start = dash_pattern(attr)
+        dash, offset = dash_pattern(attr)
+        if sum(dash) <= 0:
+            # mi's miStepDash never ends on a pattern of zero length: spice-server hangs
+            raise RenderError("line style of zero length")
     x0, y0, x1, y1 = area
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
     for pts in polylines(path):
-        phase = start if styled else 0
+        if styled:
+            unique = careful and len(pts) >= 3
+            once = np.zeros(mask.shape, bool)
+            for y, left, right in dashed_spans(pts, dash, offset, unique, area):
+                lo, hi = max(left, x0), min(right + 1, x1)
+                if y0 <= y < y1 and lo < hi:
+                    if unique:
+                        once[y - y0, lo - x0 : hi - x0] = True
+                    else:
+                        row = mask[y - y0, lo - x0 : hi - x0]
+                        row += row < 255
+            mask += once & (mask < 255)
+            continue
         # every segment leaves out its end point, the last one too (CapNotLast)
         for (ax, ay), (bx, by) in itertools.pairwise(pts):
-            length, index, xs, ys = _line(ax, ay, bx, by, area)
-            if styled:
-                keep = dash_on(index, style, phase)
-                xs, ys = xs[keep], ys[keep]
-                phase += length
+            _, _, xs, ys = _line(ax, ay, bx, by, area)
             inside = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
             hit = (ys[inside] - y0, xs[inside] - x0)  # a segment covers a pixel once
             mask[hit] = np.minimum(mask[hit].astype(np.uint16) + 1, 255)
