@@ -18,7 +18,6 @@ from vgpu.bench import Bench, Measurement, workload
 from vgpu.bench.common import NullBackend
 from vgpu.device import commands as c
 from vgpu.device.abi import lib
-from vgpu.device.backend import run_fences
 from vgpu.device.device import Device
 from vgpu.device.inprocess import InProcessAttachment
 from vgpu.guest.builders import CommandWriter
@@ -34,9 +33,6 @@ MIX = {"fill": 4, "icon copy": 3, "glyph copy": 2, "text": 1}
 
 RING_BATCH = 30
 """Commands the guest pushes before the device pops them (below the ring's size)."""
-
-    def execute_3d(self, batch: bytes, guest: object) -> None:
-        run_fences(batch, guest)  # type: ignore[arg-type]
 
 
 def _drawable(rng: random.Random, w: int, h: int, op: c.DrawOp) -> c.Drawable:

@@ -22,8 +22,6 @@ pixels differ from the stock client's screenshot of the original Xspice session.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import lzma
 import os
@@ -41,7 +39,14 @@ from pathlib import Path
 import numpy as np
 
 from vgpu.bench import HIGHER, LOWER, Bench, Measurement, workload
-from vgpu.bench.common import QUICK_RECORDINGS, SpiceClient, recordings, screenshot
+from vgpu.bench.common import (
+    DISPLAY_CHANNEL,
+    QUICK_RECORDINGS,
+    CountingProxy,
+    SpiceClient,
+    recordings,
+    screenshot,
+)
 from vgpu.bench.core import BENCH_DIR
 from vgpu.spice.imaging import IMAGE_COMPRESSIONS
 from vgpu.spice.streams import STREAM_TIMEOUT_S
@@ -71,10 +76,6 @@ it within milliseconds on loopback, so half a second without a change is the end
 FRAME_GAP_S = 0.004
 """display-invalidates closer than this belong to one frame the client showed (spice-gtk
 signals one per drawn rectangle, all within one main-loop turn)."""
-LINK_HEADER = 16 + 4 + 1
-"""SpiceLinkHeader (magic, major, minor, size) + SpiceLinkMess's connection_id and
-channel_type: what the proxy reads to know a connection's channel."""
-DISPLAY_CHANNEL = 2
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -82,63 +83,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-class CountingProxy:
-    """A loopback TCP proxy that counts the bytes each channel type got from the server."""
-
-    def __init__(self, upstream: int) -> None:
-        self.upstream = upstream
-        self.received: dict[int, int] = {}
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, "127.0.0.1", 0), self.loop).result(10)
-        self.port = int(self.server.sockets[0].getsockname()[1])
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # close() cancels what is left; a connection ends quietly then
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._relay(reader, writer)
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readexactly(LINK_HEADER)
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
-        except (OSError, asyncio.IncompleteReadError):
-            writer.close()
-            return
-        channel = head[-1]
-        up_writer.write(head)
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
-                       count: bool) -> None:
-            try:
-                while data := await src.read(1 << 16):
-                    if count:
-                        self.received[channel] = self.received.get(channel, 0) + len(data)
-                    dst.write(data)
-                    await dst.drain()
-            except OSError:
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
-
-    def close(self) -> None:
-        async def shutdown() -> None:
-            self.server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 @dataclass
