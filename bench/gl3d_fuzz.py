@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vgpu.bench import Bench, Measurement, workload
+from vgpu.bench import HIGHER, Bench, Measurement, workload
 from vgpu.bench.core import FUZZ, SEED
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,10 +92,11 @@ def gl3d_fuzz(b: Bench) -> Iterator[Measurement]:
         seconds = time.perf_counter() - start
         growth = count.rss[-1] - count.rss[1] if len(count.rss) > 2 else 0
         yield b.value(f"{name}: cases per second", "cases/s", {"vgpu": count.cases / seconds},
+                      better=HIGHER,
                       note=f"{count.cases} cases, {count.batches} hostile batches and items")
-        yield b.value(f"{name}: escapes and violations", "failures",
-                      {"escapes": count.escapes, "violations": count.violations},
-                      note="; ".join(count.first))
+        for figure, value in (("escapes", count.escapes), ("violations", count.violations)):
+            yield b.value(f"{name}: {figure}", "cases", {"vgpu": value},
+                          note="; ".join(count.first) or "target 0")
         yield b.value(f"{name}: resident memory growth after the first tenth", "MiB",
                       {"vgpu": growth / 2**20},
                       note=f"bound {RSS_GROWTH_LIMIT / 2**20:.0f} MiB")

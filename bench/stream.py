@@ -393,7 +393,10 @@ SESSION_FIGURES = {
     "skipped": ("frames", LOWER)}
 """One client's session: what the guest published, what the client showed (its fps and
 the SSIM of its pictures), the stream's bytes and the delay from present to display."""
-FIGURE_NAMES = {"published_fps": "published fps", "fps": "shown fps", "kib_s": "KiB/s",
+ENCODER_FIGURES = {"ms": ("ms", LOWER), "kib": ("KiB", LOWER), "ssim": ("SSIM", HIGHER)}
+"""The encoder alone, per frame: time, size, SSIM of FFmpeg's decoding."""
+FIGURE_NAMES = {"ms": "ms per frame", "kib": "KiB per frame",
+                "published_fps": "published fps", "fps": "shown fps", "kib_s": "KiB/s",
                 "kib_frame": "KiB per frame", "ssim": "SSIM", "latency median": "delay median",
                 "latency p99": "delay p99", "skipped": "frames skipped by rate control",
                 "late_half_median_ms": "delay median, second half"}
@@ -416,9 +419,9 @@ def stream(b: Bench) -> Iterator[Measurement]:
     frames = 8 if b.quick else 30
     for width, height in sizes:
         yield from b.observe(
-            {codec: lambda codec=codec, width=width, height=height: encoder_costs(
-                width, height, codec, frames) for codec in codecs},
-            {"ms": ("ms", LOWER), "kib": ("KiB", LOWER), "ssim": ("SSIM", HIGHER)},
+            {codec: lambda codec=codec, width=width, height=height: _named(encoder_costs(
+                width, height, codec, frames)) for codec in codecs},
+            _specs(ENCODER_FIGURES),
             prefix=f"encoder alone {width}x{height}: ", rounds=1,
             note="starting rate, RGB->YUV included; SSIM of FFmpeg's decoding")
     if not b.quick:
@@ -426,10 +429,10 @@ def stream(b: Bench) -> Iterator[Measurement]:
         points = {f"h264 {bpp} bits/pixel": ("h264", bpp, None) for bpp in RD_BITS_PER_PIXEL}
         points |= {f"mjpeg quality {q}": ("mjpeg", None, q) for q in RD_MJPEG_QUALITIES}
         yield from b.observe(
-            {name: lambda p=p: encoder_costs(width, height, p[0], bits_per_pixel=p[1],
-                                             quality=p[2])
+            {name: lambda p=p: _named(encoder_costs(width, height, p[0], bits_per_pixel=p[1],
+                                                    quality=p[2]))
              for name, p in points.items()},
-            {"kib": ("KiB", LOWER), "ssim": ("SSIM", HIGHER)},
+            _specs({k: ENCODER_FIGURES[k] for k in ("kib", "ssim")}),
             prefix=f"rate and quality {width}x{height}: ", rounds=1,
             note="the encoder alone: compare the codecs at equal SSIM")
     figures = _specs(SESSION_FIGURES)
