@@ -55,6 +55,7 @@ def fuzz_gl3d(cases: int, seed: int = 0, gl: bool = False) -> Gl3dFuzzCount:
     """`cases` cases of gl3d_fuzz, case i drawn from random.Random(seed + i)."""
     sys.path.insert(0, str(ROOT / "tests" / "device"))
     import gl3d_fuzz as gf
+    from fuzz_draw import RandomDraw
 
     # every hostile case is logged as a guest bug or a lost context: millions of lines
     logging.disable(logging.WARNING)
@@ -62,7 +63,7 @@ def fuzz_gl3d(cases: int, seed: int = 0, gl: bool = False) -> Gl3dFuzzCount:
     rig = gf.Gl3dRig(gl=gl)
     for i in range(seed, seed + cases):
         try:
-            gf.run_case(rig, gf.RandomDraw(i))
+            gf.run_case(rig, RandomDraw(i))
         except Exception as exc:
             if isinstance(exc, AssertionError):
                 count.violations += 1

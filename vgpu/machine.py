@@ -24,6 +24,7 @@ watchdog would have given up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -148,14 +149,17 @@ class Machine:
         self._guest = guest
         self._guest_socket = guest_socket
         self._record = record
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # guests stop first, while the device still runs
+        self._render_stop = threading.Event()
         self._ready = threading.Event()
+        self._listening = threading.Event()
         self._failure: BaseException | None = None
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.device = None  # set on the render thread before _ready
         self.renderer: Renderer | None = None  # likewise
         self.guest_error: BaseException | None = None
+        self.recorded: int | None = None  # events in the record file, once it is closed
         self.gl_watchdog = gl_watchdog
         self._renderer_factory = renderer_factory
         self._hard_watchdog = hard_watchdog  # the C last resort ends the process: serve only
@@ -224,18 +228,31 @@ class Machine:
                                         daemon=True)
             self._threads.append(listener)
             listener.start()
+            self._listening.wait(START_TIMEOUT_S)
+            if self._failure is not None:
+                self.stop()
+                raise RuntimeError(
+                    f"cannot listen for a guest on {self._guest_socket}: {self._failure}")
         return self
 
     def stop(self, timeout: float | None = None) -> None:
         """Ends every thread, waiting up to `timeout` seconds for each (default: long
-        enough for any that is not stuck)."""
+        enough for any that is not stuck). The guests end first, then the render
+        thread: a guest still starting must never touch a device whose memory the
+        render thread has already closed."""
         self._stop.set()
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has ended already
+                loop.call_soon_threadsafe(loop.stop)
+        render, *guests = self._threads or [None]
+        for t in guests:
+            t.join(timeout=THREAD_JOIN_S if timeout is None else timeout)
+        self._render_stop.set()
         if self.device is not None:
             self.device.wake()
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        for t in self._threads:
-            t.join(timeout=THREAD_JOIN_S if timeout is None else timeout)
+        if render is not None:
+            render.join(timeout=THREAD_JOIN_S if timeout is None else timeout)
         self._threads.clear()
 
     def __enter__(self) -> Machine:
@@ -279,11 +296,11 @@ class Machine:
         next_publish = 0.0
         dirty = False  # rendered since the last publication
         try:
-            while not self._stop.is_set():
+            while not self._render_stop.is_set():
                 timeout = max(0.0, next_publish - time.monotonic()) if dirty else IDLE_WAIT_S
                 device.wait_for_work(timeout)
                 done_before = _work_done(device.stats)
-                while device.process(DEVICE_BATCH) and not self._stop.is_set():
+                while device.process(DEVICE_BATCH) and not self._render_stop.is_set():
                     if time.monotonic() >= next_publish:
                         break  # publish between batches under a flood of commands
                 dirty |= _work_done(device.stats) != done_before
@@ -302,6 +319,7 @@ class Machine:
         finally:
             if recorder is not None:
                 recorder.close()
+                self.recorded = recorder.events
             device.close()
             renderer.close()
 
@@ -351,12 +369,19 @@ class Machine:
         from vgpu.device.transport import GuestListener
 
         loop = asyncio.new_event_loop()
-        self._loop = loop
         listener = GuestListener(self.device, self._guest_socket)
         try:
-            loop.run_until_complete(listener.start())
-            log.info("waiting for a guest on %s", self._guest_socket)
-            loop.run_forever()
+            try:
+                loop.run_until_complete(listener.start())
+            except OSError as e:
+                self._failure = e
+                return
+            finally:
+                self._listening.set()
+            self._loop = loop
+            if not self._stop.is_set():  # else stop() came while the socket was being made
+                log.info("waiting for a guest on %s", self._guest_socket)
+                loop.run_forever()
             loop.run_until_complete(listener.close())
         finally:
             loop.close()

@@ -31,6 +31,8 @@ import dataclasses
 import io
 import logging
 import lzma
+import os
+import queue
 import sys
 import threading
 import time
@@ -1074,21 +1076,122 @@ _IO_MESSAGES: dict[int, tuple[WorkerMessage, ...]] = {
 }
 
 
+RECORD_QUEUE_BYTES = 64 << 20
+"""Recorded bytes waiting for the writer thread. A device that records faster than the
+disk (or xz) takes them waits at this mark rather than drop events: nothing recorded is
+lost, and the memory a recording holds stays bounded."""
+
+XZ_STREAM_BYTES = 4 << 20
+"""Uncompressed bytes per xz stream. Each stream is finished and written whole, so a
+recording cut by SIGKILL is a valid xz file (concatenated streams) up to its last one;
+4 MiB keeps xz's ratio close to one stream's."""
+
+FLUSH_INTERVAL_S = 1.0
+"""The most of a session that can sit in memory before it reaches the file: an xz
+stream is also finished after this long, so a killed recording misses one second."""
+
+XZ_PRESET = 1
+"""xz's fastest preset: the writer must keep up with a device drawing at 60 frames a
+second on one core; higher presets gain little on these text records."""
+
+
+
+class RecordFile:
+    """A record file written by a thread of its own, events whole.
+
+    `put(data)` (from the device thread) queues one event's bytes; the writer thread
+    writes them with one os.write per batch of whole events, so a process killed at
+    any moment leaves a file that ends at an event's end. A ".xz" path is written as
+    concatenated xz streams, each finished and written in one piece (XZ_STREAM_BYTES,
+    FLUSH_INTERVAL_S). Compression runs on the writer thread, never the caller's."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._xz = path.suffix == ".xz"
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()  # None: the end
+        self._queued = 0
+        self._room = threading.Condition()
+        self.error: OSError | None = None
+        self._thread = threading.Thread(target=self._write_loop, name="vgpu-record",
+                                        daemon=True)
+        self._thread.start()
+
+    def put(self, data: bytes) -> None:
+        with self._room:
+            while self._queued > RECORD_QUEUE_BYTES and self._thread.is_alive():
+                self._room.wait(FLUSH_INTERVAL_S)
+            self._queued += len(data)
+        self._queue.put(data)
+
+    def close(self) -> None:
+        """Writes what is queued, finishes the file and closes it."""
+        self._queue.put(None)
+        self._thread.join()
+        os.close(self._fd)
+
+    def _taken(self, size: int) -> None:
+        with self._room:
+            self._queued -= size
+            self._room.notify_all()
+
+    def _write(self, data: bytes) -> None:
+        if self.error is not None or not data:
+            return
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as e:  # a full disk: the session goes on, unrecorded
+            self.error = e
+            log.error("recording to %s stopped: %s", self.path, e)
+
+    def _write_loop(self) -> None:
+        compressor = lzma.LZMACompressor(lzma.FORMAT_XZ, preset=XZ_PRESET) if self._xz else None
+        compressed: list[bytes] = []
+        stream_bytes = 0
+        stream_start = time.monotonic()
+        ended = False
+        while not ended:
+            try:
+                batch = [self._queue.get(timeout=FLUSH_INTERVAL_S)]
+            except queue.Empty:
+                batch = []
+            while not self._queue.empty():  # whatever else is there, in one write
+                batch.append(self._queue.get_nowait())
+            ended = None in batch
+            data = b"".join(item for item in batch if item is not None)
+            self._taken(len(data))
+            if compressor is None:
+                self._write(data)
+                continue
+            compressed.append(compressor.compress(data))
+            stream_bytes += len(data)
+            if stream_bytes and (ended or stream_bytes >= XZ_STREAM_BYTES
+                                 or time.monotonic() - stream_start >= FLUSH_INTERVAL_S):
+                compressed.append(compressor.flush())
+                self._write(b"".join(compressed))
+                compressor = lzma.LZMACompressor(lzma.FORMAT_XZ, preset=XZ_PRESET)
+                compressed, stream_bytes = [], 0
+            if not stream_bytes:
+                stream_start = time.monotonic()
+
+
 class Recorder(DeviceObserver):
     """Records a running device's session in spice-server's format.
 
     `Recorder(path).attach(device)` before the guest starts; `close()` at the end.
-    A path ending in ".xz" is compressed as it is written. Hooks run on the
-    device's thread and never raise into it: a command the format cannot hold
-    (an LZ image, say) is left out and counted in `skipped`.
+    A path ending in ".xz" is compressed (see RecordFile). Hooks run on the
+    device's thread and never raise into it: they only format each event and
+    queue it for the writer thread. A command the format cannot hold (an LZ
+    image, say) is left out and counted in `skipped`.
     """
 
     def __init__(self, path: str | Path) -> None:
-        path = Path(path)
-        # kept open until close(): the session writes into it as it goes
-        raw = lzma.open(path, "wb") if path.suffix == ".xz" else path.open("wb")  # noqa: SIM115
-        self._file: BinaryIO | None = raw  # type: ignore[assignment]
-        self._writer = RecordWriter(raw)  # type: ignore[arg-type]
+        self._file: RecordFile | None = RecordFile(Path(path))
+        self._event = io.BytesIO()  # one event's bytes, formatted on the device thread
+        self._writer = RecordWriter(self._event)
+        self._flush_event()
         self._mem: GuestMemory | None = None
         self._lock = threading.Lock()
         self._last_port = -1
@@ -1101,10 +1204,18 @@ class Recorder(DeviceObserver):
         self._message(WorkerMessage.START)  # the machine runs from here on
         return self
 
+    def _flush_event(self) -> None:
+        """Hands the formatted event to the writer thread (under the lock)."""
+        assert self._file is not None
+        self._file.put(self._event.getvalue())
+        self._event.seek(0)
+        self._event.truncate()
+
     def _message(self, message: WorkerMessage, primary: PrimarySurface | None = None) -> None:
         with self._lock:
             if self._file is not None:
                 self._writer.worker_message(message, primary)
+                self._flush_event()
                 self.events += 1
 
     def on_io(self, port: int, value: int) -> None:
@@ -1123,6 +1234,7 @@ class Recorder(DeviceObserver):
                 return
             try:
                 self._writer.command(command, data)
+                self._flush_event()
                 self.events += 1
             except ValueError as e:
                 self.skipped += 1

@@ -27,6 +27,19 @@ from vgpu.spice.imaging import IMAGE_COMPRESSIONS, JPEG_WAN_COMPRESSIONS, STREAM
 
 X509_FILES = ("ca-cert.pem", "server-cert.pem", "server-key.pem")  # QEMU's names
 
+DEFAULT_PORT = 5930
+"""The plain port when no port is named at all; QEMU's -spice has none, but a bare
+`vgpu serve --demo desktop` should be reachable. With --tls-port alone there is no
+plain port, as in QEMU: a user who asks for TLS must not also be served in clear."""
+
+
+def plain_port(args: argparse.Namespace) -> int | None:
+    """The clear-text port to open, or None for TLS only."""
+    if args.port is not None:
+        return int(args.port)
+    return None if args.tls_port is not None else DEFAULT_PORT
+
+
 GL_STUCK_EXIT = 3
 """Exit status when a 3D batch never ended: distinct from bad options (2) and from a
 port that cannot be listened on (1), so a supervisor can tell a hang from a typo."""
@@ -45,7 +58,11 @@ def _seconds(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--addr", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=5930, help="plain SPICE and WebSocket port")
+    parser.add_argument(
+        "--port",
+        type=int,
+        help=f"plain SPICE and WebSocket port ({DEFAULT_PORT} unless --tls-port is given alone)",
+    )
     parser.add_argument("--tls-port", type=int, help="SPICE over TLS port (needs --x509-dir)")
     parser.add_argument(
         "--x509-dir", type=Path, help="folder with ca-cert.pem, server-cert.pem, server-key.pem"
@@ -144,7 +161,6 @@ def run(args: argparse.Namespace) -> int:
     from vgpu.machine import DEFAULT_GL_WATCHDOG_S, Machine
     from vgpu.spice.imaging import Compression
     from vgpu.spice.server import ServerOptions, SpiceServer
-    from vgpu.spice.webpage import MISSING, html5_dir
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -181,6 +197,10 @@ def run(args: argparse.Namespace) -> int:
     if args.wait_client and not (args.demo or "").startswith("replay:"):
         print("--wait-client holds a replay: use it with --demo replay:FILE", file=sys.stderr)
         return 2
+    for option, path in (("--guest", args.guest), ("--record", args.record)):
+        if path is not None and not Path(path).parent.is_dir():
+            print(f"{option} {path}: no folder {Path(path).parent}", file=sys.stderr)
+            return 2
     try:
         machine = Machine.create(
             demo=args.demo,
@@ -193,48 +213,68 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
+    port = plain_port(args)
 
     async def serve() -> None:
         server = SpiceServer(machine, options)
-        port = await server.listen(args.addr, args.port)
-        host = args.addr if ":" not in args.addr else f"[{args.addr}]"
-        print(f"SPICE: spice://{host}:{port}  (remote-viewer, spicy)", flush=True)
-        if tls is not None:
-            tls_port = await server.listen(args.addr, args.tls_port, tls)
-            print(
-                f"SPICE over TLS: spice://{host}?tls-port={tls_port}  "
-                f"(remote-viewer --spice-ca-file={args.x509_dir / 'ca-cert.pem'})",
-                flush=True,
-            )
-        if html5_dir() is not None:
-            print(f"Browser: http://{host}:{port}/  (spice-html5, on the same port)", flush=True)
-        else:
-            print(f"Browser: none; {MISSING}", flush=True)
-        if password is None:
-            print("No password: any client that reaches the port may connect.", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        machine.on_fatal = lambda reason: loop.call_soon_threadsafe(stop.set)
-        if machine.fatal is not None:  # before the handler was in place
-            stop.set()
-        watcher = asyncio.create_task(_watch_replay(machine, server, stop))
+        watcher: asyncio.Task[None] | None = None
         try:
+            # Both ports first: a port in use ends the run before any thread starts.
+            plain = None if port is None else await server.listen(args.addr, port)
+            secure = None if tls is None else await server.listen(args.addr, args.tls_port, tls)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            machine.on_fatal = lambda reason: loop.call_soon_threadsafe(stop.set)
+            await loop.run_in_executor(None, machine.start)
+            _print_urls(args, plain, secure, password)
+            if machine.fatal is not None:  # before the handler was in place
+                stop.set()
+            watcher = asyncio.create_task(_watch_replay(machine, server, stop))
             await stop.wait()
         finally:
-            watcher.cancel()
-            await server.close()
+            if watcher is not None:
+                watcher.cancel()
+            await server.close()  # tells every client goodbye
 
-    machine.start()
     try:
         asyncio.run(serve())
     except OSError as exc:
         print(f"cannot listen: {exc}", file=sys.stderr)
         return 1
+    except RuntimeError as exc:  # the machine did not start (GL, the guest socket)
+        print(f"vgpu serve: {exc}", file=sys.stderr)
+        return 1
     finally:
         machine.stop(STUCK_STOP_S if machine.fatal is not None else None)
+    if machine.recorded is not None:
+        print(f"recorded {machine.recorded} events to {args.record}", flush=True)
     if machine.fatal is not None:
         print(f"vgpu serve: {machine.fatal}", file=sys.stderr)
         return GL_STUCK_EXIT
     return 0
+
+
+def _print_urls(
+    args: argparse.Namespace, plain: int | None, secure: int | None, password: str | None
+) -> None:
+    host = args.addr if ":" not in args.addr else f"[{args.addr}]"
+    if plain is not None:
+        print(f"SPICE: spice://{host}:{plain}  (remote-viewer, spicy)", flush=True)
+    if secure is not None:
+        print(
+            f"SPICE over TLS: spice://{host}?tls-port={secure}  "
+            f"(remote-viewer --spice-ca-file={args.x509_dir / 'ca-cert.pem'})",
+            flush=True,
+        )
+    from vgpu.spice.webpage import MISSING, html5_dir
+
+    if html5_dir() is None:
+        print(f"Browser: none; {MISSING}", flush=True)
+    elif plain is not None:
+        print(f"Browser: http://{host}:{plain}/  (spice-html5, on the same port)", flush=True)
+    else:
+        print(f"Browser: https://{host}:{secure}/  (spice-html5, on the same port)", flush=True)
+    if password is None:
+        print("No password: any client that reaches the port may connect.", flush=True)

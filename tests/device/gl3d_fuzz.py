@@ -19,10 +19,9 @@ device's backends without GL do.
 
 from __future__ import annotations
 
-import random
 import struct
-from typing import Protocol
 
+from fuzz_draw import Draw, run_actions
 from qxl_support import RecordingBackend
 
 from vgpu.device import commands as c
@@ -32,29 +31,7 @@ from vgpu.device.device import GL_MAX_BATCH, Device
 from vgpu.device.inprocess import InProcessAttachment
 from vgpu.device.memory import GuestBug
 from vgpu.guest.alloc import OutOfMemory
-from vgpu.guest.driver import DeviceError, GuestDriver
-
-
-class Draw(Protocol):
-    def integer(self, lo: int, hi: int) -> int: ...
-    def binary(self, lo: int, hi: int) -> bytes: ...
-    def fraction(self) -> float: ...
-
-
-class RandomDraw:
-    """Choices from a seeded random.Random: fast, for long runs."""
-
-    def __init__(self, seed: int) -> None:
-        self._rng = random.Random(seed)
-
-    def integer(self, lo: int, hi: int) -> int:
-        return self._rng.randint(lo, hi)
-
-    def binary(self, lo: int, hi: int) -> bytes:
-        return self._rng.randbytes(self._rng.randint(lo, hi))
-
-    def fraction(self) -> float:
-        return self._rng.random()
+from vgpu.guest.driver import GuestDriver
 
 
 def pick(draw: Draw, options: list):
@@ -390,15 +367,7 @@ ACTIONS = [random_batch, commands, commands, bad_item, ring_corruption]
 
 
 def run_case(rig: Gl3dRig, draw: Draw) -> None:
-    """One case: a fresh device, one to three hostile actions, then the checks."""
-    rig.fresh()
-    for _ in range(1 + draw.integer(0, 2)):
-        action = pick(draw, ACTIONS)
-        try:
-            action(rig, draw)
-        except DeviceError as e:  # the guest took ERROR (or waited in vain) while pushing
-            rig.guest_saw_error |= "guest bug" in str(e)
-        except OutOfMemory:
-            pass  # the guest's own data memory filled within one case: its limit, not ours
-    rig.check()
+    """One case: a fresh device, one to three hostile actions, then the checks (the
+    guest's own data memory filling within one case is its limit, not ours)."""
+    run_actions(rig, draw, ACTIONS, tolerated=(OutOfMemory,))
 

@@ -15,7 +15,8 @@ import os
 import time
 
 import pytest
-from gl3d_fuzz import Gl3dRig, RandomDraw, run_case
+from fuzz_draw import HypothesisDraw, RandomDraw
+from gl3d_fuzz import Gl3dRig, run_case
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,32 +25,6 @@ HYPOTHESIS_CASES = int(os.environ.get("VGPU_GL3D_FUZZ_HYPOTHESIS_CASES", "200"))
 SEED = int(os.environ.get("VGPU_GL3D_FUZZ_SEED", "0"))
 GL_CASES = int(os.environ.get("VGPU_GL3D_FUZZ_GL_CASES", "500"))
 SLOW_CASES = int(os.environ.get("VGPU_GL3D_FUZZ_CASES", "100000"))
-
-_INTEGERS: dict[tuple[int, int], st.SearchStrategy[int]] = {}
-_BINARY: dict[tuple[int, int], st.SearchStrategy[bytes]] = {}
-_FRACTION = st.floats(0, 1, exclude_max=True)
-
-
-class HypothesisDraw:
-    """gl3d_fuzz's choices drawn from hypothesis' data, so failures shrink."""
-
-    def __init__(self, data: st.DataObject) -> None:
-        self._draw = data.draw
-
-    def integer(self, lo: int, hi: int) -> int:
-        strategy = _INTEGERS.get((lo, hi))
-        if strategy is None:
-            strategy = _INTEGERS[lo, hi] = st.integers(lo, hi)
-        return self._draw(strategy)
-
-    def binary(self, lo: int, hi: int) -> bytes:
-        strategy = _BINARY.get((lo, hi))
-        if strategy is None:
-            strategy = _BINARY[lo, hi] = st.binary(min_size=lo, max_size=hi)
-        return self._draw(strategy)
-
-    def fraction(self) -> float:
-        return self._draw(_FRACTION)
 
 
 def _seeded(rig: Gl3dRig, cases: int, seed: int = SEED) -> None:

@@ -293,7 +293,9 @@ class RawClient:
         connection_id: int = 0,
         password: str = "",
         channel_caps: tuple[int, ...] = (),
+        ticket: bytes | None = None,
     ) -> None:
+        """`ticket`: raw bytes to send instead of the password encrypted with the key."""
         import socket
 
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -305,7 +307,9 @@ class RawClient:
         self._buffer = b""
         if self.reply_error:
             return
-        self.sock.sendall(struct.pack("<I", 1) + encrypt_ticket(reply, password))
+        if ticket is None:
+            ticket = encrypt_ticket(reply, password)
+        self.sock.sendall(struct.pack("<I", 1) + ticket)
         self.link_result = struct.unpack("<I", self._exact(4))[0]
 
     def _exact(self, n: int) -> bytes:

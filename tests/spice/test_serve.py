@@ -19,9 +19,15 @@ def parse(*argv: str) -> argparse.Namespace:
 
 def test_defaults_follow_qemu_names():
     args = parse("--demo", "desktop")
-    assert (args.addr, args.port, args.tls_port) == ("127.0.0.1", 5930, None)
+    assert (args.addr, serve.plain_port(args), args.tls_port) == ("127.0.0.1", 5930, None)
     assert args.image_compression == "auto_glz" and args.jpeg_wan_compression == "auto"
     assert args.streaming_video == "filter"
+
+
+def test_tls_port_alone_opens_no_plain_port_as_qemu_does():
+    assert serve.plain_port(parse("--tls-port", "5931")) is None
+    assert serve.plain_port(parse("--tls-port", "5931", "--port", "5900")) == 5900
+    assert serve.plain_port(parse("--port", "5900")) == 5900
 
 
 def test_password_and_disable_ticketing_exclude_each_other():

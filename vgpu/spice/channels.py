@@ -165,6 +165,10 @@ class ChannelMachine(ABC):
     def ping(self, ping_id: int, timestamp: int) -> None:
         self._send(c.SPICE_MSG_PING, struct.pack("<IQ", ping_id, timestamp))
 
+    def disconnecting(self, timestamp: int, reason: int) -> None:
+        """The server's goodbye before it closes the connection (SpiceMsgDisconnect)."""
+        self._send(c.SPICE_MSG_DISCONNECTING, struct.pack("<QI", timestamp, reason))
+
     def notify(self, text: str) -> None:
         message = text.encode() + b"\0"
         self._send(

@@ -19,16 +19,24 @@ import struct
 import time
 import uuid as uuid_module
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from websockets.frames import Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
-from vgpu.display import CursorBus, CursorUpdate, Frame, FrameBus, InputEvent, Rect, Subscription
+from vgpu.display import (
+    CursorBus,
+    CursorUpdate,
+    Frame,
+    FrameBus,
+    InputEvent,
+    Rect,
+    Subscription,
+)
 from vgpu.encode.video import Encoder, RateControl, choose_codec, create_encoder
 from vgpu.spice import constants as c
 from vgpu.spice.channels import (
@@ -54,7 +62,6 @@ from vgpu.spice.imaging import (
     Compression,
     client_video_codecs,
     cut_bands,
-    encode_rect,
     encode_rect_by_content,
     normalize_damage,
 )
@@ -63,6 +70,9 @@ from vgpu.spice.streams import Plan, StreamPlanner
 from vgpu.spice.webpage import MAX_REQUEST_HEAD, html5_dir, http_response, is_websocket_upgrade
 
 log = logging.getLogger(__name__)
+_websocket_log = logging.getLogger(__name__ + ".websocket")
+# websockets logs each refused handshake at INFO; the server logs its own one line.
+_websocket_log.setLevel(logging.WARNING)
 
 LINK_TIMEOUT_S = 10.0
 """A client that has not finished the handshake by then is dropped; real clients take
@@ -112,12 +122,30 @@ MAX_WEBSOCKET_MESSAGE = 1024 * 1024
 """spice-html5 sends one WebSocket message per SPICE message, and client messages are
 at most 64 KiB (channels.MAX_CLIENT_MESSAGE_SIZE): anything far larger is hostile."""
 
+MAX_PREAUTH_BYTES = 64 * 1024
+"""Bytes one connection may send before its link is done (WebSocket handshake, link
+message, ticket): a real client sends under 1 KiB (a browser's upgrade request with its
+cookies a few KiB). Past this the connection is dropped, so what an unauthenticated
+client can make the server hold is this plus one READ_CHUNK, and one RSA key."""
+
 MAX_CHANNELS_PER_SESSION = 8
 """Display, inputs and cursor, with room for reconnects racing the old connection's close;
 more is a client opening channels to eat memory."""
 
-MAX_SESSIONS = 16
-"""Clients at once; each costs a subscription, a cursor listener and encoder time."""
+MAX_SESSIONS = 64
+"""Clients at once; each costs a subscription, a cursor listener, encoder time and its
+socket's backlog (WRITE_BUFFER_HIGH at worst). `vgpu bench soak` serves 50 at once
+(one of them stalled) with every other client at its lone frame rate."""
+
+SHARED_FRAMES = 2
+"""Frames whose per-frame work (normalized damage, encoded regions) is kept for other
+clients: the newest and the one before. Clients that keep up ask for the same regions
+of the same frame, so each is worked out once for all of them; one that lags merges
+damage and does its own."""
+
+GOODBYE_TIMEOUT_S = 1.0
+"""How long closing the server waits for the goodbye messages to leave; a client that
+does not read them in that time is closed without."""
 
 CHANNELS = (
     (c.SPICE_CHANNEL_DISPLAY, 0),
@@ -151,11 +179,16 @@ class ServerOptions:
 
 
 class Transport(Protocol):
+    received: int  # bytes read from the socket so far
+    sealed: bool  # the goodbye is written: nothing may follow it
+
     async def recv(self) -> bytes: ...
     def write(self, data: bytes) -> None: ...
     def write_messages(self, messages: list[bytes]) -> None: ...
     async def drain(self) -> None: ...
     def backlog(self) -> int: ...
+    def authenticated(self) -> None: ...
+    def queued(self) -> int: ...
     def close(self) -> None: ...
 
 
@@ -165,15 +198,19 @@ class StreamTransport:
         self._writer = writer
         self._pending = first
         self._tls = writer.get_extra_info("ssl_object") is not None
+        self.received = len(first)
+        self.sealed = False
 
     async def recv(self) -> bytes:
         if self._pending:
             data, self._pending = self._pending, b""
             return data
-        return await self._reader.read(READ_CHUNK)
+        data = await self._reader.read(READ_CHUNK)
+        self.received += len(data)
+        return data
 
     def write(self, data: bytes) -> None:
-        if data and not self._writer.is_closing():
+        if data and not self.sealed and not self._writer.is_closing():
             self._writer.write(data)
 
     def write_messages(self, messages: list[bytes]) -> None:
@@ -192,6 +229,13 @@ class StreamTransport:
     def backlog(self) -> int:
         return _backlog(self._writer)
 
+    def authenticated(self) -> None:
+        """Nothing changes once linked: the channel machines bound their own messages."""
+
+    def queued(self) -> int:
+        """Bytes written and not yet taken by the socket: this client's backlog."""
+        return int(self._writer.transport.get_write_buffer_size())
+
     def close(self) -> None:
         self._writer.close()
 
@@ -202,21 +246,46 @@ class WebSocketTransport:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self._reader = reader
         self._writer = writer
-        self._ws = ServerProtocol(subprotocols=["binary"], max_size=MAX_WEBSOCKET_MESSAGE)
+        self._ws = ServerProtocol(
+            subprotocols=["binary"], max_size=MAX_PREAUTH_BYTES, logger=_websocket_log
+        )
         self._ready: deque[bytes] = deque()
+        self.received = 0
+        self.sealed = False
+
+    async def _read(self) -> bytes:
+        data = await self._reader.read(READ_CHUNK)
+        self.received += len(data)
+        return data
+
+    def authenticated(self) -> None:
+        """The link is done: messages up to MAX_WEBSOCKET_MESSAGE are allowed from now on."""
+        self._ws.max_size = MAX_WEBSOCKET_MESSAGE
 
     async def handshake(self, first: bytes) -> bool:
         data = first
+        self.received = len(first)
         while True:
+            if self.received > MAX_PREAUTH_BYTES:
+                raise ConnectionAbortedError(
+                    f"more than {MAX_PREAUTH_BYTES} bytes of WebSocket handshake"
+                )
             self._ws.receive_data(data)
-            for event in self._ws.events_received():
+            events = self._ws.events_received()
+            if self._ws.handshake_exc is not None or self._ws.eof_sent:
+                # websockets has refused the request and ended its side already
+                # (bytes after the request, a malformed one); answering it again
+                # would drive that failure twice.
+                self._flush()
+                return False
+            for event in events:
                 if isinstance(event, Request):
                     response = self._ws.accept(event)
                     self._ws.send_response(response)
                     self._flush()
                     return response.status_code == 101
             self._flush()
-            data = await self._reader.read(READ_CHUNK)
+            data = await self._read()
             if not data:
                 return False
 
@@ -231,7 +300,7 @@ class WebSocketTransport:
                 # A malformed or oversized frame: websockets has queued the close
                 # frame; the connection ends here, with the reason logged.
                 raise ConnectionAbortedError(f"WebSocket: {self._ws.parser_exc}")
-            data = await self._reader.read(READ_CHUNK)
+            data = await self._read()
             if not data:
                 self._ws.receive_eof()
                 return b""
@@ -246,7 +315,7 @@ class WebSocketTransport:
         return self._ready.popleft()
 
     def write(self, data: bytes) -> None:
-        if data:
+        if data and not self.sealed:
             self._ws.send_binary(data)
             self._flush()
 
@@ -259,14 +328,19 @@ class WebSocketTransport:
     def backlog(self) -> int:
         return _backlog(self._writer)
 
+    def queued(self) -> int:
+        """Bytes written and not yet taken by the socket: this client's backlog."""
+        return int(self._writer.transport.get_write_buffer_size())
+
     def close(self) -> None:
         self._writer.close()
 
 
-@dataclass
+@dataclass(eq=False)  # one per connection: two with equal counts are still two
 class DisplayStats:
     """Per display connection, for tests and the benchmark."""
 
+    peer: object = None  # the client's address, as the socket gives it
     frames: int = 0
     bytes: int = 0
     stream_frames: int = 0
@@ -313,8 +387,43 @@ class SpiceServer:
         self.pool = ThreadPoolExecutor(self.options.encoder_threads, "spice-encode")
         self._start = time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
+        # linked, not yet ended: the machine and the client's address
+        self._channels: dict[Transport, tuple[ChannelMachine, object]] = {}
         self.display_stats: list[DisplayStats] = []
         self.video_codecs = self.options.compression.video()
+        # frame -> ("damage", damage) or ("encode", rect, imaging or None for a stream
+        # frame) -> the work's result
+        self._shared: dict[tuple[int, int], dict[object, Any]] = {}
+
+    def _frame_work(self, frame: Frame) -> dict[object, Any]:
+        key = (frame.serial, frame.surface_serial)
+        work = self._shared.get(key)
+        if work is None:
+            work = self._shared[key] = {}
+            while len(self._shared) > SHARED_FRAMES:
+                del self._shared[min(self._shared)]
+        return work
+
+    def damage_rects(self, frame: Frame, damage: tuple[Rect, ...]) -> list[Rect]:
+        """normalize_damage, once per frame and damage for all the clients that keep up."""
+        work = self._frame_work(frame)
+        rects = work.get(("damage", damage))
+        if rects is None:
+            rects = work["damage", damage] = normalize_damage(damage, frame.width, frame.height)
+        return list(rects)
+
+    def encode(self, frame: Frame, rect: Rect, imaging: ClientImaging) -> Awaitable[Any]:
+        """`rect` of `frame` encoded on the pool for `imaging`, split by content, shared by
+        every client that asks for the same while the frame is recent (stream frames are
+        not: each client's video encoder keeps its own state)."""
+        regions = self._frame_work(frame)
+        future = regions.get(("encode", rect, imaging))
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = regions["encode", rect, imaging] = loop.run_in_executor(
+                self.pool, encode_rect_by_content, frame, rect, imaging)
+        # A client that goes away while waiting must not cancel the others' encode.
+        return asyncio.shield(future)
 
     def mm_time(self) -> int:
         """SPICE multimedia time: milliseconds on the server's clock, wrapping at 32 bits."""
@@ -336,6 +445,7 @@ class SpiceServer:
     async def close(self) -> None:
         for server in self._servers:
             server.close()
+        await self._say_goodbye()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -343,6 +453,29 @@ class SpiceServer:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _say_goodbye(self) -> None:
+        """SPICE_MSG_DISCONNECTING on every linked channel, as the server goes away."""
+        timestamp = time.monotonic_ns()
+        for transport, (machine, _peer) in list(self._channels.items()):
+            machine.disconnecting(timestamp, c.SPICE_LINK_ERR_OK)
+            transport.write_messages(machine.messages_to_send())
+            transport.sealed = True  # a sender still running must not write after it
+        drains = [transport.drain() for transport in self._channels]
+        if drains:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(GOODBYE_TIMEOUT_S):
+                    await asyncio.gather(*drains, return_exceptions=True)
+
+    @property
+    def connections(self) -> int:
+        """Connections being served (linking or linked): for soak tests and the bench."""
+        return len(self._tasks)
+
+    def backlogs(self) -> dict[object, int]:
+        """Per linked channel, by client address: bytes queued for a client that has not
+        read them (bounded by WRITE_BUFFER_HIGH plus one frame)."""
+        return {peer: transport.queued() for transport, (_m, peer) in self._channels.items()}
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -369,7 +502,7 @@ class SpiceServer:
                 return
             await self._serve(transport, peer)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ssl.SSLError) as exc:
-            log.info("%s: connection ended: %s", peer, exc or type(exc).__name__)
+            log.info("%s: connection ended: %s", peer, str(exc) or type(exc).__name__)
         except Exception:
             # A bug met by one connection ends that connection, logged; the others go on.
             log.exception("%s: connection failed", peer)
@@ -384,6 +517,10 @@ class SpiceServer:
                 data = await transport.recv()
             if not data:
                 return None
+            if transport.received > MAX_PREAUTH_BYTES:
+                log.info("%s: link refused: more than %d bytes before authenticating",
+                         peer, MAX_PREAUTH_BYTES)
+                return None
             for event in link.receive_data(data):
                 if isinstance(event, LinkClosed):
                     transport.write(link.data_to_send())
@@ -397,6 +534,7 @@ class SpiceServer:
                 if error != c.SPICE_LINK_ERR_OK:
                     log.info("%s: link refused with error %d", peer, error)
                     return None
+                transport.authenticated()
                 return event, link.leftover()
             transport.write(link.data_to_send())
 
@@ -450,6 +588,20 @@ class SpiceServer:
         on_event: Callable[[object], None] | None = None,
     ) -> None:
         """Feeds the machine from the socket until the client goes or misbehaves."""
+        self._channels[transport] = (machine, peer)
+        try:
+            await self._pump_until_closed(transport, machine, leftover, peer, on_event)
+        finally:
+            del self._channels[transport]
+
+    async def _pump_until_closed(
+        self,
+        transport: Transport,
+        machine: ChannelMachine,
+        leftover: bytes,
+        peer: object,
+        on_event: Callable[[object], None] | None,
+    ) -> None:
         data = leftover
         while True:
             for event in machine.receive_data(data) if data else []:
@@ -622,7 +774,7 @@ class _DisplayClient:
             server.options.compression,
             lz4=machine.has_cap(c.SPICE_DISPLAY_CAP_LZ4_COMPRESSION),
         )
-        self.stats = DisplayStats()
+        self.stats = DisplayStats(peer)
         self._client_codecs = client_video_codecs(machine.has_cap)
         if isinstance(transport, WebSocketTransport):
             # spice-html5 lists VP8 where the browser has it, but plays it in a
@@ -703,12 +855,8 @@ class _DisplayClient:
             frame, damage = taken
             if frame.surface_serial != surface_serial or machine.surface is None:
                 # The first picture whole, in one draw, and then the mark.
-                region = await self._loop.run_in_executor(
-                    self._server.pool,
-                    encode_rect,
-                    frame,
-                    (0, 0, frame.width, frame.height),
-                    self.imaging,
+                region = await self._server.encode(
+                    frame, (0, 0, frame.width, frame.height), self.imaging
                 )
                 for stream_id in self._streams.reset():
                     machine.stream_destroy(stream_id)
@@ -723,7 +871,7 @@ class _DisplayClient:
                 machine.mark()
                 await self._flush(frame.serial, 1)
             else:
-                rects = normalize_damage(damage, frame.width, frame.height)
+                rects = self._server.damage_rects(frame, damage)
                 merged = max(1, frame.serial - last_serial)
                 await self._send(frame, self._streams.plan(rects, self._loop.time(), merged))
             last_serial = frame.serial
@@ -744,7 +892,7 @@ class _DisplayClient:
 
         Every encode finishes before the first message is queued, so the channel's
         reader (which flushes what the machine holds) never sends half of a frame."""
-        machine, pool, imaging = self._machine, self._server.pool, self.imaging
+        machine, server, imaging = self._machine, self._server, self.imaging
         now = self._loop.time()
         ended = self._stream is not None and any(
             stream_id == self._stream.stream_id for stream_id, _rect in plan.ended
@@ -754,10 +902,7 @@ class _DisplayClient:
             self._stream = None
         if plan.started is not None:
             self._stream = self._start_stream(*plan.started)
-        futures = [
-            self._loop.run_in_executor(pool, encode_rect_by_content, frame, r, imaging)
-            for r in cut_bands(plan.draws)
-        ]
+        futures = [server.encode(frame, r, imaging) for r in cut_bands(plan.draws)]
         stream, video_future = self._stream, None
         if plan.stream_frame is not None and stream is not None:
             backlog = self._transport.backlog()
@@ -765,7 +910,7 @@ class _DisplayClient:
             if stream.rate.want_frame(backlog, now, self.lag()):
                 stream.encoder.set_rate(stream.rate.rate())
                 video_future = self._loop.run_in_executor(
-                    pool, _encode_stream, stream.encoder, frame, stream.rect
+                    server.pool, _encode_stream, stream.encoder, frame, stream.rect
                 )
             else:
                 self.stats.stream_skipped += 1

@@ -1,0 +1,492 @@
+"""Soak: the desktop demo served under load, churn and hostile input, measured.
+
+  load       --clients at once on one server: --glib real spice-gtk clients
+             (SpiceClientGLib), one stalled client that links and never reads, the
+             rest light protocol clients that read slowly (tests/clients/light_client.py).
+             Each client's frame rate (frames the server sent it per second) against
+             the same kind of client served alone, the stalled one's backlog, and the
+             server's resident memory per client.
+  websocket  the same with --websocket-clients light clients over WebSocket.
+  churn      light clients connecting all channels, watching and leaving (cleanly,
+             or abruptly with half a message and a reset) for --seconds: resident
+             memory, open descriptors, threads and asyncio tasks at start and end.
+  --fuzz     instead of the above: the protocol fuzzers' client messages, the
+             device fuzzers' guest commands and the 3D ring fuzzer's cases at scale
+             (--messages, --commands, --gl3d-cases), with the escapes (exceptions out
+             of a machine or the device) and violations counted.
+
+Everything runs against `vgpu.machine.Machine` with the built-in desktop guest
+(about 30 frames a second of small damage), served by `SpiceServer` in this
+process; the clients run in other processes, as real clients do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import gc
+import json
+import os
+import random
+import runpy
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vgpu.spice.server import WRITE_BUFFER_HIGH, ServerOptions, SpiceServer
+
+ROOT = Path(__file__).resolve().parent.parent
+LIGHT_CLIENT = ROOT / "tests" / "clients" / "light_client.py"
+CONNECT_TIMEOUT_S = 60.0  # all clients linked and drawn to by then, or the run fails
+PHASES = ["load", "websocket", "churn"]
+TOLERANCE = 0.10  # the issue's bound: each client within 10% of its rate alone
+FRAME_BOUND = 4 * 1024 * 1024  # a lossless 1024x768 frame at most, on top of the buffer
+
+
+def rss_bytes(trim: bool = False) -> int:
+    """Resident memory; `trim` first hands the C allocator's free pages back (glibc's
+    malloc_trim), so that what is left is what is in use, not what was freed in the
+    encoder threads' arenas and kept."""
+    if trim:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@dataclass
+class Served:
+    """The desktop demo and a SpiceServer on an event loop thread of their own."""
+
+    server: SpiceServer
+    port: int
+    loop: asyncio.AbstractEventLoop
+    machine: Any
+
+    def published(self) -> int:
+        """Frames the desktop demo has published so far (frame serials count them)."""
+        latest = self.machine.frames.latest()
+        return 0 if latest is None else int(latest.serial)
+
+    def call(self, coro: object, timeout: float = 10) -> object:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
+
+    def frames_by_port(self) -> dict[int, int]:
+        """Frames sent so far to each display connection, by the client's port."""
+        return {s.peer[1]: s.frames for s in list(self.server.display_stats)  # type: ignore[index]
+                if isinstance(s.peer, tuple)}
+
+    def tasks(self) -> int:
+        async def count() -> int:
+            return len(asyncio.all_tasks())
+
+        return int(self.call(count()))  # type: ignore[arg-type]
+
+
+@contextmanager
+def serve_demo() -> Iterator[Served]:
+    from vgpu.machine import Machine
+
+    machine = Machine.create(demo="desktop").start()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="soak-server", daemon=True)
+    thread.start()
+    server = SpiceServer(machine, ServerOptions())
+    served = Served(server, 0, loop, machine)
+    try:
+        served.port = int(served.call(server.listen("127.0.0.1", 0)))  # type: ignore[arg-type]
+        yield served
+    finally:
+        served.call(server.close())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+        machine.stop()
+
+
+class LightClients:
+    """tests/clients/light_client.py in a process of its own; its JSON lines as they come."""
+
+    def __init__(self, port: int, clients: int, seconds: float, *flags: str) -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen(
+            [sys.executable, str(LIGHT_CLIENT), "--port", str(port), "--clients", str(clients),
+             "--seconds", str(seconds), *flags],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.lines: list[dict] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                self.lines.append(json.loads(line))
+
+    def ports(self, kind_prefix: str) -> set[int]:
+        """Display connection ports of the linked clients whose kind starts so."""
+        return {r["local_port"] for r in list(self.lines)
+                if r["event"] == "linked" and r["kind"].startswith(kind_prefix)}
+
+    def results(self) -> list[dict]:
+        """Waits for the clients' end; raises if any failed."""
+        self._reader.join(CONNECT_TIMEOUT_S + 120)  # stdout is the reader thread's alone
+        self.proc.wait(10)
+        assert self.proc.stderr is not None
+        err = self.proc.stderr.read()
+        failed = [r for r in self.lines if r["event"] == "failed"]
+        if self.proc.returncode != 0 or failed:
+            raise RuntimeError(f"light clients failed: {failed[:3]} {err[-1000:]}")
+        return [r for r in self.lines if r["event"] == "done"]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        self._reader.join(10)
+
+
+def glib_client(port: int) -> Any:
+    """A real spice-gtk client (SpiceClientGLib), as bench/spice.py runs it."""
+    client_class = runpy.run_path(str(ROOT / "bench" / "spice.py"), run_name="bench_spice")
+    return client_class["Client"](port)
+
+
+@dataclass
+class LoadResult:
+    alone: dict[str, tuple[float, float]]  # kind -> (its frames/s alone, the demo's then)
+    rates: dict[str, list[float]] = field(default_factory=dict)  # kind -> frames/s each
+    published: float = 0.0  # the demo's frames/s while all the clients were measured
+    stalled_backlog: int = 0
+    stalled_frames: int = 0
+    rss_before: int = 0
+    rss_with_clients: int = 0
+    clients: int = 0
+
+    def worst_ratio(self) -> float:
+        """The worst client's share of the demo's frames, against its kind's share alone:
+        the demo draws at its own varying rate, so raw rates from two windows differ
+        by that much before any client is slowed."""
+        return min((min(r) / self.published) / (self.alone[kind][0] / self.alone[kind][1])
+                   for kind, r in self.rates.items() if r)
+
+    def memory_per_client(self) -> float:
+        return (self.rss_with_clients - self.rss_before) / max(1, self.clients)
+
+
+def wait_for_displays(served: Served, count: int) -> None:
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    while True:
+        frames = served.frames_by_port()
+        if len(frames) >= count and sum(1 for f in frames.values() if f > 0) >= count - 1:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(frames)} of {count} display connections after "
+                               f"{CONNECT_TIMEOUT_S:.0f} s")
+        time.sleep(0.1)
+
+
+def measure(served: Served, seconds: float) -> tuple[dict[int, float], float]:
+    """Frames per second per display connection over `seconds`, and the frames per
+    second the demo published meanwhile (its own rate varies with what it draws)."""
+    start, published = served.frames_by_port(), served.published()
+    time.sleep(seconds)
+    end = served.frames_by_port()
+    rates = {port: (end[port] - start.get(port, 0)) / seconds for port in end}
+    return rates, (served.published() - published) / seconds
+
+
+def alone_rate(served: Served, seconds: float, kind: str) -> tuple[float, float]:
+    """One client of `kind` ("tcp", "ws" or "glib") served by itself: its frames/s and
+    the demo's."""
+    warmup = 1.0
+    if kind == "glib":
+        glib = glib_client(served.port)
+        try:
+            wait_for_displays(served, 1)
+            time.sleep(warmup)
+            rates, published = measure(served, seconds)
+        finally:
+            glib.close()
+    else:
+        flags = ("--websocket",) if kind == "ws" else ()
+        light = LightClients(served.port, 1, seconds + warmup + 2, *flags)
+        wait_for_displays(served, 1)
+        time.sleep(warmup)
+        rates, published = measure(served, seconds)
+        light.results()
+    return next(iter(rates.values())), published
+
+
+def wait_idle(served: Served) -> None:
+    deadline = time.monotonic() + 10
+    while served.server.connections and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def run_load(served: Served, clients: int, glib: int, seconds: float,
+             websocket: bool = False) -> LoadResult:
+    """`clients` at once: `glib` real clients, one stalled, the rest slow light readers."""
+    kind = "ws" if websocket else "tcp"
+    kinds = [kind] + (["glib"] if glib else [])
+    result = LoadResult({k: alone_rate(served, seconds, k) for k in kinds})
+    wait_idle(served)
+    result.rss_before = rss_bytes(trim=True)
+    result.clients = clients
+    flags = ["--stalled", "1", *(["--websocket"] if websocket else [])]
+    light = LightClients(served.port, clients - glib, seconds + CONNECT_TIMEOUT_S, *flags)
+    glibs = [glib_client(served.port) for _ in range(glib)]
+    try:
+        wait_for_displays(served, clients)
+        time.sleep(1.0)  # every client past its first picture
+        rates, result.published = measure(served, seconds)
+        result.rss_with_clients = rss_bytes(trim=True)
+        backlogs = served.server.backlogs()
+        stalled_ports = light.ports("stalled")
+        light_ports = light.ports("") - stalled_ports
+    finally:
+        for g in glibs:
+            g.close()
+        light.stop()  # the clients' own time is up only after CONNECT_TIMEOUT_S
+    if len(stalled_ports) != 1:
+        raise RuntimeError(f"the light clients reported {len(stalled_ports)} stalled")
+    result.rates = {k: [] for k in kinds}
+    for port, rate in rates.items():
+        if port in stalled_ports:
+            result.stalled_frames = round(rate * seconds)
+            result.stalled_backlog = max(
+                (b for peer, b in backlogs.items()
+                 if isinstance(peer, tuple) and peer[1] == port), default=0)
+        else:
+            result.rates[kind if port in light_ports else "glib"].append(rate)
+    wait_idle(served)
+    return result
+
+
+def server_objects() -> int:
+    """Live per-connection objects (sessions, transports, link and channel machines,
+    display senders and their stats, frame subscriptions): what a session left behind
+    would keep. (The shared encodes of recent frames come and go with the damage.)"""
+    from vgpu.display import Subscription
+    from vgpu.spice import server
+    from vgpu.spice.channels import ChannelMachine
+    from vgpu.spice.link import LinkMachine
+
+    kinds = (server.Session, server._DisplayClient, server.StreamTransport,
+             server.WebSocketTransport, server.DisplayStats, LinkMachine, ChannelMachine,
+             Subscription)
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, kinds))
+
+
+@dataclass
+class Gauges:
+    rss: int
+    fds: int
+    threads: int
+    tasks: int
+    connections: int
+    objects: int
+
+    @classmethod
+    def now(cls, served: Served) -> Gauges:
+        objects = server_objects()
+        return cls(rss_bytes(trim=True), open_fds(), threading.active_count(), served.tasks(),
+                   served.server.connections, objects)
+
+
+def run_churn(served: Served, clients: int, seconds: float,
+              websocket: bool = False) -> tuple[Gauges, Gauges, int]:
+    """Churning clients for `seconds` after a warm-up round; gauges before and after,
+    and the sessions served."""
+    flags = ["--churn", *(["--websocket"] if websocket else [])]
+    LightClients(served.port, clients, 2.0, *flags).results()  # warm-up: caches, pools
+    wait_idle(served)
+    start = Gauges.now(served)
+    lines = LightClients(served.port, clients, seconds, *flags).results()
+    wait_idle(served)
+    time.sleep(0.5)  # closed sockets and finished tasks are collected
+    return start, Gauges.now(served), sum(r["sessions"] for r in lines)
+
+
+def print_load(name: str, r: LoadResult) -> None:
+    for kind, rates in r.rates.items():
+        if rates:
+            alone, published = r.alone[kind]
+            print(f"{name}: {kind:4} alone {alone:5.1f} frames/s (demo {published:.1f}); "
+                  f"with {r.clients} clients: min {min(rates):5.1f}, median "
+                  f"{statistics.median(rates):5.1f}, max {max(rates):5.1f} "
+                  f"({len(rates)} clients; demo {r.published:.1f})")
+    print(f"{name}: worst client at {100 * r.worst_ratio():.0f}% of its rate alone, "
+          f"as shares of the demo's frames "
+          f"({'within' if r.worst_ratio() >= 1 - TOLERANCE else 'OUTSIDE'} "
+          f"{100 * TOLERANCE:.0f}%)")
+    print(f"{name}: stalled client: {r.stalled_backlog / 1024:.0f} KiB queued "
+          f"(bound {(WRITE_BUFFER_HIGH + FRAME_BOUND) / 1024:.0f} KiB), "
+          f"{r.stalled_frames} frames sent while measuring")
+    print(f"{name}: resident memory (after malloc_trim) {r.rss_before / 2**20:.0f} MiB before, "
+          f"{r.rss_with_clients / 2**20:.0f} MiB with {r.clients} clients: "
+          f"{r.memory_per_client() / 1024:.0f} KiB per client")
+
+
+def print_churn(name: str, start: Gauges, end: Gauges, sessions: int) -> None:
+    print(f"{name}: {sessions} sessions came and went")
+    print(f"{name}: resident memory (after malloc_trim) {start.rss / 2**20:.1f} -> "
+          f"{end.rss / 2**20:.1f} MiB, "
+          f"open fds {start.fds} -> {end.fds}, threads {start.threads} -> {end.threads}, "
+          f"asyncio tasks {start.tasks} -> {end.tasks}, connections {start.connections} -> "
+          f"{end.connections}, server objects {start.objects} -> {end.objects}")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="vgpu bench soak", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0, help="each measurement")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--glib", type=int, default=3, help="real spice-gtk clients among them")
+    parser.add_argument("--websocket-clients", type=int, default=10)
+    parser.add_argument("--churn-clients", type=int, default=8,
+                        help="clients churning at once")
+    parser.add_argument("--only", nargs="+", choices=PHASES, default=PHASES,
+                        help="some of the phases (all by default)")
+    parser.add_argument("--fuzz", action="store_true", help="run the fuzzers at scale instead")
+    parser.add_argument("--messages", type=int, default=1_000_000,
+                        help="client messages for the protocol fuzzers")
+    parser.add_argument("--commands", type=int, default=1_000_000,
+                        help="guest commands for the device fuzzers")
+    parser.add_argument("--gl3d-cases", type=int, default=100_000,
+                        help="cases of the 3D ring fuzzer (bench/gl3d_fuzz.py)")
+    args = parser.parse_args(argv)
+    if args.fuzz:
+        return run_fuzz(args.messages, args.commands, args.gl3d_cases)
+    with serve_demo() as served:
+        if "load" in args.only:
+            print_load("load", run_load(served, args.clients, args.glib, args.seconds))
+        if "websocket" in args.only:
+            print_load("websocket", run_load(served, args.websocket_clients, 0, args.seconds,
+                                             websocket=True))
+        if "churn" in args.only:
+            print_churn("churn", *run_churn(served, args.churn_clients, args.seconds))
+    return 0
+
+
+@dataclass
+class FuzzCount:
+    name: str
+    inputs: int = 0  # client messages, or guest commands put on the rings
+    cases: int = 0
+    escapes: int = 0  # an exception out of a machine or the device
+    violations: int = 0  # a rule the case checks (closed with a reason, ERROR raised, ...)
+    first: list[str] = field(default_factory=list)
+
+    def failed(self, exc: BaseException) -> None:
+        if isinstance(exc, AssertionError):
+            self.violations += 1
+        else:
+            self.escapes += 1
+        if len(self.first) < FUZZ_FAILURES_SHOWN:
+            self.first.append(f"{type(exc).__name__}: {exc}"[:300])
+
+
+FUZZ_FAILURES_SHOWN = 5
+FUZZ_SEED = 1  # a fixed seed: a run that finds something can be run again
+
+
+def fuzz_protocol(messages: int, seed: int = FUZZ_SEED) -> FuzzCount:
+    """tests/spice/protocol_fuzz.py's cases until `messages` client messages were fed:
+    random and mutated links with their tickets, random message streams and mutated
+    valid messages on every channel, cut anywhere."""
+    import protocol_fuzz as pf
+    from spice_testkit import VALID, mutate
+
+    rng = random.Random(seed)
+    count = FuzzCount("protocol")
+    names = sorted(pf.MACHINES)
+    valid = {name: pf.valid_messages(name) for name in names}
+    while count.inputs < messages:
+        job = rng.random()
+        name = rng.choice(names)
+        try:
+            if job < 0.05:
+                count.inputs += 1
+                pf.link_random(rng.randbytes(rng.randint(0, 400)))
+            elif job < 0.1:
+                count.inputs += 2  # the link message and the ticket
+                pf.link_mutated(pf.random_edits(rng), pf.random_cuts(rng, 6, 500))
+            elif job < 0.6:
+                parts = pf.random_stream(rng)
+                count.inputs += len(parts)
+                pf.feed_channel(name, parts, pf.random_cuts(rng, 6, 2000))
+            else:
+                count.inputs += valid[name]
+                pf.feed_channel(name, [mutate(VALID[name], pf.random_edits(rng))],
+                                pf.random_cuts(rng, 6, 200))
+        except Exception as exc:
+            count.failed(exc)
+        count.cases += 1
+    return count
+
+
+def fuzz_device(commands: int, seed: int = FUZZ_SEED) -> FuzzCount:
+    """tests/device/device_fuzz.py's cases until the guest has put `commands` hostile
+    commands on the rings (random and mutated commands), with the corrupted rings and
+    IO storms the cases also draw (counted apart), each case on a freshly reset device
+    and checked after."""
+    import device_fuzz as df
+    from fuzz_draw import RandomDraw
+
+    rig = df.Rig()
+    draw = RandomDraw(seed)
+    count = FuzzCount("device")
+    while rig.pushed < commands:
+        try:
+            df.run_case(rig, draw)
+        except Exception as exc:
+            count.failed(exc)
+        count.cases += 1
+        count.inputs = rig.pushed
+    count.name = f"device (and {rig.io} hostile port writes)"
+    return count
+
+
+def fuzz_3d(cases: int) -> FuzzCount:
+    """bench/gl3d_fuzz.py's run of the 3D ring fuzzer (tests/device/gl3d_fuzz.py), counted
+    as the others are."""
+    gl3d = runpy.run_path(str(ROOT / "bench" / "gl3d_fuzz.py"), run_name="bench_gl3d_fuzz")
+    result = gl3d["fuzz_gl3d"](cases, FUZZ_SEED)
+    return FuzzCount(f"3D ring ({result.cases} cases)", result.batches, result.cases,
+                     result.escapes, result.violations, result.first)
+
+
+def run_fuzz(messages: int, commands: int, gl3d_cases: int) -> int:
+    import logging
+
+    sys.path[:0] = [str(ROOT / "tests" / "spice"), str(ROOT / "tests" / "device")]
+    # Every hostile case is logged as a guest bug or a closed channel: millions of lines.
+    logging.disable(logging.WARNING)
+    status = 0
+    runs = ((fuzz_protocol, messages), (fuzz_device, commands), (fuzz_3d, gl3d_cases))
+    for run, target in runs:
+        start = time.perf_counter()
+        count = run(target)
+        seconds = time.perf_counter() - start
+        unit = {fuzz_protocol: "client messages", fuzz_device: "guest commands",
+                fuzz_3d: "hostile 3D batches and ring items"}[run]
+        print(f"fuzz {count.name}: {count.inputs} {unit} in {count.cases} cases, "
+              f"{seconds:.0f} s ({count.inputs / seconds:.0f}/s): {count.escapes} escapes, "
+              f"{count.violations} violations", flush=True)
+        for line in count.first:
+            print(f"  {line}")
+        status |= int(bool(count.escapes or count.violations))
+    return status

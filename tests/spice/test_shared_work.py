@@ -1,0 +1,91 @@
+"""Clients that keep up share each frame's work: one encode per region for all of them,
+and every one still gets the exact pixels (decoded by the same path as alone)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from spice_testkit import RawClient, ServerThread, SyntheticSource, pattern
+
+from vgpu.spice import constants as c
+from vgpu.spice import server as server_module
+from vgpu.spice.imaging import Compression
+from vgpu.spice.server import ServerOptions
+
+CLIENTS = 4
+
+
+def session_display(port: int) -> tuple[RawClient, RawClient]:
+    main = RawClient(port, c.SPICE_CHANNEL_MAIN)
+    session = struct.unpack_from("<I", main.recv_until(c.SPICE_MSG_MAIN_INIT))[0]
+    display = RawClient(port, c.SPICE_CHANNEL_DISPLAY, session)
+    generation, _window = struct.unpack("<II", display.recv_until(c.SPICE_MSG_SET_ACK))
+    display.send(c.SPICE_MSGC_ACK_SYNC, struct.pack("<I", generation))
+    display.recv_until(c.SPICE_MSG_DISPLAY_MARK)
+    return main, display
+
+
+@pytest.fixture
+def encodes(monkeypatch) -> list[tuple[int, tuple[int, int, int, int]]]:
+    """(frame serial, rect) of every encode_rect the server runs."""
+    calls: list[tuple[int, tuple[int, int, int, int]]] = []
+    real = server_module.encode_rect
+
+    def counting(frame, rect, imaging):
+        calls.append((frame.serial, rect))
+        return real(frame, rect, imaging)
+
+    monkeypatch.setattr(server_module, "encode_rect", counting)
+    return calls
+
+
+@pytest.fixture
+def served():
+    source = SyntheticSource()
+    source.publish(pattern(160, 120))
+    srv = ServerThread(source, ServerOptions(compression=Compression(streaming="off")))
+    yield source, srv
+    srv.stop()
+
+
+def test_clients_at_the_same_frame_share_its_encodes(encodes, served):
+    source, srv = served
+    calls = encodes
+    clients: list[tuple[RawClient, RawClient]] = []
+    try:
+        for _ in range(CLIENTS):
+            clients.append(session_display(srv.port))
+        calls.clear()
+        frame = source.publish(pattern(160, 120, seed=3), damage=((10, 20, 50, 60),))
+        bodies = []
+        for _main, display in clients:
+            bodies.append(display.recv_until(c.SPICE_MSG_DISPLAY_DRAW_COPY))
+        assert calls == [(frame.serial, (10, 20, 50, 60))]  # once, not once per client
+        # The same picture for each (the image id in its descriptor is per client).
+        images = {body[struct.unpack_from("<I", body, 21)[0] + 8:] for body in bodies}
+        assert len(images) == 1
+    finally:
+        for main, display in clients:
+            main.close()
+            display.close()
+
+
+def test_a_lagging_client_encodes_its_own_merged_damage(encodes, served):
+    source, srv = served
+    main, display = session_display(srv.port)
+    encodes.clear()
+    # Two frames before the client can be sent either: it gets their damage merged.
+    srv.call(_publish_two(source))
+    body = display.recv_until(c.SPICE_MSG_DISPLAY_DRAW_COPY)
+    top, left, bottom, right = struct.unpack_from("<iiii", body, 4)
+    assert (left, top, right, bottom) == (0, 0, 40, 40)
+    assert [rect for _serial, rect in encodes] == [(0, 0, 40, 40)]
+    main.close()
+    display.close()
+
+
+async def _publish_two(source: SyntheticSource) -> None:
+    """On the server's loop, so no sender runs between the two publications."""
+    source.publish(pattern(160, 120, seed=4), damage=((0, 0, 40, 20),))
+    source.publish(pattern(160, 120, seed=5), damage=((0, 20, 40, 40),))
