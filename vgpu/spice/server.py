@@ -854,8 +854,8 @@ class _DisplayClient:
                 continue
             frame, damage = taken
             if frame.surface_serial != surface_serial or machine.surface is None:
-                # The first picture whole, in one draw, and then the mark.
-                region = await self._server.encode(
+                # The first picture whole (split by content only), and then the mark.
+                regions = await self._server.encode(
                     frame, (0, 0, frame.width, frame.height), self.imaging
                 )
                 for stream_id in self._streams.reset():
@@ -867,9 +867,10 @@ class _DisplayClient:
                     machine.surface_destroy()
                 machine.surface_create(frame.width, frame.height, frame.has_alpha)
                 surface_serial = frame.surface_serial
-                machine.draw_copy(region)
+                for region in regions:
+                    machine.draw_copy(region)
                 machine.mark()
-                await self._flush(frame.serial, 1)
+                await self._flush(frame.serial, len(regions))
             else:
                 rects = self._server.damage_rects(frame, damage)
                 merged = max(1, frame.serial - last_serial)
