@@ -11,6 +11,13 @@ library) connects through a counting proxy in this process, twice per server:
 - late: once the live session has settled and the client has left, a second client
   joins and gets the final screen from scratch.
 
+Every compression setting is played late; live only LIVE_COMPRESSIONS (the servers'
+default, the lossless one without a dictionary, and none): a live session costs both
+servers the whole recording's encoding and the client its decoding, most of the full
+run's time, and the other settings add nothing the late joiner does not show. Where a
+setting is late only, the servers play the recording with no client and the late
+joiner connects once they say they are done.
+
 Measured per session: bytes from the server on the display channel and on all channels
 (spice-server's main channel adds about 256 KB on every connection, seen here with the
 proxy: its bandwidth test, pings with a large payload),
@@ -57,6 +64,8 @@ PEER_TOOLS = runpy.run_path(str(PEER_SOURCE / "spice_peer.py"))
 """bench/peer's own helpers: build_peer() (make -C bench/peer) and free_port()."""
 free_port = PEER_TOOLS["free_port"]
 
+LIVE_COMPRESSIONS = ("auto_glz", "lz", "off")
+"""Settings whose live sessions are played in a full run (every one is played late)."""
 LOSSLESS = ("auto_glz", "auto_lz", "glz", "lz", "lz4", "off")
 """Settings whose pictures must equal, pixel for pixel (QUIC on photographs is lossy
 in spice-server's choice of it; JPEG is never enabled here)."""
@@ -130,17 +139,21 @@ class ServerProcess:
                 self.proc.wait()
 
 
-def vgpu_server(recording: Path, port: int, compression: str) -> ServerProcess:
+def vgpu_server(recording: Path, port: int, compression: str, wait_client: bool
+                ) -> ServerProcess:
     return ServerProcess(
         [sys.executable, "-m", "vgpu.cli", "serve", "--demo", f"replay:{recording}",
-         "--wait-client", "--port", str(port), "--image-compression", compression],
+         *(["--wait-client"] if wait_client else []), "--port", str(port),
+         "--image-compression", compression],
         ready=lambda line: line.startswith("SPICE: spice://"),
         done=lambda line: line == "replay done")
 
 
-def peer_server(recording: Path, port: int, compression: str) -> ServerProcess:
+def peer_server(recording: Path, port: int, compression: str, wait_client: bool
+                ) -> ServerProcess:
     return ServerProcess(
-        [str(PEER_TOOLS["PEER"]), "--port", str(port), "--wait-client",
+        [str(PEER_TOOLS["PEER"]), "--port", str(port), *(["--wait-client"] if wait_client
+                                                         else []),
          "--image-compression", compression, str(recording)],
         ready=lambda line: line.startswith("listening"),
         done=lambda line: line.startswith("done"))
@@ -196,16 +209,20 @@ FIGURES = {"display KB": ("KB", LOWER), "all channels KB": ("KB", LOWER),
 
 
 def session(name: str, recording: Path, compression: str, tmp: Path,
-            pictures: dict[tuple[str, str], np.ndarray]) -> dict[str, dict[str, float]]:
-    """Live then late, on one server process; pictures[(name, mode)] gets what the
-    client showed (h, w, 3 RGB)."""
+            pictures: dict[tuple[str, str], np.ndarray], modes: tuple[str, ...]
+            ) -> dict[str, dict[str, float]]:
+    """Live then late (or late alone), on one server process; pictures[(name, mode)] gets
+    what the client showed (h, w, 3 RGB)."""
     port = free_port()
-    server = SERVERS[name](recording, port, compression)
+    live = "live" in modes
+    server = SERVERS[name](recording, port, compression, live)
     out: dict[str, dict[str, float]] = {}
     try:
         if not server.wait_for(server.ready, START_TIMEOUT_S):
             raise RuntimeError(f"{name} did not start: {server.lines[-3:]}")
-        for mode in ("live", "late"):
+        if not live and not server.wait_for(server.done, REPLAY_TIMEOUT_S):
+            raise RuntimeError(f"{name} did not play {recording.name}: {server.lines[-3:]}")
+        for mode in modes:
             dump = tmp / f"{name}-{mode}.bgrx"
             dump.unlink(missing_ok=True)
             out[mode] = watch(server, dump, live=mode == "live")
@@ -238,24 +255,27 @@ def peer(b: Bench) -> Iterator[Measurement]:
             path.write_bytes(lzma.decompress(packed.read_bytes()))
             reference = screenshot(rec)
             for compression in compressions:
+                modes = (("live", "late") if b.quick or compression in LIVE_COMPRESSIONS
+                         else ("late",))
                 pictures: dict[tuple[str, str], np.ndarray] = {}
                 runs: dict[str, dict[str, dict[str, float]]] = {}
 
                 def contender(name: str, compression: str = compression, path: Path = path,
-                              pictures: dict = pictures, runs: dict = runs
+                              pictures: dict = pictures, runs: dict = runs,
+                              modes: tuple[str, ...] = modes
                               ) -> Callable[[], dict[str, float]]:
                     def run() -> dict[str, float]:
-                        runs[name] = session(name, path, compression, tmp, pictures)
+                        runs[name] = session(name, path, compression, tmp, pictures, modes)
                         return {f"{mode} {f}": v for mode, figs in runs[name].items()
                                 for f, v in figs.items()}
                     return run
 
-                figures = {f"{mode} {f}": spec for mode in ("live", "late")
+                figures = {f"{mode} {f}": spec for mode in modes
                            for f, spec in FIGURES.items()
                            if not (mode == "late" and f == "frames/s shown")}
                 yield from b.observe({n: contender(n) for n in servers}, figures,
                                      prefix=f"{rec} {compression}: ", rounds=1, note=note)
-                for mode in ("live", "late"):
+                for mode in modes:
                     diff = {n: float(np.any(pictures[(n, mode)] != reference, axis=2).sum())
                             for n in servers}
                     yield b.value(f"{rec} {compression}: {mode} pixels unlike Xspice's "
