@@ -22,7 +22,7 @@ from pathlib import Path
 
 from vgpu.bench import Bench, Measurement, workload
 
-ROUND_TRIPS, QUICK_ROUND_TRIPS = 2000, 200
+ROUND_TRIPS, QUICK_ROUND_TRIPS = 2000, 100
 """Round trips per measurement: each takes tens of microseconds in-process."""
 FENCE_TARGET_US = 100.0
 
