@@ -16,7 +16,8 @@
              of a machine or the device) and violations counted; any fails the run.
              The canvas differential (issue 12's 10,000 random scenes against
              spice-server) is its own workload: `vgpu bench soak canvas_soak --fuzz`.
---quick shrinks the load (fewer clients, shorter windows); --fuzz --quick runs each
+--quick shrinks the load (fewer clients, shorter windows, no WebSocket phase);
+--fuzz --quick runs each
 fuzzer at a thousandth of its count.
 
 Everything runs against `vgpu.machine.Machine` with the built-in desktop guest
@@ -52,10 +53,10 @@ LIGHT_CLIENT = ROOT / "tests" / "clients" / "light_client.py"
 CONNECT_TIMEOUT_S = 60.0  # all clients linked and drawn to by then, or the run fails
 SECONDS, QUICK_SECONDS = 10.0, 1.0  # each measurement window
 GLIB_CLIENTS, QUICK_GLIB_CLIENTS = 3, 0  # real spice-gtk clients among the load's
-WEBSOCKET_CLIENTS, QUICK_WEBSOCKET_CLIENTS = 10, 3
+WEBSOCKET_CLIENTS = 10
 CHURN_CLIENTS, QUICK_CHURN_CLIENTS = 8, 3  # clients churning at once
 QUICK_CLIENTS = 8
-"""--quick: every phase, with light clients only and one-second windows."""
+"""--quick: load and churn, with light clients only and one-second windows."""
 QUICK_FUZZ_SHARE = 1000  # --fuzz --quick: each fuzzer at its count / this
 CLIENTS = Option("--clients", "clients at once in the load phase", int, 50)
 MESSAGES = Option("--messages", "client messages for the protocol fuzzers", int, 1_000_000)
@@ -386,10 +387,10 @@ def soak(b: Bench) -> Iterator[Measurement]:
         b.progress(f"load, {clients} clients")
         yield from load_measurements(b, "load", run_load(
             served, clients, QUICK_GLIB_CLIENTS if b.quick else GLIB_CLIENTS, seconds))
-        b.progress("websocket load")
-        yield from load_measurements(b, "websocket", run_load(
-            served, QUICK_WEBSOCKET_CLIENTS if b.quick else WEBSOCKET_CLIENTS, 0, seconds,
-            websocket=True))
+        if not b.quick:  # the same load over another transport
+            b.progress("websocket load")
+            yield from load_measurements(b, "websocket", run_load(
+                served, WEBSOCKET_CLIENTS, 0, seconds, websocket=True))
         b.progress("churn")
         yield from churn_measurements(b, *run_churn(
             served, QUICK_CHURN_CLIENTS if b.quick else CHURN_CLIENTS, seconds))
