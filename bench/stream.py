@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from vgpu.bench import HIGHER, LOWER, Bench, Measurement, workload
-from vgpu.bench.common import SpiceClient, percentiles, serving
+from vgpu.bench.common import LoopProxy, SpiceClient, percentiles, serving
 from vgpu.guest.anim import read_stamp
 from vgpu.spice.imaging import Compression
 from vgpu.spice.server import ServerOptions
@@ -122,7 +122,7 @@ class Presented:
         self._sub.close()
 
 
-class PacedProxy:
+class PacedProxy(LoopProxy):
     """A TCP proxy whose server-to-client direction carries at most `rate` bytes a
     second, reading from the server only as fast as it forwards (so the backlog
     stays on the server's side, where rate control can see it)."""
@@ -135,16 +135,9 @@ class PacedProxy:
         self.target_port, self.rate = target_port, rate
         self.chunk = min(1 << 20, max(1024, int(rate * self.PACE_S)))
         self.down_bytes = 0  # bytes from the server to the client, all connections
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.port = asyncio.run_coroutine_threadsafe(self._listen(), self.loop).result(10)
+        super().__init__()
 
-    async def _listen(self) -> int:
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
-
-    async def _accept(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
+    async def relay(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
         sreader, swriter = await asyncio.open_connection("127.0.0.1", self.target_port)
 
         async def up() -> None:
@@ -164,18 +157,6 @@ class PacedProxy:
             await asyncio.gather(up(), down())
         cwriter.close()
         swriter.close()
-
-    def close(self) -> None:
-        async def shutdown() -> None:
-            self.server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 class Watch:

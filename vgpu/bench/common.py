@@ -6,6 +6,7 @@ Workloads read their inputs from here so that all of them measure the same thing
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import queue
@@ -173,24 +174,49 @@ channel_type: what the proxy reads to know a connection's channel."""
 DISPLAY_CHANNEL = 2
 
 
-class CountingProxy:
+class LoopProxy(abc.ABC):
+    """A loopback TCP proxy on an event loop thread of its own; `relay` serves one
+    connection from a client. close() ends every connection and the thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self.relay, "127.0.0.1", 0), self.loop).result(10)
+        self.port = int(self.server.sockets[0].getsockname()[1])
+
+    @abc.abstractmethod
+    async def relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serves one client connection until either side closes."""
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+class CountingProxy(LoopProxy):
     """A loopback TCP proxy that counts the bytes each channel type got from the server."""
 
     def __init__(self, upstream: int) -> None:
         self.upstream = upstream
         self.received: dict[int, int] = {}
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, "127.0.0.1", 0), self.loop).result(10)
-        self.port = int(self.server.sockets[0].getsockname()[1])
+        super().__init__()
 
     def total(self) -> int:
         """Bytes from the server on all channels so far."""
         return sum(self.received.values())
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # close() cancels what is left; a connection ends quietly then
         with contextlib.suppress(asyncio.CancelledError):
             await self._relay(reader, writer)
@@ -219,16 +245,3 @@ class CountingProxy:
                 dst.close()
 
         await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
-
-    def close(self) -> None:
-        async def shutdown() -> None:
-            self.server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
