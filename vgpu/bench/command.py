@@ -72,11 +72,12 @@ def run(args: argparse.Namespace) -> int:
     chosen = [registry[n] for n in names]
     from vgpu.bench.core import all_options
 
-    stray = [o.flag for o in all_options(registry)
+    stray = [o for o in all_options(registry)
              if getattr(args, o.dest) not in (None, False, o.default)
              and not any(o in wl.options for wl in chosen)]
     if stray:
-        print(f"{stray[0]} is an option of other workloads than {', '.join(names)}",
+        owners = ", ".join(wl.name for wl in registry.values() if stray[0] in wl.options)
+        print(f"{stray[0].flag} is not an option of {', '.join(names)} (it is of {owners})",
               file=sys.stderr)
         return 2
     return _run(args, chosen)
