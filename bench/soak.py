@@ -51,7 +51,7 @@ from vgpu.spice.server import WRITE_BUFFER_HIGH, ServerOptions, SpiceServer
 ROOT = Path(__file__).resolve().parent.parent
 LIGHT_CLIENT = ROOT / "tests" / "clients" / "light_client.py"
 CONNECT_TIMEOUT_S = 60.0  # all clients linked and drawn to by then, or the run fails
-SECONDS, QUICK_SECONDS = 10.0, 1.0  # each measurement window
+SECONDS, QUICK_SECONDS = 5.0, 1.0  # each measurement window: 150 demo frames
 GLIB_CLIENTS, QUICK_GLIB_CLIENTS = 3, 0  # real spice-gtk clients among the load's
 WEBSOCKET_CLIENTS = 10
 CHURN_CLIENTS, QUICK_CHURN_CLIENTS = 8, 3  # clients churning at once

@@ -48,7 +48,7 @@ QUICK_SIZE = (640, 360)
 CODECS = ("h264", "vp8", "mjpeg")
 """vgpu's first choice first; MJPEG is spice-server's own stream codec."""
 QUICK_CODECS = ("h264", "mjpeg")
-SECONDS, QUICK_SECONDS = 6.0, 1.0
+SECONDS, QUICK_SECONDS = 3.0, 1.0
 """The measuring window per session, after the warm-up."""
 THROTTLE_KBPS = 500.0
 """The paced client's link: a frame of a stream fits, a lossless full screen takes seconds."""
