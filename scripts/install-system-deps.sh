@@ -19,6 +19,9 @@ packages=(
   gstreamer1.0-libav gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   spice-html5 chromium nodejs
   xvfb xserver-xspice x11-apps xterm x11-xserver-utils xfonts-base
+  # unmodified GL ES programs as guests (vgpu run): the EGL/GLES headers and libX11's for
+  # csrc/gles/, and the programs the tests and `vgpu bench gles` run through vgpu
+  libegl-dev libgles-dev libx11-dev glmark2-es2-x11 mesa-utils-bin
 )
 
 missing=()

@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("vgpu.replay", "replay a spice-server record file through the device"),
     "bench": ("vgpu.bench", "measure throughput side by side with reference implementations"),
     "preview": ("vgpu.preview", "show a guest's display in a local window"),
+    "run": ("vgpu.run", "run an unmodified OpenGL ES program as the guest"),
 }
 
 

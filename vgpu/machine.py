@@ -15,10 +15,13 @@ the log (its context), and one that is still running `gl_watchdog` seconds later
 fatal: `on_fatal` is called, and `vgpu serve` exits with an error so that a supervisor
 restarts it, as a GPU reset would. The event loop thread (SPICE, the guest socket)
 keeps answering meanwhile with the last frame, the cursor and inputs, as long as the
-stuck GL call releases the interpreter lock. One that does not (moderngl's reads hold
-it while they wait) freezes every Python thread; for that, `hard_watchdog` starts a C
-thread (vgpu._qxl) that ends the process HARD_WATCHDOG_MARGIN_S after the Python
-watchdog would have given up.
+stuck GL call releases the interpreter lock: the renderer and the 3D executor wait for
+3D work in C (`Gl3dExecutor.wait_gl`, through cffi, which releases it) before the
+moderngl calls that would wait holding it (reads, a present's draw on llvmpipe). A GL
+call that still waits holding the lock (one nobody foresaw: a driver's own wait inside
+another moderngl call) would freeze every Python thread; for that, `hard_watchdog`
+starts a C thread (vgpu._qxl) that ends the process HARD_WATCHDOG_MARGIN_S after the
+Python watchdog would have given up.
 """
 
 from __future__ import annotations
@@ -143,7 +146,11 @@ class Machine:
     def __init__(self, guest: GuestRun | None, guest_socket: str | None = None,
                  record: Path | None = None, *, gl_watchdog: float = DEFAULT_GL_WATCHDOG_S,
                  renderer_factory: Callable[[], Renderer] | None = None,
-                 hard_watchdog: bool = False) -> None:
+                 hard_watchdog: bool = False, ram_size: int | None = None,
+                 publish_frames: bool = True) -> None:
+        self._ram_size = ram_size  # None: the device's default
+        # False when nobody looks (vgpu run --headless): no frame is read back from GL
+        self.publish_frames = publish_frames
         self.frames = FrameBus()
         self.cursor = CursorBus()
         self._guest = guest
@@ -274,7 +281,8 @@ class Machine:
 
         try:
             renderer = Renderer() if self._renderer_factory is None else self._renderer_factory()
-            device = Device(renderer, cursor_sink=self._on_cursor)
+            sizes = {} if self._ram_size is None else {"ram_size": self._ram_size}
+            device = Device(renderer, cursor_sink=self._on_cursor, **sizes)
             recorder = None
             if self._record is not None:
                 from vgpu.replay import Recorder
@@ -306,7 +314,7 @@ class Machine:
                 dirty |= _work_done(device.stats) != done_before
                 now = time.monotonic()
                 if dirty and now >= next_publish:
-                    frame = renderer.snapshot()
+                    frame = renderer.snapshot() if self.publish_frames else None
                     if frame is not None:
                         self.frames.publish(frame)
                         next_publish = now + period

@@ -32,6 +32,11 @@
 /* names per object table (docs/3d-ring.md, Quotas): a guest library reuses names */
 #define G3_GROUP_BYTES (512ull << 20)
 /* bytes of buffers and textures per share group: llvmpipe keeps them in host memory */
+#define G3_DEVICE_BYTES (2048ll << 20)
+/* bytes of buffers and textures of all share groups together: G3_MAX_CONTEXTS unshared
+ * contexts at G3_GROUP_BYTES each would be 32 GiB of host memory; 2 GiB is four full share
+ * groups, more than a desktop of 3D windows holds, and leaves the host, the 2D renderer
+ * and the drawables (MAX_DRAWABLE_PIXELS) theirs */
 #define G3_MAX_SHADER_SOURCE (1u << 20)
 /* per shader: the largest real shaders are tens of KiB */
 #define G3_UNITS 32
@@ -60,6 +65,10 @@
 #define G3_MAX_DRAW_VERTICES (1u << 24)
 /* vertices (count x instances) one draw may ask for: a heavy real frame draws a few
  * million in all; a software rasterizer would spend minutes on the 2^31 a guest can name */
+#define G3_WAIT_SLICE_NS 100000000ull
+/* g3_wait_gl waits in slices of 0.1 s: long enough to cost nothing, and no single GL wait
+ * is asked for an unbounded time (a driver may turn a huge timeout into a deadline that
+ * overflows) */
 #define G3_LEVELS 16
 /* mip levels tracked per texture face (2^15 texels would exceed G3_MAX_DIM) */
 
@@ -206,10 +215,11 @@ struct g3_host {
     uint32_t host_attribs;
     uint32_t new_lost;
     struct g3_counters counters;
+    int64_t bytes;            /* of all share groups: G3_DEVICE_BYTES */
     char renderer[256];
     int pack_invert;          /* GL_MESA_pack_invert: PRESENT copies instead of drawing */
-    GLuint pbo;               /* PRESENT's pixel buffer */
-    GLsizeiptr pbo_size;
+    uint8_t *present_buf;     /* PRESENT's pixels when the caller has no host copy */
+    size_t present_size;
     uint8_t *scratch;         /* G3_OUTS * G3_OUT_REGION */
     uint8_t *strings;         /* G3_MAX_STRING + room for the NUL */
     const char *string_ptrs[G3_MAX_STRINGS];
@@ -884,8 +894,10 @@ static void obj_delete(G3 *g, struct g3_group *grp, struct g3_table *tab, uint32
     tab->e[name] = NULL;
     host_delete(o);
     o->deleted = 1;
-    if (grp)
+    if (grp) {
         grp->bytes -= o->bytes;
+        g->bytes -= o->bytes;
+    }
     scrub(g, o->table, o->host);
     untrack(g, o);
     unref(&o);
@@ -1077,6 +1089,7 @@ uint32_t g3_execute(G3 *g, const uint8_t *w, uint32_t n, uint32_t pos)
 void g3_counters(G3 *g, struct g3_counters *out)
 {
     *out = g->counters;
+    out->bytes = (uint64_t)g->bytes;
 }
 
 /* ---- enums a guest may use for context state (ES 3.0's lists) ------------------------------ */
@@ -1253,11 +1266,13 @@ static int charge_level(G3 *g, struct g3_obj *o, int face, GLint level, int64_t 
     }
     struct g3_group *grp = g->cur->group;
     int64_t *slot = &o->levels[face * G3_LEVELS + level];
-    if (grp->bytes - *slot + bytes > (int64_t)G3_GROUP_BYTES) {
+    if (grp->bytes - *slot + bytes > (int64_t)G3_GROUP_BYTES
+        || g->bytes - *slot + bytes > G3_DEVICE_BYTES) {
         g3_error(g, GL_OUT_OF_MEMORY);
         return 0;
     }
     grp->bytes += bytes - *slot;
+    g->bytes += bytes - *slot;
     o->bytes += bytes - *slot;
     *slot = bytes;
     return 1;
@@ -1267,11 +1282,13 @@ static int charge_level(G3 *g, struct g3_obj *o, int face, GLint level, int64_t 
 static int charge_object(G3 *g, struct g3_obj *o, int64_t bytes)
 {
     struct g3_group *grp = g->cur->group;
-    if (bytes < 0 || grp->bytes - o->bytes + bytes > (int64_t)G3_GROUP_BYTES) {
+    if (bytes < 0 || grp->bytes - o->bytes + bytes > (int64_t)G3_GROUP_BYTES
+        || g->bytes - o->bytes + bytes > G3_DEVICE_BYTES) {
         g3_error(g, GL_OUT_OF_MEMORY);
         return 0;
     }
     grp->bytes += bytes - o->bytes;
+    g->bytes += bytes - o->bytes;
     o->bytes = bytes;
     return 1;
 }
@@ -2921,8 +2938,7 @@ void g3_free(G3 *g)
                 g3_context_destroy(g, i);
         g3_to_2d(g);
     }
-    if (g->pbo)
-        g3gl.DeleteBuffers(1, &g->pbo);
+    free(g->present_buf);
     free(g->scratch);
     free(g->strings);
     free(g);
@@ -3080,57 +3096,76 @@ int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[3])
     return ok;
 }
 
-int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_t h,
-                    uint32_t dst_fbo, uint32_t dst_tex, int32_t dx, int32_t dy, int opaque)
+int g3_wait_gl(G3 *g)
 {
-    if (!g->pack_invert || w <= 0 || h <= 0)
+    (void)g;
+    GLsync s = g3gl.FenceSync(GL_SYNC_GPU_COMMANDS_COMPLETE, 0);
+    if (!s)
         return -1;
-    GLsizeiptr need = (GLsizeiptr)w * h * 4;
-    GLint read_fb, draw_fb, pack, unpack, tex, pack_state[4], unpack_state[4];
+    GLenum r;
+    do /* in slices, so that a debugger or a signal finds it in a known place */
+        r = g3gl.ClientWaitSync(s, GL_SYNC_FLUSH_COMMANDS_BIT, G3_WAIT_SLICE_NS);
+    while (r == GL_TIMEOUT_EXPIRED);
+    g3gl.DeleteSync(s);
+    return r == GL_WAIT_FAILED ? -1 : 0;
+}
+
+int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_t h,
+                    uint8_t *pixels, uint32_t width, uint32_t height, uint32_t dst_tex,
+                    int32_t dx, int32_t dy, int opaque)
+{
+    if (!g->pack_invert || w <= 0 || h <= 0 || dx < 0 || dy < 0 || (uint32_t)dx + w > width
+        || (uint32_t)dy + h > height)
+        return -1;
+    uint32_t row = width;
+    uint8_t *at;
+    if (pixels) {
+        at = pixels + ((size_t)dy * width + (size_t)dx) * 4;
+    } else {
+        size_t need = (size_t)w * (size_t)h * 4;
+        if (g->present_size < need) {
+            uint8_t *more = realloc(g->present_buf, need);
+            if (!more)
+                return -1;
+            g->present_buf = more;
+            g->present_size = need;
+        }
+        at = g->present_buf;
+        row = (uint32_t)w;
+    }
+    GLint read_fb, pack, unpack, tex, pack_state[4], unpack_state[4];
     static const GLenum packs[4] = {GL_PACK_ALIGNMENT, GL_PACK_ROW_LENGTH, GL_PACK_SKIP_PIXELS,
                                     GL_PACK_SKIP_ROWS};
     static const GLenum unpacks[4] = {GL_UNPACK_ALIGNMENT, GL_UNPACK_ROW_LENGTH,
                                       GL_UNPACK_SKIP_PIXELS, GL_UNPACK_SKIP_ROWS};
     g3gl.GetIntegerv(GL_READ_FRAMEBUFFER_BINDING, &read_fb);
-    g3gl.GetIntegerv(GL_DRAW_FRAMEBUFFER_BINDING, &draw_fb);
     g3gl.GetIntegerv(GL_PIXEL_PACK_BUFFER_BINDING, &pack);
     g3gl.GetIntegerv(GL_PIXEL_UNPACK_BUFFER_BINDING, &unpack);
     g3gl.GetIntegerv(GL_TEXTURE_BINDING_2D, &tex);
     for (int i = 0; i < 4; i++) {
         g3gl.GetIntegerv(packs[i], &pack_state[i]);
         g3gl.GetIntegerv(unpacks[i], &unpack_state[i]);
-        g3gl.PixelStorei(packs[i], i == 0 ? 4 : 0);
-        g3gl.PixelStorei(unpacks[i], i == 0 ? 4 : 0);
+        g3gl.PixelStorei(packs[i], i == 0 ? 4 : i == 1 ? (GLint)row : 0);
+        g3gl.PixelStorei(unpacks[i], i == 0 ? 4 : i == 1 ? (GLint)row : 0);
     }
-    if (!g->pbo)
-        g3gl.GenBuffers(1, &g->pbo);
-    g3gl.BindBuffer(GL_PIXEL_PACK_BUFFER, g->pbo);
-    if (g->pbo_size < need) {
-        g3gl.BufferData(GL_PIXEL_PACK_BUFFER, need, NULL, GL_STREAM_COPY);
-        g->pbo_size = need;
-    }
+    g3gl.BindBuffer(GL_PIXEL_PACK_BUFFER, 0);
+    g3gl.BindBuffer(GL_PIXEL_UNPACK_BUFFER, 0);
+    /* top row first, red and blue swapped: the QXL surface's rows and bytes */
     g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, src);
     g3gl.PixelStorei(GL_PACK_INVERT_MESA_, 1);
-    g3gl.ReadPixels(x, y, w, h, GL_RGBA, GL_UNSIGNED_BYTE, NULL);
+    g3gl.ReadPixels(x, y, w, h, GL_BGRA_, GL_UNSIGNED_BYTE, at);
     g3gl.PixelStorei(GL_PACK_INVERT_MESA_, 0);
-    g3gl.BindBuffer(GL_PIXEL_UNPACK_BUFFER, g->pbo);
-    g3gl.BindTexture(GL_TEXTURE_2D, dst_tex);
-    g3gl.TexSubImage2D(GL_TEXTURE_2D, 0, dx, dy, w, h, GL_BGRA_, GL_UNSIGNED_BYTE, NULL);
-    if (opaque) {
-        /* the surface has no alpha: its fourth byte is written as 255, as the 2D path does */
-        GLboolean mask[4], scissor = g3gl.IsEnabled(GL_SCISSOR_TEST);
-        GLint box[4];
-        static const GLfloat one[4] = {0, 0, 0, 1};
-        g3gl.GetBooleanv(GL_COLOR_WRITEMASK, mask);
-        g3gl.GetIntegerv(GL_SCISSOR_BOX, box);
-        g3gl.BindFramebuffer(GL_DRAW_FRAMEBUFFER, dst_fbo);
-        g3gl.ColorMask(GL_FALSE, GL_FALSE, GL_FALSE, GL_TRUE);
-        g3gl.Enable(GL_SCISSOR_TEST);
-        g3gl.Scissor(dx, dy, w, h);
-        g3gl.ClearBufferfv(GL_COLOR, 0, one);
-        g3gl.Scissor(box[0], box[1], box[2], box[3]);
-        (scissor ? g3gl.Enable : g3gl.Disable)(GL_SCISSOR_TEST);
-        g3gl.ColorMask(mask[0], mask[1], mask[2], mask[3]);
+    int failed = g3gl.GetError() != GL_NO_ERROR;
+    if (opaque && !failed) /* the surface has no alpha: its fourth byte is 255, as 2D writes */
+        for (int32_t r = 0; r < h; r++) {
+            uint8_t *p = at + (size_t)r * row * 4;
+            for (int32_t c = 0; c < w; c++)
+                p[4 * c + 3] = 255;
+        }
+    if (!failed) {
+        /* the texture's channels are the surface's memory bytes: uploaded as they are */
+        g3gl.BindTexture(GL_TEXTURE_2D, dst_tex);
+        g3gl.TexSubImage2D(GL_TEXTURE_2D, 0, dx, dy, w, h, GL_RGBA, GL_UNSIGNED_BYTE, at);
     }
     for (int i = 0; i < 4; i++) {
         g3gl.PixelStorei(packs[i], pack_state[i]);
@@ -3140,8 +3175,7 @@ int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_
     g3gl.BindBuffer(GL_PIXEL_PACK_BUFFER, (GLuint)pack);
     g3gl.BindBuffer(GL_PIXEL_UNPACK_BUFFER, (GLuint)unpack);
     g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, (GLuint)read_fb);
-    g3gl.BindFramebuffer(GL_DRAW_FRAMEBUFFER, (GLuint)draw_fb);
-    int failed = g3gl.GetError() != GL_NO_ERROR;
+    failed |= g3gl.GetError() != GL_NO_ERROR;
     drain_errors();
     return failed ? -1 : 0;
 }

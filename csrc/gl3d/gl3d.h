@@ -17,6 +17,7 @@ struct g3_counters {
     uint64_t gl_errors;   /* GL errors recorded on contexts */
     uint64_t lost;        /* contexts lost */
     uint64_t waits;       /* host waits: glFinish, readbacks, query results, sync waits */
+    uint64_t bytes;       /* of buffers and textures, all share groups (not a counter) */
 };
 
 /* Loads GL entry points through eglGetProcAddress (libEGL.so.1) and makes the host state
@@ -70,13 +71,24 @@ int g3_surface_new(G3 *g, uint32_t width, uint32_t height, uint32_t flags, uint3
 void g3_surface_free(G3 *g, const uint32_t names[3], uint32_t samples);
 /* Copies (resolving samples) the rect x, y, w, h of `src`'s read buffer to (0, 0) of `dst`. */
 void g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w, int32_t h);
-/* PRESENT by copies (GL_MESA_pack_invert): the rect x, y, w, h of `src`'s read buffer read
- * into a pixel buffer top row first, then written into texture `dst_tex` at (dx, dy) as
- * BGRA, which swaps red and blue into the QXL surface's byte order; with `opaque`, alpha
- * is set to 1 through framebuffer `dst_fbo`. Every binding it touches is put back.
- * -1: nothing done (no GL_MESA_pack_invert, or no pixel buffer). */
+/* PRESENT by copies (GL_MESA_pack_invert), for GLs that rasterize on the CPU, where this
+ * costs a memcpy-like pass where a flipping, swizzling draw is a fragment pass: the rect x,
+ * y, w, h of `src`'s read buffer is read top row first with red and blue swapped (the QXL
+ * surface's rows and bytes) into `pixels` at (dx, dy) (a host copy of the surface, `width`
+ * x `height` pixels of 4 bytes, which then holds the presented pixels) or, with `pixels`
+ * NULL, into a buffer of its own; with `opaque` each alpha byte is 255; then uploaded as
+ * they are into texture `dst_tex` at (dx, dy). The read waits for the GL (the caller
+ * holds no interpreter lock: cffi). Every binding and pixel store value it touches is put
+ * back. -1: nothing done (no GL_MESA_pack_invert, a rect outside, a GL error). */
 int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_t h,
-                    uint32_t dst_fbo, uint32_t dst_tex, int32_t dx, int32_t dy, int opaque);
+                    uint8_t *pixels, uint32_t width, uint32_t height, uint32_t dst_tex,
+                    int32_t dx, int32_t dy, int opaque);
+/* Waits until the GL has finished every command issued so far (a fence and a client wait).
+ * Called through cffi, which releases the Python interpreter lock: the render thread waits
+ * here, not in a moderngl call that keeps the lock (its reads), so the other threads (SPICE,
+ * the watchdog) run while a long shader does. Counts no wait: callers wait here only just
+ * before a call that would have waited anyway. -1: the GL failed the wait. */
+int g3_wait_gl(G3 *g);
 uint32_t g3_max_renderbuffer_size(G3 *g);
 uint32_t g3_max_samples(G3 *g);
 

@@ -27,6 +27,7 @@ class RecordingBackend:
         self.calls: list[tuple] = []
         self.executed: list = []
         self.batches: list[bytes] = []
+        self.resets_3d = 0
 
     def create_primary(self, width, height, stride, format, initial) -> None:
         self.calls.append(("create_primary", width, height, stride, format,
@@ -55,6 +56,9 @@ class RecordingBackend:
 
     def reset(self) -> None:
         self.calls.append(("reset",))
+
+    def reset_3d(self) -> None:
+        self.resets_3d += 1
 
     def execute_3d(self, batch, guest) -> None:
         self.batches.append(batch)

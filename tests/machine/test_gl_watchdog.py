@@ -331,9 +331,6 @@ def test_serve_exits_even_when_the_stuck_call_holds_the_interpreter(tmp_path: Pa
 @needs_client
 @pytest.mark.skipif(importlib.util.find_spec("vgpu.render.gl3d") is None,
                     reason="the 3D executor (vgpu.render.gl3d) is not here yet")
-@pytest.mark.xfail(strict=True, reason="the executor's PRESENT draws with moderngl, which "
-                   "waits for the long draw holding the interpreter lock: the whole process "
-                   "freezes (no client answered, no log) until the C last resort ends it")
 def test_serve_survives_an_endless_fragment_shader_until_the_watchdog(tmp_path: Path) -> None:
     _serve_until_the_watchdog_fires(tmp_path, [sys.executable, "-m", "vgpu.cli"],
                                     GUEST_ENDLESS_SHADER, context=None)

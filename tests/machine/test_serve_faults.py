@@ -159,7 +159,7 @@ def dying_picture(rgb: np.ndarray) -> bool:
 
 @pytest.mark.gl
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["command", "surface"])
+@pytest.mark.parametrize("mode", ["command", "surface", "frame"])
 def test_guest_killed_mid_command_leaves_the_last_frame_and_the_next_guest_resets(
     tmp_path, mode
 ):

@@ -153,6 +153,39 @@ def test_2d_and_3d_interleaved_on_one_surface(screen, gl_ctx):
     np.testing.assert_array_equal(rgb(screen.read_pixels(0)), expect)
 
 
+def test_frames_after_presents_equal_the_surface(screen, gl_ctx):
+    """A present by copy writes the renderer's host copy of the surface as well (the frame
+    for clients is read from it): with 2D draws over and under presents, partly
+    overlapping, every frame equals the surface as the GL has it, alpha included."""
+    guest = FakeGuest()
+    surf = screen._surfaces[0]
+    whole = (0, 0, *SCREEN)
+
+    def frame_is_the_surface() -> None:
+        frame = screen.snapshot()
+        assert frame is not None
+        truth = screen._read_now(surf, whole)
+        np.testing.assert_array_equal(frame.pixels, truth)
+
+    screen.snapshot()  # the host copy exists from here on
+    screen.execute(draw(Fill(SolidBrush(0x00336699), E.ROPD_OP_PUT, QMask(0, 0, None)),
+                        (0, 0, 100, 80)))
+    screen.execute_3d(batch(*setup(), *clear(), *triangle_program(), *triangle_draw(),
+                            vgpu("PRESENT", 0, 0, 0, W, H, 0, 20, 10, 0)), guest)
+    frame_is_the_surface()
+    screen.execute(draw(Fill(SolidBrush(0x00FF0000), E.ROPD_OP_PUT, QMask(0, 0, None)),
+                        (40, 30, 140, 100)))
+    screen.execute_3d(batch(gl("glDrawArrays", enum("GL_TRIANGLES"), 0, 3),
+                            vgpu("PRESENT", 0, 0, 0, W, H, 0, 90, 60, 2, 95, 65, 10, 10,
+                                 120, 70, 30, 20)), guest)
+    frame_is_the_surface()
+    screen.execute_3d(batch(vgpu("PRESENT", 0, 0, 0, W, H, 0, 30, 50, 0)), guest)
+    screen.execute(draw(Fill(SolidBrush(0x0000FF00), E.ROPD_OP_PUT, QMask(0, 0, None)),
+                        (50, 55, 60, 70)))
+    frame_is_the_surface()
+    assert guest.counts == {"errors": 0, "lost_contexts": 0}
+
+
 def errors_after(screen, guest, *cmds) -> list[int]:
     """Runs cmds (each followed by glGetError) on context 1; the errors, in order."""
     outs = []
@@ -447,3 +480,35 @@ def test_default_framebuffer_speaks_es(screen):
     assert guest.u32(red) == 8
     assert guest.u32(status) == enum("GL_FRAMEBUFFER_COMPLETE")
     assert guest.u32(none) == enum("GL_FRAMEBUFFER_UNDEFINED")
+
+
+def test_buffer_and_texture_bytes_capped_for_all_share_groups(renderer):
+    """Beside each share group's 512 MiB, all groups together hold at most 2 GiB
+    (G3_DEVICE_BYTES): four full groups fit, a fifth group's first buffer does not until
+    another's bytes go; every byte returns when the contexts are destroyed. (No present:
+    one way of presenting is enough for 2 GiB of buffers.)"""
+    from vgpu.render.gl3d import Gl3dExecutor
+
+    screen = renderer
+    screen.gl3d = Gl3dExecutor(renderer)
+    guest = FakeGuest()
+    half = 256 << 20
+    array = enum("GL_ARRAY_BUFFER")
+
+    def fill(ctx_id: int) -> list[int]:
+        return errors_after(screen, guest, vgpu("CONTEXT_CREATE", ctx_id, 3, 0),
+                            vgpu("MAKE_CURRENT", ctx_id, 0),
+                            *(cmd for name in (1, 2) for cmd in (
+                                gl("glBindBuffer", array, name),
+                                gl("glBufferData", array, half, None,
+                                   enum("GL_STATIC_DRAW")))))
+
+    for ctx_id in (1, 2, 3, 4):
+        assert fill(ctx_id)[2:] == [0, 0, 0, 0]
+    assert screen.gl3d.counters["bytes"] == 4 * 2 * half
+    assert fill(5)[2:] == [0, enum("GL_OUT_OF_MEMORY"), 0, enum("GL_OUT_OF_MEMORY")]
+    assert errors_after(screen, guest, vgpu("MAKE_CURRENT", 4, 0),
+                        gl("glDeleteBuffers", 1, [2]), vgpu("MAKE_CURRENT", 5, 0),
+                        gl("glBufferData", array, half, None, enum("GL_STATIC_DRAW"))) == [0] * 4
+    screen.execute_3d(batch(*(vgpu("CONTEXT_DESTROY", i) for i in range(1, 6))), guest)
+    assert screen.gl3d.counters["bytes"] == 0

@@ -44,5 +44,8 @@ class ReferenceBackend:
     def reset(self) -> None:
         self.canvas.surfaces.clear()
 
+    def reset_3d(self) -> None:
+        pass  # no 3D state: only fences run
+
     def execute_3d(self, batch: bytes, guest: Gl3dGuest) -> None:
         run_fences(batch, guest)  # the reference canvas draws 2D only

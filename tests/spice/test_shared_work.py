@@ -28,15 +28,21 @@ def session_display(port: int) -> tuple[RawClient, RawClient]:
 
 @pytest.fixture
 def encodes(monkeypatch) -> list[tuple[int, tuple[int, int, int, int]]]:
-    """(frame serial, rect) of every encode_rect the server runs."""
+    """(frame serial, rect) of every still-region encode the server runs (whole or split by
+    content)."""
     calls: list[tuple[int, tuple[int, int, int, int]]] = []
-    real = server_module.encode_rect
 
-    def counting(frame, rect, imaging):
-        calls.append((frame.serial, rect))
-        return real(frame, rect, imaging)
+    def counted(name: str):
+        real = getattr(server_module, name)
 
-    monkeypatch.setattr(server_module, "encode_rect", counting)
+        def counting(frame, rect, imaging):
+            calls.append((frame.serial, rect))
+            return real(frame, rect, imaging)
+
+        monkeypatch.setattr(server_module, name, counting)
+
+    counted("encode_rect")
+    counted("encode_rect_by_content")
     return calls
 
 

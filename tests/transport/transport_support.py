@@ -51,6 +51,9 @@ class CountingBackend:
     def reset(self) -> None:
         pass
 
+    def reset_3d(self) -> None:
+        pass  # no 3D state: only fences run
+
     def execute_3d(self, batch: bytes, guest: Gl3dGuest) -> None:
         with self.lock:
             self.gl_batches += 1

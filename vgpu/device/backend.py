@@ -82,6 +82,10 @@ class DisplayBackend(Protocol):
     def reset(self) -> None:
         """Drop every surface and the image cache (QXL RESET / DESTROY_SURFACES)."""
 
+    def reset_3d(self) -> None:
+        """Drop every 3D context and drawable (QXL RESET only: DESTROY_ALL_SURFACES keeps
+        them, docs/3d-ring.md)."""
+
     def execute_3d(self, batch: bytes, guest: Gl3dGuest) -> None:
         """Run one batch of 3D commands (docs/3d-ring.md). Faults inside the batch
         stay with their context; nothing here raises for the guest's content."""

@@ -554,6 +554,13 @@ class Device:
     def io_write(self, port: int, value: int) -> IoRequest:
         """Queue an IO port write (any thread). Doorbells and async ports need no waiting;
         for the others the guest waits on the returned request, as a vCPU would."""
+        if port == lib.QXL_IO_UPDATE_IRQ:
+            # at once on the writer's thread, as QEMU's qxl does on the vCPU's: it only
+            # evaluates the line (thread-safe), and a guest taking its interrupts must not
+            # wait for the render thread to end a batch (that serialized the guest's next
+            # 3D frame behind the host's present of the last one)
+            self._update_irq()
+            return _DONE
         with self._cv:
             if port in DOORBELL_PORTS:
                 self._kicked = True
@@ -932,6 +939,7 @@ class Device:
         had_primary = 0 in self.surfaces
         self._reset_state()
         self._call(self.backend.reset)
+        self._call(self.backend.reset_3d)
         if had_primary:
             for obs in self.observers:
                 obs.on_primary_destroyed()

@@ -234,7 +234,8 @@ class GuestDriver:
             self.gl_ring = _Ring(self.buf, self._cdata, ram + ext.gl_ring_offset,
                                  _GL_SUBMIT.size, lib.VGPU_3D_RING_SIZE,
                                  offsetof("Vgpu3dRing", "items"))
-            fence = self._cdata + ram + ext.gl_fence_offset
+            self.gl_fence_offset = ram + ext.gl_fence_offset  # mapping offset of Vgpu3dFence
+            fence = self._cdata + self.gl_fence_offset
             self._gl_completed = ffi.cast("uint64_t *", fence
                                           + offsetof("Vgpu3dFence", "completed"))
             self.gl_fence_counters = ffi.cast("Vgpu3dFence *", fence)
@@ -618,16 +619,36 @@ class GuestDriver:
             self.att.io_write(lib.VGPU_IO_NOTIFY_3D, 0)
             self._await_interrupt(lib.VGPU_INTERRUPT_3D, deadline - now)
         self.buf[off:off + size] = batch
-        _GL_SUBMIT.pack_into(self.buf, ring.item(prod), self.phys(off), size, 0)
+        self._gl_push_item(ring, prod, off, size)
+
+    def gl_push(self, offset: int, size: int) -> None:
+        """Pushes a Vgpu3dSubmit for a batch the caller already wrote in RAM at mapping
+        offset `offset` (memory of its own, from `ram_alloc`, that it reuses only after a
+        later fence has completed) and rings VGPU_IO_NOTIFY_3D when asked. For a guest
+        library writing its batches in place (vgpu.guest.glrelay)."""
+        ring = self._gl_ring()
+        if not 0 < size <= self.gl_max_batch or size % 4:
+            raise ValueError(f"a batch is a multiple of 4 bytes, 4 to {self.gl_max_batch}")
+        self._wait_room(ring, lib.VGPU_IO_NOTIFY_3D, lib.VGPU_INTERRUPT_3D)
+        self._gl_push_item(ring, ring.get("prod"), offset, size)
+
+    def _gl_push_item(self, ring: _Ring, prod: int, offset: int, size: int) -> None:
+        _GL_SUBMIT.pack_into(self.buf, ring.item(prod), self.phys(offset), size, 0)
         prod = (prod + 1) & _M32
         ring.set("prod", prod)
         if prod == ring.get("notify_on_prod"):
             self.att.io_write(lib.VGPU_IO_NOTIFY_3D, 0)
 
-    def gl_fence(self, interrupt: bool = True) -> int:
-        """Submits a batch holding one FENCE with the next value; returns the value."""
+    def gl_fence_value(self) -> int:
+        """Takes the next fence value, for a FENCE the caller writes into a batch of its
+        own (`gl_push`)."""
         value = self._gl_next_fence
         self._gl_next_fence += 1
+        return value
+
+    def gl_fence(self, interrupt: bool = True) -> int:
+        """Submits a batch holding one FENCE with the next value; returns the value."""
+        value = self.gl_fence_value()
         flags = lib.VGPU_3D_FENCE_INTERRUPT if interrupt else 0
         self.gl_submit(_FENCE.pack(_FENCE_OPCODE | _FENCE_WORDS << 16, value & _M32,
                                    value >> 32, flags))

@@ -208,10 +208,15 @@ class _Surface:
     # what guest memory lacks: drawn since the last UPDATE_AREA write-back covering it
     unsynced: list[Box] = field(default_factory=list)
 
-    def changed(self, boxes: list[Box] | tuple[Box, ...]) -> None:
+    def changed(self, boxes: list[Box] | tuple[Box, ...],
+                in_shadow: tuple[Box, ...] = ()) -> None:
+        """`in_shadow`: boxes of `boxes` written into the shadow as well (a 3D present by
+        copy): not stale there any more."""
         self.unsynced = _add_rects(self.unsynced, boxes)
         if self.shadow is not None:
-            self.stale = _add_rects(self.stale, boxes)
+            self.stale = _add_rects(self.stale, [b for b in boxes if b not in in_shadow])
+            for hole in in_shadow:
+                self.stale = [part for r in self.stale for part in _subtract(r, hole)]
 
     def framebuffers(self) -> list[moderngl.Framebuffer]:
         return [self.fbo] + [pair[1] for pair in (self.scratch, self.self_copy) if pair]
@@ -409,13 +414,15 @@ class Renderer:
             self.gl3d = Gl3dExecutor(self)
         self.gl3d.execute(batch, guest)
 
-    def _note_damage(self, surf: _Surface, boxes: tuple[Box, ...]) -> None:
-        """Records what an operation changed: `last_damage`, the surface's stale rects and,
-        on the primary, the damage the next snapshot reports."""
+    def _note_damage(self, surf: _Surface, boxes: tuple[Box, ...],
+                     in_shadow: tuple[Box, ...] = ()) -> None:
+        """Records what an operation changed: `last_damage`, the surface's stale rects (but
+        for `in_shadow`, written into the host shadow too) and, on the primary, the damage
+        the next snapshot reports."""
         self.last_damage = boxes
         if not boxes:
             return
-        surf.changed(boxes)
+        surf.changed(boxes, in_shadow)
         if surf.id == PRIMARY:
             self._damage = _add_rects(self._damage, boxes)
 
@@ -526,6 +533,10 @@ class Renderer:
             self._cache_tex = None
         self._slots = SlotAtlas()
         self._damage = []
+
+    def reset_3d(self) -> None:
+        if self.gl3d is not None:
+            self.gl3d.reset()
 
     # --- beyond the protocol ----------------------------------------------------------
 
@@ -658,6 +669,10 @@ class Renderer:
 
     def _read_now(self, surf: _Surface, box: Box) -> np.ndarray:
         x0, y0, x1, y1 = box
+        if self.gl3d is not None:
+            # 3D work (a guest's shader, as long as it likes) may be queued: wait for it
+            # with the interpreter lock released; moderngl's read would keep it
+            self.gl3d.wait_gl()
         data = surf.fbo.read(viewport=(x0, y0, x1 - x0, y1 - y0), components=4)
         return np.frombuffer(data, np.uint8).reshape(y1 - y0, x1 - x0, 4)
 

@@ -62,6 +62,7 @@ from vgpu.spice.imaging import (
     Compression,
     client_video_codecs,
     cut_bands,
+    encode_rect,
     encode_rect_by_content,
     normalize_damage,
 )
@@ -412,16 +413,19 @@ class SpiceServer:
             rects = work["damage", damage] = normalize_damage(damage, frame.width, frame.height)
         return list(rects)
 
-    def encode(self, frame: Frame, rect: Rect, imaging: ClientImaging) -> Awaitable[Any]:
-        """`rect` of `frame` encoded on the pool for `imaging`, split by content, shared by
-        every client that asks for the same while the frame is recent (stream frames are
-        not: each client's video encoder keeps its own state)."""
+    def encode(self, frame: Frame, rect: Rect, imaging: ClientImaging,
+               whole: bool = False) -> Awaitable[Any]:
+        """`rect` of `frame` encoded on the pool for `imaging`: split by content into a list
+        of regions, or `whole` as one region (a client's first picture); shared by every
+        client that asks for the same while the frame is recent (stream frames are not:
+        each client's video encoder keeps its own state)."""
         regions = self._frame_work(frame)
-        future = regions.get(("encode", rect, imaging))
+        future = regions.get(("encode", rect, imaging, whole))
         if future is None:
             loop = asyncio.get_running_loop()
-            future = regions["encode", rect, imaging] = loop.run_in_executor(
-                self.pool, encode_rect_by_content, frame, rect, imaging)
+            future = regions["encode", rect, imaging, whole] = loop.run_in_executor(
+                self.pool, encode_rect if whole else encode_rect_by_content, frame, rect,
+                imaging)
         # A client that goes away while waiting must not cancel the others' encode.
         return asyncio.shield(future)
 
@@ -489,7 +493,9 @@ class SpiceServer:
                 head = await asyncio.wait_for(_http_head(reader, first), LINK_TIMEOUT_S)
                 if not is_websocket_upgrade(head):
                     # A browser asking for the page: spice-html5, pointed at this port.
-                    writer.write(http_response(head, html5_dir()))
+                    response = http_response(head, html5_dir())
+                    log.info("%s: HTTP %s", peer, response.split(b"\r\n", 1)[0].decode())
+                    writer.write(response)
                     await writer.drain()
                     return
                 ws = WebSocketTransport(reader, writer)
@@ -854,9 +860,9 @@ class _DisplayClient:
                 continue
             frame, damage = taken
             if frame.surface_serial != surface_serial or machine.surface is None:
-                # The first picture whole (split by content only), and then the mark.
-                regions = await self._server.encode(
-                    frame, (0, 0, frame.width, frame.height), self.imaging
+                # The first picture whole, in one draw, and then the mark.
+                region = await self._server.encode(
+                    frame, (0, 0, frame.width, frame.height), self.imaging, whole=True
                 )
                 for stream_id in self._streams.reset():
                     machine.stream_destroy(stream_id)
@@ -867,10 +873,9 @@ class _DisplayClient:
                     machine.surface_destroy()
                 machine.surface_create(frame.width, frame.height, frame.has_alpha)
                 surface_serial = frame.surface_serial
-                for region in regions:
-                    machine.draw_copy(region)
+                machine.draw_copy(region)
                 machine.mark()
-                await self._flush(frame.serial, len(regions))
+                await self._flush(frame.serial, 1)
             else:
                 rects = self._server.damage_rects(frame, damage)
                 merged = max(1, frame.serial - last_serial)
