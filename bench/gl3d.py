@@ -13,14 +13,11 @@ Through the ring is the whole path of a running machine: this thread is the gues
 thread runs the device and the GL renderer's executor. Also measured: the guest's
 encoding alone (a transport that drops batches), a fence round trip (submit, the device
 signals, the guest sees it), and the executor's count of host waits per frame.
-
-Usage: bench/gl3d.py [--quick] [--rounds R] [--frames K]
+With --quick: 256x256 and 100 draw calls only, fewer rounds and frames.
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import threading
 import time
 from collections import deque
@@ -29,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from vgpu.bench import LOWER, Bench, Contender, Measurement, workload
 from vgpu.guest.cube import (
     FRAGMENT_SHADER,
     VERTEX_SHADER,
@@ -54,6 +52,11 @@ DRAWS = (100, 1000)
 TARGETS = {100: 0.05, 1000: 0.10}
 """Issue 14's bound on the ring's extra time per frame, by draw calls per frame."""
 FENCE_TARGET_US = 100.0
+ROUNDS, FRAMES = 5, 8
+"""205 s of a full run at 9 rounds of 20 frames (load average 5 on 2 cores); the ratios
+are taken round by round, so fewer, shorter rounds keep them."""
+QUICK_ROUNDS, QUICK_FRAMES = 3, 3
+FENCE_TRIPS_PER_ROUND = 50
 
 DRAW_VS = VERTEX_SHADER.replace("uniform mat4 mvp;", "uniform mat4 mvp;\nuniform vec4 place;")\
     .replace("gl_Position = mvp * vec4(in_pos, 1.0);",
@@ -96,11 +99,6 @@ class DrawCalls:
             self.vao.render()
 
 
-def _stats(samples: list[float]) -> str:
-    return (f"{statistics.median(samples):8.2f} ms  "
-            f"[{min(samples):.2f}-{max(samples):.2f}]")
-
-
 class NullRing:
     """A transport that drops batches: what encoding alone costs the guest."""
 
@@ -118,12 +116,6 @@ class NullRing:
 
     def gl_data(self, data: bytes) -> int:
         return 0
-
-
-def _rounds(run: Callable[[], None], frames: int) -> float:
-    t0 = time.perf_counter()
-    run()
-    return (time.perf_counter() - t0) * 1000 / frames
 
 
 class Ring:
@@ -194,7 +186,8 @@ class Ring:
         self._thread.join(START_TIMEOUT_S)
 
 
-def cases(direct: Any, ring: Ring, frames: int
+def cases(direct: Any, ring: Ring, frames: int, sizes: tuple[tuple[int, int], ...] = SIZES,
+          draws: tuple[int, ...] = DRAWS
           ) -> Iterator[tuple[str, int, dict[str, Callable[[], None]]]]:
     """(label, draw calls per frame, contenders): each contender draws `frames` frames of
     the same scene and waits until they are done. "shown" frames are copied out, so every
@@ -209,8 +202,8 @@ def cases(direct: Any, ring: Ring, frames: int
     clients (Renderer.snapshot) whenever the device has run dry, as the machine publishes."""
     from vgpu.guest import gl
 
-    for size in SIZES:
-        for n in DRAWS:
+    for size in sizes:
+        for n in draws:
             d_scene = DrawCalls(direct, size, n)
             screen = direct.framebuffer(direct.renderbuffer(size))
 
@@ -293,62 +286,44 @@ def fence_round_trips(ring: Ring, count: int) -> list[float]:
     return trips
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="vgpu bench gl3d", description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer rounds and frames")
-    ap.add_argument("--rounds", type=int, default=None)
-    ap.add_argument("--frames", type=int, default=None)
-    args = ap.parse_args(argv)
-    rounds = args.rounds or (3 if args.quick else 9)
-    frames = args.frames or (5 if args.quick else 20)
-
+@workload("gl3d", "the 3D ring against moderngl run directly, the same scenes interleaved; "
+          "fence round trip; host waits per frame", references=("moderngl direct",))
+def gl3d(b: Bench) -> Iterator[Measurement]:
     import moderngl
 
+    rounds = QUICK_ROUNDS if b.quick else ROUNDS
+    frames = QUICK_FRAMES if b.quick else FRAMES
+    sizes, draws = ((SIZES[-1],), DRAWS[:1]) if b.quick else (SIZES, DRAWS)
     direct = moderngl.create_standalone_context(backend="egl")
-    print(f"direct: moderngl {moderngl.__version__} on {direct.info['GL_RENDERER']}")
     ring = Ring()
-    status = 0
     try:
-        for label, n, contenders in cases(direct, ring, frames):
-            times: dict[str, list[float]] = {k: [] for k in contenders}
-            for run in contenders.values():  # warm-up: compile, first uploads
-                run()
-                ring.settle()
+        for label, n, plain in cases(direct, ring, frames, sizes, draws):
+            # the host GL finishes between timed runs, untimed (see Ring.settle)
+            contenders = {name: Contender(run, after=ring.settle) for name, run in plain.items()}
             waits_before = ring.host_waits()
-            for _ in range(rounds):
-                for name, run in contenders.items():
-                    times[name].append(_rounds(run, frames))
-                    ring.settle()
-            print(f"{label}, ms/frame, median [min-max] of {rounds} rounds x {frames} frames")
-            for name, samples in times.items():
-                print(f"  {name:<26} {_stats(samples)}")
-            for ring_name, direct_name, bound in ((RING_DRAWN, DIRECT_DRAWN, None),
-                                                  (RING_SHOWN, DIRECT_SHOWN, TARGETS[n]),
-                                                  (RING_CLIENT, DIRECT_CLIENT, TARGETS[n])):
-                ratio = (statistics.median(times[ring_name])
-                         / statistics.median(times[direct_name]) - 1)
-                verdict = "" if bound is None else (
-                    f"  (target <= +{bound * 100:.0f} %: "
-                    f"{'met' if ratio <= bound else 'NOT met'})")
-                status |= 1 if bound is not None and ratio > bound else 0
-                print(f"  {ring_name.split(',')[1].strip() + ', ring vs direct':<26} "
-                      f"{ratio * 100:+7.1f} %{verdict}")
-            # each round's finish() is one fence wait, never a host wait
-            waits = (ring.host_waits() - waits_before) / (rounds * frames)
-            print(f"  {'host waits per frame':<26} {waits:7.2f}    (target 0)")
-            status |= 0 if waits == 0 else 1
-        trips = fence_round_trips(ring, rounds * 50)
-        med = statistics.median(trips)
-        ok = med < FENCE_TARGET_US
-        status |= 0 if ok else 1
-        print(f"fence round trip: median {med:.1f} us [{min(trips):.1f}-{max(trips):.1f}] "
-              f"of {len(trips)} (target < {FENCE_TARGET_US:.0f} us: "
-              f"{'met' if ok else 'NOT met'})")
+            target = (f"issue 14's target: through the ring at most +{TARGETS[n] * 100:.0f} % "
+                      "time per frame over direct")
+            yield b.time(f"{label}: to client", {RING_CLIENT: contenders[RING_CLIENT],
+                                                 DIRECT_CLIENT: contenders[DIRECT_CLIENT]},
+                         work=frames, unit="frames/s", rounds=rounds, note=target)
+            yield b.time(f"{label}: shown", {
+                RING_SHOWN: contenders[RING_SHOWN], DIRECT_SHOWN: contenders[DIRECT_SHOWN],
+                "guest encoding only": contenders["guest encoding only"]},
+                work=frames, unit="frames/s", rounds=rounds, note=target)
+            yield b.time(f"{label}: drawn", {RING_DRAWN: contenders[RING_DRAWN],
+                                             DIRECT_DRAWN: contenders[DIRECT_DRAWN]},
+                         work=frames, unit="frames/s", rounds=rounds,
+                         note="for orientation: the ring's fence does not wait for the host "
+                              "GL to rasterize")
+            # every ring frame run above (three contenders), warm-up included; target 0
+            ring_frames = 3 * (rounds + 1) * frames
+            yield b.value(f"{label}: host waits per frame", "waits",
+                          {"through the ring": (ring.host_waits() - waits_before) / ring_frames},
+                          note="target 0")
+        trips = fence_round_trips(ring, rounds * FENCE_TRIPS_PER_ROUND)
+        yield b.value("fence round trip", "us", {"through the ring": trips}, better=LOWER,
+                      note=f"target < {FENCE_TARGET_US:.0f} us; direct GL has no fence to "
+                           "compare (see gl3d_fence for the IO port floor)")
     finally:
         ring.close()
         direct.release()
-    return status
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

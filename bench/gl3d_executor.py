@@ -3,26 +3,30 @@ through the 3D ring's executor (Renderer.execute_3d, batches encoded as a guest 
 the same run on the same context, medians of frames that end in a glFinish; and the cost of
 one decoded command (batches of 10,000 of one command).
 
-Batches are encoded with the tests' small encoder (tests/render/gl3d_helpers.py) until the
-guest library lands.
-
-    PYTHONPATH=. python bench/gl3d_executor.py [--frames 40] [--draws 100]
+Batches are encoded with the tests' small encoder (tests/render/gl3d_helpers.py): the
+executor alone, without the ring and the guest library (`gl3d` measures the whole path).
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
+import sys
+from collections.abc import Iterator
+from typing import Any
 
 import moderngl
 import numpy as np
 
-from tests.render.gl3d_helpers import FakeGuest, batch, enum, gl, vgpu
+from vgpu.bench import Bench, Measurement, workload
+from vgpu.bench.core import BENCH_DIR
 from vgpu.render import Renderer
 from vgpu.render import enums as E
 
 SIZE = 256
+DRAWS = 100
+FRAMES, QUICK_FRAMES = 40, 5
+"""Frames per timed run, each ending in glFinish."""
+COMMANDS, QUICK_COMMANDS = 10_000, 1_000
+"""One command repeated in one batch: the batch's cost over its length is one command's."""
 VS = """#version 430
 layout(location = 0) uniform vec2 u_off;
 in vec2 pos;
@@ -54,8 +58,9 @@ def direct_frame(ctx: moderngl.Context, fbo: moderngl.Framebuffer, prog: moderng
     ctx.finish()
 
 
-def ring_setup() -> bytes:
-    return batch(
+def ring_setup(h: Any) -> bytes:
+    gl, vgpu, enum = h.gl, h.vgpu, h.enum
+    return h.batch(
         vgpu("CONTEXT_CREATE", 1, 3, 0), vgpu("SURFACE_CREATE", 1, SIZE, SIZE, 0, 0),
         vgpu("MAKE_CURRENT", 1, 1),
         gl("glCreateShader", 1, enum("GL_VERTEX_SHADER")), gl("glShaderSource", 1, 1, VS.encode()),
@@ -72,87 +77,79 @@ def ring_setup() -> bytes:
         gl("glEnableVertexAttribArray", 0))
 
 
-def ring_frame(n: int, fence: int, present: bool) -> bytes:
+def ring_frame(h: Any, n: int, fence: int, present: bool) -> bytes:
+    gl, vgpu, enum = h.gl, h.vgpu, h.enum
     cmds = [gl("glClearColor", 0.0, 0.0, 0.5, 1.0), gl("glClear", enum("GL_COLOR_BUFFER_BIT"))]
     for x, y in offsets(n):
         cmds += [gl("glUniform2f", 0, x, y), gl("glDrawArrays", enum("GL_TRIANGLES"), 0, 3)]
     if present:
         cmds.append(vgpu("PRESENT", 0, 0, 0, SIZE, SIZE, 0, 0, 0, 0))
     cmds.append(vgpu("FENCE", fence, 0, 0))
-    return batch(*cmds)
+    return h.batch(*cmds)
 
 
-def median_ms(fn, frames: int) -> float:
-    times = []
-    for _ in range(frames):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+def _helpers() -> Any:
+    """tests/render/gl3d_helpers.py: the tests' batch encoder and fake guest."""
+    root = str(BENCH_DIR.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from tests.render import gl3d_helpers
+
+    return gl3d_helpers
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--frames", type=int, default=40)
-    ap.add_argument("--draws", type=int, default=100)
-    args = ap.parse_args()
+@workload("gl3d_executor", "the 3D executor against moderngl direct on the same context: a "
+          "frame of 100 draws, and each decoded command's cost", references=("moderngl direct",))
+def gl3d_executor(b: Bench) -> Iterator[Measurement]:
+    h = _helpers()
+    gl, enum = h.gl, h.enum
+    frames = QUICK_FRAMES if b.quick else FRAMES
     r = Renderer()
-    ctx = r.ctx
-    r.create_primary(640, 480, 640 * 4, E.SURFACE_FMT_32_xRGB, None)
-    prog = ctx.program(vertex_shader=VS, fragment_shader=FS)
-    vbo = ctx.buffer(TRI.tobytes())
-    vao = ctx.vertex_array(prog, [(vbo, "2f", "pos")])
-    fbo = ctx.framebuffer(color_attachments=[ctx.texture((SIZE, SIZE), 4)])
-    screen = ctx.framebuffer(color_attachments=[ctx.renderbuffer((SIZE, SIZE))])
-    guest = FakeGuest()
-    r.execute_3d(ring_setup(), guest)
-    frames = {p: ring_frame(args.draws, 1, p) for p in (False, True)}
+    try:
+        ctx = r.ctx
+        r.create_primary(640, 480, 640 * 4, E.SURFACE_FMT_32_xRGB, None)
+        prog = ctx.program(vertex_shader=VS, fragment_shader=FS)
+        vao = ctx.vertex_array(prog, [(ctx.buffer(TRI.tobytes()), "2f", "pos")])
+        fbo = ctx.framebuffer(color_attachments=[ctx.texture((SIZE, SIZE), 4)])
+        screen = ctx.framebuffer(color_attachments=[ctx.renderbuffer((SIZE, SIZE))])
+        guest = h.FakeGuest()
+        r.execute_3d(ring_setup(h), guest)
+        ring_frames = {p: ring_frame(h, DRAWS, 1, p) for p in (False, True)}
 
-    def ring(present: bool) -> None:
-        r.execute_3d(frames[present], guest)
-        ctx.finish()
+        def ring(present: bool) -> None:
+            for _ in range(frames):
+                r.execute_3d(ring_frames[present], guest)
+                ctx.finish()
 
-    for _ in range(5):  # warm: shader variants compiled, buffers placed
-        direct_frame(ctx, fbo, prog, vao, args.draws, screen)
-        ring(True)
-        ring(False)
-    results: dict[str, list[float]] = {"moderngl direct": [], "ring, no present": [],
-                                       "moderngl direct + copy": [], "ring + present": []}
-    for _ in range(3):  # interleaved rounds, so a busy machine hits all alike
-        results["moderngl direct"].append(
-            median_ms(lambda: direct_frame(ctx, fbo, prog, vao, args.draws), args.frames))
-        results["moderngl direct + copy"].append(
-            median_ms(lambda: direct_frame(ctx, fbo, prog, vao, args.draws, screen),
-                      args.frames))
-        results["ring, no present"].append(median_ms(lambda: ring(False), args.frames))
-        results["ring + present"].append(median_ms(lambda: ring(True), args.frames))
-    print(f"{args.draws} draw calls per frame, {SIZE}x{SIZE}, {ctx.info['GL_RENDERER']}; "
-          "each frame ends in glFinish")
-    for name, ms in results.items():
-        base = statistics.median(results["moderngl direct" if "present" not in name
-                                         else "moderngl direct + copy"])
-        m = statistics.median(ms)
-        print(f"  {name:24s} {m:7.3f} ms/frame  ({m / base * 100 - 100:+.1f}%)")
-    print(f"  host waits per frame through the ring: {r.gl3d.frame_waits} (glFinish here is "
-          "the benchmark's own)")
+        def direct(copy: bool) -> None:
+            for _ in range(frames):
+                direct_frame(ctx, fbo, prog, vao, DRAWS, screen if copy else None)
 
-    # decode cost: 10,000 of one command in one batch, with and without GL doing the work
-    n = 10000
-    cases = {
-        "glUniform2f": gl("glUniform2f", 0, 0.5, 0.5),
-        "glBindBuffer": gl("glBindBuffer", enum("GL_ARRAY_BUFFER"), 10),
-        "glUniformMatrix4fv": gl("glUniformMatrix4fv", 5, 1, 0, [0.0] * 16),
-        "glDrawArrays (0 vertices)": gl("glDrawArrays", enum("GL_TRIANGLES"), 0, 0),
-        # decoded and looked up, refused before GL: the executor's own cost alone
-        "glUseProgram (unknown name)": gl("glUseProgram", 99),
-    }
-    print(f"per command through the executor ({n} in one batch, GL's own work included):")
-    for name, c in cases.items():
-        b = batch(*[c] * n)
-        r.execute_3d(b, guest)
-        ms = median_ms(lambda b=b: r.execute_3d(b, guest), 15)
-        print(f"  {name:28s} {ms * 1e6 / n:7.0f} ns")
-
-
-if __name__ == "__main__":
-    main()
+        waits = r.gl3d.frame_waits
+        label = f"{DRAWS} draw calls/frame {SIZE}x{SIZE}"
+        yield b.time(f"{label}: drawn", {"through the executor": lambda: ring(False),
+                                          "moderngl direct": lambda: direct(False)},
+                     work=frames, unit="frames/s", warmup=2,
+                     note="each frame ends in glFinish (the benchmark's own)")
+        yield b.time(f"{label}: presented", {"through the executor": lambda: ring(True),
+                                              "moderngl direct + copy": lambda: direct(True)},
+                     work=frames, unit="frames/s", warmup=2)
+        yield b.value(f"{label}: host waits", "waits",
+                      {"through the executor": r.gl3d.frame_waits - waits}, note="target 0")
+        n = QUICK_COMMANDS if b.quick else COMMANDS
+        commands = {
+            "glUniform2f": gl("glUniform2f", 0, 0.5, 0.5),
+            "glBindBuffer": gl("glBindBuffer", enum("GL_ARRAY_BUFFER"), 10),
+            "glUniformMatrix4fv": gl("glUniformMatrix4fv", 5, 1, 0, [0.0] * 16),
+            "glDrawArrays (0 vertices)": gl("glDrawArrays", enum("GL_TRIANGLES"), 0, 0),
+            # decoded and looked up, refused before GL: the executor's own cost alone
+            "glUseProgram (unknown name)": gl("glUseProgram", 99),
+        }
+        for name, command in commands.items():
+            many = h.batch(*[command] * n)
+            yield b.time(f"per command: {name}", {
+                "through the executor": lambda many=many: r.execute_3d(many, guest)},
+                work=n / 1e6, unit="M commands/s",
+                note=f"{n} in one batch, GL's own work included")
+    finally:
+        r.close()

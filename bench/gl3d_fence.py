@@ -5,22 +5,26 @@ process (the unix socket), against two devices: one on a plain device thread who
 backend runs only FENCE (the device and transport alone), and the running machine of
 `vgpu serve` (render thread, GL renderer and, once it is built, the 3D executor). Beside
 each: a synchronous IO port write (QXL_IO_FLUSH_RELEASE) on the same attachment, the
-floor any guest-to-device-and-back exchange pays there.
-
-    vgpu bench gl3d_fence [--n 2000]
+floor any guest-to-device-and-back exchange pays there (the reference each round trip is
+compared with). Issue 14's target: a fence round trip under FENCE_TARGET_US.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+from vgpu.bench import Bench, Measurement, workload
+
+ROUND_TRIPS, QUICK_ROUND_TRIPS = 2000, 100
+"""Round trips per measurement: each takes tens of microseconds in-process."""
+FENCE_TARGET_US = 100.0
 
 GUEST = """
 import statistics, sys, time
@@ -42,31 +46,6 @@ print(*sorted(rt() for _ in range(n)))
 print(*sorted(io() for _ in range(n)))
 driver.close()
 """
-
-
-class _FenceBackend:
-    """Draws nothing; runs FENCE as the backends without GL do."""
-
-    def create_primary(self, *args: object) -> None: ...
-    def destroy_primary(self) -> None: ...
-    def execute(self, cmd: object) -> None: ...
-    def surface_created(self, *args: object) -> None: ...
-    def surface_destroyed(self, surface_id: int) -> None: ...
-    def reset(self) -> None: ...
-    def reset_3d(self) -> None: ...
-    def read_area(self, *args: object) -> list: return []
-
-    def execute_3d(self, batch: bytes, guest: object) -> None:
-        from vgpu.device.backend import run_fences
-
-        run_fences(batch, guest)  # type: ignore[arg-type]
-
-
-def _summary(name: str, times: list[float]) -> str:
-    times = sorted(times)
-    q = statistics.quantiles(times, n=20)
-    return (f"{name:<48} median {statistics.median(times) * 1e6:7.1f} us   "
-            f"p5 {q[0] * 1e6:7.1f}   p95 {q[-1] * 1e6:7.1f}   ({len(times)} runs)")
 
 
 Times = tuple[list[float], list[float]]  # fence round trips, sync IO writes
@@ -101,11 +80,12 @@ def _remote(path: Path, n: int) -> Times:
 
 def device_thread(n: int) -> tuple[Times, Times]:
     """In-process, then over the socket, on a device thread with the FENCE-only backend."""
+    from vgpu.bench.common import NullBackend
     from vgpu.device.device import Device
     from vgpu.device.inprocess import DeviceThread
     from vgpu.device.transport import GuestListener
 
-    device = Device(_FenceBackend())  # type: ignore[arg-type]
+    device = Device(NullBackend())  # type: ignore[arg-type]
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -138,16 +118,14 @@ def machine(n: int) -> tuple[Times, Times]:
     return local, remote
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="vgpu bench gl3d_fence")
-    parser.add_argument("--n", type=int, default=2000, help="round trips per measurement")
-    args = parser.parse_args(argv)
+@workload("gl3d_fence", "the 3D ring's fence round trip, in-process and over the guest "
+          "socket, on a device thread and on the machine", references=("sync IO port write",))
+def gl3d_fence(b: Bench) -> Iterator[Measurement]:
+    n = QUICK_ROUND_TRIPS if b.quick else ROUND_TRIPS
     for name, run in (("device thread", device_thread), ("machine", machine)):
-        for where, (rts, ios) in zip(("in-process", "unix socket"), run(args.n), strict=True):
-            print(_summary(f"{name}, {where}: fence round trip", rts))
-            print(_summary(f"{name}, {where}: sync IO port write", ios))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+        b.progress(name)
+        for where, (rts, ios) in zip(("in-process", "unix socket"), run(n), strict=True):
+            yield b.value(f"{name}, {where}: round trip", "us",
+                          {"fence round trip": [t * 1e6 for t in rts],
+                           "sync IO port write": [t * 1e6 for t in ios]},
+                          note=f"target: fence round trip < {FENCE_TARGET_US:.0f} us")

@@ -4,23 +4,30 @@ corrupt ring indexes), each on a freshly reset device and checked after, with es
 (exceptions out of the device) and violations (a check that failed) counted, and the
 process's resident memory at the start, after the first tenth and at the end.
 
-    vgpu bench gl3d_fuzz [--fuzz 100000] [--seed 0] [--gl]
-
---gl runs the cases through the GL renderer and its 3D executor (when it is built);
-without it the backend runs only FENCE, as the device's backends without GL do.
-`fuzz_gl3d()` is the entry point for `vgpu bench soak --fuzz`.
+Each run goes twice: on a backend that runs only FENCE (as the device's backends without
+GL do: the device and the ring alone, at CASES) and through the GL renderer and its 3D
+executor (at GL_CASES, each case far slower). With --fuzz: SOAK_CASES on the FENCE-only
+backend (issue 14's soak), the GL run as without it. `fuzz_gl3d()` is also what
+`vgpu bench soak --fuzz` runs. Any escape or violation fails the workload.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vgpu.bench import HIGHER, Bench, Measurement, workload
+from vgpu.bench.core import FUZZ, SEED
+
 ROOT = Path(__file__).resolve().parent.parent
+CASES, QUICK_CASES, SOAK_CASES = 5_000, 300, 100_000
+"""FENCE-only cases: a few hundred a second here; the soak's count is issue 14's."""
+GL_CASES, QUICK_GL_CASES = 500, 30
+"""Cases through the GL executor: each compiles and draws on llvmpipe."""
 FAILURES_SHOWN = 5
 RSS_GROWTH_LIMIT = 64 * 1024 * 1024
 """Resident memory the run may gain after its first tenth: a leak per case shows far
@@ -72,30 +79,30 @@ def fuzz_gl3d(cases: int, seed: int = 0, gl: bool = False) -> Gl3dFuzzCount:
     return count
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="vgpu bench gl3d_fuzz")
-    parser.add_argument("--fuzz", type=int, default=100_000, metavar="CASES")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--gl", action="store_true",
-                        help="through the GL renderer and its 3D executor")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    count = fuzz_gl3d(args.fuzz, args.seed, args.gl)
-    seconds = time.perf_counter() - start
-    mib = [f"{r / 2**20:.0f}" for r in count.rss]
-    growth = count.rss[-1] - count.rss[1] if len(count.rss) > 2 else 0
-    print(f"fuzz gl3d{' (GL executor)' if args.gl else ''}: {count.cases} cases, "
-          f"{count.batches} hostile batches and items, {seconds:.0f} s "
-          f"({count.cases / seconds:.0f} cases/s): {count.escapes} escapes, "
-          f"{count.violations} violations; resident MiB at start, after a tenth, at end: "
-          f"{' / '.join(mib)}", flush=True)
-    for line in count.first:
-        print(f"  {line}")
-    bounded = growth <= RSS_GROWTH_LIMIT
-    if not bounded:
-        print(f"  resident memory grew {growth / 2**20:.0f} MiB after the first tenth")
-    return int(bool(count.escapes or count.violations) or not bounded)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+@workload("gl3d_fuzz", "the 3D ring fuzzer at scale: hostile batches on a reset device, "
+          "escapes, violations and resident memory", options=(FUZZ, SEED))
+def gl3d_fuzz(b: Bench) -> Iterator[Measurement]:
+    failures: list[str] = []
+    runs = (("FENCE-only backend", False, SOAK_CASES if b.option("--fuzz") else
+             QUICK_CASES if b.quick else CASES),
+            ("GL executor", True, QUICK_GL_CASES if b.quick else GL_CASES))
+    for name, gl, cases in runs:
+        b.progress(f"{name}, {cases} cases")
+        start = time.perf_counter()
+        count = fuzz_gl3d(cases, b.option("--seed"), gl)
+        seconds = time.perf_counter() - start
+        growth = count.rss[-1] - count.rss[1] if len(count.rss) > 2 else 0
+        yield b.value(f"{name}: cases per second", "cases/s", {"vgpu": count.cases / seconds},
+                      better=HIGHER,
+                      note=f"{count.cases} cases, {count.batches} hostile batches and items")
+        for figure, value in (("escapes", count.escapes), ("violations", count.violations)):
+            yield b.value(f"{name}: {figure}", "cases", {"vgpu": value},
+                          note="; ".join(count.first) or "target 0")
+        yield b.value(f"{name}: resident memory growth after the first tenth", "MiB",
+                      {"vgpu": growth / 2**20},
+                      note=f"bound {RSS_GROWTH_LIMIT / 2**20:.0f} MiB")
+        failures += [f"{name}: {line}" for line in count.first]
+        if growth > RSS_GROWTH_LIMIT:
+            failures.append(f"{name}: resident memory grew {growth / 2**20:.0f} MiB")
+    if failures:
+        raise AssertionError("; ".join(failures[:FAILURES_SHOWN]))

@@ -7,29 +7,28 @@ desktop with lines of dark "text" and a photograph in the middle, drawn two ways
 bitmap; vgpu sends rendered pixels, the damage in bands split by content.
 The recording is played by both, vgpu (the machine) and spice-server
 (bench/peer), to a spice-gtk client connected first, through a proxy that counts
-the bytes each server sends.
+the bytes each server sends (link included). --quick: 640x360, the screen scene, auto_glz only.
 """
 
 from __future__ import annotations
 
-import argparse
 import runpy
-import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-_stream = runpy.run_path(str(ROOT / "bench" / "stream.py"), run_name="bench_stream_helpers")
-_spice = runpy.run_path(str(ROOT / "bench" / "spice.py"), run_name="bench_spice_helpers")
-sys.path.insert(0, str(ROOT / "bench" / "peer"))
-from spice_peer import SpicePeer, build_peer  # noqa: E402
+from vgpu.bench import LOWER, Bench, Measurement, workload
+from vgpu.bench.common import CountingProxy, SpiceClient, serving
+from vgpu.bench.core import BENCH_DIR
 
-UNLIMITED = 1e12
-"""The counting proxy's pace: no limit."""
+PEER_TOOLS = runpy.run_path(str(BENCH_DIR / "peer" / "spice_peer.py"))
+"""bench/peer's own helpers: build_peer() and SpicePeer."""
+SIZE, QUICK_SIZE = (1280, 720), (640, 360)
+COMPRESSIONS = ("auto_glz", "auto_lz")
 
 SETTLE_S = 1.5
 """No byte for this long after the replay ends: the picture is complete."""
@@ -87,27 +86,28 @@ def record_mixed(path: Path, width: int, height: int, scene: str) -> None:
         time.sleep(0.5)
 
 
-def count_bytes(port: int, start: object, finished: object) -> int:
+def count_bytes(port: int, start: Callable[[], object], finished: Callable[[], object]
+                ) -> dict[str, float]:
     """Connects spice-gtk to `port` through a counting proxy, calls start() once its
     display channel is open, waits for finished() and quiet; the bytes sent to it."""
-    proxy = _stream["PacedProxy"](port, UNLIMITED)
-    client = _spice["Client"](proxy.port)
+    proxy = CountingProxy(port)
+    client = SpiceClient(proxy.port)
     try:
         client.wait_display_open()
-        start()  # type: ignore[operator]
-        finished()  # type: ignore[operator]
+        start()
+        finished()
         last, since = -1, time.monotonic()
         while time.monotonic() - since < SETTLE_S:
-            if proxy.down_bytes != last:
-                last, since = proxy.down_bytes, time.monotonic()
+            if proxy.total() != last:
+                last, since = proxy.total(), time.monotonic()
             time.sleep(0.05)
-        return int(proxy.down_bytes)
+        return {"bytes": float(proxy.total())}
     finally:
         client.close()
         proxy.close()
 
 
-def run_vgpu(record: Path, image: str) -> int:
+def run_vgpu(record: Path, image: str) -> dict[str, float]:
     from vgpu.machine import Machine
     from vgpu.spice.imaging import Compression
     from vgpu.spice.server import ServerOptions
@@ -115,36 +115,34 @@ def run_vgpu(record: Path, image: str) -> int:
     machine = Machine.create(demo=f"replay:{record}")
     options = ServerOptions(compression=Compression(image=image, streaming="off"))
     try:
-        with _spice["serving"](machine, options) as (_server, port):
+        with serving(machine, options) as (_server, port):
             return count_bytes(port, machine.start, lambda: None)
     finally:
         machine.stop()
 
 
-def run_peer(exe: Path, record: Path, image: str) -> int:
-    with SpicePeer(exe, record, options=("--hold", "--image-compression", image)) as peer:
+def run_peer(exe: Path, record: Path, image: str) -> dict[str, float]:
+    with PEER_TOOLS["SpicePeer"](exe, record, options=("--hold", "--image-compression", image)
+                                 ) as peer:
         return count_bytes(peer.port, peer.release, peer.wait_done)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="vgpu bench mixed", description=__doc__)
-    parser.add_argument("--width", type=int, default=1280)
-    parser.add_argument("--height", type=int, default=720)
-    args = parser.parse_args(argv)
-    exe = build_peer()
-    if isinstance(exe, str):
-        print(f"no spice-server peer: {exe}", file=sys.stderr)
-        return 2
-    print(f"mixed screen {args.width}x{args.height} (a quarter of it a photo), recorded and "
-          "replayed to spice-gtk; bytes from server to client, link included")
-    print(f"{'scene':<7} {'compression':<12} {'vgpu':>10} {'spice-server':>13} {'ratio':>6}")
+@workload("mixed", "a photo inside a flat desktop: bytes to spice-gtk, vgpu against "
+          "spice-server", references=("spice-server",))
+def mixed(b: Bench) -> Iterator[Measurement]:
+    width, height = QUICK_SIZE if b.quick else SIZE
+    built = PEER_TOOLS["build_peer"]()
+    note = f"spice-server side missing: {built}" if isinstance(built, str) else ""
     with tempfile.TemporaryDirectory() as tmp:
-        for scene in SCENES:
+        for scene in SCENES[-1:] if b.quick else SCENES:
             record = Path(tmp) / f"{scene}.spice"
-            record_mixed(record, args.width, args.height, scene)
-            for image in ("auto_glz", "auto_lz"):
-                ours = run_vgpu(record, image)
-                theirs = run_peer(exe, record, image)
-                print(f"{scene:<7} {image:<12} {ours:10d} {theirs:13d} {ours / theirs:6.2f}",
-                      flush=True)
-    return 0
+            record_mixed(record, width, height, scene)
+            for image in COMPRESSIONS[:1] if b.quick else COMPRESSIONS:
+                contenders: dict[str, Callable[[], dict[str, float]]] = {
+                    "vgpu": lambda record=record, image=image: run_vgpu(record, image)}
+                if not note:
+                    contenders["spice-server"] = (lambda record=record, image=image:
+                                                  run_peer(built, record, image))
+                yield from b.observe(contenders, {"bytes": ("bytes", LOWER)},
+                                     prefix=f"{scene} {width}x{height} {image}: ", rounds=1,
+                                     note=note)

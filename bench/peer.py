@@ -11,6 +11,13 @@ library) connects through a counting proxy in this process, twice per server:
 - late: once the live session has settled and the client has left, a second client
   joins and gets the final screen from scratch.
 
+Every compression setting is played late; live only LIVE_COMPRESSIONS (both servers'
+default): each live setting cost a full run about 40 s over the seven recordings (670 s
+with all seven live, 513 s with three), and the late joiner shows every setting's bytes
+and picture. Where a
+setting is late only, the servers play the recording with no client and the late
+joiner connects once they say they are done.
+
 Measured per session: bytes from the server on the display channel and on all channels
 (spice-server's main channel adds about 256 KB on every connection, seen here with the
 proxy: its bandwidth test, pings with a large payload),
@@ -22,8 +29,6 @@ pixels differ from the stock client's screenshot of the original Xspice session.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import lzma
 import os
@@ -41,7 +46,14 @@ from pathlib import Path
 import numpy as np
 
 from vgpu.bench import HIGHER, LOWER, Bench, Measurement, workload
-from vgpu.bench.common import QUICK_RECORDINGS, SpiceClient, recordings, screenshot
+from vgpu.bench.common import (
+    DISPLAY_CHANNEL,
+    QUICK_RECORDINGS,
+    CountingProxy,
+    SpiceClient,
+    recordings,
+    screenshot,
+)
 from vgpu.bench.core import BENCH_DIR
 from vgpu.spice.imaging import IMAGE_COMPRESSIONS
 from vgpu.spice.streams import STREAM_TIMEOUT_S
@@ -52,6 +64,8 @@ PEER_TOOLS = runpy.run_path(str(PEER_SOURCE / "spice_peer.py"))
 """bench/peer's own helpers: build_peer() (make -C bench/peer) and free_port()."""
 free_port = PEER_TOOLS["free_port"]
 
+LIVE_COMPRESSIONS = ("auto_glz",)
+"""Settings whose live sessions are played in a full run (every one is played late)."""
 LOSSLESS = ("auto_glz", "auto_lz", "glz", "lz", "lz4", "off")
 """Settings whose pictures must equal, pixel for pixel (QUIC on photographs is lossy
 in spice-server's choice of it; JPEG is never enabled here)."""
@@ -71,10 +85,6 @@ it within milliseconds on loopback, so half a second without a change is the end
 FRAME_GAP_S = 0.004
 """display-invalidates closer than this belong to one frame the client showed (spice-gtk
 signals one per drawn rectangle, all within one main-loop turn)."""
-LINK_HEADER = 16 + 4 + 1
-"""SpiceLinkHeader (magic, major, minor, size) + SpiceLinkMess's connection_id and
-channel_type: what the proxy reads to know a connection's channel."""
-DISPLAY_CHANNEL = 2
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -82,63 +92,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-class CountingProxy:
-    """A loopback TCP proxy that counts the bytes each channel type got from the server."""
-
-    def __init__(self, upstream: int) -> None:
-        self.upstream = upstream
-        self.received: dict[int, int] = {}
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, "127.0.0.1", 0), self.loop).result(10)
-        self.port = int(self.server.sockets[0].getsockname()[1])
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # close() cancels what is left; a connection ends quietly then
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._relay(reader, writer)
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readexactly(LINK_HEADER)
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
-        except (OSError, asyncio.IncompleteReadError):
-            writer.close()
-            return
-        channel = head[-1]
-        up_writer.write(head)
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
-                       count: bool) -> None:
-            try:
-                while data := await src.read(1 << 16):
-                    if count:
-                        self.received[channel] = self.received.get(channel, 0) + len(data)
-                    dst.write(data)
-                    await dst.drain()
-            except OSError:
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))
-
-    def close(self) -> None:
-        async def shutdown() -> None:
-            self.server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 @dataclass
@@ -186,17 +139,21 @@ class ServerProcess:
                 self.proc.wait()
 
 
-def vgpu_server(recording: Path, port: int, compression: str) -> ServerProcess:
+def vgpu_server(recording: Path, port: int, compression: str, wait_client: bool
+                ) -> ServerProcess:
     return ServerProcess(
         [sys.executable, "-m", "vgpu.cli", "serve", "--demo", f"replay:{recording}",
-         "--wait-client", "--port", str(port), "--image-compression", compression],
+         *(["--wait-client"] if wait_client else []), "--port", str(port),
+         "--image-compression", compression],
         ready=lambda line: line.startswith("SPICE: spice://"),
         done=lambda line: line == "replay done")
 
 
-def peer_server(recording: Path, port: int, compression: str) -> ServerProcess:
+def peer_server(recording: Path, port: int, compression: str, wait_client: bool
+                ) -> ServerProcess:
     return ServerProcess(
-        [str(PEER_TOOLS["PEER"]), "--port", str(port), "--wait-client",
+        [str(PEER_TOOLS["PEER"]), "--port", str(port), *(["--wait-client"] if wait_client
+                                                         else []),
          "--image-compression", compression, str(recording)],
         ready=lambda line: line.startswith("listening"),
         done=lambda line: line.startswith("done"))
@@ -252,16 +209,20 @@ FIGURES = {"display KB": ("KB", LOWER), "all channels KB": ("KB", LOWER),
 
 
 def session(name: str, recording: Path, compression: str, tmp: Path,
-            pictures: dict[tuple[str, str], np.ndarray]) -> dict[str, dict[str, float]]:
-    """Live then late, on one server process; pictures[(name, mode)] gets what the
-    client showed (h, w, 3 RGB)."""
+            pictures: dict[tuple[str, str], np.ndarray], modes: tuple[str, ...]
+            ) -> dict[str, dict[str, float]]:
+    """Live then late (or late alone), on one server process; pictures[(name, mode)] gets
+    what the client showed (h, w, 3 RGB)."""
     port = free_port()
-    server = SERVERS[name](recording, port, compression)
+    live = "live" in modes
+    server = SERVERS[name](recording, port, compression, live)
     out: dict[str, dict[str, float]] = {}
     try:
         if not server.wait_for(server.ready, START_TIMEOUT_S):
             raise RuntimeError(f"{name} did not start: {server.lines[-3:]}")
-        for mode in ("live", "late"):
+        if not live and not server.wait_for(server.done, REPLAY_TIMEOUT_S):
+            raise RuntimeError(f"{name} did not play {recording.name}: {server.lines[-3:]}")
+        for mode in modes:
             dump = tmp / f"{name}-{mode}.bgrx"
             dump.unlink(missing_ok=True)
             out[mode] = watch(server, dump, live=mode == "live")
@@ -294,24 +255,27 @@ def peer(b: Bench) -> Iterator[Measurement]:
             path.write_bytes(lzma.decompress(packed.read_bytes()))
             reference = screenshot(rec)
             for compression in compressions:
+                modes = (("live", "late") if b.quick or compression in LIVE_COMPRESSIONS
+                         else ("late",))
                 pictures: dict[tuple[str, str], np.ndarray] = {}
                 runs: dict[str, dict[str, dict[str, float]]] = {}
 
                 def contender(name: str, compression: str = compression, path: Path = path,
-                              pictures: dict = pictures, runs: dict = runs
+                              pictures: dict = pictures, runs: dict = runs,
+                              modes: tuple[str, ...] = modes
                               ) -> Callable[[], dict[str, float]]:
                     def run() -> dict[str, float]:
-                        runs[name] = session(name, path, compression, tmp, pictures)
+                        runs[name] = session(name, path, compression, tmp, pictures, modes)
                         return {f"{mode} {f}": v for mode, figs in runs[name].items()
                                 for f, v in figs.items()}
                     return run
 
-                figures = {f"{mode} {f}": spec for mode in ("live", "late")
+                figures = {f"{mode} {f}": spec for mode in modes
                            for f, spec in FIGURES.items()
                            if not (mode == "late" and f == "frames/s shown")}
                 yield from b.observe({n: contender(n) for n in servers}, figures,
                                      prefix=f"{rec} {compression}: ", rounds=1, note=note)
-                for mode in ("live", "late"):
+                for mode in modes:
                     diff = {n: float(np.any(pictures[(n, mode)] != reference, axis=2).sum())
                             for n in servers}
                     yield b.value(f"{rec} {compression}: {mode} pixels unlike Xspice's "

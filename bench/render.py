@@ -247,7 +247,7 @@ class Ceilings:
 @workload("render", "2D operation mixes through the GL renderer, megapixels per second",
           references=("pixman (pycairo)", "GL ceiling", "instanced-rect ceiling"))
 def render(b: Bench) -> Iterator[Measurement]:
-    scale = 0.25 if b.quick else 1.0
+    scale = 0.1 if b.quick else 1.0
     ctx = create_context()
     r = Renderer(ctx)
     copies = Renderer(ctx, framebuffer_fetch=False) if r.fetch else None

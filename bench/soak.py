@@ -1,19 +1,24 @@
 """Soak: the desktop demo served under load, churn and hostile input, measured.
 
-  load       --clients at once on one server: --glib real spice-gtk clients
+  load       --clients at once on one server: GLIB_CLIENTS real spice-gtk clients
              (SpiceClientGLib), one stalled client that links and never reads, the
              rest light protocol clients that read slowly (tests/clients/light_client.py).
              Each client's frame rate (frames the server sent it per second) against
              the same kind of client served alone, the stalled one's backlog, and the
              server's resident memory per client.
-  websocket  the same with --websocket-clients light clients over WebSocket.
+  websocket  the same with WEBSOCKET_CLIENTS light clients over WebSocket.
   churn      light clients connecting all channels, watching and leaving (cleanly,
-             or abruptly with half a message and a reset) for --seconds: resident
+             or abruptly with half a message and a reset) for SECONDS: resident
              memory, open descriptors, threads and asyncio tasks at start and end.
   --fuzz     instead of the above: the protocol fuzzers' client messages, the
              device fuzzers' guest commands and the 3D ring fuzzer's cases at scale
              (--messages, --commands, --gl3d-cases), with the escapes (exceptions out
-             of a machine or the device) and violations counted.
+             of a machine or the device) and violations counted; any fails the run.
+             The canvas differential (issue 12's 10,000 random scenes against
+             spice-server) is its own workload: `vgpu bench soak canvas_soak --fuzz`.
+--quick shrinks the load (fewer clients, shorter windows, no WebSocket phase);
+--fuzz --quick runs each
+fuzzer at a thousandth of its count.
 
 Everything runs against `vgpu.machine.Machine` with the built-in desktop guest
 (about 30 frames a second of small damage), served by `SpiceServer` in this
@@ -22,15 +27,12 @@ process; the clients run in other processes, as real clients do.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ctypes
 import gc
 import json
 import os
 import random
-import runpy
-import statistics
 import subprocess
 import sys
 import threading
@@ -41,12 +43,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vgpu.bench import HIGHER, Bench, Measurement, workload
+from vgpu.bench.common import SpiceClient
+from vgpu.bench.core import FUZZ, Option, bench_module
 from vgpu.spice.server import WRITE_BUFFER_HIGH, ServerOptions, SpiceServer
 
 ROOT = Path(__file__).resolve().parent.parent
 LIGHT_CLIENT = ROOT / "tests" / "clients" / "light_client.py"
 CONNECT_TIMEOUT_S = 60.0  # all clients linked and drawn to by then, or the run fails
-PHASES = ["load", "websocket", "churn"]
+SECONDS, QUICK_SECONDS = 5.0, 1.0  # each measurement window: 150 demo frames
+GLIB_CLIENTS, QUICK_GLIB_CLIENTS = 3, 0  # real spice-gtk clients among the load's
+WEBSOCKET_CLIENTS = 10
+CHURN_CLIENTS, QUICK_CHURN_CLIENTS = 8, 3  # clients churning at once
+QUICK_CLIENTS = 8
+"""--quick: load and churn, with light clients only and one-second windows."""
+QUICK_FUZZ_SHARE = 1000  # --fuzz --quick: each fuzzer at its count / this
+CLIENTS = Option("--clients", "clients at once in the load phase", int, 50)
+MESSAGES = Option("--messages", "client messages for the protocol fuzzers", int, 1_000_000)
+COMMANDS = Option("--commands", "guest commands for the device fuzzers", int, 1_000_000)
+GL3D_CASES = Option("--gl3d-cases", "cases of the 3D ring fuzzer", int, 100_000)
 TOLERANCE = 0.10  # the issue's bound: each client within 10% of its rate alone
 FRAME_BOUND = 4 * 1024 * 1024  # a lossless 1024x768 frame at most, on top of the buffer
 
@@ -159,9 +174,8 @@ class LightClients:
 
 
 def glib_client(port: int) -> Any:
-    """A real spice-gtk client (SpiceClientGLib), as bench/spice.py runs it."""
-    client_class = runpy.run_path(str(ROOT / "bench" / "spice.py"), run_name="bench_spice")
-    return client_class["Client"](port)
+    """A real spice-gtk client (SpiceClientGLib)."""
+    return SpiceClient(port)
 
 
 @dataclass
@@ -321,64 +335,65 @@ def run_churn(served: Served, clients: int, seconds: float,
     return start, Gauges.now(served), sum(r["sessions"] for r in lines)
 
 
-def print_load(name: str, r: LoadResult) -> None:
+def load_measurements(b: Bench, name: str, r: LoadResult) -> Iterator[Measurement]:
+    """Each kind's clients under load against one of its kind served alone, as shares of
+    the demo's frames (the demo's own rate moves with its drawing and the machine)."""
     for kind, rates in r.rates.items():
-        if rates:
-            alone, published = r.alone[kind]
-            print(f"{name}: {kind:4} alone {alone:5.1f} frames/s (demo {published:.1f}); "
-                  f"with {r.clients} clients: min {min(rates):5.1f}, median "
-                  f"{statistics.median(rates):5.1f}, max {max(rates):5.1f} "
-                  f"({len(rates)} clients; demo {r.published:.1f})")
-    print(f"{name}: worst client at {100 * r.worst_ratio():.0f}% of its rate alone, "
-          f"as shares of the demo's frames "
-          f"({'within' if r.worst_ratio() >= 1 - TOLERANCE else 'OUTSIDE'} "
-          f"{100 * TOLERANCE:.0f}%)")
-    print(f"{name}: stalled client: {r.stalled_backlog / 1024:.0f} KiB queued "
-          f"(bound {(WRITE_BUFFER_HIGH + FRAME_BOUND) / 1024:.0f} KiB), "
-          f"{r.stalled_frames} frames sent while measuring")
-    print(f"{name}: resident memory (after malloc_trim) {r.rss_before / 2**20:.0f} MiB before, "
-          f"{r.rss_with_clients / 2**20:.0f} MiB with {r.clients} clients: "
-          f"{r.memory_per_client() / 1024:.0f} KiB per client")
+        if not rates:
+            continue
+        alone, published = r.alone[kind]
+        yield b.value(f"{name}, {r.clients} clients: {kind} frames/s", "frames/s",
+                      {"each under load": rates, "alone": alone}, better=HIGHER,
+                      note=f"the demo published {r.published:.1f} frames/s under load, "
+                           f"{published:.1f} alone")
+        yield b.value(f"{name}, {r.clients} clients: {kind} share of the demo's frames", "%",
+                      {"worst under load": 100 * min(rates) / r.published,
+                       "alone": 100 * alone / published}, better=HIGHER,
+                      note=f"target: within {100 * TOLERANCE:.0f} % of alone")
+    yield b.value(f"{name}, {r.clients} clients: stalled client's backlog", "KiB",
+                  {"stalled client": r.stalled_backlog / 1024,
+                   "bound": (WRITE_BUFFER_HIGH + FRAME_BOUND) / 1024},
+                  note=f"{r.stalled_frames} frames sent to it while measuring")
+    yield b.value(f"{name}, {r.clients} clients: resident memory per client", "KiB",
+                  {"vgpu": r.memory_per_client() / 1024},
+                  note=f"after malloc_trim: {r.rss_before / 2**20:.0f} MiB before, "
+                       f"{r.rss_with_clients / 2**20:.0f} MiB with the clients")
 
 
-def print_churn(name: str, start: Gauges, end: Gauges, sessions: int) -> None:
-    print(f"{name}: {sessions} sessions came and went")
-    print(f"{name}: resident memory (after malloc_trim) {start.rss / 2**20:.1f} -> "
-          f"{end.rss / 2**20:.1f} MiB, "
-          f"open fds {start.fds} -> {end.fds}, threads {start.threads} -> {end.threads}, "
-          f"asyncio tasks {start.tasks} -> {end.tasks}, connections {start.connections} -> "
-          f"{end.connections}, server objects {start.objects} -> {end.objects}")
+def churn_measurements(b: Bench, start: Gauges, end: Gauges, sessions: int
+                       ) -> Iterator[Measurement]:
+    """What churning sessions left behind: every gauge after against before."""
+    note = f"{sessions} sessions came and went"
+    yield b.value("churn: resident memory", "MiB", {"after": end.rss / 2**20,
+                                                    "before": start.rss / 2**20}, note=note)
+    for gauge in ("fds", "threads", "tasks", "connections", "objects"):
+        yield b.value(f"churn: {gauge}", gauge, {"after": getattr(end, gauge),
+                                                 "before": getattr(start, gauge)}, note=note)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="vgpu bench soak", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=10.0, help="each measurement")
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--glib", type=int, default=3, help="real spice-gtk clients among them")
-    parser.add_argument("--websocket-clients", type=int, default=10)
-    parser.add_argument("--churn-clients", type=int, default=8,
-                        help="clients churning at once")
-    parser.add_argument("--only", nargs="+", choices=PHASES, default=PHASES,
-                        help="some of the phases (all by default)")
-    parser.add_argument("--fuzz", action="store_true", help="run the fuzzers at scale instead")
-    parser.add_argument("--messages", type=int, default=1_000_000,
-                        help="client messages for the protocol fuzzers")
-    parser.add_argument("--commands", type=int, default=1_000_000,
-                        help="guest commands for the device fuzzers")
-    parser.add_argument("--gl3d-cases", type=int, default=100_000,
-                        help="cases of the 3D ring fuzzer (bench/gl3d_fuzz.py)")
-    args = parser.parse_args(argv)
-    if args.fuzz:
-        return run_fuzz(args.messages, args.commands, args.gl3d_cases)
+@workload("soak", "the desktop demo under load (50 clients), WebSocket load and churn; with "
+          "--fuzz the protocol, device and 3D ring fuzzers at 10^6 / 10^6 / 10^5",
+          references=("a client alone",), options=(FUZZ, CLIENTS, MESSAGES, COMMANDS,
+                                                   GL3D_CASES))
+def soak(b: Bench) -> Iterator[Measurement]:
+    if b.option("--fuzz"):
+        share = QUICK_FUZZ_SHARE if b.quick else 1
+        yield from run_fuzz(b, *(max(1, b.option(f) // share)
+                                 for f in ("--messages", "--commands", "--gl3d-cases")))
+        return
+    seconds = QUICK_SECONDS if b.quick else SECONDS
+    clients = min(QUICK_CLIENTS, b.option("--clients")) if b.quick else b.option("--clients")
     with serve_demo() as served:
-        if "load" in args.only:
-            print_load("load", run_load(served, args.clients, args.glib, args.seconds))
-        if "websocket" in args.only:
-            print_load("websocket", run_load(served, args.websocket_clients, 0, args.seconds,
-                                             websocket=True))
-        if "churn" in args.only:
-            print_churn("churn", *run_churn(served, args.churn_clients, args.seconds))
-    return 0
+        b.progress(f"load, {clients} clients")
+        yield from load_measurements(b, "load", run_load(
+            served, clients, QUICK_GLIB_CLIENTS if b.quick else GLIB_CLIENTS, seconds))
+        if not b.quick:  # the same load over another transport
+            b.progress("websocket load")
+            yield from load_measurements(b, "websocket", run_load(
+                served, WEBSOCKET_CLIENTS, 0, seconds, websocket=True))
+        b.progress("churn")
+        yield from churn_measurements(b, *run_churn(
+            served, QUICK_CHURN_CLIENTS if b.quick else CHURN_CLIENTS, seconds))
 
 
 @dataclass
@@ -463,30 +478,35 @@ def fuzz_device(commands: int, seed: int = FUZZ_SEED) -> FuzzCount:
 def fuzz_3d(cases: int) -> FuzzCount:
     """bench/gl3d_fuzz.py's run of the 3D ring fuzzer (tests/device/gl3d_fuzz.py), counted
     as the others are."""
-    gl3d = runpy.run_path(str(ROOT / "bench" / "gl3d_fuzz.py"), run_name="bench_gl3d_fuzz")
-    result = gl3d["fuzz_gl3d"](cases, FUZZ_SEED)
+    result = bench_module("gl3d_fuzz").fuzz_gl3d(cases, FUZZ_SEED)
     return FuzzCount(f"3D ring ({result.cases} cases)", result.batches, result.cases,
                      result.escapes, result.violations, result.first)
 
 
-def run_fuzz(messages: int, commands: int, gl3d_cases: int) -> int:
+def run_fuzz(b: Bench, messages: int, commands: int, gl3d_cases: int
+             ) -> Iterator[Measurement]:
     import logging
 
-    sys.path[:0] = [str(ROOT / "tests" / "spice"), str(ROOT / "tests" / "device")]
+    for path in (ROOT / "tests" / "spice", ROOT / "tests" / "device"):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
     # Every hostile case is logged as a guest bug or a closed channel: millions of lines.
     logging.disable(logging.WARNING)
-    status = 0
-    runs = ((fuzz_protocol, messages), (fuzz_device, commands), (fuzz_3d, gl3d_cases))
-    for run, target in runs:
+    failures: list[str] = []
+    runs = (("protocol", fuzz_protocol, messages, "client messages"),
+            ("device", fuzz_device, commands, "guest commands"),
+            ("3D ring", fuzz_3d, gl3d_cases, "hostile 3D batches and ring items"))
+    for name, run, target, unit in runs:
+        b.progress(f"fuzz {name}, {target} {unit}")
         start = time.perf_counter()
         count = run(target)
         seconds = time.perf_counter() - start
-        unit = {fuzz_protocol: "client messages", fuzz_device: "guest commands",
-                fuzz_3d: "hostile 3D batches and ring items"}[run]
-        print(f"fuzz {count.name}: {count.inputs} {unit} in {count.cases} cases, "
-              f"{seconds:.0f} s ({count.inputs / seconds:.0f}/s): {count.escapes} escapes, "
-              f"{count.violations} violations", flush=True)
-        for line in count.first:
-            print(f"  {line}")
-        status |= int(bool(count.escapes or count.violations))
-    return status
+        note = f"{count.name}: {count.inputs} {unit} in {count.cases} cases, {seconds:.0f} s"
+        yield b.value(f"fuzz {name}: {unit} per second", "/s",
+                      {"vgpu": count.inputs / seconds}, better=HIGHER, note=note)
+        for figure, value in (("escapes", count.escapes), ("violations", count.violations)):
+            yield b.value(f"fuzz {name}: {figure}", "cases", {"vgpu": value},
+                          note="; ".join(count.first) or "target 0")
+        failures += [f"{name}: {line}" for line in count.first]
+    if failures:
+        raise AssertionError("; ".join(failures[:FUZZ_FAILURES_SHOWN]))

@@ -14,10 +14,6 @@ client reads back (coarse blocks: JPEG keeps them). Against spice-server: `bench
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import statistics
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,10 +22,10 @@ import numpy as np
 
 from vgpu.bench import HIGHER, LOWER, Bench, Measurement, workload
 from vgpu.bench.common import SpiceClient as Client
-from vgpu.bench.common import recording
+from vgpu.bench.common import percentiles, recording, serving
 from vgpu.display import CursorBus, Frame, FrameBus, InputEvent
 from vgpu.spice.imaging import Compression
-from vgpu.spice.server import DisplaySource, ServerOptions, SpiceServer
+from vgpu.spice.server import ServerOptions
 
 STAMP_BITS, STAMP_BLOCK = 16, 16  # as the client reads them
 DISTINCT_FRAMES = 24  # precomputed, so publishing costs nothing
@@ -66,33 +62,6 @@ def animation(width: int, height: int) -> list[np.ndarray]:
         img[200:400, bx : bx + 200, :3] = (40, 200, 40)
         frames.append(img)
     return frames
-
-
-@contextlib.contextmanager
-def serving(source: DisplaySource, options: ServerOptions) -> Iterator[tuple[SpiceServer, int]]:
-    """A SpiceServer on its own event loop thread, listening on a free port."""
-    loop = asyncio.new_event_loop()
-    server = SpiceServer(source, options)
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield server, asyncio.run_coroutine_threadsafe(
-            server.listen("127.0.0.1", 0), loop
-        ).result(10)
-    finally:
-        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-
-
-def percentiles(latencies: list[float]) -> dict[str, float]:
-    ordered = sorted(latencies)
-    if not ordered:
-        return {"latency median": float("nan"), "latency p99": float("nan")}
-    return {
-        "latency median": statistics.median(ordered),
-        "latency p99": ordered[int(0.99 * (len(ordered) - 1))],
-    }
 
 
 def run_animation(
@@ -172,12 +141,7 @@ def run_replay(recording: Path, image: str, settle: float = 1.0) -> dict:
     with serving(machine, options) as (server, port):
         client = Client(port)
         try:
-            deadline = time.monotonic() + 20
-            while not any(line.startswith("event 2 opened") for line in lines):
-                lines += client.drain()
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the client never opened its display channel")
-                time.sleep(0.02)
+            lines += client.wait_display_open()
             start = time.monotonic()
             machine.start()
             last_count, last_change = -1, time.monotonic()

@@ -15,18 +15,18 @@ window:
               8x8 windows (Wang et al. 2004, box windows), mean over the dumps;
   delay       present (the frame published by the render thread) to the client's
               display-invalidate of that frame: median and p99.
-With --throttle KBPS a second run serves two clients at once, one direct and one
-through a proxy that paces the server's bytes to KBPS kilobytes per second: the
-throttled client's delay must stay bounded (its queue does not grow) while the
-direct one keeps its frame rate.
+Beside it, the encoders alone (ms per frame, KiB per frame, SSIM of FFmpeg's decoding)
+and rate-distortion points (H.264 at two rates, MJPEG at two qualities: spice-server's
+own codec, at its starting quality 70 and below). A last run serves two clients at once,
+one direct and one through a proxy that paces the server's bytes to THROTTLE_KBPS: the
+throttled client's delay must stay bounded (its queue does not grow) while the direct
+one keeps its frame rate. With --quick: one small size, two codecs, no throttled run.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import runpy
 import statistics
 import tempfile
 import threading
@@ -37,13 +37,21 @@ from pathlib import Path
 
 import numpy as np
 
+from vgpu.bench import HIGHER, LOWER, Bench, Measurement, workload
+from vgpu.bench.common import LoopProxy, SpiceClient, percentiles, serving
 from vgpu.guest.anim import read_stamp
 from vgpu.spice.imaging import Compression
 from vgpu.spice.server import ServerOptions
 
-ROOT = Path(__file__).resolve().parent.parent
-_spice = runpy.run_path(str(ROOT / "bench" / "spice.py"), run_name="bench_spice_helpers")
-Client, serving, percentiles = _spice["Client"], _spice["serving"], _spice["percentiles"]
+SIZES = ((1280, 720), (1920, 1080))
+QUICK_SIZE = (640, 360)
+CODECS = ("h264", "vp8", "mjpeg")
+"""vgpu's first choice first; MJPEG is spice-server's own stream codec."""
+QUICK_CODECS = ("h264", "mjpeg")
+SECONDS, QUICK_SECONDS = 3.0, 1.0
+"""The measuring window per session, after the warm-up."""
+THROTTLE_KBPS = 500.0
+"""The paced client's link: a frame of a stream fits, a lossless full screen takes seconds."""
 
 KEEP_FRAMES = 48
 """Published frames kept for SSIM: a dump shows a frame at most this many frames old."""
@@ -114,7 +122,7 @@ class Presented:
         self._sub.close()
 
 
-class PacedProxy:
+class PacedProxy(LoopProxy):
     """A TCP proxy whose server-to-client direction carries at most `rate` bytes a
     second, reading from the server only as fast as it forwards (so the backlog
     stays on the server's side, where rate control can see it)."""
@@ -127,16 +135,9 @@ class PacedProxy:
         self.target_port, self.rate = target_port, rate
         self.chunk = min(1 << 20, max(1024, int(rate * self.PACE_S)))
         self.down_bytes = 0  # bytes from the server to the client, all connections
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.port = asyncio.run_coroutine_threadsafe(self._listen(), self.loop).result(10)
+        super().__init__()
 
-    async def _listen(self) -> int:
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
-
-    async def _accept(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
+    async def relay(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
         sreader, swriter = await asyncio.open_connection("127.0.0.1", self.target_port)
 
         async def up() -> None:
@@ -156,18 +157,6 @@ class PacedProxy:
             await asyncio.gather(up(), down())
         cwriter.close()
         swriter.close()
-
-    def close(self) -> None:
-        async def shutdown() -> None:
-            self.server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 class Watch:
@@ -190,9 +179,7 @@ class Watch:
             self.poll()
 
     def sample_ssim(self, path: Path) -> None:
-        proc = self.client.proc  # type: ignore[attr-defined]
-        proc.stdin.write(f"dump {path}\n")
-        proc.stdin.flush()
+        self.client.send(f"dump {path}")  # type: ignore[attr-defined]
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             self.poll()
@@ -237,7 +224,7 @@ def running(width: int, height: int, codec: str) -> Iterator[tuple[object, objec
 
 
 def measure(
-    watches: list[Watch], seconds: float, tmp: Path, warmup: float = WARMUP_S
+    watches: list[Watch], seconds: float, tmp: Path, warmup: float
 ) -> tuple[float, float]:
     """Runs the window, dumping pictures along the way; returns (start, end) in time.time()."""
     for watch in watches:
@@ -270,18 +257,19 @@ def summary(watch: Watch, presented: Presented, start: float, end: float) -> dic
     }
 
 
-def run_codec(width: int, height: int, codec: str, seconds: float, tmp: Path) -> dict:
+def run_codec(width: int, height: int, codec: str, seconds: float, tmp: Path,
+              warmup: float = WARMUP_S) -> dict:
     with running(width, height, codec) as (server, port, presented):
-        client = Client(port)
+        client = SpiceClient(port)
         try:
             watch = Watch(client, presented)
             watch.wait_first_picture()
             stats = server.display_stats[0]  # type: ignore[attr-defined]
-            time.sleep(WARMUP_S)
+            time.sleep(warmup)
             bytes0, frames0 = stats.stream_bytes, stats.stream_frames
             skipped0 = stats.stream_skipped
             published0 = len(presented.times)
-            start, end = measure([watch], seconds, tmp)
+            start, end = measure([watch], seconds, tmp, 0.0)
             sent_bytes = stats.stream_bytes - bytes0
             sent_frames = stats.stream_frames - frames0
             skipped = stats.stream_skipped - skipped0
@@ -291,8 +279,8 @@ def run_codec(width: int, height: int, codec: str, seconds: float, tmp: Path) ->
     return {
         **summary(watch, presented, start, end),
         "codec": stats.codec,
-        "published_fps": published / (end - start + WARMUP_S),
-        "kib_s": sent_bytes / 1024 / (end - start + WARMUP_S),
+        "published_fps": published / (end - start),
+        "kib_s": sent_bytes / 1024 / (end - start),
         "kib_frame": sent_bytes / 1024 / max(1, sent_frames),
         "skipped": skipped,
     }
@@ -303,7 +291,7 @@ def run_throttled(
 ) -> dict:
     with running(width, height, codec) as (server, port, presented):
         proxy = PacedProxy(port, kbps * 1000)
-        fast, slow = Client(port), Client(proxy.port)
+        fast, slow = SpiceClient(port), SpiceClient(proxy.port)
         try:
             watches = [Watch(fast, presented), Watch(slow, presented)]
             # The slow client's first picture is a lossless full screen: seconds
@@ -379,56 +367,79 @@ def encoder_costs(width: int, height: int, codec: str, frames: int = 30,
     }
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="vgpu bench stream", description=__doc__)
-    parser.add_argument("--sizes", default="1280x720,1920x1080")
-    parser.add_argument("--codecs", default="h264,vp8,mjpeg")
-    parser.add_argument("--seconds", type=float, default=6.0)
-    parser.add_argument("--throttle", type=float, default=500.0,
-                        help="kilobytes per second for the throttled client (0: no such run)")
-    args = parser.parse_args(argv)
-    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    print("encoder alone, starting rate: median ms per frame (RGB->YUV included), KiB per "
-          "frame, SSIM of FFmpeg's decoding")
+SESSION_FIGURES = {
+    "published_fps": ("frames/s", HIGHER), "fps": ("frames/s", HIGHER),
+    "kib_s": ("KiB/s", LOWER), "kib_frame": ("KiB", LOWER), "ssim": ("SSIM", HIGHER),
+    "latency median": ("ms", LOWER), "latency p99": ("ms", LOWER),
+    "skipped": ("frames", LOWER)}
+"""One client's session: what the guest published, what the client showed (its fps and
+the SSIM of its pictures), the stream's bytes and the delay from present to display."""
+ENCODER_FIGURES = {"ms": ("ms", LOWER), "kib": ("KiB", LOWER), "ssim": ("SSIM", HIGHER)}
+"""The encoder alone, per frame: time, size, SSIM of FFmpeg's decoding."""
+FIGURE_NAMES = {"ms": "ms per frame", "kib": "KiB per frame",
+                "published_fps": "published fps", "fps": "shown fps", "kib_s": "KiB/s",
+                "kib_frame": "KiB per frame", "ssim": "SSIM", "latency median": "delay median",
+                "latency p99": "delay p99", "skipped": "frames skipped by rate control",
+                "late_half_median_ms": "delay median, second half"}
+
+
+def _named(figures: dict) -> dict[str, float]:
+    return {FIGURE_NAMES[k]: float(v) for k, v in figures.items() if k in FIGURE_NAMES}
+
+
+def _specs(keys: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    return {FIGURE_NAMES[k]: spec for k, spec in keys.items()}
+
+
+@workload("stream", "video streams to spice-gtk from the anim guest: shown fps, bytes, SSIM, "
+          "delay per codec; the encoders alone", references=("spice-server's MJPEG",))
+def stream(b: Bench) -> Iterator[Measurement]:
+    sizes = (QUICK_SIZE,) if b.quick else SIZES
+    codecs = QUICK_CODECS if b.quick else CODECS
+    seconds = QUICK_SECONDS if b.quick else SECONDS
+    frames = 8 if b.quick else 30
     for width, height in sizes:
-        costs = {codec: encoder_costs(width, height, codec) for codec in args.codecs.split(",")}
-        print(f"{width}x{height:<5} " + "  ".join(
-            f"{codec} {c['ms']:.1f} ms {c['kib']:.1f} KiB {c['ssim']:.3f}"
-            for codec, c in costs.items()))
-    width, height = sizes[0]
-    points = [("h264", bpp, None) for bpp in RD_BITS_PER_PIXEL]
-    points += [("mjpeg", None, q) for q in RD_MJPEG_QUALITIES]
-    print(f"rate and quality at {width}x{height}, encoder alone: " + "; ".join(
-        f"{codec} {'bpp ' + str(bpp) if bpp else 'q' + str(q)}: {c['kib']:.1f} KiB "
-        f"SSIM {c['ssim']:.4f}"
-        for codec, bpp, q in points
-        for c in [encoder_costs(width, height, codec, bits_per_pixel=bpp, quality=q)]))
-    print("\nanim demo guest -> machine (guest driver, device, GL renderer) -> vgpu SPICE "
-          "server -> spice-gtk (SpiceClientGLib, GStreamer decoders), one client; "
-          "skipped: stream frames rate control left out")
-    print(f"{'size':>10} {'codec':<6} {'published':>9} {'shown fps':>9} {'KiB/s':>8} "
-          f"{'KiB/frame':>9} {'SSIM':>6} {'median ms':>9} {'p99 ms':>7} {'skipped':>7}")
+        yield from b.observe(
+            {codec: lambda codec=codec, width=width, height=height: _named(encoder_costs(
+                width, height, codec, frames)) for codec in codecs},
+            _specs(ENCODER_FIGURES),
+            prefix=f"encoder alone {width}x{height}: ", rounds=1,
+            note="starting rate, RGB->YUV included; SSIM of FFmpeg's decoding")
+    if not b.quick:
+        width, height = sizes[0]
+        points = {f"h264 {bpp} bits/pixel": ("h264", bpp, None) for bpp in RD_BITS_PER_PIXEL}
+        points |= {f"mjpeg quality {q}": ("mjpeg", None, q) for q in RD_MJPEG_QUALITIES}
+        yield from b.observe(
+            {name: lambda p=p: _named(encoder_costs(width, height, p[0], bits_per_pixel=p[1],
+                                                    quality=p[2]))
+             for name, p in points.items()},
+            _specs({k: ENCODER_FIGURES[k] for k in ("kib", "ssim")}),
+            prefix=f"rate and quality {width}x{height}: ", rounds=1,
+            note="the encoder alone: compare the codecs at equal SSIM")
+    figures = _specs(SESSION_FIGURES)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for width, height in sizes:
-            for codec in args.codecs.split(","):
-                r = run_codec(width, height, codec, args.seconds, tmp)
-                print(f"{width}x{height:<5} {r['codec'] or '-':<6} {r['published_fps']:9.1f} "
-                      f"{r['fps']:9.1f} {r['kib_s']:8.0f} {r['kib_frame']:9.1f} "
-                      f"{r['ssim']:6.3f} {r['median_ms']:9.1f} {r['p99_ms']:7.1f} "
-                      f"{r['skipped']:7d}", flush=True)
-        if args.throttle:
-            width, height = sizes[0]
-            codec = args.codecs.split(",")[0]
-            print(f"\ntwo clients at once, {width}x{height} {codec}: one direct, one through "
-                  f"a proxy paced to {args.throttle:g} kB/s")
-            r = run_throttled(width, height, codec, args.seconds, args.throttle, tmp)
-            for name in ("fast", "slow"):
-                s = r[name]
-                print(f"  {name}: shown {s['fps']:.1f} fps, SSIM {s['ssim']:.3f}, delay median "
-                      f"{s['median_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms, second half median "
-                      f"{s['late_half_median_ms']:.0f} ms")
-            print(f"  server: most bytes waiting in a socket before a stream frame "
-                  f"{[round(k) for k in r['max_backlog_kib']]} KiB, stream frames skipped "
-                  f"{r['skipped']}")
-    return 0
+            yield from b.observe(
+                {codec: lambda codec=codec, width=width, height=height: _named(run_codec(
+                    width, height, codec, seconds, tmp, QUICK_SECONDS if b.quick else WARMUP_S))
+                 for codec in codecs},
+                figures, prefix=f"anim {width}x{height}: ", rounds=1,
+                note="anim guest -> device -> GL renderer -> vgpu SPICE -> spice-gtk "
+                     "(GStreamer decoders)")
+        if b.quick:
+            return
+        width, height = sizes[0]
+        got = run_throttled(width, height, codecs[0], seconds, THROTTLE_KBPS, tmp)
+        client_figures = _specs({k: SESSION_FIGURES.get(k, ("ms", LOWER)) for k in (
+            "fps", "ssim", "latency median", "latency p99", "late_half_median_ms")})
+        prefix = f"two clients {width}x{height} {codecs[0]}, one paced to {THROTTLE_KBPS:g} kB/s: "
+        for figure, (unit, better) in client_figures.items():
+            yield b.value(prefix + figure, unit,
+                          {side: _named(got[key])[figure]
+                           for side, key in (("direct client", "fast"), ("paced client", "slow"))},
+                          better=better)
+        yield b.value(prefix + "most bytes waiting before a stream frame", "KiB",
+                      {f"connection {i}": v for i, v in enumerate(got["max_backlog_kib"])})
+        yield b.value(prefix + "stream frames skipped", "frames",
+                      {f"connection {i}": float(v) for i, v in enumerate(got["skipped"])})

@@ -43,6 +43,13 @@ def test_bench_refuses_unknown_workloads():
     assert proc.returncode == 2 and "unknown workload" in proc.stderr
 
 
+def test_bench_refuses_an_option_of_other_workloads():
+    proc = subprocess.run([*VGPU, "bench", "parse", "--fuzz"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert proc.returncode == 2 and "--fuzz is not an option of parse" in proc.stderr
+    assert "soak" in proc.stderr
+
+
 def test_wait_client_needs_a_replay():
     proc = subprocess.run([*VGPU, "serve", "--demo", "desktop", "--wait-client", "--port", "0"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 
 from vgpu.bench import HIGHER, LOWER, Bench, Contender, Measurement, Seconds, report
-from vgpu.bench.core import REGISTRY, Spread, discover, workload
+from vgpu.bench.core import (
+    BENCH_DIR,
+    FUZZ,
+    REGISTRY,
+    Option,
+    Spread,
+    bench_module,
+    discover,
+    run_workload,
+    workload,
+)
 
 
 @pytest.mark.parametrize("samples", [[3.0], [5.0, 1.0], [4.0, 9.0, 1.0, 7.0, 2.0],
@@ -145,6 +158,55 @@ def test_every_bench_module_registers_workloads_with_their_references():
     registry = discover()
     assert {"render", "encode", "replay", "parse", "spice", "peer"} <= registry.keys()
     assert "pixman (pycairo)" in registry["render"].references
+
+
+def test_every_bench_module_registers_and_vgpu_bench_list_lists_them_all():
+    """Each bench/*.py registers at least one workload of its own, and `vgpu bench list`
+    (a fresh process, as a user runs it) prints every one: a module that runs another
+    with runpy registers that one's workloads twice and the command fails."""
+    registry = discover()
+    by_module = {path.stem: [w.name for w in registry.values()
+                             if w.run.__module__ == f"vgpu_bench_{path.stem}"]
+                 for path in sorted(BENCH_DIR.glob("*.py")) if not path.stem.startswith("_")}
+    assert all(by_module.values()), {m: w for m, w in by_module.items() if not w}
+    proc = subprocess.run([sys.executable, "-m", "vgpu.cli", "bench", "list"],
+                          capture_output=True, text=True, cwd=BENCH_DIR.parent, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    listed = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
+    assert listed == sorted(registry)
+
+
+def test_a_module_imported_twice_is_one_module():
+    """bench_module gives the module discover() imported: running the file again would
+    register its workloads a second time."""
+    discover()
+    assert bench_module("stream") is sys.modules["vgpu_bench_stream"]
+    assert REGISTRY["stream"].run is bench_module("stream").stream
+
+
+def test_workload_options_reach_the_workload_and_clash_when_declared_twice():
+    flag = Option("--test-count", "a count", int, 3)
+    seen = []
+
+    @workload("test-options", "a", options=(flag, FUZZ))
+    def first(b):
+        seen.append((b.option("--test-count"), b.option("--fuzz")))
+        return []
+
+    try:
+        from vgpu.bench.command import add_arguments
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        args = parser.parse_args(["test-options", "--test-count", "7", "--fuzz"])
+        bench = Bench(options={o.flag: getattr(args, o.dest) for o in REGISTRY[
+            "test-options"].options})
+        run_workload(REGISTRY["test-options"], bench)
+        assert seen == [(7, True)]
+        with pytest.raises(ValueError, match="--test-count"):
+            workload("test-options-2", "b", options=(Option("--test-count", "other", str),))(
+                lambda b: [])
+    finally:
+        REGISTRY.pop("test-options")
 
 
 def test_a_name_registered_twice_is_refused():

@@ -9,17 +9,17 @@ asyncio tasks must stay where they were.
 from __future__ import annotations
 
 import random
-import runpy
 import shutil
 import socket
 import subprocess
-from pathlib import Path
 
 import pytest
 from spice_testkit import needs_glib
 
-ROOT = Path(__file__).resolve().parents[2]
-SOAK = runpy.run_path(str(ROOT / "bench" / "soak.py"), run_name="soak")
+from vgpu.bench.core import bench_module
+
+# imported once, as `vgpu bench` imports it (running the file again registers it twice)
+SOAK = vars(bench_module("soak"))
 SECONDS = 4.0  # per measurement: about 120 frames of the demo per client
 RSS_SLACK = 64 << 20
 """Resident memory moves this much between two gauges with nothing left behind (seen:

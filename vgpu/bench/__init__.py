@@ -37,13 +37,30 @@ imports every module); keep heavy set-up inside the workload function; names are
 several figures per case (the plot then gives each figure a panel); when a reference
 cannot run on this machine, still measure vgpu and say why in the measurement's `note`.
 
+A workload that needs options of its own (`vgpu bench soak --fuzz`) declares them:
+`@workload(..., options=(FUZZ, Option("--clients", "clients at once", int, 50)))` and
+reads `b.option("--clients")`; workloads that share a flag share one `Option` (FUZZ and
+SEED in core), and the command refuses a flag that no chosen workload takes. A module
+that uses another bench module's functions gets it with `core.bench_module("NAME")`,
+never by running the file again (runpy would register its workloads a second time).
+
 Shared inputs live in `vgpu.bench.common` (the null backend, bench/data's recordings
-and sample frames, the stock SPICE client); use them instead of private copies.
+and sample frames, the stock SPICE client, vgpu's server on a thread, a byte-counting
+proxy); use them instead of private copies.
 The command adds the progress bar, the table, the JSON file, the plot and `compare`.
 """
 
 from vgpu.bench.command import add_arguments, run
-from vgpu.bench.core import HIGHER, LOWER, Bench, Contender, Measurement, Seconds, workload
+from vgpu.bench.core import (
+    HIGHER,
+    LOWER,
+    Bench,
+    Contender,
+    Measurement,
+    Option,
+    Seconds,
+    workload,
+)
 
-__all__ = ["HIGHER", "LOWER", "Bench", "Contender", "Measurement", "Seconds", "add_arguments",
-           "run", "workload"]
+__all__ = ["HIGHER", "LOWER", "Bench", "Contender", "Measurement", "Option", "Seconds",
+           "add_arguments", "run", "workload"]

@@ -1,6 +1,9 @@
 """`vgpu bench NAME... [--quick] [--json FILE] [--plot FILE]`, `vgpu bench list`,
 `vgpu bench compare A.json B.json [--plot FILE]`,
-`vgpu bench show FILE.json [--match REGEX] [--markdown] [--plot FILE]`."""
+`vgpu bench show FILE.json [--match REGEX] [--markdown] [--plot FILE]`.
+
+Workloads may declare options of their own (`vgpu bench soak --fuzz`, see core.Option):
+they are added here, after the bench modules are imported, in a group of their own."""
 
 from __future__ import annotations
 
@@ -26,6 +29,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--match", help="show: only measurements whose 'workload: name' "
                                         "matches this regular expression")
     parser.add_argument("--markdown", action="store_true", help="show: a Markdown table")
+    from vgpu.bench.core import BENCH_DIR, all_options, discover
+
+    if not BENCH_DIR.is_dir():
+        return
+    registry = discover()
+    group = parser.add_argument_group("workload options")
+    for opt in all_options(registry):
+        users = ", ".join(wl.name for wl in registry.values() if opt in wl.options)
+        text = f"{opt.help} ({users})"
+        if opt.type is bool:
+            group.add_argument(opt.flag, dest=opt.dest, action="store_true", help=text)
+        else:
+            group.add_argument(opt.flag, dest=opt.dest, type=opt.type, default=opt.default,
+                               help=f"{text}; default {opt.default}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +69,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"unknown workload {unknown[0]!r}; choose from: {', '.join(registry)}",
               file=sys.stderr)
         return 2
-    return _run(args, [registry[n] for n in names])
+    chosen = [registry[n] for n in names]
+    from vgpu.bench.core import all_options
+
+    stray = [o for o in all_options(registry)
+             if getattr(args, o.dest) not in (None, False, o.default)
+             and not any(o in wl.options for wl in chosen)]
+    if stray:
+        owners = ", ".join(wl.name for wl in registry.values() if stray[0] in wl.options)
+        print(f"{stray[0].flag} is not an option of {', '.join(names)} (it is of {owners})",
+              file=sys.stderr)
+        return 2
+    return _run(args, chosen)
 
 
 TABLE_WIDTH = 150
@@ -89,11 +117,12 @@ def _run(args: argparse.Namespace, workloads: list) -> int:
 
         for wl in workloads:
             bench = Bench(quick=args.quick, repeats=args.repeats or (3 if args.quick else 7),
-                          progress=lambda name, wl_name=wl.name: show(name, wl_name))
+                          progress=lambda name, wl_name=wl.name: show(name, wl_name),
+                          options={o.flag: getattr(args, o.dest) for o in wl.options})
             show("starting", wl.name)
             began = time.monotonic()
             try:
-                measurements += run_workload(wl, bench)
+                run_workload(wl, bench, measurements)
             except Exception as exc:  # one broken workload must not lose the others' figures
                 errors[wl.name] = f"{type(exc).__name__}: {exc}"
                 err.print(f"[red]{wl.name} failed[/]: {errors[wl.name]}")

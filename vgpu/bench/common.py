@@ -1,14 +1,22 @@
 """What every workload shares: the recordings and sample frames in bench/data, the
-null backend, and the stock SPICE client (spice-gtk's library) run as a process.
+null backend, the stock SPICE client (spice-gtk's library) run as a process, vgpu's
+SPICE server on a thread of its own, and a proxy that counts a server's bytes.
 
 Workloads read their inputs from here so that all of them measure the same things."""
 
 from __future__ import annotations
 
+import abc
+import asyncio
+import contextlib
 import queue
+import statistics
 import subprocess
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,6 +100,17 @@ class SpiceClient:
         for line in self.proc.stdout:
             self.lines.put(line)
 
+    def wait_display_open(self, timeout: float = 20.0) -> list[str]:
+        """Waits for the display channel to open; returns the lines read meanwhile."""
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        while not any(line.startswith("event 2 opened") for line in lines):
+            lines += self.drain()
+            if time.monotonic() > deadline:
+                raise RuntimeError("the client never opened its display channel")
+            time.sleep(0.02)
+        return lines
+
     def drain(self) -> list[str]:
         out = []
         while True:
@@ -118,3 +137,112 @@ class SpiceClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def serving(source: Any, options: Any) -> Iterator[tuple[Any, int]]:
+    """vgpu's SpiceServer for `source` (a DisplaySource) on its own event loop thread,
+    listening on a free loopback port: (server, port)."""
+    from vgpu.spice.server import SpiceServer
+
+    loop = asyncio.new_event_loop()
+    server = SpiceServer(source, options)
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield server, asyncio.run_coroutine_threadsafe(
+            server.listen("127.0.0.1", 0), loop).result(10)
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
+def percentiles(latencies: list[float]) -> dict[str, float]:
+    """Median and p99 of delays in ms, the two figures every end-to-end workload gives."""
+    ordered = sorted(latencies)
+    if not ordered:
+        return {"latency median": float("nan"), "latency p99": float("nan")}
+    return {
+        "latency median": statistics.median(ordered),
+        "latency p99": ordered[int(0.99 * (len(ordered) - 1))],
+    }
+
+
+LINK_HEADER = 16 + 4 + 1
+"""SpiceLinkHeader (magic, major, minor, size) + SpiceLinkMess's connection_id and
+channel_type: what the proxy reads to know a connection's channel."""
+DISPLAY_CHANNEL = 2
+
+
+class LoopProxy(abc.ABC):
+    """A loopback TCP proxy on an event loop thread of its own; `relay` serves one
+    connection from a client. close() ends every connection and the thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self.relay, "127.0.0.1", 0), self.loop).result(10)
+        self.port = int(self.server.sockets[0].getsockname()[1])
+
+    @abc.abstractmethod
+    async def relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serves one client connection until either side closes."""
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+class CountingProxy(LoopProxy):
+    """A loopback TCP proxy that counts the bytes each channel type got from the server."""
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.received: dict[int, int] = {}
+        super().__init__()
+
+    def total(self) -> int:
+        """Bytes from the server on all channels so far."""
+        return sum(self.received.values())
+
+    async def relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # close() cancels what is left; a connection ends quietly then
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._relay(reader, writer)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readexactly(LINK_HEADER)
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
+        except (OSError, asyncio.IncompleteReadError):
+            writer.close()
+            return
+        channel = head[-1]
+        up_writer.write(head)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                       count: bool) -> None:
+            try:
+                while data := await src.read(1 << 16):
+                    if count:
+                        self.received[channel] = self.received.get(channel, 0) + len(data)
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True))

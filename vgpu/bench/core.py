@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 HIGHER, LOWER = "higher", "lower"
@@ -126,6 +127,28 @@ Progress = Callable[[str], None]
 """Told the name of each measurement as it starts (the command's progress bar)."""
 
 
+@dataclass(frozen=True)
+class Option:
+    """A command-line option of a workload (`vgpu bench soak --fuzz`): `flag` is the long
+    option; `type` bool makes it a switch, else the value is parsed with it; the workload
+    reads it as `b.option(flag)`, `default` when not given. Workloads that declare the same
+    flag share it, so they must declare it alike (one module-level Option, imported)."""
+
+    flag: str
+    help: str
+    type: type = bool
+    default: Any = None
+
+    @property
+    def dest(self) -> str:
+        return "workload_" + self.flag.lstrip("-").replace("-", "_")
+
+
+FUZZ = Option("--fuzz", "fuzzers and differentials at their soak counts (minutes to hours)")
+"""Shared by every workload that fuzzes or plays random scenes: the issues' soak counts."""
+SEED = Option("--seed", "first seed of the fuzzers' and random scenes' cases", int, 0)
+
+
 @dataclass
 class Bench:
     """What a workload gets: the run's settings and the ways to measure."""
@@ -133,6 +156,11 @@ class Bench:
     quick: bool = False
     repeats: int = 7
     progress: Progress = field(default=lambda name: None)
+    options: dict[str, Any] = field(default_factory=dict)
+    """The workload's own options by flag ("--fuzz"), as the command line gave them."""
+
+    def option(self, flag: str) -> Any:
+        return self.options[flag]
 
     def rounds(self, full: int, quick: int | None = None) -> int:
         """Rounds for a measurement: `full`, or `quick` (default a third) with --quick."""
@@ -217,18 +245,27 @@ class Workload:
     description: str
     run: WorkloadFn
     references: tuple[str, ...]
+    options: tuple[Option, ...] = ()
 
 
 REGISTRY: dict[str, Workload] = {}
 
 
-def workload(name: str, description: str, references: Iterable[str] = ()) -> Callable[
-        [WorkloadFn], WorkloadFn]:
+def workload(name: str, description: str, references: Iterable[str] = (),
+             options: Iterable[Option] = ()) -> Callable[[WorkloadFn], WorkloadFn]:
     """Registers a workload function under `name` (see the package's docstring)."""
     def register(fn: WorkloadFn) -> WorkloadFn:
         if name in REGISTRY and REGISTRY[name].run is not fn:
             raise ValueError(f"two workloads are called {name!r}")
-        REGISTRY[name] = Workload(name, description, fn, tuple(references))
+        mine = tuple(options)
+        for other in REGISTRY.values():
+            for opt in mine:
+                clash = next((o for o in other.options if o.flag == opt.flag and o != opt),
+                             None)
+                if clash is not None:
+                    raise ValueError(f"{name!r} and {other.name!r} declare {opt.flag} "
+                                     "differently; share one Option")
+        REGISTRY[name] = Workload(name, description, fn, tuple(references), mine)
         return fn
     return register
 
@@ -240,21 +277,39 @@ BENCH_DIR = Path(__file__).resolve().parent.parent.parent / "bench"
 def discover(bench_dir: Path = BENCH_DIR) -> dict[str, Workload]:
     """Imports every bench/*.py (not _*.py) once; each registers its workloads."""
     for path in sorted(bench_dir.glob("*.py")):
-        if path.stem.startswith("_"):
-            continue
-        module_name = f"vgpu_bench_{path.stem}"
-        if module_name in sys.modules:
-            continue
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
+        if not path.stem.startswith("_"):
+            bench_module(path.stem, bench_dir)
     return dict(sorted(REGISTRY.items()))
 
 
-def run_workload(wl: Workload, bench: Bench) -> list[Measurement]:
-    out = []
+def bench_module(stem: str, bench_dir: Path = BENCH_DIR) -> ModuleType:
+    """bench/STEM.py, imported once (a module that uses another's functions gets them
+    here: running the file again would register its workloads a second time)."""
+    module_name = f"vgpu_bench_{stem}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, bench_dir / f"{stem}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
+
+
+def all_options(registry: dict[str, Workload]) -> list[Option]:
+    """Every workload's options, each flag once."""
+    return list({o.flag: o for wl in registry.values() for o in wl.options}.values())
+
+
+def run_workload(wl: Workload, bench: Bench, out: list[Measurement] | None = None
+                 ) -> list[Measurement]:
+    """The workload's measurements, appended to `out` as they come: a workload that
+    fails after some (a fuzzer that found an escape) keeps those."""
+    out = [] if out is None else out
     for m in wl.run(bench):
         m.workload = wl.name
         out.append(m)
