@@ -380,7 +380,7 @@ class Context:
 
     @property
     def blend_func(self) -> tuple[int, ...]:
-        raise NotImplementedError("blend_func is write-only, as in moderngl")
+        raise AttributeError("blend_func is write-only, as in moderngl")
 
     @blend_func.setter
     def blend_func(self, value: Sequence[int]) -> None:
@@ -391,7 +391,7 @@ class Context:
 
     @property
     def blend_equation(self) -> tuple[int, ...]:
-        raise NotImplementedError("blend_equation is write-only, as in moderngl")
+        raise AttributeError("blend_equation is write-only, as in moderngl")
 
     @blend_equation.setter
     def blend_equation(self, value: int | Sequence[int]) -> None:
@@ -404,7 +404,7 @@ class Context:
 
     @property
     def depth_func(self) -> str:
-        raise NotImplementedError("depth_func is write-only, as in moderngl")
+        raise AttributeError("depth_func is write-only, as in moderngl")
 
     @depth_func.setter
     def depth_func(self, value: str) -> None:
