@@ -9,7 +9,6 @@ AddressSanitizer and UBSan; run Python with the runtimes preloaded, e.g.
 sanitizers on every run.)
 """
 
-import os
 import sys
 from pathlib import Path
 
@@ -18,15 +17,10 @@ from cffi import FFI
 HERE = Path(__file__).resolve().parent
 ENCODE = HERE / "encode"
 sys.path.insert(0, str(HERE))
-from cdef import cdef_text  # noqa: E402
+from cdef import cdef_text, compile_flags  # noqa: E402
 
 SOURCES = sorted(str(p.relative_to(HERE.parent)) for p in ENCODE.glob("*.c"))
-CFLAGS = ["-O2", "-Wall", "-Wextra"]
-LDFLAGS: list[str] = []
-if os.environ.get("VGPU_SANITIZE") == "1":
-    SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]
-    CFLAGS += SANITIZE
-    LDFLAGS += SANITIZE
+CFLAGS, LDFLAGS = compile_flags()
 
 ffi = FFI()
 ffi.cdef(cdef_text(ENCODE / "vgpu_encode.h"))

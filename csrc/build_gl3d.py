@@ -18,17 +18,12 @@ HERE = Path(__file__).resolve().parent
 GL3D = HERE / "gl3d"
 GENERATED = HERE.parent / "build" / "gl3d"
 sys.path.insert(0, str(HERE))
-from cdef import cdef_text  # noqa: E402
+from cdef import cdef_text, compile_flags  # noqa: E402
 
 subprocess.run([sys.executable, str(GL3D / "generate.py"), str(GENERATED)], check=True)
 
 SOURCES = [str(GL3D / "gl3d.c"), str(GENERATED / "gl3d_gen.c")]
-CFLAGS = ["-O2", "-Wall", "-Wextra"]
-LDFLAGS: list[str] = []
-if os.environ.get("VGPU_SANITIZE") == "1":
-    SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]
-    CFLAGS += SANITIZE
-    LDFLAGS += SANITIZE
+CFLAGS, LDFLAGS = compile_flags()
 
 ffi = FFI()
 ffi.cdef(cdef_text(GL3D / "gl3d.h"))
