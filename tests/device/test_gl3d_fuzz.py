@@ -5,7 +5,8 @@ Fast tier: FAST_CASES cases drawn from seeded random.Random (one seed per case, 
 when it fails) and HYPOTHESIS_CASES drawn by hypothesis, so a failure shrinks; both on
 the device with a backend that runs only FENCE. With the 3D executor built, a `gl` tier
 runs GL_CASES through the GL renderer and its executor. Slow tier (`-m slow`):
-SLOW_CASES, set by VGPU_GL3D_FUZZ_CASES (default 100,000).
+SLOW_CASES, set by VGPU_GL3D_FUZZ_CASES (default 20,000; `vgpu bench soak --fuzz` runs
+100,000 and more).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ FAST_CASES = int(os.environ.get("VGPU_GL3D_FUZZ_FAST_CASES", "3000"))
 HYPOTHESIS_CASES = int(os.environ.get("VGPU_GL3D_FUZZ_HYPOTHESIS_CASES", "200"))
 SEED = int(os.environ.get("VGPU_GL3D_FUZZ_SEED", "0"))
 GL_CASES = int(os.environ.get("VGPU_GL3D_FUZZ_GL_CASES", "500"))
-SLOW_CASES = int(os.environ.get("VGPU_GL3D_FUZZ_CASES", "100000"))
+SLOW_CASES = int(os.environ.get("VGPU_GL3D_FUZZ_CASES", "20000"))
 
 
 def _seeded(rig: Gl3dRig, cases: int, seed: int = SEED) -> None:
