@@ -320,6 +320,16 @@ class Gauges:
         return cls(rss_bytes(trim=True), open_fds(), threading.active_count(), served.tasks(),
                    served.server.connections, objects)
 
+    def settled_at(self, start: Gauges) -> bool:
+        """Everything counted is back where `start` had it (resident memory aside)."""
+        return (self.fds, self.threads, self.tasks, self.connections, self.objects) == (
+            start.fds, start.threads, start.tasks, 0, start.objects)
+
+
+SETTLE_S = 5.0
+"""How long the gauges may take to come back after the last churning client: its
+connections and tasks end asynchronously, well within this when nothing leaks."""
+
 
 def run_churn(served: Served, clients: int, seconds: float,
               websocket: bool = False) -> tuple[Gauges, Gauges, int]:
@@ -331,8 +341,14 @@ def run_churn(served: Served, clients: int, seconds: float,
     start = Gauges.now(served)
     lines = LightClients(served.port, clients, seconds, *flags).results()
     wait_idle(served)
-    time.sleep(0.5)  # closed sockets and finished tasks are collected
-    return start, Gauges.now(served), sum(r["sessions"] for r in lines)
+    # closed sockets and finished tasks are collected: wait for the gauges to settle back
+    # (a connection reset at the last moment is still being torn down for a while)
+    deadline = time.monotonic() + SETTLE_S
+    end = Gauges.now(served)
+    while not end.settled_at(start) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        end = Gauges.now(served)
+    return start, end, sum(r["sessions"] for r in lines)
 
 
 def load_measurements(b: Bench, name: str, r: LoadResult) -> Iterator[Measurement]:

@@ -16,7 +16,7 @@ from vgpu.device.commands import QRect
 from vgpu.render import enums as E
 
 SIZE = 64
-LONG_S = 0.6
+LONG_S = 0.5
 """The long draw must take at least this long, or the test shows nothing."""
 MAX_GAP_S = 0.25
 """The ticker may miss this much (the interpreter's switch interval is 5 ms; a loaded
@@ -26,7 +26,8 @@ QUAD = np.array([-1, -1, 3, -1, -1, 3], np.float32)
 
 
 def long_program(loops: int) -> list[list[int]]:
-    """A program whose fragments each run `loops` sines (fed by gl_FragCoord, so nothing
+    """A program whose fragments each run `loops` sines (llvmpipe stops a loop at 65,535;
+65,000 take about 0.8 s on a quiet 2-core machine) (fed by gl_FragCoord, so nothing
     folds at compile time)."""
     vs = b"#version 330\nin vec2 pos;\nvoid main() { gl_Position = vec4(pos, 0.0, 1.0); }\n"
     fs = (b"#version 330\nout vec4 o;\nvoid main() { float x = gl_FragCoord.x; "
@@ -77,7 +78,7 @@ def test_a_long_draw_is_waited_for_with_the_interpreter_free(screen, read):
     guest = FakeGuest()
     screen.execute_3d(batch(vgpu("CONTEXT_CREATE", 1, 3, 0),
                             vgpu("SURFACE_CREATE", 1, SIZE, SIZE, 0, 0),
-                            vgpu("MAKE_CURRENT", 1, 1), *long_program(40000)), guest)
+                            vgpu("MAKE_CURRENT", 1, 1), *long_program(65000)), guest)
     screen.snapshot()  # the primary's first frame is out: the next read is the 3D one
     frame = batch(*triangle_draw(vertices=QUAD), vgpu("PRESENT", 0, 0, 0, SIZE, SIZE, 0, 0, 0, 0),
                   vgpu("FENCE", 1, 0, 1))
