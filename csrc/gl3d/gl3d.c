@@ -24,7 +24,6 @@
 #define GL_PROGRAM_POINT_SIZE_ 0x8642
 #define GL_TEXTURE_CUBE_MAP_SEAMLESS_ 0x884F
 #define GL_PACK_INVERT_MESA_ 0x8758
-#define GL_BGRA_ 0x80E1
 #define GL_TEXTURE_WIDTH_ 0x1000
 #define GL_TEXTURE_HEIGHT_ 0x1001
 
@@ -3110,6 +3109,43 @@ int g3_wait_gl(G3 *g)
     return r == GL_WAIT_FAILED ? -1 : 0;
 }
 
+/* Bytes of one strip of a copied present: the swizzle and the upload meet it in a core's
+ * L2 cache (256 KiB and up on x86 since 2008) instead of memory; a 1080p present is 8 MiB. */
+#define G3_PRESENT_STRIP_BYTES (192u << 10)
+
+/* A GL RGBA pixel (bytes R, G, B, A: the little-endian word 0xAABBGGRR) as a QXL surface's
+ * (B, G, R, A), with `alpha` or'ed in. */
+static inline uint32_t qxl_word(uint32_t v, uint32_t alpha)
+{
+    return (v & 0xFF00FF00u) | (v >> 16 & 0xFFu) | (v & 0xFFu) << 16 | alpha;
+}
+
+/* GL's RGBA rows into a QXL surface's bytes, in place; with `opaque` alpha is 255, as 2D
+ * writes on a surface without alpha. Four pixels a step, which the compiler turns into
+ * vector operations: faster than Mesa converting to BGRA while it reads (pixel by pixel)
+ * followed by a byte-wise alpha pass (1080p on llvmpipe: 1.7 + 1.4 ms scalar). */
+static void swizzle_rows(uint8_t *at, uint32_t row, int32_t w, int32_t rows, int opaque)
+{
+    uint32_t alpha = opaque ? 0xFF000000u : 0;
+    for (int32_t r = 0; r < rows; r++) {
+        uint8_t *p = at + (size_t)r * row * 4;
+        int32_t c = 0;
+        for (; c + 4 <= w; c += 4) {
+            uint32_t q[4];
+            memcpy(q, p + 4 * c, sizeof q);
+            for (int k = 0; k < 4; k++)
+                q[k] = qxl_word(q[k], alpha);
+            memcpy(p + 4 * c, q, sizeof q);
+        }
+        for (; c < w; c++) {
+            uint32_t v;
+            memcpy(&v, p + 4 * c, 4);
+            v = qxl_word(v, alpha);
+            memcpy(p + 4 * c, &v, 4);
+        }
+    }
+}
+
 int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_t h,
                     uint8_t *pixels, uint32_t width, uint32_t height, uint32_t dst_tex,
                     int32_t dx, int32_t dy, int opaque)
@@ -3150,23 +3186,29 @@ int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_
     }
     g3gl.BindBuffer(GL_PIXEL_PACK_BUFFER, 0);
     g3gl.BindBuffer(GL_PIXEL_UNPACK_BUFFER, 0);
-    /* top row first, red and blue swapped: the QXL surface's rows and bytes */
+    /* top row first (the QXL surface's rows), then red and blue swapped (its bytes); in
+     * strips, so that the swizzle and the upload find each strip in the cache */
     g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, src);
+    g3gl.BindTexture(GL_TEXTURE_2D, dst_tex);
     g3gl.PixelStorei(GL_PACK_INVERT_MESA_, 1);
-    g3gl.ReadPixels(x, y, w, h, GL_BGRA_, GL_UNSIGNED_BYTE, at);
-    g3gl.PixelStorei(GL_PACK_INVERT_MESA_, 0);
-    int failed = g3gl.GetError() != GL_NO_ERROR;
-    if (opaque && !failed) /* the surface has no alpha: its fourth byte is 255, as 2D writes */
-        for (int32_t r = 0; r < h; r++) {
-            uint8_t *p = at + (size_t)r * row * 4;
-            for (int32_t c = 0; c < w; c++)
-                p[4 * c + 3] = 255;
-        }
-    if (!failed) {
+    int32_t strip = (int32_t)(G3_PRESENT_STRIP_BYTES / ((size_t)w * 4));
+    if (strip < 1)
+        strip = 1;
+    int failed = 0;
+    for (int32_t r0 = 0; r0 < h && !failed; r0 += strip) {
+        int32_t rows = h - r0 < strip ? h - r0 : strip;
+        uint8_t *part = at + (size_t)r0 * row * 4;
+        /* destination rows r0.. are GL rows y + h - 1 - r0 downwards */
+        g3gl.ReadPixels(x, y + h - r0 - rows, w, rows, GL_RGBA, GL_UNSIGNED_BYTE, part);
+        failed = g3gl.GetError() != GL_NO_ERROR;
+        if (failed)
+            break;
+        swizzle_rows(part, row, w, rows, opaque);
         /* the texture's channels are the surface's memory bytes: uploaded as they are */
-        g3gl.BindTexture(GL_TEXTURE_2D, dst_tex);
-        g3gl.TexSubImage2D(GL_TEXTURE_2D, 0, dx, dy, w, h, GL_RGBA, GL_UNSIGNED_BYTE, at);
+        g3gl.TexSubImage2D(GL_TEXTURE_2D, 0, dx, dy + r0, w, rows, GL_RGBA, GL_UNSIGNED_BYTE,
+                           part);
     }
+    g3gl.PixelStorei(GL_PACK_INVERT_MESA_, 0);
     for (int i = 0; i < 4; i++) {
         g3gl.PixelStorei(packs[i], pack_state[i]);
         g3gl.PixelStorei(unpacks[i], unpack_state[i]);
