@@ -26,6 +26,7 @@
 #define GL_PACK_INVERT_MESA_ 0x8758
 #define GL_TEXTURE_WIDTH_ 0x1000
 #define GL_TEXTURE_HEIGHT_ 0x1001
+#define GL_TEXTURE_DEPTH_ 0x8071 /* GL 1.2 and ES 3.1; ES 3.0 lacks the name */
 
 #define G3_MAX_NAMES 65536
 /* names per object table (docs/3d-ring.md, Quotas): a guest library reuses names */
@@ -2398,6 +2399,63 @@ void h_glCopyTexImage2D(G3 *g, GLenum target, GLint level, GLenum internalformat
     g3gl.CopyTexImage2D(target, level, internalformat, x, y, width, height, border);
     if (g3_gl_error(g))
         charge_level(g, o, face, level, before);
+}
+
+/* glGenerateMipmap makes the levels above the base: they are charged like uploaded levels
+ * (the base level's bytes per texel, each level halved down to 1; a 2D array keeps its
+ * layers), so a guest cannot grow past the quota by generating what it may not upload.
+ * Immutable textures were charged whole by glTexStorage*; texture 0 holds no image. */
+void h_glGenerateMipmap(G3 *g, GLenum target)
+{
+    int t = tex_index(target);
+    struct g3_obj *o = t < 0 ? NULL : g->cur->tex[g->cur->active_unit][t];
+    if (!o || !o->levels) {
+        g3gl.GenerateMipmap(target);
+        g3_gl_error(g);
+        return;
+    }
+    GLint base = 0, max_level = 0, w = 0, h = 0, d = 0;
+    g3gl.GetTexParameteriv(target, GL_TEXTURE_BASE_LEVEL, &base);
+    g3gl.GetTexParameteriv(target, GL_TEXTURE_MAX_LEVEL, &max_level);
+    GLenum image = target == GL_TEXTURE_CUBE_MAP ? GL_TEXTURE_CUBE_MAP_POSITIVE_X : target;
+    if (base >= 0 && base < G3_LEVELS) {
+        get_tex_level_parameteriv(image, base, GL_TEXTURE_WIDTH_, &w);
+        get_tex_level_parameteriv(image, base, GL_TEXTURE_HEIGHT_, &h);
+        get_tex_level_parameteriv(image, base, GL_TEXTURE_DEPTH_, &d);
+    }
+    drain_errors();
+    int faces = target == GL_TEXTURE_CUBE_MAP ? 6 : 1, deep = target == GL_TEXTURE_3D;
+    int64_t before[6][G3_LEVELS];
+    int top = base, ok = 1;  /* levels base+1..top are charged anew */
+    if (w > 0 && h > 0 && d > 0) {
+        GLint span = w > h ? w : h;
+        if (deep && d > span)
+            span = d;
+        while (top < G3_LEVELS - 1 && top < max_level && span >> (top - base) > 1)
+            top++;
+    }
+    for (int f = 0; f < faces; f++) {
+        int64_t texels = (int64_t)w * h * d, base_bytes = level_bytes(o, f, base);
+        for (GLint l = base + 1; l <= top; l++) {
+            int k = l - base;
+            int64_t lw = w >> k ? w >> k : 1, lh = h >> k ? h >> k : 1;
+            int64_t ld = deep ? (d >> k ? d >> k : 1) : d;
+            before[f][l] = level_bytes(o, f, l);
+            if (ok && !charge_level(g, o, f, l, base_bytes / texels * lw * lh * ld))
+                ok = 0;
+            if (!ok)  /* levels after the refused one keep their bytes: mark them so */
+                before[f][l] = -1;
+        }
+    }
+    if (ok) {
+        g3gl.GenerateMipmap(target);
+        ok = !g3_gl_error(g);
+    }
+    if (!ok)
+        for (int f = 0; f < faces; f++)
+            for (GLint l = base + 1; l <= top; l++)
+                if (before[f][l] >= 0)
+                    charge_level(g, o, f, l, before[f][l]);
 }
 
 static void tex_storage(G3 *g, GLenum target, GLsizei levels, GLenum internalformat,

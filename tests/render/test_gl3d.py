@@ -512,3 +512,55 @@ def test_buffer_and_texture_bytes_capped_for_all_share_groups(renderer):
                         gl("glBufferData", array, half, None, enum("GL_STATIC_DRAW"))) == [0] * 4
     screen.execute_3d(batch(*(vgpu("CONTEXT_DESTROY", i) for i in range(1, 6))), guest)
     assert screen.gl3d.counters["bytes"] == 0
+
+
+def mip_bytes(w: int, h: int, bpp: int = 4) -> int:
+    """Bytes of a 2D texture's full mipmap chain (what glGenerateMipmap makes, with level 0)."""
+    total = 0
+    while True:
+        total += w * h * bpp
+        if w == h == 1:
+            return total
+        w, h = max(w // 2, 1), max(h // 2, 1)
+
+
+def test_generated_mipmaps_match_moderngl_and_count_toward_the_quota(renderer, gl_ctx):
+    """glGenerateMipmap's levels are moderngl's build_mipmaps levels, and they are charged to
+    the share group like uploaded levels: generating past 512 MiB is GL_OUT_OF_MEMORY and
+    leaves the bytes as they were."""
+    from vgpu.render.gl3d import Gl3dExecutor
+
+    screen = renderer
+    screen.gl3d = Gl3dExecutor(renderer)
+    guest = FakeGuest()
+    rng = np.random.default_rng(14)
+    data = rng.integers(0, 256, (32, 64, 4), np.uint8).tobytes()
+    direct = gl_ctx.texture((64, 32), 4, data)
+    direct.build_mipmaps()
+    want = direct.read(level=1)
+    direct.release()
+
+    t2d, rgba, ubyte = enum("GL_TEXTURE_2D"), enum("GL_RGBA"), enum("GL_UNSIGNED_BYTE")
+    src, pixels = guest.alloc(len(data), data), guest.alloc(len(want))
+    got = errors_after(screen, guest, vgpu("CONTEXT_CREATE", 1, 3, 0),
+                       vgpu("MAKE_CURRENT", 1, 0), gl("glBindTexture", t2d, 1),
+                       gl("glTexImage2D", t2d, 0, rgba, 64, 32, 0, rgba, ubyte,
+                          ("ref", src, len(data))),
+                       gl("glGenerateMipmap", t2d),
+                       gl("glBindFramebuffer", enum("GL_FRAMEBUFFER"), 5),
+                       gl("glFramebufferTexture2D", enum("GL_FRAMEBUFFER"),
+                          enum("GL_COLOR_ATTACHMENT0"), t2d, 1, 1),
+                       gl("glReadPixels", 0, 0, 32, 16, rgba, ubyte, (pixels, len(want))))
+    assert got[2:] == [0] * 6
+    assert bytes(guest.mem[pixels:pixels + len(want)]) == want
+    assert screen.gl3d.counters["bytes"] == mip_bytes(64, 32)
+
+    big, tall = (8192, 8192), (8192, 7168)  # 256 + 224 MiB: both fit, tall's mipmaps do not
+    got = errors_after(screen, guest, *(cmd for name, (w, h) in ((2, big), (3, tall)) for cmd in (
+        gl("glBindTexture", t2d, name),
+        gl("glTexImage2D", t2d, 0, rgba, w, h, 0, rgba, ubyte, None))),
+        gl("glGenerateMipmap", t2d))
+    assert got == [0, 0, 0, 0, enum("GL_OUT_OF_MEMORY")]
+    assert screen.gl3d.counters["bytes"] == mip_bytes(64, 32) + (8192 * 8192 + 8192 * 7168) * 4
+    screen.execute_3d(batch(vgpu("CONTEXT_DESTROY", 1)), guest)
+    assert screen.gl3d.counters["bytes"] == 0
