@@ -146,6 +146,8 @@ static const GLenum TEX_BINDINGS[N_TEX] = {GL_TEXTURE_BINDING_2D, GL_TEXTURE_BIN
                                            GL_TEXTURE_BINDING_3D, GL_TEXTURE_BINDING_2D_ARRAY};
 
 /* the non-object state of a context (host names), see the file comment */
+enum { A_FLOAT, A_INT, A_UINT };
+
 struct g3_state {
     GLboolean caps[N_CAPS];
     GLfloat blend_color[4];
@@ -169,7 +171,11 @@ struct g3_state {
     GLint units[G3_UNITS][N_TEX + 1];   /* textures, then the sampler */
     GLint ubo[G3_UBO_BINDINGS];
     GLint64 ubo_range[G3_UBO_BINDINGS][2];
-    GLfloat attrib[G3_ATTRIBS][4];
+    union { GLfloat f[4]; GLint i[4]; GLuint u[4]; } attrib[G3_ATTRIBS];
+    /* the type of each current attribute (A_FLOAT...): set by the guest's glVertexAttrib*
+     * calls as they run, as GL keeps it but cannot report it; it picks the getter and
+     * setter that save and restore the value without converting it */
+    uint8_t attrib_type[G3_ATTRIBS];
     uint32_t nunits;          /* units saved */
     int attribs;              /* whether attrib[] was saved */
     int tf_resume;            /* transform feedback was paused by the save: resume it */
@@ -655,8 +661,14 @@ static void save_state(G3 *g, struct g3_state *s, int attribs)
     }
     s->attribs = attribs;
     if (attribs)
-        for (uint32_t i = 0; i < G3_ATTRIBS && i < g->host_attribs; i++)
-            g3gl.GetVertexAttribfv(i, GL_CURRENT_VERTEX_ATTRIB, s->attrib[i]);
+        for (uint32_t i = 0; i < G3_ATTRIBS && i < g->host_attribs; i++) {
+            if (s->attrib_type[i] == A_INT)
+                g3gl.GetVertexAttribIiv(i, GL_CURRENT_VERTEX_ATTRIB, s->attrib[i].i);
+            else if (s->attrib_type[i] == A_UINT)
+                g3gl.GetVertexAttribIuiv(i, GL_CURRENT_VERTEX_ATTRIB, s->attrib[i].u);
+            else
+                g3gl.GetVertexAttribfv(i, GL_CURRENT_VERTEX_ATTRIB, s->attrib[i].f);
+        }
     drain_errors();
 }
 
@@ -720,8 +732,14 @@ static void apply_state(G3 *g, const struct g3_state *s)
     }
     g3gl.ActiveTexture((GLenum)s->active);
     if (s->attribs)
-        for (uint32_t i = 0; i < G3_ATTRIBS && i < g->host_attribs; i++)
-            g3gl.VertexAttrib4fv(i, s->attrib[i]);
+        for (uint32_t i = 0; i < G3_ATTRIBS && i < g->host_attribs; i++) {
+            if (s->attrib_type[i] == A_INT)
+                g3gl.VertexAttribI4iv(i, s->attrib[i].i);
+            else if (s->attrib_type[i] == A_UINT)
+                g3gl.VertexAttribI4uiv(i, s->attrib[i].u);
+            else
+                g3gl.VertexAttrib4fv(i, s->attrib[i].f);
+        }
     if (s->tf_resume)
         g3gl.ResumeTransformFeedback();
     drain_errors();
@@ -762,7 +780,7 @@ static void initial_state(G3 *g, struct g3_state *s, struct g3_ctx *c)
     s->nunits = g->unit_hwm;
     s->attribs = 1;
     for (int i = 0; i < G3_ATTRIBS; i++)
-        s->attrib[i][3] = 1.0f;
+        s->attrib[i].f[3] = 1.0f;
 }
 
 /* switches the host's state to context c (NULL: the 2D renderer's) */
@@ -2745,6 +2763,85 @@ static void attrib_array(G3 *g, GLuint index, int on)
 
 void h_glEnableVertexAttribArray(G3 *g, GLuint index) { attrib_array(g, index, 1); }
 void h_glDisableVertexAttribArray(G3 *g, GLuint index) { attrib_array(g, index, 0); }
+
+/* after a glVertexAttrib* call: the current value of `index` has type `type` if GL took it */
+static void attrib_typed(G3 *g, GLuint index, uint8_t type)
+{
+    if (!g3_gl_error(g) && index < G3_ATTRIBS)
+        CUR->st.attrib_type[index] = type;
+}
+
+void h_glVertexAttrib1f(G3 *g, GLuint index, GLfloat x)
+{
+    g3gl.VertexAttrib1f(index, x);
+    attrib_typed(g, index, A_FLOAT);
+}
+
+void h_glVertexAttrib2f(G3 *g, GLuint index, GLfloat x, GLfloat y)
+{
+    g3gl.VertexAttrib2f(index, x, y);
+    attrib_typed(g, index, A_FLOAT);
+}
+
+void h_glVertexAttrib3f(G3 *g, GLuint index, GLfloat x, GLfloat y, GLfloat z)
+{
+    g3gl.VertexAttrib3f(index, x, y, z);
+    attrib_typed(g, index, A_FLOAT);
+}
+
+void h_glVertexAttrib4f(G3 *g, GLuint index, GLfloat x, GLfloat y, GLfloat z, GLfloat w)
+{
+    g3gl.VertexAttrib4f(index, x, y, z, w);
+    attrib_typed(g, index, A_FLOAT);
+}
+
+void h_glVertexAttrib1fv(G3 *g, GLuint index, const void *v)
+{
+    g3gl.VertexAttrib1fv(index, v);
+    attrib_typed(g, index, A_FLOAT);
+}
+
+void h_glVertexAttrib2fv(G3 *g, GLuint index, const void *v)
+{
+    g3gl.VertexAttrib2fv(index, v);
+    attrib_typed(g, index, A_FLOAT);
+}
+
+void h_glVertexAttrib3fv(G3 *g, GLuint index, const void *v)
+{
+    g3gl.VertexAttrib3fv(index, v);
+    attrib_typed(g, index, A_FLOAT);
+}
+
+void h_glVertexAttrib4fv(G3 *g, GLuint index, const void *v)
+{
+    g3gl.VertexAttrib4fv(index, v);
+    attrib_typed(g, index, A_FLOAT);
+}
+
+void h_glVertexAttribI4i(G3 *g, GLuint index, GLint x, GLint y, GLint z, GLint w)
+{
+    g3gl.VertexAttribI4i(index, x, y, z, w);
+    attrib_typed(g, index, A_INT);
+}
+
+void h_glVertexAttribI4iv(G3 *g, GLuint index, const void *v)
+{
+    g3gl.VertexAttribI4iv(index, v);
+    attrib_typed(g, index, A_INT);
+}
+
+void h_glVertexAttribI4ui(G3 *g, GLuint index, GLuint x, GLuint y, GLuint z, GLuint w)
+{
+    g3gl.VertexAttribI4ui(index, x, y, z, w);
+    attrib_typed(g, index, A_UINT);
+}
+
+void h_glVertexAttribI4uiv(G3 *g, GLuint index, const void *v)
+{
+    g3gl.VertexAttribI4uiv(index, v);
+    attrib_typed(g, index, A_UINT);
+}
 
 void h_glVertexAttribDivisor(G3 *g, GLuint index, GLuint divisor)
 {

@@ -564,3 +564,54 @@ def test_generated_mipmaps_match_moderngl_and_count_toward_the_quota(renderer, g
     assert screen.gl3d.counters["bytes"] == mip_bytes(64, 32) + (8192 * 8192 + 8192 * 7168) * 4
     screen.execute_3d(batch(vgpu("CONTEXT_DESTROY", 1)), guest)
     assert screen.gl3d.counters["bytes"] == 0
+
+
+INT_VS = ("#version 330\nin vec2 pos;\nin ivec4 k;\nflat out ivec4 v;\n"
+          "void main() { v = k; gl_Position = vec4(pos, 0.0, 1.0); }\n")
+INT_FS = ("#version 330\nflat in ivec4 v;\nout vec4 c;\n"
+          "void main() { c = vec4(v & 255) / 255.0; }\n")
+INT_VALUE = (16777217, -3, 70001, 2147483647)  # the low bytes of each are lost through a float
+
+
+def test_integer_current_attribute_survives_a_context_switch(screen, gl_ctx):
+    """A current value set by glVertexAttribI4i keeps its integer type when another context
+    runs in between (the state shadow restores it with VertexAttribI4iv, not as floats):
+    the picture is moderngl's, drawing the same integers from a buffer. (Mesa keeps a
+    current value's raw bits whatever call set it, so here this fails only if the shadow
+    converts the values; a GL that converts on glGetVertexAttribfv needs the typed calls.)"""
+    prog = gl_ctx.program(vertex_shader=INT_VS, fragment_shader=INT_FS)
+    vbo = gl_ctx.buffer(TRIANGLE.tobytes())
+    ints = gl_ctx.buffer(np.array([INT_VALUE] * 3, np.int32).tobytes())
+    vao = gl_ctx.vertex_array(prog, [(vbo, "2f", "pos"), (ints, "4i", "k")])
+    tex = gl_ctx.texture((W, H), 4)
+    fbo = gl_ctx.framebuffer(color_attachments=[tex])
+    fbo.use()
+    fbo.clear(*CLEAR)
+    vao.render()
+    ref = np.frombuffer(fbo.read(components=4), np.uint8).reshape(H, W, 4)[::-1, :, :3]
+    for o in (fbo, tex, vao, ints, vbo, prog):
+        o.release()
+
+    guest = FakeGuest()
+    program = [
+        gl("glCreateShader", 1, enum("GL_VERTEX_SHADER")), gl("glShaderSource", 1, 1,
+                                                              INT_VS.encode()),
+        gl("glCompileShader", 1),
+        gl("glCreateShader", 2, enum("GL_FRAGMENT_SHADER")), gl("glShaderSource", 2, 1,
+                                                                INT_FS.encode()),
+        gl("glCompileShader", 2), gl("glCreateProgram", 3), gl("glAttachShader", 3, 1),
+        gl("glAttachShader", 3, 2), gl("glBindAttribLocation", 3, 0, b"pos\0"),
+        gl("glBindAttribLocation", 3, 1, b"k\0"), gl("glLinkProgram", 3),
+        gl("glUseProgram", 3)]
+    err = guest.alloc(4)
+    screen.execute_3d(batch(
+        *setup(), *clear(), *program,
+        gl("glVertexAttribI4i", 1, *(v & 0xFFFFFFFF for v in INT_VALUE)),
+        # another context runs and sets attribute 1 of the one host GL to floats
+        vgpu("CONTEXT_CREATE", 2, 3, 0), vgpu("MAKE_CURRENT", 2, 0),
+        gl("glVertexAttrib4f", 1, 0.25, 0.5, 0.75, 1.0),
+        vgpu("MAKE_CURRENT", 1, 1), *triangle_draw(), gl("glGetError", (err, 4)),
+        vgpu("PRESENT", 0, 0, 0, W, H, 0, 30, 20, 0)), guest)
+    assert guest.u32(err) == 0
+    assert guest.counts == {"errors": 0, "lost_contexts": 0}
+    np.testing.assert_array_equal(rgb(screen.read_pixels(0)[20:20 + H, 30:30 + W]), ref)
