@@ -3268,34 +3268,48 @@ int g3_wait_gl(G3 *g)
  * L2 cache (256 KiB and up on x86 since 2008) instead of memory; a 1080p present is 8 MiB. */
 #define G3_PRESENT_STRIP_BYTES (192u << 10)
 
+/* What a G3_KEEP_* format keeps of a swizzled pixel word (0xAARRGGBB): its bits under
+ * `keep`, the top bits of 5-bit (`low5`) and 6-bit (`low6`) channels repeated below them
+ * (renderer/pixels.py's quantize), and `alpha` or'ed in. */
+struct keep {
+    uint32_t keep, low5, low6, alpha;
+};
+
+static const struct keep KEEPS[4] = {
+    [G3_KEEP_ARGB] = {0xFFFFFFFFu, 0, 0, 0},
+    [G3_KEEP_XRGB] = {0x00FFFFFFu, 0, 0, 0xFF000000u},
+    [G3_KEEP_555] = {0x00F8F8F8u, 0x00070707u, 0, 0xFF000000u},
+    [G3_KEEP_565] = {0x00F8FCF8u, 0x00070007u, 0x00000300u, 0xFF000000u},
+};
+
 /* A GL RGBA pixel (bytes R, G, B, A: the little-endian word 0xAABBGGRR) as a QXL surface's
- * (B, G, R, A), with `alpha` or'ed in. */
-static inline uint32_t qxl_word(uint32_t v, uint32_t alpha)
+ * (B, G, R, A), as `k` keeps it. */
+static inline uint32_t qxl_word(uint32_t v, const struct keep *k)
 {
-    return (v & 0xFF00FF00u) | (v >> 16 & 0xFFu) | (v & 0xFFu) << 16 | alpha;
+    v = (v & 0xFF00FF00u) | (v >> 16 & 0xFFu) | (v & 0xFFu) << 16;
+    return (v & k->keep) | (v >> 5 & k->low5) | (v >> 6 & k->low6) | k->alpha;
 }
 
-/* GL's RGBA rows into a QXL surface's bytes, in place; with `opaque` alpha is 255, as 2D
- * writes on a surface without alpha. Four pixels a step, which the compiler turns into
- * vector operations: faster than Mesa converting to BGRA while it reads (pixel by pixel)
- * followed by a byte-wise alpha pass (1080p on llvmpipe: 1.7 + 1.4 ms scalar). */
-static void swizzle_rows(uint8_t *at, uint32_t row, int32_t w, int32_t rows, int opaque)
+/* GL's RGBA rows into a QXL surface's bytes, in place. Four pixels a step, which the
+ * compiler turns into vector operations: faster than Mesa converting to BGRA while it reads
+ * (pixel by pixel) followed by a byte-wise alpha pass (1080p on llvmpipe: 1.7 + 1.4 ms). */
+static void swizzle_rows(uint8_t *at, uint32_t row, int32_t w, int32_t rows,
+                         const struct keep *k)
 {
-    uint32_t alpha = opaque ? 0xFF000000u : 0;
     for (int32_t r = 0; r < rows; r++) {
         uint8_t *p = at + (size_t)r * row * 4;
         int32_t c = 0;
         for (; c + 4 <= w; c += 4) {
             uint32_t q[4];
             memcpy(q, p + 4 * c, sizeof q);
-            for (int k = 0; k < 4; k++)
-                q[k] = qxl_word(q[k], alpha);
+            for (int i = 0; i < 4; i++)
+                q[i] = qxl_word(q[i], k);
             memcpy(p + 4 * c, q, sizeof q);
         }
         for (; c < w; c++) {
             uint32_t v;
             memcpy(&v, p + 4 * c, 4);
-            v = qxl_word(v, alpha);
+            v = qxl_word(v, k);
             memcpy(p + 4 * c, &v, 4);
         }
     }
@@ -3303,9 +3317,9 @@ static void swizzle_rows(uint8_t *at, uint32_t row, int32_t w, int32_t rows, int
 
 int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_t h,
                     uint8_t *pixels, uint32_t width, uint32_t height, uint32_t dst_tex,
-                    int32_t dx, int32_t dy, int opaque)
+                    int32_t dx, int32_t dy, int keep)
 {
-    if (!g->pack_invert || w <= 0 || h <= 0 || dx < 0 || dy < 0 || (uint32_t)dx + w > width
+    if (keep < 0 || keep > G3_KEEP_565 || !g->pack_invert || w <= 0 || h <= 0 || dx < 0 || dy < 0 || (uint32_t)dx + w > width
         || (uint32_t)dy + h > height)
         return -1;
     uint32_t row = width;
@@ -3358,7 +3372,7 @@ int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_
         failed = g3gl.GetError() != GL_NO_ERROR;
         if (failed)
             break;
-        swizzle_rows(part, row, w, rows, opaque);
+        swizzle_rows(part, row, w, rows, &KEEPS[keep]);
         /* the texture's channels are the surface's memory bytes: uploaded as they are */
         g3gl.TexSubImage2D(GL_TEXTURE_2D, 0, dx, dy + r0, w, rows, GL_RGBA, GL_UNSIGNED_BYTE,
                            part);

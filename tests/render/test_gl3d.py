@@ -615,3 +615,25 @@ def test_integer_current_attribute_survives_a_context_switch(screen, gl_ctx):
     assert guest.u32(err) == 0
     assert guest.counts == {"errors": 0, "lost_contexts": 0}
     np.testing.assert_array_equal(rgb(screen.read_pixels(0)[20:20 + H, 30:30 + W]), ref)
+
+
+@pytest.mark.parametrize("path", ["copy", "draw"])
+@pytest.mark.parametrize("fmt", [E.SURFACE_FMT_16_565, E.SURFACE_FMT_16_555])
+def test_present_onto_a_16_bit_surface_keeps_what_the_format_keeps(renderer, gl_ctx, fmt, path):
+    """PRESENT onto a 16-bit QXL surface stores moderngl's picture as the 2D path stores
+    pixels there (renderer/pixels.quantize: 5 or 6 bits a channel, alpha 255)."""
+    from vgpu.render import pixels
+    from vgpu.render.gl3d import Gl3dExecutor
+
+    renderer.create_primary(*SCREEN, SCREEN[0] * 2, fmt, None)
+    renderer.gl3d = Gl3dExecutor(renderer, present_copy=path == "copy")
+    ref = reference_triangle(gl_ctx)
+    want = np.empty((H, W, 4), np.uint8)
+    want[..., :3] = ref[..., ::-1]  # RGB as the surface's B, G, R
+    want[..., 3] = 255
+    pixels.quantize(want, fmt)
+    guest = FakeGuest()
+    renderer.execute_3d(batch(*setup(), *clear(), *triangle_program(), *triangle_draw(),
+                              vgpu("PRESENT", 0, 0, 0, W, H, 0, 30, 20, 0)), guest)
+    assert guest.counts == {"errors": 0, "lost_contexts": 0}
+    np.testing.assert_array_equal(renderer.read_pixels(0)[20:20 + H, 30:30 + W], want)
