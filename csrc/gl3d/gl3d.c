@@ -88,6 +88,20 @@ struct g3_vao {
     struct g3_obj *elements;
 };
 
+#define G3_QUERY_SEGMENTS 16
+/* Host query objects one guest query spans before the oldest is read and folded into its
+ * result (a host wait): a query runs in a host query of its own for each stretch its
+ * context runs (GL's one query per target would otherwise count the other contexts' and
+ * the 2D renderer's draws, and refuse their queries); 16 stretches cover a query left open
+ * over a frame's batches and the other contexts' turns between them. */
+
+struct g3_query {
+    GLenum target;             /* of the last glBeginQuery */
+    uint32_t folded;           /* the result of segments read already */
+    uint32_t n;                /* earlier segments in seg[], oldest first */
+    GLuint seg[G3_QUERY_SEGMENTS];
+};
+
 struct g3_obj {
     GLuint host;
     GLsync sync;
@@ -98,6 +112,7 @@ struct g3_obj {
     int64_t bytes;             /* charged to the share group */
     int64_t *levels;           /* textures: bytes per face * G3_LEVELS + level */
     struct g3_vao *vao;        /* vertex arrays */
+    struct g3_query *query;    /* queries once begun: host is the latest segment */
 };
 
 struct g3_table {
@@ -140,6 +155,11 @@ static const GLenum BUF_BINDINGS[N_BUF] = {
 };
 #define B_ELEMENT 1  /* vertex array state, not context state */
 #define N_TEX 4
+#define N_QUERY 3
+static const GLenum QUERY_TARGETS[N_QUERY] = {GL_ANY_SAMPLES_PASSED,
+                                              GL_ANY_SAMPLES_PASSED_CONSERVATIVE,
+                                              GL_TRANSFORM_FEEDBACK_PRIMITIVES_WRITTEN};
+
 static const GLenum TEX_TARGETS[N_TEX] = {GL_TEXTURE_2D, GL_TEXTURE_CUBE_MAP, GL_TEXTURE_3D,
                                           GL_TEXTURE_2D_ARRAY};
 static const GLenum TEX_BINDINGS[N_TEX] = {GL_TEXTURE_BINDING_2D, GL_TEXTURE_BINDING_CUBE_MAP,
@@ -196,6 +216,7 @@ struct g3_ctx {
     struct g3_obj *tex[G3_UNITS][N_TEX];
     struct g3_obj *buf[N_BUF];
     struct g3_obj *rbo;
+    struct g3_obj *query[N_QUERY];  /* the active query of each target, begun and not ended */
     struct g3_state st;
     int st_valid;             /* st holds the context's state (else: GL's initial state) */
 };
@@ -462,6 +483,7 @@ static void unref(struct g3_obj **slot)
         free(o->vao);
     }
     free(o->levels);
+    free(o->query);
     free(o);
 }
 
@@ -783,12 +805,56 @@ static void initial_state(G3 *g, struct g3_state *s, struct g3_ctx *c)
         s->attrib[i].f[3] = 1.0f;
 }
 
+/* a query's result over two stretches: whether either passed, or the sum of primitives */
+static uint32_t query_sum(GLenum target, uint32_t a, uint32_t b)
+{
+    return target == GL_TRANSFORM_FEEDBACK_PRIMITIVES_WRITTEN ? a + b : (a || b);
+}
+
+/* context c stops running: its active queries end on the host (their segments stay) */
+static void pause_queries(struct g3_ctx *c)
+{
+    for (int k = 0; k < N_QUERY; k++)
+        if (c->query[k])
+            g3gl.EndQuery(QUERY_TARGETS[k]);
+}
+
+/* context c runs again: each active query goes on in a new host query */
+static void resume_queries(G3 *g, struct g3_ctx *c)
+{
+    for (int k = 0; k < N_QUERY; k++) {
+        struct g3_obj *o = c->query[k];
+        if (!o)
+            continue;
+        struct g3_query *q = o->query;
+        GLuint h = 0;
+        g3gl.GenQueries(1, &h);
+        if (!h) {  /* the host is out of names: the query keeps what it counted so far */
+            unref(&c->query[k]);
+            continue;
+        }
+        if (q->n == G3_QUERY_SEGMENTS) {
+            GLuint r = 0;
+            g->counters.waits++;  /* GL waits for the oldest segment's commands */
+            g3gl.GetQueryObjectuiv(q->seg[0], GL_QUERY_RESULT, &r);
+            q->folded = query_sum(q->target, q->folded, r);
+            g3gl.DeleteQueries(1, &q->seg[0]);
+            memmove(q->seg, q->seg + 1, (G3_QUERY_SEGMENTS - 1) * sizeof q->seg[0]);
+            q->n--;
+        }
+        q->seg[q->n++] = o->host;
+        o->host = h;
+        g3gl.BeginQuery(QUERY_TARGETS[k], h);
+    }
+}
+
 /* switches the host's state to context c (NULL: the 2D renderer's) */
 static void run_state_of(G3 *g, struct g3_ctx *c)
 {
     if (g->applied == c)
         return;
     if (g->applied) {
+        pause_queries(g->applied);
         save_state(g, &g->applied->st, 1);
         g->applied->st_valid = 1;
     }
@@ -802,6 +868,7 @@ static void run_state_of(G3 *g, struct g3_ctx *c)
         c->st_valid = 1;
     }
     apply_state(g, &c->st);
+    resume_queries(g, c);
     /* ES behaviour a desktop context has only when asked */
     g3gl.Enable(GL_PROGRAM_POINT_SIZE_);
     g3gl.Enable(GL_TEXTURE_CUBE_MAP_SEAMLESS_);
@@ -870,7 +937,11 @@ static void host_delete(struct g3_obj *o)
     case T_SYNC: g3gl.DeleteSync(o->sync); break;
     case T_FRAMEBUFFER: g3gl.DeleteFramebuffers(1, &h); break;
     case T_VERTEX_ARRAY: g3gl.DeleteVertexArrays(1, &h); break;
-    case T_QUERY: g3gl.DeleteQueries(1, &h); break;
+    case T_QUERY:
+        g3gl.DeleteQueries(1, &h);
+        if (o->query)
+            g3gl.DeleteQueries((GLsizei)o->query->n, o->query->seg);
+        break;
     case T_TF: g3gl.DeleteTransformFeedbacks(1, &h); break;
     default: break;
     }
@@ -893,6 +964,9 @@ static void untrack(G3 *g, struct g3_obj *o)
                 unref(&c->buf[b]);
         if (c->rbo == o)
             unref(&c->rbo);
+        for (int k = 0; k < N_QUERY; k++)
+            if (c->query[k] == o)
+                unref(&c->query[k]);
     }
     struct g3_ctx *c = g->cur;
     if (c && o->table == T_BUFFER) {
@@ -1977,6 +2051,47 @@ void h_glGetActiveUniformBlockiv(G3 *g, uint32_t program, GLuint uniformBlockInd
         g3_answer(g, params, s, (size_t)count * 4);
 }
 
+static int query_index(GLenum target)
+{
+    for (int k = 0; k < N_QUERY; k++)
+        if (QUERY_TARGETS[k] == target)
+            return k;
+    return -1;
+}
+
+void h_glBeginQuery(G3 *g, GLenum target, uint32_t id)
+{
+    struct g3_obj *o = id ? lookup(g, T_QUERY, id) : NULL;
+    if (!o) {
+        g3_error(g, GL_INVALID_OPERATION);
+        return;
+    }
+    int k = query_index(target);
+    if (k >= 0 && !o->query && !(o->query = calloc(1, sizeof *o->query))) {
+        g3_error(g, GL_OUT_OF_MEMORY);
+        return;
+    }
+    g3gl.BeginQuery(target, o->host);
+    if (g3_gl_error(g) || k < 0)
+        return;
+    /* a new count: the last one's segments go */
+    struct g3_query *q = o->query;
+    g3gl.DeleteQueries((GLsizei)q->n, q->seg);
+    q->n = 0;
+    q->folded = 0;
+    q->target = target;
+    unref(&CUR->query[k]);
+    CUR->query[k] = ref(o);
+}
+
+void h_glEndQuery(G3 *g, GLenum target)
+{
+    g3gl.EndQuery(target);
+    int k = query_index(target);
+    if (!g3_gl_error(g) && k >= 0)
+        unref(&CUR->query[k]);
+}
+
 void h_glGetQueryObjectuiv(G3 *g, uint32_t id, GLenum pname, const struct g3_out *params)
 {
     NAME_OR_FAIL(T_QUERY, id, host);
@@ -1984,8 +2099,19 @@ void h_glGetQueryObjectuiv(G3 *g, uint32_t id, GLenum pname, const struct g3_out
     if (pname == GL_QUERY_RESULT)
         g->counters.waits++;  /* GL waits for the query's commands */
     g3gl.GetQueryObjectuiv(host, pname, &v);
-    if (!g3_gl_error(g))
-        g3_answer(g, params, &v, 4);
+    if (g3_gl_error(g))
+        return;
+    /* the stretches before a context switch, if the query spanned one */
+    const struct g3_query *q = lookup(g, T_QUERY, id)->query;
+    for (uint32_t i = 0; q && i < q->n; i++) {
+        GLuint r = 0;
+        g3gl.GetQueryObjectuiv(q->seg[i], pname, &r);
+        v = pname == GL_QUERY_RESULT ? query_sum(q->target, v, r) : v && r;
+    }
+    if (q && pname == GL_QUERY_RESULT)
+        v = query_sum(q->target, v, q->folded);
+    drain_errors();
+    g3_answer(g, params, &v, 4);
 }
 
 void h_glFinish(G3 *g)

@@ -637,3 +637,37 @@ def test_present_onto_a_16_bit_surface_keeps_what_the_format_keeps(renderer, gl_
                               vgpu("PRESENT", 0, 0, 0, W, H, 0, 30, 20, 0)), guest)
     assert guest.counts == {"errors": 0, "lost_contexts": 0}
     np.testing.assert_array_equal(renderer.read_pixels(0)[20:20 + H, 30:30 + W], want)
+
+
+def test_queries_stay_with_their_context_across_switches(screen, gl_ctx):
+    """An occlusion query left open while another context runs counts its own context's
+    draws only, the other context can run a query of the same target meanwhile, and a query
+    that spans a switch adds up its stretches; results as moderngl counts the same draws."""
+    counted = []
+    for drawn in (False, True):
+        q = gl_ctx.query(samples=True)
+        with q:
+            if drawn:
+                reference_triangle(gl_ctx)
+        counted.append(int(q.samples > 0))  # what GL_ANY_SAMPLES_PASSED answers
+    any_samples, result = enum("GL_ANY_SAMPLES_PASSED"), enum("GL_QUERY_RESULT")
+    guest = FakeGuest()
+    errs = [guest.alloc(4) for _ in range(3)]
+    got = [guest.alloc(4) for _ in range(3)]
+    screen.execute_3d(batch(
+        *setup(), gl("glGenQueries", 1, [7]), gl("glBeginQuery", any_samples, 7),
+        vgpu("CONTEXT_CREATE", 2, 3, 0), vgpu("SURFACE_CREATE", 2, W, H, 0, 0),
+        vgpu("MAKE_CURRENT", 2, 2), *clear(), *triangle_program(),
+        gl("glGenQueries", 2, [8, 9]), gl("glBeginQuery", any_samples, 8),
+        gl("glGetError", (errs[0], 4)), *triangle_draw(), gl("glEndQuery", any_samples),
+        gl("glGetQueryObjectuiv", 8, result, (got[1], 4)),
+        gl("glBeginQuery", any_samples, 9), gl("glDrawArrays", enum("GL_TRIANGLES"), 0, 3),
+        vgpu("MAKE_CURRENT", 1, 1), gl("glEndQuery", any_samples),
+        gl("glGetError", (errs[1], 4)), gl("glGetQueryObjectuiv", 7, result, (got[0], 4)),
+        vgpu("MAKE_CURRENT", 2, 2), gl("glEndQuery", any_samples),
+        gl("glGetError", (errs[2], 4)), gl("glGetQueryObjectuiv", 9, result, (got[2], 4))),
+        guest)
+    assert [guest.u32(e) for e in errs] == [0, 0, 0]
+    assert guest.counts == {"errors": 0, "lost_contexts": 0}
+    # context 1 drew nothing; context 2's queries saw the triangle (9: before the switch)
+    assert [guest.u32(g) for g in got] == [counted[0], counted[1], counted[1]] == [0, 1, 1]
