@@ -2897,76 +2897,64 @@ static void attrib_typed(G3 *g, GLuint index, uint8_t type)
         CUR->st.attrib_type[index] = type;
 }
 
-void h_glVertexAttrib1f(G3 *g, GLuint index, GLfloat x)
-{
-    g3gl.VertexAttrib1f(index, x);
-    attrib_typed(g, index, A_FLOAT);
-}
-
-void h_glVertexAttrib2f(G3 *g, GLuint index, GLfloat x, GLfloat y)
-{
-    g3gl.VertexAttrib2f(index, x, y);
-    attrib_typed(g, index, A_FLOAT);
-}
-
-void h_glVertexAttrib3f(G3 *g, GLuint index, GLfloat x, GLfloat y, GLfloat z)
-{
-    g3gl.VertexAttrib3f(index, x, y, z);
-    attrib_typed(g, index, A_FLOAT);
-}
-
-void h_glVertexAttrib4f(G3 *g, GLuint index, GLfloat x, GLfloat y, GLfloat z, GLfloat w)
-{
-    g3gl.VertexAttrib4f(index, x, y, z, w);
-    attrib_typed(g, index, A_FLOAT);
-}
-
-void h_glVertexAttrib1fv(G3 *g, GLuint index, const void *v)
-{
-    g3gl.VertexAttrib1fv(index, v);
-    attrib_typed(g, index, A_FLOAT);
-}
-
-void h_glVertexAttrib2fv(G3 *g, GLuint index, const void *v)
-{
-    g3gl.VertexAttrib2fv(index, v);
-    attrib_typed(g, index, A_FLOAT);
-}
-
-void h_glVertexAttrib3fv(G3 *g, GLuint index, const void *v)
-{
-    g3gl.VertexAttrib3fv(index, v);
-    attrib_typed(g, index, A_FLOAT);
-}
-
-void h_glVertexAttrib4fv(G3 *g, GLuint index, const void *v)
+/* every glVertexAttrib* as its 4-component form (GL fills y, z with 0 and w with 1) */
+static void attrib_f(G3 *g, GLuint index, const GLfloat v[4])
 {
     g3gl.VertexAttrib4fv(index, v);
     attrib_typed(g, index, A_FLOAT);
 }
 
-void h_glVertexAttribI4i(G3 *g, GLuint index, GLint x, GLint y, GLint z, GLint w)
+static void attrib_fv(G3 *g, GLuint index, const void *v, int n)
 {
-    g3gl.VertexAttribI4i(index, x, y, z, w);
-    attrib_typed(g, index, A_INT);
+    GLfloat f[4] = {0, 0, 0, 1};
+    memcpy(f, v, (size_t)n * sizeof f[0]);
+    attrib_f(g, index, f);
 }
 
-void h_glVertexAttribI4iv(G3 *g, GLuint index, const void *v)
+static void attrib_i(G3 *g, GLuint index, const void *v, uint8_t type)
 {
-    g3gl.VertexAttribI4iv(index, v);
-    attrib_typed(g, index, A_INT);
+    if (type == A_INT)
+        g3gl.VertexAttribI4iv(index, v);
+    else
+        g3gl.VertexAttribI4uiv(index, v);
+    attrib_typed(g, index, type);
+}
+
+void h_glVertexAttrib1f(G3 *g, GLuint index, GLfloat x)
+{
+    attrib_f(g, index, (GLfloat[4]){x, 0, 0, 1});
+}
+
+void h_glVertexAttrib2f(G3 *g, GLuint index, GLfloat x, GLfloat y)
+{
+    attrib_f(g, index, (GLfloat[4]){x, y, 0, 1});
+}
+
+void h_glVertexAttrib3f(G3 *g, GLuint index, GLfloat x, GLfloat y, GLfloat z)
+{
+    attrib_f(g, index, (GLfloat[4]){x, y, z, 1});
+}
+
+void h_glVertexAttrib4f(G3 *g, GLuint index, GLfloat x, GLfloat y, GLfloat z, GLfloat w)
+{
+    attrib_f(g, index, (GLfloat[4]){x, y, z, w});
+}
+
+void h_glVertexAttrib1fv(G3 *g, GLuint index, const void *v) { attrib_fv(g, index, v, 1); }
+void h_glVertexAttrib2fv(G3 *g, GLuint index, const void *v) { attrib_fv(g, index, v, 2); }
+void h_glVertexAttrib3fv(G3 *g, GLuint index, const void *v) { attrib_fv(g, index, v, 3); }
+void h_glVertexAttrib4fv(G3 *g, GLuint index, const void *v) { attrib_fv(g, index, v, 4); }
+void h_glVertexAttribI4iv(G3 *g, GLuint index, const void *v) { attrib_i(g, index, v, A_INT); }
+void h_glVertexAttribI4uiv(G3 *g, GLuint index, const void *v) { attrib_i(g, index, v, A_UINT); }
+
+void h_glVertexAttribI4i(G3 *g, GLuint index, GLint x, GLint y, GLint z, GLint w)
+{
+    attrib_i(g, index, (GLint[4]){x, y, z, w}, A_INT);
 }
 
 void h_glVertexAttribI4ui(G3 *g, GLuint index, GLuint x, GLuint y, GLuint z, GLuint w)
 {
-    g3gl.VertexAttribI4ui(index, x, y, z, w);
-    attrib_typed(g, index, A_UINT);
-}
-
-void h_glVertexAttribI4uiv(G3 *g, GLuint index, const void *v)
-{
-    g3gl.VertexAttribI4uiv(index, v);
-    attrib_typed(g, index, A_UINT);
+    attrib_i(g, index, (GLuint[4]){x, y, z, w}, A_UINT);
 }
 
 void h_glVertexAttribDivisor(G3 *g, GLuint index, GLuint divisor)
