@@ -16,18 +16,17 @@ from replay_scene import record_bytes
 from replay_strategies import commands, worker_messages
 
 from vgpu.device.commands import Copy, Drawable, Fill, SurfaceCmd
-from vgpu.replay import (
+from vgpu.replay.format import (
     MAX_BLOB_BYTES,
     MAX_CHUNKS,
     MAX_LINE_BYTES,
     CommandEvent,
     RecordFormatError,
-    RecordWriter,
     WorkerEvent,
     WorkerMessage,
-    iter_events,
-    read_events,
 )
+from vgpu.replay.reader import iter_events, read_events
+from vgpu.replay.writer import RecordWriter
 
 # sha256 of the uncompressed fixture, from the fixture's README (spice-server wrote it)
 FIXTURE_SHA256 = "2826ea8904ad7f7786823b19fcb7078bda618bb137cb3248ef2af511e854e09b"
