@@ -3405,8 +3405,10 @@ static inline uint32_t qxl_word(uint32_t v, const struct keep *k)
 }
 
 /* GL's RGBA rows into a QXL surface's bytes, in place. Four pixels a step, which the
- * compiler turns into vector operations: faster than Mesa converting to BGRA while it reads
- * (pixel by pixel) followed by a byte-wise alpha pass (1080p on llvmpipe: 1.7 + 1.4 ms). */
+ * compiler turns into vector operations. Reading RGBA and swizzling here beats Mesa
+ * converting to BGRA while it reads, pixel by pixel (one 1920x1080 present on llvmpipe,
+ * thread CPU: BGRA read 1.9-2.4 ms and a byte-wise alpha pass 0.9 ms, against an RGBA read
+ * of 1.7-1.9 ms and this pass 0.5 ms). */
 static void swizzle_rows(uint8_t *at, uint32_t row, int32_t w, int32_t rows,
                          const struct keep *k)
 {
