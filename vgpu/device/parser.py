@@ -268,9 +268,11 @@ class Parser:
         # the surface and its dependencies are the device's to check (it drops a drawable
         # on a missing one, as spice-server does)
         return c.Drawable(
-            h.release_info_id, h.bbox, self._clip(h.clip), h.effect, h.mm_time,
-            h.self_bitmap, h.self_bitmap_area, h.surface_id, h.surfaces_dest,
-            h.surfaces_rects, op(buf, L.DRAW_U, False))
+            release_id=h.release_info_id, bbox=h.bbox, clip=self._clip(h.clip),
+            effect=h.effect, mm_time=h.mm_time, self_bitmap=h.self_bitmap,
+            self_bitmap_area=h.self_bitmap_area, surface_id=h.surface_id,
+            surfaces_dest=h.surfaces_dest, surfaces_rects=h.surfaces_rects,
+            op=op(buf, L.DRAW_U, False))
 
     def compat_drawable(self, addr: int) -> c.Drawable:
         buf = self.read(addr, L.COMPAT_SIZE)
@@ -278,11 +280,11 @@ class Parser:
         op = self._draw.get(h.type)
         if op is None or h.type == lib.QXL_DRAW_COMPOSITE:
             raise GuestBug(f"unknown compat draw type {h.type}")
-        zero = c.QRect(0, 0, 0, 0)
+        # QXLCompatDrawable has no surfaces: the primary, with no dependencies
         return c.Drawable(
-            h.release_info_id, h.bbox, self._clip(h.clip), h.effect, h.mm_time,
-            1 if h.bitmap_offset else 0, h.bitmap_area, 0, (-1, -1, -1), (zero, zero, zero),
-            op(buf, L.COMPAT_U, True))
+            release_id=h.release_info_id, bbox=h.bbox, clip=self._clip(h.clip),
+            effect=h.effect, mm_time=h.mm_time, self_bitmap=1 if h.bitmap_offset else 0,
+            self_bitmap_area=h.bitmap_area, op=op(buf, L.COMPAT_U, True))
 
     def update(self, addr: int, compat: bool) -> c.UpdateCmd:
         if compat:
