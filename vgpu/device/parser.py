@@ -169,17 +169,19 @@ def decode_glyphs(flags: int, n: int, data: bytes) -> c.GlyphString:
     glyphs = []
     pos = 0
     head = L.GLYPH.size
-    unpack = L.GLYPH.unpack_from
+    # per glyph, the flat leaves (render_pos, glyph_origin, width, height): no record object
+    unpack = L.GLYPH.struct.unpack_from
+    QPoint = c.QPoint
     for _ in range(n):
         if size - pos < head:
             raise GuestBug("glyph string ends inside a glyph header")
-        g = unpack(data, pos)
-        w, h = g.width, g.height
+        rx, ry, ox, oy, w, h = unpack(data, pos)
         pos += head
         nbytes = ((w * bpp + 7) // 8) * h
         if nbytes > size - pos:
             raise GuestBug(f"glyph {w}x{h} overruns the string data")
-        glyphs.append(c.RasterGlyph(g.render_pos, g.glyph_origin, w, h, data[pos:pos + nbytes]))
+        glyphs.append(c.RasterGlyph(QPoint(rx, ry), QPoint(ox, oy), w, h,
+                                    data[pos:pos + nbytes]))
         pos += nbytes
     return c.GlyphString(flags, tuple(glyphs))
 
@@ -406,14 +408,12 @@ class Parser:
         mm = self._mm
         translate = self.slots.translate
         off = translate(addr, L.DESC_SIZE)
-        d = L.DESC.unpack_from(mm, off)
-        typ = d.type
-        desc = c.ImageDescriptor(d.id, typ, d.flags, d.width, d.height)
+        # the records unpack in the order of their paths in `layouts`
+        iid, typ, iflags, iw, ih = L.DESC.unpack_from(mm, off)
+        desc = c.ImageDescriptor(iid, typ, iflags, iw, ih)
         if typ == lib.SPICE_IMAGE_TYPE_BITMAP:
             off = translate(addr, L.BITMAP.size)
-            b = L.BITMAP.unpack_from(mm, off)
-            fmt, flags, w, h = b.bitmap_format, b.bitmap_flags, b.bitmap_x, b.bitmap_y
-            stride, data, pal = b.bitmap_stride, b.bitmap_data, b.bitmap_palette
+            fmt, flags, w, h, stride, pal, data = L.BITMAP.unpack_from(mm, off)
             bpp = BITMAP_BPP.get(fmt)
             if bpp is None:
                 raise GuestBug(f"unknown bitmap format {fmt}")
