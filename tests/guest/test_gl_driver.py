@@ -309,7 +309,9 @@ def test_recording_leaves_the_3d_ring_out_and_keeps_the_rest(tmp_path) -> None:
     """spice-server's record format has no 3D ring: a session with 3D batches records its
     2D part only, and reads back whole."""
     from vgpu.device import commands as c
-    from vgpu.replay import CommandEvent, Recorder, WorkerMessage, read_events
+    from vgpu.replay.format import CommandEvent, WorkerMessage
+    from vgpu.replay.reader import read_events
+    from vgpu.replay.recorder import Recorder
 
     path = tmp_path / "session.spice"
     device = Device(RecordingBackend(), ram_size=8 << 20, vram_size=1 << 20)

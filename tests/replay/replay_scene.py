@@ -46,7 +46,8 @@ from vgpu.device.commands import (
     UpdateCmd,
     Whiteness,
 )
-from vgpu.replay import PrimarySurface, RecordWriter, WorkerMessage
+from vgpu.replay.format import PrimarySurface, WorkerMessage
+from vgpu.replay.writer import RecordWriter
 
 WIDTH, HEIGHT = 256, 192
 ROP_PUT = 8  # SPICE_ROPD_OP_PUT

@@ -43,7 +43,7 @@ from vgpu.device.commands import (
     Whiteness,
 )
 from vgpu.device.parser import glyph_bpp
-from vgpu.replay import PrimarySurface, WorkerMessage
+from vgpu.replay.format import PrimarySurface, WorkerMessage
 
 u8 = st.integers(0, 0xFF)
 u16 = st.integers(0, 0xFFFF)

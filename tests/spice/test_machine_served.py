@@ -117,16 +117,15 @@ def test_mode_changes_as_linux_makes_them_reach_spice_gtk(tmp_path):
             d.create_surface(1, 32, 16)  # an off-screen surface that outlives the modes
             d.submit(_fill(c.QRect(0, 0, 16, 32), 0xC08010, surface_id=1))
             step[0].wait(30)
-            area = d.layout.ram_offset + d.rom.draw_area_offset
             d.destroy_primary(async_=True)  # each async IO waits for its IO_CMD interrupt
-            d.buf[area:area + 64 * 256] = _solid(64, 64, (0x10, 0x70, 0x30, 0)).tobytes()
-            d.create_primary(64, 64, stride=256, async_=True, flags=lib.QXL_SURF_FLAG_KEEP_DATA)
+            d.create_primary(64, 64, stride=256, async_=True, flags=lib.QXL_SURF_FLAG_KEEP_DATA,
+                             data=_solid(64, 64, (0x10, 0x70, 0x30, 0)).tobytes())
             d.submit(_fill(c.QRect(0, 0, 768, 1024), 0xFFFFFF))  # outside: dropped
             step[1].wait(30)
             d.destroy_primary(async_=True)
-            d.buf[area:area + 768 * 4096] = _solid(1024, 768, (0x50, 0x20, 0x60, 0)).tobytes()
             d.create_primary(1024, 768, stride=4096, async_=True,
-                             flags=lib.QXL_SURF_FLAG_KEEP_DATA)
+                             flags=lib.QXL_SURF_FLAG_KEEP_DATA,
+                             data=_solid(1024, 768, (0x50, 0x20, 0x60, 0)).tobytes())
             d.submit(_copy_from_surface(1, c.QRect(0, 0, 16, 32), c.QRect(100, 200, 116, 232)))
             step[2].wait(30)
         except BaseException as e:  # reported by the test, not lost on this thread
