@@ -47,14 +47,12 @@ def draw(driver, n: int) -> float:
     same for a like comparison."""
     from vgpu.device.commands import Drawable, Fill, QMask, QPoint, QRect, SolidBrush
 
-    none = QRect(0, 0, 0, 0)
     mask = QMask(0, QPoint(0, 0), None)
     driver.create_primary(256, 256)
     start = time.perf_counter()
     for i in range(n):
-        driver.submit(Drawable(0, QRect(i % 200, 0, i % 200 + 8, 256), None, 0, 0, 0, none, 0,
-                               (-1, -1, -1), (none, none, none),
-                               Fill(SolidBrush(i & 0xFFFFFF), 8, mask)))
+        driver.submit(Drawable(bbox=QRect(i % 200, 0, i % 200 + 8, 256),
+                               op=Fill(SolidBrush(i & 0xFFFFFF), 8, mask)))
     driver.update_area(0, QRect(0, 0, 256, 256))
     return time.perf_counter() - start
 

@@ -74,10 +74,9 @@ def _fill(bbox, color: int, surface_id: int = 0):
     from vgpu.device import commands as c
     from vgpu.device.abi import lib
 
-    z = c.QRect(0, 0, 0, 0)
-    return c.Drawable(0, bbox, None, lib.QXL_EFFECT_OPAQUE, 0, 0, z, surface_id, (-1, -1, -1),
-                      (z, z, z), c.Fill(c.SolidBrush(color), lib.SPICE_ROPD_OP_PUT,
-                                        c.QMask(0, c.QPoint(0, 0), None)))
+    return c.Drawable(bbox=bbox, effect=lib.QXL_EFFECT_OPAQUE, surface_id=surface_id,
+                      op=c.Fill(c.SolidBrush(color), lib.SPICE_ROPD_OP_PUT,
+                                c.QMask(0, c.QPoint(0, 0), None)))
 
 
 def _copy_from_surface(surface_id: int, src, dst_bbox):
@@ -88,10 +87,10 @@ def _copy_from_surface(surface_id: int, src, dst_bbox):
     w, h = src.right - src.left, src.bottom - src.top
     image = c.SurfaceImage(c.ImageDescriptor(0, lib.SPICE_IMAGE_TYPE_SURFACE, 0, w, h),
                            surface_id)
-    return c.Drawable(0, dst_bbox, None, lib.QXL_EFFECT_OPAQUE, 0, 0, z, 0,
-                      (surface_id, -1, -1), (src, z, z),
-                      c.Copy(image, src, lib.SPICE_ROPD_OP_PUT, 0,
-                             c.QMask(0, c.QPoint(0, 0), None)))
+    return c.Drawable(bbox=dst_bbox, effect=lib.QXL_EFFECT_OPAQUE,
+                      surfaces_dest=(surface_id, -1, -1), surfaces_rects=(src, z, z),
+                      op=c.Copy(image, src, lib.SPICE_ROPD_OP_PUT, 0,
+                                c.QMask(0, c.QPoint(0, 0), None)))
 
 
 def test_mode_changes_as_linux_makes_them_reach_spice_gtk(tmp_path):

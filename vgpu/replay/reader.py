@@ -459,8 +459,10 @@ class _Reader:
         else:
             raise self.error(f"expected 'self_bitmap' or 'bitmap_offset', found {line[:60]!r}")
         op = self.draw_op(self.field(b"type", U8), compat)
-        return Drawable(0, bbox, clip, effect, mm_time, self_bitmap, self_area, surface_id,
-                        dests, rects, op), compat
+        return Drawable(bbox=bbox, clip=clip, effect=effect, mm_time=mm_time,
+                        self_bitmap=self_bitmap, self_bitmap_area=self_area,
+                        surface_id=surface_id, surfaces_dest=dests, surfaces_rects=rects,
+                        op=op), compat
 
     def update(self) -> UpdateCmd:
         self.keyword(b"update")
