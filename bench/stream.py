@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import statistics
 import tempfile
 import threading
@@ -206,13 +207,91 @@ class Watch:
         return first
 
 
+STAGES = ("guest", "render", "GL rasterizer", "encode", "send", "client protocol",
+          "client decode")
+"""Where a frame's CPU time goes, by thread: the guest program (vgpu-guest), the device
+and renderer (vgpu-render: ring, parse, GL calls, readback), Mesa's rasterizer threads
+(llvmpipe-N), the stream encoders (the spice-encode pool and the threads the codec
+libraries start, which have no Python name), the event loop (spice-loop: framing and
+socket writes), and the client process: its main thread (spice-gtk's channels, the
+canvas, the test client's stamp reading) and the rest (GStreamer's decoder threads)."""
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """Thread id -> (its kernel name, user + system CPU seconds) from /proc."""
+    found = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:  # the thread ended
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        found[int(tid)] = (stat[stat.index("(") + 1:stat.rindex(")")],
+                           (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    return found
+
+
+def _stage(name: str) -> str:
+    if name.startswith("vgpu-guest"):
+        return "guest"
+    if name.startswith("vgpu-render"):
+        return "render"
+    if name.startswith("llvmpipe"):
+        return "GL rasterizer"
+    if name.startswith("spice-loop"):
+        return "send"
+    if name.startswith("spice-encode") or not name.startswith(("vgpu-", "Thread", "Main")):
+        return "encode"  # the pool, and the codec libraries' own threads
+    return "other"
+
+
+class CpuMeter:
+    """CPU seconds per stage (STAGES) of this process and the client's, between
+    start() and stop(). Threads are told apart by their Python names here and their
+    kernel names in the client."""
+
+    def __init__(self, client_pid: int) -> None:
+        self.client_pid = client_pid
+        self._before: dict[tuple[bool, int], float] = {}
+
+    def _sample(self) -> dict[tuple[bool, int], tuple[str, float]]:
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        own = {(False, tid): (names.get(tid, comm), cpu)
+               for tid, (comm, cpu) in _thread_cpu(os.getpid()).items()}
+        return own | {(True, tid): v for tid, v in _thread_cpu(self.client_pid).items()}
+
+    def start(self) -> None:
+        self._before = {key: cpu for key, (_name, cpu) in self._sample().items()}
+
+    def stop(self) -> dict[str, float]:
+        spent = dict.fromkeys(STAGES, 0.0)
+        for key, (name, cpu) in self._sample().items():
+            client, tid = key
+            if client:  # its main thread runs spice-gtk; GStreamer starts the others
+                stage = "client protocol" if tid == self.client_pid else "client decode"
+            else:
+                stage = _stage(name)
+            if stage in spent:
+                spent[stage] += cpu - self._before.get(key, 0.0)
+        return spent
+
+
+DEMOS = ("cube", "anim")
+"""The full-screen 3D demo (the cube through the 3D ring) and the 2D one (a new
+photographic image COPY every frame): both stamp their frame counter."""
+
+
 @contextlib.contextmanager
-def running(width: int, height: int, codec: str) -> Iterator[tuple[object, object, Presented]]:
+def running(width: int, height: int, codec: str, demo: str = "anim"
+            ) -> Iterator[tuple[object, object, Presented]]:
     from vgpu.machine import Machine
 
     codecs = "spice:mjpeg" if codec == "mjpeg" else f"pyav:{codec}"
     options = ServerOptions(compression=Compression(streaming="all", video_codecs=codecs))
-    machine = Machine.create(demo="anim", width=width, height=height)
+    machine = Machine.create(demo=demo, width=width, height=height)
     presented = Presented(machine)
     machine.start()
     try:
@@ -257,27 +336,47 @@ def summary(watch: Watch, presented: Presented, start: float, end: float) -> dic
     }
 
 
+def stage_costs(spent: dict[str, float], published: int, sent: int, shown: int,
+                seconds: float) -> dict:
+    """CPU ms per frame of each stage, each over the frames it handled: the guest, the
+    renderer and the rasterizer per published frame, the encoders and the event loop
+    per stream frame sent, the client per frame shown; and the whole as a share of
+    one core."""
+    per = {"guest": published, "render": published, "GL rasterizer": published,
+           "encode": sent, "send": sent, "client protocol": shown, "client decode": shown}
+    costs = {f"cpu {stage}": spent[stage] * 1000 / max(1, per[stage]) for stage in STAGES}
+    costs["cpu all"] = sum(spent.values()) / seconds * 100
+    return costs
+
+
 def run_codec(width: int, height: int, codec: str, seconds: float, tmp: Path,
-              warmup: float = WARMUP_S) -> dict:
-    with running(width, height, codec) as (server, port, presented):
+              warmup: float = WARMUP_S, demo: str = "anim") -> dict:
+    with running(width, height, codec, demo) as (server, port, presented):
         client = SpiceClient(port)
         try:
             watch = Watch(client, presented)
             watch.wait_first_picture()
             stats = server.display_stats[0]  # type: ignore[attr-defined]
             time.sleep(warmup)
+            meter = CpuMeter(client.proc.pid)
+            meter.start()
             bytes0, frames0 = stats.stream_bytes, stats.stream_frames
             skipped0 = stats.stream_skipped
             published0 = len(presented.times)
             start, end = measure([watch], seconds, tmp, 0.0)
+            spent = meter.stop()
             sent_bytes = stats.stream_bytes - bytes0
             sent_frames = stats.stream_frames - frames0
             skipped = stats.stream_skipped - skipped0
             published = len(presented.times) - published0
         finally:
             client.close()
+    shown = summary(watch, presented, start, end)
     return {
-        **summary(watch, presented, start, end),
+        **shown,
+        **stage_costs(spent, published, sent_frames, round(shown["fps"] * (end - start)),
+                      end - start),
+        "load": os.getloadavg()[0],
         "codec": stats.codec,
         "published_fps": published / (end - start),
         "kib_s": sent_bytes / 1024 / (end - start),
@@ -371,16 +470,20 @@ SESSION_FIGURES = {
     "published_fps": ("frames/s", HIGHER), "fps": ("frames/s", HIGHER),
     "kib_s": ("KiB/s", LOWER), "kib_frame": ("KiB", LOWER), "ssim": ("SSIM", HIGHER),
     "latency median": ("ms", LOWER), "latency p99": ("ms", LOWER),
-    "skipped": ("frames", LOWER)}
+    "skipped": ("frames", LOWER), "load": ("load", LOWER), "cpu all": ("% of a core", LOWER),
+    **{f"cpu {stage}": ("ms", LOWER) for stage in STAGES}}
 """One client's session: what the guest published, what the client showed (its fps and
-the SSIM of its pictures), the stream's bytes and the delay from present to display."""
+the SSIM of its pictures), the stream's bytes and the delay from present to display;
+the CPU each stage spent per frame (stage_costs) and the machine's load average."""
 ENCODER_FIGURES = {"ms": ("ms", LOWER), "kib": ("KiB", LOWER), "ssim": ("SSIM", HIGHER)}
 """The encoder alone, per frame: time, size, SSIM of FFmpeg's decoding."""
 FIGURE_NAMES = {"ms": "ms per frame", "kib": "KiB per frame",
                 "published_fps": "published fps", "fps": "shown fps", "kib_s": "KiB/s",
                 "kib_frame": "KiB per frame", "ssim": "SSIM", "latency median": "delay median",
                 "latency p99": "delay p99", "skipped": "frames skipped by rate control",
-                "late_half_median_ms": "delay median, second half"}
+                "late_half_median_ms": "delay median, second half",
+                "load": "load average (1 min)", "cpu all": "CPU, all stages",
+                **{f"cpu {stage}": f"CPU ms per frame: {stage}" for stage in STAGES}}
 
 
 def _named(figures: dict) -> dict[str, float]:
@@ -419,14 +522,16 @@ def stream(b: Bench) -> Iterator[Measurement]:
     figures = _specs(SESSION_FIGURES)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        for width, height in sizes:
-            yield from b.observe(
-                {codec: lambda codec=codec, width=width, height=height: _named(run_codec(
-                    width, height, codec, seconds, tmp, QUICK_SECONDS if b.quick else WARMUP_S))
-                 for codec in codecs},
-                figures, prefix=f"anim {width}x{height}: ", rounds=1,
-                note="anim guest -> device -> GL renderer -> vgpu SPICE -> spice-gtk "
-                     "(GStreamer decoders)")
+        for demo in DEMOS[:1] if b.quick else DEMOS:
+            for width, height in sizes:
+                yield from b.observe(
+                    {codec: lambda codec=codec, width=width, height=height, demo=demo: _named(
+                        run_codec(width, height, codec, seconds, tmp,
+                                  QUICK_SECONDS if b.quick else WARMUP_S, demo))
+                     for codec in codecs},
+                    figures, prefix=f"{demo} {width}x{height}: ", rounds=1,
+                    note=f"{demo} guest -> device -> GL renderer -> vgpu SPICE -> spice-gtk "
+                         "(GStreamer decoders); CPU per stage per frame it handled")
         if b.quick:
             return
         width, height = sizes[0]
