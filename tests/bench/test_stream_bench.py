@@ -1,11 +1,15 @@
-"""bench/stream.py's CPU meter: each thread's time lands in its stage, the client's too."""
+"""bench/stream.py's own machinery: the CPU meter, the equal-SSIM byte ratio and the
+cube pictures it compares codecs on."""
 
 import subprocess
 import sys
 import threading
 import time
 
+import pytest
+
 from vgpu.bench.core import bench_module
+from vgpu.guest.anim import read_stamp
 
 STREAM = bench_module("stream")
 
@@ -61,3 +65,32 @@ def test_cpu_meter_puts_each_thread_in_its_stage():
     assert 0.8 * BUSY_S <= spent["client protocol"] < 1.5 * BUSY_S
     assert 1.6 * BUSY_S <= spent["client decode"] < 2.5 * BUSY_S
     assert spent["guest"] < 0.2 * BUSY_S and spent["encode"] < 0.2 * BUSY_S
+
+
+MJPEG_CURVE = [(0.99, 20.0), (0.995, 30.0), (0.998, 50.0)]
+
+
+def test_equal_ssim_ratio_interpolates_between_mjpeg_points():
+    ratio = STREAM.equal_ssim_ratio
+    assert ratio((0.9925, 5.0), MJPEG_CURVE) == pytest.approx(5.0 / 25.0)
+    assert ratio((0.99, 4.0), MJPEG_CURVE) == pytest.approx(4.0 / 20.0)
+    assert ratio((0.995, 6.0), list(reversed(MJPEG_CURVE))) == pytest.approx(6.0 / 30.0)
+
+
+def test_equal_ssim_ratio_is_never_flattering_outside_the_curve():
+    ratio = STREAM.equal_ssim_ratio
+    # better than MJPEG's best: against its best (MJPEG would need more to match)
+    assert ratio((0.999, 10.0), MJPEG_CURVE) == pytest.approx(10.0 / 50.0)
+    # worse than MJPEG's worst: MJPEG's bytes there are unknown
+    assert ratio((0.98, 1.0), MJPEG_CURVE) != ratio((0.98, 1.0), MJPEG_CURVE)  # NaN
+    assert ratio((0.99, 1.0), []) != ratio((0.99, 1.0), [])
+
+
+@pytest.mark.gl
+def test_cube_pictures_are_top_down_bgrx_with_their_stamp():
+    """The counter reads back from the bottom-left, so rows come top-down; the cube's
+    dark blue background (BACKGROUND) has blue above red, so bytes are B, G, R."""
+    pictures = STREAM.demo_pictures("cube", 320, 240, 3)
+    assert [read_stamp(p) for p in pictures] == [1, 2, 3]
+    corner = pictures[0][2, 2]
+    assert corner[0] > corner[2] and corner[3] == 255
