@@ -1,10 +1,11 @@
-"""Video streams as a real client sees them: the anim demo guest through the whole stack.
+"""Video streams as a real client sees them: the demo guests through the whole stack.
 
-The built-in animation guest (vgpu/guest/anim.py: a new full-screen image COPY
-every frame, through the guest driver, the device and the GL renderer) is served
-to spice-gtk (SpiceClientGLib, decoding H.264 and VP8 with GStreamer), one codec
-at a time (--video-codecs pyav:CODEC). Per size and codec, over the measuring
-window:
+The full-screen 3D demo (vgpu/guest/cube.py: the cube through the 3D ring) and the
+animation guest (vgpu/guest/anim.py: a new full-screen image COPY every frame,
+through the guest driver, the device and the GL renderer), both stamping their
+frame counter, are served to spice-gtk (SpiceClientGLib, decoding H.264 and VP8
+with GStreamer), one codec at a time (--video-codecs pyav:CODEC). Per demo, size
+and codec, over the measuring window:
   shown fps   distinct frames the client displayed per second (each frame carries
               its counter along the bottom-left edge; the client reads it back on
               every display-invalidate);
@@ -14,13 +15,19 @@ window:
               the renderer's frame with the same counter: SSIM of BT.601 luma over
               8x8 windows (Wang et al. 2004, box windows), mean over the dumps;
   delay       present (the frame published by the render thread) to the client's
-              display-invalidate of that frame: median and p99.
+              display-invalidate of that frame: median and p99;
+  CPU         ms per frame of each stage (STAGES: guest, render, GL rasterizer,
+              encode, send, client protocol, client decode), from the threads' CPU
+              times, and the load average.
 Beside it, the encoders alone (ms per frame, KiB per frame, SSIM of FFmpeg's decoding)
-and rate-distortion points (H.264 at two rates, MJPEG at two qualities: spice-server's
-own codec, at its starting quality 70 and below). A last run serves two clients at once,
-one direct and one through a proxy that paces the server's bytes to THROTTLE_KBPS: the
-throttled client's delay must stay bounded (its queue does not grow) while the direct
-one keeps its frame rate. With --quick: one small size, two codecs, no throttled run.
+and rate-distortion points on each demo's pictures (H.264 at three rates, MJPEG,
+spice-server's own codec, at qualities from 30 to 95) with H.264's bytes over MJPEG's
+at equal SSIM. Side by side, the real spice-server (bench/peer) replays a recording of
+the anim demo with its own MJPEG and GStreamer's H.264 and VP8. A last run serves two
+clients at once, one direct and one through a proxy that paces the server's bytes to
+THROTTLE_KBPS: the throttled client's delay must stay bounded (its queue does not grow)
+while the direct one keeps its frame rate. With --quick: one small size, two codecs,
+the cube only, no rate-distortion, peer or throttled runs.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import asyncio
 import bisect
 import contextlib
 import os
+import runpy
 import statistics
 import tempfile
 import threading
@@ -41,6 +49,7 @@ import numpy as np
 
 from vgpu.bench import HIGHER, LOWER, Bench, Measurement, workload
 from vgpu.bench.common import LoopProxy, SpiceClient, percentiles, serving
+from vgpu.bench.core import BENCH_DIR
 from vgpu.guest.anim import read_stamp
 from vgpu.spice.imaging import Compression
 from vgpu.spice.server import ServerOptions
@@ -410,6 +419,111 @@ def run_throttled(
     }
 
 
+PEER_TOOLS = runpy.run_path(str(BENCH_DIR / "peer" / "spice_peer.py"))
+"""bench/peer's helpers: build_peer() and SpicePeer (the real spice-server replaying a
+record file)."""
+
+PEER_CODECS = {"mjpeg": "spice:mjpeg", "h264": "gstreamer:h264", "vp8": "gstreamer:vp8"}
+"""spice-server's own encoders for each codec: its MJPEG, and GStreamer's where its
+plugins are on this host (spice-server leaves out an encoder it cannot build, and the
+stream then falls back to what remains)."""
+
+PEER_RECORD_S = 3.0
+"""Seconds of the anim demo recorded for the peer (about 300 MB at 1280x720: every
+frame is a new uncompressed image)."""
+
+PEER_FPS = 60.0
+"""The replay's pace: the anim guest's own rate."""
+
+LINK_RATE = 1e12
+"""The counting proxy's rate: no pacing, it only counts the server's bytes."""
+
+
+class AnimReference:
+    """The anim demo's picture for a frame counter: the guest is deterministic, so any
+    stamped frame can be compared with what it was (the peer has no frames to keep)."""
+
+    def __init__(self, width: int, height: int) -> None:
+        from vgpu.guest.anim import AnimScene
+
+        self.scene = AnimScene(width, height)
+
+    def pixels(self, value: int) -> np.ndarray:
+        self.scene.count = value
+        return self.scene.frame()
+
+
+def record_anim(width: int, height: int, seconds: float, path: Path) -> int:
+    """Records the anim demo served by vgpu in spice-server's format; the frames in it."""
+    from vgpu.machine import Machine
+
+    machine = Machine.create(demo="anim", width=width, height=height, record=path)
+    machine.start()
+    time.sleep(seconds)
+    machine.stop()
+    return int(machine.recorded or 0)
+
+
+PEER_SETTLE_FRAMES = 30
+"""Frames of the recording before the peer's figures count: spice-server starts a stream
+after 20 frames of a region (RED_STREAM_FRAMES_START_CONDITION) and sends the ones
+before losslessly, each a megabyte or more."""
+
+
+def run_peer(exe: Path, record: Path, width: int, height: int, codec: str, tmp: Path) -> dict:
+    """The real spice-server replaying `record` (the anim demo) with its own stream
+    encoder for `codec`, paced at PEER_FPS, to spice-gtk through a proxy that counts
+    bytes. From the recording's PEER_SETTLE_FRAMES-th frame shown to its last: frames
+    shown per second, KiB per second and per frame shown, and the SSIM of the client's
+    pictures against the anim guest's frames with the same counter."""
+    options = ("--hold", "--streaming-video", "all", "--video-codecs", PEER_CODECS[codec],
+               "--fps", str(PEER_FPS))
+    with PEER_TOOLS["SpicePeer"](exe, record, options=options) as peer:
+        proxy = PacedProxy(peer.port, LINK_RATE)
+        client = SpiceClient(proxy.port)
+        try:
+            opening = client.wait_display_open()
+            watch = Watch(client, AnimReference(width, height))  # type: ignore[arg-type]
+            watch.lines += opening
+            done = threading.Thread(target=peer.wait_done, daemon=True)
+            peer.release()
+            done.start()
+            counted: list[tuple[float, int]] = []  # (time, bytes from the server so far)
+            first: int | None = None
+            while done.is_alive():
+                time.sleep(0.05)
+                counted.append((time.time(), proxy.down_bytes))
+                watch.poll()
+                shown = watch.shown(0.0, float("inf"))
+                first = min(shown) if shown and first is None else first
+                settled = first is not None and max(shown) >= first + PEER_SETTLE_FRAMES
+                if settled and len(watch.ssims) < DUMPS and len(counted) % 6 == 0:
+                    with contextlib.suppress(StopIteration):
+                        watch.sample_ssim(tmp / f"peer-{len(watch.ssims)}.raw")
+            time.sleep(0.5)
+            watch.poll()
+        finally:
+            client.close()
+            proxy.close()
+    shown = watch.shown(0.0, float("inf"))
+    if first is None:
+        raise RuntimeError(f"the client showed nothing of {record.name}")
+    times = sorted(t for value, t in shown.items() if value >= first + PEER_SETTLE_FRAMES)
+    if len(times) < 2:
+        raise RuntimeError(f"{record.name}: too few frames after the first "
+                           f"{PEER_SETTLE_FRAMES} to measure")
+    start, end = times[0], times[-1]
+    stamps, totals = zip(*counted, strict=True)
+    sent = float(np.interp(end, stamps, totals) - np.interp(start, stamps, totals))
+    return {
+        "fps": (len(times) - 1) / (end - start),
+        "ssim": statistics.mean(watch.ssims) if watch.ssims else float("nan"),
+        "kib_s": sent / 1024 / (end - start),
+        "kib_frame": sent / 1024 / (len(times) - 1),
+        "load": os.getloadavg()[0],
+    }
+
+
 RD_BITS_PER_PIXEL = (0.05, 0.1, 0.15)
 RD_MJPEG_QUALITIES = (30, 50, 70, 85, 95)
 """Rate-distortion points: H.264 below, at and above the starting rate; MJPEG from
@@ -568,8 +682,33 @@ def equal_ssim(b: Bench, demo: str, width: int, height: int, frames: int
              f"aim at most {RATIO_TARGET}")
 
 
-@workload("stream", "video streams to spice-gtk from the anim guest: shown fps, bytes, SSIM, "
-          "delay per codec; the encoders alone", references=("spice-server's MJPEG",))
+def side_by_side(b: Bench, width: int, height: int, tmp: Path) -> Iterator[Measurement]:
+    """The real spice-server replaying a recording of the anim demo with its own stream
+    encoders (figures named as the anim sessions' are, to read beside them)."""
+    built = PEER_TOOLS["build_peer"]()
+    if isinstance(built, str):
+        yield b.value(f"spice-server replaying anim {width}x{height}: not run", "runs",
+                      {"spice-server": 0.0}, note=built)
+        return
+    record = tmp / "anim.spice"
+    frames = record_anim(width, height, PEER_RECORD_S, record)
+    try:
+        yield from b.observe(
+            {f"spice-server {codec}": lambda codec=codec: _named(
+                run_peer(built, record, width, height, codec, tmp)) for codec in PEER_CODECS},
+            _specs({k: SESSION_FIGURES[k] for k in ("fps", "kib_s", "kib_frame", "ssim",
+                                                   "load")}),
+            prefix=f"spice-server replaying anim {width}x{height}: ", rounds=1,
+            note=f"{frames} recorded events of vgpu's anim demo, played at {PEER_FPS:g} "
+                 f"frames/s; from the {PEER_SETTLE_FRAMES}th frame on; {PEER_CODECS}")
+    finally:
+        record.unlink()
+
+
+@workload("stream", "video streams to spice-gtk from the cube (3D) and anim guests: shown fps, "
+          "bytes, SSIM, delay, CPU per stage per codec; the encoders alone; spice-server's "
+          "own streams side by side",
+          references=("spice-server's MJPEG", "spice-server's own streams"))
 def stream(b: Bench) -> Iterator[Measurement]:
     sizes = (QUICK_SIZE,) if b.quick else SIZES
     codecs = QUICK_CODECS if b.quick else CODECS
@@ -602,6 +741,7 @@ def stream(b: Bench) -> Iterator[Measurement]:
         if b.quick:
             return
         width, height = sizes[0]
+        yield from side_by_side(b, width, height, tmp)
         got = run_throttled(width, height, codecs[0], seconds, THROTTLE_KBPS, tmp)
         client_figures = _specs({k: SESSION_FIGURES.get(k, ("ms", LOWER)) for k in (
             "fps", "ssim", "latency median", "latency p99", "late_half_median_ms")})

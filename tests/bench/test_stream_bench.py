@@ -94,3 +94,22 @@ def test_cube_pictures_are_top_down_bgrx_with_their_stamp():
     assert [read_stamp(p) for p in pictures] == [1, 2, 3]
     corner = pictures[0][2, 2]
     assert corner[0] > corner[2] and corner[3] == 255
+
+
+@pytest.mark.slow
+@pytest.mark.gl
+def test_the_real_spice_server_streams_a_recording_of_the_anim_demo(tmp_path):
+    """The peer's --streaming-video, --video-codecs and --fps reach spice-server: its
+    MJPEG stream shows the recording's frames lossy (a lossless frame of this size is
+    well over 100 KiB) and close to the anim guest's pictures."""
+    built = STREAM.PEER_TOOLS["build_peer"]()
+    if isinstance(built, str):
+        pytest.skip(built)
+    record = tmp_path / "anim.spice"
+    STREAM.record_anim(320, 240, 2.5, record)
+    got = STREAM.run_peer(built, record, 320, 240, "mjpeg", tmp_path)
+    assert got["fps"] > 5
+    # spice-server with streaming off sends these frames losslessly: about 55 KiB each
+    # and an SSIM of 1.0 (measured with the same recording)
+    assert got["kib_frame"] < 40
+    assert 0.9 < got["ssim"] < 0.999
