@@ -297,14 +297,27 @@ static gboolean quit(gpointer loop)
     return G_SOURCE_REMOVE;
 }
 
-static const struct { const char *name; spice_image_compression_t value; } compressions[] = {
+typedef struct { const char *name; int value; } Named;
+
+/* The value named `name` in `table`, or -1. */
+static int lookup(const Named *table, size_t n, const char *name)
+{
+    for (size_t k = 0; k < n; k++) {
+        if (!strcmp(table[k].name, name)) {
+            return table[k].value;
+        }
+    }
+    return -1;
+}
+
+static const Named compressions[] = {
     { "auto_glz", SPICE_IMAGE_COMPRESSION_AUTO_GLZ }, { "auto_lz", SPICE_IMAGE_COMPRESSION_AUTO_LZ },
     { "quic", SPICE_IMAGE_COMPRESSION_QUIC }, { "glz", SPICE_IMAGE_COMPRESSION_GLZ },
     { "lz", SPICE_IMAGE_COMPRESSION_LZ }, { "lz4", SPICE_IMAGE_COMPRESSION_LZ4 },
     { "off", SPICE_IMAGE_COMPRESSION_OFF },
 };
 
-static const struct { const char *name; int value; } streamings[] = {
+static const Named streamings[] = {
     { "off", SPICE_STREAM_VIDEO_OFF }, { "all", SPICE_STREAM_VIDEO_ALL },
     { "filter", SPICE_STREAM_VIDEO_FILTER },
 };
@@ -335,25 +348,16 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--hold")) {
             hold = TRUE;
         } else if (!strcmp(argv[i], "--image-compression") && i + 1 < argc) {
-            const char *name = argv[++i];
-            size_t k = 0;
-            while (k < G_N_ELEMENTS(compressions) && strcmp(compressions[k].name, name)) {
-                k++;
-            }
-            if (k == G_N_ELEMENTS(compressions)) {
+            int value = lookup(compressions, G_N_ELEMENTS(compressions), argv[++i]);
+            if (value < 0) {
                 return usage(argv[0]);
             }
-            compression = compressions[k].value;
+            compression = (spice_image_compression_t)value;
         } else if (!strcmp(argv[i], "--streaming-video") && i + 1 < argc) {
-            const char *name = argv[++i];
-            size_t k = 0;
-            while (k < G_N_ELEMENTS(streamings) && strcmp(streamings[k].name, name)) {
-                k++;
-            }
-            if (k == G_N_ELEMENTS(streamings)) {
+            streaming = lookup(streamings, G_N_ELEMENTS(streamings), argv[++i]);
+            if (streaming < 0) {
                 return usage(argv[0]);
             }
-            streaming = streamings[k].value;
         } else if (!strcmp(argv[i], "--video-codecs") && i + 1 < argc) {
             video_codecs = argv[++i];
         } else if (!strcmp(argv[i], "--fps") && i + 1 < argc) {
