@@ -46,13 +46,16 @@ from vgpu.spice.channels import (
     CursorChannel,
     DisplayChannel,
     DisplayInit,
+    FrameUpdate,
     InputReceived,
     InputsChannel,
     MainChannel,
     PongReceived,
     PreferredCompression,
     PreferredVideoCodecs,
+    StreamFrame,
     StreamReport,
+    StreamStart,
 )
 from vgpu.spice.imaging import (
     CLIENT_PREFERENCES,
@@ -864,17 +867,12 @@ class _DisplayClient:
                 region = await self._server.encode(
                     frame, (0, 0, frame.width, frame.height), self.imaging, whole=True
                 )
-                for stream_id in self._streams.reset():
-                    machine.stream_destroy(stream_id)
                 if self._stream is not None:
                     self._stream.encoder.close()
                     self._stream = None
-                if machine.surface is not None:
-                    machine.surface_destroy()
-                machine.surface_create(frame.width, frame.height, frame.has_alpha)
+                machine.show_surface(frame.width, frame.height, frame.has_alpha, region,
+                                     tuple(self._streams.reset()))
                 surface_serial = frame.surface_serial
-                machine.draw_copy(region)
-                machine.mark()
                 await self._flush(frame.serial, 1)
             else:
                 rects = self._server.damage_rects(frame, damage)
@@ -894,7 +892,8 @@ class _DisplayClient:
         return _Stream(stream_id, rect, VIDEO_CODEC_TYPES[choice.codec], encoder, rate)
 
     async def _send(self, frame: Frame, plan: Plan) -> None:
-        """Encodes on the pool, then sends: streams ended, draws, stream start, stream frame.
+        """Encodes on the pool, then hands the frame's update to the channel machine,
+        which queues it in the protocol's order.
 
         Every encode finishes before the first message is queued, so the channel's
         reader (which flushes what the machine holds) never sends half of a frame."""
@@ -922,29 +921,27 @@ class _DisplayClient:
                 self.stats.stream_skipped += 1
         regions = [region for parts in await asyncio.gather(*futures) for region in parts]
         video = None if video_future is None else await video_future
-        for stream_id, _rect in plan.ended:
-            machine.stream_destroy(stream_id)
-        for region in regions:
-            machine.draw_copy(region)
         mm_time = self._server.mm_time()
+        started = None
         if plan.started is not None and stream is not None:  # (stream is the new one)
-            machine.stream_create(stream.stream_id, stream.rect, mm_time, stream.codec_type)
-            if machine.has_cap(c.SPICE_DISPLAY_CAP_STREAM_REPORT):
-                machine.stream_activate_report(
-                    stream.stream_id, stream.stream_id,
-                    STREAM_REPORT_WINDOW, STREAM_REPORT_TIMEOUT_MS,
-                )
+            started = StreamStart(stream.stream_id, stream.rect, mm_time, stream.codec_type,
+                                  (STREAM_REPORT_WINDOW, STREAM_REPORT_TIMEOUT_MS))
+        stream_frame = None
         if video and stream is not None:
             if stream.codec_type != c.SPICE_VIDEO_CODEC_TYPE_MJPEG:
                 mm_time = (mm_time - MM_TIME_LATENCY_MS + VIDEO_DUE_MS) & 0xFFFFFFFF
-            machine.stream_data(stream.stream_id, mm_time, video)
+            ping = None
             if len(self._pings) < MAX_STREAM_PINGS:
                 self._ping_id += 1
                 self._pings[self._ping_id] = time.monotonic_ns()
-                machine.ping(self._ping_id, self._pings[self._ping_id])
+                ping = (self._ping_id, self._pings[self._ping_id])
+            stream_frame = StreamFrame(stream.stream_id, mm_time, video, ping)
             stream.rate.sent(len(video), self._loop.time())
             self.stats.stream_frames += 1
             self.stats.stream_bytes += len(video)
+        machine.show_update(FrameUpdate(
+            tuple(stream_id for stream_id, _rect in plan.ended), tuple(regions),
+            started, stream_frame))
         await self._flush(frame.serial, len(regions))
 
     async def _flush(self, serial: int, draws: int) -> None:
