@@ -28,6 +28,7 @@ process; the clients run in other processes, as real clients do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import gc
 import json
@@ -78,6 +79,21 @@ def rss_bytes(trim: bool = False) -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_s(native_ids: list[int]) -> float:
+    """User plus system CPU seconds of these threads of this process (/proc's stat
+    fields 14 and 15, in clock ticks): the server's own cost, without the demo's."""
+    total = 0
+    for tid in native_ids:
+        with contextlib.suppress(FileNotFoundError):  # a pool thread may have ended
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -103,6 +119,15 @@ class Served:
         """Frames sent so far to each display connection, by the client's port."""
         return {s.peer[1]: s.frames for s in list(self.server.display_stats)  # type: ignore[index]
                 if isinstance(s.peer, tuple)}
+
+    def server_threads(self) -> list[int]:
+        """Native ids of the threads serving clients: the event loop and the encoder pool."""
+        async def loop_thread() -> int:
+            return threading.get_native_id()
+
+        pool = self.server.pool._threads  # the pool's workers, for /proc
+        return [int(self.call(loop_thread())),  # type: ignore[call-overload]
+                *(t.native_id for t in pool if t.native_id is not None)]
 
     def tasks(self) -> int:
         async def count() -> int:
@@ -188,6 +213,8 @@ class LoadResult:
     rss_before: int = 0
     rss_with_clients: int = 0
     clients: int = 0
+    server_cpu_s: float = 0.0  # the event loop's and encoders' CPU while measuring
+    frames_sent: int = 0  # frames sent to all clients meanwhile
 
     def worst_ratio(self) -> float:
         """The worst client's share of the demo's frames, against its kind's share alone:
@@ -195,6 +222,11 @@ class LoadResult:
         by that much before any client is slowed."""
         return min((min(r) / self.published) / (self.alone[kind][0] / self.alone[kind][1])
                    for kind, r in self.rates.items() if r)
+
+    def cpu_per_frame_ms(self) -> float:
+        """Server CPU per frame sent to one client: the per-client send path's cost,
+        less sensitive to the machine's load than frame rates are."""
+        return 1000 * self.server_cpu_s / max(1, self.frames_sent)
 
     def memory_per_client(self) -> float:
         return (self.rss_with_clients - self.rss_before) / max(1, self.clients)
@@ -212,12 +244,18 @@ def wait_for_displays(served: Served, count: int) -> None:
         time.sleep(0.1)
 
 
-def measure(served: Served, seconds: float) -> tuple[dict[int, float], float]:
+def measure(served: Served, seconds: float,
+            cpu: list[float] | None = None) -> tuple[dict[int, float], float]:
     """Frames per second per display connection over `seconds`, and the frames per
-    second the demo published meanwhile (its own rate varies with what it draws)."""
+    second the demo published meanwhile (its own rate varies with what it draws);
+    `cpu` gets the serving threads' CPU seconds meanwhile."""
+    threads = served.server_threads()
     start, published = served.frames_by_port(), served.published()
+    cpu_start = thread_cpu_s(threads)
     time.sleep(seconds)
     end = served.frames_by_port()
+    if cpu is not None:
+        cpu.append(thread_cpu_s(threads) - cpu_start)
     rates = {port: (end[port] - start.get(port, 0)) / seconds for port in end}
     return rates, (served.published() - published) / seconds
 
@@ -265,7 +303,10 @@ def run_load(served: Served, clients: int, glib: int, seconds: float,
     try:
         wait_for_displays(served, clients)
         time.sleep(1.0)  # every client past its first picture
-        rates, result.published = measure(served, seconds)
+        cpu: list[float] = []
+        rates, result.published = measure(served, seconds, cpu)
+        result.server_cpu_s = cpu[0]
+        result.frames_sent = round(sum(rates.values()) * seconds)
         result.rss_with_clients = rss_bytes(trim=True)
         backlogs = served.server.backlogs()
         stalled_ports = light.ports("stalled")
@@ -370,6 +411,11 @@ def load_measurements(b: Bench, name: str, r: LoadResult) -> Iterator[Measuremen
                   {"stalled client": r.stalled_backlog / 1024,
                    "bound": (WRITE_BUFFER_HIGH + FRAME_BOUND) / 1024},
                   note=f"{r.stalled_frames} frames sent to it while measuring")
+    yield b.value(f"{name}, {r.clients} clients: server CPU per frame sent", "ms",
+                  {"vgpu": r.cpu_per_frame_ms()},
+                  note=f"event loop and encoder threads: {r.server_cpu_s:.2f} s for "
+                       f"{r.frames_sent} frames to {r.clients} clients; load average "
+                       f"{os.getloadavg()[0]:.1f}")
     yield b.value(f"{name}, {r.clients} clients: resident memory per client", "KiB",
                   {"vgpu": r.memory_per_client() / 1024},
                   note=f"after malloc_trim: {r.rss_before / 2**20:.0f} MiB before, "

@@ -37,7 +37,14 @@ from vgpu.display import (
     Rect,
     Subscription,
 )
-from vgpu.encode.video import Encoder, RateControl, choose_codec, create_encoder
+from vgpu.encode.codecs import encode_jpeg
+from vgpu.encode.video import (
+    Encoder,
+    MjpegEncoder,
+    RateControl,
+    choose_codec,
+    create_encoder,
+)
 from vgpu.spice import constants as c
 from vgpu.spice.channels import (
     AckReceived,
@@ -142,10 +149,10 @@ socket's backlog (WRITE_BUFFER_HIGH at worst). `vgpu bench soak` serves 50 at on
 (one of them stalled) with every other client at its lone frame rate."""
 
 SHARED_FRAMES = 2
-"""Frames whose per-frame work (normalized damage, encoded regions) is kept for other
-clients: the newest and the one before. Clients that keep up ask for the same regions
-of the same frame, so each is worked out once for all of them; one that lags merges
-damage and does its own."""
+"""Frames whose per-frame work (normalized damage, encoded regions, MJPEG stream frames)
+is kept for other clients: the newest and the one before. Clients that keep up ask for
+the same regions of the same frame, so each is worked out once for all of them; one
+that lags merges damage and does its own."""
 
 GOODBYE_TIMEOUT_S = 1.0
 """How long closing the server waits for the goodbye messages to leave; a client that
@@ -374,6 +381,11 @@ def _encode_stream(encoder: Encoder, frame: Frame, rect: Rect) -> bytes:
     return encoder.encode(frame.pixels[top:bottom, left:right])
 
 
+def _encode_jpeg(frame: Frame, rect: Rect, quality: int) -> bytes:
+    left, top, right, bottom = rect
+    return encode_jpeg(frame.pixels[top:bottom, left:right], quality)
+
+
 @dataclass
 class Session:
     session_id: int
@@ -395,8 +407,8 @@ class SpiceServer:
         self._channels: dict[Transport, tuple[ChannelMachine, object]] = {}
         self.display_stats: list[DisplayStats] = []
         self.video_codecs = self.options.compression.video()
-        # frame -> ("damage", damage) or ("encode", rect, imaging or None for a stream
-        # frame) -> the work's result
+        # frame -> ("damage", damage), ("encode", rect, imaging, whole) or ("mjpeg",
+        # rect, quality) -> the work's result
         self._shared: dict[tuple[int, int], dict[object, Any]] = {}
 
     def _frame_work(self, frame: Frame) -> dict[object, Any]:
@@ -420,8 +432,8 @@ class SpiceServer:
                whole: bool = False) -> Awaitable[Any]:
         """`rect` of `frame` encoded on the pool for `imaging`: split by content into a list
         of regions, or `whole` as one region (a client's first picture); shared by every
-        client that asks for the same while the frame is recent (stream frames are not:
-        each client's video encoder keeps its own state)."""
+        client that asks for the same while the frame is recent (stream frames: see
+        encode_stream)."""
         regions = self._frame_work(frame)
         future = regions.get(("encode", rect, imaging, whole))
         if future is None:
@@ -429,8 +441,24 @@ class SpiceServer:
             future = regions["encode", rect, imaging, whole] = loop.run_in_executor(
                 self.pool, encode_rect if whole else encode_rect_by_content, frame, rect,
                 imaging)
-        # A client that goes away while waiting must not cancel the others' encode.
-        return asyncio.shield(future)
+        return _shared_result(future)
+
+    def encode_stream(self, frame: Frame, stream: _Stream) -> Awaitable[bytes]:
+        """`stream`'s next frame encoded on the pool. An MJPEG frame is a JPEG of the
+        stream's rectangle at the quality rate control set, whatever came before: it is
+        shared with the clients that ask for the same while the frame is recent. Other
+        codecs' encoders keep state between frames: each client's encodes its own."""
+        encoder = stream.encoder
+        if not isinstance(encoder, MjpegEncoder):
+            return asyncio.get_running_loop().run_in_executor(
+                self.pool, _encode_stream, encoder, frame, stream.rect)
+        work = self._frame_work(frame)
+        key = ("mjpeg", stream.rect, encoder.quality)
+        future = work.get(key)
+        if future is None:  # the quality as it is now: the encoder's may change meanwhile
+            future = work[key] = asyncio.get_running_loop().run_in_executor(
+                self.pool, _encode_jpeg, frame, stream.rect, encoder.quality)
+        return _shared_result(future)
 
     def mm_time(self) -> int:
         """SPICE multimedia time: milliseconds on the server's clock, wrapping at 32 bits."""
@@ -757,6 +785,13 @@ async def _http_head(reader: asyncio.StreamReader, first: bytes) -> bytes:
     return head
 
 
+def _shared_result(future: asyncio.Future[Any]) -> Awaitable[Any]:
+    """A shared encode's future to await: as it is once done (every client but the first
+    to ask finds it so, and awaits it without a wait or a new future), else shielded, so
+    that a client that goes away while waiting does not cancel the others' encode."""
+    return future if future.done() else asyncio.shield(future)
+
+
 def _sender_ended(task: asyncio.Task[None], transport: Transport, peer: object) -> None:
     """A display sender that fails (an encoder error, a lost socket) ends its connection."""
     if task.cancelled():
@@ -914,12 +949,11 @@ class _DisplayClient:
             self.stats.max_backlog = max(self.stats.max_backlog, backlog)
             if stream.rate.want_frame(backlog, now, self.lag()):
                 stream.encoder.set_rate(stream.rate.rate())
-                video_future = self._loop.run_in_executor(
-                    server.pool, _encode_stream, stream.encoder, frame, stream.rect
-                )
+                video_future = server.encode_stream(frame, stream)
             else:
                 self.stats.stream_skipped += 1
-        regions = [region for parts in await asyncio.gather(*futures) for region in parts]
+        # Each awaited in turn: all of them are on the pool already.
+        regions = [region for future in futures for region in await future]
         video = None if video_future is None else await video_future
         mm_time = self._server.mm_time()
         started = None
