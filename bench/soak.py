@@ -38,7 +38,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +94,17 @@ def thread_cpu_s(native_ids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
+def serving_threads(server: SpiceServer, call: Callable[[Any], object]) -> list[int]:
+    """Native ids of the threads serving clients: the event loop (`call` runs a coroutine
+    there) and the encoder pool."""
+    async def loop_thread() -> int:
+        return threading.get_native_id()
+
+    pool = server.pool._threads  # the pool's workers, for /proc
+    return [int(call(loop_thread())),  # type: ignore[call-overload]
+            *(t.native_id for t in pool if t.native_id is not None)]
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -119,15 +130,6 @@ class Served:
         """Frames sent so far to each display connection, by the client's port."""
         return {s.peer[1]: s.frames for s in list(self.server.display_stats)  # type: ignore[index]
                 if isinstance(s.peer, tuple)}
-
-    def server_threads(self) -> list[int]:
-        """Native ids of the threads serving clients: the event loop and the encoder pool."""
-        async def loop_thread() -> int:
-            return threading.get_native_id()
-
-        pool = self.server.pool._threads  # the pool's workers, for /proc
-        return [int(self.call(loop_thread())),  # type: ignore[call-overload]
-                *(t.native_id for t in pool if t.native_id is not None)]
 
     def tasks(self) -> int:
         async def count() -> int:
@@ -249,7 +251,7 @@ def measure(served: Served, seconds: float,
     """Frames per second per display connection over `seconds`, and the frames per
     second the demo published meanwhile (its own rate varies with what it draws);
     `cpu` gets the serving threads' CPU seconds meanwhile."""
-    threads = served.server_threads()
+    threads = serving_threads(served.server, served.call)
     start, published = served.frames_by_port(), served.published()
     cpu_start = thread_cpu_s(threads)
     time.sleep(seconds)
@@ -456,6 +458,78 @@ def soak(b: Bench) -> Iterator[Measurement]:
         b.progress("churn")
         yield from churn_measurements(b, *run_churn(
             served, QUICK_CHURN_CLIENTS if b.quick else CHURN_CLIENTS, seconds))
+
+
+SEND_SIZE = (1024, 768)
+SEND_SQUARE = 256  # the moving square: streamed (MJPEG) once it has moved a few frames
+SEND_FPS = 30.0  # the demo's rate
+SEND_CLIENTS, QUICK_SEND_CLIENTS = 40, 8
+SEND_ROUNDS = 3
+
+
+def run_send(clients: int, seconds: float) -> tuple[float, int]:
+    """`clients` light clients (one stalled) on a synthetic source that publishes the same
+    damage every frame (a square moving on a still picture, a ticking corner): the
+    serving threads' CPU seconds and the frames sent in `seconds`. Unlike the demo's,
+    every frame costs the same, so runs compare even on a busy machine."""
+    sys.path.insert(0, str(ROOT / "tests" / "spice"))
+    from spice_testkit import ServerThread, SyntheticSource, pattern
+
+    width, height = SEND_SIZE
+    base = pattern(width, height)
+    source = SyntheticSource()
+    source.publish(base)
+    server = ServerThread(source, ServerOptions())
+    stop = threading.Event()
+
+    def publish() -> None:
+        step = 0
+        while not stop.wait(1 / SEND_FPS):
+            step += 1
+            x = step * 8 % (width - SEND_SQUARE)
+            picture = base.copy()
+            picture[200:200 + SEND_SQUARE, x:x + SEND_SQUARE, :3] = (step * 7 % 256, 90, 160)
+            picture[:16, -64:, :3] = step % 256
+            source.publish(picture, damage=((x - 8 if x else 0, 200, x + SEND_SQUARE,
+                                             200 + SEND_SQUARE), (width - 64, 0, width, 16)))
+
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    light = LightClients(server.port, clients, seconds + CONNECT_TIMEOUT_S, "--stalled", "1")
+    try:
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while len(server.server.display_stats) < clients and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2.0)  # every client past its first picture, its stream started
+        threads = serving_threads(server.server, server.call)
+        sent = sum(s.frames for s in server.server.display_stats)
+        cpu = thread_cpu_s(threads)
+        time.sleep(seconds)
+        cpu = thread_cpu_s(threads) - cpu
+        sent = sum(s.frames for s in server.server.display_stats) - sent
+    finally:
+        light.stop()
+        stop.set()
+        publisher.join(5)
+        server.stop()
+    return cpu, sent
+
+
+@workload("soak_send", "the per-client send path: serving threads' CPU per frame sent, "
+          "light clients on a synthetic source that damages the same every frame",
+          options=(CLIENTS,))
+def soak_send(b: Bench) -> Iterator[Measurement]:
+    clients = QUICK_SEND_CLIENTS if b.quick else min(SEND_CLIENTS, b.option("--clients"))
+    seconds = QUICK_SECONDS if b.quick else SECONDS
+    per_frame = []
+    for _ in range(b.rounds(SEND_ROUNDS, 1)):
+        cpu, sent = run_send(clients, seconds)
+        per_frame.append(1000 * cpu / max(1, sent))
+        b.progress(f"{cpu:.2f} s for {sent} frames")
+    yield b.value(f"send path, {clients} clients: server CPU per frame sent", "ms",
+                  {"vgpu": per_frame},
+                  note=f"event loop and encoder threads; load average "
+                       f"{os.getloadavg()[0]:.1f}")
 
 
 @dataclass
