@@ -39,6 +39,7 @@ from vgpu.display import (
 )
 from vgpu.encode.codecs import encode_jpeg
 from vgpu.encode.video import (
+    MAX_LAG_S,
     Encoder,
     MjpegEncoder,
     RateControl,
@@ -945,9 +946,14 @@ class _DisplayClient:
         futures = [server.encode(frame, r, imaging) for r in cut_bands(plan.draws)]
         stream, video_future = self._stream, None
         if plan.stream_frame is not None and stream is not None:
-            backlog = self._transport.backlog()
-            self.stats.max_backlog = max(self.stats.max_backlog, backlog)
-            if stream.rate.want_frame(backlog, now, self.lag()):
+            lag = self.lag()
+            backlog = 0  # a client too far behind gets no frame whatever its socket holds
+            if lag <= MAX_LAG_S:
+                # A syscall (and a wait for the GIL after it on a busy host): asked
+                # only where it decides.
+                backlog = self._transport.backlog()
+                self.stats.max_backlog = max(self.stats.max_backlog, backlog)
+            if stream.rate.want_frame(backlog, now, lag):
                 stream.encoder.set_rate(stream.rate.rate())
                 video_future = server.encode_stream(frame, stream)
             else:
