@@ -2,7 +2,7 @@
 
 A SPICE client draws onto the surface it was told about and shows a new surface at its
 mark; a draw before the surface exists, a stream frame for a stream never created, or a
-surface destroyed under a live stream is lost or an error in spice-gtk. Every display
+surface destroyed under a live stream refers to what the client does not have. Every display
 message whose place matters passes through `DisplayOrder.send`, which knows where the
 channel stands and refuses what the table does not allow there. A refusal is a bug of
 the server (the client sends none of these), so it raises `OrderError`, naming both.
