@@ -34,7 +34,7 @@ ZERO = QRect(0, 0, 0, 0)
 @pytest.fixture(scope="module")
 def gl_renderer():
     from vgpu.render import Renderer
-    from vgpu.render.gl import create_context
+    from vgpu.render.context import create_context
 
     try:
         ctx = create_context()
