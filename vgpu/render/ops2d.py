@@ -323,11 +323,12 @@ class Ops2d(Readback):
         return src
 
     def _check_area(self, src: Source, area: QRect) -> Box:
-        box = check_rect(area, "src_area")
-        if box[0] < 0 or box[1] < 0 or box[2] > src.width or box[3] > src.height:
-            raise RenderError(f"src_area {tuple(area)} outside the {src.width}x{src.height} "
+        top, left, bottom, right = area
+        if 0 <= left < right <= src.width and 0 <= top < bottom <= src.height:
+            return left, top, right, bottom  # (a source is far smaller than COORD_LIMIT)
+        check_rect(area, "src_area")  # says what is wrong with an empty or absurd one
+        raise RenderError(f"src_area {tuple(area)} outside the {src.width}x{src.height} "
                               "source")
-        return box
 
     def _image_op(self, surf: Surface, bbox: Box, rects: list[Box], image: Image,
                   area_q: QRect, scale_mode: int, code: int, mask_q: QMask | None,
