@@ -60,7 +60,7 @@ class Renderer(Ops2d):
 
     def execute(self, cmd: Drawable) -> None:
         op = cmd.op
-        surf = self._surfaces.get(cmd.surface_id)
+        surf = self._surfaces.get(cmd.surface_id)  # _get_surface's check, one call less
         if surf is None:
             raise RenderError(f"surface {cmd.surface_id} does not exist")
         if type(op) is Nop:  # draws nothing, whatever its bbox says
