@@ -95,7 +95,7 @@ class Ops2d(Readback):
         self._slots = SlotAtlas()
         self._cache_tex: moderngl.Texture | None = None  # small cached images, made on demand
         self._handlers: dict[type, Handler] = {
-            Fill: self._fill, Opaque: self._opaque, Copy: self._copy, Blend: self._blend,
+            Fill: self._fill, Opaque: self._opaque, Copy: self._image_op, Blend: self._image_op,
             Blackness: self._const_fill, Whiteness: self._const_fill, Invers: self._const_fill,
             Rop3: self._rop3, Stroke: self._stroke, Text: self._text,
             Transparent: self._transparent, AlphaBlend: self._alpha_blend,
@@ -148,17 +148,18 @@ class Ops2d(Readback):
                 return hit
         capacity = len(self._staging)
         size = h * stride
+        top_down = image.top_down
         if (not cache and not own_texture and image.format in _FORMATS_32_BITMAP
                 and w > 0 and h > 0 and stride >= w * 4 and not stride & 3
                 and len(image.data) >= size
                 and (w <= px.MAX_DIM and h <= px.MAX_DIM and size <= capacity
-                     if plain_copy and image.top_down else
+                     if plain_copy and top_down else
                      w <= STAGE_MAX_IMAGE and h <= STAGE_MAX_IMAGE and size <= capacity // 2)):
             # 32-bit pixels are used as they are: stage the guest's rows without decoding
             base = self._stage(image.data if len(image.data) == size
                                else memoryview(image.data)[:size]) >> 2
             sp = stride >> 2
-            staged = (base, sp) if image.top_down else (base + (h - 1) * sp, -sp)
+            staged = (base, sp) if top_down else (base + (h - 1) * sp, -sp)
             return Source(None, w, h, image.format == E.BITMAP_FMT_RGBA, None, staged)
         data, has_alpha = px.decode_bitmap(image)
         h, w = data.shape[:2]
@@ -330,12 +331,16 @@ class Ops2d(Readback):
         raise RenderError(f"src_area {tuple(area)} outside the {src.width}x{src.height} "
                               "source")
 
-    def _image_op(self, surf: Surface, bbox: Box, rects: list[Box], image: Image,
-                  area_q: QRect, scale_mode: int, code: int, mask_q: QMask | None,
+    def _image_op(self, surf: Surface, bbox: Box, rects: list[Box],
+                  op: Copy | Blend | Opaque | Rop3, code: int | None = None,
                   brush: Brush = None, *, rop3: bool = False) -> list[Box]:
-        """COPY, BLEND, OPAQUE, ROP3: ROP3 `code` over (brush, source, destination)."""
+        """COPY, BLEND, OPAQUE, ROP3: ROP3 `code` over (brush, source, destination); COPY
+        and BLEND (the handler itself) take `code` from their rop descriptor."""
+        if code is None:
+            code = rops.src_dest_rop3(op.rop_descriptor)
+        image, area_q, scale_mode, mask_q = op.src_bitmap, op.src_area, op.scale_mode, op.mask
         top, left, bottom, right = area_q
-        plain = (code == rops.ROP3_SRCCOPY and (mask_q is None or mask_q.bitmap is None)
+        plain = (code == rops.ROP3_SRCCOPY and mask_q.bitmap is None
                  and right - left == bbox[2] - bbox[0] and bottom - top == bbox[3] - bbox[1])
         src = self._image(image, surf, plain_copy=plain)
         area = self._check_area(src, area_q)
@@ -344,9 +349,7 @@ class Ops2d(Readback):
             return rects
         src_map, scaled = self._src_map(bbox, area, scale_mode, rop3=rop3)
         color, pat = self._brush(brush, surf)
-        mask = None
-        if mask_q is not None:
-            rects, mask = self._qmask(mask_q, bbox, rects)
+        rects, mask = self._qmask(mask_q, bbox, rects)
         if code == rops.ROP3_NOOP or not rects:
             return []
         if code == rops.ROP3_SRCCOPY and not scaled and mask is None:
@@ -373,17 +376,9 @@ class Ops2d(Readback):
                          aux=aux, pat_pos=pat_pos, src_reads=_self_reads(src, surf, area))
         return rects
 
-    def _copy(self, surf: Surface, bbox: Box, rects: list[Box], op: Copy) -> list[Box]:
-        return self._image_op(surf, bbox, rects, op.src_bitmap, op.src_area, op.scale_mode,
-                              rops.src_dest_rop3(op.rop_descriptor), op.mask)
-
-    def _blend(self, surf: Surface, bbox: Box, rects: list[Box], op: Blend) -> list[Box]:
-        return self._image_op(surf, bbox, rects, op.src_bitmap, op.src_area, op.scale_mode,
-                              rops.src_dest_rop3(op.rop_descriptor), op.mask)
-
     def _opaque(self, surf: Surface, bbox: Box, rects: list[Box], op: Opaque) -> list[Box]:
-        return self._image_op(surf, bbox, rects, op.src_bitmap, op.src_area, op.scale_mode,
-                              rops.brush_src_rop3(op.rop_descriptor), op.mask, op.brush)
+        return self._image_op(surf, bbox, rects, op, rops.brush_src_rop3(op.rop_descriptor),
+                              op.brush)
 
     def _rop3(self, surf: Surface, bbox: Box, rects: list[Box], op: Rop3) -> list[Box]:
         if not 0 <= op.rop3 <= 255:
@@ -391,8 +386,7 @@ class Ops2d(Readback):
         brush = op.brush
         if brush is not None and not isinstance(brush, SolidBrush | PatternBrush):
             raise RenderError("unknown brush type")
-        return self._image_op(surf, bbox, rects, op.src_bitmap, op.src_area, op.scale_mode,
-                              op.rop3, op.mask, brush, rop3=True)
+        return self._image_op(surf, bbox, rects, op, op.rop3, brush, rop3=True)
 
     def _transparent(self, surf: Surface, bbox: Box, rects: list[Box],
                      op: Transparent) -> list[Box]:
