@@ -285,7 +285,7 @@ class Machine:
             device = Device(renderer, cursor_sink=self._on_cursor, **sizes)
             recorder = None
             if self._record is not None:
-                from vgpu.replay import Recorder
+                from vgpu.replay.recorder import Recorder
 
                 recorder = Recorder(self._record)
                 recorder.attach(device)
@@ -447,7 +447,8 @@ def _anim_guest(width: int, height: int) -> GuestRun:
 
 def _replay_guest(path: Path) -> GuestRun:
     def run(machine: Machine, stop: threading.Event) -> None:
-        from vgpu.replay import ReplayGuest, read_events
+        from vgpu.replay.player import ReplayGuest
+        from vgpu.replay.reader import read_events
 
         while not machine.client_connected.wait(IDLE_WAIT_S):
             if stop.is_set():

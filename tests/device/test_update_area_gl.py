@@ -28,7 +28,6 @@ W, H = 40, 24
 SID = 5
 FORMATS = [E.SURFACE_FMT_32_xRGB, E.SURFACE_FMT_16_565]
 NO_MASK = QMask(0, QPoint(0, 0), None)
-ZERO = QRect(0, 0, 0, 0)
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +91,8 @@ def test_guest_memory_matches_the_surface_on_every_area_written_back(gl_renderer
         if step[0] == "fill":
             _, box, clip, color = step
             clips = tuple(_rect(c) for c in clip) if clip is not None else None
-            r.execute(Drawable(0, _rect(box), clips, 0, 0, 0, ZERO, SID, (-1, -1, -1),
-                               (ZERO, ZERO, ZERO),
-                               Fill(SolidBrush(color), E.ROPD_OP_PUT, NO_MASK)))
+            r.execute(Drawable(bbox=_rect(box), clip=clips, surface_id=SID,
+                               op=Fill(SolidBrush(color), E.ROPD_OP_PUT, NO_MASK)))
             continue
         x0, y0, x1, y1 = step[1]
         for (t, left, b, right), pixels in r.read_area(SID, _rect(step[1])):
