@@ -96,7 +96,7 @@ class StagingFull(Exception):
 class Batch:
     """The queued instances of one draw call and the state they share."""
 
-    __slots__ = ("cells", "data", "extra", "kind", "kinds", "pat", "reads", "src",
+    __slots__ = ("cells", "data", "extra", "kind", "kinds", "limit", "pat", "reads", "src",
                  "stage_start", "target")
 
     def __init__(self) -> None:
@@ -112,6 +112,9 @@ class Batch:
         # blit: 1 << BLIT_*; draw: 1 << KIND_*, and 256 when an instance has a mask
         self.kinds = 0
         self.stage_start = 0  # the first staging byte its instances refer to
+        # ints `data` may grow to while other operations join it; 0 while it has no kind or
+        # reads its own target (it draws before the next operation)
+        self.limit = 0
 
 
 Handler = Callable[[Surface, Box, list[Box], Any], list[Box]]
@@ -178,12 +181,13 @@ class BatchEngine(GlContext):
 
     def _stage(self, data: Any) -> int:
         """Appends bytes to the staging buffer at a 4-byte boundary; returns their offset."""
-        view = memoryview(data).cast("B")
         pos = self._staged  # kept 4-aligned: pixels are read as 32-bit words
-        end = pos + len(view)
-        if end > len(self._staging):
+        if type(data) is not bytes:  # guest rows come as bytes, needing no view
+            data = memoryview(data).cast("B")
+        end = pos + len(data)
+        if end > MAX_STAGING_BYTES:
             raise StagingFull
-        self._staging[pos:end] = view
+        self._staging[pos:end] = data
         self._staged = (end + 3) & ~3
         return pos
 
@@ -201,11 +205,11 @@ class BatchEngine(GlContext):
         (same program, target and settings; a source or pattern it lacks it may bring), else
         a new one after flushing. src_tex, pat_tex: what `resolve` made of them."""
         b = self._batch
-        if (b.kind == kind and b.target is target and b.extra == extra
-                and len(b.data) < (_BLIT_LIMIT if kind == "blit" else _DRAW_LIMIT)
-                and "self" not in (src_tex, pat_tex, b.src, b.pat)
-                and (src_tex is None or b.src is None or b.src is src_tex)
-                and (pat_tex is None or b.pat is None or b.pat is pat_tex)):
+        # cheapest tests first: this runs once per operation
+        if (b.target is target and len(b.data) < b.limit and b.kind == kind
+                and b.extra == extra
+                and (src_tex is None or b.src is src_tex or (b.src is None and src_tex != "self"))
+                and (pat_tex is None or b.pat is pat_tex or (b.pat is None and pat_tex != "self"))):
             if b.src is None:
                 b.src = src_tex
             if b.pat is None:
@@ -215,6 +219,8 @@ class BatchEngine(GlContext):
         b = self._batch
         b.kind, b.target, b.src, b.pat, b.extra = kind, target, src_tex, pat_tex, extra
         b.stage_start = self._op_stage_start
+        b.limit = (0 if src_tex == "self" or pat_tex == "self"
+                   else _BLIT_LIMIT if kind == "blit" else _DRAW_LIMIT)
         return b
 
     def _queue_fill(self, target: Surface, rects: list[Box], color: int) -> None:
@@ -226,19 +232,21 @@ class BatchEngine(GlContext):
     def _queue_copy(self, target: Surface, rects: list[Box], src: Source, dx: int,
                     dy: int) -> None:
         """Copies source texel (x - dx, y - dy) of the image to each destination pixel."""
-        src_tex = resolve(src, target)
-        b = self._begin("blit", target, src_tex)  # a self-read always starts a batch
-        if src_tex == "self":
-            b.reads.extend((x0 - dx, y0 - dy, x1 - dx, y1 - dy) for x0, y0, x1, y1 in rects)
-        if src.staged is not None:
-            base, stride = src.staged
+        staged = src.staged
+        if staged is not None:  # what `resolve` says, written out: this runs per copy
+            b = self._begin("blit", target, "staged")
+            base, stride = staged
             b.kinds |= 1 << BLIT_STAGED
             for x0, y0, x1, y1 in rects:
                 b.data += (x0, y0, x1, y1, base - dy * stride - dx, stride, 0, BLIT_STAGED)
-        else:
-            b.kinds |= 1 << BLIT_COPY
-            for x0, y0, x1, y1 in rects:
-                b.data += (x0, y0, x1, y1, src.x - dx, src.y - dy, 0, BLIT_COPY)
+            return
+        src_tex = resolve(src, target)
+        b = self._begin("blit", target, src_tex)  # a self-read always starts a batch
+        b.kinds |= 1 << BLIT_COPY
+        if src_tex == "self":
+            b.reads.extend((x0 - dx, y0 - dy, x1 - dx, y1 - dy) for x0, y0, x1, y1 in rects)
+        for x0, y0, x1, y1 in rects:
+            b.data += (x0, y0, x1, y1, src.x - dx, src.y - dy, 0, BLIT_COPY)
         if src_tex == "self":
             self.flush()
 

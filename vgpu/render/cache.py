@@ -35,6 +35,7 @@ class CachedImage:
     height: int
     has_alpha: bool
     slot: tuple[int, int] | None = None  # (class, slot id) in the SlotAtlas, if there
+    source: Any = None  # the renderer's ready-made Source for a hit (one per entry, not per op)
 
     @property
     def nbytes(self) -> int:

@@ -21,7 +21,7 @@ from vgpu.render.context import PRIMARY
 from vgpu.render.errors import RenderError
 from vgpu.render.gl3d import Gl3dExecutor
 from vgpu.render.ops2d import Ops2d
-from vgpu.render.region import check_rect, dest_region
+from vgpu.render.region import op_region
 
 
 class Renderer(Ops2d):
@@ -63,14 +63,13 @@ class Renderer(Ops2d):
         surf = self._surfaces.get(cmd.surface_id)  # _get_surface's check, one call less
         if surf is None:
             raise RenderError(f"surface {cmd.surface_id} does not exist")
-        if type(op) is Nop:  # draws nothing, whatever its bbox says
+        handler = self._handlers.get(type(op))
+        if handler is None and type(op) is Nop:  # draws nothing, whatever its bbox says
             self.last_damage = ()
             return
-        bbox = check_rect(cmd.bbox, "bbox")
-        handler = self._handlers.get(type(op))
+        bbox, rects = op_region(cmd.bbox, cmd.clip, surf.width, surf.height)
         if handler is None:
-            raise RenderError(f"unknown draw operation {type(cmd.op).__name__}")
-        rects = dest_region(bbox, cmd.clip, surf.width, surf.height)
+            raise RenderError(f"unknown draw operation {type(op).__name__}")
         self._note_damage(surf, tuple(self._queue_op(handler, surf, bbox, rects, op))
                           if rects else ())
 

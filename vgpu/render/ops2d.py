@@ -49,6 +49,7 @@ from vgpu.render.batch import (
     KIND_COLORKEY,
     KIND_COVERAGE,
     KIND_ROP3,
+    MAX_STAGING_BYTES,
     MODE_BILINEAR,
     MODE_DST_ALPHA,
     MODE_MASK,
@@ -81,6 +82,10 @@ pixels."""
 _FORMATS_32 = (E.SURFACE_FMT_32_xRGB, E.SURFACE_FMT_32_ARGB)
 _FORMATS_32_BITMAP = (E.BITMAP_FMT_32BIT, E.BITMAP_FMT_RGBA)
 _ALPHA_FORMATS = (E.SURFACE_FMT_32_ARGB, E.SURFACE_FMT_8_A, E.SURFACE_FMT_1_A)
+# read once per operation: module names, not attribute lookups on `E` each time
+_IMAGE_CACHE = E.QXL_IMAGE_CACHE
+_TOP_DOWN = E.QXL_BITMAP_TOP_DOWN
+_BITMAP_RGBA = E.BITMAP_FMT_RGBA
 
 
 class Ops2d(Readback):
@@ -139,34 +144,33 @@ class Ops2d(Readback):
             raise RenderError(f"bitmap with image type {d.type}")
         # own_texture (patterns, filtered scaling) wants a texture of exactly the image, which
         # a cached image in the shared texture is not: those decode afresh
-        cache = bool(d.flags & E.QXL_IMAGE_CACHE) and not own_texture
-        w, h, stride = image.width, image.height, image.stride
+        cache = d.flags & _IMAGE_CACHE and not own_texture
+        w, h, stride, fmt, data = image.width, image.height, image.stride, image.format, image.data
         if cache:
-            key = _cache_key(d.id, image.palette, image.format)
+            key = _cache_key(d.id, image.palette, fmt)
             hit = self._cached(key, w, h)
             if hit is not None:
                 return hit
-        capacity = len(self._staging)
         size = h * stride
-        top_down = image.top_down
-        if (not cache and not own_texture and image.format in _FORMATS_32_BITMAP
+        top_down = image.flags & _TOP_DOWN  # not the property: a call less per image
+        if (not cache and not own_texture and fmt in _FORMATS_32_BITMAP
                 and w > 0 and h > 0 and stride >= w * 4 and not stride & 3
-                and len(image.data) >= size
-                and (w <= px.MAX_DIM and h <= px.MAX_DIM and size <= capacity
+                and len(data) >= size
+                and (w <= px.MAX_DIM and h <= px.MAX_DIM and size <= MAX_STAGING_BYTES
                      if plain_copy and top_down else
-                     w <= STAGE_MAX_IMAGE and h <= STAGE_MAX_IMAGE and size <= capacity // 2)):
+                     w <= STAGE_MAX_IMAGE and h <= STAGE_MAX_IMAGE
+                     and size <= MAX_STAGING_BYTES // 2)):
             # 32-bit pixels are used as they are: stage the guest's rows without decoding
-            base = self._stage(image.data if len(image.data) == size
-                               else memoryview(image.data)[:size]) >> 2
+            base = self._stage(data if len(data) == size else memoryview(data)[:size]) >> 2
             sp = stride >> 2
-            staged = (base, sp) if top_down else (base + (h - 1) * sp, -sp)
-            return Source(None, w, h, image.format == E.BITMAP_FMT_RGBA, None, staged)
+            return Source(None, w, h, fmt == _BITMAP_RGBA, None,
+                          (base, sp) if top_down else (base + (h - 1) * sp, -sp))
         data, has_alpha = px.decode_bitmap(image)
         h, w = data.shape[:2]
         if cache:
             return self._cache_put(key, np.ascontiguousarray(data), has_alpha)
         if (own_texture or w > STAGE_MAX_IMAGE or h > STAGE_MAX_IMAGE
-                or data.nbytes > capacity // 2):
+                or data.nbytes > MAX_STAGING_BYTES // 2):
             tex = self.ctx.texture((w, h), 4, np.ascontiguousarray(data).tobytes())
             tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
             self._op_textures.append(tex)
@@ -179,8 +183,7 @@ class Ops2d(Readback):
         hit = self.cache.get(key)
         if hit is None or hit.width != width or hit.height != height:
             return None
-        # positional: keywords cost this per-operation call several times as much
-        return Source(hit.texture, hit.width, hit.height, hit.has_alpha, None, None, hit.x, hit.y)
+        return hit.source
 
     def _cache_put(self, key: Any, data: np.ndarray, has_alpha: bool) -> Source:
         """Keeps a decoded image: small ones in a slot of the shared texture (evicting the
@@ -195,8 +198,9 @@ class Ops2d(Readback):
         if at is None or cls is None:
             tex = self.ctx.texture((w, h), 4, data.tobytes())
             tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
-            self.cache.put(key, CachedImage(tex, 0, 0, w, h, has_alpha))
-            return Source(tex, w, h, has_alpha)
+            source = Source(tex, w, h, has_alpha)
+            self.cache.put(key, CachedImage(tex, 0, 0, w, h, has_alpha, source=source))
+            return source
         if self._cache_tex is None:
             self._cache_tex = self.ctx.texture((SLOT_ATLAS_SIDE, SLOT_ATLAS_SIDE), 4)
             self._cache_tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
@@ -204,8 +208,10 @@ class Ops2d(Readback):
         if tex in (self._batch.src, self._batch.pat):
             self.flush()  # the slot may have held what a queued draw still samples
         tex.write(data, viewport=(at[0], at[1], w, h))
-        self.cache.put(key, CachedImage(tex, at[0], at[1], w, h, has_alpha, slot=(cls, at)))
-        return Source(tex, w, h, has_alpha, x=at[0], y=at[1])
+        source = Source(tex, w, h, has_alpha, x=at[0], y=at[1])
+        self.cache.put(key, CachedImage(tex, at[0], at[1], w, h, has_alpha, slot=(cls, at),
+                                        source=source))
+        return source
 
     def _cache_release(self, entry: CachedImage) -> None:
         if entry.slot is not None:
@@ -624,7 +630,7 @@ def _self_reads(src: Source, target: Surface, area: Box) -> list[Box] | None:
 def _cache_key(image_id: int, palette: Palette | None, fmt: int) -> tuple[Any, ...]:
     """What a cached image is kept under: the guest's id, and the palette and bitmap format
     it was decoded with (one id has been sent with two palettes, a blinking cursor)."""
-    return image_id, px.palette_key(palette), fmt
+    return image_id, None if palette is None else px.palette_key(palette), fmt
 
 
 def _pack(c: Any) -> int:
