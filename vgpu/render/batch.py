@@ -9,8 +9,9 @@ framebuffer fetch (llvmpipe and Mesa's GPU drivers do), and then batch whatever 
 elsewhere they copy the rects they touch to a scratch texture first and read that
 (ping-pong), and batch only while their rects do not overlap.
 
-`_queue_op` is the one place an operation is queued from: where the staging buffer has no
-room for its pixels it draws what is queued, empties the buffer and queues it again.
+`vgpu.render.gl.Renderer.execute` queues every operation through its handler; where the
+staging buffer has no room for its pixels, `_queue_again` draws what is queued, empties the
+buffer and queues it again (the one path that flushes for room).
 """
 
 from __future__ import annotations
@@ -143,29 +144,23 @@ class BatchEngine(GlContext):
         self._batch = Batch()
         self.draw_calls = 0
 
-    def _queue_op(self, handler: Handler, surf: Surface, bbox: Box, rects: list[Box],
-                  op: Any) -> list[Box]:
-        """Queues one operation through its handler; returns what it changes. Where the
-        staging buffer has no room for the operation's pixels (nothing of it is queued yet),
-        draws what is queued, empties the buffer and queues it again."""
-        if self._batch.kind is None:
-            self._staged = 0  # nothing queued refers to staged bytes any more
-        self._op_stage_start = self._staged
+    def _queue_again(self, handler: Handler, surf: Surface, bbox: Box, rects: list[Box],
+                     op: Any) -> list[Box]:
+        """Queues an operation again after its handler found no room in the staging buffer
+        for its pixels (nothing of it is queued yet): draws what is queued and empties the
+        buffer first."""
+        self.flush()
+        self._staged = self._op_stage_start = 0
         try:
-            try:
-                return handler(surf, bbox, rects, op)
-            except StagingFull:
-                self.flush()
-                self._staged = self._op_stage_start = 0
-                try:
-                    return handler(surf, bbox, rects, op)
-                except StagingFull:
-                    raise RenderError("operation's pixels exceed the staging buffer") from None
-        finally:
-            # textures this operation made are freed after the batch that samples them
-            if self._op_textures:
-                self._pending_release.extend(self._op_textures)
-                self._op_textures.clear()
+            return handler(surf, bbox, rects, op)
+        except StagingFull:
+            raise RenderError("operation's pixels exceed the staging buffer") from None
+
+    def _release_op_textures(self) -> None:
+        """Textures the operation just queued made are freed after the batch that samples
+        them."""
+        self._pending_release.extend(self._op_textures)
+        self._op_textures.clear()
 
     def flush(self) -> None:
         """Submits the queued operations, and has the GL start on them."""
@@ -240,7 +235,7 @@ class BatchEngine(GlContext):
             for x0, y0, x1, y1 in rects:
                 b.data += (x0, y0, x1, y1, base - dy * stride - dx, stride, 0, BLIT_STAGED)
             return
-        src_tex = resolve(src, target)
+        src_tex = "self" if src.surface is target else src.tex  # `resolve`, staged ruled out
         b = self._begin("blit", target, src_tex)  # a self-read always starts a batch
         b.kinds |= 1 << BLIT_COPY
         if src_tex == "self":

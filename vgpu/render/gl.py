@@ -16,12 +16,13 @@ import numpy as np
 
 from vgpu.device.backend import Gl3dGuest
 from vgpu.device.commands import Drawable, Nop
+from vgpu.render.batch import StagingFull
 from vgpu.render.cache import IMAGE_CACHE_BYTES, SlotAtlas
 from vgpu.render.context import PRIMARY
 from vgpu.render.errors import RenderError
 from vgpu.render.gl3d import Gl3dExecutor
 from vgpu.render.ops2d import Ops2d
-from vgpu.render.region import op_region
+from vgpu.render.region import check_rect, dest_region
 
 
 class Renderer(Ops2d):
@@ -67,11 +68,34 @@ class Renderer(Ops2d):
         if handler is None and type(op) is Nop:  # draws nothing, whatever its bbox says
             self.last_damage = ()
             return
-        bbox, rects = op_region(cmd.bbox, cmd.clip, surf.width, surf.height)
+        # the one check of where an operation draws; the usual case (inside the surface,
+        # unclipped) needs no more than these comparisons
+        top, left, bottom, right = cmd.bbox
+        clip = cmd.clip
+        if clip is None and 0 <= left < right <= surf.width and 0 <= top < bottom <= surf.height:
+            bbox = (left, top, right, bottom)
+            rects = [bbox]
+        else:
+            bbox = check_rect(cmd.bbox, "bbox")
+            rects = dest_region(bbox, clip, surf.width, surf.height)
         if handler is None:
             raise RenderError(f"unknown draw operation {type(op).__name__}")
-        self._note_damage(surf, tuple(self._queue_op(handler, surf, bbox, rects, op))
-                          if rects else ())
+        if not rects:
+            self._note_damage(surf, ())
+            return
+        # the batch engine's protocol, written out here (a call less per operation): where
+        # this operation's staged bytes start, the one retry for room, its textures released
+        if self._batch.kind is None:
+            self._staged = 0  # nothing queued refers to staged bytes any more
+        self._op_stage_start = self._staged
+        try:
+            changed = handler(surf, bbox, rects, op)
+        except StagingFull:
+            changed = self._queue_again(handler, surf, bbox, rects, op)
+        finally:
+            if self._op_textures:
+                self._release_op_textures()
+        self._note_damage(surf, tuple(changed))
 
     def execute_3d(self, batch: bytes, guest: Gl3dGuest) -> None:
         """Runs one batch of the 3D ring (docs/3d-ring.md) on `Gl3dExecutor`. Faults inside

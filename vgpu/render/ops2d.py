@@ -44,6 +44,7 @@ from vgpu.render import enums as E
 from vgpu.render import pixels as px
 from vgpu.render import rops
 from vgpu.render.batch import (
+    BLIT_FILL,
     BLIT_GLYPH,
     KIND_ALPHA,
     KIND_COLORKEY,
@@ -58,6 +59,7 @@ from vgpu.render.batch import (
     Handler,
     Source,
     SourceMap,
+    StagingFull,
     resolve,
 )
 from vgpu.render.cache import (
@@ -86,6 +88,10 @@ _ALPHA_FORMATS = (E.SURFACE_FMT_32_ARGB, E.SURFACE_FMT_8_A, E.SURFACE_FMT_1_A)
 _IMAGE_CACHE = E.QXL_IMAGE_CACHE
 _TOP_DOWN = E.QXL_BITMAP_TOP_DOWN
 _BITMAP_RGBA = E.BITMAP_FMT_RGBA
+_FILL_BIT = 1 << BLIT_FILL
+_TYPE_BITMAP = E.IMAGE_TYPE_BITMAP
+_OP_PUT = E.ROPD_OP_PUT
+_SRCCOPY = rops.ROP3_SRCCOPY
 
 
 class Ops2d(Readback):
@@ -134,13 +140,13 @@ class Ops2d(Readback):
             d = image.descriptor
             if d.flags & E.QXL_IMAGE_CACHE and not own_texture:
                 # a hit needs no decoding: its key comes from the stream's header
-                hit = self._cached(_cache_key(d.id, None, px.quic_format(image)), d.width,
-                                   d.height)
+                hit = self.cache.get(_cache_key(d.id, None, px.quic_format(image)), d.width,
+                                     d.height)
                 if hit is not None:
-                    return hit
+                    return hit.source
             image = px.quic_bitmap(image)  # the bitmap it stands for; RenderError if none
         d = image.descriptor
-        if d.type != E.IMAGE_TYPE_BITMAP:
+        if d.type != _TYPE_BITMAP:
             raise RenderError(f"bitmap with image type {d.type}")
         # own_texture (patterns, filtered scaling) wants a texture of exactly the image, which
         # a cached image in the shared texture is not: those decode afresh
@@ -148,9 +154,9 @@ class Ops2d(Readback):
         w, h, stride, fmt, data = image.width, image.height, image.stride, image.format, image.data
         if cache:
             key = _cache_key(d.id, image.palette, fmt)
-            hit = self._cached(key, w, h)
+            hit = self.cache.get(key, w, h)
             if hit is not None:
-                return hit
+                return hit.source
         size = h * stride
         top_down = image.flags & _TOP_DOWN  # not the property: a call less per image
         if (not cache and not own_texture and fmt in _FORMATS_32_BITMAP
@@ -161,7 +167,14 @@ class Ops2d(Readback):
                      w <= STAGE_MAX_IMAGE and h <= STAGE_MAX_IMAGE
                      and size <= MAX_STAGING_BYTES // 2)):
             # 32-bit pixels are used as they are: stage the guest's rows without decoding
-            base = self._stage(data if len(data) == size else memoryview(data)[:size]) >> 2
+            # (_stage written out for guest bytes: this runs for most copies)
+            pos = self._staged  # 4-aligned: stride is
+            if pos + size > MAX_STAGING_BYTES:
+                raise StagingFull
+            self._staging[pos : pos + size] = data if len(data) == size else \
+                memoryview(data)[:size]
+            self._staged = pos + size
+            base = pos >> 2
             sp = stride >> 2
             return Source(None, w, h, fmt == _BITMAP_RGBA, None,
                           (base, sp) if top_down else (base + (h - 1) * sp, -sp))
@@ -177,13 +190,6 @@ class Ops2d(Readback):
             return Source(tex, w, h, has_alpha)
         base = self._stage(np.ascontiguousarray(data))
         return Source(None, w, h, has_alpha, staged=(base >> 2, w))
-
-    def _cached(self, key: Any, width: int, height: int) -> Source | None:
-        """The cache's image under `key`, if it has this size (a guest may reuse an id)."""
-        hit = self.cache.get(key)
-        if hit is None or hit.width != width or hit.height != height:
-            return None
-        return hit.source
 
     def _cache_put(self, key: Any, data: np.ndarray, has_alpha: bool) -> Source:
         """Keeps a decoded image: small ones in a slot of the shared texture (evicting the
@@ -259,10 +265,15 @@ class Ops2d(Readback):
 
     def _fill(self, surf: Surface, bbox: Box, rects: list[Box], op: Fill) -> list[Box]:
         brush = op.brush
-        if (type(brush) is SolidBrush and op.rop_descriptor == E.ROPD_OP_PUT
+        if (type(brush) is SolidBrush and op.rop_descriptor == _OP_PUT
                 and op.mask.bitmap is None and surf.fmt in _FORMATS_32):
             # the common case, kept short: a 32-bit surface's pixel is the colour as it is
-            self._queue_fill(surf, rects, brush.color & 0xFFFFFFFF)
+            # (_queue_fill written out: a call less per fill)
+            b = self._begin("blit", surf)
+            b.kinds |= _FILL_BIT
+            color = brush.color & 0xFFFFFFFF
+            for x0, y0, x1, y1 in rects:
+                b.data += (x0, y0, x1, y1, 0, 0, color, BLIT_FILL)
             return rects
         code = rops.brush_dest_rop3(op.rop_descriptor)
         color, pat = self._brush(op.brush, surf)
@@ -343,15 +354,20 @@ class Ops2d(Readback):
         """COPY, BLEND, OPAQUE, ROP3: ROP3 `code` over (brush, source, destination); COPY
         and BLEND (the handler itself) take `code` from their rop descriptor."""
         if code is None:
-            code = rops.src_dest_rop3(op.rop_descriptor)
+            desc = op.rop_descriptor
+            code = _SRCCOPY if desc == _OP_PUT else rops.src_dest_rop3(desc)
         image, area_q, scale_mode, mask_q = op.src_bitmap, op.src_area, op.scale_mode, op.mask
         top, left, bottom, right = area_q
-        plain = (code == rops.ROP3_SRCCOPY and mask_q.bitmap is None
-                 and right - left == bbox[2] - bbox[0] and bottom - top == bbox[3] - bbox[1])
+        x0, y0, x1, y1 = bbox
+        plain = (code == _SRCCOPY and mask_q.bitmap is None
+                 and right - left == x1 - x0 and bottom - top == y1 - y0)
         src = self._image(image, surf, plain_copy=plain)
-        area = self._check_area(src, area_q)
+        if 0 <= left < right <= src.width and 0 <= top < bottom <= src.height:
+            area = (left, top, right, bottom)  # _check_area's usual case, a call less
+        else:
+            area = self._check_area(src, area_q)
         if plain and brush is None:  # no scaling, brush or mask to look at: the usual copy
-            self._queue_copy(surf, rects, src, bbox[0] - area[0], bbox[1] - area[1])
+            self._queue_copy(surf, rects, src, x0 - area[0], y0 - area[1])
             return rects
         src_map, scaled = self._src_map(bbox, area, scale_mode, rop3=rop3)
         color, pat = self._brush(brush, surf)

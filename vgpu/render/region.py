@@ -66,18 +66,6 @@ def disjoint_union(boxes: Iterable[Box]) -> list[Box]:
     return out
 
 
-def op_region(bbox: QRect, clip: tuple[QRect, ...] | None, width: int, height: int
-              ) -> tuple[Box, list[Box]]:
-    """An operation's bbox, checked (`check_rect`), and its destination region
-    (`dest_region`): the one check of where an operation draws."""
-    top, left, bottom, right = bbox
-    if clip is None and 0 <= left < right <= width and 0 <= top < bottom <= height:
-        box = (left, top, right, bottom)  # the usual case: inside the surface, unclipped
-        return box, [box]
-    box = check_rect(bbox, "bbox")
-    return box, dest_region(box, clip, width, height)
-
-
 def dest_region(bbox: Box, clip: tuple[QRect, ...] | None, width: int, height: int) -> list[Box]:
     """bbox, limited to the surface and to the clip rects, as disjoint boxes."""
     area = intersect(bbox, (0, 0, width, height))
