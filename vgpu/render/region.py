@@ -86,5 +86,7 @@ def dest_region(bbox: Box, clip: tuple[QRect, ...] | None, width: int, height: i
 
 def bounds(boxes: list[Box] | tuple[Box, ...]) -> Box:
     """The bounding box of (at least one) boxes."""
-    return (min(b[0] for b in boxes), min(b[1] for b in boxes),
-            max(b[2] for b in boxes), max(b[3] for b in boxes))
+    # columns by zip: no generator per column (damage lists collapse through this every
+    # MAX_DAMAGE_RECTS operations)
+    x0, y0, x1, y1 = zip(*boxes, strict=True)
+    return min(x0), min(y0), max(x1), max(y1)
