@@ -1,0 +1,43 @@
+/* A QXL device for spice-server's replay API, shared by the programs that feed a
+ * record file through the real spice-server: bench/peer's vgpu-spice-peer (serving
+ * it to clients) and the tests' spice_replay_check (checking and rendering it).
+ *
+ * One memslot covers this process's address space (the replay reader's commands
+ * point into its heap); the display and cursor queues hold the commands read but
+ * not yet taken by spice-server's worker; a command is freed when the worker
+ * releases it.
+ */
+#ifndef VGPU_REPLAY_QXL_H
+#define VGPU_REPLAY_QXL_H
+
+#include <glib.h>
+#include <spice.h>
+#include <stdio.h>
+
+/* The worker's surface table; the same number QEMU gives it. */
+#define REPLAY_QXL_SURFACES 1024
+
+/* The device spice-server drives. */
+extern QXLInstance replay_qxl;
+
+/* Adds the device (`description` names it in spice-server's logs) to `server`;
+ * 0 on success, as spice_server_add_interface. */
+int replay_qxl_attach(SpiceServer *server, const char *description);
+
+/* Opens the record `file` with spice-server's reader; FALSE when it refuses it. */
+gboolean replay_qxl_open(FILE *file);
+
+/* Reads the next command of the record and queues it for the worker (it is freed
+ * once released); NULL at the end of the file or at a record the reader cannot read. */
+QXLCommandExt *replay_qxl_next(void);
+
+/* Commands queued and not yet taken by the worker. */
+guint replay_qxl_queued(void);
+
+/* Wakes the worker every `poll_us` until it has taken every queued command. */
+void replay_qxl_wait_drained(gulong poll_us);
+
+/* Commands the worker has released so far. */
+gint replay_qxl_releases(void);
+
+#endif
