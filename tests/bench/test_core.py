@@ -154,6 +154,22 @@ def test_table_plot_and_compare_plot_render(tmp_path):
     assert "| render | fill | Mpx/s" in report.markdown_table(ms)
 
 
+def test_the_time_table_puts_each_workload_beside_its_budget():
+    record = report.run_record([], workloads=["render", "peer"], quick=False, seconds=100.0,
+                               errors={}, workload_seconds={"render": 25.0, "peer": 75.0},
+                               workload_cpu_seconds={"render": 40.0, "peer": 30.0})
+    assert record["workload_cpu_seconds"] == {"render": 40.0, "peer": 30.0}
+    from rich.console import Console
+
+    console = Console(width=120, record=True)
+    console.print(report.time_table(record, {"render": 30.0}))
+    rows = {line.split()[1]: line.split()[3:-1] for line in console.export_text().splitlines()
+            if line.startswith("│")}
+    assert rows["render"] == ["30.0", "│", "25.0", "│", "25%", "│", "40.0"]
+    assert rows["peer"] == ["-", "│", "75.0", "│", "75%", "│", "30.0"]
+    assert rows["all"][:3] == ["30.0", "│", "100.0"] and rows["all"][-1] == "70.0"
+
+
 def test_every_bench_module_registers_workloads_with_their_references():
     registry = discover()
     assert {"render", "encode", "replay", "parse", "spice", "peer"} <= registry.keys()

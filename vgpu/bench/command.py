@@ -100,12 +100,13 @@ def _run(args: argparse.Namespace, workloads: list) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from vgpu.bench import report
-    from vgpu.bench.core import Bench, run_workload
+    from vgpu.bench.core import Bench, budgets, run_workload
 
     out, err = _console(), Console(stderr=True)
     measurements = []
     errors: dict[str, str] = {}
     took: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     started = time.monotonic()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
             "{task.completed}/{task.total} workloads"), TimeElapsedColumn(),
@@ -120,7 +121,7 @@ def _run(args: argparse.Namespace, workloads: list) -> int:
                           progress=lambda name, wl_name=wl.name: show(name, wl_name),
                           options={o.flag: getattr(args, o.dest) for o in wl.options})
             show("starting", wl.name)
-            began = time.monotonic()
+            began, cpu_began = time.monotonic(), report.cpu_seconds()
             try:
                 run_workload(wl, bench, measurements)
             except Exception as exc:  # one broken workload must not lose the others' figures
@@ -128,14 +129,16 @@ def _run(args: argparse.Namespace, workloads: list) -> int:
                 err.print(f"[red]{wl.name} failed[/]: {errors[wl.name]}")
                 err.print(traceback.format_exc(), markup=False, highlight=False)
             took[wl.name] = round(time.monotonic() - began, 1)
+            cpu[wl.name] = round(report.cpu_seconds() - cpu_began, 1)
             progress.advance(task)
     seconds = time.monotonic() - started
     record = report.run_record(measurements, workloads=[w.name for w in workloads],
                                quick=args.quick, seconds=seconds, errors=errors,
-                               workload_seconds=took)
+                               workload_seconds=took, workload_cpu_seconds=cpu)
     out.print(report.results_table(measurements))
-    out.print(f"{report.machine_line(record)}; {seconds:.0f} s ("
-              + ", ".join(f"{n} {t:.0f} s" for n, t in took.items()) + ")")
+    out.print(report.time_table(record, budgets().get("quick" if args.quick else "full", {})))
+    out.print(f"{report.machine_line(record)}; {seconds:.0f} s, load average "
+              f"{record['load_average']}")
     if args.json:
         report.save(record, args.json)
         out.print(f"samples: {args.json}")
