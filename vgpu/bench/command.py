@@ -107,14 +107,25 @@ def _run(args: argparse.Namespace, workloads: list) -> int:
     errors: dict[str, str] = {}
     took: dict[str, float] = {}
     cpu: dict[str, float] = {}
+    steps: list[list] = []  # [workload, step, seconds] as the progress bar names the steps
     started = time.monotonic()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
             "{task.completed}/{task.total} workloads"), TimeElapsedColumn(),
             console=err, transient=True) as progress:
         task = progress.add_task("", total=len(workloads))
 
+        step_began = [0.0]
+
+        def end_step() -> None:
+            now = time.monotonic()
+            if steps and steps[-1][2] is None:
+                steps[-1][2] = round(now - step_began[0], 2)
+            step_began[0] = now
+
         def show(name: str, wl_name: str = "") -> None:
             progress.update(task, description=f"{wl_name}: {name}"[:70])
+            end_step()
+            steps.append([wl_name, name, None])
 
         for wl in workloads:
             bench = Bench(quick=args.quick, repeats=args.repeats or (3 if args.quick else 7),
@@ -128,13 +139,15 @@ def _run(args: argparse.Namespace, workloads: list) -> int:
                 errors[wl.name] = f"{type(exc).__name__}: {exc}"
                 err.print(f"[red]{wl.name} failed[/]: {errors[wl.name]}")
                 err.print(traceback.format_exc(), markup=False, highlight=False)
+            end_step()
             took[wl.name] = round(time.monotonic() - began, 1)
             cpu[wl.name] = round(report.cpu_seconds() - cpu_began, 1)
             progress.advance(task)
     seconds = time.monotonic() - started
     record = report.run_record(measurements, workloads=[w.name for w in workloads],
                                quick=args.quick, seconds=seconds, errors=errors,
-                               workload_seconds=took, workload_cpu_seconds=cpu)
+                               workload_seconds=took, workload_cpu_seconds=cpu,
+                               steps=steps)
     out.print(report.results_table(measurements))
     out.print(report.time_table(record, budgets().get("quick" if args.quick else "full", {})))
     out.print(f"{report.machine_line(record)}; {seconds:.0f} s, load average "

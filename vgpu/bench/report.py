@@ -119,13 +119,18 @@ def git_commit() -> str | None:
 def run_record(measurements: Iterable[Measurement], *, workloads: list[str], quick: bool,
                seconds: float, errors: dict[str, str],
                workload_seconds: dict[str, float] | None = None,
-               workload_cpu_seconds: dict[str, float] | None = None) -> dict[str, Any]:
+               workload_cpu_seconds: dict[str, float] | None = None,
+               steps: list[list] | None = None) -> dict[str, Any]:
+    """The JSON file's content. `steps` are [workload, step, seconds] in the order they
+    ran, a step being what the progress bar named (a measurement, or a phase a workload
+    announced): where a workload's time went."""
     return {
         "schema": SCHEMA,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "workloads": workloads, "quick": quick, "seconds": round(seconds, 1),
         "workload_seconds": workload_seconds or {},
         "workload_cpu_seconds": workload_cpu_seconds or {},
+        "steps": steps or [],
         "load_average": load_average(),
         "commit": git_commit(), "machine": machine_info(), "gl": gl_info(),
         "packages": package_versions(), "errors": errors,
@@ -216,7 +221,8 @@ def time_table(record: dict[str, Any], budget: dict[str, float]) -> Any:
     for name, wall in walls.items():
         table.add_row(name, seconds(budget.get(name)), seconds(wall),
                       f"{100 * wall / total:.0f}%", seconds(cpu.get(name)))
-    table.add_row("all", seconds(sum(budget.get(n, 0.0) for n in walls)),
+    budgeted = [budget[n] for n in walls if n in budget]
+    table.add_row("all", seconds(sum(budgeted) if budgeted else None),
                   seconds(record["seconds"]), "", seconds(sum(cpu.values()) if cpu else None),
                   end_section=True)
     return table
