@@ -9,7 +9,7 @@ direct). glmark2 needs an X display even off-screen: $DISPLAY, or an Xvfb starte
     vgpu bench gles [--quick | --glmark2-default]
 
 A run plays one scene of 14 of the 16 kinds in glmark2 2023.01's default benchmark
-(Debian 12) at 800x600, each cut to half a second (`:duration=`), 5 rounds; --quick four
+(Debian 12) at 800x600, each cut to half a second (`:duration=`), 5 rounds; --quick three
 scenes for one round; --glmark2-default the whole default benchmark (33 scenes) at
 800x600 and 1920x1080, 3 s scenes, 3 rounds (about 20 minutes on 2 cores).
 """
@@ -75,8 +75,7 @@ llvmpipe at load average 12: half a second holds a frame; --glmark2-default play
 the full run's. The whole benchmark in two sizes (3 s scenes, 3 rounds) took about 20
 minutes by itself; all 16 kinds at half a second, 5 rounds, took 223 s at load average 12
 on 2 cores (vgpu bench gles)."""
-QUICK = ("build:use-vbo=false", "texture:texture-filter=linear", "shading:shading=phong",
-         "desktop:effect=shadow:windows=4")
+QUICK = ("build:use-vbo=false", "texture:texture-filter=linear", "shading:shading=phong")
 SCENE_SECONDS, QUICK_SCENE_SECONDS, DEFAULT_SCENE_SECONDS = 0.5, 0.5, 3.0
 """Each scene's duration (glmark2's default is 10 s). A scene's FPS is glmark2's over that
 time (whole frames: coarse for the slowest scenes, ideas through vgpu at 4 FPS median at
