@@ -94,7 +94,7 @@ static QXLInterface qxl_interface = {
     .async_complete = async_complete,
 };
 
-int replay_qxl_attach(SpiceServer *server, const char *description)
+int replay_qxl_start(SpiceServer *server, const char *description, FILE *file)
 {
     display_queue = g_async_queue_new();
     cursor_queue = g_async_queue_new();
@@ -102,13 +102,17 @@ int replay_qxl_attach(SpiceServer *server, const char *description)
     qxl_interface.base.description = description;
     replay_qxl.base.sif = &qxl_interface.base;
     replay_qxl.id = 0;
-    return spice_server_add_interface(server, &replay_qxl.base);
-}
-
-gboolean replay_qxl_open(FILE *file)
-{
+    if (spice_server_add_interface(server, &replay_qxl.base) != 0) {
+        fprintf(stderr, "spice_server_add_interface failed\n");
+        return -1;
+    }
+    spice_server_vm_start(server);
     replay = spice_replay_new(file, REPLAY_QXL_SURFACES);
-    return replay != NULL;
+    if (!replay) {
+        fprintf(stderr, "spice_replay_new refused the record file\n");
+        return 1;
+    }
+    return 0;
 }
 
 QXLCommandExt *replay_qxl_next(void)

@@ -20,12 +20,11 @@
 /* The device spice-server drives. */
 extern QXLInstance replay_qxl;
 
-/* Adds the device (`description` names it in spice-server's logs) to `server`;
- * 0 on success, as spice_server_add_interface. */
-int replay_qxl_attach(SpiceServer *server, const char *description);
-
-/* Opens the record `file` with spice-server's reader; FALSE when it refuses it. */
-gboolean replay_qxl_open(FILE *file);
+/* Adds the device (`description` names it in spice-server's logs) to `server`, which
+ * spice_server_init has set up, starts the VM and opens the record `file` with
+ * spice-server's reader. 0 on success; else a line on stderr says what failed: -1 when
+ * spice-server refused the device, 1 when its reader refused the file. */
+int replay_qxl_start(SpiceServer *server, const char *description, FILE *file);
 
 /* Reads the next command of the record and queues it for the worker (it is freed
  * once released); NULL at the end of the file or at a record the reader cannot read. */

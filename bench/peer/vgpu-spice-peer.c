@@ -244,13 +244,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "spice_server_init failed (port %d in use?)\n", port);
         return 1;
     }
-    if (replay_qxl_attach(server, "vgpu spice peer") != 0) {
-        fprintf(stderr, "spice_server_add_interface failed\n");
-        return 1;
-    }
-    spice_server_vm_start(server);
-    if (!replay_qxl_open(file)) {
-        fprintf(stderr, "spice_replay_new refused %s\n", path);
+    if (replay_qxl_start(server, "vgpu spice peer", file) != 0) {
         return 1;
     }
     printf("listening %d\n", port);

@@ -145,15 +145,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "spice_server_init failed\n");
         return 2;
     }
-    if (replay_qxl_attach(server, "record check") != 0) {
-        fprintf(stderr, "spice_server_add_interface failed\n");
-        return 2;
-    }
-    spice_server_vm_start(server);
-
-    if (!replay_qxl_open(file)) {
-        fprintf(stderr, "spice_replay_new refused the file\n");
-        return 1;
+    int started = replay_qxl_start(server, "record check", file);
+    if (started != 0) {
+        return started < 0 ? 2 : 1;
     }
     long commands = 0;
     while (replay_qxl_next() != NULL) {
