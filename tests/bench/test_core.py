@@ -13,12 +13,15 @@ import pytest
 
 from vgpu.bench import HIGHER, LOWER, Bench, Contender, Measurement, Seconds, report
 from vgpu.bench.core import (
+    ALL_LIMIT_S,
     BENCH_DIR,
+    BUDGET_TOTAL_S,
     FUZZ,
     REGISTRY,
     Option,
     Spread,
     bench_module,
+    budgets,
     discover,
     run_workload,
     workload,
@@ -168,6 +171,16 @@ def test_the_time_table_puts_each_workload_beside_its_budget():
     assert rows["render"] == ["30.0", "│", "25.0", "│", "25%", "│", "40.0"]
     assert rows["peer"] == ["-", "│", "75.0", "│", "75%", "│", "30.0"]
     assert rows["all"][:3] == ["30.0", "│", "100.0"] and rows["all"][-1] == "70.0"
+
+
+def test_every_workload_has_a_budget_and_they_fit_the_issues_bounds():
+    """bench/budget.toml names every workload, for a full run and for --quick, and the
+    budgets add up to at most BUDGET_TOTAL_S, under issue 11's bounds."""
+    registry, table = discover(), budgets()
+    for mode in ("full", "quick"):
+        assert sorted(table[mode]) == sorted(registry), mode
+        assert sum(table[mode].values()) <= BUDGET_TOTAL_S[mode] < ALL_LIMIT_S[mode], mode
+        assert all(table["quick"][n] <= table["full"][n] for n in registry)
 
 
 def test_every_bench_module_registers_workloads_with_their_references():

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="workloads to run ('all' for every one), 'list', "
                              "'compare A.json B.json', or 'show FILE.json'")
     parser.add_argument("--quick", action="store_true",
-                        help="fewer rounds and smaller inputs: every workload in about a minute")
+                        help="fewer rounds and smaller inputs: every workload in under a minute")
     parser.add_argument("--repeats", type=int, help="rounds per measurement (default 7, quick 3)")
     parser.add_argument("--json", type=Path, help="write every sample and the machine here")
     parser.add_argument("--plot", type=Path, help="write a PNG plot here")
