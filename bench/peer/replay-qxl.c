@@ -115,17 +115,17 @@ int replay_qxl_start(SpiceServer *server, const char *description, FILE *file)
     return 0;
 }
 
-QXLCommandExt *replay_qxl_next(void)
+QXLCommandExt *replay_qxl_read(void)
 {
-    QXLCommandExt *cmd = spice_replay_next_cmd(replay, &replay_qxl);
-    if (!cmd) {
-        return NULL;
-    }
+    return spice_replay_next_cmd(replay, &replay_qxl);
+}
+
+void replay_qxl_queue(QXLCommandExt *cmd)
+{
     g_mutex_lock(&lock);
     g_hash_table_add(outstanding, cmd);
     g_mutex_unlock(&lock);
     g_async_queue_push(cmd->cmd.type == QXL_CMD_CURSOR ? cursor_queue : display_queue, cmd);
-    return cmd;
 }
 
 guint replay_qxl_queued(void)

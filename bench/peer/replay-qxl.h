@@ -26,9 +26,12 @@ extern QXLInstance replay_qxl;
  * spice-server refused the device, 1 when its reader refused the file. */
 int replay_qxl_start(SpiceServer *server, const char *description, FILE *file);
 
-/* Reads the next command of the record and queues it for the worker (it is freed
- * once released); NULL at the end of the file or at a record the reader cannot read. */
-QXLCommandExt *replay_qxl_next(void);
+/* The next command of the record, read by spice-server's reader; NULL at the end of
+ * the file or at a record the reader cannot read. */
+QXLCommandExt *replay_qxl_read(void);
+
+/* Queues a command read for the worker; it is freed once the worker releases it. */
+void replay_qxl_queue(QXLCommandExt *cmd);
 
 /* Commands queued and not yet taken by the worker. */
 guint replay_qxl_queued(void);

@@ -150,8 +150,10 @@ int main(int argc, char **argv)
         return started < 0 ? 2 : 1;
     }
     long commands = 0;
-    while (replay_qxl_next() != NULL) {
+    QXLCommandExt *cmd;
+    while ((cmd = replay_qxl_read()) != NULL) {
         commands++;
+        replay_qxl_queue(cmd);
         spice_qxl_wakeup(&replay_qxl);
         while (replay_qxl_queued() > MAX_QUEUED) {
             g_usleep(100);
