@@ -278,9 +278,10 @@ BUDGET_FILE = BENCH_DIR / "budget.toml"
 """Each workload's wall seconds on a quiet 2-core machine, full run and --quick."""
 ALL_LIMIT_S = {"full": 15 * 60.0, "quick": 60.0}
 """Issue 11's bounds for `vgpu bench all` on 2 cores."""
-BUDGET_TOTAL_S = {"full": 12 * 60.0, "quick": 45.0}
-"""What the budgets may add up to: a fifth under the bounds and more for --quick (its
-fixed costs, imports and the GL context, weigh more), room for a busier machine."""
+BUDGET_TOTAL_S = {"full": 14 * 60.0, "quick": 45.0}
+"""What the budgets may add up to: room under the bounds for a busier machine (more for
+--quick: its fixed costs, imports and the GL context, weigh more). 12 minutes is the aim
+for a full run; bench/budget.toml says what keeps it over."""
 
 
 def budgets(path: Path = BUDGET_FILE) -> dict[str, dict[str, float]]:
