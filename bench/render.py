@@ -47,7 +47,7 @@ from vgpu.device.commands import (
 )
 from vgpu.render import Renderer
 from vgpu.render import enums as E
-from vgpu.render.gl import create_context
+from vgpu.render.context import create_context
 
 W, H = 1024, 768
 NO_MASK = QMask(0, QPoint(0, 0), None)

@@ -58,7 +58,7 @@ def machine_info() -> dict[str, Any]:
 def gl_info() -> dict[str, str]:
     """The GL the renderer gets here (the vendor's EGL on a GPU machine, else llvmpipe)."""
     try:
-        from vgpu.render.gl import create_context
+        from vgpu.render.context import create_context
 
         ctx = create_context()
     except Exception as exc:  # no GL at all: the JSON says so instead of failing the run
