@@ -271,7 +271,7 @@ def render(b: Bench) -> Iterator[Measurement]:
             if name == "fill" and size <= INSTANCED_MAX:
                 contenders["instanced-rect ceiling"] = ceilings.instanced(mix)
                 work["instanced-rect ceiling"] = mix.megapixels
-            yield b.time(mix.label, contenders, work=work, unit="Mpx/s", rounds=b.rounds(5, 3),
+            yield b.time(mix.label, contenders, work=work, unit="Mpx/s", rounds=b.rounds(5, 2),
                          note=f"{mix.count} operations per run on {W}x{H} xRGB; {renderer_name}")
     finally:
         ceilings.release()

@@ -56,7 +56,7 @@ SECONDS, QUICK_SECONDS = 5.0, 1.0  # each measurement window: 150 demo frames
 GLIB_CLIENTS, QUICK_GLIB_CLIENTS = 3, 0  # real spice-gtk clients among the load's
 WEBSOCKET_CLIENTS = 10
 CHURN_CLIENTS, QUICK_CHURN_CLIENTS = 8, 3  # clients churning at once
-QUICK_CLIENTS = 8
+QUICK_CLIENTS = 4
 """--quick: load and churn, with light clients only and one-second windows."""
 QUICK_FUZZ_SHARE = 1000  # --fuzz --quick: each fuzzer at its count / this
 CLIENTS = Option("--clients", "clients at once in the load phase", int, 50)
