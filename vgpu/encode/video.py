@@ -109,8 +109,19 @@ answers in milliseconds; a frame at 60 frames/s lasts 17."""
 
 LATE_REPORT_MS = 100
 """A STREAM_REPORT whose last frame arrived more than this after its time means a
-backlog somewhere on the way (frames are due as they are sent, see the server's
-VIDEO_DUE_MS; decoding alone takes a few milliseconds)."""
+backlog somewhere on the way (frames are due a little after they are sent, see the
+server's MM_TIME_LATENCY_MS; decoding alone takes a few milliseconds)."""
+
+REPORT_DROP_SHARE = 0.2
+"""A STREAM_REPORT is congestion when more than this share of its frames were dropped
+(spice-gtk counts a frame that arrived after its time as dropped): one frame in a
+window of five (the server's STREAM_REPORT_WINDOW) late on a loaded client is a
+hiccup, and stepping down for each cost two in five frames (vgpu bench stream)."""
+
+FRAME_SLACK = 0.25
+"""A frame that comes up to this share of an interval early is taken all the same:
+frames are published and taken with a few milliseconds of jitter, and at the full
+rate a frame 1 ms early, skipped, would halve the frame rate sent."""
 
 DECREASE_INTERVAL_S = 0.5
 """Congestion signals closer together than this are one episode: one step down."""
@@ -347,19 +358,20 @@ class RateControl:
             self.skipped += 1
             self.congested(now)
             return False
-        if now - self._last_sent < 1.0 / self.fps:
+        if now - self._last_sent < (1.0 - FRAME_SLACK) / self.fps:
             return False
         self.clear(now)
         return True
 
     def sent(self, size: int, now: float) -> None:
+        """A frame went out; `now`: when it was taken (the time want_frame was asked)."""
         self._last_sent = now
         self.frame_bytes = size if not self.frame_bytes else 0.8 * self.frame_bytes + 0.2 * size
 
     def report(self, frames: int, drops: int, last_frame_delay_ms: int, now: float) -> None:
-        """A STREAM_REPORT: drops, or frames arriving after their time, mean the
-        client cannot keep up (link or decoder)."""
-        if drops > 0 or last_frame_delay_ms < -LATE_REPORT_MS:
+        """A STREAM_REPORT: many drops, or frames arriving well after their time, mean
+        the client cannot keep up (link or decoder)."""
+        if drops > REPORT_DROP_SHARE * max(frames, 1) or last_frame_delay_ms < -LATE_REPORT_MS:
             self.congested(now)
 
     def congested(self, now: float) -> None:
