@@ -8,6 +8,10 @@ import pytest
 
 from vgpu.encode.video import (
     BACKLOG_FRAMES,
+    DUE_MS_MAX,
+    DUE_MS_MIN,
+    DUE_RELAX_S,
+    DUE_STEP_MS,
     LATE_REPORT_MS,
     MIN_BITS_PER_PIXEL,
     MIN_FPS,
@@ -78,6 +82,20 @@ def test_rate_control_steps_down_for_many_drops_not_for_one_late_frame():
     late = RateControl(640, 480, 60.0, now=0.0)
     late.report(frames=5, drops=0, last_frame_delay_ms=-LATE_REPORT_MS - 1, now=1.0)
     assert late.fps < 60
+
+
+def test_late_frames_widen_the_due_margin_and_a_clear_spell_narrows_it():
+    rate = RateControl(640, 480, 60.0, now=0.0)
+    assert rate.due_ms == DUE_MS_MIN
+    rate.report(frames=5, drops=1, last_frame_delay_ms=-5, now=1.0)
+    assert rate.due_ms == DUE_MS_MIN + DUE_STEP_MS
+    rate.report(frames=5, drops=0, last_frame_delay_ms=15, now=1.0 + DUE_RELAX_S / 2)
+    assert rate.due_ms == DUE_MS_MIN + DUE_STEP_MS
+    rate.report(frames=5, drops=0, last_frame_delay_ms=15, now=1.0 + DUE_RELAX_S)
+    assert rate.due_ms == DUE_MS_MIN
+    for i in range(100):
+        rate.report(frames=5, drops=5, last_frame_delay_ms=-300, now=10.0 + i)
+    assert rate.due_ms == DUE_MS_MAX
 
 
 def test_rate_control_comes_back_to_full_rate_on_a_clear_link():

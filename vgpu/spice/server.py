@@ -93,14 +93,11 @@ CURSOR_BACKLOG = 64
 shape and position instead of the history."""
 
 MM_TIME_LATENCY_MS = 40
-"""How far the client's multimedia clock is set behind the server's, and so how long
-after it is sent a stream frame (stamped with the server's time) is due on the client.
-spice-gtk counts a frame that arrives after its time as a drop in its STREAM_REPORTs,
-and drops a decoded frame that is late while a newer one waits, so this is the margin
-for encoding jitter, transit and decoding on a LAN (spice-server starts at 400 ms, for
-WANs). Frames due on arrival (no margin) made a loaded client report drops every
-second, and rate control cut the H.264 frames it sent to two in five (vgpu bench
-stream, the cube at 1280x720)."""
+"""How far the client's multimedia clock is set behind the server's. A stream frame is
+stamped due its rate control's due_ms after it is sent, on that clock (spice-server
+starts at 400 ms, for WANs). Frames due on arrival (no margin) made a loaded spice-gtk
+report drops every second, and rate control cut the H.264 frames it sent to two in
+five (vgpu bench stream, the cube at 1280x720)."""
 
 MAX_STREAM_PINGS = 64
 """PINGs after stream frames waiting for their PONG: each tells when the client reached
@@ -935,7 +932,8 @@ class _DisplayClient:
                     STREAM_REPORT_WINDOW, STREAM_REPORT_TIMEOUT_MS,
                 )
         if video and stream is not None:
-            machine.stream_data(stream.stream_id, mm_time, video)
+            due = mm_time - MM_TIME_LATENCY_MS + stream.rate.due_ms
+            machine.stream_data(stream.stream_id, due & 0xFFFFFFFF, video)
             if len(self._pings) < MAX_STREAM_PINGS:
                 self._ping_id += 1
                 self._pings[self._ping_id] = time.monotonic_ns()
