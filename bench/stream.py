@@ -548,7 +548,7 @@ def demo_pictures(demo: str, width: int, height: int, frames: int) -> list[np.nd
             pictures.append(scene.frame())
         return pictures
     from vgpu.guest.cube import FRAME_PERIOD_S, CubeScene, draw_stamp
-    from vgpu.render.gl import create_context
+    from vgpu.render.context import create_context
 
     ctx = create_context()
     try:

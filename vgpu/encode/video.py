@@ -109,8 +109,8 @@ answers in milliseconds; a frame at 60 frames/s lasts 17."""
 
 LATE_REPORT_MS = 100
 """A STREAM_REPORT whose last frame arrived more than this after its time means a
-backlog somewhere on the way (frames are due a little after they are sent, see the
-server's MM_TIME_LATENCY_MS; decoding alone takes a few milliseconds)."""
+backlog somewhere on the way (frames are due a little after they are sent, see
+DUE_MS_MIN; decoding alone takes a few milliseconds)."""
 
 DUE_MS_MIN = 20
 DUE_MS_MAX = 200
