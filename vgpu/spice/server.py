@@ -104,16 +104,11 @@ CURSOR_BACKLOG = 64
 shape and position instead of the history."""
 
 MM_TIME_LATENCY_MS = 40
-"""How far the client's multimedia clock is set behind the server's. spice-gtk shows a
-stream frame when its clock reaches the frame's stamp and drops frames already late,
-so this is the margin for encoding jitter, transit and decoding on a LAN; it is also
-the delay streamed video gets (spice-server starts at 400 ms, for WANs)."""
-
-VIDEO_DUE_MS = 0
-"""How long after it is sent a non-MJPEG stream frame is due on the client's clock
-(which runs MM_TIME_LATENCY_MS behind ours). spice-gtk shows a late H.264 or VP8
-frame as soon as it is decoded, but drops a late MJPEG frame, so MJPEG frames
-keep the whole margin and the others none: they show as soon as they are decoded."""
+"""How far the client's multimedia clock is set behind the server's. A stream frame is
+stamped due its rate control's due_ms after it is sent, on that clock (spice-server
+starts at 400 ms, for WANs). Frames due on arrival (no margin) made a loaded spice-gtk
+report drops every second, and rate control cut the H.264 frames it sent to two in
+five (vgpu bench stream, the cube at 1280x720)."""
 
 MAX_STREAM_PINGS = 64
 """PINGs after stream frames waiting for their PONG: each tells when the client reached
@@ -898,6 +893,9 @@ class _DisplayClient:
             if taken is None:
                 continue
             frame, damage = taken
+            # The interval runs from one take to the next: the time a send takes
+            # (encoding, most of it) is inside it, not added to it.
+            last_sent = self._loop.time()
             if frame.surface_serial != surface_serial or machine.surface is None:
                 # The first picture whole, in one draw, and then the mark.
                 region = await self._server.encode(
@@ -915,7 +913,6 @@ class _DisplayClient:
                 merged = max(1, frame.serial - last_serial)
                 await self._send(frame, self._streams.plan(rects, self._loop.time(), merged))
             last_serial = frame.serial
-            last_sent = self._loop.time()
 
     def _start_stream(self, stream_id: int, rect: Rect) -> _Stream:
         choice = choose_codec(self._server.video_codecs, self._client_codecs, self._preferred)
@@ -968,15 +965,14 @@ class _DisplayClient:
                                   (STREAM_REPORT_WINDOW, STREAM_REPORT_TIMEOUT_MS))
         stream_frame = None
         if video and stream is not None:
-            if stream.codec_type != c.SPICE_VIDEO_CODEC_TYPE_MJPEG:
-                mm_time = (mm_time - MM_TIME_LATENCY_MS + VIDEO_DUE_MS) & 0xFFFFFFFF
+            due = (mm_time - MM_TIME_LATENCY_MS + stream.rate.due_ms) & 0xFFFFFFFF
             ping = None
             if len(self._pings) < MAX_STREAM_PINGS:
                 self._ping_id += 1
                 self._pings[self._ping_id] = time.monotonic_ns()
                 ping = (self._ping_id, self._pings[self._ping_id])
-            stream_frame = StreamFrame(stream.stream_id, mm_time, video, ping)
-            stream.rate.sent(len(video), self._loop.time())
+            stream_frame = StreamFrame(stream.stream_id, due, video, ping)
+            stream.rate.sent(len(video), now)
             self.stats.stream_frames += 1
             self.stats.stream_bytes += len(video)
         machine.show_update(FrameUpdate(
