@@ -362,7 +362,7 @@ def _wait_canvas(page: object, frame: np.ndarray, timeout: float = 10) -> None:
 @needs_glib
 def test_spice_gtk_shows_a_screen_split_by_content_exactly(tmp_path):
     """A photo inside a flat desktop, damaged as a whole: the server splits it into QUIC
-    and LZ draws, and spice-gtk's decoders put together exactly the frame."""
+    and LZ draws and fills, and spice-gtk's decoders put together exactly the frame."""
     source = SyntheticSource()
     source.publish(pattern(W, H))
     server = ServerThread(source)
@@ -374,7 +374,9 @@ def test_spice_gtk_shows_a_screen_split_by_content_exactly(tmp_path):
         mixed[60:190, 128:320] = pattern(W, H, seed=3)[60:190, 128:320]  # photographic
         frame = source.publish(mixed, damage=((0, 0, W, H),))
         parts = encode_rect_by_content(frame, (0, 64, W, 192), ClientImaging(Compression()))
-        assert [p.image_type for p in parts] == [c.SPICE_IMAGE_TYPE_LZ_RGB, c.SPICE_IMAGE_TYPE_QUIC]
+        # the flat part left of the photo is one colour: a fill, no image
+        assert [(p.fill, p.image_type if p.fill is None else None) for p in parts] == [
+            (0xC0C0C0, None), (None, c.SPICE_IMAGE_TYPE_QUIC)]
         glib_sees(client, tmp_path, mixed)
         assert server.server.display_stats[0].frames >= 2
     finally:

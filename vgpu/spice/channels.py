@@ -333,6 +333,8 @@ class EncodedRegion:
     image_type: int
     payload: bytes
     lossy: bool = False
+    # A solid colour (0x00RRGGBB) the whole rectangle has: sent as DRAW_FILL, no image.
+    fill: int | None = None
 
 
 class DisplayChannel(ChannelMachine):
@@ -399,6 +401,22 @@ class DisplayChannel(ChannelMachine):
 
     def mark(self) -> None:
         self._send(c.SPICE_MSG_DISPLAY_MARK)
+
+    def draw(self, region: EncodedRegion) -> None:
+        """A region as DRAW_FILL where it is one colour, else as DRAW_COPY."""
+        if region.fill is not None:
+            self.draw_fill(region.rect, region.fill)
+        else:
+            self.draw_copy(region)
+
+    def draw_fill(self, rect: Rect, colour: int) -> None:
+        """A solid rectangle: brush, rop PUT and an empty mask (what spice-html5 draws)."""
+        self._send(
+            c.SPICE_MSG_DISPLAY_DRAW_FILL,
+            struct.pack("<I", self.PRIMARY), pack_rect(rect), bytes([c.SPICE_CLIP_TYPE_NONE]),
+            struct.pack("<BIH", c.SPICE_BRUSH_TYPE_SOLID, colour, c.SPICE_ROPD_OP_PUT),
+            struct.pack("<BiiI", 0, 0, 0, 0),
+        )
 
     def draw_copy(self, region: EncodedRegion) -> None:
         left, top, right, bottom = region.rect

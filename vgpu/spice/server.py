@@ -873,7 +873,7 @@ class _DisplayClient:
                     machine.surface_destroy()
                 machine.surface_create(frame.width, frame.height, frame.has_alpha)
                 surface_serial = frame.surface_serial
-                machine.draw_copy(region)
+                machine.draw(region)
                 machine.mark()
                 await self._flush(frame.serial, 1)
             else:
@@ -925,7 +925,7 @@ class _DisplayClient:
         for stream_id, _rect in plan.ended:
             machine.stream_destroy(stream_id)
         for region in regions:
-            machine.draw_copy(region)
+            machine.draw(region)
         mm_time = self._server.mm_time()
         if plan.started is not None and stream is not None:  # (stream is the new one)
             machine.stream_create(stream.stream_id, stream.rect, mm_time, stream.codec_type)
