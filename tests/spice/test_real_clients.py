@@ -382,3 +382,46 @@ def test_spice_gtk_shows_a_screen_split_by_content_exactly(tmp_path):
     finally:
         client.close()
         server.stop()
+
+
+def _scrolled(frame: np.ndarray, rows: int) -> np.ndarray:
+    """The picture moved up by `rows`, a blank line in the rows it uncovers."""
+    out = frame.copy()
+    out[: H - rows] = frame[rows:]
+    out[H - rows:] = 255
+    return out
+
+
+@needs_glib
+def test_spice_gtk_scrolls_by_copy_bits(source, tmp_path):
+    """A scrolled screen: spice-gtk copies what it has (COPY_BITS) and gets the new
+    line alone, and shows the new frame exactly."""
+    server = ServerThread(source)
+    client = GlibClient("--port", str(server.port))
+    try:
+        client.wait_for(lambda line: line.startswith("mark"))
+        glib_sees(client, tmp_path, pattern(W, H))
+        before = server.server.display_stats[0].bytes
+        scrolled = _scrolled(pattern(W, H), 24)
+        source.publish(scrolled, damage=((0, 0, W, H),))
+        glib_sees(client, tmp_path, scrolled)
+        # the whole screen as images is tens of KB (its noise alone is 12 KB)
+        assert server.server.display_stats[0].bytes - before < 2048
+    finally:
+        client.close()
+        server.stop()
+
+
+@needs_html5
+def test_spice_html5_scrolls_by_copy_bits(source):
+    server = ServerThread(source)
+    try:
+        with html5_page(server) as page:
+            _wait_canvas(page, pattern(W, H))
+            before = server.server.display_stats[0].bytes
+            scrolled = _scrolled(pattern(W, H), 24)
+            source.publish(scrolled, damage=((0, 0, W, H),))
+            _wait_canvas(page, scrolled)
+            assert server.server.display_stats[0].bytes - before < 2048
+    finally:
+        server.stop()

@@ -418,6 +418,14 @@ class DisplayChannel(ChannelMachine):
             struct.pack("<BiiI", 0, 0, 0, 0),
         )
 
+    def copy_bits(self, rect: Rect, source: tuple[int, int]) -> None:
+        """The client copies its own pixels from `source` (top-left) into `rect`."""
+        self._send(
+            c.SPICE_MSG_DISPLAY_COPY_BITS,
+            struct.pack("<I", self.PRIMARY), pack_rect(rect), bytes([c.SPICE_CLIP_TYPE_NONE]),
+            struct.pack("<ii", *source),
+        )
+
     def draw_copy(self, region: EncodedRegion) -> None:
         left, top, right, bottom = region.rect
         width, height = right - left, bottom - top

@@ -67,6 +67,7 @@ from vgpu.spice.imaging import (
     normalize_damage,
 )
 from vgpu.spice.link import LinkClosed, Linked, LinkMachine
+from vgpu.spice.moves import ClientPicture, Copy
 from vgpu.spice.streams import Plan, StreamPlanner
 from vgpu.spice.webpage import MAX_REQUEST_HEAD, html5_dir, http_response, is_websocket_upgrade
 
@@ -793,6 +794,7 @@ class _DisplayClient:
             streaming = "off"  # the client decodes none of the server's stream codecs
         self._streams = StreamPlanner(streaming)
         self._stream: _Stream | None = None
+        self._picture = ClientPicture()  # for COPY_BITS of what moved
         self._pings: dict[int, int] = {}  # ping id -> monotonic_ns sent, in send order
         self._ping_id = 0
 
@@ -874,12 +876,17 @@ class _DisplayClient:
                 machine.surface_create(frame.width, frame.height, frame.has_alpha)
                 surface_serial = frame.surface_serial
                 machine.draw(region)
+                self._picture.reset(frame, region)
                 machine.mark()
                 await self._flush(frame.serial, 1)
             else:
                 rects = self._server.damage_rects(frame, damage)
+                # What moved is copied by the client; only the rest is planned.
+                copies, rects = await self._loop.run_in_executor(
+                    self._server.pool, self._picture.moves, frame, rects)
                 merged = max(1, frame.serial - last_serial)
-                await self._send(frame, self._streams.plan(rects, self._loop.time(), merged))
+                await self._send(frame, self._streams.plan(rects, self._loop.time(), merged),
+                                 copies)
             last_serial = frame.serial
             last_sent = self._loop.time()
 
@@ -893,8 +900,9 @@ class _DisplayClient:
         self.stats.codec = choice.codec
         return _Stream(stream_id, rect, VIDEO_CODEC_TYPES[choice.codec], encoder, rate)
 
-    async def _send(self, frame: Frame, plan: Plan) -> None:
-        """Encodes on the pool, then sends: streams ended, draws, stream start, stream frame.
+    async def _send(self, frame: Frame, plan: Plan, copies: list[Copy] | None = None) -> None:
+        """Encodes on the pool, then sends: streams ended, copies, draws, stream start,
+        stream frame.
 
         Every encode finishes before the first message is queued, so the channel's
         reader (which flushes what the machine holds) never sends half of a frame."""
@@ -924,8 +932,11 @@ class _DisplayClient:
         video = None if video_future is None else await video_future
         for stream_id, _rect in plan.ended:
             machine.stream_destroy(stream_id)
+        for dst, source in copies or ():
+            machine.copy_bits(dst, source)
         for region in regions:
             machine.draw(region)
+        self._picture.sent(frame, regions, None if self._stream is None else self._stream.rect)
         mm_time = self._server.mm_time()
         if plan.started is not None and stream is not None:  # (stream is the new one)
             machine.stream_create(stream.stream_id, stream.rect, mm_time, stream.codec_type)
