@@ -26,13 +26,20 @@ MAX_ROW_REPEATS = 4
 """A row found more often than this in the searched part of the old picture (a blank
 line, a flat background) votes for no shift: it would match any of them."""
 
+HASH_COLUMNS = 256
+"""Rows are hashed on at most this many columns, spread over the rectangle: enough to
+tell a line of text from another, and a full-HD frame's rows hash in about a
+millisecond. Equal rows still hash equal; a band found is compared in full."""
+
 _WEIGHTS = np.random.default_rng(0x5EED).integers(1, 2**63, MAX_DIM, dtype=np.uint64) | 1
 """Odd 64-bit weights, one per pixel of a row as wide as the encoders take: a row's
 hash is the wrapping sum of its pixels times these."""
 
 
 def _row_hashes(pixels: np.ndarray) -> np.ndarray:
-    """One uint64 per row of a (h, w, 4) view; equal rows have equal hashes."""
+    """One uint64 per row of a (h, w, 4) view, on HASH_COLUMNS of its columns; equal
+    rows have equal hashes."""
+    pixels = pixels[:, ::max(1, pixels.shape[1] // HASH_COLUMNS)]
     values = np.ascontiguousarray(pixels).view(np.uint32)[..., 0].astype(np.uint64)
     with np.errstate(over="ignore"):
         return (values * _WEIGHTS[: values.shape[1]]).sum(axis=1, dtype=np.uint64)
@@ -96,24 +103,37 @@ PROBE_ROWS = 5
 """Rows of the rectangle a probe is taken from (spread over its height)."""
 MAX_PROBE_HITS = 4
 """A probe found more often than this in the old picture is ambiguous (a pattern)."""
+MAX_PROBES = 4
+"""Probes looked up in full per rectangle (an ambiguous one stops early): each is a
+search through the old picture's damaged area (8 MB for a full-HD screen), so a
+picture that changed without moving (video, an animation) costs a few of them."""
+MAX_SEARCH_PIXELS = 1 << 21
+"""Damaged areas larger than this (about a full-HD screen) are not searched for a
+window: such damage is a new picture, and the search would cost more than it saves."""
 
 
-def find_move(prev: np.ndarray, cur: np.ndarray, rect: Rect, area: Rect
+def find_move(prev: np.ndarray, cur: np.ndarray, rect: Rect, area: Rect | None
               ) -> tuple[Rect, int, int] | None:
     """A block of `rect` in `cur` that `prev` holds elsewhere inside `area` (a window
     dragged, in any direction), as (block, dx, dy): cur[block] == prev[block moved by
-    (dx, dy)]. Tries a vertical move first (find_vertical_move). None when no block of
-    at least MIN_MOVE_PIXELS and MIN_MOVE_ROWS rows is found."""
+    (dx, dy)]. Tries a vertical move first (find_vertical_move), and only that where
+    area is None. None when no block of at least MIN_MOVE_PIXELS and MIN_MOVE_ROWS rows
+    is found."""
     vertical = find_vertical_move(prev, cur, rect)
     if vertical is not None:
         return vertical[0], 0, vertical[1]
+    if area is None:
+        return None
     left, top, right, bottom = rect
     if (right - left) * (bottom - top) < MIN_MOVE_PIXELS or right - left < PROBE_PIXELS:
         return None
     a_left, a_top, a_right, a_bottom = area
+    if (a_right - a_left) * (a_bottom - a_top) > MAX_SEARCH_PIXELS:
+        return None
     haystack = np.ascontiguousarray(prev[a_top:a_bottom, a_left:a_right]).tobytes()
     row_bytes = (a_right - a_left) * 4
     tried: set[tuple[int, int]] = set()
+    probes = 0
     for i in range(PROBE_ROWS):
         y = top + (bottom - top) * (2 * i + 1) // (2 * PROBE_ROWS)
         row = cur[y, left:right]
@@ -121,6 +141,8 @@ def find_move(prev: np.ndarray, cur: np.ndarray, rect: Rect, area: Rect
             probe = row[x - left:x - left + PROBE_PIXELS]
             if (probe == probe[0]).all():
                 continue  # a flat piece matches anywhere
+            if probes == MAX_PROBES:
+                return None
             needle = probe.tobytes()
             hits: list[tuple[int, int]] = []
             at = haystack.find(needle)
@@ -129,7 +151,10 @@ def find_move(prev: np.ndarray, cur: np.ndarray, rect: Rect, area: Rect
                 if hx % 4 == 0 and hx + len(needle) <= row_bytes:
                     hits.append((a_left + hx // 4 - x, a_top + hy - y))
                 at = haystack.find(needle, at + 4)
-            if not hits or len(hits) > MAX_PROBE_HITS:
+            if len(hits) > MAX_PROBE_HITS:
+                continue  # a pattern: found early, the search stopped there
+            probes += 1  # this one went through the whole area
+            if not hits:
                 continue
             for dx, dy in hits:
                 if (dx, dy) in tried or (dx, dy) == (0, 0):

@@ -25,6 +25,11 @@ MAX_TRIMMED_RECTS = 16
 """A damaged rectangle trimmed into more pieces than this goes as their bounding box:
 each piece is a message with its own image header (about 60 bytes and more)."""
 
+MAX_SEARCH_BACKOFF = 16
+"""A client whose searches for dragged windows found none searches again only every
+2, 4, ... up to this many frames: a picture that changes without moving (video, an
+animation) would otherwise pay a search through its damaged area every frame."""
+
 Copy = tuple[Rect, tuple[int, int]]
 """A destination rectangle and the top-left of its source, on the client's picture."""
 
@@ -33,6 +38,8 @@ class ClientPicture:
     def __init__(self) -> None:
         self._frame: Frame | None = None
         self._inexact: list[Rect] = []
+        self._misses = 0  # searches for windows in a row that found none
+        self._skipped = 0  # frames since the last search
 
     def reset(self, frame: Frame, region: EncodedRegion) -> None:
         """The client got `frame` whole, as `region`."""
@@ -51,14 +58,20 @@ class ClientPicture:
         copies: list[Copy] = []
         rest: list[Rect] = []
         # Where a window went is in the frame's damage, and so is where it came from.
-        area = (min(r[0] for r in rects), min(r[1] for r in rects),
-                max(r[2] for r in rects), max(r[3] for r in rects)) if rects else (0, 0, 0, 0)
+        area: Rect | None = None
+        self._skipped += 1
+        if rects and self._skipped >= min(MAX_SEARCH_BACKOFF, 1 << self._misses):
+            area = (min(r[0] for r in rects), min(r[1] for r in rects),
+                    max(r[2] for r in rects), max(r[3] for r in rects))
+            self._skipped = 0
+        dragged = False
         for rect in rects:
             found = find_move(prev.pixels, frame.pixels, rect, area)
             if found is None:
                 rest.append(rect)
                 continue
             (left, top, right, bottom), dx, dy = found
+            dragged |= dx != 0
             source = (left + dx, top + dy, right + dx, bottom + dy)
             if any(_overlap(source, r) for r in self._inexact + [d for d, _ in copies]):
                 rest.append(rect)
@@ -69,6 +82,8 @@ class ClientPicture:
                                     (rect[0], top, left, bottom),
                                     (right, top, rect[2], bottom))
                         if r[0] < r[2] and r[1] < r[3])
+        if area is not None:
+            self._misses = 0 if dragged else self._misses + 1
         return copies, rest
 
     def _changed(self, prev: Frame, frame: Frame, rect: Rect) -> list[Rect]:
