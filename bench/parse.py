@@ -23,7 +23,6 @@ from vgpu.device.inprocess import InProcessAttachment
 from vgpu.guest.builders import CommandWriter
 from vgpu.guest.driver import GuestDriver
 
-Z = c.QRect(0, 0, 0, 0)
 NO_MASK = c.QMask(0, c.QPoint(0, 0), None)
 W, H = 1280, 800
 PER_KIND = 400
@@ -37,8 +36,8 @@ RING_BATCH = 30
 
 def _drawable(rng: random.Random, w: int, h: int, op: c.DrawOp) -> c.Drawable:
     x, y = rng.randrange(W - w), rng.randrange(H - h)
-    return c.Drawable(0, c.QRect(y, x, y + h, x + w), None, lib.QXL_EFFECT_OPAQUE,
-                      rng.randrange(1 << 32), 0, Z, 0, (-1, -1, -1), (Z, Z, Z), op)
+    return c.Drawable(bbox=c.QRect(y, x, y + h, x + w), effect=lib.QXL_EFFECT_OPAQUE,
+                      mm_time=rng.randrange(1 << 32), op=op)
 
 
 def _bitmap(rng: random.Random, w: int, h: int, cache_id: int, fmt: int) -> c.BitmapImage:

@@ -63,11 +63,6 @@ PLAN = [("fill", 10, 40000), ("fill", 32, 20000), ("fill", 100, 3000), ("fill", 
 """(operation, size, count): the operation mixes, each count drawn per timed run."""
 
 
-def _cmd(op, x: int, y: int, w: int, h: int) -> Drawable:
-    return Drawable(0, QRect(y, x, y + h, x + w), None, 0, 0, 0, ZERO, 0, (-1, -1, -1),
-                    (ZERO, ZERO, ZERO), op)
-
-
 def _bitmap(pix: np.ndarray, image_id: int = 0, cache: bool = False) -> BitmapImage:
     h, w = pix.shape[:2]
     desc = ImageDescriptor(image_id, E.IMAGE_TYPE_BITMAP, E.QXL_IMAGE_CACHE if cache else 0, w, h)
@@ -118,7 +113,7 @@ class Mix:
                     RasterGlyph(QPoint(g.render_pos.x + x, g.render_pos.y + y), g.glyph_origin,
                                 g.width, g.height, g.data) for g in glyphs))
                 op = Text(moved, ZERO, SolidBrush(color), None, E.ROPD_OP_PUT, E.ROPD_OP_PUT)
-            out.append(_cmd(op, x, y, self.w, self.h))
+            out.append(Drawable(bbox=QRect(y, x, y + self.h, x + self.w), op=op))
         return out
 
     def vgpu(self, r: Renderer) -> Contender:

@@ -4,7 +4,7 @@
   QXL device, GL renderer) against spice-server's own reader and worker (a C program
   built here against libspice-server, started once per run) and against the real time
   the recorded session took;
-- reading a record file: vgpu.replay.read_events on the xz file and on the plain file;
+- reading a record file: vgpu.replay.reader.read_events on the xz file and on the plain file;
 - a guest drawing N fills with the null backend: in-process (guest thread, device
   thread) against a guest process on the unix-socket transport.
 """
@@ -47,14 +47,12 @@ def draw(driver, n: int) -> float:
     same for a like comparison."""
     from vgpu.device.commands import Drawable, Fill, QMask, QPoint, QRect, SolidBrush
 
-    none = QRect(0, 0, 0, 0)
     mask = QMask(0, QPoint(0, 0), None)
     driver.create_primary(256, 256)
     start = time.perf_counter()
     for i in range(n):
-        driver.submit(Drawable(0, QRect(i % 200, 0, i % 200 + 8, 256), None, 0, 0, 0, none, 0,
-                               (-1, -1, -1), (none, none, none),
-                               Fill(SolidBrush(i & 0xFFFFFF), 8, mask)))
+        driver.submit(Drawable(bbox=QRect(i % 200, 0, i % 200 + 8, 256),
+                               op=Fill(SolidBrush(i & 0xFFFFFF), 8, mask)))
     driver.update_area(0, QRect(0, 0, 256, 256))
     return time.perf_counter() - start
 
@@ -97,7 +95,7 @@ def fills_over_socket(n: int) -> Seconds:
 
 def _vgpu_replay(path: Path) -> Contender:
     from vgpu.render import Renderer
-    from vgpu.replay import replay
+    from vgpu.replay.player import replay
 
     held: list[Renderer] = []
     return Contender(lambda: replay(path, held[-1]), before=lambda: held.append(Renderer()),
@@ -108,7 +106,8 @@ def _vgpu_replay(path: Path) -> Contender:
           references=("spice-server's reader and worker", "the recorded session's real time",
                       "in-process guest"))
 def replay_workload(b: Bench) -> Iterator[Measurement]:
-    from vgpu.replay import CommandEvent, read_events
+    from vgpu.replay.format import CommandEvent
+    from vgpu.replay.reader import read_events
 
     with tempfile.TemporaryDirectory() as tmp:
         checker = runpy.run_path(str(CHECKER_BUILD))["compile_checker"](Path(tmp))

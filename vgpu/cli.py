@@ -12,7 +12,7 @@ import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("vgpu.serve", "serve a guest's display to SPICE clients"),
-    "replay": ("vgpu.replay", "replay a spice-server record file through the device"),
+    "replay": ("vgpu.replay.cli", "replay a spice-server record file through the device"),
     "bench": ("vgpu.bench", "measure throughput side by side with reference implementations"),
     "preview": ("vgpu.preview", "show a guest's display in a local window"),
     "run": ("vgpu.run", "run an unmodified OpenGL ES program as the guest"),

@@ -285,7 +285,7 @@ class Machine:
             device = Device(renderer, cursor_sink=self._on_cursor, **sizes)
             recorder = None
             if self._record is not None:
-                from vgpu.replay import Recorder
+                from vgpu.replay.recorder import Recorder
 
                 recorder = Recorder(self._record)
                 recorder.attach(device)
@@ -303,12 +303,17 @@ class Machine:
         period = 1.0 / MAX_FPS
         next_publish = 0.0
         dirty = False  # rendered since the last publication
+        more = False  # work left in the rings when the loop broke off to publish
         try:
             while not self._render_stop.is_set():
-                timeout = max(0.0, next_publish - time.monotonic()) if dirty else IDLE_WAIT_S
+                # Work left behind rings no doorbell (the device asks for one only once it
+                # has found a ring empty): it must not wait for one.
+                timeout = 0.0 if more else (
+                    max(0.0, next_publish - time.monotonic()) if dirty else IDLE_WAIT_S)
                 device.wait_for_work(timeout)
                 done_before = _work_done(device.stats)
-                while device.process(DEVICE_BATCH) and not self._render_stop.is_set():
+                while more := (device.process(DEVICE_BATCH)
+                               and not self._render_stop.is_set()):
                     if time.monotonic() >= next_publish:
                         break  # publish between batches under a flood of commands
                 dirty |= _work_done(device.stats) != done_before
@@ -447,7 +452,8 @@ def _anim_guest(width: int, height: int) -> GuestRun:
 
 def _replay_guest(path: Path) -> GuestRun:
     def run(machine: Machine, stop: threading.Event) -> None:
-        from vgpu.replay import ReplayGuest, read_events
+        from vgpu.replay.player import ReplayGuest
+        from vgpu.replay.reader import read_events
 
         while not machine.client_connected.wait(IDLE_WAIT_S):
             if stop.is_set():

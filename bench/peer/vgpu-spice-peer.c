@@ -9,12 +9,18 @@
  * port, exactly as it would a guest's.
  *
  * Usage: vgpu-spice-peer --port P [--addr A] [--wait-client] [--hold]
- *                        [--image-compression MODE] FILE
+ *                        [--image-compression MODE] [--streaming-video MODE]
+ *                        [--video-codecs LIST] [--fps N] FILE
  * stdout: "listening P" once clients can connect, "done N" once all N commands
  * of the file have been taken by the worker. It serves until SIGTERM or SIGINT.
  *   --wait-client  the replay starts once a display channel has connected
  *   --hold         the replay starts once a line is read from stdin (a harness
  *                  starts its clock then)
+ *   --streaming-video off|all|filter   spice-server's video stream detection
+ *   --video-codecs LIST   spice-server's syntax ("gstreamer:vp8;spice:mjpeg"), as
+ *                  QEMU's -spice video-codecs= passes it
+ *   --fps N        draw commands at most N a second (a recording of an animation
+ *                  plays at its own pace, not as fast as the worker takes it)
  */
 #include <glib.h>
 #include <glib-unix.h>
@@ -244,6 +250,7 @@ static void wait_drained(void)
 }
 
 static gboolean wait_client, hold;
+static double fps; /* 0: as fast as the worker takes them */
 
 static gpointer play(gpointer data)
 {
@@ -262,9 +269,17 @@ static gpointer play(gpointer data)
         g_mutex_unlock(&display_lock);
     }
     long commands = 0;
+    gint64 next = g_get_monotonic_time();
     QXLCommandExt *cmd;
     while ((cmd = spice_replay_next_cmd(replay, &qxl)) != NULL) {
         commands++;
+        if (fps > 0 && cmd->cmd.type == QXL_CMD_DRAW) {
+            gint64 now = g_get_monotonic_time();
+            if (next > now) {
+                g_usleep(next - now);
+            }
+            next = MAX(next, now) + (gint64)(G_USEC_PER_SEC / fps);
+        }
         g_mutex_lock(&lock);
         g_hash_table_add(outstanding, cmd);
         g_mutex_unlock(&lock);
@@ -282,17 +297,37 @@ static gboolean quit(gpointer loop)
     return G_SOURCE_REMOVE;
 }
 
-static const struct { const char *name; spice_image_compression_t value; } compressions[] = {
+typedef struct { const char *name; int value; } Named;
+
+/* The value named `name` in `table`, or -1. */
+static int lookup(const Named *table, size_t n, const char *name)
+{
+    for (size_t k = 0; k < n; k++) {
+        if (!strcmp(table[k].name, name)) {
+            return table[k].value;
+        }
+    }
+    return -1;
+}
+
+static const Named compressions[] = {
     { "auto_glz", SPICE_IMAGE_COMPRESSION_AUTO_GLZ }, { "auto_lz", SPICE_IMAGE_COMPRESSION_AUTO_LZ },
     { "quic", SPICE_IMAGE_COMPRESSION_QUIC }, { "glz", SPICE_IMAGE_COMPRESSION_GLZ },
     { "lz", SPICE_IMAGE_COMPRESSION_LZ }, { "lz4", SPICE_IMAGE_COMPRESSION_LZ4 },
     { "off", SPICE_IMAGE_COMPRESSION_OFF },
 };
 
+static const Named streamings[] = {
+    { "off", SPICE_STREAM_VIDEO_OFF }, { "all", SPICE_STREAM_VIDEO_ALL },
+    { "filter", SPICE_STREAM_VIDEO_FILTER },
+};
+
 static int usage(const char *argv0)
 {
     fprintf(stderr, "usage: %s --port P [--addr 127.0.0.1] [--wait-client] [--hold]\n"
-            "       [--image-compression auto_glz|auto_lz|quic|glz|lz|lz4|off] FILE\n", argv0);
+            "       [--image-compression auto_glz|auto_lz|quic|glz|lz|lz4|off]\n"
+            "       [--streaming-video off|all|filter] [--video-codecs LIST] [--fps N] FILE\n",
+            argv0);
     return 2;
 }
 
@@ -301,6 +336,8 @@ int main(int argc, char **argv)
     int port = 0;
     const char *addr = "127.0.0.1", *path = NULL;
     spice_image_compression_t compression = SPICE_IMAGE_COMPRESSION_AUTO_GLZ;
+    int streaming = -1; /* spice-server's own default */
+    const char *video_codecs = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--port") && i + 1 < argc) {
             port = atoi(argv[++i]);
@@ -311,15 +348,23 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--hold")) {
             hold = TRUE;
         } else if (!strcmp(argv[i], "--image-compression") && i + 1 < argc) {
-            const char *name = argv[++i];
-            size_t k = 0;
-            while (k < G_N_ELEMENTS(compressions) && strcmp(compressions[k].name, name)) {
-                k++;
-            }
-            if (k == G_N_ELEMENTS(compressions)) {
+            int value = lookup(compressions, G_N_ELEMENTS(compressions), argv[++i]);
+            if (value < 0) {
                 return usage(argv[0]);
             }
-            compression = compressions[k].value;
+            compression = (spice_image_compression_t)value;
+        } else if (!strcmp(argv[i], "--streaming-video") && i + 1 < argc) {
+            streaming = lookup(streamings, G_N_ELEMENTS(streamings), argv[++i]);
+            if (streaming < 0) {
+                return usage(argv[0]);
+            }
+        } else if (!strcmp(argv[i], "--video-codecs") && i + 1 < argc) {
+            video_codecs = argv[++i];
+        } else if (!strcmp(argv[i], "--fps") && i + 1 < argc) {
+            fps = g_ascii_strtod(argv[++i], NULL);
+            if (!(fps > 0 && fps <= 1000)) {
+                return usage(argv[0]);
+            }
         } else if (argv[i][0] != '-' && !path) {
             path = argv[i];
         } else {
@@ -344,6 +389,13 @@ int main(int argc, char **argv)
     spice_server_set_addr(server, addr, 0);
     spice_server_set_noauth(server);
     spice_server_set_image_compression(server, compression);
+    if (streaming >= 0) {
+        spice_server_set_streaming_video(server, streaming);
+    }
+    if (video_codecs && spice_server_set_video_codecs(server, video_codecs) != 0) {
+        fprintf(stderr, "spice_server_set_video_codecs refused %s\n", video_codecs);
+        return 2;
+    }
     if (spice_server_init(server, &core) != 0) {
         fprintf(stderr, "spice_server_init failed (port %d in use?)\n", port);
         return 1;

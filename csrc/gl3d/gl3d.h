@@ -71,18 +71,27 @@ int g3_surface_new(G3 *g, uint32_t width, uint32_t height, uint32_t flags, uint3
 void g3_surface_free(G3 *g, const uint32_t names[3], uint32_t samples);
 /* Copies (resolving samples) the rect x, y, w, h of `src`'s read buffer to (0, 0) of `dst`. */
 void g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w, int32_t h);
+/* What a QXL surface keeps of a presented pixel (the `keep` argument of g3_present_copy):
+ * everything (32-bit ARGB), no alpha (32-bit xRGB: alpha reads 255, as 2D writes), or
+ * 5 and 6 bits a channel (16-bit 555 and 565: each channel's top bits repeated below, as
+ * the renderer keeps 16-bit surfaces in its 8-bit textures; alpha 255). */
+#define G3_KEEP_ARGB 0
+#define G3_KEEP_XRGB 1
+#define G3_KEEP_555 2
+#define G3_KEEP_565 3
 /* PRESENT by copies (GL_MESA_pack_invert), for GLs that rasterize on the CPU, where this
  * costs a memcpy-like pass where a flipping, swizzling draw is a fragment pass: the rect x,
  * y, w, h of `src`'s read buffer is read top row first with red and blue swapped (the QXL
  * surface's rows and bytes) into `pixels` at (dx, dy) (a host copy of the surface, `width`
  * x `height` pixels of 4 bytes, which then holds the presented pixels) or, with `pixels`
- * NULL, into a buffer of its own; with `opaque` each alpha byte is 255; then uploaded as
- * they are into texture `dst_tex` at (dx, dy). The read waits for the GL (the caller
- * holds no interpreter lock: cffi). Every binding and pixel store value it touches is put
- * back. -1: nothing done (no GL_MESA_pack_invert, a rect outside, a GL error). */
+ * NULL, into a buffer of its own; what the surface's format keeps of each pixel (`keep`,
+ * G3_KEEP_*); then uploaded as they are into texture `dst_tex` at (dx, dy). The read waits
+ * for the GL (the caller holds no interpreter lock: cffi). Every binding and pixel store
+ * value it touches is put back. -1: nothing done (no GL_MESA_pack_invert, a rect outside,
+ * an unknown `keep`, a GL error). */
 int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_t h,
                     uint8_t *pixels, uint32_t width, uint32_t height, uint32_t dst_tex,
-                    int32_t dx, int32_t dy, int opaque);
+                    int32_t dx, int32_t dy, int keep);
 /* Waits until the GL has finished every command issued so far (a fence and a client wait).
  * Called through cffi, which releases the Python interpreter lock: the render thread waits
  * here, not in a moderngl call that keeps the lock (its reads), so the other threads (SPICE,

@@ -31,7 +31,6 @@ from vgpu.guest.driver import GuestDriver
 
 T = TypeVar("T")
 
-Z = c.QRect(0, 0, 0, 0)
 NO_MASK = c.QMask(0, c.QPoint(0, 0), None)
 
 
@@ -70,8 +69,9 @@ def _templates() -> list[c.Command]:
         c.CopyBits(c.QPoint(3, 3)), c.Nop(),
     ]
     out: list[c.Command] = [
-        c.Drawable(0, c.QRect(0, 0, 20, 40), clip if i % 3 == 0 else None, 1, i, 0, Z,
-                   0 if i % 2 else 1, (-1, 1, -1), (Z, Z, Z), op) for i, op in enumerate(ops)]
+        c.Drawable(bbox=c.QRect(0, 0, 20, 40), clip=clip if i % 3 == 0 else None, effect=1,
+                   mm_time=i, surface_id=0 if i % 2 else 1, surfaces_dest=(-1, 1, -1), op=op)
+        for i, op in enumerate(ops)]
     shape = c.CursorShapeData(9, lib.SPICE_CURSOR_TYPE_ALPHA, 32, 32, 1, 1, rng.randbytes(4096))
     out += [
         c.CursorCmd(0, lib.QXL_CURSOR_SET, c.QPoint(5, 5), True, shape, 0, 0),

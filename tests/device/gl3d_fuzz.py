@@ -143,13 +143,11 @@ class Gl3dRig:
             submit(self, fence(self._fence))
             assert self.guest.gl_completed() == self._fence, "a fence did not complete"
             drawn = dev.stats["commands"]
-            self.guest.submit(c.Drawable(0, c.QRect(0, 0, 8, 8), None, 0, 0, 0, Z, 0,
-                                         (-1, -1, -1), (Z, Z, Z), FILL))
+            self.guest.submit(c.Drawable(bbox=c.QRect(0, 0, 8, 8), op=FILL))
             assert dev.stats["commands"] == drawn + 1 and dev.guest_bug is None
         self.cases += 1
 
 
-Z = c.QRect(0, 0, 0, 0)
 FILL = c.Fill(c.SolidBrush(0xFF), 8, c.QMask(0, c.QPoint(0, 0), None))
 
 

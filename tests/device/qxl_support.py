@@ -231,19 +231,19 @@ clips = st.one_of(st.none(), st.lists(rects, max_size=100).map(tuple))
 surface_refs = st.integers(-1, 63)
 
 drawables = st.builds(
-    c.Drawable, st.just(0), bboxes(), clips, u8, u32, u8, rects, st.just(0),
-    st.tuples(surface_refs, surface_refs, surface_refs), st.tuples(rects, rects, rects),
-    draw_ops)
+    c.Drawable, bbox=bboxes(), clip=clips, effect=u8, mm_time=u32, self_bitmap=u8,
+    self_bitmap_area=rects, surfaces_dest=st.tuples(surface_refs, surface_refs, surface_refs),
+    surfaces_rects=st.tuples(rects, rects, rects), op=draw_ops)
 
 
 def _compat_op(op: c.DrawOp) -> bool:
     return not isinstance(op, c.Composite)
 
 
-compat_drawables = st.builds(
-    c.Drawable, st.just(0), bboxes(), clips, u8, u32, st.integers(0, 1), rects, st.just(0),
-    st.just((-1, -1, -1)), st.just((c.QRect(0, 0, 0, 0),) * 3),
-    draw_ops.filter(_compat_op).map(
+compat_drawables = st.builds(  # QXLCompatDrawable: no surfaces, so none named
+    c.Drawable, bbox=bboxes(), clip=clips, effect=u8, mm_time=u32,
+    self_bitmap=st.integers(0, 1), self_bitmap_area=rects,
+    op=draw_ops.filter(_compat_op).map(
         lambda op: c.AlphaBlend(0, op.alpha, op.src_bitmap, op.src_area)
         if isinstance(op, c.AlphaBlend) else op))
 

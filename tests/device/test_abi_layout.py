@@ -106,3 +106,34 @@ def test_extension_block_fits_between_rom_and_modes() -> None:
     assert ffi.sizeof("QXLRom") <= lib.VGPU_ROM_EXT_OFFSET
     assert ffi.sizeof("VgpuInputEvent") == 32
     assert ffi.offsetof("VgpuInputRing", "items") % 8 == 0
+
+
+def test_layout_records_name_what_cffi_reads() -> None:
+    """A Layout record's groups hold what cffi reads from the same C struct, field by field;
+    all-zero groups share one value but compare the same."""
+    from vgpu.device.abi import Layout
+    from vgpu.device.commands import QPoint, QRect
+
+    d = ffi.new("QXLDrawable *")
+    d.release_info.id = 0x1122334455667788
+    d.bbox.top, d.bbox.left, d.bbox.bottom, d.bbox.right = -3, 4, 50, 60
+    d.clip.type, d.clip.data = 2, 0xABCDEF
+    d.surfaces_dest[1] = -1
+    d.surfaces_rects[2].right = 9
+    d.u.fill.mask.pos.y = -7
+    d.u.fill.brush.u.pattern.pat = 5
+    buf = bytes(ffi.buffer(d))
+    head = Layout("QXLDrawable", ["release_info.id", "bbox", "clip", "surfaces_dest",
+                                  "surfaces_rects", "self_bitmap_area"]).unpack_from(buf)
+    assert head.release_info_id == d.release_info.id
+    assert type(head.bbox) is QRect and head.bbox == (-3, 4, 50, 60)
+    assert (head.clip.type, head.clip.data) == (d.clip.type, d.clip.data)
+    assert head.surfaces_dest == tuple(d.surfaces_dest)
+    assert [tuple(r) for r in head.surfaces_rects] == [
+        (r.top, r.left, r.bottom, r.right) for r in d.surfaces_rects]
+    assert head.self_bitmap_area == QRect(0, 0, 0, 0)
+    fill = Layout("QXLDrawable", ["brush.u.pattern", "mask"], base="u.fill").unpack_from(
+        buf, ffi.offsetof("QXLDrawable", "u"))
+    assert fill.brush_pattern.pat == 5 and fill.brush_pattern.pos == QPoint(0, 0)
+    assert type(fill.mask.pos) is QPoint and fill.mask.pos == (0, -7)
+    assert (fill.mask.flags, fill.mask.bitmap) == (0, 0)

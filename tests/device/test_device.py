@@ -21,14 +21,13 @@ from vgpu.guest.driver import DeviceError, GuestDriver
 
 pytestmark = pytest.mark.timeout(60)
 
-Z = c.QRect(0, 0, 0, 0)
 NO_MASK = c.QMask(0, c.QPoint(0, 0), None)
 
 
 def fill(bbox: c.QRect | None = None, surface_id: int = 0, color: int = 0xFF0000) -> c.Drawable:
-    return c.Drawable(0, bbox or c.QRect(0, 0, 10, 10), None, lib.QXL_EFFECT_OPAQUE, 0, 0, Z,
-                      surface_id, (-1, -1, -1), (Z, Z, Z),
-                      c.Fill(c.SolidBrush(color), lib.SPICE_ROPD_OP_PUT, NO_MASK))
+    return c.Drawable(bbox=bbox or c.QRect(0, 0, 10, 10), effect=lib.QXL_EFFECT_OPAQUE,
+                      surface_id=surface_id,
+                      op=c.Fill(c.SolidBrush(color), lib.SPICE_ROPD_OP_PUT, NO_MASK))
 
 
 def ram_u32(device: Device, field: str) -> int:
@@ -274,10 +273,9 @@ def test_out_of_command_memory_keeps_collecting_releases(device, backend) -> Non
     image = c.BitmapImage(c.ImageDescriptor(1, lib.SPICE_IMAGE_TYPE_BITMAP, 0, 128, 128),
                           lib.SPICE_BITMAP_FMT_32BIT, lib.QXL_BITMAP_TOP_DOWN, 128, 128, 512,
                           None, bytes(128 * 512))
-    guest.submit(c.Drawable(0, c.QRect(0, 0, 64, 64), None, lib.QXL_EFFECT_OPAQUE, 0, 0, Z, 0,
-                            (-1, -1, -1), (Z, Z, Z),
-                            c.Copy(image, c.QRect(0, 0, 64, 64), lib.SPICE_ROPD_OP_PUT, 0,
-                                   NO_MASK)))
+    guest.submit(c.Drawable(bbox=c.QRect(0, 0, 64, 64), effect=lib.QXL_EFFECT_OPAQUE,
+                            op=c.Copy(image, c.QRect(0, 0, 64, 64), lib.SPICE_ROPD_OP_PUT, 0,
+                                      NO_MASK)))
     assert device.guest_bug is None and len(backend.executed) == 2001
     assert guest.flush_release() == 1 and guest.outstanding == 0
     guest.close()
@@ -419,8 +417,7 @@ def test_draws_outside_or_on_missing_surfaces_are_dropped(device, guest, backend
 def test_chunk_loop_is_a_guest_bug(device, guest) -> None:
     guest.create_primary(64, 32)
     d = fill()
-    looped = c.Drawable(0, d.bbox, tuple(c.QRect(0, 0, 1, 1) for _ in range(200)),
-                        *[getattr(d, f) for f in c.Drawable.__slots__[3:]])
+    looped = dataclasses.replace(d, clip=tuple(c.QRect(0, 0, 1, 1) for _ in range(200)))
     guest.submit(looped)  # 3200 bytes of clip rects: four 1 KiB chunks
     assert device.guest_bug is None
     before = set(guest.ram_alloc._used)
@@ -619,8 +616,7 @@ def test_guest_recovers_memory_through_releases_and_oom(backend) -> None:
     d = fill()
     n = 4 * room // len(image.data)  # four times what command memory holds at once
     for _ in range(n):
-        guest.submit(c.Drawable(0, d.bbox, None, *[getattr(d, f) for f in
-                                                   c.Drawable.__slots__[3:10]], copy))
+        guest.submit(dataclasses.replace(d, op=copy))
     assert len(backend.executed) == n and dev.guest_bug is None
     guest.flush_release()
     assert guest.outstanding == 0 and guest.ram_alloc.used_bytes == 0

@@ -309,7 +309,9 @@ def test_recording_leaves_the_3d_ring_out_and_keeps_the_rest(tmp_path) -> None:
     """spice-server's record format has no 3D ring: a session with 3D batches records its
     2D part only, and reads back whole."""
     from vgpu.device import commands as c
-    from vgpu.replay import CommandEvent, Recorder, WorkerMessage, read_events
+    from vgpu.replay.format import CommandEvent, WorkerMessage
+    from vgpu.replay.reader import read_events
+    from vgpu.replay.recorder import Recorder
 
     path = tmp_path / "session.spice"
     device = Device(RecordingBackend(), ram_size=8 << 20, vram_size=1 << 20)
@@ -318,10 +320,8 @@ def test_recording_leaves_the_3d_ring_out_and_keeps_the_rest(tmp_path) -> None:
     try:
         guest.create_primary(64, 48)
         guest.gl_submit(fence_cmd(3))
-        z = c.QRect(0, 0, 0, 0)
-        guest.submit(c.Drawable(0, c.QRect(0, 0, 8, 8), None, 0, 0, 0, z, 0, (-1, -1, -1),
-                                (z, z, z), c.Fill(c.SolidBrush(1), 8,
-                                                  c.QMask(0, c.QPoint(0, 0), None))))
+        guest.submit(c.Drawable(bbox=c.QRect(0, 0, 8, 8), op=c.Fill(
+            c.SolidBrush(1), 8, c.QMask(0, c.QPoint(0, 0), None))))
         guest.gl_wait_fence(guest.gl_fence(), 1)
         guest.update_area(0, c.QRect(0, 0, 48, 64))
         recorder.close()

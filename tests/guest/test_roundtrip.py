@@ -75,18 +75,36 @@ def test_surface_commands_roundtrip(device, guest, capture, backend, fmt, bpp,
     w, h = 33, 7
     stride = (w * bpp + 3) // 4 * 4
     stride = -stride if negative else stride
-    off = guest.vram_alloc.alloc(h * abs(stride))
-    guest.buf[off:off + h * abs(stride)] = bytes(range(256)) * (h * abs(stride) // 256) + bytes(
-        h * abs(stride) % 256)
+    length = h * abs(stride)
+    data = bytes(range(256)) * (length // 256) + bytes(length % 256)
+    off = guest.alloc_surface_memory(length, data)
     create = c.SurfaceCmd(0, 5, lib.QXL_SURFACE_CMD_CREATE, lib.QXL_SURF_FLAG_KEEP_DATA,
-                          c.SurfaceCreate(fmt, w, h, stride, off, h * abs(stride)))
+                          c.SurfaceCreate(fmt, w, h, stride, off, length))
     _roundtrip(device, guest, capture, create)
     call = backend.calls[-1]
     assert call[:6] == ("surface_created", 5, w, h, stride, fmt)
-    rows = [bytes(guest.buf[off + y * abs(stride):off + (y + 1) * abs(stride)])
-            for y in range(h)]
+    rows = [data[y * abs(stride):(y + 1) * abs(stride)] for y in range(h)]
     if negative:
         rows.reverse()  # the initial content is handed over top row first
     assert call[6].tobytes() == b"".join(rows)
     _roundtrip(device, guest, capture, c.SurfaceCmd(0, 5, lib.QXL_SURFACE_CMD_DESTROY, 0, None))
     assert backend.calls[-1] == ("surface_destroyed", 5)
+    guest.free_surface_memory(off)
+    assert guest.alloc_surface_memory(length) == off  # freed, and zeroed when handed out again
+    _roundtrip(device, guest, capture, create)
+    assert backend.calls[-1][6].tobytes() == bytes(length)
+
+
+@pytest.mark.parametrize("data", [b"", bytes(range(256)) * (16 * 8 * 4 // 256)],
+                         ids=["zeros", "pattern"])
+def test_primary_initial_memory(device, guest, backend, data) -> None:
+    """create_primary(data=...) hands the device that memory as the primary's first picture;
+    b"" is all zeros, even where the area held another picture before."""
+    w, h = 16, 8
+    keep = lib.QXL_SURF_FLAG_KEEP_DATA  # without it the device starts the primary black
+    guest.create_primary(w, h, flags=keep, data=b"\xff" * (w * h * 4))
+    guest.destroy_primary()
+    guest.create_primary(w, h, flags=keep, data=data)
+    call = backend.calls[-1]
+    assert call[:5] == ("create_primary", w, h, w * 4, lib.SPICE_SURFACE_FMT_32_xRGB)
+    assert call[5].tobytes() == (data or bytes(w * h * 4))

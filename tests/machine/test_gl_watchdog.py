@@ -21,7 +21,6 @@ from vgpu.device import commands as c
 from vgpu.display import InputEvent
 from vgpu.machine import GL_STUCK_S, HARD_WATCHDOG_MARGIN_S, Gl3dWatchdog, Machine
 
-Z = c.QRect(0, 0, 0, 0)
 COLOUR = 0x3366CC
 
 
@@ -106,9 +105,8 @@ def test_a_stuck_batch_is_named_and_fatal_while_the_display_serves(caplog) -> No
         sub = machine.frames.subscribe()
         guest = GuestDriver(InProcessAttachment(machine.device))
         guest.create_primary(64, 48)
-        guest.submit(c.Drawable(0, c.QRect(0, 0, 48, 64), None, 0, 0, 0, Z, 0, (-1, -1, -1),
-                                (Z, Z, Z), c.Fill(c.SolidBrush(COLOUR), 8,
-                                                  c.QMask(0, c.QPoint(0, 0), None))))
+        guest.submit(c.Drawable(bbox=c.QRect(0, 0, 48, 64), op=c.Fill(
+            c.SolidBrush(COLOUR), 8, c.QMask(0, c.QPoint(0, 0), None))))
         deadline = time.monotonic() + 20
         while True:  # the frame with the fill is out before the 3D batch starts
             taken = sub.take()
@@ -172,10 +170,8 @@ from vgpu.device import commands as c
 from vgpu.guest.remote import connect_driver
 driver = connect_driver(sys.argv[1])
 driver.create_primary(320, 240)
-z = c.QRect(0, 0, 0, 0)
-driver.submit(c.Drawable(0, c.QRect(0, 0, 240, 320), None, 0, 0, 0, z, 0, (-1, -1, -1),
-                         (z, z, z), c.Fill(c.SolidBrush(0x3366CC), 8,
-                                           c.QMask(0, c.QPoint(0, 0), None))))
+driver.submit(c.Drawable(bbox=c.QRect(0, 0, 240, 320), op=c.Fill(
+    c.SolidBrush(0x3366CC), 8, c.QMask(0, c.QPoint(0, 0), None))))
 driver.update_area(0, c.QRect(0, 0, 240, 320))
 time.sleep(0.5)
 driver.gl_fence()
@@ -220,10 +216,8 @@ def submit(*cmds):
 E = glwire.enums()
 driver = connect_driver(sys.argv[1])
 driver.create_primary(320, 240)
-z = c.QRect(0, 0, 0, 0)
-driver.submit(c.Drawable(0, c.QRect(0, 0, 240, 320), None, 0, 0, 0, z, 0, (-1, -1, -1),
-                         (z, z, z), c.Fill(c.SolidBrush(0x3366CC), 8,
-                                           c.QMask(0, c.QPoint(0, 0), None))))
+driver.submit(c.Drawable(bbox=c.QRect(0, 0, 240, 320), op=c.Fill(
+    c.SolidBrush(0x3366CC), 8, c.QMask(0, c.QPoint(0, 0), None))))
 driver.update_area(0, c.QRect(0, 0, 240, 320))
 time.sleep(0.5)
 vs = b"#version 330\\nin vec2 pos;\\nvoid main() { gl_Position = vec4(pos, 0.0, 1.0); }\\n"

@@ -17,7 +17,6 @@ from vgpu.device.commands import (
 from vgpu.render import enums as E
 
 NO_MASK = QMask(0, QPoint(0, 0), None)
-ZERO = QRect(0, 0, 0, 0)
 
 
 def rect(x0: int, y0: int, x1: int, y1: int) -> QRect:
@@ -26,8 +25,8 @@ def rect(x0: int, y0: int, x1: int, y1: int) -> QRect:
 
 def draw(op: DrawOp, box: tuple[int, int, int, int], clip: list | None = None,
          surface_id: int = 0) -> Drawable:
-    return Drawable(0, rect(*box), tuple(rect(*c) for c in clip) if clip is not None else None,
-                    0, 0, 0, ZERO, surface_id, (-1, -1, -1), (ZERO, ZERO, ZERO), op)
+    return Drawable(bbox=rect(*box), clip=tuple(rect(*c) for c in clip) if clip is not None
+                    else None, surface_id=surface_id, op=op)
 
 
 def bitmap(pixels: np.ndarray, fmt: int = E.BITMAP_FMT_32BIT, *, image_id: int = 0,

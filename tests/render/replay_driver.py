@@ -8,7 +8,8 @@ import numpy as np
 
 from vgpu.device.commands import Drawable, SurfaceCmd
 from vgpu.render import Renderer
-from vgpu.replay import CommandEvent, WorkerEvent, WorkerMessage, read_events
+from vgpu.replay.format import CommandEvent, WorkerEvent, WorkerMessage
+from vgpu.replay.reader import read_events
 
 SURFACE_CREATE = 0  # QXL_SURFACE_CMD_CREATE
 

@@ -512,3 +512,162 @@ def test_buffer_and_texture_bytes_capped_for_all_share_groups(renderer):
                         gl("glBufferData", array, half, None, enum("GL_STATIC_DRAW"))) == [0] * 4
     screen.execute_3d(batch(*(vgpu("CONTEXT_DESTROY", i) for i in range(1, 6))), guest)
     assert screen.gl3d.counters["bytes"] == 0
+
+
+def mip_bytes(w: int, h: int, bpp: int = 4) -> int:
+    """Bytes of a 2D texture's full mipmap chain (what glGenerateMipmap makes, with level 0)."""
+    total = 0
+    while True:
+        total += w * h * bpp
+        if w == h == 1:
+            return total
+        w, h = max(w // 2, 1), max(h // 2, 1)
+
+
+def test_generated_mipmaps_match_moderngl_and_count_toward_the_quota(renderer, gl_ctx):
+    """glGenerateMipmap's levels are moderngl's build_mipmaps levels, and they are charged to
+    the share group like uploaded levels: generating past 512 MiB is GL_OUT_OF_MEMORY and
+    leaves the bytes as they were."""
+    from vgpu.render.gl3d import Gl3dExecutor
+
+    screen = renderer
+    screen.gl3d = Gl3dExecutor(renderer)
+    guest = FakeGuest()
+    rng = np.random.default_rng(14)
+    data = rng.integers(0, 256, (32, 64, 4), np.uint8).tobytes()
+    direct = gl_ctx.texture((64, 32), 4, data)
+    direct.build_mipmaps()
+    want = direct.read(level=1)
+    direct.release()
+
+    t2d, rgba, ubyte = enum("GL_TEXTURE_2D"), enum("GL_RGBA"), enum("GL_UNSIGNED_BYTE")
+    src, pixels = guest.alloc(len(data), data), guest.alloc(len(want))
+    got = errors_after(screen, guest, vgpu("CONTEXT_CREATE", 1, 3, 0),
+                       vgpu("MAKE_CURRENT", 1, 0), gl("glBindTexture", t2d, 1),
+                       gl("glTexImage2D", t2d, 0, rgba, 64, 32, 0, rgba, ubyte,
+                          ("ref", src, len(data))),
+                       gl("glGenerateMipmap", t2d),
+                       gl("glBindFramebuffer", enum("GL_FRAMEBUFFER"), 5),
+                       gl("glFramebufferTexture2D", enum("GL_FRAMEBUFFER"),
+                          enum("GL_COLOR_ATTACHMENT0"), t2d, 1, 1),
+                       gl("glReadPixels", 0, 0, 32, 16, rgba, ubyte, (pixels, len(want))))
+    assert got[2:] == [0] * 6
+    assert bytes(guest.mem[pixels:pixels + len(want)]) == want
+    assert screen.gl3d.counters["bytes"] == mip_bytes(64, 32)
+
+    big, tall = (8192, 8192), (8192, 7168)  # 256 + 224 MiB: both fit, tall's mipmaps do not
+    got = errors_after(screen, guest, *(cmd for name, (w, h) in ((2, big), (3, tall)) for cmd in (
+        gl("glBindTexture", t2d, name),
+        gl("glTexImage2D", t2d, 0, rgba, w, h, 0, rgba, ubyte, None))),
+        gl("glGenerateMipmap", t2d))
+    assert got == [0, 0, 0, 0, enum("GL_OUT_OF_MEMORY")]
+    assert screen.gl3d.counters["bytes"] == mip_bytes(64, 32) + (8192 * 8192 + 8192 * 7168) * 4
+    screen.execute_3d(batch(vgpu("CONTEXT_DESTROY", 1)), guest)
+    assert screen.gl3d.counters["bytes"] == 0
+
+
+INT_VS = ("#version 330\nin vec2 pos;\nin ivec4 k;\nflat out ivec4 v;\n"
+          "void main() { v = k; gl_Position = vec4(pos, 0.0, 1.0); }\n")
+INT_FS = ("#version 330\nflat in ivec4 v;\nout vec4 c;\n"
+          "void main() { c = vec4(v & 255) / 255.0; }\n")
+INT_VALUE = (16777217, -3, 70001, 2147483647)  # the low bytes of each are lost through a float
+
+
+def test_integer_current_attribute_survives_a_context_switch(screen, gl_ctx):
+    """A current value set by glVertexAttribI4i keeps its integer type when another context
+    runs in between (the state shadow restores it with VertexAttribI4iv, not as floats):
+    the picture is moderngl's, drawing the same integers from a buffer. (Mesa keeps a
+    current value's raw bits whatever call set it, so here this fails only if the shadow
+    converts the values; a GL that converts on glGetVertexAttribfv needs the typed calls.)"""
+    prog = gl_ctx.program(vertex_shader=INT_VS, fragment_shader=INT_FS)
+    vbo = gl_ctx.buffer(TRIANGLE.tobytes())
+    ints = gl_ctx.buffer(np.array([INT_VALUE] * 3, np.int32).tobytes())
+    vao = gl_ctx.vertex_array(prog, [(vbo, "2f", "pos"), (ints, "4i", "k")])
+    tex = gl_ctx.texture((W, H), 4)
+    fbo = gl_ctx.framebuffer(color_attachments=[tex])
+    fbo.use()
+    fbo.clear(*CLEAR)
+    vao.render()
+    ref = np.frombuffer(fbo.read(components=4), np.uint8).reshape(H, W, 4)[::-1, :, :3]
+    for o in (fbo, tex, vao, ints, vbo, prog):
+        o.release()
+
+    guest = FakeGuest()
+    program = [
+        gl("glCreateShader", 1, enum("GL_VERTEX_SHADER")), gl("glShaderSource", 1, 1,
+                                                              INT_VS.encode()),
+        gl("glCompileShader", 1),
+        gl("glCreateShader", 2, enum("GL_FRAGMENT_SHADER")), gl("glShaderSource", 2, 1,
+                                                                INT_FS.encode()),
+        gl("glCompileShader", 2), gl("glCreateProgram", 3), gl("glAttachShader", 3, 1),
+        gl("glAttachShader", 3, 2), gl("glBindAttribLocation", 3, 0, b"pos\0"),
+        gl("glBindAttribLocation", 3, 1, b"k\0"), gl("glLinkProgram", 3),
+        gl("glUseProgram", 3)]
+    err = guest.alloc(4)
+    screen.execute_3d(batch(
+        *setup(), *clear(), *program,
+        gl("glVertexAttribI4i", 1, *(v & 0xFFFFFFFF for v in INT_VALUE)),
+        # another context runs and sets attribute 1 of the one host GL to floats
+        vgpu("CONTEXT_CREATE", 2, 3, 0), vgpu("MAKE_CURRENT", 2, 0),
+        gl("glVertexAttrib4f", 1, 0.25, 0.5, 0.75, 1.0),
+        vgpu("MAKE_CURRENT", 1, 1), *triangle_draw(), gl("glGetError", (err, 4)),
+        vgpu("PRESENT", 0, 0, 0, W, H, 0, 30, 20, 0)), guest)
+    assert guest.u32(err) == 0
+    assert guest.counts == {"errors": 0, "lost_contexts": 0}
+    np.testing.assert_array_equal(rgb(screen.read_pixels(0)[20:20 + H, 30:30 + W]), ref)
+
+
+@pytest.mark.parametrize("path", ["copy", "draw"])
+@pytest.mark.parametrize("fmt", [E.SURFACE_FMT_16_565, E.SURFACE_FMT_16_555])
+def test_present_onto_a_16_bit_surface_keeps_what_the_format_keeps(renderer, gl_ctx, fmt, path):
+    """PRESENT onto a 16-bit QXL surface stores moderngl's picture as the 2D path stores
+    pixels there (renderer/pixels.quantize: 5 or 6 bits a channel, alpha 255)."""
+    from vgpu.render import pixels
+    from vgpu.render.gl3d import Gl3dExecutor
+
+    renderer.create_primary(*SCREEN, SCREEN[0] * 2, fmt, None)
+    renderer.gl3d = Gl3dExecutor(renderer, present_copy=path == "copy")
+    ref = reference_triangle(gl_ctx)
+    want = np.empty((H, W, 4), np.uint8)
+    want[..., :3] = ref[..., ::-1]  # RGB as the surface's B, G, R
+    want[..., 3] = 255
+    pixels.quantize(want, fmt)
+    guest = FakeGuest()
+    renderer.execute_3d(batch(*setup(), *clear(), *triangle_program(), *triangle_draw(),
+                              vgpu("PRESENT", 0, 0, 0, W, H, 0, 30, 20, 0)), guest)
+    assert guest.counts == {"errors": 0, "lost_contexts": 0}
+    np.testing.assert_array_equal(renderer.read_pixels(0)[20:20 + H, 30:30 + W], want)
+
+
+def test_queries_stay_with_their_context_across_switches(screen, gl_ctx):
+    """An occlusion query left open while another context runs counts its own context's
+    draws only, the other context can run a query of the same target meanwhile, and a query
+    that spans a switch adds up its stretches; results as moderngl counts the same draws."""
+    counted = []
+    for drawn in (False, True):
+        q = gl_ctx.query(samples=True)
+        with q:
+            if drawn:
+                reference_triangle(gl_ctx)
+        counted.append(int(q.samples > 0))  # what GL_ANY_SAMPLES_PASSED answers
+    any_samples, result = enum("GL_ANY_SAMPLES_PASSED"), enum("GL_QUERY_RESULT")
+    guest = FakeGuest()
+    errs = [guest.alloc(4) for _ in range(3)]
+    got = [guest.alloc(4) for _ in range(3)]
+    screen.execute_3d(batch(
+        *setup(), gl("glGenQueries", 1, [7]), gl("glBeginQuery", any_samples, 7),
+        vgpu("CONTEXT_CREATE", 2, 3, 0), vgpu("SURFACE_CREATE", 2, W, H, 0, 0),
+        vgpu("MAKE_CURRENT", 2, 2), *clear(), *triangle_program(),
+        gl("glGenQueries", 2, [8, 9]), gl("glBeginQuery", any_samples, 8),
+        gl("glGetError", (errs[0], 4)), *triangle_draw(), gl("glEndQuery", any_samples),
+        gl("glGetQueryObjectuiv", 8, result, (got[1], 4)),
+        gl("glBeginQuery", any_samples, 9), gl("glDrawArrays", enum("GL_TRIANGLES"), 0, 3),
+        vgpu("MAKE_CURRENT", 1, 1), gl("glEndQuery", any_samples),
+        gl("glGetError", (errs[1], 4)), gl("glGetQueryObjectuiv", 7, result, (got[0], 4)),
+        vgpu("MAKE_CURRENT", 2, 2), gl("glEndQuery", any_samples),
+        gl("glGetError", (errs[2], 4)), gl("glGetQueryObjectuiv", 9, result, (got[2], 4))),
+        guest)
+    assert [guest.u32(e) for e in errs] == [0, 0, 0]
+    assert guest.counts == {"errors": 0, "lost_contexts": 0}
+    # context 1 drew nothing; context 2's queries saw the triangle (9: before the switch)
+    assert [guest.u32(g) for g in got] == [counted[0], counted[1], counted[1]] == [0, 1, 1]

@@ -137,9 +137,8 @@ def ops(draw_):
 @st.composite
 def commands(draw_):
     clip = draw_(st.none() | st.lists(rects(), max_size=3).map(tuple))
-    return Drawable(0, draw_(rects()), clip, 0, 0, 0, QRect(0, 0, 0, 0),
-                    draw_(st.sampled_from([0, 0, 0, 3, 7])), (-1, -1, -1),
-                    (QRect(0, 0, 0, 0),) * 3, draw_(ops()))
+    return Drawable(bbox=draw_(rects()), clip=clip,
+                    surface_id=draw_(st.sampled_from([0, 0, 0, 3, 7])), op=draw_(ops()))
 
 
 @settings(max_examples=150, deadline=None,

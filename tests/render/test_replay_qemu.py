@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vgpu.replay import replay
+from vgpu.replay.player import replay
 
 pytestmark = pytest.mark.gl
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from spice_peer import SpicePeer, screenshot
 
-from vgpu.replay import replay
+from vgpu.replay.player import replay
 
 
 def spice_server_picture(peer: Path, record: Path) -> np.ndarray:

@@ -46,7 +46,8 @@ from vgpu.device.commands import (
     UpdateCmd,
     Whiteness,
 )
-from vgpu.replay import PrimarySurface, RecordWriter, WorkerMessage
+from vgpu.replay.format import PrimarySurface, WorkerMessage
+from vgpu.replay.writer import RecordWriter
 
 WIDTH, HEIGHT = 256, 192
 ROP_PUT = 8  # SPICE_ROPD_OP_PUT
@@ -74,8 +75,8 @@ def draw(bbox: QRect, op: object, surface_id: int = 0,
     none = QRect(0, 0, 0, 0)
     deps, rects = ((source[0], -1, -1), (source[1], none, none)) if source else \
         ((-1, -1, -1), (none, none, none))
-    return Drawable(0, bbox, clip, 0, 0, 0, none, surface_id, deps,
-                    rects, op)  # type: ignore[arg-type]
+    return Drawable(bbox=bbox, clip=clip, surface_id=surface_id, surfaces_dest=deps,
+                    surfaces_rects=rects, op=op)  # type: ignore[arg-type]
 
 
 def record_bytes(items: Iterable[tuple[object, object]],

@@ -43,7 +43,7 @@ from vgpu.device.commands import (
     Whiteness,
 )
 from vgpu.device.parser import glyph_bpp
-from vgpu.replay import PrimarySurface, WorkerMessage
+from vgpu.replay.format import PrimarySurface, WorkerMessage
 
 u8 = st.integers(0, 0xFF)
 u16 = st.integers(0, 0xFFFF)
@@ -121,8 +121,11 @@ draw_ops = st.one_of(
 )
 
 drawables = st.builds(
-    Drawable, st.just(0), rects, st.none() | st.lists(rects, max_size=3).map(tuple), u8, u32,
-    u8, rects, u32, st.tuples(i32, i32, i32), st.tuples(rects, rects, rects), draw_ops)
+    Drawable, release_id=st.just(0), bbox=rects,
+    clip=st.none() | st.lists(rects, max_size=3).map(tuple), effect=u8, mm_time=u32,
+    self_bitmap=u8, self_bitmap_area=rects, surface_id=u32,
+    surfaces_dest=st.tuples(i32, i32, i32), surfaces_rects=st.tuples(rects, rects, rects),
+    op=draw_ops)
 
 
 @st.composite

@@ -6,6 +6,8 @@ import contextlib
 import hashlib
 import io
 import lzma
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -16,18 +18,17 @@ from replay_scene import record_bytes
 from replay_strategies import commands, worker_messages
 
 from vgpu.device.commands import Copy, Drawable, Fill, SurfaceCmd
-from vgpu.replay import (
+from vgpu.replay.format import (
     MAX_BLOB_BYTES,
     MAX_CHUNKS,
     MAX_LINE_BYTES,
     CommandEvent,
     RecordFormatError,
-    RecordWriter,
     WorkerEvent,
     WorkerMessage,
-    iter_events,
-    read_events,
 )
+from vgpu.replay.reader import iter_events, read_events
+from vgpu.replay.writer import RecordWriter
 
 # sha256 of the uncompressed fixture, from the fixture's README (spice-server wrote it)
 FIXTURE_SHA256 = "2826ea8904ad7f7786823b19fcb7078bda618bb137cb3248ef2af511e854e09b"
@@ -187,3 +188,19 @@ def test_mutated_records_give_only_format_errors(items: list, edits: list) -> No
 def test_writer_refuses_what_the_format_cannot_hold() -> None:
     with pytest.raises(ValueError, match="primary surface"):
         RecordWriter(io.BytesIO()).worker_message(WorkerMessage.CREATE_PRIMARY_SURFACE)
+
+
+@pytest.mark.parametrize("module", ["vgpu.replay.reader", "vgpu.replay.writer",
+                                    "vgpu.replay.recorder"])
+def test_format_and_recorder_stand_on_the_device_layer(module: str) -> None:
+    """The record format and the recorder run beside a device (`vgpu serve --record`): they
+    import the device layer and nothing of the guest, the renderer, the encoders or SPICE."""
+    probe = (f"import sys, {module}; "
+             "print(' '.join(m for m in sys.modules if m.startswith('vgpu.')))")
+    root = Path(__file__).resolve().parents[2]  # `-c` imports from the working folder
+    loaded = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
+                            text=True, cwd=root).stdout.split()
+    assert module in loaded
+    above = [m for m in loaded
+             if m.split(".")[1] in ("guest", "render", "encode", "spice", "machine")]
+    assert above == []

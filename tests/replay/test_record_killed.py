@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from spice_check import run_check
 
-from vgpu.replay import FLUSH_INTERVAL_S, CommandEvent, read_events
+from vgpu.replay.format import CommandEvent
+from vgpu.replay.reader import read_events
+from vgpu.replay.recorder import FLUSH_INTERVAL_S
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))

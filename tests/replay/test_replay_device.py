@@ -21,14 +21,11 @@ from spice_check import run_check
 from vgpu.cli import main as vgpu_main
 from vgpu.device.commands import Copy, Drawable, ImageDescriptor, QRect, SurfaceCmd, SurfaceImage
 from vgpu.guest.driver import DeviceError
-from vgpu.replay import (
-    CommandEvent,
-    Recorder,
-    RecordWriter,
-    WorkerMessage,
-    read_events,
-    replay,
-)
+from vgpu.replay.format import CommandEvent, WorkerMessage
+from vgpu.replay.player import replay
+from vgpu.replay.reader import read_events
+from vgpu.replay.recorder import Recorder
+from vgpu.replay.writer import RecordWriter
 
 
 def screenshot(data_dir: Path) -> np.ndarray:

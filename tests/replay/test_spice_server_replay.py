@@ -17,7 +17,7 @@ from replay_scene import record_bytes, scene
 from spice_check import run_check
 
 from vgpu.device.commands import Copy, Drawable, ImageDescriptor, QRect, SurfaceImage
-from vgpu.replay import WorkerMessage
+from vgpu.replay.format import WorkerMessage
 
 
 def test_spice_server_replays_the_xspice_fixture(checker: Path, data_dir: Path,

@@ -74,10 +74,9 @@ def _fill(bbox, color: int, surface_id: int = 0):
     from vgpu.device import commands as c
     from vgpu.device.abi import lib
 
-    z = c.QRect(0, 0, 0, 0)
-    return c.Drawable(0, bbox, None, lib.QXL_EFFECT_OPAQUE, 0, 0, z, surface_id, (-1, -1, -1),
-                      (z, z, z), c.Fill(c.SolidBrush(color), lib.SPICE_ROPD_OP_PUT,
-                                        c.QMask(0, c.QPoint(0, 0), None)))
+    return c.Drawable(bbox=bbox, effect=lib.QXL_EFFECT_OPAQUE, surface_id=surface_id,
+                      op=c.Fill(c.SolidBrush(color), lib.SPICE_ROPD_OP_PUT,
+                                c.QMask(0, c.QPoint(0, 0), None)))
 
 
 def _copy_from_surface(surface_id: int, src, dst_bbox):
@@ -88,10 +87,10 @@ def _copy_from_surface(surface_id: int, src, dst_bbox):
     w, h = src.right - src.left, src.bottom - src.top
     image = c.SurfaceImage(c.ImageDescriptor(0, lib.SPICE_IMAGE_TYPE_SURFACE, 0, w, h),
                            surface_id)
-    return c.Drawable(0, dst_bbox, None, lib.QXL_EFFECT_OPAQUE, 0, 0, z, 0,
-                      (surface_id, -1, -1), (src, z, z),
-                      c.Copy(image, src, lib.SPICE_ROPD_OP_PUT, 0,
-                             c.QMask(0, c.QPoint(0, 0), None)))
+    return c.Drawable(bbox=dst_bbox, effect=lib.QXL_EFFECT_OPAQUE,
+                      surfaces_dest=(surface_id, -1, -1), surfaces_rects=(src, z, z),
+                      op=c.Copy(image, src, lib.SPICE_ROPD_OP_PUT, 0,
+                                c.QMask(0, c.QPoint(0, 0), None)))
 
 
 def test_mode_changes_as_linux_makes_them_reach_spice_gtk(tmp_path):
@@ -118,16 +117,15 @@ def test_mode_changes_as_linux_makes_them_reach_spice_gtk(tmp_path):
             d.create_surface(1, 32, 16)  # an off-screen surface that outlives the modes
             d.submit(_fill(c.QRect(0, 0, 16, 32), 0xC08010, surface_id=1))
             step[0].wait(30)
-            area = d.layout.ram_offset + d.rom.draw_area_offset
             d.destroy_primary(async_=True)  # each async IO waits for its IO_CMD interrupt
-            d.buf[area:area + 64 * 256] = _solid(64, 64, (0x10, 0x70, 0x30, 0)).tobytes()
-            d.create_primary(64, 64, stride=256, async_=True, flags=lib.QXL_SURF_FLAG_KEEP_DATA)
+            d.create_primary(64, 64, stride=256, async_=True, flags=lib.QXL_SURF_FLAG_KEEP_DATA,
+                             data=_solid(64, 64, (0x10, 0x70, 0x30, 0)).tobytes())
             d.submit(_fill(c.QRect(0, 0, 768, 1024), 0xFFFFFF))  # outside: dropped
             step[1].wait(30)
             d.destroy_primary(async_=True)
-            d.buf[area:area + 768 * 4096] = _solid(1024, 768, (0x50, 0x20, 0x60, 0)).tobytes()
             d.create_primary(1024, 768, stride=4096, async_=True,
-                             flags=lib.QXL_SURF_FLAG_KEEP_DATA)
+                             flags=lib.QXL_SURF_FLAG_KEEP_DATA,
+                             data=_solid(1024, 768, (0x50, 0x20, 0x60, 0)).tobytes())
             d.submit(_copy_from_surface(1, c.QRect(0, 0, 16, 32), c.QRect(100, 200, 116, 232)))
             step[2].wait(30)
         except BaseException as e:  # reported by the test, not lost on this thread

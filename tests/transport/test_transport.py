@@ -83,11 +83,9 @@ from vgpu.guest.remote import connect_driver
 driver = connect_driver(sys.argv[1])
 driver.create_primary(64, 48, async_=True)
 n = int(sys.argv[2])
-none = QRect(0, 0, 0, 0)
 for i in range(n):
     fill = Fill(SolidBrush(0x010101 * (i % 200)), 8, QMask(0, QPoint(0, 0), None))
-    driver.submit(Drawable(0, QRect(i % 40, 0, i % 40 + 8, 64), None, 0, 0, 0, none, 0,
-                           (-1, -1, -1), (none, none, none), fill))
+    driver.submit(Drawable(bbox=QRect(i % 40, 0, i % 40 + 8, 64), op=fill))
     if len(sys.argv) > 3 and i == int(sys.argv[3]):
         print("halfway", flush=True)
 driver.update_area(0, QRect(0, 0, 48, 64))

@@ -268,18 +268,24 @@ DrawOp = (
 # --- commands (QXLCommand.type) --------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+NO_RECT = QRect(0, 0, 0, 0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Drawable:
-    release_id: int  # QXLReleaseInfo.id, for the release ring
+    """One draw command, built by keyword: `Drawable(bbox=..., op=...)` is an unclipped
+    draw on the primary surface with no dependencies; the other fields say otherwise."""
+
+    release_id: int = 0  # QXLReleaseInfo.id, for the release ring
     bbox: QRect
-    clip: tuple[QRect, ...] | None  # None: no clipping
-    effect: int
-    mm_time: int
-    self_bitmap: int
-    self_bitmap_area: QRect
-    surface_id: int
-    surfaces_dest: tuple[int, int, int]
-    surfaces_rects: tuple[QRect, QRect, QRect]
+    clip: tuple[QRect, ...] | None = None  # None: no clipping
+    effect: int = 0  # QXL_EFFECT_* (0: BLEND)
+    mm_time: int = 0
+    self_bitmap: int = 0
+    self_bitmap_area: QRect = NO_RECT
+    surface_id: int = 0
+    surfaces_dest: tuple[int, int, int] = (-1, -1, -1)  # -1: no dependency
+    surfaces_rects: tuple[QRect, QRect, QRect] = (NO_RECT, NO_RECT, NO_RECT)
     op: DrawOp
 
 

@@ -1,8 +1,9 @@
 """The struct layouts the device parser reads and the guest builders write.
 
 One list per struct, so that reading and writing can never disagree: a
-`Layout` unpacks to (and packs from) a flat tuple of the named fields in
-offset order (see `vgpu.device.abi`). Offsets of inline parts come from cffi too.
+`Layout` unpacks to a record of the named fields and packs from the flat tuple
+of their leaves in offset order (see `vgpu.device.abi`). Offsets of inline
+parts come from cffi too.
 """
 
 from __future__ import annotations
@@ -14,23 +15,22 @@ assert offsetof("QXLBrush", "u.color") == offsetof("QXLBrush", "u.pattern.pat")
 
 DRAW_HEAD = Layout("QXLDrawable", [
     "release_info.id", "surface_id", "effect", "type", "self_bitmap", "self_bitmap_area",
-    "bbox", "clip.type", "clip.data", "mm_time", "surfaces_dest", "surfaces_rects"])
+    "bbox", "clip", "mm_time", "surfaces_dest", "surfaces_rects"])
 DRAW_SIZE = sizeof("QXLDrawable")
 DRAW_U = offsetof("QXLDrawable", "u")
 COMPAT_HEAD = Layout("QXLCompatDrawable", [
     "release_info.id", "effect", "type", "bitmap_offset", "bitmap_area", "bbox",
-    "clip.type", "clip.data", "mm_time"])
+    "clip", "mm_time"])
 COMPAT_SIZE = sizeof("QXLCompatDrawable")
 COMPAT_U = offsetof("QXLCompatDrawable", "u")
 
-MASK = ["mask.flags", "mask.pos", "mask.bitmap"]
-FILL = Layout("QXLFill", [*("brush." + f for f in BRUSH), "rop_descriptor", *MASK])
+FILL = Layout("QXLFill", [*("brush." + f for f in BRUSH), "rop_descriptor", "mask"])
 OPAQUE = Layout("QXLOpaque", ["src_bitmap", "src_area", *("brush." + f for f in BRUSH),
-                               "rop_descriptor", "scale_mode", *MASK])
-COPY = Layout("QXLCopy", ["src_bitmap", "src_area", "rop_descriptor", "scale_mode", *MASK])
-BLACKNESS = Layout("QXLBlackness", MASK)
+                               "rop_descriptor", "scale_mode", "mask"])
+COPY = Layout("QXLCopy", ["src_bitmap", "src_area", "rop_descriptor", "scale_mode", "mask"])
+BLACKNESS = Layout("QXLBlackness", ["mask"])
 ROP3 = Layout("QXLRop3", ["src_bitmap", "src_area", *("brush." + f for f in BRUSH),
-                           "rop3", "scale_mode", *MASK])
+                           "rop3", "scale_mode", "mask"])
 STROKE = Layout("QXLStroke", ["path", "attr.flags", "attr.style_nseg", "attr.style",
                                *("brush." + f for f in BRUSH), "fore_mode", "back_mode"])
 TEXT = Layout("QXLText", ["str", "back_area", *("fore_brush." + f for f in BRUSH),
@@ -78,7 +78,5 @@ CURSOR_HEAD = Layout("QXLCursorCmd", ["release_info.id", "type"])
 CURSOR_SET = Layout("QXLCursorCmd", ["u.set.position", "u.set.visible", "u.set.shape"])
 CURSOR_POS = Layout("QXLCursorCmd", ["u.position"])
 CURSOR_TRAIL = Layout("QXLCursorCmd", ["u.trail.length", "u.trail.frequency"])
-CURSOR_SHAPE = Layout("QXLCursor", ["header.unique", "header.type", "header.width",
-                                     "header.height", "header.hot_spot_x", "header.hot_spot_y",
-                                     "data_size"])
+CURSOR_SHAPE = Layout("QXLCursor", ["header", "data_size"])
 CURSOR_CHUNK = offsetof("QXLCursor", "chunk")

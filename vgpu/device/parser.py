@@ -8,7 +8,8 @@ carries it and against the named limits below. Any violation raises
 `GuestBug` with the reason; nothing else escapes for any memory content.
 
 Speed: struct reads are precompiled `struct.Struct`s built from the cffi
-layouts (`vgpu.device.abi.Layout`), unpacked from a bytes copy. See
+layouts (`vgpu.device.abi.Layout`), unpacked from a bytes copy into one named
+value per field (rects as QRects, points as QPoints). See
 bench/parse.py for the measured rate.
 """
 
@@ -19,7 +20,7 @@ from collections.abc import Container
 
 from vgpu.device import commands as c
 from vgpu.device import layouts as L
-from vgpu.device.abi import Layout, lib
+from vgpu.device.abi import Layout, Record, lib
 from vgpu.device.memory import GuestBug, MemSlots
 
 # --- limits ---------------------------------------------------------------------
@@ -95,6 +96,7 @@ _GLYPH_BPP = ((lib.SPICE_STRING_FLAGS_RASTER_A1, 1), (lib.SPICE_STRING_FLAGS_RAS
 
 _RECTS = [struct.Struct(f"<{4 * n}i") for n in range(9)]  # small clip lists, the usual case
 _NO_MASK = c.QMask(0, c.QPoint(0, 0), None)
+_NO_MASK_FIELDS = (0, (0, 0), 0)  # a QXLQMask of flags, pos and bitmap, all zero
 
 
 def min_stride(width: int, bpp: int) -> int:
@@ -167,6 +169,7 @@ def decode_glyphs(flags: int, n: int, data: bytes) -> c.GlyphString:
     glyphs = []
     pos = 0
     head = L.GLYPH.size
+    # per glyph, the flat leaves (render_pos, glyph_origin, width, height): no record object
     unpack = L.GLYPH.struct.unpack_from
     QPoint = c.QPoint
     for _ in range(n):
@@ -260,42 +263,39 @@ class Parser:
 
     def drawable(self, addr: int) -> c.Drawable:
         buf = self.read(addr, L.DRAW_SIZE)
-        h = L.DRAW_HEAD.struct.unpack_from(buf)
-        op = self._draw.get(h[3])
+        h = L.DRAW_HEAD.unpack_from(buf)
+        op = self._draw.get(h.type)
         if op is None:
-            raise GuestBug(f"unknown draw type {h[3]}")
+            raise GuestBug(f"unknown draw type {h.type}")
         # the surface and its dependencies are the device's to check (it drops a drawable
         # on a missing one, as spice-server does)
-        sid = h[1]
-        dest = h[16:19]
-        r = h[19:31]
         return c.Drawable(
-            h[0], c.QRect(*h[9:13]), self._clip(h[13], h[14]), h[2], h[15], h[4],
-            c.QRect(*h[5:9]), sid, dest,
-            (c.QRect(*r[0:4]), c.QRect(*r[4:8]), c.QRect(*r[8:12])),
-            op(buf, L.DRAW_U, False))
+            release_id=h.release_info_id, bbox=h.bbox, clip=self._clip(h.clip),
+            effect=h.effect, mm_time=h.mm_time, self_bitmap=h.self_bitmap,
+            self_bitmap_area=h.self_bitmap_area, surface_id=h.surface_id,
+            surfaces_dest=h.surfaces_dest, surfaces_rects=h.surfaces_rects,
+            op=op(buf, L.DRAW_U, False))
 
     def compat_drawable(self, addr: int) -> c.Drawable:
         buf = self.read(addr, L.COMPAT_SIZE)
-        h = L.COMPAT_HEAD.struct.unpack_from(buf)
-        op = self._draw.get(h[2])
-        if op is None or h[2] == lib.QXL_DRAW_COMPOSITE:
-            raise GuestBug(f"unknown compat draw type {h[2]}")
-        zero = c.QRect(0, 0, 0, 0)
+        h = L.COMPAT_HEAD.unpack_from(buf)
+        op = self._draw.get(h.type)
+        if op is None or h.type == lib.QXL_DRAW_COMPOSITE:
+            raise GuestBug(f"unknown compat draw type {h.type}")
+        # QXLCompatDrawable has no surfaces: the primary, with no dependencies
         return c.Drawable(
-            h[0], c.QRect(*h[8:12]), self._clip(h[12], h[13]), h[1], h[14],
-            1 if h[3] else 0, c.QRect(*h[4:8]), 0, (-1, -1, -1), (zero, zero, zero),
-            op(buf, L.COMPAT_U, True))
+            release_id=h.release_info_id, bbox=h.bbox, clip=self._clip(h.clip),
+            effect=h.effect, mm_time=h.mm_time, self_bitmap=1 if h.bitmap_offset else 0,
+            self_bitmap_area=h.bitmap_area, op=op(buf, L.COMPAT_U, True))
 
     def update(self, addr: int, compat: bool) -> c.UpdateCmd:
         if compat:
-            rid, t, left, b, r, uid = self.unpack_at(L.COMPAT_UPDATE, addr)
-            sid = 0
-        else:
-            rid, t, left, b, r, uid, sid = self.unpack_at(L.UPDATE, addr)
-            if sid >= self.n_surfaces:
-                raise GuestBug(f"update surface id {sid} out of range")
-        return c.UpdateCmd(rid, c.QRect(t, left, b, r), uid, sid)
+            u = self.unpack_at(L.COMPAT_UPDATE, addr)
+            return c.UpdateCmd(u.release_info_id, u.area, u.update_id, 0)
+        u = self.unpack_at(L.UPDATE, addr)
+        if u.surface_id >= self.n_surfaces:
+            raise GuestBug(f"update surface id {u.surface_id} out of range")
+        return c.UpdateCmd(u.release_info_id, u.area, u.update_id, u.surface_id)
 
     def message(self, addr: int) -> c.MessageCmd:
         (rid,) = struct.unpack("<Q", self.read(addr, L.MESSAGE_DATA))
@@ -307,14 +307,17 @@ class Parser:
         return c.MessageCmd(rid, text[:end])
 
     def surface(self, addr: int) -> c.SurfaceCmd:
-        rid, sid, typ, flags, fmt, w, h, stride, data = self.unpack_at(L.SURFACE_CMD, addr)
+        s = self.unpack_at(L.SURFACE_CMD, addr)
+        rid, sid, typ, flags = s.release_info_id, s.surface_id, s.type, s.flags
         if sid >= self.n_surfaces:
             raise GuestBug(f"surface id {sid} out of range")
         if typ == lib.QXL_SURFACE_CMD_DESTROY:
             return c.SurfaceCmd(rid, sid, typ, flags, None)
         if typ != lib.QXL_SURFACE_CMD_CREATE:
             raise GuestBug(f"unknown surface command type {typ}")
-        off, length = self.surface_memory(fmt, w, h, stride, data)
+        fmt, w, h = s.surface_create_format, s.surface_create_width, s.surface_create_height
+        stride = s.surface_create_stride
+        off, length = self.surface_memory(fmt, w, h, stride, s.surface_create_data)
         return c.SurfaceCmd(rid, sid, typ, flags, c.SurfaceCreate(fmt, w, h, stride, off, length))
 
     def surface_memory(self, fmt: int, w: int, h: int, stride: int, data: int) -> tuple[int, int]:
@@ -333,24 +336,27 @@ class Parser:
 
     def cursor(self, addr: int) -> c.CursorCmd:
         buf = self.read(addr, L.CURSOR_SIZE)
-        rid, typ = L.CURSOR_HEAD.struct.unpack_from(buf)
+        head = L.CURSOR_HEAD.unpack_from(buf)
+        rid, typ = head.release_info_id, head.type
         origin = c.QPoint(0, 0)
         if typ == lib.QXL_CURSOR_SET:
-            x, y, visible, shape_addr = L.CURSOR_SET.struct.unpack_from(buf)
-            shape = self._cursor_shape(shape_addr)
-            return c.CursorCmd(rid, typ, c.QPoint(x, y), bool(visible), shape, 0, 0)
+            s = L.CURSOR_SET.unpack_from(buf)
+            shape = self._cursor_shape(s.set_shape)
+            return c.CursorCmd(rid, typ, s.set_position, bool(s.set_visible), shape, 0, 0)
         if typ == lib.QXL_CURSOR_MOVE:
-            x, y = L.CURSOR_POS.struct.unpack_from(buf)
-            return c.CursorCmd(rid, typ, c.QPoint(x, y), False, None, 0, 0)
+            return c.CursorCmd(rid, typ, L.CURSOR_POS.unpack_from(buf).position, False, None,
+                               0, 0)
         if typ == lib.QXL_CURSOR_HIDE:
             return c.CursorCmd(rid, typ, origin, False, None, 0, 0)
         if typ == lib.QXL_CURSOR_TRAIL:
-            length, freq = L.CURSOR_TRAIL.struct.unpack_from(buf)
-            return c.CursorCmd(rid, typ, origin, False, None, length, freq)
+            t = L.CURSOR_TRAIL.unpack_from(buf)
+            return c.CursorCmd(rid, typ, origin, False, None, t.trail_length,
+                               t.trail_frequency)
         raise GuestBug(f"unknown cursor command type {typ}")
 
     def _cursor_shape(self, addr: int) -> c.CursorShapeData:
-        unique, typ, w, h, hx, hy, size = self.unpack_at(L.CURSOR_SHAPE, addr)
+        head, size = self.unpack_at(L.CURSOR_SHAPE, addr)
+        typ, w, h = head.type, head.width, head.height
         if typ > lib.SPICE_CURSOR_TYPE_COLOR32:
             raise GuestBug(f"unknown cursor type {typ}")
         if w > MAX_CURSOR_DIM or h > MAX_CURSOR_DIM:
@@ -358,37 +364,38 @@ class Parser:
         if size < cursor_data_size(typ, w, h):
             raise GuestBug(f"cursor data of {size} bytes is short for a {w}x{h} type {typ}")
         data = self.chunks(addr + L.CURSOR_CHUNK, size, MAX_CURSOR_BYTES)
-        return c.CursorShapeData(unique, typ, w, h, hx, hy, data)
+        return c.CursorShapeData(head.unique, typ, w, h, head.hot_spot_x, head.hot_spot_y, data)
 
     # --- drawable parts ---------------------------------------------------------
 
-    def unpack_at(self, layout: Layout, addr: int) -> tuple:
-        return layout.struct.unpack_from(self.read(addr, layout.size))
+    def unpack_at(self, layout: Layout, addr: int) -> Record:
+        return layout.unpack_from(self.read(addr, layout.size))
 
-    def _clip(self, typ: int, addr: int) -> tuple[c.QRect, ...] | None:
+    def _clip(self, clip: Record) -> tuple[c.QRect, ...] | None:
+        typ, addr = clip.type, clip.data
         if typ == lib.SPICE_CLIP_TYPE_NONE:
             return None
         if typ != lib.SPICE_CLIP_TYPE_RECTS:
             raise GuestBug(f"unknown clip type {typ}")
-        (n,) = self.unpack_at(L.CLIP, addr)
+        n = self.unpack_at(L.CLIP, addr).num_rects
         if n > MAX_CLIP_RECTS:
             raise GuestBug(f"{n} clip rects exceed the limit {MAX_CLIP_RECTS}")
         return decode_rects(n, self.chunks(addr + L.CLIP_CHUNK, n * L.RECT_SIZE))
 
-    def _brush(self, typ: int, pat: int, x: int, y: int) -> c.Brush:
-        if typ == lib.SPICE_BRUSH_TYPE_SOLID:
-            return c.SolidBrush(pat & 0xFFFFFFFF)
+    def _brush(self, typ: int, pattern: Record) -> c.Brush:
+        if typ == lib.SPICE_BRUSH_TYPE_SOLID:  # u.color: the low half of u.pattern.pat
+            return c.SolidBrush(pattern.pat & 0xFFFFFFFF)
         if typ == lib.SPICE_BRUSH_TYPE_NONE:
             return None
         if typ == lib.SPICE_BRUSH_TYPE_PATTERN:
-            return c.PatternBrush(self._image_required(pat), c.QPoint(x, y))
+            return c.PatternBrush(self._image_required(pattern.pat), pattern.pos)
         raise GuestBug(f"unknown brush type {typ}")
 
-    def _mask(self, flags: int, x: int, y: int, bitmap: int) -> c.QMask:
-        if not bitmap and not flags and not x and not y:
+    def _mask(self, mask: Record) -> c.QMask:
+        if mask == _NO_MASK_FIELDS:  # the usual case, in one comparison
             return _NO_MASK
-        return c.QMask(flags, c.QPoint(x, y),
-                       self.image(bitmap, is_mask=True) if bitmap else None)
+        bitmap = mask.bitmap
+        return c.QMask(mask.flags, mask.pos, self.image(bitmap, is_mask=True) if bitmap else None)
 
     def _image_required(self, addr: int) -> c.Image:
         if not addr:
@@ -401,11 +408,12 @@ class Parser:
         mm = self._mm
         translate = self.slots.translate
         off = translate(addr, L.DESC_SIZE)
-        iid, typ, iflags, iw, ih = L.DESC.struct.unpack_from(mm, off)
+        # the records unpack in the order of their paths in `layouts`
+        iid, typ, iflags, iw, ih = L.DESC.unpack_from(mm, off)
         desc = c.ImageDescriptor(iid, typ, iflags, iw, ih)
         if typ == lib.SPICE_IMAGE_TYPE_BITMAP:
             off = translate(addr, L.BITMAP.size)
-            fmt, flags, w, h, stride, pal, data = L.BITMAP.struct.unpack_from(mm, off)
+            fmt, flags, w, h, stride, pal, data = L.BITMAP.unpack_from(mm, off)
             bpp = BITMAP_BPP.get(fmt)
             if bpp is None:
                 raise GuestBug(f"unknown bitmap format {fmt}")
@@ -426,21 +434,22 @@ class Parser:
                 pixels = self.chunks(data, size)
             return c.BitmapImage(desc, fmt, flags, w, h, stride, palette, pixels)
         if typ == lib.SPICE_IMAGE_TYPE_SURFACE:
-            (sid,) = self.unpack_at(L.SURFACE_ID, addr)
+            sid = self.unpack_at(L.SURFACE_ID, addr).surface_image_surface_id
             if sid >= self.n_surfaces or sid not in self.surfaces:
                 raise GuestBug(f"surface image of surface {sid}, which does not exist")
             return c.SurfaceImage(desc, sid)
         if typ in _COMPRESSED_TYPES:
-            (size,) = self.unpack_at(L.QUIC_SIZE, addr)
+            size = self.unpack_at(L.QUIC_SIZE, addr).quic_data_size
             return c.CompressedImage(desc, self.chunks(addr + L.QUIC_CHUNK, size))
         raise GuestBug(f"unsupported image type {typ}")
 
     def _palette(self, addr: int) -> c.Palette:
-        unique, n = self.unpack_at(L.PALETTE, addr)
+        p = self.unpack_at(L.PALETTE, addr)
+        n = p.num_ents
         if n > MAX_PALETTE_ENTS:
             raise GuestBug(f"palette of {n} entries")
         ents = struct.unpack(f"<{n}I", self.read(addr + L.PALETTE_ENTS, 4 * n))
-        return c.Palette(unique, ents)
+        return c.Palette(p.unique, ents)
 
     # --- draw operations ----------------------------------------------------------
 
@@ -448,18 +457,20 @@ class Parser:
         return c.Nop()
 
     def _fill(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
-        v = L.FILL.struct.unpack_from(buf, off)
-        return c.Fill(self._brush(*v[0:4]), v[4], self._mask(*v[5:9]))
+        v = L.FILL.unpack_from(buf, off)
+        return c.Fill(self._brush(v.brush_type, v.brush_pattern), v.rop_descriptor,
+                      self._mask(v.mask))
 
     def _opaque(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
-        v = L.OPAQUE.struct.unpack_from(buf, off)
-        return c.Opaque(self._image_required(v[0]), c.QRect(*v[1:5]), self._brush(*v[5:9]),
-                        v[9], v[10], self._mask(*v[11:15]))
+        v = L.OPAQUE.unpack_from(buf, off)
+        return c.Opaque(self._image_required(v.src_bitmap), v.src_area,
+                        self._brush(v.brush_type, v.brush_pattern), v.rop_descriptor,
+                        v.scale_mode, self._mask(v.mask))
 
     def _copy_like(self, buf: bytes, off: int) -> tuple:
-        v = L.COPY.struct.unpack_from(buf, off)
-        return (self._image_required(v[0]), c.QRect(*v[1:5]), v[5], v[6],
-                self._mask(*v[7:11]))
+        v = L.COPY.unpack_from(buf, off)
+        return (self._image_required(v.src_bitmap), v.src_area, v.rop_descriptor, v.scale_mode,
+                self._mask(v.mask))
 
     def _copy(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
         return c.Copy(*self._copy_like(buf, off))
@@ -468,80 +479,89 @@ class Parser:
         return c.Blend(*self._copy_like(buf, off))
 
     def _blackness(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
-        return c.Blackness(self._mask(*L.BLACKNESS.struct.unpack_from(buf, off)))
+        return c.Blackness(self._mask(L.BLACKNESS.unpack_from(buf, off).mask))
 
     def _whiteness(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
-        return c.Whiteness(self._mask(*L.BLACKNESS.struct.unpack_from(buf, off)))
+        return c.Whiteness(self._mask(L.BLACKNESS.unpack_from(buf, off).mask))
 
     def _invers(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
-        return c.Invers(self._mask(*L.BLACKNESS.struct.unpack_from(buf, off)))
+        return c.Invers(self._mask(L.BLACKNESS.unpack_from(buf, off).mask))
 
     def _rop3(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
-        v = L.ROP3.struct.unpack_from(buf, off)
-        return c.Rop3(self._image_required(v[0]), c.QRect(*v[1:5]), self._brush(*v[5:9]),
-                      v[9], v[10], self._mask(*v[11:15]))
+        v = L.ROP3.unpack_from(buf, off)
+        return c.Rop3(self._image_required(v.src_bitmap), v.src_area,
+                      self._brush(v.brush_type, v.brush_pattern), v.rop3, v.scale_mode,
+                      self._mask(v.mask))
 
     def _stroke(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
-        path, aflags, nseg, style, *brush, fore, back = L.STROKE.struct.unpack_from(buf, off)
-        segs = self._path(path)
+        v = L.STROKE.unpack_from(buf, off)
+        segs = self._path(v.path)
+        aflags, nseg = v.attr_flags, v.attr_style_nseg
         styles: tuple[int, ...] = ()
         if aflags & lib.SPICE_LINE_FLAGS_STYLED:
             if not 0 < nseg <= MAX_STYLE_SEGS:
                 raise GuestBug(f"line style of {nseg} segments")
-            styles = struct.unpack(f"<{nseg}i", self.read(style, nseg * L.FIXED_SIZE))
-        return c.Stroke(segs, c.LineAttr(aflags, styles), self._brush(*brush), fore, back)
+            styles = struct.unpack(f"<{nseg}i", self.read(v.attr_style, nseg * L.FIXED_SIZE))
+        return c.Stroke(segs, c.LineAttr(aflags, styles),
+                        self._brush(v.brush_type, v.brush_pattern), v.fore_mode, v.back_mode)
 
     def _path(self, addr: int) -> tuple[c.PathSeg, ...]:
         if not addr:
             raise GuestBug("stroke without a path")
-        (size,) = self.unpack_at(L.PATH, addr)
+        size = self.unpack_at(L.PATH, addr).data_size
         return decode_path(self.chunks(addr + L.PATH_CHUNK, size))
 
     def _text(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
-        v = L.TEXT.struct.unpack_from(buf, off)
-        return c.Text(self._string(v[0]), c.QRect(*v[1:5]), self._brush(*v[5:9]),
-                      self._brush(*v[9:13]), v[13], v[14])
+        v = L.TEXT.unpack_from(buf, off)
+        return c.Text(self._string(v.str), v.back_area,
+                      self._brush(v.fore_brush_type, v.fore_brush_pattern),
+                      self._brush(v.back_brush_type, v.back_brush_pattern),
+                      v.fore_mode, v.back_mode)
 
     def _string(self, addr: int) -> c.GlyphString:
         if not addr:
             raise GuestBug("text without a string")
-        size, n, flags = self.unpack_at(L.STRING, addr)
+        s = self.unpack_at(L.STRING, addr)
+        size, n, flags = s.data_size, s.length, s.flags
         glyph_bpp(flags)  # the cheap checks before the chunks are read
         if n > MAX_GLYPHS:
             raise GuestBug(f"{n} glyphs exceed the limit")
         return decode_glyphs(flags, n, self.chunks(addr + L.STRING_CHUNK, size))
 
     def _transparent(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
-        v = L.TRANSPARENT.struct.unpack_from(buf, off)
-        return c.Transparent(self._image_required(v[0]), c.QRect(*v[1:5]), v[5], v[6])
+        v = L.TRANSPARENT.unpack_from(buf, off)
+        return c.Transparent(self._image_required(v.src_bitmap), v.src_area, v.src_color,
+                             v.true_color)
 
     def _alpha_blend(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
         if compat:
-            alpha, src, *area = L.COMPAT_ALPHA.struct.unpack_from(buf, off)
+            v = L.COMPAT_ALPHA.unpack_from(buf, off)
             aflags = 0
         else:
-            aflags, alpha, src, *area = L.ALPHA.struct.unpack_from(buf, off)
-        return c.AlphaBlend(aflags, alpha, self._image_required(src), c.QRect(*area))
+            v = L.ALPHA.unpack_from(buf, off)
+            aflags = v.alpha_flags
+        return c.AlphaBlend(aflags, v.alpha, self._image_required(v.src_bitmap), v.src_area)
 
     def _composite(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
-        flags, src, st, mask, mt, sx, sy, mx, my = L.COMPOSITE.struct.unpack_from(buf, off)
+        v = L.COMPOSITE.unpack_from(buf, off)
+        flags, mask = v.flags, v.mask
         # As spice-server's parser: the addresses, not the guest's flag bits, say whether a
         # source transform, a mask and a mask transform are there, and a present one adds its
         # flag (xf86-video-qxl sends masks without SPICE_COMPOSITE_HAS_MASK). The mask
         # transform is read only with a mask. Flags set without their data stay set: the
         # renderer refuses those (docs/conformance.md).
-        src_transform = self._transform(st)
+        src_transform = self._transform(v.src_transform)
         if src_transform is not None:
             flags |= lib.SPICE_COMPOSITE_HAS_SRC_TRANSFORM
         mask_image = mask_transform = None
         if mask:
             mask_image = self.image(mask)
             flags |= lib.SPICE_COMPOSITE_HAS_MASK
-            mask_transform = self._transform(mt)
+            mask_transform = self._transform(v.mask_transform)
             if mask_transform is not None:
                 flags |= lib.SPICE_COMPOSITE_HAS_MASK_TRANSFORM
-        return c.Composite(flags, self._image_required(src), mask_image, src_transform,
-                           mask_transform, c.QPoint(sx, sy), c.QPoint(mx, my))
+        return c.Composite(flags, self._image_required(v.src), mask_image, src_transform,
+                           mask_transform, v.src_origin, v.mask_origin)
 
     def _transform(self, addr: int) -> tuple[int, ...] | None:
         if not addr:
@@ -549,4 +569,4 @@ class Parser:
         return decode_transform(self.read(addr, L.TRANSFORM.size))
 
     def _copy_bits(self, buf: bytes, off: int, compat: bool) -> c.DrawOp:
-        return c.CopyBits(c.QPoint(*L.COPY_BITS.struct.unpack_from(buf, off)))
+        return c.CopyBits(L.COPY_BITS.unpack_from(buf, off).src_pos)

@@ -118,21 +118,14 @@ class Window:
         return QRect(r.top + 22, r.left + 2, r.bottom - 2, r.right - 2)
 
 
-def _drawable(bbox: QRect, op, clip: tuple[QRect, ...] | None = None) -> Drawable:
-    return Drawable(
-        release_id=0, bbox=bbox, clip=clip, effect=EFFECT_OPAQUE, mm_time=0,
-        self_bitmap=0, self_bitmap_area=ZERO_RECT, surface_id=0,
-        surfaces_dest=(-1, -1, -1), surfaces_rects=(ZERO_RECT, ZERO_RECT, ZERO_RECT), op=op,
-    )
-
-
 def fill(rect: QRect, color: int) -> Drawable:
-    return _drawable(rect, Fill(SolidBrush(color), ROPD_OP_PUT, NO_MASK))
+    return Drawable(bbox=rect, effect=EFFECT_OPAQUE,
+                    op=Fill(SolidBrush(color), ROPD_OP_PUT, NO_MASK))
 
 
 def copy_image(dest: QRect, image: BitmapImage) -> Drawable:
     src = QRect(0, 0, image.height, image.width)
-    return _drawable(dest, Copy(image, src, ROPD_OP_PUT, 0, NO_MASK))
+    return Drawable(bbox=dest, effect=EFFECT_OPAQUE, op=Copy(image, src, ROPD_OP_PUT, 0, NO_MASK))
 
 
 class GlyphCache:
@@ -184,7 +177,7 @@ class GlyphCache:
             GlyphString(STRING_RASTER_A1, tuple(glyphs)), ZERO_RECT,
             SolidBrush(color), None, ROPD_OP_PUT, ROPD_OP_PUT,
         )
-        return _drawable(box, op)
+        return Drawable(bbox=box, effect=EFFECT_OPAQUE, op=op)
 
 
 def _icon(index: int) -> BitmapImage:
@@ -314,7 +307,8 @@ class DesktopScene:
             return []
         body = self.terminal.body
         dest = QRect(body.top, body.left, body.top + (self._rows - 1) * LINE_HEIGHT, body.right)
-        scroll = _drawable(dest, CopyBits(QPoint(body.left, body.top + LINE_HEIGHT)))
+        scroll = Drawable(bbox=dest, effect=EFFECT_OPAQUE,
+                          op=CopyBits(QPoint(body.left, body.top + LINE_HEIGHT)))
         return [scroll, fill(self._line_rect(self._row), TERMINAL_BG)]
 
     @property
@@ -367,7 +361,8 @@ class DesktopScene:
         self.clock = Window(self.clock.title, new)
         exposed = (QRect(old.top, old.left, new.top, old.right) if dy > 0
                    else QRect(new.bottom, old.left, old.bottom, old.right))
-        return [_drawable(new, CopyBits(QPoint(old.left, old.top))), fill(exposed, DESKTOP)]
+        move = Drawable(bbox=new, effect=EFFECT_OPAQUE, op=CopyBits(QPoint(old.left, old.top)))
+        return [move, fill(exposed, DESKTOP)]
 
     def _chart(self, now: float) -> list[Command]:
         body = self.chart.body

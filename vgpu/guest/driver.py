@@ -436,12 +436,20 @@ class GuestDriver:
 
     def create_primary(self, width: int, height: int,
                        format: int = lib.SPICE_SURFACE_FMT_32_xRGB, stride: int | None = None,
-                       *, async_: bool = False, flags: int = 0) -> int:
-        """Surface 0 in the RAM bar's surface 0 area; returns its mapping offset."""
+                       *, async_: bool = False, flags: int = 0,
+                       data: bytes | None = None) -> int:
+        """Surface 0 in the RAM bar's surface 0 area; returns its mapping offset.
+
+        `data`: the surface's memory before the device creates it (height * |stride|
+        bytes in memory order, as a record holds it); zeros when b"". None leaves the
+        area as it is."""
         bpp = 2 if format in (lib.SPICE_SURFACE_FMT_16_555, lib.SPICE_SURFACE_FMT_16_565) else 4
         stride = width * bpp if stride is None else stride
+        length = height * abs(stride)
         self.surface0.reset()
-        off = self.surface0.alloc(height * abs(stride))
+        off = self.surface0.alloc(length)
+        if data is not None:
+            self.buf[off:off + length] = data if data else bytes(length)
         _CREATE.pack_into(self.buf, self.hdr, width,
                           height, stride, format, 0, 0, flags, lib.QXL_SURF_TYPE_PRIMARY,
                           self.phys(off))
@@ -465,6 +473,22 @@ class GuestDriver:
                                  lib.QXL_SURF_FLAG_KEEP_DATA if keep_data else 0,
                                  c.SurfaceCreate(format, width, height, stride, off, length)))
         return off
+
+    def alloc_surface_memory(self, length: int, data: bytes | None = None) -> int:
+        """VRAM for a surface the caller creates itself (`submit` of a SurfaceCmd), holding
+        `data` (zeros when None); returns its mapping offset. Raises OutOfMemory."""
+        off = self.vram_alloc.alloc(length)
+        self.buf[off:off + length] = data if data is not None else bytes(length)
+        return off
+
+    def free_surface_memory(self, offset: int) -> None:
+        """Gives back what `alloc_surface_memory` returned, once the device is done with
+        it (its surface destroyed and the destroy taken)."""
+        self.vram_alloc.free(offset)
+
+    def forget_surface_memory(self) -> None:
+        """All VRAM is free again: after DESTROY_ALL_SURFACES no surface holds any."""
+        self.vram_alloc.reset()
 
     def destroy_surface(self, surface_id: int) -> None:
         self.submit(c.SurfaceCmd(0, surface_id, lib.QXL_SURFACE_CMD_DESTROY, 0, None))
@@ -511,6 +535,14 @@ class GuestDriver:
         start = self.hdr + offsetof("QXLRam", "log_buf")
         self.buf[start:start + len(raw)] = raw
         self.att.io_write(lib.QXL_IO_LOG, 0)
+
+    def notify_cmd(self) -> None:
+        """Rings the command ring's doorbell, whether or not the device asked for it."""
+        self.att.io_write(lib.QXL_IO_NOTIFY_CMD, 0)
+
+    def notify_cursor(self) -> None:
+        """Rings the cursor ring's doorbell, whether or not the device asked for it."""
+        self.att.io_write(lib.QXL_IO_NOTIFY_CURSOR, 0)
 
     def notify_oom(self) -> None:
         self.att.io_write(lib.QXL_IO_NOTIFY_OOM, 0)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from vgpu.display import CursorShape, CursorState, CursorUpdate, InputEvent, Rect
 from vgpu.spice import constants as c
+from vgpu.spice.display_order import DisplayOrder, DisplayState, Send
 from vgpu.spice.link import Linked
 from vgpu.spice.wire import MalformedMessage, Reader, has_cap, pack_rect
 
@@ -337,6 +338,43 @@ class EncodedRegion:
     fill: int | None = None
 
 
+@dataclass(frozen=True)
+class StreamStart:
+    """A video stream the client is to create; `report`: (frames, timeout in ms) for
+    STREAM_ACTIVATE_REPORT, sent only to clients that have the capability."""
+
+    stream_id: int
+    rect: Rect
+    mm_time: int
+    codec_type: int
+    report: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class StreamFrame:
+    """One encoded frame of a live stream; `ping`: (id, timestamp) of the PING after it."""
+
+    stream_id: int
+    mm_time: int
+    data: bytes
+    ping: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class FrameUpdate:
+    """What one frame changes on a shown surface, in no particular order: the channel
+    sends it in the protocol's (streams ended, copies, draws, stream started, stream
+    frame)."""
+
+    ended: tuple[int, ...] = ()
+    draws: tuple[EncodedRegion, ...] = ()
+    started: StreamStart | None = None
+    video: StreamFrame | None = None
+    # (destination, source top-left) the client copies from its own picture, before
+    # the draws: content that moved
+    copies: tuple[tuple[Rect, tuple[int, int]], ...] = ()
+
+
 class DisplayChannel(ChannelMachine):
     channel_type = c.SPICE_CHANNEL_DISPLAY
     client_messages = {
@@ -352,6 +390,11 @@ class DisplayChannel(ChannelMachine):
         super().__init__(linked)
         self.surface: tuple[int, int] | None = None
         self._image_id = 0
+        self.order = DisplayOrder()
+
+    @property
+    def state(self) -> DisplayState:
+        return self.order.state
 
     def has_cap(self, bit: int) -> bool:
         return has_cap(self.linked.channel_caps, bit)
@@ -381,7 +424,45 @@ class DisplayChannel(ChannelMachine):
         # GL draw done needs no answer (GL scanout is never offered).
         return []
 
+    def show_surface(self, width: int, height: int, has_alpha: bool,
+                     picture: EncodedRegion, ended: tuple[int, ...] = ()) -> None:
+        """A new primary (the first or a changed one) whole in one draw, then the mark:
+        the streams `ended` go first, then the old primary."""
+        for stream_id in ended:
+            self.stream_destroy(stream_id)
+        if self.surface is not None:
+            self.surface_destroy()
+        self.surface_create(width, height, has_alpha)
+        self.draw(picture)
+        self.mark()
+
+    def show_update(self, update: FrameUpdate) -> None:
+        """One frame's changes to the shown surface, in the protocol's order."""
+        for stream_id in update.ended:
+            self.stream_destroy(stream_id)
+        for dst, source in update.copies:
+            self.copy_bits(dst, source)
+        for region in update.draws:
+            self.draw(region)
+        start = update.started
+        if start is not None:
+            self.stream_create(start.stream_id, start.rect, start.mm_time, start.codec_type)
+            if start.report is not None and self.has_cap(c.SPICE_DISPLAY_CAP_STREAM_REPORT):
+                self.stream_activate_report(start.stream_id, start.stream_id, *start.report)
+        video = update.video
+        if video is not None:
+            self.stream_data(video.stream_id, video.mm_time, video.data)
+            if video.ping is not None:
+                self.ping(*video.ping)
+        self.order.send(Send.FRAME_END)
+
+    def ping(self, ping_id: int, timestamp: int) -> None:
+        """On the display channel a PING follows a stream frame, to time its arrival."""
+        self.order.send(Send.PING)
+        super().ping(ping_id, timestamp)
+
     def surface_create(self, width: int, height: int, has_alpha: bool = False) -> None:
+        self.order.send(Send.SURFACE_CREATE)
         fmt = c.SPICE_SURFACE_FMT_32_ARGB if has_alpha else c.SPICE_SURFACE_FMT_32_xRGB
         self._send(
             c.SPICE_MSG_DISPLAY_SURFACE_CREATE,
@@ -396,10 +477,12 @@ class DisplayChannel(ChannelMachine):
             )
 
     def surface_destroy(self) -> None:
+        self.order.send(Send.SURFACE_DESTROY)
         self._send(c.SPICE_MSG_DISPLAY_SURFACE_DESTROY, struct.pack("<I", self.PRIMARY))
         self.surface = None
 
     def mark(self) -> None:
+        self.order.send(Send.MARK)
         self._send(c.SPICE_MSG_DISPLAY_MARK)
 
     def draw(self, region: EncodedRegion) -> None:
@@ -411,6 +494,7 @@ class DisplayChannel(ChannelMachine):
 
     def draw_fill(self, rect: Rect, colour: int) -> None:
         """A solid rectangle: brush, rop PUT and an empty mask (what spice-html5 draws)."""
+        self.order.send(Send.DRAW_FILL)
         self._send(
             c.SPICE_MSG_DISPLAY_DRAW_FILL,
             struct.pack("<I", self.PRIMARY), pack_rect(rect), bytes([c.SPICE_CLIP_TYPE_NONE]),
@@ -420,6 +504,7 @@ class DisplayChannel(ChannelMachine):
 
     def copy_bits(self, rect: Rect, source: tuple[int, int]) -> None:
         """The client copies its own pixels from `source` (top-left) into `rect`."""
+        self.order.send(Send.COPY_BITS)
         self._send(
             c.SPICE_MSG_DISPLAY_COPY_BITS,
             struct.pack("<I", self.PRIMARY), pack_rect(rect), bytes([c.SPICE_CLIP_TYPE_NONE]),
@@ -427,6 +512,7 @@ class DisplayChannel(ChannelMachine):
         )
 
     def draw_copy(self, region: EncodedRegion) -> None:
+        self.order.send(Send.DRAW_COPY)
         left, top, right, bottom = region.rect
         width, height = right - left, bottom - top
         base = (
@@ -454,6 +540,7 @@ class DisplayChannel(ChannelMachine):
         self, stream_id: int, rect: Rect, mm_time: int,
         codec_type: int = c.SPICE_VIDEO_CODEC_TYPE_MJPEG,
     ) -> None:
+        self.order.send(Send.STREAM_CREATE, stream_id)
         left, top, right, bottom = rect
         width, height = right - left, bottom - top
         body = struct.pack(
@@ -477,6 +564,7 @@ class DisplayChannel(ChannelMachine):
         self, stream_id: int, unique_id: int, max_window_size: int, timeout_ms: int
     ) -> None:
         """Asks the client for STREAM_REPORTs every max_window_size frames or timeout_ms."""
+        self.order.send(Send.STREAM_ACTIVATE_REPORT, stream_id)
         self._send(
             c.SPICE_MSG_DISPLAY_STREAM_ACTIVATE_REPORT,
             struct.pack("<IIII", stream_id, unique_id, max_window_size, timeout_ms),
@@ -484,6 +572,7 @@ class DisplayChannel(ChannelMachine):
 
     def stream_data(self, stream_id: int, mm_time: int, data: bytes) -> None:
         """One encoded frame of the stream's codec (a JPEG, an H.264 access unit...)."""
+        self.order.send(Send.STREAM_DATA, stream_id)
         self._send(
             c.SPICE_MSG_DISPLAY_STREAM_DATA,
             struct.pack("<III", stream_id, mm_time & 0xFFFFFFFF, len(data)),
@@ -491,6 +580,7 @@ class DisplayChannel(ChannelMachine):
         )
 
     def stream_destroy(self, stream_id: int) -> None:
+        self.order.send(Send.STREAM_DESTROY, stream_id)
         self._send(c.SPICE_MSG_DISPLAY_STREAM_DESTROY, struct.pack("<I", stream_id))
 
 

@@ -37,7 +37,15 @@ from vgpu.display import (
     Rect,
     Subscription,
 )
-from vgpu.encode.video import Encoder, RateControl, choose_codec, create_encoder
+from vgpu.encode.codecs import encode_jpeg
+from vgpu.encode.video import (
+    MAX_LAG_S,
+    Encoder,
+    MjpegEncoder,
+    RateControl,
+    choose_codec,
+    create_encoder,
+)
 from vgpu.spice import constants as c
 from vgpu.spice.channels import (
     AckReceived,
@@ -46,13 +54,16 @@ from vgpu.spice.channels import (
     CursorChannel,
     DisplayChannel,
     DisplayInit,
+    FrameUpdate,
     InputReceived,
     InputsChannel,
     MainChannel,
     PongReceived,
     PreferredCompression,
     PreferredVideoCodecs,
+    StreamFrame,
     StreamReport,
+    StreamStart,
 )
 from vgpu.spice.imaging import (
     CLIENT_PREFERENCES,
@@ -140,10 +151,10 @@ socket's backlog (WRITE_BUFFER_HIGH at worst). `vgpu bench soak` serves 50 at on
 (one of them stalled) with every other client at its lone frame rate."""
 
 SHARED_FRAMES = 2
-"""Frames whose per-frame work (normalized damage, encoded regions) is kept for other
-clients: the newest and the one before. Clients that keep up ask for the same regions
-of the same frame, so each is worked out once for all of them; one that lags merges
-damage and does its own."""
+"""Frames whose per-frame work (normalized damage, encoded regions, MJPEG stream frames)
+is kept for other clients: the newest and the one before. Clients that keep up ask for
+the same regions of the same frame, so each is worked out once for all of them; one
+that lags merges damage and does its own."""
 
 GOODBYE_TIMEOUT_S = 1.0
 """How long closing the server waits for the goodbye messages to leave; a client that
@@ -372,6 +383,11 @@ def _encode_stream(encoder: Encoder, frame: Frame, rect: Rect) -> bytes:
     return encoder.encode(frame.pixels[top:bottom, left:right])
 
 
+def _encode_jpeg(frame: Frame, rect: Rect, quality: int) -> bytes:
+    left, top, right, bottom = rect
+    return encode_jpeg(frame.pixels[top:bottom, left:right], quality)
+
+
 @dataclass
 class Session:
     session_id: int
@@ -393,8 +409,8 @@ class SpiceServer:
         self._channels: dict[Transport, tuple[ChannelMachine, object]] = {}
         self.display_stats: list[DisplayStats] = []
         self.video_codecs = self.options.compression.video()
-        # frame -> ("damage", damage) or ("encode", rect, imaging or None for a stream
-        # frame) -> the work's result
+        # frame -> ("damage", damage), ("encode", rect, imaging, whole) or ("mjpeg",
+        # rect, quality) -> the work's result
         self._shared: dict[tuple[int, int], dict[object, Any]] = {}
 
     def _frame_work(self, frame: Frame) -> dict[object, Any]:
@@ -418,8 +434,8 @@ class SpiceServer:
                whole: bool = False) -> Awaitable[Any]:
         """`rect` of `frame` encoded on the pool for `imaging`: split by content into a list
         of regions, or `whole` as one region (a client's first picture); shared by every
-        client that asks for the same while the frame is recent (stream frames are not:
-        each client's video encoder keeps its own state)."""
+        client that asks for the same while the frame is recent (stream frames: see
+        encode_stream)."""
         regions = self._frame_work(frame)
         future = regions.get(("encode", rect, imaging, whole))
         if future is None:
@@ -427,8 +443,24 @@ class SpiceServer:
             future = regions["encode", rect, imaging, whole] = loop.run_in_executor(
                 self.pool, encode_rect if whole else encode_rect_by_content, frame, rect,
                 imaging)
-        # A client that goes away while waiting must not cancel the others' encode.
-        return asyncio.shield(future)
+        return _shared_result(future)
+
+    def encode_stream(self, frame: Frame, stream: _Stream) -> Awaitable[bytes]:
+        """`stream`'s next frame encoded on the pool. An MJPEG frame is a JPEG of the
+        stream's rectangle at the quality rate control set, whatever came before: it is
+        shared with the clients that ask for the same while the frame is recent. Other
+        codecs' encoders keep state between frames: each client's encodes its own."""
+        encoder = stream.encoder
+        if not isinstance(encoder, MjpegEncoder):
+            return asyncio.get_running_loop().run_in_executor(
+                self.pool, _encode_stream, encoder, frame, stream.rect)
+        work = self._frame_work(frame)
+        key = ("mjpeg", stream.rect, encoder.quality)
+        future = work.get(key)
+        if future is None:  # the quality as it is now: the encoder's may change meanwhile
+            future = work[key] = asyncio.get_running_loop().run_in_executor(
+                self.pool, _encode_jpeg, frame, stream.rect, encoder.quality)
+        return _shared_result(future)
 
     def mm_time(self) -> int:
         """SPICE multimedia time: milliseconds on the server's clock, wrapping at 32 bits."""
@@ -755,6 +787,13 @@ async def _http_head(reader: asyncio.StreamReader, first: bytes) -> bytes:
     return head
 
 
+def _shared_result(future: asyncio.Future[Any]) -> Awaitable[Any]:
+    """A shared encode's future to await: as it is once done (every client but the first
+    to ask finds it so, and awaits it without a wait or a new future), else shielded, so
+    that a client that goes away while waiting does not cancel the others' encode."""
+    return future if future.done() else asyncio.shield(future)
+
+
 def _sender_ended(task: asyncio.Task[None], transport: Transport, peer: object) -> None:
     """A display sender that fails (an encoder error, a lost socket) ends its connection."""
     if task.cancelled():
@@ -866,18 +905,13 @@ class _DisplayClient:
                 region = await self._server.encode(
                     frame, (0, 0, frame.width, frame.height), self.imaging, whole=True
                 )
-                for stream_id in self._streams.reset():
-                    machine.stream_destroy(stream_id)
                 if self._stream is not None:
                     self._stream.encoder.close()
                     self._stream = None
-                if machine.surface is not None:
-                    machine.surface_destroy()
-                machine.surface_create(frame.width, frame.height, frame.has_alpha)
+                machine.show_surface(frame.width, frame.height, frame.has_alpha, region,
+                                     tuple(self._streams.reset()))
                 surface_serial = frame.surface_serial
-                machine.draw(region)
                 self._picture.reset(frame, region)
-                machine.mark()
                 await self._flush(frame.serial, 1)
             else:
                 rects = self._server.damage_rects(frame, damage)
@@ -901,8 +935,8 @@ class _DisplayClient:
         return _Stream(stream_id, rect, VIDEO_CODEC_TYPES[choice.codec], encoder, rate)
 
     async def _send(self, frame: Frame, plan: Plan, copies: list[Copy] | None = None) -> None:
-        """Encodes on the pool, then sends: streams ended, copies, draws, stream start,
-        stream frame.
+        """Encodes on the pool, then hands the frame's update (and the `copies` of what
+        moved) to the channel machine, which queues it in the protocol's order.
 
         Every encode finishes before the first message is queued, so the channel's
         reader (which flushes what the machine holds) never sends half of a frame."""
@@ -919,43 +953,43 @@ class _DisplayClient:
         futures = [server.encode(frame, r, imaging) for r in cut_bands(plan.draws)]
         stream, video_future = self._stream, None
         if plan.stream_frame is not None and stream is not None:
-            backlog = self._transport.backlog()
-            self.stats.max_backlog = max(self.stats.max_backlog, backlog)
-            if stream.rate.want_frame(backlog, now, self.lag()):
+            lag = self.lag()
+            backlog = 0  # a client too far behind gets no frame whatever its socket holds
+            if lag <= MAX_LAG_S:
+                # A syscall (and a wait for the GIL after it on a busy host): asked
+                # only where it decides.
+                backlog = self._transport.backlog()
+                self.stats.max_backlog = max(self.stats.max_backlog, backlog)
+            if stream.rate.want_frame(backlog, now, lag):
                 stream.encoder.set_rate(stream.rate.rate())
-                video_future = self._loop.run_in_executor(
-                    server.pool, _encode_stream, stream.encoder, frame, stream.rect
-                )
+                video_future = server.encode_stream(frame, stream)
             else:
                 self.stats.stream_skipped += 1
-        regions = [region for parts in await asyncio.gather(*futures) for region in parts]
+        # Each awaited in turn: all of them are on the pool already.
+        regions = [region for future in futures for region in await future]
         video = None if video_future is None else await video_future
-        for stream_id, _rect in plan.ended:
-            machine.stream_destroy(stream_id)
-        for dst, source in copies or ():
-            machine.copy_bits(dst, source)
-        for region in regions:
-            machine.draw(region)
         self._picture.sent(frame, regions, None if self._stream is None else self._stream.rect)
         mm_time = self._server.mm_time()
+        started = None
         if plan.started is not None and stream is not None:  # (stream is the new one)
-            machine.stream_create(stream.stream_id, stream.rect, mm_time, stream.codec_type)
-            if machine.has_cap(c.SPICE_DISPLAY_CAP_STREAM_REPORT):
-                machine.stream_activate_report(
-                    stream.stream_id, stream.stream_id,
-                    STREAM_REPORT_WINDOW, STREAM_REPORT_TIMEOUT_MS,
-                )
+            started = StreamStart(stream.stream_id, stream.rect, mm_time, stream.codec_type,
+                                  (STREAM_REPORT_WINDOW, STREAM_REPORT_TIMEOUT_MS))
+        stream_frame = None
         if video and stream is not None:
             if stream.codec_type != c.SPICE_VIDEO_CODEC_TYPE_MJPEG:
                 mm_time = (mm_time - MM_TIME_LATENCY_MS + VIDEO_DUE_MS) & 0xFFFFFFFF
-            machine.stream_data(stream.stream_id, mm_time, video)
+            ping = None
             if len(self._pings) < MAX_STREAM_PINGS:
                 self._ping_id += 1
                 self._pings[self._ping_id] = time.monotonic_ns()
-                machine.ping(self._ping_id, self._pings[self._ping_id])
+                ping = (self._ping_id, self._pings[self._ping_id])
+            stream_frame = StreamFrame(stream.stream_id, mm_time, video, ping)
             stream.rate.sent(len(video), self._loop.time())
             self.stats.stream_frames += 1
             self.stats.stream_bytes += len(video)
+        machine.show_update(FrameUpdate(
+            tuple(stream_id for stream_id, _rect in plan.ended), tuple(regions),
+            started, stream_frame, tuple(copies or ())))
         await self._flush(frame.serial, len(regions))
 
     async def _flush(self, serial: int, draws: int) -> None:
