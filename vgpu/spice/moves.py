@@ -54,7 +54,6 @@ class ClientPicture:
         prev = self._frame
         if prev is None or prev.surface_serial != frame.surface_serial:
             return [], rects
-        rects = [t for r in rects for t in self._changed(prev, frame, r)]
         copies: list[Copy] = []
         rest: list[Rect] = []
         # Where a window went is in the frame's damage, and so is where it came from.
@@ -84,7 +83,10 @@ class ClientPicture:
                         if r[0] < r[2] and r[1] < r[3])
         if area is not None:
             self._misses = 0 if dragged else self._misses + 1
-        return copies, rest
+        # Trimmed after the search: a move is found in whole rectangles, not in the
+        # pieces of them that changed. (A copy writes the new frame's pixels, so the
+        # pieces trimmed away, equal in both frames, stay right wherever it lands.)
+        return copies, [t for r in rest for t in self._changed(prev, frame, r)]
 
     def _changed(self, prev: Frame, frame: Frame, rect: Rect) -> list[Rect]:
         """The tiles of `rect` that differ from the client's picture: a guest redraws
