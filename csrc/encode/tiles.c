@@ -114,3 +114,54 @@ int vgpu_tiles_changed(const uint8_t *prev, ptrdiff_t prev_stride,
     free(open_rows);
     return n;
 }
+
+static uint32_t rgb_at(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16;
+}
+
+/* Whether every pixel of the row segment has this colour. */
+static int row_is(const uint8_t *row, int n, uint32_t colour)
+{
+    for (int x = 0; x < n; x++) {
+        if (rgb_at(row + (ptrdiff_t)x * 4) != colour) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int vgpu_tiles_solid(const uint8_t *pixels, ptrdiff_t stride, int width, int height,
+                     int tile, uint32_t *colours, uint8_t *solid, int max_tiles)
+{
+    if (!frame_ok(pixels, stride, width, height) || !colours || !solid
+        || !args_ok(width, height, tile)) {
+        return VGPU_ENC_ERR_ARGS;
+    }
+    const int tx = (width + tile - 1) / tile;
+    const int ty = (height + tile - 1) / tile;
+    if (max_tiles < tx * ty) {
+        return VGPU_ENC_ERR_SPACE;
+    }
+    for (int band = 0; band < ty; band++) {
+        const int y0 = band * tile;
+        const int y1 = y0 + tile < height ? y0 + tile : height;
+        for (int k = 0; k < tx; k++) {
+            const int x0 = k * tile;
+            const int n = (x0 + tile < width ? x0 + tile : width) - x0;
+            const uint8_t *top = pixels + (ptrdiff_t)y0 * stride + (ptrdiff_t)x0 * 4;
+            const uint32_t colour = rgb_at(top);
+            /* The first row pixel by pixel (content tiles usually end there); the
+             * others against it with memcmp, which glibc vectorises, pixel by
+             * pixel only where the X bytes differ. */
+            int same = row_is(top, n, colour);
+            for (int y = y0 + 1; y < y1 && same; y++) {
+                const uint8_t *row = pixels + (ptrdiff_t)y * stride + (ptrdiff_t)x0 * 4;
+                same = memcmp(row, top, (size_t)n * 4) == 0 || row_is(row, n, colour);
+            }
+            colours[band * tx + k] = colour;
+            solid[band * tx + k] = (uint8_t)same;
+        }
+    }
+    return tx * ty;
+}

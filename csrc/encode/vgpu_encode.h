@@ -43,6 +43,14 @@ int vgpu_tiles_changed(const uint8_t *prev, ptrdiff_t prev_stride,
                        int width, int height, int tile,
                        int32_t *rects, int max_rects);
 
+/* Solid tiles: for each tile x tile block (edge tiles smaller), in rows of
+ * tiles, writes colours[i] = its first pixel's colour (0x00RRGGBB, the X byte
+ * ignored) and solid[i] = 1 when every pixel of the block has that colour, else
+ * 0.  Both arrays hold vgpu_tiles_max_rects() entries.  Returns the tile count
+ * or a negative error. */
+int vgpu_tiles_solid(const uint8_t *pixels, ptrdiff_t stride, int width, int height,
+                     int tile, uint32_t *colours, uint8_t *solid, int max_tiles);
+
 /* SPICE LZ (LZ_IMAGE_TYPE_RGB32 or, with with_alpha, LZ_IMAGE_TYPE_RGBA):
  * the stream from the "LZ  " magic on, top-down. */
 size_t vgpu_lz_bound(int width, int height, int with_alpha);

@@ -121,3 +121,28 @@ def test_encode_still_is_the_one_place_options_become_codecs(desk: np.ndarray,
     assert [(s, e) for s, e, _ in whole] == [(0, 960)]
     with pytest.raises(ValueError):
         policy.encode_still(photo, "glz", ClientCodecs())
+
+
+def weave(width: int, height: int) -> np.ndarray:
+    """X's root weave in the Xspice recordings' colours: two colours alternating pixel by
+    pixel (no neighbour repeats, yet nothing photographic about it)."""
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = np.empty((height, width, 4), np.uint8)
+    pixels[(x + y) % 2 == 0] = (0x60, 0x90, 0xC8, 0)
+    pixels[(x + y) % 2 == 1] = (0x40, 0x50, 0x70, 0)
+    pixels[(x // 7 + y // 5) % 3 == 0, :3] += 9  # a little texture: many colour pairs
+    return pixels
+
+
+def test_patterns_are_not_photographic(photo: np.ndarray) -> None:
+    """A pattern whose neighbours all differ steeply goes to LZ, which takes it at a
+    fraction of QUIC's size (spice-server picks LZ for it too: bench peer, images)."""
+    pattern = weave(480, 270)
+    assert not is_photographic(pattern)
+    assert policy.content_spans(pattern[:128]) == [(0, 480)]
+    r = encode_region(pattern, ClientCodecs())
+    assert r.image_type == policy.SPICE_IMAGE_TYPE_LZ_RGB
+    assert len(r.data) < len(policy.encode_quic_rgb32(pattern)) / 2
+    screen = weave(960, 128)
+    screen[:, 256:736] = photo[:128]
+    assert policy.content_spans(screen) == [(0, 256), (256, 768), (768, 960)]

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vgpu.display import Frame
+from vgpu.encode.samples import photo_frame
 from vgpu.spice.constants import SPICE_IMAGE_TYPE_JPEG as JPEG
 from vgpu.spice.constants import SPICE_IMAGE_TYPE_LZ_RGB as LZ_RGB
 from vgpu.spice.constants import SPICE_IMAGE_TYPE_QUIC as QUIC
@@ -91,7 +92,8 @@ def desktop_like():
 
 
 def photo_like():
-    return frame_of(np.random.default_rng(1).integers(0, 256, (128, 256, 4), np.uint8))
+    # smooth shading and noise (uniform noise is no photograph: no codec gains on it)
+    return frame_of(photo_frame(256, 128))
 
 
 def test_lz_rgb_by_default_quic_for_photos_jpeg_only_when_allowed():

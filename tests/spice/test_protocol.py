@@ -226,6 +226,21 @@ def test_draw_copy_layout():
     assert body[image_at + 18 :] == b"\4\0\0\0abcd"
 
 
+def test_draw_fill_layout():
+    """As spice-html5's SpiceMsgDisplayDrawFill reads it: base, solid brush, rop, mask."""
+    display = DisplayChannel(linked(c.SPICE_CHANNEL_DISPLAY))
+    display.surface_create(640, 480)
+    display.data_to_send()
+    display.draw(EncodedRegion((10, 20, 30, 60), c.SPICE_IMAGE_TYPE_BITMAP, b"", fill=0x123456))
+    ((kind, body),) = split_messages(display.data_to_send())
+    assert kind == c.SPICE_MSG_DISPLAY_DRAW_FILL
+    surface, top, left, bottom, right, clip = struct.unpack_from("<IiiiiB", body)
+    assert (surface, left, top, right, bottom, clip) == (0, 10, 20, 30, 60, 0)
+    brush, colour, rop, mflags, _mx, _my, mask = struct.unpack_from("<BIHBiiI", body, 21)
+    assert (brush, colour, rop) == (c.SPICE_BRUSH_TYPE_SOLID, 0x123456, c.SPICE_ROPD_OP_PUT)
+    assert (mflags, mask) == (0, 0) and len(body) == 21 + 7 + 13
+
+
 def test_display_init_and_unknown_message():
     display = DisplayChannel(linked(c.SPICE_CHANNEL_DISPLAY))
     events = display.receive_data(

@@ -281,6 +281,12 @@ def test_spice_html5_shows_the_same_picture(source):
             boxed = _with_box(pattern(W, H))
             source.publish(boxed, damage=((30, 40, 90, 120),))
             _wait_canvas(page, boxed)
+            # scrolled: spice-html5 copies what it has (COPY_BITS), gets the new line
+            before = server.server.display_stats[0].bytes
+            scrolled = _scrolled(boxed, 24)
+            source.publish(scrolled, damage=((0, 0, W, H),))
+            _wait_canvas(page, scrolled)
+            assert server.server.display_stats[0].bytes - before < 2048
     finally:
         server.stop()
 
@@ -295,6 +301,12 @@ def test_spice_html5_page_served_on_the_spice_port(source):
             boxed = _with_box(pattern(W, H))
             source.publish(boxed, damage=((30, 40, 90, 120),))
             _wait_canvas(page, boxed)
+            # scrolled: spice-html5 copies what it has (COPY_BITS), gets the new line
+            before = server.server.display_stats[0].bytes
+            scrolled = _scrolled(boxed, 24)
+            source.publish(scrolled, damage=((0, 0, W, H),))
+            _wait_canvas(page, scrolled)
+            assert server.server.display_stats[0].bytes - before < 2048
     finally:
         server.stop()
 
@@ -362,7 +374,7 @@ def _wait_canvas(page: object, frame: np.ndarray, timeout: float = 10) -> None:
 @needs_glib
 def test_spice_gtk_shows_a_screen_split_by_content_exactly(tmp_path):
     """A photo inside a flat desktop, damaged as a whole: the server splits it into QUIC
-    and LZ draws, and spice-gtk's decoders put together exactly the frame."""
+    and LZ draws and fills, and spice-gtk's decoders put together exactly the frame."""
     source = SyntheticSource()
     source.publish(pattern(W, H))
     server = ServerThread(source)
@@ -374,9 +386,39 @@ def test_spice_gtk_shows_a_screen_split_by_content_exactly(tmp_path):
         mixed[60:190, 128:320] = pattern(W, H, seed=3)[60:190, 128:320]  # photographic
         frame = source.publish(mixed, damage=((0, 0, W, H),))
         parts = encode_rect_by_content(frame, (0, 64, W, 192), ClientImaging(Compression()))
-        assert [p.image_type for p in parts] == [c.SPICE_IMAGE_TYPE_LZ_RGB, c.SPICE_IMAGE_TYPE_QUIC]
+        # the flat part left of the photo is one colour: a fill, no image
+        assert [(p.fill, p.image_type if p.fill is None else None) for p in parts] == [
+            (0xC0C0C0, None), (None, c.SPICE_IMAGE_TYPE_QUIC)]
         glib_sees(client, tmp_path, mixed)
         assert server.server.display_stats[0].frames >= 2
+    finally:
+        client.close()
+        server.stop()
+
+
+def _scrolled(frame: np.ndarray, rows: int) -> np.ndarray:
+    """The picture moved up by `rows`, a blank line in the rows it uncovers."""
+    out = frame.copy()
+    out[: H - rows] = frame[rows:]
+    out[H - rows:] = 255
+    return out
+
+
+@needs_glib
+def test_spice_gtk_scrolls_by_copy_bits(source, tmp_path):
+    """A scrolled screen: spice-gtk copies what it has (COPY_BITS) and gets the new
+    line alone, and shows the new frame exactly."""
+    server = ServerThread(source)
+    client = GlibClient("--port", str(server.port))
+    try:
+        client.wait_for(lambda line: line.startswith("mark"))
+        glib_sees(client, tmp_path, pattern(W, H))
+        before = server.server.display_stats[0].bytes
+        scrolled = _scrolled(pattern(W, H), 24)
+        source.publish(scrolled, damage=((0, 0, W, H),))
+        glib_sees(client, tmp_path, scrolled)
+        # the whole screen as images is tens of KB (its noise alone is 12 KB)
+        assert server.server.display_stats[0].bytes - before < 2048
     finally:
         client.close()
         server.stop()

@@ -66,6 +66,23 @@ def changed_tiles(prev: np.ndarray, cur: np.ndarray, tile: int = 64) -> list[Rec
     return [tuple(flat[i:i + 4]) for i in range(0, 4 * n, 4)]  # type: ignore[misc]
 
 
+def solid_tiles(pixels: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per tile x tile block, in rows of blocks (edge blocks smaller): its first
+    pixel's colour (0x00RRGGBB) and whether the whole block has it, as two arrays of
+    shape (block rows, block columns)."""
+    ptr, stride, width, height = _frame(pixels)
+    if not isinstance(tile, int) or not MIN_TILE <= tile <= MAX_DIM:
+        raise ValueError(f"tile must be an int in {MIN_TILE}..{MAX_DIM}, not {tile!r}")
+    rows, cols = -(-height // tile), -(-width // tile)
+    colours = np.empty((rows, cols), np.uint32)
+    solid = np.empty((rows, cols), np.uint8)
+    _check(lib.vgpu_tiles_solid(ptr, stride, width, height, tile,
+                                ffi.from_buffer("uint32_t[]", colours),
+                                ffi.from_buffer("uint8_t[]", solid), rows * cols),
+           "solid_tiles")
+    return colours, solid.astype(bool)
+
+
 def _lz(pixels: np.ndarray, with_alpha: bool) -> bytes:
     ptr, stride, width, height = _frame(pixels)
     cap = lib.vgpu_lz_bound(width, height, int(with_alpha))

@@ -334,6 +334,8 @@ class EncodedRegion:
     image_type: int
     payload: bytes
     lossy: bool = False
+    # A solid colour (0x00RRGGBB) the whole rectangle has: sent as DRAW_FILL, no image.
+    fill: int | None = None
 
 
 @dataclass(frozen=True)
@@ -361,12 +363,16 @@ class StreamFrame:
 @dataclass(frozen=True)
 class FrameUpdate:
     """What one frame changes on a shown surface, in no particular order: the channel
-    sends it in the protocol's (streams ended, draws, stream started, stream frame)."""
+    sends it in the protocol's (streams ended, copies, draws, stream started, stream
+    frame)."""
 
     ended: tuple[int, ...] = ()
     draws: tuple[EncodedRegion, ...] = ()
     started: StreamStart | None = None
     video: StreamFrame | None = None
+    # (destination, source top-left) the client copies from its own picture, before
+    # the draws: content that moved
+    copies: tuple[tuple[Rect, tuple[int, int]], ...] = ()
 
 
 class DisplayChannel(ChannelMachine):
@@ -427,15 +433,17 @@ class DisplayChannel(ChannelMachine):
         if self.surface is not None:
             self.surface_destroy()
         self.surface_create(width, height, has_alpha)
-        self.draw_copy(picture)
+        self.draw(picture)
         self.mark()
 
     def show_update(self, update: FrameUpdate) -> None:
         """One frame's changes to the shown surface, in the protocol's order."""
         for stream_id in update.ended:
             self.stream_destroy(stream_id)
+        for dst, source in update.copies:
+            self.copy_bits(dst, source)
         for region in update.draws:
-            self.draw_copy(region)
+            self.draw(region)
         start = update.started
         if start is not None:
             self.stream_create(start.stream_id, start.rect, start.mm_time, start.codec_type)
@@ -476,6 +484,32 @@ class DisplayChannel(ChannelMachine):
     def mark(self) -> None:
         self.order.send(Send.MARK)
         self._send(c.SPICE_MSG_DISPLAY_MARK)
+
+    def draw(self, region: EncodedRegion) -> None:
+        """A region as DRAW_FILL where it is one colour, else as DRAW_COPY."""
+        if region.fill is not None:
+            self.draw_fill(region.rect, region.fill)
+        else:
+            self.draw_copy(region)
+
+    def draw_fill(self, rect: Rect, colour: int) -> None:
+        """A solid rectangle: brush, rop PUT and an empty mask (what spice-html5 draws)."""
+        self.order.send(Send.DRAW_FILL)
+        self._send(
+            c.SPICE_MSG_DISPLAY_DRAW_FILL,
+            struct.pack("<I", self.PRIMARY), pack_rect(rect), bytes([c.SPICE_CLIP_TYPE_NONE]),
+            struct.pack("<BIH", c.SPICE_BRUSH_TYPE_SOLID, colour, c.SPICE_ROPD_OP_PUT),
+            struct.pack("<BiiI", 0, 0, 0, 0),
+        )
+
+    def copy_bits(self, rect: Rect, source: tuple[int, int]) -> None:
+        """The client copies its own pixels from `source` (top-left) into `rect`."""
+        self.order.send(Send.COPY_BITS)
+        self._send(
+            c.SPICE_MSG_DISPLAY_COPY_BITS,
+            struct.pack("<I", self.PRIMARY), pack_rect(rect), bytes([c.SPICE_CLIP_TYPE_NONE]),
+            struct.pack("<ii", *source),
+        )
 
     def draw_copy(self, region: EncodedRegion) -> None:
         self.order.send(Send.DRAW_COPY)

@@ -19,6 +19,7 @@ class DisplayState(Enum):
     UNMARKED = "unmarked"  # the primary created: its first picture, then the mark
     SHOWN = "shown"  # marked, between frames
     ENDING = "ending streams"  # a frame's stream destroys (before a new surface too)
+    COPYING = "copying"  # a frame's copies of what moved, before anything is drawn
     DRAWING = "drawing"  # a frame's lossless draws
     STARTING = "starting a stream"  # a frame's stream create and its report request
     STREAMING = "streaming"  # a frame's stream data and the ping that times it
@@ -30,7 +31,9 @@ class Send(Enum):
     STREAM_DESTROY = "stream destroy"
     SURFACE_DESTROY = "surface destroy"
     SURFACE_CREATE = "surface create"  # with its monitors config, where the client wants it
+    COPY_BITS = "copy bits"
     DRAW_COPY = "draw copy"
+    DRAW_FILL = "draw fill"
     MARK = "mark"
     STREAM_CREATE = "stream create"
     STREAM_ACTIVATE_REPORT = "stream activate report"
@@ -39,18 +42,23 @@ class Send(Enum):
     FRAME_END = "frame end"  # not a message: the frame's messages are all queued
 
 
-_FRAME_STEPS = {
+_DRAW_STEPS = {
     Send.DRAW_COPY: DisplayState.DRAWING,
+    Send.DRAW_FILL: DisplayState.DRAWING,
     Send.STREAM_CREATE: DisplayState.STARTING,
     Send.STREAM_DATA: DisplayState.STREAMING,
     Send.FRAME_END: DisplayState.SHOWN,
 }
-"""Where a frame's update may go from wherever it is before its draws."""
+"""Where a frame's update may go from its draws on (a copy after a draw could read
+what the draw wrote)."""
+_FRAME_STEPS = {Send.COPY_BITS: DisplayState.COPYING, **_DRAW_STEPS}
+"""Where a frame's update may go from wherever it is before its copies."""
 
 TRANSITIONS: dict[DisplayState, dict[Send, DisplayState]] = {
     DisplayState.NO_SURFACE: {Send.SURFACE_CREATE: DisplayState.UNMARKED},
     DisplayState.UNMARKED: {
         Send.DRAW_COPY: DisplayState.UNMARKED,
+        Send.DRAW_FILL: DisplayState.UNMARKED,  # a first picture of one colour
         Send.MARK: DisplayState.SHOWN,
     },
     DisplayState.SHOWN: {
@@ -63,7 +71,8 @@ TRANSITIONS: dict[DisplayState, dict[Send, DisplayState]] = {
         Send.SURFACE_DESTROY: DisplayState.NO_SURFACE,
         **_FRAME_STEPS,
     },
-    DisplayState.DRAWING: _FRAME_STEPS,
+    DisplayState.COPYING: _FRAME_STEPS,
+    DisplayState.DRAWING: _DRAW_STEPS,
     DisplayState.STARTING: {
         Send.STREAM_ACTIVATE_REPORT: DisplayState.STARTING,
         Send.STREAM_DATA: DisplayState.STREAMING,
@@ -75,7 +84,7 @@ TRANSITIONS: dict[DisplayState, dict[Send, DisplayState]] = {
     },
 }
 """Every allowed (state, message) and the state it leads to. A frame's update goes
-stream destroys, draws, stream create (and its report request), stream data (and its
+stream destroys, copies, draws, stream create (and its report request), stream data (and its
 ping), each part optional; a new surface goes stream destroys, surface destroy, surface
 create, its first picture, mark."""
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from vgpu.display import Frame, Rect
 from vgpu.encode.policy import ClientCodecs, encode_still
+from vgpu.encode.solid import solid_parts
 from vgpu.encode.video import DEFAULT_VIDEO_CODECS, CodecChoice, parse_video_codecs
 from vgpu.spice import constants as c
 from vgpu.spice.channels import EncodedRegion, bitmap_payload
@@ -169,6 +170,29 @@ def _area(rect: Rect) -> int:
 
 
 def _encode(frame: Frame, rect: Rect, imaging: ClientImaging, split: bool) -> list[EncodedRegion]:
+    left, top, right, bottom = rect
+    view = frame.pixels[top:bottom, left:right]
+    if not frame.has_alpha:
+        # Solid parts as fills (a fill's colour has no alpha), the rest as images;
+        # a whole picture (one draw) only where it is all one colour.
+        parts = solid_parts(view)
+        if len(parts) == 1 and parts[0][1] is not None:
+            return [EncodedRegion(rect, c.SPICE_IMAGE_TYPE_BITMAP, b"", fill=parts[0][1])]
+        if split and len(parts) > 1:
+            regions: list[EncodedRegion] = []
+            for (pl, pt, pr, pb), colour in parts:
+                part = (left + pl, top + pt, left + pr, top + pb)
+                if colour is None:
+                    regions.extend(_encode_images(frame, part, imaging, split))
+                else:
+                    regions.append(EncodedRegion(part, c.SPICE_IMAGE_TYPE_BITMAP, b"",
+                                                 fill=colour))
+            return regions
+    return _encode_images(frame, rect, imaging, split)
+
+
+def _encode_images(frame: Frame, rect: Rect, imaging: ClientImaging, split: bool
+                   ) -> list[EncodedRegion]:
     left, top, right, bottom = rect
     view = frame.pixels[top:bottom, left:right]
     codec = imaging.codec()

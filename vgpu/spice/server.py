@@ -78,6 +78,7 @@ from vgpu.spice.imaging import (
     normalize_damage,
 )
 from vgpu.spice.link import LinkClosed, Linked, LinkMachine
+from vgpu.spice.moves import ClientPicture, Copy
 from vgpu.spice.streams import Plan, StreamPlanner
 from vgpu.spice.webpage import MAX_REQUEST_HEAD, html5_dir, http_response, is_websocket_upgrade
 
@@ -827,6 +828,7 @@ class _DisplayClient:
             streaming = "off"  # the client decodes none of the server's stream codecs
         self._streams = StreamPlanner(streaming)
         self._stream: _Stream | None = None
+        self._picture = ClientPicture()  # for COPY_BITS of what moved
         self._pings: dict[int, int] = {}  # ping id -> monotonic_ns sent, in send order
         self._ping_id = 0
 
@@ -907,11 +909,16 @@ class _DisplayClient:
                 machine.show_surface(frame.width, frame.height, frame.has_alpha, region,
                                      tuple(self._streams.reset()))
                 surface_serial = frame.surface_serial
+                self._picture.reset(frame, region)
                 await self._flush(frame.serial, 1)
             else:
                 rects = self._server.damage_rects(frame, damage)
+                # What moved is copied by the client; only the rest is planned.
+                copies, rects = await self._loop.run_in_executor(
+                    self._server.pool, self._picture.moves, frame, rects)
                 merged = max(1, frame.serial - last_serial)
-                await self._send(frame, self._streams.plan(rects, self._loop.time(), merged))
+                await self._send(frame, self._streams.plan(rects, self._loop.time(), merged),
+                                 copies)
             last_serial = frame.serial
 
     def _start_stream(self, stream_id: int, rect: Rect) -> _Stream:
@@ -924,9 +931,9 @@ class _DisplayClient:
         self.stats.codec = choice.codec
         return _Stream(stream_id, rect, VIDEO_CODEC_TYPES[choice.codec], encoder, rate)
 
-    async def _send(self, frame: Frame, plan: Plan) -> None:
-        """Encodes on the pool, then hands the frame's update to the channel machine,
-        which queues it in the protocol's order.
+    async def _send(self, frame: Frame, plan: Plan, copies: list[Copy] | None = None) -> None:
+        """Encodes on the pool, then hands the frame's update (and the `copies` of what
+        moved) to the channel machine, which queues it in the protocol's order.
 
         Every encode finishes before the first message is queued, so the channel's
         reader (which flushes what the machine holds) never sends half of a frame."""
@@ -958,6 +965,7 @@ class _DisplayClient:
         # Each awaited in turn: all of them are on the pool already.
         regions = [region for future in futures for region in await future]
         video = None if video_future is None else await video_future
+        self._picture.sent(frame, regions, None if self._stream is None else self._stream.rect)
         mm_time = self._server.mm_time()
         started = None
         if plan.started is not None and stream is not None:  # (stream is the new one)
@@ -977,7 +985,7 @@ class _DisplayClient:
             self.stats.stream_bytes += len(video)
         machine.show_update(FrameUpdate(
             tuple(stream_id for stream_id, _rect in plan.ended), tuple(regions),
-            started, stream_frame))
+            started, stream_frame, tuple(copies or ())))
         await self._flush(frame.serial, len(regions))
 
     async def _flush(self, serial: int, draws: int) -> None:

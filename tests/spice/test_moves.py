@@ -1,0 +1,70 @@
+"""A client's picture and the copies it can make: replayed here as spice-gtk applies
+COPY_BITS and DRAW_COPY in order, the result must be the new frame exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vgpu.display import Frame
+from vgpu.encode.samples import desktop_frame
+from vgpu.spice.channels import EncodedRegion
+from vgpu.spice.moves import ClientPicture
+
+W, H = 512, 384
+
+
+def frame(pixels: np.ndarray, serial: int) -> Frame:
+    pixels.setflags(write=False)
+    return Frame(serial, 1, pixels, ((0, 0, W, H),))
+
+
+def client_after(shown: np.ndarray, new: np.ndarray, copies: list, rects: list) -> np.ndarray:
+    """What the client shows after the copies, in order, then the rects drawn from new."""
+    out = shown.copy()
+    for (left, top, right, bottom), (sx, sy) in copies:
+        source = out[sy:sy + bottom - top, sx:sx + right - left].copy()
+        out[top:bottom, left:right] = source
+    for left, top, right, bottom in rects:
+        out[top:bottom, left:right] = new[top:bottom, left:right]
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3))
+def test_copies_and_the_rest_give_the_new_frame(seed: int, moves: int) -> None:
+    rng = np.random.default_rng(seed)
+    old = desktop_frame(W, H)
+    old[100:300, 50:450, :3] = rng.integers(0, 256, (200, 400, 3), np.uint8)
+    new = old.copy()
+    for _ in range(moves):  # blocks moved (some overlapping) and a little drawn
+        w, h = int(rng.integers(40, 300)), int(rng.integers(20, 200))
+        sx, sy = int(rng.integers(0, W - w)), int(rng.integers(0, H - h))
+        dx, dy = int(rng.integers(0, W - w)), int(rng.integers(0, H - h))
+        new[dy:dy + h, dx:dx + w] = new[sy:sy + h, sx:sx + w].copy()
+    new[10:20, 10:60] = 7
+    picture = ClientPicture()
+    first = frame(old, 1)
+    picture.reset(first, EncodedRegion((0, 0, W, H), 0, b""))
+    damage = [(0, 0, W, H)] if rng.random() < 0.5 else [(0, 0, W, H // 2), (0, H // 2, W, H)]
+    copies, rects = picture.moves(frame(new, 2), damage)
+    assert (client_after(old, new, copies, rects) == new).all()
+
+
+def test_a_scroll_is_copied_and_lossy_sources_are_not() -> None:
+    old = desktop_frame(W, H)
+    rows = np.random.default_rng(3).random((H, W)) < 0.2  # a terminal's "text"
+    rows[np.arange(H) % 13 >= 10] = False
+    old[rows, :3] = 0
+    new = old.copy()
+    new[0:300] = old[30:330]
+    picture = ClientPicture()
+    picture.reset(frame(old, 1), EncodedRegion((0, 0, W, H), 0, b""))
+    copies, rects = picture.moves(frame(new.copy(), 2), [(0, 0, W, H)])
+    assert copies and (client_after(old, new, copies, rects) == new).all()
+    assert sum((r[2] - r[0]) * (r[3] - r[1]) for r in rects) < W * H // 4
+    # the same, but the client got the scrolled part lossily: it must be sent
+    picture.reset(frame(old, 1), EncodedRegion((0, 0, W, H), 0, b"", lossy=True))
+    copies, rects = picture.moves(frame(new.copy(), 2), [(0, 0, W, H)])
+    assert copies == [] and rects == [(0, 0, W, H)]
