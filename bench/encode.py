@@ -105,7 +105,7 @@ def encode(b: Bench) -> Iterator[Measurement]:
     }
     for ours, (name, fn) in extra.items():
         groups[ours][name] = fn
-    rounds = b.rounds(15, 3)
+    rounds = b.rounds(9, 3)
     for fname, frame in sample_frames(*size).items():
         dst = np.empty_like(frame)
         warm = Contender(run=lambda: None, before=lambda f=frame, d=dst: np.copyto(d, f))

@@ -6,10 +6,12 @@ executed by the same Mesa), rounds interleaved by the harness: every scene's FPS
 glmark2's score, for both (issue 15's target: the score through vgpu at least 80% of
 direct). glmark2 needs an X display even off-screen: $DISPLAY, or an Xvfb started here.
 
-    vgpu bench gles [--quick]
+    vgpu bench gles [--quick | --glmark2-default]
 
-The scenes are glmark2 2023.01's default benchmark (Debian 12), each cut to a few seconds
-(`:duration=`) so that a round stays short; --quick runs four of them at 800x600.
+A run plays one scene of 14 of the 16 kinds in glmark2 2023.01's default benchmark
+(Debian 12) at 800x600, each cut to half a second (`:duration=`), 5 rounds; --quick three
+scenes for one round; --glmark2-default the whole default benchmark (33 scenes) at
+800x600 and 1920x1080, 3 s scenes, 3 rounds (about 20 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from vgpu.bench import HIGHER, Bench, Measurement, workload
+from vgpu.bench import HIGHER, Bench, Measurement, Option, workload
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENE = re.compile(r"^\[(?P<scene>[^\]]+)\] (?P<opts>.*?): FPS: (?P<fps>\d+)", re.M)
@@ -58,15 +60,33 @@ DEFAULT_BENCHMARK = (
 )
 """glmark2-es2 2023.01's default benchmark, as it names its scenes."""
 
-QUICK = ("build:use-vbo=false", "texture:texture-filter=linear", "shading:shading=phong",
-         "desktop:effect=shadow:windows=4")
-SCENE_SECONDS, QUICK_SCENE_SECONDS = 3, 1
-"""Each scene's duration (glmark2's default is 10 s): FPS settles within a second (with
---quick, 3 s scenes made gles 29 s of the 76 s of vgpu bench all --quick)."""
+KINDS = (
+    "build:use-vbo=true", "texture:texture-filter=linear", "shading:shading=phong",
+    "bump:bump-render=high-poly", "effect2d:kernel=0,1,0;1,-4,1;0,1,0;",
+    "pulsar:light=false:quads=5:texture=false", "desktop:effect=shadow:windows=4",
+    "buffer:columns=200:interleave=false:update-dispersion=0.9:update-fraction=0.5:"
+    "update-method=map",
+    "ideas:speed=duration", "jellyfish", "shadow", "conditionals:fragment-steps=5:vertex-steps=0",
+    "function:fragment-complexity=medium:fragment-steps=5",
+    "loop:fragment-steps=5:fragment-uniform=false:vertex-steps=5",
+)
+"""One scene of each kind in the default benchmark but terrain and refract (1 or 2 FPS on
+llvmpipe at load average 12: half a second holds a frame; --glmark2-default plays them):
+the full run's. The whole benchmark in two sizes (3 s scenes, 3 rounds) took about 20
+minutes by itself; all 16 kinds at half a second, 5 rounds, took 223 s at load average 12
+on 2 cores (vgpu bench gles)."""
+QUICK = ("build:use-vbo=false", "texture:texture-filter=linear", "shading:shading=phong")
+SCENE_SECONDS, QUICK_SCENE_SECONDS, DEFAULT_SCENE_SECONDS = 0.5, 0.5, 3.0
+"""Each scene's duration (glmark2's default is 10 s). A scene's FPS is glmark2's over that
+time (whole frames: coarse for the slowest scenes, ideas through vgpu at 4 FPS median at
+load average 12), and the spread over the rounds says how steady it is."""
+ROUNDS, DEFAULT_ROUNDS = 5, 3
+WHOLE = Option("--glmark2-default", "gles: glmark2's whole default benchmark (33 scenes) "
+               "at 800x600 and 1920x1080, 3 s scenes (about 20 minutes)")
 
 
 def run_glmark2(size: str, scenes: tuple[str, ...], through_vgpu: bool,
-                env: dict[str, str], seconds: int = SCENE_SECONDS) -> dict[str, float]:
+                env: dict[str, str], seconds: float = SCENE_SECONDS) -> dict[str, float]:
     cmd = ["glmark2-es2", "--off-screen", "-s", size]
     for s in scenes:
         cmd += ["-b", f"{s}:duration={seconds}"]
@@ -99,15 +119,19 @@ def x_display(env: dict[str, str]) -> Iterator[dict[str, str]]:
 
 
 @workload("gles", "glmark2-es2 per scene: through vgpu run vs directly on llvmpipe",
-          references=("direct",))
+          references=("direct",), options=(WHOLE,))
 def gles(b: Bench) -> Iterator[Measurement]:
     if shutil.which("glmark2-es2") is None:
         yield b.value("glmark2-es2", "FPS", {"vgpu": float("nan")},
                       note="glmark2-es2 is not installed (Debian: glmark2-es2-x11)")
         return
-    scenes = QUICK if b.quick else DEFAULT_BENCHMARK
-    sizes = ("800x600",) if b.quick else ("800x600", "1920x1080")
-    seconds = QUICK_SCENE_SECONDS if b.quick else SCENE_SECONDS
+    if b.option("--glmark2-default"):
+        scenes, sizes, seconds = DEFAULT_BENCHMARK, ("800x600", "1920x1080"), DEFAULT_SCENE_SECONDS
+        rounds = DEFAULT_ROUNDS
+    else:
+        scenes = QUICK if b.quick else KINDS
+        sizes, seconds = ("800x600",), QUICK_SCENE_SECONDS if b.quick else SCENE_SECONDS
+        rounds = b.rounds(ROUNDS, 1)
     figures = {s: ("FPS", HIGHER) for s in scenes}
     figures["score"] = ("glmark2 score", HIGHER)
     with x_display(dict(os.environ, PYTHONPATH=str(ROOT))) as env:
@@ -115,4 +139,4 @@ def gles(b: Bench) -> Iterator[Measurement]:
             yield from b.observe(
                 {"vgpu": lambda size=size: run_glmark2(size, scenes, True, env, seconds),
                  "direct": lambda size=size: run_glmark2(size, scenes, False, env, seconds)},
-                figures, prefix=f"{size} ", rounds=b.rounds(3, 1))
+                figures, prefix=f"{size} ", rounds=rounds)

@@ -47,7 +47,7 @@ from vgpu.device.commands import (
 )
 from vgpu.render import Renderer
 from vgpu.render import enums as E
-from vgpu.render.gl import create_context
+from vgpu.render.context import create_context
 
 W, H = 1024, 768
 NO_MASK = QMask(0, QPoint(0, 0), None)
@@ -271,7 +271,7 @@ def render(b: Bench) -> Iterator[Measurement]:
             if name == "fill" and size <= INSTANCED_MAX:
                 contenders["instanced-rect ceiling"] = ceilings.instanced(mix)
                 work["instanced-rect ceiling"] = mix.megapixels
-            yield b.time(mix.label, contenders, work=work, unit="Mpx/s", rounds=b.rounds(5, 3),
+            yield b.time(mix.label, contenders, work=work, unit="Mpx/s", rounds=b.rounds(5, 2),
                          note=f"{mix.count} operations per run on {W}x{H} xRGB; {renderer_name}")
     finally:
         ceilings.release()

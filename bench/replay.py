@@ -137,7 +137,7 @@ def replay_workload(b: Bench) -> Iterator[Measurement]:
         yield b.time("read basic (events)", {
             "vgpu read_events, plain file": lambda: sum(1 for _ in read_events(plain)),
             "vgpu read_events, xz file": lambda: sum(1 for _ in read_events(path)),
-        }, work=n_events, unit="events/s", rounds=b.rounds(5, 3))
+        }, work=n_events, unit="events/s", rounds=b.rounds(5, 1))
 
     n = 1000 if b.quick else 5000
     yield b.time(f"{n} fills, guest driver to device, null backend", {

@@ -28,6 +28,7 @@ process; the clients run in other processes, as real clients do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import gc
 import json
@@ -37,7 +38,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,7 @@ SECONDS, QUICK_SECONDS = 5.0, 1.0  # each measurement window: 150 demo frames
 GLIB_CLIENTS, QUICK_GLIB_CLIENTS = 3, 0  # real spice-gtk clients among the load's
 WEBSOCKET_CLIENTS = 10
 CHURN_CLIENTS, QUICK_CHURN_CLIENTS = 8, 3  # clients churning at once
-QUICK_CLIENTS = 8
+QUICK_CLIENTS = 4
 """--quick: load and churn, with light clients only and one-second windows."""
 QUICK_FUZZ_SHARE = 1000  # --fuzz --quick: each fuzzer at its count / this
 CLIENTS = Option("--clients", "clients at once in the load phase", int, 50)
@@ -76,6 +77,32 @@ def rss_bytes(trim: bool = False) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu_s(native_ids: list[int]) -> float:
+    """User plus system CPU seconds of these threads of this process (/proc's stat
+    fields 14 and 15, in clock ticks): the server's own cost, without the demo's."""
+    total = 0
+    for tid in native_ids:
+        with contextlib.suppress(FileNotFoundError):  # a pool thread may have ended
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
+def serving_threads(server: SpiceServer, call: Callable[[Any], object]) -> list[int]:
+    """Native ids of the threads serving clients: the event loop (`call` runs a coroutine
+    there) and the encoder pool."""
+    async def loop_thread() -> int:
+        return threading.get_native_id()
+
+    pool = server.pool._threads  # the pool's workers, for /proc
+    return [int(call(loop_thread())),  # type: ignore[call-overload]
+            *(t.native_id for t in pool if t.native_id is not None)]
 
 
 def open_fds() -> int:
@@ -188,6 +215,8 @@ class LoadResult:
     rss_before: int = 0
     rss_with_clients: int = 0
     clients: int = 0
+    server_cpu_s: float = 0.0  # the event loop's and encoders' CPU while measuring
+    frames_sent: int = 0  # frames sent to all clients meanwhile
 
     def worst_ratio(self) -> float:
         """The worst client's share of the demo's frames, against its kind's share alone:
@@ -195,6 +224,11 @@ class LoadResult:
         by that much before any client is slowed."""
         return min((min(r) / self.published) / (self.alone[kind][0] / self.alone[kind][1])
                    for kind, r in self.rates.items() if r)
+
+    def cpu_per_frame_ms(self) -> float:
+        """Server CPU per frame sent to one client: the per-client send path's cost,
+        less sensitive to the machine's load than frame rates are."""
+        return 1000 * self.server_cpu_s / max(1, self.frames_sent)
 
     def memory_per_client(self) -> float:
         return (self.rss_with_clients - self.rss_before) / max(1, self.clients)
@@ -212,12 +246,18 @@ def wait_for_displays(served: Served, count: int) -> None:
         time.sleep(0.1)
 
 
-def measure(served: Served, seconds: float) -> tuple[dict[int, float], float]:
+def measure(served: Served, seconds: float,
+            cpu: list[float] | None = None) -> tuple[dict[int, float], float]:
     """Frames per second per display connection over `seconds`, and the frames per
-    second the demo published meanwhile (its own rate varies with what it draws)."""
+    second the demo published meanwhile (its own rate varies with what it draws);
+    `cpu` gets the serving threads' CPU seconds meanwhile."""
+    threads = serving_threads(served.server, served.call)
     start, published = served.frames_by_port(), served.published()
+    cpu_start = thread_cpu_s(threads)
     time.sleep(seconds)
     end = served.frames_by_port()
+    if cpu is not None:
+        cpu.append(thread_cpu_s(threads) - cpu_start)
     rates = {port: (end[port] - start.get(port, 0)) / seconds for port in end}
     return rates, (served.published() - published) / seconds
 
@@ -265,7 +305,10 @@ def run_load(served: Served, clients: int, glib: int, seconds: float,
     try:
         wait_for_displays(served, clients)
         time.sleep(1.0)  # every client past its first picture
-        rates, result.published = measure(served, seconds)
+        cpu: list[float] = []
+        rates, result.published = measure(served, seconds, cpu)
+        result.server_cpu_s = cpu[0]
+        result.frames_sent = round(sum(rates.values()) * seconds)
         result.rss_with_clients = rss_bytes(trim=True)
         backlogs = served.server.backlogs()
         stalled_ports = light.ports("stalled")
@@ -370,6 +413,11 @@ def load_measurements(b: Bench, name: str, r: LoadResult) -> Iterator[Measuremen
                   {"stalled client": r.stalled_backlog / 1024,
                    "bound": (WRITE_BUFFER_HIGH + FRAME_BOUND) / 1024},
                   note=f"{r.stalled_frames} frames sent to it while measuring")
+    yield b.value(f"{name}, {r.clients} clients: server CPU per frame sent", "ms",
+                  {"vgpu": r.cpu_per_frame_ms()},
+                  note=f"event loop and encoder threads: {r.server_cpu_s:.2f} s for "
+                       f"{r.frames_sent} frames to {r.clients} clients; load average "
+                       f"{os.getloadavg()[0]:.1f}")
     yield b.value(f"{name}, {r.clients} clients: resident memory per client", "KiB",
                   {"vgpu": r.memory_per_client() / 1024},
                   note=f"after malloc_trim: {r.rss_before / 2**20:.0f} MiB before, "
@@ -410,6 +458,78 @@ def soak(b: Bench) -> Iterator[Measurement]:
         b.progress("churn")
         yield from churn_measurements(b, *run_churn(
             served, QUICK_CHURN_CLIENTS if b.quick else CHURN_CLIENTS, seconds))
+
+
+SEND_SIZE = (1024, 768)
+SEND_SQUARE = 256  # the moving square: streamed (MJPEG) once it has moved a few frames
+SEND_FPS = 30.0  # the demo's rate
+SEND_CLIENTS, QUICK_SEND_CLIENTS = 40, 8
+SEND_ROUNDS = 3
+
+
+def run_send(clients: int, seconds: float) -> tuple[float, int]:
+    """`clients` light clients (one stalled) on a synthetic source that publishes the same
+    damage every frame (a square moving on a still picture, a ticking corner): the
+    serving threads' CPU seconds and the frames sent in `seconds`. Unlike the demo's,
+    every frame costs the same, so runs compare even on a busy machine."""
+    sys.path.insert(0, str(ROOT / "tests" / "spice"))
+    from spice_testkit import ServerThread, SyntheticSource, pattern
+
+    width, height = SEND_SIZE
+    base = pattern(width, height)
+    source = SyntheticSource()
+    source.publish(base)
+    server = ServerThread(source, ServerOptions())
+    stop = threading.Event()
+
+    def publish() -> None:
+        step = 0
+        while not stop.wait(1 / SEND_FPS):
+            step += 1
+            x = step * 8 % (width - SEND_SQUARE)
+            picture = base.copy()
+            picture[200:200 + SEND_SQUARE, x:x + SEND_SQUARE, :3] = (step * 7 % 256, 90, 160)
+            picture[:16, -64:, :3] = step % 256
+            source.publish(picture, damage=((x - 8 if x else 0, 200, x + SEND_SQUARE,
+                                             200 + SEND_SQUARE), (width - 64, 0, width, 16)))
+
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    light = LightClients(server.port, clients, seconds + CONNECT_TIMEOUT_S, "--stalled", "1")
+    try:
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while len(server.server.display_stats) < clients and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2.0)  # every client past its first picture, its stream started
+        threads = serving_threads(server.server, server.call)
+        sent = sum(s.frames for s in server.server.display_stats)
+        cpu = thread_cpu_s(threads)
+        time.sleep(seconds)
+        cpu = thread_cpu_s(threads) - cpu
+        sent = sum(s.frames for s in server.server.display_stats) - sent
+    finally:
+        light.stop()
+        stop.set()
+        publisher.join(5)
+        server.stop()
+    return cpu, sent
+
+
+@workload("soak_send", "the per-client send path: serving threads' CPU per frame sent, "
+          "light clients on a synthetic source that damages the same every frame",
+          options=(CLIENTS,))
+def soak_send(b: Bench) -> Iterator[Measurement]:
+    clients = QUICK_SEND_CLIENTS if b.quick else min(SEND_CLIENTS, b.option("--clients"))
+    seconds = QUICK_SECONDS if b.quick else SECONDS
+    per_frame = []
+    for _ in range(b.rounds(SEND_ROUNDS, 1)):
+        cpu, sent = run_send(clients, seconds)
+        per_frame.append(1000 * cpu / max(1, sent))
+        b.progress(f"{cpu:.2f} s for {sent} frames")
+    yield b.value(f"send path, {clients} clients: server CPU per frame sent", "ms",
+                  {"vgpu": per_frame},
+                  note=f"event loop and encoder threads; load average "
+                       f"{os.getloadavg()[0]:.1f}")
 
 
 @dataclass

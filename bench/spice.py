@@ -1,7 +1,7 @@
 """vgpu's SPICE server end to end, seen by a real client (spice-gtk's SpiceClientGLib).
 
 - animation: a full-screen animation (every pixel changes every frame), synthetic frames
-  published at 60 frames/s for 4 s, 1920x1080 (960x540 and 1.5 s with --quick);
+  published at 60 frames/s for 3 s, 1920x1080 (960x540 and 1 s with --quick);
 - replay: the basic recording played through the machine (device and renderer) with
   the client connected before it starts; streams off, so that every display-invalidate
   is one DRAW_COPY, which DisplayStats.sends ties to the frame it carried.
@@ -182,7 +182,7 @@ IMAGES = ("auto_glz", "quic", "lz4", "off")
 @workload("spice", "vgpu's SPICE server to spice-gtk: frames/s, bytes, latency per compression")
 def spice(b: Bench) -> Iterator[Measurement]:
     width, height = (960, 540) if b.quick else (1920, 1080)
-    seconds = 1.5 if b.quick else 4.0
+    seconds = 1.0 if b.quick else 3.0
     images = IMAGES[:1] if b.quick else IMAGES
     settings = [(image, "off") for image in images] + [(images[0], "filter")]
     yield from b.observe(

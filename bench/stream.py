@@ -1,10 +1,11 @@
-"""Video streams as a real client sees them: the anim demo guest through the whole stack.
+"""Video streams as a real client sees them: the demo guests through the whole stack.
 
-The built-in animation guest (vgpu/guest/anim.py: a new full-screen image COPY
-every frame, through the guest driver, the device and the GL renderer) is served
-to spice-gtk (SpiceClientGLib, decoding H.264 and VP8 with GStreamer), one codec
-at a time (--video-codecs pyav:CODEC). Per size and codec, over the measuring
-window:
+The full-screen 3D demo (vgpu/guest/cube.py: the cube through the 3D ring) and the
+animation guest (vgpu/guest/anim.py: a new full-screen image COPY every frame,
+through the guest driver, the device and the GL renderer), both stamping their
+frame counter, are served to spice-gtk (SpiceClientGLib, decoding H.264 and VP8
+with GStreamer), one codec at a time (--video-codecs pyav:CODEC). Per demo, size
+and codec, over the measuring window:
   shown fps   distinct frames the client displayed per second (each frame carries
               its counter along the bottom-left edge; the client reads it back on
               every display-invalidate);
@@ -14,19 +15,28 @@ window:
               the renderer's frame with the same counter: SSIM of BT.601 luma over
               8x8 windows (Wang et al. 2004, box windows), mean over the dumps;
   delay       present (the frame published by the render thread) to the client's
-              display-invalidate of that frame: median and p99.
+              display-invalidate of that frame: median and p99;
+  CPU         ms per frame of each stage (STAGES: guest, render, GL rasterizer,
+              encode, send, client protocol, client decode), from the threads' CPU
+              times, and the load average.
 Beside it, the encoders alone (ms per frame, KiB per frame, SSIM of FFmpeg's decoding)
-and rate-distortion points (H.264 at two rates, MJPEG at two qualities: spice-server's
-own codec, at its starting quality 70 and below). A last run serves two clients at once,
-one direct and one through a proxy that paces the server's bytes to THROTTLE_KBPS: the
-throttled client's delay must stay bounded (its queue does not grow) while the direct
-one keeps its frame rate. With --quick: one small size, two codecs, no throttled run.
+and rate-distortion points on each demo's pictures (H.264 at three rates, MJPEG,
+spice-server's own codec, at qualities from 30 to 95) with H.264's bytes over MJPEG's
+at equal SSIM. Side by side, the real spice-server (bench/peer) replays a recording of
+the anim demo with its own MJPEG and GStreamer's H.264 and VP8. A last run serves two
+clients at once, one direct and one through a proxy that paces the server's bytes to
+THROTTLE_KBPS: the throttled client's delay must stay bounded (its queue does not grow)
+while the direct one keeps its frame rate. With --quick: one small size, two codecs,
+the cube only, no rate-distortion, peer or throttled runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import os
+import runpy
 import statistics
 import tempfile
 import threading
@@ -39,6 +49,7 @@ import numpy as np
 
 from vgpu.bench import HIGHER, LOWER, Bench, Measurement, workload
 from vgpu.bench.common import LoopProxy, SpiceClient, percentiles, serving
+from vgpu.bench.core import BENCH_DIR
 from vgpu.guest.anim import read_stamp
 from vgpu.spice.imaging import Compression
 from vgpu.spice.server import ServerOptions
@@ -206,13 +217,91 @@ class Watch:
         return first
 
 
+STAGES = ("guest", "render", "GL rasterizer", "encode", "send", "client protocol",
+          "client decode")
+"""Where a frame's CPU time goes, by thread: the guest program (vgpu-guest), the device
+and renderer (vgpu-render: ring, parse, GL calls, readback), Mesa's rasterizer threads
+(llvmpipe-N), the stream encoders (the spice-encode pool and the threads the codec
+libraries start, which have no Python name), the event loop (spice-loop: framing and
+socket writes), and the client process: its main thread (spice-gtk's channels, the
+canvas, the test client's stamp reading) and the rest (GStreamer's decoder threads)."""
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """Thread id -> (its kernel name, user + system CPU seconds) from /proc."""
+    found = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:  # the thread ended
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        found[int(tid)] = (stat[stat.index("(") + 1:stat.rindex(")")],
+                           (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    return found
+
+
+def _stage(name: str) -> str:
+    if name.startswith("vgpu-guest"):
+        return "guest"
+    if name.startswith("vgpu-render"):
+        return "render"
+    if name.startswith("llvmpipe"):
+        return "GL rasterizer"
+    if name.startswith("spice-loop"):
+        return "send"
+    if name.startswith("spice-encode") or not name.startswith(("vgpu-", "Thread", "Main")):
+        return "encode"  # the pool, and the codec libraries' own threads
+    return "other"
+
+
+class CpuMeter:
+    """CPU seconds per stage (STAGES) of this process and the client's, between
+    start() and stop(). Threads are told apart by their Python names here and their
+    kernel names in the client."""
+
+    def __init__(self, client_pid: int) -> None:
+        self.client_pid = client_pid
+        self._before: dict[tuple[bool, int], float] = {}
+
+    def _sample(self) -> dict[tuple[bool, int], tuple[str, float]]:
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        own = {(False, tid): (names.get(tid, comm), cpu)
+               for tid, (comm, cpu) in _thread_cpu(os.getpid()).items()}
+        return own | {(True, tid): v for tid, v in _thread_cpu(self.client_pid).items()}
+
+    def start(self) -> None:
+        self._before = {key: cpu for key, (_name, cpu) in self._sample().items()}
+
+    def stop(self) -> dict[str, float]:
+        spent = dict.fromkeys(STAGES, 0.0)
+        for key, (name, cpu) in self._sample().items():
+            client, tid = key
+            if client:  # its main thread runs spice-gtk; GStreamer starts the others
+                stage = "client protocol" if tid == self.client_pid else "client decode"
+            else:
+                stage = _stage(name)
+            if stage in spent:
+                spent[stage] += cpu - self._before.get(key, 0.0)
+        return spent
+
+
+DEMOS = ("cube", "anim")
+"""The full-screen 3D demo (the cube through the 3D ring) and the 2D one (a new
+photographic image COPY every frame): both stamp their frame counter."""
+
+
 @contextlib.contextmanager
-def running(width: int, height: int, codec: str) -> Iterator[tuple[object, object, Presented]]:
+def running(width: int, height: int, codec: str, demo: str = "anim"
+            ) -> Iterator[tuple[object, object, Presented]]:
     from vgpu.machine import Machine
 
     codecs = "spice:mjpeg" if codec == "mjpeg" else f"pyav:{codec}"
     options = ServerOptions(compression=Compression(streaming="all", video_codecs=codecs))
-    machine = Machine.create(demo="anim", width=width, height=height)
+    machine = Machine.create(demo=demo, width=width, height=height)
     presented = Presented(machine)
     machine.start()
     try:
@@ -257,27 +346,47 @@ def summary(watch: Watch, presented: Presented, start: float, end: float) -> dic
     }
 
 
+def stage_costs(spent: dict[str, float], published: int, sent: int, shown: int,
+                seconds: float) -> dict:
+    """CPU ms per frame of each stage, each over the frames it handled: the guest, the
+    renderer and the rasterizer per published frame, the encoders and the event loop
+    per stream frame sent, the client per frame shown; and the whole as a share of
+    one core."""
+    per = {"guest": published, "render": published, "GL rasterizer": published,
+           "encode": sent, "send": sent, "client protocol": shown, "client decode": shown}
+    costs = {f"cpu {stage}": spent[stage] * 1000 / max(1, per[stage]) for stage in STAGES}
+    costs["cpu all"] = sum(spent.values()) / seconds * 100
+    return costs
+
+
 def run_codec(width: int, height: int, codec: str, seconds: float, tmp: Path,
-              warmup: float = WARMUP_S) -> dict:
-    with running(width, height, codec) as (server, port, presented):
+              warmup: float = WARMUP_S, demo: str = "anim") -> dict:
+    with running(width, height, codec, demo) as (server, port, presented):
         client = SpiceClient(port)
         try:
             watch = Watch(client, presented)
             watch.wait_first_picture()
             stats = server.display_stats[0]  # type: ignore[attr-defined]
             time.sleep(warmup)
+            meter = CpuMeter(client.proc.pid)
+            meter.start()
             bytes0, frames0 = stats.stream_bytes, stats.stream_frames
             skipped0 = stats.stream_skipped
             published0 = len(presented.times)
             start, end = measure([watch], seconds, tmp, 0.0)
+            spent = meter.stop()
             sent_bytes = stats.stream_bytes - bytes0
             sent_frames = stats.stream_frames - frames0
             skipped = stats.stream_skipped - skipped0
             published = len(presented.times) - published0
         finally:
             client.close()
+    shown = summary(watch, presented, start, end)
     return {
-        **summary(watch, presented, start, end),
+        **shown,
+        **stage_costs(spent, published, sent_frames, round(shown["fps"] * (end - start)),
+                      end - start),
+        "load": os.getloadavg()[0],
         "codec": stats.codec,
         "published_fps": published / (end - start),
         "kib_s": sent_bytes / 1024 / (end - start),
@@ -310,19 +419,179 @@ def run_throttled(
     }
 
 
-RD_BITS_PER_PIXEL = (0.1, 0.15)
-RD_MJPEG_QUALITIES = (50, 70)
-"""Rate-distortion points: H.264 at the starting rate and above it, MJPEG at
-spice-server's starting quality (70) and below it, to compare at equal SSIM."""
+PEER_TOOLS = runpy.run_path(str(BENCH_DIR / "peer" / "spice_peer.py"))
+"""bench/peer's helpers: build_peer() and SpicePeer (the real spice-server replaying a
+record file)."""
+
+PEER_CODECS = {"mjpeg": "spice:mjpeg", "h264": "gstreamer:h264", "vp8": "gstreamer:vp8"}
+"""spice-server's own encoders for each codec: its MJPEG, and GStreamer's where its
+plugins are on this host (spice-server leaves out an encoder it cannot build, and the
+stream then falls back to what remains)."""
+
+PEER_RECORD_S = 3.0
+"""Seconds of the anim demo recorded for the peer (about 300 MB at 1280x720: every
+frame is a new uncompressed image)."""
+
+PEER_FPS = 60.0
+"""The replay's pace: the anim guest's own rate."""
+
+LINK_RATE = 1e12
+"""The counting proxy's rate: no pacing, it only counts the server's bytes."""
+
+
+class AnimReference:
+    """The anim demo's picture for a frame counter: the guest is deterministic, so any
+    stamped frame can be compared with what it was (the peer has no frames to keep)."""
+
+    def __init__(self, width: int, height: int) -> None:
+        from vgpu.guest.anim import AnimScene
+
+        self.scene = AnimScene(width, height)
+
+    def pixels(self, value: int) -> np.ndarray:
+        self.scene.count = value
+        return self.scene.frame()
+
+
+def record_anim(width: int, height: int, seconds: float, path: Path) -> int:
+    """Records the anim demo served by vgpu in spice-server's format; the frames in it."""
+    from vgpu.machine import Machine
+
+    machine = Machine.create(demo="anim", width=width, height=height, record=path)
+    machine.start()
+    time.sleep(seconds)
+    machine.stop()
+    return int(machine.recorded or 0)
+
+
+PEER_SETTLE_FRAMES = 30
+"""Frames of the recording before the peer's figures count: spice-server starts a stream
+after 20 frames of a region (RED_STREAM_FRAMES_START_CONDITION) and sends the ones
+before losslessly, each a megabyte or more."""
+
+
+def run_peer(exe: Path, record: Path, width: int, height: int, codec: str, tmp: Path) -> dict:
+    """The real spice-server replaying `record` (the anim demo) with its own stream
+    encoder for `codec`, paced at PEER_FPS, to spice-gtk through a proxy that counts
+    bytes. From the recording's PEER_SETTLE_FRAMES-th frame shown to its last: frames
+    shown per second, KiB per second and per frame shown, and the SSIM of the client's
+    pictures against the anim guest's frames with the same counter."""
+    options = ("--hold", "--streaming-video", "all", "--video-codecs", PEER_CODECS[codec],
+               "--fps", str(PEER_FPS))
+    with PEER_TOOLS["SpicePeer"](exe, record, options=options) as peer:
+        proxy = PacedProxy(peer.port, LINK_RATE)
+        client = SpiceClient(proxy.port)
+        try:
+            opening = client.wait_display_open()
+            watch = Watch(client, AnimReference(width, height))  # type: ignore[arg-type]
+            watch.lines += opening
+            done = threading.Thread(target=peer.wait_done, daemon=True)
+            peer.release()
+            done.start()
+            counted: list[tuple[float, int]] = []  # (time, bytes from the server so far)
+            first: int | None = None
+            while done.is_alive():
+                time.sleep(0.05)
+                counted.append((time.time(), proxy.down_bytes))
+                watch.poll()
+                shown = watch.shown(0.0, float("inf"))
+                first = min(shown) if shown and first is None else first
+                settled = first is not None and max(shown) >= first + PEER_SETTLE_FRAMES
+                if settled and len(watch.ssims) < DUMPS and len(counted) % 6 == 0:
+                    with contextlib.suppress(StopIteration):
+                        watch.sample_ssim(tmp / f"peer-{len(watch.ssims)}.raw")
+            time.sleep(0.5)
+            watch.poll()
+        finally:
+            client.close()
+            proxy.close()
+    shown = watch.shown(0.0, float("inf"))
+    if first is None:
+        raise RuntimeError(f"the client showed nothing of {record.name}")
+    times = sorted(t for value, t in shown.items() if value >= first + PEER_SETTLE_FRAMES)
+    if len(times) < 2:
+        raise RuntimeError(f"{record.name}: too few frames after the first "
+                           f"{PEER_SETTLE_FRAMES} to measure")
+    start, end = times[0], times[-1]
+    stamps, totals = zip(*counted, strict=True)
+    sent = float(np.interp(end, stamps, totals) - np.interp(start, stamps, totals))
+    return {
+        "fps": (len(times) - 1) / (end - start),
+        "ssim": statistics.mean(watch.ssims) if watch.ssims else float("nan"),
+        "kib_s": sent / 1024 / (end - start),
+        "kib_frame": sent / 1024 / (len(times) - 1),
+        "load": os.getloadavg()[0],
+    }
+
+
+RD_BITS_PER_PIXEL = (0.05, 0.1, 0.15)
+RD_MJPEG_QUALITIES = (30, 50, 70, 85, 95)
+"""Rate-distortion points: H.264 below, at and above the starting rate; MJPEG from
+rate control's floor region past its ceiling (85), through spice-server's starting
+quality (70), so that H.264's SSIM falls between two MJPEG points."""
+
+RATIO_TARGET = 0.25
+"""Issue 13's aim: H.264 at most a quarter of MJPEG's bytes at equal SSIM."""
+
+
+def demo_pictures(demo: str, width: int, height: int, frames: int) -> list[np.ndarray]:
+    """`frames` consecutive pictures of a demo as B,G,R,X rows, top-down: the anim guest's
+    own, or the cube scene drawn with moderngl directly (what the 3D ring reproduces),
+    stamped as the full-screen demo stamps it, at 60 frames a second."""
+    if demo == "anim":
+        from vgpu.guest.anim import AnimScene
+
+        scene = AnimScene(width, height)
+        pictures = []
+        for _ in range(frames):
+            scene.count += 1
+            pictures.append(scene.frame())
+        return pictures
+    from vgpu.guest.cube import FRAME_PERIOD_S, CubeScene, draw_stamp
+    from vgpu.render.context import create_context
+
+    ctx = create_context()
+    try:
+        fbo = ctx.simple_framebuffer((width, height), components=4)
+        fbo.use()
+        scene = CubeScene(ctx, fbo)
+        pictures = []
+        for count in range(1, frames + 1):
+            scene.draw(count * FRAME_PERIOD_S)
+            draw_stamp(ctx, count)
+            rgba = np.frombuffer(fbo.read(components=4), np.uint8).reshape(height, width, 4)
+            pictures.append(np.ascontiguousarray(rgba[::-1, :, [2, 1, 0, 3]]))
+        return pictures
+    finally:
+        ctx.release()
+
+
+def equal_ssim_ratio(video: tuple[float, float], mjpeg: list[tuple[float, float]]) -> float:
+    """A video codec's bytes over MJPEG's at the same SSIM: `video` is one (SSIM, bytes)
+    point, `mjpeg` MJPEG's points at several qualities. MJPEG's bytes at that SSIM come
+    from the straight line between the two points around it. Above MJPEG's best point the
+    best is taken (MJPEG would need more bytes to match: the ratio can only come out too
+    high); below its worst, NaN (its bytes there are not measured)."""
+    ssim_v, bytes_v = video
+    points = sorted(mjpeg)
+    if not points or ssim_v < points[0][0]:
+        return float("nan")
+    if ssim_v >= points[-1][0]:
+        return bytes_v / points[-1][1]
+    above = max(1, bisect.bisect_left([ssim for ssim, _bytes in points], ssim_v))
+    (s0, b0), (s1, b1) = points[above - 1], points[above]
+    share = (ssim_v - s0) / (s1 - s0) if s1 > s0 else 0.0
+    return bytes_v / (b0 + share * (b1 - b0))
 
 FFMPEG_DECODERS = {"h264": "h264", "vp8": "vp8", "vp9": "vp9", "h265": "hevc", "mjpeg": "mjpeg"}
 
 
 def encoder_costs(width: int, height: int, codec: str, frames: int = 30,
-                  bits_per_pixel: float | None = None, quality: int | None = None) -> dict:
+                  bits_per_pixel: float | None = None, quality: int | None = None,
+                  demo: str = "anim") -> dict:
     """The server's share alone: ms per frame for the stream encoder (colour conversion
-    included) on the anim guest's pictures, median, one encode at a time, at the
-    starting rate (no rate control); and the SSIM of FFmpeg's decoding of each frame."""
+    included) on a demo's pictures, median, one encode at a time, at the starting rate
+    (no rate control); and the SSIM of FFmpeg's decoding of each frame."""
     from vgpu.encode.video import (
         START_BITS_PER_PIXEL,
         CodecChoice,
@@ -330,13 +599,7 @@ def encoder_costs(width: int, height: int, codec: str, frames: int = 30,
         bitrate_for,
         create_encoder,
     )
-    from vgpu.guest.anim import AnimScene
-
-    scene = AnimScene(width, height)
-    pictures = []
-    for _ in range(frames):
-        scene.count += 1
-        pictures.append(scene.frame())
+    pictures = demo_pictures(demo, width, height, frames)
     choice = CodecChoice("spice" if codec == "mjpeg" else "pyav", codec)
     bpp = bits_per_pixel or START_BITS_PER_PIXEL
     encoder = create_encoder(choice, width, height, Rate(bitrate_for(width, height, 60, bpp), 60))
@@ -371,16 +634,20 @@ SESSION_FIGURES = {
     "published_fps": ("frames/s", HIGHER), "fps": ("frames/s", HIGHER),
     "kib_s": ("KiB/s", LOWER), "kib_frame": ("KiB", LOWER), "ssim": ("SSIM", HIGHER),
     "latency median": ("ms", LOWER), "latency p99": ("ms", LOWER),
-    "skipped": ("frames", LOWER)}
+    "skipped": ("frames", LOWER), "load": ("load", LOWER), "cpu all": ("% of a core", LOWER),
+    **{f"cpu {stage}": ("ms", LOWER) for stage in STAGES}}
 """One client's session: what the guest published, what the client showed (its fps and
-the SSIM of its pictures), the stream's bytes and the delay from present to display."""
+the SSIM of its pictures), the stream's bytes and the delay from present to display;
+the CPU each stage spent per frame (stage_costs) and the machine's load average."""
 ENCODER_FIGURES = {"ms": ("ms", LOWER), "kib": ("KiB", LOWER), "ssim": ("SSIM", HIGHER)}
 """The encoder alone, per frame: time, size, SSIM of FFmpeg's decoding."""
 FIGURE_NAMES = {"ms": "ms per frame", "kib": "KiB per frame",
                 "published_fps": "published fps", "fps": "shown fps", "kib_s": "KiB/s",
                 "kib_frame": "KiB per frame", "ssim": "SSIM", "latency median": "delay median",
                 "latency p99": "delay p99", "skipped": "frames skipped by rate control",
-                "late_half_median_ms": "delay median, second half"}
+                "late_half_median_ms": "delay median, second half",
+                "load": "load average (1 min)", "cpu all": "CPU, all stages",
+                **{f"cpu {stage}": f"CPU ms per frame: {stage}" for stage in STAGES}}
 
 
 def _named(figures: dict) -> dict[str, float]:
@@ -391,8 +658,57 @@ def _specs(keys: dict[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
     return {FIGURE_NAMES[k]: spec for k, spec in keys.items()}
 
 
-@workload("stream", "video streams to spice-gtk from the anim guest: shown fps, bytes, SSIM, "
-          "delay per codec; the encoders alone", references=("spice-server's MJPEG",))
+def equal_ssim(b: Bench, demo: str, width: int, height: int, frames: int
+               ) -> Iterator[Measurement]:
+    """H.264 at RD_BITS_PER_PIXEL and MJPEG at RD_MJPEG_QUALITIES on the same pictures
+    (KiB and SSIM per frame), then H.264's bytes over MJPEG's at equal SSIM."""
+    h264 = {bpp: encoder_costs(width, height, "h264", frames, bits_per_pixel=bpp, demo=demo)
+            for bpp in RD_BITS_PER_PIXEL}
+    mjpeg = {q: encoder_costs(width, height, "mjpeg", frames, quality=q, demo=demo)
+             for q in RD_MJPEG_QUALITIES}
+    prefix = f"rate and quality, {demo} {width}x{height}: "
+    points = {f"h264 {bpp} bits/pixel": got for bpp, got in h264.items()}
+    points |= {f"mjpeg quality {q}": got for q, got in mjpeg.items()}
+    for key in ("kib", "ssim"):
+        unit, better = ENCODER_FIGURES[key]
+        yield b.value(prefix + FIGURE_NAMES[key], unit,
+                      {name: got[key] for name, got in points.items()}, better=better)
+    curve = [(got["ssim"], got["kib"]) for got in mjpeg.values()]
+    yield b.value(
+        prefix + "H.264 bytes over MJPEG's at equal SSIM", "ratio",
+        {f"h264 {bpp} bits/pixel": equal_ssim_ratio((got["ssim"], got["kib"]), curve)
+         for bpp, got in h264.items()},
+        note=f"the encoders alone; MJPEG's bytes interpolated between its qualities; "
+             f"aim at most {RATIO_TARGET}")
+
+
+def side_by_side(b: Bench, width: int, height: int, tmp: Path) -> Iterator[Measurement]:
+    """The real spice-server replaying a recording of the anim demo with its own stream
+    encoders (figures named as the anim sessions' are, to read beside them)."""
+    built = PEER_TOOLS["build_peer"]()
+    if isinstance(built, str):
+        yield b.value(f"spice-server replaying anim {width}x{height}: not run", "runs",
+                      {"spice-server": 0.0}, note=built)
+        return
+    record = tmp / "anim.spice"
+    frames = record_anim(width, height, PEER_RECORD_S, record)
+    try:
+        yield from b.observe(
+            {f"spice-server {codec}": lambda codec=codec: _named(
+                run_peer(built, record, width, height, codec, tmp)) for codec in PEER_CODECS},
+            _specs({k: SESSION_FIGURES[k] for k in ("fps", "kib_s", "kib_frame", "ssim",
+                                                   "load")}),
+            prefix=f"spice-server replaying anim {width}x{height}: ", rounds=1,
+            note=f"{frames} recorded events of vgpu's anim demo, played at {PEER_FPS:g} "
+                 f"frames/s; from the {PEER_SETTLE_FRAMES}th frame on; {PEER_CODECS}")
+    finally:
+        record.unlink()
+
+
+@workload("stream", "video streams to spice-gtk from the cube (3D) and anim guests: shown fps, "
+          "bytes, SSIM, delay, CPU per stage per codec; the encoders alone; spice-server's "
+          "own streams side by side",
+          references=("spice-server's MJPEG", "spice-server's own streams"))
 def stream(b: Bench) -> Iterator[Measurement]:
     sizes = (QUICK_SIZE,) if b.quick else SIZES
     codecs = QUICK_CODECS if b.quick else CODECS
@@ -407,29 +723,25 @@ def stream(b: Bench) -> Iterator[Measurement]:
             note="starting rate, RGB->YUV included; SSIM of FFmpeg's decoding")
     if not b.quick:
         width, height = sizes[0]
-        points = {f"h264 {bpp} bits/pixel": ("h264", bpp, None) for bpp in RD_BITS_PER_PIXEL}
-        points |= {f"mjpeg quality {q}": ("mjpeg", None, q) for q in RD_MJPEG_QUALITIES}
-        yield from b.observe(
-            {name: lambda p=p: _named(encoder_costs(width, height, p[0], bits_per_pixel=p[1],
-                                                    quality=p[2]))
-             for name, p in points.items()},
-            _specs({k: ENCODER_FIGURES[k] for k in ("kib", "ssim")}),
-            prefix=f"rate and quality {width}x{height}: ", rounds=1,
-            note="the encoder alone: compare the codecs at equal SSIM")
+        for demo in DEMOS:
+            yield from equal_ssim(b, demo, width, height, frames)
     figures = _specs(SESSION_FIGURES)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        for width, height in sizes:
-            yield from b.observe(
-                {codec: lambda codec=codec, width=width, height=height: _named(run_codec(
-                    width, height, codec, seconds, tmp, QUICK_SECONDS if b.quick else WARMUP_S))
-                 for codec in codecs},
-                figures, prefix=f"anim {width}x{height}: ", rounds=1,
-                note="anim guest -> device -> GL renderer -> vgpu SPICE -> spice-gtk "
-                     "(GStreamer decoders)")
+        for demo in DEMOS[:1] if b.quick else DEMOS:
+            for width, height in sizes:
+                yield from b.observe(
+                    {codec: lambda codec=codec, width=width, height=height, demo=demo: _named(
+                        run_codec(width, height, codec, seconds, tmp,
+                                  QUICK_SECONDS if b.quick else WARMUP_S, demo))
+                     for codec in codecs},
+                    figures, prefix=f"{demo} {width}x{height}: ", rounds=1,
+                    note=f"{demo} guest -> device -> GL renderer -> vgpu SPICE -> spice-gtk "
+                         "(GStreamer decoders); CPU per stage per frame it handled")
         if b.quick:
             return
         width, height = sizes[0]
+        yield from side_by_side(b, width, height, tmp)
         got = run_throttled(width, height, codecs[0], seconds, THROTTLE_KBPS, tmp)
         client_figures = _specs({k: SESSION_FIGURES.get(k, ("ms", LOWER)) for k in (
             "fps", "ssim", "latency median", "latency p99", "late_half_median_ms")})

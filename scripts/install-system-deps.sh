@@ -17,6 +17,8 @@ packages=(
   spice-client-gtk gir1.2-spiceclientglib-2.0 python3-gi
   # GStreamer's decoders, so spice-gtk announces and decodes H.264 and VP8 streams
   gstreamer1.0-libav gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  # x264enc: the real spice-server's own H.264 streams (bench stream, side by side)
+  gstreamer1.0-plugins-ugly
   spice-html5 chromium nodejs
   xvfb xserver-xspice x11-apps xterm x11-xserver-utils xfonts-base
   # unmodified GL ES programs as guests (vgpu run): the EGL/GLES headers and libX11's for

@@ -13,7 +13,7 @@
 // i_stage.x + sy * i_stage.y + sx; i_aux.xy: the mask/coverage
 // byte of destination pixel (x, y) is staging byte i_aux.x + y * i_aux.y + x; i_aux.zw: the
 // pattern origin; i_color: brush colour or colour key (packed); i_mode: bits 0-7 ROP3 code,
-// 8-11 kind, flags above (see MODE_* in vgpu/render/gl.py), 24-31 constant alpha.
+// 8-11 kind, flags above (see MODE_* in vgpu/render/batch.py), 24-31 constant alpha.
 #if defined(FRAGMENT) && FETCH
 #extension GL_EXT_shader_framebuffer_fetch : require
 #endif

@@ -303,12 +303,17 @@ class Machine:
         period = 1.0 / MAX_FPS
         next_publish = 0.0
         dirty = False  # rendered since the last publication
+        more = False  # work left in the rings when the loop broke off to publish
         try:
             while not self._render_stop.is_set():
-                timeout = max(0.0, next_publish - time.monotonic()) if dirty else IDLE_WAIT_S
+                # Work left behind rings no doorbell (the device asks for one only once it
+                # has found a ring empty): it must not wait for one.
+                timeout = 0.0 if more else (
+                    max(0.0, next_publish - time.monotonic()) if dirty else IDLE_WAIT_S)
                 device.wait_for_work(timeout)
                 done_before = _work_done(device.stats)
-                while device.process(DEVICE_BATCH) and not self._render_stop.is_set():
+                while more := (device.process(DEVICE_BATCH)
+                               and not self._render_stop.is_set()):
                     if time.monotonic() >= next_publish:
                         break  # publish between batches under a flood of commands
                 dirty |= _work_done(device.stats) != done_before

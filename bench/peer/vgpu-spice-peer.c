@@ -1,37 +1,38 @@
 /* The real spice-server serving a record file: the peer vgpu is measured and
  * checked against.
  *
- * A QXL device of our own (one memslot over this process's address space, the
- * command and cursor queues) is given to libspice-server through its public
- * API; spice_replay_next_cmd reads the record file and turns each event into a
+ * A QXL device of our own (replay-qxl.c: one memslot over this process's
+ * address space, the command and cursor queues) is given to libspice-server
+ * through its public API; spice_replay_next_cmd reads the record file and turns each event into a
  * QXL command (creating the primary surface and the like on the way), and
  * spice-server's worker renders and serves them to any SPICE client on a TCP
  * port, exactly as it would a guest's.
  *
  * Usage: vgpu-spice-peer --port P [--addr A] [--wait-client] [--hold]
- *                        [--image-compression MODE] FILE
+ *                        [--image-compression MODE] [--streaming-video MODE]
+ *                        [--video-codecs LIST] [--fps N] FILE
  * stdout: "listening P" once clients can connect, "done N" once all N commands
  * of the file have been taken by the worker. It serves until SIGTERM or SIGINT.
  *   --wait-client  the replay starts once a display channel has connected
  *   --hold         the replay starts once a line is read from stdin (a harness
  *                  starts its clock then)
+ *   --streaming-video off|all|filter   spice-server's video stream detection
+ *   --video-codecs LIST   spice-server's syntax ("gstreamer:vp8;spice:mjpeg"), as
+ *                  QEMU's -spice video-codecs= passes it
+ *   --fps N        draw commands at most N a second (a recording of an animation
+ *                  plays at its own pace, not as fast as the worker takes it)
  */
-#include <glib.h>
+#include "replay-qxl.h"
+
 #include <glib-unix.h>
-#include <spice.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* The worker's surface table; the same number QEMU gives it. */
-#define NUM_SURFACES 1024
+/* How often the replay wakes the worker while it waits for the queued commands
+ * to be taken: short, as a client is watching the replay's pace. */
+#define DRAIN_POLL_US 200
 
-static QXLInstance qxl;
-static SpiceReplay *replay;
-static GAsyncQueue *display_queue, *cursor_queue;
-static GHashTable *outstanding; /* commands handed to the worker, not yet released */
-static GMutex lock;
 static GMutex display_lock;
 static GCond display_cond;
 static gboolean display_connected;
@@ -151,99 +152,8 @@ static SpiceCoreInterface core = {
     .channel_event = channel_event,
 };
 
-/* One memslot covering the whole address space: the replay reader's commands
- * point into this process's heap. */
-static QXLDevMemSlot slot = {
-    .slot_group_id = 0, .slot_id = 0, .generation = 0,
-    .virt_start = 0, .virt_end = ~(uint64_t)0, .addr_delta = 0, .qxl_ram_size = ~0u,
-};
-
-static void attached_worker(QXLInstance *qin) { spice_qxl_add_memslot(qin, &slot); }
-static void set_compression_level(QXLInstance *qin, int level) { (void)qin; (void)level; }
-static void get_init_info(QXLInstance *qin, QXLDevInitInfo *info)
-{
-    (void)qin;
-    memset(info, 0, sizeof(*info));
-    info->num_memslots = 1;
-    info->num_memslots_groups = 1;
-    info->memslot_id_bits = 1;
-    info->memslot_gen_bits = 1;
-    info->n_surfaces = NUM_SURFACES;
-}
-
-static int pop(GAsyncQueue *queue, QXLCommandExt *ext)
-{
-    QXLCommandExt *cmd = g_async_queue_try_pop(queue);
-    if (!cmd) {
-        return 0;
-    }
-    *ext = *cmd;
-    return 1;
-}
-static int get_display_command(QXLInstance *qin, QXLCommandExt *ext)
-{
-    (void)qin;
-    return pop(display_queue, ext);
-}
-static int get_cursor_command(QXLInstance *qin, QXLCommandExt *ext)
-{
-    (void)qin;
-    return pop(cursor_queue, ext);
-}
-static int req_display_notification(QXLInstance *qin)
-{
-    (void)qin;
-    return g_async_queue_length(display_queue) == 0;
-}
-static int req_cursor_notification(QXLInstance *qin)
-{
-    (void)qin;
-    return g_async_queue_length(cursor_queue) == 0;
-}
-static void release_resource(QXLInstance *qin, struct QXLReleaseInfoExt info)
-{
-    (void)qin;
-    QXLCommandExt *cmd = (QXLCommandExt *)(uintptr_t)info.info->id;
-    g_mutex_lock(&lock);
-    /* some replayed commands carry no release id: only free what we handed out */
-    gboolean known = g_hash_table_remove(outstanding, cmd);
-    g_mutex_unlock(&lock);
-    if (known) {
-        spice_replay_free_cmd(replay, cmd);
-    }
-}
-static void notify_update(QXLInstance *qin, uint32_t update_id) { (void)qin; (void)update_id; }
-static int flush_resources(QXLInstance *qin) { (void)qin; return 0; }
-static void async_complete(QXLInstance *qin, uint64_t cookie) { (void)qin; (void)cookie; }
-
-static QXLInterface qxl_interface = {
-    .base = { .type = SPICE_INTERFACE_QXL, .description = "vgpu spice peer",
-              .major_version = SPICE_INTERFACE_QXL_MAJOR,
-              .minor_version = SPICE_INTERFACE_QXL_MINOR },
-    .attached_worker = attached_worker,
-    .set_compression_level = set_compression_level,
-    .get_init_info = get_init_info,
-    .get_command = get_display_command,
-    .req_cmd_notification = req_display_notification,
-    .release_resource = release_resource,
-    .get_cursor_command = get_cursor_command,
-    .req_cursor_notification = req_cursor_notification,
-    .notify_update = notify_update,
-    .flush_resources = flush_resources,
-    .async_complete = async_complete,
-};
-
-/* Until the worker has taken every queued command: the next record may be a
- * device request (a new primary surface) that must come after them. */
-static void wait_drained(void)
-{
-    while (g_async_queue_length(display_queue) > 0 || g_async_queue_length(cursor_queue) > 0) {
-        spice_qxl_wakeup(&qxl);
-        g_usleep(200);
-    }
-}
-
 static gboolean wait_client, hold;
+static double fps; /* 0: as fast as the worker takes them */
 
 static gpointer play(gpointer data)
 {
@@ -262,14 +172,21 @@ static gpointer play(gpointer data)
         g_mutex_unlock(&display_lock);
     }
     long commands = 0;
+    gint64 next = g_get_monotonic_time();
     QXLCommandExt *cmd;
-    while ((cmd = spice_replay_next_cmd(replay, &qxl)) != NULL) {
+    while ((cmd = replay_qxl_read()) != NULL) {
         commands++;
-        g_mutex_lock(&lock);
-        g_hash_table_add(outstanding, cmd);
-        g_mutex_unlock(&lock);
-        g_async_queue_push(cmd->cmd.type == QXL_CMD_CURSOR ? cursor_queue : display_queue, cmd);
-        wait_drained();
+        if (fps > 0 && cmd->cmd.type == QXL_CMD_DRAW) {
+            gint64 now = g_get_monotonic_time();
+            if (next > now) {
+                g_usleep(next - now);
+            }
+            next = MAX(next, now) + (gint64)(G_USEC_PER_SEC / fps);
+        }
+        replay_qxl_queue(cmd);
+        /* the next record may be a device request (a new primary surface) that must
+         * come after the commands queued before it */
+        replay_qxl_wait_drained(DRAIN_POLL_US);
     }
     printf("done %ld\n", commands);
     fflush(stdout);
@@ -282,17 +199,37 @@ static gboolean quit(gpointer loop)
     return G_SOURCE_REMOVE;
 }
 
-static const struct { const char *name; spice_image_compression_t value; } compressions[] = {
+typedef struct { const char *name; int value; } Named;
+
+/* The value named `name` in `table`, or -1. */
+static int lookup(const Named *table, size_t n, const char *name)
+{
+    for (size_t k = 0; k < n; k++) {
+        if (!strcmp(table[k].name, name)) {
+            return table[k].value;
+        }
+    }
+    return -1;
+}
+
+static const Named compressions[] = {
     { "auto_glz", SPICE_IMAGE_COMPRESSION_AUTO_GLZ }, { "auto_lz", SPICE_IMAGE_COMPRESSION_AUTO_LZ },
     { "quic", SPICE_IMAGE_COMPRESSION_QUIC }, { "glz", SPICE_IMAGE_COMPRESSION_GLZ },
     { "lz", SPICE_IMAGE_COMPRESSION_LZ }, { "lz4", SPICE_IMAGE_COMPRESSION_LZ4 },
     { "off", SPICE_IMAGE_COMPRESSION_OFF },
 };
 
+static const Named streamings[] = {
+    { "off", SPICE_STREAM_VIDEO_OFF }, { "all", SPICE_STREAM_VIDEO_ALL },
+    { "filter", SPICE_STREAM_VIDEO_FILTER },
+};
+
 static int usage(const char *argv0)
 {
     fprintf(stderr, "usage: %s --port P [--addr 127.0.0.1] [--wait-client] [--hold]\n"
-            "       [--image-compression auto_glz|auto_lz|quic|glz|lz|lz4|off] FILE\n", argv0);
+            "       [--image-compression auto_glz|auto_lz|quic|glz|lz|lz4|off]\n"
+            "       [--streaming-video off|all|filter] [--video-codecs LIST] [--fps N] FILE\n",
+            argv0);
     return 2;
 }
 
@@ -301,6 +238,8 @@ int main(int argc, char **argv)
     int port = 0;
     const char *addr = "127.0.0.1", *path = NULL;
     spice_image_compression_t compression = SPICE_IMAGE_COMPRESSION_AUTO_GLZ;
+    int streaming = -1; /* spice-server's own default */
+    const char *video_codecs = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--port") && i + 1 < argc) {
             port = atoi(argv[++i]);
@@ -311,15 +250,23 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--hold")) {
             hold = TRUE;
         } else if (!strcmp(argv[i], "--image-compression") && i + 1 < argc) {
-            const char *name = argv[++i];
-            size_t k = 0;
-            while (k < G_N_ELEMENTS(compressions) && strcmp(compressions[k].name, name)) {
-                k++;
-            }
-            if (k == G_N_ELEMENTS(compressions)) {
+            int value = lookup(compressions, G_N_ELEMENTS(compressions), argv[++i]);
+            if (value < 0) {
                 return usage(argv[0]);
             }
-            compression = compressions[k].value;
+            compression = (spice_image_compression_t)value;
+        } else if (!strcmp(argv[i], "--streaming-video") && i + 1 < argc) {
+            streaming = lookup(streamings, G_N_ELEMENTS(streamings), argv[++i]);
+            if (streaming < 0) {
+                return usage(argv[0]);
+            }
+        } else if (!strcmp(argv[i], "--video-codecs") && i + 1 < argc) {
+            video_codecs = argv[++i];
+        } else if (!strcmp(argv[i], "--fps") && i + 1 < argc) {
+            fps = g_ascii_strtod(argv[++i], NULL);
+            if (!(fps > 0 && fps <= 1000)) {
+                return usage(argv[0]);
+            }
         } else if (argv[i][0] != '-' && !path) {
             path = argv[i];
         } else {
@@ -335,29 +282,23 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    display_queue = g_async_queue_new();
-    cursor_queue = g_async_queue_new();
-    outstanding = g_hash_table_new(NULL, NULL);
-
     SpiceServer *server = spice_server_new();
     spice_server_set_port(server, port);
     spice_server_set_addr(server, addr, 0);
     spice_server_set_noauth(server);
     spice_server_set_image_compression(server, compression);
+    if (streaming >= 0) {
+        spice_server_set_streaming_video(server, streaming);
+    }
+    if (video_codecs && spice_server_set_video_codecs(server, video_codecs) != 0) {
+        fprintf(stderr, "spice_server_set_video_codecs refused %s\n", video_codecs);
+        return 2;
+    }
     if (spice_server_init(server, &core) != 0) {
         fprintf(stderr, "spice_server_init failed (port %d in use?)\n", port);
         return 1;
     }
-    qxl.base.sif = &qxl_interface.base;
-    qxl.id = 0;
-    if (spice_server_add_interface(server, &qxl.base) != 0) {
-        fprintf(stderr, "spice_server_add_interface failed\n");
-        return 1;
-    }
-    spice_server_vm_start(server);
-    replay = spice_replay_new(file, NUM_SURFACES);
-    if (!replay) {
-        fprintf(stderr, "spice_replay_new refused %s\n", path);
+    if (replay_qxl_start(server, "vgpu spice peer", file) != 0) {
         return 1;
     }
     printf("listening %d\n", port);

@@ -30,6 +30,12 @@ def test_bench_writes_json_and_plot_and_compare_reads_them(tmp_path):
     assert record["workloads"] == ["parse"] and record["quick"] is True
     names = {m["name"] for m in record["measurements"]}
     assert {"parse fill", "parse mix", "device path, mix"} <= names
+    # where the time went: each measurement a step, adding up to the workload's seconds
+    steps = record["steps"]
+    assert [s[1] for s in steps] == ["starting", *(m["name"] for m in record["measurements"])]
+    assert all(s[0] == "parse" and s[2] >= 0 for s in steps)
+    assert sum(s[2] for s in steps) == pytest.approx(record["workload_seconds"]["parse"], abs=0.2)
+    assert record["workload_cpu_seconds"]["parse"] > 0
     assert plot.read_bytes()[:4] == b"\x89PNG"
     proc = subprocess.run([*VGPU, "bench", "compare", str(a), str(b), "--all-rows"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)

@@ -13,12 +13,15 @@ import pytest
 
 from vgpu.bench import HIGHER, LOWER, Bench, Contender, Measurement, Seconds, report
 from vgpu.bench.core import (
+    ALL_LIMIT_S,
     BENCH_DIR,
+    BUDGET_TOTAL_S,
     FUZZ,
     REGISTRY,
     Option,
     Spread,
     bench_module,
+    budgets,
     discover,
     run_workload,
     workload,
@@ -152,6 +155,32 @@ def test_table_plot_and_compare_plot_render(tmp_path):
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     assert "| render | fill | Mpx/s" in report.markdown_table(ms)
+
+
+def test_the_time_table_puts_each_workload_beside_its_budget():
+    record = report.run_record([], workloads=["render", "peer"], quick=False, seconds=100.0,
+                               errors={}, workload_seconds={"render": 25.0, "peer": 75.0},
+                               workload_cpu_seconds={"render": 40.0, "peer": 30.0})
+    assert record["workload_cpu_seconds"] == {"render": 40.0, "peer": 30.0}
+    from rich.console import Console
+
+    console = Console(width=120, record=True)
+    console.print(report.time_table(record, {"render": 30.0}))
+    rows = {line.split()[1]: line.split()[3:-1] for line in console.export_text().splitlines()
+            if line.startswith("│")}
+    assert rows["render"] == ["30.0", "│", "25.0", "│", "25%", "│", "40.0"]
+    assert rows["peer"] == ["-", "│", "75.0", "│", "75%", "│", "30.0"]
+    assert rows["all"][:3] == ["30.0", "│", "100.0"] and rows["all"][-1] == "70.0"
+
+
+def test_every_workload_has_a_budget_and_they_fit_the_issues_bounds():
+    """bench/budget.toml names every workload, for a full run and for --quick, and the
+    budgets add up to at most BUDGET_TOTAL_S, under issue 11's bounds."""
+    registry, table = discover(), budgets()
+    for mode in ("full", "quick"):
+        assert sorted(table[mode]) == sorted(registry), mode
+        assert sum(table[mode].values()) <= BUDGET_TOTAL_S[mode] < ALL_LIMIT_S[mode], mode
+        assert all(table["quick"][n] <= table["full"][n] for n in registry)
 
 
 def test_every_bench_module_registers_workloads_with_their_references():

@@ -25,7 +25,7 @@ def test_reset_resets_3d_and_destroy_all_does_not(device: Device, guest: GuestDr
 @pytest.mark.gl
 def test_a_guest_that_resets_finds_no_stale_contexts() -> None:
     from vgpu.render import Renderer
-    from vgpu.render.gl import create_context
+    from vgpu.render.context import create_context
 
     try:
         ctx = create_context()

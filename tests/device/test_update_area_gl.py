@@ -36,7 +36,7 @@ NO_MASK = QMask(0, QPoint(0, 0), None)
 @pytest.fixture(scope="module")
 def gl_renderer():
     from vgpu.render import Renderer
-    from vgpu.render.gl import create_context
+    from vgpu.render.context import create_context
 
     try:
         ctx = create_context()

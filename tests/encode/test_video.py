@@ -8,6 +8,11 @@ import pytest
 
 from vgpu.encode.video import (
     BACKLOG_FRAMES,
+    DUE_MS_MAX,
+    DUE_MS_MIN,
+    DUE_RELAX_S,
+    DUE_STEP_MS,
+    LATE_REPORT_MS,
     MIN_BITS_PER_PIXEL,
     MIN_FPS,
     START_BITS_PER_PIXEL,
@@ -66,6 +71,31 @@ def test_rate_control_skips_frames_while_the_socket_is_full_and_slows_down():
         rate.want_frame(10**9, 2.0 + step)
     assert rate.fps == pytest.approx(MIN_FPS)
     assert rate.bits_per_pixel == pytest.approx(MIN_BITS_PER_PIXEL)
+
+
+def test_rate_control_steps_down_for_many_drops_not_for_one_late_frame():
+    rate = RateControl(640, 480, 60.0, now=0.0)
+    rate.report(frames=5, drops=1, last_frame_delay_ms=-20, now=1.0)
+    assert rate.fps == 60
+    rate.report(frames=5, drops=2, last_frame_delay_ms=-20, now=2.0)
+    assert rate.fps < 60
+    late = RateControl(640, 480, 60.0, now=0.0)
+    late.report(frames=5, drops=0, last_frame_delay_ms=-LATE_REPORT_MS - 1, now=1.0)
+    assert late.fps < 60
+
+
+def test_late_frames_widen_the_due_margin_and_a_clear_spell_narrows_it():
+    rate = RateControl(640, 480, 60.0, now=0.0)
+    assert rate.due_ms == DUE_MS_MIN
+    rate.report(frames=5, drops=1, last_frame_delay_ms=-5, now=1.0)
+    assert rate.due_ms == DUE_MS_MIN + DUE_STEP_MS
+    rate.report(frames=5, drops=0, last_frame_delay_ms=15, now=1.0 + DUE_RELAX_S / 2)
+    assert rate.due_ms == DUE_MS_MIN + DUE_STEP_MS
+    rate.report(frames=5, drops=0, last_frame_delay_ms=15, now=1.0 + DUE_RELAX_S)
+    assert rate.due_ms == DUE_MS_MIN
+    for i in range(100):
+        rate.report(frames=5, drops=5, last_frame_delay_ms=-300, now=10.0 + i)
+    assert rate.due_ms == DUE_MS_MAX
 
 
 def test_rate_control_comes_back_to_full_rate_on_a_clear_link():
@@ -146,7 +176,9 @@ def test_a_new_bitrate_changes_the_frame_sizes(codec):
     sizes, shown = [], 0
     for i, frame in enumerate(frames):
         if i == 30:
-            encoder.set_rate(Rate(200_000, 30))
+            # H.264 codes at constant quality under the rate as a cap: these frames take
+            # about 0.5 Mbit/s of the 2 allowed, so the cap that must bite is below that
+            encoder.set_rate(Rate(100_000, 30))
         data = encoder.encode(frame)
         sizes.append(len(data))
         for packet in decoder.parse(data):

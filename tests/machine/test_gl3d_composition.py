@@ -21,7 +21,7 @@ from test_cli_end_to_end import (
 )
 from test_preview import x_display
 
-from vgpu.guest import cube, desktop
+from vgpu.guest import anim, cube, desktop
 
 pytestmark = pytest.mark.gl
 __all__ = ["serve", "x_display"]  # fixtures shared with the 2D end-to-end tests
@@ -33,9 +33,11 @@ SHOT_GAP_S = 0.5
 
 
 def _cube_in(rgb: np.ndarray) -> bool:
-    """The cube's background in the corners, something else (the cube) in the middle."""
+    """The cube's background in the corners (the bottom-left one right of the frame
+    counter the full-screen demo stamps there), something else (the cube) in the middle."""
     h, w = rgb.shape[:2]
-    corners = [rgb[2, 2], rgb[2, w - 3], rgb[h - 3, 2], rgb[h - 3, w - 3]]
+    left = anim.STAMP_BITS * anim.STAMP_BLOCK + 2
+    corners = [rgb[2, 2], rgb[2, w - 3], rgb[h - 3, left], rgb[h - 3, w - 3]]
     return (all(c.tolist() == BACKGROUND_RGB for c in corners)
             and rgb[h // 2, w // 2].tolist() != BACKGROUND_RGB)
 

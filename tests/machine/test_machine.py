@@ -102,3 +102,26 @@ def test_create_rejects_bad_guests(tmp_path):
         Machine.create(demo="nonsense")
     with pytest.raises(ValueError):
         Machine.create(demo=f"replay:{tmp_path / 'missing.spice'}")
+
+
+def test_cube_demo_is_never_left_waiting_for_a_doorbell():
+    """The render thread breaks off between ring items to publish a frame; the item left
+    behind rings no doorbell (the device asks for one only when it finds the ring empty),
+    so waiting for one stalled the cube demo to one frame per IDLE_WAIT_S (under 2 frames a
+    second). Frames are told apart by the counter the demo stamps in the corner."""
+    from vgpu.guest.anim import read_stamp
+    from vgpu.machine import IDLE_WAIT_S
+
+    seconds = 3.0
+    stamps = set()
+    with Machine.create(demo="cube", width=320, height=240) as machine:
+        sub = machine.frames.subscribe()
+        wait_frame(sub, lambda f: read_stamp(f.pixels) > 0)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            taken = sub.take()
+            if taken is not None:
+                stamps.add(read_stamp(taken[0].pixels))
+            time.sleep(0.005)
+    assert len(stamps) > 4 * seconds / IDLE_WAIT_S, sorted(stamps)
+    assert max(stamps) - min(stamps) >= len(stamps) - 1  # counters of distinct frames

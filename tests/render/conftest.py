@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def gl_ctx():
     pytest.importorskip("moderngl")
-    from vgpu.render.gl import create_context
+    from vgpu.render.context import create_context
 
     try:
         ctx = create_context()
@@ -32,7 +32,7 @@ def renderer(gl_ctx):
 @pytest.fixture(params=["fetch", "copies"])
 def dest_renderer(gl_ctx, request):
     from vgpu.render import Renderer
-    from vgpu.render.gl import FRAMEBUFFER_FETCH
+    from vgpu.render.context import FRAMEBUFFER_FETCH
 
     fetch = request.param == "fetch"
     if fetch and FRAMEBUFFER_FETCH not in gl_ctx.extensions:

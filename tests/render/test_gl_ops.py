@@ -396,9 +396,9 @@ def test_bad_surfaces_refused(renderer):
 
 
 def test_surface_memory_is_bounded(renderer, monkeypatch):
-    from vgpu.render import gl
+    from vgpu.render import context
 
-    monkeypatch.setattr(gl, "MAX_SURFACE_PIXELS", 100 * 100)
+    monkeypatch.setattr(context, "MAX_SURFACE_PIXELS", 100 * 100)
     renderer.surface_created(1, 100, 50, 400, E.SURFACE_FMT_32_xRGB, None)
     renderer.surface_created(2, 100, 50, 400, E.SURFACE_FMT_32_xRGB, None)
     with pytest.raises(RenderError):
@@ -495,15 +495,15 @@ def test_composite_reading_its_own_target(renderer):
 
 
 def test_overlap_cells_claim_conservatively():
-    from vgpu.render.gl import _claim
+    from vgpu.render.batch import claim_cells
 
     cells: dict[int, int] = {}
     # one operation's disjoint rects may share a cell; they never conflict with each other
-    assert _claim(cells, [(0, 0, 4, 4), (4, 0, 8, 4)])
-    assert not _claim(cells, [(6, 6, 7, 7)])  # same 8x8 cell: refused, nothing marked
-    assert _claim(cells, [(8, 0, 16, 8), (100, 100, 300, 300)])
-    assert not _claim(cells, [(200, 50, 201, 101)])  # reaches into the big rect's cells
-    assert _claim(cells, [(16, 8, 17, 9)])  # the next cell diagonally is free
+    assert claim_cells(cells, [(0, 0, 4, 4), (4, 0, 8, 4)])
+    assert not claim_cells(cells, [(6, 6, 7, 7)])  # same 8x8 cell: refused, nothing marked
+    assert claim_cells(cells, [(8, 0, 16, 8), (100, 100, 300, 300)])
+    assert not claim_cells(cells, [(200, 50, 201, 101)])  # reaches into the big rect's cells
+    assert claim_cells(cells, [(16, 8, 17, 9)])  # the next cell diagonally is free
 
 
 def test_freeing_surfaces_leaves_no_gl_error(renderer):

@@ -222,9 +222,9 @@ def test_tiny_staging_buffer_and_cache(gl_ctx, monkeypatch, data):
     """With room for only a few images per draw call and two small cached images, operations
     keep flushing mid-batch, retrying after a full buffer, and evicting cached images whose
     slots get reused; the picture must not change."""
-    from vgpu.render import Renderer, gl
+    from vgpu.render import Renderer, batch
 
-    monkeypatch.setattr(gl, "MAX_STAGING_BYTES", 4096)
+    monkeypatch.setattr(batch, "MAX_STAGING_BYTES", 4096)
     seed = _noise(data.draw, W * H * 4).reshape(H, W, 4)
     cmds = data.draw(st.lists(st.one_of(commands(0), commands(OTHER)), min_size=1,
                               max_size=12))

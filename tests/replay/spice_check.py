@@ -10,6 +10,8 @@ import subprocess
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+QXL_DEVICE = HERE.parent.parent / "bench" / "peer"
+"""replay-qxl.c, the QXL device the checker shares with bench/peer's vgpu-spice-peer."""
 
 
 def compile_checker(out_dir: Path) -> Path | str:
@@ -21,8 +23,9 @@ def compile_checker(out_dir: Path) -> Path | str:
     if flags.returncode != 0:
         return "libspice-server-dev is not installed"
     exe = out_dir / "spice_replay_check"
-    subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(exe),
-                    str(HERE / "spice_replay_check.c"), *flags.stdout.split()], check=True)
+    subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(QXL_DEVICE),
+                    "-o", str(exe), str(HERE / "spice_replay_check.c"),
+                    str(QXL_DEVICE / "replay-qxl.c"), *flags.stdout.split()], check=True)
     return exe
 
 

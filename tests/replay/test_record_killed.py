@@ -23,6 +23,8 @@ from vgpu.replay.recorder import FLUSH_INTERVAL_S
 ROOT = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 RUN_S = 3 * FLUSH_INTERVAL_S  # several flushes of the desktop demo's drawing
+FIRST_COMMAND_TIMEOUT_S = 60.0
+"""How long a loaded machine may take to start the demo and flush its first command."""
 
 pytestmark = [pytest.mark.gl, pytest.mark.slow]
 
@@ -31,6 +33,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def recorded_commands(path: Path) -> int:
+    """Commands in the complete events the recorder has flushed to `path` so far."""
+    if not path.exists() or not path.stat().st_size:
+        return 0
+    return sum(isinstance(e, CommandEvent) for e in read_events(path))
 
 
 def record_desktop(path: Path, sig: int) -> str:
@@ -42,6 +51,10 @@ def record_desktop(path: Path, sig: int) -> str:
     assert proc.stdout is not None
     assert proc.stdout.readline().startswith("SPICE: ")  # the machine runs
     time.sleep(RUN_S)
+    # on a loaded machine the demo may not have drawn a flushed command yet: wait for one
+    deadline = time.monotonic() + FIRST_COMMAND_TIMEOUT_S
+    while not recorded_commands(path) and time.monotonic() < deadline:
+        time.sleep(FLUSH_INTERVAL_S)
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 0), out

@@ -183,7 +183,7 @@ def test_display_ack_window_blocks_then_opens():
     display.receive_data(mini(c.SPICE_MSGC_ACK_SYNC, struct.pack("<I", 1)))
     for _ in range(2 * ACK_WINDOW):
         assert display.window_open()
-        display.mark()
+        display.notify("frame")
     assert not display.window_open()
     assert display.receive_data(mini(c.SPICE_MSGC_ACK)) == [AckReceived()]
     assert display.window_open()
@@ -193,7 +193,7 @@ def test_ack_of_an_old_generation_does_not_count():
     display = DisplayChannel(linked(c.SPICE_CHANNEL_DISPLAY))
     display.set_ack()
     for _ in range(2 * ACK_WINDOW):
-        display.mark()
+        display.notify("frame")
     display.receive_data(mini(c.SPICE_MSGC_ACK))  # before ACK_SYNC
     assert not display.window_open()
 
@@ -353,6 +353,8 @@ def test_preferred_video_codecs_and_stream_reports():
 
 def test_stream_create_names_its_codec_and_activates_reports():
     display = DisplayChannel(linked(c.SPICE_CHANNEL_DISPLAY))
+    display.show_surface(640, 480, False, EncodedRegion((0, 0, 640, 480), 0, b""))
+    display.data_to_send()  # a stream is created on a shown surface only
     display.stream_create(7, (10, 20, 110, 220), 1234, c.SPICE_VIDEO_CODEC_TYPE_H264)
     display.stream_activate_report(7, 7, 5, 1000)
     (create_type, create), (report_type, report) = split_messages(display.data_to_send())

@@ -31,6 +31,11 @@ and never times anything itself. `Bench` gives:
 - `b.quick` and `b.rounds(full, quick)`: `--quick` must finish every workload together in
   under a minute on two cores, so a workload shrinks its inputs when `b.quick` is set.
 
+Every workload has a budget in bench/budget.toml: its wall seconds on a quiet 2-core
+machine, full run and --quick. The command prints each workload's seconds beside it, and
+tests/bench checks that the budgets add up to under issue 11's bounds (core.BUDGET_TOTAL_S):
+a new workload, or more rounds, takes its seconds from the others or shrinks.
+
 Rules for a module: import cheaply and do nothing at import time (`vgpu bench list`
 imports every module); keep heavy set-up inside the workload function; names are unique
 (`workload` refuses a second one); name measurements "CASE: FIGURE" when one run yields

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="workloads to run ('all' for every one), 'list', "
                              "'compare A.json B.json', or 'show FILE.json'")
     parser.add_argument("--quick", action="store_true",
-                        help="fewer rounds and smaller inputs: every workload in about a minute")
+                        help="fewer rounds and smaller inputs: every workload in under a minute")
     parser.add_argument("--repeats", type=int, help="rounds per measurement (default 7, quick 3)")
     parser.add_argument("--json", type=Path, help="write every sample and the machine here")
     parser.add_argument("--plot", type=Path, help="write a PNG plot here")
@@ -100,42 +100,58 @@ def _run(args: argparse.Namespace, workloads: list) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from vgpu.bench import report
-    from vgpu.bench.core import Bench, run_workload
+    from vgpu.bench.core import Bench, budgets, run_workload
 
     out, err = _console(), Console(stderr=True)
     measurements = []
     errors: dict[str, str] = {}
     took: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    steps: list[list] = []  # [workload, step, seconds] as the progress bar names the steps
     started = time.monotonic()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
             "{task.completed}/{task.total} workloads"), TimeElapsedColumn(),
             console=err, transient=True) as progress:
         task = progress.add_task("", total=len(workloads))
 
+        step_began = [0.0]
+
+        def end_step() -> None:
+            now = time.monotonic()
+            if steps and steps[-1][2] is None:
+                steps[-1][2] = round(now - step_began[0], 2)
+            step_began[0] = now
+
         def show(name: str, wl_name: str = "") -> None:
             progress.update(task, description=f"{wl_name}: {name}"[:70])
+            end_step()
+            steps.append([wl_name, name, None])
 
         for wl in workloads:
             bench = Bench(quick=args.quick, repeats=args.repeats or (3 if args.quick else 7),
                           progress=lambda name, wl_name=wl.name: show(name, wl_name),
                           options={o.flag: getattr(args, o.dest) for o in wl.options})
             show("starting", wl.name)
-            began = time.monotonic()
+            began, cpu_began = time.monotonic(), report.cpu_seconds()
             try:
                 run_workload(wl, bench, measurements)
             except Exception as exc:  # one broken workload must not lose the others' figures
                 errors[wl.name] = f"{type(exc).__name__}: {exc}"
                 err.print(f"[red]{wl.name} failed[/]: {errors[wl.name]}")
                 err.print(traceback.format_exc(), markup=False, highlight=False)
+            end_step()
             took[wl.name] = round(time.monotonic() - began, 1)
+            cpu[wl.name] = round(report.cpu_seconds() - cpu_began, 1)
             progress.advance(task)
     seconds = time.monotonic() - started
     record = report.run_record(measurements, workloads=[w.name for w in workloads],
                                quick=args.quick, seconds=seconds, errors=errors,
-                               workload_seconds=took)
+                               workload_seconds=took, workload_cpu_seconds=cpu,
+                               steps=steps)
     out.print(report.results_table(measurements))
-    out.print(f"{report.machine_line(record)}; {seconds:.0f} s ("
-              + ", ".join(f"{n} {t:.0f} s" for n, t in took.items()) + ")")
+    out.print(report.time_table(record, budgets().get("quick" if args.quick else "full", {})))
+    out.print(f"{report.machine_line(record)}; {seconds:.0f} s, load average "
+              f"{record['load_average']}")
     if args.json:
         report.save(record, args.json)
         out.print(f"samples: {args.json}")

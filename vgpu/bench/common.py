@@ -147,7 +147,7 @@ def serving(source: Any, options: Any) -> Iterator[tuple[Any, int]]:
 
     loop = asyncio.new_event_loop()
     server = SpiceServer(source, options)
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread = threading.Thread(target=loop.run_forever, name="spice-loop", daemon=True)
     thread.start()
     try:
         yield server, asyncio.run_coroutine_threadsafe(

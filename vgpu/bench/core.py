@@ -274,6 +274,27 @@ BENCH_DIR = Path(__file__).resolve().parent.parent.parent / "bench"
 """The repository's bench/ folder: one module per group of workloads, data in bench/data."""
 
 
+BUDGET_FILE = BENCH_DIR / "budget.toml"
+"""Each workload's wall seconds on a quiet 2-core machine, full run and --quick."""
+ALL_LIMIT_S = {"full": 15 * 60.0, "quick": 60.0}
+"""Issue 11's bounds for `vgpu bench all` on 2 cores."""
+BUDGET_TOTAL_S = {"full": 14 * 60.0, "quick": 45.0}
+"""What the budgets may add up to: room under the bounds for a busier machine (more for
+--quick: its fixed costs, imports and the GL context, weigh more). 12 minutes is the aim
+for a full run; bench/budget.toml says what keeps it over."""
+
+
+def budgets(path: Path = BUDGET_FILE) -> dict[str, dict[str, float]]:
+    """{"full": {workload: seconds}, "quick": {...}} from bench/budget.toml ({} without it)."""
+    import tomllib
+
+    if not path.is_file():
+        return {}
+    with path.open("rb") as f:
+        table = tomllib.load(f)
+    return {mode: {k: float(v) for k, v in table.get(mode, {}).items()} for mode in ALL_LIMIT_S}
+
+
 def discover(bench_dir: Path = BENCH_DIR) -> dict[str, Workload]:
     """Imports every bench/*.py (not _*.py) once; each registers its workloads."""
     for path in sorted(bench_dir.glob("*.py")):

@@ -58,7 +58,7 @@ def machine_info() -> dict[str, Any]:
 def gl_info() -> dict[str, str]:
     """The GL the renderer gets here (the vendor's EGL on a GPU machine, else llvmpipe)."""
     try:
-        from vgpu.render.gl import create_context
+        from vgpu.render.context import create_context
 
         ctx = create_context()
     except Exception as exc:  # no GL at all: the JSON says so instead of failing the run
@@ -87,6 +87,24 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process (every thread) and of the children it has waited for
+    (the stock clients, the peer server, glmark2): what a run costs however busy the
+    machine is, where wall time also counts the other programs' turns."""
+    import resource
+
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+def load_average() -> float | None:
+    """The machine's one-minute load average: beside wall times, how busy it was."""
+    try:
+        return round(os.getloadavg()[0], 1)
+    except OSError:
+        return None
+
+
 def git_commit() -> str | None:
     try:
         proc = subprocess.run(["git", "-C", str(BENCH_DIR), "describe", "--always", "--dirty"],
@@ -100,12 +118,20 @@ def git_commit() -> str | None:
 
 def run_record(measurements: Iterable[Measurement], *, workloads: list[str], quick: bool,
                seconds: float, errors: dict[str, str],
-               workload_seconds: dict[str, float] | None = None) -> dict[str, Any]:
+               workload_seconds: dict[str, float] | None = None,
+               workload_cpu_seconds: dict[str, float] | None = None,
+               steps: list[list] | None = None) -> dict[str, Any]:
+    """The JSON file's content. `steps` are [workload, step, seconds] in the order they
+    ran, a step being what the progress bar named (a measurement, or a phase a workload
+    announced): where a workload's time went."""
     return {
         "schema": SCHEMA,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "workloads": workloads, "quick": quick, "seconds": round(seconds, 1),
         "workload_seconds": workload_seconds or {},
+        "workload_cpu_seconds": workload_cpu_seconds or {},
+        "steps": steps or [],
+        "load_average": load_average(),
         "commit": git_commit(), "machine": machine_info(), "gl": gl_info(),
         "packages": package_versions(), "errors": errors,
         "measurements": [m.as_dict() for m in measurements],
@@ -173,6 +199,32 @@ def results_table(measurements: list[Measurement]) -> Any:
                           contender, spread_text(m.spread(contender)), ratio,
                           end_section=i == len(m.samples) - 1)
             last = m.workload
+    return table
+
+
+def time_table(record: dict[str, Any], budget: dict[str, float]) -> Any:
+    """Where a run's time went: each workload's wall seconds beside its budget (what it
+    takes on a quiet 2-core machine), its share of the run, and its CPU seconds (this
+    process and its children: on a busy machine wall time grows, CPU time much less)."""
+    from rich.table import Table
+
+    total = record["seconds"] or float("nan")
+    table = Table(title="time per workload" + (" (--quick)" if record["quick"] else ""))
+    for col in ("workload", "budget s", "wall s", "share", "CPU s"):
+        table.add_column(col, justify="left" if col == "workload" else "right")
+    cpu = record.get("workload_cpu_seconds", {})
+    walls = record["workload_seconds"]
+
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    for name, wall in walls.items():
+        table.add_row(name, seconds(budget.get(name)), seconds(wall),
+                      f"{100 * wall / total:.0f}%", seconds(cpu.get(name)))
+    budgeted = [budget[n] for n in walls if n in budget]
+    table.add_row("all", seconds(sum(budgeted) if budgeted else None),
+                  seconds(record["seconds"]), "", seconds(sum(cpu.values()) if cpu else None),
+                  end_section=True)
     return table
 
 

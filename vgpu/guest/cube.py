@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from vgpu.guest.anim import STAMP_BITS, STAMP_BLOCK
 from vgpu.guest.driver import GuestDriver
 
 FRAME_PERIOD_S = 1 / 60
@@ -195,16 +196,32 @@ class CubeWindow:
         self.ctx.release()
 
 
+def draw_stamp(ctx: Any, value: int) -> None:
+    """The frame counter along the bottom-left edge, as the anim guest draws it (16 blocks
+    of 16x16 pixels, bright for a set bit), in scissored clears: GL's origin is the
+    bottom-left, where it lands on the surface too."""
+    for bit in range(STAMP_BITS):
+        on = 1.0 if value >> bit & 1 else 0.0
+        ctx.clear(on, on, on, 1.0, viewport=(bit * STAMP_BLOCK, 0, STAMP_BLOCK, STAMP_BLOCK))
+
+
 def run_cube(driver: GuestDriver, stop: threading.Event, width: int, height: int) -> None:
-    """The full-screen demo: the cube presented on all of the primary surface."""
+    """The full-screen demo: the cube presented on all of the primary surface, its frame
+    counter stamped in the corner (where the surface is big enough) so a client or a
+    benchmark can tell which frame it shows."""
     from vgpu.guest import gl
 
     ctx = gl.create_context(driver, (width, height))
     scene = CubeScene(ctx, ctx.screen)
+    stamped = width >= STAMP_BITS * STAMP_BLOCK and height >= STAMP_BLOCK
     start = time.monotonic()
     next_frame = start
+    count = 0
     while not stop.is_set():
         scene.draw(time.monotonic() - start)
+        count += 1
+        if stamped:
+            draw_stamp(ctx, count % (1 << STAMP_BITS))
         ctx.present()
         next_frame += FRAME_PERIOD_S
         stop.wait(max(0.0, next_frame - time.monotonic()))

@@ -35,6 +35,7 @@ class CachedImage:
     height: int
     has_alpha: bool
     slot: tuple[int, int] | None = None  # (class, slot id) in the SlotAtlas, if there
+    source: Any = None  # the renderer's ready-made Source for a hit (one per entry, not per op)
 
     @property
     def nbytes(self) -> int:
@@ -102,10 +103,15 @@ class ImageCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: Hashable) -> CachedImage | None:
+    def get(self, key: Hashable, width: int | None = None, height: int | None = None
+            ) -> CachedImage | None:
+        """The entry under `key`; with a size, only an entry of that size (a guest may reuse
+        an id for another image)."""
         entry = self._entries.get(key)
-        if entry is not None:
-            self._entries.move_to_end(key)
+        if entry is None or (width is not None
+                             and (entry.width != width or entry.height != height)):
+            return None
+        self._entries.move_to_end(key)
         return entry
 
     def put(self, key: Hashable, entry: CachedImage) -> None:

@@ -23,6 +23,9 @@ still exact in the float32 vertex math."""
 def check_rect(r: QRect, what: str) -> Box:
     """A QRect from a command -> Box, refusing inverted, empty or absurd ones."""
     top, left, bottom, right = r
+    if (-COORD_LIMIT <= left < right <= COORD_LIMIT
+            and -COORD_LIMIT <= top < bottom <= COORD_LIMIT):
+        return left, top, right, bottom
     if min(r) < -COORD_LIMIT or max(r) > COORD_LIMIT:
         raise RenderError(f"{what}: coordinates out of range {tuple(r)}")
     if right <= left or bottom <= top:
@@ -31,8 +34,13 @@ def check_rect(r: QRect, what: str) -> Box:
 
 
 def intersect(a: Box, b: Box) -> Box | None:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    # comparisons rather than min/max calls: this runs several times per operation
+    ax0, ay0, ax1, ay1 = a
+    bx0, by0, bx1, by1 = b
+    x0 = ax0 if ax0 > bx0 else bx0
+    y0 = ay0 if ay0 > by0 else by0
+    x1 = ax1 if ax1 < bx1 else bx1
+    y1 = ay1 if ay1 < by1 else by1
     if x0 >= x1 or y0 >= y1:
         return None
     return x0, y0, x1, y1
@@ -74,3 +82,11 @@ def dest_region(bbox: Box, clip: tuple[QRect, ...] | None, width: int, height: i
         if box is not None:
             parts.append(box)
     return disjoint_union(parts)
+
+
+def bounds(boxes: list[Box] | tuple[Box, ...]) -> Box:
+    """The bounding box of (at least one) boxes."""
+    # columns by zip: no generator per column (damage lists collapse through this every
+    # MAX_DAMAGE_RECTS operations)
+    x0, y0, x1, y1 = zip(*boxes, strict=True)
+    return min(x0), min(y0), max(x1), max(y1)

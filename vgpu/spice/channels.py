@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from vgpu.display import CursorShape, CursorState, CursorUpdate, InputEvent, Rect
 from vgpu.spice import constants as c
+from vgpu.spice.display_order import DisplayOrder, DisplayState, Send
 from vgpu.spice.link import Linked
 from vgpu.spice.wire import MalformedMessage, Reader, has_cap, pack_rect
 
@@ -335,6 +336,39 @@ class EncodedRegion:
     lossy: bool = False
 
 
+@dataclass(frozen=True)
+class StreamStart:
+    """A video stream the client is to create; `report`: (frames, timeout in ms) for
+    STREAM_ACTIVATE_REPORT, sent only to clients that have the capability."""
+
+    stream_id: int
+    rect: Rect
+    mm_time: int
+    codec_type: int
+    report: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class StreamFrame:
+    """One encoded frame of a live stream; `ping`: (id, timestamp) of the PING after it."""
+
+    stream_id: int
+    mm_time: int
+    data: bytes
+    ping: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class FrameUpdate:
+    """What one frame changes on a shown surface, in no particular order: the channel
+    sends it in the protocol's (streams ended, draws, stream started, stream frame)."""
+
+    ended: tuple[int, ...] = ()
+    draws: tuple[EncodedRegion, ...] = ()
+    started: StreamStart | None = None
+    video: StreamFrame | None = None
+
+
 class DisplayChannel(ChannelMachine):
     channel_type = c.SPICE_CHANNEL_DISPLAY
     client_messages = {
@@ -350,6 +384,11 @@ class DisplayChannel(ChannelMachine):
         super().__init__(linked)
         self.surface: tuple[int, int] | None = None
         self._image_id = 0
+        self.order = DisplayOrder()
+
+    @property
+    def state(self) -> DisplayState:
+        return self.order.state
 
     def has_cap(self, bit: int) -> bool:
         return has_cap(self.linked.channel_caps, bit)
@@ -379,7 +418,43 @@ class DisplayChannel(ChannelMachine):
         # GL draw done needs no answer (GL scanout is never offered).
         return []
 
+    def show_surface(self, width: int, height: int, has_alpha: bool,
+                     picture: EncodedRegion, ended: tuple[int, ...] = ()) -> None:
+        """A new primary (the first or a changed one) whole in one draw, then the mark:
+        the streams `ended` go first, then the old primary."""
+        for stream_id in ended:
+            self.stream_destroy(stream_id)
+        if self.surface is not None:
+            self.surface_destroy()
+        self.surface_create(width, height, has_alpha)
+        self.draw_copy(picture)
+        self.mark()
+
+    def show_update(self, update: FrameUpdate) -> None:
+        """One frame's changes to the shown surface, in the protocol's order."""
+        for stream_id in update.ended:
+            self.stream_destroy(stream_id)
+        for region in update.draws:
+            self.draw_copy(region)
+        start = update.started
+        if start is not None:
+            self.stream_create(start.stream_id, start.rect, start.mm_time, start.codec_type)
+            if start.report is not None and self.has_cap(c.SPICE_DISPLAY_CAP_STREAM_REPORT):
+                self.stream_activate_report(start.stream_id, start.stream_id, *start.report)
+        video = update.video
+        if video is not None:
+            self.stream_data(video.stream_id, video.mm_time, video.data)
+            if video.ping is not None:
+                self.ping(*video.ping)
+        self.order.send(Send.FRAME_END)
+
+    def ping(self, ping_id: int, timestamp: int) -> None:
+        """On the display channel a PING follows a stream frame, to time its arrival."""
+        self.order.send(Send.PING)
+        super().ping(ping_id, timestamp)
+
     def surface_create(self, width: int, height: int, has_alpha: bool = False) -> None:
+        self.order.send(Send.SURFACE_CREATE)
         fmt = c.SPICE_SURFACE_FMT_32_ARGB if has_alpha else c.SPICE_SURFACE_FMT_32_xRGB
         self._send(
             c.SPICE_MSG_DISPLAY_SURFACE_CREATE,
@@ -394,13 +469,16 @@ class DisplayChannel(ChannelMachine):
             )
 
     def surface_destroy(self) -> None:
+        self.order.send(Send.SURFACE_DESTROY)
         self._send(c.SPICE_MSG_DISPLAY_SURFACE_DESTROY, struct.pack("<I", self.PRIMARY))
         self.surface = None
 
     def mark(self) -> None:
+        self.order.send(Send.MARK)
         self._send(c.SPICE_MSG_DISPLAY_MARK)
 
     def draw_copy(self, region: EncodedRegion) -> None:
+        self.order.send(Send.DRAW_COPY)
         left, top, right, bottom = region.rect
         width, height = right - left, bottom - top
         base = (
@@ -428,6 +506,7 @@ class DisplayChannel(ChannelMachine):
         self, stream_id: int, rect: Rect, mm_time: int,
         codec_type: int = c.SPICE_VIDEO_CODEC_TYPE_MJPEG,
     ) -> None:
+        self.order.send(Send.STREAM_CREATE, stream_id)
         left, top, right, bottom = rect
         width, height = right - left, bottom - top
         body = struct.pack(
@@ -451,6 +530,7 @@ class DisplayChannel(ChannelMachine):
         self, stream_id: int, unique_id: int, max_window_size: int, timeout_ms: int
     ) -> None:
         """Asks the client for STREAM_REPORTs every max_window_size frames or timeout_ms."""
+        self.order.send(Send.STREAM_ACTIVATE_REPORT, stream_id)
         self._send(
             c.SPICE_MSG_DISPLAY_STREAM_ACTIVATE_REPORT,
             struct.pack("<IIII", stream_id, unique_id, max_window_size, timeout_ms),
@@ -458,6 +538,7 @@ class DisplayChannel(ChannelMachine):
 
     def stream_data(self, stream_id: int, mm_time: int, data: bytes) -> None:
         """One encoded frame of the stream's codec (a JPEG, an H.264 access unit...)."""
+        self.order.send(Send.STREAM_DATA, stream_id)
         self._send(
             c.SPICE_MSG_DISPLAY_STREAM_DATA,
             struct.pack("<III", stream_id, mm_time & 0xFFFFFFFF, len(data)),
@@ -465,6 +546,7 @@ class DisplayChannel(ChannelMachine):
         )
 
     def stream_destroy(self, stream_id: int) -> None:
+        self.order.send(Send.STREAM_DESTROY, stream_id)
         self._send(c.SPICE_MSG_DISPLAY_STREAM_DESTROY, struct.pack("<I", stream_id))
 
 

@@ -37,7 +37,15 @@ from vgpu.display import (
     Rect,
     Subscription,
 )
-from vgpu.encode.video import Encoder, RateControl, choose_codec, create_encoder
+from vgpu.encode.codecs import encode_jpeg
+from vgpu.encode.video import (
+    MAX_LAG_S,
+    Encoder,
+    MjpegEncoder,
+    RateControl,
+    choose_codec,
+    create_encoder,
+)
 from vgpu.spice import constants as c
 from vgpu.spice.channels import (
     AckReceived,
@@ -46,13 +54,16 @@ from vgpu.spice.channels import (
     CursorChannel,
     DisplayChannel,
     DisplayInit,
+    FrameUpdate,
     InputReceived,
     InputsChannel,
     MainChannel,
     PongReceived,
     PreferredCompression,
     PreferredVideoCodecs,
+    StreamFrame,
     StreamReport,
+    StreamStart,
 )
 from vgpu.spice.imaging import (
     CLIENT_PREFERENCES,
@@ -93,16 +104,11 @@ CURSOR_BACKLOG = 64
 shape and position instead of the history."""
 
 MM_TIME_LATENCY_MS = 40
-"""How far the client's multimedia clock is set behind the server's. spice-gtk shows a
-stream frame when its clock reaches the frame's stamp and drops frames already late,
-so this is the margin for encoding jitter, transit and decoding on a LAN; it is also
-the delay streamed video gets (spice-server starts at 400 ms, for WANs)."""
-
-VIDEO_DUE_MS = 0
-"""How long after it is sent a non-MJPEG stream frame is due on the client's clock
-(which runs MM_TIME_LATENCY_MS behind ours). spice-gtk shows a late H.264 or VP8
-frame as soon as it is decoded, but drops a late MJPEG frame, so MJPEG frames
-keep the whole margin and the others none: they show as soon as they are decoded."""
+"""How far the client's multimedia clock is set behind the server's. A stream frame is
+stamped due its rate control's due_ms after it is sent, on that clock (spice-server
+starts at 400 ms, for WANs). Frames due on arrival (no margin) made a loaded spice-gtk
+report drops every second, and rate control cut the H.264 frames it sent to two in
+five (vgpu bench stream, the cube at 1280x720)."""
 
 MAX_STREAM_PINGS = 64
 """PINGs after stream frames waiting for their PONG: each tells when the client reached
@@ -139,10 +145,10 @@ socket's backlog (WRITE_BUFFER_HIGH at worst). `vgpu bench soak` serves 50 at on
 (one of them stalled) with every other client at its lone frame rate."""
 
 SHARED_FRAMES = 2
-"""Frames whose per-frame work (normalized damage, encoded regions) is kept for other
-clients: the newest and the one before. Clients that keep up ask for the same regions
-of the same frame, so each is worked out once for all of them; one that lags merges
-damage and does its own."""
+"""Frames whose per-frame work (normalized damage, encoded regions, MJPEG stream frames)
+is kept for other clients: the newest and the one before. Clients that keep up ask for
+the same regions of the same frame, so each is worked out once for all of them; one
+that lags merges damage and does its own."""
 
 GOODBYE_TIMEOUT_S = 1.0
 """How long closing the server waits for the goodbye messages to leave; a client that
@@ -371,6 +377,11 @@ def _encode_stream(encoder: Encoder, frame: Frame, rect: Rect) -> bytes:
     return encoder.encode(frame.pixels[top:bottom, left:right])
 
 
+def _encode_jpeg(frame: Frame, rect: Rect, quality: int) -> bytes:
+    left, top, right, bottom = rect
+    return encode_jpeg(frame.pixels[top:bottom, left:right], quality)
+
+
 @dataclass
 class Session:
     session_id: int
@@ -392,8 +403,8 @@ class SpiceServer:
         self._channels: dict[Transport, tuple[ChannelMachine, object]] = {}
         self.display_stats: list[DisplayStats] = []
         self.video_codecs = self.options.compression.video()
-        # frame -> ("damage", damage) or ("encode", rect, imaging or None for a stream
-        # frame) -> the work's result
+        # frame -> ("damage", damage), ("encode", rect, imaging, whole) or ("mjpeg",
+        # rect, quality) -> the work's result
         self._shared: dict[tuple[int, int], dict[object, Any]] = {}
 
     def _frame_work(self, frame: Frame) -> dict[object, Any]:
@@ -417,8 +428,8 @@ class SpiceServer:
                whole: bool = False) -> Awaitable[Any]:
         """`rect` of `frame` encoded on the pool for `imaging`: split by content into a list
         of regions, or `whole` as one region (a client's first picture); shared by every
-        client that asks for the same while the frame is recent (stream frames are not:
-        each client's video encoder keeps its own state)."""
+        client that asks for the same while the frame is recent (stream frames: see
+        encode_stream)."""
         regions = self._frame_work(frame)
         future = regions.get(("encode", rect, imaging, whole))
         if future is None:
@@ -426,8 +437,24 @@ class SpiceServer:
             future = regions["encode", rect, imaging, whole] = loop.run_in_executor(
                 self.pool, encode_rect if whole else encode_rect_by_content, frame, rect,
                 imaging)
-        # A client that goes away while waiting must not cancel the others' encode.
-        return asyncio.shield(future)
+        return _shared_result(future)
+
+    def encode_stream(self, frame: Frame, stream: _Stream) -> Awaitable[bytes]:
+        """`stream`'s next frame encoded on the pool. An MJPEG frame is a JPEG of the
+        stream's rectangle at the quality rate control set, whatever came before: it is
+        shared with the clients that ask for the same while the frame is recent. Other
+        codecs' encoders keep state between frames: each client's encodes its own."""
+        encoder = stream.encoder
+        if not isinstance(encoder, MjpegEncoder):
+            return asyncio.get_running_loop().run_in_executor(
+                self.pool, _encode_stream, encoder, frame, stream.rect)
+        work = self._frame_work(frame)
+        key = ("mjpeg", stream.rect, encoder.quality)
+        future = work.get(key)
+        if future is None:  # the quality as it is now: the encoder's may change meanwhile
+            future = work[key] = asyncio.get_running_loop().run_in_executor(
+                self.pool, _encode_jpeg, frame, stream.rect, encoder.quality)
+        return _shared_result(future)
 
     def mm_time(self) -> int:
         """SPICE multimedia time: milliseconds on the server's clock, wrapping at 32 bits."""
@@ -754,6 +781,13 @@ async def _http_head(reader: asyncio.StreamReader, first: bytes) -> bytes:
     return head
 
 
+def _shared_result(future: asyncio.Future[Any]) -> Awaitable[Any]:
+    """A shared encode's future to await: as it is once done (every client but the first
+    to ask finds it so, and awaits it without a wait or a new future), else shielded, so
+    that a client that goes away while waiting does not cancel the others' encode."""
+    return future if future.done() else asyncio.shield(future)
+
+
 def _sender_ended(task: asyncio.Task[None], transport: Transport, peer: object) -> None:
     """A display sender that fails (an encoder error, a lost socket) ends its connection."""
     if task.cancelled():
@@ -859,29 +893,26 @@ class _DisplayClient:
             if taken is None:
                 continue
             frame, damage = taken
+            # The interval runs from one take to the next: the time a send takes
+            # (encoding, most of it) is inside it, not added to it.
+            last_sent = self._loop.time()
             if frame.surface_serial != surface_serial or machine.surface is None:
                 # The first picture whole, in one draw, and then the mark.
                 region = await self._server.encode(
                     frame, (0, 0, frame.width, frame.height), self.imaging, whole=True
                 )
-                for stream_id in self._streams.reset():
-                    machine.stream_destroy(stream_id)
                 if self._stream is not None:
                     self._stream.encoder.close()
                     self._stream = None
-                if machine.surface is not None:
-                    machine.surface_destroy()
-                machine.surface_create(frame.width, frame.height, frame.has_alpha)
+                machine.show_surface(frame.width, frame.height, frame.has_alpha, region,
+                                     tuple(self._streams.reset()))
                 surface_serial = frame.surface_serial
-                machine.draw_copy(region)
-                machine.mark()
                 await self._flush(frame.serial, 1)
             else:
                 rects = self._server.damage_rects(frame, damage)
                 merged = max(1, frame.serial - last_serial)
                 await self._send(frame, self._streams.plan(rects, self._loop.time(), merged))
             last_serial = frame.serial
-            last_sent = self._loop.time()
 
     def _start_stream(self, stream_id: int, rect: Rect) -> _Stream:
         choice = choose_codec(self._server.video_codecs, self._client_codecs, self._preferred)
@@ -894,7 +925,8 @@ class _DisplayClient:
         return _Stream(stream_id, rect, VIDEO_CODEC_TYPES[choice.codec], encoder, rate)
 
     async def _send(self, frame: Frame, plan: Plan) -> None:
-        """Encodes on the pool, then sends: streams ended, draws, stream start, stream frame.
+        """Encodes on the pool, then hands the frame's update to the channel machine,
+        which queues it in the protocol's order.
 
         Every encode finishes before the first message is queued, so the channel's
         reader (which flushes what the machine holds) never sends half of a frame."""
@@ -911,40 +943,41 @@ class _DisplayClient:
         futures = [server.encode(frame, r, imaging) for r in cut_bands(plan.draws)]
         stream, video_future = self._stream, None
         if plan.stream_frame is not None and stream is not None:
-            backlog = self._transport.backlog()
-            self.stats.max_backlog = max(self.stats.max_backlog, backlog)
-            if stream.rate.want_frame(backlog, now, self.lag()):
+            lag = self.lag()
+            backlog = 0  # a client too far behind gets no frame whatever its socket holds
+            if lag <= MAX_LAG_S:
+                # A syscall (and a wait for the GIL after it on a busy host): asked
+                # only where it decides.
+                backlog = self._transport.backlog()
+                self.stats.max_backlog = max(self.stats.max_backlog, backlog)
+            if stream.rate.want_frame(backlog, now, lag):
                 stream.encoder.set_rate(stream.rate.rate())
-                video_future = self._loop.run_in_executor(
-                    server.pool, _encode_stream, stream.encoder, frame, stream.rect
-                )
+                video_future = server.encode_stream(frame, stream)
             else:
                 self.stats.stream_skipped += 1
-        regions = [region for parts in await asyncio.gather(*futures) for region in parts]
+        # Each awaited in turn: all of them are on the pool already.
+        regions = [region for future in futures for region in await future]
         video = None if video_future is None else await video_future
-        for stream_id, _rect in plan.ended:
-            machine.stream_destroy(stream_id)
-        for region in regions:
-            machine.draw_copy(region)
         mm_time = self._server.mm_time()
+        started = None
         if plan.started is not None and stream is not None:  # (stream is the new one)
-            machine.stream_create(stream.stream_id, stream.rect, mm_time, stream.codec_type)
-            if machine.has_cap(c.SPICE_DISPLAY_CAP_STREAM_REPORT):
-                machine.stream_activate_report(
-                    stream.stream_id, stream.stream_id,
-                    STREAM_REPORT_WINDOW, STREAM_REPORT_TIMEOUT_MS,
-                )
+            started = StreamStart(stream.stream_id, stream.rect, mm_time, stream.codec_type,
+                                  (STREAM_REPORT_WINDOW, STREAM_REPORT_TIMEOUT_MS))
+        stream_frame = None
         if video and stream is not None:
-            if stream.codec_type != c.SPICE_VIDEO_CODEC_TYPE_MJPEG:
-                mm_time = (mm_time - MM_TIME_LATENCY_MS + VIDEO_DUE_MS) & 0xFFFFFFFF
-            machine.stream_data(stream.stream_id, mm_time, video)
+            due = (mm_time - MM_TIME_LATENCY_MS + stream.rate.due_ms) & 0xFFFFFFFF
+            ping = None
             if len(self._pings) < MAX_STREAM_PINGS:
                 self._ping_id += 1
                 self._pings[self._ping_id] = time.monotonic_ns()
-                machine.ping(self._ping_id, self._pings[self._ping_id])
-            stream.rate.sent(len(video), self._loop.time())
+                ping = (self._ping_id, self._pings[self._ping_id])
+            stream_frame = StreamFrame(stream.stream_id, due, video, ping)
+            stream.rate.sent(len(video), now)
             self.stats.stream_frames += 1
             self.stats.stream_bytes += len(video)
+        machine.show_update(FrameUpdate(
+            tuple(stream_id for stream_id, _rect in plan.ended), tuple(regions),
+            started, stream_frame))
         await self._flush(frame.serial, len(regions))
 
     async def _flush(self, serial: int, draws: int) -> None:

@@ -1,0 +1,178 @@
+"""Damage and readback: what each operation changed (`last_damage`, the primary's damage for
+the next frame, each surface's stale and unsynced rects), the host shadow of a surface's
+pixels that reads come from, UPDATE_AREA's write-back and the published frames.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import moderngl
+import numpy as np
+
+from vgpu.device.commands import QRect
+from vgpu.display import Frame
+from vgpu.render import enums as E
+from vgpu.render import pixels as px
+from vgpu.render.batch import BatchEngine
+from vgpu.render.context import PRIMARY, Surface
+from vgpu.render.errors import RenderError
+from vgpu.render.region import Box, bounds, check_rect, intersect
+
+if TYPE_CHECKING:
+    from vgpu.render.gl3d import Gl3dExecutor
+
+READ_MERGE_AREA = 2
+READ_MERGE_COUNT = 8
+"""Stale rects one read needs become a single read of their bounding box when that box is at
+most READ_MERGE_AREA times their area, or when there are more than READ_MERGE_COUNT of them:
+each GL read waits for the GL to finish, which costs more than the extra pixels."""
+
+MAX_DAMAGE_RECTS = 64
+"""Changed rects kept per surface (damage between snapshots, stale shadow, unsynced guest
+memory) before they collapse into their bounding box: a read or write-back per rect costs a
+GL round trip, so past this many one is cheaper."""
+
+
+class Readback(BatchEngine):
+    """Tracks damage and reads pixels back from the GL."""
+
+    def __init__(self, ctx: moderngl.Context | None, framebuffer_fetch: bool | None) -> None:
+        super().__init__(ctx, framebuffer_fetch)
+        self.last_damage: tuple[Box, ...] = ()
+        """The rects (x0, y0, x1, y1) the last `execute` changed on its target surface."""
+        self._damage: list[Box] = []  # primary damage since the last snapshot
+        self._frame_serial = 0
+        self._surface_serial = 0
+        # made by the renderer at the first 3D batch; reads wait for its work first
+        self.gl3d: Gl3dExecutor | None = None
+
+    def _note_damage(self, surf: Surface, boxes: tuple[Box, ...],
+                     in_shadow: tuple[Box, ...] = ()) -> None:
+        """Records what an operation changed: `last_damage`, the surface's unsynced and stale
+        rects (but for `in_shadow`, written into the host shadow too: a 3D present by copy)
+        and, on the primary, the damage the next snapshot reports."""
+        self.last_damage = boxes
+        if not boxes:
+            return
+        # _add_rects written out for the lists every operation extends (a call less each)
+        unsynced = surf.unsynced
+        unsynced += boxes
+        if len(unsynced) > MAX_DAMAGE_RECTS:
+            surf.unsynced = [bounds(unsynced)]
+        if surf.shadow is not None:
+            surf.stale = _add_rects(surf.stale, [b for b in boxes if b not in in_shadow])
+            for hole in in_shadow:
+                surf.stale = [part for r in surf.stale for part in _subtract(r, hole)]
+        if surf.id == PRIMARY:
+            damage = self._damage
+            damage += boxes
+            if len(damage) > MAX_DAMAGE_RECTS:
+                self._damage = [bounds(damage)]
+
+    def read_area(self, surface_id: int, area: QRect) -> list[tuple[QRect, np.ndarray]]:
+        """The parts of `area` drawn since guest memory last got them (see the protocol)."""
+        surf = self._get_surface(surface_id)
+        x0, y0, x1, y1 = check_rect(area, "update area")
+        box = intersect((x0, y0, x1, y1), (0, 0, surf.width, surf.height))
+        if box != (x0, y0, x1, y1):
+            raise RenderError(f"update area {tuple(area)} outside surface {surface_id}")
+        inside, outside = [], []
+        for r in surf.unsynced:
+            part = intersect(r, box)
+            if part is None:
+                outside.append(r)
+            else:
+                inside.append(part)
+                outside.extend(_subtract(r, box))
+        # (parts close together go as their bounding box, with pixels memory holds already)
+        pieces = [(QRect(r[1], r[0], r[3], r[2]), px.to_memory(self._read(surf, r), surf.fmt))
+                  for r in _merge_reads(inside)]
+        surf.unsynced = _add_rects([], outside)  # only once they are read back
+        return pieces
+
+    def read_pixels(self, surface_id: int, box: Box | None = None) -> np.ndarray:
+        """A surface's rendered pixels as (h, w, 4) uint8 channels (B, G, R, A), top-down."""
+        surf = self._get_surface(surface_id)
+        box = box or (0, 0, surf.width, surf.height)
+        if intersect(box, (0, 0, surf.width, surf.height)) != box:
+            raise RenderError("read outside the surface")
+        return self._read(surf, box).copy()
+
+    def snapshot(self) -> Frame | None:
+        """The primary as a new immutable Frame with the damage since the previous snapshot,
+        or None when nothing changed (or there is no primary). Reads back only the damage."""
+        surf = self._surfaces.get(PRIMARY)
+        if surf is None or not self._damage:
+            return None
+        pixels = self._read(surf, (0, 0, surf.width, surf.height)).copy()
+        damage = tuple(self._damage)
+        self._damage = []
+        pixels.setflags(write=False)
+        self._frame_serial += 1
+        return Frame(self._frame_serial, self._surface_serial, pixels, damage,
+                     has_alpha=surf.fmt == E.SURFACE_FMT_32_ARGB)
+
+    def _read(self, surf: Surface, box: Box) -> np.ndarray:
+        """`box` of the surface's pixels: a read-only view of its host shadow, valid until
+        the next operation (copy what you keep). Reads back from GL only what changed since
+        the last read (the shadow keeps the rest)."""
+        self.flush()
+        if surf.shadow is None:
+            surf.shadow = self._read_now(surf, (0, 0, surf.width, surf.height)).copy()
+            surf.stale = []
+        elif surf.stale:
+            keep, hit = [], []
+            for r in surf.stale:
+                (hit if intersect(r, box) is not None else keep).append(r)
+            for r in _merge_reads(hit):
+                surf.shadow[r[1] : r[3], r[0] : r[2]] = self._read_now(surf, r)
+            surf.stale = keep
+        x0, y0, x1, y1 = box
+        view = surf.shadow[y0:y1, x0:x1]
+        view.flags.writeable = False
+        return view
+
+    def _read_now(self, surf: Surface, box: Box) -> np.ndarray:
+        x0, y0, x1, y1 = box
+        if self.gl3d is not None:
+            # 3D work (a guest's shader, as long as it likes) may be queued: wait for it
+            # with the interpreter lock released; moderngl's read would keep it
+            self.gl3d.wait_gl()
+        data = surf.fbo.read(viewport=(x0, y0, x1 - x0, y1 - y0), components=4)
+        return np.frombuffer(data, np.uint8).reshape(y1 - y0, x1 - x0, 4)
+
+
+def _add_rects(rects: list[Box], more: list[Box] | tuple[Box, ...]) -> list[Box]:
+    """`rects` (extended in place) with `more` added; past MAX_DAMAGE_RECTS, their bounding
+    box instead."""
+    rects.extend(more)
+    return [bounds(rects)] if len(rects) > MAX_DAMAGE_RECTS else rects
+
+
+def _merge_reads(rects: list[Box]) -> list[Box]:
+    """Rects to read back (or write back), as one bounding box where that is cheaper
+    (READ_MERGE_AREA, READ_MERGE_COUNT)."""
+    if len(rects) > 1:
+        whole = bounds(rects)
+        area = sum((r[2] - r[0]) * (r[3] - r[1]) for r in rects)
+        if ((whole[2] - whole[0]) * (whole[3] - whole[1]) <= READ_MERGE_AREA * area
+                or len(rects) > READ_MERGE_COUNT):
+            return [whole]
+    return rects
+
+
+def _subtract(r: Box, hole: Box) -> list[Box]:
+    """The parts of r outside `hole` (which overlaps it): up to four rects."""
+    out = []
+    if r[1] < hole[1]:
+        out.append((r[0], r[1], r[2], hole[1]))
+    if hole[3] < r[3]:
+        out.append((r[0], hole[3], r[2], r[3]))
+    y0, y1 = max(r[1], hole[1]), min(r[3], hole[3])
+    if r[0] < hole[0]:
+        out.append((r[0], y0, hole[0], y1))
+    if hole[2] < r[2]:
+        out.append((hole[2], y0, r[2], y1))
+    return out
+
