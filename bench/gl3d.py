@@ -12,12 +12,16 @@ Through the ring is the whole path of a running machine: this thread is the gues
 (vgpu.guest.gl, the guest driver's 3D primitives, the 3D ring), the machine's render
 thread runs the device and the GL renderer's executor. Also measured: the guest's
 encoding alone (a transport that drops batches), a fence round trip (submit, the device
-signals, the guest sees it), and the executor's count of host waits per frame.
+signals, the guest sees it), and the executor's count of host waits per frame. For the
+"shown" frames also the CPU time per frame, of the whole process and of Python's threads
+(the ring's guest and render threads, the direct side's one): on 2 shared cores the wall
+time of a few ms varies by more than the 5 % the target allows, the CPU time much less.
 With --quick: 256x256 and 100 draw calls only, fewer rounds and frames.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
@@ -174,6 +178,12 @@ class Ring:
         if not self._settled.wait(START_TIMEOUT_S):
             raise RuntimeError("the render thread did not settle")
 
+    def render_cpu(self) -> float:
+        """Seconds of CPU the render thread has used."""
+        ident = self._thread.ident
+        assert ident is not None
+        return time.clock_gettime(time.pthread_getcpuclockid(ident))
+
     def host_waits(self) -> int:
         """The executor's count of host waits (glFinish, readbacks, query results)."""
         gl3d = self.renderer.gl3d
@@ -271,6 +281,28 @@ def cases(direct: Any, ring: Ring, frames: int, sizes: tuple[tuple[int, int], ..
             yield f"{size[0]}x{size[1]}, {n} draw calls/frame", n, contenders
 
 
+CPU_PROCESS = "CPU per frame, whole process"
+CPU_THREADS = "CPU per frame, Python's threads"
+"""Directly the one thread calling moderngl; through the ring the guest's and the render
+thread. The rest of the process is llvmpipe's rasterizer threads."""
+
+
+def cpu_per_frame(run: Callable[[], None], frames: int, settle: Callable[[], None],
+                  render_cpu: Callable[[], float] | None) -> dict[str, float]:
+    """Milliseconds of CPU per frame of one run (wall time on 2 shared cores is too noisy
+    for a few % of difference; CPU time is not)."""
+    settle()
+    process, thread = time.process_time(), time.thread_time()
+    render = render_cpu() if render_cpu is not None else 0.0
+    run()
+    settle()
+    threads = time.thread_time() - thread
+    if render_cpu is not None:
+        threads += render_cpu() - render
+    return {CPU_PROCESS: (time.process_time() - process) / frames * 1e3,
+            CPU_THREADS: threads / frames * 1e3}
+
+
 def fence_round_trips(ring: Ring, count: int) -> list[float]:
     """Microseconds from submitting a fence to seeing it complete, `count` times."""
     from vgpu.guest import gl
@@ -310,6 +342,11 @@ def gl3d(b: Bench) -> Iterator[Measurement]:
                 RING_SHOWN: contenders[RING_SHOWN], DIRECT_SHOWN: contenders[DIRECT_SHOWN],
                 "guest encoding only": contenders["guest encoding only"]},
                 work=frames, unit="frames/s", rounds=rounds, note=target)
+            cpu = {name: functools.partial(cpu_per_frame, plain[name], frames, ring.settle,
+                                           ring.render_cpu if name == RING_SHOWN else None)
+                   for name in (RING_SHOWN, DIRECT_SHOWN)}
+            yield from b.observe(cpu, {CPU_PROCESS: ("ms", LOWER), CPU_THREADS: ("ms", LOWER)},
+                                 prefix=f"{label}: shown, ", rounds=rounds, note=target)
             yield b.time(f"{label}: drawn", {RING_DRAWN: contenders[RING_DRAWN],
                                              DIRECT_DRAWN: contenders[DIRECT_DRAWN]},
                          work=frames, unit="frames/s", rounds=rounds,

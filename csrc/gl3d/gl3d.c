@@ -236,7 +236,8 @@ struct g3_host {
     struct g3_ctx *ctx[G3_MAX_CONTEXTS + 1];
     struct g3_ctx *cur;       /* made current by MAKE_CURRENT */
     struct g3_ctx *applied;   /* whose state is on the host GL now (NULL: the 2D renderer's) */
-    struct g3_state twod;     /* the 2D renderer's, saved at batch begin */
+    struct g3_state twod;     /* the 2D renderer's, saved before a context's is applied */
+    int twod_valid;           /* twod holds the 2D state of this stretch of the batch */
     int in_batch;
     uint32_t unit_hwm;        /* units any guest context has used: what a switch saves */
     uint32_t host_attribs;
@@ -853,6 +854,12 @@ static void run_state_of(G3 *g, struct g3_ctx *c)
 {
     if (g->applied == c)
         return;
+    if (!g->applied && !g->twod_valid) {
+        /* the first switch since g3_batch_begin: the host's state is still the 2D
+         * renderer's (entry points in between keep what they change) */
+        save_state(g, &g->twod, 0);
+        g->twod_valid = 1;
+    }
     if (g->applied) {
         pause_queries(g->applied);
         save_state(g, &g->applied->st, 1);
@@ -878,7 +885,9 @@ static void run_state_of(G3 *g, struct g3_ctx *c)
 void g3_batch_begin(G3 *g)
 {
     drain_errors();
-    save_state(g, &g->twod, 0);
+    /* saved when a context's state is first applied: a stretch of vgpu commands only
+     * (a PRESENT's FENCE, a lone FENCE) then saves and restores nothing */
+    g->twod_valid = 0;
     g->applied = NULL;
     g->in_batch = 1;
 }

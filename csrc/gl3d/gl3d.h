@@ -45,8 +45,10 @@ uint32_t g3_take_lost(G3 *g);
 /* A surface goes away: contexts drawing to `fbo` are left without a default framebuffer. */
 void g3_surface_gone(G3 *g, uint32_t fbo);
 
-/* A batch: begin saves the state the 2D renderer left; to_2d saves the running context's
- * state and puts the 2D renderer's back (at the batch's end, and before Python draws). */
+/* A batch: after begin, the first context to run saves the state the 2D renderer left
+ * (nothing is saved when none runs); to_2d saves the running context's state and puts the
+ * 2D renderer's back (at the batch's end, and before Python draws). Between begin and
+ * to_2d nothing but the executor's entry points may touch the GL. */
 void g3_batch_begin(G3 *g);
 void g3_to_2d(G3 *g);
 

@@ -824,6 +824,8 @@ class Uniform:
         # One element is what nearly every per-draw write sends: its command's head, once.
         head = (self.location, 1, 0) if self.columns else (self.location, 1)
         self._head_one = program.ctx.enc.head(self._call, self.dimension, *head)
+        self._plain = array_length == 1 and gltype not in _BOOLS
+        """A number or one flat tuple packs straight into the batch (the per-draw case)."""
 
     def _send(self, packed: bytes) -> None:
         ctx = self.program.ctx
@@ -846,14 +848,23 @@ class Uniform:
 
     @value.setter
     def value(self, value: Any) -> None:
-        if self.array_length == 1 and self.gl_type not in _BOOLS:
+        if self._plain:
             try:  # the common shapes: a number, or one flat tuple
                 packed = (self._one.pack(value) if self.dimension == 1
                           else self._one.pack(*value))
             except (struct.error, TypeError):
                 pass
             else:
-                self._send(packed)
+                # _send's one-element case inlined: this runs once per draw call
+                program = self.program
+                ctx = program.ctx
+                if ctx._program != program.name:
+                    ctx._use_program(program.name)
+                enc = ctx.enc
+                batch = enc.batch  # the encoder's one bytearray, kept across take()
+                batch += self._head_one
+                batch += packed
+                enc.commands += 1
                 self._value = value
                 return
         flat: list[Any] = []
@@ -1088,10 +1099,15 @@ class VertexArray:
     def render(self, mode: int = TRIANGLES, vertices: int = -1, *, first: int = 0,
                instances: int = -1) -> None:
         ctx = self.ctx
-        vertices = self.vertices if vertices < 0 else vertices
-        instances = self.instances if instances < 0 else instances
-        ctx._use_program(self.program.name)
-        ctx._bind_vao(self.name)
+        if vertices < 0:
+            vertices = self.vertices
+        if instances < 0:
+            instances = self.instances
+        # the state checks and the append inlined: this runs once per draw call
+        if ctx._program != self.program.name:
+            ctx._use_program(self.program.name)
+        if ctx._vao != self.name:
+            ctx._bind_vao(self.name)
         key = (mode, vertices, first, instances)
         draw = self._draws.get(key)
         if draw is None:
@@ -1103,8 +1119,11 @@ class VertexArray:
                 draw = ctx.enc.encode("glDrawArraysInstanced", mode, first, vertices, instances)
             if len(self._draws) < MAX_CACHED_DRAWS:
                 self._draws[key] = draw
-        ctx.enc.raw(draw)
-        if len(ctx.enc) >= BATCH_FLUSH_BYTES:
+        enc = ctx.enc
+        batch = enc.batch
+        batch += draw
+        enc.commands += 1
+        if len(batch) >= BATCH_FLUSH_BYTES:
             ctx.flush()
 
     def release(self) -> None:

@@ -84,7 +84,7 @@ class Encoder:
     """Appends commands to a batch. `data(bytes) -> QXLPHYSICAL` places a large blob."""
 
     def __init__(self, data: Callable[[bytes], int]) -> None:
-        self.batch = bytearray()
+        self.batch = bytearray()  # one object for good: hot paths append to it directly
         self.commands = 0  # encoded since the last take(), for callers' counters
         self._data = data
         self._table = {c.name: WireCommand(c) for c in glwire.commands() if not c.excluded}

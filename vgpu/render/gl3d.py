@@ -18,14 +18,15 @@ The contract with the 2D renderer (vgpu/render/gl.py) on their one GL context:
   (`ctx.disable` once, cached by moderngl), scissor/stencil/rasterizer-discard off, the
   colour mask, every other pixel store value at 0, no PIXEL_PACK/UNPACK buffer bound, and
   moderngl's cached framebuffer binding (`ctx.fbo`, rebound after reads).
-- What the executor restores: `g3_batch_begin` saves the whole non-object state that a
-  guest can change (caps, blend, depth, stencil, raster state, viewport, scissor, pixel
-  store, hints, buffer/framebuffer/renderbuffer/program/vertex-array/transform-feedback
-  bindings, the texture units guests have used and their samplers, the indexed uniform
-  buffer bindings) and `g3_to_2d` puts it back when the batch ends and before this module
-  draws with moderngl (PRESENT). Guests are held to ES 3.0's enums for context state
-  (caps, targets, pixel store, hints, units < 32), so no desktop-only state can leak past
-  the restore. Guest contexts keep their own copy of the same state, saved on switch.
+- What the executor restores: after `g3_batch_begin`, the first guest context to run
+  saves the whole non-object state that a guest can change (caps, blend, depth, stencil,
+  raster state, viewport, scissor, pixel store, hints, buffer/framebuffer/renderbuffer/
+  program/vertex-array/transform-feedback bindings, the texture units guests have used and
+  their samplers, the indexed uniform buffer bindings) and `g3_to_2d` puts it back when the
+  batch ends and before this module draws with moderngl (PRESENT). Guests are held to ES
+  3.0's enums for context state (caps, targets, pixel store, hints, units < 32), so no
+  desktop-only state can leak past the restore. Guest contexts keep their own copy of the
+  same state, saved on switch.
 - Who owns what: the renderer owns its surfaces' textures, framebuffers, scratch copies and
   programs; the executor owns the drawables (a framebuffer with an RGBA8 colour texture, or
   a multisampled renderbuffer, and a depth/stencil renderbuffer), its staging texture for
@@ -67,7 +68,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import moderngl
-import numpy as np
 
 from vgpu._gl3d import ffi, lib
 from vgpu.device.abi import lib as abi
@@ -92,6 +92,9 @@ MAX_SOURCE_COORD = 1 << 16
 present copies nothing, and no blit is made with coordinates near 2^31, where Mesa's
 clipping overflows."""
 
+MAX_SOURCE_HANDLES = 16
+"""moderngl handles on guest textures that presents sample, kept (a name and a size each,
+nothing of the GL's): a guest presents from a few framebuffers; more start the set over."""
 MAX_PRESENT_RECTS = 256
 """Damage rects one PRESENT may list: eglSwapBuffersWithDamage sends a handful; the body is
 bounded by the header anyway, this bounds the work per present."""
@@ -179,6 +182,8 @@ class Gl3dExecutor:
         # presents sample level 0 through this sampler instead
         self._sampler = self.ctx.sampler(filter=(moderngl.NEAREST, moderngl.NEAREST))
         self._staging: tuple[moderngl.Texture, moderngl.Framebuffer] | None = None
+        self._read_texture = ffi.new("uint32_t[3]")  # g3_read_texture's answer
+        self._sources: dict[tuple[int, int, int], moderngl.Texture] = {}
         # Mesa's software rasterizers finish a texture's pending rendering before a draw
         # samples it, inside the moderngl call that holds the interpreter lock: there the
         # present waits first, in C (`wait_gl`); a GPU samples without waiting
@@ -200,17 +205,19 @@ class Gl3dExecutor:
     # --- the batch -------------------------------------------------------------------
 
     def execute(self, batch: bytes | bytearray | memoryview, guest: Gl3dGuest) -> None:
-        words = np.frombuffer(batch, np.uint32, len(batch) // 4)
-        if not words.flags.aligned:
-            words = words.copy()
-        n = len(words)
+        n = len(batch) // 4
+        buf = ffi.from_buffer("uint8_t[]", batch)
+        if int(ffi.cast("uintptr_t", buf)) % 4:  # C reads whole words
+            batch = bytes(batch)[: 4 * n]  # a new bytes object's data is aligned
+            buf = ffi.from_buffer("uint8_t[]", batch)
+        # Python reads the few vgpu commands' words through a view: no copy, no numpy
+        words = memoryview(batch).cast("B")[: 4 * n].cast("I")
         self.renderer.flush()  # 2D work queued before this batch is drawn first
-        if n == 1 + _FENCE_WORDS and int(words[0]) == _FENCE_HEADER:
+        if n == 1 + _FENCE_WORDS and words[0] == _FENCE_HEADER:
             # a batch of one FENCE (what a guest driver's gl_fence sends after each frame):
             # no GL, so no state to save and restore
             self._run_vgpu(_OP["FENCE"], words[1:].tolist(), guest)
             return
-        buf = ffi.from_buffer("uint8_t[]", words)
         self._set_memory(guest)
         self.busy_since = time.monotonic()
         lib.g3_batch_begin(self._host)
@@ -221,7 +228,7 @@ class Gl3dExecutor:
                 pos = lib.g3_execute(self._host, buf, n, pos)
                 if pos >= n:
                     break
-                header = int(words[pos])
+                header = words[pos]
                 op, body = header & 0xFFFF, header >> 16
                 if body > n - pos - 1:  # the header runs past the batch
                     self._lose_current(guest)
@@ -427,11 +434,18 @@ class Gl3dExecutor:
         (multisampled, a renderbuffer, a cube face or a layer)."""
         if drawable is not None:
             return drawable.texture
-        tex = ffi.new("uint32_t[3]")
+        tex = self._read_texture
         if not lib.g3_read_texture(self._host, src_fbo, tex):
             return None
-        # a handle on the guest's texture for this present only: never released here
-        return self.ctx.external_texture(int(tex[0]), (int(tex[1]), int(tex[2])), 4, 0, "f1")
+        # a handle on the guest's texture (a name and a size, never released here), made
+        # once: a guest presents from the same few framebuffers frame after frame
+        key = (tex[0], tex[1], tex[2])
+        src = self._sources.get(key)
+        if src is None:
+            if len(self._sources) >= MAX_SOURCE_HANDLES:
+                self._sources.clear()
+            src = self._sources[key] = self.ctx.external_texture(key[0], key[1:], 4, 0, "f1")
+        return src
 
     def _current_drawable(self) -> _Drawable | None:
         fbo = lib.g3_framebuffer(self._host, 0)
