@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from vgpu.display import Frame
 from vgpu.encode.samples import desktop_frame
 from vgpu.spice.channels import EncodedRegion
-from vgpu.spice.moves import ClientPicture
+from vgpu.spice.moves import ClientPicture, find_moves
 
 W, H = 512, 384
 
@@ -18,6 +18,15 @@ W, H = 512, 384
 def frame(pixels: np.ndarray, serial: int) -> Frame:
     pixels.setflags(write=False)
     return Frame(serial, 1, pixels, ((0, 0, W, H),))
+
+
+def copies_and_rest(picture: ClientPicture, new: Frame, damage: list) -> tuple[list, list]:
+    """The copies and the rest, as the server asks them for one client."""
+    search = picture.search(new, damage)
+    assert search is not None
+    copies, rest, dragged = find_moves(search)
+    picture.searched(search, dragged)
+    return copies, rest
 
 
 def client_after(shown: np.ndarray, new: np.ndarray, copies: list, rects: list) -> np.ndarray:
@@ -48,7 +57,7 @@ def test_copies_and_the_rest_give_the_new_frame(seed: int, moves: int) -> None:
     first = frame(old, 1)
     picture.reset(first, EncodedRegion((0, 0, W, H), 0, b""))
     damage = [(0, 0, W, H)] if rng.random() < 0.5 else [(0, 0, W, H // 2), (0, H // 2, W, H)]
-    copies, rects = picture.moves(frame(new, 2), damage)
+    copies, rects = copies_and_rest(picture, frame(new, 2), damage)
     assert (client_after(old, new, copies, rects) == new).all()
 
 
@@ -61,10 +70,10 @@ def test_a_scroll_is_copied_and_lossy_sources_are_not() -> None:
     new[0:300] = old[30:330]
     picture = ClientPicture()
     picture.reset(frame(old, 1), EncodedRegion((0, 0, W, H), 0, b""))
-    copies, rects = picture.moves(frame(new.copy(), 2), [(0, 0, W, H)])
+    copies, rects = copies_and_rest(picture, frame(new.copy(), 2), [(0, 0, W, H)])
     assert copies and (client_after(old, new, copies, rects) == new).all()
     assert sum((r[2] - r[0]) * (r[3] - r[1]) for r in rects) < W * H // 4
     # the same, but the client got the scrolled part lossily: it must be sent
     picture.reset(frame(old, 1), EncodedRegion((0, 0, W, H), 0, b"", lossy=True))
-    copies, rects = picture.moves(frame(new.copy(), 2), [(0, 0, W, H)])
+    copies, rects = copies_and_rest(picture, frame(new.copy(), 2), [(0, 0, W, H)])
     assert copies == [] and rects == [(0, 0, W, H)]

@@ -7,17 +7,9 @@ contexts, name tables, quotas and blob-size rules. `g3_execute` returns at each 
 FENCE. Nothing a batch says raises out of `execute`: faults stay with their context (GL
 errors, lost contexts) or are counted in Vgpu3dFence.errors.
 
-The contract with the 2D renderer (vgpu/render/gl.py) on their one GL context:
+The contract with the 2D renderer on their one GL context. What the 2D path sets before
+each draw and what it relies on and never sets are in vgpu/render/context.py; this side:
 
-- What the 2D path sets before each draw: the target framebuffer with its viewport
-  (`fbo.use()`), program and vertex array (`vao.render`), the textures it samples on units
-  0-2 (`Texture.use`), its instance/staging buffers (written through GL_ARRAY_BUFFER, the
-  staging buffer at shader storage binding 0), UNPACK/PACK_ALIGNMENT for uploads and reads
-  (moderngl writes those itself, through its last texture unit).
-- What it relies on and never sets per draw: blending, depth test and culling off
-  (`ctx.disable` once, cached by moderngl), scissor/stencil/rasterizer-discard off, the
-  colour mask, every other pixel store value at 0, no PIXEL_PACK/UNPACK buffer bound, and
-  moderngl's cached framebuffer binding (`ctx.fbo`, rebound after reads).
 - What the executor restores: after `g3_batch_begin`, the first guest context to run
   saves the whole non-object state that a guest can change (caps, blend, depth, stencil,
   raster state, viewport, scissor, pixel store, hints, buffer/framebuffer/renderbuffer/

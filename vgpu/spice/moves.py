@@ -8,6 +8,8 @@ sockets; the sender asks for moves before it encodes and says what it sent after
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from vgpu.display import Frame, Rect
 from vgpu.encode.codecs import changed_tiles
 from vgpu.encode.motion import find_move
@@ -26,12 +28,29 @@ MAX_TRIMMED_RECTS = 16
 each piece is a message with its own image header (about 60 bytes and more)."""
 
 MAX_SEARCH_BACKOFF = 16
-"""A client whose searches for dragged windows found none searches again only every
-2, 4, ... up to this many frames: a picture that changes without moving (video, an
+"""A client whose searches for dragged windows found none searches again only on every
+2nd, 4th, ... up to this many frames: a picture that changes without moving (video, an
 animation) would otherwise pay a search through its damaged area every frame."""
 
 Copy = tuple[Rect, tuple[int, int]]
 """A destination rectangle and the top-left of its source, on the client's picture."""
+
+
+@dataclass(frozen=True)
+class Search:
+    """One client's question: what of `rects` moved or changed from `prev` (its picture)
+    to `frame`, searching for dragged windows in `area` (None: scrolls only), with no
+    source in its `inexact` rectangles."""
+
+    prev: Frame
+    frame: Frame
+    rects: tuple[Rect, ...]
+    area: Rect | None
+    inexact: tuple[Rect, ...]
+
+    def key(self) -> tuple[object, ...]:
+        """Equal for equal searches of one frame (frames are kept by their serials)."""
+        return ("moves", self.prev.serial, self.rects, self.area, self.inexact)
 
 
 class ClientPicture:
@@ -39,68 +58,32 @@ class ClientPicture:
         self._frame: Frame | None = None
         self._inexact: list[Rect] = []
         self._misses = 0  # searches for windows in a row that found none
-        self._skipped = 0  # frames since the last search
 
     def reset(self, frame: Frame, region: EncodedRegion) -> None:
         """The client got `frame` whole, as `region`."""
         self._frame = frame
         self._inexact = [region.rect] if region.lossy else []
 
-    def moves(self, frame: Frame, rects: list[Rect]) -> tuple[list[Copy], list[Rect]]:
-        """Copies the client can make from its picture toward `frame`, and what of
-        `rects` is left to send as images: only what differs from the client's picture.
-        The copies run first, in order: none reads where an earlier one wrote, or where
-        the client's picture is inexact."""
+    def search(self, frame: Frame, rects: list[Rect]) -> Search | None:
+        """What to look for between the client's picture and `frame` (None: nothing,
+        the client has no picture of this surface). Equal searches give equal answers,
+        so clients that keep up share one (SpiceServer.moves)."""
         prev = self._frame
         if prev is None or prev.surface_serial != frame.surface_serial:
-            return [], rects
-        copies: list[Copy] = []
-        rest: list[Rect] = []
+            return None
         # Where a window went is in the frame's damage, and so is where it came from.
+        # Searches back off on frame serials, not on a count of each client's own, so
+        # that clients that missed alike search the same frames and share the search.
         area: Rect | None = None
-        self._skipped += 1
-        if rects and self._skipped >= min(MAX_SEARCH_BACKOFF, 1 << self._misses):
+        if rects and frame.serial % min(MAX_SEARCH_BACKOFF, 1 << self._misses) == 0:
             area = (min(r[0] for r in rects), min(r[1] for r in rects),
                     max(r[2] for r in rects), max(r[3] for r in rects))
-            self._skipped = 0
-        dragged = False
-        for rect in rects:
-            found = find_move(prev.pixels, frame.pixels, rect, area)
-            if found is None:
-                rest.append(rect)
-                continue
-            (left, top, right, bottom), dx, dy = found
-            dragged |= dx != 0
-            source = (left + dx, top + dy, right + dx, bottom + dy)
-            if any(_overlap(source, r) for r in self._inexact + [d for d, _ in copies]):
-                rest.append(rect)
-                continue
-            copies.append(((left, top, right, bottom), (left + dx, top + dy)))
-            rest.extend(r for r in ((rect[0], rect[1], rect[2], top),
-                                    (rect[0], bottom, rect[2], rect[3]),
-                                    (rect[0], top, left, bottom),
-                                    (right, top, rect[2], bottom))
-                        if r[0] < r[2] and r[1] < r[3])
-        if area is not None:
-            self._misses = 0 if dragged else self._misses + 1
-        # Trimmed after the search: a move is found in whole rectangles, not in the
-        # pieces of them that changed. (A copy writes the new frame's pixels, so the
-        # pieces trimmed away, equal in both frames, stay right wherever it lands.)
-        return copies, [t for r in rest for t in self._changed(prev, frame, r)]
+        return Search(prev, frame, tuple(rects), area, tuple(self._inexact))
 
-    def _changed(self, prev: Frame, frame: Frame, rect: Rect) -> list[Rect]:
-        """The tiles of `rect` that differ from the client's picture: a guest redraws
-        more than it changes (bench/data/windows: 430 pixels changed in a damaged
-        800x301). Where the client's picture is inexact, all of rect."""
-        if any(_overlap(rect, r) for r in self._inexact):
-            return [rect]
-        left, top, right, bottom = rect
-        tiles = changed_tiles(prev.pixels[top:bottom, left:right],
-                              frame.pixels[top:bottom, left:right], TRIM_TILE)
-        if len(tiles) > MAX_TRIMMED_RECTS:
-            tiles = [(min(t[0] for t in tiles), min(t[1] for t in tiles),
-                      max(t[2] for t in tiles), max(t[3] for t in tiles))]
-        return [(left + x0, top + y0, left + x1, top + y1) for x0, y0, x1, y1 in tiles]
+    def searched(self, search: Search, dragged: bool) -> None:
+        """Backs off the searches for windows while they find none."""
+        if search.area is not None:
+            self._misses = 0 if dragged else self._misses + 1
 
     def sent(self, frame: Frame, regions: list[EncodedRegion], streamed: Rect | None) -> None:
         """The client now shows `frame`, but for lossy `regions` and the stream's area."""
@@ -110,6 +93,53 @@ class ClientPicture:
         if streamed is not None:
             self._inexact.append(streamed)
         self._frame = frame if len(self._inexact) <= MAX_INEXACT_RECTS else None
+
+
+def find_moves(search: Search) -> tuple[list[Copy], list[Rect], bool]:
+    """Copies the client can make from its picture toward the new frame, what of the
+    damage is left to send as images (only what differs from the client's picture), and
+    whether a window was dragged. The copies run first, in order: none reads where an
+    earlier one wrote, or where the client's picture is inexact."""
+    prev, frame, inexact = search.prev, search.frame, list(search.inexact)
+    copies: list[Copy] = []
+    rest: list[Rect] = []
+    dragged = False
+    for rect in search.rects:
+        found = find_move(prev.pixels, frame.pixels, rect, search.area)
+        if found is None:
+            rest.append(rect)
+            continue
+        (left, top, right, bottom), dx, dy = found
+        dragged |= dx != 0
+        source = (left + dx, top + dy, right + dx, bottom + dy)
+        if any(_overlap(source, r) for r in inexact + [d for d, _ in copies]):
+            rest.append(rect)
+            continue
+        copies.append(((left, top, right, bottom), (left + dx, top + dy)))
+        rest.extend(r for r in ((rect[0], rect[1], rect[2], top),
+                                (rect[0], bottom, rect[2], rect[3]),
+                                (rect[0], top, left, bottom),
+                                (right, top, rect[2], bottom))
+                    if r[0] < r[2] and r[1] < r[3])
+    # Trimmed after the search: a move is found in whole rectangles, not in the
+    # pieces of them that changed. (A copy writes the new frame's pixels, so the
+    # pieces trimmed away, equal in both frames, stay right wherever it lands.)
+    return copies, [t for r in rest for t in _changed(prev, frame, r, inexact)], dragged
+
+
+def _changed(prev: Frame, frame: Frame, rect: Rect, inexact: list[Rect]) -> list[Rect]:
+    """The tiles of `rect` that differ from the client's picture: a guest redraws
+    more than it changes (bench/data/windows: 430 pixels changed in a damaged
+    800x301). Where the client's picture is inexact, all of rect."""
+    if any(_overlap(rect, r) for r in inexact):
+        return [rect]
+    left, top, right, bottom = rect
+    tiles = changed_tiles(prev.pixels[top:bottom, left:right],
+                          frame.pixels[top:bottom, left:right], TRIM_TILE)
+    if len(tiles) > MAX_TRIMMED_RECTS:
+        tiles = [(min(t[0] for t in tiles), min(t[1] for t in tiles),
+                  max(t[2] for t in tiles), max(t[3] for t in tiles))]
+    return [(left + x0, top + y0, left + x1, top + y1) for x0, y0, x1, y1 in tiles]
 
 
 def _overlap(a: Rect, b: Rect) -> bool:
