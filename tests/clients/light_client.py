@@ -24,14 +24,14 @@ import socket
 import struct
 import time
 
-from vgpu.spice import constants as c
+from vgpu.spice import constants as const
 
 LINK_HEADER = struct.Struct("<4sIII")
 MINI = struct.Struct("<HI")
 COMMON_CAPS = (
-    1 << c.SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION
-    | 1 << c.SPICE_COMMON_CAP_AUTH_SPICE
-    | 1 << c.SPICE_COMMON_CAP_MINI_HEADER
+    1 << const.SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION
+    | 1 << const.SPICE_COMMON_CAP_AUTH_SPICE
+    | 1 << const.SPICE_COMMON_CAP_MINI_HEADER
 )
 TICKET = bytes(128)  # any ticket passes with ticketing disabled
 CHURN_WATCH_S = (0.05, 0.6)  # how long a churning client watches before it leaves
@@ -40,7 +40,7 @@ CHURN_QUIET_S = 5.0  # a display silent this long (the demo draws 30 times a sec
 
 def link_message(channel_type: int, connection_id: int) -> bytes:
     body = struct.pack("<IBBIIII", connection_id, channel_type, 0, 1, 0, 18, COMMON_CAPS)
-    return LINK_HEADER.pack(c.SPICE_MAGIC, 2, 2, len(body)) + body
+    return LINK_HEADER.pack(const.SPICE_MAGIC, 2, 2, len(body)) + body
 
 
 class Wire:
@@ -128,11 +128,11 @@ async def link(port: int, websocket: bool, channel_type: int, connection_id: int
     await wire.send(link_message(channel_type, connection_id))
     _magic, _major, _minor, size = LINK_HEADER.unpack(await wire.exactly(LINK_HEADER.size))
     reply = await wire.exactly(size)
-    if struct.unpack_from("<I", reply)[0] != c.SPICE_LINK_ERR_OK:
+    if struct.unpack_from("<I", reply)[0] != const.SPICE_LINK_ERR_OK:
         raise ConnectionError("link refused")
-    await wire.send(struct.pack("<I", c.SPICE_COMMON_CAP_AUTH_SPICE) + TICKET)
+    await wire.send(struct.pack("<I", const.SPICE_COMMON_CAP_AUTH_SPICE) + TICKET)
     (result,) = struct.unpack("<I", await wire.exactly(4))
-    if result != c.SPICE_LINK_ERR_OK:
+    if result != const.SPICE_LINK_ERR_OK:
         raise ConnectionError(f"link result {result}")
     return wire
 
@@ -158,7 +158,7 @@ class Result:
 async def main_session_id(main: Wire) -> int:
     while True:
         msg_type, body = await main.message(65536, 0)
-        if msg_type == c.SPICE_MSG_MAIN_INIT:
+        if msg_type == const.SPICE_MSG_MAIN_INIT:
             return struct.unpack_from("<I", body)[0]
 
 
@@ -169,29 +169,29 @@ async def watch(display: Wire, result: Result, read_size: int, pause: float,
     unacked = 0
     while time.monotonic() < until:
         msg_type, body = await display.message(read_size, pause)
-        if msg_type == c.SPICE_MSG_SET_ACK:
+        if msg_type == const.SPICE_MSG_SET_ACK:
             generation, window = struct.unpack("<II", body)
-            await display.send(MINI.pack(c.SPICE_MSGC_ACK_SYNC, 4) + struct.pack("<I", generation))
+            await display.send(MINI.pack(const.SPICE_MSGC_ACK_SYNC, 4)
+                               + struct.pack("<I", generation))
             continue
         result.bytes += MINI.size + len(body)
-        if msg_type == c.SPICE_MSG_DISPLAY_DRAW_COPY:
+        if msg_type == const.SPICE_MSG_DISPLAY_DRAW_COPY:
             result.draws += 1
         unacked += 1
         if window and unacked >= window:
             unacked = 0
-            await display.send(MINI.pack(c.SPICE_MSGC_ACK, 0))
+            await display.send(MINI.pack(const.SPICE_MSGC_ACK, 0))
 
 
 async def open_session(port: int, websocket: bool) -> tuple[Wire, Wire, int]:
-    main = await link(port, websocket, c.SPICE_CHANNEL_MAIN, 0)
+    main = await link(port, websocket, const.SPICE_CHANNEL_MAIN, 0)
     session_id = await main_session_id(main)
-    display = await link(port, websocket, c.SPICE_CHANNEL_DISPLAY, session_id)
-    await display.send(MINI.pack(c.SPICE_MSGC_DISPLAY_INIT, 14) + bytes(14))
+    display = await link(port, websocket, const.SPICE_CHANNEL_DISPLAY, session_id)
+    await display.send(MINI.pack(const.SPICE_MSGC_DISPLAY_INIT, 14) + bytes(14))
     return main, display, session_id
 
 
-async def slow_reader(port: int, websocket: bool, args: argparse.Namespace,
-                      until: float) -> Result:
+async def slow_reader(port: int, websocket: bool, args: argparse.Namespace, until: float) -> Result:
     result = Result("ws" if websocket else "tcp")
     main, display, _ = await open_session(port, websocket)
     result.linked(display)
@@ -213,21 +213,25 @@ async def stalled(port: int, websocket: bool, until: float) -> Result:
     return result
 
 
-async def churner(port: int, websocket: bool, args: argparse.Namespace, until: float,
-                  rng: random.Random) -> Result:
+async def churner(
+    port: int, websocket: bool, args: argparse.Namespace, until: float, rng: random.Random
+) -> Result:
     """Sessions that come, watch and go (cleanly or abruptly) until `until`."""
     result = Result("churn-ws" if websocket else "churn")
     while time.monotonic() < until:
         main, display, session_id = await open_session(port, websocket)
-        others = [await link(port, websocket, kind, session_id)
-                  for kind in (c.SPICE_CHANNEL_INPUTS, c.SPICE_CHANNEL_CURSOR)]
+        others = [
+            await link(port, websocket, kind, session_id)
+            for kind in (const.SPICE_CHANNEL_INPUTS, const.SPICE_CHANNEL_CURSOR)
+        ]
         watch_until = time.monotonic() + rng.uniform(*CHURN_WATCH_S)
         await asyncio.wait_for(
             watch(display, result, args.read_size, args.read_pause_ms / 1000, watch_until),
-            CHURN_WATCH_S[1] + CHURN_QUIET_S)
+            CHURN_WATCH_S[1] + CHURN_QUIET_S,
+        )
         abrupt = rng.random() < 0.5
         if abrupt:  # half a message first: the server sees a cut mid-message
-            await display.send(MINI.pack(c.SPICE_MSGC_ACK_SYNC, 4) + b"\x01")
+            await display.send(MINI.pack(const.SPICE_MSGC_ACK_SYNC, 4) + b"\x01")
         for wire in (*others, display, main):
             await wire.close(abrupt=abrupt)
         result.sessions += 1
@@ -242,16 +246,16 @@ async def run(args: argparse.Namespace) -> list[Result]:
         if i < args.stalled:
             tasks.append(stalled(args.port, args.websocket, until))
         elif args.churn:
-            tasks.append(churner(args.port, args.websocket, args, until,
-                                 random.Random(rng.random())))
+            tasks.append(
+                churner(args.port, args.websocket, args, until, random.Random(rng.random()))
+            )
         else:
             tasks.append(slow_reader(args.port, args.websocket, args, until))
     results = await asyncio.gather(*tasks, return_exceptions=True)
     out = []
     for r in results:
         if isinstance(r, BaseException):
-            print(json.dumps({"event": "failed", "kind": "failed", "error": repr(r)}),
-                  flush=True)
+            print(json.dumps({"event": "failed", "kind": "failed", "error": repr(r)}), flush=True)
             continue
         out.append(r)
     return out

@@ -26,7 +26,7 @@ from test_cli_end_to_end import (
     wait_for_picture,
 )
 
-from vgpu.spice import constants as c
+from vgpu.spice import constants as const
 
 sys.path.insert(0, str(ROOT / "tests" / "spice"))
 from spice_testkit import RawClient, make_x509_dir
@@ -127,18 +127,19 @@ def test_signals_end_serve_cleanly_with_a_goodbye_on_every_channel(sig):
     proc = start("--demo", "desktop", "--port", str(port))
     try:
         wait_line(proc, "SPICE: ")
-        main = RawClient(port, c.SPICE_CHANNEL_MAIN)
-        assert main.link_result == c.SPICE_LINK_ERR_OK
-        session = main.recv_until(c.SPICE_MSG_MAIN_INIT)
-        display = RawClient(port, c.SPICE_CHANNEL_DISPLAY, int.from_bytes(session[:4], "little"))
-        assert display.link_result == c.SPICE_LINK_ERR_OK
-        display.recv_until(c.SPICE_MSG_SET_ACK)
+        main = RawClient(port, const.SPICE_CHANNEL_MAIN)
+        assert main.link_result == const.SPICE_LINK_ERR_OK
+        session = main.recv_until(const.SPICE_MSG_MAIN_INIT)
+        display = RawClient(port, const.SPICE_CHANNEL_DISPLAY,
+                            int.from_bytes(session[:4], "little"))
+        assert display.link_result == const.SPICE_LINK_ERR_OK
+        display.recv_until(const.SPICE_MSG_SET_ACK)
     finally:
         code, out = stop(proc, sig)
     assert code == 0 and "Traceback" not in out, out
     for client in (main, display):
         client.sock.settimeout(10)
-        goodbye = client.recv_until(c.SPICE_MSG_DISCONNECTING)
+        goodbye = client.recv_until(const.SPICE_MSG_DISCONNECTING)
         assert len(goodbye) == 12  # SpiceMsgDisconnect: time stamp, reason
         with pytest.raises(EOFError):
             client.recv()
@@ -160,25 +161,28 @@ def dying_picture(rgb: np.ndarray) -> bool:
 @pytest.mark.gl
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["command", "surface", "frame"])
-def test_guest_killed_mid_command_leaves_the_last_frame_and_the_next_guest_resets(
-    tmp_path, mode
-):
+def test_guest_killed_mid_command_leaves_the_last_frame_and_the_next_guest_resets(tmp_path, mode):
     sock = tmp_path / "guest.sock"
     port = free_port()
     proc = start("--guest", str(sock), "--port", str(port))
     guests: list[subprocess.Popen[str]] = []
     try:
         wait_for_socket(sock)
-        dying = subprocess.Popen([sys.executable, str(DYING_GUEST), str(sock), mode],
-                                 env=ENV, stdout=subprocess.PIPE, text=True)
+        dying = subprocess.Popen(
+            [sys.executable, str(DYING_GUEST), str(sock), mode],
+            env=ENV,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         guests.append(dying)
         dying.wait(timeout=30)
         assert dying.returncode == -signal.SIGKILL, dying.stdout.read() if dying.stdout else ""
         # The device serves the last frame of the guest that died.
         assert dying_picture(screenshot(port, tmp_path / "dead.ppm"))
         # The next guest attaches, resets the device and draws.
-        desktop = subprocess.Popen([sys.executable, str(ROOT / "examples" / "desktop_guest.py"),
-                                    str(sock)], env=ENV)
+        desktop = subprocess.Popen(
+            [sys.executable, str(ROOT / "examples" / "desktop_guest.py"), str(sock)], env=ENV
+        )
         guests.append(desktop)
         wait_for_picture(port, tmp_path / "next.ppm", looks_like_the_desktop)
     finally:

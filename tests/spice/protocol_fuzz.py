@@ -12,7 +12,7 @@ import struct
 
 from spice_testkit import VALID, encrypt_ticket, link_request, mini, mutate
 
-from vgpu.spice import constants as c
+from vgpu.spice import constants as const
 from vgpu.spice.channels import (
     ChannelClosed,
     CursorChannel,
@@ -23,7 +23,7 @@ from vgpu.spice.channels import (
 from vgpu.spice.link import LinkClosed, Linked, LinkMachine, LinkState, new_ticket_key
 
 KEY = new_ticket_key()
-VALID_LINK = link_request(c.SPICE_CHANNEL_DISPLAY, connection_id=5, channel_caps=(0, 1, 5))
+VALID_LINK = link_request(const.SPICE_CHANNEL_DISPLAY, connection_id=5, channel_caps=(0, 1, 5))
 
 
 def valid_ticket() -> bytes:
@@ -71,11 +71,11 @@ def linked(kind: int) -> Linked:
 
 MACHINES = {
     "main": lambda: MainChannel(
-        linked(c.SPICE_CHANNEL_MAIN), 1, ((c.SPICE_CHANNEL_DISPLAY, 0),), "vm", bytes(16)
+        linked(const.SPICE_CHANNEL_MAIN), 1, ((const.SPICE_CHANNEL_DISPLAY, 0),), "vm", bytes(16)
     ),
-    "display": lambda: DisplayChannel(linked(c.SPICE_CHANNEL_DISPLAY)),
-    "inputs": lambda: InputsChannel(linked(c.SPICE_CHANNEL_INPUTS)),
-    "cursor": lambda: CursorChannel(linked(c.SPICE_CHANNEL_CURSOR)),
+    "display": lambda: DisplayChannel(linked(const.SPICE_CHANNEL_DISPLAY)),
+    "inputs": lambda: InputsChannel(linked(const.SPICE_CHANNEL_INPUTS)),
+    "cursor": lambda: CursorChannel(linked(const.SPICE_CHANNEL_CURSOR)),
 }
 
 # Message types worth aiming at: every type a client may send, plus some that it may not.

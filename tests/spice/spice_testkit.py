@@ -22,7 +22,7 @@ import pytest
 from hypothesis import strategies as st
 
 from vgpu.display import CursorBus, Frame, FrameBus, InputEvent, Rect
-from vgpu.spice import constants as c
+from vgpu.spice import constants as const
 from vgpu.spice.server import ServerOptions, SpiceServer
 
 CLIENTS = Path(__file__).resolve().parent.parent / "clients"
@@ -405,20 +405,20 @@ def mutate(data: bytes, edits: list[tuple[int, int, str]]) -> bytes:
 
 
 VALID = {
-    "main": mini(c.SPICE_MSGC_MAIN_CLIENT_INFO, bytes(8))
-    + mini(c.SPICE_MSGC_MAIN_ATTACH_CHANNELS)
-    + mini(c.SPICE_MSGC_MAIN_MOUSE_MODE_REQUEST, struct.pack("<H", 2))
-    + mini(c.SPICE_MSGC_MAIN_AGENT_START, struct.pack("<I", 10))
-    + mini(c.SPICE_MSGC_PONG, struct.pack("<IQ", 1, 2)),
-    "display": mini(c.SPICE_MSGC_DISPLAY_INIT, struct.pack("<BqBi", 1, 1 << 20, 0, 0))
-    + mini(c.SPICE_MSGC_ACK_SYNC, struct.pack("<I", 1))
-    + mini(c.SPICE_MSGC_ACK)
-    + mini(c.SPICE_MSGC_DISPLAY_PREFERRED_COMPRESSION, b"\x07")
-    + mini(c.SPICE_MSGC_DISPLAY_STREAM_REPORT, bytes(32)),
-    "inputs": mini(c.SPICE_MSGC_INPUTS_KEY_DOWN, struct.pack("<I", 0x1E))
-    + mini(c.SPICE_MSGC_INPUTS_KEY_SCANCODE, b"\xe0\x48\xe0\xc8")
-    + mini(c.SPICE_MSGC_INPUTS_MOUSE_POSITION, struct.pack("<IIHB", 5, 6, 1, 0))
-    + mini(c.SPICE_MSGC_INPUTS_MOUSE_MOTION, struct.pack("<iiH", -1, 1, 0))
-    + mini(c.SPICE_MSGC_INPUTS_MOUSE_PRESS, struct.pack("<BH", 1, 1)),
-    "cursor": mini(c.SPICE_MSGC_ACK_SYNC, struct.pack("<I", 1)) + mini(c.SPICE_MSGC_ACK),
+    "main": mini(const.SPICE_MSGC_MAIN_CLIENT_INFO, bytes(8))
+    + mini(const.SPICE_MSGC_MAIN_ATTACH_CHANNELS)
+    + mini(const.SPICE_MSGC_MAIN_MOUSE_MODE_REQUEST, struct.pack("<H", 2))
+    + mini(const.SPICE_MSGC_MAIN_AGENT_START, struct.pack("<I", 10))
+    + mini(const.SPICE_MSGC_PONG, struct.pack("<IQ", 1, 2)),
+    "display": mini(const.SPICE_MSGC_DISPLAY_INIT, struct.pack("<BqBi", 1, 1 << 20, 0, 0))
+    + mini(const.SPICE_MSGC_ACK_SYNC, struct.pack("<I", 1))
+    + mini(const.SPICE_MSGC_ACK)
+    + mini(const.SPICE_MSGC_DISPLAY_PREFERRED_COMPRESSION, b"\x07")
+    + mini(const.SPICE_MSGC_DISPLAY_STREAM_REPORT, bytes(32)),
+    "inputs": mini(const.SPICE_MSGC_INPUTS_KEY_DOWN, struct.pack("<I", 0x1E))
+    + mini(const.SPICE_MSGC_INPUTS_KEY_SCANCODE, b"\xe0\x48\xe0\xc8")
+    + mini(const.SPICE_MSGC_INPUTS_MOUSE_POSITION, struct.pack("<IIHB", 5, 6, 1, 0))
+    + mini(const.SPICE_MSGC_INPUTS_MOUSE_MOTION, struct.pack("<iiH", -1, 1, 0))
+    + mini(const.SPICE_MSGC_INPUTS_MOUSE_PRESS, struct.pack("<BH", 1, 1)),
+    "cursor": mini(const.SPICE_MSGC_ACK_SYNC, struct.pack("<I", 1)) + mini(const.SPICE_MSGC_ACK),
 }

@@ -15,7 +15,7 @@ import struct
 import pytest
 from spice_testkit import split_messages
 
-from vgpu.spice import constants as c
+from vgpu.spice import constants as const
 from vgpu.spice.channels import (
     DisplayChannel,
     EncodedRegion,
@@ -32,16 +32,16 @@ from vgpu.spice.display_order import (
 )
 from vgpu.spice.link import Linked
 
-MJPEG = c.SPICE_VIDEO_CODEC_TYPE_MJPEG
+MJPEG = const.SPICE_VIDEO_CODEC_TYPE_MJPEG
 
 
 def display(*caps: int) -> DisplayChannel:
     words = (sum(1 << b for b in caps),) if caps else ()
-    return DisplayChannel(Linked(c.SPICE_CHANNEL_DISPLAY, 0, 0, (0b1011,), words))
+    return DisplayChannel(Linked(const.SPICE_CHANNEL_DISPLAY, 0, 0, (0b1011,), words))
 
 
 def region(rect=(0, 0, 8, 8)) -> EncodedRegion:
-    return EncodedRegion(rect, c.SPICE_IMAGE_TYPE_LZ4, b"\0" * 4)
+    return EncodedRegion(rect, const.SPICE_IMAGE_TYPE_LZ4, b"\0" * 4)
 
 
 def types(channel: DisplayChannel) -> list[int]:
@@ -59,53 +59,53 @@ class ClientModel:
 
     def feed(self, data: bytes) -> None:
         for msg_type, body in split_messages(data):
-            if msg_type == c.SPICE_MSG_DISPLAY_SURFACE_CREATE:
+            if msg_type == const.SPICE_MSG_DISPLAY_SURFACE_CREATE:
                 assert not self.surface, "a second primary without a destroy"
                 self.surface, self.marked = True, False
-            elif msg_type == c.SPICE_MSG_DISPLAY_SURFACE_DESTROY:
+            elif msg_type == const.SPICE_MSG_DISPLAY_SURFACE_DESTROY:
                 assert self.surface and not self.streams, "destroyed under a stream"
                 self.surface = False
-            elif msg_type == c.SPICE_MSG_DISPLAY_MARK:
+            elif msg_type == const.SPICE_MSG_DISPLAY_MARK:
                 assert self.surface and not self.marked
                 self.marked = True
-            elif msg_type == c.SPICE_MSG_DISPLAY_DRAW_COPY:
+            elif msg_type == const.SPICE_MSG_DISPLAY_DRAW_COPY:
                 assert self.surface, "a draw before its surface"
                 self.draws += 1
-            elif msg_type == c.SPICE_MSG_DISPLAY_STREAM_CREATE:
+            elif msg_type == const.SPICE_MSG_DISPLAY_STREAM_CREATE:
                 (stream_id,) = struct.unpack_from("<I", body, 4)
                 assert self.marked and stream_id not in self.streams
                 self.streams.add(stream_id)
-            elif msg_type in (c.SPICE_MSG_DISPLAY_STREAM_DATA,
-                              c.SPICE_MSG_DISPLAY_STREAM_ACTIVATE_REPORT):
+            elif msg_type in (const.SPICE_MSG_DISPLAY_STREAM_DATA,
+                              const.SPICE_MSG_DISPLAY_STREAM_ACTIVATE_REPORT):
                 (stream_id,) = struct.unpack_from("<I", body)
                 assert stream_id in self.streams, f"a message for unknown stream {stream_id}"
-            elif msg_type == c.SPICE_MSG_DISPLAY_STREAM_DESTROY:
+            elif msg_type == const.SPICE_MSG_DISPLAY_STREAM_DESTROY:
                 (stream_id,) = struct.unpack_from("<I", body)
                 self.streams.remove(stream_id)
 
 
 def test_first_surface_then_a_new_one_under_a_stream():
-    channel = display(c.SPICE_DISPLAY_CAP_MONITORS_CONFIG)
+    channel = display(const.SPICE_DISPLAY_CAP_MONITORS_CONFIG)
     assert channel.state is DisplayState.NO_SURFACE
     channel.show_surface(64, 48, False, region((0, 0, 64, 48)))
-    assert types(channel) == [c.SPICE_MSG_DISPLAY_SURFACE_CREATE,
-                              c.SPICE_MSG_DISPLAY_MONITORS_CONFIG,
-                              c.SPICE_MSG_DISPLAY_DRAW_COPY, c.SPICE_MSG_DISPLAY_MARK]
+    assert types(channel) == [const.SPICE_MSG_DISPLAY_SURFACE_CREATE,
+                              const.SPICE_MSG_DISPLAY_MONITORS_CONFIG,
+                              const.SPICE_MSG_DISPLAY_DRAW_COPY, const.SPICE_MSG_DISPLAY_MARK]
     assert channel.state is DisplayState.SHOWN
     channel.show_update(FrameUpdate(started=StreamStart(3, (0, 0, 32, 32), 0, MJPEG)))
     channel.data_to_send()
     channel.show_surface(80, 60, True, region((0, 0, 80, 60)), ended=(3,))
-    assert types(channel) == [c.SPICE_MSG_DISPLAY_STREAM_DESTROY,
-                              c.SPICE_MSG_DISPLAY_SURFACE_DESTROY,
-                              c.SPICE_MSG_DISPLAY_SURFACE_CREATE,
-                              c.SPICE_MSG_DISPLAY_MONITORS_CONFIG,
-                              c.SPICE_MSG_DISPLAY_DRAW_COPY, c.SPICE_MSG_DISPLAY_MARK]
+    assert types(channel) == [const.SPICE_MSG_DISPLAY_STREAM_DESTROY,
+                              const.SPICE_MSG_DISPLAY_SURFACE_DESTROY,
+                              const.SPICE_MSG_DISPLAY_SURFACE_CREATE,
+                              const.SPICE_MSG_DISPLAY_MONITORS_CONFIG,
+                              const.SPICE_MSG_DISPLAY_DRAW_COPY, const.SPICE_MSG_DISPLAY_MARK]
     assert channel.surface == (80, 60) and channel.order.streams == set()
 
 
 @pytest.mark.parametrize("report_cap", [False, True])
 def test_update_order_whatever_the_fields_say(report_cap):
-    channel = display(*([c.SPICE_DISPLAY_CAP_STREAM_REPORT] if report_cap else []))
+    channel = display(*([const.SPICE_DISPLAY_CAP_STREAM_REPORT] if report_cap else []))
     channel.show_surface(64, 48, False, region())
     channel.show_update(FrameUpdate(started=StreamStart(1, (0, 0, 32, 32), 0, MJPEG)))
     channel.data_to_send()
@@ -114,11 +114,11 @@ def test_update_order_whatever_the_fields_say(report_cap):
         started=StreamStart(2, (0, 0, 32, 32), 5, MJPEG, report=(5, 1000)),
         video=StreamFrame(2, 5, b"jpeg", ping=(9, 1234)))
     channel.show_update(update)
-    report = [c.SPICE_MSG_DISPLAY_STREAM_ACTIVATE_REPORT] if report_cap else []
+    report = [const.SPICE_MSG_DISPLAY_STREAM_ACTIVATE_REPORT] if report_cap else []
     assert types(channel) == [
-        c.SPICE_MSG_DISPLAY_STREAM_DESTROY, c.SPICE_MSG_DISPLAY_DRAW_COPY,
-        c.SPICE_MSG_DISPLAY_DRAW_COPY, c.SPICE_MSG_DISPLAY_STREAM_CREATE, *report,
-        c.SPICE_MSG_DISPLAY_STREAM_DATA, c.SPICE_MSG_PING]
+        const.SPICE_MSG_DISPLAY_STREAM_DESTROY, const.SPICE_MSG_DISPLAY_DRAW_COPY,
+        const.SPICE_MSG_DISPLAY_DRAW_COPY, const.SPICE_MSG_DISPLAY_STREAM_CREATE, *report,
+        const.SPICE_MSG_DISPLAY_STREAM_DATA, const.SPICE_MSG_PING]
     assert channel.state is DisplayState.SHOWN
     assert channel.order.streams == {2}
 
@@ -207,7 +207,7 @@ def test_random_frames_keep_the_clients_rules():
     ending and getting frames, draws): the client model accepts every byte."""
     rng = random.Random(7)
     for _case in range(200):
-        channel, client = display(c.SPICE_DISPLAY_CAP_STREAM_REPORT), ClientModel()
+        channel, client = display(const.SPICE_DISPLAY_CAP_STREAM_REPORT), ClientModel()
         live: int | None = None
         next_id = 0
         for _frame in range(rng.randint(1, 20)):

@@ -13,14 +13,14 @@ import time
 import pytest
 from spice_testkit import RawClient, ServerThread, SyntheticSource, link_request, pattern
 
-from vgpu.spice import constants as c
+from vgpu.spice import constants as const
 from vgpu.spice.link import TICKET_BYTES
 from vgpu.spice.server import MAX_PREAUTH_BYTES, ServerOptions
 from vgpu.spice.webpage import MAX_REQUEST_HEAD
 
 PASSWORD = "right"
-CHANNELS = [c.SPICE_CHANNEL_MAIN, c.SPICE_CHANNEL_DISPLAY, c.SPICE_CHANNEL_INPUTS,
-            c.SPICE_CHANNEL_CURSOR]
+CHANNELS = [const.SPICE_CHANNEL_MAIN, const.SPICE_CHANNEL_DISPLAY, const.SPICE_CHANNEL_INPUTS,
+            const.SPICE_CHANNEL_CURSOR]
 
 
 @pytest.fixture
@@ -33,9 +33,9 @@ def guarded():
 
 
 def session_of(port: int) -> tuple[RawClient, int]:
-    main = RawClient(port, c.SPICE_CHANNEL_MAIN, password=PASSWORD)
-    assert main.link_result == c.SPICE_LINK_ERR_OK
-    return main, struct.unpack_from("<I", main.recv_until(c.SPICE_MSG_MAIN_INIT))[0]
+    main = RawClient(port, const.SPICE_CHANNEL_MAIN, password=PASSWORD)
+    assert main.link_result == const.SPICE_LINK_ERR_OK
+    return main, struct.unpack_from("<I", main.recv_until(const.SPICE_MSG_MAIN_INIT))[0]
 
 
 def assert_refused_and_closed(client: RawClient, error: int) -> None:
@@ -59,7 +59,7 @@ def test_a_bad_ticket_never_gets_past_the_link_on_any_channel(guarded, channel, 
     # With the session's own connection id, and with none: the ticket is checked first.
     for connection_id in (session, 0):
         client = RawClient(guarded.port, channel, connection_id, **BAD_TICKETS[bad])
-        assert_refused_and_closed(client, c.SPICE_LINK_ERR_PERMISSION_DENIED)
+        assert_refused_and_closed(client, const.SPICE_LINK_ERR_PERMISSION_DENIED)
     assert guarded.call(_others(guarded, session)) == 0
     main.close()
 
@@ -73,9 +73,9 @@ def test_a_good_ticket_with_a_wrong_connection_id_is_refused(guarded, channel):
     main, session = session_of(guarded.port)
     for wrong in (session ^ 1, 0, 0xFFFFFFFF):
         client = RawClient(guarded.port, channel, wrong, password=PASSWORD)
-        assert_refused_and_closed(client, c.SPICE_LINK_ERR_BAD_CONNECTION_ID)
+        assert_refused_and_closed(client, const.SPICE_LINK_ERR_BAD_CONNECTION_ID)
     good = RawClient(guarded.port, channel, session, password=PASSWORD)
-    assert good.link_result == c.SPICE_LINK_ERR_OK
+    assert good.link_result == const.SPICE_LINK_ERR_OK
     good.close()
     main.close()
 
@@ -179,7 +179,7 @@ def test_plain_link_past_the_preauth_bound_is_dropped(guarded, caplog):
     sock = socket.create_connection(("127.0.0.1", guarded.port), timeout=5)
     with pytest.raises(OSError):
         # a link, then a ticket with far more than any client sends before the result
-        sock.sendall(link_request(c.SPICE_CHANNEL_MAIN) + bytes(4 * MAX_PREAUTH_BYTES))
+        sock.sendall(link_request(const.SPICE_CHANNEL_MAIN) + bytes(4 * MAX_PREAUTH_BYTES))
         read_until_closed(sock)
         raise ConnectionResetError
     sock.close()
@@ -192,11 +192,11 @@ def test_plain_link_past_the_preauth_bound_is_dropped(guarded, caplog):
 def test_closing_the_server_says_goodbye_on_every_linked_channel(guarded):
     main, session = session_of(guarded.port)
     others = [RawClient(guarded.port, kind, session, password=PASSWORD) for kind in CHANNELS[1:]]
-    assert all(o.link_result == c.SPICE_LINK_ERR_OK for o in others)
+    assert all(o.link_result == const.SPICE_LINK_ERR_OK for o in others)
     display = others[0]
-    generation, _window = struct.unpack("<II", display.recv_until(c.SPICE_MSG_SET_ACK))
-    display.send(c.SPICE_MSGC_ACK_SYNC, struct.pack("<I", generation))
-    display.recv_until(c.SPICE_MSG_DISPLAY_MARK)
+    generation, _window = struct.unpack("<II", display.recv_until(const.SPICE_MSG_SET_ACK))
+    display.send(const.SPICE_MSGC_ACK_SYNC, struct.pack("<I", generation))
+    display.recv_until(const.SPICE_MSG_DISPLAY_MARK)
     # Frames keep coming while the server closes: the goodbye must still be the last
     # message (a sender running on past it would put a frame after it).
     stop = threading.Event()
@@ -218,8 +218,8 @@ def test_closing_the_server_says_goodbye_on_every_linked_channel(guarded):
         publisher.join(5)
     for client in (main, *others):
         client.sock.settimeout(5)
-        timestamp, reason = struct.unpack("<QI", client.recv_until(c.SPICE_MSG_DISCONNECTING))
-        assert reason == c.SPICE_LINK_ERR_OK and timestamp > 0
+        timestamp, reason = struct.unpack("<QI", client.recv_until(const.SPICE_MSG_DISCONNECTING))
+        assert reason == const.SPICE_LINK_ERR_OK and timestamp > 0
         with pytest.raises(EOFError):
             client.recv()
         client.close()

@@ -26,7 +26,7 @@ from spice_testkit import (
 )
 
 from vgpu.display import CursorShape, CursorUpdate, InputEvent
-from vgpu.spice import constants as c
+from vgpu.spice import constants as const
 from vgpu.spice.imaging import ClientImaging, Compression, encode_rect_by_content
 from vgpu.spice.server import ServerOptions
 
@@ -388,7 +388,7 @@ def test_spice_gtk_shows_a_screen_split_by_content_exactly(tmp_path):
         parts = encode_rect_by_content(frame, (0, 64, W, 192), ClientImaging(Compression()))
         # the flat part left of the photo is one colour: a fill, no image
         assert [(p.fill, p.image_type if p.fill is None else None) for p in parts] == [
-            (0xC0C0C0, None), (None, c.SPICE_IMAGE_TYPE_QUIC)]
+            (0xC0C0C0, None), (None, const.SPICE_IMAGE_TYPE_QUIC)]
         glib_sees(client, tmp_path, mixed)
         assert server.server.display_stats[0].frames >= 2
     finally:

@@ -24,7 +24,7 @@ from spice_testkit import (
 )
 
 from vgpu.display import InputEvent
-from vgpu.spice import constants as c
+from vgpu.spice import constants as const
 from vgpu.spice.imaging import Compression
 from vgpu.spice.server import ServerOptions
 
@@ -45,18 +45,18 @@ def server(source):
 
 
 def open_session(port: int, password: str = "") -> tuple[RawClient, int]:
-    main = RawClient(port, c.SPICE_CHANNEL_MAIN, password=password)
-    assert main.link_result == c.SPICE_LINK_ERR_OK
-    init = main.recv_until(c.SPICE_MSG_MAIN_INIT)
+    main = RawClient(port, const.SPICE_CHANNEL_MAIN, password=password)
+    assert main.link_result == const.SPICE_LINK_ERR_OK
+    init = main.recv_until(const.SPICE_MSG_MAIN_INIT)
     return main, struct.unpack_from("<I", init)[0]
 
 
 def display_of(port: int, session: int, ack: bool = True) -> RawClient:
-    display = RawClient(port, c.SPICE_CHANNEL_DISPLAY, session)
-    assert display.link_result == c.SPICE_LINK_ERR_OK
-    generation, _window = struct.unpack("<II", display.recv_until(c.SPICE_MSG_SET_ACK))
+    display = RawClient(port, const.SPICE_CHANNEL_DISPLAY, session)
+    assert display.link_result == const.SPICE_LINK_ERR_OK
+    generation, _window = struct.unpack("<II", display.recv_until(const.SPICE_MSG_SET_ACK))
     if ack:
-        display.send(c.SPICE_MSGC_ACK_SYNC, struct.pack("<I", generation))
+        display.send(const.SPICE_MSGC_ACK_SYNC, struct.pack("<I", generation))
     return display
 
 
@@ -65,7 +65,7 @@ def draws_until_mark(display: RawClient) -> list[tuple[int, bytes]]:
     while True:
         msg = display.recv()
         seen.append(msg)
-        if msg[0] == c.SPICE_MSG_DISPLAY_MARK:
+        if msg[0] == const.SPICE_MSG_DISPLAY_MARK:
             return seen
 
 
@@ -76,15 +76,19 @@ def draw_rect(body: bytes) -> tuple[int, int, int, int]:
 
 def test_channels_list_and_other_channels_join_the_session(server):
     main, session = open_session(server.port)
-    main.send(c.SPICE_MSGC_MAIN_ATTACH_CHANNELS)
-    body = main.recv_until(c.SPICE_MSG_MAIN_CHANNELS_LIST)
+    main.send(const.SPICE_MSGC_MAIN_ATTACH_CHANNELS)
+    body = main.recv_until(const.SPICE_MSG_MAIN_CHANNELS_LIST)
     (count,) = struct.unpack_from("<I", body)
     kinds = {body[4 + 2 * i] for i in range(count)}
-    assert kinds == {c.SPICE_CHANNEL_DISPLAY, c.SPICE_CHANNEL_INPUTS, c.SPICE_CHANNEL_CURSOR}
-    bad = RawClient(server.port, c.SPICE_CHANNEL_DISPLAY, session ^ 0xFFFF)
-    assert bad.link_result == c.SPICE_LINK_ERR_BAD_CONNECTION_ID
+    assert kinds == {
+        const.SPICE_CHANNEL_DISPLAY,
+        const.SPICE_CHANNEL_INPUTS,
+        const.SPICE_CHANNEL_CURSOR,
+    }
+    bad = RawClient(server.port, const.SPICE_CHANNEL_DISPLAY, session ^ 0xFFFF)
+    assert bad.link_result == const.SPICE_LINK_ERR_BAD_CONNECTION_ID
     absent = RawClient(server.port, 5, session)  # playback: not served
-    assert absent.link_result == c.SPICE_LINK_ERR_CHANNEL_NOT_AVAILABLE
+    assert absent.link_result == const.SPICE_LINK_ERR_CHANNEL_NOT_AVAILABLE
     main.close()
 
 
@@ -94,11 +98,11 @@ def test_channels_per_session_are_bounded(server):
     main, session = open_session(server.port)
     held: list[RawClient] = []
     while len(held) < MAX_CHANNELS_PER_SESSION:
-        held.append(RawClient(server.port, c.SPICE_CHANNEL_INPUTS, session))
-        assert held[-1].link_result == c.SPICE_LINK_ERR_OK
+        held.append(RawClient(server.port, const.SPICE_CHANNEL_INPUTS, session))
+        assert held[-1].link_result == const.SPICE_LINK_ERR_OK
         held[-1].recv()  # INPUTS_INIT: the server has registered it
-    extra = RawClient(server.port, c.SPICE_CHANNEL_INPUTS, session)
-    assert extra.link_result == c.SPICE_LINK_ERR_ERROR
+    extra = RawClient(server.port, const.SPICE_CHANNEL_INPUTS, session)
+    assert extra.link_result == const.SPICE_LINK_ERR_ERROR
     for client in [*held, extra, main]:
         client.close()
 
@@ -108,7 +112,7 @@ def test_client_that_never_reads_its_answers_is_not_buffered_for(server):
 
     main, _session = open_session(server.port)
     main.sock.settimeout(1)
-    requests = mini(c.SPICE_MSGC_MAIN_ATTACH_CHANNELS) * 100_000  # each gets a CHANNELS_LIST
+    requests = mini(const.SPICE_MSGC_MAIN_ATTACH_CHANNELS) * 100_000  # each gets a CHANNELS_LIST
     sent = 0
     with pytest.raises(TimeoutError):  # the server stops reading: sending blocks
         while sent < 8 * WRITE_BUFFER_HIGH:
@@ -118,10 +122,10 @@ def test_client_that_never_reads_its_answers_is_not_buffered_for(server):
 
 def test_main_pings_once_and_takes_the_pong(server):
     main, _session = open_session(server.port)
-    ping_id, timestamp = struct.unpack("<IQ", main.recv_until(c.SPICE_MSG_PING))
-    main.send(c.SPICE_MSGC_PONG, struct.pack("<IQ", ping_id, timestamp))
-    main.send(c.SPICE_MSGC_MAIN_ATTACH_CHANNELS)
-    assert main.recv_until(c.SPICE_MSG_MAIN_CHANNELS_LIST)
+    ping_id, timestamp = struct.unpack("<IQ", main.recv_until(const.SPICE_MSG_PING))
+    main.send(const.SPICE_MSGC_PONG, struct.pack("<IQ", ping_id, timestamp))
+    main.send(const.SPICE_MSGC_MAIN_ATTACH_CHANNELS)
+    assert main.recv_until(const.SPICE_MSG_MAIN_CHANNELS_LIST)
     main.close()
 
 
@@ -130,13 +134,13 @@ def test_first_picture_then_only_damage_then_idle_sends_nothing(server, source):
     display = display_of(server.port, session)
     first = draws_until_mark(display)
     kinds = [t for t, _ in first]
-    assert kinds[0] == c.SPICE_MSG_DISPLAY_SURFACE_CREATE
-    draws = [b for t, b in first if t == c.SPICE_MSG_DISPLAY_DRAW_COPY]
+    assert kinds[0] == const.SPICE_MSG_DISPLAY_SURFACE_CREATE
+    draws = [b for t, b in first if t == const.SPICE_MSG_DISPLAY_DRAW_COPY]
     assert [draw_rect(b) for b in draws] == [(0, 0, 160, 120)]
     picture = pattern(160, 120, seed=1)
     source.publish(picture, damage=((10, 10, 20, 30),))
     msg_type, body = display.recv()
-    assert msg_type == c.SPICE_MSG_DISPLAY_DRAW_COPY and draw_rect(body) == (10, 10, 20, 30)
+    assert msg_type == const.SPICE_MSG_DISPLAY_DRAW_COPY and draw_rect(body) == (10, 10, 20, 30)
     display.sock.settimeout(0.3)
     with pytest.raises(socket.timeout):
         display.recv()  # idle: nothing more
@@ -148,7 +152,7 @@ def test_late_joiner_gets_the_whole_screen(server, source):
     source.publish(pattern(160, 120, seed=2), damage=((0, 0, 5, 5),))
     main, session = open_session(server.port)
     display = display_of(server.port, session)
-    draws = [b for t, b in draws_until_mark(display) if t == c.SPICE_MSG_DISPLAY_DRAW_COPY]
+    draws = [b for t, b in draws_until_mark(display) if t == const.SPICE_MSG_DISPLAY_DRAW_COPY]
     assert [draw_rect(b) for b in draws] == [(0, 0, 160, 120)]
     main.close()
 
@@ -160,8 +164,8 @@ def test_resize_destroys_and_recreates_the_primary(server, source):
     source.publish(pattern(200, 100))
     seen = draws_until_mark(display)
     assert [t for t, _ in seen[:2]] == [
-        c.SPICE_MSG_DISPLAY_SURFACE_DESTROY,
-        c.SPICE_MSG_DISPLAY_SURFACE_CREATE,
+        const.SPICE_MSG_DISPLAY_SURFACE_DESTROY,
+        const.SPICE_MSG_DISPLAY_SURFACE_CREATE,
     ]
     assert struct.unpack_from("<3I", seen[1][1]) == (0, 200, 100)
     main.close()
@@ -179,10 +183,10 @@ def test_slow_client_is_bounded_and_does_not_hold_up_others(server, source):
         source.publish(pattern(160, 120, seed=i + 1))
         while True:
             msg_type, _ = fast.recv()
-            if msg_type == c.SPICE_MSG_DISPLAY_DRAW_COPY:
+            if msg_type == const.SPICE_MSG_DISPLAY_DRAW_COPY:
                 received += 1
                 break
-        fast.send(c.SPICE_MSGC_ACK)  # generous acks keep the fast client's window open
+        fast.send(const.SPICE_MSGC_ACK)  # generous acks keep the fast client's window open
     stats = sorted(server.server.display_stats, key=lambda s: s.frames)
     # The slow one stopped at its ack window: 2 x 20 messages, far fewer than 60 frames.
     assert stats[0].frames <= 40 < stats[1].frames
@@ -195,30 +199,33 @@ def test_slow_client_is_bounded_and_does_not_hold_up_others(server, source):
     ("caps", "streams"),
     [
         ((), True),  # no codec list: MJPEG is implied
-        ((c.SPICE_DISPLAY_CAP_MULTI_CODEC, c.SPICE_DISPLAY_CAP_CODEC_MJPEG), True),
-        ((c.SPICE_DISPLAY_CAP_MULTI_CODEC,), False),  # lists codecs, MJPEG not among them
+        ((const.SPICE_DISPLAY_CAP_MULTI_CODEC, const.SPICE_DISPLAY_CAP_CODEC_MJPEG), True),
+        ((const.SPICE_DISPLAY_CAP_MULTI_CODEC,), False),  # lists codecs, MJPEG not among them
     ],
 )
 def test_streams_only_for_clients_that_decode_mjpeg(source, caps, streams):
     srv = ServerThread(source, ServerOptions(compression=Compression(streaming="all")))
     try:
         main, session = open_session(srv.port)
-        display = RawClient(srv.port, c.SPICE_CHANNEL_DISPLAY, session, channel_caps=caps)
-        generation, _ = struct.unpack("<II", display.recv_until(c.SPICE_MSG_SET_ACK))
-        display.send(c.SPICE_MSGC_ACK_SYNC, struct.pack("<I", generation))
+        display = RawClient(srv.port, const.SPICE_CHANNEL_DISPLAY, session, channel_caps=caps)
+        generation, _ = struct.unpack("<II", display.recv_until(const.SPICE_MSG_SET_ACK))
+        display.send(const.SPICE_MSGC_ACK_SYNC, struct.pack("<I", generation))
         draws_until_mark(display)
         kinds = set()
         for i in range(6):
             # video-like: every pixel changes (the client's picture trims damage)
             source.publish(np.random.default_rng(i).integers(0, 256, (120, 160, 4), np.uint8))
             kind, _ = display.recv()
-            while kind not in (c.SPICE_MSG_DISPLAY_DRAW_COPY, c.SPICE_MSG_DISPLAY_STREAM_DATA):
+            while kind not in (
+                const.SPICE_MSG_DISPLAY_DRAW_COPY,
+                const.SPICE_MSG_DISPLAY_STREAM_DATA,
+            ):
                 kinds.add(kind)
                 kind, _ = display.recv()
             kinds.add(kind)
-            display.send(c.SPICE_MSGC_ACK)
-        assert (c.SPICE_MSG_DISPLAY_STREAM_CREATE in kinds) == streams
-        assert (c.SPICE_MSG_DISPLAY_STREAM_DATA in kinds) == streams
+            display.send(const.SPICE_MSGC_ACK)
+        assert (const.SPICE_MSG_DISPLAY_STREAM_CREATE in kinds) == streams
+        assert (const.SPICE_MSG_DISPLAY_STREAM_DATA in kinds) == streams
         main.close()
     finally:
         srv.stop()
@@ -226,12 +233,12 @@ def test_streams_only_for_clients_that_decode_mjpeg(source, caps, streams):
 
 def test_inputs_reach_the_source(server, source):
     main, session = open_session(server.port)
-    inputs = RawClient(server.port, c.SPICE_CHANNEL_INPUTS, session)
-    assert inputs.recv() == (c.SPICE_MSG_INPUTS_INIT, b"\0\0")
-    inputs.send(c.SPICE_MSGC_INPUTS_KEY_DOWN, struct.pack("<I", 0x1C))
+    inputs = RawClient(server.port, const.SPICE_CHANNEL_INPUTS, session)
+    assert inputs.recv() == (const.SPICE_MSG_INPUTS_INIT, b"\0\0")
+    inputs.send(const.SPICE_MSGC_INPUTS_KEY_DOWN, struct.pack("<I", 0x1C))
     for i in range(4):
-        inputs.send(c.SPICE_MSGC_INPUTS_MOUSE_POSITION, struct.pack("<IIHB", i, i, 0, 0))
-    assert inputs.recv() == (c.SPICE_MSG_INPUTS_MOUSE_MOTION_ACK, b"")
+        inputs.send(const.SPICE_MSGC_INPUTS_MOUSE_POSITION, struct.pack("<IIHB", i, i, 0, 0))
+    assert inputs.recv() == (const.SPICE_MSG_INPUTS_MOUSE_MOTION_ACK, b"")
     assert source.inputs[0] == InputEvent("key_down", code=0x1C)
     assert source.inputs[-1] == InputEvent("mouse_position", x=3, y=3)
     main.close()
@@ -239,11 +246,11 @@ def test_inputs_reach_the_source(server, source):
 
 def test_cursor_channel_starts_with_init(server, source):
     main, session = open_session(server.port)
-    cursor = RawClient(server.port, c.SPICE_CHANNEL_CURSOR, session)
-    assert cursor.recv()[0] == c.SPICE_MSG_SET_ACK
+    cursor = RawClient(server.port, const.SPICE_CHANNEL_CURSOR, session)
+    assert cursor.recv()[0] == const.SPICE_MSG_SET_ACK
     msg_type, body = cursor.recv()
-    assert msg_type == c.SPICE_MSG_CURSOR_INIT
-    assert struct.unpack_from("<H", body, 9)[0] == c.SPICE_CURSOR_FLAGS_NONE
+    assert msg_type == const.SPICE_MSG_CURSOR_INIT
+    assert struct.unpack_from("<H", body, 9)[0] == const.SPICE_CURSOR_FLAGS_NONE
     main.close()
 
 
@@ -263,7 +270,7 @@ def test_websocket_on_the_same_port(server):
 
     with connect(f"ws://127.0.0.1:{server.port}/", subprotocols=["binary"]) as ws:
         assert ws.subprotocol == "binary"
-        ws.send(link_request(c.SPICE_CHANNEL_MAIN))
+        ws.send(link_request(const.SPICE_CHANNEL_MAIN))
         reply = b""
         while len(reply) < 16 + 178:
             reply += ws.recv(timeout=5)
@@ -302,8 +309,8 @@ def test_oversized_websocket_message_ends_the_connection_with_a_reason(server, c
 def test_wrong_password_gets_permission_denied_and_nothing_else(source):
     srv = ServerThread(source, ServerOptions(password="right"))
     try:
-        wrong = RawClient(srv.port, c.SPICE_CHANNEL_MAIN, password="wrong")
-        assert wrong.link_result == c.SPICE_LINK_ERR_PERMISSION_DENIED
+        wrong = RawClient(srv.port, const.SPICE_CHANNEL_MAIN, password="wrong")
+        assert wrong.link_result == const.SPICE_LINK_ERR_PERMISSION_DENIED
         wrong.sock.settimeout(5)
         assert wrong.sock.recv(100) == b""  # closed, nothing served
         main, _session = open_session(srv.port, password="right")
@@ -326,7 +333,7 @@ def test_websocket_over_tls(source, tmp_path):
         client_tls = ssl.create_default_context(cafile=str(x509 / "ca-cert.pem"))
         url = f"wss://127.0.0.1:{srv.tls_port}/"
         with connect(url, subprotocols=["binary"], ssl=client_tls) as ws:
-            ws.send(link_request(c.SPICE_CHANNEL_MAIN))
+            ws.send(link_request(const.SPICE_CHANNEL_MAIN))
             reply = b""
             while len(reply) < 16 + 178:
                 reply += ws.recv(timeout=5)
@@ -359,10 +366,10 @@ def test_garbage_instead_of_spice_is_dropped(server):
 FUZZ = settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 TYPES = st.sampled_from([1, 2, 3, 4, 6, 101, 102, 103, 104, 105, 107, 111, 112, 113, 114, 999])
 KIND_NAMES = {
-    c.SPICE_CHANNEL_MAIN: "main",
-    c.SPICE_CHANNEL_DISPLAY: "display",
-    c.SPICE_CHANNEL_INPUTS: "inputs",
-    c.SPICE_CHANNEL_CURSOR: "cursor",
+    const.SPICE_CHANNEL_MAIN: "main",
+    const.SPICE_CHANNEL_DISPLAY: "display",
+    const.SPICE_CHANNEL_INPUTS: "inputs",
+    const.SPICE_CHANNEL_CURSOR: "cursor",
 }
 random_messages = st.lists(
     st.one_of(
@@ -391,7 +398,12 @@ FRAME_VALUES = itertools.count(1)
 
 @pytest.mark.parametrize(
     "kind",
-    [c.SPICE_CHANNEL_MAIN, c.SPICE_CHANNEL_DISPLAY, c.SPICE_CHANNEL_INPUTS, c.SPICE_CHANNEL_CURSOR],
+    [
+        const.SPICE_CHANNEL_MAIN,
+        const.SPICE_CHANNEL_DISPLAY,
+        const.SPICE_CHANNEL_INPUTS,
+        const.SPICE_CHANNEL_CURSOR,
+    ],
 )
 @FUZZ
 @given(data=st.data())
@@ -401,8 +413,8 @@ def test_hostile_client_closes_only_its_connection(fuzz_setup, kind, data):
         lambda edits: [mutate(VALID[KIND_NAMES[kind]], edits)]
     )
     messages = data.draw(st.one_of(random_messages, mutated))
-    victim = RawClient(srv.port, kind, session if kind != c.SPICE_CHANNEL_MAIN else 0)
-    assert victim.link_result == c.SPICE_LINK_ERR_OK
+    victim = RawClient(srv.port, kind, session if kind != const.SPICE_CHANNEL_MAIN else 0)
+    assert victim.link_result == const.SPICE_LINK_ERR_OK
     victim.sock.settimeout(5)
     try:
         for message in messages:
@@ -420,11 +432,10 @@ def test_hostile_client_closes_only_its_connection(fuzz_setup, kind, data):
     victim.close()
     # The watcher still gets the next frame (each example's unlike the last: a frame the
     # same as the client's picture sends nothing).
-    source.publish(np.full((48, 64, 4), next(FRAME_VALUES) % 256, np.uint8),
-                   damage=((1, 2, 3, 4),))
+    source.publish(np.full((48, 64, 4), next(FRAME_VALUES) % 256, np.uint8), damage=((1, 2, 3, 4),))
     while True:
         msg_type, body = watcher.recv()
-        if msg_type == c.SPICE_MSG_DISPLAY_DRAW_COPY:
+        if msg_type == const.SPICE_MSG_DISPLAY_DRAW_COPY:
             break
-    watcher.send(c.SPICE_MSGC_ACK)
+    watcher.send(const.SPICE_MSGC_ACK)
     assert draw_rect(body) == (1, 2, 3, 4)

@@ -8,7 +8,7 @@ import struct
 import pytest
 from spice_testkit import RawClient, ServerThread, SyntheticSource, pattern
 
-from vgpu.spice import constants as c
+from vgpu.spice import constants as const
 from vgpu.spice import server as server_module
 from vgpu.spice.imaging import Compression
 from vgpu.spice.server import ServerOptions
@@ -17,12 +17,12 @@ CLIENTS = 4
 
 
 def session_display(port: int) -> tuple[RawClient, RawClient]:
-    main = RawClient(port, c.SPICE_CHANNEL_MAIN)
-    session = struct.unpack_from("<I", main.recv_until(c.SPICE_MSG_MAIN_INIT))[0]
-    display = RawClient(port, c.SPICE_CHANNEL_DISPLAY, session)
-    generation, _window = struct.unpack("<II", display.recv_until(c.SPICE_MSG_SET_ACK))
-    display.send(c.SPICE_MSGC_ACK_SYNC, struct.pack("<I", generation))
-    display.recv_until(c.SPICE_MSG_DISPLAY_MARK)
+    main = RawClient(port, const.SPICE_CHANNEL_MAIN)
+    session = struct.unpack_from("<I", main.recv_until(const.SPICE_MSG_MAIN_INIT))[0]
+    display = RawClient(port, const.SPICE_CHANNEL_DISPLAY, session)
+    generation, _window = struct.unpack("<II", display.recv_until(const.SPICE_MSG_SET_ACK))
+    display.send(const.SPICE_MSGC_ACK_SYNC, struct.pack("<I", generation))
+    display.recv_until(const.SPICE_MSG_DISPLAY_MARK)
     return main, display
 
 
@@ -66,7 +66,7 @@ def test_clients_at_the_same_frame_share_its_encodes(encodes, served):
         frame = source.publish(pattern(160, 120, seed=3), damage=((10, 20, 50, 60),))
         bodies = []
         for _main, display in clients:
-            bodies.append(display.recv_until(c.SPICE_MSG_DISPLAY_DRAW_COPY))
+            bodies.append(display.recv_until(const.SPICE_MSG_DISPLAY_DRAW_COPY))
         # once, not once per client (the damage trimmed to what changed: the noise)
         assert calls == [(frame.serial, (10, 20, 42, 36))]  # 16-pixel tiles from (10, 20)
         # The same picture for each (the image id in its descriptor is per client).
@@ -84,7 +84,7 @@ def test_a_lagging_client_encodes_its_own_merged_damage(encodes, served):
     encodes.clear()
     # Two frames before the client can be sent either: it gets their damage merged.
     srv.call(_publish_two(source))
-    body = display.recv_until(c.SPICE_MSG_DISPLAY_DRAW_COPY)
+    body = display.recv_until(const.SPICE_MSG_DISPLAY_DRAW_COPY)
     top, left, bottom, right = struct.unpack_from("<iiii", body, 4)
     # merged, and sent as it is: only a client that had the frame before searches and
     # trims against it (one search for all of them), so a lagging one costs no search

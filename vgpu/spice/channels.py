@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from vgpu.display import CursorShape, CursorState, CursorUpdate, InputEvent, Rect
-from vgpu.spice import constants as c
+from vgpu.spice import constants as const
 from vgpu.spice.display_order import DisplayOrder, DisplayState, Send
 from vgpu.spice.link import Linked
 from vgpu.spice.wire import MalformedMessage, Reader, has_cap, pack_rect
@@ -155,7 +155,7 @@ class ChannelMachine(ABC):
 
     def set_ack(self, window: int = ACK_WINDOW) -> None:
         self._ack_generation += 1
-        self._send(c.SPICE_MSG_SET_ACK, struct.pack("<II", self._ack_generation, window))
+        self._send(const.SPICE_MSG_SET_ACK, struct.pack("<II", self._ack_generation, window))
         self.ack_window = window
         self._unacked = 0
 
@@ -164,21 +164,21 @@ class ChannelMachine(ABC):
         return not self.ack_window or self._unacked < 2 * self.ack_window
 
     def ping(self, ping_id: int, timestamp: int) -> None:
-        self._send(c.SPICE_MSG_PING, struct.pack("<IQ", ping_id, timestamp))
+        self._send(const.SPICE_MSG_PING, struct.pack("<IQ", ping_id, timestamp))
 
     def disconnecting(self, timestamp: int, reason: int) -> None:
         """The server's goodbye before it closes the connection (SpiceMsgDisconnect)."""
-        self._send(c.SPICE_MSG_DISCONNECTING, struct.pack("<QI", timestamp, reason))
+        self._send(const.SPICE_MSG_DISCONNECTING, struct.pack("<QI", timestamp, reason))
 
     def notify(self, text: str) -> None:
         message = text.encode() + b"\0"
         self._send(
-            c.SPICE_MSG_NOTIFY,
+            const.SPICE_MSG_NOTIFY,
             struct.pack(
                 "<QIIII",
                 0,
-                c.SPICE_NOTIFY_SEVERITY_INFO,
-                c.SPICE_NOTIFY_VISIBILITY_LOW,
+                const.SPICE_NOTIFY_SEVERITY_INFO,
+                const.SPICE_NOTIFY_VISIBILITY_LOW,
                 0,
                 len(message),
             )
@@ -216,18 +216,18 @@ class ChannelMachine(ABC):
 
     def _dispatch(self, msg_type: int, body: bytes) -> list[ChannelEvent]:
         r = Reader(body)
-        if msg_type == c.SPICE_MSGC_ACK_SYNC:
+        if msg_type == const.SPICE_MSGC_ACK_SYNC:
             self._client_generation = r.u32()
             return []
-        if msg_type == c.SPICE_MSGC_ACK:
+        if msg_type == const.SPICE_MSGC_ACK:
             if self._client_generation == self._ack_generation:
                 self._unacked = max(0, self._unacked - self.ack_window)
             return [AckReceived()]
-        if msg_type == c.SPICE_MSGC_PONG:
+        if msg_type == const.SPICE_MSGC_PONG:
             return [PongReceived(r.u32(), r.u64())]
-        if msg_type in (c.SPICE_MSGC_MIGRATE_FLUSH_MARK, c.SPICE_MSGC_MIGRATE_DATA):
+        if msg_type in (const.SPICE_MSGC_MIGRATE_FLUSH_MARK, const.SPICE_MSGC_MIGRATE_DATA):
             return []  # no migration: nothing was asked, nothing to do
-        if msg_type == c.SPICE_MSGC_DISCONNECTING:
+        if msg_type == const.SPICE_MSGC_DISCONNECTING:
             r.u64()
             reason = r.u32()
             return [self._close(f"client disconnecting (reason {reason})")]
@@ -245,22 +245,22 @@ class ChannelMachine(ABC):
 
 
 class MainChannel(ChannelMachine):
-    channel_type = c.SPICE_CHANNEL_MAIN
+    channel_type = const.SPICE_CHANNEL_MAIN
     client_messages = {
-        c.SPICE_MSGC_MAIN_CLIENT_INFO: 8,
-        c.SPICE_MSGC_MAIN_MIGRATE_CONNECTED: 0,
-        c.SPICE_MSGC_MAIN_MIGRATE_CONNECT_ERROR: 0,
-        c.SPICE_MSGC_MAIN_ATTACH_CHANNELS: 0,
-        c.SPICE_MSGC_MAIN_MOUSE_MODE_REQUEST: 2,
-        c.SPICE_MSGC_MAIN_AGENT_START: 4,
-        c.SPICE_MSGC_MAIN_AGENT_DATA: 0,
-        c.SPICE_MSGC_MAIN_AGENT_TOKEN: 4,
-        c.SPICE_MSGC_MAIN_MIGRATE_END: 0,
-        c.SPICE_MSGC_MAIN_MIGRATE_DST_DO_SEAMLESS: 4,
-        c.SPICE_MSGC_MAIN_MIGRATE_CONNECTED_SEAMLESS: 0,
-        c.SPICE_MSGC_MAIN_QUALITY_INDICATOR: 0,
+        const.SPICE_MSGC_MAIN_CLIENT_INFO: 8,
+        const.SPICE_MSGC_MAIN_MIGRATE_CONNECTED: 0,
+        const.SPICE_MSGC_MAIN_MIGRATE_CONNECT_ERROR: 0,
+        const.SPICE_MSGC_MAIN_ATTACH_CHANNELS: 0,
+        const.SPICE_MSGC_MAIN_MOUSE_MODE_REQUEST: 2,
+        const.SPICE_MSGC_MAIN_AGENT_START: 4,
+        const.SPICE_MSGC_MAIN_AGENT_DATA: 0,
+        const.SPICE_MSGC_MAIN_AGENT_TOKEN: 4,
+        const.SPICE_MSGC_MAIN_MIGRATE_END: 0,
+        const.SPICE_MSGC_MAIN_MIGRATE_DST_DO_SEAMLESS: 4,
+        const.SPICE_MSGC_MAIN_MIGRATE_CONNECTED_SEAMLESS: 0,
+        const.SPICE_MSGC_MAIN_QUALITY_INDICATOR: 0,
     }
-    SUPPORTED_MOUSE_MODES = c.SPICE_MOUSE_MODE_SERVER | c.SPICE_MOUSE_MODE_CLIENT
+    SUPPORTED_MOUSE_MODES = const.SPICE_MOUSE_MODE_SERVER | const.SPICE_MOUSE_MODE_CLIENT
 
     def __init__(
         self,
@@ -278,13 +278,13 @@ class MainChannel(ChannelMachine):
         self.name = name
         self.uuid = uuid
         # Client mode: the client sends absolute positions, no pointer grab needed.
-        self.mouse_mode = c.SPICE_MOUSE_MODE_CLIENT
+        self.mouse_mode = const.SPICE_MOUSE_MODE_CLIENT
 
     def start(self, mm_time: int) -> None:
         """The server's first messages: init, then name and uuid if the client wants them."""
-        displays = sum(1 for kind, _ in self.channels if kind == c.SPICE_CHANNEL_DISPLAY)
+        displays = sum(1 for kind, _ in self.channels if kind == const.SPICE_CHANNEL_DISPLAY)
         self._send(
-            c.SPICE_MSG_MAIN_INIT,
+            const.SPICE_MSG_MAIN_INIT,
             struct.pack(
                 "<8I",
                 self.session_id,
@@ -297,27 +297,27 @@ class MainChannel(ChannelMachine):
                 0,  # ram_hint: no GLZ dictionary sizing advice
             ),
         )
-        if has_cap(self.linked.channel_caps, c.SPICE_MAIN_CAP_NAME_AND_UUID):
+        if has_cap(self.linked.channel_caps, const.SPICE_MAIN_CAP_NAME_AND_UUID):
             name = self.name.encode() + b"\0"
-            self._send(c.SPICE_MSG_MAIN_NAME, struct.pack("<I", len(name)) + name)
-            self._send(c.SPICE_MSG_MAIN_UUID, self.uuid)
+            self._send(const.SPICE_MSG_MAIN_NAME, struct.pack("<I", len(name)) + name)
+            self._send(const.SPICE_MSG_MAIN_UUID, self.uuid)
 
     def multimedia_time(self, mm_time: int) -> None:
-        self._send(c.SPICE_MSG_MAIN_MULTI_MEDIA_TIME, struct.pack("<I", mm_time & 0xFFFFFFFF))
+        self._send(const.SPICE_MSG_MAIN_MULTI_MEDIA_TIME, struct.pack("<I", mm_time & 0xFFFFFFFF))
 
     def _handle(self, msg_type: int, r: Reader) -> list[ChannelEvent]:
-        if msg_type == c.SPICE_MSGC_MAIN_ATTACH_CHANNELS:
+        if msg_type == const.SPICE_MSGC_MAIN_ATTACH_CHANNELS:
             body = struct.pack("<I", len(self.channels))
             body += b"".join(struct.pack("<BB", kind, cid) for kind, cid in self.channels)
-            self._send(c.SPICE_MSG_MAIN_CHANNELS_LIST, body)
+            self._send(const.SPICE_MSG_MAIN_CHANNELS_LIST, body)
             return []
-        if msg_type == c.SPICE_MSGC_MAIN_MOUSE_MODE_REQUEST:
+        if msg_type == const.SPICE_MSGC_MAIN_MOUSE_MODE_REQUEST:
             mode = r.u16()
-            if mode in (c.SPICE_MOUSE_MODE_SERVER, c.SPICE_MOUSE_MODE_CLIENT):
+            if mode in (const.SPICE_MOUSE_MODE_SERVER, const.SPICE_MOUSE_MODE_CLIENT):
                 self.mouse_mode = mode
             # Answer with the mode in force, whether or not the request was granted.
             self._send(
-                c.SPICE_MSG_MAIN_MOUSE_MODE,
+                const.SPICE_MSG_MAIN_MOUSE_MODE,
                 struct.pack("<HH", self.SUPPORTED_MOUSE_MODES, self.mouse_mode),
             )
             return [MouseModeChanged(self.mouse_mode)]
@@ -376,13 +376,13 @@ class FrameUpdate:
 
 
 class DisplayChannel(ChannelMachine):
-    channel_type = c.SPICE_CHANNEL_DISPLAY
+    channel_type = const.SPICE_CHANNEL_DISPLAY
     client_messages = {
-        c.SPICE_MSGC_DISPLAY_INIT: 14,
-        c.SPICE_MSGC_DISPLAY_STREAM_REPORT: 32,
-        c.SPICE_MSGC_DISPLAY_PREFERRED_COMPRESSION: 1,
-        c.SPICE_MSGC_DISPLAY_GL_DRAW_DONE: 0,
-        c.SPICE_MSGC_DISPLAY_PREFERRED_VIDEO_CODEC_TYPE: 1,
+        const.SPICE_MSGC_DISPLAY_INIT: 14,
+        const.SPICE_MSGC_DISPLAY_STREAM_REPORT: 32,
+        const.SPICE_MSGC_DISPLAY_PREFERRED_COMPRESSION: 1,
+        const.SPICE_MSGC_DISPLAY_GL_DRAW_DONE: 0,
+        const.SPICE_MSGC_DISPLAY_PREFERRED_VIDEO_CODEC_TYPE: 1,
     }
     PRIMARY = 0
 
@@ -400,7 +400,7 @@ class DisplayChannel(ChannelMachine):
         return has_cap(self.linked.channel_caps, bit)
 
     def _handle(self, msg_type: int, r: Reader) -> list[ChannelEvent]:
-        if msg_type == c.SPICE_MSGC_DISPLAY_INIT:
+        if msg_type == const.SPICE_MSGC_DISPLAY_INIT:
             r.u8()
             cache_size = r.i64()
             r.u8()
@@ -408,15 +408,15 @@ class DisplayChannel(ChannelMachine):
             # No image carries CACHE_ME and GLZ is never used, so neither the
             # pixmap cache nor the GLZ dictionary on the client ever fills.
             return [DisplayInit(cache_size, glz_window)]
-        if msg_type == c.SPICE_MSGC_DISPLAY_PREFERRED_COMPRESSION:
+        if msg_type == const.SPICE_MSGC_DISPLAY_PREFERRED_COMPRESSION:
             return [PreferredCompression(r.u8())]
-        if msg_type == c.SPICE_MSGC_DISPLAY_PREFERRED_VIDEO_CODEC_TYPE:
+        if msg_type == const.SPICE_MSGC_DISPLAY_PREFERRED_VIDEO_CODEC_TYPE:
             count = r.u8()
             types = tuple(r.u8() for _ in range(count))
             # Unknown numbers (a newer client's codecs) are left out, not refused.
             return [PreferredVideoCodecs(tuple(
-                t for t in types if 0 < t < c.SPICE_VIDEO_CODEC_TYPE_ENUM_END))]
-        if msg_type == c.SPICE_MSGC_DISPLAY_STREAM_REPORT:
+                t for t in types if 0 < t < const.SPICE_VIDEO_CODEC_TYPE_ENUM_END))]
+        if msg_type == const.SPICE_MSGC_DISPLAY_STREAM_REPORT:
             stream_id, unique_id, start, end, frames, drops = (r.u32() for _ in range(6))
             delay = r.i32()
             r.u32()  # audio delay: there is no audio channel
@@ -447,7 +447,7 @@ class DisplayChannel(ChannelMachine):
         start = update.started
         if start is not None:
             self.stream_create(start.stream_id, start.rect, start.mm_time, start.codec_type)
-            if start.report is not None and self.has_cap(c.SPICE_DISPLAY_CAP_STREAM_REPORT):
+            if start.report is not None and self.has_cap(const.SPICE_DISPLAY_CAP_STREAM_REPORT):
                 self.stream_activate_report(start.stream_id, start.stream_id, *start.report)
         video = update.video
         if video is not None:
@@ -463,27 +463,27 @@ class DisplayChannel(ChannelMachine):
 
     def surface_create(self, width: int, height: int, has_alpha: bool = False) -> None:
         self.order.send(Send.SURFACE_CREATE)
-        fmt = c.SPICE_SURFACE_FMT_32_ARGB if has_alpha else c.SPICE_SURFACE_FMT_32_xRGB
+        fmt = const.SPICE_SURFACE_FMT_32_ARGB if has_alpha else const.SPICE_SURFACE_FMT_32_xRGB
         self._send(
-            c.SPICE_MSG_DISPLAY_SURFACE_CREATE,
-            struct.pack("<5I", self.PRIMARY, width, height, fmt, c.SPICE_SURFACE_FLAGS_PRIMARY),
+            const.SPICE_MSG_DISPLAY_SURFACE_CREATE,
+            struct.pack("<5I", self.PRIMARY, width, height, fmt, const.SPICE_SURFACE_FLAGS_PRIMARY),
         )
         self.surface = (width, height)
-        if self.has_cap(c.SPICE_DISPLAY_CAP_MONITORS_CONFIG):
+        if self.has_cap(const.SPICE_DISPLAY_CAP_MONITORS_CONFIG):
             self._send(
-                c.SPICE_MSG_DISPLAY_MONITORS_CONFIG,
+                const.SPICE_MSG_DISPLAY_MONITORS_CONFIG,
                 struct.pack("<HH", 1, 1)
                 + struct.pack("<7I", 0, self.PRIMARY, width, height, 0, 0, 0),
             )
 
     def surface_destroy(self) -> None:
         self.order.send(Send.SURFACE_DESTROY)
-        self._send(c.SPICE_MSG_DISPLAY_SURFACE_DESTROY, struct.pack("<I", self.PRIMARY))
+        self._send(const.SPICE_MSG_DISPLAY_SURFACE_DESTROY, struct.pack("<I", self.PRIMARY))
         self.surface = None
 
     def mark(self) -> None:
         self.order.send(Send.MARK)
-        self._send(c.SPICE_MSG_DISPLAY_MARK)
+        self._send(const.SPICE_MSG_DISPLAY_MARK)
 
     def draw(self, region: EncodedRegion) -> None:
         """A region as DRAW_FILL where it is one colour, else as DRAW_COPY."""
@@ -496,9 +496,9 @@ class DisplayChannel(ChannelMachine):
         """A solid rectangle: brush, rop PUT and an empty mask (what spice-html5 draws)."""
         self.order.send(Send.DRAW_FILL)
         self._send(
-            c.SPICE_MSG_DISPLAY_DRAW_FILL,
-            struct.pack("<I", self.PRIMARY), pack_rect(rect), bytes([c.SPICE_CLIP_TYPE_NONE]),
-            struct.pack("<BIH", c.SPICE_BRUSH_TYPE_SOLID, colour, c.SPICE_ROPD_OP_PUT),
+            const.SPICE_MSG_DISPLAY_DRAW_FILL,
+            struct.pack("<I", self.PRIMARY), pack_rect(rect), bytes([const.SPICE_CLIP_TYPE_NONE]),
+            struct.pack("<BIH", const.SPICE_BRUSH_TYPE_SOLID, colour, const.SPICE_ROPD_OP_PUT),
             struct.pack("<BiiI", 0, 0, 0, 0),
         )
 
@@ -506,8 +506,8 @@ class DisplayChannel(ChannelMachine):
         """The client copies its own pixels from `source` (top-left) into `rect`."""
         self.order.send(Send.COPY_BITS)
         self._send(
-            c.SPICE_MSG_DISPLAY_COPY_BITS,
-            struct.pack("<I", self.PRIMARY), pack_rect(rect), bytes([c.SPICE_CLIP_TYPE_NONE]),
+            const.SPICE_MSG_DISPLAY_COPY_BITS,
+            struct.pack("<I", self.PRIMARY), pack_rect(rect), bytes([const.SPICE_CLIP_TYPE_NONE]),
             struct.pack("<ii", *source),
         )
 
@@ -518,13 +518,13 @@ class DisplayChannel(ChannelMachine):
         base = (
             struct.pack("<I", self.PRIMARY)
             + pack_rect(region.rect)
-            + bytes([c.SPICE_CLIP_TYPE_NONE])
+            + bytes([const.SPICE_CLIP_TYPE_NONE])
         )
         # src_bitmap (the image's offset in the body), then the source area,
         # rop, scale mode and an empty mask; the image follows them.
         rest = (
             pack_rect((0, 0, width, height))
-            + struct.pack("<HB", c.SPICE_ROPD_OP_PUT, c.SPICE_IMAGE_SCALE_MODE_NEAREST)
+            + struct.pack("<HB", const.SPICE_ROPD_OP_PUT, const.SPICE_IMAGE_SCALE_MODE_NEAREST)
             + struct.pack("<BiiI", 0, 0, 0, 0)
         )
         image_at = len(base) + 4 + len(rest)
@@ -532,13 +532,13 @@ class DisplayChannel(ChannelMachine):
         # Image descriptor: no CACHE_ME flag ever, so the client's cache stays empty.
         descriptor = struct.pack("<QBBII", self._image_id, region.image_type, 0, width, height)
         self._send(
-            c.SPICE_MSG_DISPLAY_DRAW_COPY,
+            const.SPICE_MSG_DISPLAY_DRAW_COPY,
             base, struct.pack("<I", image_at), rest, descriptor, region.payload,
         )
 
     def stream_create(
         self, stream_id: int, rect: Rect, mm_time: int,
-        codec_type: int = c.SPICE_VIDEO_CODEC_TYPE_MJPEG,
+        codec_type: int = const.SPICE_VIDEO_CODEC_TYPE_MJPEG,
     ) -> None:
         self.order.send(Send.STREAM_CREATE, stream_id)
         left, top, right, bottom = rect
@@ -547,7 +547,7 @@ class DisplayChannel(ChannelMachine):
             "<IIBBQIIII",
             self.PRIMARY,
             stream_id,
-            c.SPICE_STREAM_FLAGS_TOP_DOWN,
+            const.SPICE_STREAM_FLAGS_TOP_DOWN,
             codec_type,
             mm_time,
             width,
@@ -556,8 +556,8 @@ class DisplayChannel(ChannelMachine):
             height,
         )
         self._send(
-            c.SPICE_MSG_DISPLAY_STREAM_CREATE,
-            body + pack_rect(rect) + bytes([c.SPICE_CLIP_TYPE_NONE]),
+            const.SPICE_MSG_DISPLAY_STREAM_CREATE,
+            body + pack_rect(rect) + bytes([const.SPICE_CLIP_TYPE_NONE]),
         )
 
     def stream_activate_report(
@@ -566,7 +566,7 @@ class DisplayChannel(ChannelMachine):
         """Asks the client for STREAM_REPORTs every max_window_size frames or timeout_ms."""
         self.order.send(Send.STREAM_ACTIVATE_REPORT, stream_id)
         self._send(
-            c.SPICE_MSG_DISPLAY_STREAM_ACTIVATE_REPORT,
+            const.SPICE_MSG_DISPLAY_STREAM_ACTIVATE_REPORT,
             struct.pack("<IIII", stream_id, unique_id, max_window_size, timeout_ms),
         )
 
@@ -574,25 +574,26 @@ class DisplayChannel(ChannelMachine):
         """One encoded frame of the stream's codec (a JPEG, an H.264 access unit...)."""
         self.order.send(Send.STREAM_DATA, stream_id)
         self._send(
-            c.SPICE_MSG_DISPLAY_STREAM_DATA,
+            const.SPICE_MSG_DISPLAY_STREAM_DATA,
             struct.pack("<III", stream_id, mm_time & 0xFFFFFFFF, len(data)),
             data,
         )
 
     def stream_destroy(self, stream_id: int) -> None:
         self.order.send(Send.STREAM_DESTROY, stream_id)
-        self._send(c.SPICE_MSG_DISPLAY_STREAM_DESTROY, struct.pack("<I", stream_id))
+        self._send(const.SPICE_MSG_DISPLAY_STREAM_DESTROY, struct.pack("<I", stream_id))
 
 
 def bitmap_payload(pixels_bytes: bytes, width: int, height: int, has_alpha: bool) -> bytes:
     """SPICE_IMAGE_TYPE_BITMAP after the descriptor: 32-bit top-down rows, no palette."""
-    fmt = c.SPICE_BITMAP_FMT_RGBA if has_alpha else c.SPICE_BITMAP_FMT_32BIT
-    header = struct.pack("<BBIIII", fmt, c.SPICE_BITMAP_FLAGS_TOP_DOWN, width, height, width * 4, 0)
+    fmt = const.SPICE_BITMAP_FMT_RGBA if has_alpha else const.SPICE_BITMAP_FMT_32BIT
+    header = struct.pack("<BBIIII", fmt, const.SPICE_BITMAP_FLAGS_TOP_DOWN, width, height,
+                         width * 4, 0)
     return header + pixels_bytes
 
 
 class CursorChannel(ChannelMachine):
-    channel_type = c.SPICE_CHANNEL_CURSOR
+    channel_type = const.SPICE_CHANNEL_CURSOR
 
     def __init__(self, linked: Linked) -> None:
         super().__init__(linked)
@@ -603,26 +604,26 @@ class CursorChannel(ChannelMachine):
 
     def _cursor(self, shape: CursorShape | None) -> bytes:
         if shape is None:
-            return struct.pack("<H", c.SPICE_CURSOR_FLAGS_NONE)
+            return struct.pack("<H", const.SPICE_CURSOR_FLAGS_NONE)
         header = struct.pack(
             "<QBHHHH", shape.unique, shape.type, shape.width, shape.height, shape.hot_x, shape.hot_y
         )
         if shape.unique and shape.unique in self._cached:
             self._cached.move_to_end(shape.unique)
-            return struct.pack("<H", c.SPICE_CURSOR_FLAGS_FROM_CACHE) + header
+            return struct.pack("<H", const.SPICE_CURSOR_FLAGS_FROM_CACHE) + header
         flags = 0
         if shape.unique:
-            flags = c.SPICE_CURSOR_FLAGS_CACHE_ME
+            flags = const.SPICE_CURSOR_FLAGS_CACHE_ME
             self._cached[shape.unique] = None
             while len(self._cached) > CURSOR_CACHE_ENTRIES:
                 evicted, _ = self._cached.popitem(last=False)
-                self._send(c.SPICE_MSG_CURSOR_INVAL_ONE, struct.pack("<Q", evicted))
+                self._send(const.SPICE_MSG_CURSOR_INVAL_ONE, struct.pack("<Q", evicted))
         return struct.pack("<H", flags) + header + shape.data
 
     def init(self, state: CursorState) -> None:
         cursor = self._cursor(state.shape)
         self._send(
-            c.SPICE_MSG_CURSOR_INIT,
+            const.SPICE_MSG_CURSOR_INIT,
             struct.pack("<hhHHB", _i16(state.x), _i16(state.y), 0, 0, int(state.visible)) + cursor,
         )
 
@@ -630,16 +631,18 @@ class CursorChannel(ChannelMachine):
         if update.kind == "set":
             cursor = self._cursor(update.shape)
             self._send(
-                c.SPICE_MSG_CURSOR_SET,
+                const.SPICE_MSG_CURSOR_SET,
                 struct.pack("<hhB", _i16(update.x), _i16(update.y), int(update.visible)) + cursor,
             )
         elif update.kind == "move":
-            self._send(c.SPICE_MSG_CURSOR_MOVE, struct.pack("<hh", _i16(update.x), _i16(update.y)))
+            self._send(
+                const.SPICE_MSG_CURSOR_MOVE, struct.pack("<hh", _i16(update.x), _i16(update.y))
+            )
         elif update.kind == "hide":
-            self._send(c.SPICE_MSG_CURSOR_HIDE)
+            self._send(const.SPICE_MSG_CURSOR_HIDE)
         elif update.kind == "trail":
             self._send(
-                c.SPICE_MSG_CURSOR_TRAIL,
+                const.SPICE_MSG_CURSOR_TRAIL,
                 struct.pack("<HH", update.trail_length & 0xFFFF, update.trail_frequency & 0xFFFF),
             )
         else:
@@ -651,16 +654,16 @@ def _i16(value: int) -> int:
 
 
 class InputsChannel(ChannelMachine):
-    channel_type = c.SPICE_CHANNEL_INPUTS
+    channel_type = const.SPICE_CHANNEL_INPUTS
     client_messages = {
-        c.SPICE_MSGC_INPUTS_KEY_DOWN: 4,
-        c.SPICE_MSGC_INPUTS_KEY_UP: 4,
-        c.SPICE_MSGC_INPUTS_KEY_MODIFIERS: 2,
-        c.SPICE_MSGC_INPUTS_KEY_SCANCODE: 0,
-        c.SPICE_MSGC_INPUTS_MOUSE_MOTION: 10,
-        c.SPICE_MSGC_INPUTS_MOUSE_POSITION: 11,
-        c.SPICE_MSGC_INPUTS_MOUSE_PRESS: 3,
-        c.SPICE_MSGC_INPUTS_MOUSE_RELEASE: 3,
+        const.SPICE_MSGC_INPUTS_KEY_DOWN: 4,
+        const.SPICE_MSGC_INPUTS_KEY_UP: 4,
+        const.SPICE_MSGC_INPUTS_KEY_MODIFIERS: 2,
+        const.SPICE_MSGC_INPUTS_KEY_SCANCODE: 0,
+        const.SPICE_MSGC_INPUTS_MOUSE_MOTION: 10,
+        const.SPICE_MSGC_INPUTS_MOUSE_POSITION: 11,
+        const.SPICE_MSGC_INPUTS_MOUSE_PRESS: 3,
+        const.SPICE_MSGC_INPUTS_MOUSE_RELEASE: 3,
     }
 
     def __init__(self, linked: Linked) -> None:
@@ -668,32 +671,32 @@ class InputsChannel(ChannelMachine):
         self._motions = 0
 
     def start(self, modifiers: int = 0) -> None:
-        self._send(c.SPICE_MSG_INPUTS_INIT, struct.pack("<H", modifiers))
+        self._send(const.SPICE_MSG_INPUTS_INIT, struct.pack("<H", modifiers))
 
     def _motion_ack(self) -> None:
         """Clients stop sending motion after a bunch without an ack."""
         self._motions += 1
-        if self._motions >= c.SPICE_INPUT_MOTION_ACK_BUNCH:
+        if self._motions >= const.SPICE_INPUT_MOTION_ACK_BUNCH:
             self._motions = 0
-            self._send(c.SPICE_MSG_INPUTS_MOUSE_MOTION_ACK)
+            self._send(const.SPICE_MSG_INPUTS_MOUSE_MOTION_ACK)
 
     def _handle(self, msg_type: int, r: Reader) -> list[ChannelEvent]:
-        if msg_type in (c.SPICE_MSGC_INPUTS_KEY_DOWN, c.SPICE_MSGC_INPUTS_KEY_UP):
-            kind = "key_down" if msg_type == c.SPICE_MSGC_INPUTS_KEY_DOWN else "key_up"
+        if msg_type in (const.SPICE_MSGC_INPUTS_KEY_DOWN, const.SPICE_MSGC_INPUTS_KEY_UP):
+            kind = "key_down" if msg_type == const.SPICE_MSGC_INPUTS_KEY_DOWN else "key_up"
             return [InputReceived(InputEvent(kind, code=r.u32()))]
-        if msg_type == c.SPICE_MSGC_INPUTS_KEY_MODIFIERS:
-            flags = r.u16() & c.SPICE_KEYBOARD_MODIFIER_FLAGS_MASK
+        if msg_type == const.SPICE_MSGC_INPUTS_KEY_MODIFIERS:
+            flags = r.u16() & const.SPICE_KEYBOARD_MODIFIER_FLAGS_MASK
             return [InputReceived(InputEvent("modifiers", code=flags))]
-        if msg_type == c.SPICE_MSGC_INPUTS_KEY_SCANCODE:
+        if msg_type == const.SPICE_MSGC_INPUTS_KEY_SCANCODE:
             return [InputReceived(e) for e in scancodes_to_events(r.rest())]
-        if msg_type == c.SPICE_MSGC_INPUTS_MOUSE_MOTION:
+        if msg_type == const.SPICE_MSGC_INPUTS_MOUSE_MOTION:
             dx, dy = r.i32(), r.i32()
-            buttons = r.u16() & c.SPICE_MOUSE_BUTTON_MASK_MASK
+            buttons = r.u16() & const.SPICE_MOUSE_BUTTON_MASK_MASK
             self._motion_ack()
             return [InputReceived(InputEvent("mouse_motion", x=dx, y=dy, buttons=buttons))]
-        if msg_type == c.SPICE_MSGC_INPUTS_MOUSE_POSITION:
+        if msg_type == const.SPICE_MSGC_INPUTS_MOUSE_POSITION:
             x, y = r.u32(), r.u32()
-            buttons = r.u16() & c.SPICE_MOUSE_BUTTON_MASK_MASK
+            buttons = r.u16() & const.SPICE_MOUSE_BUTTON_MASK_MASK
             display = r.u8()
             self._motion_ack()
             return [
@@ -703,10 +706,10 @@ class InputsChannel(ChannelMachine):
             ]
         # Press or release.
         button = r.u8()
-        buttons = r.u16() & c.SPICE_MOUSE_BUTTON_MASK_MASK
-        if not 0 < button < c.SPICE_MOUSE_BUTTON_ENUM_END:
+        buttons = r.u16() & const.SPICE_MOUSE_BUTTON_MASK_MASK
+        if not 0 < button < const.SPICE_MOUSE_BUTTON_ENUM_END:
             raise MalformedMessage(f"mouse button {button}")
-        kind = "mouse_press" if msg_type == c.SPICE_MSGC_INPUTS_MOUSE_PRESS else "mouse_release"
+        kind = "mouse_press" if msg_type == const.SPICE_MSGC_INPUTS_MOUSE_PRESS else "mouse_release"
         return [InputReceived(InputEvent(kind, code=button, buttons=buttons))]
 
 

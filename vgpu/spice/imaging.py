@@ -14,7 +14,7 @@ from vgpu.display import Frame, Rect
 from vgpu.encode.policy import ClientCodecs, encode_still
 from vgpu.encode.solid import solid_parts
 from vgpu.encode.video import DEFAULT_VIDEO_CODECS, CodecChoice, parse_video_codecs
-from vgpu.spice import constants as c
+from vgpu.spice import constants as const
 from vgpu.spice.channels import EncodedRegion, bitmap_payload
 
 IMAGE_COMPRESSIONS = ("auto_glz", "auto_lz", "quic", "glz", "lz", "lz4", "off")
@@ -54,30 +54,30 @@ class Compression:
 
 
 CLIENT_PREFERENCES = {
-    c.SPICE_IMAGE_COMPRESSION_OFF: "off",
-    c.SPICE_IMAGE_COMPRESSION_AUTO_GLZ: "auto_glz",
-    c.SPICE_IMAGE_COMPRESSION_AUTO_LZ: "auto_lz",
-    c.SPICE_IMAGE_COMPRESSION_QUIC: "quic",
-    c.SPICE_IMAGE_COMPRESSION_GLZ: "glz",
-    c.SPICE_IMAGE_COMPRESSION_LZ: "lz",
-    c.SPICE_IMAGE_COMPRESSION_LZ4: "lz4",
+    const.SPICE_IMAGE_COMPRESSION_OFF: "off",
+    const.SPICE_IMAGE_COMPRESSION_AUTO_GLZ: "auto_glz",
+    const.SPICE_IMAGE_COMPRESSION_AUTO_LZ: "auto_lz",
+    const.SPICE_IMAGE_COMPRESSION_QUIC: "quic",
+    const.SPICE_IMAGE_COMPRESSION_GLZ: "glz",
+    const.SPICE_IMAGE_COMPRESSION_LZ: "lz",
+    const.SPICE_IMAGE_COMPRESSION_LZ4: "lz4",
 }
 """SPICE_MSGC_DISPLAY_PREFERRED_COMPRESSION values; as in spice-server, the client's
 preference overrides the server's option for that client."""
 
 VIDEO_CODEC_CAPS = {
-    "mjpeg": c.SPICE_DISPLAY_CAP_CODEC_MJPEG,
-    "vp8": c.SPICE_DISPLAY_CAP_CODEC_VP8,
-    "h264": c.SPICE_DISPLAY_CAP_CODEC_H264,
-    "vp9": c.SPICE_DISPLAY_CAP_CODEC_VP9,
-    "h265": c.SPICE_DISPLAY_CAP_CODEC_H265,
+    "mjpeg": const.SPICE_DISPLAY_CAP_CODEC_MJPEG,
+    "vp8": const.SPICE_DISPLAY_CAP_CODEC_VP8,
+    "h264": const.SPICE_DISPLAY_CAP_CODEC_H264,
+    "vp9": const.SPICE_DISPLAY_CAP_CODEC_VP9,
+    "h265": const.SPICE_DISPLAY_CAP_CODEC_H265,
 }
 VIDEO_CODEC_TYPES = {
-    "mjpeg": c.SPICE_VIDEO_CODEC_TYPE_MJPEG,
-    "vp8": c.SPICE_VIDEO_CODEC_TYPE_VP8,
-    "h264": c.SPICE_VIDEO_CODEC_TYPE_H264,
-    "vp9": c.SPICE_VIDEO_CODEC_TYPE_VP9,
-    "h265": c.SPICE_VIDEO_CODEC_TYPE_H265,
+    "mjpeg": const.SPICE_VIDEO_CODEC_TYPE_MJPEG,
+    "vp8": const.SPICE_VIDEO_CODEC_TYPE_VP8,
+    "h264": const.SPICE_VIDEO_CODEC_TYPE_H264,
+    "vp9": const.SPICE_VIDEO_CODEC_TYPE_VP9,
+    "h265": const.SPICE_VIDEO_CODEC_TYPE_H265,
 }
 """vgpu.encode.video's codec names as the SPICE protocol numbers them."""
 CODEC_NAMES = {number: name for name, number in VIDEO_CODEC_TYPES.items()}
@@ -86,7 +86,7 @@ CODEC_NAMES = {number: name for name, number in VIDEO_CODEC_TYPES.items()}
 def client_video_codecs(caps: Callable[[int], bool]) -> frozenset[str]:
     """The stream codecs a display client decodes: those it lists with MULTI_CODEC,
     MJPEG alone for a client from before MULTI_CODEC (MJPEG was the only codec)."""
-    if not caps(c.SPICE_DISPLAY_CAP_MULTI_CODEC):
+    if not caps(const.SPICE_DISPLAY_CAP_MULTI_CODEC):
         return frozenset({"mjpeg"})
     return frozenset(name for name, bit in VIDEO_CODEC_CAPS.items() if caps(bit))
 
@@ -177,7 +177,7 @@ def _encode(frame: Frame, rect: Rect, imaging: ClientImaging, split: bool) -> li
         # a whole picture (one draw) only where it is all one colour.
         parts = solid_parts(view)
         if len(parts) == 1 and parts[0][1] is not None:
-            return [EncodedRegion(rect, c.SPICE_IMAGE_TYPE_BITMAP, b"", fill=parts[0][1])]
+            return [EncodedRegion(rect, const.SPICE_IMAGE_TYPE_BITMAP, b"", fill=parts[0][1])]
         if split and len(parts) > 1:
             regions: list[EncodedRegion] = []
             for (pl, pt, pr, pb), colour in parts:
@@ -185,7 +185,7 @@ def _encode(frame: Frame, rect: Rect, imaging: ClientImaging, split: bool) -> li
                 if colour is None:
                     regions.extend(_encode_images(frame, part, imaging, split))
                 else:
-                    regions.append(EncodedRegion(part, c.SPICE_IMAGE_TYPE_BITMAP, b"",
+                    regions.append(EncodedRegion(part, const.SPICE_IMAGE_TYPE_BITMAP, b"",
                                                  fill=colour))
             return regions
     return _encode_images(frame, rect, imaging, split)
@@ -198,7 +198,7 @@ def _encode_images(frame: Frame, rect: Rect, imaging: ClientImaging, split: bool
     codec = imaging.codec()
     if codec == "bitmap":
         payload = bitmap_payload(view.tobytes(), right - left, bottom - top, frame.has_alpha)
-        return [EncodedRegion(rect, c.SPICE_IMAGE_TYPE_BITMAP, payload)]
+        return [EncodedRegion(rect, const.SPICE_IMAGE_TYPE_BITMAP, payload)]
     parts = encode_still(
         view,
         codec,

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from vgpu.spice import constants as c
+from vgpu.spice import constants as const
 from vgpu.spice.wire import MalformedMessage, Reader, caps_words, has_cap
 
 LINK_HEADER = struct.Struct("<4sIII")
 # connection_id u32, type u8, id u8, num_common u32, num_channel u32, caps offset u32
 LINK_MESS_SIZE = 18
-LINK_REPLY_FIXED = 4 + c.SPICE_TICKET_PUBKEY_BYTES + 12
-TICKET_BYTES = c.SPICE_TICKET_KEY_PAIR_LENGTH // 8
+LINK_REPLY_FIXED = 4 + const.SPICE_TICKET_PUBKEY_BYTES + 12
+TICKET_BYTES = const.SPICE_TICKET_KEY_PAIR_LENGTH // 8
 
 MAX_LINK_MESS_SIZE = 4096
 """A link message is 18 bytes plus capability words; real clients send under 64 bytes.
@@ -35,20 +35,20 @@ MAX_CAPS_WORDS = 64
 """2048 capability bits per set, far past the ~20 defined, so a hostile count is refused early."""
 
 SERVER_COMMON_CAPS = (
-    c.SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION,
-    c.SPICE_COMMON_CAP_AUTH_SPICE,
-    c.SPICE_COMMON_CAP_MINI_HEADER,
+    const.SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION,
+    const.SPICE_COMMON_CAP_AUTH_SPICE,
+    const.SPICE_COMMON_CAP_MINI_HEADER,
 )
 """No SASL: it is not implemented, so it is not advertised."""
 
 SERVER_CHANNEL_CAPS: dict[int, tuple[int, ...]] = {
-    c.SPICE_CHANNEL_MAIN: (c.SPICE_MAIN_CAP_NAME_AND_UUID,),
-    c.SPICE_CHANNEL_DISPLAY: (
-        c.SPICE_DISPLAY_CAP_MONITORS_CONFIG,
-        c.SPICE_DISPLAY_CAP_PREF_COMPRESSION,
+    const.SPICE_CHANNEL_MAIN: (const.SPICE_MAIN_CAP_NAME_AND_UUID,),
+    const.SPICE_CHANNEL_DISPLAY: (
+        const.SPICE_DISPLAY_CAP_MONITORS_CONFIG,
+        const.SPICE_DISPLAY_CAP_PREF_COMPRESSION,
     ),
-    c.SPICE_CHANNEL_INPUTS: (c.SPICE_INPUTS_CAP_KEY_SCANCODE,),
-    c.SPICE_CHANNEL_CURSOR: (),
+    const.SPICE_CHANNEL_INPUTS: (const.SPICE_INPUTS_CAP_KEY_SCANCODE,),
+    const.SPICE_CHANNEL_CURSOR: (),
 }
 
 
@@ -74,7 +74,7 @@ class Linked:
 
     @property
     def mini_header(self) -> bool:
-        return has_cap(self.common_caps, c.SPICE_COMMON_CAP_MINI_HEADER)
+        return has_cap(self.common_caps, const.SPICE_COMMON_CAP_MINI_HEADER)
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,9 @@ LinkEvent = Linked | LinkClosed
 
 
 def new_ticket_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=c.SPICE_TICKET_KEY_PAIR_LENGTH)
+    return rsa.generate_private_key(
+        public_exponent=65537, key_size=const.SPICE_TICKET_KEY_PAIR_LENGTH
+    )
 
 
 class LinkMachine:
@@ -135,7 +137,7 @@ class LinkMachine:
             try:
                 event = self._step(chunk)
             except MalformedMessage as exc:
-                self._reply_error(c.SPICE_LINK_ERR_INVALID_DATA)
+                self._reply_error(const.SPICE_LINK_ERR_INVALID_DATA)
                 event = self._close(f"malformed link message: {exc}")
             if event is not None:
                 events.append(event)
@@ -146,7 +148,7 @@ class LinkMachine:
         if self.state is not LinkState.AUTHENTICATED:
             raise RuntimeError(f"finish() in state {self.state}")
         self._out += struct.pack("<I", error)
-        if error == c.SPICE_LINK_ERR_OK:
+        if error == const.SPICE_LINK_ERR_OK:
             self.state = LinkState.DONE
         else:
             self.state = LinkState.CLOSED
@@ -156,7 +158,7 @@ class LinkMachine:
         return LinkClosed(reason)
 
     def _reply_error(self, error: int) -> None:
-        self._link_reply(error, bytes(c.SPICE_TICKET_PUBKEY_BYTES), [], [])
+        self._link_reply(error, bytes(const.SPICE_TICKET_PUBKEY_BYTES), [], [])
 
     def _link_reply(self, error: int, pub: bytes, common: list[int], channel: list[int]) -> None:
         """Link header and reply: error, public key, then the capability words."""
@@ -164,21 +166,21 @@ class LinkMachine:
         body += struct.pack("<III", len(common), len(channel), LINK_REPLY_FIXED)
         body += struct.pack(f"<{len(common) + len(channel)}I", *common, *channel)
         self._out += LINK_HEADER.pack(
-            c.SPICE_MAGIC, c.SPICE_VERSION_MAJOR, c.SPICE_VERSION_MINOR, len(body)
+            const.SPICE_MAGIC, const.SPICE_VERSION_MAJOR, const.SPICE_VERSION_MINOR, len(body)
         )
         self._out += body
 
     def _step(self, chunk: bytes) -> LinkEvent | None:
         if self.state is LinkState.HEADER:
             magic, major, minor, size = LINK_HEADER.unpack(chunk)
-            if magic != c.SPICE_MAGIC:
-                self._reply_error(c.SPICE_LINK_ERR_INVALID_MAGIC)
+            if magic != const.SPICE_MAGIC:
+                self._reply_error(const.SPICE_LINK_ERR_INVALID_MAGIC)
                 return self._close(f"bad magic {magic!r}")
-            if major != c.SPICE_VERSION_MAJOR:
-                self._reply_error(c.SPICE_LINK_ERR_VERSION_MISMATCH)
+            if major != const.SPICE_VERSION_MAJOR:
+                self._reply_error(const.SPICE_LINK_ERR_VERSION_MISMATCH)
                 return self._close(f"protocol version {major}.{minor} unsupported")
             if not LINK_MESS_SIZE <= size <= MAX_LINK_MESS_SIZE:
-                self._reply_error(c.SPICE_LINK_ERR_INVALID_DATA)
+                self._reply_error(const.SPICE_LINK_ERR_INVALID_DATA)
                 return self._close(f"link message size {size} out of range")
             self.state = LinkState.MESSAGE
             self._need = size
@@ -187,8 +189,8 @@ class LinkMachine:
             return self._on_link_message(chunk)
         if self.state is LinkState.AUTH_MECHANISM:
             (mechanism,) = struct.unpack("<I", chunk)
-            if mechanism != c.SPICE_COMMON_CAP_AUTH_SPICE:
-                self._out += struct.pack("<I", c.SPICE_LINK_ERR_INVALID_DATA)
+            if mechanism != const.SPICE_COMMON_CAP_AUTH_SPICE:
+                self._out += struct.pack("<I", const.SPICE_LINK_ERR_INVALID_DATA)
                 return self._close(f"auth mechanism {mechanism} not offered")
             self.state = LinkState.TICKET
             self._need = TICKET_BYTES
@@ -213,7 +215,7 @@ class LinkMachine:
         common, channel = tuple(words[:num_common]), tuple(words[num_common:])
         self._linked = Linked(channel_type, channel_id, connection_id, common, channel)
         self._send_reply(channel_type)
-        if has_cap(common, c.SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION):
+        if has_cap(common, const.SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION):
             self.state = LinkState.AUTH_MECHANISM
             self._need = 4
         else:
@@ -225,15 +227,15 @@ class LinkMachine:
         pub = self._key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        if len(pub) != c.SPICE_TICKET_PUBKEY_BYTES:
+        if len(pub) != const.SPICE_TICKET_PUBKEY_BYTES:
             raise AssertionError(f"RSA-1024 SubjectPublicKeyInfo is {len(pub)} bytes")
         common = caps_words(SERVER_COMMON_CAPS)
         channel = caps_words(SERVER_CHANNEL_CAPS.get(channel_type, ()))
-        self._link_reply(c.SPICE_LINK_ERR_OK, pub, common, channel)
+        self._link_reply(const.SPICE_LINK_ERR_OK, pub, common, channel)
 
     def _on_ticket(self, encrypted: bytes) -> LinkEvent:
         if self._password is not None and not self._ticket_matches(encrypted):
-            self._out += struct.pack("<I", c.SPICE_LINK_ERR_PERMISSION_DENIED)
+            self._out += struct.pack("<I", const.SPICE_LINK_ERR_PERMISSION_DENIED)
             return self._close("wrong password")
         self.state = LinkState.AUTHENTICATED
         assert self._linked is not None

@@ -46,7 +46,7 @@ from vgpu.encode.video import (
     choose_codec,
     create_encoder,
 )
-from vgpu.spice import constants as c
+from vgpu.spice import constants as const
 from vgpu.spice.channels import (
     AckReceived,
     ChannelClosed,
@@ -167,9 +167,9 @@ GOODBYE_TIMEOUT_S = 1.0
 does not read them in that time is closed without."""
 
 CHANNELS = (
-    (c.SPICE_CHANNEL_DISPLAY, 0),
-    (c.SPICE_CHANNEL_INPUTS, 0),
-    (c.SPICE_CHANNEL_CURSOR, 0),
+    (const.SPICE_CHANNEL_DISPLAY, 0),
+    (const.SPICE_CHANNEL_INPUTS, 0),
+    (const.SPICE_CHANNEL_CURSOR, 0),
 )
 """What ATTACH_CHANNELS lists; the main channel is the one the client is already on."""
 
@@ -535,7 +535,7 @@ class SpiceServer:
         """SPICE_MSG_DISCONNECTING on every linked channel, as the server goes away."""
         timestamp = time.monotonic_ns()
         for transport, (machine, _peer) in list(self._channels.items()):
-            machine.disconnecting(timestamp, c.SPICE_LINK_ERR_OK)
+            machine.disconnecting(timestamp, const.SPICE_LINK_ERR_OK)
             transport.write_messages(machine.messages_to_send())
             transport.sealed = True  # a sender still running must not write after it
         drains = [transport.drain() for transport in self._channels]
@@ -560,7 +560,7 @@ class SpiceServer:
         transport: Transport | None = None
         try:
             first = await asyncio.wait_for(reader.readexactly(4), LINK_TIMEOUT_S)
-            if first == c.SPICE_MAGIC:
+            if first == const.SPICE_MAGIC:
                 transport = StreamTransport(reader, writer, first)
             elif first == b"GET ":
                 head = await asyncio.wait_for(_http_head(reader, first), LINK_TIMEOUT_S)
@@ -610,7 +610,7 @@ class SpiceServer:
                 link.finish(error)
                 transport.write(link.data_to_send())
                 await transport.drain()
-                if error != c.SPICE_LINK_ERR_OK:
+                if error != const.SPICE_LINK_ERR_OK:
                     log.info("%s: link refused with error %d", peer, error)
                     return None
                 transport.authenticated()
@@ -620,21 +620,21 @@ class SpiceServer:
     def _admit(self, linked: Linked, transport: Transport) -> int:
         """The link result for an authenticated client; a channel admitted to a session
         is counted there at once, so concurrent links cannot pass the limit together."""
-        if linked.channel_type == c.SPICE_CHANNEL_MAIN:
+        if linked.channel_type == const.SPICE_CHANNEL_MAIN:
             return (
-                c.SPICE_LINK_ERR_OK
+                const.SPICE_LINK_ERR_OK
                 if len(self._sessions) < MAX_SESSIONS
-                else c.SPICE_LINK_ERR_ERROR
+                else const.SPICE_LINK_ERR_ERROR
             )
         if (linked.channel_type, linked.channel_id) not in CHANNELS:
-            return c.SPICE_LINK_ERR_CHANNEL_NOT_AVAILABLE
+            return const.SPICE_LINK_ERR_CHANNEL_NOT_AVAILABLE
         session = self._sessions.get(linked.connection_id)
         if session is None:
-            return c.SPICE_LINK_ERR_BAD_CONNECTION_ID
+            return const.SPICE_LINK_ERR_BAD_CONNECTION_ID
         if len(session.others) >= MAX_CHANNELS_PER_SESSION:
-            return c.SPICE_LINK_ERR_ERROR
+            return const.SPICE_LINK_ERR_ERROR
         session.others.append(transport)
-        return c.SPICE_LINK_ERR_OK
+        return const.SPICE_LINK_ERR_OK
 
     async def _serve(self, transport: Transport, peer: object) -> None:
         try:
@@ -643,13 +643,13 @@ class SpiceServer:
                 return
             info, leftover = linked
             kind = info.channel_type
-            if kind == c.SPICE_CHANNEL_MAIN:
+            if kind == const.SPICE_CHANNEL_MAIN:
                 await self._serve_main(transport, info, leftover, peer)
             elif info.connection_id not in self._sessions:
                 return  # the session ended while this channel was linking
-            elif kind == c.SPICE_CHANNEL_DISPLAY:
+            elif kind == const.SPICE_CHANNEL_DISPLAY:
                 await self._serve_display(transport, DisplayChannel(info), leftover, peer)
-            elif kind == c.SPICE_CHANNEL_CURSOR:
+            elif kind == const.SPICE_CHANNEL_CURSOR:
                 await self._serve_cursor(transport, CursorChannel(info), leftover, peer)
             else:
                 await self._serve_inputs(transport, InputsChannel(info), leftover, peer)
@@ -858,7 +858,7 @@ class _DisplayClient:
         self._wake = asyncio.Event()
         self.imaging = ClientImaging(
             server.options.compression,
-            lz4=machine.has_cap(c.SPICE_DISPLAY_CAP_LZ4_COMPRESSION),
+            lz4=machine.has_cap(const.SPICE_DISPLAY_CAP_LZ4_COMPRESSION),
         )
         self.stats = DisplayStats(peer)
         self._client_codecs = client_video_codecs(machine.has_cap)
