@@ -19,13 +19,24 @@ Rect = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
+class Placement:
+    """A hint that `rect` of a surface shows a guest image whole: `key` is a 64-bit hash
+    of that image's pixels (of the part drawn), never the guest's own id. The pixels are
+    the truth: a consumer checks them before it relies on a placement."""
+
+    key: int
+    rect: Rect
+
+
+@dataclass(frozen=True, slots=True)
 class Frame:
     """One published picture of the primary surface.
 
     `pixels` is (height, width, 4) uint8, top-down, bytes B, G, R, X/A in memory
     order (little-endian 0xAARRGGBB, as QXL's 32-bit formats), read-only and never
     changed after publication. `damage` lists what changed since the previous
-    frame of the same `surface_serial`.
+    frame of the same `surface_serial`. `placements` are the guest images the renderer
+    saw drawn whole (unscaled plain copies) and not drawn over since, as hints.
     """
 
     serial: int
@@ -33,6 +44,7 @@ class Frame:
     pixels: np.ndarray
     damage: tuple[Rect, ...]
     has_alpha: bool = False
+    placements: tuple[Placement, ...] = ()
 
     @property
     def width(self) -> int:

@@ -33,6 +33,7 @@ from pathlib import Path
 import moderngl
 import numpy as np
 
+from vgpu.display import Placement
 from vgpu.render import enums as E
 from vgpu.render import pixels as px
 from vgpu.render.errors import RenderError
@@ -107,6 +108,8 @@ class Surface:
     stale: list[Box] = field(default_factory=list)
     # what guest memory lacks: drawn since the last UPDATE_AREA write-back covering it
     unsynced: list[Box] = field(default_factory=list)
+    # guest images drawn whole here and not drawn over since (hints for the SPICE cache)
+    placements: list[Placement] = field(default_factory=list)
 
     def framebuffers(self) -> list[moderngl.Framebuffer]:
         return [self.fbo] + [pair[1] for pair in (self.scratch, self.self_copy) if pair]

@@ -11,7 +11,7 @@ import moderngl
 import numpy as np
 
 from vgpu.device.commands import QRect
-from vgpu.display import Frame
+from vgpu.display import Frame, Placement
 from vgpu.render import enums as E
 from vgpu.render import pixels as px
 from vgpu.render.batch import BatchEngine
@@ -32,6 +32,14 @@ MAX_DAMAGE_RECTS = 64
 """Changed rects kept per surface (damage between snapshots, stale shadow, unsynced guest
 memory) before they collapse into their bounding box: a read or write-back per rect costs a
 GL round trip, so past this many one is cheaper."""
+
+MIN_PLACEMENT_PIXELS = 64 * 64
+"""Images drawn smaller than this are not placed: a cached copy's message (about 75 bytes)
+and the check of its pixels pay only where the image costs kilobytes (icons, glyphs and
+the 24x24 tiles of a root window weave stay in the damage)."""
+MAX_PLACEMENTS = 32
+"""Placements kept per surface, newest first kept: a screen shows a few photos and
+windows at once; this bounds the per-draw overlap test and what a frame carries."""
 
 
 class Readback(BatchEngine):
@@ -55,6 +63,10 @@ class Readback(BatchEngine):
         self.last_damage = boxes
         if not boxes:
             return
+        if surf.placements:
+            # what is drawn over is not the image any more (a hint: consumers check)
+            surf.placements = [p for p in surf.placements
+                               if not any(_overlaps(p.rect, b) for b in boxes)]
         # _add_rects written out for the lists every operation extends (a call less each)
         unsynced = surf.unsynced
         unsynced += boxes
@@ -69,6 +81,11 @@ class Readback(BatchEngine):
             damage += boxes
             if len(damage) > MAX_DAMAGE_RECTS:
                 self._damage = [bounds(damage)]
+
+    def _place(self, surf: Surface, placed: list[Placement]) -> None:
+        """Records images an operation drew whole on `surf` (after its damage is noted)."""
+        surf.placements += placed
+        del surf.placements[:-MAX_PLACEMENTS]
 
     def read_area(self, surface_id: int, area: QRect) -> list[tuple[QRect, np.ndarray]]:
         """The parts of `area` drawn since guest memory last got them (see the protocol)."""
@@ -111,7 +128,8 @@ class Readback(BatchEngine):
         pixels.setflags(write=False)
         self._frame_serial += 1
         return Frame(self._frame_serial, self._surface_serial, pixels, damage,
-                     has_alpha=surf.fmt == E.SURFACE_FMT_32_ARGB)
+                     has_alpha=surf.fmt == E.SURFACE_FMT_32_ARGB,
+                     placements=tuple(surf.placements))
 
     def _read(self, surf: Surface, box: Box) -> np.ndarray:
         """`box` of the surface's pixels: a read-only view of its host shadow, valid until
@@ -141,6 +159,10 @@ class Readback(BatchEngine):
             self.gl3d.wait_gl()
         data = surf.fbo.read(viewport=(x0, y0, x1 - x0, y1 - y0), components=4)
         return np.frombuffer(data, np.uint8).reshape(y1 - y0, x1 - x0, 4)
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _add_rects(rects: list[Box], more: list[Box] | tuple[Box, ...]) -> list[Box]:
