@@ -21,8 +21,8 @@ import numpy as np
 from vgpu.display import Frame, Placement, Rect
 
 MAX_CACHE_PIXELS = 64 << 20
-"""The most pixels of a client's announced capacity that is used: spice-gtk announces 32 Mi
-pixels, spice-html5 10 Mi; a hostile announcement (up to 2^63) would only let the model
+"""The most pixels of a client's announced capacity that is used: spice-gtk 0.42 announces
+20 Mi pixels, spice-html5 10 Mi; a hostile announcement (up to 2^63) would only let the model
 grow without bound, since the server never has to evict below it."""
 
 MAX_CACHE_ENTRIES = 4096
