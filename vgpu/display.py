@@ -18,6 +18,25 @@ Rect = tuple[int, int, int, int]
 """(left, top, right, bottom), right and bottom exclusive, in surface pixels."""
 
 
+def overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def subtract(r: Rect, hole: Rect) -> list[Rect]:
+    """The parts of r outside `hole` (which overlaps it): up to four rects."""
+    out = []
+    if r[1] < hole[1]:
+        out.append((r[0], r[1], r[2], hole[1]))
+    if hole[3] < r[3]:
+        out.append((r[0], hole[3], r[2], r[3]))
+    y0, y1 = max(r[1], hole[1]), min(r[3], hole[3])
+    if r[0] < hole[0]:
+        out.append((r[0], y0, hole[0], y1))
+    if hole[2] < r[2]:
+        out.append((hole[2], y0, r[2], y1))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Placement:
     """A hint that `rect` of a surface shows a guest image whole: `key` is a 64-bit hash

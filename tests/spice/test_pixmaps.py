@@ -20,7 +20,7 @@ from vgpu.spice import constants as const
 from vgpu.spice import pixmaps
 from vgpu.spice.channels import ChannelClosed, DisplayChannel, EncodedRegion, FrameUpdate
 from vgpu.spice.link import Linked
-from vgpu.spice.pixmaps import PixmapCache, cache_id, candidates, digest, subtract
+from vgpu.spice.pixmaps import PixmapCache, cache_id, candidates, digest, subtract_all
 
 D1, D2 = b"\1" * 16, b"\2" * 16
 
@@ -182,7 +182,7 @@ def test_digest_is_of_the_pixels_and_ids_of_the_key():
 def test_subtract_leaves_exactly_the_rest(holes):
     rects = [(0, 0, 16, 16), (20, 0, 24, 4)]
     grid = np.zeros((24, 24), int)
-    for left, top, right, bottom in subtract(rects, holes):
+    for left, top, right, bottom in subtract_all(rects, holes):
         grid[top:bottom, left:right] += 1
     want = np.zeros((24, 24), int)
     for left, top, right, bottom in rects:

@@ -11,7 +11,7 @@ import moderngl
 import numpy as np
 
 from vgpu.device.commands import QRect
-from vgpu.display import Frame, Placement
+from vgpu.display import Frame, Placement, overlaps, subtract
 from vgpu.render import enums as E
 from vgpu.render import pixels as px
 from vgpu.render.batch import BatchEngine
@@ -66,7 +66,7 @@ class Readback(BatchEngine):
         if surf.placements:
             # what is drawn over is not the image any more (a hint: consumers check)
             surf.placements = [p for p in surf.placements
-                               if not any(_overlaps(p.rect, b) for b in boxes)]
+                               if not any(overlaps(p.rect, b) for b in boxes)]
         # _add_rects written out for the lists every operation extends (a call less each)
         unsynced = surf.unsynced
         unsynced += boxes
@@ -75,7 +75,7 @@ class Readback(BatchEngine):
         if surf.shadow is not None:
             surf.stale = _add_rects(surf.stale, [b for b in boxes if b not in in_shadow])
             for hole in in_shadow:
-                surf.stale = [part for r in surf.stale for part in _subtract(r, hole)]
+                surf.stale = [part for r in surf.stale for part in subtract(r, hole)]
         if surf.id == PRIMARY:
             damage = self._damage
             damage += boxes
@@ -101,7 +101,7 @@ class Readback(BatchEngine):
                 outside.append(r)
             else:
                 inside.append(part)
-                outside.extend(_subtract(r, box))
+                outside.extend(subtract(r, box))
         # (parts close together go as their bounding box, with pixels memory holds already)
         pieces = [(QRect(r[1], r[0], r[3], r[2]), px.to_memory(self._read(surf, r), surf.fmt))
                   for r in _merge_reads(inside)]
@@ -161,10 +161,6 @@ class Readback(BatchEngine):
         return np.frombuffer(data, np.uint8).reshape(y1 - y0, x1 - x0, 4)
 
 
-def _overlaps(a: Box, b: Box) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
 def _add_rects(rects: list[Box], more: list[Box] | tuple[Box, ...]) -> list[Box]:
     """`rects` (extended in place) with `more` added; past MAX_DAMAGE_RECTS, their bounding
     box instead."""
@@ -182,19 +178,3 @@ def _merge_reads(rects: list[Box]) -> list[Box]:
                 or len(rects) > READ_MERGE_COUNT):
             return [whole]
     return rects
-
-
-def _subtract(r: Box, hole: Box) -> list[Box]:
-    """The parts of r outside `hole` (which overlaps it): up to four rects."""
-    out = []
-    if r[1] < hole[1]:
-        out.append((r[0], r[1], r[2], hole[1]))
-    if hole[3] < r[3]:
-        out.append((r[0], hole[3], r[2], r[3]))
-    y0, y1 = max(r[1], hole[1]), min(r[3], hole[3])
-    if r[0] < hole[0]:
-        out.append((r[0], y0, hole[0], y1))
-    if hole[2] < r[2]:
-        out.append((hole[2], y0, r[2], y1))
-    return out
-

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vgpu.display import Frame, Placement, Rect
+from vgpu.display import Frame, Placement, Rect, overlaps, subtract
 
 MAX_CACHE_PIXELS = 64 << 20
 """The most pixels of a client's announced capacity that is used: spice-gtk 0.42 announces
@@ -163,26 +163,9 @@ def damaged_share(rect: Rect, rects: list[Rect]) -> float:
     return covered / ((rect[2] - rect[0]) * (rect[3] - rect[1]))
 
 
-def subtract(rects: list[Rect], holes: list[Rect]) -> list[Rect]:
+def subtract_all(rects: list[Rect], holes: list[Rect]) -> list[Rect]:
     """What of `rects` lies outside every hole, as rectangles."""
     for hole in holes:
-        rest: list[Rect] = []
-        for r in rects:
-            if not overlaps(r, hole):
-                rest.append(r)
-                continue
-            if r[1] < hole[1]:
-                rest.append((r[0], r[1], r[2], hole[1]))
-            if hole[3] < r[3]:
-                rest.append((r[0], hole[3], r[2], r[3]))
-            top, bottom = max(r[1], hole[1]), min(r[3], hole[3])
-            if r[0] < hole[0]:
-                rest.append((r[0], top, hole[0], bottom))
-            if hole[2] < r[2]:
-                rest.append((hole[2], top, r[2], bottom))
-        rects = rest
+        rects = [part for r in rects
+                 for part in (subtract(r, hole) if overlaps(r, hole) else [r])]
     return rects
-
-
-def overlaps(a: Rect, b: Rect) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]

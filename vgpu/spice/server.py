@@ -87,7 +87,7 @@ from vgpu.spice.pixmaps import (
     candidates,
     damaged_share,
     digest,
-    subtract,
+    subtract_all,
 )
 from vgpu.spice.streams import Plan, StreamPlanner
 from vgpu.spice.webpage import MAX_REQUEST_HEAD, html5_dir, http_response, is_websocket_upgrade
@@ -1085,7 +1085,7 @@ class _DisplayClient:
         return ([(p, server.digest(frame, p.rect),
                   None if cache_id(p.key) in pixmaps else self._encode_whole(frame, p.rect))
                  for p in chosen],
-                subtract(rects, [p.rect for p in chosen]))
+                subtract_all(rects, [p.rect for p in chosen]))
 
     def _encode_whole(self, frame: Frame, rect: Rect) -> Awaitable[Any]:
         """`rect` as one lossless image (what the client keeps must be the frame's pixels)."""
