@@ -6,8 +6,10 @@ SPICE leaves the bookkeeping to the server. The client announces a capacity in p
 image), keeps every image sent with SPICE_IMAGE_FLAGS_CACHE_ME under its descriptor's id,
 and forgets an id only when told to (SPICE_MSG_DISPLAY_INVAL_LIST). So the server evicts
 least recently used images itself to stay within the capacity, and names them in an
-INVAL_LIST before the draw that needed the room, as spice-server does. Nothing here does
-IO or touches frames: the sender asks and the display channel sends.
+INVAL_LIST before the draw that needed the room, as spice-server does. Which images to
+look at comes from the renderer's placements (`vgpu.display.Placement`), hints that are
+checked here against the frame's pixels. Nothing here does IO: the sender asks (the
+digests on its encoder pool) and the display channel sends.
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ from vgpu.display import Frame, Placement, Rect, overlaps, subtract
 
 MAX_CACHE_PIXELS = 64 << 20
 """The most pixels of a client's announced capacity that is used: spice-gtk 0.42 announces
-20 Mi pixels, spice-html5 10 Mi; a hostile announcement (up to 2^63) would only let the model
-grow without bound, since the server never has to evict below it."""
+20 Mi pixels, spice-html5 10 Mi; a hostile announcement (up to 2^63) is taken as this."""
 
 MAX_CACHE_ENTRIES = 4096
 """Images modelled per client, whatever their pixels: bounds the server's memory per client
