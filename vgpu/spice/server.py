@@ -34,6 +34,7 @@ from vgpu.display import (
     Frame,
     FrameBus,
     InputEvent,
+    Pacer,
     Rect,
     Subscription,
 )
@@ -915,8 +916,7 @@ class _DisplayClient:
 
     async def send_frames(self, subscription: Subscription) -> None:
         machine = self._machine
-        interval = 1.0 / self._server.options.max_fps
-        last_sent = 0.0
+        pacer = Pacer(self._server.options.max_fps)
         surface_serial: int | None = None
         last_serial = 0  # of the last frame taken: the serials between were merged
         frame: Frame | None = None
@@ -933,16 +933,16 @@ class _DisplayClient:
             self._wake.clear()
             if not machine.window_open():
                 continue  # an ack will wake us
-            delay = last_sent + interval - self._loop.time()
+            delay = pacer.wait(self._loop.time())
             if delay > 0:
                 await asyncio.sleep(delay)
             taken = subscription.take()
             if taken is None:
                 continue
             frame, damage = taken
-            # The interval runs from one take to the next: the time a send takes
+            # The pace runs from one take to the next: the time a send takes
             # (encoding, most of it) is inside it, not added to it.
-            last_sent = self._loop.time()
+            pacer.went(self._loop.time())
             if frame.surface_serial != surface_serial or machine.surface is None:
                 # The first picture whole, in one draw, and then the mark.
                 region = await self._server.encode(
