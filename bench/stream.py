@@ -405,6 +405,7 @@ def run_codec(width: int, height: int, codec: str, seconds: float, tmp: Path,
                       end - start),
         "load": os.getloadavg()[0],
         "codec": stats.codec,
+        "encoder": stats.encoder,
         "published_fps": published / (end - start),
         "kib_s": sent_bytes / 1024 / (end - start),
         "kib_frame": sent_bytes / 1024 / max(1, sent_frames),
@@ -642,6 +643,8 @@ def encoder_costs(width: int, height: int, codec: str, frames: int = 30,
         raise RuntimeError(f"{codec}: {len(shown)} frames decoded of {len(pictures)}")
     scores = [ssim(d.to_ndarray(format="bgra"), p) for d, p in zip(shown, pictures, strict=True)]
     return {
+        "codec": codec,
+        "encoder": encoder.library,
         "ms": statistics.median(times[1:]),
         "kib": statistics.mean(sizes[1:]) / 1024,
         "ssim": statistics.mean(scores),
@@ -723,6 +726,18 @@ def side_by_side(b: Bench, width: int, height: int, tmp: Path) -> Iterator[Measu
         record.unlink()
 
 
+def encoders_used(b: Bench, ran: dict[str, int]) -> Measurement:
+    """Which library coded each codec's streams (the encoders alone and the sessions),
+    and why a preferred one did not (NVENC where no NVIDIA GPU and driver are)."""
+    from vgpu.encode.video import LIBRARY_CODECS, library_for
+
+    passed_over = [reason for codec in LIBRARY_CODECS if any(
+        key.startswith(f"{codec}: ") for key in ran) for reason in library_for(codec).passed_over]
+    return b.value("stream encoders", "runs", {key: float(n) for key, n in ran.items()},
+                   better=HIGHER, note="passed over: " + "; ".join(passed_over)
+                   if passed_over else "every codec on its first choice")
+
+
 @workload("stream", "video streams to spice-gtk from the cube (3D) and anim guests: shown fps, "
           "bytes, SSIM, delay, CPU per stage per codec; the encoders alone; spice-server's "
           "own streams side by side",
@@ -732,9 +747,16 @@ def stream(b: Bench) -> Iterator[Measurement]:
     codecs = QUICK_CODECS if b.quick else CODECS
     seconds = QUICK_SECONDS if b.quick else SECONDS
     frames = 8 if b.quick else 30
+    ran: dict[str, int] = {}  # "codec: library" -> sessions and encoder runs it coded
+
+    def noted(got: dict) -> dict[str, float]:
+        key = f"{got['codec']}: {got['encoder']}"
+        ran[key] = ran.get(key, 0) + 1
+        return _named(got)
+
     for width, height in sizes:
         yield from b.observe(
-            {codec: lambda codec=codec, width=width, height=height: _named(encoder_costs(
+            {codec: lambda codec=codec, width=width, height=height: noted(encoder_costs(
                 width, height, codec, frames)) for codec in codecs},
             _specs(ENCODER_FIGURES),
             prefix=f"encoder alone {width}x{height}: ", rounds=1,
@@ -749,13 +771,14 @@ def stream(b: Bench) -> Iterator[Measurement]:
         for demo in DEMOS[:1] if b.quick else DEMOS:
             for width, height in sizes:
                 yield from b.observe(
-                    {codec: lambda codec=codec, width=width, height=height, demo=demo: _named(
+                    {codec: lambda codec=codec, width=width, height=height, demo=demo: noted(
                         run_codec(width, height, codec, seconds, tmp,
                                   QUICK_SECONDS if b.quick else WARMUP_S, demo))
                      for codec in codecs},
                     figures, prefix=f"{demo} {width}x{height}: ", rounds=1,
                     note=f"{demo} guest -> device -> GL renderer -> vgpu SPICE -> spice-gtk "
                          "(GStreamer decoders); CPU per stage per frame it handled")
+        yield encoders_used(b, ran)
         if b.quick:
             return
         width, height = sizes[0]

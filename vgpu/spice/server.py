@@ -367,6 +367,7 @@ class DisplayStats:
     stream_bytes: int = 0
     stream_skipped: int = 0  # stream frames rate control left out
     codec: str | None = None  # the codec of the newest stream
+    encoder: str | None = None  # the library that coded its newest frame ("h264_nvenc"...)
     reports: int = 0  # STREAM_REPORTs received
     max_backlog: int = 0  # the most bytes seen waiting in the socket before a stream frame
     # (frame serial, DRAW_COPY messages) per send, newest last: spice-gtk signals one
@@ -1035,6 +1036,7 @@ class _DisplayClient:
                 ping = (self._ping_id, self._pings[self._ping_id])
             stream_frame = StreamFrame(stream.stream_id, due, video, ping)
             stream.rate.sent(len(video), now)
+            self.stats.encoder = stream.encoder.library
             self.stats.stream_frames += 1
             self.stats.stream_bytes += len(video)
         machine.show_update(FrameUpdate(
