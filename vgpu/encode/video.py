@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from vgpu.encode.codecs import encode_jpeg
+from vgpu.encode.codecs import bgrx_to_i420, encode_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -409,11 +409,14 @@ class LibraryEncoder:
         if self._context is None:
             self._context = self._open()
         context = self._context
-        # Wraps the pixels where they are (a crop keeps its row stride): libswscale
-        # reads them once on its way to 4:2:0. from_ndarray's copy first cost about
-        # four times as much at 1920x1080 here (bench/stream.py, "encoder alone").
-        frame = av.VideoFrame.from_numpy_buffer(pixels, format="bgra")
-        frame = frame.reformat(format="yuv420p")
+        # Our C converter reads the pixels where they are (a crop keeps its row stride)
+        # and writes the frame's planes in place: half the CPU of libswscale's path
+        # from B,G,R,A (about 1.3 against 2.7 ms a 1280x720 frame here, measured by
+        # CPU time over 20 cube frames).
+        frame = av.VideoFrame(self.width, self.height, "yuv420p")
+        bgrx_to_i420(pixels, *(
+            np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+            for plane in frame.planes))
         frame.pts = self._pts
         self._pts += 1
         return b"".join(bytes(p) for p in context.encode(frame))  # type: ignore[attr-defined]
