@@ -269,3 +269,18 @@ def test_a_stream_the_first_choice_cannot_open_goes_to_the_cpu(fresh_choice, cap
     assert encoder.encode(_frames(320, 240, 1)[0])
     assert encoder.library == "libx264"
     assert "h264 encoder: libx264 for this 320x240 stream" in caplog.text
+
+
+def test_rate_control_takes_every_frame_the_senders_pacing_lets_through():
+    # The sender's Pacer lets a frame go as soon as 3/4 of a period after the one before
+    # (after one it let through late); rate control at the full rate skips none of them.
+    from vgpu.display import Pacer
+
+    pacer, rate = Pacer(60.0), RateControl(640, 480, 60.0, now=0.0)
+    rng = np.random.default_rng(3)
+    for i in range(600):
+        ready = 1.0 + i / 60 + (0.5 / 60 if i % 2 else 0.0) + rng.uniform(0, 1e-3)
+        at = ready + pacer.wait(ready)
+        pacer.went(at)
+        assert rate.want_frame(0, at), f"frame {i} skipped"
+        rate.sent(5000, at)

@@ -151,10 +151,12 @@ REPORT_DROP_SHARE = 0.2
 window of five (the server's STREAM_REPORT_WINDOW) late on a loaded client is a
 hiccup, and stepping down for each cost two in five frames (vgpu bench stream)."""
 
-FRAME_SLACK = 0.25
+FRAME_SLACK = 0.3
 """A frame that comes up to this share of an interval early is taken all the same:
 frames are published and taken with a few milliseconds of jitter, and at the full
-rate a frame 1 ms early, skipped, would halve the frame rate sent."""
+rate a frame 1 ms early, skipped, would halve the frame rate sent. More than the
+sender's own pacing allows (vgpu.display.PACE_SLACK), so that no frame it takes at the
+full rate is skipped here for a rounding."""
 
 DECREASE_INTERVAL_S = 0.5
 """Congestion signals closer together than this are one episode: one step down."""

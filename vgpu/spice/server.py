@@ -943,7 +943,8 @@ class _DisplayClient:
             frame, damage = taken
             # The pace runs from one take to the next: the time a send takes
             # (encoding, most of it) is inside it, not added to it.
-            pacer.went(self._loop.time())
+            taken_at = self._loop.time()
+            pacer.went(taken_at)
             if frame.surface_serial != surface_serial or machine.surface is None:
                 # The first picture whole, in one draw, and then the mark.
                 region = await self._server.encode(
@@ -973,7 +974,7 @@ class _DisplayClient:
                     self._picture.searched(search, found)
                 merged = max(1, frame.serial - last_serial)
                 await self._send(frame, self._streams.plan(rects, self._loop.time(), merged),
-                                 copies)
+                                 copies, taken_at)
             last_serial = frame.serial
 
     def _start_stream(self, stream_id: int, rect: Rect) -> _Stream:
@@ -986,14 +987,17 @@ class _DisplayClient:
         self.stats.codec = choice.codec
         return _Stream(stream_id, rect, VIDEO_CODEC_TYPES[choice.codec], encoder, rate)
 
-    async def _send(self, frame: Frame, plan: Plan, copies: list[Copy] | None = None) -> None:
+    async def _send(self, frame: Frame, plan: Plan, copies: list[Copy] | None = None,
+                    taken_at: float | None = None) -> None:
         """Encodes on the pool, then hands the frame's update (and the `copies` of what
         moved) to the channel machine, which queues it in the protocol's order.
+        `taken_at`: when the frame was taken, the time stream rate control paces by
+        (a moves search may come between, longer for one frame than the next).
 
         Every encode finishes before the first message is queued, so the channel's
         reader (which flushes what the machine holds) never sends half of a frame."""
         machine, server, imaging = self._machine, self._server, self.imaging
-        now = self._loop.time()
+        now = self._loop.time() if taken_at is None else taken_at
         ended = self._stream is not None and any(
             stream_id == self._stream.stream_id for stream_id, _rect in plan.ended
         )
