@@ -209,9 +209,11 @@ def _ffmpeg_opens(library: str) -> str | None:
 
 @pytest.fixture
 def fresh_choice():
-    library_for.cache_clear()
+    from vgpu.encode import video
+
+    video._probe.cache_clear()
     yield
-    library_for.cache_clear()
+    video._probe.cache_clear()
 
 
 def test_h264_takes_nvenc_where_ffmpeg_opens_it_else_x264_and_says_why(fresh_choice, caplog):

@@ -9,7 +9,8 @@ One place chooses: `choose_codec` takes the codecs the client decodes, its
 preference and the server's ordered list (spice-server's `video-codecs` syntax,
 `parse_video_codecs`), and `create_encoder` builds the encoder. MJPEG uses the
 stateless C JPEG encoder underneath; H.264, VP8, VP9 and H.265 use FFmpeg's
-libx264, libvpx and libx265 through PyAV (whose wheels carry them).
+libx264 (or NVIDIA's NVENC where it opens, `library_for`), libvpx and libx265 through
+PyAV (whose wheels carry them), fed I420 planes by our C converter.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import fractions
 import functools
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -190,11 +192,19 @@ class LibraryChoice:
     passed_over: tuple[str, ...] = ()  # the ones before it, each with why it did not open
 
 
-@functools.cache
+_PROBING = threading.Lock()  # streams open their encoders on the pool's threads
+
+
 def library_for(codec: str) -> LibraryChoice:
     """The FFmpeg encoder this host uses for `codec`: the first of LIBRARY_CODECS that
     opens here (at PROBE_SIZE), found once per process. Where that is not the first
     choice, one line in the log says why not."""
+    with _PROBING:
+        return _probe(codec)
+
+
+@functools.cache
+def _probe(codec: str) -> LibraryChoice:
     passed_over: list[str] = []
     for library in LIBRARY_CODECS[codec]:
         reason = _open_failure(library, *PROBE_SIZE)
