@@ -33,6 +33,7 @@ from pathlib import Path
 import moderngl
 import numpy as np
 
+from vgpu.display import Placement
 from vgpu.render import enums as E
 from vgpu.render import pixels as px
 from vgpu.render.errors import RenderError
@@ -110,6 +111,8 @@ class Surface:
     shadow_published: bool = False
     # what guest memory lacks: drawn since the last UPDATE_AREA write-back covering it
     unsynced: list[Box] = field(default_factory=list)
+    # guest images drawn whole here and not drawn over since (hints for the SPICE cache)
+    placements: list[Placement] = field(default_factory=list)
 
     def writable_shadow(self, whole: bool) -> np.ndarray:
         """The shadow, to write into. Where a published frame shares it: a copy, or a new
