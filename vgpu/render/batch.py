@@ -227,23 +227,46 @@ class BatchEngine(GlContext):
     def _queue_copy(self, target: Surface, rects: list[Box], src: Source, dx: int,
                     dy: int) -> None:
         """Copies source texel (x - dx, y - dy) of the image to each destination pixel."""
-        staged = src.staged
-        if staged is not None:  # what `resolve` says, written out: this runs per copy
-            b = self._begin("blit", target, "staged")
-            base, stride = staged
-            b.kinds |= 1 << BLIT_STAGED
-            for x0, y0, x1, y1 in rects:
-                b.data += (x0, y0, x1, y1, base - dy * stride - dx, stride, 0, BLIT_STAGED)
+        if src.staged is not None:
+            self._queue_staged(target, rects, src.staged, dx, dy)
             return
-        src_tex = "self" if src.surface is target else src.tex  # `resolve`, staged ruled out
-        b = self._begin("blit", target, src_tex)  # a self-read always starts a batch
-        b.kinds |= 1 << BLIT_COPY
-        if src_tex == "self":
+        if src.surface is target:  # a self-read (`resolve`) always starts a batch
+            b = self._begin("blit", target, "self")
+            b.kinds |= 1 << BLIT_COPY
             b.reads.extend((x0 - dx, y0 - dy, x1 - dx, y1 - dy) for x0, y0, x1, y1 in rects)
-        for x0, y0, x1, y1 in rects:
-            b.data += (x0, y0, x1, y1, src.x - dx, src.y - dy, 0, BLIT_COPY)
-        if src_tex == "self":
+            for x0, y0, x1, y1 in rects:
+                b.data += (x0, y0, x1, y1, src.x - dx, src.y - dy, 0, BLIT_COPY)
             self.flush()
+            return
+        tex = src.tex
+        b = self._batch
+        # _begin's test for joining the batch, written out for blits of a texture: this runs
+        # for every copy of a cached image
+        if (b.target is target and len(b.data) < b.limit and b.kind == "blit"
+                and (b.src is tex or b.src is None)):
+            b.src = tex
+        else:
+            b = self._begin("blit", target, tex)
+        b.kinds |= 1 << BLIT_COPY
+        ox, oy = src.x - dx, src.y - dy
+        for x0, y0, x1, y1 in rects:
+            b.data += (x0, y0, x1, y1, ox, oy, 0, BLIT_COPY)
+
+    def _queue_staged(self, target: Surface, rects: list[Box], staged: tuple[int, int],
+                      dx: int, dy: int) -> None:
+        """Copies staged pixel (x - dx, y - dy) of an image (`Source.staged`) to each
+        destination pixel."""
+        b = self._batch
+        # _begin's test for joining the batch, written out: this runs for most copies
+        if (b.target is target and len(b.data) < b.limit and b.kind == "blit"
+                and (b.src == "staged" or b.src is None)):
+            b.src = "staged"
+        else:
+            b = self._begin("blit", target, "staged")
+        base, stride = staged
+        b.kinds |= 1 << BLIT_STAGED
+        for x0, y0, x1, y1 in rects:
+            b.data += (x0, y0, x1, y1, base - dy * stride - dx, stride, 0, BLIT_STAGED)
 
     def _queue_draw(self, target: Surface, rects: list[Box], mode: int, *,
                     src: Source | None = None, src_map: SourceMap = UNSCALED,
