@@ -70,7 +70,7 @@ UNSCALED = (1 << 16, 1 << 16, 0x8000, 0x8000)
 _BLIT_FMT = ("4i 2i u u", ("i_rect", "i_off", "i_color", "i_kind"))
 _DRAW_FMT = ("4i 4i 2i 4i u u", ("i_rect", "i_src", "i_stage", "i_aux", "i_color", "i_mode"))
 _DRAW_INTS = 16  # 32-bit fields per draw instance (_DRAW_FMT)
-_BLIT_LIMIT = MAX_BATCH * BLIT_INTS  # ints in a full batch
+BLIT_LIMIT = MAX_BATCH * BLIT_INTS  # ints in a full batch
 _DRAW_LIMIT = MAX_BATCH * _DRAW_INTS
 
 
@@ -97,8 +97,8 @@ class StagingFull(Exception):
 class Batch:
     """The queued instances of one draw call and the state they share."""
 
-    __slots__ = ("cells", "data", "extra", "kind", "kinds", "limit", "pat", "reads", "src",
-                 "stage_start", "target")
+    __slots__ = ("blit_to", "cells", "data", "extra", "kind", "kinds", "limit", "pat", "reads",
+                 "src", "stage_start", "target")
 
     def __init__(self) -> None:
         self.kind: str | None = None
@@ -116,6 +116,9 @@ class Batch:
         # ints `data` may grow to while other operations join it; 0 while it has no kind or
         # reads its own target (it draws before the next operation)
         self.limit = 0
+        # its target while it is a blit batch other blits may join, else None: with room (and
+        # for a copy, its source) the whole test for joining, written out where blits queue
+        self.blit_to: Surface | None = None
 
 
 Handler = Callable[[Surface, Box, list[Box], Any], list[Box]]
@@ -215,7 +218,8 @@ class BatchEngine(GlContext):
         b.kind, b.target, b.src, b.pat, b.extra = kind, target, src_tex, pat_tex, extra
         b.stage_start = self._op_stage_start
         b.limit = (0 if src_tex == "self" or pat_tex == "self"
-                   else _BLIT_LIMIT if kind == "blit" else _DRAW_LIMIT)
+                   else BLIT_LIMIT if kind == "blit" else _DRAW_LIMIT)
+        b.blit_to = target if kind == "blit" and b.limit else None
         return b
 
     def _queue_fill(self, target: Surface, rects: list[Box], color: int) -> None:
@@ -240,10 +244,9 @@ class BatchEngine(GlContext):
             return
         tex = src.tex
         b = self._batch
-        # _begin's test for joining the batch, written out for blits of a texture: this runs
-        # for every copy of a cached image
-        if (b.target is target and len(b.data) < b.limit and b.kind == "blit"
-                and (b.src is tex or b.src is None)):
+        # _begin's test for joining the batch, written out (`Batch.blit_to`): this runs for
+        # every copy of a cached image
+        if b.blit_to is target and len(b.data) < BLIT_LIMIT and (b.src is None or b.src is tex):
             b.src = tex
         else:
             b = self._begin("blit", target, tex)
@@ -257,9 +260,10 @@ class BatchEngine(GlContext):
         """Copies staged pixel (x - dx, y - dy) of an image (`Source.staged`) to each
         destination pixel."""
         b = self._batch
-        # _begin's test for joining the batch, written out: this runs for most copies
-        if (b.target is target and len(b.data) < b.limit and b.kind == "blit"
-                and (b.src == "staged" or b.src is None)):
+        # _begin's test for joining the batch, written out (`Batch.blit_to`): this runs for
+        # most copies
+        if (b.blit_to is target and len(b.data) < BLIT_LIMIT
+                and (b.src is None or b.src == "staged")):
             b.src = "staged"
         else:
             b = self._begin("blit", target, "staged")

@@ -46,6 +46,7 @@ from vgpu.render import rops
 from vgpu.render.batch import (
     BLIT_FILL,
     BLIT_GLYPH,
+    BLIT_LIMIT,
     KIND_ALPHA,
     KIND_COLORKEY,
     KIND_COVERAGE,
@@ -280,8 +281,11 @@ class Ops2d(Readback):
         if (type(brush) is SolidBrush and op.rop_descriptor == _OP_PUT
                 and op.mask.bitmap is None and surf.fmt in _FORMATS_32):
             # the common case, kept short: a 32-bit surface's pixel is the colour as it is
-            # (_queue_fill written out: a call less per fill)
-            b = self._begin("blit", surf)
+            # (_queue_fill and _begin's test for joining the batch written out, `Batch.blit_to`:
+            # no call per fill)
+            b = self._batch
+            if b.blit_to is not surf or len(b.data) >= BLIT_LIMIT:
+                b = self._begin("blit", surf)
             b.kinds |= _FILL_BIT
             color = brush.color & 0xFFFFFFFF
             for x0, y0, x1, y1 in rects:
