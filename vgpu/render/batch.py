@@ -201,7 +201,8 @@ class BatchEngine(GlContext):
                extra: tuple[Any, ...] = ()) -> Batch:
         """The batch to append to: the current one if this operation can share its draw call
         (same program, target and settings; a source or pattern it lacks it may bring), else
-        a new one after flushing. src_tex, pat_tex: what `resolve` made of them."""
+        a new one after flushing. src_tex, pat_tex: what `resolve` made of them. The usual
+        fill and copy test `Batch.blit_to` themselves and come here when they cannot join."""
         b = self._batch
         # cheapest tests first: this runs once per operation
         if (b.target is target and len(b.data) < b.limit and b.kind == kind
