@@ -107,7 +107,7 @@ class Ops2d(Readback):
         self._slots = SlotAtlas()
         self._cache_tex: moderngl.Texture | None = None  # small cached images, made on demand
         self._handlers: dict[type, Handler] = {
-            Fill: self._fill, Opaque: self._opaque, Copy: self._image_op, Blend: self._image_op,
+            Fill: self._fill, Opaque: self._opaque, Copy: self._copy, Blend: self._copy,
             Blackness: self._const_fill, Whiteness: self._const_fill, Invers: self._const_fill,
             Rop3: self._rop3, Stroke: self._stroke, Text: self._text,
             Transparent: self._transparent, AlphaBlend: self._alpha_blend,
@@ -364,39 +364,46 @@ class Ops2d(Readback):
         check_rect(area, "src_area")  # says what is wrong with an empty or absurd one
         raise RenderError(f"src_area {tuple(area)} outside the {width}x{height} source")
 
+    def _copy(self, surf: Surface, bbox: Box, rects: list[Box], op: Copy | Blend
+              ) -> list[Box]:
+        """COPY and BLEND: their rop descriptor's ROP3 over (source, destination). The usual
+        copy (SRCCOPY, unscaled, unmasked) is queued here, everything else by `_image_op`."""
+        desc = op.rop_descriptor
+        if desc != _OP_PUT:
+            return self._image_op(surf, bbox, rects, op, rops.src_dest_rop3(desc))
+        image, area_q = op.src_bitmap, op.src_area
+        top, left, bottom, right = area_q
+        x0, y0, x1, y1 = bbox
+        if op.mask.bitmap is not None or right - left != x1 - x0 or bottom - top != y1 - y0:
+            return self._image_op(surf, bbox, rects, op, _SRCCOPY)
+        # (the area's size is the bbox's: left < right and top < bottom hold already)
+        if type(image) is BitmapImage and not image.descriptor.flags & _IMAGE_CACHE:
+            # an uncached bitmap's rows, staged as they are, need no Source
+            rows = self._stage_rows(image, True)
+            if rows is not None:
+                if not (left >= 0 and right <= image.width and top >= 0
+                        and bottom <= image.height):
+                    self._check_area(image.width, image.height, area_q)  # raises
+                self._queue_staged(surf, rects, rows, x0 - left, y0 - top)
+                return rects
+        src = self._image(image, surf, False, True)
+        if not (left >= 0 and right <= src.width and top >= 0 and bottom <= src.height):
+            self._check_area(src.width, src.height, area_q)  # raises
+        self._queue_copy(surf, rects, src, x0 - left, y0 - top)
+        return rects
+
     def _image_op(self, surf: Surface, bbox: Box, rects: list[Box],
-                  op: Copy | Blend | Opaque | Rop3, code: int | None = None,
-                  brush: Brush = None, *, rop3: bool = False) -> list[Box]:
-        """COPY, BLEND, OPAQUE, ROP3: ROP3 `code` over (brush, source, destination); COPY
-        and BLEND (the handler itself) take `code` from their rop descriptor."""
-        if code is None:
-            desc = op.rop_descriptor
-            code = _SRCCOPY if desc == _OP_PUT else rops.src_dest_rop3(desc)
+                  op: Copy | Blend | Opaque | Rop3, code: int, brush: Brush = None, *,
+                  rop3: bool = False) -> list[Box]:
+        """COPY, BLEND (but for the usual copy, see `_copy`), OPAQUE, ROP3: ROP3 `code` over
+        (brush, source, destination)."""
         image, area_q, scale_mode, mask_q = op.src_bitmap, op.src_area, op.scale_mode, op.mask
         top, left, bottom, right = area_q
         x0, y0, x1, y1 = bbox
         plain = (code == _SRCCOPY and mask_q.bitmap is None
                  and right - left == x1 - x0 and bottom - top == y1 - y0)
-        src = rows = None
-        if plain and type(image) is BitmapImage and not image.descriptor.flags & _IMAGE_CACHE:
-            # the usual copy: an uncached bitmap's rows, staged as they are, need no Source
-            rows = self._stage_rows(image, True)
-        if rows is None:
-            src = self._image(image, surf, False, plain)
-            sw, sh = src.width, src.height
-        else:
-            sw, sh = image.width, image.height
-        if not (0 <= left < right <= sw and 0 <= top < bottom <= sh):
-            self._check_area(sw, sh, area_q)  # raises: _check_area's usual case, a call less
-        if plain and brush is None:  # no scaling, brush or mask to look at: the usual copy
-            if rows is not None:
-                self._queue_staged(surf, rects, rows, x0 - left, y0 - top)
-            else:
-                self._queue_copy(surf, rects, src, x0 - left, y0 - top)
-            return rects
-        if src is None:
-            src = Source(None, sw, sh, image.format == _BITMAP_RGBA, None, rows)
-        area = (left, top, right, bottom)
+        src = self._image(image, surf, False, plain)
+        area = self._check_area(src.width, src.height, area_q)
         src_map, scaled = self._src_map(bbox, area, scale_mode, rop3=rop3)
         color, pat = self._brush(brush, surf)
         rects, mask = self._qmask(mask_q, bbox, rects)
