@@ -36,7 +36,8 @@ def _bench_render(tree: str) -> ModuleType:
 
 
 def worker(tree: str) -> None:
-    """Answers "MIX REPEATS" lines on stdin with the least CPU seconds per operation."""
+    """Says its PLAN, then answers "MIX REPEATS" lines on stdin with the least CPU seconds
+    per operation."""
     render = _bench_render(tree)
     from vgpu.render import Renderer
     from vgpu.render import enums as E
@@ -45,7 +46,7 @@ def worker(tree: str) -> None:
     r = Renderer(ctx)
     r.create_primary(render.W, render.H, render.W * 4, E.SURFACE_FMT_32_xRGB, None)
     commands: dict[int, list] = {}
-    print("ready", flush=True)
+    print(json.dumps(render.PLAN), flush=True)
     for line in sys.stdin:
         i, repeats = map(int, line.split())
         if i not in commands:
@@ -76,13 +77,17 @@ def main() -> None:
     args = ap.parse_args()
     trees = [os.path.abspath(t) for t in args.trees]
     workers = []
+    plans = []
     for tree in trees:
         p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", tree],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tree,
                              env=dict(os.environ, PYTHONPATH=tree))
-        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        assert p.stdout is not None
+        plans.append(json.loads(p.stdout.readline()))
         workers.append(p)
-    plan = _bench_render(trees[0]).PLAN
+    if any(other != plans[0] for other in plans):
+        raise SystemExit("the checkouts' bench/render.py differ in PLAN")
+    plan = plans[0]
     mixes = ([int(i) for i in args.mixes.split(",")] if args.mixes else range(len(plan)))
     per_op: dict[int, list[list[float]]] = {i: [[] for _ in trees] for i in mixes}
     for rnd in range(args.rounds):
