@@ -403,7 +403,10 @@ class Ops2d(Readback):
         plain = (code == _SRCCOPY and mask_q.bitmap is None
                  and right - left == x1 - x0 and bottom - top == y1 - y0)
         src = self._image(image, surf, False, plain)
-        area = self._check_area(src.width, src.height, area_q)
+        if 0 <= left < right <= src.width and 0 <= top < bottom <= src.height:
+            area = (left, top, right, bottom)  # _check_area's usual case, a call less
+        else:
+            area = self._check_area(src.width, src.height, area_q)
         src_map, scaled = self._src_map(bbox, area, scale_mode, rop3=rop3)
         color, pat = self._brush(brush, surf)
         rects, mask = self._qmask(mask_q, bbox, rects)
@@ -685,8 +688,8 @@ def _cache_key(image_id: int, palette: Palette | None, fmt: int) -> tuple[Any, .
 
 
 def _pack(c: Any) -> int:
-    b, g, r, a = (int(v) for v in c)
-    return b | g << 8 | r << 16 | a << 24
+    b, g, r, a = c  # (no generator: this runs for every brush)
+    return int(b) | int(g) << 8 | int(r) << 16 | int(a) << 24
 
 
 def _unpack(v: int) -> tuple[int, int, int, int]:
