@@ -70,7 +70,7 @@ UNSCALED = (1 << 16, 1 << 16, 0x8000, 0x8000)
 _BLIT_FMT = ("4i 2i u u", ("i_rect", "i_off", "i_color", "i_kind"))
 _DRAW_FMT = ("4i 4i 2i 4i u u", ("i_rect", "i_src", "i_stage", "i_aux", "i_color", "i_mode"))
 _DRAW_INTS = 16  # 32-bit fields per draw instance (_DRAW_FMT)
-_BLIT_LIMIT = MAX_BATCH * BLIT_INTS  # ints in a full batch
+BLIT_LIMIT = MAX_BATCH * BLIT_INTS  # ints in a full batch
 _DRAW_LIMIT = MAX_BATCH * _DRAW_INTS
 
 
@@ -98,8 +98,8 @@ class StagingFull(Exception):
 class Batch:
     """The queued instances of one draw call and the state they share."""
 
-    __slots__ = ("cells", "data", "extra", "kind", "kinds", "limit", "pat", "reads", "src",
-                 "stage_start", "target")
+    __slots__ = ("blit_to", "cells", "data", "extra", "kind", "kinds", "limit", "pat", "reads",
+                 "src", "stage_start", "target")
 
     def __init__(self) -> None:
         self.kind: str | None = None
@@ -117,6 +117,9 @@ class Batch:
         # ints `data` may grow to while other operations join it; 0 while it has no kind or
         # reads its own target (it draws before the next operation)
         self.limit = 0
+        # its target while it is a blit batch other blits may join, else None: with room (and
+        # for a copy, its source) the whole test for joining, written out where blits queue
+        self.blit_to: Surface | None = None
 
 
 Handler = Callable[[Surface, Box, list[Box], Any], list[Box]]
@@ -199,7 +202,8 @@ class BatchEngine(GlContext):
                extra: tuple[Any, ...] = ()) -> Batch:
         """The batch to append to: the current one if this operation can share its draw call
         (same program, target and settings; a source or pattern it lacks it may bring), else
-        a new one after flushing. src_tex, pat_tex: what `resolve` made of them."""
+        a new one after flushing. src_tex, pat_tex: what `resolve` made of them. The usual
+        fill and copy test `Batch.blit_to` themselves and come here when they cannot join."""
         b = self._batch
         # cheapest tests first: this runs once per operation
         if (b.target is target and len(b.data) < b.limit and b.kind == kind
@@ -216,7 +220,8 @@ class BatchEngine(GlContext):
         b.kind, b.target, b.src, b.pat, b.extra = kind, target, src_tex, pat_tex, extra
         b.stage_start = self._op_stage_start
         b.limit = (0 if src_tex == "self" or pat_tex == "self"
-                   else _BLIT_LIMIT if kind == "blit" else _DRAW_LIMIT)
+                   else BLIT_LIMIT if kind == "blit" else _DRAW_LIMIT)
+        b.blit_to = target if kind == "blit" and b.limit else None
         return b
 
     def _queue_fill(self, target: Surface, rects: list[Box], color: int) -> None:
@@ -228,23 +233,46 @@ class BatchEngine(GlContext):
     def _queue_copy(self, target: Surface, rects: list[Box], src: Source, dx: int,
                     dy: int) -> None:
         """Copies source texel (x - dx, y - dy) of the image to each destination pixel."""
-        staged = src.staged
-        if staged is not None:  # what `resolve` says, written out: this runs per copy
-            b = self._begin("blit", target, "staged")
-            base, stride = staged
-            b.kinds |= 1 << BLIT_STAGED
-            for x0, y0, x1, y1 in rects:
-                b.data += (x0, y0, x1, y1, base - dy * stride - dx, stride, 0, BLIT_STAGED)
+        if src.staged is not None:
+            self._queue_staged(target, rects, src.staged, dx, dy)
             return
-        src_tex = "self" if src.surface is target else src.tex  # `resolve`, staged ruled out
-        b = self._begin("blit", target, src_tex)  # a self-read always starts a batch
-        b.kinds |= 1 << BLIT_COPY
-        if src_tex == "self":
+        if src.surface is target:  # a self-read (`resolve`) always starts a batch
+            b = self._begin("blit", target, "self")
+            b.kinds |= 1 << BLIT_COPY
             b.reads.extend((x0 - dx, y0 - dy, x1 - dx, y1 - dy) for x0, y0, x1, y1 in rects)
-        for x0, y0, x1, y1 in rects:
-            b.data += (x0, y0, x1, y1, src.x - dx, src.y - dy, 0, BLIT_COPY)
-        if src_tex == "self":
+            for x0, y0, x1, y1 in rects:
+                b.data += (x0, y0, x1, y1, src.x - dx, src.y - dy, 0, BLIT_COPY)
             self.flush()
+            return
+        tex = src.tex
+        b = self._batch
+        # _begin's test for joining the batch, written out (`Batch.blit_to`): this runs for
+        # every copy of a cached image
+        if b.blit_to is target and len(b.data) < BLIT_LIMIT and (b.src is None or b.src is tex):
+            b.src = tex
+        else:
+            b = self._begin("blit", target, tex)
+        b.kinds |= 1 << BLIT_COPY
+        ox, oy = src.x - dx, src.y - dy
+        for x0, y0, x1, y1 in rects:
+            b.data += (x0, y0, x1, y1, ox, oy, 0, BLIT_COPY)
+
+    def _queue_staged(self, target: Surface, rects: list[Box], staged: tuple[int, int],
+                      dx: int, dy: int) -> None:
+        """Copies staged pixel (x - dx, y - dy) of an image (`Source.staged`) to each
+        destination pixel."""
+        b = self._batch
+        # _begin's test for joining the batch, written out (`Batch.blit_to`): this runs for
+        # most copies
+        if (b.blit_to is target and len(b.data) < BLIT_LIMIT
+                and (b.src is None or b.src == "staged")):
+            b.src = "staged"
+        else:
+            b = self._begin("blit", target, "staged")
+        base, stride = staged
+        b.kinds |= 1 << BLIT_STAGED
+        for x0, y0, x1, y1 in rects:
+            b.data += (x0, y0, x1, y1, base - dy * stride - dx, stride, 0, BLIT_STAGED)
 
     def _queue_draw(self, target: Surface, rects: list[Box], mode: int, *,
                     src: Source | None = None, src_map: SourceMap = UNSCALED,

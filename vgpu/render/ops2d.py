@@ -47,6 +47,7 @@ from vgpu.render import rops
 from vgpu.render.batch import (
     BLIT_FILL,
     BLIT_GLYPH,
+    BLIT_LIMIT,
     KIND_ALPHA,
     KIND_COLORKEY,
     KIND_COVERAGE,
@@ -111,7 +112,7 @@ class Ops2d(Readback):
         # the images the operation being executed drew whole (see _placements)
         self._placed: list[Placement] = []
         self._handlers: dict[type, Handler] = {
-            Fill: self._fill, Opaque: self._opaque, Copy: self._image_op, Blend: self._image_op,
+            Fill: self._fill, Opaque: self._opaque, Copy: self._copy, Blend: self._copy,
             Blackness: self._const_fill, Whiteness: self._const_fill, Invers: self._const_fill,
             Rop3: self._rop3, Stroke: self._stroke, Text: self._text,
             Transparent: self._transparent, AlphaBlend: self._alpha_blend,
@@ -126,13 +127,11 @@ class Ops2d(Readback):
 
     # --- images --------------------------------------------------------------------------
 
-    def _image(self, image: Image, target: Surface, *, own_texture: bool = False,
+    def _image(self, image: Image, target: Surface, own_texture: bool = False,
                plain_copy: bool = False) -> Source:
         """Checks and decodes an image into something the GL path can sample. Bitmaps go into
         the staging buffer (small, uncached), the cache (QXL_IMAGE_CACHE) or a texture.
-        plain_copy: the source of an unscaled, unmasked SRCCOPY, which stages nothing else:
-        a top-down 32-bit bitmap is staged whatever its size, up to the whole buffer (one
-        copy of the guest's rows, no texture made and freed per image)."""
+        plain_copy: the source of an unscaled, unmasked SRCCOPY (see `_stage_rows`)."""
         if type(image) is BitmapImage:
             pass
         elif isinstance(image, SurfaceImage):
@@ -156,33 +155,18 @@ class Ops2d(Readback):
         # own_texture (patterns, filtered scaling) wants a texture of exactly the image, which
         # a cached image in the shared texture is not: those decode afresh
         cache = d.flags & _IMAGE_CACHE and not own_texture
-        w, h, stride, fmt, data = image.width, image.height, image.stride, image.format, image.data
         if cache:
-            key = _cache_key(d.id, image.palette, fmt)
-            hit = self.cache.get(key, w, h)
+            # _cache_key written out: a hit (most cached images) is a call less
+            palette = image.palette
+            key = (d.id, None if palette is None else px.palette_key(palette), image.format)
+            hit = self.cache.get(key, image.width, image.height)
             if hit is not None:
                 return hit.source
-        size = h * stride
-        top_down = image.flags & _TOP_DOWN  # not the property: a call less per image
-        if (not cache and not own_texture and fmt in _FORMATS_32_BITMAP
-                and w > 0 and h > 0 and stride >= w * 4 and not stride & 3
-                and len(data) >= size
-                and (w <= px.MAX_DIM and h <= px.MAX_DIM and size <= MAX_STAGING_BYTES
-                     if plain_copy and top_down else
-                     w <= STAGE_MAX_IMAGE and h <= STAGE_MAX_IMAGE
-                     and size <= MAX_STAGING_BYTES // 2)):
-            # 32-bit pixels are used as they are: stage the guest's rows without decoding
-            # (_stage written out for guest bytes: this runs for most copies)
-            pos = self._staged  # 4-aligned: stride is
-            if pos + size > MAX_STAGING_BYTES:
-                raise StagingFull
-            self._staging[pos : pos + size] = data if len(data) == size else \
-                memoryview(data)[:size]
-            self._staged = pos + size
-            base = pos >> 2
-            sp = stride >> 2
-            return Source(None, w, h, fmt == _BITMAP_RGBA, None,
-                          (base, sp) if top_down else (base + (h - 1) * sp, -sp))
+        elif not own_texture:
+            rows = self._stage_rows(image, plain_copy)
+            if rows is not None:
+                return Source(None, image.width, image.height, image.format == _BITMAP_RGBA,
+                              None, rows)
         data, has_alpha = px.decode_bitmap(image)
         h, w = data.shape[:2]
         if cache:
@@ -195,6 +179,35 @@ class Ops2d(Readback):
             return Source(tex, w, h, has_alpha)
         base = self._stage(np.ascontiguousarray(data))
         return Source(None, w, h, has_alpha, staged=(base >> 2, w))
+
+    def _stage_rows(self, image: BitmapImage, whole_buffer: bool) -> tuple[int, int] | None:
+        """Stages an uncached bitmap's rows as the guest gave them, where its pixels are
+        32-bit and can be used as they are (no decoding); returns (first pixel, pixels per
+        row) in the staging buffer, or None where the bitmap does not qualify. whole_buffer:
+        the source of an unscaled, unmasked SRCCOPY, which stages nothing else: a top-down
+        bitmap qualifies whatever its size, up to the whole buffer (one copy of the guest's
+        rows, no texture made and freed per image); others up to STAGE_MAX_IMAGE."""
+        w, h, stride, data = image.width, image.height, image.stride, image.data
+        size = h * stride
+        top_down = image.flags & _TOP_DOWN  # not the property: a call less per image
+        if not (image.format in _FORMATS_32_BITMAP and image.descriptor.type == _TYPE_BITMAP
+                and w > 0 and h > 0 and stride >= w * 4 and not stride & 3
+                and len(data) >= size
+                and (w <= px.MAX_DIM and h <= px.MAX_DIM and size <= MAX_STAGING_BYTES
+                     if whole_buffer and top_down else
+                     w <= STAGE_MAX_IMAGE and h <= STAGE_MAX_IMAGE
+                     and size <= MAX_STAGING_BYTES // 2)):
+            return None
+        # _stage written out for guest bytes: this runs for most copies
+        pos = self._staged  # 4-aligned: stride is
+        if pos + size > MAX_STAGING_BYTES:
+            raise StagingFull
+        self._staging[pos : pos + size] = data if len(data) == size else \
+            memoryview(data)[:size]
+        self._staged = pos + size
+        base = pos >> 2
+        sp = stride >> 2
+        return (base, sp) if top_down else (base + (h - 1) * sp, -sp)
 
     def _cache_put(self, key: Any, data: np.ndarray, has_alpha: bool) -> Source:
         """Keeps a decoded image: small ones in a slot of the shared texture (evicting the
@@ -264,7 +277,7 @@ class Ops2d(Readback):
             return _pack(px.color_to_pixel(brush.color, target.fmt)), None
         if isinstance(brush, PatternBrush):
             # patterns tile by texel wrap-around, so they need a texture of their own size
-            return 0, self._image(brush.pat, target, own_texture=True)
+            return 0, self._image(brush.pat, target, True)
         raise RenderError("unknown brush type")
 
 
@@ -275,8 +288,11 @@ class Ops2d(Readback):
         if (type(brush) is SolidBrush and op.rop_descriptor == _OP_PUT
                 and op.mask.bitmap is None and surf.fmt in _FORMATS_32):
             # the common case, kept short: a 32-bit surface's pixel is the colour as it is
-            # (_queue_fill written out: a call less per fill)
-            b = self._begin("blit", surf)
+            # (_queue_fill and _begin's test for joining the batch written out, `Batch.blit_to`:
+            # no call per fill)
+            b = self._batch
+            if b.blit_to is not surf or len(b.data) >= BLIT_LIMIT:
+                b = self._begin("blit", surf)
             b.kinds |= _FILL_BIT
             color = brush.color & 0xFFFFFFFF
             for x0, y0, x1, y1 in rects:
@@ -344,41 +360,62 @@ class Ops2d(Readback):
         source area, up to the image's edges and beyond (as zero), so neither staged rows
         nor a slot of the shared cache texture will do."""
         if src.surface is None and (src.tex is None or src.tex is self._cache_tex):
-            return self._image(image, target, own_texture=True)
+            return self._image(image, target, True)
         return src
 
-    def _check_area(self, src: Source, area: QRect) -> Box:
+    def _check_area(self, width: int, height: int, area: QRect) -> Box:
+        """The source area of an image of that size, or RenderError."""
         top, left, bottom, right = area
-        if 0 <= left < right <= src.width and 0 <= top < bottom <= src.height:
+        if 0 <= left < right <= width and 0 <= top < bottom <= height:
             return left, top, right, bottom  # (a source is far smaller than COORD_LIMIT)
         check_rect(area, "src_area")  # says what is wrong with an empty or absurd one
-        raise RenderError(f"src_area {tuple(area)} outside the {src.width}x{src.height} "
-                              "source")
+        raise RenderError(f"src_area {tuple(area)} outside the {width}x{height} source")
+
+    def _copy(self, surf: Surface, bbox: Box, rects: list[Box], op: Copy | Blend
+              ) -> list[Box]:
+        """COPY and BLEND: their rop descriptor's ROP3 over (source, destination). The usual
+        copy (SRCCOPY, unscaled, unmasked) is queued here, everything else by `_image_op`."""
+        desc = op.rop_descriptor
+        if desc != _OP_PUT:
+            return self._image_op(surf, bbox, rects, op, rops.src_dest_rop3(desc))
+        image, area_q = op.src_bitmap, op.src_area
+        top, left, bottom, right = area_q
+        x0, y0, x1, y1 = bbox
+        if op.mask.bitmap is not None or right - left != x1 - x0 or bottom - top != y1 - y0:
+            return self._image_op(surf, bbox, rects, op, _SRCCOPY)
+        # (the area's size is the bbox's: left < right and top < bottom hold already)
+        if type(image) is BitmapImage and not image.descriptor.flags & _IMAGE_CACHE:
+            # an uncached bitmap's rows, staged as they are, need no Source
+            rows = self._stage_rows(image, True)
+            if rows is not None:
+                if not (left >= 0 and right <= image.width and top >= 0
+                        and bottom <= image.height):
+                    self._check_area(image.width, image.height, area_q)  # raises
+                self._queue_staged(surf, rects, rows, x0 - left, y0 - top)
+                return rects
+        src = self._image(image, surf, False, True)
+        if not (left >= 0 and right <= src.width and top >= 0 and bottom <= src.height):
+            self._check_area(src.width, src.height, area_q)  # raises
+        self._queue_copy(surf, rects, src, x0 - left, y0 - top)
+        if (x1 - x0) * (y1 - y0) >= MIN_PLACEMENT_PIXELS and rects == [bbox]:
+            self._placed = self._placements(src, surf, (left, top, right, bottom), x0, y0)
+        return rects
 
     def _image_op(self, surf: Surface, bbox: Box, rects: list[Box],
-                  op: Copy | Blend | Opaque | Rop3, code: int | None = None,
-                  brush: Brush = None, *, rop3: bool = False) -> list[Box]:
-        """COPY, BLEND, OPAQUE, ROP3: ROP3 `code` over (brush, source, destination); COPY
-        and BLEND (the handler itself) take `code` from their rop descriptor."""
-        if code is None:
-            desc = op.rop_descriptor
-            code = _SRCCOPY if desc == _OP_PUT else rops.src_dest_rop3(desc)
+                  op: Copy | Blend | Opaque | Rop3, code: int, brush: Brush = None, *,
+                  rop3: bool = False) -> list[Box]:
+        """COPY, BLEND (but for the usual copy, see `_copy`), OPAQUE, ROP3: ROP3 `code` over
+        (brush, source, destination)."""
         image, area_q, scale_mode, mask_q = op.src_bitmap, op.src_area, op.scale_mode, op.mask
         top, left, bottom, right = area_q
         x0, y0, x1, y1 = bbox
         plain = (code == _SRCCOPY and mask_q.bitmap is None
                  and right - left == x1 - x0 and bottom - top == y1 - y0)
-        src = self._image(image, surf, plain_copy=plain)
+        src = self._image(image, surf, False, plain)
         if 0 <= left < right <= src.width and 0 <= top < bottom <= src.height:
             area = (left, top, right, bottom)  # _check_area's usual case, a call less
         else:
-            area = self._check_area(src, area_q)
-        if plain and brush is None:  # no scaling, brush or mask to look at: the usual copy
-            self._queue_copy(surf, rects, src, x0 - area[0], y0 - area[1])
-            if (code == _SRCCOPY and (x1 - x0) * (y1 - y0) >= MIN_PLACEMENT_PIXELS
-                    and rects == [bbox]):
-                self._placed = self._placements(src, surf, area, x0, y0)
-            return rects
+            area = self._check_area(src.width, src.height, area_q)
         src_map, scaled = self._src_map(bbox, area, scale_mode, rop3=rop3)
         color, pat = self._brush(brush, surf)
         rects, mask = self._qmask(mask_q, bbox, rects)
@@ -441,7 +478,7 @@ class Ops2d(Readback):
     def _transparent(self, surf: Surface, bbox: Box, rects: list[Box],
                      op: Transparent) -> list[Box]:
         src = self._image(op.src_bitmap, surf)
-        area = self._check_area(src, op.src_area)
+        area = self._check_area(src.width, src.height, op.src_area)
         src_map, scaled = self._src_map(bbox, area, E.SCALE_MODE_NEAREST)
         if scaled:
             src = self._scaled_source(src, op.src_bitmap, surf)
@@ -460,7 +497,7 @@ class Ops2d(Readback):
         if not 0 <= op.alpha <= 255:
             raise RenderError(f"alpha {op.alpha} out of range")
         src = self._image(op.src_bitmap, surf)
-        area = self._check_area(src, op.src_area)
+        area = self._check_area(src.width, src.height, op.src_area)
         src_map, scaled = self._src_map(bbox, area, E.SCALE_MODE_NEAREST)
         if op.alpha == 0:
             return []
@@ -602,8 +639,8 @@ class Ops2d(Readback):
 
     def _composite(self, surf: Surface, bbox: Box, rects: list[Box],
                    op: Composite) -> list[Box]:
-        src = self._image(op.src, surf, own_texture=True)
-        mask = self._image(op.mask, surf, own_texture=True) if op.mask is not None else None
+        src = self._image(op.src, surf, True)
+        mask = self._image(op.mask, surf, True) if op.mask is not None else None
         setup = composite_setup(op, surf.fmt, bbox,
                                 ImageShape(src.width, src.height, src.has_alpha,
                                            isinstance(op.src, SurfaceImage)),
@@ -678,8 +715,8 @@ def _cache_key(image_id: int, palette: Palette | None, fmt: int) -> tuple[Any, .
 
 
 def _pack(c: Any) -> int:
-    b, g, r, a = (int(v) for v in c)
-    return b | g << 8 | r << 16 | a << 24
+    b, g, r, a = c  # (no generator: this runs for every brush)
+    return int(b) | int(g) << 8 | int(r) << 16 | int(a) << 24
 
 
 def _unpack(v: int) -> tuple[int, int, int, int]:
