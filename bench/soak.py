@@ -3,9 +3,10 @@
   load       --clients at once on one server: GLIB_CLIENTS real spice-gtk clients
              (SpiceClientGLib), one stalled client that links and never reads, the
              rest light protocol clients that read slowly (tests/clients/light_client.py).
-             Each client's frame rate (frames the server sent it per second) against
-             the same kind of client served alone, the stalled one's backlog, and the
-             server's resident memory per client.
+             Each client's frame rate (the demo's frames the server sent it per
+             second) over that of one client of its kind served alone (before the load
+             and after it: their mean), the slowest and the median per kind; the
+             stalled one's backlog, and the server's resident memory per client.
   websocket  the same with WEBSOCKET_CLIENTS light clients over WebSocket.
   churn      light clients connecting all channels, watching and leaving (cleanly,
              or abruptly with half a message and a reset) for SECONDS: resident
