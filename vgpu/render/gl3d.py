@@ -393,8 +393,9 @@ class Gl3dExecutor:
             # into the renderer's host copy of the surface where it has one (the frame's
             # readback for clients then finds the pixels there); a box the copy cannot do
             # (a read buffer of GL_NONE...) is drawn
-            shadow = ffi.NULL if surf.shadow is None else ffi.from_buffer("uint8_t[]",
-                                                                          surf.shadow)
+            whole = (0, 0, surf.width, surf.height) in boxes
+            shadow = ffi.NULL if surf.shadow is None else ffi.from_buffer(
+                "uint8_t[]", surf.writable_shadow(whole))
             for b in boxes:
                 if lib.g3_present_copy(
                         self._host, read_fbo, src_x + b[0] - bx0, src_top - (b[3] - 1 - by0),
