@@ -4,13 +4,14 @@
         [--stalled 1] [--read-size 4096] [--read-pause-ms 1] [--churn]
 
 Each client links a main and a display channel (ticketing disabled: the ticket is
-not checked), acks its display channel as spice-gtk does, and reads slowly: at most
---read-size bytes, then a pause. A stalled client links both channels and then
-never reads again. With --churn, clients connect all four channels, watch for a
-random moment and leave, cleanly or abruptly (a half-sent message and a reset),
-until --seconds are up. Each client prints JSON lines: {"event": "linked", ...} once
-its display channel is linked, {"event": "done", "kind", "local_port" (its display
-connection's), "draws", "bytes", "sessions"} at the end, or {"event": "failed"}.
+not checked), acks its display channel and answers PINGs as spice-gtk does, and reads
+its display channel slowly: at most --read-size bytes, then a pause. A stalled client
+links both channels and then never reads again. With --churn, clients connect all
+four channels, watch for a random moment and leave, cleanly or abruptly (a half-sent
+message and a reset), until --seconds are up. Each client prints JSON lines:
+{"event": "linked", ...} once its display channel is linked, {"event": "done", "kind",
+"local_port" (its display connection's), "draws", "bytes", "sessions"} at the end, or
+{"event": "failed"}.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from vgpu.spice import constants as const
 
 LINK_HEADER = struct.Struct("<4sIII")
 MINI = struct.Struct("<HI")
+PONG = struct.Struct("<IQ")  # a PING's id and timestamp, echoed
 COMMON_CAPS = (
     1 << const.SPICE_COMMON_CAP_PROTOCOL_AUTH_SELECTION
     | 1 << const.SPICE_COMMON_CAP_AUTH_SPICE
@@ -155,6 +157,21 @@ class Result:
         print(self.line("linked"), flush=True)
 
 
+async def pong(wire: Wire, ping: bytes) -> None:
+    """Answers a PING as every SPICE client must (spice-gtk's spice_channel_handle_ping):
+    its id and timestamp back. The server times stream frames by them; a client that
+    never answers looks ever further behind and gets no stream frames at all."""
+    await wire.send(MINI.pack(const.SPICE_MSGC_PONG, PONG.size) + ping[:PONG.size])
+
+
+async def answer_pings(main: Wire) -> None:
+    """The main channel after its INIT, read as a client does: PINGs answered."""
+    while True:
+        msg_type, body = await main.message(65536, 0)
+        if msg_type == const.SPICE_MSG_PING:
+            await pong(main, body)
+
+
 async def main_session_id(main: Wire) -> int:
     while True:
         msg_type, body = await main.message(65536, 0)
@@ -175,7 +192,9 @@ async def watch(display: Wire, result: Result, read_size: int, pause: float,
                                + struct.pack("<I", generation))
             continue
         result.bytes += MINI.size + len(body)
-        if msg_type == const.SPICE_MSG_DISPLAY_DRAW_COPY:
+        if msg_type == const.SPICE_MSG_PING:
+            await pong(display, body)
+        elif msg_type == const.SPICE_MSG_DISPLAY_DRAW_COPY:
             result.draws += 1
         unacked += 1
         if window and unacked >= window:
@@ -195,9 +214,12 @@ async def slow_reader(port: int, websocket: bool, args: argparse.Namespace, unti
     result = Result("ws" if websocket else "tcp")
     main, display, _ = await open_session(port, websocket)
     result.linked(display)
+    reader = asyncio.ensure_future(answer_pings(main))
     try:
         await watch(display, result, args.read_size, args.read_pause_ms / 1000, until)
     finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
         await display.close()
         await main.close()
     return result

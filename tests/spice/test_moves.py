@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from vgpu.display import Frame
 from vgpu.encode.samples import desktop_frame
 from vgpu.spice.channels import EncodedRegion
-from vgpu.spice.moves import ClientPicture, find_moves
+from vgpu.spice.moves import MAX_INEXACT_RECTS, ClientPicture, find_moves
 
 W, H = 512, 384
 
@@ -77,3 +77,37 @@ def test_a_scroll_is_copied_and_lossy_sources_are_not() -> None:
     picture.reset(frame(old, 1), EncodedRegion((0, 0, W, H), 0, b"", lossy=True))
     copies, rects = copies_and_rest(picture, frame(new.copy(), 2), [(0, 0, W, H)])
     assert copies == [] and rects == [(0, 0, W, H)]
+
+
+def test_a_stream_kept_for_many_frames_leaves_the_picture_usable() -> None:
+    """The stream's area is inexact after each of its frames: once, not once a frame
+    (a list that grew each frame passed MAX_INEXACT_RECTS after a few seconds of video
+    and took the client's copies away for good, and cost every send a longer scan)."""
+    old = desktop_frame(W, H)
+    rows = np.random.default_rng(4).random((H, W)) < 0.2
+    rows[np.arange(H) % 13 >= 10] = False
+    old[rows, :3] = 0
+    picture = ClientPicture()
+    picture.reset(frame(old, 1), EncodedRegion((0, 0, W, H), 0, b""))
+    video = (W - 64, H - 64, W, H)
+    for serial in range(2, 2 + 4 * MAX_INEXACT_RECTS):
+        picture.sent(frame(old.copy(), serial), [], video)
+    assert picture.search(frame(old.copy(), 999), []).inexact == (video,)
+    new = old.copy()
+    new[0:200] = old[30:230]  # a scroll away from the video
+    copies, rects = copies_and_rest(picture, frame(new, 999), [(0, 0, W, 230)])
+    assert copies and (client_after(old, new, copies, rects) == new).all()
+
+
+def test_too_many_lossy_rects_leave_no_picture_until_the_next_whole_one() -> None:
+    picture = ClientPicture()
+    picture.reset(frame(desktop_frame(W, H), 1), EncodedRegion((0, 0, W, H), 0, b""))
+    lossy = [EncodedRegion((x, 0, x + 1, 1), 0, b"", lossy=True)
+             for x in range(MAX_INEXACT_RECTS + 1)]
+    picture.sent(frame(desktop_frame(W, H), 2), lossy, None)
+    assert picture.search(frame(desktop_frame(W, H), 3), [(0, 0, W, H)]) is None
+    # an exact redraw of everything does not bring it back: only a whole picture does
+    picture.sent(frame(desktop_frame(W, H), 3), [EncodedRegion((0, 0, W, H), 0, b"")], None)
+    assert picture.search(frame(desktop_frame(W, H), 4), [(0, 0, W, H)]) is None
+    picture.reset(frame(desktop_frame(W, H), 5), EncodedRegion((0, 0, W, H), 0, b""))
+    assert picture.search(frame(desktop_frame(W, H), 6), [(0, 0, W, H)]) is not None

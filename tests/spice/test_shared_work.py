@@ -98,3 +98,40 @@ async def _publish_two(source: SyntheticSource) -> None:
     """On the server's loop, so no sender runs between the two publications."""
     source.publish(pattern(160, 120, seed=4), damage=((0, 0, 40, 20),))
     source.publish(pattern(160, 120, seed=5), damage=((0, 20, 40, 40),))
+
+
+class _Sender:
+    def __init__(self, name: str, woken: list[str]) -> None:
+        self.name, self._woken = name, woken
+
+    def wake(self) -> None:
+        self._woken.append(self.name)
+
+
+class _Loop:
+    """The one call FrameWaker makes of an event loop, recorded."""
+
+    def __init__(self) -> None:
+        self.handoffs: list = []
+
+    def call_soon_threadsafe(self, callback) -> None:
+        self.handoffs.append(callback)
+
+
+def test_one_wake_per_frame_for_all_senders_in_an_order_that_turns() -> None:
+    woken: list[str] = []
+    waker = server_module.FrameWaker()
+    for name in "abcd":
+        waker.add(_Sender(name, woken))
+    loop = _Loop()
+    orders = []
+    for _frame in range(4):
+        for _subscription in range(4):  # each subscription's notify, on the render thread
+            waker.notify(loop)  # type: ignore[arg-type]
+        assert len(loop.handoffs) == 1  # one hand-off to the loop, not one each
+        loop.handoffs.pop()()
+        orders.append("".join(woken))
+        woken.clear()
+    assert sorted(orders) == ["abcd", "bcda", "cdab", "dabc"]  # each sender last once
+    waker.notify(loop)  # type: ignore[arg-type]
+    assert len(loop.handoffs) == 1  # a frame after the wake hands off again

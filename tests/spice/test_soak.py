@@ -47,8 +47,10 @@ the machine at load average 12). A server that cannot keep up fails both."""
 
 
 STARVED = 0.75
-"""Pass/fail: no client may fall below this share of its rate alone. The issue's figure,
-within 10% (SOAK["TOLERANCE"]), is measured by `vgpu bench soak`, not asserted here: on
+"""Pass/fail: no client may fall below this share of its rate alone, both as shares of
+the demo's frames (LoadResult.worst_share_ratio: the demo itself slows down on a busy
+machine). The issue's figure, each client's rate over its rate alone, within 10%
+(SOAK["TOLERANCE"]), is measured by `vgpu bench soak`, not asserted here: on
 2 cores it depends on how fast the demo runs (99% at load 7.7, 85% on a quiet machine
 where the demo publishes 37 frames a second and the server is the bottleneck)."""
 
@@ -81,9 +83,9 @@ def check_load(run) -> None:
     for _ in range(ATTEMPTS):
         result = run()
         print(result)
-        if result.worst_ratio() >= STARVED:
+        if result.worst_share_ratio() >= STARVED:
             break
-    assert result.worst_ratio() >= STARVED, result
+    assert result.worst_share_ratio() >= STARVED, result
     assert result.stalled_backlog <= SOAK["WRITE_BUFFER_HIGH"] + SOAK["FRAME_BOUND"]
     assert sum(map(len, result.rates.values())) == result.clients - 1  # all but the stalled
 

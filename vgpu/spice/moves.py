@@ -87,12 +87,20 @@ class ClientPicture:
 
     def sent(self, frame: Frame, regions: list[EncodedRegion], streamed: Rect | None) -> None:
         """The client now shows `frame`, but for lossy `regions` and the stream's area."""
+        if self._frame is None:
+            return  # taken as inexact everywhere until its next whole picture (reset)
         exact = [r.rect for r in regions if not r.lossy]
-        self._inexact = [r for r in self._inexact if not any(_contains(e, r) for e in exact)]
-        self._inexact += [r.rect for r in regions if r.lossy]
-        if streamed is not None:
-            self._inexact.append(streamed)
-        self._frame = frame if len(self._inexact) <= MAX_INEXACT_RECTS else None
+        inexact = [r for r in self._inexact if not any(_contains(e, r) for e in exact)]
+        lossy = [r.rect for r in regions if r.lossy]
+        # Each rectangle once: the stream's area is inexact after every frame of it,
+        # and a list that grew by it each frame cost every later send a scan of all.
+        for rect in lossy if streamed is None else [*lossy, streamed]:
+            if not any(_contains(r, rect) for r in inexact):
+                inexact.append(rect)
+        if len(inexact) > MAX_INEXACT_RECTS:
+            self._frame, self._inexact = None, []
+        else:
+            self._frame, self._inexact = frame, inexact
 
 
 def find_moves(search: Search) -> tuple[list[Copy], list[Rect], bool]:

@@ -16,6 +16,7 @@ import logging
 import secrets
 import ssl
 import struct
+import threading
 import time
 import uuid as uuid_module
 from collections import deque
@@ -414,6 +415,53 @@ class Session:
     others: list[Transport] = field(default_factory=list)
 
 
+class FrameWaker:
+    """Wakes the display senders when a frame is published: one hand-off to the event
+    loop per frame for all of them, not one each (each is a write to the loop's
+    self-pipe on the render thread), and in an order that turns by one each frame.
+
+    The loop serves the woken senders in the order they were woken, and one that
+    comes late in every round is the one the next frame finds still waiting: it
+    merges two frames into one more often than the others. Turning the order shares
+    that out."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # the render thread calls, the loop hands out
+        self._pending = False  # a hand-off is on its way to the loop
+        self._senders: list[_DisplayClient] = []  # the loop's alone
+        self._turn = 0
+
+    def add(self, sender: _DisplayClient) -> None:
+        self._senders.append(sender)
+
+    def remove(self, sender: _DisplayClient) -> None:
+        self._senders.remove(sender)
+
+    def notify(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Called on the publishing thread, once per subscription per frame."""
+        with self._lock:
+            if self._pending:
+                return
+            self._pending = True
+        try:
+            loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:  # the loop is gone: we are shutting down
+            with self._lock:
+                self._pending = False
+
+    def _wake(self) -> None:
+        # Cleared first: a subscription offered the frame from now on hands off again
+        # (a sender woken with nothing new to take goes back to waiting).
+        with self._lock:
+            self._pending = False
+        senders = self._senders
+        if not senders:
+            return
+        self._turn = (self._turn + 1) % len(senders)
+        for sender in senders[self._turn:] + senders[:self._turn]:
+            sender.wake()
+
+
 class SpiceServer:
     def __init__(self, source: DisplaySource, options: ServerOptions | None = None) -> None:
         self.source = source
@@ -428,6 +476,7 @@ class SpiceServer:
         # linked, not yet ended: the machine and the client's address
         self._channels: dict[Transport, tuple[ChannelMachine, object]] = {}
         self.display_stats: list[DisplayStats] = []
+        self.waker = FrameWaker()
         self.video_codecs = self.options.compression.video()
         # frame -> ("damage", damage), ("encode", rect, imaging, whole) or ("mjpeg",
         # rect, quality) -> the work's result
@@ -806,6 +855,7 @@ class SpiceServer:
     ) -> None:
         client = _DisplayClient(self, transport, machine, peer)
         self.display_stats.append(client.stats)
+        self.waker.add(client)
         machine.set_ack()
         transport.write_messages(machine.messages_to_send())
         subscription = self.source.frames.subscribe(client.notify)
@@ -818,6 +868,7 @@ class SpiceServer:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
             self.display_stats.remove(client.stats)
+            self.waker.remove(client)
 
 
 SIOCOUTQNSD = 0x894B
@@ -907,8 +958,10 @@ class _DisplayClient:
 
     def notify(self) -> None:
         """Called on the publishing thread."""
-        with contextlib.suppress(RuntimeError):  # the loop is gone: we are shutting down
-            self._loop.call_soon_threadsafe(self._wake.set)
+        self._server.waker.notify(self._loop)
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def on_event(self, event: object) -> None:
         if isinstance(event, AckReceived):
