@@ -14,6 +14,7 @@ from cdef import cdef_text  # noqa: E402
 # would lose bits; the 3D fence's 64-bit value is read whole, never half-written.
 SOURCE = """
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,42 @@ uint32_t vgpu_atomic_load32(uint32_t *p) { return __atomic_load_n(p, SC); }
 void vgpu_atomic_store32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, SC); }
 uint64_t vgpu_atomic_load64(uint64_t *p) { return __atomic_load_n(p, SC); }
 void vgpu_atomic_store64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, SC); }
+
+/* Brief waits on a word another thread writes, called with the interpreter lock released
+ * (cffi releases it): a thread that sleeps at once leaves its core to halt, and waking a
+ * halted core costs tens of microseconds on a virtual machine. */
+static uint64_t spin_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+#define SPIN_CHECKS 4  /* yields between clock reads */
+uint64_t vgpu_spin_until64(uint64_t *p, uint64_t value, uint64_t max_ns) {
+    uint64_t end = spin_now() + max_ns;
+    for (;;) {
+        for (int i = 0; i < SPIN_CHECKS; i++) {
+            uint64_t v = __atomic_load_n(p, SC);
+            if (v >= value)
+                return v;
+            sched_yield();
+        }
+        if (spin_now() >= end)
+            return __atomic_load_n(p, SC);
+    }
+}
+uint32_t vgpu_spin_while32(uint32_t *p, uint32_t value, uint64_t max_ns) {
+    uint64_t end = spin_now() + max_ns;
+    for (;;) {
+        for (int i = 0; i < SPIN_CHECKS; i++) {
+            uint32_t v = __atomic_load_n(p, SC);
+            if (v != value)
+                return v;
+            sched_yield();
+        }
+        if (spin_now() >= end)
+            return __atomic_load_n(p, SC);
+    }
+}
 
 static uint64_t wd_busy_since;  /* CLOCK_MONOTONIC ns of the oldest unfinished 3D work; 0 */
 static uint64_t wd_limit;
