@@ -3438,6 +3438,22 @@ static void swizzle_rows(uint8_t *at, uint32_t row, int32_t w, int32_t rows,
     }
 }
 
+/* Pixel store values (alignment, row length, skip pixels, skip rows: `names`) for rows of
+ * `row_length` tightly packed RGBA8 pixels; `saved` gets the old ones for put_store. */
+static void set_store(const GLenum names[4], GLint saved[4], uint32_t row_length)
+{
+    for (int i = 0; i < 4; i++) {
+        g3gl.GetIntegerv(names[i], &saved[i]);
+        g3gl.PixelStorei(names[i], i == 0 ? 4 : i == 1 ? (GLint)row_length : 0);
+    }
+}
+
+static void put_store(const GLenum names[4], const GLint saved[4])
+{
+    for (int i = 0; i < 4; i++)
+        g3gl.PixelStorei(names[i], saved[i]);
+}
+
 int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_t h,
                     uint8_t *pixels, uint32_t width, uint32_t height, int32_t dx, int32_t dy,
                     int keep)
@@ -3451,10 +3467,7 @@ int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_
                                     GL_PACK_SKIP_ROWS};
     g3gl.GetIntegerv(GL_READ_FRAMEBUFFER_BINDING, &read_fb);
     g3gl.GetIntegerv(GL_PIXEL_PACK_BUFFER_BINDING, &pack);
-    for (int i = 0; i < 4; i++) {
-        g3gl.GetIntegerv(packs[i], &pack_state[i]);
-        g3gl.PixelStorei(packs[i], i == 0 ? 4 : i == 1 ? (GLint)width : 0);
-    }
+    set_store(packs, pack_state, width);
     g3gl.BindBuffer(GL_PIXEL_PACK_BUFFER, 0);
     /* top row first (the QXL surface's rows), then red and blue swapped (its bytes); in
      * strips, so that the swizzle finds each strip in the cache */
@@ -3474,8 +3487,7 @@ int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_
             swizzle_rows(part, width, w, rows, &KEEPS[keep]);
     }
     g3gl.PixelStorei(GL_PACK_INVERT_MESA_, 0);
-    for (int i = 0; i < 4; i++)
-        g3gl.PixelStorei(packs[i], pack_state[i]);
+    put_store(packs, pack_state);
     g3gl.BindBuffer(GL_PIXEL_PACK_BUFFER, (GLuint)pack);
     g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, (GLuint)read_fb);
     failed |= g3gl.GetError() != GL_NO_ERROR;
@@ -3495,17 +3507,13 @@ int g3_upload(G3 *g, uint32_t tex, const uint8_t *pixels, uint32_t width, uint32
     GLint unpack, bound, state[4];
     g3gl.GetIntegerv(GL_PIXEL_UNPACK_BUFFER_BINDING, &unpack);
     g3gl.GetIntegerv(GL_TEXTURE_BINDING_2D, &bound);
-    for (int i = 0; i < 4; i++) {
-        g3gl.GetIntegerv(unpacks[i], &state[i]);
-        g3gl.PixelStorei(unpacks[i], i == 0 ? 4 : i == 1 ? (GLint)width : 0);
-    }
+    set_store(unpacks, state, width);
     g3gl.BindBuffer(GL_PIXEL_UNPACK_BUFFER, 0);
     g3gl.BindTexture(GL_TEXTURE_2D, tex);
     g3gl.TexSubImage2D(GL_TEXTURE_2D, 0, x, y, w, h, GL_RGBA, GL_UNSIGNED_BYTE,
                        pixels + ((size_t)y * width + (size_t)x) * 4);
     int failed = g3gl.GetError() != GL_NO_ERROR;
-    for (int i = 0; i < 4; i++)
-        g3gl.PixelStorei(unpacks[i], state[i]);
+    put_store(unpacks, state);
     g3gl.BindTexture(GL_TEXTURE_2D, (GLuint)bound);
     g3gl.BindBuffer(GL_PIXEL_UNPACK_BUFFER, (GLuint)unpack);
     drain_errors();
