@@ -29,38 +29,36 @@ void vgpu_atomic_store64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, SC); 
 
 /* Brief waits on a word another thread writes, called with the interpreter lock released
  * (cffi releases it): a thread that sleeps at once leaves its core to halt, and waking a
- * halted core costs tens of microseconds on a virtual machine. */
+ * halted core costs tens of microseconds on a virtual machine. Each turn yields the core;
+ * a yield that took SPIN_BUSY_NS or more means other work was waiting for it, and then a
+ * sleeping waiter (woken first when its word changes) beats a spinning one (queued behind
+ * that work): the spin gives up. */
 static uint64_t spin_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
-#define SPIN_CHECKS 4  /* yields between clock reads */
+#define SPIN_BUSY_NS 20000u  /* a yield to nobody takes ~1 us; another thread's turn, more */
+static int spin_on(uint64_t *end, uint64_t max_ns) {
+    /* one turn: yield; 0 once the time is up or the core turned out to be wanted */
+    uint64_t before = spin_now();
+    if (!*end)
+        *end = before + max_ns;
+    sched_yield();
+    uint64_t after = spin_now();
+    return after < *end && after - before < SPIN_BUSY_NS;
+}
 uint64_t vgpu_spin_until64(uint64_t *p, uint64_t value, uint64_t max_ns) {
-    uint64_t end = spin_now() + max_ns;
-    for (;;) {
-        for (int i = 0; i < SPIN_CHECKS; i++) {
-            uint64_t v = __atomic_load_n(p, SC);
-            if (v >= value)
-                return v;
-            sched_yield();
-        }
-        if (spin_now() >= end)
-            return __atomic_load_n(p, SC);
-    }
+    uint64_t end = 0;
+    while (__atomic_load_n(p, SC) < value && spin_on(&end, max_ns))
+        ;
+    return __atomic_load_n(p, SC);
 }
 uint32_t vgpu_spin_while32(uint32_t *p, uint32_t value, uint64_t max_ns) {
-    uint64_t end = spin_now() + max_ns;
-    for (;;) {
-        for (int i = 0; i < SPIN_CHECKS; i++) {
-            uint32_t v = __atomic_load_n(p, SC);
-            if (v != value)
-                return v;
-            sched_yield();
-        }
-        if (spin_now() >= end)
-            return __atomic_load_n(p, SC);
-    }
+    uint64_t end = 0;
+    while (__atomic_load_n(p, SC) == value && spin_on(&end, max_ns))
+        ;
+    return __atomic_load_n(p, SC);
 }
 
 static uint64_t wd_busy_since;  /* CLOCK_MONOTONIC ns of the oldest unfinished 3D work; 0 */

@@ -94,6 +94,11 @@ IDLE_SPIN_S = 50e-6
 about 30 us; the spin costs at most this much CPU each time the device runs dry, and none
 while work keeps coming (a frame loop keeps the rings busy)."""
 
+SPIN_BACKOFF = 32
+"""Waits that sleep at once after a spin that saw nothing or took longer than it should
+(other work wanted the core: then a sleeper, woken first, answers sooner than a spinner
+queued behind that work for a time slice)."""
+
 MAX_PENDING_IO = 256
 """Queued IO writes. A guest waits on every synchronous port and may have one async
 port in flight, so only a misbehaving guest (or many guest threads) reaches this."""
@@ -439,6 +444,7 @@ class Device:
         # Thread-safe parts: the IO queue, the async flag, the listeners, the input ring.
         self._cv = threading.Condition()
         self._kicks = ffi.new("uint32_t *")  # bumped with every notify: what an idle spin sees
+        self._spin_skip = 0  # waits left that sleep at once (SPIN_BACKOFF)
         self._queue: deque[IoRequest] = deque()
         self._kicked = False
         self._io_overflow = False
@@ -612,7 +618,11 @@ class Device:
             kicks = self._kicks[0]
         spin = IDLE_SPIN_S if timeout is None else min(IDLE_SPIN_S, timeout)
         t0 = time.monotonic()
-        lib.vgpu_spin_while32(self._kicks, kicks, int(spin * 1e9))
+        if self._spin_skip:
+            self._spin_skip -= 1
+        elif spin > 0 and (lib.vgpu_spin_while32(self._kicks, kicks, int(spin * 1e9)) == kicks
+                           or time.monotonic() - t0 > spin):  # overran: the core was wanted
+            self._spin_skip = SPIN_BACKOFF
         with self._cv:
             if not self._queue and not self._kicked:
                 self._cv.wait(None if timeout is None
