@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -176,7 +176,14 @@ class Watch:
     def __init__(self, client: object, presented: Presented) -> None:
         self.client, self.presented = client, presented
         self.lines: list[str] = []
-        self.ssims: list[float] = []
+        # (what the client showed, the renderer's frame with its counter): scored after
+        # the window, as an SSIM at 1280x720 costs this process about 140 ms of CPU
+        # that the server's threads would miss inside it.
+        self.samples: list[tuple[np.ndarray, np.ndarray]] = []
+
+    @property
+    def ssims(self) -> list[float]:
+        return [ssim(shown, expected) for shown, expected in self.samples]
 
     def poll(self) -> None:
         self.lines += self.client.drain()  # type: ignore[attr-defined]
@@ -203,7 +210,7 @@ class Watch:
         shown = np.fromfile(path, np.uint8).reshape(height, width, 4)
         expected = self.presented.pixels(read_stamp(shown))
         if expected is not None:
-            self.ssims.append(ssim(shown, expected))
+            self.samples.append((shown, expected))
 
     def shown(self, start: float, end: float) -> dict[int, float]:
         """Counter -> when the client first showed it, for invalidates in [start, end)."""
@@ -313,18 +320,22 @@ def running(width: int, height: int, codec: str, demo: str = "anim"
 
 
 def measure(
-    watches: list[Watch], seconds: float, tmp: Path, warmup: float
+    watches: list[Watch], seconds: float, tmp: Path, warmup: float,
+    at_start: Callable[[], None] = lambda: None, at_end: Callable[[], None] = lambda: None,
 ) -> tuple[float, float]:
-    """Runs the window, dumping pictures along the way; returns (start, end) in time.time()."""
+    """Runs the window, dumping pictures along the way; returns (start, end) in time.time().
+    `at_start` and `at_end` are called at its edges (to read the server's counters)."""
     for watch in watches:
         watch.wait_first_picture()
     time.sleep(warmup)
+    at_start()
     start = time.time()
     for i in range(DUMPS):
         time.sleep(seconds / DUMPS)
         for n, watch in enumerate(watches):
             watch.sample_ssim(tmp / f"dump{n}-{i}.raw")
     end = time.time()
+    at_end()
     time.sleep(0.3)
     for watch in watches:
         watch.poll()
@@ -338,9 +349,10 @@ def summary(watch: Watch, presented: Presented, start: float, end: float) -> dic
     delays = [d for _t, d in pairs]
     half = start + (end - start) / 2
     late = [d for t, d in pairs if t >= half]
+    ssims = watch.ssims
     return {
         "fps": len(shown) / (end - start),
-        "ssim": statistics.mean(watch.ssims) if watch.ssims else float("nan"),
+        "ssim": statistics.mean(ssims) if ssims else float("nan"),
         "late_half_median_ms": statistics.median(late) if late else float("nan"),
         **percentiles(delays),
     }
@@ -367,18 +379,23 @@ def run_codec(width: int, height: int, codec: str, seconds: float, tmp: Path,
             watch = Watch(client, presented)
             watch.wait_first_picture()
             stats = server.display_stats[0]  # type: ignore[attr-defined]
-            time.sleep(warmup)
             meter = CpuMeter(client.proc.pid)
-            meter.start()
-            bytes0, frames0 = stats.stream_bytes, stats.stream_frames
-            skipped0 = stats.stream_skipped
-            published0 = len(presented.times)
-            start, end = measure([watch], seconds, tmp, 0.0)
-            spent = meter.stop()
-            sent_bytes = stats.stream_bytes - bytes0
-            sent_frames = stats.stream_frames - frames0
-            skipped = stats.stream_skipped - skipped0
-            published = len(presented.times) - published0
+            edges: list[tuple[int, int, int]] = []  # the server's counters at the window's edges
+            spent: dict[str, float] = {}
+
+            def at_start() -> None:
+                edges.append((stats.stream_bytes, stats.stream_frames, stats.stream_skipped))
+                meter.start()
+
+            def at_end() -> None:
+                spent.update(meter.stop())
+                edges.append((stats.stream_bytes, stats.stream_frames, stats.stream_skipped))
+
+            start, end = measure([watch], seconds, tmp, warmup, at_start, at_end)
+            (bytes0, frames0, skipped0), (bytes1, frames1, skipped1) = edges
+            sent_bytes, sent_frames = bytes1 - bytes0, frames1 - frames0
+            skipped = skipped1 - skipped0
+            published = sum(1 for t in presented.times.values() if start <= t < end)
         finally:
             client.close()
     shown = summary(watch, presented, start, end)
@@ -388,6 +405,7 @@ def run_codec(width: int, height: int, codec: str, seconds: float, tmp: Path,
                       end - start),
         "load": os.getloadavg()[0],
         "codec": stats.codec,
+        "encoder": stats.encoder,
         "published_fps": published / (end - start),
         "kib_s": sent_bytes / 1024 / (end - start),
         "kib_frame": sent_bytes / 1024 / max(1, sent_frames),
@@ -497,9 +515,9 @@ def run_peer(exe: Path, record: Path, width: int, height: int, codec: str, tmp: 
                 shown = watch.shown(0.0, float("inf"))
                 first = min(shown) if shown and first is None else first
                 settled = first is not None and max(shown) >= first + PEER_SETTLE_FRAMES
-                if settled and len(watch.ssims) < DUMPS and len(counted) % 6 == 0:
+                if settled and len(watch.samples) < DUMPS and len(counted) % 6 == 0:
                     with contextlib.suppress(StopIteration):
-                        watch.sample_ssim(tmp / f"peer-{len(watch.ssims)}.raw")
+                        watch.sample_ssim(tmp / f"peer-{len(watch.samples)}.raw")
             time.sleep(0.5)
             watch.poll()
         finally:
@@ -515,9 +533,10 @@ def run_peer(exe: Path, record: Path, width: int, height: int, codec: str, tmp: 
     start, end = times[0], times[-1]
     stamps, totals = zip(*counted, strict=True)
     sent = float(np.interp(end, stamps, totals) - np.interp(start, stamps, totals))
+    ssims = watch.ssims
     return {
         "fps": (len(times) - 1) / (end - start),
-        "ssim": statistics.mean(watch.ssims) if watch.ssims else float("nan"),
+        "ssim": statistics.mean(ssims) if ssims else float("nan"),
         "kib_s": sent / 1024 / (end - start),
         "kib_frame": sent / 1024 / (len(times) - 1),
         "load": os.getloadavg()[0],
@@ -624,6 +643,8 @@ def encoder_costs(width: int, height: int, codec: str, frames: int = 30,
         raise RuntimeError(f"{codec}: {len(shown)} frames decoded of {len(pictures)}")
     scores = [ssim(d.to_ndarray(format="bgra"), p) for d, p in zip(shown, pictures, strict=True)]
     return {
+        "codec": codec,
+        "encoder": encoder.library,
         "ms": statistics.median(times[1:]),
         "kib": statistics.mean(sizes[1:]) / 1024,
         "ssim": statistics.mean(scores),
@@ -705,6 +726,18 @@ def side_by_side(b: Bench, width: int, height: int, tmp: Path) -> Iterator[Measu
         record.unlink()
 
 
+def encoders_used(b: Bench, ran: dict[str, int]) -> Measurement:
+    """Which library coded each codec's streams (the encoders alone and the sessions),
+    and why a preferred one did not (NVENC where no NVIDIA GPU and driver are)."""
+    from vgpu.encode.video import LIBRARY_CODECS, library_for
+
+    passed_over = [reason for codec in LIBRARY_CODECS if any(
+        key.startswith(f"{codec}: ") for key in ran) for reason in library_for(codec).passed_over]
+    return b.value("stream encoders", "runs", {key: float(n) for key, n in ran.items()},
+                   better=HIGHER, note="passed over: " + "; ".join(passed_over)
+                   if passed_over else "every codec on its first choice")
+
+
 @workload("stream", "video streams to spice-gtk from the cube (3D) and anim guests: shown fps, "
           "bytes, SSIM, delay, CPU per stage per codec; the encoders alone; spice-server's "
           "own streams side by side",
@@ -714,9 +747,16 @@ def stream(b: Bench) -> Iterator[Measurement]:
     codecs = QUICK_CODECS if b.quick else CODECS
     seconds = QUICK_SECONDS if b.quick else SECONDS
     frames = 8 if b.quick else 30
+    ran: dict[str, int] = {}  # "codec: library" -> sessions and encoder runs it coded
+
+    def noted(got: dict) -> dict[str, float]:
+        key = f"{got['codec']}: {got['encoder']}"
+        ran[key] = ran.get(key, 0) + 1
+        return _named(got)
+
     for width, height in sizes:
         yield from b.observe(
-            {codec: lambda codec=codec, width=width, height=height: _named(encoder_costs(
+            {codec: lambda codec=codec, width=width, height=height: noted(encoder_costs(
                 width, height, codec, frames)) for codec in codecs},
             _specs(ENCODER_FIGURES),
             prefix=f"encoder alone {width}x{height}: ", rounds=1,
@@ -731,13 +771,14 @@ def stream(b: Bench) -> Iterator[Measurement]:
         for demo in DEMOS[:1] if b.quick else DEMOS:
             for width, height in sizes:
                 yield from b.observe(
-                    {codec: lambda codec=codec, width=width, height=height, demo=demo: _named(
+                    {codec: lambda codec=codec, width=width, height=height, demo=demo: noted(
                         run_codec(width, height, codec, seconds, tmp,
                                   QUICK_SECONDS if b.quick else WARMUP_S, demo))
                      for codec in codecs},
                     figures, prefix=f"{demo} {width}x{height}: ", rounds=1,
                     note=f"{demo} guest -> device -> GL renderer -> vgpu SPICE -> spice-gtk "
                          "(GStreamer decoders); CPU per stage per frame it handled")
+        yield encoders_used(b, ran)
         if b.quick:
             return
         width, height = sizes[0]

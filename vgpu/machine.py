@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from vgpu.device.abi import lib
 from vgpu.device.commands import CursorCmd, CursorShapeData
-from vgpu.display import CursorBus, CursorShape, CursorUpdate, FrameBus, InputEvent
+from vgpu.display import CursorBus, CursorShape, CursorUpdate, FrameBus, InputEvent, Pacer
 
 if TYPE_CHECKING:
     from vgpu.guest.driver import GuestDriver
@@ -300,8 +300,7 @@ class Machine:
         self.device = device
         self.renderer = renderer
         self._ready.set()
-        period = 1.0 / MAX_FPS
-        next_publish = 0.0
+        pacer = Pacer(MAX_FPS)
         dirty = False  # rendered since the last publication
         more = False  # work left in the rings when the loop broke off to publish
         try:
@@ -309,20 +308,20 @@ class Machine:
                 # Work left behind rings no doorbell (the device asks for one only once it
                 # has found a ring empty): it must not wait for one.
                 timeout = 0.0 if more else (
-                    max(0.0, next_publish - time.monotonic()) if dirty else IDLE_WAIT_S)
+                    pacer.wait(time.monotonic()) if dirty else IDLE_WAIT_S)
                 device.wait_for_work(timeout)
                 done_before = _work_done(device.stats)
                 while more := (device.process(DEVICE_BATCH)
                                and not self._render_stop.is_set()):
-                    if time.monotonic() >= next_publish:
+                    if not pacer.wait(time.monotonic()):
                         break  # publish between batches under a flood of commands
                 dirty |= _work_done(device.stats) != done_before
                 now = time.monotonic()
-                if dirty and now >= next_publish:
+                if dirty and not pacer.wait(now):
                     frame = renderer.snapshot() if self.publish_frames else None
                     if frame is not None:
                         self.frames.publish(frame)
-                        next_publish = now + period
+                        pacer.went(now)
                     dirty = False
                 if not dirty and self._gl_pending_since is not None:
                     # the 3D work is on screen (or drew nothing): GL has finished it

@@ -1,8 +1,8 @@
 /* vgpu encoder core: damage tiles, SPICE LZ (RGB32/RGBA), SPICE QUIC (RGB32;
  * and a QUIC decoder for guest images),
- * SPICE-framed LZ4 and JPEG.  Every function takes a 32-bit B,G,R,X frame as a
- * base pointer plus a row stride in bytes, so a crop of a bigger frame needs
- * no copy.  Functions never write past the capacity they are given and
+ * SPICE-framed LZ4, JPEG, and I420 planes for video encoders.  Every function
+ * takes a 32-bit B,G,R,X frame as a base pointer plus a row stride in bytes,
+ * so a crop of a bigger frame needs no copy.  Functions never write past the capacity they are given and
  * return a negative VGPU_ENC_ERR_* code on any bad argument.
  *
  * This header is also fed to cffi's cdef (through csrc/cdef.py): keep it to
@@ -94,5 +94,12 @@ long vgpu_lz4_encode_rgb32(const uint8_t *pixels, ptrdiff_t stride, int width, i
 long vgpu_jpeg_encode(const uint8_t *pixels, ptrdiff_t stride, int width, int height,
                       int quality, uint8_t **out);
 void vgpu_encode_free(void *p);
+
+/* I420 for video encoders: Y (width x height), U and V (width/2 x height/2) planes,
+ * each with its own row stride, from a frame of even width and height; BT.601
+ * limited range.  Returns 0 or a negative error. */
+int vgpu_bgrx_to_i420(const uint8_t *pixels, ptrdiff_t stride, int width, int height,
+                      uint8_t *y, ptrdiff_t y_stride, uint8_t *u, ptrdiff_t u_stride,
+                      uint8_t *v, ptrdiff_t v_stride);
 
 #endif

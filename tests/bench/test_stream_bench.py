@@ -113,3 +113,18 @@ def test_the_real_spice_server_streams_a_recording_of_the_anim_demo(tmp_path):
     # and an SSIM of 1.0 (measured with the same recording)
     assert got["kib_frame"] < 40
     assert 0.9 < got["ssim"] < 0.999
+
+
+def test_the_report_names_each_codecs_encoder_and_why_nvenc_was_passed_over():
+    from vgpu.bench.core import Bench
+    from vgpu.encode.video import library_for
+
+    got = STREAM.encoder_costs(320, 180, "h264", frames=3)
+    assert got["encoder"] == library_for("h264").library  # which tests/encode checks
+    ran = {f"h264: {got['encoder']}": 1, "mjpeg: libjpeg-turbo": 2}
+    report = STREAM.encoders_used(Bench(), ran)
+    assert report.samples == {key: [float(n)] for key, n in ran.items()}
+    if got["encoder"] == "libx264":  # no NVIDIA GPU and driver here
+        assert report.note.startswith("passed over: h264_nvenc: cannot be opened (")
+    else:
+        assert report.note == "every codec on its first choice"

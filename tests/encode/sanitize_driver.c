@@ -162,6 +162,18 @@ static void run_case(int w, int h, int pad_pixels, int kind)
         expect(n > 0 && jpg != NULL, "jpeg", w, h);
         vgpu_encode_free(jpg);
     }
+    if (!((w | h) & 1)) { /* I420 planes exactly their size: a write past one is caught */
+        const int cw = w / 2, ch = h / 2;
+        uint8_t *yp = malloc((size_t)w * (size_t)h), *up = malloc((size_t)cw * (size_t)ch);
+        uint8_t *vp = malloc((size_t)cw * (size_t)ch);
+        expect(vgpu_bgrx_to_i420(px, stride, w, h, yp, w, up, cw, vp, cw) == 0, "i420", w, h);
+        free(yp);
+        free(up);
+        free(vp);
+    } else {
+        expect(vgpu_bgrx_to_i420(px, stride, w, h, px2, w, px2, w, px2, w) == VGPU_ENC_ERR_ARGS,
+               "i420 odd size", w, h);
+    }
     const int tile = 8 + (int)(rnd() % 70);
     const int max_rects = vgpu_tiles_max_rects(w, h, tile);
     int32_t *rects = malloc(sizeof(int32_t) * 4 * (size_t)max_rects);
@@ -191,6 +203,8 @@ static void bad_arguments(void)
         expect(vgpu_lz4_encode_rgb32(px, 64, w, h, out, sizeof(out)) == VGPU_ENC_ERR_ARGS, "lz4 args", w, h);
         expect(vgpu_jpeg_encode(px, 64, w, h, 80, &jpg) == VGPU_ENC_ERR_ARGS, "jpeg args", w, h);
         expect(vgpu_tiles_max_rects(w, h, 64) == VGPU_ENC_ERR_ARGS, "tiles args", w, h);
+        expect(vgpu_bgrx_to_i420(px, 64, w, h, out, 64, out, 64, out, 64) == VGPU_ENC_ERR_ARGS,
+               "i420 args", w, h);
         expect(vgpu_quic_decode(out, sizeof(out), out, 64, w, h) == VGPU_ENC_ERR_ARGS, "quic dec args", w, h);
     }
     /* headers a guest could write: wrong magic, version, type, sizes; and

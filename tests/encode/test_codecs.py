@@ -22,7 +22,7 @@ from vgpu.encode import (
     encode_lz_rgba,
     encode_quic_rgb32,
 )
-from vgpu.encode.codecs import MAX_DIM
+from vgpu.encode.codecs import MAX_DIM, bgrx_to_i420
 from vgpu.encode.samples import desktop_frame, photo_frame
 
 SPICE_BITMAP_FMT_32BIT = 8
@@ -189,3 +189,61 @@ def test_any_view_of_a_buffer_is_encoded_or_refused(h: int, w: int, row: int, co
     if encoder is encode_lz4_rgb32:
         got = spice_gtk_lz4_decode(encoder(frame), w, h)
         assert np.array_equal(got, frame)
+
+
+def _i420_planes(width: int, height: int) -> list[np.ndarray]:
+    return [np.zeros((height, width), np.uint8),
+            np.zeros((height // 2, width // 2), np.uint8),
+            np.zeros((height // 2, width // 2), np.uint8)]
+
+
+def _swscale_i420(pixels: np.ndarray) -> list[np.ndarray]:
+    """FFmpeg's libswscale (through PyAV) converting the same pixels: the peer."""
+    av = pytest.importorskip("av")
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="bgra")
+    frame = frame.reformat(format="yuv420p")
+    return [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width]
+            for p in frame.planes]
+
+
+@pytest.mark.parametrize("make", [photo_frame, desktop_frame])
+def test_i420_matches_libswscale(make):
+    # A crop of a bigger frame, so its rows keep the bigger frame's stride.
+    pixels = make(330, 202)[1:201, 3:323]
+    ours = _i420_planes(320, 200)
+    bgrx_to_i420(pixels, *ours)
+    theirs = _swscale_i420(pixels)
+    # Luma: the same BT.601 formula, rounded alike but for a unit here and there.
+    assert np.abs(ours[0].astype(int) - theirs[0]).max() <= 1
+    for name, mine, peer in zip("uv", ours[1:], theirs[1:], strict=True):
+        # Chroma: we take each 2x2 block's mean, libswscale filters across blocks, so
+        # sharp colour edges differ; on the whole the planes agree.
+        diff = np.abs(mine.astype(int) - peer)
+        assert diff.mean() < 1.5, f"{name}: mean difference {diff.mean():.2f}"
+        assert np.percentile(diff, 90) <= 2, name
+
+
+def test_i420_smooth_colours_match_libswscale_to_a_unit():
+    yy, xx = np.mgrid[0:64, 0:96]
+    pixels = np.stack([(xx * 2.5) % 256, (yy * 3) % 256, ((xx + yy) * 1.3) % 256,
+                       np.full_like(xx, 255)], axis=-1).astype(np.uint8)
+    ours = _i420_planes(96, 64)
+    bgrx_to_i420(pixels, *ours)
+    for mine, peer in zip(ours, _swscale_i420(pixels), strict=True):
+        assert np.abs(mine.astype(int) - peer).max() <= 1
+
+
+def test_i420_refuses_odd_sizes_and_wrong_planes():
+    pixels = np.zeros((8, 8, 4), np.uint8)
+    with pytest.raises(ValueError):
+        bgrx_to_i420(pixels[:7], *_i420_planes(8, 7))
+    y, u, v = _i420_planes(8, 8)
+    with pytest.raises(ValueError):
+        bgrx_to_i420(pixels, y, u[:3], v)
+    with pytest.raises(ValueError):
+        bgrx_to_i420(pixels, y, u[:, ::-1], v)
+    u.flags.writeable = False
+    with pytest.raises(ValueError):
+        bgrx_to_i420(pixels, y, u, v)
+    with pytest.raises(TypeError):
+        bgrx_to_i420(pixels, y, u.astype(np.int16), v)

@@ -13,8 +13,10 @@ from vgpu.encode.video import (
     DUE_RELAX_S,
     DUE_STEP_MS,
     LATE_REPORT_MS,
+    LIBRARY_CODECS,
     MIN_BITS_PER_PIXEL,
     MIN_FPS,
+    PROBE_SIZE,
     START_BITS_PER_PIXEL,
     CodecChoice,
     LibraryEncoder,
@@ -24,6 +26,7 @@ from vgpu.encode.video import (
     bitrate_for,
     choose_codec,
     create_encoder,
+    library_for,
     parse_video_codecs,
 )
 
@@ -185,3 +188,101 @@ def test_a_new_bitrate_changes_the_frame_sizes(codec):
             shown += len(decoder.decode(packet))
     assert shown >= len(frames) - 1  # the stream stays decodable across the change
     assert sum(sizes[45:]) < sum(sizes[15:30]) / 3
+
+
+def _ffmpeg_opens(library: str) -> str | None:
+    """FFmpeg's own answer, through PyAV directly: None when `library` opens here at
+    PROBE_SIZE, else its error."""
+    import fractions
+
+    av = pytest.importorskip("av")
+    context = av.CodecContext.create(library, "w")
+    context.width, context.height = PROBE_SIZE
+    context.pix_fmt = "yuv420p"
+    context.time_base = fractions.Fraction(1, 30)
+    try:
+        context.open()
+    except av.error.FFmpegError as e:
+        return str(e)
+    return None
+
+
+@pytest.fixture
+def fresh_choice():
+    from vgpu.encode import video
+
+    video._probe.cache_clear()
+    yield
+    video._probe.cache_clear()
+
+
+def test_h264_takes_nvenc_where_ffmpeg_opens_it_else_x264_and_says_why(fresh_choice, caplog):
+    av = pytest.importorskip("av")
+    assert "h264_nvenc" in av.codecs_available  # PyAV's wheels carry it, GPU or not
+    failure = _ffmpeg_opens("h264_nvenc")
+    caplog.set_level("INFO", logger="vgpu.encode.video")
+    encoder = LibraryEncoder("h264", 320, 240, Rate(1_000_000, 30))
+    frames = _frames(320, 240, 5)
+    decoder = av.CodecContext.create("h264", "r")
+    shown = 0
+    for frame in frames:
+        for packet in decoder.parse(encoder.encode(frame)):
+            shown += len(decoder.decode(packet))
+    assert shown >= len(frames) - 1  # the parser may hold the last one
+    fallbacks = [r.getMessage() for r in caplog.records if "h264 encoder" in r.getMessage()]
+    if failure is None:  # an NVIDIA host with its driver
+        assert encoder.library == "h264_nvenc"
+        assert fallbacks == []
+    else:
+        assert encoder.library == "libx264"
+        assert len(fallbacks) == 1
+        assert "h264_nvenc: cannot be opened" in fallbacks[0]
+        LibraryEncoder("h264", 320, 240, Rate(1_000_000, 30)).encode(frames[0])
+        assert len([r for r in caplog.records if "h264 encoder" in r.getMessage()]) == 1
+
+
+def test_an_encoder_missing_from_the_build_is_passed_over(fresh_choice, caplog, monkeypatch):
+    pytest.importorskip("av")
+    monkeypatch.setitem(LIBRARY_CODECS, "h264", ("h264_nosuchenc", "libx264"))
+    caplog.set_level("INFO", logger="vgpu.encode.video")
+    choice = library_for("h264")
+    assert choice.library == "libx264"
+    assert choice.passed_over[0] == "h264_nosuchenc: not in this PyAV build"
+    assert "h264_nosuchenc: not in this PyAV build" in caplog.text
+
+
+def test_a_stream_the_first_choice_cannot_open_goes_to_the_cpu(fresh_choice, caplog,
+                                                               monkeypatch):
+    # Opened at the probe's size, refused for this stream (NVENC's limit on sessions at
+    # once): that stream is coded by x264, and the log says so.
+    av = pytest.importorskip("av")
+    from vgpu.encode import video
+
+    real_open = video._open_library
+
+    def refusing(library, *args):
+        if library == "h264_nvenc":
+            raise av.error.PermissionError(1, "Operation not permitted")
+        return real_open(library, *args)
+
+    monkeypatch.setattr(video, "_open_library", refusing)
+    encoder = LibraryEncoder("h264", 320, 240, Rate(1_000_000, 30))
+    encoder.library = "h264_nvenc"  # as library_for answers on an NVENC host
+    assert encoder.encode(_frames(320, 240, 1)[0])
+    assert encoder.library == "libx264"
+    assert "h264 encoder: libx264 for this 320x240 stream" in caplog.text
+
+
+def test_rate_control_takes_every_frame_the_senders_pacing_lets_through():
+    # The sender's Pacer lets a frame go as soon as 3/4 of a period after the one before
+    # (after one it let through late); rate control at the full rate skips none of them.
+    from vgpu.display import Pacer
+
+    pacer, rate = Pacer(60.0), RateControl(640, 480, 60.0, now=0.0)
+    rng = np.random.default_rng(3)
+    for i in range(600):
+        ready = 1.0 + i / 60 + (0.5 / 60 if i % 2 else 0.0) + rng.uniform(0, 1e-3)
+        at = ready + pacer.wait(ready)
+        pacer.went(at)
+        assert rate.want_frame(0, at), f"frame {i} skipped"
+        rate.sent(5000, at)

@@ -3,6 +3,8 @@ Renderer.execute_3d, pictures read back from the QXL surface they were presented
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -95,6 +97,39 @@ def test_triangle_presented_matches_moderngl(screen, gl_ctx, samples):
     # nothing outside the destination changed, and the damage is the presented rect
     assert not px[:20].any() and not px[:, :30].any() and not px[20 + H:].any()
     assert screen.snapshot().damage[-1] == (30, 20, 30 + W, 20 + H)
+
+
+def test_published_frames_keep_their_pixels_after_presents_and_draws(screen, gl_ctx):
+    """A frame shares the renderer's host copy of the surface until the next write into
+    it (no copy per frame): presents of all of the surface, of part of it and 2D draws
+    after a frame leave that frame as it was published."""
+    guest = FakeGuest()
+    kept = []
+
+    def keep() -> None:
+        frame = screen.snapshot()
+        assert frame is not None
+        kept.append((frame, frame.pixels.copy()))
+
+    keep()  # the host copy exists from here on
+    full = [vgpu("CONTEXT_CREATE", 1, 3, 0), vgpu("SURFACE_CREATE", 1, *SCREEN, 1, 0),
+            vgpu("MAKE_CURRENT", 1, 1)]
+    for i, colour in enumerate([(1.0, 0.0, 0.0, 1.0), (0.0, 1.0, 0.0, 1.0)]):
+        screen.execute_3d(batch(*(full if i == 0 else []), gl("glClearColor", *colour),
+                                gl("glClear", enum("GL_COLOR_BUFFER_BIT")),
+                                vgpu("PRESENT", 0, 0, 0, *SCREEN, 0, 0, 0, 0)), guest)
+        keep()
+    screen.execute_3d(batch(gl("glClearColor", 0.0, 0.0, 1.0, 1.0),
+                            gl("glClear", enum("GL_COLOR_BUFFER_BIT")),
+                            vgpu("PRESENT", 0, 0, 0, 32, 24, 0, 10, 10, 0)), guest)
+    keep()
+    screen.execute(draw(Fill(SolidBrush(0x00FF8000), E.ROPD_OP_PUT, QMask(0, 0, None)),
+                        (40, 30, 140, 100)))
+    keep()
+    for frame, pixels in kept:
+        np.testing.assert_array_equal(frame.pixels, pixels)
+    assert all(not np.array_equal(a[1], b[1]) for a, b in itertools.pairwise(kept))
+    assert guest.counts == {"errors": 0, "lost_contexts": 0}
 
 
 def test_present_clips_flips_and_damages_only_rects(screen, gl_ctx):

@@ -55,6 +55,17 @@ def test_damage_around_the_stream_stays_lossless():
     assert sum((r[2] - r[0]) * (r[3] - r[1]) for r in plan.draws) == 400 * 300 - 200 * 200
 
 
+def test_damage_inside_the_stream_is_covered_and_nothing_else_is():
+    planner = StreamPlanner("all")
+    assert not planner.covers([BOX])  # no stream yet
+    run_frames(planner, [BOX], 3)
+    assert planner.covers([BOX, (120, 60, 140, 80)])
+    assert not planner.covers([BOX, (99, 60, 140, 80)])  # one column left of it
+    assert not planner.covers([])
+    planner.reset()
+    assert not planner.covers([BOX])
+
+
 def test_still_stream_ends_and_is_redrawn_losslessly():
     planner = StreamPlanner("all")
     run_frames(planner, [BOX], 3)

@@ -125,6 +125,28 @@ def encode_jpeg(pixels: np.ndarray, quality: int = 80) -> bytes:
         lib.vgpu_encode_free(outp[0])
 
 
+def bgrx_to_i420(pixels: np.ndarray, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> None:
+    """Writes the frame as I420 (BT.601 limited range, U and V the means of 2x2 blocks)
+    into three planes: uint8 arrays of shape (height, width) for `y` and half that each
+    way for `u` and `v`, each with any row stride (a video frame's planes, in place)."""
+    ptr, stride, width, height = _frame(pixels)
+    if width % 2 or height % 2:
+        raise ValueError(f"I420 needs an even size, not {width}x{height}")
+    planes = []
+    for name, plane, shape in (("y", y, (height, width)), ("u", u, (height // 2, width // 2)),
+                               ("v", v, (height // 2, width // 2))):
+        if not isinstance(plane, np.ndarray) or plane.dtype != np.uint8:
+            raise TypeError(f"plane {name} must be a uint8 numpy array")
+        if plane.shape != shape or plane.strides[1] != 1 or plane.strides[0] < shape[1]:
+            raise ValueError(f"plane {name} must be {shape} with packed rows, not "
+                             f"{plane.shape} with strides {plane.strides}")
+        if not plane.flags.writeable:
+            raise ValueError(f"plane {name} is read-only")
+        planes += [ffi.cast("uint8_t *", plane.__array_interface__["data"][0]),
+                   int(plane.strides[0])]
+    _check(lib.vgpu_bgrx_to_i420(ptr, stride, width, height, *planes), "I420")
+
+
 def encode_quic_rgb32(pixels: np.ndarray) -> bytes:
     """SPICE QUIC, QUIC_IMAGE_TYPE_RGB32: the stream from the QUIC magic on."""
     ptr, stride, width, height = _frame(pixels)

@@ -9,27 +9,38 @@ One place chooses: `choose_codec` takes the codecs the client decodes, its
 preference and the server's ordered list (spice-server's `video-codecs` syntax,
 `parse_video_codecs`), and `create_encoder` builds the encoder. MJPEG uses the
 stateless C JPEG encoder underneath; H.264, VP8, VP9 and H.265 use FFmpeg's
-libx264, libvpx and libx265 through PyAV (whose wheels carry them).
+libx264 (or NVIDIA's NVENC where it opens, `library_for`), libvpx and libx265 through
+PyAV (whose wheels carry them), fed I420 planes by our C converter.
 """
 
 from __future__ import annotations
 
 import fractions
+import functools
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from vgpu.encode.codecs import encode_jpeg
+from vgpu.encode.codecs import bgrx_to_i420, encode_jpeg
 
 log = logging.getLogger(__name__)
 
 VIDEO_CODECS = ("mjpeg", "vp8", "h264", "vp9", "h265")
 """Every codec a stream may use, in SPICE's own numbering order."""
 
-LIBRARY_CODECS = {"h264": "libx264", "vp8": "libvpx", "vp9": "libvpx-vp9", "h265": "libx265"}
-"""FFmpeg's encoder for each codec encoded through PyAV."""
+LIBRARY_CODECS = {"h264": ("h264_nvenc", "libx264"), "vp8": ("libvpx",),
+                  "vp9": ("libvpx-vp9",), "h265": ("libx265",)}
+"""FFmpeg's encoders for each codec encoded through PyAV, in order of preference: H.264
+on NVIDIA's hardware encoder (NVENC) where a GPU and its driver let it open, else x264 on
+the CPU. PyAV's wheels list h264_nvenc whether or not the host has either; opening it is
+the test (library_for)."""
+
+PROBE_SIZE = (256, 144)
+"""The frame size a library encoder is opened at to see whether it works on this host:
+above NVENC's smallest frame, small enough to cost little on a CPU encoder."""
 
 ENCODER_NAMES = ("spice", "gstreamer", "pyav")
 """The encoder part of a `video-codecs` entry. spice-server's "spice" encoder does
@@ -45,12 +56,17 @@ LIBRARY_OPTIONS: dict[str, dict[str, str]] = {
     # No B-frames and no lookahead: every frame comes out as it goes in, so the
     # client can show it at once; ultrafast keeps a 1080p frame within one core's
     # frame time.
-    "h264": {"preset": "ultrafast", "tune": "zerolatency"},
-    "h265": {"preset": "ultrafast", "tune": "zerolatency", "x265-params": "log-level=error"},
+    "libx264": {"preset": "ultrafast", "tune": "zerolatency"},
+    "libx265": {"preset": "ultrafast", "tune": "zerolatency", "x265-params": "log-level=error"},
+    # NVENC's fastest preset tuned for ultra-low latency, with the same promises as
+    # x264's zerolatency: no B-frames, no lookahead, no frames held in its queue.
+    "h264_nvenc": {"preset": "p1", "tune": "ull", "zerolatency": "1", "delay": "0",
+                   "rc-lookahead": "0", "bf": "0"},
     # libvpx's realtime mode without lag (frames out at once), at its fastest
     # useful speed for each codec.
-    "vp8": {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"},
-    "vp9": {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "row-mt": "1"},
+    "libvpx": {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"},
+    "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
+                   "row-mt": "1"},
 }
 
 H264_CRF = 20
@@ -58,7 +74,9 @@ H264_CRF = 20
 (VBV, see LibraryEncoder): a frame takes the bits its content needs, not the bitrate's
 share. At the same SSIM as the old fixed 0.1 bits per pixel, CRF 20 took a quarter of
 those bytes on the panning anim demo and three quarters on the cube, where a fixed
-rate spent bits the picture did not need (vgpu bench stream, "rate and quality")."""
+rate spent bits the picture did not need (vgpu bench stream, "rate and quality").
+NVENC gets the same number as its constant-quality target (cq, on the same 0-51
+quantizer scale) under the same cap; its SSIM and bytes there are not yet measured."""
 
 VBV_FRAMES = 8.0
 """The cap's buffer holds this many frames' share of the bitrate, so a key frame or a
@@ -67,10 +85,11 @@ burst of motion may take several frames' share, and rate control's socket backlo
 every frame on a throttled link: tests/spice/test_video_throttle.py's slow client showed
 a median SSIM of 0.59-0.65 at the same delay (about 73 ms), against 0.88-0.94 with eight."""
 
-ENCODER_THREADS = {"h264": 2, "h265": 2, "vp9": 2, "vp8": 1}
+ENCODER_THREADS = {"libx264": 2, "libx265": 2, "libvpx-vp9": 2, "libvpx": 1, "h264_nvenc": 1}
 """Threads inside one library encoder: this project's small host has two cores.
 VP8 gets one: libvpx's VP8 with two threads and one token partition spun at
-about 170 ms a 720p frame here, against 7 ms with one (measured with PyAV 18)."""
+about 170 ms a 720p frame here, against 7 ms with one (measured with PyAV 18).
+NVENC codes on the GPU: a CPU thread only feeds it."""
 
 KEYFRAME_INTERVAL_S = 4.0
 """A key frame at least this often: a client that lost a frame (or joined late
@@ -134,10 +153,12 @@ REPORT_DROP_SHARE = 0.2
 window of five (the server's STREAM_REPORT_WINDOW) late on a loaded client is a
 hiccup, and stepping down for each cost two in five frames (vgpu bench stream)."""
 
-FRAME_SLACK = 0.25
+FRAME_SLACK = 0.3
 """A frame that comes up to this share of an interval early is taken all the same:
 frames are published and taken with a few milliseconds of jitter, and at the full
-rate a frame 1 ms early, skipped, would halve the frame rate sent."""
+rate a frame 1 ms early, skipped, would halve the frame rate sent. More than the
+sender's own pacing allows (vgpu.display.PACE_SLACK), so that no frame it takes at the
+full rate is skipped here for a rounding."""
 
 DECREASE_INTERVAL_S = 0.5
 """Congestion signals closer together than this are one episode: one step down."""
@@ -154,14 +175,94 @@ MJPEG_QUALITY_MAX = 85
 
 def available_codecs() -> frozenset[str]:
     """The codecs this host can encode: MJPEG always, the others when PyAV is
-    installed with the FFmpeg encoder for them."""
+    installed with an FFmpeg encoder for them."""
     found = {"mjpeg"}
     try:
         import av
     except ImportError:
         return frozenset(found)
-    found.update(name for name, lib in LIBRARY_CODECS.items() if lib in av.codecs_available)
+    found.update(name for name, libs in LIBRARY_CODECS.items()
+                 if any(lib in av.codecs_available for lib in libs))
     return frozenset(found)
+
+
+@dataclass(frozen=True)
+class LibraryChoice:
+    library: str  # FFmpeg's encoder
+    passed_over: tuple[str, ...] = ()  # the ones before it, each with why it did not open
+
+
+_PROBING = threading.Lock()  # streams open their encoders on the pool's threads
+
+
+def library_for(codec: str) -> LibraryChoice:
+    """The FFmpeg encoder this host uses for `codec`: the first of LIBRARY_CODECS that
+    opens here (at PROBE_SIZE), found once per process. Where that is not the first
+    choice, one line in the log says why not."""
+    with _PROBING:
+        return _probe(codec)
+
+
+@functools.cache
+def _probe(codec: str) -> LibraryChoice:
+    passed_over: list[str] = []
+    for library in LIBRARY_CODECS[codec]:
+        reason = _open_failure(library, *PROBE_SIZE)
+        if reason is None:
+            if passed_over:
+                log.info("%s encoder: %s (%s)", codec, library, "; ".join(passed_over))
+            return LibraryChoice(library, tuple(passed_over))
+        passed_over.append(f"{library}: {reason}")
+    raise RuntimeError(f"no {codec} encoder opens here ({'; '.join(passed_over)})")
+
+
+def _open_failure(library: str, width: int, height: int) -> str | None:
+    """Why `library` does not open here at that size, or None when it does."""
+    import av
+
+    if library not in av.codecs_available:
+        return "not in this PyAV build"
+    # FFmpeg says why in its log ("Cannot load libcuda.so.1"), which PyAV leaves off
+    # unless asked: on for this open, caught rather than passed to Python's logging.
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture() as said:
+            _open_library(library, width, height, 30, 1_000_000)
+    except av.error.FFmpegError as e:  # no GPU or driver, a session limit, a size
+        why = "; ".join(message.strip() for _level, _name, message in said) or e.strerror
+        return f"cannot be opened ({why})"
+    finally:
+        av.logging.set_level(level)
+    return None
+
+
+def _open_library(library: str, width: int, height: int, fps: int, bitrate: int) -> object:
+    """An FFmpeg encoder opened for 4:2:0 frames at `fps`, capped at `bitrate`."""
+    import av
+
+    context = av.CodecContext.create(library, "w")
+    context.width, context.height = width, height
+    context.pix_fmt = "yuv420p"
+    context.time_base = fractions.Fraction(1, fps)
+    context.framerate = fractions.Fraction(fps, 1)
+    context.gop_size = max(1, int(KEYFRAME_INTERVAL_S * fps))
+    context.thread_count = ENCODER_THREADS[library]
+    options = dict(LIBRARY_OPTIONS[library])
+    kbps = max(1, bitrate // 1000)
+    buffer_kbits = max(1, int(kbps * VBV_FRAMES / fps))
+    if library == "libx264":
+        options["crf"] = str(H264_CRF)
+        options["x264-params"] = f"vbv-maxrate={kbps}:vbv-bufsize={buffer_kbits}"
+    elif library == "h264_nvenc":
+        options |= {"rc": "vbr", "cq": str(H264_CRF), "maxrate": str(kbps * 1000),
+                    "bufsize": str(buffer_kbits * 1000)}
+        context.bit_rate = bitrate
+    else:
+        context.bit_rate = bitrate
+    context.options = options
+    context.open()
+    return context
 
 
 @dataclass(frozen=True)
@@ -232,6 +333,7 @@ class Encoder(Protocol):
     codec: str
     width: int
     height: int
+    library: str | None  # what codes the frames (FFmpeg's encoder's name), once known
 
     def encode(self, pixels: np.ndarray) -> bytes: ...
 
@@ -244,6 +346,7 @@ class MjpegEncoder:
     """Stateless JPEG underneath; its only state is the quality rate control sets."""
 
     codec = "mjpeg"
+    library = "libjpeg-turbo"
 
     def __init__(self, width: int, height: int, rate: Rate) -> None:
         self.width, self.height = width, height
@@ -283,6 +386,7 @@ class LibraryEncoder:
         self._bitrate = self._scaled(rate)
         self._context: object | None = None
         self._pts = 0
+        self.library: str | None = None  # FFmpeg's encoder, once the first frame opens one
 
     def _scaled(self, rate: Rate) -> int:
         return int(rate.bitrate * self._fps / max(rate.fps, 1e-3))
@@ -290,23 +394,21 @@ class LibraryEncoder:
     def _open(self) -> object:
         import av
 
-        context = av.CodecContext.create(LIBRARY_CODECS[self.codec], "w")
-        context.width, context.height = self.width, self.height
-        context.pix_fmt = "yuv420p"
-        context.time_base = fractions.Fraction(1, self._fps)
-        context.framerate = fractions.Fraction(self._fps, 1)
-        context.gop_size = max(1, int(KEYFRAME_INTERVAL_S * self._fps))
-        context.thread_count = ENCODER_THREADS[self.codec]
-        options = dict(LIBRARY_OPTIONS[self.codec])
-        if self.codec == "h264":
-            kbps = max(1, self._bitrate // 1000)
-            options["crf"] = str(H264_CRF)
-            options["x264-params"] = (f"vbv-maxrate={kbps}:"
-                                      f"vbv-bufsize={max(1, int(kbps * VBV_FRAMES / self._fps))}")
-        else:
-            context.bit_rate = self._bitrate
-        context.options = options
-        context.open()
+        if self.library is None:
+            self.library = library_for(self.codec).library
+        fps = self._fps
+        try:
+            context = _open_library(self.library, self.width, self.height, fps, self._bitrate)
+        except av.error.FFmpegError as e:
+            fallback = LIBRARY_CODECS[self.codec][-1]
+            if self.library == fallback:
+                raise
+            # Opened at PROBE_SIZE but not here: NVENC's limit on sessions at once
+            # (one per stream), or a size it does not take. This stream goes on the CPU.
+            log.warning("%s encoder: %s for this %dx%d stream (%s cannot be opened: %s)",
+                        self.codec, fallback, self.width, self.height, self.library, e)
+            self.library = fallback
+            context = _open_library(self.library, self.width, self.height, fps, self._bitrate)
         self._pts = 0
         return context
 
@@ -319,11 +421,14 @@ class LibraryEncoder:
         if self._context is None:
             self._context = self._open()
         context = self._context
-        # Wraps the pixels where they are (a crop keeps its row stride): libswscale
-        # reads them once on its way to 4:2:0. from_ndarray's copy first cost about
-        # four times as much at 1920x1080 here (bench/stream.py, "encoder alone").
-        frame = av.VideoFrame.from_numpy_buffer(pixels, format="bgra")
-        frame = frame.reformat(format="yuv420p")
+        # Our C converter reads the pixels where they are (a crop keeps its row stride)
+        # and writes the frame's planes in place: half the CPU of libswscale's path
+        # from B,G,R,A (about 1.3 against 2.7 ms a 1280x720 frame here, measured by
+        # CPU time over 20 cube frames).
+        frame = av.VideoFrame(self.width, self.height, "yuv420p")
+        bgrx_to_i420(pixels, *(
+            np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+            for plane in frame.planes))
         frame.pts = self._pts
         self._pts += 1
         return b"".join(bytes(p) for p in context.encode(frame))  # type: ignore[attr-defined]

@@ -105,11 +105,24 @@ class Surface:
     # host copy of the pixels, made at the first read; `stale` lists what changed since
     shadow: np.ndarray | None = None
     stale: list[Box] = field(default_factory=list)
+    # the shadow is a published frame's pixels too (snapshot shares it rather than copy
+    # it): the next write into it first gets an array of its own (writable_shadow)
+    shadow_published: bool = False
     # what guest memory lacks: drawn since the last UPDATE_AREA write-back covering it
     unsynced: list[Box] = field(default_factory=list)
     # newer in `shadow` than in `tex` (3D presents by copy write the host copy only): put
     # into the texture before the GL next draws on it, samples it or reads it
     ahead: list[Box] = field(default_factory=list)
+
+    def writable_shadow(self, whole: bool) -> np.ndarray:
+        """The shadow, to write into. Where a published frame shares it: a copy, or a new
+        array where the write covers all of the surface (`whole`; a part it fails to
+        write stays in `stale`, to be read back from the GL before any use)."""
+        assert self.shadow is not None
+        if self.shadow_published:
+            self.shadow = np.empty_like(self.shadow) if whole else self.shadow.copy()
+            self.shadow_published = False
+        return self.shadow
 
     def framebuffers(self) -> list[moderngl.Framebuffer]:
         return [self.fbo] + [pair[1] for pair in (self.scratch, self.self_copy) if pair]

@@ -404,7 +404,8 @@ class Gl3dExecutor:
             # drawn
             if surf.shadow is None:
                 self.renderer._read(surf, (0, 0, surf.width, surf.height))
-            shadow = ffi.from_buffer("uint8_t[]", surf.shadow)
+            whole = (0, 0, surf.width, surf.height) in boxes
+            shadow = ffi.from_buffer("uint8_t[]", surf.writable_shadow(whole))
             for b in boxes:
                 if lib.g3_present_copy(
                         self._host, read_fbo, src_x + b[0] - bx0, src_top - (b[3] - 1 - by0),

@@ -105,10 +105,13 @@ class Readback(BatchEngine):
         surf = self._surfaces.get(PRIMARY)
         if surf is None or not self._damage:
             return None
-        pixels = self._read(surf, (0, 0, surf.width, surf.height)).copy()
+        # The shadow itself, read-only: the next write into it makes it a new array
+        # (Surface.writable_shadow), so the frame keeps these pixels without a copy
+        # (about 0.5 ms of the render thread's 2 a 1280x720 cube frame here).
+        pixels = self._read(surf, (0, 0, surf.width, surf.height))
+        surf.shadow_published = True
         damage = tuple(self._damage)
         self._damage = []
-        pixels.setflags(write=False)
         self._frame_serial += 1
         return Frame(self._frame_serial, self._surface_serial, pixels, damage,
                      has_alpha=surf.fmt == E.SURFACE_FMT_32_ARGB)
@@ -120,13 +123,16 @@ class Readback(BatchEngine):
         self.flush()
         if surf.shadow is None:
             surf.shadow = self._read_now(surf, (0, 0, surf.width, surf.height)).copy()
+            surf.shadow_published = False
             surf.stale = []
         elif surf.stale:
             keep, hit = [], []
             for r in surf.stale:
                 (hit if intersect(r, box) is not None else keep).append(r)
-            for r in _merge_reads(hit):
-                surf.shadow[r[1] : r[3], r[0] : r[2]] = self._read_now(surf, r)
+            reads = _merge_reads(hit)
+            shadow = surf.writable_shadow((0, 0, surf.width, surf.height) in reads)
+            for r in reads:
+                shadow[r[1] : r[3], r[0] : r[2]] = self._read_now(surf, r)
             surf.stale = keep
         x0, y0, x1, y1 = box
         view = surf.shadow[y0:y1, x0:x1]

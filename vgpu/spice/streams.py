@@ -105,6 +105,16 @@ class StreamPlanner:
         """When the active stream ends if its region stays still; None without a stream."""
         return self._active_damaged + STREAM_TIMEOUT_S if self.active else None
 
+    def covers(self, rects: list[Rect]) -> bool:
+        """Whether all of `rects` lie inside the active stream's rectangle: they go as its
+        next frame whatever moved inside (the client's copy of that area is lossy, no
+        source for a copy, and a frame overwrites any destination)."""
+        if self.active is None or not rects:
+            return False
+        left, top, right, bottom = self.active[1]
+        return all(left <= r[0] and top <= r[1] and r[2] <= right and r[3] <= bottom
+                   for r in rects)
+
     def expire(self, now: float) -> Plan:
         """Ends the active stream if it has timed out (call when deadline() passes)."""
         plan = Plan()
