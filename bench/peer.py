@@ -54,7 +54,7 @@ from vgpu.bench.common import (
     recordings,
     screenshot,
 )
-from vgpu.bench.core import BENCH_DIR
+from vgpu.bench.core import BENCH_DIR, Option
 from vgpu.spice.imaging import IMAGE_COMPRESSIONS
 from vgpu.spice.streams import STREAM_TIMEOUT_S
 
@@ -66,6 +66,12 @@ free_port = PEER_TOOLS["free_port"]
 
 LIVE_COMPRESSIONS = ("auto_glz",)
 """Settings whose live sessions are played in a full run (every one is played late)."""
+RECORDINGS_OPTION = Option("--recordings", "peer: only these recordings (comma-separated "
+                           "names from bench/data)", str, "")
+COMPRESSIONS_OPTION = Option("--compressions", "peer: only these image compressions "
+                             "(comma-separated)", str, "")
+LIVE_OPTION = Option("--live", "peer: play every chosen setting live too, not only "
+                     f"{', '.join(LIVE_COMPRESSIONS)}")
 LOSSLESS = ("auto_glz", "auto_lz", "glz", "lz", "lz4", "off")
 """Settings whose pictures must equal, pixel for pixel (QUIC on photographs is lossy
 in spice-server's choice of it; JPEG is never enabled here)."""
@@ -237,17 +243,28 @@ def session(name: str, recording: Path, compression: str, tmp: Path,
 
 
 @workload("peer", "vgpu and the real spice-server serving the same recordings to spice-gtk",
-          references=("spice-server",))
+          references=("spice-server",),
+          options=(RECORDINGS_OPTION, COMPRESSIONS_OPTION, LIVE_OPTION))
 def peer(b: Bench) -> Iterator[Measurement]:
     built = PEER_TOOLS["build_peer"]()
     missing = built if isinstance(built, str) else None
     servers = ["vgpu"] if missing else ["vgpu", "spice-server"]
-    names = QUICK_RECORDINGS[:1] if b.quick else None
+    names: tuple[str, ...] | None = QUICK_RECORDINGS[:1] if b.quick else None
     compressions = ("auto_glz",) if b.quick else IMAGE_COMPRESSIONS
+    chosen = b.option("--recordings")
+    if chosen:
+        names = tuple(chosen.split(","))
+    chosen = b.option("--compressions")
+    if chosen:
+        compressions = tuple(chosen.split(","))
+        unknown = set(compressions) - set(IMAGE_COMPRESSIONS)
+        if unknown:
+            raise ValueError(f"--compressions: {sorted(unknown)} not in {IMAGE_COMPRESSIONS}")
+    all_live = b.option("--live")
     note = f"spice-server side missing: {missing}" if missing else ""
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        for packed in recordings(b.quick):
+        for packed in recordings(b.quick and names is None):
             rec = packed.name.removesuffix(".spice.xz")
             if names is not None and rec not in names:
                 continue
@@ -255,7 +272,8 @@ def peer(b: Bench) -> Iterator[Measurement]:
             path.write_bytes(lzma.decompress(packed.read_bytes()))
             reference = screenshot(rec)
             for compression in compressions:
-                modes = (("live", "late") if b.quick or compression in LIVE_COMPRESSIONS
+                modes = (("live", "late")
+                         if b.quick or all_live or compression in LIVE_COMPRESSIONS
                          else ("late",))
                 pictures: dict[tuple[str, str], np.ndarray] = {}
                 runs: dict[str, dict[str, dict[str, float]]] = {}

@@ -18,6 +18,35 @@ Rect = tuple[int, int, int, int]
 """(left, top, right, bottom), right and bottom exclusive, in surface pixels."""
 
 
+def overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def subtract(r: Rect, hole: Rect) -> list[Rect]:
+    """The parts of r outside `hole` (which overlaps it): up to four rects."""
+    out = []
+    if r[1] < hole[1]:
+        out.append((r[0], r[1], r[2], hole[1]))
+    if hole[3] < r[3]:
+        out.append((r[0], hole[3], r[2], r[3]))
+    y0, y1 = max(r[1], hole[1]), min(r[3], hole[3])
+    if r[0] < hole[0]:
+        out.append((r[0], y0, hole[0], y1))
+    if hole[2] < r[2]:
+        out.append((hole[2], y0, r[2], y1))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A hint that `rect` of a surface shows a guest image whole: `key` is a 64-bit hash
+    of that image's pixels (of the part drawn), never the guest's own id. The pixels are
+    the truth: a consumer checks them before it relies on a placement."""
+
+    key: int
+    rect: Rect
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
     """One published picture of the primary surface.
@@ -25,7 +54,8 @@ class Frame:
     `pixels` is (height, width, 4) uint8, top-down, bytes B, G, R, X/A in memory
     order (little-endian 0xAARRGGBB, as QXL's 32-bit formats), read-only and never
     changed after publication. `damage` lists what changed since the previous
-    frame of the same `surface_serial`.
+    frame of the same `surface_serial`. `placements` are the guest images the renderer
+    saw drawn whole (unscaled plain copies) and not drawn over since, as hints.
     """
 
     serial: int
@@ -33,6 +63,7 @@ class Frame:
     pixels: np.ndarray
     damage: tuple[Rect, ...]
     has_alpha: bool = False
+    placements: tuple[Placement, ...] = ()
 
     @property
     def width(self) -> int:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from hypothesis import strategies as st
 
-from vgpu.display import CursorBus, Frame, FrameBus, InputEvent, Rect
+from vgpu.display import CursorBus, Frame, FrameBus, InputEvent, Placement, Rect
 from vgpu.spice import constants as const
 from vgpu.spice.server import ServerOptions, SpiceServer
 
@@ -56,7 +56,8 @@ class SyntheticSource:
             self.inputs.append(event)
 
     def publish(
-        self, pixels: np.ndarray, damage: tuple[Rect, ...] | None = None, resize: bool = False
+        self, pixels: np.ndarray, damage: tuple[Rect, ...] | None = None, resize: bool = False,
+        placements: tuple[Placement, ...] = (),
     ) -> Frame:
         pixels = np.ascontiguousarray(pixels)
         pixels.setflags(write=False)
@@ -65,7 +66,8 @@ class SyntheticSource:
             self._surface += 1
         self._serial += 1
         h, w = pixels.shape[:2]
-        frame = Frame(self._serial, self._surface, pixels, damage or ((0, 0, w, h),))
+        frame = Frame(self._serial, self._surface, pixels, damage or ((0, 0, w, h),),
+                      placements=placements)
         self.frames.publish(frame)
         return frame
 

@@ -174,6 +174,7 @@ def test_every_state_refuses_what_the_table_leaves_out():
         DisplayState.SHOWN: shown,
         DisplayState.ENDING: [*shown, (Send.STREAM_CREATE, 2), (Send.FRAME_END, None),
                               (Send.STREAM_DESTROY, 2)],
+        DisplayState.FORGETTING: [*shown, (Send.INVAL_LIST, None)],
         DisplayState.COPYING: [*shown, (Send.COPY_BITS, None)],
         DisplayState.DRAWING: [*shown, (Send.DRAW_COPY, None)],
         DisplayState.STARTING: [*shown, (Send.STREAM_CREATE, 2)],

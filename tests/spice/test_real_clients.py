@@ -7,7 +7,7 @@ import contextlib
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from spice_testkit import (
     pattern,
 )
 
-from vgpu.display import CursorShape, CursorUpdate, InputEvent
+from vgpu.display import CursorShape, CursorUpdate, InputEvent, Placement
 from vgpu.spice import constants as const
 from vgpu.spice.imaging import ClientImaging, Compression, encode_rect_by_content
 from vgpu.spice.server import ServerOptions
@@ -421,4 +421,78 @@ def test_spice_gtk_scrolls_by_copy_bits(source, tmp_path):
         assert server.server.display_stats[0].bytes - before < 2048
     finally:
         client.close()
+        server.stop()
+
+
+PHOTO_AT, PHOTO_MOVED_TO = (16, 24), (200, 110)
+PHOTO_W, PHOTO_H = 96, 72
+
+
+def _photo_scenes() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A photo-like image, a desktop, the photo on it, and the photo moved elsewhere."""
+    photo = pattern(PHOTO_W * 2, PHOTO_H * 2, seed=9)[::2, ::2]
+    desk = np.full((H, W, 4), 0x60, np.uint8)
+    desk[::8, :, :3] = 0x20  # lines, so that no fill covers it all
+    scenes = [photo, desk]
+    for x, y in (PHOTO_AT, PHOTO_MOVED_TO):
+        shown = desk.copy()
+        shown[y:y + PHOTO_H, x:x + PHOTO_W] = photo
+        scenes.append(shown)
+    return scenes[0], scenes[1], scenes[2], scenes[3]
+
+
+def _photo_placement(at: tuple[int, int]) -> tuple[Placement, ...]:
+    x, y = at
+    return (Placement(0x1234_5678_9ABC_DEF0, (x, y, x + PHOTO_W, y + PHOTO_H)),)
+
+
+def _show_photo_cached(source: SyntheticSource, server: ServerThread,
+                       sees: Callable[[np.ndarray], None]) -> None:
+    """The photo drawn (the client keeps it), the desktop alone (nothing to move), the
+    photo again elsewhere: drawn from the client's cache, exact, in a few bytes."""
+    _photo, desk, first, moved = _photo_scenes()
+    whole = ((0, 0, W, H),)
+    stats = server.server.display_stats[0]
+    source.publish(desk, damage=whole)
+    sees(desk)
+    before = stats.bytes
+    source.publish(first, damage=whole, placements=_photo_placement(PHOTO_AT))
+    sees(first)
+    sent_whole = stats.bytes - before
+    source.publish(desk, damage=whole)
+    sees(desk)
+    before = stats.bytes
+    source.publish(moved, damage=whole, placements=_photo_placement(PHOTO_MOVED_TO))
+    sees(moved)
+    # the photo is kilobytes (its noise alone); from the cache it is one message, and
+    # the lines around it to the edges of the changed tiles
+    assert sent_whole > 8192
+    assert stats.bytes - before < 1024
+    # a hint that lies (the same image named, other pixels there): the frame wins
+    lying = moved.copy()
+    x, y = PHOTO_MOVED_TO
+    lying[y + 5:y + 9, x + 5:x + 9, :3] ^= 0xFF
+    source.publish(lying, damage=whole, placements=_photo_placement(PHOTO_MOVED_TO))
+    sees(lying)
+
+
+@needs_glib
+def test_spice_gtk_draws_a_photo_from_its_pixmap_cache(source, tmp_path):
+    server = ServerThread(source)
+    client = GlibClient("--port", str(server.port))
+    try:
+        client.wait_for(lambda line: line.startswith("mark"))
+        _show_photo_cached(source, server, lambda frame: glib_sees(client, tmp_path, frame))
+    finally:
+        client.close()
+        server.stop()
+
+
+@needs_html5
+def test_spice_html5_draws_a_photo_from_its_pixmap_cache(source):
+    server = ServerThread(source)
+    try:
+        with html5_page(server) as page:
+            _show_photo_cached(source, server, lambda frame: _wait_canvas(page, frame))
+    finally:
         server.stop()

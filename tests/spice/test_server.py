@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import socket
 import struct
@@ -23,9 +24,10 @@ from spice_testkit import (
     pattern,
 )
 
-from vgpu.display import InputEvent
+from vgpu.display import InputEvent, Placement
 from vgpu.spice import constants as const
 from vgpu.spice.imaging import Compression
+from vgpu.spice.pixmaps import cache_id
 from vgpu.spice.server import ServerOptions
 
 
@@ -144,6 +146,86 @@ def test_first_picture_then_only_damage_then_idle_sends_nothing(server, source):
     display.sock.settimeout(0.3)
     with pytest.raises(socket.timeout):
         display.recv()  # idle: nothing more
+    main.close()
+    display.close()
+
+
+def messages_for_a_while(display: RawClient, quiet: float = 0.4) -> list[tuple[int, bytes]]:
+    """What the server sends until it has been quiet for `quiet` seconds."""
+    display.sock.settimeout(quiet)
+    seen = []
+    with contextlib.suppress(socket.timeout):
+        while True:
+            seen.append(display.recv())
+    display.sock.settimeout(None)
+    return seen
+
+
+def images_of(messages: list[tuple[int, bytes]]) -> list[tuple[object, ...]]:
+    """("inval", ids) for each INVAL_LIST and (rect, image type, flags, id) for each
+    DRAW_COPY, in order."""
+    out: list[tuple[object, ...]] = []
+    for msg_type, body in messages:
+        if msg_type == const.SPICE_MSG_DISPLAY_INVAL_LIST:
+            (count,) = struct.unpack_from("<H", body)
+            out.append(("inval", [struct.unpack_from("<BQ", body, 2 + 9 * i)[1]
+                                  for i in range(count)]))
+        elif msg_type == const.SPICE_MSG_DISPLAY_DRAW_COPY:
+            (at,) = struct.unpack_from("<I", body, 21)
+            image_id, image_type, flags = struct.unpack_from("<QBB", body, at)
+            out.append((draw_rect(body), image_type, flags, image_id))
+    return out
+
+
+PHOTO = 48, 40  # width, height
+
+
+def with_photo(seed: int, at: tuple[int, int]) -> tuple[np.ndarray, tuple[Placement, ...]]:
+    """The desktop with a photo at `at`, and the photo's placement (its key, the seed)."""
+    picture = pattern(160, 120).copy()
+    x, y = at
+    picture[y:y + PHOTO[1], x:x + PHOTO[0]] = pattern(*PHOTO, seed=seed + 1)
+    return picture, (Placement(seed << 40, (x, y, x + PHOTO[0], y + PHOTO[1])),)
+
+
+def test_pixmap_cache_as_the_display_init_sized_it(server, source):
+    """Room for one photo: each new one evicts the last (named in INVAL_LIST before the
+    draws), one the client has comes FROM_CACHE, and a sliver of damage over a photo the
+    client lacks is sent as the sliver."""
+    main, session = open_session(server.port)
+    display = display_of(server.port, session)
+    display.send(const.SPICE_MSGC_DISPLAY_INIT,
+                 struct.pack("<BqBi", 1, PHOTO[0] * PHOTO[1] * 3 // 2, 0, 0))
+    draws_until_mark(display)
+    cache_me, from_cache = const.SPICE_IMAGE_FLAGS_CACHE_ME, const.SPICE_IMAGE_TYPE_FROM_CACHE
+    whole = ((0, 0, 160, 120),)
+    shown = []
+    for seed, at in ((1, (10, 10)), (2, (60, 50)), (2, (100, 70))):
+        picture, placed = with_photo(seed, at)
+        source.publish(picture, damage=whole, placements=placed)
+        shown.append(images_of(messages_for_a_while(display)))
+    rect1, rect2 = (10, 10, 58, 50), (60, 50, 108, 90)
+    id1, id2 = cache_id(1 << 40), cache_id(2 << 40)
+    assert (rect1, const.SPICE_IMAGE_TYPE_QUIC, cache_me, id1) in shown[0]
+    assert shown[1][0] == ("inval", [id1])
+    assert (rect2, const.SPICE_IMAGE_TYPE_QUIC, cache_me, id2) in shown[1]
+    assert ((100, 70, 148, 110), from_cache, 0, id2) in shown[2]
+    picture, placed = with_photo(1, (10, 10))
+    source.publish(picture, damage=((10, 10, 14, 14),), placements=placed)
+    assert [i[:3] for i in images_of(messages_for_a_while(display))] == [
+        ((10, 10, 14, 14), const.SPICE_IMAGE_TYPE_LZ_RGB, 0)]
+    main.close()
+    display.close()
+
+
+def test_no_display_init_no_pixmap_cache(server, source):
+    main, session = open_session(server.port)
+    display = display_of(server.port, session)
+    draws_until_mark(display)
+    picture, placed = with_photo(1, (10, 10))
+    source.publish(picture, damage=((0, 0, 160, 120),), placements=placed)
+    assert all(flags == 0 for _rect, _type, flags, _id in images_of(
+        messages_for_a_while(display)))
     main.close()
     display.close()
 

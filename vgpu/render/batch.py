@@ -88,6 +88,7 @@ class Source:
     staged: tuple[int, int] | None = None
     x: int = 0  # the image's place inside `tex` (cached images share one texture)
     y: int = 0
+    content: int | None = None  # a cached image's pixel hash (render.cache.content_key)
 
 
 class StagingFull(Exception):

@@ -5,6 +5,7 @@ images still batch into one draw call; larger ones get a texture each."""
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -24,6 +25,21 @@ class (16, 32, ..., PAGE): an image takes the smallest class that fits it, so at
 quarters of a slot is wasted and freeing is O(1)."""
 
 SLOT_CLASSES = (16, 32, 64, 128, 256)
+
+
+def content_key(pixels: bytes, width: int, height: int) -> int:
+    """A 64-bit hash of a decoded image's pixels and size: what a placement names the image
+    by (the guest's image id is the guest's to choose, and it reuses ids)."""
+    digest = hashlib.blake2b(pixels, digest_size=8, person=b"vgpu-img")
+    digest.update(width.to_bytes(4, "little") + height.to_bytes(4, "little"))
+    return int.from_bytes(digest.digest(), "little")
+
+
+def part_key(content: int, area: tuple[int, int, int, int]) -> int:
+    """The key of the part `area` (left, top, right, bottom) of the image `content`."""
+    data = content.to_bytes(8, "little") + b"".join(v.to_bytes(4, "little") for v in area)
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8, person=b"vgpu-part").digest(),
+                          "little")
 
 
 @dataclass(slots=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 import moderngl
 import numpy as np
 
+from vgpu.display import Placement
 from vgpu.render import enums as E
 from vgpu.render import pixels as px
 from vgpu.render.errors import RenderError
@@ -113,6 +114,8 @@ class Surface:
     # newer in `shadow` than in `tex` (3D presents by copy write the host copy only): put
     # into the texture before the GL next draws on it, samples it or reads it
     ahead: list[Box] = field(default_factory=list)
+    # guest images drawn whole here and not drawn over since (hints for the SPICE cache)
+    placements: list[Placement] = field(default_factory=list)
 
     def writable_shadow(self, whole: bool) -> np.ndarray:
         """The shadow, to write into. Where a published frame shares it: a copy, or a new

@@ -98,6 +98,9 @@ class Renderer(Ops2d):
             if self._op_textures:
                 self._release_op_textures()
         self._note_damage(surf, tuple(changed))
+        if self._placed:
+            self._place(surf, self._placed)
+            self._placed = []
 
     def execute_3d(self, batch: bytes, guest: Gl3dGuest) -> None:
         """Runs one batch of the 3D ring (docs/3d-ring.md) on `Gl3dExecutor`. Faults inside

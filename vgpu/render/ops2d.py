@@ -40,6 +40,7 @@ from vgpu.device.commands import (
     Transparent,
     Whiteness,
 )
+from vgpu.display import Placement
 from vgpu.render import enums as E
 from vgpu.render import pixels as px
 from vgpu.render import rops
@@ -68,11 +69,13 @@ from vgpu.render.cache import (
     CachedImage,
     ImageCache,
     SlotAtlas,
+    content_key,
+    part_key,
 )
 from vgpu.render.composite import ImageShape, composite_setup
 from vgpu.render.context import Surface, load_program
 from vgpu.render.errors import RenderError
-from vgpu.render.readback import Readback
+from vgpu.render.readback import MIN_PLACEMENT_PIXELS, Readback
 from vgpu.render.region import Box, bounds, check_rect, intersect
 from vgpu.render.stroke import stroke_mask
 
@@ -105,6 +108,8 @@ class Ops2d(Readback):
         self.cache = ImageCache(cache_bytes, self._cache_release)
         self._slots = SlotAtlas()
         self._cache_tex: moderngl.Texture | None = None  # small cached images, made on demand
+        # the images the operation being executed drew whole (see _placements)
+        self._placed: list[Placement] = []
         self._handlers: dict[type, Handler] = {
             Fill: self._fill, Opaque: self._opaque, Copy: self._image_op, Blend: self._image_op,
             Blackness: self._const_fill, Whiteness: self._const_fill, Invers: self._const_fill,
@@ -195,6 +200,8 @@ class Ops2d(Readback):
         """Keeps a decoded image: small ones in a slot of the shared texture (evicting the
         least recently used images while no slot is free), larger ones in a texture each."""
         h, w = data.shape[:2]
+        # hashed once, when it is cached: what placements name it by
+        content = content_key(data, w, h) if w * h >= MIN_PLACEMENT_PIXELS else None
         cls = SlotAtlas.size_class(w, h)
         at = None
         if cls is not None:
@@ -204,7 +211,7 @@ class Ops2d(Readback):
         if at is None or cls is None:
             tex = self.ctx.texture((w, h), 4, data.tobytes())
             tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
-            source = Source(tex, w, h, has_alpha)
+            source = Source(tex, w, h, has_alpha, content=content)
             self.cache.put(key, CachedImage(tex, 0, 0, w, h, has_alpha, source=source))
             return source
         if self._cache_tex is None:
@@ -214,7 +221,7 @@ class Ops2d(Readback):
         if tex in (self._batch.src, self._batch.pat):
             self.flush()  # the slot may have held what a queued draw still samples
         tex.write(data, viewport=(at[0], at[1], w, h))
-        source = Source(tex, w, h, has_alpha, x=at[0], y=at[1])
+        source = Source(tex, w, h, has_alpha, x=at[0], y=at[1], content=content)
         self.cache.put(key, CachedImage(tex, at[0], at[1], w, h, has_alpha, slot=(cls, at),
                                         source=source))
         return source
@@ -368,6 +375,9 @@ class Ops2d(Readback):
             area = self._check_area(src, area_q)
         if plain and brush is None:  # no scaling, brush or mask to look at: the usual copy
             self._queue_copy(surf, rects, src, x0 - area[0], y0 - area[1])
+            if (code == _SRCCOPY and (x1 - x0) * (y1 - y0) >= MIN_PLACEMENT_PIXELS
+                    and rects == [bbox]):
+                self._placed = self._placements(src, surf, area, x0, y0)
             return rects
         src_map, scaled = self._src_map(bbox, area, scale_mode, rop3=rop3)
         color, pat = self._brush(brush, surf)
@@ -397,6 +407,24 @@ class Ops2d(Readback):
         self._queue_draw(surf, rects, mode, src=src, src_map=src_map, pat=pat, color=color,
                          aux=aux, pat_pos=pat_pos, src_reads=_self_reads(src, surf, area))
         return rects
+
+    def _placements(self, src: Source, target: Surface, area: Box, x0: int, y0: int
+                    ) -> list[Placement]:
+        """The images an unclipped plain copy of `area` of `src` to (x0, y0) shows whole: a
+        cached image (or the part of it copied), or the placements on a source surface
+        inside the area, moved with it."""
+        if src.content is not None:
+            whole = area == (0, 0, src.width, src.height)
+            key = src.content if whole else part_key(src.content, area)
+            return [Placement(key, (x0, y0, x0 + area[2] - area[0], y0 + area[3] - area[1]))]
+        surface = src.surface
+        if surface is None or surface is target or not surface.placements:
+            return []
+        dx, dy = x0 - area[0], y0 - area[1]
+        return [Placement(p.key, (p.rect[0] + dx, p.rect[1] + dy, p.rect[2] + dx, p.rect[3] + dy))
+                for p in surface.placements
+                if area[0] <= p.rect[0] and area[1] <= p.rect[1]
+                and p.rect[2] <= area[2] and p.rect[3] <= area[3]]
 
     def _opaque(self, surf: Surface, bbox: Box, rects: list[Box], op: Opaque) -> list[Box]:
         return self._image_op(surf, bbox, rects, op, rops.brush_src_rop3(op.rop_descriptor),

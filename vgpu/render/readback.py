@@ -11,7 +11,7 @@ import moderngl
 import numpy as np
 
 from vgpu.device.commands import QRect
-from vgpu.display import Frame
+from vgpu.display import Frame, Placement, overlaps, subtract
 from vgpu.render import enums as E
 from vgpu.render import pixels as px
 from vgpu.render.batch import BatchEngine
@@ -32,6 +32,14 @@ MAX_DAMAGE_RECTS = 64
 """Changed rects kept per surface (damage between snapshots, stale shadow, unsynced guest
 memory) before they collapse into their bounding box: a read or write-back per rect costs a
 GL round trip, so past this many one is cheaper."""
+
+MIN_PLACEMENT_PIXELS = 64 * 64
+"""Images drawn smaller than this are not placed: a cached copy's message (about 75 bytes)
+and the check of its pixels pay only where the image costs kilobytes (icons, glyphs and
+the 24x24 tiles of a root window weave stay in the damage)."""
+MAX_PLACEMENTS = 32
+"""Placements kept per surface, newest first kept: a screen shows a few photos and
+windows at once; this bounds the per-draw overlap test and what a frame carries."""
 
 
 class Readback(BatchEngine):
@@ -55,6 +63,10 @@ class Readback(BatchEngine):
         self.last_damage = boxes
         if not boxes:
             return
+        if surf.placements:
+            # what is drawn over is not the image any more (a hint: consumers check)
+            surf.placements = [p for p in surf.placements
+                               if not any(overlaps(p.rect, b) for b in boxes)]
         # _add_rects written out for the lists every operation extends (a call less each)
         unsynced = surf.unsynced
         unsynced += boxes
@@ -63,12 +75,17 @@ class Readback(BatchEngine):
         if surf.shadow is not None:
             surf.stale = _add_rects(surf.stale, [b for b in boxes if b not in in_shadow])
             for hole in in_shadow:
-                surf.stale = [part for r in surf.stale for part in _subtract(r, hole)]
+                surf.stale = [part for r in surf.stale for part in subtract(r, hole)]
         if surf.id == PRIMARY:
             damage = self._damage
             damage += boxes
             if len(damage) > MAX_DAMAGE_RECTS:
                 self._damage = [bounds(damage)]
+
+    def _place(self, surf: Surface, placed: list[Placement]) -> None:
+        """Records images an operation drew whole on `surf` (after its damage is noted)."""
+        surf.placements += placed
+        del surf.placements[:-MAX_PLACEMENTS]
 
     def read_area(self, surface_id: int, area: QRect) -> list[tuple[QRect, np.ndarray]]:
         """The parts of `area` drawn since guest memory last got them (see the protocol)."""
@@ -84,7 +101,7 @@ class Readback(BatchEngine):
                 outside.append(r)
             else:
                 inside.append(part)
-                outside.extend(_subtract(r, box))
+                outside.extend(subtract(r, box))
         # (parts close together go as their bounding box, with pixels memory holds already)
         pieces = [(QRect(r[1], r[0], r[3], r[2]), px.to_memory(self._read(surf, r), surf.fmt))
                   for r in _merge_reads(inside)]
@@ -114,7 +131,8 @@ class Readback(BatchEngine):
         self._damage = []
         self._frame_serial += 1
         return Frame(self._frame_serial, self._surface_serial, pixels, damage,
-                     has_alpha=surf.fmt == E.SURFACE_FMT_32_ARGB)
+                     has_alpha=surf.fmt == E.SURFACE_FMT_32_ARGB,
+                     placements=tuple(surf.placements))
 
     def _read(self, surf: Surface, box: Box) -> np.ndarray:
         """`box` of the surface's pixels: a read-only view of its host shadow, valid until
@@ -180,19 +198,3 @@ def _merge_reads(rects: list[Box]) -> list[Box]:
                 or len(rects) > READ_MERGE_COUNT):
             return [whole]
     return rects
-
-
-def _subtract(r: Box, hole: Box) -> list[Box]:
-    """The parts of r outside `hole` (which overlaps it): up to four rects."""
-    out = []
-    if r[1] < hole[1]:
-        out.append((r[0], r[1], r[2], hole[1]))
-    if hole[3] < r[3]:
-        out.append((r[0], hole[3], r[2], r[3]))
-    y0, y1 = max(r[1], hole[1]), min(r[3], hole[3])
-    if r[0] < hole[0]:
-        out.append((r[0], y0, hole[0], y1))
-    if hole[2] < r[2]:
-        out.append((hole[2], y0, r[2], y1))
-    return out
-

@@ -19,6 +19,7 @@ from vgpu.display import CursorShape, CursorState, CursorUpdate, InputEvent, Rec
 from vgpu.spice import constants as const
 from vgpu.spice.display_order import DisplayOrder, DisplayState, Send
 from vgpu.spice.link import Linked
+from vgpu.spice.pixmaps import PixmapCache
 from vgpu.spice.wire import MalformedMessage, Reader, has_cap, pack_rect
 
 MINI_HEADER = struct.Struct("<HI")
@@ -336,6 +337,9 @@ class EncodedRegion:
     lossy: bool = False
     # A solid colour (0x00RRGGBB) the whole rectangle has: sent as DRAW_FILL, no image.
     fill: int | None = None
+    # The image's id in the client's pixmap cache (vgpu.spice.pixmaps): the client keeps
+    # it (CACHE_ME), or, with image type FROM_CACHE and no payload, draws what it kept.
+    cache_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -373,6 +377,8 @@ class FrameUpdate:
     # (destination, source top-left) the client copies from its own picture, before
     # the draws: content that moved
     copies: tuple[tuple[Rect, tuple[int, int]], ...] = ()
+    # ids the client's pixmap cache drops before the draws (evicted to make room)
+    invalidated: tuple[int, ...] = ()
 
 
 class DisplayChannel(ChannelMachine):
@@ -391,6 +397,8 @@ class DisplayChannel(ChannelMachine):
         self.surface: tuple[int, int] | None = None
         self._image_id = 0
         self.order = DisplayOrder()
+        self.pixmaps = PixmapCache()  # the client's, as far as this server filled it
+        self._init_seen = False
 
     @property
     def state(self) -> DisplayState:
@@ -405,8 +413,12 @@ class DisplayChannel(ChannelMachine):
             cache_size = r.i64()
             r.u8()
             glz_window = r.i32()
-            # No image carries CACHE_ME and GLZ is never used, so neither the
-            # pixmap cache nor the GLZ dictionary on the client ever fills.
+            if self._init_seen:
+                # spice-server refuses it too: the cache it sized is in use
+                raise MalformedMessage("a second display init")
+            self._init_seen = True
+            self.pixmaps.set_capacity(cache_size)
+            # GLZ is never used, so the client's GLZ dictionary never fills.
             return [DisplayInit(cache_size, glz_window)]
         if msg_type == const.SPICE_MSGC_DISPLAY_PREFERRED_COMPRESSION:
             return [PreferredCompression(r.u8())]
@@ -440,6 +452,8 @@ class DisplayChannel(ChannelMachine):
         """One frame's changes to the shown surface, in the protocol's order."""
         for stream_id in update.ended:
             self.stream_destroy(stream_id)
+        if update.invalidated:
+            self.inval_list(update.invalidated)
         for dst, source in update.copies:
             self.copy_bits(dst, source)
         for region in update.draws:
@@ -511,6 +525,15 @@ class DisplayChannel(ChannelMachine):
             struct.pack("<ii", *source),
         )
 
+    def inval_list(self, image_ids: tuple[int, ...]) -> None:
+        """The client's pixmap cache drops these images (SpiceResourceList)."""
+        self.order.send(Send.INVAL_LIST)
+        self._send(
+            const.SPICE_MSG_DISPLAY_INVAL_LIST,
+            struct.pack("<H", len(image_ids)),
+            b"".join(struct.pack("<BQ", const.SPICE_RES_TYPE_PIXMAP, i) for i in image_ids),
+        )
+
     def draw_copy(self, region: EncodedRegion) -> None:
         self.order.send(Send.DRAW_COPY)
         left, top, right, bottom = region.rect
@@ -528,9 +551,14 @@ class DisplayChannel(ChannelMachine):
             + struct.pack("<BiiI", 0, 0, 0, 0)
         )
         image_at = len(base) + 4 + len(rest)
-        self._image_id += 1
-        # Image descriptor: no CACHE_ME flag ever, so the client's cache stays empty.
-        descriptor = struct.pack("<QBBII", self._image_id, region.image_type, 0, width, height)
+        if region.cache_id is None:
+            self._image_id += 1
+            image_id, flags = self._image_id, 0
+        else:  # (a FROM_CACHE image's flags are 0 too, as spice-server sends them)
+            image_id = region.cache_id
+            flags = (0 if region.image_type == const.SPICE_IMAGE_TYPE_FROM_CACHE
+                     else const.SPICE_IMAGE_FLAGS_CACHE_ME)
+        descriptor = struct.pack("<QBBII", image_id, region.image_type, flags, width, height)
         self._send(
             const.SPICE_MSG_DISPLAY_DRAW_COPY,
             base, struct.pack("<I", image_at), rest, descriptor, region.payload,

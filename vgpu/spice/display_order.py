@@ -19,6 +19,7 @@ class DisplayState(Enum):
     UNMARKED = "unmarked"  # the primary created: its first picture, then the mark
     SHOWN = "shown"  # marked, between frames
     ENDING = "ending streams"  # a frame's stream destroys (before a new surface too)
+    FORGETTING = "forgetting"  # a frame's INVAL_LIST: cached images the client drops
     COPYING = "copying"  # a frame's copies of what moved, before anything is drawn
     DRAWING = "drawing"  # a frame's lossless draws
     STARTING = "starting a stream"  # a frame's stream create and its report request
@@ -31,6 +32,7 @@ class Send(Enum):
     STREAM_DESTROY = "stream destroy"
     SURFACE_DESTROY = "surface destroy"
     SURFACE_CREATE = "surface create"  # with its monitors config, where the client wants it
+    INVAL_LIST = "inval list"  # cached images evicted to make room for this frame's
     COPY_BITS = "copy bits"
     DRAW_COPY = "draw copy"
     DRAW_FILL = "draw fill"
@@ -53,6 +55,9 @@ _DRAW_STEPS = {
 what the draw wrote)."""
 _FRAME_STEPS = {Send.COPY_BITS: DisplayState.COPYING, **_DRAW_STEPS}
 """Where a frame's update may go from wherever it is before its copies."""
+_FORGET_STEPS = {Send.INVAL_LIST: DisplayState.FORGETTING, **_FRAME_STEPS}
+"""Where a frame's update may go before it forgets cached images: what the frame draws
+from the cache (or caches anew) comes after the evictions that made room for it."""
 
 TRANSITIONS: dict[DisplayState, dict[Send, DisplayState]] = {
     DisplayState.NO_SURFACE: {Send.SURFACE_CREATE: DisplayState.UNMARKED},
@@ -64,13 +69,14 @@ TRANSITIONS: dict[DisplayState, dict[Send, DisplayState]] = {
     DisplayState.SHOWN: {
         Send.STREAM_DESTROY: DisplayState.ENDING,
         Send.SURFACE_DESTROY: DisplayState.NO_SURFACE,
-        **_FRAME_STEPS,
+        **_FORGET_STEPS,
     },
     DisplayState.ENDING: {
         Send.STREAM_DESTROY: DisplayState.ENDING,
         Send.SURFACE_DESTROY: DisplayState.NO_SURFACE,
-        **_FRAME_STEPS,
+        **_FORGET_STEPS,
     },
+    DisplayState.FORGETTING: _FRAME_STEPS,
     DisplayState.COPYING: _FRAME_STEPS,
     DisplayState.DRAWING: _DRAW_STEPS,
     DisplayState.STARTING: {
@@ -84,9 +90,9 @@ TRANSITIONS: dict[DisplayState, dict[Send, DisplayState]] = {
     },
 }
 """Every allowed (state, message) and the state it leads to. A frame's update goes
-stream destroys, copies, draws, stream create (and its report request), stream data (and its
-ping), each part optional; a new surface goes stream destroys, surface destroy, surface
-create, its first picture, mark."""
+stream destroys, the cache's evictions (one INVAL_LIST), copies, draws, stream create
+(and its report request), stream data (and its ping), each part optional; a new surface
+goes stream destroys, surface destroy, surface create, its first picture, mark."""
 
 _STREAM_MESSAGES = (Send.STREAM_DESTROY, Send.STREAM_ACTIVATE_REPORT, Send.STREAM_DATA)
 

@@ -35,6 +35,7 @@ from vgpu.display import (
     FrameBus,
     InputEvent,
     Pacer,
+    Placement,
     Rect,
     Subscription,
 )
@@ -55,6 +56,7 @@ from vgpu.spice.channels import (
     CursorChannel,
     DisplayChannel,
     DisplayInit,
+    EncodedRegion,
     FrameUpdate,
     InputReceived,
     InputsChannel,
@@ -80,6 +82,14 @@ from vgpu.spice.imaging import (
 )
 from vgpu.spice.link import LinkClosed, Linked, LinkMachine
 from vgpu.spice.moves import ClientPicture, Copy, Search, find_moves
+from vgpu.spice.pixmaps import (
+    CACHE_ME_MIN_SHARE,
+    cache_id,
+    candidates,
+    damaged_share,
+    digest,
+    subtract_all,
+)
 from vgpu.spice.streams import Plan, StreamPlanner
 from vgpu.spice.webpage import MAX_REQUEST_HEAD, html5_dir, http_response, is_websocket_upgrade
 
@@ -456,6 +466,16 @@ class SpiceServer:
             future = regions["encode", rect, imaging, whole] = loop.run_in_executor(
                 self.pool, encode_rect if whole else encode_rect_by_content, frame, rect,
                 imaging)
+        return _shared_result(future)
+
+    def digest(self, frame: Frame, rect: Rect) -> Awaitable[bytes]:
+        """pixmaps.digest on the pool, shared by every client that asks while the frame is
+        recent (clients check the same placements of the same frame)."""
+        work = self._frame_work(frame)
+        future = work.get(("digest", rect))
+        if future is None:
+            future = work["digest", rect] = asyncio.get_running_loop().run_in_executor(
+                self.pool, digest, frame, rect)
         return _shared_result(future)
 
     def moves(self, search: Search) -> Awaitable[tuple[list[Copy], list[Rect], bool]] | None:
@@ -1009,7 +1029,9 @@ class _DisplayClient:
             self._stream = None
         if plan.started is not None:
             self._stream = self._start_stream(*plan.started)
-        futures = [server.encode(frame, r, imaging) for r in cut_bands(plan.draws)]
+        avoid = None if self._stream is None else self._stream.rect
+        cached, draws = self._cached_draws(frame, plan.draws, avoid)
+        futures = [server.encode(frame, r, imaging) for r in cut_bands(draws)]
         stream, video_future = self._stream, None
         if plan.stream_frame is not None and stream is not None:
             lag = self.lag()
@@ -1025,7 +1047,8 @@ class _DisplayClient:
             else:
                 self.stats.stream_skipped += 1
         # Each awaited in turn: all of them are on the pool already.
-        regions = [region for future in futures for region in await future]
+        regions = await self._from_cache(frame, cached)
+        regions += [region for future in futures for region in await future]
         video = None if video_future is None else await video_future
         self._picture.sent(frame, regions, None if self._stream is None else self._stream.rect)
         mm_time = self._server.mm_time()
@@ -1048,8 +1071,59 @@ class _DisplayClient:
             self.stats.stream_bytes += len(video)
         machine.show_update(FrameUpdate(
             tuple(stream_id for stream_id, _rect in plan.ended), tuple(regions),
-            started, stream_frame, tuple(copies or ())))
+            started, stream_frame, tuple(copies or ()),
+            tuple(machine.pixmaps.end_frame())))
         await self._flush(frame.serial, len(regions))
+
+    def _cached_draws(self, frame: Frame, rects: list[Rect], avoid: Rect | None
+                      ) -> tuple[list[tuple[Placement, Awaitable[bytes], Awaitable[Any] | None]],
+                                 list[Rect]]:
+        """The guest images of the damage to draw whole, through the client's pixmap cache
+        (each with its digest and, where the client lacks it, its encode, both started on
+        the pool), and the rest of the damage. An image goes whole where the client may
+        have it, or where most of it is damaged: cheaper than its damaged parts."""
+        pixmaps = self._machine.pixmaps
+        if not pixmaps.capacity or not frame.placements:
+            return [], rects
+        chosen = [p for p in candidates(frame, rects, avoid)
+                  if cache_id(p.key) in pixmaps
+                  or damaged_share(p.rect, rects) >= CACHE_ME_MIN_SHARE]
+        if not chosen:
+            return [], rects
+        server = self._server
+        return ([(p, server.digest(frame, p.rect),
+                  None if cache_id(p.key) in pixmaps else self._encode_whole(frame, p.rect))
+                 for p in chosen],
+                subtract_all(rects, [p.rect for p in chosen]))
+
+    def _encode_whole(self, frame: Frame, rect: Rect) -> Awaitable[Any]:
+        """`rect` as one lossless image (what the client keeps must be the frame's pixels)."""
+        imaging = self.imaging
+        if imaging.compression.jpeg_wan == "always":
+            imaging = replace(imaging, compression=replace(imaging.compression,
+                                                           jpeg_wan="never"))
+        return self._server.encode(frame, rect, imaging, whole=True)
+
+    async def _from_cache(self, frame: Frame,
+                          cached: list[tuple[Placement, Awaitable[bytes], Awaitable[Any] | None]]
+                          ) -> list[EncodedRegion]:
+        """The images of _cached_draws: FROM_CACHE where the client has exactly the frame's
+        pixels under the image's id, else the image, kept by the client (CACHE_ME) where
+        its cache takes it. The cache model is asked in draw order, on the event loop."""
+        pixmaps, regions = self._machine.pixmaps, []
+        for placement, digest_future, encoded in cached:
+            rect, image_id = placement.rect, cache_id(placement.key)
+            pixels = await digest_future
+            if pixmaps.hit(image_id, pixels):
+                regions.append(EncodedRegion(rect, const.SPICE_IMAGE_TYPE_FROM_CACHE, b"",
+                                             cache_id=image_id))
+                continue
+            region = await (encoded or self._encode_whole(frame, rect))
+            area = (rect[2] - rect[0]) * (rect[3] - rect[1])
+            if region.fill is None and not region.lossy and pixmaps.add(image_id, area, pixels):
+                region = replace(region, cache_id=image_id)
+            regions.append(region)
+        return regions
 
     async def _flush(self, serial: int, draws: int) -> None:
         messages = self._machine.messages_to_send()
