@@ -26,6 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -303,19 +304,34 @@ def cpu_per_frame(run: Callable[[], None], frames: int, settle: Callable[[], Non
             CPU_THREADS: threads / frames * 1e3}
 
 
-def fence_round_trips(ring: Ring, count: int) -> list[float]:
-    """Microseconds from submitting a fence to seeing it complete, `count` times."""
+CPUIDLE = Path("/sys/devices/system/cpu")
+
+
+def core_halts() -> int | None:
+    """Times the machine's cores have gone into an idle state other than polling (Linux's
+    cpuidle counters), or None where there are none: on a virtual machine each such halt
+    costs its waker tens of microseconds, which a fence round trip pays per sleep."""
+    states = [s for s in CPUIDLE.glob("cpu[0-9]*/cpuidle/state[0-9]*")
+              if (s / "name").read_text().strip() != "POLL"]
+    return sum(int((s / "usage").read_text()) for s in states) if states else None
+
+
+def fence_round_trips(ring: Ring, count: int) -> tuple[list[float], float | None]:
+    """Microseconds from submitting a fence to seeing it complete, `count` times, and the
+    cores' halts per round trip meanwhile (machine-wide; None where not counted)."""
     from vgpu.guest import gl
 
     ctx = gl.create_context(ring.driver, (16, 16))
     ctx.finish()
     trips = []
+    halts = core_halts()
     for _ in range(count):
         t0 = time.perf_counter()
         ctx.wait(ctx.fence())
         trips.append((time.perf_counter() - t0) * 1e6)
+    after = core_halts()
     ctx.release()
-    return trips
+    return trips, None if halts is None or after is None else (after - halts) / count
 
 
 @workload("gl3d", "the 3D ring against moderngl run directly, the same scenes interleaved; "
@@ -357,10 +373,15 @@ def gl3d(b: Bench) -> Iterator[Measurement]:
             yield b.value(f"{label}: host waits per frame", "waits",
                           {"through the ring": (ring.host_waits() - waits_before) / ring_frames},
                           note="target 0")
-        trips = fence_round_trips(ring, rounds * FENCE_TRIPS_PER_ROUND)
+        trips, halts = fence_round_trips(ring, rounds * FENCE_TRIPS_PER_ROUND)
         yield b.value("fence round trip", "us", {"through the ring": trips}, better=LOWER,
                       note=f"target < {FENCE_TARGET_US:.0f} us; direct GL has no fence to "
                            "compare (see gl3d_fence for the IO port floor)")
+        if halts is not None:
+            yield b.value("fence round trip: core halts per round trip", "halts",
+                          {"machine-wide": [halts]}, better=LOWER,
+                          note="cpuidle counters: each costs a wakeup on a virtual machine "
+                               "(0 on busy cores; 2 when both sides sleep on idle ones)")
     finally:
         ring.close()
         direct.release()

@@ -14,6 +14,7 @@ from cdef import cdef_text  # noqa: E402
 # would lose bits; the 3D fence's 64-bit value is read whole, never half-written.
 SOURCE = """
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,40 @@ uint32_t vgpu_atomic_load32(uint32_t *p) { return __atomic_load_n(p, SC); }
 void vgpu_atomic_store32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, SC); }
 uint64_t vgpu_atomic_load64(uint64_t *p) { return __atomic_load_n(p, SC); }
 void vgpu_atomic_store64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, SC); }
+
+/* Brief waits on a word another thread writes, called with the interpreter lock released
+ * (cffi releases it): a thread that sleeps at once leaves its core to halt, and waking a
+ * halted core costs tens of microseconds on a virtual machine. Each turn yields the core;
+ * a yield that took SPIN_BUSY_NS or more means other work was waiting for it, and then a
+ * sleeping waiter (woken first when its word changes) beats a spinning one (queued behind
+ * that work): the spin gives up. */
+static uint64_t spin_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+#define SPIN_BUSY_NS 20000u  /* a yield to nobody takes ~1 us; another thread's turn, more */
+static int spin_on(uint64_t *end, uint64_t max_ns) {
+    /* one turn: yield; 0 once the time is up or the core turned out to be wanted */
+    uint64_t before = spin_now();
+    if (!*end)
+        *end = before + max_ns;
+    sched_yield();
+    uint64_t after = spin_now();
+    return after < *end && after - before < SPIN_BUSY_NS;
+}
+uint64_t vgpu_spin_until64(uint64_t *p, uint64_t value, uint64_t max_ns) {
+    uint64_t end = 0;
+    while (__atomic_load_n(p, SC) < value && spin_on(&end, max_ns))
+        ;
+    return __atomic_load_n(p, SC);
+}
+uint32_t vgpu_spin_while32(uint32_t *p, uint32_t value, uint64_t max_ns) {
+    uint64_t end = 0;
+    while (__atomic_load_n(p, SC) == value && spin_on(&end, max_ns))
+        ;
+    return __atomic_load_n(p, SC);
+}
 
 static uint64_t wd_busy_since;  /* CLOCK_MONOTONIC ns of the oldest unfinished 3D work; 0 */
 static uint64_t wd_limit;

@@ -794,6 +794,10 @@ void vgpu_atomic_store32(uint32_t *p, uint32_t v);
 /* Vgpu3dFence.completed: 8-byte aligned, written and read as one word. */
 uint64_t vgpu_atomic_load64(uint64_t *p);
 void vgpu_atomic_store64(uint64_t *p, uint64_t v);
+/* Spin (for at most max_ns, less when another thread wants the core) until *p >= value /
+ * while *p == value; the value last read. */
+uint64_t vgpu_spin_until64(uint64_t *p, uint64_t value, uint64_t max_ns);
+uint32_t vgpu_spin_while32(uint32_t *p, uint32_t value, uint64_t max_ns);
 
 /* The 3D watchdog's last resort, a C thread that needs no Python lock: once started,
  * if 3D work marked busy stays busy longer than limit_ns, it writes one line to

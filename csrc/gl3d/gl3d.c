@@ -246,8 +246,6 @@ struct g3_host {
     int64_t bytes;            /* of all share groups: G3_DEVICE_BYTES */
     char renderer[256];
     int pack_invert;          /* GL_MESA_pack_invert: PRESENT copies instead of drawing */
-    uint8_t *present_buf;     /* PRESENT's pixels when the caller has no host copy */
-    size_t present_size;
     uint8_t *scratch;         /* G3_OUTS * G3_OUT_REGION */
     uint8_t *strings;         /* G3_MAX_STRING + room for the NUL */
     const char *string_ptrs[G3_MAX_STRINGS];
@@ -3215,7 +3213,7 @@ void g3_free(G3 *g)
                 g3_context_destroy(g, i);
         g3_to_2d(g);
     }
-    free(g->present_buf);
+
     free(g->scratch);
     free(g->strings);
     free(g);
@@ -3387,7 +3385,7 @@ int g3_wait_gl(G3 *g)
     return r == GL_WAIT_FAILED ? -1 : 0;
 }
 
-/* Bytes of one strip of a copied present: the swizzle and the upload meet it in a core's
+/* Bytes of one strip of a copied present: the swizzle meets what the read wrote in a core's
  * L2 cache (256 KiB and up on x86 since 2008) instead of memory; a 1080p present is 8 MiB. */
 #define G3_PRESENT_STRIP_BYTES (192u << 10)
 
@@ -3440,50 +3438,40 @@ static void swizzle_rows(uint8_t *at, uint32_t row, int32_t w, int32_t rows,
     }
 }
 
-int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_t h,
-                    uint8_t *pixels, uint32_t width, uint32_t height, uint32_t dst_tex,
-                    int32_t dx, int32_t dy, int keep)
+/* Pixel store values (alignment, row length, skip pixels, skip rows: `names`) for rows of
+ * `row_length` tightly packed RGBA8 pixels; `saved` gets the old ones for put_store. */
+static void set_store(const GLenum names[4], GLint saved[4], uint32_t row_length)
 {
-    if (keep < 0 || keep > G3_KEEP_565 || !g->pack_invert || w <= 0 || h <= 0 || dx < 0 || dy < 0 || (uint32_t)dx + w > width
-        || (uint32_t)dy + h > height)
-        return -1;
-    uint32_t row = width;
-    uint8_t *at;
-    if (pixels) {
-        at = pixels + ((size_t)dy * width + (size_t)dx) * 4;
-    } else {
-        size_t need = (size_t)w * (size_t)h * 4;
-        if (g->present_size < need) {
-            uint8_t *more = realloc(g->present_buf, need);
-            if (!more)
-                return -1;
-            g->present_buf = more;
-            g->present_size = need;
-        }
-        at = g->present_buf;
-        row = (uint32_t)w;
+    for (int i = 0; i < 4; i++) {
+        g3gl.GetIntegerv(names[i], &saved[i]);
+        g3gl.PixelStorei(names[i], i == 0 ? 4 : i == 1 ? (GLint)row_length : 0);
     }
-    GLint read_fb, pack, unpack, tex, pack_state[4], unpack_state[4];
+}
+
+static void put_store(const GLenum names[4], const GLint saved[4])
+{
+    for (int i = 0; i < 4; i++)
+        g3gl.PixelStorei(names[i], saved[i]);
+}
+
+int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_t h,
+                    uint8_t *pixels, uint32_t width, uint32_t height, int32_t dx, int32_t dy,
+                    int keep)
+{
+    if (keep < 0 || keep > G3_KEEP_565 || !g->pack_invert || !pixels || w <= 0 || h <= 0
+        || dx < 0 || dy < 0 || (uint32_t)dx + w > width || (uint32_t)dy + h > height)
+        return -1;
+    uint8_t *at = pixels + ((size_t)dy * width + (size_t)dx) * 4;
+    GLint read_fb, pack, pack_state[4];
     static const GLenum packs[4] = {GL_PACK_ALIGNMENT, GL_PACK_ROW_LENGTH, GL_PACK_SKIP_PIXELS,
                                     GL_PACK_SKIP_ROWS};
-    static const GLenum unpacks[4] = {GL_UNPACK_ALIGNMENT, GL_UNPACK_ROW_LENGTH,
-                                      GL_UNPACK_SKIP_PIXELS, GL_UNPACK_SKIP_ROWS};
     g3gl.GetIntegerv(GL_READ_FRAMEBUFFER_BINDING, &read_fb);
     g3gl.GetIntegerv(GL_PIXEL_PACK_BUFFER_BINDING, &pack);
-    g3gl.GetIntegerv(GL_PIXEL_UNPACK_BUFFER_BINDING, &unpack);
-    g3gl.GetIntegerv(GL_TEXTURE_BINDING_2D, &tex);
-    for (int i = 0; i < 4; i++) {
-        g3gl.GetIntegerv(packs[i], &pack_state[i]);
-        g3gl.GetIntegerv(unpacks[i], &unpack_state[i]);
-        g3gl.PixelStorei(packs[i], i == 0 ? 4 : i == 1 ? (GLint)row : 0);
-        g3gl.PixelStorei(unpacks[i], i == 0 ? 4 : i == 1 ? (GLint)row : 0);
-    }
+    set_store(packs, pack_state, width);
     g3gl.BindBuffer(GL_PIXEL_PACK_BUFFER, 0);
-    g3gl.BindBuffer(GL_PIXEL_UNPACK_BUFFER, 0);
     /* top row first (the QXL surface's rows), then red and blue swapped (its bytes); in
-     * strips, so that the swizzle and the upload find each strip in the cache */
+     * strips, so that the swizzle finds each strip in the cache */
     g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, src);
-    g3gl.BindTexture(GL_TEXTURE_2D, dst_tex);
     g3gl.PixelStorei(GL_PACK_INVERT_MESA_, 1);
     int32_t strip = (int32_t)(G3_PRESENT_STRIP_BYTES / ((size_t)w * 4));
     if (strip < 1)
@@ -3491,27 +3479,43 @@ int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_
     int failed = 0;
     for (int32_t r0 = 0; r0 < h && !failed; r0 += strip) {
         int32_t rows = h - r0 < strip ? h - r0 : strip;
-        uint8_t *part = at + (size_t)r0 * row * 4;
+        uint8_t *part = at + (size_t)r0 * width * 4;
         /* destination rows r0.. are GL rows y + h - 1 - r0 downwards */
         g3gl.ReadPixels(x, y + h - r0 - rows, w, rows, GL_RGBA, GL_UNSIGNED_BYTE, part);
         failed = g3gl.GetError() != GL_NO_ERROR;
-        if (failed)
-            break;
-        swizzle_rows(part, row, w, rows, &KEEPS[keep]);
-        /* the texture's channels are the surface's memory bytes: uploaded as they are */
-        g3gl.TexSubImage2D(GL_TEXTURE_2D, 0, dx, dy + r0, w, rows, GL_RGBA, GL_UNSIGNED_BYTE,
-                           part);
+        if (!failed)
+            swizzle_rows(part, width, w, rows, &KEEPS[keep]);
     }
     g3gl.PixelStorei(GL_PACK_INVERT_MESA_, 0);
-    for (int i = 0; i < 4; i++) {
-        g3gl.PixelStorei(packs[i], pack_state[i]);
-        g3gl.PixelStorei(unpacks[i], unpack_state[i]);
-    }
-    g3gl.BindTexture(GL_TEXTURE_2D, (GLuint)tex);
+    put_store(packs, pack_state);
     g3gl.BindBuffer(GL_PIXEL_PACK_BUFFER, (GLuint)pack);
-    g3gl.BindBuffer(GL_PIXEL_UNPACK_BUFFER, (GLuint)unpack);
     g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, (GLuint)read_fb);
     failed |= g3gl.GetError() != GL_NO_ERROR;
+    drain_errors();
+    return failed ? -1 : 0;
+}
+
+int g3_upload(G3 *g, uint32_t tex, const uint8_t *pixels, uint32_t width, uint32_t height,
+              int32_t x, int32_t y, int32_t w, int32_t h)
+{
+    (void)g;
+    if (!tex || !pixels || w <= 0 || h <= 0 || x < 0 || y < 0 || (uint32_t)x + w > width
+        || (uint32_t)y + h > height)
+        return -1;
+    static const GLenum unpacks[4] = {GL_UNPACK_ALIGNMENT, GL_UNPACK_ROW_LENGTH,
+                                      GL_UNPACK_SKIP_PIXELS, GL_UNPACK_SKIP_ROWS};
+    GLint unpack, bound, state[4];
+    g3gl.GetIntegerv(GL_PIXEL_UNPACK_BUFFER_BINDING, &unpack);
+    g3gl.GetIntegerv(GL_TEXTURE_BINDING_2D, &bound);
+    set_store(unpacks, state, width);
+    g3gl.BindBuffer(GL_PIXEL_UNPACK_BUFFER, 0);
+    g3gl.BindTexture(GL_TEXTURE_2D, tex);
+    g3gl.TexSubImage2D(GL_TEXTURE_2D, 0, x, y, w, h, GL_RGBA, GL_UNSIGNED_BYTE,
+                       pixels + ((size_t)y * width + (size_t)x) * 4);
+    int failed = g3gl.GetError() != GL_NO_ERROR;
+    put_store(unpacks, state);
+    g3gl.BindTexture(GL_TEXTURE_2D, (GLuint)bound);
+    g3gl.BindBuffer(GL_PIXEL_UNPACK_BUFFER, (GLuint)unpack);
     drain_errors();
     return failed ? -1 : 0;
 }

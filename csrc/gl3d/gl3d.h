@@ -85,15 +85,21 @@ void g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w,
  * costs a memcpy-like pass where a flipping, swizzling draw is a fragment pass: the rect x,
  * y, w, h of `src`'s read buffer is read top row first with red and blue swapped (the QXL
  * surface's rows and bytes) into `pixels` at (dx, dy) (a host copy of the surface, `width`
- * x `height` pixels of 4 bytes, which then holds the presented pixels) or, with `pixels`
- * NULL, into a buffer of its own; what the surface's format keeps of each pixel (`keep`,
- * G3_KEEP_*); then uploaded as they are into texture `dst_tex` at (dx, dy). The read waits
- * for the GL (the caller holds no interpreter lock: cffi). Every binding and pixel store
- * value it touches is put back. -1: nothing done (no GL_MESA_pack_invert, a rect outside,
- * an unknown `keep`, a GL error). */
+ * x `height` pixels of 4 bytes, which then holds the presented pixels), keeping what the
+ * surface's format keeps of each pixel (`keep`, G3_KEEP_*). The surface's texture is not
+ * written (g3_upload, when the GL next uses it). The read waits for the GL (the caller
+ * holds no interpreter lock: cffi). Every binding and pixel store value it touches is put
+ * back. -1: nothing done (no GL_MESA_pack_invert, a rect outside, an unknown `keep`, a GL
+ * error). */
 int g3_present_copy(G3 *g, uint32_t src, int32_t x, int32_t y, int32_t w, int32_t h,
-                    uint8_t *pixels, uint32_t width, uint32_t height, uint32_t dst_tex,
-                    int32_t dx, int32_t dy, int keep);
+                    uint8_t *pixels, uint32_t width, uint32_t height, int32_t dx, int32_t dy,
+                    int keep);
+/* Uploads the rect x, y, w, h of a host image of `width` x `height` RGBA8 pixels (a
+ * surface's host copy, rows as the texture's) into texture `tex` at (x, y): what
+ * g3_present_copy left out. Bindings and pixel store values are put back. -1: nothing
+ * done (a rect outside, no texture) or a GL error. */
+int g3_upload(G3 *g, uint32_t tex, const uint8_t *pixels, uint32_t width, uint32_t height,
+              int32_t x, int32_t y, int32_t w, int32_t h);
 /* Waits until the GL has finished every command issued so far (a fence and a client wait).
  * Called through cffi, which releases the Python interpreter lock: the render thread waits
  * here, not in a moderngl call that keeps the lock (its reads), so the other threads (SPICE,

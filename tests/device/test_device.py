@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -679,3 +680,48 @@ def test_a_one_bit_mask_needs_no_palette(device, guest, backend) -> None:
     guest.submit(dataclasses.replace(fill(bbox=c.QRect(0, 0, 2, 8)), op=src))
     guest.collect_releases()
     assert "palette" in device.guest_bug
+
+
+# --- waiting: brief spins before sleeping --------------------------------------------
+
+
+def test_spin_helpers_see_another_threads_store_and_give_up_in_time() -> None:
+    from vgpu.device.abi import ffi
+
+    word64, word32 = ffi.new("uint64_t *", 5), ffi.new("uint32_t *", 7)
+    t0 = time.monotonic()
+    assert lib.vgpu_spin_until64(word64, 5, 10 * 10**9) == 5  # reached already: at once
+    assert lib.vgpu_spin_while32(word32, 6, 10 * 10**9) == 7
+    # never reached: they give up by their time (sooner where other threads want the core)
+    assert lib.vgpu_spin_until64(word64, 6, 2_000_000) == 5
+    assert lib.vgpu_spin_while32(word32, 7, 2_000_000) == 7
+    assert time.monotonic() - t0 < 1.0
+
+    def store() -> None:
+        time.sleep(0.02)
+        lib.vgpu_atomic_store64(word64, 9)
+        lib.vgpu_atomic_store32(word32, 8)
+
+    thread = threading.Thread(target=store)
+    deadline = time.monotonic() + 5.0
+    thread.start()
+    while lib.vgpu_spin_until64(word64, 6, 10**8) < 6:  # a spin may give up early: again
+        assert time.monotonic() < deadline
+    while lib.vgpu_spin_while32(word32, 7, 10**8) == 7:
+        assert time.monotonic() < deadline
+    assert word64[0] == 9 and word32[0] == 8
+    thread.join()
+
+
+def test_wait_for_work_wakes_in_and_after_its_spin_and_times_out(device: Device) -> None:
+    t0 = time.monotonic()
+    assert not device.wait_for_work(0.05)  # nothing came: the whole timeout
+    assert time.monotonic() - t0 >= 0.05
+    for delay in (0.0, 0.03):  # a doorbell during the spin, and one after it
+        timer = threading.Timer(delay, device.wake)
+        t0 = time.monotonic()
+        timer.start()
+        assert device.wait_for_work(10)
+        assert time.monotonic() - t0 < 5.0
+        timer.join()
+        device.process()  # takes the wake

@@ -221,6 +221,36 @@ def test_frames_after_presents_equal_the_surface(screen, gl_ctx):
     assert guest.counts == {"errors": 0, "lost_contexts": 0}
 
 
+def test_2d_reads_see_presents_held_in_the_host_copy(screen, gl_ctx):
+    """With a host copy of the surface, a present by copy writes only there (Surface.ahead)
+    and the texture gets it when the GL next uses the surface: a 2D copy out of the
+    presented rect and an XOR fill over it (both read the texture) see the 3D pixels,
+    checked against moderngl's own triangle; a present wholly hidden by 2D keeps nothing
+    ahead of the 2D pixels."""
+    from vgpu.device.commands import CopyBits, QPoint
+
+    ref = reference_triangle(gl_ctx)
+    guest = FakeGuest()
+    screen.snapshot()  # the host copy exists from here on
+    screen.execute_3d(batch(*setup(), *clear(), *triangle_program(), *triangle_draw(),
+                            vgpu("PRESENT", 0, 0, 0, W, H, 0, 10, 10, 0)), guest)
+    if screen.gl3d.present_copy:
+        assert screen._surfaces[0].ahead == [(10, 10, 10 + W, 10 + H)]
+    screen.execute(draw(CopyBits(QPoint(10, 10)), (90, 60, 90 + W, 60 + H)))
+    screen.execute(draw(Fill(SolidBrush(0x00FFFFFF), E.ROPD_OP_XOR, QMask(0, 0, None)),
+                        (10, 10, 10 + W // 2, 10 + H)))
+    assert not screen._surfaces[0].ahead
+    px = rgb(screen.read_pixels(0))
+    np.testing.assert_array_equal(px[60:60 + H, 90:90 + W], ref)
+    np.testing.assert_array_equal(px[10:10 + H, 10:10 + W // 2], ref[:, :W // 2] ^ 0xFF)
+    np.testing.assert_array_equal(px[10:10 + H, 10 + W // 2:10 + W], ref[:, W // 2:])
+    # the frame for clients and the GL agree once the GL has the presents
+    surf = screen._surfaces[0]
+    frame = screen.snapshot()
+    np.testing.assert_array_equal(frame.pixels, screen._read_now(surf, (0, 0, *SCREEN)))
+    assert guest.counts == {"errors": 0, "lost_contexts": 0}
+
+
 def errors_after(screen, guest, *cmds) -> list[int]:
     """Runs cmds (each followed by glGetError) on context 1; the errors, in order."""
     outs = []

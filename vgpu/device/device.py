@@ -50,6 +50,7 @@ from __future__ import annotations
 import logging
 import struct
 import threading
+import time
 import zlib
 from collections import deque
 from collections.abc import Callable
@@ -87,6 +88,16 @@ SLOT_GEN_BITS = 8
 
 RELEASE_BUNCH = 32
 """Releases collected in one chain before the slot is pushed (QEMU's QXL_FREE_BUNCH_SIZE)."""
+
+IDLE_SPIN_S = 50e-6
+"""How long wait_for_work spins before it sleeps: a fence round trip's guest rings again in
+about 30 us; the spin costs at most this much CPU each time the device runs dry, and none
+while work keeps coming (a frame loop keeps the rings busy)."""
+
+SPIN_BACKOFF = 32
+"""Waits that sleep at once after a spin that saw nothing or took longer than it should
+(other work wanted the core: then a sleeper, woken first, answers sooner than a spinner
+queued behind that work for a time slice)."""
 
 MAX_PENDING_IO = 256
 """Queued IO writes. A guest waits on every synchronous port and may have one async
@@ -435,6 +446,8 @@ class Device:
 
         # Thread-safe parts: the IO queue, the async flag, the listeners, the input ring.
         self._cv = threading.Condition()
+        self._kicks = ffi.new("uint32_t *")  # bumped with every notify: what an idle spin sees
+        self._spin_skip = 0  # waits left that sleep at once (SPIN_BACKOFF)
         self._queue: deque[IoRequest] = deque()
         self._kicked = False
         self._io_overflow = False
@@ -571,11 +584,11 @@ class Device:
         with self._cv:
             if port in DOORBELL_PORTS:
                 self._kicked = True
-                self._cv.notify_all()
+                self._notify()
                 return _DONE
             if len(self._queue) >= MAX_PENDING_IO:
                 self._io_overflow = True
-                self._cv.notify_all()
+                self._notify()
                 return _DONE
             req = IoRequest(port, value & _M32)
             if port in ASYNC_PORTS:
@@ -583,20 +596,40 @@ class Device:
                     req.bad_async = True
                 self._async_in_flight = True
             self._queue.append(req)
-            self._cv.notify_all()
+            self._notify()
         return req
+
+    def _notify(self) -> None:
+        """Wakes wait_for_work() (the caller holds `_cv`)."""
+        self._kicks[0] = (self._kicks[0] + 1) & _M32
+        self._cv.notify_all()
 
     def wake(self) -> None:
         """Make wait_for_work() return now (any thread)."""
         with self._cv:
             self._kicked = True
-            self._cv.notify_all()
+            self._notify()
 
     def wait_for_work(self, timeout: float | None = None) -> bool:
-        """Block until an IO write or a doorbell arrives (or timeout); True if there is work."""
+        """Block until an IO write or a doorbell arrives (or timeout); True if there is work.
+        Spins IDLE_SPIN_S first, without the interpreter lock: a guest waiting on a fence
+        rings again within microseconds, and a thread that sleeps at once lets its core
+        halt, which a virtual machine's doorbell then pays tens of microseconds to wake."""
+        with self._cv:
+            if self._queue or self._kicked:
+                return True
+            kicks = self._kicks[0]
+        spin = IDLE_SPIN_S if timeout is None else min(IDLE_SPIN_S, timeout)
+        t0 = time.monotonic()
+        if self._spin_skip:
+            self._spin_skip -= 1
+        elif spin > 0 and (lib.vgpu_spin_while32(self._kicks, kicks, int(spin * 1e9)) == kicks
+                           or time.monotonic() - t0 > spin):  # overran: the core was wanted
+            self._spin_skip = SPIN_BACKOFF
         with self._cv:
             if not self._queue and not self._kicked:
-                self._cv.wait(timeout)
+                self._cv.wait(None if timeout is None
+                              else max(0.0, timeout - (time.monotonic() - t0)))
             return bool(self._queue) or self._kicked
 
     def set_client_monitors_config(self, heads: list[tuple[int, int, int, int]]) -> None:

@@ -55,6 +55,18 @@ IRQ_POLL = 0.05
 """Longest single wait on the IRQ line before int_pending is read again, so that a level
 change this thread did not see (reported late, or already lowered) costs at most this."""
 
+FENCE_SPIN_S = 100e-6
+"""How long gl_wait_fence spins (without the interpreter lock) before it sleeps on the
+interrupt, while fences have been completing that fast: a fence round trip takes about
+30 us, and a thread that sleeps lets its core halt, which a virtual machine pays tens of
+microseconds to wake (twice per round trip). A wait that outlasts it (a frame's present)
+stops the spinning until a wait is short again; a spin that gave up (other work wanted the
+core) sleeps the next FENCE_SPIN_BACKOFF waits at once."""
+
+FENCE_SPIN_BACKOFF = 32
+"""Fence waits that sleep at once after a spin that gave up or overran: on busy cores a
+sleeper, woken first, sees its fence sooner than a spinner queued behind other work."""
+
 ALL_INTERRUPTS = (lib.QXL_INTERRUPT_DISPLAY | lib.QXL_INTERRUPT_CURSOR | lib.QXL_INTERRUPT_IO_CMD
                   | lib.QXL_INTERRUPT_ERROR | lib.QXL_INTERRUPT_CLIENT
                   | lib.QXL_INTERRUPT_CLIENT_MONITORS_CONFIG | lib.VGPU_INTERRUPT_INPUT
@@ -246,6 +258,8 @@ class GuestDriver:
         self._gl_batches: _RingArena | None = None
         self._gl_data: _RingArena | None = None
         self._gl_next_fence = 1
+        self._gl_spin = True  # the last fence wait was short: spin first (FENCE_SPIN_S)
+        self._gl_spin_skip = 0  # waits left that sleep at once (FENCE_SPIN_BACKOFF)
         self.id_shift = 64 - self.rom.slot_id_bits
         self.gen_shift = self.id_shift - self.rom.slot_gen_bits
         self.surface0 = Allocator(ram + self.rom.draw_area_offset,
@@ -707,9 +721,22 @@ class GuestDriver:
         """Waits until fence `value` has completed; False on timeout. The fence should have
         asked for the interrupt: one that did not is only seen every IRQ_POLL seconds.
         DeviceError if the device reports a guest bug meanwhile."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        if self.gl_completed() >= value:
+            return True
+        start = time.monotonic()
+        if self._gl_spin_skip:
+            self._gl_spin_skip -= 1
+        elif self._gl_spin:
+            done = lib.vgpu_spin_until64(self._gl_completed, value,
+                                         int(FENCE_SPIN_S * 1e9)) >= value
+            if not done or time.monotonic() - start > FENCE_SPIN_S:  # overran: core wanted
+                self._gl_spin_skip = FENCE_SPIN_BACKOFF
+            if done:
+                return True
+        deadline = None if timeout is None else start + timeout
         while True:
             if self.gl_completed() >= value:
+                self._gl_spin = time.monotonic() - start < FENCE_SPIN_S
                 return True
             # not acknowledged on the way out: the acknowledgement of one fence's interrupt
             # then overlaps the device's work on the next
@@ -719,6 +746,7 @@ class GuestDriver:
                 raise DeviceError("the device reported a guest bug (QXL_INTERRUPT_ERROR)")
             self._pending_irqs &= ~lib.VGPU_INTERRUPT_3D
             if self.gl_completed() >= value:
+                self._gl_spin = time.monotonic() - start < FENCE_SPIN_S
                 return True
             left = IRQ_POLL if deadline is None else min(IRQ_POLL, deadline - time.monotonic())
             if left <= 0:

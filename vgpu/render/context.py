@@ -111,6 +111,9 @@ class Surface:
     shadow_published: bool = False
     # what guest memory lacks: drawn since the last UPDATE_AREA write-back covering it
     unsynced: list[Box] = field(default_factory=list)
+    # newer in `shadow` than in `tex` (3D presents by copy write the host copy only): put
+    # into the texture before the GL next draws on it, samples it or reads it
+    ahead: list[Box] = field(default_factory=list)
     # guest images drawn whole here and not drawn over since (hints for the SPICE cache)
     placements: list[Placement] = field(default_factory=list)
 
@@ -162,6 +165,7 @@ class GlContext:
         # a freed name is a GL error, in this renderer or the next one on the context
         self._parking = self.ctx.detect_framebuffer(0)
         self._surfaces: dict[int, Surface] = {}
+        self._ahead: set[Surface] = set()  # surfaces whose `ahead` is not empty
 
     def _vao(self, prog: moderngl.Program, buf: moderngl.Buffer,
              fmt: tuple[str, tuple[str, ...]]) -> moderngl.VertexArray:
@@ -214,6 +218,7 @@ class GlContext:
     def _release_surface(self, surf: Surface) -> None:
         """Frees a surface nothing queued refers to any more."""
         del self._surfaces[surf.id]
+        self._ahead.discard(surf)
         if self.ctx.fbo in surf.framebuffers():
             self._parking.use()
         surf.release()

@@ -33,12 +33,14 @@ each draw and what it relies on and never sets are in vgpu/render/context.py; th
   on xRGB; 5 and 6 bits a channel on the 16-bit formats, as the 2D path stores them). On
   a GL that rasterizes on the CPU (llvmpipe), by copies: a read (GL_MESA_pack_invert)
   into the renderer's host copy of the surface, which the frame for clients is read from
-  anyway, a swizzle in place and an upload of those bytes into the surface's texture, in
-  strips that stay in the cache, where a flipping, swizzling draw is a fragment pass
-  (1920x1080 on llvmpipe, 100 draw calls a frame: 3.8 ms of the render thread's CPU per
-  present, against about 16 ms more of llvmpipe's threads by drawing). On a GPU, by
-  drawing the source texture (no readback). A multisampled or
-  renderbuffer source is first resolved into a staging texture. Either waits for the
+  anyway (made at the surface's first present), and a swizzle in place, in strips that
+  stay in the cache, where a flipping, swizzling draw is a fragment pass (1920x1080 on
+  llvmpipe, 100 draw calls a frame: 3.8 ms of the render thread's CPU per present, against
+  about 16 ms more of llvmpipe's threads by drawing). The surface's texture gets those
+  bytes only when the GL next draws on it, samples it or reads it (`Surface.ahead`,
+  `upload`): a guest presenting frame after frame onto the primary pays no upload (about
+  1 ms a frame at 1920x1080). On a GPU, by drawing the source texture (no readback). A
+  multisampled or renderbuffer source is first resolved into a staging texture. Either waits for the
   frame's rasterization on llvmpipe, as any swap does, in C (without the interpreter
   lock).
 
@@ -65,6 +67,7 @@ from vgpu._gl3d import ffi, lib
 from vgpu.device.abi import lib as abi
 from vgpu.device.glwire import GL_OPCODE_BASE, VGPU_COMMANDS
 from vgpu.render import enums as E
+from vgpu.render.errors import RenderError
 from vgpu.render.region import Box, intersect
 
 if TYPE_CHECKING:
@@ -87,6 +90,10 @@ clipping overflows."""
 MAX_SOURCE_HANDLES = 16
 """moderngl handles on guest textures that presents sample, kept (a name and a size each,
 nothing of the GL's): a guest presents from a few framebuffers; more start the set over."""
+MAX_AHEAD_RECTS = 16
+"""Rects a surface keeps whose presented pixels are in its host copy only (Surface.ahead);
+past this many they are uploaded at once: a guest presents the same few rects frame after
+frame, and a bounding box would overwrite what 2D drew around them."""
 MAX_PRESENT_RECTS = 256
 """Damage rects one PRESENT may list: eglSwapBuffersWithDamage sends a handful; the body is
 bounded by the header anyway, this bounds the work per present."""
@@ -390,35 +397,57 @@ class Gl3dExecutor:
             src_x, src_top = 0, by1 - by0 - 1
         copied: list[Box] = []
         if self.present_copy:
-            # into the renderer's host copy of the surface where it has one (the frame's
-            # readback for clients then finds the pixels there); a box the copy cannot do
-            # (a read buffer of GL_NONE...) is drawn
+            # into the renderer's host copy of the surface (made by reading the surface
+            # once, at its first present: the frames for clients are read from it), and
+            # only there: the texture gets them when the GL next uses the surface
+            # (Surface.ahead). A box the copy cannot do (a read buffer of GL_NONE...) is
+            # drawn
+            if surf.shadow is None:
+                self.renderer._read(surf, (0, 0, surf.width, surf.height))
             whole = (0, 0, surf.width, surf.height) in boxes
-            shadow = ffi.NULL if surf.shadow is None else ffi.from_buffer(
-                "uint8_t[]", surf.writable_shadow(whole))
+            shadow = ffi.from_buffer("uint8_t[]", surf.writable_shadow(whole))
             for b in boxes:
                 if lib.g3_present_copy(
                         self._host, read_fbo, src_x + b[0] - bx0, src_top - (b[3] - 1 - by0),
                         b[2] - b[0], b[3] - b[1], shadow, surf.width, surf.height,
-                        surf.tex.glo, b[0], b[1], _KEEP[surf.fmt]) == 0:
+                        b[0], b[1], _KEEP[surf.fmt]) == 0:
                     copied.append(b)
             boxes_left = [b for b in boxes if b not in copied]
+            if copied:
+                self._ahead(surf, copied)
         else:
             boxes_left = boxes
         if boxes_left:
+            if self.renderer._ahead:  # the draw lands on the texture: it must be current
+                self.renderer._upload_ahead()
             if self._sampling_waits:
                 self.wait_gl()
             self._draw_present(src, surf, src_x, src_top, bx0, by0, boxes_left)
         # what moderngl left (and caches, such as its bound framebuffer) is the 2D state
         # the batch's end puts back
         lib.g3_batch_begin(self._host)
-        self.renderer._note_damage(surf, tuple(boxes),
-                                   in_shadow=tuple(copied) if surf.shadow is not None else ())
+        self.renderer._note_damage(surf, tuple(boxes), in_shadow=tuple(copied))
         self.presents += 1
         waits = self.waits
         self.frame_waits = waits - self._waits_at_present
         self._waits_at_present = waits
         return True
+
+    def _ahead(self, surf: Any, boxes: list[Box]) -> None:
+        """Notes `boxes` of `surf` as presented into its host copy only."""
+        ahead = surf.ahead
+        ahead += [b for b in boxes if b not in ahead]
+        self.renderer._ahead.add(surf)
+        if len(ahead) > MAX_AHEAD_RECTS:
+            self.renderer._upload_ahead()
+
+    def upload(self, surf: Any, box: Box) -> None:
+        """Uploads `box` of the surface's host copy into its texture (Surface.ahead)."""
+        x0, y0, x1, y1 = box
+        lib.g3_to_2d(self._host)
+        if lib.g3_upload(self._host, surf.tex.glo, ffi.from_buffer("uint8_t[]", surf.shadow),
+                         surf.width, surf.height, x0, y0, x1 - x0, y1 - y0) != 0:
+            raise RenderError(f"uploading {box} of surface {surf.id} failed")
 
     def _source_texture(self, drawable: _Drawable | None, src_fbo: int
                         ) -> moderngl.Texture | None:
