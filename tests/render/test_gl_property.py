@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pixman_ctypes import A8, REPEAT_NORMAL, pixman
 from render_helpers import NO_MASK, bitmap, draw, mask_bitmap, rect
 
 from vgpu.device.commands import (
@@ -32,6 +33,7 @@ from vgpu.device.commands import (
     Whiteness,
 )
 from vgpu.render import enums as E
+from vgpu.render import pixels as px
 from vgpu.render.reference import ReferenceCanvas
 
 pytestmark = pytest.mark.gl
@@ -41,6 +43,7 @@ OTHER = 5  # an off-screen surface used as a source
 SMALL = 9  # an off-screen surface of another size, only drawn to
 
 u32 = st.integers(0, 0xFFFFFFFF)
+PIXMAN_OP_OVER = 3  # pixman_op_t
 
 
 def _noise(draw_, n: int) -> np.ndarray:
@@ -212,6 +215,43 @@ def test_random_sequences_match_reference(dest_renderer, fmt, data):
                               min_size=1, max_size=12))
     renderer.reset()
     _run(renderer, fmt, cmds, seed)
+
+
+def test_a8_text_with_its_own_surface_as_pattern_keeps_the_pattern_alpha(dest_renderer):
+    """The case hypothesis found: on an A8 surface a masked fill clears pixel (0, 0), then
+    1-bit glyphs are drawn there with the surface itself as the pattern. sw_canvas's pattern
+    brush is the surface's own a8 image, so pixman composites its alpha (0 after the fill)
+    OVER the destination and the pixel stays 0; the reference used to take the pattern as
+    opaque (255). The text step is checked against pixman itself too."""
+    seed = np.zeros((H, W, 4), np.uint8)
+    seed[..., 3] = (np.arange(W * H).reshape(H, W) * 7 + 200) % 256  # (0, 0): 200
+    fill_mask = QMask(0, QPoint(0, 0), mask_bitmap(np.ones((1, 1), bool)).bitmap)
+    fill = draw(Fill(SolidBrush(0), 0, fill_mask), (0, 0, 1, 1))
+    glyphs = (RasterGlyph(QPoint(0, 0), QPoint(0, 0), 1, 1, b"_"),
+              RasterGlyph(QPoint(0, 0), QPoint(0, 0), 1, 1, b"_"),
+              RasterGlyph(QPoint(0, 0), QPoint(0, 0), 1, 2, b"_\x82"))
+    itself = SurfaceImage(ImageDescriptor(0, E.IMAGE_TYPE_SURFACE, 0, 0, 0), 0)
+    text = draw(Text(GlyphString(E.STRING_FLAGS_RASTER_A1, glyphs), rect(0, 0, 0, 0),
+                     PatternBrush(itself, QPoint(0, 0)), SolidBrush(0), E.ROPD_OP_PUT,
+                     E.ROPD_OP_PUT), (0, 0, 1, 1))
+    dest_renderer.reset()
+    _run(dest_renderer, E.SURFACE_FMT_8_A, [fill, text], seed)
+    got = dest_renderer.read_pixels(0)
+    assert got[0, 0, 3] == 0
+
+    pm = pixman()
+    if pm is None:
+        pytest.skip("libpixman-1 is not installed")
+    before = seed[..., 3].copy()
+    before[0, 0] = 0  # the fill: colour 0 under the mask's one set bit
+    left, top, cov = px.glyph_mask(text.op.str)
+    assert (left, top) == (0, 0)  # so the pattern, the mask and the surface line up
+    # canvas_draw_text: composite32(OVER, pattern (repeat normal), string mask, surface),
+    # clipped to the bbox; the a1 string mask is the A8 one's 0/255 coverage
+    want = pm.composite(PIXMAN_OP_OVER, before, A8, before.copy(), A8, src_repeat=REPEAT_NORMAL,
+                        mask=cov, mask_fmt=A8, dst_box=(0, 0, 1, 1))[:, :W]
+    np.testing.assert_array_equal(got[..., 3], want)
+    assert not got[..., :3].any()
 
 
 @settings(max_examples=60, deadline=None,

@@ -61,6 +61,8 @@ _ROPS = [
 CLEAR, AND, AND_REVERSE, COPY, AND_INVERTED, NOOP, XOR, OR, NOR, EQUIV, INVERT, OR_REVERSE, \
     COPY_INVERTED, OR_INVERTED, NAND, SET = range(16)
 
+_ALPHA_SURFACES = (E.SURFACE_FMT_32_ARGB, E.SURFACE_FMT_8_A, E.SURFACE_FMT_1_A)
+
 INPUT_SRC, INPUT_BRUSH, INPUT_DEST = 0, 1, 2
 _INVERT_BITS = (E.ROPD_INVERS_SRC, E.ROPD_INVERS_BRUSH, E.ROPD_INVERS_DEST)
 
@@ -166,7 +168,9 @@ class ReferenceCanvas:
         if isinstance(image, SurfaceImage):
             sfmt, arr = self.surfaces[image.surface_id]
             data = arr.view(np.uint8).reshape(*arr.shape, 4).copy()
-            alpha = sfmt == E.SURFACE_FMT_32_ARGB
+            # sw_canvas takes a surface's own pixman image (a8r8g8b8, a8 or a1 for these):
+            # its alpha counts wherever pixman interprets alpha
+            alpha = sfmt in _ALPHA_SURFACES
         else:
             if isinstance(image, CompressedImage) and image.descriptor.type == px.IMAGE_TYPE_QUIC:
                 image = px.quic_bitmap(image)
