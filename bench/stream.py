@@ -50,6 +50,7 @@ import numpy as np
 from vgpu.bench import HIGHER, LOWER, Bench, Measurement, workload
 from vgpu.bench.common import LoopProxy, SpiceClient, percentiles, serving
 from vgpu.bench.core import BENCH_DIR
+from vgpu.display import Subscription
 from vgpu.guest.anim import read_stamp
 from vgpu.spice.imaging import Compression
 from vgpu.spice.server import ServerOptions
@@ -113,9 +114,13 @@ class Presented:
         self.times: dict[int, float] = {}
         self.recent: deque[tuple[int, np.ndarray]] = deque(maxlen=KEEP_FRAMES)
         self._lock = threading.Lock()
+        self._sub: Subscription | None = None  # subscribe may notify before it returns
         self._sub = machine.frames.subscribe(self._on_frame)  # type: ignore[attr-defined]
+        self._on_frame()
 
     def _on_frame(self) -> None:
+        if self._sub is None:
+            return
         taken = self._sub.take()
         if taken is None:
             return

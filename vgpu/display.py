@@ -222,7 +222,9 @@ class FrameBus:
         return self._latest
 
     def subscribe(self, notify: Callable[[], None] | None = None) -> Subscription:
-        """`notify` is called from the publishing thread whenever a frame arrives."""
+        """`notify` is called from the publishing thread whenever a frame arrives, and,
+        where a frame was published already, once from here before this returns (so it
+        must not rely on the returned subscription being stored yet)."""
         sub = Subscription(self, notify)
         with self._lock:
             self._subscribers.append(sub)

@@ -21,9 +21,13 @@ class Recent:
         self._lock = threading.Lock()
         self.frames: list[np.ndarray] = []
         self._keep = keep
+        self._sub = None  # subscribe may notify before it returns (the latest frame)
         self._sub = machine.frames.subscribe(self._notify)
+        self._notify()
 
     def _notify(self) -> None:
+        if self._sub is None:
+            return
         taken = self._sub.take()
         if taken is not None:
             with self._lock:

@@ -188,6 +188,16 @@ def with_photo(seed: int, at: tuple[int, int]) -> tuple[np.ndarray, tuple[Placem
     return picture, (Placement(seed << 40, (x, y, x + PHOTO[0], y + PHOTO[1])),)
 
 
+def wait_for_pixmap_cache(server, timeout: float = 10) -> None:
+    """Until the server has read the client's display init: it comes on the socket while
+    the first frame goes out, so under load the first photo could beat it."""
+    senders = server.server.waker._senders
+    deadline = time.monotonic() + timeout
+    while not (senders and senders[0]._machine.pixmaps.capacity):
+        assert time.monotonic() < deadline, "the display init was never applied"
+        time.sleep(0.01)
+
+
 def test_pixmap_cache_as_the_display_init_sized_it(server, source):
     """Room for one photo: each new one evicts the last (named in INVAL_LIST before the
     draws), one the client has comes FROM_CACHE, and a sliver of damage over a photo the
@@ -197,6 +207,7 @@ def test_pixmap_cache_as_the_display_init_sized_it(server, source):
     display.send(const.SPICE_MSGC_DISPLAY_INIT,
                  struct.pack("<BqBi", 1, PHOTO[0] * PHOTO[1] * 3 // 2, 0, 0))
     draws_until_mark(display)
+    wait_for_pixmap_cache(server)
     cache_me, from_cache = const.SPICE_IMAGE_FLAGS_CACHE_ME, const.SPICE_IMAGE_TYPE_FROM_CACHE
     whole = ((0, 0, 160, 120),)
     shown = []
@@ -521,3 +532,17 @@ def test_hostile_client_closes_only_its_connection(fuzz_setup, kind, data):
             break
     watcher.send(const.SPICE_MSGC_ACK)
     assert draw_rect(body) == (1, 2, 3, 4)
+
+
+def test_backlog_of_a_socket_closed_under_the_sender_is_what_the_transport_holds():
+    """A client that leaves while its sender measures the backlog: the socket's fileno is
+    -1 then, and the measure must not raise (it ended the sender with an error)."""
+    from types import SimpleNamespace
+
+    from vgpu.spice.server import _backlog
+
+    closed = socket.socket()
+    closed.close()
+    writer = SimpleNamespace(transport=SimpleNamespace(get_write_buffer_size=lambda: 7),
+                             get_extra_info=lambda name: closed)
+    assert _backlog(writer) == 7

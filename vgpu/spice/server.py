@@ -881,7 +881,8 @@ def _backlog(writer: asyncio.StreamWriter) -> int:
     queued = int(writer.transport.get_write_buffer_size())
     sock = writer.get_extra_info("socket")
     if sock is not None:
-        with contextlib.suppress(OSError):
+        # (a socket closed under us has fileno -1, which fcntl refuses with ValueError)
+        with contextlib.suppress(OSError, ValueError):
             unsent = fcntl.ioctl(sock.fileno(), SIOCOUTQNSD, b"\0\0\0\0")
             queued += struct.unpack("i", unsent)[0]
     return queued
