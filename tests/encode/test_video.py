@@ -16,10 +16,13 @@ from vgpu.encode.video import (
     LIBRARY_CODECS,
     MIN_BITS_PER_PIXEL,
     MIN_FPS,
+    MJPEG_QUALITY_MAX,
+    MJPEG_QUALITY_MIN,
     PROBE_SIZE,
     START_BITS_PER_PIXEL,
     CodecChoice,
     LibraryEncoder,
+    MjpegEncoder,
     Rate,
     RateControl,
     available_codecs,
@@ -61,6 +64,29 @@ def test_choice_follows_the_client_then_the_server():
     assert choose_codec(order, frozenset({"mjpeg", "vp8", "h264"}), ("vp8",)) == VP8
     assert choose_codec(order, frozenset({"mjpeg", "vp8"}), ("vp9", "mjpeg")) == MJPEG
     assert choose_codec([H264], frozenset({"mjpeg"})) is None
+
+
+# spice-server's MJPEG quality samples (mjpeg_encoder.c, mjpeg_quality_samples).
+SPICE_SERVER_MJPEG_QUALITIES = (20, 30, 40, 50, 60, 70, 80)
+
+
+def test_mjpeg_quality_takes_spice_servers_steps_so_near_rates_share_an_encode():
+    width, height = 416, 240
+    start = bitrate_for(width, height, 30, START_BITS_PER_PIXEL)
+    qualities = []
+    for share in np.linspace(0.05, 2.0, 60):
+        encoder = MjpegEncoder(width, height, Rate(start, 30))
+        encoder.set_rate(Rate(int(start * share), 30))
+        qualities.append(encoder.quality)
+        assert encoder.quality in (*SPICE_SERVER_MJPEG_QUALITIES, MJPEG_QUALITY_MAX)
+    assert min(qualities) == MJPEG_QUALITY_MIN and max(qualities) == MJPEG_QUALITY_MAX
+    # rates a few percent apart (rate control's small steps) ask for one quality
+    near = set()
+    for share in (0.97, 0.98, 1.0, 1.02):
+        encoder = MjpegEncoder(width, height, Rate(start, 30))
+        encoder.set_rate(Rate(int(start * share), 30))
+        near.add(encoder.quality)
+    assert near == {70}
 
 
 def test_rate_control_skips_frames_while_the_socket_is_full_and_slows_down():

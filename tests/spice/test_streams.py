@@ -95,6 +95,37 @@ def test_a_new_busy_region_replaces_the_stream():
     assert BOX in replaced.draws  # the old stream's region, redrawn losslessly
 
 
+def test_a_stream_takes_another_clients_rectangle_of_the_same_region():
+    # Two clients whose planners saw the region a little differently (one joined
+    # when the window was 10 rows taller): the second's stream takes the first's
+    # rectangle, so the server encodes one picture for both.
+    first, second = StreamPlanner("all"), StreamPlanner("all")
+    run_frames(first, [BOX], 5)
+    taller = (BOX[0], BOX[1] - 10, BOX[2], BOX[3])
+    plans = []
+    for i in range(5):
+        plans.append(second.plan([taller], i / 30, known=lambda: [first.active[1]]))
+    started = [p.started for p in plans if p.started is not None]
+    assert [rect for _id, rect in started] == [BOX]
+    # Damage of the taller region outside the shared rectangle stays lossless.
+    assert plans[-1].draws == [(BOX[0], BOX[1] - 10, BOX[2], BOX[1])]
+    assert plans[-1].stream_frame == started[0]
+
+
+def test_a_stream_keeps_its_own_rectangle_when_no_other_is_close():
+    far = (BOX[0], BOX[1] + 60, BOX[2], BOX[3] + 60)  # overlap 0.54 with BOX
+    planner = StreamPlanner("all")
+    seen = []
+
+    def known():
+        seen.append(True)
+        return [far]
+
+    plans = [planner.plan([BOX], i / 30, known=known) for i in range(5)]
+    assert [p.started for p in plans if p.started] == [(1, BOX)]
+    assert len(seen) == 1  # asked only when the stream started
+
+
 def test_reset_forgets_the_stream():
     planner = StreamPlanner("all")
     run_frames(planner, [BOX], 3)

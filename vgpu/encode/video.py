@@ -171,6 +171,10 @@ MJPEG_QUALITY_START = 70
 MJPEG_QUALITY_MIN = 20
 MJPEG_QUALITY_MAX = 85
 """Below 20 JPEG blocks are plain to see; past 85 the bytes grow fast for little."""
+MJPEG_QUALITY_STEP = 10
+"""Quality moves in steps as spice-server's (its samples 20, 30 .. 80): clients whose
+rates differ a little then ask for the same quality, and the server encodes one JPEG
+of a frame for all of them (SpiceServer.encode_stream) instead of one each."""
 
 
 def available_codecs() -> frozenset[str]:
@@ -360,9 +364,10 @@ class MjpegEncoder:
         # JPEG has no bitrate knob: quality follows the asked rate against the
         # starting one, on a scale that keeps it between the bounds.
         share = rate.bitrate / max(1, self._start_bitrate)
-        self.quality = int(
-            min(MJPEG_QUALITY_MAX, max(MJPEG_QUALITY_MIN, MJPEG_QUALITY_START * share**0.5))
-        )
+        wanted = MJPEG_QUALITY_START * share**0.5
+        step = round((wanted - MJPEG_QUALITY_MIN) / MJPEG_QUALITY_STEP)
+        self.quality = min(MJPEG_QUALITY_MAX,
+                           max(MJPEG_QUALITY_MIN, MJPEG_QUALITY_MIN + step * MJPEG_QUALITY_STEP))
 
     def close(self) -> None:
         pass

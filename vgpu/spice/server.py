@@ -20,9 +20,10 @@ import threading
 import time
 import uuid as uuid_module
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Protocol
 
 from websockets.frames import Opcode
@@ -433,6 +434,13 @@ class FrameWaker:
 
     def add(self, sender: _DisplayClient) -> None:
         self._senders.append(sender)
+
+    def stream_rects(self, surface_serial: int) -> Iterator[Rect]:
+        """The senders' live streams' rectangles on surface `surface_serial`."""
+        for sender in self._senders:
+            rect = sender.stream_rect(surface_serial)
+            if rect is not None:
+                yield rect
 
     def remove(self, sender: _DisplayClient) -> None:
         self._senders.remove(sender)
@@ -947,6 +955,7 @@ class _DisplayClient:
             streaming = "off"  # the client decodes none of the server's stream codecs
         self._streams = StreamPlanner(streaming)
         self._stream: _Stream | None = None
+        self._surface_serial: int | None = None  # the surface the client has
         self._picture = ClientPicture()  # for COPY_BITS of what moved
         self._pings: dict[int, int] = {}  # ping id -> monotonic_ns sent, in send order
         self._ping_id = 0
@@ -956,6 +965,12 @@ class _DisplayClient:
         if not self._pings:
             return 0.0
         return (time.monotonic_ns() - next(iter(self._pings.values()))) / 1e9
+
+    def stream_rect(self, surface_serial: int) -> Rect | None:
+        """The live stream's rectangle, where it is on surface `surface_serial`."""
+        if self._stream is None or self._surface_serial != surface_serial:
+            return None
+        return self._stream.rect
 
     def notify(self) -> None:
         """Called on the publishing thread."""
@@ -1029,7 +1044,7 @@ class _DisplayClient:
                     self._stream = None
                 machine.show_surface(frame.width, frame.height, frame.has_alpha, region,
                                      tuple(self._streams.reset()))
-                surface_serial = frame.surface_serial
+                surface_serial = self._surface_serial = frame.surface_serial
                 self._picture.reset(frame, region)
                 await self._flush(frame.serial, 1)
             else:
@@ -1050,8 +1065,10 @@ class _DisplayClient:
                     copies, rects, found = await searching
                     self._picture.searched(search, found)
                 merged = max(1, frame.serial - last_serial)
-                await self._send(frame, self._streams.plan(rects, self._loop.time(), merged),
-                                 copies, taken_at)
+                plan = self._streams.plan(
+                    rects, self._loop.time(), merged,
+                    partial(self._server.waker.stream_rects, frame.surface_serial))
+                await self._send(frame, plan, copies, taken_at)
             last_serial = frame.serial
 
     def _start_stream(self, stream_id: int, rect: Rect) -> _Stream:

@@ -11,6 +11,7 @@ and its rectangle is drawn once more, losslessly, so still pictures end exact.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from vgpu.display import Rect
@@ -78,6 +79,21 @@ def subtract(rect: Rect, hole: Rect) -> list[Rect]:
     return [p for p in parts if _area(p)]
 
 
+def _shared_rect(candidate: Rect, known: Callable[[], Iterable[Rect]] | None) -> Rect:
+    """The rectangle a new stream of `candidate` takes: another client's stream of the
+    same region where there is one (the region as this client's planner sees it
+    depends on when it joined and which frames it merged), so that their stream
+    frames are one encode (SpiceServer.encode_stream); else the candidate, even."""
+    best, best_overlap = even(candidate), STREAM_MATCH
+    for rect in known() if known is not None else ():
+        # Matched against the candidate itself, as plan() keeps a stream by: a
+        # shared rectangle must not end the stream again at the next frame.
+        overlap = _overlap(rect, candidate)
+        if overlap >= best_overlap:
+            best, best_overlap = rect, overlap
+    return best
+
+
 @dataclass
 class Plan:
     """What to send for one frame: streams to end (with their rectangles to redraw
@@ -133,9 +149,12 @@ class StreamPlanner:
         self._count = 0
         return ended
 
-    def plan(self, rects: list[Rect], now: float, merged: int = 1) -> Plan:
+    def plan(self, rects: list[Rect], now: float, merged: int = 1,
+             known: Callable[[], Iterable[Rect]] | None = None) -> Plan:
         """`rects`: this frame's normalized damage (not cut into bands); `merged`: how
-        many published frames it covers (a slow client takes one in several)."""
+        many published frames it covers (a slow client takes one in several); `known`:
+        asked only when a stream starts, the rectangles of other clients' streams of
+        the same surface."""
         plan = Plan()
         if self._mode == "off":
             plan.draws = list(rects)
@@ -150,7 +169,7 @@ class StreamPlanner:
                 plan.ended.append(self.active)
                 rects = [*rects, self.active[1]]
             self._next_id += 1
-            self.active = (self._next_id, even(self._candidate))
+            self.active = (self._next_id, _shared_rect(self._candidate, known))
             plan.started = self.active
         if self.active is None:
             plan.draws = list(rects)
