@@ -10,12 +10,19 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from vgpu.display import Frame, Rect
-from vgpu.encode.policy import ClientCodecs, encode_still
+from vgpu.encode.policy import ClientCodecs, encode_still, palettize
 from vgpu.encode.solid import solid_parts
 from vgpu.encode.video import DEFAULT_VIDEO_CODECS, CodecChoice, parse_video_codecs
 from vgpu.spice import constants as const
-from vgpu.spice.channels import EncodedRegion, bitmap_payload
+from vgpu.spice.channels import (
+    EncodedRegion,
+    bitmap_payload,
+    pack_palette,
+    palette_bitmap_payload,
+)
 
 IMAGE_COMPRESSIONS = ("auto_glz", "auto_lz", "quic", "glz", "lz", "lz4", "off")
 JPEG_WAN_COMPRESSIONS = ("auto", "never", "always")
@@ -98,6 +105,10 @@ class ClientImaging:
     compression: Compression
     lz4: bool = False  # the client has SPICE_DISPLAY_CAP_LZ4_COMPRESSION
     preferred: str | None = None  # the client's PREFERRED_COMPRESSION, if it sent one
+    # The client draws palette bitmaps (1BIT_BE, 4BIT_BE, 8BIT): spice-gtk does
+    # (spice-common's canvas); spice-html5 does not (its bitmap.js takes 32BIT and
+    # RGBA only), and it is the one WebSocket client, so the server clears this there.
+    palette: bool = True
 
     def codec(self) -> str:
         """ "auto", "bitmap", "quic", "lz4" or "lz".
@@ -196,9 +207,16 @@ def _encode_images(frame: Frame, rect: Rect, imaging: ClientImaging, split: bool
     left, top, right, bottom = rect
     view = frame.pixels[top:bottom, left:right]
     codec = imaging.codec()
+    # With no compression or QUIC, a region of few colours (text, flat widgets, X's
+    # two-colour root weave) goes as a palette bitmap where that is smaller: 32-bit
+    # pixels cost 4 bytes each and QUIC does poorly on such content, where spice-server
+    # sends the guest's own small images and fills.
+    indexed = (palette_region(rect, view) if codec in ("bitmap", "quic") and imaging.palette
+               and not frame.has_alpha else None)
     if codec == "bitmap":
         payload = bitmap_payload(view.tobytes(), right - left, bottom - top, frame.has_alpha)
-        return [EncodedRegion(rect, const.SPICE_IMAGE_TYPE_BITMAP, payload)]
+        raw = EncodedRegion(rect, const.SPICE_IMAGE_TYPE_BITMAP, payload)
+        return [min((indexed, raw) if indexed else (raw,), key=_size)]
     parts = encode_still(
         view,
         codec,
@@ -207,10 +225,30 @@ def _encode_images(frame: Frame, rect: Rect, imaging: ClientImaging, split: bool
         has_alpha=frame.has_alpha,
         split=split,
     )
-    return [
+    encoded = [
         _binary((left + start, top, left + end, bottom), image.image_type, image.data, image.lossy)
         for start, end, image in parts
     ]
+    if indexed is not None and _size(indexed) < sum(map(_size, encoded)):
+        return [indexed]
+    return encoded
+
+
+def _size(region: EncodedRegion) -> int:
+    return len(region.payload) + len(region.palette or b"")
+
+
+def palette_region(rect: Rect, pixels: np.ndarray) -> EncodedRegion | None:
+    """`pixels` (the rectangle's B,G,R,X) as a palette BITMAP when it has few colours."""
+    indexed = palettize(pixels)
+    if indexed is None:
+        return None
+    fmt = {1: const.SPICE_BITMAP_FMT_1BIT_BE, 4: const.SPICE_BITMAP_FMT_4BIT_BE,
+           8: const.SPICE_BITMAP_FMT_8BIT}[indexed.bits]
+    payload = palette_bitmap_payload(indexed.rows, fmt, indexed.stride, rect[2] - rect[0],
+                                     rect[3] - rect[1])
+    return EncodedRegion(rect, const.SPICE_IMAGE_TYPE_BITMAP, payload,
+                         palette=pack_palette(indexed.colours))
 
 
 def encode_rect(frame: Frame, rect: Rect, imaging: ClientImaging) -> EncodedRegion:
