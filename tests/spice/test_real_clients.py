@@ -498,15 +498,20 @@ def test_spice_html5_draws_a_photo_from_its_pixmap_cache(source):
         server.stop()
 
 
+def weave() -> np.ndarray:
+    """A two-colour weave the size of the screen, like X's root window."""
+    y, x = np.mgrid[0:H, 0:W]
+    return np.where(((x + y) % 4 < 2)[..., None], (40, 90, 140, 255), (200, 10, 70, 255)
+                    ).astype(np.uint8)
+
+
 def few_colours(base: np.ndarray) -> tuple[np.ndarray, list[tuple[tuple[int, int, int, int], int]]]:
     """`base` with three few-colour areas of odd widths: a two-colour weave, a
     12-colour and a 200-colour one; the damage rectangles and the palette format each
     should go as."""
     rng = np.random.default_rng(5)
     out = base.copy()
-    y, x = np.mgrid[0:H, 0:W]
-    weave = np.where(((x + y) % 4 < 2)[..., None], (40, 90, 140, 255), (200, 10, 70, 255))
-    out[10:70, 3:160] = weave[10:70, 3:160]
+    out[10:70, 3:160] = weave()[10:70, 3:160]
     twelve = rng.integers(0, 256, (12, 4), dtype=np.uint8)
     out[80:140, 5:131] = twelve[rng.integers(0, 12, (60, 126))]
     many = rng.integers(0, 256, (200, 4), dtype=np.uint8)
@@ -550,4 +555,29 @@ def test_spice_html5_gets_no_palette_bitmaps(source):
             source.publish(changed, damage=tuple(rect for rect, _ in areas))
             _wait_canvas(page, changed)
     finally:
+        server.stop()
+
+
+@needs_glib
+def test_spice_gtk_shows_a_weave_beside_a_photo_with_quic_exactly(tmp_path):
+    """QUIC: a band of two-colour weave beside a photo is split by content, the weave a
+    1-bit palette bitmap and the photo QUIC, and spice-gtk shows exactly the frame."""
+    source = SyntheticSource()
+    source.publish(pattern(W, H))
+    server = ServerThread(source, ServerOptions(compression=Compression(image="quic")))
+    client = GlibClient("--port", str(server.port))
+    try:
+        client.wait_for(lambda line: line.startswith("mark"))
+        mixed = weave()
+        mixed[60:190, 128:320] = pattern(W, H, seed=3)[60:190, 128:320]  # photographic
+        frame = source.publish(mixed, damage=((0, 0, W, H),))
+        parts = encode_rect_by_content(frame, (0, 64, W, 192),
+                                       ClientImaging(Compression(image="quic")))
+        assert [(p.image_type, p.payload[0] if p.image_type == const.SPICE_IMAGE_TYPE_BITMAP
+                 else None) for p in parts] == [
+            (const.SPICE_IMAGE_TYPE_BITMAP, const.SPICE_BITMAP_FMT_1BIT_BE),
+            (const.SPICE_IMAGE_TYPE_QUIC, None)]
+        glib_sees(client, tmp_path, mixed)
+    finally:
+        client.close()
         server.stop()

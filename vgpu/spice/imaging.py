@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vgpu.display import Frame, Rect
-from vgpu.encode.policy import ClientCodecs, encode_still, palettize
+from vgpu.encode.policy import ClientCodecs, content_spans, encode_still, palettize
 from vgpu.encode.solid import solid_parts
 from vgpu.encode.video import DEFAULT_VIDEO_CODECS, CodecChoice, parse_video_codecs
 from vgpu.spice import constants as const
@@ -204,19 +204,39 @@ def _encode(frame: Frame, rect: Rect, imaging: ClientImaging, split: bool) -> li
 
 def _encode_images(frame: Frame, rect: Rect, imaging: ClientImaging, split: bool
                    ) -> list[EncodedRegion]:
+    codec = imaging.codec()
+    if codec in ("bitmap", "quic") and imaging.palette and not frame.has_alpha:
+        # With no compression or QUIC, a region of few colours (text, flat widgets, X's
+        # two-colour root weave) goes as a palette bitmap where that is smaller: 32-bit
+        # pixels cost 4 bytes each and QUIC does poorly on such content, where
+        # spice-server sends the guest's own small images and fills. Split by content
+        # first, so the weave beside a photo is not sent as the photo is.
+        left, top, right, bottom = rect
+        spans = (content_spans(frame.pixels[top:bottom, left:right]) if split
+                 else [(0, right - left)])
+        return [region for start, end in spans
+                for region in _palette_or_codec(frame, (left + start, top, left + end, bottom),
+                                                imaging, codec)]
+    return _encode_codec(frame, rect, imaging, codec, split)
+
+
+def _palette_or_codec(frame: Frame, rect: Rect, imaging: ClientImaging, codec: str
+                      ) -> list[EncodedRegion]:
+    """`rect` as a palette bitmap or with `codec`, whichever is smaller."""
+    indexed = palette_region(rect, frame.pixels[rect[1]:rect[3], rect[0]:rect[2]])
+    encoded = _encode_codec(frame, rect, imaging, codec, split=False)
+    if indexed is not None and _size(indexed) < sum(map(_size, encoded)):
+        return [indexed]
+    return encoded
+
+
+def _encode_codec(frame: Frame, rect: Rect, imaging: ClientImaging, codec: str, split: bool
+                  ) -> list[EncodedRegion]:
     left, top, right, bottom = rect
     view = frame.pixels[top:bottom, left:right]
-    codec = imaging.codec()
-    # With no compression or QUIC, a region of few colours (text, flat widgets, X's
-    # two-colour root weave) goes as a palette bitmap where that is smaller: 32-bit
-    # pixels cost 4 bytes each and QUIC does poorly on such content, where spice-server
-    # sends the guest's own small images and fills.
-    indexed = (palette_region(rect, view) if codec in ("bitmap", "quic") and imaging.palette
-               and not frame.has_alpha else None)
     if codec == "bitmap":
         payload = bitmap_payload(view.tobytes(), right - left, bottom - top, frame.has_alpha)
-        raw = EncodedRegion(rect, const.SPICE_IMAGE_TYPE_BITMAP, payload)
-        return [min((indexed, raw) if indexed else (raw,), key=_size)]
+        return [EncodedRegion(rect, const.SPICE_IMAGE_TYPE_BITMAP, payload)]
     parts = encode_still(
         view,
         codec,
@@ -225,13 +245,10 @@ def _encode_images(frame: Frame, rect: Rect, imaging: ClientImaging, split: bool
         has_alpha=frame.has_alpha,
         split=split,
     )
-    encoded = [
+    return [
         _binary((left + start, top, left + end, bottom), image.image_type, image.data, image.lossy)
         for start, end, image in parts
     ]
-    if indexed is not None and _size(indexed) < sum(map(_size, encoded)):
-        return [indexed]
-    return encoded
 
 
 def _size(region: EncodedRegion) -> int:
