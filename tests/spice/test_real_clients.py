@@ -559,12 +559,18 @@ def test_spice_html5_gets_no_palette_bitmaps(source):
 
 
 @needs_glib
-def test_spice_gtk_shows_a_weave_beside_a_photo_with_quic_exactly(tmp_path):
-    """QUIC: a band of two-colour weave beside a photo is split by content, the weave a
-    1-bit palette bitmap and the photo QUIC, and spice-gtk shows exactly the frame."""
+@pytest.mark.parametrize(("image", "expected"), [
+    ("quic", [(const.SPICE_IMAGE_TYPE_BITMAP, const.SPICE_BITMAP_FMT_1BIT_BE),
+              (const.SPICE_IMAGE_TYPE_QUIC, None)]),
+    ("lz4", [(const.SPICE_IMAGE_TYPE_LZ_RGB, None), (const.SPICE_IMAGE_TYPE_LZ4, None)]),
+])
+def test_spice_gtk_shows_a_weave_beside_a_photo_exactly(tmp_path, image, expected):
+    """A band of two-colour weave beside a photo is split by content: with QUIC the weave
+    goes as a 1-bit palette bitmap, with LZ4 as LZ, the photo with the setting's codec;
+    spice-gtk shows exactly the frame."""
     source = SyntheticSource()
     source.publish(pattern(W, H))
-    server = ServerThread(source, ServerOptions(compression=Compression(image="quic")))
+    server = ServerThread(source, ServerOptions(compression=Compression(image=image)))
     client = GlibClient("--port", str(server.port))
     try:
         client.wait_for(lambda line: line.startswith("mark"))
@@ -572,11 +578,9 @@ def test_spice_gtk_shows_a_weave_beside_a_photo_with_quic_exactly(tmp_path):
         mixed[60:190, 128:320] = pattern(W, H, seed=3)[60:190, 128:320]  # photographic
         frame = source.publish(mixed, damage=((0, 0, W, H),))
         parts = encode_rect_by_content(frame, (0, 64, W, 192),
-                                       ClientImaging(Compression(image="quic")))
+                                       ClientImaging(Compression(image=image), lz4=True))
         assert [(p.image_type, p.payload[0] if p.image_type == const.SPICE_IMAGE_TYPE_BITMAP
-                 else None) for p in parts] == [
-            (const.SPICE_IMAGE_TYPE_BITMAP, const.SPICE_BITMAP_FMT_1BIT_BE),
-            (const.SPICE_IMAGE_TYPE_QUIC, None)]
+                 else None) for p in parts] == expected
         glib_sees(client, tmp_path, mixed)
     finally:
         client.close()

@@ -10,10 +10,14 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from vgpu.display import Frame, Rect
-from vgpu.encode.policy import ClientCodecs, content_spans, encode_still, palettize
+from vgpu.encode.policy import (
+    ClientCodecs,
+    Palettized,
+    content_spans,
+    encode_still,
+    palettize,
+)
 from vgpu.encode.solid import solid_parts
 from vgpu.encode.video import DEFAULT_VIDEO_CODECS, CodecChoice, parse_video_codecs
 from vgpu.spice import constants as const
@@ -205,29 +209,42 @@ def _encode(frame: Frame, rect: Rect, imaging: ClientImaging, split: bool) -> li
 def _encode_images(frame: Frame, rect: Rect, imaging: ClientImaging, split: bool
                    ) -> list[EncodedRegion]:
     codec = imaging.codec()
-    if codec in ("bitmap", "quic") and imaging.palette and not frame.has_alpha:
-        # With no compression or QUIC, a region of few colours (text, flat widgets, X's
-        # two-colour root weave) goes as a palette bitmap where that is smaller: 32-bit
-        # pixels cost 4 bytes each and QUIC does poorly on such content, where
-        # spice-server sends the guest's own small images and fills. Split by content
-        # first, so the weave beside a photo is not sent as the photo is.
+    if codec in FEW_COLOUR_CODECS and not frame.has_alpha:
+        # Split by content first, so the weave beside a photo is not sent as the photo is.
         left, top, right, bottom = rect
         spans = (content_spans(frame.pixels[top:bottom, left:right]) if split
                  else [(0, right - left)])
         return [region for start, end in spans
-                for region in _palette_or_codec(frame, (left + start, top, left + end, bottom),
-                                                imaging, codec)]
+                for region in _few_colours_or_codec(
+                    frame, (left + start, top, left + end, bottom), imaging, codec)]
     return _encode_codec(frame, rect, imaging, codec, split)
 
 
-def _palette_or_codec(frame: Frame, rect: Rect, imaging: ClientImaging, codec: str
-                      ) -> list[EncodedRegion]:
-    """`rect` as a palette bitmap or with `codec`, whichever is smaller."""
-    indexed = palette_region(rect, frame.pixels[rect[1]:rect[3], rect[0]:rect[2]])
+FEW_COLOUR_CODECS = ("bitmap", "quic", "lz4")
+"""Settings where a region of few colours (text, flat widgets, X's two-colour root
+weave: where spice-server gets the guest's small palette images, fills and copies) may
+go otherwise than the setting says, whichever is smaller:
+- off and QUIC: a palette bitmap, 1 to 8 bits a pixel where 32-bit pixels cost 32 and
+  QUIC does poorly on such content (spice-server too sends a palette image
+  uncompressed with QUIC, which takes RGB only);
+- LZ4: LZ_RGB, which beats LZ4 on desktop content (bench/encode.py; spice-server too
+  sends a palette image as LZ with LZ4, which takes RGB only)."""
+
+
+def _few_colours_or_codec(frame: Frame, rect: Rect, imaging: ClientImaging, codec: str
+                          ) -> list[EncodedRegion]:
+    """`rect` with `codec`, or as FEW_COLOUR_CODECS says where it has few colours."""
     encoded = _encode_codec(frame, rect, imaging, codec, split=False)
-    if indexed is not None and _size(indexed) < sum(map(_size, encoded)):
-        return [indexed]
-    return encoded
+    indexed = palettize(frame.pixels[rect[1]:rect[3], rect[0]:rect[2]])
+    if indexed is None:
+        return encoded
+    if codec == "lz4":
+        other = _encode_codec(frame, rect, imaging, "lz", split=False)
+    elif imaging.palette:
+        other = [palette_region(rect, indexed)]
+    else:
+        return encoded
+    return min(other, encoded, key=lambda regions: sum(map(_size, regions)))
 
 
 def _encode_codec(frame: Frame, rect: Rect, imaging: ClientImaging, codec: str, split: bool
@@ -255,11 +272,8 @@ def _size(region: EncodedRegion) -> int:
     return len(region.payload) + len(region.palette or b"")
 
 
-def palette_region(rect: Rect, pixels: np.ndarray) -> EncodedRegion | None:
-    """`pixels` (the rectangle's B,G,R,X) as a palette BITMAP when it has few colours."""
-    indexed = palettize(pixels)
-    if indexed is None:
-        return None
+def palette_region(rect: Rect, indexed: Palettized) -> EncodedRegion:
+    """`rect` as a palette BITMAP of its colour indices."""
     fmt = {1: const.SPICE_BITMAP_FMT_1BIT_BE, 4: const.SPICE_BITMAP_FMT_4BIT_BE,
            8: const.SPICE_BITMAP_FMT_8BIT}[indexed.bits]
     payload = palette_bitmap_payload(indexed.rows, fmt, indexed.stride, rect[2] - rect[0],
