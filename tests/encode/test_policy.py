@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vgpu.encode import policy
-from vgpu.encode.policy import ClientCodecs, encode_region, is_photographic
+from vgpu.encode.policy import ClientCodecs, encode_region, is_photographic, palettize
 from vgpu.encode.samples import desktop_frame, photo_frame
 
 ENUMS_H = Path("/usr/include/spice-1/spice/enums.h")  # libspice-protocol-dev
@@ -146,3 +146,14 @@ def test_patterns_are_not_photographic(photo: np.ndarray) -> None:
     screen = weave(960, 128)
     screen[:, 256:736] = photo[:128]
     assert policy.content_spans(screen) == [(0, 256), (256, 768), (768, 960)]
+
+
+def test_palettize_takes_at_most_256_colours():
+    """256 colours fit 8-bit indices; one more and the region stays 32-bit."""
+    colours = np.append(np.arange(256, dtype=np.uint32) * 0x010101, np.uint32(0x123456))
+    pixels = np.ascontiguousarray(colours[:256].reshape(16, 16)).view(np.uint8).reshape(16, 16, 4)
+    indexed = palettize(pixels)
+    assert indexed is not None and (indexed.bits, indexed.stride) == (8, 16)
+    assert indexed.colours == sorted(int(c) for c in colours[:256])
+    more = np.concatenate([colours, colours[:31]]).reshape(16, 18)
+    assert palettize(np.ascontiguousarray(more).view(np.uint8).reshape(16, 18, 4)) is None

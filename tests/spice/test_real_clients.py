@@ -496,3 +496,92 @@ def test_spice_html5_draws_a_photo_from_its_pixmap_cache(source):
             _show_photo_cached(source, server, lambda frame: _wait_canvas(page, frame))
     finally:
         server.stop()
+
+
+def weave() -> np.ndarray:
+    """A two-colour weave the size of the screen, like X's root window."""
+    y, x = np.mgrid[0:H, 0:W]
+    return np.where(((x + y) % 4 < 2)[..., None], (40, 90, 140, 255), (200, 10, 70, 255)
+                    ).astype(np.uint8)
+
+
+def few_colours(base: np.ndarray) -> tuple[np.ndarray, list[tuple[tuple[int, int, int, int], int]]]:
+    """`base` with three few-colour areas of odd widths: a two-colour weave, a
+    12-colour and a 200-colour one; the damage rectangles and the palette format each
+    should go as."""
+    rng = np.random.default_rng(5)
+    out = base.copy()
+    out[10:70, 3:160] = weave()[10:70, 3:160]
+    twelve = rng.integers(0, 256, (12, 4), dtype=np.uint8)
+    out[80:140, 5:131] = twelve[rng.integers(0, 12, (60, 126))]
+    many = rng.integers(0, 256, (200, 4), dtype=np.uint8)
+    out[150:199, 7:318] = many[rng.integers(0, 200, (49, 311))]
+    out[..., 3] = 255
+    return out, [((3, 10, 160, 70), const.SPICE_BITMAP_FMT_1BIT_BE),
+                 ((5, 80, 131, 140), const.SPICE_BITMAP_FMT_4BIT_BE),
+                 ((7, 150, 318, 199), const.SPICE_BITMAP_FMT_8BIT)]
+
+
+@needs_glib
+@pytest.mark.parametrize("image", ["off", "quic"])
+def test_spice_gtk_draws_palette_bitmaps_exactly(source, tmp_path, image):
+    """With no compression or QUIC, few-colour regions go as 1-, 4- and 8-bit palette
+    bitmaps (odd widths: padded rows), and spice-gtk shows exactly the frame."""
+    server = ServerThread(source, ServerOptions(compression=Compression(image=image)))
+    client = GlibClient("--port", str(server.port))
+    try:
+        client.wait_for(lambda line: line.startswith("mark"))
+        glib_sees(client, tmp_path, pattern(W, H))
+        changed, areas = few_colours(pattern(W, H))
+        frame = source.publish(changed, damage=tuple(rect for rect, _ in areas))
+        for rect, fmt in areas:
+            parts = encode_rect_by_content(frame, rect, ClientImaging(Compression(image=image)))
+            assert [(p.image_type, p.payload[0]) for p in parts] == [
+                (const.SPICE_IMAGE_TYPE_BITMAP, fmt)]
+        glib_sees(client, tmp_path, changed)
+    finally:
+        client.close()
+        server.stop()
+
+
+@needs_html5
+def test_spice_html5_gets_no_palette_bitmaps(source):
+    """spice-html5 draws 32-bit bitmaps only: with no compression the same few-colour
+    regions reach it as 32-bit pixels, and it shows the frame exactly."""
+    server = ServerThread(source, ServerOptions(compression=Compression(image="off")))
+    try:
+        with html5_page(server) as page:
+            changed, areas = few_colours(pattern(W, H))
+            source.publish(changed, damage=tuple(rect for rect, _ in areas))
+            _wait_canvas(page, changed)
+    finally:
+        server.stop()
+
+
+@needs_glib
+@pytest.mark.parametrize(("image", "expected"), [
+    ("quic", [(const.SPICE_IMAGE_TYPE_BITMAP, const.SPICE_BITMAP_FMT_1BIT_BE),
+              (const.SPICE_IMAGE_TYPE_QUIC, None)]),
+    ("lz4", [(const.SPICE_IMAGE_TYPE_LZ_RGB, None), (const.SPICE_IMAGE_TYPE_LZ4, None)]),
+])
+def test_spice_gtk_shows_a_weave_beside_a_photo_exactly(tmp_path, image, expected):
+    """A band of two-colour weave beside a photo is split by content: with QUIC the weave
+    goes as a 1-bit palette bitmap, with LZ4 as LZ, the photo with the setting's codec;
+    spice-gtk shows exactly the frame."""
+    source = SyntheticSource()
+    source.publish(pattern(W, H))
+    server = ServerThread(source, ServerOptions(compression=Compression(image=image)))
+    client = GlibClient("--port", str(server.port))
+    try:
+        client.wait_for(lambda line: line.startswith("mark"))
+        mixed = weave()
+        mixed[60:190, 128:320] = pattern(W, H, seed=3)[60:190, 128:320]  # photographic
+        frame = source.publish(mixed, damage=((0, 0, W, H),))
+        parts = encode_rect_by_content(frame, (0, 64, W, 192),
+                                       ClientImaging(Compression(image=image), lz4=True))
+        assert [(p.image_type, p.payload[0] if p.image_type == const.SPICE_IMAGE_TYPE_BITMAP
+                 else None) for p in parts] == expected
+        glib_sees(client, tmp_path, mixed)
+    finally:
+        client.close()
+        server.stop()

@@ -201,3 +201,45 @@ def encode_still(pixels: np.ndarray, codec: str, client: ClientCodecs,
     if codec == "lz4" and client.lz4:
         return [(0, width, EncodedImage(SPICE_IMAGE_TYPE_LZ4, encode_lz4_rgb32(pixels), False))]
     return [(0, width, EncodedImage(SPICE_IMAGE_TYPE_LZ_RGB, encode_lz_rgb32(pixels), False))]
+
+
+PALETTE_MAX_COLOURS = 256
+"""The most colours a palette bitmap holds (SPICE_BITMAP_FMT_8BIT's indices)."""
+PALETTE_BITS = ((2, 1), (16, 4), (PALETTE_MAX_COLOURS, 8))
+"""(most colours, bits per index): the narrowest palette format that holds them
+(SPICE_BITMAP_FMT_1BIT_BE, 4BIT_BE, 8BIT)."""
+
+
+@dataclass(frozen=True)
+class Palettized:
+    """A region as palette indices: `rows` of `stride` bytes each, `bits` per index,
+    most significant bits first (the SPICE _BE formats), and its colours (0x00RRGGBB)."""
+
+    bits: int
+    stride: int
+    rows: bytes
+    colours: list[int]
+
+
+def palettize(pixels: np.ndarray) -> Palettized | None:
+    """A B,G,R,X region as palette indices when it has at most PALETTE_MAX_COLOURS
+    colours (text, flat widgets, a two-colour weave), else None."""
+    h, w = pixels.shape[:2]
+    rgb = np.ascontiguousarray(pixels).view(np.uint32)[..., 0] & 0x00FFFFFF
+    # A sample of rows rejects a photo before the whole region is sorted.
+    if len(np.unique(rgb[:: max(1, h // GRADUAL_ROWS)])) > PALETTE_MAX_COLOURS:
+        return None
+    colours, inverse = np.unique(rgb, return_inverse=True)
+    if len(colours) > PALETTE_MAX_COLOURS:
+        return None
+    bits = next(b for most, b in PALETTE_BITS if len(colours) <= most)
+    index = inverse.reshape(h, w).astype(np.uint8)
+    if bits == 1:
+        rows = np.packbits(index, axis=1, bitorder="big")
+    elif bits == 4:
+        if w % 2:
+            index = np.pad(index, ((0, 0), (0, 1)))
+        rows = (index[:, 0::2] << 4) | index[:, 1::2]
+    else:
+        rows = index
+    return Palettized(bits, rows.shape[1], rows.tobytes(), [int(c) for c in colours])

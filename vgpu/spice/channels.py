@@ -340,6 +340,10 @@ class EncodedRegion:
     # The image's id in the client's pixmap cache (vgpu.spice.pixmaps): the client keeps
     # it (CACHE_ME), or, with image type FROM_CACHE and no payload, draws what it kept.
     cache_id: int | None = None
+    # A palette bitmap's SpicePalette (unique, count, 0x00RRGGBB entries): draw_copy puts
+    # it after the payload and points the bitmap's palette field (payload bytes
+    # PALETTE_FIELD_AT..+4, left 0 by palette_bitmap_payload) at it.
+    palette: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -559,9 +563,15 @@ class DisplayChannel(ChannelMachine):
             flags = (0 if region.image_type == const.SPICE_IMAGE_TYPE_FROM_CACHE
                      else const.SPICE_IMAGE_FLAGS_CACHE_ME)
         descriptor = struct.pack("<QBBII", image_id, region.image_type, flags, width, height)
+        payload = region.payload
+        if region.palette is not None:
+            # SpiceBitmap's palette is a pointer: the palette's offset in the message body.
+            palette_at = image_at + len(descriptor) + len(payload)
+            payload = (payload[:PALETTE_FIELD_AT] + struct.pack("<I", palette_at)
+                       + payload[PALETTE_FIELD_AT + 4:] + region.palette)
         self._send(
             const.SPICE_MSG_DISPLAY_DRAW_COPY,
-            base, struct.pack("<I", image_at), rest, descriptor, region.payload,
+            base, struct.pack("<I", image_at), rest, descriptor, payload,
         )
 
     def stream_create(
@@ -618,6 +628,25 @@ def bitmap_payload(pixels_bytes: bytes, width: int, height: int, has_alpha: bool
     header = struct.pack("<BBIIII", fmt, const.SPICE_BITMAP_FLAGS_TOP_DOWN, width, height,
                          width * 4, 0)
     return header + pixels_bytes
+
+
+PALETTE_FIELD_AT = 14
+"""Where a BITMAP payload's palette pointer is: after format, flags, x, y and stride."""
+
+
+def palette_bitmap_payload(indices: bytes, fmt: int, stride: int, width: int, height: int
+                           ) -> bytes:
+    """SPICE_IMAGE_TYPE_BITMAP after the descriptor for a palette format (1BIT_BE,
+    4BIT_BE, 8BIT): top-down rows of `stride` bytes of colour indices. The palette
+    pointer is 0 here; draw_copy fills it in (EncodedRegion.palette)."""
+    return struct.pack("<BBIIII", fmt, const.SPICE_BITMAP_FLAGS_TOP_DOWN, width, height,
+                       stride, 0) + indices
+
+
+def pack_palette(colours: list[int]) -> bytes:
+    """A SpicePalette: unique 0 (the client caches no palette without PAL_CACHE_ME),
+    the count, then each colour as 0x00RRGGBB."""
+    return struct.pack(f"<QH{len(colours)}I", 0, len(colours), *colours)
 
 
 class CursorChannel(ChannelMachine):

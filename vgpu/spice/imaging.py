@@ -11,11 +11,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vgpu.display import Frame, Rect
-from vgpu.encode.policy import ClientCodecs, encode_still
+from vgpu.encode.policy import (
+    ClientCodecs,
+    Palettized,
+    content_spans,
+    encode_still,
+    palettize,
+)
 from vgpu.encode.solid import solid_parts
 from vgpu.encode.video import DEFAULT_VIDEO_CODECS, CodecChoice, parse_video_codecs
 from vgpu.spice import constants as const
-from vgpu.spice.channels import EncodedRegion, bitmap_payload
+from vgpu.spice.channels import (
+    EncodedRegion,
+    bitmap_payload,
+    pack_palette,
+    palette_bitmap_payload,
+)
 
 IMAGE_COMPRESSIONS = ("auto_glz", "auto_lz", "quic", "glz", "lz", "lz4", "off")
 JPEG_WAN_COMPRESSIONS = ("auto", "never", "always")
@@ -98,6 +109,10 @@ class ClientImaging:
     compression: Compression
     lz4: bool = False  # the client has SPICE_DISPLAY_CAP_LZ4_COMPRESSION
     preferred: str | None = None  # the client's PREFERRED_COMPRESSION, if it sent one
+    # The client draws palette bitmaps (1BIT_BE, 4BIT_BE, 8BIT): spice-gtk does
+    # (spice-common's canvas); spice-html5 does not (its bitmap.js takes 32BIT and
+    # RGBA only), and it is the one WebSocket client, so the server clears this there.
+    palette: bool = True
 
     def codec(self) -> str:
         """ "auto", "bitmap", "quic", "lz4" or "lz".
@@ -193,9 +208,49 @@ def _encode(frame: Frame, rect: Rect, imaging: ClientImaging, split: bool) -> li
 
 def _encode_images(frame: Frame, rect: Rect, imaging: ClientImaging, split: bool
                    ) -> list[EncodedRegion]:
+    codec = imaging.codec()
+    if codec in FEW_COLOUR_CODECS and not frame.has_alpha:
+        # Split by content first, so the weave beside a photo is not sent as the photo is.
+        left, top, right, bottom = rect
+        spans = (content_spans(frame.pixels[top:bottom, left:right]) if split
+                 else [(0, right - left)])
+        return [region for start, end in spans
+                for region in _few_colours_or_codec(
+                    frame, (left + start, top, left + end, bottom), imaging, codec)]
+    return _encode_codec(frame, rect, imaging, codec, split)
+
+
+FEW_COLOUR_CODECS = ("bitmap", "quic", "lz4")
+"""Settings where a region of few colours (text, flat widgets, X's two-colour root
+weave: where spice-server gets the guest's small palette images, fills and copies) may
+go otherwise than the setting says, whichever is smaller:
+- off and QUIC: a palette bitmap, 1 to 8 bits a pixel where 32-bit pixels cost 32 and
+  QUIC does poorly on such content (spice-server too sends a palette image
+  uncompressed with QUIC, which takes RGB only);
+- LZ4: LZ_RGB, which beats LZ4 on desktop content (bench/encode.py; spice-server too
+  sends a palette image as LZ with LZ4, which takes RGB only)."""
+
+
+def _few_colours_or_codec(frame: Frame, rect: Rect, imaging: ClientImaging, codec: str
+                          ) -> list[EncodedRegion]:
+    """`rect` with `codec`, or as FEW_COLOUR_CODECS says where it has few colours."""
+    encoded = _encode_codec(frame, rect, imaging, codec, split=False)
+    indexed = palettize(frame.pixels[rect[1]:rect[3], rect[0]:rect[2]])
+    if indexed is None:
+        return encoded
+    if codec == "lz4":
+        other = _encode_codec(frame, rect, imaging, "lz", split=False)
+    elif imaging.palette:
+        other = [palette_region(rect, indexed)]
+    else:
+        return encoded
+    return min(other, encoded, key=lambda regions: sum(map(_size, regions)))
+
+
+def _encode_codec(frame: Frame, rect: Rect, imaging: ClientImaging, codec: str, split: bool
+                  ) -> list[EncodedRegion]:
     left, top, right, bottom = rect
     view = frame.pixels[top:bottom, left:right]
-    codec = imaging.codec()
     if codec == "bitmap":
         payload = bitmap_payload(view.tobytes(), right - left, bottom - top, frame.has_alpha)
         return [EncodedRegion(rect, const.SPICE_IMAGE_TYPE_BITMAP, payload)]
@@ -211,6 +266,20 @@ def _encode_images(frame: Frame, rect: Rect, imaging: ClientImaging, split: bool
         _binary((left + start, top, left + end, bottom), image.image_type, image.data, image.lossy)
         for start, end, image in parts
     ]
+
+
+def _size(region: EncodedRegion) -> int:
+    return len(region.payload) + len(region.palette or b"")
+
+
+def palette_region(rect: Rect, indexed: Palettized) -> EncodedRegion:
+    """`rect` as a palette BITMAP of its colour indices."""
+    fmt = {1: const.SPICE_BITMAP_FMT_1BIT_BE, 4: const.SPICE_BITMAP_FMT_4BIT_BE,
+           8: const.SPICE_BITMAP_FMT_8BIT}[indexed.bits]
+    payload = palette_bitmap_payload(indexed.rows, fmt, indexed.stride, rect[2] - rect[0],
+                                     rect[3] - rect[1])
+    return EncodedRegion(rect, const.SPICE_IMAGE_TYPE_BITMAP, payload,
+                         palette=pack_palette(indexed.colours))
 
 
 def encode_rect(frame: Frame, rect: Rect, imaging: ClientImaging) -> EncodedRegion:

@@ -941,6 +941,8 @@ class _DisplayClient:
         self.imaging = ClientImaging(
             server.options.compression,
             lz4=machine.has_cap(const.SPICE_DISPLAY_CAP_LZ4_COMPRESSION),
+            # spice-html5 (WebSocket) draws 32BIT and RGBA bitmaps only
+            palette=not isinstance(transport, WebSocketTransport),
         )
         self.stats = DisplayStats(peer)
         self._client_codecs = client_video_codecs(machine.has_cap)
