@@ -455,7 +455,8 @@ class Device:
         self._input_lock = threading.Lock()
         self._irq_lock = threading.Lock()
         self._owner = threading.Lock()  # held by whichever thread is inside process()
-        self._irq_listeners: list[Callable[[bool], None]] = []
+        # replaced, never changed in place: _update_irq reads it without the lock
+        self._irq_listeners: tuple[Callable[[bool], None], ...] = ()
         self.observers: list[DeviceObserver] = []
 
         self._next_generation = 1
@@ -562,12 +563,14 @@ class Device:
         """`listener(level)` is called with the IRQ line level whenever it is re-evaluated
         (from the device thread, or from push_input's thread). Returns the remover."""
         with self._cv:
-            self._irq_listeners.append(listener)
+            self._irq_listeners += (listener,)
 
         def remove() -> None:
             with self._cv:
-                if listener in self._irq_listeners:
-                    self._irq_listeners.remove(listener)
+                listeners = list(self._irq_listeners)
+                if listener in listeners:
+                    listeners.remove(listener)
+                self._irq_listeners = tuple(listeners)
 
         return remove
 
@@ -770,9 +773,7 @@ class Device:
         # would leave a waiting guest spinning.
         with self._irq_lock:
             level = self.irq_level()
-            with self._cv:
-                listeners = list(self._irq_listeners)
-            for listener in listeners:
+            for listener in self._irq_listeners:
                 listener(level)
 
     # --- rings ------------------------------------------------------------------------

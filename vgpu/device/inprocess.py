@@ -48,7 +48,7 @@ class InProcessAttachment:
         if self.inline:
             while self.device.process(INLINE_BATCH):
                 pass
-        elif (port not in DOORBELL_PORTS and port not in ASYNC_PORTS
+        elif (port not in DOORBELL_PORTS and port not in ASYNC_PORTS and not req.done
               and not req.wait(IO_WAIT_LIMIT)):
             raise TimeoutError(f"device did not complete IO port {port}")
 
