@@ -145,6 +145,11 @@ void main() {
 """
 
 
+def _signed(v: int) -> int:
+    """A word as a signed 32-bit value."""
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
 def _bounds(boxes: list[Box]) -> Box:
     return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
             max(b[3] for b in boxes))
@@ -362,7 +367,7 @@ class Gl3dExecutor:
         if len(rects) != 4 * n or n > MAX_PRESENT_RECTS:
             return False
         # signed words: a source or destination may start left of / above the origin
-        x, y, dst_x, dst_y = (v - (1 << 32) if v >= 1 << 31 else v for v in (x, y, dst_x, dst_y))
+        x, y, dst_x, dst_y = _signed(x), _signed(y), _signed(dst_x), _signed(dst_y)
         if not lib.g3_current(self._host):
             return False
         surf = self.renderer._surfaces.get(qxl)
@@ -373,7 +378,7 @@ class Gl3dExecutor:
         for i in range(n):
             rx, ry, rw, rh = rects[4 * i : 4 * i + 4]
             if area is not None and rw < 1 << 31 and rh < 1 << 31:
-                rx, ry = (v - (1 << 32) if v >= 1 << 31 else v for v in (rx, ry))
+                rx, ry = _signed(rx), _signed(ry)
                 part = intersect((rx, ry, rx + rw, ry + rh), area)
                 if part is not None:
                     boxes.append(part)
