@@ -35,13 +35,13 @@ class InProcessAttachment:
         self.inline = inline
         self.layout = device.layout
         self.buffer = device.mem.mm
-        # the line's level and its sleepers (vgpu_line_wait): a guest thread sleeps on it in
+        # the line's level and its sleepers (vgpu_word_wait): a guest thread sleeps on it in
         # C, and the device wakes it without a Python condition variable's work per wait
         self._line = ffi.new("uint32_t[2]", [int(device.irq_level()), 0])
         self._remove = device.add_irq_listener(self._on_irq)
 
     def _on_irq(self, level: bool) -> None:
-        lib.vgpu_line_set(self._line, int(level))
+        lib.vgpu_word_set(self._line, int(level))
 
     def io_write(self, port: int, value: int) -> None:
         req = self.device.io_write(port, value)
@@ -58,8 +58,8 @@ class InProcessAttachment:
     def wait_irq(self, timeout: float | None = None) -> bool:
         """Wait until the IRQ line is high; False on timeout."""
         if timeout is not None:
-            return bool(lib.vgpu_line_wait(self._line, int(max(0.0, timeout) * 1e9)))
-        while not lib.vgpu_line_wait(self._line, int(LINE_WAIT_SLICE_S * 1e9)):
+            return bool(lib.vgpu_word_wait(self._line, 0, int(max(0.0, timeout) * 1e9)))
+        while not lib.vgpu_word_wait(self._line, 0, int(LINE_WAIT_SLICE_S * 1e9)):
             pass  # back in the interpreter between slices: its signal handlers run
         return True
 
