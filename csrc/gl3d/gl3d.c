@@ -3441,10 +3441,12 @@ static void swizzle_row(uint8_t *p, int32_t c, int32_t w, const struct keep *k)
 #ifdef G3_SWIZZLE_AVX2
 /* The 32-bit formats' swizzle (red and blue swapped, alpha or'ed in: ARGB's is 0) eight
  * pixels a step with AVX2's byte shuffle, where the CPU has it (x86-64's baseline has no
- * byte shuffle, so swizzle_row's vectors shift and mask). One 1920x1080 present copy, read
- * and swizzle, on llvmpipe: 0.72-0.84 ms against 1.39-1.80 ms (wall medians of 60, 2 busy
- * cores); the swizzle alone, strips in the cache: 0.15 ms against 0.38 ms. Returns the
- * pixels done (a multiple of 8): swizzle_row does the rest. */
+ * byte shuffle, so swizzle_row's vectors shift and mask): about half of a 1920x1080
+ * present's copy on llvmpipe went to the plain swizzle. `vgpu bench gl3d`, 1920x1080 at 100
+ * draw calls, CPU a frame of the ring's Python threads (guest and render thread, the copy
+ * included): 2.14 ms [1.95-2.50] against 3.10 [2.78-3.39], medians of 5 runs each,
+ * interleaved, load 3-6 on 2 cores. Returns the pixels done (a multiple of 8): swizzle_row
+ * does the rest. */
 __attribute__((target("avx2"))) static int32_t swizzle_row_avx2(uint8_t *p, int32_t w,
                                                                 const struct keep *k)
 {
