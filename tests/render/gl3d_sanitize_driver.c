@@ -19,6 +19,7 @@
 #define MAX_SEEDS 16
 #define MAX_WORDS 65536
 #define SURFACES 16
+#define IMAGE 200 /* pixels a side of PRESENT's host image: not a multiple of 8 */
 
 static uint64_t rng;
 
@@ -42,6 +43,7 @@ static uint32_t *read_words(const char *path, uint32_t *n)
 }
 
 static uint32_t surf[SURFACES][3], surf_size[SURFACES], surf_samples[SURFACES];
+static long copied; /* presents g3_present_copy made */
 
 static void vgpu_command(G3 *g, uint32_t op, const uint32_t *a, uint32_t n)
 {
@@ -80,6 +82,16 @@ static void vgpu_command(G3 *g, uint32_t op, const uint32_t *a, uint32_t n)
         if (fb && surf[1][0] && a[3] <= 256 && a[4] <= 256)
             g3_blit(g, fb, surf[1][0], (int32_t)a[1], (int32_t)a[2], (int32_t)a[3],
                     (int32_t)a[4]);
+        /* and by copy into a host image of exactly IMAGE x IMAGE pixels (its bounds are
+         * ASan's to see), at the words' destination, any `keep` (4: none such) */
+        uint32_t src = fb ? fb : surf[1][0];
+        uint8_t *image = malloc((size_t)IMAGE * IMAGE * 4);
+        if (src && image
+            && g3_present_copy(g, src, (int32_t)a[1], (int32_t)a[2], (int32_t)a[3],
+                               (int32_t)a[4], image, IMAGE, IMAGE, (int32_t)a[6],
+                               (int32_t)a[7], (int)(a[5] % 5)) == 0)
+            copied++;
+        free(image);
         break;
     }
     default: break;
@@ -196,7 +208,7 @@ int main(int argc, char **argv)
         if (surf[i][0])
             g3_surface_free(g, surf[i], surf_samples[i]);
     g3_free(g);
-    printf("%ld cases, %ld failures\n", cases, failures);
+    printf("%ld cases, %ld failures, %ld presents copied\n", cases, failures, copied);
     free(w);
     free(mem);
     free(prologue);

@@ -704,6 +704,43 @@ def test_present_onto_a_16_bit_surface_keeps_what_the_format_keeps(renderer, gl_
     np.testing.assert_array_equal(renderer.read_pixels(0)[20:20 + H, 30:30 + W], want)
 
 
+@pytest.mark.parametrize("path", ["copy", "draw"])
+@pytest.mark.parametrize("fmt", [E.SURFACE_FMT_32_xRGB, E.SURFACE_FMT_32_ARGB])
+def test_present_of_random_pixels_onto_32_bit_surfaces(renderer, gl_ctx, fmt, path):
+    """Every byte of a guest texture (random, alpha too), presented from a rect whose width
+    is no multiple of 8 (where vector swizzles leave a tail), lands on a 32-bit surface
+    flipped, as (B, G, R, A), alpha 255 on xRGB; moderngl reads the same texture back as
+    the reference."""
+    from vgpu.render.gl3d import Gl3dExecutor
+
+    renderer.create_primary(*SCREEN, SCREEN[0] * 4, fmt, None)
+    renderer.gl3d = Gl3dExecutor(renderer, present_copy=path == "copy")
+    tw, th = 151, 77
+    data = np.random.default_rng(14).integers(0, 256, (th, tw, 4), np.uint8)
+    ref_tex = gl_ctx.texture((tw, th), 4, data.tobytes())
+    try:
+        ref = np.frombuffer(ref_tex.read(), np.uint8).reshape(th, tw, 4)
+    finally:
+        ref_tex.release()
+    x, y, w, h, dx, dy = 2, 3, 141, 70, 9, 11
+    want = ref[y:y + h, x:x + w][::-1][..., [2, 1, 0, 3]].copy()
+    if fmt == E.SURFACE_FMT_32_xRGB:
+        want[..., 3] = 255
+    guest = FakeGuest()
+    pixels = guest.alloc(data.nbytes, data.tobytes())
+    renderer.execute_3d(batch(*setup(), gl("glBindTexture", enum("GL_TEXTURE_2D"), 4),
+                              gl("glTexImage2D", enum("GL_TEXTURE_2D"), 0, enum("GL_RGBA"), tw,
+                                 th, 0, enum("GL_RGBA"), enum("GL_UNSIGNED_BYTE"),
+                                 ("ref", pixels, data.nbytes)),
+                              gl("glGenFramebuffers", 1, [6]),
+                              gl("glBindFramebuffer", enum("GL_FRAMEBUFFER"), 6),
+                              gl("glFramebufferTexture2D", enum("GL_FRAMEBUFFER"),
+                                 enum("GL_COLOR_ATTACHMENT0"), enum("GL_TEXTURE_2D"), 4, 0),
+                              vgpu("PRESENT", 6, x, y, w, h, 0, dx, dy, 0)), guest)
+    assert guest.counts == {"errors": 0, "lost_contexts": 0}
+    np.testing.assert_array_equal(renderer.read_pixels(0, (dx, dy, dx + w, dy + h)), want)
+
+
 def test_queries_stay_with_their_context_across_switches(screen, gl_ctx):
     """An occlusion query left open while another context runs counts its own context's
     draws only, the other context can run a query of the same target meanwhile, and a query

@@ -5,6 +5,7 @@ mutated, truncated and random batches grown from the fuzz test's seeds."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,3 +59,6 @@ def test_gl3d_clean_under_asan_and_ubsan() -> None:
         assert run.returncode == 0, run.stdout + run.stderr[-4000:]
         assert "runtime error" not in run.stderr and "ERROR: AddressSanitizer" not in run.stderr
         assert f"{CASES} cases, 0 failures" in run.stdout
+        # PRESENT's copies into an exact host image ran too (its bounds are ASan's)
+        copied = re.search(r"(\d+) presents copied", run.stdout)
+        assert copied is not None and int(copied.group(1)) > 0, run.stdout
