@@ -13,8 +13,11 @@ from cdef import cdef_text  # noqa: E402
 # with a guest that may run in another process, so plain Python read-modify-write
 # would lose bits; the 3D fence's 64-bit value is read whole, never half-written.
 SOURCE = """
+#include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,6 +62,34 @@ uint32_t vgpu_spin_while32(uint32_t *p, uint32_t value, uint64_t max_ns) {
     while (__atomic_load_n(p, SC) == value && spin_on(&end, max_ns))
         ;
     return __atomic_load_n(p, SC);
+}
+
+/* A word threads of this process sleep on: w[0] the value, w[1] how many threads sleep on
+ * it. A waiter sleeps in the kernel (a futex) with the interpreter lock released, and a
+ * setter makes the system call only when one sleeps: a Python condition variable costs each
+ * side microseconds of interpreter and lock work per wait (the in-process IRQ line, the
+ * device thread's doorbell). */
+uint32_t vgpu_word_wait(uint32_t *w, uint32_t value, uint64_t timeout_ns) {
+    uint64_t end = spin_now() + timeout_ns;
+    __atomic_fetch_add(&w[1], 1, SC);
+    uint32_t now_value;
+    while ((now_value = __atomic_load_n(&w[0], SC)) == value) {
+        uint64_t now = spin_now();
+        if (now >= end)
+            break;
+        uint64_t left = end - now;
+        struct timespec t = {(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
+        if (syscall(SYS_futex, &w[0], FUTEX_WAIT_PRIVATE, value, &t, NULL, 0) != 0
+                && errno != EAGAIN && errno != EINTR && errno != ETIMEDOUT)
+            break;
+    }
+    __atomic_fetch_sub(&w[1], 1, SC);
+    return now_value;
+}
+void vgpu_word_set(uint32_t *w, uint32_t value) {
+    __atomic_store_n(&w[0], value, SC);
+    if (__atomic_load_n(&w[1], SC))
+        syscall(SYS_futex, &w[0], FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
 }
 
 static uint64_t wd_busy_since;  /* CLOCK_MONOTONIC ns of the oldest unfinished 3D work; 0 */

@@ -798,6 +798,11 @@ void vgpu_atomic_store64(uint64_t *p, uint64_t v);
  * while *p == value; the value last read. */
 uint64_t vgpu_spin_until64(uint64_t *p, uint64_t value, uint64_t max_ns);
 uint32_t vgpu_spin_while32(uint32_t *p, uint32_t value, uint64_t max_ns);
+/* A word threads of one process sleep on (w[0] the value, w[1] its sleepers): sleep while
+ * it holds `value`, at most timeout_ns (returns the value last read); set it, waking the
+ * sleepers. */
+uint32_t vgpu_word_wait(uint32_t *w, uint32_t value, uint64_t timeout_ns);
+void vgpu_word_set(uint32_t *w, uint32_t value);
 
 /* The 3D watchdog's last resort, a C thread that needs no Python lock: once started,
  * if 3D work marked busy stays busy longer than limit_ns, it writes one line to

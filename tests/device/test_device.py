@@ -349,6 +349,35 @@ def test_interrupt_line_follows_pending_and_mask(device) -> None:
     assert levels[-1] is False
 
 
+def test_in_process_irq_line_sleeps_until_raised_or_timeout(device) -> None:
+    att = InProcessAttachment(device)
+    struct.pack_into("<I", device.mem.mm, device._hdr + offsetof("QXLRam", "int_mask"),
+                     lib.QXL_INTERRUPT_IO_CMD)
+    t0 = time.monotonic()
+    assert att.wait_irq(0.05) is False and att.irq_level() is False  # low: times out
+    assert time.monotonic() - t0 >= 0.045
+    assert att.wait_irq(0) is False
+    woke: list[tuple[bool, float]] = []
+
+    def waiter() -> None:
+        woke.append((att.wait_irq(10), time.monotonic()))
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.05)  # the waiter sleeps on the line meanwhile
+    assert not woke
+    raised = time.monotonic()
+    device.io_write(lib.QXL_IO_FLUSH_SURFACES_ASYNC, 0)  # IO_CMD raises the line
+    device.process()
+    t.join(5)
+    assert woke and woke[0][0] is True and woke[0][1] - raised < 1.0
+    assert att.irq_level() is True and att.wait_irq(None) is True  # high: no wait
+    struct.pack_into("<I", device.mem.mm, device._hdr + offsetof("QXLRam", "int_pending"), 0)
+    device.io_write(lib.QXL_IO_UPDATE_IRQ, 0)
+    assert att.irq_level() is False
+    att.close()
+
+
 def test_threaded_guest_waits_for_interrupts(device, backend) -> None:
     errors = []
 

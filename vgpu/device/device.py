@@ -94,6 +94,10 @@ IDLE_SPIN_S = 50e-6
 about 30 us; the spin costs at most this much CPU each time the device runs dry, and none
 while work keeps coming (a frame loop keeps the rings busy)."""
 
+IDLE_WAIT_SLICE_S = 1.0
+"""wait_for_work() without a timeout sleeps in slices of this, so the interpreter gets to
+run its signal handlers now and then."""
+
 SPIN_BACKOFF = 32
 """Waits that sleep at once after a spin that saw nothing or took longer than it should
 (other work wanted the core: then a sleeper, woken first, answers sooner than a spinner
@@ -446,7 +450,9 @@ class Device:
 
         # Thread-safe parts: the IO queue, the async flag, the listeners, the input ring.
         self._cv = threading.Condition()
-        self._kicks = ffi.new("uint32_t *")  # bumped with every notify: what an idle spin sees
+        # bumped with every notify: what an idle spin watches and an idle sleep sleeps on
+        # (vgpu_word_wait: [0] the count, [1] its sleepers)
+        self._kicks = ffi.new("uint32_t[2]")
         self._spin_skip = 0  # waits left that sleep at once (SPIN_BACKOFF)
         self._queue: deque[IoRequest] = deque()
         self._kicked = False
@@ -455,7 +461,8 @@ class Device:
         self._input_lock = threading.Lock()
         self._irq_lock = threading.Lock()
         self._owner = threading.Lock()  # held by whichever thread is inside process()
-        self._irq_listeners: list[Callable[[bool], None]] = []
+        # replaced, never changed in place: _update_irq reads it without the lock
+        self._irq_listeners: tuple[Callable[[bool], None], ...] = ()
         self.observers: list[DeviceObserver] = []
 
         self._next_generation = 1
@@ -562,12 +569,14 @@ class Device:
         """`listener(level)` is called with the IRQ line level whenever it is re-evaluated
         (from the device thread, or from push_input's thread). Returns the remover."""
         with self._cv:
-            self._irq_listeners.append(listener)
+            self._irq_listeners += (listener,)
 
         def remove() -> None:
             with self._cv:
-                if listener in self._irq_listeners:
-                    self._irq_listeners.remove(listener)
+                listeners = list(self._irq_listeners)
+                if listener in listeners:
+                    listeners.remove(listener)
+                self._irq_listeners = tuple(listeners)
 
         return remove
 
@@ -601,8 +610,7 @@ class Device:
 
     def _notify(self) -> None:
         """Wakes wait_for_work() (the caller holds `_cv`)."""
-        self._kicks[0] = (self._kicks[0] + 1) & _M32
-        self._cv.notify_all()
+        lib.vgpu_word_set(self._kicks, (self._kicks[0] + 1) & _M32)
 
     def wake(self) -> None:
         """Make wait_for_work() return now (any thread)."""
@@ -626,10 +634,15 @@ class Device:
         elif spin > 0 and (lib.vgpu_spin_while32(self._kicks, kicks, int(spin * 1e9)) == kicks
                            or time.monotonic() - t0 > spin):  # overran: the core was wanted
             self._spin_skip = SPIN_BACKOFF
+        # asleep in C until a notify bumps the count read above (one after that read does
+        # not wait at all): no Python condition variable's work on either side
+        if timeout is None:
+            while lib.vgpu_word_wait(self._kicks, kicks, int(IDLE_WAIT_SLICE_S * 1e9)) == kicks:
+                pass  # back in the interpreter between slices: its signal handlers run
+        else:
+            left = max(0.0, timeout - (time.monotonic() - t0))
+            lib.vgpu_word_wait(self._kicks, kicks, int(left * 1e9))
         with self._cv:
-            if not self._queue and not self._kicked:
-                self._cv.wait(None if timeout is None
-                              else max(0.0, timeout - (time.monotonic() - t0)))
             return bool(self._queue) or self._kicked
 
     def set_client_monitors_config(self, heads: list[tuple[int, int, int, int]]) -> None:
@@ -770,9 +783,7 @@ class Device:
         # would leave a waiting guest spinning.
         with self._irq_lock:
             level = self.irq_level()
-            with self._cv:
-                listeners = list(self._irq_listeners)
-            for listener in listeners:
+            for listener in self._irq_listeners:
                 listener(level)
 
     # --- rings ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 
+from vgpu._qxl import ffi, lib
 from vgpu.device.device import ASYNC_PORTS, DOORBELL_PORTS, Device
 
 IO_WAIT_LIMIT = 60.0
@@ -23,6 +24,10 @@ real operation, yet a stopped device thread does not hang a test forever."""
 INLINE_BATCH = 1024
 """Commands per process() call when running inline."""
 
+LINE_WAIT_SLICE_S = 1.0
+"""A wait on the IRQ line without a timeout sleeps in slices of this, so the interpreter
+gets to run its signal handlers (Ctrl-C) now and then."""
+
 
 class InProcessAttachment:
     def __init__(self, device: Device, inline: bool = False) -> None:
@@ -30,32 +35,33 @@ class InProcessAttachment:
         self.inline = inline
         self.layout = device.layout
         self.buffer = device.mem.mm
-        self._cv = threading.Condition()
-        self._level = device.irq_level()
+        # the line's level and its sleepers (vgpu_word_wait): a guest thread sleeps on it in
+        # C, and the device wakes it without a Python condition variable's work per wait
+        self._line = ffi.new("uint32_t[2]", [int(device.irq_level()), 0])
         self._remove = device.add_irq_listener(self._on_irq)
 
     def _on_irq(self, level: bool) -> None:
-        with self._cv:
-            self._level = level
-            self._cv.notify_all()
+        lib.vgpu_word_set(self._line, int(level))
 
     def io_write(self, port: int, value: int) -> None:
         req = self.device.io_write(port, value)
         if self.inline:
             while self.device.process(INLINE_BATCH):
                 pass
-        elif (port not in DOORBELL_PORTS and port not in ASYNC_PORTS
+        elif (port not in DOORBELL_PORTS and port not in ASYNC_PORTS and not req.done
               and not req.wait(IO_WAIT_LIMIT)):
             raise TimeoutError(f"device did not complete IO port {port}")
 
     def irq_level(self) -> bool:
-        with self._cv:
-            return self._level
+        return bool(lib.vgpu_atomic_load32(self._line))
 
     def wait_irq(self, timeout: float | None = None) -> bool:
         """Wait until the IRQ line is high; False on timeout."""
-        with self._cv:
-            return self._cv.wait_for(lambda: self._level, timeout)
+        if timeout is not None:
+            return bool(lib.vgpu_word_wait(self._line, 0, int(max(0.0, timeout) * 1e9)))
+        while not lib.vgpu_word_wait(self._line, 0, int(LINE_WAIT_SLICE_S * 1e9)):
+            pass  # back in the interpreter between slices: its signal handlers run
+        return True
 
     def close(self) -> None:
         self._remove()

@@ -31,7 +31,6 @@ remote device, which may have outlived an earlier guest.
 
 from __future__ import annotations
 
-import functools
 import struct
 import time
 import zlib
@@ -133,14 +132,16 @@ class _Ring:
         self.num_items = num_items  # fixed by the ABI; never read back from shared memory
         self.items_at = items_at
         # Shared with a device that may be another process: single aligned 32-bit loads
-        # and stores (struct's pack_into zeroes the bytes before writing them).
-        self._words = ffi.cast("uint32_t *", cdata + base)
+        # and stores (struct's pack_into zeroes the bytes before writing them). A pointer
+        # per field, made once: every submit reads and writes several
+        words = ffi.cast("uint32_t *", cdata + base)
+        self._fields = {f: words + _RING[f] // 4 for f in _RING if f != "items"}
 
     def get(self, field: str) -> int:
-        return lib.vgpu_atomic_load32(self._words + _RING[field] // 4)
+        return lib.vgpu_atomic_load32(self._fields[field])
 
     def set(self, field: str, value: int) -> None:
-        lib.vgpu_atomic_store32(self._words + _RING[field] // 4, value & _M32)
+        lib.vgpu_atomic_store32(self._fields[field], value & _M32)
 
     def item(self, index: int) -> int:
         return self.base + self.items_at + (index % self.num_items) * self.item_size
@@ -670,7 +671,10 @@ class GuestDriver:
         prod = ring.get("prod")
         deadline = None
         while True:
-            arena.retire(functools.partial(_passed, ring.get("cons")))
+            cons = ring.get("cons")
+            live = arena.live
+            while live and _passed(cons, live[0][0]):  # retire what the device has copied
+                live.popleft()
             off = arena.alloc(size, prod)
             if off is not None:
                 break

@@ -104,8 +104,9 @@ the rendering into it to finish, and PRESENT copies rather than draws."""
 
 _OP = {name: op for name, (op, _) in VGPU_COMMANDS.items()}
 _BODY = {op: words for op, words in VGPU_COMMANDS.values()}
-_FENCE_WORDS = _BODY[_OP["FENCE"]]
-_FENCE_HEADER = _OP["FENCE"] | _FENCE_WORDS << 16
+_FENCE, _PRESENT = _OP["FENCE"], _OP["PRESENT"]
+_FENCE_WORDS = _BODY[_FENCE]
+_FENCE_HEADER = _FENCE | _FENCE_WORDS << 16
 _SURFACE_FLAGS = abi.VGPU_3D_SURFACE_DEPTH | abi.VGPU_3D_SURFACE_STENCIL
 _KEEP = {E.SURFACE_FMT_32_ARGB: lib.G3_KEEP_ARGB, E.SURFACE_FMT_32_xRGB: lib.G3_KEEP_XRGB,
          E.SURFACE_FMT_16_555: lib.G3_KEEP_555, E.SURFACE_FMT_16_565: lib.G3_KEEP_565}
@@ -142,6 +143,11 @@ void main() {
     }
 }
 """
+
+
+def _signed(v: int) -> int:
+    """A word as a signed 32-bit value."""
+    return v - (1 << 32) if v >= 1 << 31 else v
 
 
 def _bounds(boxes: list[Box]) -> Box:
@@ -215,12 +221,13 @@ class Gl3dExecutor:
         if n == 1 + _FENCE_WORDS and words[0] == _FENCE_HEADER:
             # a batch of one FENCE (what a guest driver's gl_fence sends after each frame):
             # no GL, so no state to save and restore
-            self._run_vgpu(_OP["FENCE"], words[1:].tolist(), guest)
+            self._fence(words[1:].tolist(), guest)
             return
         self._set_memory(guest)
         self.busy_since = time.monotonic()
         lib.g3_batch_begin(self._host)
         pos = 0
+        last_fence = None
         try:
             while pos < n:
                 self.current_context = lib.g3_current(self._host)
@@ -234,13 +241,21 @@ class Gl3dExecutor:
                     break
                 args = words[pos + 1 : pos + 1 + body].tolist()
                 pos += 1 + body
-                self._vgpu(op, args, guest)
+                if op == _FENCE and pos == n and body == _FENCE_WORDS:
+                    # the batch's last command (a frame's end): signalled once the 2D state
+                    # is back, so the guest it wakes finds this thread done with the batch
+                    # rather than waiting on it (or it on the guest) for the interpreter
+                    last_fence = args
+                else:
+                    self._vgpu(op, args, guest)
         finally:
             lib.g3_to_2d(self._host)
             for _ in range(lib.g3_take_lost(self._host)):
                 guest.count("lost_contexts")
             self.current_context = 0
             self.busy_since = None
+        if last_fence is not None:
+            self._fence(last_fence, guest)
 
     def _set_memory(self, guest: Gl3dGuest) -> None:
         table = guest.slot_table()
@@ -270,14 +285,15 @@ class Gl3dExecutor:
     def _vgpu(self, op: int, args: list[int], guest: Gl3dGuest) -> None:
         want = _BODY.get(op)
         if want is None or op >= GL_OPCODE_BASE or (
-                len(args) != want and not (op == _OP["PRESENT"] and len(args) >= want)):
+                len(args) != want and not (op == _PRESENT and len(args) >= want)):
             # unknown, or a body of the wrong length: the stream of the current context
             # cannot be trusted any further
             self._lose_current(guest)
             return
-        current = lib.g3_current(self._host)
-        if current and lib.g3_context_lost(self._host, current) and op == _OP["PRESENT"]:
-            return  # a lost context runs nothing but context and fence commands
+        if op == _PRESENT:
+            current = lib.g3_current(self._host)
+            if current and lib.g3_context_lost(self._host, current):
+                return  # a lost context runs nothing but context and fence commands
         try:
             ok = self._run_vgpu(op, args, guest)
         except moderngl.Error:  # the host GL refused what the guest asked (memory, sizes)
@@ -285,9 +301,16 @@ class Gl3dExecutor:
         if not ok:
             guest.count("errors")
 
+    def _fence(self, args: list[int], guest: Gl3dGuest) -> None:
+        guest.fence(args[0] | args[1] << 32, bool(args[2] & abi.VGPU_3D_FENCE_INTERRUPT))
+
     def _run_vgpu(self, op: int, args: list[int], guest: Gl3dGuest) -> bool:
         ok = True
-        if op == _OP["CONTEXT_CREATE"]:
+        if op == _PRESENT:
+            ok = self._present(args)
+        elif op == _FENCE:
+            self._fence(args, guest)
+        elif op == _OP["CONTEXT_CREATE"]:
             ok = lib.g3_context_create(self._host, *args) == 0
         elif op == _OP["CONTEXT_DESTROY"]:
             ok = lib.g3_context_destroy(self._host, args[0]) == 0
@@ -297,10 +320,6 @@ class Gl3dExecutor:
             ok = self._surface_create(*args)
         elif op == _OP["SURFACE_DESTROY"]:
             ok = self._surface_destroy(args[0])
-        elif op == _OP["PRESENT"]:
-            ok = self._present(args)
-        elif op == _OP["FENCE"]:
-            guest.fence(args[0] | args[1] << 32, bool(args[2] & abi.VGPU_3D_FENCE_INTERRUPT))
         return ok
 
     # --- contexts and drawables ---------------------------------------------------------
@@ -348,7 +367,7 @@ class Gl3dExecutor:
         if len(rects) != 4 * n or n > MAX_PRESENT_RECTS:
             return False
         # signed words: a source or destination may start left of / above the origin
-        x, y, dst_x, dst_y = (v - (1 << 32) if v >= 1 << 31 else v for v in (x, y, dst_x, dst_y))
+        x, y, dst_x, dst_y = _signed(x), _signed(y), _signed(dst_x), _signed(dst_y)
         if not lib.g3_current(self._host):
             return False
         surf = self.renderer._surfaces.get(qxl)
@@ -359,7 +378,7 @@ class Gl3dExecutor:
         for i in range(n):
             rx, ry, rw, rh = rects[4 * i : 4 * i + 4]
             if area is not None and rw < 1 << 31 and rh < 1 << 31:
-                rx, ry = (v - (1 << 32) if v >= 1 << 31 else v for v in (rx, ry))
+                rx, ry = _signed(rx), _signed(ry)
                 part = intersect((rx, ry, rx + rw, ry + rh), area)
                 if part is not None:
                     boxes.append(part)
