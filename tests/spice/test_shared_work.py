@@ -3,6 +3,7 @@ and every one still gets the exact pixels (decoded by the same path as alone).""
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
 import pytest
@@ -135,3 +136,33 @@ def test_one_wake_per_frame_for_all_senders_in_an_order_that_turns() -> None:
     assert sorted(orders) == ["abcd", "bcda", "cdab", "dabc"]  # each sender last once
     waker.notify(loop)  # type: ignore[arg-type]
     assert len(loop.handoffs) == 1  # a frame after the wake hands off again
+
+
+def test_a_waiter_that_goes_away_leaves_the_shared_work_and_the_others() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        work = loop.create_future()
+        shared = server_module._Shared(work)
+        first, second, third = (asyncio.ensure_future(_await(shared.result()))
+                                for _ in range(3))
+        await asyncio.sleep(0)
+        second.cancel()  # its client went away while waiting
+        await asyncio.sleep(0)
+        assert not work.cancelled()
+        work.set_result("encoded")
+        assert await first == "encoded" and await third == "encoded"
+        assert second.cancelled()
+        assert shared.result() is work  # once done, the work itself: no waiter more
+
+        failing = server_module._Shared(loop.create_future())
+        waiting = asyncio.ensure_future(_await(failing.result()))
+        await asyncio.sleep(0)
+        failing.future.set_exception(ValueError("bad frame"))
+        with pytest.raises(ValueError, match="bad frame"):
+            await waiting
+
+    asyncio.run(scenario())
+
+
+async def _await(awaitable):
+    return await awaitable
