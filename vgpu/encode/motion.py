@@ -113,6 +113,34 @@ MAX_SEARCH_PIXELS = 1 << 21
 window: such damage is a new picture, and the search would cost more than it saves."""
 
 
+MIN_HINTED_PIXELS = 32 * 32
+"""A move the guest said it made (a hint) is checked, not searched for: a block this
+small is worth its COPY_BITS (35 bytes) over its pixels, as spice-server sends every
+copy the guest makes."""
+
+
+def find_hinted_move(prev: np.ndarray, cur: np.ndarray, rect: Rect,
+                     hints: tuple[tuple[Rect, int, int], ...]) -> tuple[Rect, int, int] | None:
+    """The first of `hints` (a destination and its (dx, dy) to the source, from the
+    guest's own copies) that holds for a block of `rect`: (block, dx, dy) with
+    cur[block] == prev[block moved by (dx, dy)], of at least MIN_HINTED_PIXELS. Costs a
+    comparison of the hinted part of `rect` per hint, no search."""
+    for (h_left, h_top, h_right, h_bottom), dx, dy in hints:
+        left, top = max(rect[0], h_left), max(rect[1], h_top)
+        right, bottom = min(rect[2], h_right), min(rect[3], h_bottom)
+        if right <= left or bottom <= top or (right - left) * (bottom - top) < MIN_HINTED_PIXELS:
+            continue
+        # probes from the middle out: what was drawn over the copy since is at its
+        # edges more often than not (a title bar, the area the window uncovered)
+        for px, py in (((left + right) // 2, (top + bottom) // 2), (left, top),
+                       (right - 1, bottom - 1)):
+            block = _matching_block(prev, cur, (left, top, right, bottom), dx, dy, px, py,
+                                    MIN_HINTED_PIXELS, 1)
+            if block is not None:
+                return block, dx, dy
+    return None
+
+
 def find_move(prev: np.ndarray, cur: np.ndarray, rect: Rect, area: Rect | None
               ) -> tuple[Rect, int, int] | None:
     """A block of `rect` in `cur` that `prev` holds elsewhere inside `area` (a window
@@ -169,10 +197,11 @@ def find_move(prev: np.ndarray, cur: np.ndarray, rect: Rect, area: Rect | None
 
 
 def _matching_block(prev: np.ndarray, cur: np.ndarray, rect: Rect, dx: int, dy: int,
-                    px: int, py: int) -> Rect | None:
+                    px: int, py: int, min_pixels: int = MIN_MOVE_PIXELS,
+                    min_rows: int = MIN_MOVE_ROWS) -> Rect | None:
     """A rectangle around (px, py) inside `rect` whose pixels all equal prev's moved by
     (dx, dy): the probe row's run of equal pixels, then the rows equal over all of it.
-    None if it is small."""
+    None if it is smaller than `min_pixels` or `min_rows`."""
     height, width = cur.shape[:2]
     left, top = max(rect[0], -dx), max(rect[1], -dy)
     right, bottom = min(rect[2], width - dx), min(rect[3], height - dy)
@@ -184,7 +213,7 @@ def _matching_block(prev: np.ndarray, cur: np.ndarray, rect: Rect, dx: int, dy: 
     eq = now == was
     x0, x1 = _run_around(eq[py - top], px - left)
     y0, y1 = _run_around(eq[:, x0:x1].all(axis=1), py - top)
-    if (x1 - x0) * (y1 - y0) < MIN_MOVE_PIXELS or y1 - y0 < MIN_MOVE_ROWS:
+    if (x1 - x0) * (y1 - y0) < min_pixels or y1 - y0 < min_rows:
         return None
     return left + x0, top + y0, left + x1, top + y1
 
