@@ -177,3 +177,7 @@ def test_guest_moves_compose_a_drag_and_skip_what_the_client_saw() -> None:
     assert guest_moves(tuple(moves), 2)[0] == ((95, 66, 155, 106), -50, -24)
     assert guest_moves(tuple(moves), 1)[0] == ((95, 66, 155, 106), -75, -36)
     assert guest_moves(tuple(moves), 4) == ()
+    # dragged there and back: nothing to copy, and no hint that says so
+    back = Move(5, (20, 30, 80, 70), 75, 36)
+    assert guest_moves((*moves, back), 1)[0] == ((20, 30, 80, 70), 75, 36)
+    assert ((20, 30, 80, 70), 0, 0) not in guest_moves((*moves, back), 1)

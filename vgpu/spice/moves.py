@@ -169,7 +169,7 @@ def guest_moves(moves: tuple[Move, ...], since: int) -> tuple[Hint, ...]:
                 break
     out: list[Hint] = []
     for hint in reversed(chain):  # newest first: composed ones were appended last
-        if hint not in out:
+        if hint not in out and hint[1:] != (0, 0):  # (dragged back: nothing to copy)
             out.append(hint)
     return tuple(out)
 
