@@ -8,7 +8,7 @@ sockets; the sender asks for moves before it encodes and says what it sent after
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vgpu.display import Frame, Move, Rect
 from vgpu.encode.codecs import changed_tiles
@@ -57,6 +57,10 @@ class Search:
         """Equal for equal searches of one frame (frames are kept by their serials)."""
         return ("moves", self.prev.serial, self.rects, self.area, self.inexact, self.scrolls)
 
+    def checks_only(self) -> Search:
+        """The same question answered by the guest's copies alone: no search."""
+        return replace(self, area=None, scrolls=False)
+
 
 class ClientPicture:
     def __init__(self) -> None:
@@ -81,8 +85,8 @@ class ClientPicture:
             return None
         hints = guest_moves(frame.moves, prev.serial)
         if not consecutive:
-            return (Search(prev, frame, tuple(rects), None, tuple(self._inexact), hints,
-                           scrolls=False) if hints else None)
+            return (Search(prev, frame, tuple(rects), None, tuple(self._inexact),
+                           hints).checks_only() if hints else None)
         # Where a window went is in the frame's damage, and so is where it came from.
         # Searches back off on frame serials, not on a count of each client's own, so
         # that clients that missed alike search the same frames and share the search.
