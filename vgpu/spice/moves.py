@@ -130,9 +130,14 @@ def find_moves(search: Search) -> tuple[list[Copy], list[Rect], bool]:
     dragged = False
     for rect in search.rects:
         found = find_hinted_move(prev.pixels, frame.pixels, rect, search.hints)
-        if found is None and search.scrolls:
-            found = find_move(prev.pixels, frame.pixels, rect, search.area)
-            dragged |= found is not None and found[1] != 0
+        # A hinted block short of the whole rectangle may be a guest step that matches
+        # a little (one line of a scroll that went on in the same frame): the search
+        # may find more, and the larger block is copied.
+        if search.scrolls and (found is None or found[0] != rect):
+            searched = find_move(prev.pixels, frame.pixels, rect, search.area)
+            if searched is not None and (found is None or _area(searched[0]) > _area(found[0])):
+                found = searched
+                dragged |= searched[1] != 0
         if found is None:
             rest.append(rect)
             continue
@@ -191,6 +196,10 @@ def _changed(prev: Frame, frame: Frame, rect: Rect, inexact: list[Rect]) -> list
         tiles = [(min(t[0] for t in tiles), min(t[1] for t in tiles),
                   max(t[2] for t in tiles), max(t[3] for t in tiles))]
     return [(left + x0, top + y0, left + x1, top + y1) for x0, y0, x1, y1 in tiles]
+
+
+def _area(r: Rect) -> int:
+    return (r[2] - r[0]) * (r[3] - r[1])
 
 
 def _overlap(a: Rect, b: Rect) -> bool:
