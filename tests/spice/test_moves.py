@@ -181,3 +181,23 @@ def test_guest_moves_compose_a_drag_and_skip_what_the_client_saw() -> None:
     back = Move(5, (20, 30, 80, 70), 75, 36)
     assert guest_moves((*moves, back), 1)[0] == ((20, 30, 80, 70), 75, 36)
     assert ((20, 30, 80, 70), 0, 0) not in guest_moves((*moves, back), 1)
+
+
+def test_a_scroll_of_several_guest_steps_in_one_frame_is_copied_whole() -> None:
+    """Three one-line scrolls by the guest between two frames: each step alone matches
+    only the blank rows (a few rows' block); the search finds the whole band, and the
+    larger block is the one copied."""
+    old = desktop_frame(W, H)
+    rows = np.random.default_rng(5).random((H, W)) < 0.2
+    rows[np.arange(H) % 13 >= 10] = False
+    old[rows, :3] = 0
+    new = old.copy()
+    new[0:H - 39] = old[39:H]
+    # (the steps' rectangle: a terminal 361 rows high, its middle on a blank row)
+    steps = tuple(Move(2, (0, 0, W, 361), 0, 13) for _ in range(3))
+    picture = ClientPicture()
+    picture.reset(frame(old, 1), EncodedRegion((0, 0, W, H), 0, b""))
+    new_frame = Frame(2, 1, new, ((0, 0, W, H),), moves=steps)
+    copies, rects = copies_and_rest(picture, new_frame, [(0, 0, W, H)])
+    assert (client_after(old, new, copies, rects) == new).all()
+    assert sum((r[2] - r[0]) * (r[3] - r[1]) for r in rects) < W * H // 4
