@@ -48,6 +48,19 @@ class Placement:
 
 
 @dataclass(frozen=True, slots=True)
+class Move:
+    """A hint that the guest copied pixels within the primary (COPY_BITS): `rect` got
+    what was at `rect` moved by (dx, dy), first shown by frame `serial`. Like a
+    placement, only a hint: later drawing may cover it, so a consumer checks the pixels
+    before it relies on a move."""
+
+    serial: int
+    rect: Rect
+    dx: int
+    dy: int
+
+
+@dataclass(frozen=True, slots=True)
 class Frame:
     """One published picture of the primary surface.
 
@@ -55,7 +68,8 @@ class Frame:
     order (little-endian 0xAARRGGBB, as QXL's 32-bit formats), read-only and never
     changed after publication. `damage` lists what changed since the previous
     frame of the same `surface_serial`. `placements` are the guest images the renderer
-    saw drawn whole (unscaled plain copies) and not drawn over since, as hints.
+    saw drawn whole (unscaled plain copies) and not drawn over since, as hints;
+    `moves` the guest's latest copies within the surface, oldest first, as hints.
     """
 
     serial: int
@@ -64,6 +78,7 @@ class Frame:
     damage: tuple[Rect, ...]
     has_alpha: bool = False
     placements: tuple[Placement, ...] = ()
+    moves: tuple[Move, ...] = ()
 
     @property
     def width(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vgpu.encode.motion import MIN_MOVE_ROWS, find_move, find_vertical_move
+from vgpu.encode.motion import MIN_MOVE_ROWS, find_hinted_move, find_move, find_vertical_move
 from vgpu.encode.samples import desktop_frame, photo_frame
 
 
@@ -66,3 +66,21 @@ def test_nothing_moved() -> None:
     assert find_move(flat, flat + 1, (0, 0, 400, 300), (0, 0, 400, 300)) is None
     small = desktop_frame(400, 300)
     assert find_vertical_move(small, small, (0, 0, 400, MIN_MOVE_ROWS - 1)) is None
+
+
+def test_a_hinted_move_is_checked_not_searched() -> None:
+    """The guest's copy as a hint: found though small and though its middle was drawn
+    over since (another probe holds), and never where the pixels say otherwise."""
+    prev = weave(400, 300)
+    window = photo_frame(80, 60)
+    prev[20:80, 10:90] = window
+    cur = weave(400, 300)
+    cur[120:180, 210:290] = window
+    assert find_move(prev, cur, (10, 20, 290, 180), (10, 20, 290, 180)) is None
+    hint = ((210, 120, 290, 180), -200, -100)
+    found = find_hinted_move(prev, cur, (0, 0, 400, 300), (hint,))
+    assert found == hint
+    cur[148:152, 248:252] = 0  # over the middle: a block beside it still moves
+    block, dx, dy = find_hinted_move(prev, cur, (0, 0, 400, 300), (hint,))
+    assert (dx, dy) == (-200, -100) and moved_equal(prev, cur, block, dx, dy)
+    assert find_hinted_move(prev, cur, (0, 0, 400, 300), ((hint[0], -199, -100),)) is None

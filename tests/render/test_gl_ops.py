@@ -200,6 +200,31 @@ def test_copy_bits_overlapping_scroll(renderer, dx, dy):
     assert renderer.last_damage == (box,)
 
 
+def test_copy_bits_reach_the_frames_as_move_hints(renderer):
+    """A guest COPY_BITS on the primary is a hint in the next frame (and later ones,
+    with the serial of the first frame that shows it): its rect holds what the frame
+    before held (dx, dy) away. Copies on other surfaces are not hints."""
+    renderer.create_primary(64, 48, 256, E.SURFACE_FMT_32_xRGB, None)
+    pix = np.random.default_rng(6).integers(0, 256, (48, 64, 4), dtype=np.uint8)
+    renderer.execute(draw(Copy(bitmap(pix), rect(0, 0, 64, 48), PUT, 0, NO_MASK),
+                          (0, 0, 64, 48)))
+    first = renderer.snapshot()
+    assert first is not None and first.moves == ()
+    renderer.execute(draw(CopyBits(QPoint(4, 6)), (10, 8, 40, 30)))
+    second = renderer.snapshot()
+    assert second is not None
+    (move,) = second.moves
+    assert (move.serial, move.rect, move.dx, move.dy) == (second.serial, (10, 8, 40, 30), -6, -2)
+    left, top, right, bottom = move.rect
+    assert (second.pixels[top:bottom, left:right] == first.pixels[
+        top + move.dy:bottom + move.dy, left + move.dx:right + move.dx]).all()
+    renderer.surface_created(1, 16, 16, 64, E.SURFACE_FMT_32_xRGB, None)
+    renderer.execute(draw(CopyBits(QPoint(0, 0)), (2, 2, 10, 10), surface_id=1))
+    renderer.execute(_fill(0xFF0000, (0, 0, 2, 2)))
+    third = renderer.snapshot()
+    assert third is not None and third.moves == second.moves
+
+
 def test_scaled_copy_nearest(renderer):
     renderer.create_primary(8, 8, 32, E.SURFACE_FMT_32_ARGB, None)
     pix = np.arange(16, dtype=np.uint8).reshape(2, 2, 4)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from hypothesis import strategies as st
 
-from vgpu.display import CursorBus, Frame, FrameBus, InputEvent, Placement, Rect
+from vgpu.display import CursorBus, Frame, FrameBus, InputEvent, Move, Placement, Rect
 from vgpu.spice import constants as const
 from vgpu.spice.server import ServerOptions, SpiceServer
 
@@ -57,7 +57,7 @@ class SyntheticSource:
 
     def publish(
         self, pixels: np.ndarray, damage: tuple[Rect, ...] | None = None, resize: bool = False,
-        placements: tuple[Placement, ...] = (),
+        placements: tuple[Placement, ...] = (), moves: tuple[Move, ...] = (),
     ) -> Frame:
         pixels = np.ascontiguousarray(pixels)
         pixels.setflags(write=False)
@@ -67,7 +67,7 @@ class SyntheticSource:
         self._serial += 1
         h, w = pixels.shape[:2]
         frame = Frame(self._serial, self._surface, pixels, damage or ((0, 0, w, h),),
-                      placements=placements)
+                      placements=placements, moves=moves)
         self.frames.publish(frame)
         return frame
 

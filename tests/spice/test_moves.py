@@ -7,10 +7,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vgpu.display import Frame
+from vgpu.display import Frame, Move
+from vgpu.encode.motion import MIN_MOVE_PIXELS
 from vgpu.encode.samples import desktop_frame
 from vgpu.spice.channels import EncodedRegion
-from vgpu.spice.moves import MAX_INEXACT_RECTS, ClientPicture, find_moves
+from vgpu.spice.moves import MAX_INEXACT_RECTS, ClientPicture, find_moves, guest_moves
 
 W, H = 512, 384
 
@@ -111,3 +112,92 @@ def test_too_many_lossy_rects_leave_no_picture_until_the_next_whole_one() -> Non
     assert picture.search(frame(desktop_frame(W, H), 4), [(0, 0, W, H)]) is None
     picture.reset(frame(desktop_frame(W, H), 5), EncodedRegion((0, 0, W, H), 0, b""))
     assert picture.search(frame(desktop_frame(W, H), 6), [(0, 0, W, H)]) is not None
+
+
+def _dragged(steps: int, size: tuple[int, int] = (60, 40)) -> tuple[list[np.ndarray], list[Move]]:
+    """A small window (too small for the search) dragged `steps` times on a desktop,
+    one guest COPY_BITS a step, each step its own frame (serials 1...)."""
+    base = desktop_frame(W, H)
+    w, h = size
+    window = np.random.default_rng(8).integers(0, 256, (h, w, 4), np.uint8)
+    frames, moves = [], []
+    x, y = 20, 30
+    for serial in range(1, steps + 2):
+        pixels = base.copy()
+        pixels[y:y + h, x:x + w] = window
+        frames.append(pixels)
+        if serial <= steps:  # the next step: 25 right, 12 down, as the guest copies it
+            moves.append(Move(serial + 1, (x + 25, y + 12, x + 25 + w, y + 12 + h), -25, -12))
+            x, y = x + 25, y + 12
+    return frames, moves
+
+
+def test_a_window_dragged_between_frames_the_client_skipped_is_copied() -> None:
+    """The guest's copies since the client's picture, composed: a client that skipped
+    frames gets the window by one COPY_BITS from where it saw it, not as pixels. The
+    window is smaller than MIN_MOVE_PIXELS, so no search would find it."""
+    pictures, moves = _dragged(3)
+    assert MIN_MOVE_PIXELS > 60 * 40
+    picture = ClientPicture()
+    picture.reset(frame(pictures[0], 1), EncodedRegion((0, 0, W, H), 0, b""))
+    new = Frame(4, 1, pictures[3], ((0, 0, W, H),), moves=tuple(moves))
+    search = picture.search(new, [(20, 30, 155, 106)], consecutive=False)
+    assert search is not None and not search.scrolls
+    copies, rest, _ = find_moves(search)
+    assert copies == [((95, 66, 155, 106), (20, 30))]
+    assert (client_after(pictures[0], pictures[3], copies, rest) == pictures[3]).all()
+    assert sum((r[2] - r[0]) * (r[3] - r[1]) for r in rest) < 135 * 76 - 60 * 40
+    # one that kept up gets the last step alone (its picture is the frame before)
+    picture.reset(frame(pictures[2], 3), EncodedRegion((0, 0, W, H), 0, b""))
+    copies, rest = copies_and_rest(picture, new, [(70, 54, 155, 106)])
+    assert copies == [((95, 66, 155, 106), (70, 54))]
+    assert (client_after(pictures[2], pictures[3], copies, rest) == pictures[3]).all()
+
+
+def test_a_hint_that_lies_costs_pixels_not_the_picture() -> None:
+    """A guest copy drawn over since (or a hint naming the wrong source): the pixels
+    decide, the client still ends with the frame exactly."""
+    pictures, moves = _dragged(1)
+    new = pictures[1].copy()
+    new[70:80, 70:90] = 7  # drawn over the middle of the copy, where the probe is
+    picture = ClientPicture()
+    picture.reset(frame(pictures[0], 1), EncodedRegion((0, 0, W, H), 0, b""))
+    wrong = Move(2, moves[0].rect, -24, -12)
+    for hints in ((moves[0],), (wrong,)):
+        search = picture.search(Frame(2, 1, new, ((0, 0, W, H),), moves=hints),
+                                [(20, 30, 105, 82)], consecutive=False)
+        assert search is not None
+        copies, rest, _ = find_moves(search)
+        assert (client_after(pictures[0], new, copies, rest) == new).all()
+
+
+def test_guest_moves_compose_a_drag_and_skip_what_the_client_saw() -> None:
+    _, moves = _dragged(3)
+    assert guest_moves(tuple(moves), 3) == (((95, 66, 155, 106), -25, -12),)
+    assert guest_moves(tuple(moves), 2)[0] == ((95, 66, 155, 106), -50, -24)
+    assert guest_moves(tuple(moves), 1)[0] == ((95, 66, 155, 106), -75, -36)
+    assert guest_moves(tuple(moves), 4) == ()
+    # dragged there and back: nothing to copy, and no hint that says so
+    back = Move(5, (20, 30, 80, 70), 75, 36)
+    assert guest_moves((*moves, back), 1)[0] == ((20, 30, 80, 70), 75, 36)
+    assert ((20, 30, 80, 70), 0, 0) not in guest_moves((*moves, back), 1)
+
+
+def test_a_scroll_of_several_guest_steps_in_one_frame_is_copied_whole() -> None:
+    """Three one-line scrolls by the guest between two frames: each step alone matches
+    only the blank rows (a few rows' block); the search finds the whole band, and the
+    larger block is the one copied."""
+    old = desktop_frame(W, H)
+    rows = np.random.default_rng(5).random((H, W)) < 0.2
+    rows[np.arange(H) % 13 >= 10] = False
+    old[rows, :3] = 0
+    new = old.copy()
+    new[0:H - 39] = old[39:H]
+    # (the steps' rectangle: a terminal 361 rows high, its middle on a blank row)
+    steps = tuple(Move(2, (0, 0, W, 361), 0, 13) for _ in range(3))
+    picture = ClientPicture()
+    picture.reset(frame(old, 1), EncodedRegion((0, 0, W, H), 0, b""))
+    new_frame = Frame(2, 1, new, ((0, 0, W, H),), moves=steps)
+    copies, rects = copies_and_rest(picture, new_frame, [(0, 0, W, H)])
+    assert (client_after(old, new, copies, rects) == new).all()
+    assert sum((r[2] - r[0]) * (r[3] - r[1]) for r in rects) < W * H // 4

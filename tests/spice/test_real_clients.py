@@ -25,7 +25,7 @@ from spice_testkit import (
     pattern,
 )
 
-from vgpu.display import CursorShape, CursorUpdate, InputEvent, Placement
+from vgpu.display import CursorShape, CursorUpdate, InputEvent, Move, Placement
 from vgpu.spice import constants as const
 from vgpu.spice.imaging import ClientImaging, Compression, encode_rect_by_content
 from vgpu.spice.server import ServerOptions
@@ -419,6 +419,47 @@ def test_spice_gtk_scrolls_by_copy_bits(source, tmp_path):
         glib_sees(client, tmp_path, scrolled)
         # the whole screen as images is tens of KB (its noise alone is 12 KB)
         assert server.server.display_stats[0].bytes - before < 2048
+    finally:
+        client.close()
+        server.stop()
+
+
+@needs_glib
+@pytest.mark.parametrize("image", ["off", "lz4"])
+def test_spice_gtk_follows_a_window_the_guest_drags(source, tmp_path, image):
+    """A small window (below what the search for moves looks at) dragged by the guest's
+    own COPY_BITS, as the renderer reports them (Frame.moves): spice-gtk copies it and
+    gets the uncovered strip, and shows each frame exactly, also once the move searches
+    have spent their CPU share; a hint drawn over is caught."""
+    server = ServerThread(source, ServerOptions(compression=Compression(image=image)))
+    client = GlibClient("--port", str(server.port))
+    try:
+        client.wait_for(lambda line: line.startswith("mark"))
+        _photo, desk, _first, _moved = _photo_scenes()
+        window = pattern(64, 48, seed=4)
+        stats = server.server.display_stats[0]
+        x, y = 40, 30
+        shown = desk.copy()
+        shown[y:y + 48, x:x + 64] = window
+        source.publish(shown, damage=((0, 0, W, H),))
+        glib_sees(client, tmp_path, shown)
+        for step in range(3):
+            if step == 1:  # the searches' share of CPU spent: the guest's copies still go
+                server.server._search_credit = -60.0
+            before = stats.bytes
+            shown = desk.copy()
+            shown[y + 10:y + 58, x + 30:x + 94] = window
+            serial = source.frames.latest().serial + 1
+            moved = (Move(serial, (x + 30, y + 10, x + 94, y + 58), -30, -10),)
+            if step == 2:  # drawn over since the copy: the pixels win
+                shown[y + 30:y + 34, x + 60:x + 64, :3] ^= 0xFF
+            source.publish(shown, damage=((x, y, x + 94, y + 58),), moves=moved)
+            glib_sees(client, tmp_path, shown)
+            # the window alone is 12 KB of noise; copied, the strip it uncovered (a few
+            # hundred bytes of desk lines) and the copy's message
+            if step < 2:
+                assert stats.bytes - before < 1024
+            x, y = x + 30, y + 10
     finally:
         client.close()
         server.stop()

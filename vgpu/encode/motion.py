@@ -113,6 +113,41 @@ MAX_SEARCH_PIXELS = 1 << 21
 window: such damage is a new picture, and the search would cost more than it saves."""
 
 
+MIN_HINTED_PIXELS = 32 * 32
+"""A move the guest said it made (a hint) is checked, not searched for: a block this
+small is worth its COPY_BITS (35 bytes) over its pixels, as spice-server sends every
+copy the guest makes."""
+MAX_HINTS_CHECKED = 8
+"""Hints checked per rectangle, newest first: each costs a comparison of its part of
+the rectangle (a full-HD one about 5 ms), and a window dragged between two frames is
+found by the newest few (the steps composed); older ones were mostly drawn over."""
+
+
+def find_hinted_move(prev: np.ndarray, cur: np.ndarray, rect: Rect,
+                     hints: tuple[tuple[Rect, int, int], ...]) -> tuple[Rect, int, int] | None:
+    """The first of `hints` (a destination and its (dx, dy) to the source, from the
+    guest's own copies, newest first) that holds for a block of `rect`: (block, dx, dy)
+    with cur[block] == prev[block moved by (dx, dy)], of at least MIN_HINTED_PIXELS.
+    Costs a comparison of the hinted part of `rect` per hint, no search."""
+    checked = 0
+    for (h_left, h_top, h_right, h_bottom), dx, dy in hints:
+        left, top = max(rect[0], h_left), max(rect[1], h_top)
+        right, bottom = min(rect[2], h_right), min(rect[3], h_bottom)
+        if right <= left or bottom <= top or (right - left) * (bottom - top) < MIN_HINTED_PIXELS:
+            continue
+        if checked == MAX_HINTS_CHECKED:
+            break
+        checked += 1
+        # probes from the middle out: what was drawn over the copy since is at its
+        # edges more often than not (a title bar, the area the window uncovered)
+        block = _matching_block(prev, cur, (left, top, right, bottom), dx, dy,
+                                (((left + right) // 2, (top + bottom) // 2), (left, top),
+                                 (right - 1, bottom - 1)), MIN_HINTED_PIXELS, 1)
+        if block is not None:
+            return block, dx, dy
+    return None
+
+
 def find_move(prev: np.ndarray, cur: np.ndarray, rect: Rect, area: Rect | None
               ) -> tuple[Rect, int, int] | None:
     """A block of `rect` in `cur` that `prev` holds elsewhere inside `area` (a window
@@ -161,7 +196,7 @@ def find_move(prev: np.ndarray, cur: np.ndarray, rect: Rect, area: Rect | None
                 if (dx, dy) in tried or (dx, dy) == (0, 0):
                     continue
                 tried.add((dx, dy))
-                block = _matching_block(prev, cur, rect, dx, dy, x, y)
+                block = _matching_block(prev, cur, rect, dx, dy, ((x, y),))
                 if block is not None:
                     return block, dx, dy
             break  # this row's first telling probe decided; try the next row
@@ -169,24 +204,28 @@ def find_move(prev: np.ndarray, cur: np.ndarray, rect: Rect, area: Rect | None
 
 
 def _matching_block(prev: np.ndarray, cur: np.ndarray, rect: Rect, dx: int, dy: int,
-                    px: int, py: int) -> Rect | None:
-    """A rectangle around (px, py) inside `rect` whose pixels all equal prev's moved by
-    (dx, dy): the probe row's run of equal pixels, then the rows equal over all of it.
-    None if it is small."""
+                    probes: tuple[tuple[int, int], ...], min_pixels: int = MIN_MOVE_PIXELS,
+                    min_rows: int = MIN_MOVE_ROWS) -> Rect | None:
+    """A rectangle around the first of `probes` (points) that allows one, inside `rect`,
+    whose pixels all equal prev's moved by (dx, dy): the probe row's run of equal pixels,
+    then the rows equal over all of it. None if each is smaller than `min_pixels` or
+    `min_rows`. The pixels are compared once for all the probes."""
     height, width = cur.shape[:2]
     left, top = max(rect[0], -dx), max(rect[1], -dy)
     right, bottom = min(rect[2], width - dx), min(rect[3], height - dy)
-    if not (left <= px < right and top <= py < bottom):
+    probes = tuple((px, py) for px, py in probes if left <= px < right and top <= py < bottom)
+    if not probes:
         return None
     now = np.ascontiguousarray(cur[top:bottom, left:right]).view(np.uint32)[..., 0]
     was = np.ascontiguousarray(prev[top + dy:bottom + dy, left + dx:right + dx]
                                ).view(np.uint32)[..., 0]
     eq = now == was
-    x0, x1 = _run_around(eq[py - top], px - left)
-    y0, y1 = _run_around(eq[:, x0:x1].all(axis=1), py - top)
-    if (x1 - x0) * (y1 - y0) < MIN_MOVE_PIXELS or y1 - y0 < MIN_MOVE_ROWS:
-        return None
-    return left + x0, top + y0, left + x1, top + y1
+    for px, py in probes:
+        x0, x1 = _run_around(eq[py - top], px - left)
+        y0, y1 = _run_around(eq[:, x0:x1].all(axis=1), py - top)
+        if (x1 - x0) * (y1 - y0) >= min_pixels and y1 - y0 >= min_rows:
+            return left + x0, top + y0, left + x1, top + y1
+    return None
 
 
 def _run_around(mask: np.ndarray, at: int) -> tuple[int, int]:

@@ -33,7 +33,7 @@ from pathlib import Path
 import moderngl
 import numpy as np
 
-from vgpu.display import Placement
+from vgpu.display import Move, Placement
 from vgpu.render import enums as E
 from vgpu.render import pixels as px
 from vgpu.render.errors import RenderError
@@ -116,6 +116,8 @@ class Surface:
     ahead: list[Box] = field(default_factory=list)
     # guest images drawn whole here and not drawn over since (hints for the SPICE cache)
     placements: list[Placement] = field(default_factory=list)
+    # the guest's latest copies within the primary (hints for the SPICE COPY_BITS)
+    moves: list[Move] = field(default_factory=list)
 
     def writable_shadow(self, whole: bool) -> np.ndarray:
         """The shadow, to write into. Where a published frame shares it: a copy, or a new

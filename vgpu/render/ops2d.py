@@ -635,6 +635,7 @@ class Ops2d(Readback):
             return []
         src = Source(None, surf.width, surf.height, False, surf)
         self._queue_copy(surf, rects, src, dx, dy)
+        self._note_move(surf, rects, -dx, -dy)
         return rects
 
     def _composite(self, surf: Surface, bbox: Box, rects: list[Box],

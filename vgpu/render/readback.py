@@ -11,7 +11,7 @@ import moderngl
 import numpy as np
 
 from vgpu.device.commands import QRect
-from vgpu.display import Frame, Placement, overlaps, subtract
+from vgpu.display import Frame, Move, Placement, overlaps, subtract
 from vgpu.render import enums as E
 from vgpu.render import pixels as px
 from vgpu.render.batch import BatchEngine
@@ -40,6 +40,9 @@ the 24x24 tiles of a root window weave stay in the damage)."""
 MAX_PLACEMENTS = 32
 """Placements kept per surface, newest first kept: a screen shows a few photos and
 windows at once; this bounds the per-draw overlap test and what a frame carries."""
+MAX_MOVES = 32
+"""Guest copies within the primary kept as hints, newest kept: a window dragged between
+two frames a client took is a few of them; this bounds what a frame carries."""
 
 
 class Readback(BatchEngine):
@@ -81,6 +84,13 @@ class Readback(BatchEngine):
             damage += boxes
             if len(damage) > MAX_DAMAGE_RECTS:
                 self._damage = [bounds(damage)]
+
+    def _note_move(self, surf: Surface, rects: list[Box], dx: int, dy: int) -> None:
+        """Records a guest copy within the primary: `rects` got what was (dx, dy) away.
+        The frame after the last published one is the first to show it."""
+        if surf.id == PRIMARY:
+            surf.moves += [Move(self._frame_serial + 1, r, dx, dy) for r in rects]
+            del surf.moves[:-MAX_MOVES]
 
     def _place(self, surf: Surface, placed: list[Placement]) -> None:
         """Records images an operation drew whole on `surf` (after its damage is noted)."""
@@ -132,7 +142,7 @@ class Readback(BatchEngine):
         self._frame_serial += 1
         return Frame(self._frame_serial, self._surface_serial, pixels, damage,
                      has_alpha=surf.fmt == E.SURFACE_FMT_32_ARGB,
-                     placements=tuple(surf.placements))
+                     placements=tuple(surf.placements), moves=tuple(surf.moves))
 
     def _read(self, surf: Surface, box: Box) -> np.ndarray:
         """`box` of the surface's pixels: a read-only view of its host shadow, valid until

@@ -8,11 +8,11 @@ sockets; the sender asks for moves before it encodes and says what it sent after
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from vgpu.display import Frame, Rect
+from vgpu.display import Frame, Move, Rect
 from vgpu.encode.codecs import changed_tiles
-from vgpu.encode.motion import find_move
+from vgpu.encode.motion import find_hinted_move, find_move
 from vgpu.spice.channels import EncodedRegion
 from vgpu.spice.imaging import _contains
 
@@ -34,12 +34,15 @@ animation) would otherwise pay a search through its damaged area every frame."""
 
 Copy = tuple[Rect, tuple[int, int]]
 """A destination rectangle and the top-left of its source, on the client's picture."""
+Hint = tuple[Rect, int, int]
+"""A destination rectangle and (dx, dy) to where the client's picture may hold it."""
 
 
 @dataclass(frozen=True)
 class Search:
     """One client's question: what of `rects` moved or changed from `prev` (its picture)
-    to `frame`, searching for dragged windows in `area` (None: scrolls only), with no
+    to `frame`, checking the guest's own copies (`hints`) first, then searching for
+    scrolls where `scrolls` and for dragged windows in `area` (None: not), with no
     source in its `inexact` rectangles."""
 
     prev: Frame
@@ -47,10 +50,16 @@ class Search:
     rects: tuple[Rect, ...]
     area: Rect | None
     inexact: tuple[Rect, ...]
+    hints: tuple[Hint, ...] = ()
+    scrolls: bool = True
 
     def key(self) -> tuple[object, ...]:
         """Equal for equal searches of one frame (frames are kept by their serials)."""
-        return ("moves", self.prev.serial, self.rects, self.area, self.inexact)
+        return ("moves", self.prev.serial, self.rects, self.area, self.inexact, self.scrolls)
+
+    def checks_only(self) -> Search:
+        """The same question answered by the guest's copies alone: no search."""
+        return replace(self, area=None, scrolls=False)
 
 
 class ClientPicture:
@@ -64,13 +73,20 @@ class ClientPicture:
         self._frame = frame
         self._inexact = [region.rect] if region.lossy else []
 
-    def search(self, frame: Frame, rects: list[Rect]) -> Search | None:
+    def search(self, frame: Frame, rects: list[Rect], consecutive: bool = True
+               ) -> Search | None:
         """What to look for between the client's picture and `frame` (None: nothing,
         the client has no picture of this surface). Equal searches give equal answers,
-        so clients that keep up share one (SpiceServer.moves)."""
+        so clients that keep up share one (SpiceServer.moves). A client that skipped
+        frames (not `consecutive`) only checks the guest's copies since its picture:
+        a check costs a comparison, not a search, so per-client ones stay cheap."""
         prev = self._frame
         if prev is None or prev.surface_serial != frame.surface_serial:
             return None
+        hints = guest_moves(frame.moves, prev.serial)
+        if not consecutive:
+            return (Search(prev, frame, tuple(rects), None, tuple(self._inexact),
+                           hints).checks_only() if hints else None)
         # Where a window went is in the frame's damage, and so is where it came from.
         # Searches back off on frame serials, not on a count of each client's own, so
         # that clients that missed alike search the same frames and share the search.
@@ -78,7 +94,7 @@ class ClientPicture:
         if rects and frame.serial % min(MAX_SEARCH_BACKOFF, 1 << self._misses) == 0:
             area = (min(r[0] for r in rects), min(r[1] for r in rects),
                     max(r[2] for r in rects), max(r[3] for r in rects))
-        return Search(prev, frame, tuple(rects), area, tuple(self._inexact))
+        return Search(prev, frame, tuple(rects), area, tuple(self._inexact), hints)
 
     def searched(self, search: Search, dragged: bool) -> None:
         """Backs off the searches for windows while they find none."""
@@ -113,12 +129,19 @@ def find_moves(search: Search) -> tuple[list[Copy], list[Rect], bool]:
     rest: list[Rect] = []
     dragged = False
     for rect in search.rects:
-        found = find_move(prev.pixels, frame.pixels, rect, search.area)
+        found = find_hinted_move(prev.pixels, frame.pixels, rect, search.hints)
+        # A hinted block short of the whole rectangle may be a guest step that matches
+        # a little (one line of a scroll that went on in the same frame): the search
+        # may find more, and the larger block is copied.
+        if search.scrolls and (found is None or found[0] != rect):
+            searched = find_move(prev.pixels, frame.pixels, rect, search.area)
+            if searched is not None and (found is None or _area(searched[0]) > _area(found[0])):
+                found = searched
+                dragged |= searched[1] != 0
         if found is None:
             rest.append(rect)
             continue
         (left, top, right, bottom), dx, dy = found
-        dragged |= dx != 0
         source = (left + dx, top + dy, right + dx, bottom + dy)
         if any(_overlap(source, r) for r in inexact + [d for d, _ in copies]):
             rest.append(rect)
@@ -129,10 +152,35 @@ def find_moves(search: Search) -> tuple[list[Copy], list[Rect], bool]:
                                 (rect[0], top, left, bottom),
                                 (right, top, rect[2], bottom))
                     if r[0] < r[2] and r[1] < r[3])
+    if not copies and not search.scrolls:
+        return [], list(search.rects), False  # untrimmed: encodes others share
     # Trimmed after the search: a move is found in whole rectangles, not in the
     # pieces of them that changed. (A copy writes the new frame's pixels, so the
     # pieces trimmed away, equal in both frames, stay right wherever it lands.)
     return copies, [t for r in rest for t in _changed(prev, frame, r, inexact)], dragged
+
+
+def guest_moves(moves: tuple[Move, ...], since: int) -> tuple[Hint, ...]:
+    """The guest's copies first shown after frame `since` (the client's picture), newest
+    first, as hints from that picture: a copy whose source lies inside an earlier copy's
+    destination is taken back through it as well (a window dragged several times between
+    two frames the client got is at the sum of the steps from where the client saw it)."""
+    chain: list[Hint] = []
+    for move in moves:
+        if move.serial <= since:
+            continue
+        left, top, right, bottom = move.rect
+        source = (left + move.dx, top + move.dy, right + move.dx, bottom + move.dy)
+        chain.append((move.rect, move.dx, move.dy))
+        for rect, dx, dy in reversed(chain[:-1]):
+            if _contains(rect, source):
+                chain.append((move.rect, move.dx + dx, move.dy + dy))
+                break
+    out: list[Hint] = []
+    for hint in reversed(chain):  # newest first: composed ones were appended last
+        if hint not in out and hint[1:] != (0, 0):  # (dragged back: nothing to copy)
+            out.append(hint)
+    return tuple(out)
 
 
 def _changed(prev: Frame, frame: Frame, rect: Rect, inexact: list[Rect]) -> list[Rect]:
@@ -148,6 +196,10 @@ def _changed(prev: Frame, frame: Frame, rect: Rect, inexact: list[Rect]) -> list
         tiles = [(min(t[0] for t in tiles), min(t[1] for t in tiles),
                   max(t[2] for t in tiles), max(t[3] for t in tiles))]
     return [(left + x0, top + y0, left + x1, top + y1) for x0, y0, x1, y1 in tiles]
+
+
+def _area(r: Rect) -> int:
+    return (r[2] - r[0]) * (r[3] - r[1])
 
 
 def _overlap(a: Rect, b: Rect) -> bool:

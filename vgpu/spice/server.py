@@ -535,10 +535,13 @@ class SpiceServer:
                 self.pool, digest, frame, rect))
         return shared.result()
 
-    def moves(self, search: Search) -> Awaitable[tuple[list[Copy], list[Rect], bool]] | None:
+    def moves(self, search: Search
+              ) -> tuple[Search, Awaitable[tuple[list[Copy], list[Rect], bool]]] | None:
         """find_moves on the pool, shared by every client that asks the same of the same
-        frame (the clients that keep up all have the same picture); None while the
-        searches have spent their share of their thread (MOVE_SEARCH_SHARE)."""
+        frame (the clients that keep up all have the same picture), with the search that
+        runs: while the searches have spent their share of their thread
+        (MOVE_SEARCH_SHARE) only the checks of the guest's own copies (a comparison each,
+        where a missed drag costs its pixels), None where there are none."""
         work = self._frame_work(search.frame)
         shared = work.get(search.key())
         if shared is None:
@@ -551,10 +554,14 @@ class SpiceServer:
             ) - (spent - self._search_charged)
             self._search_clock, self._search_charged = now, spent
             if self._search_credit <= 0:
-                return None
-            shared = work[search.key()] = _Shared(asyncio.get_running_loop().run_in_executor(
-                self._search_pool, self._timed_search, search))
-        return shared.result()
+                if not search.hints:
+                    return None
+                search = search.checks_only()
+                shared = work.get(search.key())
+            if shared is None:
+                shared = work[search.key()] = _Shared(asyncio.get_running_loop().run_in_executor(
+                    self._search_pool, self._timed_search, search))
+        return search, shared.result()
 
     def _timed_search(self, search: Search) -> tuple[list[Copy], list[Rect], bool]:
         start = time.thread_time()
@@ -1091,14 +1098,16 @@ class _DisplayClient:
                 # SpiceServer.moves): one that skipped frames gets the merged damage,
                 # shared with those that skipped alike, as per-client searches and
                 # trimmed (so unshared) encodes would grow with the clients.
+                # (One that skipped frames still checks the guest's own copies since its
+                # picture: a comparison each, where a missed window drag costs its pixels.)
                 # Damage all inside the stream goes as its next frame: nothing to search
                 # (a full-screen stream's search cost about 1 ms of CPU a 720p frame).
-                search = (self._picture.search(frame, rects)
-                          if frame.serial - last_serial == 1 and not self._streams.covers(rects)
-                          else None)
+                search = (None if self._streams.covers(rects) else
+                          self._picture.search(frame, rects, frame.serial - last_serial == 1))
                 copies: list[Copy] = []
-                searching = None if search is None else self._server.moves(search)
-                if searching is not None:
+                asked = None if search is None else self._server.moves(search)
+                if asked is not None:
+                    search, searching = asked
                     copies, rects, found = await searching
                     self._picture.searched(search, found)
                 merged = max(1, frame.serial - last_serial)
