@@ -138,14 +138,27 @@ def find_hinted_move(prev: np.ndarray, cur: np.ndarray, rect: Rect,
         if checked == MAX_HINTS_CHECKED:
             break
         checked += 1
-        # probes from the middle out: what was drawn over the copy since is at its
-        # edges more often than not (a title bar, the area the window uncovered)
-        block = _matching_block(prev, cur, (left, top, right, bottom), dx, dy,
-                                (((left + right) // 2, (top + bottom) // 2), (left, top),
-                                 (right - 1, bottom - 1)), MIN_HINTED_PIXELS, 1)
+        block = _hinted_block(prev, cur, (left, top, right, bottom), dx, dy)
         if block is not None:
             return block, dx, dy
     return None
+
+
+def find_repeat(pixels: np.ndarray, rect: Rect, dx: int, dy: int) -> Rect | None:
+    """A block of `rect`, of at least MIN_HINTED_PIXELS, whose pixels equal those (dx, dy)
+    away in the same picture (a guest copy within one frame: a tile repeated), or None.
+    Costs a comparison of `rect`."""
+    return _hinted_block(pixels, pixels, rect, dx, dy)
+
+
+def _hinted_block(prev: np.ndarray, cur: np.ndarray, rect: Rect, dx: int, dy: int
+                  ) -> Rect | None:
+    # probes from the middle out: what was drawn over the copy since is at its
+    # edges more often than not (a title bar, the area the window uncovered)
+    left, top, right, bottom = rect
+    return _matching_block(prev, cur, rect, dx, dy,
+                           (((left + right) // 2, (top + bottom) // 2), (left, top),
+                            (right - 1, bottom - 1)), MIN_HINTED_PIXELS, 1)
 
 
 def find_move(prev: np.ndarray, cur: np.ndarray, rect: Rect, area: Rect | None
