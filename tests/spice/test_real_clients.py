@@ -648,30 +648,47 @@ def _tiled_band(frame: np.ndarray, top: int, lie: bool) -> tuple[np.ndarray, tup
     return out, tuple(moves)
 
 
+def _repeat_tiles(source: SyntheticSource, server: ServerThread,
+                  sees: Callable[[np.ndarray], None]) -> None:
+    """A tile drawn and repeated across a band by the guest's copies within one frame,
+    then the same where a hint lies; `sees` waits for the client to show a frame."""
+    stats = server.server.display_stats[0]
+    before = stats.bytes
+    tiled, moves = _tiled_band(pattern(W, H), 100, lie=False)
+    source.publish(tiled, damage=((0, 100, W, 132),), moves=moves)
+    sees(tiled)
+    # the band's pixels are 8 tiles of noise (18 KB in QUIC, 40 KB raw); the tile
+    # alone is 5 KB raw, each copy's message 35 bytes
+    assert stats.bytes - before < 6144
+    lied, moves = _tiled_band(tiled, 140, lie=True)
+    source.publish(lied, damage=((0, 140, W, 172),),
+                   moves=tuple(Move(3, m.rect, m.dx, m.dy) for m in moves))
+    sees(lied)
+
+
 @needs_glib
 @pytest.mark.parametrize("image", ["quic", "off"])  # (LZ finds the repeats itself)
 def test_spice_gtk_repeats_a_tile_drawn_in_the_same_frame_by_copy_bits(source, tmp_path,
                                                                        image):
-    """A tile drawn and repeated across a band by the guest's copies within one frame:
-    spice-gtk gets the tile as pixels and the repeats as COPY_BITS after it, and shows
+    """spice-gtk gets the tile as pixels and the repeats as COPY_BITS after it, and shows
     the frame exactly; where a hint lies, the pixels win and the picture stays exact."""
     server = ServerThread(source, ServerOptions(compression=Compression(image=image)))
     client = GlibClient("--port", str(server.port))
     try:
         client.wait_for(lambda line: line.startswith("mark"))
         glib_sees(client, tmp_path, pattern(W, H))
-        stats = server.server.display_stats[0]
-        before = stats.bytes
-        tiled, moves = _tiled_band(pattern(W, H), 100, lie=False)
-        source.publish(tiled, damage=((0, 100, W, 132),), moves=moves)
-        glib_sees(client, tmp_path, tiled)
-        # the band's pixels are 8 tiles of noise (18 KB in QUIC, 40 KB raw); the tile
-        # alone is 5 KB raw, each copy's message 35 bytes
-        assert stats.bytes - before < 6144
-        lied, moves = _tiled_band(tiled, 140, lie=True)
-        source.publish(lied, damage=((0, 140, W, 172),),
-                       moves=tuple(Move(3, m.rect, m.dx, m.dy) for m in moves))
-        glib_sees(client, tmp_path, lied)
+        _repeat_tiles(source, server, lambda frame: glib_sees(client, tmp_path, frame))
     finally:
         client.close()
+        server.stop()
+
+
+@needs_html5
+def test_spice_html5_repeats_a_tile_drawn_in_the_same_frame_by_copy_bits(source):
+    """spice-html5 draws the tile (QUIC, decoded as it arrives) before the copies read it."""
+    server = ServerThread(source, ServerOptions(compression=Compression(image="quic")))
+    try:
+        with html5_page(server) as page:
+            _repeat_tiles(source, server, lambda frame: _wait_canvas(page, frame))
+    finally:
         server.stop()
