@@ -30,11 +30,13 @@ MAX_TRIMMED_RECTS = 16
 """A damaged rectangle trimmed into more pieces than this goes as their bounding box:
 each piece is a message with its own image header (about 60 bytes and more)."""
 
-MAX_DRAWN_COPY_CHECKS = 64
-"""Comparisons per frame for the copies after the draws, one per guest copy and damaged
-rectangle it meets: a root window's tile is repeated by doubling, about ten copies a
-strip (Xspice's images session makes about 100 in one frame), each a few KB of pixels
-where its message is 35 bytes."""
+MAX_DRAWN_COPY_PIXELS = 4 * 1920 * 1080
+"""Pixels compared per frame for the copies after the draws (one comparison per guest
+copy and damaged rectangle it meets, of their overlap): a root window's tile repeated by
+doubling is many small copies (Xspice's images session makes about 100 in one frame,
+strips of a few KB of pixels each where a copy's message is 35 bytes); a terminal that
+scrolled line by line would be a screen's comparison per line. Four full-HD screens
+cost about 20 ms."""
 
 MAX_SEARCH_BACKOFF = 16
 """A client whose searches for dragged windows found none searches again only on every
@@ -197,8 +199,8 @@ def drawn_copies(frame: Frame, rects: list[Rect], steps: tuple[Hint, ...],
     pixels, rest = frame.pixels, list(rects)
     copies: list[Copy] = []
     sources: list[Rect] = []
-    checks = 0
-    for (m_left, m_top, m_right, m_bottom), dx, dy in steps:
+    budget = MAX_DRAWN_COPY_PIXELS
+    for (m_left, m_top, m_right, m_bottom), dx, dy in dict.fromkeys(steps):
         i = 0
         while i < len(rest):
             rect = rest[i]
@@ -208,9 +210,9 @@ def drawn_copies(frame: Frame, rects: list[Rect], steps: tuple[Hint, ...],
                     or (right - left) * (bottom - top) < MIN_HINTED_PIXELS):
                 i += 1
                 continue
-            if checks == MAX_DRAWN_COPY_CHECKS:
+            budget -= (right - left) * (bottom - top)
+            if budget < 0:
                 return copies, rest
-            checks += 1
             block = find_repeat(pixels, (left, top, right, bottom), dx, dy)
             if block is None:
                 i += 1
