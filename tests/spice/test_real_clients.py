@@ -653,6 +653,10 @@ def _repeat_tiles(source: SyntheticSource, server: ServerThread,
     """A tile drawn and repeated across a band by the guest's copies within one frame,
     then the same where a hint lies; `sees` waits for the client to show a frame."""
     stats = server.server.display_stats[0]
+    # the client may show the first picture before the server's thread counts its bytes
+    deadline = time.monotonic() + 10
+    while not stats.sends and time.monotonic() < deadline:
+        time.sleep(0.01)
     before = stats.bytes
     tiled, moves = _tiled_band(pattern(W, H), 100, lie=False)
     source.publish(tiled, damage=((0, 100, W, 132),), moves=moves)
