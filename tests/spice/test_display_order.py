@@ -112,12 +112,14 @@ def test_update_order_whatever_the_fields_say(report_cap):
     update = FrameUpdate(
         ended=(1,), draws=(region(), region((8, 8, 16, 16))),
         started=StreamStart(2, (0, 0, 32, 32), 5, MJPEG, report=(5, 1000)),
-        video=StreamFrame(2, 5, b"jpeg", ping=(9, 1234)))
+        video=StreamFrame(2, 5, b"jpeg", ping=(9, 1234)),
+        copies=(((40, 0, 48, 8), (0, 40)),), drawn_copies=(((16, 0, 24, 8), (0, 0)),))
     channel.show_update(update)
     report = [const.SPICE_MSG_DISPLAY_STREAM_ACTIVATE_REPORT] if report_cap else []
     assert types(channel) == [
-        const.SPICE_MSG_DISPLAY_STREAM_DESTROY, const.SPICE_MSG_DISPLAY_DRAW_COPY,
-        const.SPICE_MSG_DISPLAY_DRAW_COPY, const.SPICE_MSG_DISPLAY_STREAM_CREATE, *report,
+        const.SPICE_MSG_DISPLAY_STREAM_DESTROY, const.SPICE_MSG_DISPLAY_COPY_BITS,
+        const.SPICE_MSG_DISPLAY_DRAW_COPY, const.SPICE_MSG_DISPLAY_DRAW_COPY,
+        const.SPICE_MSG_DISPLAY_COPY_BITS, const.SPICE_MSG_DISPLAY_STREAM_CREATE, *report,
         const.SPICE_MSG_DISPLAY_STREAM_DATA, const.SPICE_MSG_PING]
     assert channel.state is DisplayState.SHOWN
     assert channel.order.streams == {2}
@@ -177,6 +179,7 @@ def test_every_state_refuses_what_the_table_leaves_out():
         DisplayState.FORGETTING: [*shown, (Send.INVAL_LIST, None)],
         DisplayState.COPYING: [*shown, (Send.COPY_BITS, None)],
         DisplayState.DRAWING: [*shown, (Send.DRAW_COPY, None)],
+        DisplayState.RECOPYING: [*shown, (Send.DRAW_COPY, None), (Send.COPY_DRAWN, None)],
         DisplayState.STARTING: [*shown, (Send.STREAM_CREATE, 2)],
         DisplayState.STREAMING: [*shown, (Send.STREAM_DATA, 1)],
     }

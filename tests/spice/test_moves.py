@@ -22,22 +22,31 @@ def frame(pixels: np.ndarray, serial: int) -> Frame:
 
 
 def copies_and_rest(picture: ClientPicture, new: Frame, damage: list) -> tuple[list, list]:
-    """The copies and the rest, as the server asks them for one client."""
+    """The copies and the rest, as the server asks them for one client (the frames here
+    have no guest copies: nothing to copy after the draws)."""
     search = picture.search(new, damage)
     assert search is not None
-    copies, rest, dragged = find_moves(search)
+    copies, rest, dragged, drawn = find_moves(search)
+    assert drawn == []
     picture.searched(search, dragged)
     return copies, rest
 
 
-def client_after(shown: np.ndarray, new: np.ndarray, copies: list, rects: list) -> np.ndarray:
-    """What the client shows after the copies, in order, then the rects drawn from new."""
-    out = shown.copy()
+def _copy(out: np.ndarray, copies: list) -> None:
     for (left, top, right, bottom), (sx, sy) in copies:
         source = out[sy:sy + bottom - top, sx:sx + right - left].copy()
         out[top:bottom, left:right] = source
+
+
+def client_after(shown: np.ndarray, new: np.ndarray, copies: list, rects: list,
+                 drawn: list = ()) -> np.ndarray:
+    """What the client shows after the copies, in order, then the rects drawn from new,
+    then the copies of what was drawn, in order (spice-gtk's order of the messages)."""
+    out = shown.copy()
+    _copy(out, copies)
     for left, top, right, bottom in rects:
         out[top:bottom, left:right] = new[top:bottom, left:right]
+    _copy(out, list(drawn))
     return out
 
 
@@ -143,9 +152,9 @@ def test_a_window_dragged_between_frames_the_client_skipped_is_copied() -> None:
     new = Frame(4, 1, pictures[3], ((0, 0, W, H),), moves=tuple(moves))
     search = picture.search(new, [(20, 30, 155, 106)], consecutive=False)
     assert search is not None and not search.scrolls
-    copies, rest, _ = find_moves(search)
+    copies, rest, _, drawn = find_moves(search)
     assert copies == [((95, 66, 155, 106), (20, 30))]
-    assert (client_after(pictures[0], pictures[3], copies, rest) == pictures[3]).all()
+    assert (client_after(pictures[0], pictures[3], copies, rest, drawn) == pictures[3]).all()
     assert sum((r[2] - r[0]) * (r[3] - r[1]) for r in rest) < 135 * 76 - 60 * 40
     # one that kept up gets the last step alone (its picture is the frame before)
     picture.reset(frame(pictures[2], 3), EncodedRegion((0, 0, W, H), 0, b""))
@@ -167,8 +176,8 @@ def test_a_hint_that_lies_costs_pixels_not_the_picture() -> None:
         search = picture.search(Frame(2, 1, new, ((0, 0, W, H),), moves=hints),
                                 [(20, 30, 105, 82)], consecutive=False)
         assert search is not None
-        copies, rest, _ = find_moves(search)
-        assert (client_after(pictures[0], new, copies, rest) == new).all()
+        copies, rest, _, drawn = find_moves(search)
+        assert (client_after(pictures[0], new, copies, rest, drawn) == new).all()
 
 
 def test_guest_moves_compose_a_drag_and_skip_what_the_client_saw() -> None:
@@ -201,3 +210,78 @@ def test_a_scroll_of_several_guest_steps_in_one_frame_is_copied_whole() -> None:
     copies, rects = copies_and_rest(picture, new_frame, [(0, 0, W, H)])
     assert (client_after(old, new, copies, rects) == new).all()
     assert sum((r[2] - r[0]) * (r[3] - r[1]) for r in rects) < W * H // 4
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.booleans())
+def test_copies_of_what_the_frame_drew_give_the_new_frame(seed: int, lossy: bool) -> None:
+    """Tiles drawn and repeated by the guest in one frame (some copies reading earlier
+    ones, some drawn over after, some hints lying), with or without a lossy part on the
+    client: the copies before, the draws, then the copies after give the frame exactly,
+    and none of the latter reads where the client's picture is inexact."""
+    rng = np.random.default_rng(seed)
+    old = desktop_frame(W, H)
+    new = old.copy()
+    moves = []
+    for _ in range(int(rng.integers(1, 4))):
+        w, h = int(rng.integers(32, 96)), int(rng.integers(32, 96))
+        x, y = int(rng.integers(0, W - w)), int(rng.integers(0, H - h))
+        new[y:y + h, x:x + w, :3] = rng.integers(0, 256, (h, w, 3), np.uint8)
+        for _ in range(int(rng.integers(1, 6))):
+            dx, dy = int(rng.integers(0, W - w)), int(rng.integers(0, H - h))
+            sx, sy = (x, y) if rng.random() < 0.5 else (dx, dy)  # a copy of a copy
+            sx, sy = min(sx, W - w), min(sy, H - h)
+            new[dy:dy + h, dx:dx + w] = new[sy:sy + h, sx:sx + w].copy()
+            moves.append(Move(2, (dx, dy, dx + w, dy + h), sx - dx, sy - dy))
+    if rng.random() < 0.5:  # drawn over after the copies
+        new[int(rng.integers(0, H - 20)):][:20, 40:200, :3] ^= 0x33
+    moves.append(Move(2, (0, 0, W // 2, H // 2), 13, 7))  # a hint that lies
+    picture = ClientPicture()
+    inexact = (0, 0, W // 3, H // 3)
+    picture.reset(frame(old, 1), EncodedRegion((0, 0, W, H), 0, b""))
+    if lossy:
+        picture.sent(frame(old, 1), [EncodedRegion(inexact, 0, b"", lossy=True)], None)
+    search = picture.search(Frame(2, 1, new, ((0, 0, W, H),), moves=tuple(moves)),
+                            [(0, 0, W, H)])
+    assert search is not None
+    copies, rest, _, drawn = find_moves(search)
+    shown = old.copy()
+    if lossy:  # what the client holds there is not the frame's: nothing may read it
+        shown[:H // 3, :W // 3] ^= 0x11
+    assert (client_after(shown, new, copies, rest, drawn) == new).all()
+
+
+def test_copies_after_the_draws_read_nothing_unwritten_or_inexact() -> None:
+    """A tile copied there and back by the guest (the second copy writes where the first
+    reads: its source is drawn, not copied), and a tile copied out of where the client
+    got lossy pixels and the frame does not redraw (drawn instead): exact either way."""
+    old = desktop_frame(W, H)
+    tile = np.random.default_rng(7).integers(0, 256, (48, 64, 4), np.uint8)
+    new = old.copy()
+    new[100:148, 100:164] = tile
+    new[200:248, 300:364] = tile
+    there_and_back = (Move(2, (300, 200, 364, 248), -200, -100),
+                      Move(2, (100, 100, 164, 148), 200, 100))
+    picture = ClientPicture()
+    picture.reset(frame(old, 1), EncodedRegion((0, 0, W, H), 0, b""))
+    damage = [(100, 100, 164, 148), (300, 200, 364, 248)]
+    search = picture.search(Frame(2, 1, new, tuple(damage), moves=there_and_back), damage)
+    assert search is not None
+    copies, rest, _, drawn = find_moves(search)
+    assert drawn == [((300, 200, 364, 248), (100, 100))]
+    assert (client_after(old, new, copies, rest, drawn) == new).all()
+    # the client got the tile lossily (and shows it a little off); the frame repeats it
+    shown, lossy = new.copy(), (100, 100, 164, 148)
+    shown[100:148, 100:164] ^= 0x11
+    newer = new.copy()
+    newer[20:68, 20:84] = tile
+    picture.reset(frame(new, 2), EncodedRegion((0, 0, W, H), 0, b""))
+    picture.sent(frame(new, 2), [EncodedRegion(lossy, 0, b"", lossy=True)], None)
+    search = picture.search(Frame(3, 1, newer, ((20, 20, 84, 68),),
+                                  moves=(Move(3, (20, 20, 84, 68), 80, 80),)),
+                            [(20, 20, 84, 68)])
+    assert search is not None
+    copies, rest, _, drawn = find_moves(search)
+    assert drawn == [] and rest == [(20, 20, 84, 68)]
+    assert (client_after(shown, newer, copies, rest, drawn)[20:68, 20:84]
+            == newer[20:68, 20:84]).all()

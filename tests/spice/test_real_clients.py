@@ -626,3 +626,73 @@ def test_spice_gtk_shows_a_weave_beside_a_photo_exactly(tmp_path, image, expecte
     finally:
         client.close()
         server.stop()
+
+
+def _tiled_band(frame: np.ndarray, top: int, lie: bool) -> tuple[np.ndarray, tuple[Move, ...]]:
+    """`frame` with a noise tile drawn at the left of a band and repeated across it by
+    the guest's copies in the same frame, doubling (as X fills a window with its
+    background tile); `lie`: one copy's hint names a source that does not match (a
+    stripe drawn over its destination since)."""
+    tile_w, tile_h = 40, 32
+    out = frame.copy()
+    out[top:top + tile_h, :tile_w] = pattern(tile_w, tile_h, seed=9)
+    serial = 2  # the frame after the first picture: the first to show these copies
+    moves, width = [], tile_w
+    while width < W:
+        step = min(width, W - width)
+        out[top:top + tile_h, width:width + step] = out[top:top + tile_h, :step]
+        moves.append(Move(serial, (width, top, width + step, top + tile_h), -width, 0))
+        width += step
+    if lie:
+        out[top + 4:top + 8, 200:W, :3] ^= 0x5A  # drawn over part of the last copies
+    return out, tuple(moves)
+
+
+def _repeat_tiles(source: SyntheticSource, server: ServerThread,
+                  sees: Callable[[np.ndarray], None]) -> None:
+    """A tile drawn and repeated across a band by the guest's copies within one frame,
+    then the same where a hint lies; `sees` waits for the client to show a frame."""
+    stats = server.server.display_stats[0]
+    # the client may show the first picture before the server's thread counts its bytes
+    deadline = time.monotonic() + 10
+    while not stats.sends and time.monotonic() < deadline:
+        time.sleep(0.01)
+    before = stats.bytes
+    tiled, moves = _tiled_band(pattern(W, H), 100, lie=False)
+    source.publish(tiled, damage=((0, 100, W, 132),), moves=moves)
+    sees(tiled)
+    # the band's pixels are 8 tiles of noise (18 KB in QUIC, 40 KB raw); the tile
+    # alone is 5 KB raw, each copy's message 35 bytes
+    assert stats.bytes - before < 6144
+    lied, moves = _tiled_band(tiled, 140, lie=True)
+    source.publish(lied, damage=((0, 140, W, 172),),
+                   moves=tuple(Move(3, m.rect, m.dx, m.dy) for m in moves))
+    sees(lied)
+
+
+@needs_glib
+@pytest.mark.parametrize("image", ["quic", "off"])  # (LZ finds the repeats itself)
+def test_spice_gtk_repeats_a_tile_drawn_in_the_same_frame_by_copy_bits(source, tmp_path,
+                                                                       image):
+    """spice-gtk gets the tile as pixels and the repeats as COPY_BITS after it, and shows
+    the frame exactly; where a hint lies, the pixels win and the picture stays exact."""
+    server = ServerThread(source, ServerOptions(compression=Compression(image=image)))
+    client = GlibClient("--port", str(server.port))
+    try:
+        client.wait_for(lambda line: line.startswith("mark"))
+        glib_sees(client, tmp_path, pattern(W, H))
+        _repeat_tiles(source, server, lambda frame: glib_sees(client, tmp_path, frame))
+    finally:
+        client.close()
+        server.stop()
+
+
+@needs_html5
+def test_spice_html5_repeats_a_tile_drawn_in_the_same_frame_by_copy_bits(source):
+    """spice-html5 draws the tile (QUIC, decoded as it arrives) before the copies read it."""
+    server = ServerThread(source, ServerOptions(compression=Compression(image="quic")))
+    try:
+        with html5_page(server) as page:
+            _repeat_tiles(source, server, lambda frame: _wait_canvas(page, frame))
+    finally:
+        server.stop()

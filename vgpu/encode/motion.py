@@ -148,6 +148,24 @@ def find_hinted_move(prev: np.ndarray, cur: np.ndarray, rect: Rect,
     return None
 
 
+REPEAT_PROBES = 4
+"""Probes per side of a grid over the rectangle, for a repeat: what the guest drew over
+its copies in the same frame (a photo over the root window's tile) leaves the repeat in
+pieces around it, and a probe on the picture finds none of them."""
+
+
+def find_repeat(pixels: np.ndarray, rect: Rect, dx: int, dy: int) -> Rect | None:
+    """A block of `rect`, of at least MIN_HINTED_PIXELS, whose pixels equal those (dx, dy)
+    away in the same picture (a guest copy within one frame: a tile repeated), or None.
+    Costs a comparison of `rect`."""
+    left, top, right, bottom = rect
+    grid = tuple((left + (right - left) * (2 * i + 1) // (2 * REPEAT_PROBES),
+                  top + (bottom - top) * (2 * j + 1) // (2 * REPEAT_PROBES))
+                 for j in range(REPEAT_PROBES) for i in range(REPEAT_PROBES))
+    return _matching_block(pixels, pixels, rect, dx, dy,
+                           ((left, top), (right - 1, bottom - 1), *grid), MIN_HINTED_PIXELS, 1)
+
+
 def find_move(prev: np.ndarray, cur: np.ndarray, rect: Rect, area: Rect | None
               ) -> tuple[Rect, int, int] | None:
     """A block of `rect` in `cur` that `prev` holds elsewhere inside `area` (a window

@@ -371,8 +371,8 @@ class StreamFrame:
 @dataclass(frozen=True)
 class FrameUpdate:
     """What one frame changes on a shown surface, in no particular order: the channel
-    sends it in the protocol's (streams ended, copies, draws, stream started, stream
-    frame)."""
+    sends it in the protocol's (streams ended, copies, draws, copies of what was drawn,
+    stream started, stream frame)."""
 
     ended: tuple[int, ...] = ()
     draws: tuple[EncodedRegion, ...] = ()
@@ -383,6 +383,9 @@ class FrameUpdate:
     copies: tuple[tuple[Rect, tuple[int, int]], ...] = ()
     # ids the client's pixmap cache drops before the draws (evicted to make room)
     invalidated: tuple[int, ...] = ()
+    # (destination, source top-left) copied after the draws, reading what they wrote:
+    # a tile the guest drew and repeated in the frame
+    drawn_copies: tuple[tuple[Rect, tuple[int, int]], ...] = ()
 
 
 class DisplayChannel(ChannelMachine):
@@ -462,6 +465,8 @@ class DisplayChannel(ChannelMachine):
             self.copy_bits(dst, source)
         for region in update.draws:
             self.draw(region)
+        for dst, source in update.drawn_copies:
+            self.copy_bits(dst, source, after_draws=True)
         start = update.started
         if start is not None:
             self.stream_create(start.stream_id, start.rect, start.mm_time, start.codec_type)
@@ -520,9 +525,11 @@ class DisplayChannel(ChannelMachine):
             struct.pack("<BiiI", 0, 0, 0, 0),
         )
 
-    def copy_bits(self, rect: Rect, source: tuple[int, int]) -> None:
-        """The client copies its own pixels from `source` (top-left) into `rect`."""
-        self.order.send(Send.COPY_BITS)
+    def copy_bits(self, rect: Rect, source: tuple[int, int], after_draws: bool = False
+                  ) -> None:
+        """The client copies its own pixels from `source` (top-left) into `rect`
+        (`after_draws`: reading what the frame's draws wrote)."""
+        self.order.send(Send.COPY_DRAWN if after_draws else Send.COPY_BITS)
         self._send(
             const.SPICE_MSG_DISPLAY_COPY_BITS,
             struct.pack("<I", self.PRIMARY), pack_rect(rect), bytes([const.SPICE_CLIP_TYPE_NONE]),

@@ -22,6 +22,7 @@ class DisplayState(Enum):
     FORGETTING = "forgetting"  # a frame's INVAL_LIST: cached images the client drops
     COPYING = "copying"  # a frame's copies of what moved, before anything is drawn
     DRAWING = "drawing"  # a frame's lossless draws
+    RECOPYING = "copying drawn"  # a frame's copies of what it drew (a tile repeated)
     STARTING = "starting a stream"  # a frame's stream create and its report request
     STREAMING = "streaming"  # a frame's stream data and the ping that times it
 
@@ -33,7 +34,8 @@ class Send(Enum):
     SURFACE_DESTROY = "surface destroy"
     SURFACE_CREATE = "surface create"  # with its monitors config, where the client wants it
     INVAL_LIST = "inval list"  # cached images evicted to make room for this frame's
-    COPY_BITS = "copy bits"
+    COPY_BITS = "copy bits"  # from the client's last picture
+    COPY_DRAWN = "copy bits after the draws"  # reads what this frame's draws wrote
     DRAW_COPY = "draw copy"
     DRAW_FILL = "draw fill"
     MARK = "mark"
@@ -44,15 +46,22 @@ class Send(Enum):
     FRAME_END = "frame end"  # not a message: the frame's messages are all queued
 
 
-_DRAW_STEPS = {
-    Send.DRAW_COPY: DisplayState.DRAWING,
-    Send.DRAW_FILL: DisplayState.DRAWING,
+_RECOPY_STEPS = {
+    Send.COPY_DRAWN: DisplayState.RECOPYING,
     Send.STREAM_CREATE: DisplayState.STARTING,
     Send.STREAM_DATA: DisplayState.STREAMING,
     Send.FRAME_END: DisplayState.SHOWN,
 }
-"""Where a frame's update may go from its draws on (a copy after a draw could read
-what the draw wrote)."""
+"""Where a frame's update may go from its copies of what it drew on: no draw follows
+them (a draw after such a copy would overwrite what a copy read, or be read as stale);
+the stream's frame comes after them (no copy reads the stream's area)."""
+_DRAW_STEPS = {
+    Send.DRAW_COPY: DisplayState.DRAWING,
+    Send.DRAW_FILL: DisplayState.DRAWING,
+    **_RECOPY_STEPS,
+}
+"""Where a frame's update may go from its draws on (a copy of the last picture after a
+draw could read what the draw wrote: only COPY_DRAWN, meant to, follows them)."""
 _FRAME_STEPS = {Send.COPY_BITS: DisplayState.COPYING, **_DRAW_STEPS}
 """Where a frame's update may go from wherever it is before its copies."""
 _FORGET_STEPS = {Send.INVAL_LIST: DisplayState.FORGETTING, **_FRAME_STEPS}
@@ -79,6 +88,7 @@ TRANSITIONS: dict[DisplayState, dict[Send, DisplayState]] = {
     DisplayState.FORGETTING: _FRAME_STEPS,
     DisplayState.COPYING: _FRAME_STEPS,
     DisplayState.DRAWING: _DRAW_STEPS,
+    DisplayState.RECOPYING: _RECOPY_STEPS,
     DisplayState.STARTING: {
         Send.STREAM_ACTIVATE_REPORT: DisplayState.STARTING,
         Send.STREAM_DATA: DisplayState.STREAMING,
@@ -90,8 +100,9 @@ TRANSITIONS: dict[DisplayState, dict[Send, DisplayState]] = {
     },
 }
 """Every allowed (state, message) and the state it leads to. A frame's update goes
-stream destroys, the cache's evictions (one INVAL_LIST), copies, draws, stream create
-(and its report request), stream data (and its ping), each part optional; a new surface
+stream destroys, the cache's evictions (one INVAL_LIST), copies, draws, copies of what
+was drawn, stream create (and its report request), stream data (and its ping), each
+part optional; a new surface
 goes stream destroys, surface destroy, surface create, its first picture, mark."""
 
 _STREAM_MESSAGES = (Send.STREAM_DESTROY, Send.STREAM_ACTIVATE_REPORT, Send.STREAM_DATA)

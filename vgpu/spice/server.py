@@ -83,7 +83,7 @@ from vgpu.spice.imaging import (
     normalize_damage,
 )
 from vgpu.spice.link import LinkClosed, Linked, LinkMachine
-from vgpu.spice.moves import ClientPicture, Copy, Search, find_moves
+from vgpu.spice.moves import ClientPicture, Copy, Search, clear_of, find_moves
 from vgpu.spice.pixmaps import (
     CACHE_ME_MIN_SHARE,
     cache_id,
@@ -536,7 +536,8 @@ class SpiceServer:
         return shared.result()
 
     def moves(self, search: Search
-              ) -> tuple[Search, Awaitable[tuple[list[Copy], list[Rect], bool]]] | None:
+              ) -> tuple[Search, Awaitable[tuple[list[Copy], list[Rect], bool, list[Copy]]]
+                         ] | None:
         """find_moves on the pool, shared by every client that asks the same of the same
         frame (the clients that keep up all have the same picture), with the search that
         runs: while the searches have spent their share of their thread
@@ -563,7 +564,8 @@ class SpiceServer:
                     self._search_pool, self._timed_search, search))
         return search, shared.result()
 
-    def _timed_search(self, search: Search) -> tuple[list[Copy], list[Rect], bool]:
+    def _timed_search(self, search: Search
+                      ) -> tuple[list[Copy], list[Rect], bool, list[Copy]]:
         start = time.thread_time()
         try:
             return find_moves(search)
@@ -1102,19 +1104,28 @@ class _DisplayClient:
                 # picture: a comparison each, where a missed window drag costs its pixels.)
                 # Damage all inside the stream goes as its next frame: nothing to search
                 # (a full-screen stream's search cost about 1 ms of CPU a 720p frame).
-                search = (None if self._streams.covers(rects) else
-                          self._picture.search(frame, rects, frame.serial - last_serial == 1))
+                # Copies may read what the frame draws only where no draw is lossy.
+                search = (None if self._streams.covers(rects) else self._picture.search(
+                    frame, rects, frame.serial - last_serial == 1,
+                    lossless=self.imaging.compression.jpeg_wan != "always"))
                 copies: list[Copy] = []
+                drawn: list[Copy] = []
                 asked = None if search is None else self._server.moves(search)
                 if asked is not None:
                     search, searching = asked
-                    copies, rects, found = await searching
+                    copies, rects, found, drawn = await searching
                     self._picture.searched(search, found)
                 merged = max(1, frame.serial - last_serial)
+                # The stream planner sees the whole damage, the copied parts too; the
+                # copies after the draws keep off the stream's area, the rest is drawn.
                 plan = self._streams.plan(
-                    rects, self._loop.time(), merged,
+                    [*rects, *(dest for dest, _source in drawn)], self._loop.time(), merged,
                     partial(self._server.waker.stream_rects, frame.surface_serial))
-                await self._send(frame, plan, copies, taken_at)
+                if drawn:
+                    active = self._streams.active
+                    drawn = clear_of(drawn, None if active is None else active[1])
+                    plan.draws = subtract_all(plan.draws, [dest for dest, _source in drawn])
+                await self._send(frame, plan, copies, taken_at, drawn)
             last_serial = frame.serial
 
     def _start_stream(self, stream_id: int, rect: Rect) -> _Stream:
@@ -1128,9 +1139,10 @@ class _DisplayClient:
         return _Stream(stream_id, rect, VIDEO_CODEC_TYPES[choice.codec], encoder, rate)
 
     async def _send(self, frame: Frame, plan: Plan, copies: list[Copy] | None = None,
-                    taken_at: float | None = None) -> None:
-        """Encodes on the pool, then hands the frame's update (and the `copies` of what
-        moved) to the channel machine, which queues it in the protocol's order.
+                    taken_at: float | None = None, drawn: list[Copy] | None = None) -> None:
+        """Encodes on the pool, then hands the frame's update (the `copies` of what
+        moved, and those of what it `drawn`) to the channel machine, which queues it in
+        the protocol's order.
         `taken_at`: when the frame was taken, the time stream rate control paces by
         (a moves search may come between, longer for one frame than the next).
 
@@ -1167,7 +1179,8 @@ class _DisplayClient:
         regions = await self._from_cache(frame, cached)
         regions += [region for future in futures for region in await future]
         video = None if video_future is None else await video_future
-        self._picture.sent(frame, regions, None if self._stream is None else self._stream.rect)
+        self._picture.sent(frame, regions, None if self._stream is None else self._stream.rect,
+                           drawn or ())
         mm_time = self._server.mm_time()
         started = None
         if plan.started is not None and stream is not None:  # (stream is the new one)
@@ -1189,7 +1202,7 @@ class _DisplayClient:
         machine.show_update(FrameUpdate(
             tuple(stream_id for stream_id, _rect in plan.ended), tuple(regions),
             started, stream_frame, tuple(copies or ()),
-            tuple(machine.pixmaps.end_frame())))
+            tuple(machine.pixmaps.end_frame()), tuple(drawn or ())))
         await self._flush(frame.serial, len(regions))
 
     def _cached_draws(self, frame: Frame, rects: list[Rect], avoid: Rect | None
