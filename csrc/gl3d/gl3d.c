@@ -31,6 +31,7 @@
 #define GL_PACK_INVERT_MESA_ 0x8758
 #define GL_TEXTURE_WIDTH_ 0x1000
 #define GL_TEXTURE_HEIGHT_ 0x1001
+#define GL_TEXTURE_INTERNAL_FORMAT_ 0x1003
 #define GL_TEXTURE_DEPTH_ 0x8071 /* GL 1.2 and ES 3.1; ES 3.0 lacks the name */
 
 #define G3_MAX_NAMES 65536
@@ -3316,29 +3317,40 @@ void g3_surface_free(G3 *g, const uint32_t names[3], uint32_t samples)
     drain_errors();
 }
 
-void g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w, int32_t h)
+int g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w, int32_t h,
+            int32_t dx, int32_t dy)
 {
     (void)g;
     GLint r, d, sc;
+    drain_errors();
     g3gl.GetIntegerv(GL_READ_FRAMEBUFFER_BINDING, &r);
     g3gl.GetIntegerv(GL_DRAW_FRAMEBUFFER_BINDING, &d);
     sc = g3gl.IsEnabled(GL_SCISSOR_TEST);
     g3gl.Disable(GL_SCISSOR_TEST);
     g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, src);
     g3gl.BindFramebuffer(GL_DRAW_FRAMEBUFFER, dst);
-    g3gl.BlitFramebuffer(x, y, x + w, y + h, 0, 0, w, h, GL_COLOR_BUFFER_BIT, GL_NEAREST);
+    /* 64-bit sums: the caller's rects are bounded, this keeps any sum from overflowing */
+    int64_t x1 = (int64_t)x + w, y1 = (int64_t)y + h, dx1 = (int64_t)dx + w, dy1 = (int64_t)dy + h;
+    int failed = w <= 0 || h <= 0 || x1 > INT32_MAX || y1 > INT32_MAX || dx1 > INT32_MAX
+                 || dy1 > INT32_MAX;
+    if (!failed) {
+        g3gl.BlitFramebuffer(x, y, (GLint)x1, (GLint)y1, dx, dy, (GLint)dx1, (GLint)dy1,
+                             GL_COLOR_BUFFER_BIT, GL_NEAREST);
+        failed = g3gl.GetError() != GL_NO_ERROR;
+    }
     g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, (GLuint)r);
     g3gl.BindFramebuffer(GL_DRAW_FRAMEBUFFER, (GLuint)d);
     if (sc)
         g3gl.Enable(GL_SCISSOR_TEST);
     drain_errors();
+    return failed ? -1 : 0;
 }
 
-int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[3])
+int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[4])
 {
     (void)g;
     GLint was_fb, was_tex, buffer = GL_NONE, type = GL_NONE, name = 0, level = -1, layer = 0;
-    GLint face = 0, w = 0, h = 0;
+    GLint face = 0, w = 0, h = 0, format = 0;
     g3gl.GetIntegerv(GL_READ_FRAMEBUFFER_BINDING, &was_fb);
     g3gl.GetIntegerv(GL_TEXTURE_BINDING_2D, &was_tex);
     g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, fbo);
@@ -3364,6 +3376,7 @@ int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[3])
         if (ok) {
             get_tex_level_parameteriv(GL_TEXTURE_2D, 0, GL_TEXTURE_WIDTH_, &w);
             get_tex_level_parameteriv(GL_TEXTURE_2D, 0, GL_TEXTURE_HEIGHT_, &h);
+            get_tex_level_parameteriv(GL_TEXTURE_2D, 0, GL_TEXTURE_INTERNAL_FORMAT_, &format);
         }
         g3gl.BindTexture(GL_TEXTURE_2D, (GLuint)was_tex);
     }
@@ -3373,6 +3386,7 @@ int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[3])
     out[0] = ok ? (uint32_t)name : 0;
     out[1] = ok ? (uint32_t)w : 0;
     out[2] = ok ? (uint32_t)h : 0;
+    out[3] = ok ? (uint32_t)format : 0;
     return ok;
 }
 

@@ -61,9 +61,10 @@ uint32_t g3_execute(G3 *g, const uint8_t *words, uint32_t nwords, uint32_t pos);
 uint32_t g3_framebuffer(G3 *g, uint32_t guest);
 
 /* The single-sampled 2D texture level 0 behind framebuffer `fbo`'s read buffer, so PRESENT
- * can sample it without a copy: out[0] texture, out[1] width, out[2] height; 0 when the
- * read buffer is anything else (then PRESENT copies with g3_blit). */
-int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[3]);
+ * can sample it without a copy: out[0] texture, out[1] width, out[2] height, out[3] its
+ * internal format; 0 when the read buffer is anything else (then PRESENT copies with
+ * g3_blit). */
+int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[4]);
 
 /* Drawables: names[0] fbo, [1] colour texture or renderbuffer, [2] depth/stencil
  * renderbuffer (0: none); flags are VGPU_3D_SURFACE_*; samples > 1 makes the colour a
@@ -71,8 +72,10 @@ int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[3]);
 int g3_surface_new(G3 *g, uint32_t width, uint32_t height, uint32_t flags, uint32_t samples,
                    uint32_t names[3]);
 void g3_surface_free(G3 *g, const uint32_t names[3], uint32_t samples);
-/* Copies (resolving samples) the rect x, y, w, h of `src`'s read buffer to (0, 0) of `dst`. */
-void g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w, int32_t h);
+/* Copies (resolving samples) the rect x, y, w, h of `src`'s read buffer to (dx, dy) of
+ * `dst`, both in GL's coordinates. -1: the GL refused it (formats that do not convert). */
+int g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w, int32_t h,
+            int32_t dx, int32_t dy);
 /* What a QXL surface keeps of a presented pixel (the `keep` argument of g3_present_copy):
  * everything (32-bit ARGB), no alpha (32-bit xRGB: alpha reads 255, as 2D writes), or
  * 5 and 6 bits a channel (16-bit 555 and 565: each channel's top bits repeated below, as

@@ -81,7 +81,7 @@ static void vgpu_command(G3 *g, uint32_t op, const uint32_t *a, uint32_t n)
         g3_to_2d(g);
         if (fb && surf[1][0] && a[3] <= 256 && a[4] <= 256)
             g3_blit(g, fb, surf[1][0], (int32_t)a[1], (int32_t)a[2], (int32_t)a[3],
-                    (int32_t)a[4]);
+                    (int32_t)a[4], (int32_t)(a[6] % 256), (int32_t)(a[7] % 256));
         /* and by copy into a host image of exactly IMAGE x IMAGE pixels (its bounds are
          * ASan's to see), at the words' destination, any `keep` (4: none such) */
         uint32_t src = fb ? fb : surf[1][0];

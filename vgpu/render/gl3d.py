@@ -39,10 +39,17 @@ each draw and what it relies on and never sets are in vgpu/render/context.py; th
   about 16 ms more of llvmpipe's threads by drawing). The surface's texture gets those
   bytes only when the GL next draws on it, samples it or reads it (`Surface.ahead`,
   `upload`): a guest presenting frame after frame onto the primary pays no upload (about
-  1 ms a frame at 1920x1080). On a GPU, by drawing the source texture (no readback). A
-  multisampled or renderbuffer source is first resolved into a staging texture. Either waits for the
-  frame's rasterization on llvmpipe, as any swap does, in C (without the interpreter
-  lock).
+  1 ms a frame at 1920x1080). A single-sampled RGBA8 texture presented onto the primary
+  (a drawable, a guest's framebuffer texture: what a guest presents frame after frame) is
+  first copied on the GL's side into the primary's staging texture (`Surface.staged`,
+  `land`), and read into the host copy only when something wants the surface: the frame
+  for clients, UPDATE_AREA, a 2D operation, an older present under a newer one. So the
+  read, and its wait for the frame's rasterization, come at most once per frame for
+  clients instead of once per present (the executor's FENCE then no longer waits for
+  llvmpipe to rasterize the frame, as it never did for draws). On a GPU, by drawing the
+  source texture (no readback). A multisampled or renderbuffer source is first resolved
+  into a staging texture. A read or a draw waits for the frame's rasterization on
+  llvmpipe, as any swap does, in C (without the interpreter lock).
 
 What the executor checks itself and what it leaves to the host GL (Mesa): every length,
 blob, name, quota and answer reference is checked in C before GL runs. Draws are checked
@@ -67,7 +74,9 @@ from vgpu._gl3d import ffi, lib
 from vgpu.device.abi import lib as abi
 from vgpu.device.glwire import GL_OPCODE_BASE, VGPU_COMMANDS
 from vgpu.render import enums as E
+from vgpu.render.context import PRIMARY
 from vgpu.render.errors import RenderError
+from vgpu.render.readback import _add_rects
 from vgpu.render.region import Box, intersect
 
 if TYPE_CHECKING:
@@ -94,6 +103,10 @@ MAX_AHEAD_RECTS = 16
 """Rects a surface keeps whose presented pixels are in its host copy only (Surface.ahead);
 past this many they are uploaded at once: a guest presents the same few rects frame after
 frame, and a bounding box would overwrite what 2D drew around them."""
+MAX_STAGED_RECTS = 16
+"""Rects a surface keeps whose presented pixels are in its staging texture only
+(Surface.staged); past this many they are read into its host copy at once: a guest presents
+the same few rects frame after frame."""
 MAX_PRESENT_RECTS = 256
 """Damage rects one PRESENT may list: eglSwapBuffersWithDamage sends a handful; the body is
 bounded by the header anyway, this bounds the work per present."""
@@ -108,6 +121,9 @@ _FENCE, _PRESENT = _OP["FENCE"], _OP["PRESENT"]
 _FENCE_WORDS = _BODY[_FENCE]
 _FENCE_HEADER = _FENCE | _FENCE_WORDS << 16
 _SURFACE_FLAGS = abi.VGPU_3D_SURFACE_DEPTH | abi.VGPU_3D_SURFACE_STENCIL
+_GL_RGBA8 = 0x8058
+"""The one source format a present stages by a GL-side copy (g3_blit into an RGBA8 texture
+keeps its bytes exactly; other formats would convert there, not as the read converts)."""
 _KEEP = {E.SURFACE_FMT_32_ARGB: lib.G3_KEEP_ARGB, E.SURFACE_FMT_32_xRGB: lib.G3_KEEP_XRGB,
          E.SURFACE_FMT_16_555: lib.G3_KEEP_555, E.SURFACE_FMT_16_565: lib.G3_KEEP_565}
 """What each QXL surface format PRESENT writes onto keeps of a pixel (G3_KEEP_* in
@@ -187,7 +203,7 @@ class Gl3dExecutor:
         # presents sample level 0 through this sampler instead
         self._sampler = self.ctx.sampler(filter=(moderngl.NEAREST, moderngl.NEAREST))
         self._staging: tuple[moderngl.Texture, moderngl.Framebuffer] | None = None
-        self._read_texture = ffi.new("uint32_t[3]")  # g3_read_texture's answer
+        self._read_texture = ffi.new("uint32_t[4]")  # g3_read_texture's answer
         self._sources: dict[tuple[int, int, int], moderngl.Texture] = {}
         # Mesa's software rasterizers finish a texture's pending rendering before a draw
         # samples it, inside the moderngl call that holds the interpreter lock: there the
@@ -415,6 +431,7 @@ class Gl3dExecutor:
             read_fbo = self._staging[1].glo
             src_x, src_top = 0, by1 - by0 - 1
         copied: list[Box] = []
+        boxes_left = boxes
         if self.present_copy:
             # into the renderer's host copy of the surface (made by reading the surface
             # once, at its first present: the frames for clients are read from it), and
@@ -423,20 +440,23 @@ class Gl3dExecutor:
             # drawn
             if surf.shadow is None:
                 self.renderer._read(surf, (0, 0, surf.width, surf.height))
-            whole = (0, 0, surf.width, surf.height) in boxes
-            shadow = ffi.from_buffer("uint8_t[]", surf.writable_shadow(whole))
-            for b in boxes:
-                if lib.g3_present_copy(
-                        self._host, read_fbo, src_x + b[0] - bx0, src_top - (b[3] - 1 - by0),
-                        b[2] - b[0], b[3] - b[1], shadow, surf.width, surf.height,
-                        b[0], b[1], _KEEP[surf.fmt]) == 0:
-                    copied.append(b)
-            boxes_left = [b for b in boxes if b not in copied]
-            if copied:
-                self._ahead(surf, copied)
-        else:
-            boxes_left = boxes
+            if surf.id == PRIMARY and (drawable is not None or (
+                    src_fbo and self._read_texture[3] == _GL_RGBA8)):
+                # an RGBA8 texture onto the primary: a GL-side copy into its staging
+                # texture, read into the host copy once something wants it (Renderer._land):
+                # the read waits for the frame's rasterization, which a guest presenting
+                # frame after frame need not wait for
+                copied = self._stage_boxes(surf, read_fbo, src_x, src_top, bx0, by0, boxes)
+                boxes_left = [b for b in boxes if b not in copied]
+            if boxes_left:
+                if surf.staged:  # those older pixels land first, under these
+                    self.land(surf)
+                done = self._copy_boxes(surf, read_fbo, src_x, src_top, bx0, by0, boxes_left)
+                boxes_left = [b for b in boxes_left if b not in done]
+                copied += done
         if boxes_left:
+            if self.renderer._staged_surfaces:  # older presents, and then all ahead, land first
+                self.renderer._land()
             if self.renderer._ahead:  # the draw lands on the texture: it must be current
                 self.renderer._upload_ahead()
             if self._sampling_waits:
@@ -451,6 +471,60 @@ class Gl3dExecutor:
         self.frame_waits = waits - self._waits_at_present
         self._waits_at_present = waits
         return True
+
+    def _copy_boxes(self, surf: Any, read_fbo: int, sx: int, top: int, x0: int, y0: int,
+                    boxes: list[Box]) -> list[Box]:
+        """Copies `boxes` of the QXL surface into its host copy from `read_fbo`, where (sx,
+        top) lands on (x0, y0); returns those copied (Surface.ahead from then on)."""
+        whole = (0, 0, surf.width, surf.height) in boxes
+        shadow = ffi.from_buffer("uint8_t[]", surf.writable_shadow(whole))
+        copied = [b for b in boxes if lib.g3_present_copy(
+            self._host, read_fbo, sx + b[0] - x0, top - (b[3] - 1 - y0), b[2] - b[0],
+            b[3] - b[1], shadow, surf.width, surf.height, b[0], b[1], _KEEP[surf.fmt]) == 0]
+        if copied:
+            self._ahead(surf, copied)
+        return copied
+
+    def _stage_boxes(self, surf: Any, read_fbo: int, sx: int, top: int, x0: int, y0: int,
+                     boxes: list[Box]) -> list[Box]:
+        """Copies `boxes` of the QXL surface from `read_fbo` (where (sx, top) lands on (x0,
+        y0)) into the surface's staging texture, rows in GL's order; returns those copied
+        (Surface.staged from then on)."""
+        if surf.staging is None:
+            tex = self.ctx.texture((surf.width, surf.height), 4)
+            surf.staging = (tex, self.ctx.framebuffer(color_attachments=[tex]))
+        dst = surf.staging[1].glo
+        height = surf.height
+        copied = [b for b in boxes if lib.g3_blit(
+            self._host, read_fbo, dst, sx + b[0] - x0, top - (b[3] - 1 - y0), b[2] - b[0],
+            b[3] - b[1], b[0], height - b[3]) == 0]
+        staged = surf.staged
+        staged += [b for b in copied if b not in staged]
+        if staged:
+            self.renderer._staged_surfaces.add(surf)
+        if len(staged) > MAX_STAGED_RECTS:
+            self.land(surf)
+        return copied
+
+    def land(self, surf: Any) -> None:
+        """Reads the surface's staged presents (Surface.staged) into its host copy; what
+        the read cannot do is drawn onto its texture from the staging texture instead."""
+        boxes, surf.staged = surf.staged, []
+        self.renderer._staged_surfaces.discard(surf)
+        if not boxes:
+            return
+        assert surf.staging is not None and surf.shadow is not None  # staged after both
+        lib.g3_to_2d(self._host)
+        top = surf.height - 1  # staging row of the surface's row 0
+        left = [b for b in boxes if b not in self._copy_boxes(
+            surf, surf.staging[1].glo, 0, top, 0, 0, boxes)]
+        if left:
+            if self.renderer._ahead:  # the draw lands on the texture: it must be current
+                self.renderer._upload_ahead()
+            if self._sampling_waits:
+                self.wait_gl()
+            self._draw_present(surf.staging[0], surf, 0, top, 0, 0, left)
+            surf.stale = _add_rects(surf.stale, left)  # drawn: the host copy lacks them
 
     def _ahead(self, surf: Any, boxes: list[Box]) -> None:
         """Notes `boxes` of `surf` as presented into its host copy only."""
@@ -504,7 +578,7 @@ class Gl3dExecutor:
             size = (max(w, st[0].width if st else 0), max(h, st[0].height if st else 0))
             tex = self.ctx.texture(size, 4)
             st = self._staging = (tex, self.ctx.framebuffer(color_attachments=[tex]))
-        lib.g3_blit(self._host, src_fbo, st[1].glo, x, y, w, h)
+        lib.g3_blit(self._host, src_fbo, st[1].glo, x, y, w, h, 0, 0)
         return st[0]
 
     def _draw_present(self, src: moderngl.Texture, surf: Any, sx: int, top: int, dst_x: int,
