@@ -66,6 +66,43 @@ uint32_t g3_framebuffer(G3 *g, uint32_t guest);
  * g3_blit). */
 int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[4]);
 
+/* PRESENT (docs/3d-ring.md). Damage rects one PRESENT may list: eglSwapBuffersWithDamage
+ * sends a handful; the body is bounded by the header anyway, this bounds the work per
+ * present. */
+#define G3_MAX_PRESENT_RECTS 256
+/* A PRESENT decoded and clipped: its words (x, y, dst_x, dst_y signed), the host
+ * framebuffer of `fb` (0: none) and the damaged boxes of the QXL surface (x0, y0, x1, y1,
+ * clipped to the surface and to the destination rect). */
+struct g3_present {
+    int64_t x, y, w, h, dst_x, dst_y;
+    uint32_t fb, qxl, src_fbo, n;
+    int32_t boxes[G3_MAX_PRESENT_RECTS][4];
+};
+/* Decodes the PRESENT body of `nwords` words onto a QXL surface of width x height:
+ * -1 refused (a malformed rect list, no current context, a source framebuffer the context
+ * lacks), else the number of boxes in p->boxes (0: clipped away, nothing to do). */
+int g3_present_decode(G3 *g, const uint8_t *body, uint32_t nwords, uint32_t width,
+                      uint32_t height, struct g3_present *p);
+/* The one QXL surface g3_execute presents onto itself (0 staging_fbo: none, every PRESENT
+ * goes to the caller): PRESENT from a guest framebuffer whose read buffer is a single-
+ * sampled RGBA8 texture, onto surface `qxl` (width x height, with a host copy), is a
+ * g3_blit into `staging_fbo` at the boxes' places (rows in GL's order), as Python's PRESENT
+ * stages it; anything else (another surface, the default framebuffer, another source,
+ * a refusal, a full record) is left to the caller. */
+void g3_present_target(G3 *g, uint32_t qxl, uint32_t width, uint32_t height,
+                       uint32_t staging_fbo);
+/* What g3_execute presented, for the caller to note (damage, the staged rects) before it
+ * runs anything else and then to clear (records = boxes = 0): record i has n[i] boxes,
+ * next in `box`, and waits[i], the host waits counted when it ran. */
+#define G3_MAX_PRESENTED 64
+struct g3_presented {
+    uint32_t records, boxes;
+    uint32_t n[G3_MAX_PRESENTED];
+    uint64_t waits[G3_MAX_PRESENTED];
+    int32_t box[G3_MAX_PRESENT_RECTS][4];  /* one present always fits */
+};
+struct g3_presented *g3_presented(G3 *g);
+
 /* Drawables: names[0] fbo, [1] colour texture or renderbuffer, [2] depth/stencil
  * renderbuffer (0: none); flags are VGPU_3D_SURFACE_*; samples > 1 makes the colour a
  * multisampled renderbuffer. */
