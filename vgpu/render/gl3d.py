@@ -310,14 +310,16 @@ class Gl3dExecutor:
         """Notes the PRESENTs g3_execute ran (staged onto the primary), as _present notes
         its own."""
         r = self._presented
-        surf = self.renderer._surfaces[PRIMARY]  # the target (_set_target)
-        at = 0
+        at, records = 0, []
         for i in range(r.records):
-            boxes = [tuple(b) for b in r.box[at : at + r.n[i]]]
-            at += len(boxes)
+            n = r.n[i]
+            records.append(([tuple(b) for b in r.box[at : at + n]], int(r.waits[i])))
+            at += n
+        r.records = r.boxes = 0  # taken once, whatever the noting below meets
+        surf = self.renderer._surfaces[PRIMARY]  # the target (_set_target)
+        for boxes, waits in records:
             self._staged(surf, boxes)
-            self._presented_onto(surf, boxes, boxes, int(r.waits[i]))
-        r.records = r.boxes = 0
+            self._presented_onto(surf, boxes, boxes, waits)
 
     def _lose_current(self, guest: Gl3dGuest) -> None:
         current = lib.g3_current(self._host)
