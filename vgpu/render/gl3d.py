@@ -215,7 +215,9 @@ class Gl3dExecutor:
         self.current_context = 0
         """The context whose commands are running (0: none), for the device's watchdog."""
         self.busy_since: float | None = None
-        """time.monotonic() when the running batch started; None between batches."""
+        """time.monotonic() when the running batch started, or a read of staged presents
+        (`land`: it waits for the GL to finish their frames); None otherwise."""
+        self._staged_by = 0  # the context of the latest staged present, for the watchdog
         self.presents = 0
         self.frame_waits = 0
         """Host waits (glFinish, readbacks, query results) between the last two PRESENTs:
@@ -521,6 +523,8 @@ class Gl3dExecutor:
         """Notes `copied` of the surface as staged (Surface.staged)."""
         staged = surf.staged
         staged += [b for b in copied if b not in staged]
+        if copied:
+            self._staged_by = lib.g3_current(self._host)
         if staged:
             self.renderer._staged_surfaces.add(surf)
         if len(staged) > MAX_STAGED_RECTS:
@@ -534,17 +538,26 @@ class Gl3dExecutor:
         if not boxes:
             return
         assert surf.staging is not None and surf.shadow is not None  # staged after both
-        lib.g3_to_2d(self._host)
-        top = surf.height - 1  # staging row of the surface's row 0
-        left = [b for b in boxes if b not in self._copy_boxes(
-            surf, surf.staging[1].glo, 0, top, 0, 0, boxes)]
-        if left:
-            if self.renderer._ahead:  # the draw lands on the texture: it must be current
-                self.renderer._upload_ahead()
-            if self._sampling_waits:
-                self.wait_gl()
-            self._draw_present(surf.staging[0], surf, 0, top, 0, 0, left)
-            surf.stale = _add_rects(surf.stale, left)  # drawn: the host copy lacks them
+        # the read waits for the GL to finish the presented frames, after their batch (a
+        # guest's endless shader is met here): the watchdog times it as that context's
+        outside = self.busy_since is None
+        if outside:
+            self.busy_since, self.current_context = time.monotonic(), self._staged_by
+        try:
+            lib.g3_to_2d(self._host)
+            top = surf.height - 1  # staging row of the surface's row 0
+            left = [b for b in boxes if b not in self._copy_boxes(
+                surf, surf.staging[1].glo, 0, top, 0, 0, boxes)]
+            if left:
+                if self.renderer._ahead:  # the draw lands on the texture: it must be current
+                    self.renderer._upload_ahead()
+                if self._sampling_waits:
+                    self.wait_gl()
+                self._draw_present(surf.staging[0], surf, 0, top, 0, 0, left)
+                surf.stale = _add_rects(surf.stale, left)  # drawn: the host copy lacks them
+        finally:
+            if outside:
+                self.busy_since, self.current_context = None, 0
 
     def _ahead(self, surf: Any, boxes: list[Box]) -> None:
         """Notes `boxes` of `surf` as presented into its host copy only."""
