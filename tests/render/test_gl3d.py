@@ -149,6 +149,26 @@ def test_present_clips_flips_and_damages_only_rects(screen, gl_ctx):
     assert screen.last_damage == (box,)
 
 
+def test_frames_carry_the_presents_destination_clipped_to_the_surface(screen, gl_ctx):
+    """The stream planner's hint: where a present wrote (its destination on the surface),
+    not the damage rect it listed; once a frame however often presented."""
+    from vgpu.display import Present
+
+    dst_x, dst_y = SCREEN[0] - 40, -10
+    present = vgpu("PRESENT", 0, 0, 0, W, H, 0, dst_x & 0xFFFFFFFF, dst_y & 0xFFFFFFFF, 1,
+                   dst_x + 8, 4, 10, 10)
+    window = (dst_x, 0, SCREEN[0], dst_y + H)
+    screen.execute_3d(batch(*setup(), *clear(), present, present), FakeGuest())
+    first = screen.snapshot()
+    assert first.presents == (Present(first.serial, window),)
+    screen.execute_3d(batch(present), FakeGuest())
+    second = screen.snapshot()
+    assert second.presents == (*first.presents, Present(second.serial, window))
+    screen.execute(draw(Fill(SolidBrush(0x00FF8000), E.ROPD_OP_PUT, QMask(0, 0, None)),
+                        (0, 0, 4, 4)))
+    assert screen.snapshot().presents == second.presents  # 2D damage is no present
+
+
 def test_update_area_writes_presented_pixels_back(screen, gl_ctx):
     ref = reference_triangle(gl_ctx)
     guest = FakeGuest()

@@ -446,6 +446,7 @@ class Gl3dExecutor:
         # the batch's end puts back
         lib.g3_batch_begin(self._host)
         self.renderer._note_damage(surf, tuple(boxes), in_shadow=tuple(copied))
+        self.renderer._note_present(surf, area)  # its destination: a stream hint
         self.presents += 1
         waits = self.waits
         self.frame_waits = waits - self._waits_at_present
