@@ -308,6 +308,19 @@ def test_a_turning_3d_window_presented_at_one_rect_is_one_stable_stream():
         assert any(CHART in p.draws for p in plans[first:]) or every > 1
 
 
+def test_a_window_presented_now_and_then_does_not_take_the_stream():
+    """A larger 3D window presented twice a second (a clock, a slow chart) is not an
+    animation: the one presented every frame keeps the candidate and its stream."""
+    slow = (0, 0, 1024, 768)
+    planner = StreamPlanner("filter")
+    plans = []
+    for serial in range(1, 121):
+        rects = {WINDOW: 1, slow: 1} if serial % 30 == 0 else {WINDOW: 1}
+        plans.append(planner.plan([WINDOW], serial / 60, presents=rects))
+    assert [p.started for p in plans if p.started] == [(1, WINDOW)]
+    assert all(p.ended == [] for p in plans)
+
+
 def test_a_window_no_longer_presented_ends_its_stream_as_any_stream_ends():
     planner = StreamPlanner("filter")
     plans = play(planner, turning_desktop(40))
