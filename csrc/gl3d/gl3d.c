@@ -31,6 +31,7 @@
 #define GL_PACK_INVERT_MESA_ 0x8758
 #define GL_TEXTURE_WIDTH_ 0x1000
 #define GL_TEXTURE_HEIGHT_ 0x1001
+#define GL_TEXTURE_INTERNAL_FORMAT_ 0x1003
 #define GL_TEXTURE_DEPTH_ 0x8071 /* GL 1.2 and ES 3.1; ES 3.0 lacks the name */
 
 #define G3_MAX_NAMES 65536
@@ -254,6 +255,9 @@ struct g3_host {
     uint8_t *scratch;         /* G3_OUTS * G3_OUT_REGION */
     uint8_t *strings;         /* G3_MAX_STRING + room for the NUL */
     const char *string_ptrs[G3_MAX_STRINGS];
+    uint32_t target_qxl, target_w, target_h, target_fbo;  /* g3_present_target */
+    struct g3_present present;       /* the PRESENT g3_execute runs */
+    struct g3_presented presented;   /* what it ran, for the caller */
 };
 
 static char last_error[256];
@@ -1143,6 +1147,130 @@ uint32_t g3_framebuffer(G3 *g, uint32_t guest)
     return host;
 }
 
+/* ---- PRESENT ------------------------------------------------------------------------------ */
+
+/* a word as a signed 32-bit value: a source or destination may start left of / above the
+ * origin */
+static int64_t signed_word(uint32_t v)
+{
+    return v >= 0x80000000u ? (int64_t)v - 0x100000000LL : (int64_t)v;
+}
+
+/* a = a's part inside b; 0 when empty */
+static int clip_box(int64_t a[4], int64_t b0, int64_t b1, int64_t b2, int64_t b3)
+{
+    a[0] = a[0] > b0 ? a[0] : b0;
+    a[1] = a[1] > b1 ? a[1] : b1;
+    a[2] = a[2] < b2 ? a[2] : b2;
+    a[3] = a[3] < b3 ? a[3] : b3;
+    return a[0] < a[2] && a[1] < a[3];
+}
+
+int g3_present_decode(G3 *g, const uint8_t *b, uint32_t nwords, uint32_t width,
+                      uint32_t height, struct g3_present *p)
+{
+    p->n = 0;
+    if (nwords < G3_PRESENT_WORDS)
+        return -1;
+    uint32_t n = g3_word(b, 8);
+    if (n > G3_MAX_PRESENT_RECTS || nwords - G3_PRESENT_WORDS != 4 * n)
+        return -1;
+    p->fb = g3_word(b, 0);
+    p->x = signed_word(g3_word(b, 1));
+    p->y = signed_word(g3_word(b, 2));
+    p->w = g3_word(b, 3);
+    p->h = g3_word(b, 4);
+    p->qxl = g3_word(b, 5);
+    p->dst_x = signed_word(g3_word(b, 6));
+    p->dst_y = signed_word(g3_word(b, 7));
+    if (!g->cur || p->w >= 0x80000000LL || p->h >= 0x80000000LL)
+        return -1;
+    int64_t area[4] = {p->dst_x, p->dst_y, p->dst_x + p->w, p->dst_y + p->h};
+    int has_area = clip_box(area, 0, 0, width, height);
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n && has_area; i++) {
+        uint32_t rw = g3_word(b, 11 + 4 * i), rh = g3_word(b, 12 + 4 * i);
+        if (rw >= 0x80000000u || rh >= 0x80000000u)
+            continue;
+        int64_t rx = signed_word(g3_word(b, 9 + 4 * i)), ry = signed_word(g3_word(b, 10 + 4 * i));
+        int64_t part[4] = {rx, ry, rx + rw, ry + rh};
+        if (!clip_box(part, area[0], area[1], area[2], area[3]))
+            continue;
+        for (int j = 0; j < 4; j++)
+            p->boxes[k][j] = (int32_t)part[j];  /* inside the surface */
+        k++;
+    }
+    if (n == 0 && has_area) {
+        for (int j = 0; j < 4; j++)
+            p->boxes[0][j] = (int32_t)area[j];
+        k = 1;
+    }
+    p->src_fbo = g3_framebuffer(g, p->fb);
+    if (k == 0)
+        return 0;
+    if (p->fb && !p->src_fbo)
+        return -1;
+    p->n = k;
+    return (int)k;
+}
+
+void g3_present_target(G3 *g, uint32_t qxl, uint32_t width, uint32_t height,
+                       uint32_t staging_fbo)
+{
+    g->target_qxl = qxl;
+    g->target_w = width;
+    g->target_h = height;
+    g->target_fbo = staging_fbo;
+}
+
+struct g3_presented *g3_presented(G3 *g)
+{
+    return &g->presented;
+}
+
+/* PRESENT's common case (g3_present_target): 1 done, 0 the caller's (nothing recorded;
+ * copies already made are the same pixels at the same places the caller's make again) */
+static int present_here(G3 *g, const uint8_t *b, uint32_t nwords)
+{
+    struct g3_presented *r = &g->presented;
+    struct g3_present *p = &g->present;
+    if (!g->target_fbo || g3_word(b, 5) != g->target_qxl || g3_word(b, 0) == 0
+        || r->records == G3_MAX_PRESENTED)
+        return 0;
+    int k = g3_present_decode(g, b, nwords, g->target_w, g->target_h, p);
+    if (k <= 0 || r->boxes + (uint32_t)k > G3_MAX_PRESENT_RECTS)
+        return k == 0;
+    g3_to_2d(g);
+    uint32_t tex[4];
+    if (!g3_read_texture(g, p->src_fbo, tex) || tex[3] != GL_RGBA8)
+        return 0;
+    /* the boxes over the source texture only: the rest of a source rect has no pixels */
+    int64_t left = p->dst_x - p->x, top = p->y + p->h + p->dst_y;
+    uint32_t m = 0;
+    int32_t (*out)[4] = &r->box[r->boxes];
+    for (int i = 0; i < k; i++) {
+        int64_t c[4] = {p->boxes[i][0], p->boxes[i][1], p->boxes[i][2], p->boxes[i][3]};
+        if (!clip_box(c, left, top - tex[2], left + tex[1], top))
+            continue;
+        /* the source rect, GL's rows counting up, lands at the box's place in the staging
+         * texture (rows in GL's order): inside the texture after the clip above */
+        if (g3_blit(g, p->src_fbo, g->target_fbo, (int32_t)(p->x + c[0] - p->dst_x),
+                    (int32_t)(top - c[3]), (int32_t)(c[2] - c[0]), (int32_t)(c[3] - c[1]),
+                    (int32_t)c[0], (int32_t)(g->target_h - c[3])) != 0)
+            return 0;
+        for (int j = 0; j < 4; j++)
+            out[m][j] = (int32_t)c[j];
+        m++;
+    }
+    if (m) {
+        r->n[r->records] = m;
+        r->waits[r->records] = g->counters.waits;
+        r->records++;
+        r->boxes += m;
+    }
+    return 1;
+}
+
 /* ---- the batch walk ------------------------------------------------------------------------ */
 
 uint32_t g3_execute(G3 *g, const uint8_t *w, uint32_t n, uint32_t pos)
@@ -1152,8 +1280,17 @@ uint32_t g3_execute(G3 *g, const uint8_t *w, uint32_t n, uint32_t pos)
     while (pos < n) {
         uint32_t hdr = g3_word(w, pos);
         uint32_t op = hdr & 0xFFFF, body = hdr >> 16;
-        if (op < G3_GL_OPCODE_BASE)
-            return pos;
+        if (op < G3_GL_OPCODE_BASE) {
+            /* vgpu commands are the caller's, but for PRESENT where it can run here */
+            if (op != G3_OP_PRESENT || body > n - pos - 1 || body < G3_PRESENT_WORDS)
+                return pos;
+            const uint8_t *pb = w + 4 * ((size_t)pos + 1);
+            /* a lost context runs nothing but context and fence commands */
+            if (!(g->cur && g->cur->lost) && !present_here(g, pb, body))
+                return pos;
+            pos += 1 + body;
+            continue;
+        }
         if (body > n - pos - 1) {
             /* a header past the batch ends it for the current context */
             if (g->cur)
@@ -3316,29 +3453,40 @@ void g3_surface_free(G3 *g, const uint32_t names[3], uint32_t samples)
     drain_errors();
 }
 
-void g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w, int32_t h)
+int g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w, int32_t h,
+            int32_t dx, int32_t dy)
 {
     (void)g;
     GLint r, d, sc;
+    drain_errors();
     g3gl.GetIntegerv(GL_READ_FRAMEBUFFER_BINDING, &r);
     g3gl.GetIntegerv(GL_DRAW_FRAMEBUFFER_BINDING, &d);
     sc = g3gl.IsEnabled(GL_SCISSOR_TEST);
     g3gl.Disable(GL_SCISSOR_TEST);
     g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, src);
     g3gl.BindFramebuffer(GL_DRAW_FRAMEBUFFER, dst);
-    g3gl.BlitFramebuffer(x, y, x + w, y + h, 0, 0, w, h, GL_COLOR_BUFFER_BIT, GL_NEAREST);
+    /* 64-bit sums: the caller's rects are bounded, this keeps any sum from overflowing */
+    int64_t x1 = (int64_t)x + w, y1 = (int64_t)y + h, dx1 = (int64_t)dx + w, dy1 = (int64_t)dy + h;
+    int failed = w <= 0 || h <= 0 || x1 > INT32_MAX || y1 > INT32_MAX || dx1 > INT32_MAX
+                 || dy1 > INT32_MAX;
+    if (!failed) {
+        g3gl.BlitFramebuffer(x, y, (GLint)x1, (GLint)y1, dx, dy, (GLint)dx1, (GLint)dy1,
+                             GL_COLOR_BUFFER_BIT, GL_NEAREST);
+        failed = g3gl.GetError() != GL_NO_ERROR;
+    }
     g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, (GLuint)r);
     g3gl.BindFramebuffer(GL_DRAW_FRAMEBUFFER, (GLuint)d);
     if (sc)
         g3gl.Enable(GL_SCISSOR_TEST);
     drain_errors();
+    return failed ? -1 : 0;
 }
 
-int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[3])
+int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[4])
 {
     (void)g;
     GLint was_fb, was_tex, buffer = GL_NONE, type = GL_NONE, name = 0, level = -1, layer = 0;
-    GLint face = 0, w = 0, h = 0;
+    GLint face = 0, w = 0, h = 0, format = 0;
     g3gl.GetIntegerv(GL_READ_FRAMEBUFFER_BINDING, &was_fb);
     g3gl.GetIntegerv(GL_TEXTURE_BINDING_2D, &was_tex);
     g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, fbo);
@@ -3364,6 +3512,7 @@ int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[3])
         if (ok) {
             get_tex_level_parameteriv(GL_TEXTURE_2D, 0, GL_TEXTURE_WIDTH_, &w);
             get_tex_level_parameteriv(GL_TEXTURE_2D, 0, GL_TEXTURE_HEIGHT_, &h);
+            get_tex_level_parameteriv(GL_TEXTURE_2D, 0, GL_TEXTURE_INTERNAL_FORMAT_, &format);
         }
         g3gl.BindTexture(GL_TEXTURE_2D, (GLuint)was_tex);
     }
@@ -3373,6 +3522,7 @@ int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[3])
     out[0] = ok ? (uint32_t)name : 0;
     out[1] = ok ? (uint32_t)w : 0;
     out[2] = ok ? (uint32_t)h : 0;
+    out[3] = ok ? (uint32_t)format : 0;
     return ok;
 }
 

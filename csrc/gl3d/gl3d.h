@@ -61,9 +61,47 @@ uint32_t g3_execute(G3 *g, const uint8_t *words, uint32_t nwords, uint32_t pos);
 uint32_t g3_framebuffer(G3 *g, uint32_t guest);
 
 /* The single-sampled 2D texture level 0 behind framebuffer `fbo`'s read buffer, so PRESENT
- * can sample it without a copy: out[0] texture, out[1] width, out[2] height; 0 when the
- * read buffer is anything else (then PRESENT copies with g3_blit). */
-int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[3]);
+ * can sample it without a copy: out[0] texture, out[1] width, out[2] height, out[3] its
+ * internal format; 0 when the read buffer is anything else (then PRESENT copies with
+ * g3_blit). */
+int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[4]);
+
+/* PRESENT (docs/3d-ring.md). Damage rects one PRESENT may list: eglSwapBuffersWithDamage
+ * sends a handful; the body is bounded by the header anyway, this bounds the work per
+ * present. */
+#define G3_MAX_PRESENT_RECTS 256
+/* A PRESENT decoded and clipped: its words (x, y, dst_x, dst_y signed), the host
+ * framebuffer of `fb` (0: none) and the damaged boxes of the QXL surface (x0, y0, x1, y1,
+ * clipped to the surface and to the destination rect). */
+struct g3_present {
+    int64_t x, y, w, h, dst_x, dst_y;
+    uint32_t fb, qxl, src_fbo, n;
+    int32_t boxes[G3_MAX_PRESENT_RECTS][4];
+};
+/* Decodes the PRESENT body of `nwords` words onto a QXL surface of width x height:
+ * -1 refused (a malformed rect list, no current context, a source framebuffer the context
+ * lacks), else the number of boxes in p->boxes (0: clipped away, nothing to do). */
+int g3_present_decode(G3 *g, const uint8_t *body, uint32_t nwords, uint32_t width,
+                      uint32_t height, struct g3_present *p);
+/* The one QXL surface g3_execute presents onto itself (0 staging_fbo: none, every PRESENT
+ * goes to the caller): PRESENT from a guest framebuffer whose read buffer is a single-
+ * sampled RGBA8 texture, onto surface `qxl` (width x height, with a host copy), is a
+ * g3_blit into `staging_fbo` at the boxes' places (rows in GL's order), as Python's PRESENT
+ * stages it; anything else (another surface, the default framebuffer, another source,
+ * a refusal, a full record) is left to the caller. */
+void g3_present_target(G3 *g, uint32_t qxl, uint32_t width, uint32_t height,
+                       uint32_t staging_fbo);
+/* What g3_execute presented, for the caller to note (damage, the staged rects) before it
+ * runs anything else and then to clear (records = boxes = 0): record i has n[i] boxes,
+ * next in `box`, and waits[i], the host waits counted when it ran. */
+#define G3_MAX_PRESENTED 64
+struct g3_presented {
+    uint32_t records, boxes;
+    uint32_t n[G3_MAX_PRESENTED];
+    uint64_t waits[G3_MAX_PRESENTED];
+    int32_t box[G3_MAX_PRESENT_RECTS][4];  /* one present always fits */
+};
+struct g3_presented *g3_presented(G3 *g);
 
 /* Drawables: names[0] fbo, [1] colour texture or renderbuffer, [2] depth/stencil
  * renderbuffer (0: none); flags are VGPU_3D_SURFACE_*; samples > 1 makes the colour a
@@ -71,8 +109,10 @@ int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[3]);
 int g3_surface_new(G3 *g, uint32_t width, uint32_t height, uint32_t flags, uint32_t samples,
                    uint32_t names[3]);
 void g3_surface_free(G3 *g, const uint32_t names[3], uint32_t samples);
-/* Copies (resolving samples) the rect x, y, w, h of `src`'s read buffer to (0, 0) of `dst`. */
-void g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w, int32_t h);
+/* Copies (resolving samples) the rect x, y, w, h of `src`'s read buffer to (dx, dy) of
+ * `dst`, both in GL's coordinates. -1: the GL refused it (formats that do not convert). */
+int g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w, int32_t h,
+            int32_t dx, int32_t dy);
 /* What a QXL surface keeps of a presented pixel (the `keep` argument of g3_present_copy):
  * everything (32-bit ARGB), no alpha (32-bit xRGB: alpha reads 255, as 2D writes), or
  * 5 and 6 bits a channel (16-bit 555 and 565: each channel's top bits repeated below, as

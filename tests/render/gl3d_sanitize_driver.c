@@ -1,7 +1,8 @@
 /* Drives the 3D executor's C (csrc/gl3d/) under AddressSanitizer and UBSan with real GL
  * (Mesa through EGL, no display): seed batches from files, mutated (words replaced with
  * interesting or random values, bits flipped), truncated, or random, through g3_execute,
- * with the few vgpu commands run here as Gl3dExecutor runs them. Guest memory is a buffer
+ * with the few vgpu commands run here as Gl3dExecutor runs them, and PRESENTs onto a
+ * TARGET x TARGET surface staged by g3_execute itself (g3_present_target). Guest memory is a buffer
  * whose memslot covers its first half: the second half must never change.
  *
  *   driver CASES SEED prologue.bin body.bin...
@@ -20,6 +21,7 @@
 #define MAX_WORDS 65536
 #define SURFACES 16
 #define IMAGE 200 /* pixels a side of PRESENT's host image: not a multiple of 8 */
+#define TARGET 72 /* pixels a side of the surface g3_execute presents onto */
 
 static uint64_t rng;
 
@@ -44,6 +46,8 @@ static uint32_t *read_words(const char *path, uint32_t *n)
 
 static uint32_t surf[SURFACES][3], surf_size[SURFACES], surf_samples[SURFACES];
 static long copied; /* presents g3_present_copy made */
+static long staged, decoded; /* PRESENTs g3_execute staged, g3_present_decode answered */
+static long failures;
 
 static void vgpu_command(G3 *g, uint32_t op, const uint32_t *a, uint32_t n)
 {
@@ -77,11 +81,23 @@ static void vgpu_command(G3 *g, uint32_t op, const uint32_t *a, uint32_t n)
         }
         break;
     case 6: {
+        /* what Gl3dExecutor decodes (its boxes must lie in the surface it names) */
+        static struct g3_present p;
+        int k = g3_present_decode(g, (const uint8_t *)a, n, IMAGE, IMAGE, &p);
+        for (int i = 0; i < k; i++)
+            if (p.boxes[i][0] < 0 || p.boxes[i][1] < 0 || p.boxes[i][2] > IMAGE
+                || p.boxes[i][3] > IMAGE || p.boxes[i][0] >= p.boxes[i][2]
+                || p.boxes[i][1] >= p.boxes[i][3]) {
+                printf("decoded box %d outside: %d %d %d %d\n", i, p.boxes[i][0],
+                       p.boxes[i][1], p.boxes[i][2], p.boxes[i][3]);
+                failures++;
+            }
+        decoded += k >= 0;
         uint32_t fb = g3_framebuffer(g, a[0]);
         g3_to_2d(g);
         if (fb && surf[1][0] && a[3] <= 256 && a[4] <= 256)
             g3_blit(g, fb, surf[1][0], (int32_t)a[1], (int32_t)a[2], (int32_t)a[3],
-                    (int32_t)a[4]);
+                    (int32_t)a[4], (int32_t)(a[6] % 256), (int32_t)(a[7] % 256));
         /* and by copy into a host image of exactly IMAGE x IMAGE pixels (its bounds are
          * ASan's to see), at the words' destination, any `keep` (4: none such) */
         uint32_t src = fb ? fb : surf[1][0];
@@ -98,12 +114,36 @@ static void vgpu_command(G3 *g, uint32_t op, const uint32_t *a, uint32_t n)
     }
 }
 
+/* checks and clears what g3_execute staged, as Gl3dExecutor takes it */
+static void take_presented(G3 *g)
+{
+    struct g3_presented *r = g3_presented(g);
+    uint32_t at = 0;
+    for (uint32_t i = 0; i < r->records && i < G3_MAX_PRESENTED; i++)
+        for (uint32_t j = 0; j < r->n[i]; j++, at++) {
+            const int32_t *b = r->box[at];
+            if (at >= G3_MAX_PRESENT_RECTS || b[0] < 0 || b[1] < 0 || b[2] > TARGET
+                || b[3] > TARGET || b[0] >= b[2] || b[1] >= b[3]) {
+                printf("staged box %u outside\n", at);
+                failures++;
+                break;
+            }
+        }
+    if (r->records > G3_MAX_PRESENTED || at != r->boxes) {
+        printf("presented: %u records, %u boxes, %u counted\n", r->records, r->boxes, at);
+        failures++;
+    }
+    staged += r->records;
+    r->records = r->boxes = 0;
+}
+
 static void run(G3 *g, const uint32_t *w, uint32_t n)
 {
     g3_batch_begin(g);
     uint32_t pos = 0;
     while (pos < n) {
         pos = g3_execute(g, (const uint8_t *)w, n, pos);
+        take_presented(g);
         if (pos >= n)
             break;
         uint32_t op = w[pos] & 0xFFFF, body = w[pos] >> 16;
@@ -161,6 +201,13 @@ int main(int argc, char **argv)
     uint32_t gen = 0;
     uint8_t valid = 1;
     g3_set_slots(g, 8, 8, 1, &start, &end, &gen, &valid);
+    /* the staging texture of a TARGET x TARGET surface 0, as a drawable's */
+    uint32_t target[3];
+    if (g3_surface_new(g, TARGET, TARGET, 0, 1, target) != 0) {
+        printf("no staging surface\n");
+        return 3;
+    }
+    g3_present_target(g, 0, TARGET, TARGET, target[0]);
 
     uint32_t n0, nseeds = 0, seed_n[MAX_SEEDS];
     uint32_t *prologue = read_words(argv[3], &n0), *seeds[MAX_SEEDS];
@@ -171,7 +218,6 @@ int main(int argc, char **argv)
         return 2;
     run(g, prologue, n0);
     uint32_t *w = malloc(MAX_WORDS * 4);
-    long failures = 0;
     for (long c = 0; c < cases; c++) {
         uint32_t s = next() % nseeds, n = seed_n[s], kind = next() % 4;
         memcpy(w, seeds[s], (size_t)n * 4);
@@ -207,8 +253,10 @@ int main(int argc, char **argv)
     for (int i = 1; i < SURFACES; i++)
         if (surf[i][0])
             g3_surface_free(g, surf[i], surf_samples[i]);
+    g3_surface_free(g, target, 1);
     g3_free(g);
-    printf("%ld cases, %ld failures, %ld presents copied\n", cases, failures, copied);
+    printf("%ld cases, %ld failures, %ld presents copied, %ld staged, %ld decoded\n", cases,
+           failures, copied, staged, decoded);
     free(w);
     free(mem);
     free(prologue);

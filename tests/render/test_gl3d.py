@@ -242,11 +242,12 @@ def test_frames_after_presents_equal_the_surface(screen, gl_ctx):
 
 
 def test_2d_reads_see_presents_held_in_the_host_copy(screen, gl_ctx):
-    """With a host copy of the surface, a present by copy writes only there (Surface.ahead)
-    and the texture gets it when the GL next uses the surface: a 2D copy out of the
+    """With a host copy of the surface, a present by copy onto the primary goes into its
+    staging texture (Surface.staged), the host copy gets it when something wants the surface
+    (Surface.ahead), and the texture when the GL next uses the surface: a 2D copy out of the
     presented rect and an XOR fill over it (both read the texture) see the 3D pixels,
     checked against moderngl's own triangle; a present wholly hidden by 2D keeps nothing
-    ahead of the 2D pixels."""
+    staged or ahead of the 2D pixels."""
     from vgpu.device.commands import CopyBits, QPoint
 
     ref = reference_triangle(gl_ctx)
@@ -255,11 +256,12 @@ def test_2d_reads_see_presents_held_in_the_host_copy(screen, gl_ctx):
     screen.execute_3d(batch(*setup(), *clear(), *triangle_program(), *triangle_draw(),
                             vgpu("PRESENT", 0, 0, 0, W, H, 0, 10, 10, 0)), guest)
     if screen.gl3d.present_copy:
-        assert screen._surfaces[0].ahead == [(10, 10, 10 + W, 10 + H)]
+        assert screen._surfaces[0].staged == [(10, 10, 10 + W, 10 + H)]
+        assert not screen._surfaces[0].ahead
     screen.execute(draw(CopyBits(QPoint(10, 10)), (90, 60, 90 + W, 60 + H)))
     screen.execute(draw(Fill(SolidBrush(0x00FFFFFF), E.ROPD_OP_XOR, QMask(0, 0, None)),
                         (10, 10, 10 + W // 2, 10 + H)))
-    assert not screen._surfaces[0].ahead
+    assert not screen._surfaces[0].staged and not screen._surfaces[0].ahead
     px = rgb(screen.read_pixels(0))
     np.testing.assert_array_equal(px[60:60 + H, 90:90 + W], ref)
     np.testing.assert_array_equal(px[10:10 + H, 10:10 + W // 2], ref[:, :W // 2] ^ 0xFF)
@@ -268,6 +270,91 @@ def test_2d_reads_see_presents_held_in_the_host_copy(screen, gl_ctx):
     surf = screen._surfaces[0]
     frame = screen.snapshot()
     np.testing.assert_array_equal(frame.pixels, screen._read_now(surf, (0, 0, *SCREEN)))
+    assert guest.counts == {"errors": 0, "lost_contexts": 0}
+
+
+def test_a_present_read_at_once_lands_over_older_staged_ones(screen, gl_ctx):
+    """A present from a renderbuffer is read at once, while one from a texture onto the
+    primary waits in its staging texture (Surface.staged): an older staged present lands
+    first, under the newer one, checked against moderngl's own triangle."""
+    ref = reference_triangle(gl_ctx)
+    guest = FakeGuest()
+    screen.execute_3d(batch(*setup(), *clear(), *triangle_program(), *triangle_draw(),
+                            vgpu("PRESENT", 0, 0, 0, W, H, 0, 20, 10, 0)), guest)
+    surf = screen._surfaces[0]
+    if screen.gl3d.present_copy:
+        assert surf.staged == [(20, 10, 20 + W, 10 + H)]
+    screen.execute_3d(batch(gl("glGenRenderbuffers", 1, [7]),
+                            gl("glBindRenderbuffer", enum("GL_RENDERBUFFER"), 7),
+                            gl("glRenderbufferStorage", enum("GL_RENDERBUFFER"),
+                               enum("GL_RGBA8"), W // 2, H),
+                            gl("glGenFramebuffers", 1, [6]),
+                            gl("glBindFramebuffer", enum("GL_FRAMEBUFFER"), 6),
+                            gl("glFramebufferRenderbuffer", enum("GL_FRAMEBUFFER"),
+                               enum("GL_COLOR_ATTACHMENT0"), enum("GL_RENDERBUFFER"), 7),
+                            gl("glClearColor", 0.0, 1.0, 0.0, 1.0),
+                            gl("glClear", enum("GL_COLOR_BUFFER_BIT")),
+                            vgpu("PRESENT", 6, 0, 0, W // 2, H, 0, 20 + W // 2, 10, 0)), guest)
+    assert not surf.staged
+    assert guest.counts == {"errors": 0, "lost_contexts": 0}
+    px = rgb(screen.read_pixels(0))
+    np.testing.assert_array_equal(px[10:10 + H, 20:20 + W // 2], ref[:, :W // 2])
+    assert (px[10:10 + H, 20 + W // 2:20 + W] == (0, 255, 0)).all()
+
+
+def test_presents_staged_in_c_are_the_python_ones(screen, gl_ctx):
+    """PRESENTs from a guest framebuffer's RGBA8 texture onto the primary run inside
+    g3_execute once the primary has its host copy and staging texture (g3_present_target):
+    the same frame presented that way and then with the C path off (every PRESENT by
+    Gl3dExecutor._present) gives the same pixels, damage, staged rects and presents, and
+    the triangle is moderngl's own."""
+    from vgpu._gl3d import lib
+
+    ref = reference_triangle(gl_ctx)
+    guest = FakeGuest()
+    fb_setup = [gl("glGenTextures", 1, [7]), gl("glBindTexture", enum("GL_TEXTURE_2D"), 7),
+                gl("glTexStorage2D", enum("GL_TEXTURE_2D"), 1, enum("GL_RGBA8"), W, H),
+                gl("glGenFramebuffers", 1, [6]),
+                gl("glBindFramebuffer", enum("GL_FRAMEBUFFER"), 6),
+                gl("glFramebufferTexture2D", enum("GL_FRAMEBUFFER"),
+                   enum("GL_COLOR_ATTACHMENT0"), enum("GL_TEXTURE_2D"), 7, 0)]
+    screen.execute_3d(batch(*setup(), *triangle_program(), *fb_setup, *clear(),
+                            *triangle_draw(), vgpu("PRESENT", 6, 0, 0, W, H, 0, 0, 0, 0)),
+                      guest)
+    neg = 0xFFFFFFFF  # -1
+    frame = batch(*clear(), *triangle_draw(),
+                  vgpu("PRESENT", 6, 0, 0, W, H, 0, 30, 20, 0),
+                  vgpu("PRESENT", 6, 0, 0, W, H, 0, 100, 90, 2, 100, 90, 20, 10,
+                       120, 100, 100, 100),
+                  vgpu("PRESENT", 6, neg - 3, 2, W, H, 0, neg - 9, 70, 1, 0, 70, 40, 40),
+                  vgpu("FENCE", 3, 0, 1))
+    taken = []
+    take = screen.gl3d._take_presented
+
+    def counted() -> None:
+        taken.append(int(screen.gl3d._presented.records))
+        take()
+
+    screen.gl3d._take_presented = counted
+    fill = Fill(SolidBrush(0x00336699), E.ROPD_OP_PUT, QMask(0, 0, None))
+    seen = []
+    for c_path in (True, False):
+        if not c_path:  # every PRESENT to Python from here on
+            screen.gl3d._set_target = lambda: None
+            lib.g3_present_target(screen.gl3d._host, 0, 0, 0, 0)
+        screen.execute(draw(fill, (0, 0, *SCREEN)))
+        screen.read_pixels(0)
+        surf = screen._surfaces[0]
+        screen._damage, presents = [], screen.gl3d.presents
+        screen.execute_3d(frame, guest)
+        seen.append((list(screen._damage), list(surf.staged), screen.last_damage,
+                     screen.gl3d.presents - presents, rgb(screen.read_pixels(0))))
+    c, py = seen
+    assert taken == ([3] if screen.gl3d.present_copy else [])
+    assert c[:4] == py[:4] and c[3] == 3
+    np.testing.assert_array_equal(c[4], py[4])
+    np.testing.assert_array_equal(c[4][20:20 + H, 30:30 + W], ref)
+    assert guest.fences == [(3, True), (3, True)]
     assert guest.counts == {"errors": 0, "lost_contexts": 0}
 
 

@@ -14,9 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.render.gl3d_helpers import FakeGuest, batch, enum, gl, triangle_draw, triangle_program
-from tests.render.test_gl3d import setup
-from tests.render.test_gl3d_hostile import seed_body
+from tests.render.gl3d_helpers import (
+    FakeGuest,
+    batch,
+    enum,
+    gl,
+    triangle_draw,
+    triangle_program,
+    vgpu,
+)
+from tests.render.test_gl3d import clear, setup
+from tests.render.test_gl3d_hostile import FUZZ_CTX, seed_body
 
 HERE = Path(__file__).resolve().parent
 GL3D = HERE.parents[1] / "csrc" / "gl3d"
@@ -50,9 +58,12 @@ def test_gl3d_clean_under_asan_and_ubsan() -> None:
                                       8, 8, 0, enum("GL_RGBA"), enum("GL_UNSIGNED_BYTE"), None)))
         body = Path(tmp) / "body.bin"
         body.write_bytes(batch(*seed_body(guest)))
+        staging = Path(tmp) / "present.bin"
+        staging.write_bytes(batch(*present_body()))
         env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0",
                    UBSAN_OPTIONS="print_stacktrace=1")
-        run = subprocess.run([str(exe), str(CASES), "12345", str(prologue), str(body)],
+        run = subprocess.run([str(exe), str(CASES), "12345", str(prologue), str(body),
+                              str(staging)],
                              capture_output=True, text=True, timeout=600, env=env)
         if run.returncode == 3:
             pytest.skip(f"no GL for the driver: {run.stdout.strip()}")
@@ -62,3 +73,24 @@ def test_gl3d_clean_under_asan_and_ubsan() -> None:
         # PRESENT's copies into an exact host image ran too (its bounds are ASan's)
         copied = re.search(r"(\d+) presents copied", run.stdout)
         assert copied is not None and int(copied.group(1)) > 0, run.stdout
+        # and g3_execute's own PRESENTs (staged), and g3_present_decode's checks
+        counts = re.search(r"(\d+) staged, (\d+) decoded", run.stdout)
+        assert counts is not None and min(map(int, counts.groups())) > 0, run.stdout
+
+
+def present_body() -> list[list[int]]:
+    """PRESENTs g3_execute runs itself: from a framebuffer of an RGBA8 texture onto surface
+    0 (the driver's target), whole, by rects, off its edges."""
+    return [
+        vgpu("CONTEXT_CREATE", FUZZ_CTX, 3, 1), vgpu("MAKE_CURRENT", FUZZ_CTX, 0),
+        gl("glGenTextures", 1, [7]), gl("glBindTexture", enum("GL_TEXTURE_2D"), 7),
+        gl("glTexStorage2D", enum("GL_TEXTURE_2D"), 1, enum("GL_RGBA8"), 40, 24),
+        gl("glGenFramebuffers", 1, [6]), gl("glBindFramebuffer", enum("GL_FRAMEBUFFER"), 6),
+        gl("glFramebufferTexture2D", enum("GL_FRAMEBUFFER"), enum("GL_COLOR_ATTACHMENT0"),
+           enum("GL_TEXTURE_2D"), 7, 0),
+        *clear(),
+        vgpu("PRESENT", 6, 0, 0, 40, 24, 0, 10, 20, 0),
+        vgpu("PRESENT", 6, 2, 3, 30, 20, 0, 60, 60, 2, 60, 60, 5, 5, 70, 62, 8, 8),
+        vgpu("PRESENT", 6, (-4) & 0xFFFFFFFF, 1, 40, 24, 0, (-3) & 0xFFFFFFFF, 50, 0),
+        vgpu("FENCE", 5, 0, 1),
+    ]

@@ -114,6 +114,11 @@ class Surface:
     # newer in `shadow` than in `tex` (3D presents by copy write the host copy only): put
     # into the texture before the GL next draws on it, samples it or reads it
     ahead: list[Box] = field(default_factory=list)
+    # 3D presents by copy whose pixels are in `staging` only (a GL-side copy, rows in GL's
+    # order, each at its place in the surface): read into `shadow` (then `ahead`) before
+    # anything reads the host copy or the GL next uses the surface (Renderer._land)
+    staged: list[Box] = field(default_factory=list)
+    staging: tuple[moderngl.Texture, moderngl.Framebuffer] | None = None
     # guest images drawn whole here and not drawn over since (hints for the SPICE cache)
     placements: list[Placement] = field(default_factory=list)
     # the guest's latest copies within the primary (hints for the SPICE COPY_BITS)
@@ -132,10 +137,11 @@ class Surface:
         return self.shadow
 
     def framebuffers(self) -> list[moderngl.Framebuffer]:
-        return [self.fbo] + [pair[1] for pair in (self.scratch, self.self_copy) if pair]
+        return [self.fbo] + [pair[1] for pair in (self.scratch, self.self_copy, self.staging)
+                             if pair]
 
     def release(self) -> None:
-        for pair in (self.scratch, self.self_copy):
+        for pair in (self.scratch, self.self_copy, self.staging):
             if pair is not None:
                 pair[1].release()
                 pair[0].release()
@@ -170,6 +176,7 @@ class GlContext:
         self._parking = self.ctx.detect_framebuffer(0)
         self._surfaces: dict[int, Surface] = {}
         self._ahead: set[Surface] = set()  # surfaces whose `ahead` is not empty
+        self._staged_surfaces: set[Surface] = set()  # surfaces whose `staged` is not empty
 
     def _vao(self, prog: moderngl.Program, buf: moderngl.Buffer,
              fmt: tuple[str, tuple[str, ...]]) -> moderngl.VertexArray:
@@ -223,6 +230,7 @@ class GlContext:
         """Frees a surface nothing queued refers to any more."""
         del self._surfaces[surf.id]
         self._ahead.discard(surf)
+        self._staged_surfaces.discard(surf)
         if self.ctx.fbo in surf.framebuffers():
             self._parking.use()
         surf.release()

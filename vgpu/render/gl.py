@@ -60,7 +60,9 @@ class Renderer(Ops2d):
         self._destroy(surface_id)
 
     def execute(self, cmd: Drawable) -> None:
-        if self._ahead:  # the textures this operation draws on or reads hold the presents
+        if self._staged_surfaces:  # the textures this operation draws on or reads hold the presents
+            self._land()
+        if self._ahead:
             self._upload_ahead()
         op = cmd.op
         surf = self._surfaces.get(cmd.surface_id)  # _get_surface's check, one call less

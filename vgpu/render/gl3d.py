@@ -4,8 +4,12 @@ and presents what they draw onto the renderer's QXL surfaces.
 GL commands run in C (`vgpu._gl3d`, csrc/gl3d/): the batch walk, the generated decoders,
 contexts, name tables, quotas and blob-size rules. `g3_execute` returns at each vgpu command
 (opcode < 0x100); this module runs those (few per frame): contexts, drawables, PRESENT and
-FENCE. Nothing a batch says raises out of `execute`: faults stay with their context (GL
-errors, lost contexts) or are counted in Vgpu3dFence.errors.
+FENCE. PRESENT's words and rects are checked and clipped in C (`g3_present_decode`), and its
+steady case, a guest framebuffer's RGBA8 texture staged onto the primary, runs inside
+`g3_execute` (`g3_present_target`); this module notes what those did (damage, staged rects)
+when `g3_execute` returns, before anything else runs. Nothing a batch says raises out of
+`execute`: faults stay with their context (GL errors, lost contexts) or are counted in
+Vgpu3dFence.errors.
 
 The contract with the 2D renderer on their one GL context. What the 2D path sets before
 each draw and what it relies on and never sets are in vgpu/render/context.py; this side:
@@ -39,10 +43,17 @@ each draw and what it relies on and never sets are in vgpu/render/context.py; th
   about 16 ms more of llvmpipe's threads by drawing). The surface's texture gets those
   bytes only when the GL next draws on it, samples it or reads it (`Surface.ahead`,
   `upload`): a guest presenting frame after frame onto the primary pays no upload (about
-  1 ms a frame at 1920x1080). On a GPU, by drawing the source texture (no readback). A
-  multisampled or renderbuffer source is first resolved into a staging texture. Either waits for the
-  frame's rasterization on llvmpipe, as any swap does, in C (without the interpreter
-  lock).
+  1 ms a frame at 1920x1080). A single-sampled RGBA8 texture presented onto the primary
+  (a drawable, a guest's framebuffer texture: what a guest presents frame after frame) is
+  first copied on the GL's side into the primary's staging texture (`Surface.staged`,
+  `land`), and read into the host copy only when something wants the surface: the frame
+  for clients, UPDATE_AREA, a 2D operation, an older present under a newer one. So the
+  read, and its wait for the frame's rasterization, come at most once per frame for
+  clients instead of once per present (the executor's FENCE then no longer waits for
+  llvmpipe to rasterize the frame, as it never did for draws). On a GPU, by drawing the
+  source texture (no readback). A multisampled or renderbuffer source is first resolved
+  into a staging texture. A read or a draw waits for the frame's rasterization on
+  llvmpipe, as any swap does, in C (without the interpreter lock).
 
 What the executor checks itself and what it leaves to the host GL (Mesa): every length,
 blob, name, quota and answer reference is checked in C before GL runs. Draws are checked
@@ -67,7 +78,9 @@ from vgpu._gl3d import ffi, lib
 from vgpu.device.abi import lib as abi
 from vgpu.device.glwire import GL_OPCODE_BASE, VGPU_COMMANDS
 from vgpu.render import enums as E
+from vgpu.render.context import PRIMARY
 from vgpu.render.errors import RenderError
+from vgpu.render.readback import _add_rects
 from vgpu.render.region import Box, intersect
 
 if TYPE_CHECKING:
@@ -94,9 +107,10 @@ MAX_AHEAD_RECTS = 16
 """Rects a surface keeps whose presented pixels are in its host copy only (Surface.ahead);
 past this many they are uploaded at once: a guest presents the same few rects frame after
 frame, and a bounding box would overwrite what 2D drew around them."""
-MAX_PRESENT_RECTS = 256
-"""Damage rects one PRESENT may list: eglSwapBuffersWithDamage sends a handful; the body is
-bounded by the header anyway, this bounds the work per present."""
+MAX_STAGED_RECTS = 16
+"""Rects a surface keeps whose presented pixels are in its staging texture only
+(Surface.staged); past this many they are read into its host copy at once: a guest presents
+the same few rects frame after frame."""
 
 SOFTWARE_RASTERIZERS = ("llvmpipe", "softpipe")
 """GL_RENDERER prefixes of Mesa's CPU rasterizers, where a draw sampling a texture waits for
@@ -108,6 +122,9 @@ _FENCE, _PRESENT = _OP["FENCE"], _OP["PRESENT"]
 _FENCE_WORDS = _BODY[_FENCE]
 _FENCE_HEADER = _FENCE | _FENCE_WORDS << 16
 _SURFACE_FLAGS = abi.VGPU_3D_SURFACE_DEPTH | abi.VGPU_3D_SURFACE_STENCIL
+_GL_RGBA8 = 0x8058
+"""The one source format a present stages by a GL-side copy (g3_blit into an RGBA8 texture
+keeps its bytes exactly; other formats would convert there, not as the read converts)."""
 _KEEP = {E.SURFACE_FMT_32_ARGB: lib.G3_KEEP_ARGB, E.SURFACE_FMT_32_xRGB: lib.G3_KEEP_XRGB,
          E.SURFACE_FMT_16_555: lib.G3_KEEP_555, E.SURFACE_FMT_16_565: lib.G3_KEEP_565}
 """What each QXL surface format PRESENT writes onto keeps of a pixel (G3_KEEP_* in
@@ -143,11 +160,6 @@ void main() {
     }
 }
 """
-
-
-def _signed(v: int) -> int:
-    """A word as a signed 32-bit value."""
-    return v - (1 << 32) if v >= 1 << 31 else v
 
 
 def _bounds(boxes: list[Box]) -> Box:
@@ -187,7 +199,7 @@ class Gl3dExecutor:
         # presents sample level 0 through this sampler instead
         self._sampler = self.ctx.sampler(filter=(moderngl.NEAREST, moderngl.NEAREST))
         self._staging: tuple[moderngl.Texture, moderngl.Framebuffer] | None = None
-        self._read_texture = ffi.new("uint32_t[3]")  # g3_read_texture's answer
+        self._read_texture = ffi.new("uint32_t[4]")  # g3_read_texture's answer
         self._sources: dict[tuple[int, int, int], moderngl.Texture] = {}
         # Mesa's software rasterizers finish a texture's pending rendering before a draw
         # samples it, inside the moderngl call that holds the interpreter lock: there the
@@ -197,6 +209,9 @@ class Gl3dExecutor:
         self.present_copy = self._sampling_waits if present_copy is None else present_copy
         self._counters = ffi.new("struct g3_counters *")
         self._memory: tuple[int, int, Any] | None = None  # what _set_memory last gave C
+        self._target: tuple[int, int, int] | None = None  # what _set_target last gave C
+        self._decoded = ffi.new("struct g3_present *")  # g3_present_decode's answer
+        self._presented = lib.g3_presented(self._host)  # the PRESENTs g3_execute ran
         self.current_context = 0
         """The context whose commands are running (0: none), for the device's watchdog."""
         self.busy_since: float | None = None
@@ -224,6 +239,7 @@ class Gl3dExecutor:
             self._fence(words[1:].tolist(), guest)
             return
         self._set_memory(guest)
+        self._set_target()
         self.busy_since = time.monotonic()
         lib.g3_batch_begin(self._host)
         pos = 0
@@ -232,6 +248,8 @@ class Gl3dExecutor:
             while pos < n:
                 self.current_context = lib.g3_current(self._host)
                 pos = lib.g3_execute(self._host, buf, n, pos)
+                if self._presented.records:  # noted before anything else runs
+                    self._take_presented()
                 if pos >= n:
                     break
                 header = words[pos]
@@ -247,7 +265,7 @@ class Gl3dExecutor:
                     # rather than waiting on it (or it on the guest) for the interpreter
                     last_fence = args
                 else:
-                    self._vgpu(op, args, guest)
+                    self._vgpu(op, args, guest, buf + 4 * (pos - body))
         finally:
             lib.g3_to_2d(self._host)
             for _ in range(lib.g3_take_lost(self._host)):
@@ -275,6 +293,34 @@ class Gl3dExecutor:
                 valid[i] = 1
         lib.g3_set_slots(self._host, id_bits, gen_bits, k, start, end, gen, valid)
 
+    def _set_target(self) -> None:
+        """Lets g3_execute run PRESENT's common case onto the primary (a GL-side copy into
+        its staging texture, as _present does) once the primary has a host copy and a
+        staging texture, as _present made them."""
+        surf = self.renderer._surfaces.get(PRIMARY)
+        target = None
+        if (surf is not None and surf.staging is not None and surf.shadow is not None
+                and self.present_copy and surf.fmt in _KEEP):
+            target = (surf.width, surf.height, surf.staging[1].glo)
+        if target != self._target:
+            self._target = target
+            lib.g3_present_target(self._host, PRIMARY, *(target or (0, 0, 0)))
+
+    def _take_presented(self) -> None:
+        """Notes the PRESENTs g3_execute ran (staged onto the primary), as _present notes
+        its own."""
+        r = self._presented
+        at, records = 0, []
+        for i in range(r.records):
+            n = r.n[i]
+            records.append(([tuple(b) for b in r.box[at : at + n]], int(r.waits[i])))
+            at += n
+        r.records = r.boxes = 0  # taken once, whatever the noting below meets
+        surf = self.renderer._surfaces[PRIMARY]  # the target (_set_target)
+        for boxes, waits in records:
+            self._staged(surf, boxes)
+            self._presented_onto(surf, boxes, boxes, waits)
+
     def _lose_current(self, guest: Gl3dGuest) -> None:
         current = lib.g3_current(self._host)
         if current:
@@ -282,7 +328,8 @@ class Gl3dExecutor:
         else:
             guest.count("errors")
 
-    def _vgpu(self, op: int, args: list[int], guest: Gl3dGuest) -> None:
+    def _vgpu(self, op: int, args: list[int], guest: Gl3dGuest, body: Any) -> None:
+        """Runs a vgpu command that g3_execute left (`body`: its words in the batch)."""
         want = _BODY.get(op)
         if want is None or op >= GL_OPCODE_BASE or (
                 len(args) != want and not (op == _PRESENT and len(args) >= want)):
@@ -290,12 +337,8 @@ class Gl3dExecutor:
             # cannot be trusted any further
             self._lose_current(guest)
             return
-        if op == _PRESENT:
-            current = lib.g3_current(self._host)
-            if current and lib.g3_context_lost(self._host, current):
-                return  # a lost context runs nothing but context and fence commands
         try:
-            ok = self._run_vgpu(op, args, guest)
+            ok = self._run_vgpu(op, args, guest, body)
         except moderngl.Error:  # the host GL refused what the guest asked (memory, sizes)
             ok = False
         if not ok:
@@ -304,10 +347,10 @@ class Gl3dExecutor:
     def _fence(self, args: list[int], guest: Gl3dGuest) -> None:
         guest.fence(args[0] | args[1] << 32, bool(args[2] & abi.VGPU_3D_FENCE_INTERRUPT))
 
-    def _run_vgpu(self, op: int, args: list[int], guest: Gl3dGuest) -> bool:
+    def _run_vgpu(self, op: int, args: list[int], guest: Gl3dGuest, body: Any) -> bool:
         ok = True
-        if op == _PRESENT:
-            ok = self._present(args)
+        if op == _PRESENT:  # g3_execute left it: never on a lost context
+            ok = self._present(args, body)
         elif op == _FENCE:
             self._fence(args, guest)
         elif op == _OP["CONTEXT_CREATE"]:
@@ -361,34 +404,18 @@ class Gl3dExecutor:
 
     # --- present ------------------------------------------------------------------------
 
-    def _present(self, args: list[int]) -> bool:
-        fb, x, y, w, h, qxl, dst_x, dst_y, n = args[:9]
-        rects = args[9:]
-        if len(rects) != 4 * n or n > MAX_PRESENT_RECTS:
+    def _present(self, args: list[int], body: Any) -> bool:
+        surf = self.renderer._surfaces.get(args[5])
+        if surf is None or surf.fmt not in _KEEP:
             return False
-        # signed words: a source or destination may start left of / above the origin
-        x, y, dst_x, dst_y = _signed(x), _signed(y), _signed(dst_x), _signed(dst_y)
-        if not lib.g3_current(self._host):
-            return False
-        surf = self.renderer._surfaces.get(qxl)
-        if surf is None or surf.fmt not in _KEEP or w >= 1 << 31 or h >= 1 << 31:
-            return False
-        area = intersect((dst_x, dst_y, dst_x + w, dst_y + h), (0, 0, surf.width, surf.height))
-        boxes: list[Box] = []
-        for i in range(n):
-            rx, ry, rw, rh = rects[4 * i : 4 * i + 4]
-            if area is not None and rw < 1 << 31 and rh < 1 << 31:
-                rx, ry = _signed(rx), _signed(ry)
-                part = intersect((rx, ry, rx + rw, ry + rh), area)
-                if part is not None:
-                    boxes.append(part)
-        if n == 0 and area is not None:
-            boxes = [area]
-        src_fbo = lib.g3_framebuffer(self._host, fb)
-        if not boxes:
-            return True  # clipped away entirely
-        if fb != 0 and src_fbo == 0:
-            return False
+        # the words, rects and source framebuffer are checked (and the rects clipped) in C,
+        # as g3_execute checks the PRESENTs it runs itself
+        p = self._decoded
+        k = lib.g3_present_decode(self._host, body, len(args), surf.width, surf.height, p)
+        if k <= 0:
+            return k == 0  # refused, or clipped away entirely
+        boxes: list[Box] = [tuple(b) for b in p.boxes[0:k]]
+        fb, x, y, h, dst_x, dst_y, src_fbo = p.fb, p.x, p.y, p.h, p.dst_x, p.dst_y, p.src_fbo
         lib.g3_to_2d(self._host)
         drawable = self._current_drawable() if fb == 0 else None
         if fb == 0 and drawable is None:
@@ -415,6 +442,7 @@ class Gl3dExecutor:
             read_fbo = self._staging[1].glo
             src_x, src_top = 0, by1 - by0 - 1
         copied: list[Box] = []
+        boxes_left = boxes
         if self.present_copy:
             # into the renderer's host copy of the surface (made by reading the surface
             # once, at its first present: the frames for clients are read from it), and
@@ -423,20 +451,23 @@ class Gl3dExecutor:
             # drawn
             if surf.shadow is None:
                 self.renderer._read(surf, (0, 0, surf.width, surf.height))
-            whole = (0, 0, surf.width, surf.height) in boxes
-            shadow = ffi.from_buffer("uint8_t[]", surf.writable_shadow(whole))
-            for b in boxes:
-                if lib.g3_present_copy(
-                        self._host, read_fbo, src_x + b[0] - bx0, src_top - (b[3] - 1 - by0),
-                        b[2] - b[0], b[3] - b[1], shadow, surf.width, surf.height,
-                        b[0], b[1], _KEEP[surf.fmt]) == 0:
-                    copied.append(b)
-            boxes_left = [b for b in boxes if b not in copied]
-            if copied:
-                self._ahead(surf, copied)
-        else:
-            boxes_left = boxes
+            if surf.id == PRIMARY and (drawable is not None or (
+                    src_fbo and self._read_texture[3] == _GL_RGBA8)):
+                # an RGBA8 texture onto the primary: a GL-side copy into its staging
+                # texture, read into the host copy once something wants it (Renderer._land):
+                # the read waits for the frame's rasterization, which a guest presenting
+                # frame after frame need not wait for
+                copied = self._stage_boxes(surf, read_fbo, src_x, src_top, bx0, by0, boxes)
+                boxes_left = [b for b in boxes if b not in copied]
+            if boxes_left:
+                if surf.staged:  # those older pixels land first, under these
+                    self.land(surf)
+                done = self._copy_boxes(surf, read_fbo, src_x, src_top, bx0, by0, boxes_left)
+                boxes_left = [b for b in boxes_left if b not in done]
+                copied += done
         if boxes_left:
+            if self.renderer._staged_surfaces:  # older presents, and then all ahead, land first
+                self.renderer._land()
             if self.renderer._ahead:  # the draw lands on the texture: it must be current
                 self.renderer._upload_ahead()
             if self._sampling_waits:
@@ -445,13 +476,76 @@ class Gl3dExecutor:
         # what moderngl left (and caches, such as its bound framebuffer) is the 2D state
         # the batch's end puts back
         lib.g3_batch_begin(self._host)
+        self._presented_onto(surf, boxes, copied, self.waits)
+        return True
+
+    def _presented_onto(self, surf: Any, boxes: list[Box], copied: list[Box],
+                        waits: int) -> None:
+        """Notes a present's damage (`copied`: those boxes in the host copy or staged) and
+        the host waits since the last present (`waits`: the counter when it ran)."""
         self.renderer._note_damage(surf, tuple(boxes), in_shadow=tuple(copied))
         self.renderer._note_present(surf, area)  # its destination: a stream hint
         self.presents += 1
-        waits = self.waits
         self.frame_waits = waits - self._waits_at_present
         self._waits_at_present = waits
-        return True
+
+    def _copy_boxes(self, surf: Any, read_fbo: int, sx: int, top: int, x0: int, y0: int,
+                    boxes: list[Box]) -> list[Box]:
+        """Copies `boxes` of the QXL surface into its host copy from `read_fbo`, where (sx,
+        top) lands on (x0, y0); returns those copied (Surface.ahead from then on)."""
+        whole = (0, 0, surf.width, surf.height) in boxes
+        shadow = ffi.from_buffer("uint8_t[]", surf.writable_shadow(whole))
+        copied = [b for b in boxes if lib.g3_present_copy(
+            self._host, read_fbo, sx + b[0] - x0, top - (b[3] - 1 - y0), b[2] - b[0],
+            b[3] - b[1], shadow, surf.width, surf.height, b[0], b[1], _KEEP[surf.fmt]) == 0]
+        if copied:
+            self._ahead(surf, copied)
+        return copied
+
+    def _stage_boxes(self, surf: Any, read_fbo: int, sx: int, top: int, x0: int, y0: int,
+                     boxes: list[Box]) -> list[Box]:
+        """Copies `boxes` of the QXL surface from `read_fbo` (where (sx, top) lands on (x0,
+        y0)) into the surface's staging texture, rows in GL's order; returns those copied
+        (Surface.staged from then on)."""
+        if surf.staging is None:
+            tex = self.ctx.texture((surf.width, surf.height), 4)
+            surf.staging = (tex, self.ctx.framebuffer(color_attachments=[tex]))
+        dst = surf.staging[1].glo
+        height = surf.height
+        copied = [b for b in boxes if lib.g3_blit(
+            self._host, read_fbo, dst, sx + b[0] - x0, top - (b[3] - 1 - y0), b[2] - b[0],
+            b[3] - b[1], b[0], height - b[3]) == 0]
+        self._staged(surf, copied)
+        return copied
+
+    def _staged(self, surf: Any, copied: list[Box]) -> None:
+        """Notes `copied` of the surface as staged (Surface.staged)."""
+        staged = surf.staged
+        staged += [b for b in copied if b not in staged]
+        if staged:
+            self.renderer._staged_surfaces.add(surf)
+        if len(staged) > MAX_STAGED_RECTS:
+            self.land(surf)
+
+    def land(self, surf: Any) -> None:
+        """Reads the surface's staged presents (Surface.staged) into its host copy; what
+        the read cannot do is drawn onto its texture from the staging texture instead."""
+        boxes, surf.staged = surf.staged, []
+        self.renderer._staged_surfaces.discard(surf)
+        if not boxes:
+            return
+        assert surf.staging is not None and surf.shadow is not None  # staged after both
+        lib.g3_to_2d(self._host)
+        top = surf.height - 1  # staging row of the surface's row 0
+        left = [b for b in boxes if b not in self._copy_boxes(
+            surf, surf.staging[1].glo, 0, top, 0, 0, boxes)]
+        if left:
+            if self.renderer._ahead:  # the draw lands on the texture: it must be current
+                self.renderer._upload_ahead()
+            if self._sampling_waits:
+                self.wait_gl()
+            self._draw_present(surf.staging[0], surf, 0, top, 0, 0, left)
+            surf.stale = _add_rects(surf.stale, left)  # drawn: the host copy lacks them
 
     def _ahead(self, surf: Any, boxes: list[Box]) -> None:
         """Notes `boxes` of `surf` as presented into its host copy only."""
@@ -505,7 +599,7 @@ class Gl3dExecutor:
             size = (max(w, st[0].width if st else 0), max(h, st[0].height if st else 0))
             tex = self.ctx.texture(size, 4)
             st = self._staging = (tex, self.ctx.framebuffer(color_attachments=[tex]))
-        lib.g3_blit(self._host, src_fbo, st[1].glo, x, y, w, h)
+        lib.g3_blit(self._host, src_fbo, st[1].glo, x, y, w, h, 0, 0)
         return st[0]
 
     def _draw_present(self, src: moderngl.Texture, surf: Any, sx: int, top: int, dst_x: int,

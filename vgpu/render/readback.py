@@ -179,10 +179,21 @@ class Readback(BatchEngine):
             for r in reads:
                 shadow[r[1] : r[3], r[0] : r[2]] = self._read_now(surf, r)
             surf.stale = keep
+        if surf.staged:  # disjoint from `stale`: a present's rects leave it, and land first
+            self._land()
         x0, y0, x1, y1 = box
         view = surf.shadow[y0:y1, x0:x1]
         view.flags.writeable = False
         return view
+
+    def _land(self) -> None:
+        """Reads what 3D presents left in staging textures (Surface.staged) into the host
+        copies, as `ahead` rects: before the GL next draws on a surface, samples it or reads
+        it, and before its host copy is read (a guest presenting frame after frame pays the
+        wait for the GL and the read only when a frame for clients or UPDATE_AREA wants it)."""
+        assert self.gl3d is not None  # only its presents leave rects staged
+        for surf in list(self._staged_surfaces):
+            self.gl3d.land(surf)
 
     def _upload_ahead(self) -> None:
         """Puts what 3D presents wrote into surfaces' host copies only (Surface.ahead) into
