@@ -345,15 +345,18 @@ def test_presents_staged_in_c_are_the_python_ones(screen, gl_ctx):
         screen.execute(draw(fill, (0, 0, *SCREEN)))
         screen.read_pixels(0)
         surf = screen._surfaces[0]
-        screen._damage, presents = [], screen.gl3d.presents
+        screen._damage, presents, surf.presents = [], screen.gl3d.presents, []
         screen.execute_3d(frame, guest)
         seen.append((list(screen._damage), list(surf.staged), screen.last_damage,
-                     screen.gl3d.presents - presents, rgb(screen.read_pixels(0))))
+                     screen.gl3d.presents - presents, [p.rect for p in surf.presents],
+                     rgb(screen.read_pixels(0))))
     c, py = seen
     assert taken == ([3] if screen.gl3d.present_copy else [])
-    assert c[:4] == py[:4] and c[3] == 3
-    np.testing.assert_array_equal(c[4], py[4])
-    np.testing.assert_array_equal(c[4][20:20 + H, 30:30 + W], ref)
+    assert c[:5] == py[:5] and c[3] == 3
+    # the destinations clipped to the surface (the stream planner's hints)
+    assert c[4] == [(30, 20, 30 + W, 20 + H), (100, 90, *SCREEN), (0, 70, W - 10, 70 + H)]
+    np.testing.assert_array_equal(c[5], py[5])
+    np.testing.assert_array_equal(c[5][20:20 + H, 30:30 + W], ref)
     assert guest.fences == [(3, True), (3, True)]
     assert guest.counts == {"errors": 0, "lost_contexts": 0}
 

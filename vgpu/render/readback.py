@@ -98,11 +98,11 @@ class Readback(BatchEngine):
             surf.moves += [Move(self._frame_serial + 1, r, dx, dy) for r in rects]
             del surf.moves[:-MAX_MOVES]
 
-    def _note_present(self, surf: Surface, rect: Box | None) -> None:
+    def _note_present(self, surf: Surface, rect: Box) -> None:
         """Records that a 3D present wrote into `rect` of the primary (its destination,
-        clipped to the surface; None where nothing of it is on the surface). The frame
-        after the last published one is the first to show it."""
-        if surf.id == PRIMARY and rect is not None:
+        clipped to the surface). The frame after the last published one is the first to
+        show it."""
+        if surf.id == PRIMARY:
             present = Present(self._frame_serial + 1, rect)
             if present not in surf.presents[-4:]:  # (a few windows a frame at most)
                 surf.presents.append(present)
