@@ -61,6 +61,16 @@ class Move:
 
 
 @dataclass(frozen=True, slots=True)
+class Present:
+    """A hint that a 3D PRESENT wrote into `rect` of the primary (its destination,
+    clipped to the surface), first shown by frame `serial`: a 3D window presented at the
+    same rect frame after frame is a stream's region, whatever part of it changed."""
+
+    serial: int
+    rect: Rect
+
+
+@dataclass(frozen=True, slots=True)
 class Frame:
     """One published picture of the primary surface.
 
@@ -69,7 +79,8 @@ class Frame:
     changed after publication. `damage` lists what changed since the previous
     frame of the same `surface_serial`. `placements` are the guest images the renderer
     saw drawn whole (unscaled plain copies) and not drawn over since, as hints;
-    `moves` the guest's latest copies within the surface, oldest first, as hints.
+    `moves` the guest's latest copies within the surface, oldest first, as hints;
+    `presents` the latest 3D presents' destinations, oldest first, one per rect and frame.
     """
 
     serial: int
@@ -79,6 +90,7 @@ class Frame:
     has_alpha: bool = False
     placements: tuple[Placement, ...] = ()
     moves: tuple[Move, ...] = ()
+    presents: tuple[Present, ...] = ()
 
     @property
     def width(self) -> int:

@@ -1205,6 +1205,8 @@ int g3_present_decode(G3 *g, const uint8_t *b, uint32_t nwords, uint32_t width,
             p->boxes[0][j] = (int32_t)area[j];
         k = 1;
     }
+    for (int j = 0; j < 4 && k; j++)
+        p->area[j] = (int32_t)area[j];  /* inside the surface */
     p->src_fbo = g3_framebuffer(g, p->fb);
     if (k == 0)
         return 0;
@@ -1265,6 +1267,8 @@ static int present_here(G3 *g, const uint8_t *b, uint32_t nwords)
     if (m) {
         r->n[r->records] = m;
         r->waits[r->records] = g->counters.waits;
+        for (int j = 0; j < 4; j++)
+            r->area[r->records][j] = p->area[j];
         r->records++;
         r->boxes += m;
     }

@@ -76,6 +76,7 @@ int g3_read_texture(G3 *g, uint32_t fbo, uint32_t out[4]);
 struct g3_present {
     int64_t x, y, w, h, dst_x, dst_y;
     uint32_t fb, qxl, src_fbo, n;
+    int32_t area[4];  /* the destination clipped to the surface (where n > 0) */
     int32_t boxes[G3_MAX_PRESENT_RECTS][4];
 };
 /* Decodes the PRESENT body of `nwords` words onto a QXL surface of width x height:
@@ -93,12 +94,14 @@ void g3_present_target(G3 *g, uint32_t qxl, uint32_t width, uint32_t height,
                        uint32_t staging_fbo);
 /* What g3_execute presented, for the caller to note (damage, the staged rects) before it
  * runs anything else and then to clear (records = boxes = 0): record i has n[i] boxes,
- * next in `box`, and waits[i], the host waits counted when it ran. */
+ * next in `box`, waits[i], the host waits counted when it ran, and area[i], its
+ * destination on the surface. */
 #define G3_MAX_PRESENTED 64
 struct g3_presented {
     uint32_t records, boxes;
     uint32_t n[G3_MAX_PRESENTED];
     uint64_t waits[G3_MAX_PRESENTED];
+    int32_t area[G3_MAX_PRESENTED][4];  /* each one's g3_present.area */
     int32_t box[G3_MAX_PRESENT_RECTS][4];  /* one present always fits */
 };
 struct g3_presented *g3_presented(G3 *g);

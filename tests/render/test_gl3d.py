@@ -149,6 +149,26 @@ def test_present_clips_flips_and_damages_only_rects(screen, gl_ctx):
     assert screen.last_damage == (box,)
 
 
+def test_frames_carry_the_presents_destination_clipped_to_the_surface(screen, gl_ctx):
+    """The stream planner's hint: where a present wrote (its destination on the surface),
+    not the damage rect it listed; once a frame however often presented."""
+    from vgpu.display import Present
+
+    dst_x, dst_y = SCREEN[0] - 40, -10
+    present = vgpu("PRESENT", 0, 0, 0, W, H, 0, dst_x & 0xFFFFFFFF, dst_y & 0xFFFFFFFF, 1,
+                   dst_x + 8, 4, 10, 10)
+    window = (dst_x, 0, SCREEN[0], dst_y + H)
+    screen.execute_3d(batch(*setup(), *clear(), present, present), FakeGuest())
+    first = screen.snapshot()
+    assert first.presents == (Present(first.serial, window),)
+    screen.execute_3d(batch(present), FakeGuest())
+    second = screen.snapshot()
+    assert second.presents == (*first.presents, Present(second.serial, window))
+    screen.execute(draw(Fill(SolidBrush(0x00FF8000), E.ROPD_OP_PUT, QMask(0, 0, None)),
+                        (0, 0, 4, 4)))
+    assert screen.snapshot().presents == second.presents  # 2D damage is no present
+
+
 def test_update_area_writes_presented_pixels_back(screen, gl_ctx):
     ref = reference_triangle(gl_ctx)
     guest = FakeGuest()
@@ -325,15 +345,18 @@ def test_presents_staged_in_c_are_the_python_ones(screen, gl_ctx):
         screen.execute(draw(fill, (0, 0, *SCREEN)))
         screen.read_pixels(0)
         surf = screen._surfaces[0]
-        screen._damage, presents = [], screen.gl3d.presents
+        screen._damage, presents, surf.presents = [], screen.gl3d.presents, []
         screen.execute_3d(frame, guest)
         seen.append((list(screen._damage), list(surf.staged), screen.last_damage,
-                     screen.gl3d.presents - presents, rgb(screen.read_pixels(0))))
+                     screen.gl3d.presents - presents, [p.rect for p in surf.presents],
+                     rgb(screen.read_pixels(0))))
     c, py = seen
     assert taken == ([3] if screen.gl3d.present_copy else [])
-    assert c[:4] == py[:4] and c[3] == 3
-    np.testing.assert_array_equal(c[4], py[4])
-    np.testing.assert_array_equal(c[4][20:20 + H, 30:30 + W], ref)
+    assert c[:5] == py[:5] and c[3] == 3
+    # the destinations clipped to the surface (the stream planner's hints)
+    assert c[4] == [(30, 20, 30 + W, 20 + H), (100, 90, *SCREEN), (0, 70, W - 10, 70 + H)]
+    np.testing.assert_array_equal(c[5], py[5])
+    np.testing.assert_array_equal(c[5][20:20 + H, 30:30 + W], ref)
     assert guest.fences == [(3, True), (3, True)]
     assert guest.counts == {"errors": 0, "lost_contexts": 0}
 

@@ -10,13 +10,16 @@ import pytest
 from spice_testkit import GlibClient, ServerThread, SyntheticSource, needs_glib, pattern
 from test_real_clients import shows_last_stream_frame
 
+from vgpu.display import Present
 from vgpu.guest.anim import draw_stamp
 from vgpu.spice.imaging import Compression
 from vgpu.spice.server import ServerOptions
 from vgpu.spice.streams import (
+    STREAM_MATCH,
     STREAM_START_FRAMES,
     STREAM_TIMEOUT_S,
     StreamPlanner,
+    presented,
     subtract,
 )
 
@@ -231,6 +234,108 @@ def test_a_slow_client_that_merges_frames_still_streams():
     assert plans[0].started == (1, BOX)
     sparse = run_frames(StreamPlanner("filter"), [BOX], 10, step=1.0)  # truly one a second
     assert all(p.started is None for p in sparse)
+
+
+WINDOW = (200, 100, 712, 484)
+"""A 3D window presented at the same destination every 3D frame (the desktop demo's)."""
+CHART = (800, 500, 1200, 700)
+"""An activity chart redrawn in the desktop's own frames, published apart."""
+
+
+def turning_desktop(frames):
+    """(damage, presents so far) of each published frame, serials from 1: the desktop's
+    frames (the chart) and the 3D window's alternate; the window's damage box turns with
+    the cube (half a side of 100 to 190 pixels, less than STREAM_MATCH overlap from one
+    3D frame to the next, sometimes larger than the chart, sometimes smaller)."""
+    cx, cy = (WINDOW[0] + WINDOW[2]) // 2, (WINDOW[1] + WINDOW[3]) // 2
+    presents, out = [], []
+    for serial in range(1, frames + 1):
+        if serial % 2:
+            out.append(([CHART], tuple(presents)))
+            continue
+        half = (100, 145, 190, 125, 170)[serial // 2 % 5]
+        presents.append(Present(serial, WINDOW))
+        out.append(([(cx - half, cy - half, cx + half, cy + half)], tuple(presents)))
+    return out
+
+
+def play(planner, published, every=1, hints=True):
+    """The plans of a client that takes one published frame in `every` (its damage the
+    bounding box of the frames it merged), at 60 published frames a second."""
+    plans, last = [], 0
+    for serial in range(every, len(published) + 1, every):
+        damage = [r for d, _p in published[last:serial] for r in d]
+        box = (min(r[0] for r in damage), min(r[1] for r in damage),
+               max(r[2] for r in damage), max(r[3] for r in damage))
+        hinted = presented(published[serial - 1][1], last) if hints else None
+        plans.append(planner.plan([box], serial / 60, serial - last, presents=hinted))
+        last = serial
+    return plans
+
+
+def test_presented_counts_each_rect_in_the_frames_after_the_clients_last():
+    presents = (Present(3, WINDOW), Present(4, WINDOW), Present(4, CHART), Present(6, WINDOW))
+    assert presented(presents, 3) == {WINDOW: 2, CHART: 1}
+    assert presented(presents, 6) == {}
+
+
+def test_a_turning_3d_window_presented_at_one_rect_is_one_stable_stream():
+    """The desktop demo's mix: damage alone follows the largest rectangle, which flips
+    between the chart and the turning cube's box, so nothing streams (and a client that
+    merged frames streams whatever bounding box won by chance); the window's presented
+    rect is one stream from start to end, the same for a client that took every frame
+    and one that took one in three (so the server encodes it once for both)."""
+    cx0, cy0 = (WINDOW[0] + WINDOW[2]) // 2, (WINDOW[1] + WINDOW[3]) // 2
+    boxes = [(cx0 - h, cy0 - h, cx0 + h, cy0 + h) for h in (100, 145, 190, 125, 170)]
+    for a, b in zip(boxes, boxes[1:] + boxes[:1], strict=True):
+        inter = (min(a[2], b[2]) - max(a[0], b[0])) * (min(a[3], b[3]) - max(a[1], b[1]))
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+        assert inter / union < STREAM_MATCH  # damage alone never sees one region
+    published = turning_desktop(120)
+    alone = play(StreamPlanner("filter"), published, hints=False)
+    assert [p.started for p in alone if p.started] == []
+    assert all(p.stream_frame is None for p in alone)
+    for every in (1, 3):
+        plans = play(StreamPlanner("filter"), published, every)
+        assert [p.started for p in plans if p.started] == [(1, WINDOW)], every
+        assert all(p.ended == [] for p in plans)
+        first = next(i for i, p in enumerate(plans) if p.started)
+        assert first * every <= 2 * STREAM_START_FRAMES["filter"]  # every other frame
+        # after the start: the window's frames are stream frames, the chart lossless
+        for plan in plans[first:]:
+            assert all(not (r[0] < WINDOW[2] and WINDOW[0] < r[2] and r[1] < WINDOW[3]
+                            and WINDOW[1] < r[3]) for r in plan.draws)
+        assert any(CHART in p.draws for p in plans[first:]) or every > 1
+
+
+def test_a_window_presented_now_and_then_does_not_take_the_stream():
+    """A larger 3D window presented twice a second (a clock, a slow chart) is not an
+    animation: the one presented every frame keeps the candidate and its stream."""
+    slow = (0, 0, 1024, 768)
+    planner = StreamPlanner("filter")
+    plans = []
+    for serial in range(1, 121):
+        rects = {WINDOW: 1, slow: 1} if serial % 30 == 0 else {WINDOW: 1}
+        plans.append(planner.plan([WINDOW], serial / 60, presents=rects))
+    assert [p.started for p in plans if p.started] == [(1, WINDOW)]
+    assert all(p.ended == [] for p in plans)
+
+
+def test_a_window_no_longer_presented_ends_its_stream_as_any_stream_ends():
+    planner = StreamPlanner("filter")
+    plans = play(planner, turning_desktop(40))
+    assert [p.started for p in plans if p.started] == [(1, WINDOW)]
+    # the 3D window stops; the chart goes on: after the presents' gap the chart is the
+    # busy region and takes the stream over, the window redrawn losslessly
+    now = 40 / 60
+    after = [planner.plan([CHART], now + i / 30) for i in range(1, 20)]
+    replaced = [p for p in after if p.started]
+    assert [p.started for p in replaced] == [(2, CHART)]
+    assert replaced[0].ended == [(1, WINDOW)] and WINDOW in replaced[0].draws
+    # a window still (nor presented) for the timeout ends too
+    still = StreamPlanner("filter")
+    play(still, turning_desktop(40))
+    assert still.expire(now + STREAM_TIMEOUT_S + 0.01).ended == [(1, WINDOW)]
 
 
 PACE_FPS = 60

@@ -33,7 +33,7 @@ from pathlib import Path
 import moderngl
 import numpy as np
 
-from vgpu.display import Move, Placement
+from vgpu.display import Move, Placement, Present
 from vgpu.render import enums as E
 from vgpu.render import pixels as px
 from vgpu.render.errors import RenderError
@@ -123,6 +123,8 @@ class Surface:
     placements: list[Placement] = field(default_factory=list)
     # the guest's latest copies within the primary (hints for the SPICE COPY_BITS)
     moves: list[Move] = field(default_factory=list)
+    # the latest 3D presents' destinations on the primary (hints for the stream planner)
+    presents: list[Present] = field(default_factory=list)
 
     def writable_shadow(self, whole: bool) -> np.ndarray:
         """The shadow, to write into. Where a published frame shares it: a copy, or a new

@@ -315,13 +315,14 @@ class Gl3dExecutor:
         at, records = 0, []
         for i in range(r.records):
             n = r.n[i]
-            records.append(([tuple(b) for b in r.box[at : at + n]], int(r.waits[i])))
+            records.append(([tuple(b) for b in r.box[at : at + n]], int(r.waits[i]),
+                            tuple(r.area[i])))
             at += n
         r.records = r.boxes = 0  # taken once, whatever the noting below meets
         surf = self.renderer._surfaces[PRIMARY]  # the target (_set_target)
-        for boxes, waits in records:
+        for boxes, waits, area in records:
             self._staged(surf, boxes)
-            self._presented_onto(surf, boxes, boxes, waits)
+            self._presented_onto(surf, boxes, boxes, waits, area)
 
     def _lose_current(self, guest: Gl3dGuest) -> None:
         current = lib.g3_current(self._host)
@@ -478,14 +479,16 @@ class Gl3dExecutor:
         # what moderngl left (and caches, such as its bound framebuffer) is the 2D state
         # the batch's end puts back
         lib.g3_batch_begin(self._host)
-        self._presented_onto(surf, boxes, copied, self.waits)
+        self._presented_onto(surf, boxes, copied, self.waits, tuple(p.area))
         return True
 
     def _presented_onto(self, surf: Any, boxes: list[Box], copied: list[Box],
-                        waits: int) -> None:
-        """Notes a present's damage (`copied`: those boxes in the host copy or staged) and
-        the host waits since the last present (`waits`: the counter when it ran)."""
+                        waits: int, area: Box) -> None:
+        """Notes a present's damage (`copied`: those boxes in the host copy or staged), its
+        destination (`area`, clipped to the surface: a stream hint) and the host waits
+        since the last present (`waits`: the counter when it ran)."""
         self.renderer._note_damage(surf, tuple(boxes), in_shadow=tuple(copied))
+        self.renderer._note_present(surf, area)
         self.presents += 1
         self.frame_waits = waits - self._waits_at_present
         self._waits_at_present = waits

@@ -11,7 +11,7 @@ import moderngl
 import numpy as np
 
 from vgpu.device.commands import QRect
-from vgpu.display import Frame, Move, Placement, overlaps, subtract
+from vgpu.display import Frame, Move, Placement, Present, overlaps, subtract
 from vgpu.render import enums as E
 from vgpu.render import pixels as px
 from vgpu.render.batch import BatchEngine
@@ -45,6 +45,10 @@ MAX_MOVES = 128
 two frames a client took is a few of them, a window's background tile repeated by
 doubling about ten a strip (Xspice's images session: about 100 in one frame); this
 bounds what a frame carries (composing 128 for a client costs under 1 ms)."""
+MAX_PRESENTS = 32
+"""3D presents' destinations kept as hints, newest kept: one per rect and frame, so a
+client that took one frame in several still sees every frame that presented its 3D
+window (a few windows over the last dozen frames or so); bounds what a frame carries."""
 
 
 class Readback(BatchEngine):
@@ -93,6 +97,16 @@ class Readback(BatchEngine):
         if surf.id == PRIMARY:
             surf.moves += [Move(self._frame_serial + 1, r, dx, dy) for r in rects]
             del surf.moves[:-MAX_MOVES]
+
+    def _note_present(self, surf: Surface, rect: Box) -> None:
+        """Records that a 3D present wrote into `rect` of the primary (its destination,
+        clipped to the surface). The frame after the last published one is the first to
+        show it."""
+        if surf.id == PRIMARY:
+            present = Present(self._frame_serial + 1, rect)
+            if present not in surf.presents[-4:]:  # (a few windows a frame at most)
+                surf.presents.append(present)
+                del surf.presents[:-MAX_PRESENTS]
 
     def _place(self, surf: Surface, placed: list[Placement]) -> None:
         """Records images an operation drew whole on `surf` (after its damage is noted)."""
@@ -144,7 +158,8 @@ class Readback(BatchEngine):
         self._frame_serial += 1
         return Frame(self._frame_serial, self._surface_serial, pixels, damage,
                      has_alpha=surf.fmt == E.SURFACE_FMT_32_ARGB,
-                     placements=tuple(surf.placements), moves=tuple(surf.moves))
+                     placements=tuple(surf.placements), moves=tuple(surf.moves),
+                     presents=tuple(surf.presents))
 
     def _read(self, surf: Surface, box: Box) -> np.ndarray:
         """`box` of the surface's pixels: a read-only view of its host shadow, valid until

@@ -92,7 +92,7 @@ from vgpu.spice.pixmaps import (
     digest,
     subtract_all,
 )
-from vgpu.spice.streams import Plan, StreamPlanner
+from vgpu.spice.streams import Plan, StreamPlanner, presented
 from vgpu.spice.webpage import MAX_REQUEST_HEAD, html5_dir, http_response, is_websocket_upgrade
 
 log = logging.getLogger(__name__)
@@ -1120,7 +1120,8 @@ class _DisplayClient:
                 # copies after the draws keep off the stream's area, the rest is drawn.
                 plan = self._streams.plan(
                     [*rects, *(dest for dest, _source in drawn)], self._loop.time(), merged,
-                    partial(self._server.waker.stream_rects, frame.surface_serial))
+                    partial(self._server.waker.stream_rects, frame.surface_serial),
+                    presented(frame.presents, last_serial))
                 if drawn:
                     active = self._streams.active
                     drawn = clear_of(drawn, None if active is None else active[1])

@@ -7,6 +7,14 @@ in time, starts it. Damage inside the stream's rectangle becomes stream frames;
 damage elsewhere is drawn losslessly around it. When the region has been still
 for STREAM_TIMEOUT_S, or another region becomes the busy one, the stream ends
 and its rectangle is drawn once more, losslessly, so still pictures end exact.
+
+A 3D window is known by the renderer's record of where its presents landed (the
+frame's `presents`), as spice-server knows a stream by a draw repeated onto the same
+destination: that rect, presented in enough frames, is the candidate whatever else is
+damaged, and it stays the candidate between its presents (other frames, published
+apart) and across frames a slow client merged. Damage alone would follow the largest
+rectangle, which flips between the 3D window (its damage box turning with what it
+shows) and whatever else animates.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from vgpu.display import Rect
+from vgpu.display import Present, Rect
 
 STREAM_MIN_AREA = 96 * 96
 """spice-server's minimum stream size: smaller regions (a blinking cursor, a clock)
@@ -79,6 +87,16 @@ def subtract(rect: Rect, hole: Rect) -> list[Rect]:
     return [p for p in parts if _area(p)]
 
 
+def presented(presents: Iterable[Present], since: int) -> dict[Rect, int]:
+    """The rects 3D presents wrote into in the frames after `since` (the last frame the
+    client took), each with how many of those frames presented it."""
+    counts: dict[Rect, int] = {}
+    for present in presents:
+        if present.serial > since:
+            counts[present.rect] = counts.get(present.rect, 0) + 1
+    return counts
+
+
 def _shared_rect(candidate: Rect, known: Callable[[], Iterable[Rect]] | None) -> Rect:
     """The rectangle a new stream of `candidate` takes: another client's stream of the
     same region where there is one (the region as this client's planner sees it
@@ -112,6 +130,7 @@ class StreamPlanner:
         self._mode = mode
         self._candidate: Rect | None = None
         self._count = 0
+        self._candidate_presented = False  # the candidate is a 3D present's rect
         self._last_seen = 0.0
         self._next_id = 0
         self.active: tuple[int, Rect] | None = None
@@ -147,19 +166,23 @@ class StreamPlanner:
         self.active = None
         self._candidate = None
         self._count = 0
+        self._candidate_presented = False
         return ended
 
     def plan(self, rects: list[Rect], now: float, merged: int = 1,
-             known: Callable[[], Iterable[Rect]] | None = None) -> Plan:
+             known: Callable[[], Iterable[Rect]] | None = None,
+             presents: dict[Rect, int] | None = None) -> Plan:
         """`rects`: this frame's normalized damage (not cut into bands); `merged`: how
         many published frames it covers (a slow client takes one in several); `known`:
         asked only when a stream starts, the rectangles of other clients' streams of
-        the same surface."""
+        the same surface; `presents`: the rects 3D presents wrote into in those frames,
+        with how many of them each (presented())."""
         plan = Plan()
         if self._mode == "off":
             plan.draws = list(rects)
             return plan
-        self._track(rects, now, merged)
+        if not (presents and self._track_presents(presents, now, merged)):
+            self._track(rects, now, merged)
         start_at = STREAM_START_FRAMES[self._mode]
         busy = self._candidate is not None and self._count >= start_at
         if busy and (
@@ -185,7 +208,29 @@ class StreamPlanner:
             self._active_damaged = now
         return plan
 
+    def _track_presents(self, presents: dict[Rect, int], now: float, merged: int) -> bool:
+        """Follows the largest rect a 3D present wrote into; False where none is large
+        enough (the damage decides then)."""
+        big = [r for r in presents if _area(r) >= STREAM_MIN_AREA]
+        if not big:
+            return False
+        largest = max(big, key=_area)
+        recent = now - self._last_seen <= STREAM_MAX_GAP_S or merged > 1
+        if self._candidate_presented and recent and largest == self._candidate:
+            self._count += presents[largest]
+        else:
+            self._candidate, self._count = largest, presents[largest]
+            self._candidate_presented = True
+        self._last_seen = now
+        return True
+
     def _track(self, rects: list[Rect], now: float, merged: int) -> None:
+        if self._candidate_presented:
+            # Frames without a present (the desktop's, published apart) keep a 3D
+            # window the candidate while it is presented as often as an animation is.
+            if now - self._last_seen <= STREAM_MAX_GAP_S:
+                return
+            self._candidate, self._count, self._candidate_presented = None, 0, False
         big = [r for r in rects if _area(r) >= STREAM_MIN_AREA]
         if not big:
             if now - self._last_seen > STREAM_MAX_GAP_S:
