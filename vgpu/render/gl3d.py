@@ -18,8 +18,11 @@ each draw and what it relies on and never sets are in vgpu/render/context.py; th
   saves the whole non-object state that a guest can change (caps, blend, depth, stencil,
   raster state, viewport, scissor, pixel store, hints, buffer/framebuffer/renderbuffer/
   program/vertex-array/transform-feedback bindings, the texture units guests have used and
-  their samplers, the indexed uniform buffer bindings) and `g3_to_2d` puts it back when the
-  batch ends and before this module draws with moderngl (PRESENT). Guests are held to ES
+  their samplers, the indexed uniform buffer bindings) and `g3_to_2d` puts it back before
+  the 2D path next uses the GL (`GlContext._take_gl`: a batch leaves its last context's
+  state on, so a guest drawing frame after frame switches nothing, ~35 us of the render
+  thread a frame at 256x256 here) and before this module draws with moderngl (PRESENT in
+  Python; the steady PRESENT in C copies under the context's state). Guests are held to ES
   3.0's enums for context state (caps, targets, pixel store, hints, units < 32), so no
   desktop-only state can leak past the restore. Guest contexts keep their own copy of the
   same state, saved on switch.
@@ -269,13 +272,19 @@ class Gl3dExecutor:
                 else:
                     self._vgpu(op, args, guest, buf + 4 * (pos - body))
         finally:
-            lib.g3_to_2d(self._host)
+            if lib.g3_batch_end(self._host):  # a context's state stays on, for the next batch
+                self.renderer._gl_lent = self._to_2d
             for _ in range(lib.g3_take_lost(self._host)):
                 guest.count("lost_contexts")
             self.current_context = 0
             self.busy_since = None
         if last_fence is not None:
             self._fence(last_fence, guest)
+
+    def _to_2d(self) -> None:
+        """Puts the 2D path's GL state back (Renderer._take_gl, after a batch left a
+        context's on)."""
+        lib.g3_to_2d(self._host)
 
     def _set_memory(self, guest: Gl3dGuest) -> None:
         table = guest.slot_table()
@@ -477,7 +486,7 @@ class Gl3dExecutor:
                 self.wait_gl()
             self._draw_present(src, surf, src_x, src_top, bx0, by0, boxes_left)
         # what moderngl left (and caches, such as its bound framebuffer) is the 2D state
-        # the batch's end puts back
+        # that g3_to_2d puts back
         lib.g3_batch_begin(self._host)
         self._presented_onto(surf, boxes, copied, self.waits, tuple(p.area))
         return True
@@ -662,6 +671,7 @@ class Gl3dExecutor:
         for i in range(1, lib.G3_MAX_CONTEXTS + 1):
             lib.g3_context_destroy(self._host, i)
         lib.g3_to_2d(self._host)
+        self.renderer._gl_lent = None  # no context is left to give the GL back from
         for sid in list(self._drawables):
             self._surface_destroy(sid)
 

@@ -165,6 +165,7 @@ class Readback(BatchEngine):
         """`box` of the surface's pixels: a read-only view of its host shadow, valid until
         the next operation (copy what you keep). Reads back from GL only what changed since
         the last read (the shadow keeps the rest)."""
+        self._take_gl()
         self.flush()
         if surf.shadow is None:
             surf.shadow = self._read_now(surf, (0, 0, surf.width, surf.height)).copy()
