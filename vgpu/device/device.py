@@ -89,9 +89,11 @@ SLOT_GEN_BITS = 8
 RELEASE_BUNCH = 32
 """Releases collected in one chain before the slot is pushed (QEMU's QXL_FREE_BUNCH_SIZE)."""
 
-IDLE_SPIN_S = 50e-6
-"""How long wait_for_work spins before it sleeps: a fence round trip's guest rings again in
-about 30 us; the spin costs at most this much CPU each time the device runs dry, and none
+IDLE_SPIN_S = 150e-6
+"""How long wait_for_work spins before it sleeps: a fence round trip's guest rings again
+30-60 us after the device's last batch (50 us gave up before it, and both sides slept:
+round trips bimodal at 64-96 us against 72-80 here); the spin costs at most this much CPU
+each time the device runs dry (at most one in SPIN_BACKOFF when nothing comes), and none
 while work keeps coming (a frame loop keeps the rings busy)."""
 
 IDLE_WAIT_SLICE_S = 1.0
