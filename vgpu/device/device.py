@@ -362,6 +362,7 @@ class _Gl3dGuest:
         self._completed = ffi.cast("uint64_t *", mem.cdata + fence + _GL_FENCE["completed"])
         self._counters = {what: ffi.cast("uint32_t *", mem.cdata + fence + _GL_FENCE[what])
                           for what in ("errors", "lost_contexts")}
+        self._interrupt = False  # a fence asked for VGPU_INTERRUPT_3D since `signal`
 
     def slot_table(self) -> tuple[int, int, list[tuple[int, int, int] | None]]:
         return (SLOT_ID_BITS, SLOT_GEN_BITS,
@@ -377,7 +378,11 @@ class _Gl3dGuest:
     def fence(self, value: int, interrupt: bool) -> None:
         lib.vgpu_atomic_store64(self._completed, value & 0xFFFFFFFFFFFFFFFF)
         self._device.stats["gl_fences"] += 1
-        if interrupt:
+        self._interrupt |= interrupt
+
+    def signal(self) -> None:
+        if self._interrupt:
+            self._interrupt = False
             self._device._raise(lib.VGPU_INTERRUPT_3D)
 
     def count(self, what: str) -> None:
@@ -707,6 +712,7 @@ class Device:
                         max_commands, row.per_process)
                     more = self._run_ring(row, budget) or more
                 self._push_release(flush=True)
+            self.gl_guest.signal()  # what the last 3D batches' fences asked for
             with self._cv:
                 return more or bool(self._queue) or self._kicked
         finally:

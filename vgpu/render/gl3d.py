@@ -259,6 +259,7 @@ class Gl3dExecutor:
             # a batch of one FENCE (what a guest driver's gl_fence sends after each frame):
             # no GL, so no state to save and restore
             self._fence(words[1:].tolist(), guest)
+            guest.signal()  # no GL follows
             return
         self._set_memory(guest)
         self._set_target()
@@ -266,6 +267,7 @@ class Gl3dExecutor:
         if self._presented.records >= PRESENTS_NOTED_AT:
             self._take_presented()  # g3_execute runs a batch's presents behind those
         lib.g3_batch_begin(self._host)
+        guest.signal()  # the last batch's fence, as this thread goes into C (Gl3dGuest)
         pos = 0
         last_fence = None
         try:
