@@ -1,12 +1,13 @@
 """The 3D ring against moderngl run directly: the same scenes, in the same run, interleaved.
 
 Scenes: N draw calls per frame (N = 100 and 1000), each a lit cube with its own uniforms,
-into a framebuffer of 1920x1080 and of 256x256 (where the cost per command shows most).
-One frame is the draws and a copy of the picture out: directly, a blit into a second
-framebuffer (the work a swap does); through the ring, a PRESENT onto the primary QXL
-surface with its fence (at most two in flight). A round is K frames and the wait until the
-last one is done (glFinish directly, its fence through the ring); figures are ms per frame,
-median over rounds with the spread (min-max), rounds alternating direct and ring.
+into a framebuffer of 1920x1080 and of 256x256 (where the cost per command shows most). One
+frame is the draws and a copy of the picture out: directly, a blit into a second framebuffer
+(the work a swap does); through the ring, a PRESENT onto the primary QXL surface with its
+fence (at most two in flight). A round is K frames (ROUND_S of direct frames: 8 at
+1920x1080, ~70 at 256x256) and the wait until the last one is done (glFinish directly, its
+fence through the ring); figures are ms per frame, median over rounds with the spread (min-
+max), rounds alternating direct and ring.
 
 Through the ring is the whole path of a running machine: this thread is the guest
 (vgpu.guest.gl, the guest driver's 3D primitives, the 3D ring), the machine's render
@@ -57,10 +58,19 @@ DRAWS = (100, 1000)
 TARGETS = {100: 0.05, 1000: 0.10}
 """Issue 14's bound on the ring's extra time per frame, by draw calls per frame."""
 FENCE_TARGET_US = 100.0
-ROUNDS, FRAMES = 5, 8
-"""205 s of a full run at 9 rounds of 20 frames (load average 5 on 2 cores); the ratios
-are taken round by round, so fewer, shorter rounds keep them."""
-QUICK_ROUNDS, QUICK_FRAMES = 3, 3
+ROUNDS = 7
+"""A round's ratio moves by +-5 % on the shared 2-core machine: 7 give its median, in ~30 s
+for the whole workload (205 s at 9 rounds of 20 frames, load average 5)."""
+ROUND_S, MIN_FRAMES = 0.1, 8
+"""A round is as many frames as a direct run draws in ROUND_S (at least MIN_FRAMES): 70 at
+256x256 with 100 draw calls, 8 at 1920x1080. The ring's pipeline fills and drains once a
+round (the first frame encoded before the host starts, the host woken, the last fence's
+round trip: about 0.7 ms more than directly at 256x256), a cost per round, not per frame,
+which 8 frames of 1.4 ms took as 6 % of the time per frame; and a longer round evens out
+the shared machine's jitter."""
+PROBE_FRAMES = 4
+"""Direct frames timed (after one) to size a case's rounds."""
+QUICK_ROUNDS, QUICK_ROUND_S = 3, 0.02
 FENCE_TRIPS_PER_ROUND = 50
 
 DRAW_VS = VERTEX_SHADER.replace("uniform mat4 mvp;", "uniform mat4 mvp;\nuniform vec4 place;")\
@@ -197,89 +207,110 @@ class Ring:
         self._thread.join(START_TIMEOUT_S)
 
 
-def cases(direct: Any, ring: Ring, frames: int, sizes: tuple[tuple[int, int], ...] = SIZES,
-          draws: tuple[int, ...] = DRAWS
-          ) -> Iterator[tuple[str, int, dict[str, Callable[[], None]]]]:
-    """(label, draw calls per frame, contenders): each contender draws `frames` frames of
-    the same scene and waits until they are done. "shown" frames are copied out, so every
-    frame's pixels are made: a blit into a second framebuffer directly, a PRESENT onto the
-    primary QXL surface through the ring (issue 14's targets apply to these). "drawn"
-    frames end in the framebuffer, with a fence after each through the ring (two in
-    flight), for orientation only: the ring's fence does not wait for the host GL to
-    rasterize, and llvmpipe may drop a frame that the next clear hides, while the direct
-    run's glFinish makes every frame. "to client" frames end where a SPICE client's picture
-    comes from: directly, read into host memory after each frame (unflipped RGBA: less work
-    than the surface's order); through the ring, a PRESENT and the render thread's frame for
-    clients (Renderer.snapshot) whenever the device has run dry, as the machine publishes."""
-    from vgpu.guest import gl
+Case = tuple[str, int, int, dict[str, Callable[[], None]]]
 
+
+def cases(direct: Any, ring: Ring, round_s: float,
+          sizes: tuple[tuple[int, int], ...] = SIZES, draws: tuple[int, ...] = DRAWS
+          ) -> Iterator[Case]:
+    """(label, draw calls per frame, frames, contenders): each contender draws `frames`
+    frames (a direct run's `round_s`) of the same scene and waits until they are done. "shown"
+    frames are copied out, so every frame's pixels are made: a blit into a second
+    framebuffer directly, a PRESENT onto the primary QXL surface through the ring (issue
+    14's targets apply to these). "drawn" frames end in the framebuffer, with a fence after
+    each through the ring (two in flight), for orientation only: the ring's fence does not
+    wait for the host GL to rasterize, and llvmpipe may drop a frame that the next clear
+    hides, while the direct run's glFinish makes every frame. "to client" frames end where a
+    SPICE client's picture comes from: directly, read into host memory after each frame
+    (unflipped RGBA: less work than the surface's order); through the ring, a PRESENT and
+    the render thread's frame for clients (Renderer.snapshot) whenever the device has run
+    dry, as the machine publishes."""
     for size in sizes:
         for n in draws:
-            d_scene = DrawCalls(direct, size, n)
-            screen = direct.framebuffer(direct.renderbuffer(size))
+            yield _case(direct, ring, size, n, round_s)
 
-            def direct_drawn(d_scene: DrawCalls = d_scene) -> None:
-                for _ in range(frames):
-                    d_scene.frame()
-                direct.finish()
 
-            def direct_shown(d_scene: DrawCalls = d_scene, screen: Any = screen) -> None:
-                for _ in range(frames):
-                    d_scene.frame()
-                    direct.copy_framebuffer(screen, d_scene.fbo)
-                direct.finish()
+def _round_frames(direct: Any, scene: DrawCalls, screen: Any, round_s: float) -> int:
+    """Frames a direct run of `scene` shows in about `round_s` (at least MIN_FRAMES)."""
+    scene.frame()
+    direct.finish()
+    start = time.perf_counter()
+    for _ in range(PROBE_FRAMES):
+        scene.frame()
+        direct.copy_framebuffer(screen, scene.fbo)
+    direct.finish()
+    return max(MIN_FRAMES, round(round_s * PROBE_FRAMES / (time.perf_counter() - start)))
 
-            pixels = bytearray(size[0] * size[1] * 4)
 
-            def direct_client(d_scene: DrawCalls = d_scene, pixels: bytearray = pixels) -> None:
-                for _ in range(frames):
-                    d_scene.frame()
-                    d_scene.fbo.read_into(pixels, components=4)  # unflipped, RGBA: cheaper
+def _case(direct: Any, ring: Ring, size: tuple[int, int], n: int, round_s: float) -> Case:
+    from vgpu.guest import gl
 
-            contenders: dict[str, Callable[[], None]] = {DIRECT_DRAWN: direct_drawn,
-                                                         DIRECT_SHOWN: direct_shown,
-                                                         DIRECT_CLIENT: direct_client}
-            r_ctx = gl.create_context(ring.driver, (16, 16))
-            r_scene = DrawCalls(r_ctx, size, n)
+    d_scene = DrawCalls(direct, size, n)
+    screen = direct.framebuffer(direct.renderbuffer(size))
+    frames = _round_frames(direct, d_scene, screen, round_s)
 
-            def ring_drawn(r_scene: DrawCalls = r_scene, r_ctx: Any = r_ctx) -> None:
-                pending: deque[int] = deque()
-                for _ in range(frames):
-                    r_scene.frame()
-                    if len(pending) >= gl.MAX_PRESENTS_IN_FLIGHT:
-                        r_ctx.wait(pending.popleft())
-                    pending.append(r_ctx.fence())
-                r_ctx.finish()
+    def direct_drawn(d_scene: DrawCalls = d_scene) -> None:
+        for _ in range(frames):
+            d_scene.frame()
+        direct.finish()
 
-            def ring_shown(r_scene: DrawCalls = r_scene, r_ctx: Any = r_ctx) -> None:
-                for _ in range(frames):
-                    r_scene.frame()
-                    r_ctx.present(r_scene.fbo)
-                r_ctx.finish()
+    def direct_shown(d_scene: DrawCalls = d_scene, screen: Any = screen) -> None:
+        for _ in range(frames):
+            d_scene.frame()
+            direct.copy_framebuffer(screen, d_scene.fbo)
+        direct.finish()
 
-            def ring_client(r_scene: DrawCalls = r_scene, r_ctx: Any = r_ctx) -> None:
-                ring.publish = True
-                try:
-                    ring_shown(r_scene, r_ctx)
-                finally:
-                    ring.publish = False
+    pixels = bytearray(size[0] * size[1] * 4)
 
-            contenders[RING_DRAWN] = ring_drawn
-            contenders[RING_SHOWN] = ring_shown
-            contenders[RING_CLIENT] = ring_client
-            # The same scene made through the ring, then its batches dropped.
-            e_ctx = gl.create_context(ring.driver, (16, 16))
-            e_scene = DrawCalls(e_ctx, size, n)
-            e_ctx.finish()
-            e_ctx.driver = NullRing()
+    def direct_client(d_scene: DrawCalls = d_scene, pixels: bytearray = pixels) -> None:
+        for _ in range(frames):
+            d_scene.frame()
+            d_scene.fbo.read_into(pixels, components=4)  # unflipped, RGBA: cheaper
 
-            def run_encode(e_scene: DrawCalls = e_scene, e_ctx: Any = e_ctx) -> None:
-                for _ in range(frames):
-                    e_scene.frame()
-                    e_ctx.present(e_scene.fbo)
+    contenders: dict[str, Callable[[], None]] = {DIRECT_DRAWN: direct_drawn,
+                                                 DIRECT_SHOWN: direct_shown,
+                                                 DIRECT_CLIENT: direct_client}
+    r_ctx = gl.create_context(ring.driver, (16, 16))
+    r_scene = DrawCalls(r_ctx, size, n)
 
-            contenders["guest encoding only"] = run_encode
-            yield f"{size[0]}x{size[1]}, {n} draw calls/frame", n, contenders
+    def ring_drawn(r_scene: DrawCalls = r_scene, r_ctx: Any = r_ctx) -> None:
+        pending: deque[int] = deque()
+        for _ in range(frames):
+            r_scene.frame()
+            if len(pending) >= gl.MAX_PRESENTS_IN_FLIGHT:
+                r_ctx.wait(pending.popleft())
+            pending.append(r_ctx.fence())
+        r_ctx.finish()
+
+    def ring_shown(r_scene: DrawCalls = r_scene, r_ctx: Any = r_ctx) -> None:
+        for _ in range(frames):
+            r_scene.frame()
+            r_ctx.present(r_scene.fbo)
+        r_ctx.finish()
+
+    def ring_client(r_scene: DrawCalls = r_scene, r_ctx: Any = r_ctx) -> None:
+        ring.publish = True
+        try:
+            ring_shown(r_scene, r_ctx)
+        finally:
+            ring.publish = False
+
+    contenders[RING_DRAWN] = ring_drawn
+    contenders[RING_SHOWN] = ring_shown
+    contenders[RING_CLIENT] = ring_client
+    # The same scene made through the ring, then its batches dropped.
+    e_ctx = gl.create_context(ring.driver, (16, 16))
+    e_scene = DrawCalls(e_ctx, size, n)
+    e_ctx.finish()
+    e_ctx.driver = NullRing()
+
+    def run_encode(e_scene: DrawCalls = e_scene, e_ctx: Any = e_ctx) -> None:
+        for _ in range(frames):
+            e_scene.frame()
+            e_ctx.present(e_scene.fbo)
+
+    contenders["guest encoding only"] = run_encode
+    return f"{size[0]}x{size[1]}, {n} draw calls/frame", n, frames, contenders
 
 
 CPU_PROCESS = "CPU per frame, whole process"
@@ -340,12 +371,12 @@ def gl3d(b: Bench) -> Iterator[Measurement]:
     import moderngl
 
     rounds = QUICK_ROUNDS if b.quick else ROUNDS
-    frames = QUICK_FRAMES if b.quick else FRAMES
+    round_s = QUICK_ROUND_S if b.quick else ROUND_S
     sizes, draws = ((SIZES[-1],), DRAWS[:1]) if b.quick else (SIZES, DRAWS)
     direct = moderngl.create_standalone_context(backend="egl")
     ring = Ring()
     try:
-        for label, n, plain in cases(direct, ring, frames, sizes, draws):
+        for label, n, frames, plain in cases(direct, ring, round_s, sizes, draws):
             # the host GL finishes between timed runs, untimed (see Ring.settle)
             contenders = {name: Contender(run, after=ring.settle) for name, run in plain.items()}
             waits_before = ring.host_waits()

@@ -892,11 +892,18 @@ static void run_state_of(G3 *g, struct g3_ctx *c)
 void g3_batch_begin(G3 *g)
 {
     drain_errors();
+    g->in_batch = 1;
+    if (g->applied)
+        return;  /* on since the last batch's end: the 2D state saved then is still twod */
     /* saved when a context's state is first applied: a stretch of vgpu commands only
      * (a PRESENT's FENCE, a lone FENCE) then saves and restores nothing */
     g->twod_valid = 0;
-    g->applied = NULL;
-    g->in_batch = 1;
+}
+
+int g3_batch_end(G3 *g)
+{
+    drain_errors();
+    return g->applied != NULL;
 }
 
 void g3_to_2d(G3 *g)
@@ -1242,7 +1249,7 @@ static int present_here(G3 *g, const uint8_t *b, uint32_t nwords)
     int k = g3_present_decode(g, b, nwords, g->target_w, g->target_h, p);
     if (k <= 0 || r->boxes + (uint32_t)k > G3_MAX_PRESENT_RECTS)
         return k == 0;
-    g3_to_2d(g);
+    /* under the context's state: the read and the blit put back what they change */
     uint32_t tex[4];
     if (!g3_read_texture(g, p->src_fbo, tex) || tex[3] != GL_RGBA8)
         return 0;
@@ -3465,8 +3472,11 @@ int g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w, 
     drain_errors();
     g3gl.GetIntegerv(GL_READ_FRAMEBUFFER_BINDING, &r);
     g3gl.GetIntegerv(GL_DRAW_FRAMEBUFFER_BINDING, &d);
+    /* the state a blit obeys (a guest context's may be on: PRESENT in g3_execute) */
     sc = g3gl.IsEnabled(GL_SCISSOR_TEST);
+    GLboolean discard = g3gl.IsEnabled(GL_RASTERIZER_DISCARD);
     g3gl.Disable(GL_SCISSOR_TEST);
+    g3gl.Disable(GL_RASTERIZER_DISCARD);
     g3gl.BindFramebuffer(GL_READ_FRAMEBUFFER, src);
     g3gl.BindFramebuffer(GL_DRAW_FRAMEBUFFER, dst);
     /* 64-bit sums: the caller's rects are bounded, this keeps any sum from overflowing */
@@ -3482,6 +3492,8 @@ int g3_blit(G3 *g, uint32_t src, uint32_t dst, int32_t x, int32_t y, int32_t w, 
     g3gl.BindFramebuffer(GL_DRAW_FRAMEBUFFER, (GLuint)d);
     if (sc)
         g3gl.Enable(GL_SCISSOR_TEST);
+    if (discard)
+        g3gl.Enable(GL_RASTERIZER_DISCARD);
     drain_errors();
     return failed ? -1 : 0;
 }

@@ -347,6 +347,7 @@ def test_presents_staged_in_c_are_the_python_ones(screen, gl_ctx):
         surf = screen._surfaces[0]
         screen._damage, presents, surf.presents = [], screen.gl3d.presents, []
         screen.execute_3d(frame, guest)
+        screen._settle_3d()  # the notes a reader's entry point settles first
         seen.append((list(screen._damage), list(surf.staged), screen.last_damage,
                      screen.gl3d.presents - presents, [p.rect for p in surf.presents],
                      rgb(screen.read_pixels(0))))
@@ -595,19 +596,49 @@ def test_glsl_es_sources_run_on_the_host(screen, gl_ctx, version):
 def test_present_of_a_guest_framebuffer(screen, gl_ctx):
     """PRESENT of framebuffer 6 (a texture the guest drew into) shows its read buffer."""
     guest = FakeGuest()
-    screen.execute_3d(batch(*setup(), *triangle_program(),
-                            gl("glBindTexture", enum("GL_TEXTURE_2D"), 4),
-                            gl("glTexImage2D", enum("GL_TEXTURE_2D"), 0, enum("GL_RGBA"), W, H,
-                               0, enum("GL_RGBA"), enum("GL_UNSIGNED_BYTE"), None),
-                            gl("glGenFramebuffers", 1, [6]),
-                            gl("glBindFramebuffer", enum("GL_FRAMEBUFFER"), 6),
-                            gl("glFramebufferTexture2D", enum("GL_FRAMEBUFFER"),
-                               enum("GL_COLOR_ATTACHMENT0"), enum("GL_TEXTURE_2D"), 4, 0),
+    screen.execute_3d(batch(*setup(), *triangle_program(), *guest_framebuffer(),
                             *clear(), *triangle_draw(),
                             gl("glBindFramebuffer", enum("GL_FRAMEBUFFER"), 0),
                             vgpu("PRESENT", 6, 0, 0, W, H, 0, 12, 7, 0)), guest)
     np.testing.assert_array_equal(rgb(screen.read_pixels(0, (12, 7, 12 + W, 7 + H))),
                                   reference_triangle(gl_ctx))
+
+
+def guest_framebuffer(fb=6, tex=4, internal="GL_RGBA") -> list[list[int]]:
+    """Framebuffer `fb` of the current context drawing into texture `tex` (W x H)."""
+    return [gl("glBindTexture", enum("GL_TEXTURE_2D"), tex),
+            gl("glTexImage2D", enum("GL_TEXTURE_2D"), 0, enum(internal), W, H, 0,
+               enum("GL_RGBA"), enum("GL_UNSIGNED_BYTE"), None),
+            gl("glGenFramebuffers", 1, [fb]),
+            gl("glBindFramebuffer", enum("GL_FRAMEBUFFER"), fb),
+            gl("glFramebufferTexture2D", enum("GL_FRAMEBUFFER"), enum("GL_COLOR_ATTACHMENT0"),
+               enum("GL_TEXTURE_2D"), tex, 0)]
+
+
+def test_a_present_ignores_the_state_its_context_leaves_on(screen, gl_ctx):
+    """PRESENT copies the framebuffer whatever per-fragment state its context has on (the
+    steady present in g3_execute runs under the context's state, one in Python under the 2D
+    renderer's): a colour mask, a scissor and rasterizer discard spoil no picture, as
+    moderngl's own triangle shows; the context finds its state as it left it."""
+    ref = reference_triangle(gl_ctx)
+    guest = FakeGuest()
+    discard = guest.alloc(4)
+    screen.execute_3d(batch(*setup(), *triangle_program(),
+                            *guest_framebuffer(internal="GL_RGBA8"), *clear(), *triangle_draw(),
+                            vgpu("PRESENT", 6, 0, 0, W, H, 0, 12, 7, 0)), guest)
+    screen.execute(draw(Fill(SolidBrush(0), E.ROPD_OP_PUT, QMask(0, 0, None)),
+                        (0, 0, *SCREEN)))
+    presents = screen.gl3d.presents
+    spoil = [gl("glEnable", enum("GL_SCISSOR_TEST")), gl("glScissor", 0, 0, 1, 1),
+             gl("glColorMask", 0, 0, 0, 0), gl("glEnable", enum("GL_RASTERIZER_DISCARD"))]
+    screen.execute_3d(batch(*spoil, vgpu("PRESENT", 6, 0, 0, W, H, 0, 12, 7, 0),
+                            vgpu("PRESENT", 6, 0, 0, W, H, 0, 80, 60, 0),
+                            gl("glGetBooleanv", enum("GL_RASTERIZER_DISCARD"), (discard, 4))),
+                      guest)
+    assert screen.gl3d.presents == presents + 2
+    np.testing.assert_array_equal(rgb(screen.read_pixels(0, (12, 7, 12 + W, 7 + H))), ref)
+    np.testing.assert_array_equal(rgb(screen.read_pixels(0, (80, 60, 80 + W, 60 + H))), ref)
+    assert guest.u32(discard) & 0xFF == 1
 
 
 def test_transform_feedback_left_active_spares_2d(screen):

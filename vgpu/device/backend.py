@@ -44,7 +44,15 @@ class Gl3dGuest(Protocol):
         """Mapping offset of [addr, addr+length) or None (Python-side uses)."""
 
     def fence(self, value: int, interrupt: bool) -> None:
-        """Write Vgpu3dFence.completed, raise VGPU_INTERRUPT_3D if asked."""
+        """Write Vgpu3dFence.completed; VGPU_INTERRUPT_3D, if asked, at the next `signal`."""
+
+    def signal(self) -> None:
+        """Raise VGPU_INTERRUPT_3D if a fence since the last call asked for it. The
+        executor calls it as a batch's GL work starts, and the device at the end of its
+        process() call: the guest it wakes then finds the interpreter free (the render
+        thread in C), where one woken at the fence waited for the lock, asleep, while the
+        render thread went on to its next batch (guest CPU 0.128-0.142 -> 0.117-0.128 ms a
+        frame at 256x256, 100 draws). A spinning guest sees the value at once."""
 
     def count(self, what: str) -> None:
         """'errors' or 'lost_contexts': bump the Vgpu3dFence counter."""

@@ -89,9 +89,11 @@ SLOT_GEN_BITS = 8
 RELEASE_BUNCH = 32
 """Releases collected in one chain before the slot is pushed (QEMU's QXL_FREE_BUNCH_SIZE)."""
 
-IDLE_SPIN_S = 50e-6
-"""How long wait_for_work spins before it sleeps: a fence round trip's guest rings again in
-about 30 us; the spin costs at most this much CPU each time the device runs dry, and none
+IDLE_SPIN_S = 150e-6
+"""How long wait_for_work spins before it sleeps: a fence round trip's guest rings again
+30-60 us after the device's last batch (50 us gave up before it, and both sides slept:
+round trips bimodal at 64-96 us against 72-80 here); the spin costs at most this much CPU
+each time the device runs dry (at most one in SPIN_BACKOFF when nothing comes), and none
 while work keeps coming (a frame loop keeps the rings busy)."""
 
 IDLE_WAIT_SLICE_S = 1.0
@@ -360,6 +362,7 @@ class _Gl3dGuest:
         self._completed = ffi.cast("uint64_t *", mem.cdata + fence + _GL_FENCE["completed"])
         self._counters = {what: ffi.cast("uint32_t *", mem.cdata + fence + _GL_FENCE[what])
                           for what in ("errors", "lost_contexts")}
+        self._interrupt = False  # a fence asked for VGPU_INTERRUPT_3D since `signal`
 
     def slot_table(self) -> tuple[int, int, list[tuple[int, int, int] | None]]:
         return (SLOT_ID_BITS, SLOT_GEN_BITS,
@@ -375,7 +378,11 @@ class _Gl3dGuest:
     def fence(self, value: int, interrupt: bool) -> None:
         lib.vgpu_atomic_store64(self._completed, value & 0xFFFFFFFFFFFFFFFF)
         self._device.stats["gl_fences"] += 1
-        if interrupt:
+        self._interrupt |= interrupt
+
+    def signal(self) -> None:
+        if self._interrupt:
+            self._interrupt = False
             self._device._raise(lib.VGPU_INTERRUPT_3D)
 
     def count(self, what: str) -> None:
@@ -705,6 +712,7 @@ class Device:
                         max_commands, row.per_process)
                     more = self._run_ring(row, budget) or more
                 self._push_release(flush=True)
+            self.gl_guest.signal()  # what the last 3D batches' fences asked for
             with self._cv:
                 return more or bool(self._queue) or self._kicked
         finally:

@@ -56,11 +56,12 @@ change this thread did not see (reported late, or already lowered) costs at most
 
 FENCE_SPIN_S = 100e-6
 """How long gl_wait_fence spins (without the interpreter lock) before it sleeps on the
-interrupt, while fences have been completing that fast: a fence round trip takes about
-30 us, and a thread that sleeps lets its core halt, which a virtual machine pays tens of
-microseconds to wake (twice per round trip). A wait that outlasts it (a frame's present)
-stops the spinning until a wait is short again; a spin that gave up (other work wanted the
-core) sleeps the next FENCE_SPIN_BACKOFF waits at once."""
+interrupt: a fence round trip takes 20-80 us, and a thread that sleeps lets its core halt,
+which a virtual machine pays tens of microseconds to wake (twice per round trip). A spin
+that gave up (a frame's present outlasts it) or overran (other work wanted the core)
+sleeps the next FENCE_SPIN_BACKOFF waits at once: a frame loop spins on one wait in that
+many, a guest waiting on short fences on each of them. (Spinning only after a short wait
+stuck at sleeping once waits were slow: 64-96 us round trips, against 72-80 here.)"""
 
 FENCE_SPIN_BACKOFF = 32
 """Fence waits that sleep at once after a spin that gave up or overran: on busy cores a
@@ -259,7 +260,6 @@ class GuestDriver:
         self._gl_batches: _RingArena | None = None
         self._gl_data: _RingArena | None = None
         self._gl_next_fence = 1
-        self._gl_spin = True  # the last fence wait was short: spin first (FENCE_SPIN_S)
         self._gl_spin_skip = 0  # waits left that sleep at once (FENCE_SPIN_BACKOFF)
         self.id_shift = 64 - self.rom.slot_id_bits
         self.gen_shift = self.id_shift - self.rom.slot_gen_bits
@@ -730,7 +730,7 @@ class GuestDriver:
         start = time.monotonic()
         if self._gl_spin_skip:
             self._gl_spin_skip -= 1
-        elif self._gl_spin:
+        else:
             done = lib.vgpu_spin_until64(self._gl_completed, value,
                                          int(FENCE_SPIN_S * 1e9)) >= value
             if not done or time.monotonic() - start > FENCE_SPIN_S:  # overran: core wanted
@@ -740,7 +740,6 @@ class GuestDriver:
         deadline = None if timeout is None else start + timeout
         while True:
             if self.gl_completed() >= value:
-                self._gl_spin = time.monotonic() - start < FENCE_SPIN_S
                 return True
             # not acknowledged on the way out: the acknowledgement of one fence's interrupt
             # then overlaps the device's work on the next
@@ -750,7 +749,6 @@ class GuestDriver:
                 raise DeviceError("the device reported a guest bug (QXL_INTERRUPT_ERROR)")
             self._pending_irqs &= ~lib.VGPU_INTERRUPT_3D
             if self.gl_completed() >= value:
-                self._gl_spin = time.monotonic() - start < FENCE_SPIN_S
                 return True
             left = IRQ_POLL if deadline is None else min(IRQ_POLL, deadline - time.monotonic())
             if left <= 0:

@@ -407,6 +407,7 @@ class BatchEngine(GlContext):
         return tex
 
     def _destroy(self, sid: int) -> None:
+        self._settle_3d()
         surf = self._get_surface(sid)
         b = self._batch
         if b.target is surf or surf.tex in (b.src, b.pat):

@@ -20,6 +20,9 @@ in `vgpu.render.gl3d`):
   moderngl's cached framebuffer binding (`ctx.fbo`, rebound after reads).
 - Who owns what: the renderer owns its surfaces' textures, framebuffers, scratch copies and
   programs; the 3D executor owns its drawables and present program.
+- When: a 3D batch may end with a guest context's state still on the GL, for the next batch,
+  and with presents it ran not yet noted (`GlContext._3d_pending`); each entry point of the
+  renderer settles those first (`_settle_3d`), before it uses the GL or reads damage.
 """
 
 from __future__ import annotations
@@ -177,6 +180,19 @@ class GlContext:
         self._surfaces: dict[int, Surface] = {}
         self._ahead: set[Surface] = set()  # surfaces whose `ahead` is not empty
         self._staged_surfaces: set[Surface] = set()  # surfaces whose `staged` is not empty
+        self._3d_pending: Callable[[], None] | None = None
+        """Set by the 3D executor when a batch leaves a guest context's GL state on or
+        presents unnoted (so a guest drawing frame after frame pays neither a state switch
+        nor the noting each frame): notes them and puts the 2D path's GL state back, once
+        (`_settle_3d`)."""
+
+    def _settle_3d(self) -> None:
+        """Settles what 3D batches left (see `_3d_pending`): the first thing each entry
+        point does that uses the GL or reads damage."""
+        settle = self._3d_pending
+        if settle is not None:
+            self._3d_pending = None
+            settle()
 
     def _vao(self, prog: moderngl.Program, buf: moderngl.Buffer,
              fmt: tuple[str, tuple[str, ...]]) -> moderngl.VertexArray:
@@ -195,6 +211,7 @@ class GlContext:
 
     def _create(self, sid: int, width: int, height: int, stride: int, fmt: int,
                 initial: np.ndarray | None) -> None:
+        self._settle_3d()
         if not 0 <= sid < MAX_SURFACE_ID:
             raise RenderError(f"surface id {sid} out of range")
         if sid in self._surfaces:

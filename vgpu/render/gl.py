@@ -60,6 +60,7 @@ class Renderer(Ops2d):
         self._destroy(surface_id)
 
     def execute(self, cmd: Drawable) -> None:
+        self._settle_3d()
         if self._staged_surfaces:  # the textures this operation draws on or reads hold the presents
             self._land()
         if self._ahead:
@@ -112,6 +113,7 @@ class Renderer(Ops2d):
         self.gl3d.execute(batch, guest)
 
     def reset(self) -> None:
+        self._settle_3d()
         self._drop_batch()
         for sid in list(self._surfaces):
             self._destroy(sid)

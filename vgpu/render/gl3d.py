@@ -18,8 +18,11 @@ each draw and what it relies on and never sets are in vgpu/render/context.py; th
   saves the whole non-object state that a guest can change (caps, blend, depth, stencil,
   raster state, viewport, scissor, pixel store, hints, buffer/framebuffer/renderbuffer/
   program/vertex-array/transform-feedback bindings, the texture units guests have used and
-  their samplers, the indexed uniform buffer bindings) and `g3_to_2d` puts it back when the
-  batch ends and before this module draws with moderngl (PRESENT). Guests are held to ES
+  their samplers, the indexed uniform buffer bindings) and `g3_to_2d` puts it back before
+  the 2D path next uses the GL (`GlContext._settle_3d`: a batch leaves its last context's
+  state on, so a guest drawing frame after frame switches nothing, ~35 us of the render
+  thread a frame at 256x256 here) and before this module draws with moderngl (PRESENT in
+  Python; the steady PRESENT in C copies under the context's state). Guests are held to ES
   3.0's enums for context state (caps, targets, pixel store, hints, units < 32), so no
   desktop-only state can leak past the restore. Guest contexts keep their own copy of the
   same state, saved on switch.
@@ -176,6 +179,12 @@ class _Drawable:
     texture: moderngl.Texture | None  # the colour texture wrapped for sampling (1 sample)
 
 
+PRESENTS_NOTED_AT = lib.G3_MAX_PRESENTED // 2
+"""Presents g3_execute ran that a batch notes before it runs (they wait for whatever settles
+the executor otherwise: `Renderer._settle_3d`); past G3_MAX_PRESENTED, g3_execute leaves a
+PRESENT to Python, which notes the rest first."""
+
+
 class Gl3dExecutor:
     """Runs 3D batches for `Renderer.execute_3d`; see the module docstring. One render
     thread calls everything."""
@@ -218,11 +227,22 @@ class Gl3dExecutor:
         """time.monotonic() when the running batch started, or a read of staged presents
         (`land`: it waits for the GL to finish their frames); None otherwise."""
         self._staged_by = 0  # the context of the latest staged present, for the watchdog
-        self.presents = 0
-        self.frame_waits = 0
+        self._presents = 0
+        self._frame_waits = 0
+        self._waits_at_present = 0
+
+    @property
+    def presents(self) -> int:
+        """PRESENTs run so far."""
+        self.renderer._settle_3d()  # those g3_execute ran are counted as they are noted
+        return self._presents
+
+    @property
+    def frame_waits(self) -> int:
         """Host waits (glFinish, readbacks, query results) between the last two PRESENTs:
         zero in a steady state of drawing and presenting."""
-        self._waits_at_present = 0
+        self.renderer._settle_3d()
+        return self._frame_waits
 
     # --- the batch -------------------------------------------------------------------
 
@@ -239,19 +259,21 @@ class Gl3dExecutor:
             # a batch of one FENCE (what a guest driver's gl_fence sends after each frame):
             # no GL, so no state to save and restore
             self._fence(words[1:].tolist(), guest)
+            guest.signal()  # no GL follows
             return
         self._set_memory(guest)
         self._set_target()
         self.busy_since = time.monotonic()
+        if self._presented.records >= PRESENTS_NOTED_AT:
+            self._take_presented()  # g3_execute runs a batch's presents behind those
         lib.g3_batch_begin(self._host)
+        guest.signal()  # the last batch's fence, as this thread goes into C (Gl3dGuest)
         pos = 0
         last_fence = None
         try:
             while pos < n:
                 self.current_context = lib.g3_current(self._host)
                 pos = lib.g3_execute(self._host, buf, n, pos)
-                if self._presented.records:  # noted before anything else runs
-                    self._take_presented()
                 if pos >= n:
                     break
                 header = words[pos]
@@ -267,15 +289,26 @@ class Gl3dExecutor:
                     # rather than waiting on it (or it on the guest) for the interpreter
                     last_fence = args
                 else:
+                    if self._presented.records:  # noted before Python runs a command
+                        self._take_presented()
                     self._vgpu(op, args, guest, buf + 4 * (pos - body))
         finally:
-            lib.g3_to_2d(self._host)
+            # a context's state stays on and presents wait to be noted, for the next batch
+            if lib.g3_batch_end(self._host) or self._presented.records:
+                self.renderer._3d_pending = self._settle
             for _ in range(lib.g3_take_lost(self._host)):
                 guest.count("lost_contexts")
             self.current_context = 0
             self.busy_since = None
         if last_fence is not None:
             self._fence(last_fence, guest)
+
+    def _settle(self) -> None:
+        """Notes the presents g3_execute ran and puts the 2D path's GL state back (for
+        `Renderer._settle_3d`, after batches left them)."""
+        if self._presented.records:
+            self._take_presented()
+        lib.g3_to_2d(self._host)
 
     def _set_memory(self, guest: Gl3dGuest) -> None:
         table = guest.slot_table()
@@ -477,7 +510,7 @@ class Gl3dExecutor:
                 self.wait_gl()
             self._draw_present(src, surf, src_x, src_top, bx0, by0, boxes_left)
         # what moderngl left (and caches, such as its bound framebuffer) is the 2D state
-        # the batch's end puts back
+        # that g3_to_2d puts back
         lib.g3_batch_begin(self._host)
         self._presented_onto(surf, boxes, copied, self.waits, tuple(p.area))
         return True
@@ -489,8 +522,8 @@ class Gl3dExecutor:
         since the last present (`waits`: the counter when it ran)."""
         self.renderer._note_damage(surf, tuple(boxes), in_shadow=tuple(copied))
         self.renderer._note_present(surf, area)
-        self.presents += 1
-        self.frame_waits = waits - self._waits_at_present
+        self._presents += 1
+        self._frame_waits = waits - self._waits_at_present
         self._waits_at_present = waits
 
     def _copy_boxes(self, surf: Any, read_fbo: int, sx: int, top: int, x0: int, y0: int,
@@ -658,10 +691,12 @@ class Gl3dExecutor:
 
     def reset(self) -> None:
         """Every context and drawable goes (QXL RESET)."""
+        self._settle()  # what ran stays presented
         lib.g3_batch_begin(self._host)
         for i in range(1, lib.G3_MAX_CONTEXTS + 1):
             lib.g3_context_destroy(self._host, i)
         lib.g3_to_2d(self._host)
+        self.renderer._3d_pending = None  # settled above: nothing of a context is left
         for sid in list(self._drawables):
             self._surface_destroy(sid)
 

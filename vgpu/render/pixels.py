@@ -216,7 +216,8 @@ def decode_bitmap(img: BitmapImage) -> tuple[np.ndarray, bool]:
         idx = _unpack_indices(rows, bpp, w, msb)
         ents = np.zeros(1 << bpp, np.uint32)  # entries past num_ents read as 0
         n = min(len(img.palette.ents), 1 << bpp)
-        ents[:n] = np.array(img.palette.ents[:n], np.uint64) & 0xFFFFFFFF
+        # the 32 bits an entry holds in memory, whatever int a hostile command carries
+        ents[:n] = [int(e) & 0xFFFFFFFF for e in img.palette.ents[:n]]
         return ents[idx].astype("<u4").view(np.uint8).reshape(h, w, 4), False
     if fmt not in _DIRECT_BPP:
         raise RenderError(f"unknown bitmap format {fmt}")

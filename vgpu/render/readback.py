@@ -115,6 +115,7 @@ class Readback(BatchEngine):
 
     def read_area(self, surface_id: int, area: QRect) -> list[tuple[QRect, np.ndarray]]:
         """The parts of `area` drawn since guest memory last got them (see the protocol)."""
+        self._settle_3d()
         surf = self._get_surface(surface_id)
         x0, y0, x1, y1 = check_rect(area, "update area")
         box = intersect((x0, y0, x1, y1), (0, 0, surf.width, surf.height))
@@ -145,6 +146,7 @@ class Readback(BatchEngine):
     def snapshot(self) -> Frame | None:
         """The primary as a new immutable Frame with the damage since the previous snapshot,
         or None when nothing changed (or there is no primary). Reads back only the damage."""
+        self._settle_3d()
         surf = self._surfaces.get(PRIMARY)
         if surf is None or not self._damage:
             return None
@@ -165,6 +167,7 @@ class Readback(BatchEngine):
         """`box` of the surface's pixels: a read-only view of its host shadow, valid until
         the next operation (copy what you keep). Reads back from GL only what changed since
         the last read (the shadow keeps the rest)."""
+        self._settle_3d()
         self.flush()
         if surf.shadow is None:
             surf.shadow = self._read_now(surf, (0, 0, surf.width, surf.height)).copy()
