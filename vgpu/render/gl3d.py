@@ -284,9 +284,9 @@ class Gl3dExecutor:
                 args = words[pos + 1 : pos + 1 + body].tolist()
                 pos += 1 + body
                 if op == _FENCE and pos == n and body == _FENCE_WORDS:
-                    # the batch's last command (a frame's end): signalled once the 2D state
-                    # is back, so the guest it wakes finds this thread done with the batch
-                    # rather than waiting on it (or it on the guest) for the interpreter
+                    # the batch's last command (a frame's end): written once the batch has
+                    # ended (its interrupt at the next Gl3dGuest.signal), so a guest that
+                    # sees it finds this thread done with the batch
                     last_fence = args
                 else:
                     if self._presented.records:  # noted before Python runs a command
