@@ -213,7 +213,9 @@ def main(outdir: Path) -> None:
          f"#define G3_GL_COMMANDS {len(cmds)}",
          f"#define G3_OP_glGetError {glwire.by_name()['glGetError'].opcode:#x}",
          f"#define G3_OP_PRESENT {glwire.VGPU_COMMANDS['PRESENT'][0]:#x}",
-         f"#define G3_PRESENT_WORDS {glwire.VGPU_COMMANDS['PRESENT'][1]}", "",
+         f"#define G3_PRESENT_WORDS {glwire.VGPU_COMMANDS['PRESENT'][1]}",
+         f"#define G3_OP_FENCE {glwire.VGPU_COMMANDS['FENCE'][0]:#x}",
+         f"#define G3_FENCE_WORDS {glwire.VGPU_COMMANDS['FENCE'][1]}", "",
          "struct g3_gl {"]
     names = sorted(c.name for c in cmds if c.excluded is None)
     h += [f"    __typeof__({n}) *{n[2:]};" for n in names]

@@ -1338,6 +1338,32 @@ uint32_t g3_execute(G3 *g, const uint8_t *w, uint32_t n, uint32_t pos)
     return n;
 }
 
+_Static_assert(G3_FENCE_WORDS == sizeof ((struct g3_run *)0)->fence / 4,
+               "g3_run.fence holds a FENCE's body");
+
+void g3_run(G3 *g, const uint8_t *w, uint32_t n, struct g3_run *r)
+{
+    if (r->pos == 0) {
+        r->fenced = 0;
+        g3_batch_begin(g);
+    }
+    uint32_t pos = g3_execute(g, w, n, r->pos);
+    /* the batch's end (a frame's) FENCE is the caller's to signal once the batch is over */
+    if (pos + 1 + G3_FENCE_WORDS == n && ((uintptr_t)w & 3) == 0
+            && g3_word(w, pos) == (G3_OP_FENCE | (uint32_t)G3_FENCE_WORDS << 16)) {
+        for (uint32_t i = 0; i < G3_FENCE_WORDS; i++)
+            r->fence[i] = g3_word(w, pos + 1 + i);
+        r->fenced = 1;
+        pos = n;
+    }
+    r->pos = pos;
+    r->context = g3_current(g);
+    if (pos >= n) {
+        r->state_on = (uint32_t)g3_batch_end(g);
+        r->lost = g3_take_lost(g);
+    }
+}
+
 void g3_counters(G3 *g, struct g3_counters *out)
 {
     *out = g->counters;

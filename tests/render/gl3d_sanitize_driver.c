@@ -1,6 +1,6 @@
 /* Drives the 3D executor's C (csrc/gl3d/) under AddressSanitizer and UBSan with real GL
  * (Mesa through EGL, no display): seed batches from files, mutated (words replaced with
- * interesting or random values, bits flipped), truncated, or random, through g3_execute,
+ * interesting or random values, bits flipped), truncated, or random, through g3_run,
  * with the few vgpu commands run here as Gl3dExecutor runs them, and PRESENTs onto a
  * TARGET x TARGET surface staged by g3_execute itself (g3_present_target). Guest memory is a buffer
  * whose memslot covers its first half: the second half must never change.
@@ -48,6 +48,7 @@ static uint32_t surf[SURFACES][3], surf_size[SURFACES], surf_samples[SURFACES];
 static long copied; /* presents g3_present_copy made */
 static long staged, decoded; /* PRESENTs g3_execute staged, g3_present_decode answered */
 static long failures;
+static long fenced; /* batches whose ending FENCE g3_run took */
 
 static void vgpu_command(G3 *g, uint32_t op, const uint32_t *a, uint32_t n)
 {
@@ -139,24 +140,25 @@ static void take_presented(G3 *g)
 
 static void run(G3 *g, const uint32_t *w, uint32_t n)
 {
-    g3_batch_begin(g);
-    uint32_t pos = 0;
-    while (pos < n) {
-        pos = g3_execute(g, (const uint8_t *)w, n, pos);
+    struct g3_run r = {0};
+    for (;;) {
+        g3_run(g, (const uint8_t *)w, n, &r);
         take_presented(g);
-        if (pos >= n)
+        if (r.pos >= n)
             break;
-        uint32_t op = w[pos] & 0xFFFF, body = w[pos] >> 16;
+        uint32_t pos = r.pos, op = w[pos] & 0xFFFF, body = w[pos] >> 16;
         if (body > n - pos - 1) {
             if (g3_current(g))
                 g3_lose(g, g3_current(g));
+            g3_batch_end(g);
+            g3_take_lost(g);
             break;
         }
         vgpu_command(g, op, w + pos + 1, body);
-        pos += 1 + body;
+        r.pos = pos + 1 + body;
     }
+    fenced += r.fenced;
     g3_to_2d(g);
-    g3_take_lost(g);
 }
 
 static const uint32_t interesting[] = {0, 1, 2, 3, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000,
@@ -255,8 +257,8 @@ int main(int argc, char **argv)
             g3_surface_free(g, surf[i], surf_samples[i]);
     g3_surface_free(g, target, 1);
     g3_free(g);
-    printf("%ld cases, %ld failures, %ld presents copied, %ld staged, %ld decoded\n", cases,
-           failures, copied, staged, decoded);
+    printf("%ld cases, %ld failures, %ld presents copied, %ld staged, %ld decoded, %ld fenced\n",
+           cases, failures, copied, staged, decoded, fenced);
     free(w);
     free(mem);
     free(prologue);

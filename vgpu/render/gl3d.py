@@ -220,6 +220,7 @@ class Gl3dExecutor:
         self._memory: tuple[int, int, Any] | None = None  # what _set_memory last gave C
         self._target: tuple[int, int, int] | None = None  # what _set_target last gave C
         self._decoded = ffi.new("struct g3_present *")  # g3_present_decode's answer
+        self._run = ffi.new("struct g3_run *")  # g3_run's state and answer
         self._presented = lib.g3_presented(self._host)  # the PRESENTs g3_execute ran
         self.current_context = 0
         """The context whose commands are running (0: none), for the device's watchdog."""
@@ -252,13 +253,11 @@ class Gl3dExecutor:
         if int(ffi.cast("uintptr_t", buf)) % 4:  # C reads whole words
             batch = bytes(batch)[: 4 * n]  # a new bytes object's data is aligned
             buf = ffi.from_buffer("uint8_t[]", batch)
-        # Python reads the few vgpu commands' words through a view: no copy, no numpy
-        words = memoryview(batch).cast("B")[: 4 * n].cast("I")
         self.renderer.flush()  # 2D work queued before this batch is drawn first
-        if n == 1 + _FENCE_WORDS and words[0] == _FENCE_HEADER:
+        if n == 1 + _FENCE_WORDS and (lone := ffi.cast("uint32_t *", buf))[0] == _FENCE_HEADER:
             # a batch of one FENCE (what a guest driver's gl_fence sends after each frame):
             # no GL, so no state to save and restore
-            self._fence(words[1:].tolist(), guest)
+            self._fence(lone[1:n], guest)
             guest.signal()  # no GL follows
             return
         self._set_memory(guest)
@@ -266,42 +265,51 @@ class Gl3dExecutor:
         self.busy_since = time.monotonic()
         if self._presented.records >= PRESENTS_NOTED_AT:
             self._take_presented()  # g3_execute runs a batch's presents behind those
-        lib.g3_batch_begin(self._host)
-        guest.signal()  # the last batch's fence, as this thread goes into C (Gl3dGuest)
-        pos = 0
-        last_fence = None
+        run = self._run
+        run.pos = 0
+        ended = False
+        words = None  # Python reads the few vgpu commands' words through a view: no copy
+        self.current_context = lib.g3_current(self._host)
+        # the last batch's fence, as this thread goes into C (Gl3dGuest), with no other C
+        # call between the two: each lets a woken guest that waits for the interpreter lock
+        # take it, which costs a wake-up on both sides
+        guest.signal()
         try:
-            while pos < n:
-                self.current_context = lib.g3_current(self._host)
-                pos = lib.g3_execute(self._host, buf, n, pos)
+            while True:
+                lib.g3_run(self._host, buf, n, run)  # to the end, or a command left here
+                pos = run.pos
                 if pos >= n:
+                    ended = True
                     break
+                if words is None:
+                    words = memoryview(batch).cast("B")[: 4 * n].cast("I")
                 header = words[pos]
                 op, body = header & 0xFFFF, header >> 16
                 if body > n - pos - 1:  # the header runs past the batch
                     self._lose_current(guest)
                     break
-                args = words[pos + 1 : pos + 1 + body].tolist()
-                pos += 1 + body
-                if op == _FENCE and pos == n and body == _FENCE_WORDS:
-                    # the batch's last command (a frame's end): written once the batch has
-                    # ended (its interrupt at the next Gl3dGuest.signal), so a guest that
-                    # sees it finds this thread done with the batch
-                    last_fence = args
-                else:
-                    if self._presented.records:  # noted before Python runs a command
-                        self._take_presented()
-                    self._vgpu(op, args, guest, buf + 4 * (pos - body))
+                run.pos = pos + 1 + body
+                if self._presented.records:  # noted before Python runs a command
+                    self._take_presented()
+                self._vgpu(op, words[pos + 1 : run.pos].tolist(), guest, buf + 4 * (pos + 1))
+                self.current_context = lib.g3_current(self._host)
         finally:
+            if not ended:  # left before g3_run ended the batch
+                run.fenced = 0
+                run.state_on = lib.g3_batch_end(self._host)
+                run.lost = lib.g3_take_lost(self._host)
             # a context's state stays on and presents wait to be noted, for the next batch
-            if lib.g3_batch_end(self._host) or self._presented.records:
+            if run.state_on or self._presented.records:
                 self.renderer._3d_pending = self._settle
-            for _ in range(lib.g3_take_lost(self._host)):
+            for _ in range(run.lost):
                 guest.count("lost_contexts")
             self.current_context = 0
             self.busy_since = None
-        if last_fence is not None:
-            self._fence(last_fence, guest)
+        if run.fenced:
+            # the batch's last command (a frame's end), written once the batch has ended (its
+            # interrupt at the next Gl3dGuest.signal), so a guest that sees it finds this
+            # thread done with the batch
+            self._fence(run.fence, guest)
 
     def _settle(self) -> None:
         """Notes the presents g3_execute ran and puts the 2D path's GL state back (for
@@ -380,7 +388,8 @@ class Gl3dExecutor:
         if not ok:
             guest.count("errors")
 
-    def _fence(self, args: list[int], guest: Gl3dGuest) -> None:
+    def _fence(self, args: Any, guest: Gl3dGuest) -> None:
+        """`args`: a FENCE's body words (a list, or g3_run's array)."""
         guest.fence(args[0] | args[1] << 32, bool(args[2] & abi.VGPU_3D_FENCE_INTERRUPT))
 
     def _run_vgpu(self, op: int, args: list[int], guest: Gl3dGuest, body: Any) -> bool:
