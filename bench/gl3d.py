@@ -124,7 +124,8 @@ class NullRing:
     def gl_submit_fence(self, batch: bytes | memoryview, interrupt: bool = True) -> int:
         return 1
 
-    def gl_wait_fence(self, value: int, timeout: float | None = None) -> bool:
+    def gl_wait_fence(self, value: int, timeout: float | None = None, *,
+                      paced: bool = False) -> bool:
         return True
 
     def gl_reply(self, nbytes: int) -> tuple[int, memoryview]:

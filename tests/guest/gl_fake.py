@@ -151,7 +151,8 @@ class FakeRing:
             self.completed = value
         return value
 
-    def gl_wait_fence(self, value: int, timeout: float | None = None) -> bool:
+    def gl_wait_fence(self, value: int, timeout: float | None = None, *,
+                      paced: bool = False) -> bool:
         self.waits.append(value)
         self.completed = max(self.completed, value)
         return True

@@ -16,7 +16,7 @@ from vgpu.device.device import GL_BATCHES_PER_PROCESS, GL_MAX_BATCH, GL_MAX_CONT
 from vgpu.device.glwire import VGPU_COMMANDS
 from vgpu.device.inprocess import DeviceThread, InProcessAttachment
 from vgpu.device.memory import PAGE
-from vgpu.guest.driver import GL_ALIGN, GuestDriver
+from vgpu.guest.driver import GL_ALIGN, PACE_MIN_NAP_S, GuestDriver
 
 FENCE_OP, FENCE_WORDS = VGPU_COMMANDS["FENCE"]
 MAKE_CURRENT_OP, _ = VGPU_COMMANDS["MAKE_CURRENT"]
@@ -289,6 +289,54 @@ def test_fence_area_is_where_the_rom_says(device: Device, guest: GuestDriver) ->
     raw = device.mem.mm[fence:fence + 8]
     assert struct.unpack("<Q", raw)[0] == 0x1122334455667788
     assert offsetof("Vgpu3dFence", "completed") == 0
+
+
+class SlowHost(RecordingBackend):
+    """A host that takes `seconds` per 3D batch, as a GL frame does."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def execute_3d(self, batch, guest) -> None:
+        time.sleep(self.seconds)
+        super().execute_3d(batch, guest)
+
+
+def test_paced_waits_nap_for_what_they_learn_and_still_see_every_fence() -> None:
+    """A present's back-pressure on a busy host (two frames in flight, the older one waited
+    for): the paced wait learns a nap of about the host's frame, and sees each fence."""
+    frame = 0.004
+    device = Device(SlowHost(frame), ram_size=8 << 20, vram_size=1 << 20)
+    try:
+        with DeviceThread(device):
+            guest = GuestDriver(InProcessAttachment(device))
+            pending = [guest.gl_fence()]
+            for _ in range(40):
+                pending.append(guest.gl_fence())
+                assert guest.gl_wait_fence(pending.pop(0), 5, paced=True)
+            assert guest.gl_completed() >= pending[0] - 1
+            # learnt from when the fences were seen: this backend's interrupt comes at the
+            # end of the device's process() call, up to GL_BATCHES_PER_PROCESS frames late
+            assert PACE_MIN_NAP_S <= guest._gl_nap < 3 * frame
+            # a fence that is already done: no nap, at once
+            t0 = time.monotonic()
+            assert guest.gl_wait_fence(pending[0] - 1, 5, paced=True)
+            assert time.monotonic() - t0 < frame / 2
+            # the host suddenly quick: the naps that come too late shrink
+            device.backend.seconds = 0.0
+            nap = guest._gl_nap
+            for _ in range(5):
+                assert guest.gl_wait_fence(guest.gl_fence(), 5, paced=True)
+            assert guest._gl_nap < nap
+            # a fence that never comes: False at the timeout, nap or not
+            guest._gl_nap = 0.02
+            t0 = time.monotonic()
+            assert not guest.gl_wait_fence(guest._gl_next_fence + 5, 0.005, paced=True)
+            assert time.monotonic() - t0 < 0.5
+    finally:
+        guest.close()
+        device.close()
 
 
 def test_a_fence_without_interrupt_is_seen_by_polling() -> None:

@@ -145,7 +145,8 @@ class Transport(Protocol):
 
     def gl_submit_fence(self, batch: bytes | memoryview, interrupt: bool = True) -> int: ...
 
-    def gl_wait_fence(self, value: int, timeout: float | None = None) -> bool: ...
+    def gl_wait_fence(self, value: int, timeout: float | None = None, *,
+                      paced: bool = False) -> bool: ...
 
     def gl_reply(self, nbytes: int) -> tuple[int, memoryview]: ...
 
@@ -301,7 +302,10 @@ class Context:
         return self.last_fence
 
     def wait(self, value: int, timeout: float = FENCE_TIMEOUT_S) -> None:
-        if not self.driver.gl_wait_fence(value, timeout):
+        self._wait(value, timeout, paced=False)
+
+    def _wait(self, value: int, timeout: float, *, paced: bool) -> None:
+        if not self.driver.gl_wait_fence(value, timeout, paced=paced):
             raise TimeoutError(f"3D fence {value} did not complete within {timeout} s")
 
     def finish(self) -> None:
@@ -325,7 +329,8 @@ class Context:
         x, y, w, h = rect if rect is not None else (0, 0, *fb.size)
         rects = [v for r in damage for v in r]
         while len(self.presents) >= MAX_PRESENTS_IN_FLIGHT:
-            self.wait(self.presents.popleft())
+            # the host is busy with the later ones: a wait that naps (driver.PACE_SPIN_S)
+            self._wait(self.presents.popleft(), FENCE_TIMEOUT_S, paced=True)
         self.enc.vgpu("PRESENT", fb.name, x, y, w, h, qxl_surface, dst[0], dst[1],
                       len(rects) // 4, rects=rects)
         value = self.fence()
