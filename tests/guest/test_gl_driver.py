@@ -329,11 +329,11 @@ def test_paced_waits_nap_for_what_they_learn_and_still_see_every_fence() -> None
             for _ in range(5):
                 assert guest.gl_wait_fence(guest.gl_fence(), 5, paced=True)
             assert guest._gl_nap < nap
-            # a fence that never comes: False at the timeout, nap or not
+            # a fence that never comes: False at the timeout, nap or not, and the nap as it was
             guest._gl_nap = 0.02
             t0 = time.monotonic()
             assert not guest.gl_wait_fence(guest._gl_next_fence + 5, 0.005, paced=True)
-            assert time.monotonic() - t0 < 0.5
+            assert time.monotonic() - t0 < 0.5 and guest._gl_nap == 0.02
     finally:
         guest.close()
         device.close()

@@ -752,10 +752,8 @@ class GuestDriver:
             return True
         start = time.monotonic()
         if paced:
-            done = self._gl_paced_wait(value, start, timeout)
-            if done is not None:
-                return done
-        elif self._gl_spin_skip:
+            return self._gl_paced_wait(value, start, timeout)
+        if self._gl_spin_skip:
             self._gl_spin_skip -= 1
         else:
             done = lib.vgpu_spin_until64(self._gl_completed, value,
@@ -782,9 +780,9 @@ class GuestDriver:
                 return False
             self.att.wait_irq(left)
 
-    def _gl_paced_wait(self, value: int, start: float, timeout: float | None) -> bool | None:
-        """gl_wait_fence's paced part (PACE_SPIN_S): a nap, then a spin; None when the fence
-        is still to come, for the sleep on the interrupt (whose end then teaches the nap)."""
+    def _gl_paced_wait(self, value: int, start: float, timeout: float | None) -> bool:
+        """gl_wait_fence, paced (PACE_SPIN_S): a nap, then a spin, then (the fence still to
+        come) the plain wait; what the nap missed teaches the next one."""
         nap = self._gl_nap if timeout is None else min(self._gl_nap, timeout)
         if nap >= PACE_MIN_NAP_S:
             time.sleep(nap)  # without the interpreter lock; asleep on no line the device sets
@@ -797,8 +795,9 @@ class GuestDriver:
         if not done:
             done = self.gl_wait_fence(value, None if timeout is None
                                       else max(0.0, timeout - (spin_from - start)))
-        missed = time.monotonic() - spin_from - PACE_SPIN_S
-        self._gl_nap = min(IRQ_POLL, max(0.0, nap + PACE_GAIN * missed))
+        if done:  # a wait that timed out says nothing of the next one
+            missed = time.monotonic() - spin_from - PACE_SPIN_S
+            self._gl_nap = min(IRQ_POLL, max(0.0, nap + PACE_GAIN * missed))
         return done
 
     def _gl_data_alloc(self, nbytes: int) -> int:
