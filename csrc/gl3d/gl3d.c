@@ -1349,7 +1349,7 @@ void g3_run(G3 *g, const uint8_t *w, uint32_t n, struct g3_run *r)
     }
     uint32_t pos = g3_execute(g, w, n, r->pos);
     /* the batch's end (a frame's) FENCE is the caller's to signal once the batch is over */
-    if (pos + 1 + G3_FENCE_WORDS == n && ((uintptr_t)w & 3) == 0
+    if (pos + 1 + G3_FENCE_WORDS == n
             && g3_word(w, pos) == (G3_OP_FENCE | (uint32_t)G3_FENCE_WORDS << 16)) {
         for (uint32_t i = 0; i < G3_FENCE_WORDS; i++)
             r->fence[i] = g3_word(w, pos + 1 + i);
@@ -1357,7 +1357,6 @@ void g3_run(G3 *g, const uint8_t *w, uint32_t n, struct g3_run *r)
         pos = n;
     }
     r->pos = pos;
-    r->context = g3_current(g);
     if (pos >= n) {
         r->state_on = (uint32_t)g3_batch_end(g);
         r->lost = g3_take_lost(g);

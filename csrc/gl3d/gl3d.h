@@ -60,14 +60,15 @@ void g3_to_2d(G3 *g);
  * vgpu command (opcode < 0x100) or nwords at the end. The batch is 4-byte aligned. */
 uint32_t g3_execute(G3 *g, const uint8_t *words, uint32_t nwords, uint32_t pos);
 
-/* A batch from r->pos in one call, where Python once made five: begins the batch (at pos 0),
- * runs it (g3_execute) and stops at the first vgpu command left to the caller (r->pos). A
- * FENCE that ends the batch is not left: its body goes to r->fence (r->fenced 1) for the
- * caller to signal once the batch is over. At the batch's end (r->pos == nwords) it ends
- * the batch (r->state_on: g3_batch_end's answer) and takes the contexts lost since the last
- * end (r->lost: g3_take_lost). r->context: the current context as it returned. */
+/* A batch from r->pos in one call (a steady frame's batch crosses into C once: between two
+ * frames the render thread's time is the frame's): begins the batch (at pos 0), runs it
+ * (g3_execute) and stops at the first vgpu command left to the caller (r->pos). A FENCE
+ * that ends the batch is not left: its body goes to r->fence (r->fenced 1) for the caller
+ * to signal once the batch is over. At the batch's end (r->pos == nwords) it ends the batch
+ * (r->state_on: g3_batch_end's answer) and takes the contexts lost since the last end
+ * (r->lost: g3_take_lost). */
 struct g3_run {
-    uint32_t pos, context, fenced, state_on, lost;
+    uint32_t pos, fenced, state_on, lost;
     uint32_t fence[3];  /* the ending FENCE's body: value low and high, flags */
 };
 void g3_run(G3 *g, const uint8_t *words, uint32_t nwords, struct g3_run *r);
