@@ -16,7 +16,7 @@ from vgpu.device.device import GL_BATCHES_PER_PROCESS, GL_MAX_BATCH, GL_MAX_CONT
 from vgpu.device.glwire import VGPU_COMMANDS
 from vgpu.device.inprocess import DeviceThread, InProcessAttachment
 from vgpu.device.memory import PAGE
-from vgpu.guest.driver import GL_ALIGN, PACE_MIN_NAP_S, GuestDriver
+from vgpu.guest.driver import GL_ALIGN, PACE_HISTORY, GuestDriver
 
 FENCE_OP, FENCE_WORDS = VGPU_COMMANDS["FENCE"]
 MAKE_CURRENT_OP, _ = VGPU_COMMANDS["MAKE_CURRENT"]
@@ -305,7 +305,8 @@ class SlowHost(RecordingBackend):
 
 def test_paced_waits_nap_for_what_they_learn_and_still_see_every_fence() -> None:
     """A present's back-pressure on a busy host (two frames in flight, the older one waited
-    for): the paced wait learns a nap of about the host's frame, and sees each fence."""
+    for): the paced waits learn the host's frame, see each fence, follow a quicker host and
+    not a host's stall."""
     frame = 0.004
     device = Device(SlowHost(frame), ram_size=8 << 20, vram_size=1 << 20)
     try:
@@ -316,24 +317,29 @@ def test_paced_waits_nap_for_what_they_learn_and_still_see_every_fence() -> None
                 pending.append(guest.gl_fence())
                 assert guest.gl_wait_fence(pending.pop(0), 5, paced=True)
             assert guest.gl_completed() >= pending[0] - 1
-            # learnt from when the fences were seen: this backend's interrupt comes at the
-            # end of the device's process() call, up to GL_BATCHES_PER_PROCESS frames late
-            assert PACE_MIN_NAP_S <= guest._gl_nap < 3 * frame
+            # learnt from when the fences were seen (this backend's interrupt comes at the
+            # end of the device's process() call, up to GL_BATCHES_PER_PROCESS frames late)
+            assert len(guest._gl_waits) == PACE_HISTORY
+            assert frame / 4 < min(guest._gl_waits)
             # a fence that is already done: no nap, at once
             t0 = time.monotonic()
             assert guest.gl_wait_fence(pending[0] - 1, 5, paced=True)
             assert time.monotonic() - t0 < frame / 2
-            # the host suddenly quick: the naps that come too late shrink
+            # one stall of the host: the next nap is learnt from the waits before it
+            device.backend.seconds = 10 * frame
+            assert guest.gl_wait_fence(guest.gl_fence(), 5, paced=True)
+            assert max(guest._gl_waits) > 10 * frame and min(guest._gl_waits) < 3 * frame
+            # the host quick from now on: each nap that finds its fence done is shorter
+            shortest = min(guest._gl_waits)
             device.backend.seconds = 0.0
-            nap = guest._gl_nap
-            for _ in range(5):
+            for _ in range(8):
                 assert guest.gl_wait_fence(guest.gl_fence(), 5, paced=True)
-            assert guest._gl_nap < nap
-            # a fence that never comes: False at the timeout, nap or not, and the nap as it was
-            guest._gl_nap = 0.02
+            assert min(guest._gl_waits) < shortest / 2
+            # a fence that never comes: False at the timeout, nap or not, the history kept
+            guest._gl_waits.extend([0.02] * PACE_HISTORY)
             t0 = time.monotonic()
             assert not guest.gl_wait_fence(guest._gl_next_fence + 5, 0.005, paced=True)
-            assert time.monotonic() - t0 < 0.5 and guest._gl_nap == 0.02
+            assert time.monotonic() - t0 < 0.5 and list(guest._gl_waits) == [0.02] * PACE_HISTORY
     finally:
         guest.close()
         device.close()

@@ -70,22 +70,25 @@ sleeper, woken first, sees its fence sooner than a spinner queued behind other w
 PACE_SPIN_S = 100e-6
 """A paced wait (a present's back-pressure: `gl_wait_fence(paced=True)`) naps through most
 of the time it expects to wait, without asking the interrupt to wake it, and spins for about
-this long at the end. The device then finds nobody asleep on the line when the fence comes:
-its render thread, which raised the interrupt between two frames' work, skips the wake-up
-(a futex system call and, on a virtual machine, an interprocessor interrupt: 25-40 us a
-frame of that thread, bench gl3d's 256x256 at 100 draw calls), as Linux's hybrid polling
-of block devices sleeps through half of a request's expected time and polls for the rest.
-The nap is learnt: a wait that spun longer than this naps longer the next time."""
+this long at the end (up to twice it). The device then finds nobody asleep on the line when
+the fence comes: its render thread, which raised the interrupt between two frames' work,
+skips the wake-up (a futex system call and, on a virtual machine, an interprocessor
+interrupt: 25-40 us a frame of that thread, bench gl3d's 256x256 at 100 draw calls), as
+Linux's hybrid polling of block devices sleeps through half of a request's expected time
+and polls for the rest."""
+
+PACE_HISTORY = 4
+"""Paced waits the nap is learnt from: it is the shortest of them less PACE_SPIN_S, so a
+wait that a stall of the host made long does not make the next naps oversleep (a nap
+longer than two frames would leave the host idle)."""
 
 PACE_MIN_NAP_S = 100e-6
 """Shorter naps are not taken: the kernel's timer slack alone is 50 us."""
 
 PACE_SHRINK = 0.75
-"""A fence that completed during the nap makes the next nap this much shorter (how late the
-nap was is unknown: the guest only sees that it was)."""
-
-PACE_GAIN = 0.5
-"""The part of a spin's miss (its length less PACE_SPIN_S) that the next nap takes on."""
+"""A fence that completed during the nap counts as a wait this much shorter than the nap
+(how much earlier it came is unknown: the guest only sees that it did), so the naps follow
+a quicker host by this factor a wait."""
 
 ALL_INTERRUPTS = (lib.QXL_INTERRUPT_DISPLAY | lib.QXL_INTERRUPT_CURSOR | lib.QXL_INTERRUPT_IO_CMD
                   | lib.QXL_INTERRUPT_ERROR | lib.QXL_INTERRUPT_CLIENT
@@ -281,7 +284,8 @@ class GuestDriver:
         self._gl_data: _RingArena | None = None
         self._gl_next_fence = 1
         self._gl_spin_skip = 0  # waits left that sleep at once (FENCE_SPIN_BACKOFF)
-        self._gl_nap = 0.0  # seconds a paced wait naps first (PACE_SPIN_S)
+        # the last paced waits' seconds, fence seen (PACE_HISTORY)
+        self._gl_waits: deque[float] = deque(maxlen=PACE_HISTORY)
         self.id_shift = 64 - self.rom.slot_id_bits
         self.gen_shift = self.id_shift - self.rom.slot_gen_bits
         self.surface0 = Allocator(ram + self.rom.draw_area_offset,
@@ -782,22 +786,26 @@ class GuestDriver:
 
     def _gl_paced_wait(self, value: int, start: float, timeout: float | None) -> bool:
         """gl_wait_fence, paced (PACE_SPIN_S): a nap, then a spin, then (the fence still to
-        come) the plain wait; what the nap missed teaches the next one."""
-        nap = self._gl_nap if timeout is None else min(self._gl_nap, timeout)
+        come) the plain wait; how long it took teaches the next naps (PACE_HISTORY)."""
+        nap = min(self._gl_waits, default=0.0) - PACE_SPIN_S
+        if timeout is not None:
+            nap = min(nap, timeout)
         if nap >= PACE_MIN_NAP_S:
             time.sleep(nap)  # without the interpreter lock; asleep on no line the device sets
             if self.gl_completed() >= value:
-                self._gl_nap = nap * PACE_SHRINK
+                self._gl_waits.append((time.monotonic() - start) * PACE_SHRINK)
                 return True
-        spin_from = time.monotonic()
-        done = lib.vgpu_spin_until64(self._gl_completed, value,
-                                     int(2 * PACE_SPIN_S * 1e9)) >= value
+        # a spin ends within 2 PACE_SPIN_S of the shortest wait: where the waits spread
+        # wider (long frames), it mostly would not see the fence, and is not made
+        spin = max(self._gl_waits, default=0.0) - min(self._gl_waits, default=0.0) \
+            <= 2 * PACE_SPIN_S
+        done = spin and lib.vgpu_spin_until64(self._gl_completed, value,
+                                              int(2 * PACE_SPIN_S * 1e9)) >= value
         if not done:
             done = self.gl_wait_fence(value, None if timeout is None
-                                      else max(0.0, timeout - (spin_from - start)))
+                                      else max(0.0, timeout - (time.monotonic() - start)))
         if done:  # a wait that timed out says nothing of the next one
-            missed = time.monotonic() - spin_from - PACE_SPIN_S
-            self._gl_nap = min(IRQ_POLL, max(0.0, nap + PACE_GAIN * missed))
+            self._gl_waits.append(time.monotonic() - start)
         return done
 
     def _gl_data_alloc(self, nbytes: int) -> int:
