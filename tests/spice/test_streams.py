@@ -187,14 +187,20 @@ def moving_frames(width: int, height: int, count: int) -> list:
     return frames
 
 
+RECENT_FRAMES = 4
+"""How far behind the last frame a decoded picture may be (the frames come every 40 ms)."""
+
+
 @needs_glib
 @pytest.mark.parametrize("codec", ["h264", "vp8"])
 def test_spice_gtk_announces_and_decodes_video_codecs(tmp_path, codec):
     """spice-gtk with GStreamer's decoders lists H.264 and VP8; the server picks the
-    one --video-codecs puts first and the client's decoded picture is close to the
-    frames sent. GStreamer's H.264 decoder holds one frame back while more come,
-    so the picture may be the frame before the last; once the region is still the
-    stream ends and the lossless redraw makes it exact."""
+    one --video-codecs puts first and the client's decoded picture is close to one of
+    the last frames sent. Not always the last: GStreamer's H.264 decoder holds one frame
+    back while more come, and on a loaded host the server merges frames a client is
+    behind on and spice-gtk drops a frame it got too late to show while a newer one
+    waits (a CI run showed the third from last). Once the region is still the stream
+    ends and the lossless redraw makes it exact."""
     width, height = 320, 240
     source = SyntheticSource()
     source.publish(pattern(width, height))
@@ -219,7 +225,7 @@ def test_spice_gtk_announces_and_decodes_video_codecs(tmp_path, codec):
             for f in frames
         ]
         nearest = int(np.argmin(errors))
-        assert nearest >= len(frames) - 2 and errors[nearest] < 12, errors
+        assert nearest >= len(frames) - RECENT_FRAMES and errors[nearest] < 12, errors
         ends_exact(client, tmp_path, frames[-1])
     finally:
         client.close()
